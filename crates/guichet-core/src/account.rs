@@ -1,0 +1,370 @@
+//! Accounts and the values they are made of, parsed once at the edge
+//! (`Identifier::parse`, `EmailAddress::parse`…) so that the rest of the code never
+//! holds an unchecked string.
+
+use jiff::Timestamp;
+
+use crate::password::PasswordHash;
+
+/// An account's database id. Never a bare integer between layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(i64);
+
+impl AccountId {
+    /// Wraps an id read from storage.
+    pub fn from_stored(id: i64) -> Self {
+        Self(id)
+    }
+
+    /// The raw id, for storage.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// Why a text is not a valid identifier. The messages are shown to people, in French.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    /// Nothing typed.
+    #[error("l'identifiant est vide")]
+    Empty,
+    /// Too short or too long.
+    #[error("l'identifiant doit compter de {min} à {max} caractères")]
+    Length {
+        /// Shortest allowed.
+        min: usize,
+        /// Longest allowed.
+        max: usize,
+    },
+    /// A character outside the allowed set.
+    #[error(
+        "l'identifiant ne peut contenir que des lettres sans accent, des chiffres, « . », « _ » et « - », et doit commencer par une lettre ou un chiffre"
+    )]
+    Characters,
+}
+
+/// A member's login identifier: trimmed, lower-case (so comparisons ignore case),
+/// 2 to 64 characters among `a-z 0-9 . _ -`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identifier(String);
+
+impl Identifier {
+    /// Shortest identifier.
+    pub const MIN: usize = 2;
+    /// Longest identifier.
+    pub const MAX: usize = 64;
+
+    /// Parses what someone typed.
+    pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
+        let value = raw.trim().to_lowercase();
+        if value.is_empty() {
+            return Err(IdentifierError::Empty);
+        }
+        let count = value.chars().count();
+        if !(Self::MIN..=Self::MAX).contains(&count) {
+            return Err(IdentifierError::Length {
+                min: Self::MIN,
+                max: Self::MAX,
+            });
+        }
+        let allowed =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+        let starts_well = value.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if !starts_well || !value.chars().all(allowed) {
+            return Err(IdentifierError::Characters);
+        }
+        Ok(Self(value))
+    }
+
+    /// Rebuilds an identifier read back from storage, where it was stored parsed.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The canonical (lower-case) form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a text is not a usable email address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("l'adresse électronique n'est pas valide (exemple : prenom.nom@hopital.fr)")]
+pub struct EmailError;
+
+/// An email address: trimmed, lower-case, one `@`, a dotted domain, no spaces or
+/// control characters, at most 254 characters. Deliberately lenient on the local part:
+/// the mail server is the judge, we only refuse what cannot be an address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// Parses what someone typed.
+    pub fn parse(raw: &str) -> Result<Self, EmailError> {
+        let value = raw.trim().to_lowercase();
+        let (local, domain) = value.rsplit_once('@').ok_or(EmailError)?;
+        let plain = |s: &str| {
+            !s.is_empty()
+                && !s.chars().any(|c| {
+                    c.is_whitespace()
+                        || c.is_control()
+                        || matches!(
+                            c,
+                            '<' | '>' | ',' | ';' | '"' | '\\' | '(' | ')' | '[' | ']'
+                        )
+                })
+        };
+        let domain_ok = plain(domain)
+            && !domain.contains('@')
+            && domain.contains('.')
+            && domain
+                .split('.')
+                .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+        if value.len() > 254
+            || local.len() > 64
+            || !plain(local)
+            || local.contains('@')
+            || !domain_ok
+        {
+            return Err(EmailError);
+        }
+        Ok(Self(value))
+    }
+
+    /// Rebuilds an address read back from storage.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a display name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("le nom doit compter au plus 120 caractères, sans caractère de contrôle")]
+pub struct DisplayNameError;
+
+/// The name shown on pages and in emails. May be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// Parses what someone typed: trimmed, inner whitespace collapsed.
+    pub fn parse(raw: &str) -> Result<Self, DisplayNameError> {
+        let value = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        if value.chars().count() > 120 || value.chars().any(char::is_control) {
+            return Err(DisplayNameError);
+        }
+        Ok(Self(value))
+    }
+
+    /// Rebuilds a name read back from storage.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Role {
+    /// A member of the association.
+    #[default]
+    Member,
+    /// Assistance desk staff.
+    Assistance,
+    /// Administrators: the desk, plus managing staff.
+    Admin,
+}
+
+/// An unknown role name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rôle inconnu « {0} » (attendu : member, assistance ou admin)")]
+pub struct RoleError(pub String);
+
+impl Role {
+    /// The stored and command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Assistance => "assistance",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored or typed name.
+    pub fn parse(raw: &str) -> Result<Self, RoleError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "member" => Ok(Self::Member),
+            "assistance" => Ok(Self::Assistance),
+            "admin" => Ok(Self::Admin),
+            other => Err(RoleError(other.to_owned())),
+        }
+    }
+
+    /// Staff roles reach the console.
+    pub fn is_staff(self) -> bool {
+        matches!(self, Self::Assistance | Self::Admin)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An account as stored.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Database id.
+    pub id: AccountId,
+    /// Login identifier.
+    pub identifier: Identifier,
+    /// Where its mail goes.
+    pub email: EmailAddress,
+    /// Shown on pages.
+    pub display_name: DisplayName,
+    /// What it may do.
+    pub role: Role,
+    /// Argon2id PHC string; `None` until a password is set (invitation pending).
+    pub password_hash: Option<PasswordHash>,
+    /// The next login must choose a new password.
+    pub must_change_password: bool,
+    /// Refused at login until this instant.
+    pub locked_until: Option<Timestamp>,
+    /// When the account was created.
+    pub created_at: Timestamp,
+    /// Last change to the account row.
+    pub updated_at: Timestamp,
+    /// Last successful login.
+    pub last_login_at: Option<Timestamp>,
+}
+
+impl Account {
+    /// Whether the account is locked at `now`.
+    pub fn is_locked_at(&self, now: Timestamp) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
+
+    /// The name to greet with: the display name, or the identifier when there is none.
+    pub fn greeting_name(&self) -> &str {
+        if self.display_name.as_str().is_empty() {
+            self.identifier.as_str()
+        } else {
+            self.display_name.as_str()
+        }
+    }
+}
+
+/// What it takes to create an account.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Login identifier.
+    pub identifier: Identifier,
+    /// Email address.
+    pub email: EmailAddress,
+    /// Display name.
+    pub display_name: DisplayName,
+    /// Role.
+    pub role: Role,
+    /// Initial password hash, if any.
+    pub password_hash: Option<PasswordHash>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_trimmed_and_lower_cased() {
+        assert_eq!(
+            Identifier::parse("  Marie.Durand ").map(|i| i.0),
+            Ok("marie.durand".to_owned())
+        );
+    }
+
+    #[test]
+    fn identifiers_refuse_odd_characters_and_lengths() {
+        assert_eq!(Identifier::parse("   "), Err(IdentifierError::Empty));
+        assert_eq!(
+            Identifier::parse("a"),
+            Err(IdentifierError::Length { min: 2, max: 64 })
+        );
+        assert_eq!(
+            Identifier::parse(&"a".repeat(65)),
+            Err(IdentifierError::Length { min: 2, max: 64 })
+        );
+        for bad in [
+            "marie durand",
+            "élodie",
+            ".marie",
+            "marie@x.fr",
+            "a;drop",
+            "mé",
+        ] {
+            assert_eq!(
+                Identifier::parse(bad),
+                Err(IdentifierError::Characters),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn emails_are_lower_cased_and_checked() {
+        assert_eq!(
+            EmailAddress::parse(" Marie.Durand@CHU-Lyon.fr ").map(|e| e.0),
+            Ok("marie.durand@chu-lyon.fr".to_owned())
+        );
+        for bad in [
+            "",
+            "marie",
+            "marie@",
+            "@chu.fr",
+            "marie@chu",
+            "ma rie@chu.fr",
+            "marie@chu..fr",
+            "a@b@c.fr",
+            "m<x>@chu.fr",
+        ] {
+            assert_eq!(EmailAddress::parse(bad), Err(EmailError), "{bad}");
+        }
+    }
+
+    #[test]
+    fn display_names_collapse_whitespace() {
+        assert_eq!(
+            DisplayName::parse("  Dr  Marie\tDurand ").map(|n| n.0),
+            Ok("Dr Marie Durand".to_owned())
+        );
+        assert!(DisplayName::parse(&"x".repeat(121)).is_err());
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::Member, Role::Assistance, Role::Admin] {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+        }
+        assert!(Role::parse("root").is_err());
+    }
+}

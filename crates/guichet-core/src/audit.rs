@@ -1,0 +1,154 @@
+//! The audit trail: who did what to which account, when, and from where.
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+
+use crate::account::AccountId;
+
+/// Where a request came from, as far as the server can tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    /// The client's address (after trusted proxies), `None` from the command line.
+    pub address: Option<IpAddr>,
+    /// The browser's `User-Agent`, cut to 200 characters.
+    pub user_agent: Option<String>,
+}
+
+impl RequestContext {
+    /// The longest user agent kept.
+    pub const USER_AGENT_MAX: usize = 200;
+
+    /// Builds a context, trimming the user agent.
+    pub fn new(address: Option<IpAddr>, user_agent: Option<&str>) -> Self {
+        let user_agent = user_agent
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(Self::USER_AGENT_MAX)
+                    .collect::<String>()
+            })
+            .filter(|ua| !ua.is_empty());
+        Self {
+            address,
+            user_agent,
+        }
+    }
+}
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// The account's owner, or whoever typed its identifier.
+    Member,
+    /// A staff account, through the console.
+    Staff(AccountId),
+    /// The operator, through the command line.
+    Operator,
+    /// guichet itself (an expired lock, a background job).
+    System,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditKind {
+    /// A login succeeded.
+    LoginSucceeded,
+    /// A wrong password was given for an existing account.
+    LoginFailed,
+    /// A login was refused because the account is locked (the password was not checked).
+    LoginRefusedLocked,
+    /// The account locked after too many failures.
+    AccountLocked,
+    /// A lock was lifted by hand.
+    AccountUnlocked,
+    /// The account was created.
+    AccountCreated,
+    /// The password changed.
+    PasswordChanged,
+    /// The member logged out.
+    LoggedOut,
+}
+
+impl AuditKind {
+    /// Every kind, for parsing.
+    pub const ALL: [Self; 8] = [
+        Self::LoginSucceeded,
+        Self::LoginFailed,
+        Self::LoginRefusedLocked,
+        Self::AccountLocked,
+        Self::AccountUnlocked,
+        Self::AccountCreated,
+        Self::PasswordChanged,
+        Self::LoggedOut,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::LoginRefusedLocked => "login_refused_locked",
+            Self::AccountLocked => "account_locked",
+            Self::AccountUnlocked => "account_unlocked",
+            Self::AccountCreated => "account_created",
+            Self::PasswordChanged => "password_changed",
+            Self::LoggedOut => "logged_out",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(stored: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == stored)
+    }
+
+    /// A short French label for people.
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Self::LoginSucceeded => "connexion réussie",
+            Self::LoginFailed => "mot de passe erroné",
+            Self::LoginRefusedLocked => "connexion refusée (compte suspendu)",
+            Self::AccountLocked => "compte suspendu",
+            Self::AccountUnlocked => "compte réactivé",
+            Self::AccountCreated => "compte créé",
+            Self::PasswordChanged => "mot de passe changé",
+            Self::LoggedOut => "déconnexion",
+        }
+    }
+}
+
+/// An event to record.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    /// When.
+    pub at: Timestamp,
+    /// Which account, if any.
+    pub account_id: Option<AccountId>,
+    /// What.
+    pub kind: AuditKind,
+    /// Who.
+    pub actor: Actor,
+    /// From where.
+    pub context: RequestContext,
+    /// A short free text (never a secret).
+    pub detail: Option<String>,
+}
+
+/// A recorded event.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// Storage order.
+    pub id: i64,
+    /// When.
+    pub at: Timestamp,
+    /// Which account, if any.
+    pub account_id: Option<AccountId>,
+    /// What.
+    pub kind: AuditKind,
+    /// Who.
+    pub actor: Actor,
+    /// From where.
+    pub context: RequestContext,
+    /// A short free text.
+    pub detail: Option<String>,
+}

@@ -1,0 +1,19 @@
+//! guichet's domain: who members are, how they prove it, and when the door stays shut.
+//!
+//! Nothing here knows about HTTP, SQL or SMTP. The outside world plugs in through the
+//! small traits of [`ports`] (storage), [`hashing::PasswordHasher`] and [`clock::Clock`],
+//! so every rule can be tested with an in-memory fake and a clock that moves on demand.
+
+pub mod account;
+pub mod audit;
+pub mod clock;
+pub mod hashing;
+pub mod lockout;
+pub mod login;
+pub mod members;
+pub mod password;
+pub mod ports;
+pub mod session;
+pub mod token;
+
+pub use jiff::{SignedDuration, Timestamp};

@@ -1,0 +1,99 @@
+//! The audit trail.
+
+use async_trait::async_trait;
+use guichet_core::account::AccountId;
+use guichet_core::audit::{Actor, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
+use guichet_core::ports::{AuditStore, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row as _, Transaction};
+
+use crate::{SqlStore, backend, millis, timestamp};
+
+fn actor_columns(actor: Actor) -> (&'static str, Option<i64>) {
+    match actor {
+        Actor::Member => ("member", None),
+        Actor::Staff(id) => ("staff", Some(id.get())),
+        Actor::Operator => ("operator", None),
+        Actor::System => ("system", None),
+    }
+}
+
+fn actor_from_columns(kind: &str, id: Option<i64>) -> Actor {
+    match (kind, id) {
+        ("staff", Some(id)) => Actor::Staff(AccountId::from_stored(id)),
+        ("operator", _) => Actor::Operator,
+        ("system", _) => Actor::System,
+        _ => Actor::Member,
+    }
+}
+
+/// Appends an event inside a transaction; returns its id.
+pub(crate) async fn insert_event(
+    tx: &mut Transaction<'_, Any>,
+    event: &NewAuditEvent,
+) -> Result<i64, StoreError> {
+    let (actor_kind, actor_id) = actor_columns(event.actor);
+    sqlx::query_scalar(
+        "INSERT INTO audit_events (at, account_id, kind, actor_kind, actor_id, address, user_agent, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(millis(event.at))
+    .bind(event.account_id.map(AccountId::get))
+    .bind(event.kind.as_str())
+    .bind(actor_kind)
+    .bind(actor_id)
+    .bind(event.context.address.map(|a| a.to_string()))
+    .bind(event.context.user_agent.clone())
+    .bind(event.detail.clone())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)
+}
+
+fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
+    let kind: String = row.try_get("kind").map_err(backend)?;
+    let actor_kind: String = row.try_get("actor_kind").map_err(backend)?;
+    let address: Option<String> = row.try_get("address").map_err(backend)?;
+    Ok(AuditEvent {
+        id: row.try_get("id").map_err(backend)?,
+        at: timestamp(row.try_get("at").map_err(backend)?)?,
+        account_id: row
+            .try_get::<Option<i64>, _>("account_id")
+            .map_err(backend)?
+            .map(AccountId::from_stored),
+        kind: AuditKind::parse(&kind)
+            .ok_or_else(|| StoreError::Backend(format!("unknown audit kind {kind}").into()))?,
+        actor: actor_from_columns(&actor_kind, row.try_get("actor_id").map_err(backend)?),
+        context: RequestContext {
+            address: address.and_then(|a| a.parse().ok()),
+            user_agent: row.try_get("user_agent").map_err(backend)?,
+        },
+        detail: row.try_get("detail").map_err(backend)?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn record_event(&self, event: NewAuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn account_events(
+        &self,
+        account: AccountId,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, account_id, kind, actor_kind, actor_id, address, user_agent, detail \
+             FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(account.get())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(event_from_row).collect()
+    }
+}

@@ -1,0 +1,132 @@
+//! guichet's storage: one implementation of the `guichet_core::ports` contract for both
+//! SQLite and PostgreSQL.
+//!
+//! The queries are written once, in the SQL both databases speak (`$1` placeholders,
+//! `RETURNING`, `ON CONFLICT`), and run through sqlx's `Any` driver. Times are stored as
+//! Unix milliseconds written by the application's clock, never the database's, so a
+//! test clock moves everything. Each backend keeps its own migrations folder.
+
+mod accounts;
+mod audit;
+mod database_url;
+mod sessions;
+pub mod testing;
+mod throttle;
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use guichet_core::Timestamp;
+use guichet_core::ports::StoreError;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor as _};
+
+pub use database_url::{Backend, DatabaseUrl};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database, as guichet's store.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// Connects (creating the SQLite file on first run) without migrating.
+    pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = url.backend();
+        if backend == Backend::Sqlite {
+            url.create_sqlite_parent_dir()?;
+        }
+        let options = AnyConnectOptions::from_str(url.connect_string().as_str())
+            .with_context(|| format!("invalid database URL {url}"))?;
+        let pool = AnyPoolOptions::new()
+            // SQLite writes one at a time whatever the pool size; a few connections let
+            // reads go on beside the writer (WAL).
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA busy_timeout = 10000",
+                        ] {
+                            connection.execute(pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("could not connect to the database {url}"))?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Connects and applies pending migrations.
+    pub async fn connect_and_migrate(url: &DatabaseUrl) -> anyhow::Result<Self> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("could not apply the database migrations")
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Wraps a database failure.
+fn backend(error: sqlx::Error) -> StoreError {
+    StoreError::Backend(Box::new(error))
+}
+
+fn millis(at: Timestamp) -> i64 {
+    at.as_millisecond()
+}
+
+fn timestamp(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(ms).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+fn optional_timestamp(ms: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    ms.map(timestamp).transpose()
+}
+
+/// A short random suffix for names (test databases).
+fn random_suffix() -> String {
+    guichet_core::token::hex(&guichet_core::token::random_bytes::<6>())
+}

@@ -1,0 +1,107 @@
+//! Server-side sessions.
+
+use async_trait::async_trait;
+use guichet_core::Timestamp;
+use guichet_core::account::AccountId;
+use guichet_core::ports::{SessionStore, StoreError};
+use guichet_core::session::{NewSession, Session};
+use guichet_core::token::TokenHash;
+use sqlx::Row as _;
+
+use crate::{SqlStore, backend, millis, timestamp};
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, account_id, csrf_token, created_at, idle_expires_at, expires_at, address, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(session.token_hash.as_str())
+        .bind(session.account_id.get())
+        .bind(session.csrf_token.as_str())
+        .bind(millis(session.created_at))
+        .bind(millis(session.idle_expires_at))
+        .bind(millis(session.expires_at))
+        .bind(session.context.address.map(|a| a.to_string()))
+        .bind(session.context.user_agent.clone())
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+    }
+
+    async fn find_session(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token_hash, account_id, csrf_token, created_at, idle_expires_at, expires_at FROM sessions \
+             WHERE token_hash = $1 AND idle_expires_at > $2 AND expires_at > $2",
+        )
+        .bind(token.as_str())
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let get = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
+        Ok(Some(Session {
+            token_hash: TokenHash::from_stored(row.try_get("token_hash").map_err(backend)?),
+            account_id: AccountId::from_stored(get("account_id")?),
+            csrf_token: row.try_get("csrf_token").map_err(backend)?,
+            created_at: timestamp(get("created_at")?)?,
+            idle_expires_at: timestamp(get("idle_expires_at")?)?,
+            expires_at: timestamp(get("expires_at")?)?,
+        }))
+    }
+
+    async fn touch_session(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+        idle_expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET idle_expires_at = $2 WHERE token_hash = $1 AND idle_expires_at > $3")
+            .bind(token.as_str())
+            .bind(millis(idle_expires_at))
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token.as_str())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn delete_account_sessions(
+        &self,
+        account: AccountId,
+        keep: Option<&TokenHash>,
+    ) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash <> $2")
+            .bind(account.get())
+            .bind(keep.map_or("", TokenHash::as_str))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(backend)
+    }
+
+    async fn purge_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE idle_expires_at <= $1 OR expires_at <= $1")
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(backend)
+    }
+}

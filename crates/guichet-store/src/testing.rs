@@ -1,0 +1,128 @@
+//! Fresh databases for tests: a temporary SQLite file, or a new database on the
+//! PostgreSQL server named by `GUICHET_TEST_POSTGRES_URL`, dropped afterwards.
+//!
+//! Without that variable the PostgreSQL tests say they skipped; under CI (`CI` set)
+//! its absence is an error, so a CI run cannot pass without having run them.
+
+use anyhow::Context as _;
+use sqlx::{Connection as _, Executor as _};
+
+use crate::{DatabaseUrl, SqlStore};
+
+/// The variable naming the PostgreSQL server tests may create databases on.
+pub const POSTGRES_URL_VARIABLE: &str = "GUICHET_TEST_POSTGRES_URL";
+
+/// A database that lives as long as the test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: DatabaseUrl,
+    _cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Directory(#[expect(dead_code, reason = "held for its Drop")] tempfile::TempDir),
+    Postgres { server: String, name: String },
+}
+
+impl TestDatabase {
+    /// A new SQLite file in a temporary folder.
+    pub fn sqlite() -> Self {
+        #[expect(clippy::expect_used, reason = "a test cannot go on without its folder")]
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let url = DatabaseUrl::parse(&format!("sqlite://{}/guichet.db", dir.path().display()))
+            .unwrap_or_else(|e| panic!("temporary SQLite URL: {e}"));
+        Self {
+            url,
+            _cleanup: Cleanup::Directory(dir),
+        }
+    }
+
+    /// A new database on the test PostgreSQL server, or `None` (after saying so) when
+    /// none is configured.
+    pub async fn postgres() -> Option<Self> {
+        let Ok(server) = std::env::var(POSTGRES_URL_VARIABLE) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{POSTGRES_URL_VARIABLE} must be set under CI: the PostgreSQL tests would not run"
+            );
+            eprintln!(
+                "SKIPPED (PostgreSQL): set {POSTGRES_URL_VARIABLE}=postgres://postgres@127.0.0.1:5432/postgres to run it"
+            );
+            return None;
+        };
+        let name = format!("guichet_test_{}", crate::random_suffix());
+        match create_postgres_database(&server, &name).await {
+            Ok(url) => Some(Self {
+                url,
+                _cleanup: Cleanup::Postgres { server, name },
+            }),
+            Err(error) => {
+                panic!("could not create a test database on {POSTGRES_URL_VARIABLE}: {error:#}")
+            }
+        }
+    }
+
+    /// Where it is.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// A migrated store on it.
+    pub async fn store(&self) -> SqlStore {
+        SqlStore::connect_and_migrate(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("test database: {e:#}"))
+    }
+}
+
+async fn create_postgres_database(server: &str, name: &str) -> anyhow::Result<DatabaseUrl> {
+    let mut admin = sqlx::PgConnection::connect(server)
+        .await
+        .context("connecting")?;
+    admin
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .context("CREATE DATABASE")?;
+    let (base, query) = server
+        .split_once('?')
+        .map_or((server, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut url = format!("{}/{name}", &base[..path_start]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    DatabaseUrl::parse(&url).context("test database URL")
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Self::Postgres { server, name } = self else {
+            return;
+        };
+        let (server, name) = (server.clone(), name.clone());
+        // Drop runs outside async: a short-lived thread with its own runtime does the work.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                    let _ = admin
+                        .execute(
+                            format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str(),
+                        )
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
