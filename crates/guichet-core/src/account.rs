@@ -62,13 +62,9 @@ impl Identifier {
         }
         let count = value.chars().count();
         if !(Self::MIN..=Self::MAX).contains(&count) {
-            return Err(IdentifierError::Length {
-                min: Self::MIN,
-                max: Self::MAX,
-            });
+            return Err(IdentifierError::Length { min: Self::MIN, max: Self::MAX });
         }
-        let allowed =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
         let starts_well = value.starts_with(|c: char| c.is_ascii_alphanumeric());
         if !starts_well || !value.chars().all(allowed) {
             return Err(IdentifierError::Characters);
@@ -89,7 +85,7 @@ impl Identifier {
 
 impl std::fmt::Display for Identifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -114,24 +110,14 @@ impl EmailAddress {
                 && !s.chars().any(|c| {
                     c.is_whitespace()
                         || c.is_control()
-                        || matches!(
-                            c,
-                            '<' | '>' | ',' | ';' | '"' | '\\' | '(' | ')' | '[' | ']'
-                        )
+                        || matches!(c, '<' | '>' | ',' | ';' | '"' | '\\' | '(' | ')' | '[' | ']')
                 })
         };
         let domain_ok = plain(domain)
             && !domain.contains('@')
             && domain.contains('.')
-            && domain
-                .split('.')
-                .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
-        if value.len() > 254
-            || local.len() > 64
-            || !plain(local)
-            || local.contains('@')
-            || !domain_ok
-        {
+            && domain.split('.').all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+        if value.len() > 254 || local.len() > 64 || !plain(local) || local.contains('@') || !domain_ok {
             return Err(EmailError);
         }
         Ok(Self(value))
@@ -150,7 +136,7 @@ impl EmailAddress {
 
 impl std::fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -229,7 +215,7 @@ impl Role {
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -268,11 +254,7 @@ impl Account {
 
     /// The name to greet with: the display name, or the identifier when there is none.
     pub fn greeting_name(&self) -> &str {
-        if self.display_name.as_str().is_empty() {
-            self.identifier.as_str()
-        } else {
-            self.display_name.as_str()
-        }
+        if self.display_name.as_str().is_empty() { self.identifier.as_str() } else { self.display_name.as_str() }
     }
 }
 
@@ -297,36 +279,16 @@ mod tests {
 
     #[test]
     fn identifiers_are_trimmed_and_lower_cased() {
-        assert_eq!(
-            Identifier::parse("  Marie.Durand ").map(|i| i.0),
-            Ok("marie.durand".to_owned())
-        );
+        assert_eq!(Identifier::parse("  Marie.Durand ").map(|i| i.0), Ok("marie.durand".to_owned()));
     }
 
     #[test]
     fn identifiers_refuse_odd_characters_and_lengths() {
         assert_eq!(Identifier::parse("   "), Err(IdentifierError::Empty));
-        assert_eq!(
-            Identifier::parse("a"),
-            Err(IdentifierError::Length { min: 2, max: 64 })
-        );
-        assert_eq!(
-            Identifier::parse(&"a".repeat(65)),
-            Err(IdentifierError::Length { min: 2, max: 64 })
-        );
-        for bad in [
-            "marie durand",
-            "élodie",
-            ".marie",
-            "marie@x.fr",
-            "a;drop",
-            "mé",
-        ] {
-            assert_eq!(
-                Identifier::parse(bad),
-                Err(IdentifierError::Characters),
-                "{bad}"
-            );
+        assert_eq!(Identifier::parse("a"), Err(IdentifierError::Length { min: 2, max: 64 }));
+        assert_eq!(Identifier::parse(&"a".repeat(65)), Err(IdentifierError::Length { min: 2, max: 64 }));
+        for bad in ["marie durand", "élodie", ".marie", "marie@x.fr", "a;drop", "mé"] {
+            assert_eq!(Identifier::parse(bad), Err(IdentifierError::Characters), "{bad}");
         }
     }
 
@@ -336,27 +298,16 @@ mod tests {
             EmailAddress::parse(" Marie.Durand@CHU-Lyon.fr ").map(|e| e.0),
             Ok("marie.durand@chu-lyon.fr".to_owned())
         );
-        for bad in [
-            "",
-            "marie",
-            "marie@",
-            "@chu.fr",
-            "marie@chu",
-            "ma rie@chu.fr",
-            "marie@chu..fr",
-            "a@b@c.fr",
-            "m<x>@chu.fr",
-        ] {
+        for bad in
+            ["", "marie", "marie@", "@chu.fr", "marie@chu", "ma rie@chu.fr", "marie@chu..fr", "a@b@c.fr", "m<x>@chu.fr"]
+        {
             assert_eq!(EmailAddress::parse(bad), Err(EmailError), "{bad}");
         }
     }
 
     #[test]
     fn display_names_collapse_whitespace() {
-        assert_eq!(
-            DisplayName::parse("  Dr  Marie\tDurand ").map(|n| n.0),
-            Ok("Dr Marie Durand".to_owned())
-        );
+        assert_eq!(DisplayName::parse("  Dr  Marie\tDurand ").map(|n| n.0), Ok("Dr Marie Durand".to_owned()));
         assert!(DisplayName::parse(&"x".repeat(121)).is_err());
     }
 

@@ -22,17 +22,9 @@ impl RequestContext {
     /// Builds a context, trimming the user agent.
     pub fn new(address: Option<IpAddr>, user_agent: Option<&str>) -> Self {
         let user_agent = user_agent
-            .map(|ua| {
-                ua.chars()
-                    .filter(|c| !c.is_control())
-                    .take(Self::USER_AGENT_MAX)
-                    .collect::<String>()
-            })
+            .map(|ua| ua.chars().filter(|c| !c.is_control()).take(Self::USER_AGENT_MAX).collect::<String>())
             .filter(|ua| !ua.is_empty());
-        Self {
-            address,
-            user_agent,
-        }
+        Self { address, user_agent }
     }
 }
 

@@ -9,9 +9,7 @@
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{
-    PasswordHash as PhcHash, PasswordHasher as _, PasswordVerifier as _, SaltString,
-};
+use argon2::password_hash::{PasswordHash as PhcHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -52,11 +50,7 @@ pub trait PasswordHasher: Send + Sync + std::fmt::Debug {
     /// Checks `password` against `hash`, in time that does not depend on where they
     /// differ. A match against a hash with older parameters also returns the upgraded
     /// hash, so that the password itself never has to be kept for a second call.
-    async fn verify(
-        &self,
-        password: SecretString,
-        hash: PasswordHash,
-    ) -> Result<Verification, HashError>;
+    async fn verify(&self, password: SecretString, hash: PasswordHash) -> Result<Verification, HashError>;
 }
 
 /// Argon2id cost parameters.
@@ -72,11 +66,7 @@ pub struct Argon2Cost {
 
 impl Argon2Cost {
     /// OWASP's recommendation, and guichet's default: m=19456 KiB, t=2, p=1.
-    pub const RECOMMENDED: Self = Self {
-        memory_kib: 19_456,
-        iterations: 2,
-        parallelism: 1,
-    };
+    pub const RECOMMENDED: Self = Self { memory_kib: 19_456, iterations: 2, parallelism: 1 };
 
     fn argon2(self) -> Result<Argon2<'static>, HashError> {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
@@ -88,10 +78,8 @@ impl Argon2Cost {
     pub fn hash_blocking(self, password: &str) -> Result<PasswordHash, HashError> {
         let salt = SaltString::encode_b64(&crate::token::random_bytes::<16>())
             .map_err(|e| HashError::Failed(e.to_string()))?;
-        let phc = self
-            .argon2()?
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| HashError::Failed(e.to_string()))?;
+        let phc =
+            self.argon2()?.hash_password(password.as_bytes(), &salt).map_err(|e| HashError::Failed(e.to_string()))?;
         Ok(PasswordHash::from_phc(phc.to_string()))
     }
 
@@ -102,17 +90,10 @@ impl Argon2Cost {
             return Verification::Mismatch;
         };
         // The parameters come from the stored hash; `self` only decides whether it is stale.
-        if Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_err()
-        {
+        if Argon2::default().verify_password(password.as_bytes(), &parsed).is_err() {
             return Verification::Mismatch;
         }
-        let upgraded = if self.matches(&parsed) {
-            None
-        } else {
-            self.hash_blocking(password).ok()
-        };
+        let upgraded = if self.matches(&parsed) { None } else { self.hash_blocking(password).ok() };
         Verification::Match { upgraded }
     }
 
@@ -146,18 +127,13 @@ impl Argon2Pool {
         let receiver = Arc::new(Mutex::new(receiver));
         for n in 0..threads {
             let receiver = Arc::clone(&receiver);
-            let spawned = std::thread::Builder::new()
-                .name(format!("guichet-hash-{n}"))
-                .spawn(move || run_worker(&receiver));
+            let spawned =
+                std::thread::Builder::new().name(format!("guichet-hash-{n}")).spawn(move || run_worker(&receiver));
             if let Err(error) = spawned {
                 tracing::error!(%error, "could not start a password hashing thread");
             }
         }
-        Self {
-            cost,
-            queue: sender,
-            threads,
-        }
+        Self { cost, queue: sender, threads }
     }
 
     /// One thread per core, and a queue of 64 jobs per thread.
@@ -171,10 +147,7 @@ impl Argon2Pool {
         self.threads
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HashError> {
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = reply.send(work());
@@ -186,9 +159,7 @@ impl Argon2Pool {
                 return Err(HashError::Failed("no hashing thread left".into()));
             }
         }
-        answer
-            .await
-            .map_err(|_| HashError::Failed("a hashing thread stopped".into()))
+        answer.await.map_err(|_| HashError::Failed("a hashing thread stopped".into()))
     }
 }
 
@@ -211,18 +182,12 @@ fn run_worker(receiver: &Mutex<Receiver<Job>>) {
 impl PasswordHasher for Argon2Pool {
     async fn hash(&self, password: SecretString) -> Result<PasswordHash, HashError> {
         let cost = self.cost;
-        self.run(move || cost.hash_blocking(password.expose_secret()))
-            .await?
+        self.run(move || cost.hash_blocking(password.expose_secret())).await?
     }
 
-    async fn verify(
-        &self,
-        password: SecretString,
-        hash: PasswordHash,
-    ) -> Result<Verification, HashError> {
+    async fn verify(&self, password: SecretString, hash: PasswordHash) -> Result<Verification, HashError> {
         let cost = self.cost;
-        self.run(move || cost.verify_blocking(password.expose_secret(), &hash))
-            .await
+        self.run(move || cost.verify_blocking(password.expose_secret(), &hash)).await
     }
 }
 
@@ -230,11 +195,7 @@ impl PasswordHasher for Argon2Pool {
 mod tests {
     use super::*;
 
-    const CHEAP: Argon2Cost = Argon2Cost {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const CHEAP: Argon2Cost = Argon2Cost { memory_kib: 64, iterations: 1, parallelism: 1 };
 
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_owned())
@@ -246,38 +207,21 @@ mod tests {
         let hash = pool.hash(secret("cheval agrafe pile")).await.expect("hash");
         assert!(hash.as_phc().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
         assert_eq!(
-            pool.verify(secret("cheval agrafe pile"), hash.clone())
-                .await
-                .ok(),
+            pool.verify(secret("cheval agrafe pile"), hash.clone()).await.ok(),
             Some(Verification::Match { upgraded: None })
         );
-        assert_eq!(
-            pool.verify(secret("cheval agrafe pilE"), hash).await.ok(),
-            Some(Verification::Mismatch)
-        );
+        assert_eq!(pool.verify(secret("cheval agrafe pilE"), hash).await.ok(), Some(Verification::Mismatch));
     }
 
     #[tokio::test]
     async fn hashes_with_older_parameters_ask_to_be_upgraded() {
-        let old = Argon2Cost {
-            memory_kib: 32,
-            iterations: 1,
-            parallelism: 1,
-        }
-        .hash_blocking("secret")
-        .expect("hash");
+        let old = Argon2Cost { memory_kib: 32, iterations: 1, parallelism: 1 }.hash_blocking("secret").expect("hash");
         let pool = Argon2Pool::start(CHEAP, 1, 4);
-        let Ok(Verification::Match {
-            upgraded: Some(new),
-        }) = pool.verify(secret("secret"), old).await
-        else {
+        let Ok(Verification::Match { upgraded: Some(new) }) = pool.verify(secret("secret"), old).await else {
             panic!("an old hash should be upgraded");
         };
         assert!(new.as_phc().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert_eq!(
-            pool.verify(secret("secret"), new).await.ok(),
-            Some(Verification::Match { upgraded: None })
-        );
+        assert_eq!(pool.verify(secret("secret"), new).await.ok(), Some(Verification::Match { upgraded: None }));
     }
 
     #[test]
@@ -288,10 +232,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_hash_never_matches() {
-        assert_eq!(
-            CHEAP.verify_blocking("x", &PasswordHash::from_phc("not a hash".into())),
-            Verification::Mismatch
-        );
+        assert_eq!(CHEAP.verify_blocking("x", &PasswordHash::from_phc("not a hash".into())), Verification::Mismatch);
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ pub mod login;
 pub mod members;
 pub mod password;
 pub mod ports;
+pub mod redact;
 pub mod session;
 pub mod token;
 

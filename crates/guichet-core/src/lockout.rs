@@ -22,11 +22,7 @@ pub struct LockoutPolicy {
 
 impl Default for LockoutPolicy {
     fn default() -> Self {
-        Self {
-            threshold: 5,
-            window: SignedDuration::from_mins(15),
-            duration: SignedDuration::from_hours(1),
-        }
+        Self { threshold: 5, window: SignedDuration::from_mins(15), duration: SignedDuration::from_hours(1) }
     }
 }
 
@@ -43,10 +39,7 @@ impl Default for AddressThrottlePolicy {
     /// 100 failures in 15 minutes: a hospital of several hundred members mistyping now
     /// and then stays far below; a spraying robot reaches it in seconds.
     fn default() -> Self {
-        Self {
-            max_failures: 100,
-            window: SignedDuration::from_mins(15),
-        }
+        Self { max_failures: 100, window: SignedDuration::from_mins(15) }
     }
 }
 
@@ -80,9 +73,6 @@ mod tests {
     #[test]
     fn ipv4_keys_are_the_address() {
         assert_eq!(throttle_key("10.1.2.3".parse().expect("ip")), "10.1.2.3");
-        assert_eq!(
-            throttle_key("::ffff:10.1.2.3".parse().expect("ip")),
-            "10.1.2.3"
-        );
+        assert_eq!(throttle_key("::ffff:10.1.2.3".parse().expect("ip")), "10.1.2.3");
     }
 }

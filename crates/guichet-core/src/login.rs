@@ -71,19 +71,8 @@ impl Authenticator {
         lockout: LockoutPolicy,
         throttle: AddressThrottlePolicy,
     ) -> Result<Self, HashError> {
-        let dummy_hash = hasher
-            .hash(SecretString::from(
-                PlainToken::generate().expose().to_owned(),
-            ))
-            .await?;
-        Ok(Self {
-            store,
-            hasher,
-            clock,
-            lockout,
-            throttle,
-            dummy_hash,
-        })
+        let dummy_hash = hasher.hash(SecretString::from(PlainToken::generate().expose().to_owned())).await?;
+        Ok(Self { store, hasher, clock, lockout, throttle, dummy_hash })
     }
 
     /// The lockout policy in force.
@@ -104,9 +93,7 @@ impl Authenticator {
         }
         let result = self.attempt(identifier, password, context).await;
         if let (Err(LoginError::InvalidCredentials), Some(key)) = (&result, &throttle_key) {
-            self.store
-                .record_address_failure(key, self.clock.now())
-                .await?;
+            self.store.record_address_failure(key, self.clock.now()).await?;
         }
         result
     }
@@ -118,18 +105,9 @@ impl Authenticator {
         if failures < u64::from(self.throttle.max_failures) {
             return Ok(());
         }
-        let frees_at = oldest
-            .unwrap_or(now)
-            .saturating_add(self.throttle.window)
-            .unwrap_or(now);
-        let retry_after = frees_at
-            .duration_since(now)
-            .max(SignedDuration::from_secs(1));
-        tracing::warn!(
-            address = key,
-            failures,
-            "address throttled after many failed logins"
-        );
+        let frees_at = oldest.unwrap_or(now).saturating_add(self.throttle.window).unwrap_or(now);
+        let retry_after = frees_at.duration_since(now).max(SignedDuration::from_secs(1));
+        tracing::warn!(address = key, failures, "address throttled after many failed logins");
         Err(LoginError::Throttled { retry_after })
     }
 
@@ -162,36 +140,26 @@ impl Authenticator {
             Some(hash) if !account.is_locked_at(now) => hash.clone(),
             _ => {
                 self.spend_one_hash(password).await?;
-                self.store
-                    .record_refused_login(account.id, context, now)
-                    .await?;
+                self.store.record_refused_login(account.id, context, now).await?;
                 return Err(LoginError::InvalidCredentials);
             }
         };
         match self.hasher.verify(password, hash).await? {
             Verification::Mismatch => {
-                let outcome = self
-                    .store
-                    .record_login_failure(account.id, &self.lockout, context, self.clock.now())
-                    .await?;
+                let outcome =
+                    self.store.record_login_failure(account.id, &self.lockout, context, self.clock.now()).await?;
                 if let FailureOutcome::Locked { until } = outcome {
                     tracing::info!(account = account.id.get(), %until, "account locked after repeated failures");
                 }
                 Err(LoginError::InvalidCredentials)
             }
             Verification::Match { upgraded } => {
-                if !self
-                    .store
-                    .record_login_success(account.id, context, self.clock.now())
-                    .await?
-                {
+                if !self.store.record_login_success(account.id, context, self.clock.now()).await? {
                     // Locked by a concurrent failure while this password was being checked.
                     return Err(LoginError::InvalidCredentials);
                 }
                 if let Some(new_hash) = upgraded {
-                    self.store
-                        .replace_password_hash(account.id, &new_hash, self.clock.now())
-                        .await?;
+                    self.store.replace_password_hash(account.id, &new_hash, self.clock.now()).await?;
                 }
                 Ok(account)
             }
@@ -200,10 +168,7 @@ impl Authenticator {
 
     /// Costs what a real check costs, and throws the answer away.
     async fn spend_one_hash(&self, password: SecretString) -> Result<(), LoginError> {
-        let _ = self
-            .hasher
-            .verify(password, self.dummy_hash.clone())
-            .await?;
+        let _ = self.hasher.verify(password, self.dummy_hash.clone()).await?;
         Ok(())
     }
 }

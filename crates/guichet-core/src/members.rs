@@ -5,8 +5,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::account::{
-    Account, DisplayName, DisplayNameError, EmailAddress, EmailError, Identifier, IdentifierError,
-    NewAccount, Role,
+    Account, DisplayName, DisplayNameError, EmailAddress, EmailError, Identifier, IdentifierError, NewAccount, Role,
 };
 use crate::audit::{Actor, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
@@ -33,16 +32,16 @@ pub struct AddMember {
 #[derive(Debug, thiserror::Error)]
 pub enum AddMemberError {
     /// Bad identifier.
-    #[error("identifiant refusé : {0}")]
+    #[error("identifiant refusé")]
     Identifier(#[from] IdentifierError),
     /// Bad email.
-    #[error("adresse refusée : {0}")]
+    #[error("adresse refusée")]
     Email(#[from] EmailError),
     /// Bad name.
-    #[error("nom refusé : {0}")]
+    #[error("nom refusé")]
     Name(#[from] DisplayNameError),
     /// Weak password.
-    #[error("mot de passe refusé : {0}")]
+    #[error("mot de passe refusé")]
     Password(#[from] PasswordError),
     /// Identifier or email already used.
     #[error("{}", match .0 { Conflict::Identifier => "cet identifiant est déjà pris", Conflict::Email => "cette adresse est déjà celle d'un autre compte" })]
@@ -101,12 +100,7 @@ impl Members {
         clock: Arc<dyn Clock>,
         policy: PasswordPolicy,
     ) -> Self {
-        Self {
-            store,
-            hasher,
-            clock,
-            policy,
-        }
+        Self { store, hasher, clock, policy }
     }
 
     /// Creates an account.
@@ -127,13 +121,7 @@ impl Members {
             }
             None => None,
         };
-        let new = NewAccount {
-            identifier,
-            email,
-            display_name,
-            role: request.role,
-            password_hash,
-        };
+        let new = NewAccount { identifier, email, display_name, role: request.role, password_hash };
         let event = NewAuditEvent {
             at: self.clock.now(),
             account_id: None,
@@ -149,37 +137,24 @@ impl Members {
     pub async fn find(&self, identifier: &str) -> Result<Account, MemberError> {
         let unknown = || MemberError::Unknown(identifier.trim().to_owned());
         let parsed = Identifier::parse(identifier).map_err(|_| unknown())?;
-        self.store
-            .find_account_by_identifier(&parsed)
-            .await?
-            .ok_or_else(unknown)
+        self.store.find_account_by_identifier(&parsed).await?.ok_or_else(unknown)
     }
 
     /// The account with its recent events.
     pub async fn status(&self, identifier: &str, events: u32) -> Result<MemberStatus, MemberError> {
         let account = self.find(identifier).await?;
         let recent_events = self.store.account_events(account.id, events).await?;
-        Ok(MemberStatus {
-            account,
-            recent_events,
-        })
+        Ok(MemberStatus { account, recent_events })
     }
 
     /// Every account, or only those locked now.
     pub async fn list(&self, locked_only: bool) -> Result<Vec<Account>, StoreError> {
-        let filter = AccountFilter {
-            locked_at: locked_only.then(|| self.clock.now()),
-        };
+        let filter = AccountFilter { locked_at: locked_only.then(|| self.clock.now()) };
         self.store.list_accounts(filter).await
     }
 
     /// Lifts a lock now. `Ok(false)` when the account was not locked.
-    pub async fn unlock(
-        &self,
-        identifier: &str,
-        actor: Actor,
-        context: RequestContext,
-    ) -> Result<bool, MemberError> {
+    pub async fn unlock(&self, identifier: &str, actor: Actor, context: RequestContext) -> Result<bool, MemberError> {
         let account = self.find(identifier).await?;
         let event = NewAuditEvent {
             at: self.clock.now(),
@@ -203,16 +178,7 @@ impl Members {
     }
 
     /// Checks a password against the policy without storing anything.
-    pub fn check_password(
-        &self,
-        raw: &SecretString,
-        personal: &[&str],
-    ) -> Result<(), PasswordError> {
-        NewPassword::parse(
-            SecretString::from(raw.expose_secret().to_owned()),
-            self.policy,
-            personal,
-        )
-        .map(|_| ())
+    pub fn check_password(&self, raw: &SecretString, personal: &[&str]) -> Result<(), PasswordError> {
+        NewPassword::parse(SecretString::from(raw.expose_secret().to_owned()), self.policy, personal).map(|_| ())
     }
 }

@@ -74,11 +74,7 @@ pub struct NewPassword(SecretString);
 impl NewPassword {
     /// Checks a chosen password against the policy and against the account's own data
     /// (`personal`: identifier, email…; parts shorter than 4 characters are ignored).
-    pub fn parse(
-        raw: SecretString,
-        policy: PasswordPolicy,
-        personal: &[&str],
-    ) -> Result<Self, PasswordError> {
+    pub fn parse(raw: SecretString, policy: PasswordPolicy, personal: &[&str]) -> Result<Self, PasswordError> {
         let value = raw.expose_secret();
         let length = value.chars().count();
         if length < policy.min_length {
@@ -93,10 +89,7 @@ impl NewPassword {
             part.chars().count() >= 4 && lowered.contains(&part)
         };
         let local_part = |p: &str| p.split_once('@').map(|(local, _)| local.to_owned());
-        if personal
-            .iter()
-            .any(|p| mentions(p) || local_part(p).is_some_and(|l| mentions(&l)))
-        {
+        if personal.iter().any(|p| mentions(p) || local_part(p).is_some_and(|l| mentions(&l))) {
             return Err(PasswordError::ContainsPersonalData);
         }
         if crate::password::common::is_common(&lowered) {
@@ -130,11 +123,8 @@ pub mod common {
     use std::sync::LazyLock;
 
     /// Sorted by bytes, one per line (see `data/README.md`).
-    static LIST: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-        include_str!("../data/common-passwords.txt")
-            .lines()
-            .collect()
-    });
+    static LIST: LazyLock<Vec<&'static str>> =
+        LazyLock::new(|| include_str!("../data/common-passwords.txt").lines().collect());
 
     /// Whether the (lower-cased) password is on the list.
     pub fn is_common(lowered: &str) -> bool {
@@ -167,14 +157,8 @@ mod tests {
     #[test]
     fn short_and_overlong_passwords_are_refused() {
         let policy = PasswordPolicy { min_length: 12 };
-        assert_eq!(
-            NewPassword::parse(secret("court"), policy, &[]).err(),
-            Some(PasswordError::TooShort(12))
-        );
-        assert_eq!(
-            NewPassword::parse(secret(&"x".repeat(257)), policy, &[]).err(),
-            Some(PasswordError::TooLong(256))
-        );
+        assert_eq!(NewPassword::parse(secret("court"), policy, &[]).err(), Some(PasswordError::TooShort(12)));
+        assert_eq!(NewPassword::parse(secret(&"x".repeat(257)), policy, &[]).err(), Some(PasswordError::TooLong(256)));
         assert!(NewPassword::parse(secret(&"pâte à crêpe ".repeat(19)), policy, &[]).is_ok());
     }
 
@@ -202,25 +186,15 @@ mod tests {
     #[test]
     fn confirmation_must_match() {
         let policy = PasswordPolicy::default();
-        let err = NewPassword::parse_confirmed(
-            secret("cheval agrafe pile"),
-            &secret("cheval agrafe pilE"),
-            policy,
-            &[],
-        );
+        let err =
+            NewPassword::parse_confirmed(secret("cheval agrafe pile"), &secret("cheval agrafe pilE"), policy, &[]);
         assert_eq!(err.err(), Some(PasswordError::Mismatch));
     }
 
     #[test]
     fn common_passwords_are_refused() {
         let policy = PasswordPolicy { min_length: 8 };
-        assert_eq!(
-            NewPassword::parse(secret("Password123"), policy, &[]).err(),
-            Some(PasswordError::Common)
-        );
-        assert_eq!(
-            NewPassword::parse(secret("azertyuiop"), policy, &[]).err(),
-            Some(PasswordError::Common)
-        );
+        assert_eq!(NewPassword::parse(secret("Password123"), policy, &[]).err(), Some(PasswordError::Common));
+        assert_eq!(NewPassword::parse(secret("azertyuiop"), policy, &[]).err(), Some(PasswordError::Common));
     }
 }

@@ -63,23 +63,13 @@ pub struct AccountFilter {
 pub trait AccountStore: Send + Sync {
     /// Creates an account and records `account_created`.
     /// `Err(StoreError::Conflict(…))` when the identifier or email is taken.
-    async fn create_account(
-        &self,
-        new: &NewAccount,
-        actor_event: NewAuditEvent,
-    ) -> Result<Account, StoreError>;
+    async fn create_account(&self, new: &NewAccount, actor_event: NewAuditEvent) -> Result<Account, StoreError>;
 
     /// `Ok(None)` when no account has this identifier.
-    async fn find_account_by_identifier(
-        &self,
-        identifier: &Identifier,
-    ) -> Result<Option<Account>, StoreError>;
+    async fn find_account_by_identifier(&self, identifier: &Identifier) -> Result<Option<Account>, StoreError>;
 
     /// `Ok(None)` when no account has this email address.
-    async fn find_account_by_email(
-        &self,
-        email: &EmailAddress,
-    ) -> Result<Option<Account>, StoreError>;
+    async fn find_account_by_email(&self, email: &EmailAddress) -> Result<Option<Account>, StoreError>;
 
     /// `Ok(None)` when the id is unknown.
     async fn find_account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
@@ -124,11 +114,7 @@ pub trait AccountStore: Send + Sync {
 
     /// Lifts a lock and clears the failure count; audits `account_unlocked` when the
     /// account was locked. `Ok(false)` when it was not locked.
-    async fn unlock_account(
-        &self,
-        account: AccountId,
-        event: NewAuditEvent,
-    ) -> Result<bool, StoreError>;
+    async fn unlock_account(&self, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError>;
 
     /// Replaces the password hash (a rehash with new parameters: no audit event).
     async fn replace_password_hash(
@@ -139,12 +125,7 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Changes the display name.
-    async fn set_display_name(
-        &self,
-        account: AccountId,
-        name: &DisplayName,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
+    async fn set_display_name(&self, account: AccountId, name: &DisplayName, now: Timestamp) -> Result<(), StoreError>;
 }
 
 /// Server-side sessions, keyed by the hash of the cookie's token.
@@ -155,11 +136,7 @@ pub trait SessionStore: Send + Sync {
 
     /// The session, when it exists and has expired neither by idleness nor by age at
     /// `now`. `Ok(None)` otherwise.
-    async fn find_session(
-        &self,
-        token: &TokenHash,
-        now: Timestamp,
-    ) -> Result<Option<Session>, StoreError>;
+    async fn find_session(&self, token: &TokenHash, now: Timestamp) -> Result<Option<Session>, StoreError>;
 
     /// Pushes back the idle expiry.
     async fn touch_session(
@@ -173,11 +150,7 @@ pub trait SessionStore: Send + Sync {
     async fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError>;
 
     /// Ends every session of an account but `keep`; returns how many ended.
-    async fn delete_account_sessions(
-        &self,
-        account: AccountId,
-        keep: Option<&TokenHash>,
-    ) -> Result<u64, StoreError>;
+    async fn delete_account_sessions(&self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError>;
 
     /// Removes sessions expired at `now`; returns how many.
     async fn purge_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
@@ -190,11 +163,7 @@ pub trait AuditStore: Send + Sync {
     async fn record_event(&self, event: NewAuditEvent) -> Result<(), StoreError>;
 
     /// The account's most recent events, newest first.
-    async fn account_events(
-        &self,
-        account: AccountId,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn account_events(&self, account: AccountId, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// Failed logins counted per address (see [`crate::lockout::throttle_key`]).
@@ -204,20 +173,21 @@ pub trait ThrottleStore: Send + Sync {
     async fn record_address_failure(&self, key: &str, now: Timestamp) -> Result<(), StoreError>;
 
     /// Failures for `key` since `since`, and the time of the oldest of them.
-    async fn address_failures_since(
-        &self,
-        key: &str,
-        since: Timestamp,
-    ) -> Result<(u64, Option<Timestamp>), StoreError>;
+    async fn address_failures_since(&self, key: &str, since: Timestamp)
+    -> Result<(u64, Option<Timestamp>), StoreError>;
 
     /// Forgets failures older than `before`.
     async fn purge_address_failures(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
-/// Everything guichet stores, behind one object.
-pub trait Store:
-    AccountStore + SessionStore + AuditStore + ThrottleStore + std::fmt::Debug
-{
+/// Whether storage answers.
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// `Ok(())` when the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
-impl<T: AccountStore + SessionStore + AuditStore + ThrottleStore + std::fmt::Debug> Store for T {}
+/// Everything guichet stores, behind one object.
+pub trait Store: AccountStore + SessionStore + AuditStore + ThrottleStore + Health + std::fmt::Debug {}
+
+impl<T: AccountStore + SessionStore + AuditStore + ThrottleStore + Health + std::fmt::Debug> Store for T {}

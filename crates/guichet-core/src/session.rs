@@ -23,10 +23,7 @@ pub struct SessionPolicy {
 
 impl Default for SessionPolicy {
     fn default() -> Self {
-        Self {
-            idle: SignedDuration::from_mins(30),
-            max: SignedDuration::from_hours(12),
-        }
+        Self { idle: SignedDuration::from_mins(30), max: SignedDuration::from_hours(12) }
     }
 }
 
@@ -80,11 +77,7 @@ const TOUCH_EVERY: SignedDuration = SignedDuration::from_secs(60);
 impl Sessions {
     /// Wires the session service.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: SessionPolicy) -> Self {
-        Self {
-            store,
-            clock,
-            policy,
-        }
+        Self { store, clock, policy }
     }
 
     /// The policy in force.
@@ -111,34 +104,13 @@ impl Sessions {
             account_id: account,
             csrf_token: PlainToken::generate().expose().to_owned(),
             created_at: now,
-            idle_expires_at: now
-                .saturating_add(self.policy.idle)
-                .unwrap_or(now)
-                .min(expires_at),
+            idle_expires_at: now.saturating_add(self.policy.idle).unwrap_or(now).min(expires_at),
             expires_at,
             context,
         };
         self.store.create_session(&session).await?;
-        let NewSession {
-            token_hash,
-            account_id,
-            csrf_token,
-            created_at,
-            idle_expires_at,
-            expires_at,
-            ..
-        } = session;
-        Ok((
-            token,
-            Session {
-                token_hash,
-                account_id,
-                csrf_token,
-                created_at,
-                idle_expires_at,
-                expires_at,
-            },
-        ))
+        let NewSession { token_hash, account_id, csrf_token, created_at, idle_expires_at, expires_at, .. } = session;
+        Ok((token, Session { token_hash, account_id, csrf_token, created_at, idle_expires_at, expires_at }))
     }
 
     /// The live session behind a cookie's token, its idle expiry pushed back.
@@ -148,14 +120,9 @@ impl Sessions {
         let Some(mut session) = self.store.find_session(&token.hash(), now).await? else {
             return Ok(None);
         };
-        let wanted = now
-            .saturating_add(self.policy.idle)
-            .unwrap_or(now)
-            .min(session.expires_at);
+        let wanted = now.saturating_add(self.policy.idle).unwrap_or(now).min(session.expires_at);
         if wanted.duration_since(session.idle_expires_at) >= TOUCH_EVERY {
-            self.store
-                .touch_session(&session.token_hash, now, wanted)
-                .await?;
+            self.store.touch_session(&session.token_hash, now, wanted).await?;
             session.idle_expires_at = wanted;
         }
         Ok(Some(session))

@@ -11,10 +11,7 @@ use sha2::{Digest as _, Sha256};
 /// When the operating system cannot provide randomness, which leaves no safe way on.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
-    #[expect(
-        clippy::expect_used,
-        reason = "without an OS random source no token is safe"
-    )]
+    #[expect(clippy::expect_used, reason = "without an OS random source no token is safe")]
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     bytes
 }
@@ -33,10 +30,7 @@ impl PlainToken {
     /// Takes a token presented by a client. Returns `None` when it cannot be one of ours
     /// (wrong length or alphabet), so that garbage never reaches the database.
     pub fn from_presented(value: &str) -> Option<Self> {
-        let ok = value.len() == 43
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let ok = value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| Self(value.to_owned()))
     }
 
@@ -76,12 +70,10 @@ impl TokenHash {
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]
@@ -94,12 +86,7 @@ mod tests {
         let b = PlainToken::generate();
         assert_ne!(a, b);
         assert_eq!(PlainToken::from_presented(a.expose()), Some(a.clone()));
-        assert_eq!(
-            a.hash(),
-            PlainToken::from_presented(a.expose())
-                .map(|t| t.hash())
-                .unwrap_or_else(|| b.hash())
-        );
+        assert_eq!(a.hash(), PlainToken::from_presented(a.expose()).map(|t| t.hash()).unwrap_or_else(|| b.hash()));
     }
 
     #[test]

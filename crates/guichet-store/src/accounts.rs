@@ -7,9 +7,7 @@
 
 use async_trait::async_trait;
 use guichet_core::Timestamp;
-use guichet_core::account::{
-    Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role,
-};
+use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::lockout::LockoutPolicy;
 use guichet_core::password::PasswordHash;
@@ -32,10 +30,7 @@ fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
         email: EmailAddress::from_stored(get_text("email")?),
         display_name: DisplayName::from_stored(get_text("display_name")?),
         role: Role::parse(&get_text("role")?).map_err(|e| StoreError::Backend(Box::new(e)))?,
-        password_hash: row
-            .try_get::<Option<String>, _>("password_hash")
-            .map_err(backend)?
-            .map(PasswordHash::from_phc),
+        password_hash: row.try_get::<Option<String>, _>("password_hash").map_err(backend)?.map(PasswordHash::from_phc),
         must_change_password: get_i64("must_change_password")? != 0,
         locked_until: optional_timestamp(row.try_get("locked_until").map_err(backend)?)?,
         created_at: timestamp(get_i64("created_at")?)?,
@@ -46,15 +41,11 @@ fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
 
 /// Maps a unique violation to the value that clashed.
 fn conflict_or_backend(error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &error {
-        if db.is_unique_violation() {
-            let said = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
-            return StoreError::Conflict(if said.contains("email") {
-                Conflict::Email
-            } else {
-                Conflict::Identifier
-            });
-        }
+    if let sqlx::Error::Database(db) = &error
+        && db.is_unique_violation()
+    {
+        let said = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
+        return StoreError::Conflict(if said.contains("email") { Conflict::Email } else { Conflict::Identifier });
     }
     backend(error)
 }
@@ -74,29 +65,15 @@ async fn lock_account_row(
     .map_err(backend)?;
     row.map(|row| {
         Ok((
-            row.try_get::<Option<i64>, _>("locked_until")
-                .map_err(backend)?,
-            row.try_get::<i64, _>("failures_cleared_after")
-                .map_err(backend)?,
+            row.try_get::<Option<i64>, _>("locked_until").map_err(backend)?,
+            row.try_get::<i64, _>("failures_cleared_after").map_err(backend)?,
         ))
     })
     .transpose()
 }
 
-fn member_event(
-    account: AccountId,
-    kind: AuditKind,
-    context: &RequestContext,
-    at: Timestamp,
-) -> NewAuditEvent {
-    NewAuditEvent {
-        at,
-        account_id: Some(account),
-        kind,
-        actor: Actor::Member,
-        context: context.clone(),
-        detail: None,
-    }
+fn member_event(account: AccountId, kind: AuditKind, context: &RequestContext, at: Timestamp) -> NewAuditEvent {
+    NewAuditEvent { at, account_id: Some(account), kind, actor: Actor::Member, context: context.clone(), detail: None }
 }
 
 fn select_where(clause: &str) -> String {
@@ -109,11 +86,7 @@ fn optional_account(row: Option<AnyRow>) -> Result<Option<Account>, StoreError> 
 
 #[async_trait]
 impl AccountStore for SqlStore {
-    async fn create_account(
-        &self,
-        new: &NewAccount,
-        mut event: NewAuditEvent,
-    ) -> Result<Account, StoreError> {
+    async fn create_account(&self, new: &NewAccount, mut event: NewAuditEvent) -> Result<Account, StoreError> {
         let now = millis(event.at);
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let row = sqlx::query(&format!(
@@ -136,57 +109,34 @@ impl AccountStore for SqlStore {
         Ok(account)
     }
 
-    async fn find_account_by_identifier(
-        &self,
-        identifier: &Identifier,
-    ) -> Result<Option<Account>, StoreError> {
+    async fn find_account_by_identifier(&self, identifier: &Identifier) -> Result<Option<Account>, StoreError> {
         let sql = select_where("identifier = $1");
-        let row = sqlx::query(&sql)
-            .bind(identifier.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(&sql).bind(identifier.as_str()).fetch_optional(&self.pool).await.map_err(backend)?;
         optional_account(row)
     }
 
-    async fn find_account_by_email(
-        &self,
-        email: &EmailAddress,
-    ) -> Result<Option<Account>, StoreError> {
+    async fn find_account_by_email(&self, email: &EmailAddress) -> Result<Option<Account>, StoreError> {
         let sql = select_where("email = $1");
-        let row = sqlx::query(&sql)
-            .bind(email.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(&sql).bind(email.as_str()).fetch_optional(&self.pool).await.map_err(backend)?;
         optional_account(row)
     }
 
     async fn find_account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
         let sql = select_where("id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id.get())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(&sql).bind(id.get()).fetch_optional(&self.pool).await.map_err(backend)?;
         optional_account(row)
     }
 
     async fn list_accounts(&self, filter: AccountFilter) -> Result<Vec<Account>, StoreError> {
         let sql = select_where("($1 < 0 OR locked_until > $1) ORDER BY identifier");
-        let rows = sqlx::query(&sql)
-            .bind(filter.locked_at.map_or(-1, millis))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let rows =
+            sqlx::query(&sql).bind(filter.locked_at.map_or(-1, millis)).fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(account_from_row).collect()
     }
 
     async fn count_accounts(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&self.pool).await.map_err(backend)?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
@@ -202,19 +152,11 @@ impl AccountStore for SqlStore {
             return Ok(FailureOutcome::AlreadyLocked);
         };
         if locked_until.is_some_and(|until| until > millis(now)) {
-            insert_event(
-                &mut tx,
-                &member_event(account, AuditKind::LoginRefusedLocked, context, now),
-            )
-            .await?;
+            insert_event(&mut tx, &member_event(account, AuditKind::LoginRefusedLocked, context, now)).await?;
             tx.commit().await.map_err(backend)?;
             return Ok(FailureOutcome::AlreadyLocked);
         }
-        insert_event(
-            &mut tx,
-            &member_event(account, AuditKind::LoginFailed, context, now),
-        )
-        .await?;
+        insert_event(&mut tx, &member_event(account, AuditKind::LoginFailed, context, now)).await?;
         let since = now.saturating_sub(policy.window).unwrap_or(now);
         let failures: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM audit_events WHERE account_id = $1 AND kind = $2 AND id > $3 AND at >= $4",
@@ -266,11 +208,7 @@ impl AccountStore for SqlStore {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
-        let event_id = insert_event(
-            &mut tx,
-            &member_event(account, AuditKind::LoginSucceeded, context, now),
-        )
-        .await?;
+        let event_id = insert_event(&mut tx, &member_event(account, AuditKind::LoginSucceeded, context, now)).await?;
         clear_failures(&mut tx, account, event_id).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
@@ -283,19 +221,11 @@ impl AccountStore for SqlStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        insert_event(
-            &mut tx,
-            &member_event(account, AuditKind::LoginRefusedLocked, context, now),
-        )
-        .await?;
+        insert_event(&mut tx, &member_event(account, AuditKind::LoginRefusedLocked, context, now)).await?;
         tx.commit().await.map_err(backend)
     }
 
-    async fn unlock_account(
-        &self,
-        account: AccountId,
-        event: NewAuditEvent,
-    ) -> Result<bool, StoreError> {
+    async fn unlock_account(&self, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let Some((locked_until, _)) = lock_account_row(&mut tx, account).await? else {
             return Ok(false);
@@ -304,13 +234,11 @@ impl AccountStore for SqlStore {
         let watermark: i64 = if was_locked {
             insert_event(&mut tx, &event).await?
         } else {
-            sqlx::query_scalar(
-                "SELECT COALESCE(MAX(id), 0) FROM audit_events WHERE account_id = $1",
-            )
-            .bind(account.get())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_events WHERE account_id = $1")
+                .bind(account.get())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?
         };
         clear_failures(&mut tx, account, watermark).await?;
         tx.commit().await.map_err(backend)?;
@@ -333,12 +261,7 @@ impl AccountStore for SqlStore {
             .map_err(backend)
     }
 
-    async fn set_display_name(
-        &self,
-        account: AccountId,
-        name: &DisplayName,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn set_display_name(&self, account: AccountId, name: &DisplayName, now: Timestamp) -> Result<(), StoreError> {
         sqlx::query("UPDATE accounts SET display_name = $2, updated_at = $3 WHERE id = $1")
             .bind(account.get())
             .bind(name.as_str())
@@ -351,18 +274,12 @@ impl AccountStore for SqlStore {
 }
 
 /// Lifts the lock and forgets failures up to audit event `watermark`.
-async fn clear_failures(
-    tx: &mut Transaction<'_, Any>,
-    account: AccountId,
-    watermark: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE accounts SET locked_until = NULL, failures_cleared_after = $2 WHERE id = $1",
-    )
-    .bind(account.get())
-    .bind(watermark)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
-    .map_err(backend)
+async fn clear_failures(tx: &mut Transaction<'_, Any>, account: AccountId, watermark: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE accounts SET locked_until = NULL, failures_cleared_after = $2 WHERE id = $1")
+        .bind(account.get())
+        .bind(watermark)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(backend)
 }

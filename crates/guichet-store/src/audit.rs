@@ -28,10 +28,7 @@ fn actor_from_columns(kind: &str, id: Option<i64>) -> Actor {
 }
 
 /// Appends an event inside a transaction; returns its id.
-pub(crate) async fn insert_event(
-    tx: &mut Transaction<'_, Any>,
-    event: &NewAuditEvent,
-) -> Result<i64, StoreError> {
+pub(crate) async fn insert_event(tx: &mut Transaction<'_, Any>, event: &NewAuditEvent) -> Result<i64, StoreError> {
     let (actor_kind, actor_id) = actor_columns(event.actor);
     sqlx::query_scalar(
         "INSERT INTO audit_events (at, account_id, kind, actor_kind, actor_id, address, user_agent, detail) \
@@ -57,10 +54,7 @@ fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     Ok(AuditEvent {
         id: row.try_get("id").map_err(backend)?,
         at: timestamp(row.try_get("at").map_err(backend)?)?,
-        account_id: row
-            .try_get::<Option<i64>, _>("account_id")
-            .map_err(backend)?
-            .map(AccountId::from_stored),
+        account_id: row.try_get::<Option<i64>, _>("account_id").map_err(backend)?.map(AccountId::from_stored),
         kind: AuditKind::parse(&kind)
             .ok_or_else(|| StoreError::Backend(format!("unknown audit kind {kind}").into()))?,
         actor: actor_from_columns(&actor_kind, row.try_get("actor_id").map_err(backend)?),
@@ -80,11 +74,7 @@ impl AuditStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn account_events(
-        &self,
-        account: AccountId,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn account_events(&self, account: AccountId, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, account_id, kind, actor_kind, actor_id, address, user_agent, detail \
              FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT $2",

@@ -38,10 +38,13 @@ impl DatabaseUrl {
         if backend == Backend::Sqlite && Self::sqlite_path_of(raw).is_empty() {
             return Err(DatabaseUrlError);
         }
-        Ok(Self {
-            raw: raw.to_owned(),
-            backend,
-        })
+        Ok(Self { raw: raw.to_owned(), backend })
+    }
+
+    /// The URL as written, secrets included: for handing to another process (a test
+    /// running a command on the same database), never for display.
+    pub fn expose_secret(&self) -> &str {
+        &self.raw
     }
 
     /// The backend.
@@ -70,8 +73,7 @@ impl DatabaseUrl {
         let path = std::path::Path::new(Self::sqlite_path_of(&self.raw));
         match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("could not create the folder {}", dir.display()))
+                std::fs::create_dir_all(dir).with_context(|| format!("could not create the folder {}", dir.display()))
             }
             _ => Ok(()),
         }
@@ -79,41 +81,8 @@ impl DatabaseUrl {
 
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.raw.split_once("://") else {
-            return self.raw.clone();
-        };
-        let (authority_end, _) = rest
-            .char_indices()
-            .find(|&(_, c)| c == '/' || c == '?')
-            .unwrap_or((rest.len(), ' '));
-        let (authority, tail) = rest.split_at(authority_end);
-        let Some((userinfo, host)) = authority.rsplit_once('@') else {
-            return redact_query(&self.raw);
-        };
-        let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-        let shown = if userinfo.contains(':') {
-            format!("{user}:***")
-        } else {
-            user.to_owned()
-        };
-        redact_query(&format!("{scheme}://{shown}@{host}{tail}"))
+        guichet_core::redact::url_password(&self.raw)
     }
-}
-
-/// Hides `password=` query parameters too.
-fn redact_query(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_owned();
-    };
-    let query = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{base}?{query}")
 }
 
 impl std::fmt::Debug for DatabaseUrl {
@@ -139,10 +108,7 @@ mod tests {
     #[test]
     fn passwords_never_show() {
         let u = url("postgres://guichet:s3cr3t@db.example:5432/guichet?sslmode=require");
-        assert_eq!(
-            u.to_string(),
-            "postgres://guichet:***@db.example:5432/guichet?sslmode=require"
-        );
+        assert_eq!(u.to_string(), "postgres://guichet:***@db.example:5432/guichet?sslmode=require");
         assert!(!format!("{u:?}").contains("s3cr3t"));
         let q = url("postgres://db/guichet?user=g&password=s3cr3t");
         assert!(!q.to_string().contains("s3cr3t"));
@@ -151,10 +117,7 @@ mod tests {
 
     #[test]
     fn users_without_password_show_as_they_are() {
-        assert_eq!(
-            url("postgres://postgres@127.0.0.1/test").to_string(),
-            "postgres://postgres@127.0.0.1/test"
-        );
+        assert_eq!(url("postgres://postgres@127.0.0.1/test").to_string(), "postgres://postgres@127.0.0.1/test");
     }
 
     #[test]
@@ -168,13 +131,7 @@ mod tests {
 
     #[test]
     fn sqlite_files_are_created_on_first_run() {
-        assert_eq!(
-            url("sqlite://guichet.db").connect_string(),
-            "sqlite://guichet.db?mode=rwc"
-        );
-        assert_eq!(
-            url("sqlite://g.db?mode=ro").connect_string(),
-            "sqlite://g.db?mode=ro"
-        );
+        assert_eq!(url("sqlite://guichet.db").connect_string(), "sqlite://guichet.db?mode=rwc");
+        assert_eq!(url("sqlite://g.db?mode=ro").connect_string(), "sqlite://g.db?mode=ro");
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use guichet_core::Timestamp;
-use guichet_core::ports::StoreError;
+use guichet_core::ports::{Health, StoreError};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _};
 
@@ -83,10 +83,7 @@ impl SqlStore {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .context("could not apply the database migrations")
+        migrator.run(&self.pool).await.context("could not apply the database migrations")
     }
 
     /// Which database this is.
@@ -96,16 +93,19 @@ impl SqlStore {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(backend)
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Health for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(backend)
     }
 }
 

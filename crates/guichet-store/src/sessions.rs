@@ -31,11 +31,7 @@ impl SessionStore for SqlStore {
         .map_err(backend)
     }
 
-    async fn find_session(
-        &self,
-        token: &TokenHash,
-        now: Timestamp,
-    ) -> Result<Option<Session>, StoreError> {
+    async fn find_session(&self, token: &TokenHash, now: Timestamp) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(
             "SELECT token_hash, account_id, csrf_token, created_at, idle_expires_at, expires_at FROM sessions \
              WHERE token_hash = $1 AND idle_expires_at > $2 AND expires_at > $2",
@@ -82,11 +78,7 @@ impl SessionStore for SqlStore {
             .map_err(backend)
     }
 
-    async fn delete_account_sessions(
-        &self,
-        account: AccountId,
-        keep: Option<&TokenHash>,
-    ) -> Result<u64, StoreError> {
+    async fn delete_account_sessions(&self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
         sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash <> $2")
             .bind(account.get())
             .bind(keep.map_or("", TokenHash::as_str))

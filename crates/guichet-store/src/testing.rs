@@ -32,10 +32,7 @@ impl TestDatabase {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let url = DatabaseUrl::parse(&format!("sqlite://{}/guichet.db", dir.path().display()))
             .unwrap_or_else(|e| panic!("temporary SQLite URL: {e}"));
-        Self {
-            url,
-            _cleanup: Cleanup::Directory(dir),
-        }
+        Self { url, _cleanup: Cleanup::Directory(dir) }
     }
 
     /// A new database on the test PostgreSQL server, or `None` (after saying so) when
@@ -53,10 +50,7 @@ impl TestDatabase {
         };
         let name = format!("guichet_test_{}", crate::random_suffix());
         match create_postgres_database(&server, &name).await {
-            Ok(url) => Some(Self {
-                url,
-                _cleanup: Cleanup::Postgres { server, name },
-            }),
+            Ok(url) => Some(Self { url, _cleanup: Cleanup::Postgres { server, name } }),
             Err(error) => {
                 panic!("could not create a test database on {POSTGRES_URL_VARIABLE}: {error:#}")
             }
@@ -70,27 +64,16 @@ impl TestDatabase {
 
     /// A migrated store on it.
     pub async fn store(&self) -> SqlStore {
-        SqlStore::connect_and_migrate(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("test database: {e:#}"))
+        SqlStore::connect_and_migrate(&self.url).await.unwrap_or_else(|e| panic!("test database: {e:#}"))
     }
 }
 
 async fn create_postgres_database(server: &str, name: &str) -> anyhow::Result<DatabaseUrl> {
-    let mut admin = sqlx::PgConnection::connect(server)
-        .await
-        .context("connecting")?;
-    admin
-        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await
-        .context("CREATE DATABASE")?;
-    let (base, query) = server
-        .split_once('?')
-        .map_or((server, None), |(b, q)| (b, Some(q)));
+    let mut admin = sqlx::PgConnection::connect(server).await.context("connecting")?;
+    admin.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.context("CREATE DATABASE")?;
+    let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
+    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
     let mut url = format!("{}/{name}", &base[..path_start]);
     if let Some(query) = query {
         url.push('?');
@@ -107,19 +90,12 @@ impl Drop for Cleanup {
         let (server, name) = (server.clone(), name.clone());
         // Drop runs outside async: a short-lived thread with its own runtime does the work.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async move {
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
-                    let _ = admin
-                        .execute(
-                            format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str(),
-                        )
-                        .await;
+                    let _ = admin.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str()).await;
                 }
             });
         })

@@ -6,8 +6,8 @@ use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NewA
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::lockout::LockoutPolicy;
 use guichet_core::ports::{
-    AccountFilter, AccountStore as _, AuditStore as _, Conflict, FailureOutcome, SessionStore as _,
-    Store, StoreError, ThrottleStore as _,
+    AccountFilter, AccountStore as _, AuditStore as _, Conflict, FailureOutcome, SessionStore as _, Store, StoreError,
+    ThrottleStore as _,
 };
 use guichet_core::session::NewSession;
 use guichet_core::token::PlainToken;
@@ -59,9 +59,7 @@ on_both_backends!(
 );
 
 fn t0() -> Timestamp {
-    "2026-03-02T08:00:00Z"
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}"))
+    "2026-03-02T08:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn minutes(m: i64) -> SignedDuration {
@@ -69,25 +67,17 @@ fn minutes(m: i64) -> SignedDuration {
 }
 
 fn context() -> RequestContext {
-    RequestContext::new(
-        Some("10.0.0.7".parse().unwrap_or_else(|e| panic!("{e}"))),
-        Some("TestBrowser/1"),
-    )
+    RequestContext::new(Some("10.0.0.7".parse().unwrap_or_else(|e| panic!("{e}"))), Some("TestBrowser/1"))
 }
 
 fn policy() -> LockoutPolicy {
-    LockoutPolicy {
-        threshold: 3,
-        window: minutes(15),
-        duration: minutes(60),
-    }
+    LockoutPolicy { threshold: 3, window: minutes(15), duration: minutes(60) }
 }
 
 async fn add(store: &SqlStore, identifier: &str) -> Account {
     let new = NewAccount {
         identifier: Identifier::parse(identifier).unwrap_or_else(|e| panic!("{e}")),
-        email: EmailAddress::parse(&format!("{identifier}@chu.example.fr"))
-            .unwrap_or_else(|e| panic!("{e}")),
+        email: EmailAddress::parse(&format!("{identifier}@chu.example.fr")).unwrap_or_else(|e| panic!("{e}")),
         display_name: DisplayName::parse("Marie Durand").unwrap_or_else(|e| panic!("{e}")),
         role: Role::Member,
         password_hash: None,
@@ -100,53 +90,27 @@ async fn add(store: &SqlStore, identifier: &str) -> Account {
         context: RequestContext::default(),
         detail: None,
     };
-    store
-        .create_account(&new, event)
-        .await
-        .unwrap_or_else(|e| panic!("create {identifier}: {e:?}"))
+    store.create_account(&new, event).await.unwrap_or_else(|e| panic!("create {identifier}: {e:?}"))
 }
 
 async fn reload(store: &SqlStore, account: &Account) -> Account {
-    store
-        .find_account(account.id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("account {:?} vanished", account.id))
+    store.find_account(account.id).await.ok().flatten().unwrap_or_else(|| panic!("account {:?} vanished", account.id))
 }
 
 async fn fail(store: &SqlStore, account: &Account, at: Timestamp) -> FailureOutcome {
-    store
-        .record_login_failure(account.id, &policy(), &context(), at)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"))
+    store.record_login_failure(account.id, &policy(), &context(), at).await.unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 async fn accounts_are_found_by_identifier_email_and_id(store: SqlStore) {
     let created = add(&store, "marie.durand").await;
-    let by_identifier = store
-        .find_account_by_identifier(&created.identifier)
-        .await
-        .ok()
-        .flatten();
-    let by_email = store
-        .find_account_by_email(&created.email)
-        .await
-        .ok()
-        .flatten();
+    let by_identifier = store.find_account_by_identifier(&created.identifier).await.ok().flatten();
+    let by_email = store.find_account_by_email(&created.email).await.ok().flatten();
     assert_eq!(by_identifier.map(|a| a.id), Some(created.id));
     assert_eq!(by_email.map(|a| a.id), Some(created.id));
     assert_eq!(created.display_name.as_str(), "Marie Durand");
     assert_eq!(created.created_at, t0());
     let unknown = Identifier::parse("nobody").unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        store
-            .find_account_by_identifier(&unknown)
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-    );
+    assert!(store.find_account_by_identifier(&unknown).await.ok().flatten().is_none());
     assert_eq!(store.count_accounts().await.ok(), Some(1));
 }
 
@@ -167,38 +131,20 @@ async fn duplicate_identifiers_and_emails_are_conflicts(store: SqlStore) {
         context: RequestContext::default(),
         detail: None,
     };
-    let err = store
-        .create_account(&same_identifier, event.clone())
-        .await
-        .err();
-    assert!(
-        matches!(err, Some(StoreError::Conflict(Conflict::Identifier))),
-        "{err:?}"
-    );
+    let err = store.create_account(&same_identifier, event.clone()).await.err();
+    assert!(matches!(err, Some(StoreError::Conflict(Conflict::Identifier))), "{err:?}");
     same_identifier.identifier = Identifier::parse("marie2").unwrap_or_else(|e| panic!("{e}"));
     same_identifier.email = first.email.clone();
     let err = store.create_account(&same_identifier, event).await.err();
-    assert!(
-        matches!(err, Some(StoreError::Conflict(Conflict::Email))),
-        "{err:?}"
-    );
+    assert!(matches!(err, Some(StoreError::Conflict(Conflict::Email))), "{err:?}");
 }
 
 async fn failures_lock_the_account_at_the_threshold(store: SqlStore) {
     let account = add(&store, "marie").await;
-    assert_eq!(
-        fail(&store, &account, t0()).await,
-        FailureOutcome::Counted { failures: 1 }
-    );
-    assert_eq!(
-        fail(&store, &account, t0() + minutes(1)).await,
-        FailureOutcome::Counted { failures: 2 }
-    );
+    assert_eq!(fail(&store, &account, t0()).await, FailureOutcome::Counted { failures: 1 });
+    assert_eq!(fail(&store, &account, t0() + minutes(1)).await, FailureOutcome::Counted { failures: 2 });
     let until = t0() + minutes(2) + minutes(60);
-    assert_eq!(
-        fail(&store, &account, t0() + minutes(2)).await,
-        FailureOutcome::Locked { until }
-    );
+    assert_eq!(fail(&store, &account, t0() + minutes(2)).await, FailureOutcome::Locked { until });
     assert_eq!(reload(&store, &account).await.locked_until, Some(until));
 }
 
@@ -206,27 +152,15 @@ async fn failures_older_than_the_window_do_not_count(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     fail(&store, &account, t0() + minutes(1)).await;
-    assert_eq!(
-        fail(&store, &account, t0() + minutes(16)).await,
-        FailureOutcome::Counted { failures: 2 }
-    );
+    assert_eq!(fail(&store, &account, t0() + minutes(16)).await, FailureOutcome::Counted { failures: 2 });
 }
 
 async fn a_success_clears_the_failure_count(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     fail(&store, &account, t0()).await;
-    assert_eq!(
-        store
-            .record_login_success(account.id, &context(), t0())
-            .await
-            .ok(),
-        Some(true)
-    );
-    assert_eq!(
-        fail(&store, &account, t0()).await,
-        FailureOutcome::Counted { failures: 1 }
-    );
+    assert_eq!(store.record_login_success(account.id, &context(), t0()).await.ok(), Some(true));
+    assert_eq!(fail(&store, &account, t0()).await, FailureOutcome::Counted { failures: 1 });
     assert_eq!(reload(&store, &account).await.last_login_at, Some(t0()));
 }
 
@@ -235,21 +169,9 @@ async fn a_success_is_refused_while_locked(store: SqlStore) {
     for _ in 0..3 {
         fail(&store, &account, t0()).await;
     }
-    assert_eq!(
-        store
-            .record_login_success(account.id, &context(), t0() + minutes(59))
-            .await
-            .ok(),
-        Some(false)
-    );
+    assert_eq!(store.record_login_success(account.id, &context(), t0() + minutes(59)).await.ok(), Some(false));
     assert_eq!(reload(&store, &account).await.last_login_at, None);
-    assert_eq!(
-        store
-            .record_login_success(account.id, &context(), t0() + minutes(60))
-            .await
-            .ok(),
-        Some(true)
-    );
+    assert_eq!(store.record_login_success(account.id, &context(), t0() + minutes(60)).await.ok(), Some(true));
     assert_eq!(reload(&store, &account).await.locked_until, None);
 }
 
@@ -258,16 +180,9 @@ async fn a_failure_while_locked_is_not_counted(store: SqlStore) {
     for _ in 0..3 {
         fail(&store, &account, t0()).await;
     }
-    assert_eq!(
-        fail(&store, &account, t0() + minutes(5)).await,
-        FailureOutcome::AlreadyLocked
-    );
+    assert_eq!(fail(&store, &account, t0() + minutes(5)).await, FailureOutcome::AlreadyLocked);
     let until = reload(&store, &account).await.locked_until;
-    assert_eq!(
-        until,
-        Some(t0() + minutes(60)),
-        "a refused attempt must not extend the lock"
-    );
+    assert_eq!(until, Some(t0() + minutes(60)), "a refused attempt must not extend the lock");
 }
 
 async fn unlocking_lifts_the_lock_and_the_count(store: SqlStore) {
@@ -283,20 +198,10 @@ async fn unlocking_lifts_the_lock_and_the_count(store: SqlStore) {
         context: RequestContext::default(),
         detail: None,
     };
-    assert_eq!(
-        store.unlock_account(account.id, event.clone()).await.ok(),
-        Some(true)
-    );
+    assert_eq!(store.unlock_account(account.id, event.clone()).await.ok(), Some(true));
     assert_eq!(reload(&store, &account).await.locked_until, None);
-    assert_eq!(
-        fail(&store, &account, t0() + minutes(2)).await,
-        FailureOutcome::Counted { failures: 1 }
-    );
-    assert_eq!(
-        store.unlock_account(account.id, event).await.ok(),
-        Some(false),
-        "it was not locked any more"
-    );
+    assert_eq!(fail(&store, &account, t0() + minutes(2)).await, FailureOutcome::Counted { failures: 1 });
+    assert_eq!(store.unlock_account(account.id, event).await.ok(), Some(false), "it was not locked any more");
 }
 
 async fn concurrent_failures_lock_once_and_count_no_more_than_the_threshold(store: SqlStore) {
@@ -305,34 +210,17 @@ async fn concurrent_failures_lock_once_and_count_no_more_than_the_threshold(stor
     let attempts = (0..40).map(|_| {
         let store = Arc::clone(&store);
         let id = account.id;
-        tokio::spawn(async move {
-            store
-                .record_login_failure(id, &policy(), &context(), t0())
-                .await
-        })
+        tokio::spawn(async move { store.record_login_failure(id, &policy(), &context(), t0()).await })
     });
     let outcomes: Vec<FailureOutcome> = futures_util::future::join_all(attempts)
         .await
         .into_iter()
-        .map(|joined| {
-            joined
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|e| panic!("{e:?}"))
-        })
+        .map(|joined| joined.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}")))
         .collect();
-    let locked = outcomes
-        .iter()
-        .filter(|o| matches!(o, FailureOutcome::Locked { .. }))
-        .count();
-    let counted = outcomes
-        .iter()
-        .filter(|o| matches!(o, FailureOutcome::Counted { .. }))
-        .count();
+    let locked = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Locked { .. })).count();
+    let counted = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Counted { .. })).count();
     assert_eq!((locked, counted), (1, 2), "{outcomes:?}");
-    let events = store
-        .account_events(account.id, 100)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let events = store.account_events(account.id, 100).await.unwrap_or_else(|e| panic!("{e:?}"));
     let of = |kind| events.iter().filter(|e| e.kind == kind).count();
     assert_eq!(of(AuditKind::LoginFailed), 3);
     assert_eq!(of(AuditKind::AccountLocked), 1);
@@ -345,28 +233,14 @@ async fn listing_locked_accounts_shows_only_them(store: SqlStore) {
     for _ in 0..3 {
         fail(&store, &locked, t0()).await;
     }
-    let names = |accounts: Vec<Account>| {
-        accounts
-            .into_iter()
-            .map(|a| a.identifier.to_string())
-            .collect::<Vec<_>>()
-    };
-    let all = store
-        .list_accounts(AccountFilter::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let names = |accounts: Vec<Account>| accounts.into_iter().map(|a| a.identifier.to_string()).collect::<Vec<_>>();
+    let all = store.list_accounts(AccountFilter::default()).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(names(all), ["locked", "open"]);
-    let now_locked = store
-        .list_accounts(AccountFilter {
-            locked_at: Some(t0()),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let now_locked =
+        store.list_accounts(AccountFilter { locked_at: Some(t0()) }).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(names(now_locked), ["locked"]);
     let later = store
-        .list_accounts(AccountFilter {
-            locked_at: Some(t0() + minutes(61)),
-        })
+        .list_accounts(AccountFilter { locked_at: Some(t0() + minutes(61)) })
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert!(later.is_empty());
@@ -387,161 +261,54 @@ fn new_session(account: &Account, token: &PlainToken) -> NewSession {
 async fn sessions_expire_by_idleness_and_by_age(store: SqlStore) {
     let account = add(&store, "marie").await;
     let token = PlainToken::generate();
+    store.create_session(&new_session(&account, &token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let found = store.find_session(&token.hash(), t0() + minutes(29)).await.ok().flatten();
+    assert_eq!(found.map(|s| (s.account_id, s.csrf_token)), Some((account.id, "csrf".to_owned())));
+    assert!(store.find_session(&token.hash(), t0() + minutes(30)).await.ok().flatten().is_none(), "idle");
     store
-        .create_session(&new_session(&account, &token))
+        .touch_session(&token.hash(), t0() + minutes(29), t0() + minutes(12 * 60 + 5))
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
-    let found = store
-        .find_session(&token.hash(), t0() + minutes(29))
-        .await
-        .ok()
-        .flatten();
-    assert_eq!(
-        found.map(|s| (s.account_id, s.csrf_token)),
-        Some((account.id, "csrf".to_owned()))
-    );
-    assert!(
-        store
-            .find_session(&token.hash(), t0() + minutes(30))
-            .await
-            .ok()
-            .flatten()
-            .is_none(),
-        "idle"
-    );
-    store
-        .touch_session(
-            &token.hash(),
-            t0() + minutes(29),
-            t0() + minutes(12 * 60 + 5),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    assert!(
-        store
-            .find_session(&token.hash(), t0() + minutes(60))
-            .await
-            .ok()
-            .flatten()
-            .is_some(),
-        "touched"
-    );
-    assert!(
-        store
-            .find_session(&token.hash(), t0() + minutes(12 * 60))
-            .await
-            .ok()
-            .flatten()
-            .is_none(),
-        "absolute"
-    );
-    assert_eq!(
-        store
-            .purge_expired_sessions(t0() + minutes(12 * 60))
-            .await
-            .ok(),
-        Some(1)
-    );
+    assert!(store.find_session(&token.hash(), t0() + minutes(60)).await.ok().flatten().is_some(), "touched");
+    assert!(store.find_session(&token.hash(), t0() + minutes(12 * 60)).await.ok().flatten().is_none(), "absolute");
+    assert_eq!(store.purge_expired_sessions(t0() + minutes(12 * 60)).await.ok(), Some(1));
 }
 
 async fn sessions_end_one_by_one_or_all_but_one(store: SqlStore) {
     let account = add(&store, "marie").await;
     let tokens: Vec<_> = (0..3).map(|_| PlainToken::generate()).collect();
     for token in &tokens {
-        store
-            .create_session(&new_session(&account, token))
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        store.create_session(&new_session(&account, token)).await.unwrap_or_else(|e| panic!("{e:?}"));
     }
-    store
-        .delete_session(&tokens[0].hash())
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    assert!(
-        store
-            .find_session(&tokens[0].hash(), t0())
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-    );
-    assert_eq!(
-        store
-            .delete_account_sessions(account.id, Some(&tokens[1].hash()))
-            .await
-            .ok(),
-        Some(1)
-    );
-    assert!(
-        store
-            .find_session(&tokens[1].hash(), t0())
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-    );
-    assert_eq!(
-        store.delete_account_sessions(account.id, None).await.ok(),
-        Some(1)
-    );
+    store.delete_session(&tokens[0].hash()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(store.find_session(&tokens[0].hash(), t0()).await.ok().flatten().is_none());
+    assert_eq!(store.delete_account_sessions(account.id, Some(&tokens[1].hash())).await.ok(), Some(1));
+    assert!(store.find_session(&tokens[1].hash(), t0()).await.ok().flatten().is_some());
+    assert_eq!(store.delete_account_sessions(account.id, None).await.ok(), Some(1));
 }
 
 async fn address_failures_are_counted_within_the_window(store: SqlStore) {
     for _ in 0..3 {
-        store
-            .record_address_failure("10.0.0.7", t0())
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        store.record_address_failure("10.0.0.7", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     }
-    store
-        .record_address_failure("10.0.0.7", t0() + minutes(10))
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    store
-        .record_address_failure("10.0.0.8", t0())
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    store.record_address_failure("10.0.0.7", t0() + minutes(10)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.record_address_failure("10.0.0.8", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     let count = |since| {
         let store = store.clone();
-        async move {
-            store
-                .address_failures_since("10.0.0.7", since)
-                .await
-                .unwrap_or_else(|e| panic!("{e:?}"))
-        }
+        async move { store.address_failures_since("10.0.0.7", since).await.unwrap_or_else(|e| panic!("{e:?}")) }
     };
     assert_eq!(count(t0() - minutes(15)).await, (4, Some(t0())));
-    assert_eq!(
-        count(t0() + minutes(5)).await,
-        (1, Some(t0() + minutes(10)))
-    );
-    assert_eq!(
-        store.purge_address_failures(t0() + minutes(5)).await.ok(),
-        Some(2),
-        "two buckets of t0"
-    );
+    assert_eq!(count(t0() + minutes(5)).await, (1, Some(t0() + minutes(10))));
+    assert_eq!(store.purge_address_failures(t0() + minutes(5)).await.ok(), Some(2), "two buckets of t0");
 }
 
 async fn events_are_listed_newest_first(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
-    store
-        .record_login_success(account.id, &context(), t0() + minutes(1))
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let events = store
-        .account_events(account.id, 10)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    store.record_login_success(account.id, &context(), t0() + minutes(1)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let events = store.account_events(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
-    assert_eq!(
-        kinds,
-        [
-            AuditKind::LoginSucceeded,
-            AuditKind::LoginFailed,
-            AuditKind::AccountCreated
-        ]
-    );
+    assert_eq!(kinds, [AuditKind::LoginSucceeded, AuditKind::LoginFailed, AuditKind::AccountCreated]);
     assert_eq!(events[0].context, context());
     assert_eq!(events[2].actor, Actor::Operator);
 }
@@ -554,10 +321,7 @@ fn the_postgres_suite_is_not_silently_skipped_under_ci() {
     let _: fn() -> TestDatabase = TestDatabase::sqlite;
 }
 
-#[expect(
-    dead_code,
-    reason = "keeps the trait object shape checked: the app holds the store as Arc<dyn Store>"
-)]
+#[expect(dead_code, reason = "keeps the trait object shape checked: the app holds the store as Arc<dyn Store>")]
 fn store_is_object_safe(store: SqlStore) -> Arc<dyn Store> {
     Arc::new(store)
 }

@@ -1,1 +1,51 @@
+//! guichet's web face: server-rendered French pages that work without JavaScript.
+//!
+//! One router per page family, merged in [`router`]. Cross-cutting rules are layers,
+//! not `if`s in handlers: [`visitor`] resolves the session and checks the CSRF token of
+//! every POST, [`headers`] adds the security headers.
 
+mod client;
+mod cookies;
+mod error;
+mod format;
+mod headers;
+mod pages;
+mod state;
+mod visitor;
+
+pub use client::TrustedProxies;
+pub use state::{AppState, Inner as AppParts, WebSettings};
+
+use axum::Router;
+use axum::middleware;
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// The largest request body accepted: forms are small.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Every route of the application, with its layers.
+pub fn router(state: AppState) -> Router {
+    let pages = Router::new()
+        .merge(pages::login::routes())
+        .merge(pages::me::routes())
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), visitor::resolve));
+    Router::new()
+        .merge(pages::health::routes())
+        .merge(pages::assets::routes())
+        .merge(pages)
+        .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages))
+        .layer(middleware::from_fn_with_state(state.clone(), headers::security_headers))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Serves the application on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+}

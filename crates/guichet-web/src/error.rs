@@ -1,0 +1,120 @@
+//! Errors, the web's way: a failure is logged with its cause, and the person sees a
+//! calm French page with a way on — never a stack trace, never a bare 500.
+//!
+//! Handlers and layers return an [`ErrorPage`] (or a [`WebError`], which becomes one);
+//! [`render_error_pages`] renders it inside the site's layout, which it alone knows.
+
+use askama::Template;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use guichet_core::hashing::HashError;
+use guichet_core::ports::StoreError;
+
+use crate::pages::Layout;
+use crate::state::AppState;
+
+/// A page to render for a status that is not the happy path.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl ErrorPage {
+    /// A page with a title and a sentence.
+    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+        Self { status, title, message: message.into(), retry_after_secs: None }
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_secs = Some(seconds.max(1));
+        self
+    }
+}
+
+impl IntoResponse for ErrorPage {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        if let Some(seconds) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Something that went wrong on our side.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// Storage failed.
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+    /// Hashing failed.
+    #[error("hashing failed")]
+    Hash(#[from] HashError),
+    /// A template did not render.
+    #[error("template failed")]
+    Template(#[from] askama::Error),
+    /// A bug: something that should always be there was not.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        if let Self::Hash(HashError::Busy) = self {
+            tracing::warn!("password hashing queue full: asking the client to retry");
+            return busy().into_response();
+        }
+        tracing::error!(error = ?self, "request failed");
+        ErrorPage::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Un problème technique",
+            "Le service a rencontré un problème technique et n'a pas pu terminer. Réessayez dans quelques minutes ; si cela continue, prévenez l'assistance.",
+        )
+        .into_response()
+    }
+}
+
+/// The answer when the server is flooded: come back in a few seconds.
+pub fn busy() -> ErrorPage {
+    ErrorPage::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service très sollicité",
+        "Le service reçoit beaucoup de demandes en ce moment. Patientez quelques secondes puis réessayez.",
+    )
+    .retry_after(5)
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    layout: Layout,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// Renders [`ErrorPage`]s left in responses, inside the site's layout.
+pub async fn render_error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let Some(page) = response.extensions().get::<ErrorPage>().cloned() else {
+        return response;
+    };
+    let layout = Layout::anonymous(&state);
+    let body = MessagePage { layout, title: page.title, message: &page.message }.render().unwrap_or_else(|error| {
+        tracing::error!(?error, "the error page itself did not render");
+        page.message.clone()
+    });
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut rendered = Html(body).into_response();
+    rendered.headers_mut().extend(parts.headers.drain().filter_map(|(k, v)| k.map(|k| (k, v))));
+    rendered.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    *rendered.status_mut() = parts.status;
+    rendered
+}

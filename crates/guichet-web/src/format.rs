@@ -1,0 +1,69 @@
+//! Dates and durations in French.
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+
+const MONTHS: [&str; 12] = [
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+];
+
+/// "2 mars 2026 à 09:05", in the site's time zone.
+pub fn date_time(at: Timestamp, zone: &TimeZone) -> String {
+    let local = at.to_zoned(zone.clone());
+    let month = MONTHS.get(usize::try_from(local.month() - 1).unwrap_or_default()).copied().unwrap_or_default();
+    let day = if local.day() == 1 { "1er".to_owned() } else { local.day().to_string() };
+    format!("{day} {month} {} à {:02}:{:02}", local.year(), local.hour(), local.minute())
+}
+
+/// "une heure", "15 minutes", "2 heures et 30 minutes", "3 jours".
+pub fn duration(span: SignedDuration) -> String {
+    let minutes = span.as_secs().max(0) / 60;
+    let (days, hours, minutes) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    let unit = |n: i64, one: &str, many: &str| match n {
+        0 => None,
+        1 => Some(one.to_owned()),
+        n => Some(format!("{n} {many}")),
+    };
+    let parts: Vec<String> =
+        [unit(days, "un jour", "jours"), unit(hours, "une heure", "heures"), unit(minutes, "une minute", "minutes")]
+            .into_iter()
+            .flatten()
+            .collect();
+    match parts.as_slice() {
+        [] => "moins d'une minute".to_owned(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} et {last}", rest.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(SignedDuration::from_hours(1)), "une heure");
+        assert_eq!(duration(SignedDuration::from_mins(15)), "15 minutes");
+        assert_eq!(duration(SignedDuration::from_mins(150)), "2 heures et 30 minutes");
+        assert_eq!(duration(SignedDuration::from_hours(72)), "3 jours");
+        assert_eq!(duration(SignedDuration::from_secs(20)), "moins d'une minute");
+    }
+
+    #[test]
+    fn dates_are_shown_in_the_sites_zone() {
+        let zone = TimeZone::get("Europe/Paris").unwrap_or(TimeZone::UTC);
+        let at: Timestamp = "2026-03-01T08:05:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(date_time(at, &zone), "1er mars 2026 à 09:05");
+    }
+}

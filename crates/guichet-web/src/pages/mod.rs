@@ -1,0 +1,119 @@
+//! The pages, one module per page family, each with its own `routes()`.
+
+pub mod assets;
+pub mod health;
+pub mod login;
+pub mod me;
+
+use askama::Template;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use guichet_core::account::Account;
+use guichet_core::session::Session;
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize as _, Deserializer};
+
+use crate::error::{ErrorPage, WebError};
+use crate::state::AppState;
+use crate::visitor::Visitor;
+
+/// What every page's frame needs.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The association's name.
+    pub site_name: String,
+    /// The token the page's forms carry.
+    pub csrf_token: String,
+    /// Shows "Mon espace" and the logout button.
+    pub signed_in: bool,
+}
+
+impl Layout {
+    /// The frame for a visitor.
+    pub fn for_visitor(state: &AppState, visitor: &Visitor) -> Self {
+        Self {
+            site_name: state.settings.site_name.clone(),
+            csrf_token: visitor.csrf_token.clone(),
+            signed_in: visitor.session.is_some(),
+        }
+    }
+
+    /// A frame without forms (error pages rendered outside the visitor layer).
+    pub fn anonymous(state: &AppState) -> Self {
+        Self { site_name: state.settings.site_name.clone(), csrf_token: String::new(), signed_in: false }
+    }
+}
+
+/// Renders a template with a status.
+pub fn render(status: StatusCode, page: &impl Template) -> Result<Response, WebError> {
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+/// 404 for every unknown path.
+pub async fn not_found() -> ErrorPage {
+    ErrorPage::new(
+        StatusCode::NOT_FOUND,
+        "Page introuvable",
+        "Cette adresse ne correspond à aucune page. Vérifiez-la, ou repartez de la page de connexion.",
+    )
+}
+
+/// A form body; an unreadable one gets a calm 400 page instead of axum's plain text.
+#[derive(Debug)]
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = ErrorPage;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                tracing::info!(%rejection, "unreadable form");
+                Err(ErrorPage::new(
+                    StatusCode::BAD_REQUEST,
+                    "Formulaire illisible",
+                    "Le formulaire envoyé n'a pas pu être lu. Revenez à la page précédente et envoyez-le à nouveau.",
+                ))
+            }
+        }
+    }
+}
+
+/// Deserializes a form field straight into a secret, so that it is never a plain
+/// `String` in a struct that could be logged.
+pub fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SecretString, D::Error> {
+    String::deserialize(deserializer).map(SecretString::from)
+}
+
+/// A signed-in visitor and their account. Anonymous visitors are sent to `/login`.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The account, as stored now.
+    pub account: Account,
+    /// The session.
+    pub session: Session,
+    /// The page frame.
+    pub layout: Layout,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let visitor = Visitor::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        let Some(session) = visitor.session.clone() else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        let account = state
+            .store
+            .find_account(session.account_id)
+            .await
+            .map_err(|e| WebError::from(e).into_response())?
+            .ok_or_else(|| Redirect::to("/login").into_response())?;
+        Ok(Self { account, session, layout: Layout::for_visitor(state, &visitor) })
+    }
+}

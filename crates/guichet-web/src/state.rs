@@ -1,0 +1,64 @@
+//! What every handler can reach: the use cases, wired once at start-up.
+
+use std::sync::Arc;
+
+use guichet_core::clock::Clock;
+use guichet_core::login::Authenticator;
+use guichet_core::members::Members;
+use guichet_core::ports::Store;
+use guichet_core::session::Sessions;
+
+use crate::client::TrustedProxies;
+
+/// Settings the web layer needs.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// The association's name, on every page.
+    pub site_name: String,
+    /// Base of absolute links; its scheme decides HSTS.
+    pub public_url: String,
+    /// `Secure` flag on cookies (and the `__Host-` prefix).
+    pub cookie_secure: bool,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Time zone for dates shown to people.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Address shown to members for help, if any.
+    pub assistance_email: Option<String>,
+}
+
+/// The application's shared state.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Login.
+    pub authenticator: Authenticator,
+    /// Sessions.
+    pub sessions: Sessions,
+    /// Account management.
+    pub members: Members,
+    /// Settings.
+    pub settings: WebSettings,
+}
+
+impl AppState {
+    /// Bundles the parts.
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,126 @@
+//! Who is visiting: the middleware that resumes the session from its cookie, settles
+//! the CSRF token the visitor's forms must carry, and refuses (403) any POST that does
+//! not carry it. Being a layer, no route can forget it.
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use guichet_core::session::Session;
+use guichet_core::token::PlainToken;
+
+use crate::cookies::Cookie;
+use crate::error::{ErrorPage, WebError};
+use crate::state::AppState;
+
+/// The visitor of this request, as [`resolve`] found them.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    /// Their live session, if signed in.
+    pub session: Option<Session>,
+    /// The token their forms carry: the session's, or the anonymous cookie's.
+    pub csrf_token: String,
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Self>().cloned().ok_or(WebError::Internal("the visitor layer is missing"))
+    }
+}
+
+/// The middleware; see the module's documentation.
+pub async fn resolve(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let secure = state.settings.cookie_secure;
+    let session_cookie = Cookie::Session.read(request.headers(), secure);
+    let session = match session_cookie.as_deref().and_then(PlainToken::from_presented) {
+        Some(token) => match state.sessions.resume(&token).await {
+            Ok(session) => session,
+            Err(error) => return WebError::from(error).into_response(),
+        },
+        None => None,
+    };
+    let (csrf_token, new_csrf_cookie) = match &session {
+        Some(session) => (session.csrf_token.clone(), None),
+        None => match Cookie::Csrf.read(request.headers(), secure).as_deref().and_then(PlainToken::from_presented) {
+            Some(token) => (token.expose().to_owned(), None),
+            None => {
+                let token = PlainToken::generate();
+                (token.expose().to_owned(), Some(token))
+            }
+        },
+    };
+    let mut request = if is_safe(request.method()) {
+        request
+    } else {
+        match checked(request, &csrf_token).await {
+            Ok(request) => request,
+            Err(refusal) => return refusal,
+        }
+    };
+    let stale_session_cookie = session_cookie.is_some() && session.is_none();
+    request.extensions_mut().insert(Visitor { session, csrf_token });
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Some(token) = new_csrf_cookie {
+        headers.append(SET_COOKIE, Cookie::Csrf.set(token.expose(), secure));
+    }
+    let sets_session =
+        headers.get_all(SET_COOKIE).iter().any(|v| v.as_bytes().starts_with(Cookie::Session.name(secure).as_bytes()));
+    if stale_session_cookie && !sets_session {
+        headers.append(SET_COOKIE, Cookie::Session.clear(secure));
+    }
+    response
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Reads the form body, checks its `csrf_token`, and puts the body back.
+async fn checked(request: Request, expected: &str) -> Result<Request, Response> {
+    let cross_site = request.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, crate::BODY_LIMIT).await.map_err(|_| {
+        ErrorPage::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Formulaire trop long",
+            "Le texte envoyé est trop long. Raccourcissez-le et réessayez.",
+        )
+        .into_response()
+    })?;
+    let presented = form_urlencoded::parse(&bytes).find(|(key, _)| key == "csrf_token").map(|(_, value)| value);
+    let valid = presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes()));
+    if cross_site || !valid {
+        tracing::info!(path = %parts.uri.path(), cross_site, "form refused: missing or wrong CSRF token");
+        return Err(ErrorPage::new(
+            StatusCode::FORBIDDEN,
+            "Formulaire expiré",
+            "Ce formulaire a expiré ou ne vient pas de ce site. Revenez à la page précédente, rechargez-la, puis envoyez-le à nouveau. Si cela se répète, vérifiez que votre navigateur accepte les cookies de ce site.",
+        )
+        .into_response());
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_tokens_match_and_others_do_not() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

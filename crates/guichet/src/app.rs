@@ -1,0 +1,122 @@
+//! Wiring: from settings to a running application. The binary and the tests build it
+//! the same way; tests only swap the clock.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use guichet_core::clock::Clock;
+use guichet_core::hashing::{Argon2Cost, Argon2Pool, PasswordHasher};
+use guichet_core::lockout::{AddressThrottlePolicy, LockoutPolicy};
+use guichet_core::login::Authenticator;
+use guichet_core::members::Members;
+use guichet_core::password::PasswordPolicy;
+use guichet_core::ports::Store;
+use guichet_core::session::{SessionPolicy, Sessions};
+use guichet_store::SqlStore;
+use guichet_web::{AppParts, AppState, WebSettings};
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+
+/// A wired application, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Application {
+    /// What the web layer holds.
+    pub state: AppState,
+    /// The database.
+    pub store: SqlStore,
+}
+
+impl Application {
+    /// Connects, migrates and wires everything.
+    pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = SqlStore::connect_and_migrate(&settings.database_url).await?;
+        let hasher: Arc<dyn PasswordHasher> = Arc::new(Argon2Pool::sized_to_cores(Argon2Cost::RECOMMENDED));
+        Self::wire(settings, clock, store, hasher).await
+    }
+
+    /// Like [`Application::build`], with a given password hasher (tests count its calls).
+    pub async fn build_with_hasher(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+        hasher: Arc<dyn PasswordHasher>,
+    ) -> anyhow::Result<Self> {
+        let store = SqlStore::connect_and_migrate(&settings.database_url).await?;
+        Self::wire(settings, clock, store, hasher).await
+    }
+
+    async fn wire(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+        store: SqlStore,
+        hasher: Arc<dyn PasswordHasher>,
+    ) -> anyhow::Result<Self> {
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let lockout = LockoutPolicy {
+            threshold: settings.lockout_threshold,
+            window: settings.lockout_window,
+            duration: settings.lockout_duration,
+        };
+        let throttle = AddressThrottlePolicy {
+            max_failures: settings.address_throttle_failures,
+            window: settings.address_throttle_window,
+        };
+        let authenticator =
+            Authenticator::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), lockout, throttle)
+                .await
+                .context("could not prepare password checking")?;
+        let sessions = Sessions::new(
+            Arc::clone(&shared),
+            Arc::clone(&clock),
+            SessionPolicy { idle: settings.session_idle, max: settings.session_max },
+        );
+        let members = Members::new(
+            Arc::clone(&shared),
+            hasher,
+            Arc::clone(&clock),
+            PasswordPolicy { min_length: settings.password_min_length },
+        );
+        let web = WebSettings {
+            site_name: settings.site_name.clone(),
+            public_url: settings.public_url.clone(),
+            cookie_secure: settings.cookie_secure,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            time_zone: settings.time_zone.clone(),
+            assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
+        };
+        let state = AppState::new(AppParts { store: shared, clock, authenticator, sessions, members, settings: web });
+        Ok(Self { state, store })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, with the housekeeping task.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let served =
+            guichet_web::serve(listener, self.state.clone(), shutdown).await.context("the HTTP server stopped");
+        housekeeping.abort();
+        self.store.close().await;
+        served
+    }
+}
+
+/// Forgets expired sessions and old per-address counters every ten minutes.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let now = state.clock.now();
+        if let Err(error) = state.store.purge_expired_sessions(now).await {
+            tracing::warn!(?error, "could not purge expired sessions");
+        }
+        let day_ago = now.saturating_sub(guichet_core::SignedDuration::from_hours(24)).unwrap_or(now);
+        if let Err(error) = state.store.purge_address_failures(day_ago).await {
+            tracing::warn!(?error, "could not purge old address counters");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The command line, as the contract lists it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use guichet_core::account::Role;
+
+/// guichet — the door to an association's members' area.
+#[derive(Debug, Parser)]
+#[command(name = "guichet", version, about)]
+pub struct Cli {
+    /// A TOML configuration file (its keys are the variables' names without
+    /// `GUICHET_`, in lower case). Environment variables win over it.
+    #[arg(long, global = true, env = "GUICHET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve HTTP.
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+/// `guichet member …`.
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Create an account.
+    Add(AddArgs),
+    /// One line per account.
+    List {
+        /// Only accounts locked now.
+        #[arg(long)]
+        locked: bool,
+    },
+    /// An account's status and recent events.
+    Show {
+        /// The account's identifier.
+        identifier: String,
+    },
+    /// Lift a lockout now.
+    Unlock {
+        /// The account's identifier.
+        identifier: String,
+    },
+}
+
+/// `guichet member add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The login identifier (letters, digits, `.`, `_`, `-`).
+    pub identifier: String,
+    /// The account's email address.
+    #[arg(long)]
+    pub email: String,
+    /// The name shown on pages and in emails.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// What the account may do.
+    #[arg(long, value_enum, default_value_t = RoleArg::Member)]
+    pub role: RoleArg,
+    /// Read the password from standard input (one line).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `--role`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// A member.
+    Member,
+    /// Assistance desk staff.
+    Assistance,
+    /// Administrator.
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Member => Self::Member,
+            RoleArg::Assistance => Self::Assistance,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `guichet member …`.
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use guichet_core::Timestamp;
+use guichet_core::account::Account;
+use guichet_core::audit::{Actor, AuditKind, RequestContext};
+use guichet_core::clock::Clock;
+use guichet_core::hashing::{Argon2Cost, Argon2Pool};
+use guichet_core::members::{AddMember, Members};
+use guichet_core::password::PasswordPolicy;
+use guichet_core::ports::Store;
+use guichet_store::SqlStore;
+use secrecy::SecretString;
+
+use crate::cli::{AddArgs, MemberCommand};
+use crate::config::Settings;
+
+/// Runs a `member` subcommand.
+pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let store = SqlStore::connect_and_migrate(&settings.database_url).await?;
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let hasher = Arc::new(Argon2Pool::start(Argon2Cost::RECOMMENDED, 1, 4));
+    let members = Members::new(shared, hasher, clock, PasswordPolicy { min_length: settings.password_min_length });
+    let zone = &settings.time_zone;
+    let result = match command {
+        MemberCommand::Add(args) => add(&members, args).await,
+        MemberCommand::List { locked } => {
+            for account in members.list(locked).await? {
+                println!("{}", list_line(&account, zone));
+            }
+            Ok(())
+        }
+        MemberCommand::Show { identifier } => show(&members, &identifier, settings).await,
+        MemberCommand::Unlock { identifier } => {
+            if members.unlock(&identifier, Actor::Operator, RequestContext::default()).await? {
+                println!("{} unlocked", identifier.trim().to_lowercase());
+            } else {
+                println!("{} was not locked (its failure count is cleared)", identifier.trim().to_lowercase());
+            }
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
+}
+
+async fn add(members: &Members, args: AddArgs) -> anyhow::Result<()> {
+    let password = if args.password_stdin { Some(read_password_from_stdin()?) } else { None };
+    let has_password = password.is_some();
+    let request =
+        AddMember { identifier: args.identifier, email: args.email, name: args.name, role: args.role.into(), password };
+    let account = members.add(request, Actor::Operator, RequestContext::default()).await?;
+    println!("created {} ({}, {})", account.identifier, account.role, account.email);
+    if !has_password {
+        println!("It has no password yet: give one with --password-stdin when creating the account.");
+    }
+    Ok(())
+}
+
+/// One line of standard input, without its line ending; never echoed.
+fn read_password_from_stdin() -> anyhow::Result<SecretString> {
+    let mut raw = String::new();
+    std::io::stdin().read_to_string(&mut raw).context("could not read the password from standard input")?;
+    let line = raw.strip_suffix('\n').unwrap_or(&raw);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    Ok(SecretString::from(line.to_owned()))
+}
+
+fn local(at: Timestamp, zone: &jiff::tz::TimeZone) -> String {
+    at.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
+}
+
+fn status(account: &Account, zone: &jiff::tz::TimeZone) -> String {
+    match account.locked_until {
+        Some(until) if until > Timestamp::now() => format!("locked until {}", local(until, zone)),
+        _ if account.password_hash.is_none() => "no password yet".to_owned(),
+        _ => "active".to_owned(),
+    }
+}
+
+fn list_line(account: &Account, zone: &jiff::tz::TimeZone) -> String {
+    format!("{:<24} {:<10} {:<36} {}", account.identifier, account.role, account.email, status(account, zone))
+}
+
+async fn show(members: &Members, identifier: &str, settings: &Settings) -> anyhow::Result<()> {
+    let zone = &settings.time_zone;
+    let status_of = members.status(identifier, 20).await?;
+    let account = &status_of.account;
+    let window_start = Timestamp::now().saturating_sub(settings.lockout_window).unwrap_or_else(|_| Timestamp::now());
+    let recent_failures = status_of
+        .recent_events
+        .iter()
+        .take_while(|e| e.kind != AuditKind::LoginSucceeded && e.kind != AuditKind::AccountUnlocked)
+        .filter(|e| e.kind == AuditKind::LoginFailed && e.at >= window_start)
+        .count();
+    println!("identifier:      {}", account.identifier);
+    println!("name:            {}", account.display_name.as_str());
+    println!("email:           {}", account.email);
+    println!("role:            {}", account.role);
+    println!("status:          {}", status(account, zone));
+    println!(
+        "locked until:    {}",
+        account.locked_until.filter(|u| *u > Timestamp::now()).map_or("-".to_owned(), |u| local(u, zone))
+    );
+    println!(
+        "recent failures: {recent_failures} in the last {}",
+        humantime::format_duration(settings.lockout_window.unsigned_abs())
+    );
+    println!("must change:     {}", if account.must_change_password { "yes" } else { "no" });
+    println!("last login:      {}", account.last_login_at.map_or("never".to_owned(), |at| local(at, zone)));
+    println!("created:         {}", local(account.created_at, zone));
+    println!("recent events:");
+    for event in &status_of.recent_events {
+        let from = event.context.address.map(|a| format!(" from {a}")).unwrap_or_default();
+        let by = match event.actor {
+            Actor::Operator => " by the operator".to_owned(),
+            Actor::Staff(id) => format!(" by staff #{}", id.get()),
+            Actor::Member | Actor::System => String::new(),
+        };
+        let detail = event.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+        println!("  {}  {}{from}{by}{detail}", local(event.at, zone), event.kind.as_str());
+    }
+    Ok(())
+}

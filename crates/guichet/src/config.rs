@@ -1,0 +1,418 @@
+//! The configuration: defaults, overridden by a TOML file (`--config` or
+//! `GUICHET_CONFIG`), overridden by `GUICHET_*` environment variables.
+//!
+//! Written by hand rather than with a layering crate so that every refusal names the
+//! variable (or file key) at fault and says what it expected, in one line.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use guichet_core::SignedDuration;
+use guichet_core::account::EmailAddress;
+use guichet_store::DatabaseUrl;
+use guichet_web::TrustedProxies;
+
+/// Every setting, parsed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `GUICHET_DATABASE_URL`.
+    pub database_url: DatabaseUrl,
+    /// `GUICHET_LISTEN`.
+    pub listen: SocketAddr,
+    /// `GUICHET_SITE_NAME`.
+    pub site_name: String,
+    /// `GUICHET_PUBLIC_URL`, without a trailing slash.
+    pub public_url: String,
+    /// `GUICHET_MAIL_TRANSPORT`, redacted in `Debug`.
+    pub mail_transport: MailTransportSpec,
+    /// `GUICHET_MAIL_FROM`.
+    pub mail_from: String,
+    /// `GUICHET_ASSISTANCE_EMAIL`.
+    pub assistance_email: Option<EmailAddress>,
+    /// `GUICHET_DKIM_DOMAIN`, `GUICHET_DKIM_SELECTOR`, `GUICHET_DKIM_KEY_FILE`, when all three are set.
+    pub dkim: Option<DkimSettings>,
+    /// `GUICHET_LOCKOUT_THRESHOLD`.
+    pub lockout_threshold: u32,
+    /// `GUICHET_LOCKOUT_WINDOW`.
+    pub lockout_window: SignedDuration,
+    /// `GUICHET_LOCKOUT_DURATION`.
+    pub lockout_duration: SignedDuration,
+    /// `GUICHET_RECOVERY_CODE_TTL`.
+    pub recovery_code_ttl: SignedDuration,
+    /// `GUICHET_INVITATION_TTL`.
+    pub invitation_ttl: SignedDuration,
+    /// `GUICHET_TEMPORARY_PASSWORD_TTL`.
+    pub temporary_password_ttl: SignedDuration,
+    /// `GUICHET_SESSION_IDLE`.
+    pub session_idle: SignedDuration,
+    /// `GUICHET_SESSION_MAX`.
+    pub session_max: SignedDuration,
+    /// `GUICHET_PASSWORD_MIN_LENGTH`.
+    pub password_min_length: usize,
+    /// `GUICHET_COOKIE_SECURE`.
+    pub cookie_secure: bool,
+    /// `GUICHET_TRUSTED_PROXIES`.
+    pub trusted_proxies: TrustedProxies,
+    /// `GUICHET_ADDRESS_THROTTLE_FAILURES`: failed logins per address and window before `429`.
+    pub address_throttle_failures: u32,
+    /// `GUICHET_ADDRESS_THROTTLE_WINDOW`.
+    pub address_throttle_window: SignedDuration,
+    /// `GUICHET_TIMEZONE`: how dates are shown to people.
+    pub time_zone: jiff::tz::TimeZone,
+}
+
+/// The DKIM settings.
+#[derive(Debug, Clone)]
+pub struct DkimSettings {
+    /// Signing domain (`d=`).
+    pub domain: String,
+    /// Selector (`s=`).
+    pub selector: String,
+    /// PEM private key file.
+    pub key_file: PathBuf,
+}
+
+/// `GUICHET_MAIL_TRANSPORT` as written; `Debug` hides an SMTP password.
+#[derive(Clone)]
+pub struct MailTransportSpec(pub String);
+
+impl std::fmt::Debug for MailTransportSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", guichet_core::redact::url_password(&self.0))
+    }
+}
+
+/// The names, in contract order: environment variable, and the TOML key is the same
+/// without `GUICHET_`, in lower case.
+pub const VARIABLES: &[&str] = &[
+    "GUICHET_DATABASE_URL",
+    "GUICHET_LISTEN",
+    "GUICHET_SITE_NAME",
+    "GUICHET_PUBLIC_URL",
+    "GUICHET_MAIL_TRANSPORT",
+    "GUICHET_MAIL_FROM",
+    "GUICHET_ASSISTANCE_EMAIL",
+    "GUICHET_DKIM_DOMAIN",
+    "GUICHET_DKIM_SELECTOR",
+    "GUICHET_DKIM_KEY_FILE",
+    "GUICHET_LOCKOUT_THRESHOLD",
+    "GUICHET_LOCKOUT_WINDOW",
+    "GUICHET_LOCKOUT_DURATION",
+    "GUICHET_RECOVERY_CODE_TTL",
+    "GUICHET_INVITATION_TTL",
+    "GUICHET_TEMPORARY_PASSWORD_TTL",
+    "GUICHET_SESSION_IDLE",
+    "GUICHET_SESSION_MAX",
+    "GUICHET_PASSWORD_MIN_LENGTH",
+    "GUICHET_COOKIE_SECURE",
+    "GUICHET_TRUSTED_PROXIES",
+    "GUICHET_ADDRESS_THROTTLE_FAILURES",
+    "GUICHET_ADDRESS_THROTTLE_WINDOW",
+    "GUICHET_TIMEZONE",
+];
+
+/// Where the raw values come from.
+#[derive(Debug, Default)]
+pub struct Sources {
+    file: BTreeMap<String, String>,
+    file_name: Option<PathBuf>,
+    environment: BTreeMap<String, String>,
+}
+
+impl Sources {
+    /// Reads the process environment and, if given, the TOML file.
+    pub fn from_process(config_file: Option<&Path>) -> anyhow::Result<Self> {
+        let environment = std::env::vars().filter(|(name, _)| name.starts_with("GUICHET_")).collect();
+        let mut sources = Self { environment, ..Self::default() };
+        if let Some(path) = config_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read the configuration file {}", path.display()))?;
+            sources = sources.with_toml(&text, path)?;
+        }
+        Ok(sources)
+    }
+
+    /// Only the given environment (for tests).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self { environment: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(), ..Self::default() }
+    }
+
+    /// Adds a TOML file's keys.
+    pub fn with_toml(mut self, text: &str, path: &Path) -> anyhow::Result<Self> {
+        let table: toml::Table =
+            toml::from_str(text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+        for (key, value) in table {
+            let variable = format!("GUICHET_{}", key.trim_start_matches("GUICHET_").to_ascii_uppercase());
+            if !VARIABLES.contains(&variable.as_str()) {
+                bail!("{}: unknown setting `{key}` (settings are named like `lockout_window`)", path.display());
+            }
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => bail!("{}: `{key}` should be a string, got {}", path.display(), other.type_str()),
+            };
+            self.file.insert(variable, text);
+        }
+        self.file_name = Some(path.to_owned());
+        Ok(self)
+    }
+
+    /// The raw value and where it came from, for error messages.
+    fn get(&self, variable: &str) -> Option<(String, String)> {
+        if let Some(value) = self.environment.get(variable) {
+            return Some((value.clone(), variable.to_owned()));
+        }
+        let key = variable.trim_start_matches("GUICHET_").to_ascii_lowercase();
+        let file = self.file_name.as_deref().map_or_else(String::new, |p| p.display().to_string());
+        self.file.get(variable).map(|value| (value.clone(), format!("{key} in {file}")))
+    }
+
+    /// Parses one setting, or takes its default.
+    fn parse<T>(
+        &self,
+        variable: &str,
+        expected: &str,
+        default: T,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        match self.get(variable) {
+            None => Ok(default),
+            Some((raw, origin)) => parse(raw.trim()).ok_or_else(|| {
+                anyhow::anyhow!("{origin}: expected {expected}, got {:?}", guichet_core::redact::url_password(&raw))
+            }),
+        }
+    }
+
+    fn optional(&self, variable: &str) -> Option<String> {
+        self.get(variable).map(|(value, _)| value.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+}
+
+/// Parses `90s`, `15m`, `1h`, `3d` (and combinations humantime knows, like `1h30m`).
+pub fn parse_duration(raw: &str) -> Option<SignedDuration> {
+    let duration = humantime::parse_duration(raw).ok()?;
+    SignedDuration::try_from(duration).ok().filter(|d| d.is_positive())
+}
+
+const DURATION: &str = "a duration like 90s, 15m, 1h or 3d";
+
+impl Settings {
+    /// Loads and checks every setting.
+    pub fn load(sources: &Sources) -> anyhow::Result<Self> {
+        let s = sources;
+        let database_url = s.parse(
+            "GUICHET_DATABASE_URL",
+            "sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+            DatabaseUrl::parse("sqlite://guichet.db").context("default database URL")?,
+            |raw| DatabaseUrl::parse(raw).ok(),
+        )?;
+        let listen = s.parse(
+            "GUICHET_LISTEN",
+            "an address and port like 127.0.0.1:8080",
+            ([127, 0, 0, 1], 8080).into(),
+            |raw| raw.parse().ok(),
+        )?;
+        let site_name = s.parse("GUICHET_SITE_NAME", "a non-empty name", "Espace membres".to_owned(), |raw| {
+            (!raw.is_empty() && raw.chars().count() <= 100).then(|| raw.to_owned())
+        })?;
+        let public_url =
+            s.parse("GUICHET_PUBLIC_URL", "an http:// or https:// URL", "http://127.0.0.1:8080".to_owned(), |raw| {
+                let ok = (raw.starts_with("http://") || raw.starts_with("https://"))
+                    && raw.len() > "https://".len()
+                    && !raw.contains(char::is_whitespace);
+                ok.then(|| raw.trim_end_matches('/').to_owned())
+            })?;
+        let mail_transport = s.parse(
+            "GUICHET_MAIL_TRANSPORT",
+            "file:DIR or smtp://[USER:PASS@]HOST:PORT[?tls=none|starttls|tls]",
+            MailTransportSpec("file:outbox".to_owned()),
+            |raw| {
+                let ok = raw.strip_prefix("file:").is_some_and(|dir| !dir.is_empty()) || raw.starts_with("smtp://");
+                ok.then(|| MailTransportSpec(raw.to_owned()))
+            },
+        )?;
+        let mail_from = s.parse(
+            "GUICHET_MAIL_FROM",
+            "a sender like `Name <address@domain>`",
+            "guichet <no-reply@localhost>".to_owned(),
+            |raw| raw.contains('@').then(|| raw.to_owned()),
+        )?;
+        let assistance_email = s.parse("GUICHET_ASSISTANCE_EMAIL", "an email address", None, |raw| {
+            EmailAddress::parse(raw).ok().map(Some)
+        })?;
+        let dkim = match (
+            s.optional("GUICHET_DKIM_DOMAIN"),
+            s.optional("GUICHET_DKIM_SELECTOR"),
+            s.optional("GUICHET_DKIM_KEY_FILE"),
+        ) {
+            (Some(domain), Some(selector), Some(key_file)) => {
+                Some(DkimSettings { domain, selector, key_file: key_file.into() })
+            }
+            (None, None, None) => None,
+            _ => bail!(
+                "GUICHET_DKIM_DOMAIN, GUICHET_DKIM_SELECTOR and GUICHET_DKIM_KEY_FILE: expected all three or none"
+            ),
+        };
+        let count = |variable: &str, default: u32| {
+            s.parse(variable, "a whole number of at least 1", default, |raw| {
+                raw.parse::<u32>().ok().filter(|n| *n >= 1)
+            })
+        };
+        let duration = |variable: &str, default: SignedDuration| s.parse(variable, DURATION, default, parse_duration);
+        let hours = SignedDuration::from_hours;
+        let minutes = SignedDuration::from_mins;
+        let public_is_loopback_http = public_url
+            .strip_prefix("http://")
+            .map(|rest| rest.split(['/', ':']).next().unwrap_or_default())
+            .is_some_and(|host| {
+                host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) || host == "[::1]"
+            });
+        let settings =
+            Self {
+                database_url,
+                listen,
+                site_name,
+                public_url,
+                mail_transport,
+                mail_from,
+                assistance_email,
+                dkim,
+                lockout_threshold: count("GUICHET_LOCKOUT_THRESHOLD", 5)?,
+                lockout_window: duration("GUICHET_LOCKOUT_WINDOW", minutes(15))?,
+                lockout_duration: duration("GUICHET_LOCKOUT_DURATION", hours(1))?,
+                recovery_code_ttl: duration("GUICHET_RECOVERY_CODE_TTL", hours(1))?,
+                invitation_ttl: duration("GUICHET_INVITATION_TTL", hours(7 * 24))?,
+                temporary_password_ttl: duration("GUICHET_TEMPORARY_PASSWORD_TTL", hours(3 * 24))?,
+                session_idle: duration("GUICHET_SESSION_IDLE", minutes(30))?,
+                session_max: duration("GUICHET_SESSION_MAX", hours(12))?,
+                password_min_length: s.parse("GUICHET_PASSWORD_MIN_LENGTH", "a number from 8 to 64", 12, |raw| {
+                    raw.parse::<usize>().ok().filter(|n| (8..=64).contains(n))
+                })?,
+                cookie_secure: s.parse("GUICHET_COOKIE_SECURE", "true or false", !public_is_loopback_http, |raw| {
+                    match raw.to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" | "on" => Some(true),
+                        "false" | "0" | "no" | "off" => Some(false),
+                        _ => None,
+                    }
+                })?,
+                trusted_proxies: s.parse(
+                    "GUICHET_TRUSTED_PROXIES",
+                    "a comma-separated list of IP addresses or networks (10.0.0.1, 192.168.0.0/24)",
+                    TrustedProxies::default(),
+                    |raw| TrustedProxies::parse(raw).ok(),
+                )?,
+                address_throttle_failures: count("GUICHET_ADDRESS_THROTTLE_FAILURES", 100)?,
+                address_throttle_window: duration("GUICHET_ADDRESS_THROTTLE_WINDOW", minutes(15))?,
+                time_zone: s.parse(
+                    "GUICHET_TIMEZONE",
+                    "an IANA time zone like Europe/Paris",
+                    jiff::tz::TimeZone::get("Europe/Paris").unwrap_or(jiff::tz::TimeZone::UTC),
+                    |raw| jiff::tz::TimeZone::get(raw).ok(),
+                )?,
+            };
+        if settings.session_idle > settings.session_max {
+            bail!("GUICHET_SESSION_IDLE: expected at most GUICHET_SESSION_MAX");
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        Settings::load(&Sources::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let settings = load(&[]).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(settings.database_url.to_string(), "sqlite://guichet.db");
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.lockout_threshold, 5);
+        assert_eq!(settings.lockout_window, SignedDuration::from_mins(15));
+        assert_eq!(settings.invitation_ttl, SignedDuration::from_hours(168));
+        assert!(!settings.cookie_secure, "http on loopback");
+    }
+
+    #[test]
+    fn durations_take_the_contract_forms() {
+        for (raw, secs) in [("90s", 90), ("15m", 900), ("1h", 3600), ("3d", 259_200), ("1h30m", 5400)] {
+            assert_eq!(parse_duration(raw), Some(SignedDuration::from_secs(secs)), "{raw}");
+        }
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("0s"), None);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_what_was_expected() {
+        let error = load(&[("GUICHET_LOCKOUT_WINDOW", "quinze")]).err().map(|e| format!("{e:#}"));
+        assert_eq!(
+            error.as_deref(),
+            Some("GUICHET_LOCKOUT_WINDOW: expected a duration like 90s, 15m, 1h or 3d, got \"quinze\"")
+        );
+        let error = load(&[("GUICHET_LOCKOUT_THRESHOLD", "0")]).err().map(|e| format!("{e:#}"));
+        assert!(error.is_some_and(|e| e.starts_with("GUICHET_LOCKOUT_THRESHOLD: expected a whole number")));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_errors_and_debug() {
+        let error = load(&[("GUICHET_DATABASE_URL", "mysql://u:hunter2@db/x")]).err().map(|e| format!("{e:#}"));
+        assert!(error.is_some_and(|e| e.contains("GUICHET_DATABASE_URL") && !e.contains("hunter2")));
+        let settings = load(&[
+            ("GUICHET_DATABASE_URL", "postgres://u:hunter2@db/x"),
+            ("GUICHET_MAIL_TRANSPORT", "smtp://mailer:hunter3@relay:587?tls=starttls"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("hunter3"), "{debug}");
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let sources = Sources::from_pairs([("GUICHET_LOCKOUT_THRESHOLD", "7")])
+            .with_toml(
+                "lockout_threshold = 3\nsite_name = \"Réseau Santé\"\ntrusted_proxies = [\"10.0.0.1\"]",
+                Path::new("g.toml"),
+            )
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let settings = Settings::load(&sources).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(settings.lockout_threshold, 7);
+        assert_eq!(settings.site_name, "Réseau Santé");
+    }
+
+    #[test]
+    fn file_errors_name_the_key_and_file() {
+        let sources = Sources::default()
+            .with_toml("session_idle = \"long\"", Path::new("g.toml"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let error = Settings::load(&sources).err().map(|e| format!("{e:#}"));
+        assert!(error.is_some_and(|e| e.starts_with("session_idle in g.toml: expected a duration")));
+        let unknown =
+            Sources::default().with_toml("lockout_treshold = 3", Path::new("g.toml")).err().map(|e| format!("{e:#}"));
+        assert!(unknown.is_some_and(|e| e.contains("unknown setting `lockout_treshold`")));
+    }
+
+    #[test]
+    fn cookies_are_secure_unless_plain_http_on_loopback() {
+        let secure = |url: &str| load(&[("GUICHET_PUBLIC_URL", url)]).map(|s| s.cookie_secure).ok();
+        assert_eq!(secure("https://membres.example.org"), Some(true));
+        assert_eq!(secure("http://membres.example.org"), Some(true));
+        assert_eq!(secure("http://localhost:8080/"), Some(false));
+    }
+
+    #[test]
+    fn dkim_needs_all_three() {
+        let error = load(&[("GUICHET_DKIM_DOMAIN", "example.org")]).err().map(|e| format!("{e:#}"));
+        assert!(error.is_some_and(|e| e.contains("expected all three or none")));
+    }
+}

@@ -1,0 +1,7 @@
+//! The `guichet` binary's library: configuration, wiring, and the commands. `main` only
+//! parses the command line and calls into here; tests build the same application.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;

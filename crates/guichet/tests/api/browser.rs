@@ -1,0 +1,130 @@
+//! A real browser: headless Chromium driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`). Skipped, saying so, when they are not installed — but never
+//! under CI.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::helpers::{PASSWORD, TestApp, spawn_app};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A chromedriver process and a session on it; both end with it.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts Chromium, or returns `None` (after saying so) when it is not installed.
+    pub async fn start() -> Option<Self> {
+        if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
+            assert!(std::env::var_os("CI").is_none(), "chromium and chromium-driver must be installed under CI");
+            eprintln!("SKIPPED (browser): install Debian's chromium and chromium-driver to run it");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9515);
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("chromedriver: {e}"));
+        let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-quic", "--no-first-run", "--lang=fr-FR",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_error = None;
+        for _ in 0..50 {
+            match ClientBuilder::rustls()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => return Some(Self { client, driver, _profile: profile }),
+                Err(error) => last_error = Some(error),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("could not start a Chromium session: {last_error:?}");
+    }
+
+    /// Ends the session and the driver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+
+    /// Opens a path of the app.
+    pub async fn open(&self, app: &TestApp, path: &str) {
+        self.client.goto(&format!("{}{path}", app.address)).await.unwrap_or_else(|e| panic!("goto {path}: {e}"));
+    }
+
+    /// Types into the field with this id.
+    pub async fn type_into(&self, id: &str, text: &str) {
+        let field = self.client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("field {id}: {e}"));
+        field.clear().await.unwrap_or_else(|e| panic!("{e}"));
+        field.send_keys(text).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Clicks the button with this text.
+    pub async fn click_button(&self, text: &str) {
+        let xpath = format!("//button[normalize-space()='{text}']");
+        let button = self.client.find(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("button {text}: {e}"));
+        button.click().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The current path.
+    pub async fn path(&self) -> String {
+        self.client.current_url().await.map(|u| u.path().to_owned()).unwrap_or_default()
+    }
+
+    /// The visible text of the page.
+    pub async fn text(&self) -> String {
+        let body = self.client.find(Locator::Css("body")).await.unwrap_or_else(|e| panic!("{e}"));
+        body.text().await.unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn a_member_logs_in_with_a_real_browser_and_logs_out() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app().await;
+    app.add_member("marie.durand").await;
+
+    browser.open(&app, "/login").await;
+    browser.type_into("identifier", "marie.durand").await;
+    browser.type_into("password", "wrong password").await;
+    browser.click_button("Se connecter").await;
+    assert!(browser.text().await.contains("La connexion n'a pas abouti"));
+
+    browser.type_into("password", PASSWORD).await;
+    browser.click_button("Se connecter").await;
+    assert_eq!(browser.path().await, "/me");
+    let text = browser.text().await;
+    assert!(text.contains("Mon espace") && text.contains("marie.durand@chu.example.fr"), "{text}");
+
+    browser.click_button("Se déconnecter").await;
+    assert_eq!(browser.path().await, "/login");
+    browser.open(&app, "/me").await;
+    assert_eq!(browser.path().await, "/login", "the session is gone");
+    browser.close().await;
+}

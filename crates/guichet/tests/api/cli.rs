@@ -1,0 +1,179 @@
+//! The `guichet` command, run as a separate process on the test's database.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, PASSWORD, TestApp, on_both_backends, spawn_app_with};
+
+/// Runs the binary against the app's database, with `stdin` as standard input.
+pub fn guichet(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(args)
+        .env("GUICHET_DATABASE_URL", app.database_url())
+        .env_remove("GUICHET_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("guichet: {e}"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    child.wait_with_output().unwrap_or_else(|e| panic!("guichet: {e}"))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn an_operator_adds_a_member_who_can_then_log_in(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let args = [
+        "member",
+        "add",
+        "Jean.Martin",
+        "--email",
+        "Jean.Martin@CHU.example.fr",
+        "--name",
+        "Jean Martin",
+        "--password-stdin",
+    ];
+    let output = guichet(&app, &args, Some(&format!("{PASSWORD}\n")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().next(), Some("created jean.martin (member, jean.martin@chu.example.fr)"));
+    assert_eq!(app.login("jean.martin", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+async fn duplicates_are_refused_in_one_line(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    let same_identifier = guichet(&app, &["member", "add", "MARIE", "--email", "other@example.org"], None);
+    assert!(!same_identifier.status.success());
+    assert_eq!(stderr(&same_identifier).trim(), "error: cet identifiant est déjà pris");
+    let same_email = guichet(&app, &["member", "add", "marie2", "--email", "Marie@chu.example.fr"], None);
+    assert!(!same_email.status.success());
+    assert_eq!(stderr(&same_email).trim(), "error: cette adresse est déjà celle d'un autre compte");
+}
+
+on_both_backends!(an_operator_adds_a_member_who_can_then_log_in, duplicates_are_refused_in_one_line);
+
+#[tokio::test]
+async fn weak_passwords_are_refused_with_the_reason() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    for (password, reason) in
+        [("court", "au moins 12 caractères"), ("motdepasse123", "plus courants"), ("xx-marie.durand-xx", "identifiant")]
+    {
+        let output = guichet(
+            &app,
+            &["member", "add", "marie.durand", "--email", "m@example.org", "--password-stdin"],
+            Some(password),
+        );
+        assert!(!output.status.success());
+        let message = stderr(&output);
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(message.contains(reason), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn bad_identifiers_and_emails_are_refused() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let output = guichet(&app, &["member", "add", "marie durand", "--email", "m@example.org"], None);
+    assert!(stderr(&output).starts_with("error: identifiant refusé"), "{}", stderr(&output));
+    let output = guichet(&app, &["member", "add", "marie", "--email", "pas-une-adresse"], None);
+    assert!(stderr(&output).starts_with("error: adresse refusée"), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn show_and_list_report_the_lock_and_unknown_identifiers_fail() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    app.add_member("marie").await;
+    app.add_member("paul").await;
+    for _ in 0..5 {
+        app.login("marie", "wrong password").await;
+    }
+    let list = guichet(&app, &["member", "list", "--locked"], None);
+    let lines: Vec<String> = stdout(&list).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("marie ") && lines[0].contains("locked until"), "{lines:?}");
+    assert_eq!(stdout(&guichet(&app, &["member", "list"], None)).lines().count(), 2);
+
+    let show = stdout(&guichet(&app, &["member", "show", "marie"], None));
+    assert!(show.contains("role:            member"), "{show}");
+    assert!(show.contains("recent failures: 5"), "{show}");
+    assert!(show.contains("must change:     no"), "{show}");
+    assert!(show.contains("account_locked") && show.contains("from 127.0.0.1"), "{show}");
+
+    let unknown = guichet(&app, &["member", "show", "nobody"], None);
+    assert!(!unknown.status.success());
+    assert_eq!(stderr(&unknown).trim(), "error: aucun compte n'a l'identifiant « nobody »");
+    assert!(!guichet(&app, &["member", "unlock", "nobody"], None).status.success());
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_command_and_names_the_variable() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["migrate"])
+        .env("GUICHET_DATABASE_URL", app.database_url())
+        .env("GUICHET_SESSION_IDLE", "demain")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!output.status.success());
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: GUICHET_SESSION_IDLE: expected a duration like 90s, 15m, 1h or 3d, got \"demain\""
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_one_line_without_its_password() {
+    let output = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["member", "list"])
+        .env("GUICHET_DATABASE_URL", "postgres://guichet:hunter2@127.0.0.1:1/guichet")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("could not connect") && !message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn serve_on_an_empty_database_says_how_to_create_the_first_administrator() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .arg("serve")
+        .env("GUICHET_DATABASE_URL", format!("sqlite://{}/g.db", dir.path().display()))
+        .env("GUICHET_LISTEN", "127.0.0.1:0")
+        .env("GUICHET_MAIL_TRANSPORT", format!("file:{}/outbox", dir.path().display()))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if seen.contains("guichet is serving") {
+                break;
+            }
+        }
+        seen
+    });
+    let seen = reader.join().unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("guichet member add") && seen.contains("--role admin"), "{seen}");
+}

@@ -1,0 +1,308 @@
+//! `spawn_app()`: the application on port 0 with a fresh database and a clock the test
+//! moves, plus typed helpers to drive it like a browser would.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use guichet::app::Application;
+use guichet::config::{Settings, Sources};
+use guichet_core::SignedDuration;
+use guichet_core::account::{Account, Role};
+use guichet_core::audit::{Actor, AuditEvent, RequestContext};
+use guichet_core::clock::ManualClock;
+use guichet_core::hashing::{Argon2Cost, Argon2Pool, HashError, PasswordHasher, Verification};
+use guichet_core::members::AddMember;
+use guichet_core::password::PasswordHash;
+use guichet_store::testing::TestDatabase;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+/// A password that meets the policy.
+pub const PASSWORD: &str = "cheval agrafe pile";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A temporary SQLite file.
+    Sqlite,
+    /// A fresh database on `GUICHET_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// Runs each listed `async fn(Backend)` on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::helpers::postgres_available() {
+                        super::$name($crate::helpers::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// Whether PostgreSQL tests can run; says so when they cannot.
+pub fn postgres_available() -> bool {
+    let available = std::env::var_os(guichet_store::testing::POSTGRES_URL_VARIABLE).is_some();
+    if !available {
+        assert!(std::env::var_os("CI").is_none(), "GUICHET_TEST_POSTGRES_URL must be set under CI");
+        eprintln!("SKIPPED (PostgreSQL): set GUICHET_TEST_POSTGRES_URL to run it");
+    }
+    available
+}
+
+/// Counts password verifications, to show that every login costs exactly one.
+#[derive(Debug)]
+pub struct CountingHasher {
+    inner: Argon2Pool,
+    pub verifications: AtomicUsize,
+}
+
+#[async_trait]
+impl PasswordHasher for CountingHasher {
+    async fn hash(&self, password: SecretString) -> Result<PasswordHash, HashError> {
+        self.inner.hash(password).await
+    }
+
+    async fn verify(&self, password: SecretString, hash: PasswordHash) -> Result<Verification, HashError> {
+        self.verifications.fetch_add(1, Ordering::SeqCst);
+        self.inner.verify(password, hash).await
+    }
+}
+
+/// A running application.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// The clock the server reads.
+    pub clock: Arc<ManualClock>,
+    /// The hasher the server uses.
+    pub hasher: Arc<CountingHasher>,
+    /// The wired application (its use cases and store).
+    pub app: Application,
+    /// A browser-like client: keeps cookies, does not follow redirects.
+    pub client: reqwest::Client,
+    database: TestDatabase,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The application on SQLite with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Backend::Sqlite, &[]).await
+}
+
+/// The application on `backend`, with extra settings (`GUICHET_*` pairs).
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let database = match backend {
+        Backend::Sqlite => TestDatabase::sqlite(),
+        Backend::Postgres => TestDatabase::postgres().await.unwrap_or_else(|| panic!("PostgreSQL is not configured")),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let address = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    let raw_url = database.url().expose_secret().to_owned();
+    let mut pairs: Vec<(&str, &str)> = vec![("GUICHET_DATABASE_URL", &raw_url), ("GUICHET_PUBLIC_URL", &address)];
+    pairs.extend_from_slice(extra);
+    let settings = Settings::load(&Sources::from_pairs(pairs)).unwrap_or_else(|e| panic!("settings: {e:#}"));
+    let clock = Arc::new(ManualClock::starting_now());
+    let hasher = Arc::new(CountingHasher {
+        inner: Argon2Pool::sized_to_cores(Argon2Cost::RECOMMENDED),
+        verifications: AtomicUsize::new(0),
+    });
+    let app = Application::build_with_hasher(&settings, clock.clone(), hasher.clone())
+        .await
+        .unwrap_or_else(|e| panic!("build: {e:#}"));
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = app.clone();
+    tokio::spawn(async move {
+        let _ = running
+            .serve(listener, async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    TestApp { address, clock, hasher, app, client: browser(), database, shutdown: Some(shutdown) }
+}
+
+/// A new cookie jar: another browser.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("guichet-tests/1")
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A response's status, headers and body, read at once.
+#[derive(Debug)]
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        Self { status, headers, body }
+    }
+
+    /// The `Location` header.
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get("location").and_then(|v| v.to_str().ok())
+    }
+
+    /// The value of the page's (first) hidden CSRF field.
+    pub fn csrf_token(&self) -> String {
+        field_value(&self.body, "csrf_token").unwrap_or_else(|| panic!("no csrf_token in:\n{}", self.body))
+    }
+
+    /// The body with every CSRF token blanked, to compare two pages.
+    pub fn without_tokens(&self) -> String {
+        let mut body = self.body.clone();
+        while let Some(token) = field_value(&body, "csrf_token").filter(|t| !t.is_empty()) {
+            body = body.replace(&token, "");
+        }
+        body
+    }
+}
+
+/// The `value` of the input named `name`.
+pub fn field_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let value_at = tag.find("value=\"")? + "value=\"".len();
+    let value_end = value_at + tag[value_at..].find('"')?;
+    Some(tag[value_at..value_end].to_owned())
+}
+
+impl TestApp {
+    /// GET with the app's own client.
+    pub async fn get(&self, path: &str) -> Page {
+        self.get_with(&self.client, path).await
+    }
+
+    /// GET with another client.
+    pub async fn get_with(&self, client: &reqwest::Client, path: &str) -> Page {
+        let response =
+            client.get(format!("{}{path}", self.address)).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        Page::read(response).await
+    }
+
+    /// POST a form as is (the caller adds `csrf_token` or not).
+    pub async fn post_form(&self, client: &reqwest::Client, path: &str, form: &[(&str, &str)]) -> Page {
+        self.post_form_with_headers(client, path, form, &[]).await
+    }
+
+    /// POST a form with extra headers.
+    pub async fn post_form_with_headers(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let mut request = client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Page::read(request.send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"))).await
+    }
+
+    /// Logs in with the app's client.
+    pub async fn login(&self, identifier: &str, password: &str) -> Page {
+        self.login_with(&self.client, identifier, password, &[]).await
+    }
+
+    /// Logs in with another client and extra headers (`X-Forwarded-For`…).
+    pub async fn login_with(
+        &self,
+        client: &reqwest::Client,
+        identifier: &str,
+        password: &str,
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let token = self.get_with(client, "/login").await.csrf_token();
+        let form = [("csrf_token", token.as_str()), ("identifier", identifier), ("password", password)];
+        self.post_form_with_headers(client, "/login", &form, headers).await
+    }
+
+    /// Creates a member with [`PASSWORD`].
+    pub async fn add_member(&self, identifier: &str) -> Account {
+        self.add_account(identifier, Role::Member).await
+    }
+
+    /// Creates an account with a role and [`PASSWORD`].
+    pub async fn add_account(&self, identifier: &str, role: Role) -> Account {
+        let request = AddMember {
+            identifier: identifier.to_owned(),
+            email: format!("{identifier}@chu.example.fr"),
+            name: "Marie Durand".to_owned(),
+            role,
+            password: Some(SecretString::from(PASSWORD.to_owned())),
+        };
+        self.app
+            .state
+            .members
+            .add(request, Actor::Operator, RequestContext::default())
+            .await
+            .unwrap_or_else(|e| panic!("add: {e:?}"))
+    }
+
+    /// The account as stored now.
+    pub async fn account(&self, identifier: &str) -> Account {
+        self.app.state.members.find(identifier).await.unwrap_or_else(|e| panic!("find: {e:?}"))
+    }
+
+    /// The account's recent events, newest first.
+    pub async fn events(&self, identifier: &str) -> Vec<AuditEvent> {
+        self.app.state.members.status(identifier, 200).await.unwrap_or_else(|e| panic!("status: {e:?}")).recent_events
+    }
+
+    /// Moves the server's clock.
+    pub fn advance(&self, by: SignedDuration) {
+        self.clock.advance(by);
+    }
+
+    /// Verifications the hasher has done so far.
+    pub fn verifications(&self) -> usize {
+        self.hasher.verifications.load(Ordering::SeqCst)
+    }
+
+    /// The database URL, for commands run against the same database.
+    pub fn database_url(&self) -> &str {
+        self.database.url().expose_secret()
+    }
+}

@@ -1,0 +1,213 @@
+//! The automatic lockout, the address throttle, and the promise that every failure
+//! looks — and costs — the same.
+
+use guichet_core::SignedDuration;
+use guichet_core::audit::AuditKind;
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, PASSWORD, browser, on_both_backends, spawn_app_with};
+
+async fn five_failures_lock_the_account_and_then_even_the_right_password_fails(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    for _ in 0..5 {
+        assert_eq!(app.login("marie", "wrong password").await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert!(app.account("marie").await.locked_until.is_some());
+    assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn a_locked_account_reopens_by_itself_after_the_lock_duration(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    for _ in 0..5 {
+        app.login("marie", "wrong password").await;
+    }
+    app.advance(SignedDuration::from_mins(59));
+    assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+    app.advance(SignedDuration::from_mins(1));
+    assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+async fn a_success_clears_the_failure_count(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    for _ in 0..4 {
+        app.login_with(&browser(), "marie", "wrong password", &[]).await;
+    }
+    assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
+    for _ in 0..4 {
+        app.login_with(&browser(), "marie", "wrong password", &[]).await;
+    }
+    assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
+}
+
+async fn failures_spread_wider_than_the_window_never_lock(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    for _ in 0..12 {
+        app.login("marie", "wrong password").await;
+        app.advance(SignedDuration::from_mins(4));
+    }
+    assert!(app.account("marie").await.locked_until.is_none());
+}
+
+async fn forty_parallel_failures_lock_once_and_count_no_more_than_the_threshold(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    let attempts = (0..40).map(|_| {
+        let client = browser();
+        let app = &app;
+        async move { app.login_with(&client, "marie", "wrong password", &[]).await.status }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
+    let events = app.events("marie").await;
+    let count = |kind| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(count(AuditKind::LoginFailed), 5, "only the failures up to the threshold count");
+    assert_eq!(count(AuditKind::AccountLocked), 1);
+    assert_eq!(count(AuditKind::LoginRefusedLocked), 35);
+    assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn no_guess_gets_through_a_lock_however_many_arrive_at_once(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    for _ in 0..5 {
+        app.login("marie", "wrong password").await;
+    }
+    let attempts = (0..20).map(|_| {
+        let client = browser();
+        let app = &app;
+        async move { app.login_with(&client, "marie", PASSWORD, &[]).await.status }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
+    assert!(app.events("marie").await.iter().all(|e| e.kind != AuditKind::LoginSucceeded));
+}
+
+async fn the_operator_unlocks_an_account_at_once(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    for _ in 0..5 {
+        app.login("marie", "wrong password").await;
+    }
+    let output = crate::cli::guichet(&app, &["member", "unlock", "marie"], None);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "marie unlocked");
+    assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert!(app.events("marie").await.iter().any(|e| e.kind == AuditKind::AccountUnlocked));
+}
+
+on_both_backends!(
+    five_failures_lock_the_account_and_then_even_the_right_password_fails,
+    a_locked_account_reopens_by_itself_after_the_lock_duration,
+    a_success_clears_the_failure_count,
+    failures_spread_wider_than_the_window_never_lock,
+    forty_parallel_failures_lock_once_and_count_no_more_than_the_threshold,
+    no_guess_gets_through_a_lock_however_many_arrive_at_once,
+    the_operator_unlocks_an_account_at_once,
+    unknown_wrong_and_locked_get_the_same_page_and_status,
+);
+
+async fn unknown_wrong_and_locked_get_the_same_page_and_status(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    app.add_member("locked").await;
+    for _ in 0..5 {
+        app.login("locked", "wrong password").await;
+    }
+    let client = browser();
+    let unknown = app.login_with(&client, "nobody", "wrong password", &[]).await;
+    let wrong = app.login_with(&client, "marie", "wrong password", &[]).await;
+    let locked = app.login_with(&client, "locked", PASSWORD, &[]).await;
+    let invalid = app.login_with(&client, "<script>", "wrong password", &[]).await;
+    for page in [&unknown, &wrong, &locked, &invalid] {
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    // The pages differ only by the identifier echoed in the field.
+    let normalise = |page: &crate::helpers::Page, typed: &str| page.without_tokens().replace(typed, "X");
+    let reference = normalise(&unknown, "nobody");
+    assert_eq!(normalise(&wrong, "marie"), reference);
+    assert_eq!(normalise(&locked, "locked"), reference);
+    assert_eq!(normalise(&invalid, "&#60;script&#62;"), reference);
+}
+
+#[tokio::test]
+async fn every_failure_costs_exactly_one_password_check() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    app.add_member("marie").await;
+    app.add_member("locked").await;
+    for _ in 0..5 {
+        app.login("locked", "wrong password").await;
+    }
+    for (identifier, password) in [("nobody", "x"), ("marie", "x"), ("locked", PASSWORD), ("not valid!", "x")] {
+        let before = app.verifications();
+        assert_eq!(app.login(identifier, password).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.verifications() - before, 1, "{identifier}");
+    }
+}
+
+#[tokio::test]
+async fn the_failure_page_explains_the_suspension_without_naming_the_account() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let page = app.login("nobody", "x").await;
+    assert!(page.body.contains("suspendu pendant une heure"));
+    assert!(page.body.contains("/forgot-password") && page.body.contains("/assistance"));
+}
+
+#[tokio::test]
+async fn an_address_with_many_failures_is_asked_to_slow_down_but_nobody_is_locked_by_address() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1"), ("GUICHET_ADDRESS_THROTTLE_FAILURES", "6")],
+    )
+    .await;
+    for name in ["a1", "a2", "a3", "victim"] {
+        app.add_member(name).await;
+    }
+    let sprayer = [("x-forwarded-for", "203.0.113.66")];
+    for name in ["a1", "a2", "a3", "a1", "a2", "a3"] {
+        assert_eq!(app.login_with(&browser(), name, "Summer2026!", &sprayer).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let throttled = app.login_with(&browser(), "victim", PASSWORD, &sprayer).await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 =
+        throttled.headers.get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    assert!((1..=15 * 60 + 60).contains(&retry_after), "{retry_after}");
+    // Another address — the member at home — gets in, and no account was locked.
+    let home = [("x-forwarded-for", "198.51.100.7")];
+    assert_eq!(app.login_with(&browser(), "victim", PASSWORD, &home).await.status, StatusCode::SEE_OTHER);
+    for name in ["a1", "a2", "a3"] {
+        assert!(app.account(name).await.locked_until.is_none());
+    }
+    // The throttle lifts by itself.
+    app.advance(SignedDuration::from_mins(17));
+    assert_eq!(app.login_with(&browser(), "a1", PASSWORD, &sprayer).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_hospital_full_of_members_logging_in_is_never_throttled() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1"), ("GUICHET_ADDRESS_THROTTLE_FAILURES", "6")],
+    )
+    .await;
+    let hospital = [("x-forwarded-for", "192.0.2.10")];
+    for n in 0..12 {
+        let name = format!("member{n}");
+        app.add_member(&name).await;
+        assert_eq!(app.login_with(&browser(), &name, PASSWORD, &hospital).await.status, StatusCode::SEE_OTHER);
+    }
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_does_not_dodge_the_throttle() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_ADDRESS_THROTTLE_FAILURES", "3")]).await;
+    for n in 0..3 {
+        let spoofed = format!("10.9.9.{n}");
+        app.login_with(&browser(), "nobody", "x", &[("x-forwarded-for", &spoofed)]).await;
+    }
+    let page = app.login_with(&browser(), "nobody", "x", &[("x-forwarded-for", "10.9.9.200")]).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+}

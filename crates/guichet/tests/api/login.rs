@@ -1,0 +1,189 @@
+//! Logging in, Mon espace, logging out, and the life of a session.
+
+use guichet_core::SignedDuration;
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, PASSWORD, browser, on_both_backends, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn the_login_page_has_labelled_fields_for_password_managers() {
+    let app = spawn_app().await;
+    let page = app.get("/login").await;
+    assert_eq!(page.status, StatusCode::OK);
+    for expected in [
+        r#"<html lang="fr">"#,
+        r#"<label for="identifier">Identifiant</label>"#,
+        r#"autocomplete="username""#,
+        r#"<label for="password">Mot de passe</label>"#,
+        r#"autocomplete="current-password""#,
+        r#"href="/forgot-password""#,
+        r#"href="/forgot-identifier""#,
+        r#"href="/assistance""#,
+        "Espace membres",
+    ] {
+        assert!(page.body.contains(expected), "missing {expected}");
+    }
+    assert_eq!(page.csrf_token().len(), 43);
+}
+
+async fn a_member_logs_in_reaches_mon_espace_and_logs_out(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie.durand").await;
+
+    let login = app.login("  Marie.Durand ", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    assert_eq!(login.location(), Some("/me"));
+
+    let me = app.get("/me").await;
+    assert_eq!(me.status, StatusCode::OK);
+    for expected in ["Mon espace", "marie.durand", "Marie Durand", "marie.durand@chu.example.fr", "Connecté depuis"] {
+        assert!(me.body.contains(expected), "missing {expected} in Mon espace");
+    }
+
+    let logout = app.post_form(&app.client, "/logout", &[("csrf_token", &me.csrf_token())]).await;
+    assert_eq!(logout.status, StatusCode::SEE_OTHER);
+    assert_eq!(logout.location(), Some("/login"));
+    assert_eq!(app.get("/me").await.location(), Some("/login"));
+}
+
+async fn logout_destroys_the_session_on_the_server(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    let login = app.login("marie", PASSWORD).await;
+    let cookie = session_cookie(&login.headers).unwrap_or_else(|| panic!("no session cookie"));
+    let me = app.get("/me").await;
+    app.post_form(&app.client, "/logout", &[("csrf_token", &me.csrf_token())]).await;
+
+    // Someone who kept a copy of the cookie gets nothing from it.
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = replay
+        .get(format!("{}/me", app.address))
+        .header("cookie", format!("guichet_session={cookie}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+on_both_backends!(a_member_logs_in_reaches_mon_espace_and_logs_out, logout_destroys_the_session_on_the_server);
+
+fn session_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.strip_prefix("guichet_session=").map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+    })
+}
+
+#[tokio::test]
+async fn login_gives_a_fresh_session_id_and_the_old_one_dies() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let first = session_cookie(&app.login("marie", PASSWORD).await.headers).unwrap_or_else(|| panic!("no cookie"));
+    // Signed in already, the member logs in again (a second tab, say).
+    let me = app.get("/me").await;
+    let form = [("csrf_token", me.csrf_token()), ("identifier", "marie".into()), ("password", PASSWORD.into())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let again = app.post_form(&app.client, "/login", &form).await;
+    let second = session_cookie(&again.headers).unwrap_or_else(|| panic!("no new cookie"));
+    assert_ne!(first, second);
+    let stale = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = stale
+        .get(format!("{}/me", app.address))
+        .header("cookie", format!("guichet_session={first}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "the session before login must be gone");
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_and_same_site_lax() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let login = app.login("marie", PASSWORD).await;
+    let cookie = login.headers.get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(cookie.starts_with("guichet_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http on loopback");
+}
+
+#[tokio::test]
+async fn secure_cookies_use_the_host_prefix() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_COOKIE_SECURE", "true")]).await;
+    let page = app.get("/login").await;
+    let cookie = page.headers.get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(cookie.starts_with("__Host-guichet_csrf=") && cookie.contains("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn anonymous_visitors_of_mon_espace_are_sent_to_login() {
+    let app = spawn_app().await;
+    let page = app.get("/me").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), Some("/login"));
+}
+
+#[tokio::test]
+async fn a_signed_in_member_opening_login_goes_to_mon_espace() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    app.login("marie", PASSWORD).await;
+    assert_eq!(app.get("/login").await.location(), Some("/me"));
+}
+
+#[tokio::test]
+async fn sessions_end_after_the_idle_time() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    app.login("marie", PASSWORD).await;
+    app.advance(SignedDuration::from_mins(29));
+    assert_eq!(app.get("/me").await.status, StatusCode::OK, "a request pushes the idle expiry back");
+    app.advance(SignedDuration::from_mins(29));
+    assert_eq!(app.get("/me").await.status, StatusCode::OK);
+    app.advance(SignedDuration::from_mins(31));
+    assert_eq!(app.get("/me").await.location(), Some("/login"));
+}
+
+#[tokio::test]
+async fn sessions_end_after_the_absolute_lifetime_even_when_busy() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_SESSION_MAX", "1h")]).await;
+    app.add_member("marie").await;
+    app.login("marie", PASSWORD).await;
+    for _ in 0..5 {
+        app.advance(SignedDuration::from_mins(11));
+        assert_eq!(app.get("/me").await.status, StatusCode::OK);
+    }
+    app.advance(SignedDuration::from_mins(6));
+    assert_eq!(app.get("/me").await.location(), Some("/login"));
+}
+
+#[tokio::test]
+async fn a_failed_login_keeps_the_identifier_but_never_the_password() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let page = app.login("marie", "not the password").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.body.contains(r#"value="marie""#));
+    assert!(!page.body.contains("not the password"));
+    assert!(page.body.contains(r#"role="alert""#));
+    assert!(page.body.contains(r#"aria-describedby="login-error""#), "the error is tied to the fields");
+}
+
+#[tokio::test]
+async fn the_last_login_is_recorded_and_the_previous_one_shown() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    app.login("marie", PASSWORD).await;
+    assert!(app.get("/me").await.body.contains("aucune"));
+    let other = browser();
+    app.advance(SignedDuration::from_hours(2));
+    app.login_with(&other, "marie", PASSWORD, &[]).await;
+    let me = app.get_with(&other, "/me").await;
+    assert!(!me.body.contains("<dd>aucune</dd>"), "the first login is the previous one now");
+    assert!(app.account("marie").await.last_login_at.is_some());
+}

@@ -1,0 +1,10 @@
+//! Black-box tests: the real server on a random port, a fresh database, real HTTP.
+//! One test binary for the whole crate (modules below), to keep builds short.
+
+mod helpers;
+
+mod browser;
+mod cli;
+mod lockout;
+mod login;
+mod security;
