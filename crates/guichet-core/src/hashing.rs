@@ -9,8 +9,8 @@
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash as PhcHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash as PhcHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::oneshot;
@@ -68,48 +68,108 @@ impl Argon2Cost {
     /// OWASP's recommendation, and guichet's default: m=19456 KiB, t=2, p=1.
     pub const RECOMMENDED: Self = Self { memory_kib: 19_456, iterations: 2, parallelism: 1 };
 
-    fn argon2(self) -> Result<Argon2<'static>, HashError> {
-        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|e| HashError::Failed(e.to_string()))?;
-        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    fn params(self) -> Result<Params, HashError> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, Some(Params::DEFAULT_OUTPUT_LEN))
+            .map_err(|e| HashError::Failed(e.to_string()))
     }
 
-    /// Hashes on the calling thread. Blocks for the whole cost of a hash.
+    /// Hashes on the calling thread with a fresh work area. Blocks for the whole cost.
     pub fn hash_blocking(self, password: &str) -> Result<PasswordHash, HashError> {
-        let salt = SaltString::encode_b64(&crate::token::random_bytes::<16>())
-            .map_err(|e| HashError::Failed(e.to_string()))?;
-        let phc =
-            self.argon2()?.hash_password(password.as_bytes(), &salt).map_err(|e| HashError::Failed(e.to_string()))?;
+        self.hash_with(&mut WorkArea::default(), password)
+    }
+
+    /// Verifies on the calling thread with a fresh work area.
+    pub fn verify_blocking(self, password: &str, hash: &PasswordHash) -> Verification {
+        self.verify_with(&mut WorkArea::default(), password, hash)
+    }
+
+    /// Hashes in `area`, so that a hashing thread reuses one buffer for every hash.
+    fn hash_with(self, area: &mut WorkArea, password: &str) -> Result<PasswordHash, HashError> {
+        let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+        let params = self.params()?;
+        let salt = SaltString::encode_b64(&crate::token::random_bytes::<16>()).map_err(|e| failed(&e))?;
+        let mut salt_bytes = [0u8; 64];
+        let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
+        let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt_raw,
+                &mut output,
+                area.blocks(params.block_count()),
+            )
+            .map_err(|e| failed(&e))?;
+        let phc = PhcHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(|e| failed(&e))?,
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&output).map_err(|e| failed(&e))?),
+        };
         Ok(PasswordHash::from_phc(phc.to_string()))
     }
 
-    /// Verifies on the calling thread, with the parameters written in `hash`, and
-    /// rehashes with `self` when those parameters are not `self`.
-    pub fn verify_blocking(self, password: &str, hash: &PasswordHash) -> Verification {
-        let Ok(parsed) = PhcHash::new(hash.as_phc()) else {
+    /// Verifies in `area` with the parameters written in `hash`, and rehashes with
+    /// `self` when those parameters are not `self`.
+    fn verify_with(self, area: &mut WorkArea, password: &str, hash: &PasswordHash) -> Verification {
+        let Some(matched) = Self::check(area, password, hash) else {
             return Verification::Mismatch;
         };
-        // The parameters come from the stored hash; `self` only decides whether it is stale.
-        if Argon2::default().verify_password(password.as_bytes(), &parsed).is_err() {
-            return Verification::Mismatch;
-        }
-        let upgraded = if self.matches(&parsed) { None } else { self.hash_blocking(password).ok() };
+        let upgraded = if matched.is_current(self) { None } else { self.hash_with(area, password).ok() };
         Verification::Match { upgraded }
     }
 
-    fn matches(self, parsed: &PhcHash<'_>) -> bool {
-        let Ok(params) = Params::try_from(parsed) else {
-            return false;
-        };
-        parsed.algorithm.as_str() == "argon2id"
-            && parsed.version == Some(Version::V0x13.into())
-            && params.m_cost() == self.memory_kib
-            && params.t_cost() == self.iterations
-            && params.p_cost() == self.parallelism
+    /// `Some(parameters of the hash)` when the password matches.
+    fn check(area: &mut WorkArea, password: &str, hash: &PasswordHash) -> Option<StoredParams> {
+        let parsed = PhcHash::new(hash.as_phc()).ok()?;
+        let algorithm = Algorithm::new(parsed.algorithm.as_str()).ok()?;
+        let version = parsed.version.map_or(Some(Version::V0x13), |v| Version::try_from(v).ok())?;
+        let params = Params::try_from(&parsed).ok()?;
+        let expected = parsed.hash?;
+        let mut salt_bytes = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt_bytes).ok()?;
+        let mut output = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params.clone())
+            .hash_password_into_with_memory(password.as_bytes(), salt, &mut output, area.blocks(params.block_count()))
+            .ok()?;
+        // `Output`'s equality is constant-time.
+        (Output::new(&output).ok()? == expected).then_some(StoredParams { algorithm, version, params })
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// The parameters a stored hash was made with.
+struct StoredParams {
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+}
+
+impl StoredParams {
+    fn is_current(&self, cost: Argon2Cost) -> bool {
+        self.algorithm == Algorithm::Argon2id
+            && self.version == Version::V0x13
+            && self.params.m_cost() == cost.memory_kib
+            && self.params.t_cost() == cost.iterations
+            && self.params.p_cost() == cost.parallelism
+    }
+}
+
+/// The memory one hash works in (19 MiB at the recommended cost), kept by each hashing
+/// thread across hashes: allocating and freeing it for every login leaves the
+/// allocator holding several copies, and memory grows with the login rate.
+#[derive(Default)]
+struct WorkArea(Vec<Block>);
+
+impl WorkArea {
+    fn blocks(&mut self, count: usize) -> &mut [Block] {
+        if self.0.len() < count {
+            self.0 = vec![Block::default(); count];
+        }
+        &mut self.0[..count]
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut WorkArea) + Send>;
 
 /// A fixed pool of hashing threads behind a bounded queue.
 #[derive(Debug, Clone)]
@@ -147,10 +207,13 @@ impl Argon2Pool {
         self.threads
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut WorkArea) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = reply.send(work());
+        let job: Job = Box::new(move |area| {
+            let _ = reply.send(work(area));
         });
         match self.queue.try_send(job) {
             Ok(()) => {}
@@ -164,6 +227,7 @@ impl Argon2Pool {
 }
 
 fn run_worker(receiver: &Mutex<Receiver<Job>>) {
+    let mut area = WorkArea::default();
     loop {
         let job = {
             let Ok(receiver) = receiver.lock() else {
@@ -174,7 +238,7 @@ fn run_worker(receiver: &Mutex<Receiver<Job>>) {
                 Err(_) => return,
             }
         };
-        job();
+        job(&mut area);
     }
 }
 
@@ -182,12 +246,12 @@ fn run_worker(receiver: &Mutex<Receiver<Job>>) {
 impl PasswordHasher for Argon2Pool {
     async fn hash(&self, password: SecretString) -> Result<PasswordHash, HashError> {
         let cost = self.cost;
-        self.run(move || cost.hash_blocking(password.expose_secret())).await?
+        self.run(move |area| cost.hash_with(area, password.expose_secret())).await?
     }
 
     async fn verify(&self, password: SecretString, hash: PasswordHash) -> Result<Verification, HashError> {
         let cost = self.cost;
-        self.run(move || cost.verify_blocking(password.expose_secret(), &hash)).await
+        self.run(move |area| cost.verify_with(area, password.expose_secret(), &hash)).await
     }
 }
 
@@ -228,6 +292,33 @@ mod tests {
     fn the_recommended_cost_is_owasps() {
         let hash = Argon2Cost::RECOMMENDED.hash_blocking("x").expect("hash");
         assert!(hash.as_phc().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    }
+
+    #[test]
+    fn hashes_made_by_the_argon2_crates_own_api_verify() {
+        use argon2::password_hash::PasswordHasher as _;
+        let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
+        let params = Params::new(64, 1, 1, None).expect("params");
+        let phc =
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password(b"secret", &salt).expect("hash");
+        let hash = PasswordHash::from_phc(phc.to_string());
+        assert_eq!(CHEAP.verify_blocking("secret", &hash), Verification::Match { upgraded: None });
+        assert_eq!(CHEAP.verify_blocking("Secret", &hash), Verification::Mismatch);
+    }
+
+    #[test]
+    fn argon2i_hashes_verify_and_are_upgraded_to_argon2id() {
+        use argon2::password_hash::PasswordHasher as _;
+        let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
+        let params = Params::new(64, 1, 1, None).expect("params");
+        let phc =
+            Argon2::new(Algorithm::Argon2i, Version::V0x13, params).hash_password(b"secret", &salt).expect("hash");
+        let Verification::Match { upgraded: Some(new) } =
+            CHEAP.verify_blocking("secret", &PasswordHash::from_phc(phc.to_string()))
+        else {
+            panic!("an argon2i hash should verify and be upgraded");
+        };
+        assert!(new.as_phc().starts_with("$argon2id$"));
     }
 
     #[test]

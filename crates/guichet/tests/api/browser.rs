@@ -97,6 +97,33 @@ impl Browser {
         self.client.current_url().await.map(|u| u.path().to_owned()).unwrap_or_default()
     }
 
+    /// Waits (up to ten seconds) until the page's text contains `expected`, then
+    /// returns that text. Clicks do not wait for the next page to load.
+    pub async fn wait_for_text(&self, expected: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = self.text().await;
+            if text.contains(expected) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page never showed {expected:?}; it shows:\n{text}");
+    }
+
+    /// Waits (up to ten seconds) until the current path is `expected`.
+    pub async fn wait_for_path(&self, expected: &str) {
+        let mut path = String::new();
+        for _ in 0..100 {
+            path = self.path().await;
+            if path == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the browser never reached {expected}; it is on {path}");
+    }
+
     /// The visible text of the page.
     pub async fn text(&self) -> String {
         let body = self.client.find(Locator::Css("body")).await.unwrap_or_else(|e| panic!("{e}"));
@@ -114,17 +141,16 @@ async fn a_member_logs_in_with_a_real_browser_and_logs_out() {
     browser.type_into("identifier", "marie.durand").await;
     browser.type_into("password", "wrong password").await;
     browser.click_button("Se connecter").await;
-    assert!(browser.text().await.contains("La connexion n'a pas abouti"));
+    browser.wait_for_text("La connexion n'a pas abouti").await;
 
     browser.type_into("password", PASSWORD).await;
     browser.click_button("Se connecter").await;
-    assert_eq!(browser.path().await, "/me");
-    let text = browser.text().await;
-    assert!(text.contains("Mon espace") && text.contains("marie.durand@chu.example.fr"), "{text}");
+    browser.wait_for_path("/me").await;
+    browser.wait_for_text("marie.durand@chu.example.fr").await;
 
     browser.click_button("Se déconnecter").await;
-    assert_eq!(browser.path().await, "/login");
+    browser.wait_for_path("/login").await;
     browser.open(&app, "/me").await;
-    assert_eq!(browser.path().await, "/login", "the session is gone");
+    browser.wait_for_path("/login").await;
     browser.close().await;
 }
