@@ -7,13 +7,18 @@
 pub mod account;
 pub mod audit;
 pub mod clock;
+pub mod french;
 pub mod hashing;
 pub mod lockout;
 pub mod login;
+pub mod mail;
 pub mod members;
 pub mod password;
 pub mod ports;
+pub mod postman;
+pub mod recovery;
 pub mod redact;
+pub mod reset;
 pub mod session;
 pub mod token;
 

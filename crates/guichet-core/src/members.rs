@@ -10,6 +10,7 @@ use crate::account::{
 use crate::audit::{Actor, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::hashing::{HashError, PasswordHasher};
+use crate::mail::MailKind;
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
 use crate::ports::{AccountFilter, Conflict, Store, StoreError};
 
@@ -26,6 +27,8 @@ pub struct AddMember {
     pub role: Role,
     /// Initial password; `None` leaves the account without one until it is set.
     pub password: Option<SecretString>,
+    /// Mail the member an invitation code to set their password.
+    pub invite: bool,
 }
 
 /// Why an account could not be created. The messages are shown to the operator.
@@ -121,6 +124,7 @@ impl Members {
             }
             None => None,
         };
+        let then_mail = request.invite.then_some(MailKind::Invitation);
         let new = NewAccount { identifier, email, display_name, role: request.role, password_hash };
         let event = NewAuditEvent {
             at: self.clock.now(),
@@ -130,7 +134,7 @@ impl Members {
             context,
             detail: Some(format!("rôle {}", request.role)),
         };
-        Ok(self.store.create_account(&new, event).await?)
+        Ok(self.store.create_account(&new, event, then_mail).await?)
     }
 
     /// The account with this identifier.

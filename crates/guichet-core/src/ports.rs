@@ -10,7 +10,9 @@ use jiff::Timestamp;
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount};
 use crate::audit::{AuditEvent, NewAuditEvent, RequestContext};
 use crate::lockout::LockoutPolicy;
+use crate::mail::{MailId, MailKind, MailLogEntry, MailOutcome, NewMail, QueuedMail};
 use crate::password::PasswordHash;
+use crate::recovery::{CodeError, StoredCode};
 use crate::session::{NewSession, Session};
 use crate::token::TokenHash;
 
@@ -61,9 +63,15 @@ pub struct AccountFilter {
 /// Accounts, their passwords and their lockout state.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    /// Creates an account and records `account_created`.
+    /// Creates an account, records `account_created` and, with `then_mail`, queues that
+    /// message to the account in the same transaction.
     /// `Err(StoreError::Conflict(…))` when the identifier or email is taken.
-    async fn create_account(&self, new: &NewAccount, actor_event: NewAuditEvent) -> Result<Account, StoreError>;
+    async fn create_account(
+        &self,
+        new: &NewAccount,
+        event: NewAuditEvent,
+        then_mail: Option<MailKind>,
+    ) -> Result<Account, StoreError>;
 
     /// `Ok(None)` when no account has this identifier.
     async fn find_account_by_identifier(&self, identifier: &Identifier) -> Result<Option<Account>, StoreError>;
@@ -83,7 +91,8 @@ pub trait AccountStore: Send + Sync {
     /// Records a wrong password, atomically with respect to every other login on the
     /// same account (also from other instances): the failure is audited, counted within
     /// `policy.window` since the last success or unlock, and locks the account when the
-    /// count reaches `policy.threshold`. A failure arriving while the account is locked
+    /// count reaches `policy.threshold` — and then queues the lock notice to the account's
+    /// address in the same transaction. A failure arriving while the account is locked
     /// is audited as refused and not counted.
     async fn record_login_failure(
         &self,
@@ -180,6 +189,73 @@ pub trait ThrottleStore: Send + Sync {
     async fn purge_address_failures(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// The outbox: messages queued in the same transaction as what caused them, sent by a
+/// background postman.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Queues a message, due now.
+    async fn enqueue_mail(&self, mail: &NewMail, now: Timestamp) -> Result<MailId, StoreError>;
+
+    /// Claims up to `limit` messages due at `now` that nobody holds, holding them until
+    /// `lease_until`; each claim counts an attempt. While a lease runs no other sender
+    /// (another instance) can claim the message, so none is sent twice.
+    async fn claim_due_mail(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<QueuedMail>, StoreError>;
+
+    /// Records how a claimed message's attempt ended (and the attempt itself, unless it
+    /// was skipped), binds it to `account` when the postman matched one, and releases it.
+    async fn finish_mail(
+        &self,
+        id: MailId,
+        account: Option<AccountId>,
+        outcome: &MailOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Messages of `kind` sent to the account since `since`.
+    async fn count_sent_mail(&self, account: AccountId, kind: MailKind, since: Timestamp) -> Result<u64, StoreError>;
+
+    /// The account's messages, newest first.
+    async fn account_mail(&self, account: AccountId, limit: u32) -> Result<Vec<MailLogEntry>, StoreError>;
+
+    /// Forgets finished messages queued before `before`.
+    async fn purge_finished_mail(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Recovery and invitation codes, stored by hash.
+#[async_trait]
+pub trait RecoveryStore: Send + Sync {
+    /// Stores a code's hash.
+    async fn insert_code(&self, hash: &TokenHash, code: &StoredCode) -> Result<(), StoreError>;
+
+    /// Forgets a code (one whose message could not be sent).
+    async fn delete_code(&self, hash: &TokenHash) -> Result<(), StoreError>;
+
+    /// `Ok(None)` when no code has this hash.
+    async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError>;
+
+    /// Uses the code and sets the new password, atomically. The code must be unused and
+    /// unexpired at `now` — otherwise `Ok(Err(why))` and nothing changes; of any number
+    /// of concurrent calls with one code, one alone succeeds. Then every other code of
+    /// the account is used up, the password replaced, the must-change flag, lock and
+    /// failure count cleared, every session of the account ended, `password_changed`
+    /// audited and the "password changed" notice queued.
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        new_hash: &PasswordHash,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Result<AccountId, CodeError>, StoreError>;
+
+    /// Codes of the account still usable at `now`.
+    async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError>;
+}
+
 /// Whether storage answers.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -188,6 +264,19 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything guichet stores, behind one object.
-pub trait Store: AccountStore + SessionStore + AuditStore + ThrottleStore + Health + std::fmt::Debug {}
+pub trait Store:
+    AccountStore + SessionStore + AuditStore + ThrottleStore + OutboxStore + RecoveryStore + Health + std::fmt::Debug
+{
+}
 
-impl<T: AccountStore + SessionStore + AuditStore + ThrottleStore + Health + std::fmt::Debug> Store for T {}
+impl<T> Store for T where
+    T: AccountStore
+        + SessionStore
+        + AuditStore
+        + ThrottleStore
+        + OutboxStore
+        + RecoveryStore
+        + Health
+        + std::fmt::Debug
+{
+}

@@ -10,12 +10,14 @@ use guichet_core::Timestamp;
 use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::lockout::LockoutPolicy;
+use guichet_core::mail::MailKind;
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{AccountFilter, AccountStore, Conflict, FailureOutcome, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::audit::insert_event;
+use crate::outbox::insert_mail_to_account;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, must_change_password, \
@@ -86,7 +88,12 @@ fn optional_account(row: Option<AnyRow>) -> Result<Option<Account>, StoreError> 
 
 #[async_trait]
 impl AccountStore for SqlStore {
-    async fn create_account(&self, new: &NewAccount, mut event: NewAuditEvent) -> Result<Account, StoreError> {
+    async fn create_account(
+        &self,
+        new: &NewAccount,
+        mut event: NewAuditEvent,
+        then_mail: Option<MailKind>,
+    ) -> Result<Account, StoreError> {
         let now = millis(event.at);
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let row = sqlx::query(&format!(
@@ -105,6 +112,9 @@ impl AccountStore for SqlStore {
         let account = account_from_row(&row)?;
         event.account_id = Some(account.id);
         insert_event(&mut tx, &event).await?;
+        if let Some(kind) = then_mail {
+            insert_mail_to_account(&mut tx, kind, account.id, event.at).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(account)
     }
@@ -181,6 +191,7 @@ impl AccountStore for SqlStore {
             locked.actor = Actor::System;
             locked.detail = Some(format!("{failures} échecs"));
             insert_event(&mut tx, &locked).await?;
+            insert_mail_to_account(&mut tx, MailKind::AccountLocked, account, now).await?;
             FailureOutcome::Locked { until }
         } else {
             FailureOutcome::Counted { failures }

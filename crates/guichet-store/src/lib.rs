@@ -9,6 +9,8 @@
 mod accounts;
 mod audit;
 mod database_url;
+mod outbox;
+mod recovery;
 mod sessions;
 pub mod testing;
 mod throttle;

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::lockout::LockoutPolicy;
+use guichet_core::mail::{MailKind, MailOutcome, MailState, NewMail};
+use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
-    AccountFilter, AccountStore as _, AuditStore as _, Conflict, FailureOutcome, SessionStore as _, Store, StoreError,
-    ThrottleStore as _,
+    AccountFilter, AccountStore as _, AuditStore as _, Conflict, FailureOutcome, OutboxStore as _, RecoveryStore as _,
+    SessionStore as _, Store, StoreError, ThrottleStore as _,
 };
+use guichet_core::recovery::{CodeError, CodePurpose, RecoveryCode, StoredCode};
 use guichet_core::session::NewSession;
 use guichet_core::token::PlainToken;
 use guichet_core::{SignedDuration, Timestamp};
@@ -56,6 +59,13 @@ on_both_backends!(
     sessions_end_one_by_one_or_all_but_one,
     address_failures_are_counted_within_the_window,
     events_are_listed_newest_first,
+    locking_queues_the_notice_with_the_lock,
+    claimed_mail_is_never_claimed_twice_while_leased,
+    retried_mail_waits_for_its_next_attempt,
+    finished_mail_is_logged_per_account,
+    a_code_is_redeemed_once_however_many_try_at_once,
+    codes_say_why_they_cannot_be_used,
+    redeeming_resets_the_account_and_queues_the_notice,
 );
 
 fn t0() -> Timestamp {
@@ -90,7 +100,7 @@ async fn add(store: &SqlStore, identifier: &str) -> Account {
         context: RequestContext::default(),
         detail: None,
     };
-    store.create_account(&new, event).await.unwrap_or_else(|e| panic!("create {identifier}: {e:?}"))
+    store.create_account(&new, event, None).await.unwrap_or_else(|e| panic!("create {identifier}: {e:?}"))
 }
 
 async fn reload(store: &SqlStore, account: &Account) -> Account {
@@ -131,11 +141,11 @@ async fn duplicate_identifiers_and_emails_are_conflicts(store: SqlStore) {
         context: RequestContext::default(),
         detail: None,
     };
-    let err = store.create_account(&same_identifier, event.clone()).await.err();
+    let err = store.create_account(&same_identifier, event.clone(), None).await.err();
     assert!(matches!(err, Some(StoreError::Conflict(Conflict::Identifier))), "{err:?}");
     same_identifier.identifier = Identifier::parse("marie2").unwrap_or_else(|e| panic!("{e}"));
     same_identifier.email = first.email.clone();
-    let err = store.create_account(&same_identifier, event).await.err();
+    let err = store.create_account(&same_identifier, event, None).await.err();
     assert!(matches!(err, Some(StoreError::Conflict(Conflict::Email))), "{err:?}");
 }
 
@@ -324,4 +334,154 @@ fn the_postgres_suite_is_not_silently_skipped_under_ci() {
 #[expect(dead_code, reason = "keeps the trait object shape checked: the app holds the store as Arc<dyn Store>")]
 fn store_is_object_safe(store: SqlStore) -> Arc<dyn Store> {
     Arc::new(store)
+}
+
+async fn locking_queues_the_notice_with_the_lock(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    for _ in 0..3 {
+        fail(&store, &account, t0()).await;
+    }
+    let claimed = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].kind, claimed[0].account_id), (MailKind::AccountLocked, Some(account.id)));
+    assert_eq!(claimed[0].recipient, account.email);
+}
+
+fn request(n: usize) -> NewMail {
+    NewMail {
+        kind: MailKind::PasswordReset,
+        account_id: None,
+        recipient: EmailAddress::parse(&format!("m{n}@chu.example.fr")).unwrap_or_else(|e| panic!("{e}")),
+    }
+}
+
+async fn claimed_mail_is_never_claimed_twice_while_leased(store: SqlStore) {
+    for n in 0..30 {
+        store.enqueue_mail(&request(n), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let store = Arc::new(store);
+    let claimers = (0..6).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.claim_due_mail(t0(), t0() + minutes(2), 4).await.unwrap_or_else(|e| panic!("{e:?}"));
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|m| m.id.get()));
+            }
+        })
+    });
+    let mut all: Vec<i64> =
+        futures_util::future::join_all(claimers).await.into_iter().flat_map(|r| r.unwrap_or_default()).collect();
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!((before, all.len()), (30, 30), "every message claimed exactly once");
+    assert!(store.claim_due_mail(t0() + minutes(1), t0() + minutes(3), 50).await.unwrap_or_default().is_empty());
+    let after_lease = store.claim_due_mail(t0() + minutes(2), t0() + minutes(4), 50).await.unwrap_or_default();
+    assert_eq!(after_lease.len(), 30, "an expired lease frees the message (its sender died)");
+    assert!(after_lease.iter().all(|m| m.attempts == 2));
+}
+
+async fn retried_mail_waits_for_its_next_attempt(store: SqlStore) {
+    let id = store.enqueue_mail(&request(1), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let retry = MailOutcome::Retry { error: "connection refused".into(), next_attempt_at: t0() + minutes(5) };
+    store.finish_mail(id, None, &retry, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(store.claim_due_mail(t0() + minutes(4), t0() + minutes(6), 10).await.unwrap_or_default().is_empty());
+    let again = store.claim_due_mail(t0() + minutes(5), t0() + minutes(7), 10).await.unwrap_or_default();
+    assert_eq!(again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(), [(id, 2)]);
+}
+
+async fn finished_mail_is_logged_per_account(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let id = store.enqueue_mail(&request(1), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let sent = MailOutcome::Sent { answer: "250 2.0.0 Ok: queued".into() };
+    store.finish_mail(id, Some(account.id), &sent, t0() + minutes(1)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let log = store.account_mail(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].state, log[0].attempts, log[0].last_answer.as_deref()),
+        (MailState::Sent, 1, Some("250 2.0.0 Ok: queued"))
+    );
+    assert_eq!(store.count_sent_mail(account.id, MailKind::PasswordReset, t0()).await.ok(), Some(1));
+    assert_eq!(store.count_sent_mail(account.id, MailKind::PasswordReset, t0() + minutes(2)).await.ok(), Some(0));
+    assert!(store.claim_due_mail(t0() + minutes(9), t0() + minutes(10), 10).await.unwrap_or_default().is_empty());
+}
+
+async fn new_code(store: &SqlStore, account: &Account, expires_at: Timestamp) -> RecoveryCode {
+    let code = RecoveryCode::generate();
+    let stored =
+        StoredCode { account_id: account.id, purpose: CodePurpose::Reset, created_at: t0(), expires_at, used_at: None };
+    store.insert_code(&code.hash(), &stored).await.unwrap_or_else(|e| panic!("{e:?}"));
+    code
+}
+
+fn some_hash() -> PasswordHash {
+    PasswordHash::from_phc("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into())
+}
+
+async fn a_code_is_redeemed_once_however_many_try_at_once(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let code = new_code(&store, &account, t0() + minutes(60)).await;
+    let store = Arc::new(store);
+    let tabs = (0..20).map(|_| {
+        let store = Arc::clone(&store);
+        let hash = code.hash();
+        tokio::spawn(async move { store.redeem_code(&hash, &some_hash(), &context(), t0()).await })
+    });
+    let results: Vec<_> = futures_util::future::join_all(tabs)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}")))
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(CodeError::Used)));
+}
+
+async fn codes_say_why_they_cannot_be_used(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let expired = new_code(&store, &account, t0() + minutes(60)).await;
+    let hash = some_hash();
+    let redeem = |code: RecoveryCode, at| {
+        let (store, hash) = (store.clone(), hash.clone());
+        async move { store.redeem_code(&code.hash(), &hash, &context(), at).await.unwrap_or_else(|e| panic!("{e:?}")) }
+    };
+    assert_eq!(redeem(expired.clone(), t0() + minutes(60)).await, Err(CodeError::Expired));
+    assert_eq!(redeem(RecoveryCode::generate(), t0()).await, Err(CodeError::Invalid));
+    let first = new_code(&store, &account, t0() + minutes(60)).await;
+    let second = new_code(&store, &account, t0() + minutes(60)).await;
+    assert_eq!(store.pending_codes(account.id, t0()).await.ok(), Some(3));
+    assert_eq!(redeem(second.clone(), t0()).await, Ok(account.id));
+    assert_eq!(redeem(second, t0()).await, Err(CodeError::Used));
+    assert_eq!(redeem(first, t0()).await, Err(CodeError::Used), "using one code uses up the others");
+    assert_eq!(store.pending_codes(account.id, t0()).await.ok(), Some(0));
+}
+
+async fn redeeming_resets_the_account_and_queues_the_notice(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    for _ in 0..3 {
+        fail(&store, &account, t0()).await;
+    }
+    let token = PlainToken::generate();
+    store.create_session(&new_session(&account, &token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    for notice in store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default() {
+        let sent = MailOutcome::Sent { answer: "250 ok".into() };
+        store.finish_mail(notice.id, Some(account.id), &sent, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let code = new_code(&store, &account, t0() + minutes(60)).await;
+    let redeemed = store.redeem_code(&code.hash(), &some_hash(), &context(), t0() + minutes(1)).await;
+    assert_eq!(redeemed.ok(), Some(Ok(account.id)));
+    let after = reload(&store, &account).await;
+    assert_eq!(after.locked_until, None);
+    assert_eq!(after.password_hash, Some(some_hash()));
+    assert!(store.find_session(&token.hash(), t0() + minutes(1)).await.ok().flatten().is_none(), "sessions ended");
+    assert_eq!(fail(&store, &account, t0() + minutes(2)).await, FailureOutcome::Counted { failures: 1 });
+    let queued = store.claim_due_mail(t0() + minutes(3), t0() + minutes(5), 10).await.unwrap_or_default();
+    assert_eq!(queued.iter().map(|m| m.kind).collect::<Vec<_>>(), [MailKind::PasswordChanged]);
+    let events = store.account_events(account.id, 5).await.unwrap_or_default();
+    assert!(events.iter().any(|e| e.kind == AuditKind::PasswordChanged));
 }

@@ -11,6 +11,8 @@ pub enum Cookie {
     Session,
     /// An anonymous visitor's CSRF token.
     Csrf,
+    /// A one-time notice for the next page ("your password was changed").
+    Notice,
 }
 
 impl Cookie {
@@ -22,6 +24,8 @@ impl Cookie {
             (Self::Session, false) => "guichet_session",
             (Self::Csrf, true) => "__Host-guichet_csrf",
             (Self::Csrf, false) => "guichet_csrf",
+            (Self::Notice, true) => "__Host-guichet_notice",
+            (Self::Notice, false) => "guichet_notice",
         }
     }
 

@@ -7,14 +7,14 @@
 mod client;
 mod cookies;
 mod error;
-mod format;
+
 mod headers;
 mod pages;
 mod state;
 mod visitor;
 
 pub use client::TrustedProxies;
-pub use state::{AppState, Inner as AppParts, WebSettings};
+pub use state::{AppState, Inner as AppParts, MailHelp, WebSettings};
 
 use axum::Router;
 use axum::middleware;
@@ -28,6 +28,8 @@ pub fn router(state: AppState) -> Router {
     let pages = Router::new()
         .merge(pages::login::routes())
         .merge(pages::me::routes())
+        .merge(pages::forgot::routes())
+        .merge(pages::help::routes())
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), visitor::resolve));
     Router::new()

@@ -6,6 +6,8 @@ use guichet_core::clock::Clock;
 use guichet_core::login::Authenticator;
 use guichet_core::members::Members;
 use guichet_core::ports::Store;
+use guichet_core::postman::Postman;
+use guichet_core::reset::Recovery;
 use guichet_core::session::Sessions;
 
 use crate::client::TrustedProxies;
@@ -25,6 +27,19 @@ pub struct WebSettings {
     pub time_zone: jiff::tz::TimeZone,
     /// Address shown to members for help, if any.
     pub assistance_email: Option<String>,
+    /// What the page for hospital IT says about our mail.
+    pub mail_help: MailHelp,
+}
+
+/// Who sends guichet's mail, for `/aide/messagerie`.
+#[derive(Debug, Clone, Default)]
+pub struct MailHelp {
+    /// The sender address.
+    pub from_address: String,
+    /// Its domain.
+    pub from_domain: String,
+    /// `(domain, selector)` when messages are DKIM-signed.
+    pub dkim: Option<(String, String)>,
 }
 
 /// The application's shared state.
@@ -44,6 +59,10 @@ pub struct Inner {
     pub sessions: Sessions,
     /// Account management.
     pub members: Members,
+    /// Forgot identifier, forgot password.
+    pub recovery: Recovery,
+    /// Sends the outbox; woken after anything that queues mail.
+    pub postman: Postman,
     /// Settings.
     pub settings: WebSettings,
 }

@@ -10,12 +10,16 @@ use guichet_core::clock::Clock;
 use guichet_core::hashing::{Argon2Cost, Argon2Pool, PasswordHasher};
 use guichet_core::lockout::{AddressThrottlePolicy, LockoutPolicy};
 use guichet_core::login::Authenticator;
+use guichet_core::mail::MailSender;
 use guichet_core::members::Members;
 use guichet_core::password::PasswordPolicy;
 use guichet_core::ports::Store;
+use guichet_core::postman::{MailPolicy, Postman};
+use guichet_core::reset::Recovery;
 use guichet_core::session::{SessionPolicy, Sessions};
+use guichet_mail::{DkimSettings, MailSettings, Mailer, TransportSpec};
 use guichet_store::SqlStore;
-use guichet_web::{AppParts, AppState, WebSettings};
+use guichet_web::{AppParts, AppState, MailHelp, WebSettings};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -54,6 +58,10 @@ impl Application {
         hasher: Arc<dyn PasswordHasher>,
     ) -> anyhow::Result<Self> {
         let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let mailer: Arc<dyn MailSender> = Arc::new(Mailer::new(mail_settings(settings))?);
+        let postman = Postman::new(Arc::clone(&shared), mailer, Arc::clone(&clock), mail_policy(settings));
+        let password_policy = PasswordPolicy { min_length: settings.password_min_length };
+        let recovery = Recovery::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), password_policy);
         let lockout = LockoutPolicy {
             threshold: settings.lockout_threshold,
             window: settings.lockout_window,
@@ -72,12 +80,7 @@ impl Application {
             Arc::clone(&clock),
             SessionPolicy { idle: settings.session_idle, max: settings.session_max },
         );
-        let members = Members::new(
-            Arc::clone(&shared),
-            hasher,
-            Arc::clone(&clock),
-            PasswordPolicy { min_length: settings.password_min_length },
-        );
+        let members = Members::new(Arc::clone(&shared), hasher, Arc::clone(&clock), password_policy);
         let web = WebSettings {
             site_name: settings.site_name.clone(),
             public_url: settings.public_url.clone(),
@@ -85,13 +88,29 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             time_zone: settings.time_zone.clone(),
             assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
+            mail_help: mail_help(settings),
         };
-        let state = AppState::new(AppParts { store: shared, clock, authenticator, sessions, members, settings: web });
+        let parts =
+            AppParts { store: shared, clock, authenticator, sessions, members, recovery, postman, settings: web };
+        let state = AppState::new(parts);
         Ok(Self { state, store })
     }
 
-    /// Serves on `listener` until `shutdown` completes, with the housekeeping task.
+    /// Serves on `listener` until `shutdown` completes, with the postman (sending the
+    /// outbox) and the housekeeping task.
     pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let postman = tokio::spawn(send_mail(self.state.postman.clone()));
+        let served = self.serve_without_postman(listener, shutdown).await;
+        postman.abort();
+        served
+    }
+
+    /// Serves without the background postman: tests send the outbox when they choose.
+    pub async fn serve_without_postman(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -102,6 +121,55 @@ impl Application {
         housekeeping.abort();
         self.store.close().await;
         served
+    }
+}
+
+/// The sending loop: a round when woken (something was queued here) and every few
+/// seconds (for what other instances queued, and retries that came due).
+async fn send_mail(postman: Postman) {
+    let signal = postman.signal();
+    loop {
+        if let Err(error) = postman.deliver_due().await {
+            tracing::warn!(?error, "the outbox could not be read; trying again shortly");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), signal.notified()).await;
+    }
+}
+
+/// The mailer's settings.
+pub fn mail_settings(settings: &Settings) -> MailSettings {
+    MailSettings {
+        site_name: settings.site_name.clone(),
+        public_url: settings.public_url.clone(),
+        from: settings.mail_from.clone(),
+        assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
+        transport: TransportSpec::new(settings.mail_transport.0.clone()),
+        dkim: settings.dkim.as_ref().map(|d| DkimSettings {
+            domain: d.domain.clone(),
+            selector: d.selector.clone(),
+            key_file: d.key_file.clone(),
+        }),
+        time_zone: settings.time_zone.clone(),
+    }
+}
+
+/// The postman's policy.
+pub fn mail_policy(settings: &Settings) -> MailPolicy {
+    MailPolicy {
+        reset_code_ttl: settings.recovery_code_ttl,
+        invitation_ttl: settings.invitation_ttl,
+        ..MailPolicy::default()
+    }
+}
+
+fn mail_help(settings: &Settings) -> MailHelp {
+    let from = &settings.mail_from;
+    let address = from.rsplit_once('<').map_or(from.as_str(), |(_, rest)| rest.trim_end_matches('>')).trim().to_owned();
+    let domain = address.rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
+    MailHelp {
+        from_address: address,
+        from_domain: domain,
+        dkim: settings.dkim.as_ref().map(|d| (d.domain.clone(), d.selector.clone())),
     }
 }
 
@@ -117,6 +185,11 @@ async fn housekeeping(state: AppState) {
         let day_ago = now.saturating_sub(guichet_core::SignedDuration::from_hours(24)).unwrap_or(now);
         if let Err(error) = state.store.purge_address_failures(day_ago).await {
             tracing::warn!(?error, "could not purge old address counters");
+        }
+        // Typed addresses of "forgot" requests are not kept longer than a month.
+        let month_ago = now.saturating_sub(guichet_core::SignedDuration::from_hours(24 * 30)).unwrap_or(now);
+        if let Err(error) = state.store.purge_finished_mail(month_ago).await {
+            tracing::warn!(?error, "could not purge old mail");
         }
     }
 }

@@ -29,6 +29,19 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Check the mail settings.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+/// `guichet mail …`.
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Send a test message now and print what the mail server answered.
+    Test {
+        /// Where to send it.
+        address: String,
+    },
 }
 
 /// `guichet member …`.
@@ -69,8 +82,11 @@ pub struct AddArgs {
     #[arg(long, value_enum, default_value_t = RoleArg::Member)]
     pub role: RoleArg,
     /// Read the password from standard input (one line).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "invite")]
     pub password_stdin: bool,
+    /// Email the member a code to set their own password.
+    #[arg(long)]
+    pub invite: bool,
 }
 
 /// `--role`.

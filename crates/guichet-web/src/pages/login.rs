@@ -4,7 +4,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header::{LOCATION, SET_COOKIE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use axum::routing::{get, post};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent};
@@ -15,10 +15,10 @@ use serde::Deserialize;
 use crate::client::Client;
 use crate::cookies::Cookie;
 use crate::error::{WebError, busy};
-use crate::format;
 use crate::pages::{Form, Layout, render, secret};
 use crate::state::AppState;
 use crate::visitor::Visitor;
+use guichet_core::french as format;
 
 /// The routes.
 pub fn routes() -> Router<AppState> {
@@ -42,6 +42,7 @@ struct LoginPage {
     problem: Option<Problem>,
     threshold: u32,
     lock_duration: String,
+    password_changed: bool,
 }
 
 impl LoginPage {
@@ -53,15 +54,26 @@ impl LoginPage {
             problem,
             threshold: policy.threshold,
             lock_duration: format::duration(policy.duration),
+            password_changed: false,
         }
     }
 }
 
-async fn show(State(state): State<AppState>, visitor: Visitor) -> Result<Response, WebError> {
+async fn show(State(state): State<AppState>, visitor: Visitor, headers: HeaderMap) -> Result<Response, WebError> {
     if visitor.session.is_some() {
         return Ok(Redirect::to("/me").into_response());
     }
-    render(StatusCode::OK, &LoginPage::new(&state, &visitor, String::new(), None))
+    let secure = state.settings.cookie_secure;
+    let notice = Cookie::Notice.read(&headers, secure);
+    let page = LoginPage {
+        password_changed: notice.as_deref() == Some("password_changed"),
+        ..LoginPage::new(&state, &visitor, String::new(), None)
+    };
+    let mut response = render(StatusCode::OK, &page)?;
+    if notice.is_some() {
+        response.headers_mut().append(SET_COOKIE, Cookie::Notice.clear(secure));
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -9,9 +9,9 @@ use axum::routing::get;
 use guichet_core::audit::AuditKind;
 
 use crate::error::WebError;
-use crate::format;
 use crate::pages::{Layout, SignedIn, render};
 use crate::state::AppState;
+use guichet_core::french as format;
 
 /// The routes.
 pub fn routes() -> Router<AppState> {

@@ -1,7 +1,9 @@
 //! The pages, one module per page family, each with its own `routes()`.
 
 pub mod assets;
+pub mod forgot;
 pub mod health;
+pub mod help;
 pub mod login;
 pub mod me;
 

@@ -8,34 +8,29 @@ use guichet_core::Timestamp;
 use guichet_core::account::Account;
 use guichet_core::audit::{Actor, AuditKind, RequestContext};
 use guichet_core::clock::Clock;
-use guichet_core::hashing::{Argon2Cost, Argon2Pool};
-use guichet_core::members::{AddMember, Members};
-use guichet_core::password::PasswordPolicy;
-use guichet_core::ports::Store;
-use guichet_store::SqlStore;
+use guichet_core::mail::MailState;
+use guichet_core::members::AddMember;
 use secrecy::SecretString;
 
+use crate::app::Application;
 use crate::cli::{AddArgs, MemberCommand};
 use crate::config::Settings;
 
 /// Runs a `member` subcommand.
 pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let store = SqlStore::connect_and_migrate(&settings.database_url).await?;
-    let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let hasher = Arc::new(Argon2Pool::start(Argon2Cost::RECOMMENDED, 1, 4));
-    let members = Members::new(shared, hasher, clock, PasswordPolicy { min_length: settings.password_min_length });
+    let app = Application::build(settings, clock).await?;
     let zone = &settings.time_zone;
     let result = match command {
-        MemberCommand::Add(args) => add(&members, args).await,
+        MemberCommand::Add(args) => add(&app, args).await,
         MemberCommand::List { locked } => {
-            for account in members.list(locked).await? {
+            for account in app.state.members.list(locked).await? {
                 println!("{}", list_line(&account, zone));
             }
             Ok(())
         }
-        MemberCommand::Show { identifier } => show(&members, &identifier, settings).await,
+        MemberCommand::Show { identifier } => show(&app, &identifier, settings).await,
         MemberCommand::Unlock { identifier } => {
-            if members.unlock(&identifier, Actor::Operator, RequestContext::default()).await? {
+            if app.state.members.unlock(&identifier, Actor::Operator, RequestContext::default()).await? {
                 println!("{} unlocked", identifier.trim().to_lowercase());
             } else {
                 println!("{} was not locked (its failure count is cleared)", identifier.trim().to_lowercase());
@@ -43,19 +38,39 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
             Ok(())
         }
     };
-    store.close().await;
+    app.store.close().await;
     result
 }
 
-async fn add(members: &Members, args: AddArgs) -> anyhow::Result<()> {
+async fn add(app: &Application, args: AddArgs) -> anyhow::Result<()> {
     let password = if args.password_stdin { Some(read_password_from_stdin()?) } else { None };
     let has_password = password.is_some();
-    let request =
-        AddMember { identifier: args.identifier, email: args.email, name: args.name, role: args.role.into(), password };
-    let account = members.add(request, Actor::Operator, RequestContext::default()).await?;
+    let request = AddMember {
+        identifier: args.identifier,
+        email: args.email,
+        name: args.name,
+        role: args.role.into(),
+        password,
+        invite: args.invite,
+    };
+    let account = app.state.members.add(request, Actor::Operator, RequestContext::default()).await?;
     println!("created {} ({}, {})", account.identifier, account.role, account.email);
-    if !has_password {
-        println!("It has no password yet: give one with --password-stdin when creating the account.");
+    if args.invite {
+        // Send now rather than wait for a server: say how it went.
+        app.state.postman.deliver_due().await?;
+        let log = app.state.store.account_mail(account.id, 1).await?;
+        match log.first() {
+            Some(entry) if entry.state == MailState::Sent => {
+                println!("invitation sent: {}", entry.last_answer.as_deref().unwrap_or_default());
+            }
+            Some(entry) => println!(
+                "invitation queued, not sent yet ({}); `guichet serve` will keep trying",
+                entry.last_answer.as_deref().unwrap_or("waiting")
+            ),
+            None => println!("invitation queued"),
+        }
+    } else if !has_password {
+        println!("It has no password yet: use --invite to mail a set-your-password code, or --password-stdin.");
     }
     Ok(())
 }
@@ -85,17 +100,19 @@ fn list_line(account: &Account, zone: &jiff::tz::TimeZone) -> String {
     format!("{:<24} {:<10} {:<36} {}", account.identifier, account.role, account.email, status(account, zone))
 }
 
-async fn show(members: &Members, identifier: &str, settings: &Settings) -> anyhow::Result<()> {
+async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyhow::Result<()> {
     let zone = &settings.time_zone;
-    let status_of = members.status(identifier, 20).await?;
+    let status_of = app.state.members.status(identifier, 20).await?;
     let account = &status_of.account;
-    let window_start = Timestamp::now().saturating_sub(settings.lockout_window).unwrap_or_else(|_| Timestamp::now());
+    let now = Timestamp::now();
+    let window_start = now.saturating_sub(settings.lockout_window).unwrap_or(now);
     let recent_failures = status_of
         .recent_events
         .iter()
         .take_while(|e| e.kind != AuditKind::LoginSucceeded && e.kind != AuditKind::AccountUnlocked)
         .filter(|e| e.kind == AuditKind::LoginFailed && e.at >= window_start)
         .count();
+    let pending_codes = app.state.store.pending_codes(account.id, now).await?;
     println!("identifier:      {}", account.identifier);
     println!("name:            {}", account.display_name.as_str());
     println!("email:           {}", account.email);
@@ -103,13 +120,14 @@ async fn show(members: &Members, identifier: &str, settings: &Settings) -> anyho
     println!("status:          {}", status(account, zone));
     println!(
         "locked until:    {}",
-        account.locked_until.filter(|u| *u > Timestamp::now()).map_or("-".to_owned(), |u| local(u, zone))
+        account.locked_until.filter(|u| *u > now).map_or("-".to_owned(), |u| local(u, zone))
     );
     println!(
         "recent failures: {recent_failures} in the last {}",
         humantime::format_duration(settings.lockout_window.unsigned_abs())
     );
     println!("must change:     {}", if account.must_change_password { "yes" } else { "no" });
+    println!("pending codes:   {pending_codes}");
     println!("last login:      {}", account.last_login_at.map_or("never".to_owned(), |at| local(at, zone)));
     println!("created:         {}", local(account.created_at, zone));
     println!("recent events:");

@@ -1,5 +1,6 @@
 //! The commands behind the command line.
 
+mod mail;
 mod member;
 mod serve;
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Member(command) => member::run(command, &settings, clock).await,
+            Command::Mail(command) => mail::run(command, &settings).await,
         }
     })
 }

@@ -3,26 +3,63 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use guichet_core::account::Role;
+use guichet_core::audit::{Actor, RequestContext};
 use guichet_core::clock::Clock;
+use guichet_core::members::AddMember;
+use guichet_core::recovery::CodePurpose;
 use tokio::net::TcpListener;
 
 use crate::app::Application;
 use crate::config::Settings;
 
-/// Migrates, then serves until Ctrl-C or SIGTERM.
+/// Migrates, makes sure an administrator can get in, then serves until Ctrl-C or SIGTERM.
 pub async fn run(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let app = Application::build(settings, clock).await?;
+    let app = Application::build(settings, Arc::clone(&clock)).await?;
     tracing::info!(database = %settings.database_url, "database ready");
-    if app.state.members.is_empty().await? {
-        eprintln!(
-            "No account yet. Create the first administrator with:\n  \
-             guichet member add admin --email you@example.org --role admin --password-stdin"
-        );
-    }
+    first_administrator(&app, settings, clock.as_ref()).await?;
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("could not listen on {}", settings.listen))?;
-    tracing::info!(address = %settings.listen, public_url = %settings.public_url, "guichet is serving");
+    let address = listener.local_addr().unwrap_or(settings.listen);
+    tracing::info!(%address, public_url = %settings.public_url, "guichet is serving");
     app.serve(listener, shutdown_signal()).await
+}
+
+/// On an empty database, creates the administrator `admin`; while no administrator has
+/// a password, prints a one-time link to set one (a fresh one at each start).
+async fn first_administrator(app: &Application, settings: &Settings, clock: &dyn Clock) -> anyhow::Result<()> {
+    let members = &app.state.members;
+    if members.is_empty().await? {
+        let email =
+            settings.assistance_email.as_ref().map_or_else(|| "admin@guichet.invalid".to_owned(), ToString::to_string);
+        let request = AddMember {
+            identifier: "admin".into(),
+            email,
+            name: "Administrateur".into(),
+            role: Role::Admin,
+            password: None,
+            invite: false,
+        };
+        members
+            .add(request, Actor::System, RequestContext::default())
+            .await
+            .context("could not create the first administrator")?;
+        println!("The database was empty: created the administrator account `admin`.");
+    }
+    let admins: Vec<_> = members.list(false).await?.into_iter().filter(|a| a.role == Role::Admin).collect();
+    if admins.iter().any(|a| a.password_hash.is_some()) {
+        return Ok(());
+    }
+    let Some(admin) = admins.first() else { return Ok(()) };
+    let (code, expires_at) = app.state.postman.new_code(admin, CodePurpose::Invitation, clock.now()).await?;
+    let link = format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""));
+    let until = expires_at.to_zoned(settings.time_zone.clone()).strftime("%Y-%m-%d %H:%M %Z");
+    println!(
+        "No administrator has a password yet. To set the password of `{}`, open this one-time link (valid until {until}):\n\n  {link}\n\n\
+         Then change its email address, or create your own administrator with `guichet member add`.",
+        admin.identifier
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

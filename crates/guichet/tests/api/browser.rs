@@ -28,6 +28,9 @@ impl Browser {
             eprintln!("SKIPPED (browser): install Debian's chromium and chromium-driver to run it");
             return None;
         }
+        // Both rustls back-ends are linked into the tests (lettre brings ring, the
+        // WebDriver client another): choose one for the process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9515);
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))

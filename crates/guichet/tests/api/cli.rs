@@ -146,19 +146,21 @@ async fn an_unreachable_database_is_one_line_without_its_password() {
 }
 
 #[tokio::test]
-async fn serve_on_an_empty_database_says_how_to_create_the_first_administrator() {
+async fn serve_on_an_empty_database_creates_an_administrator_and_prints_a_one_time_link() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
-        .arg("serve")
-        .env("GUICHET_DATABASE_URL", format!("sqlite://{}/g.db", dir.path().display()))
-        .env("GUICHET_LISTEN", "127.0.0.1:0")
-        .env("GUICHET_MAIL_TRANSPORT", format!("file:{}/outbox", dir.path().display()))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-    let reader = std::thread::spawn(move || {
+    let database = format!("sqlite://{}/g.db", dir.path().display());
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .arg("serve")
+            .env("GUICHET_DATABASE_URL", &database)
+            .env("GUICHET_LISTEN", "127.0.0.1:0")
+            .env("GUICHET_PUBLIC_URL", "https://membres.example.org")
+            .env("GUICHET_MAIL_TRANSPORT", format!("file:{}/outbox", dir.path().display()))
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
         let mut seen = String::new();
         let mut buf = [0u8; 4096];
         while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
@@ -170,10 +172,21 @@ async fn serve_on_an_empty_database_says_how_to_create_the_first_administrator()
                 break;
             }
         }
-        seen
-    });
-    let seen = reader.join().unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(seen.contains("guichet member add") && seen.contains("--role admin"), "{seen}");
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = start();
+    assert!(first.contains("created the administrator account `admin`"), "{first}");
+    let link = |out: &str| {
+        out.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("https://membres.example.org/reset-password?code="))
+            .map(str::to_owned)
+    };
+    let first_link = link(&first).unwrap_or_else(|| panic!("no link in {first}"));
+    // Until the administrator sets a password, each start prints a fresh link.
+    let second = start();
+    assert!(!second.contains("created the administrator"));
+    assert_ne!(link(&second), Some(first_link));
 }

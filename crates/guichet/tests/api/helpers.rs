@@ -15,6 +15,7 @@ use guichet_core::hashing::{Argon2Cost, Argon2Pool, HashError, PasswordHasher, V
 use guichet_core::members::AddMember;
 use guichet_core::password::PasswordHash;
 use guichet_store::testing::TestDatabase;
+use guichet_testkit::SmtpSink;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -98,6 +99,8 @@ pub struct TestApp {
     pub app: Application,
     /// A browser-like client: keeps cookies, does not follow redirects.
     pub client: reqwest::Client,
+    /// The mail server the app sends to.
+    pub mail: SmtpSink,
     database: TestDatabase,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -109,6 +112,23 @@ pub async fn spawn_app() -> TestApp {
 
 /// The application on `backend`, with extra settings (`GUICHET_*` pairs).
 pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_mailing_to(backend, extra, SmtpSink::start()).await
+}
+
+/// The same, sending mail to a given sink (or to where one will be started).
+pub async fn spawn_app_mailing_to(backend: Backend, extra: &[(&str, &str)], mail: SmtpSink) -> TestApp {
+    let transport = mail.url();
+    spawn(backend, extra, &transport, mail).await
+}
+
+/// The application with its mail server down (nothing listens at `address` yet).
+pub async fn spawn_app_with_mail_down(backend: Backend, address: std::net::SocketAddr) -> TestApp {
+    let transport = guichet_testkit::url_for(address);
+    // A placeholder sink elsewhere; the test starts the real one at `address` later.
+    spawn(backend, &[], &transport, SmtpSink::start()).await
+}
+
+async fn spawn(backend: Backend, extra: &[(&str, &str)], transport: &str, mail: SmtpSink) -> TestApp {
     let database = match backend {
         Backend::Sqlite => TestDatabase::sqlite(),
         Backend::Postgres => TestDatabase::postgres().await.unwrap_or_else(|| panic!("PostgreSQL is not configured")),
@@ -116,7 +136,12 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let address = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
     let raw_url = database.url().expose_secret().to_owned();
-    let mut pairs: Vec<(&str, &str)> = vec![("GUICHET_DATABASE_URL", &raw_url), ("GUICHET_PUBLIC_URL", &address)];
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("GUICHET_DATABASE_URL", &raw_url),
+        ("GUICHET_PUBLIC_URL", &address),
+        ("GUICHET_MAIL_TRANSPORT", transport),
+        ("GUICHET_MAIL_FROM", "Réseau Santé <no-reply@reseau-sante.example>"),
+    ];
     pairs.extend_from_slice(extra);
     let settings = Settings::load(&Sources::from_pairs(pairs)).unwrap_or_else(|e| panic!("settings: {e:#}"));
     let clock = Arc::new(ManualClock::starting_now());
@@ -129,14 +154,16 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
         .unwrap_or_else(|e| panic!("build: {e:#}"));
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = app.clone();
+    // The test sends the outbox when it chooses (`deliver_mail`), so that what it sees
+    // of the mail does not race a background postman.
     tokio::spawn(async move {
         let _ = running
-            .serve(listener, async move {
+            .serve_without_postman(listener, async move {
                 let _ = stopped.await;
             })
             .await;
     });
-    TestApp { address, clock, hasher, app, client: browser(), database, shutdown: Some(shutdown) }
+    TestApp { address, clock, hasher, app, client: browser(), mail, database, shutdown: Some(shutdown) }
 }
 
 /// A new cookie jar: another browser.
@@ -272,6 +299,7 @@ impl TestApp {
             name: "Marie Durand".to_owned(),
             role,
             password: Some(SecretString::from(PASSWORD.to_owned())),
+            invite: false,
         };
         self.app
             .state
@@ -296,6 +324,30 @@ impl TestApp {
         self.clock.advance(by);
     }
 
+    /// Sends what the outbox holds now (the background postman would, within seconds).
+    pub async fn deliver_mail(&self) {
+        self.app.state.postman.deliver_due().await.unwrap_or_else(|e| panic!("postman: {e:?}"));
+    }
+
+    /// The messages the sink received for `address`, parsed.
+    pub fn mail_to(&self, address: &str) -> Vec<Mail> {
+        self.mail.messages().iter().filter(|m| m.to.iter().any(|t| t == address)).map(Mail::parse).collect()
+    }
+
+    /// Sends what is due, then returns the messages received for `address`.
+    pub async fn delivered_to(&self, address: &str) -> Vec<Mail> {
+        self.deliver_mail().await;
+        self.mail_to(address)
+    }
+
+    /// Opens `page` to get its CSRF token, then posts `form` with it.
+    pub async fn submit(&self, client: &reqwest::Client, page: &str, action: &str, form: &[(&str, &str)]) -> Page {
+        let token = self.get_with(client, page).await.csrf_token();
+        let mut fields = vec![("csrf_token", token.as_str())];
+        fields.extend_from_slice(form);
+        self.post_form(client, action, &fields).await
+    }
+
     /// Verifications the hasher has done so far.
     pub fn verifications(&self) -> usize {
         self.hasher.verifications.load(Ordering::SeqCst)
@@ -304,5 +356,48 @@ impl TestApp {
     /// The database URL, for commands run against the same database.
     pub fn database_url(&self) -> &str {
         self.database.url().expose_secret()
+    }
+}
+
+/// A received message, parsed.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub subject: String,
+    pub text: String,
+}
+
+impl Mail {
+    /// Parses a message received by any sink.
+    pub fn parse_for_tests(received: &guichet_testkit::Received) -> Self {
+        Self::parse(received)
+    }
+
+    fn parse(received: &guichet_testkit::Received) -> Self {
+        let parsed =
+            mail_parser::MessageParser::default().parse(&received.data).unwrap_or_else(|| panic!("unparsable mail"));
+        Self {
+            subject: parsed.subject().unwrap_or_default().to_owned(),
+            text: parsed.body_text(0).unwrap_or_default().replace("\r\n", "\n"),
+        }
+    }
+
+    /// The line holding the `/reset-password?code=` link.
+    pub fn link(&self) -> String {
+        self.text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.contains("/reset-password?code="))
+            .unwrap_or_else(|| panic!("no link in:\n{}", self.text))
+            .to_owned()
+    }
+
+    /// The code, as written on its own line (groups of four).
+    pub fn code(&self) -> String {
+        self.text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 29 && l.split('-').count() == 6 && l.split('-').all(|g| g.len() == 4))
+            .unwrap_or_else(|| panic!("no code in:\n{}", self.text))
+            .to_owned()
     }
 }

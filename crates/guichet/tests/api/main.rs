@@ -7,4 +7,5 @@ mod browser;
 mod cli;
 mod lockout;
 mod login;
+mod recovery;
 mod security;

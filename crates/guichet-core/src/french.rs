@@ -1,4 +1,4 @@
-//! Dates and durations in French.
+//! Dates and durations in French, as members and their emails read them.
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};

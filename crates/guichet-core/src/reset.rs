@@ -1,0 +1,123 @@
+//! "Forgot identifier" and "forgot password": the requests (which only queue a message,
+//! the same way whether or not the address is known) and the reset itself.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use crate::account::{AccountId, EmailAddress, EmailError};
+use crate::audit::RequestContext;
+use crate::clock::Clock;
+use crate::hashing::{HashError, PasswordHasher};
+use crate::mail::{MailKind, NewMail};
+use crate::password::{NewPassword, PasswordError, PasswordPolicy};
+use crate::ports::{Store, StoreError};
+use crate::recovery::{CodeError, RecoveryCode, StoredCode};
+
+/// Why a request could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The address typed cannot be an address (said the same for known and unknown ones).
+    #[error(transparent)]
+    Email(#[from] EmailError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a reset did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// The code is invalid, used or expired.
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    /// The new password does not meet the policy.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed (or its queue is full).
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+/// Self-service recovery.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    store: Arc<dyn Store>,
+    hasher: Arc<dyn PasswordHasher>,
+    clock: Arc<dyn Clock>,
+    policy: PasswordPolicy,
+}
+
+impl Recovery {
+    /// Wires the use cases.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: Arc<dyn PasswordHasher>,
+        clock: Arc<dyn Clock>,
+        policy: PasswordPolicy,
+    ) -> Self {
+        Self { store, hasher, clock, policy }
+    }
+
+    /// Queues "your identifier" to `typed`. The address is matched to an account only
+    /// when the message is sent, so this does the same work for every address.
+    pub async fn request_identifier(&self, typed: &str) -> Result<(), RequestError> {
+        self.request(MailKind::ForgotIdentifier, typed).await
+    }
+
+    /// Queues a reset code to `typed`, the same way.
+    pub async fn request_reset(&self, typed: &str) -> Result<(), RequestError> {
+        self.request(MailKind::PasswordReset, typed).await
+    }
+
+    async fn request(&self, kind: MailKind, typed: &str) -> Result<(), RequestError> {
+        let recipient = EmailAddress::parse(typed)?;
+        self.store.enqueue_mail(&NewMail { kind, account_id: None, recipient }, self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// Queues a new code for the account a (used, expired, or valid) code belonged to:
+    /// the "send me a new code" button of the code form. Nothing for an unknown code.
+    pub async fn request_reset_from_code(&self, typed: &str) -> Result<(), StoreError> {
+        let Some(code) = RecoveryCode::parse(typed) else { return Ok(()) };
+        let Some(stored) = self.store.find_code(&code.hash()).await? else { return Ok(()) };
+        let Some(account) = self.store.find_account(stored.account_id).await? else { return Ok(()) };
+        let mail = NewMail { kind: MailKind::PasswordReset, account_id: Some(account.id), recipient: account.email };
+        self.store.enqueue_mail(&mail, self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// The code behind what was typed, if it can be used now.
+    pub async fn check(&self, typed: &str) -> Result<StoredCode, ResetError> {
+        let code = RecoveryCode::parse(typed).ok_or(CodeError::Invalid)?;
+        let stored = self.store.find_code(&code.hash()).await?.ok_or(CodeError::Invalid)?;
+        stored.usable_at(self.clock.now())?;
+        Ok(stored)
+    }
+
+    /// Sets a new password with a code: checks the code, the password against the
+    /// policy, hashes it, then uses the code — once, whatever races it.
+    pub async fn reset(
+        &self,
+        typed_code: &str,
+        new_password: SecretString,
+        confirmation: &SecretString,
+        context: &RequestContext,
+    ) -> Result<AccountId, ResetError> {
+        let stored = self.check(typed_code).await?;
+        let account = self.store.find_account(stored.account_id).await?.ok_or(CodeError::Invalid)?;
+        let personal = [account.identifier.as_str(), account.email.as_str(), account.display_name.as_str()];
+        let password = NewPassword::parse_confirmed(new_password, confirmation, self.policy, &personal)?;
+        let hash = self.hasher.hash(password.into_secret()).await?;
+        let code = RecoveryCode::parse(typed_code).ok_or(CodeError::Invalid)?;
+        Ok(self.store.redeem_code(&code.hash(), &hash, context, self.clock.now()).await??)
+    }
+
+    /// The password policy in force.
+    pub fn password_policy(&self) -> PasswordPolicy {
+        self.policy
+    }
+}

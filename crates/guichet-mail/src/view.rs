@@ -1,0 +1,164 @@
+//! What a message says: one view, rendered through three template files (subject,
+//! text, HTML), each including the part of its kind (`templates/<kind>.txt|html`).
+
+use askama::Template;
+use guichet_core::french;
+use guichet_core::mail::{MailContent, OutgoingMail};
+
+use crate::MailSettings;
+
+/// Which message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    ForgotIdentifier,
+    PasswordReset,
+    Invitation,
+    AccountLocked,
+    PasswordChanged,
+    Test,
+}
+
+/// Everything a template may show.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    kind: Kind,
+    site_name: String,
+    public_url: String,
+    greeting: String,
+    identifier: String,
+    /// The code, in groups of four.
+    code: String,
+    /// `…/reset-password?code=CODE`, alone on its line.
+    link: String,
+    /// An expiry, a lock's end or a change's time, in French.
+    when: String,
+    assistance: String,
+}
+
+#[derive(Template)]
+#[template(path = "subject.txt")]
+struct Subject<'a> {
+    v: &'a View,
+}
+
+#[derive(Template)]
+#[template(path = "body.txt")]
+struct Text<'a> {
+    v: &'a View,
+}
+
+#[derive(Template)]
+#[template(path = "body.html")]
+struct Html<'a> {
+    v: &'a View,
+}
+
+impl View {
+    pub(crate) fn new(mail: &OutgoingMail, settings: &MailSettings) -> Self {
+        let zone = &settings.time_zone;
+        let at = |t| french::date_time(t, zone);
+        let greeting = if mail.name.is_empty() { "Bonjour,".to_owned() } else { format!("Bonjour {},", mail.name) };
+        let mut view = Self {
+            kind: Kind::Test,
+            site_name: settings.site_name.clone(),
+            public_url: settings.public_url.clone(),
+            greeting,
+            identifier: String::new(),
+            code: String::new(),
+            link: String::new(),
+            when: String::new(),
+            assistance: settings.assistance_email.clone().unwrap_or_default(),
+        };
+        let link = |code: &guichet_core::recovery::RecoveryCode| {
+            format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""))
+        };
+        match &mail.content {
+            MailContent::ForgotIdentifier { identifier } => {
+                view.kind = Kind::ForgotIdentifier;
+                view.identifier.clone_from(identifier);
+            }
+            MailContent::PasswordReset { code, expires_at } => {
+                view.kind = Kind::PasswordReset;
+                view.code = code.grouped();
+                view.link = link(code);
+                view.when = at(*expires_at);
+            }
+            MailContent::Invitation { identifier, code, expires_at } => {
+                view.kind = Kind::Invitation;
+                view.identifier.clone_from(identifier);
+                view.code = code.grouped();
+                view.link = link(code);
+                view.when = at(*expires_at);
+            }
+            MailContent::AccountLocked { until } => {
+                view.kind = Kind::AccountLocked;
+                view.when = at(*until);
+            }
+            MailContent::PasswordChanged { at: changed } => {
+                view.kind = Kind::PasswordChanged;
+                view.when = at(*changed);
+            }
+            MailContent::Test => {}
+        }
+        view
+    }
+
+    /// Subject, text and HTML.
+    pub(crate) fn render(&self) -> Result<(String, String, String), askama::Error> {
+        let subject = Subject { v: self }.render()?.split_whitespace().collect::<Vec<_>>().join(" ");
+        Ok((subject, Text { v: self }.render()?, Html { v: self }.render()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guichet_core::account::EmailAddress;
+    use guichet_core::recovery::RecoveryCode;
+
+    fn settings() -> MailSettings {
+        MailSettings {
+            site_name: "Réseau Santé".into(),
+            public_url: "https://membres.example.org".into(),
+            from: "Réseau Santé <no-reply@example.org>".into(),
+            assistance_email: Some("assistance@example.org".into()),
+            transport: crate::TransportSpec::new("file:outbox"),
+            dkim: None,
+            time_zone: jiff::tz::TimeZone::get("Europe/Paris").unwrap_or(jiff::tz::TimeZone::UTC),
+        }
+    }
+
+    fn reset() -> (RecoveryCode, OutgoingMail) {
+        let code = RecoveryCode::generate();
+        let mail = OutgoingMail {
+            to: EmailAddress::parse("marie@chu.example.fr").unwrap_or_else(|e| panic!("{e}")),
+            name: "Marie Durand".into(),
+            content: MailContent::PasswordReset {
+                code: code.clone(),
+                expires_at: "2026-03-02T09:00:00Z".parse().unwrap_or_else(|e| panic!("{e}")),
+            },
+        };
+        (code, mail)
+    }
+
+    #[test]
+    fn the_code_and_the_link_stand_on_lines_of_their_own() {
+        let (code, mail) = reset();
+        let (subject, text, html) = View::new(&mail, &settings()).render().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!subject.contains('\n') && subject.contains("Réseau Santé"));
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        assert!(lines.contains(&code.grouped().as_str()), "{text}");
+        let link = format!("https://membres.example.org/reset-password?code={}", code.grouped().replace('-', ""));
+        assert!(lines.contains(&link.as_str()), "{text}");
+        assert!(text.contains("2 mars 2026 à 10:00"), "{text}");
+        assert!(html.contains(&link) && !html.contains("<img"), "{html}");
+    }
+
+    #[test]
+    fn html_escapes_what_people_typed() {
+        let (_, mut mail) = reset();
+        mail.name = "<b>Marie</b>".into();
+        let (_, _, html) = View::new(&mail, &settings()).render().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!html.contains("<b>Marie"));
+    }
+}

@@ -1,0 +1,194 @@
+//! The outbox and its sending log.
+
+use async_trait::async_trait;
+use guichet_core::Timestamp;
+use guichet_core::account::{AccountId, EmailAddress};
+use guichet_core::mail::{MailId, MailKind, MailLogEntry, MailOutcome, MailState, NewMail, QueuedMail};
+use guichet_core::ports::{OutboxStore, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row as _, Transaction};
+
+use crate::{SqlStore, backend, millis, timestamp};
+
+/// Queues a message inside a transaction (with what caused it).
+pub(crate) async fn insert_mail(
+    tx: &mut Transaction<'_, Any>,
+    mail: &NewMail,
+    now: Timestamp,
+) -> Result<MailId, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox (kind, account_id, recipient, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4) RETURNING id",
+    )
+    .bind(mail.kind.as_str())
+    .bind(mail.account_id.map(AccountId::get))
+    .bind(mail.recipient.as_str())
+    .bind(millis(now))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(MailId::from_stored(id))
+}
+
+/// Queues a message to an account's current address, inside a transaction.
+pub(crate) async fn insert_mail_to_account(
+    tx: &mut Transaction<'_, Any>,
+    kind: MailKind,
+    account: AccountId,
+    now: Timestamp,
+) -> Result<MailId, StoreError> {
+    let email: String = sqlx::query_scalar("SELECT email FROM accounts WHERE id = $1")
+        .bind(account.get())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let mail = NewMail { kind, account_id: Some(account), recipient: EmailAddress::from_stored(email) };
+    insert_mail(tx, &mail, now).await
+}
+
+fn kind_of(row: &AnyRow) -> Result<MailKind, StoreError> {
+    let kind: String = row.try_get("kind").map_err(backend)?;
+    MailKind::parse(&kind).ok_or_else(|| StoreError::Backend(format!("unknown mail kind {kind}").into()))
+}
+
+fn attempts_of(row: &AnyRow) -> Result<u32, StoreError> {
+    Ok(u32::try_from(row.try_get::<i64, _>("attempts").map_err(backend)?).unwrap_or(u32::MAX))
+}
+
+fn queued_from_row(row: &AnyRow) -> Result<QueuedMail, StoreError> {
+    Ok(QueuedMail {
+        id: MailId::from_stored(row.try_get("id").map_err(backend)?),
+        kind: kind_of(row)?,
+        account_id: row.try_get::<Option<i64>, _>("account_id").map_err(backend)?.map(AccountId::from_stored),
+        recipient: EmailAddress::from_stored(row.try_get("recipient").map_err(backend)?),
+        created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
+        attempts: attempts_of(row)?,
+    })
+}
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn enqueue_mail(&self, mail: &NewMail, now: Timestamp) -> Result<MailId, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let id = insert_mail(&mut tx, mail, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(id)
+    }
+
+    async fn claim_due_mail(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        // The conditions are repeated outside the subquery: on PostgreSQL a second
+        // claimer blocked on the same row re-checks them against the row as the first
+        // claimer left it, and so skips it.
+        let rows = sqlx::query(
+            "UPDATE outbox SET lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
+                          AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT $3) \
+             AND state = 'pending' AND (lease_until IS NULL OR lease_until <= $1) \
+             RETURNING id, kind, account_id, recipient, created_at, attempts",
+        )
+        .bind(millis(now))
+        .bind(millis(lease_until))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut claimed = rows.iter().map(queued_from_row).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by_key(|m| m.id.get());
+        Ok(claimed)
+    }
+
+    async fn finish_mail(
+        &self,
+        id: MailId,
+        account: Option<AccountId>,
+        outcome: &MailOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (state, answer, next_attempt_at, attempt) = match outcome {
+            MailOutcome::Sent { answer } => (MailState::Sent, answer, None, Some("sent")),
+            MailOutcome::Retry { error, next_attempt_at } => {
+                (MailState::Pending, error, Some(*next_attempt_at), Some("temporary"))
+            }
+            MailOutcome::Failed { error } => (MailState::Failed, error, None, Some("permanent")),
+            MailOutcome::Skipped { reason } => (MailState::Skipped, reason, None, None),
+        };
+        let finished_at = (state != MailState::Pending).then(|| millis(now));
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "UPDATE outbox SET state = $2, last_answer = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
+             lease_until = NULL, finished_at = $5, account_id = COALESCE($6, account_id) WHERE id = $1",
+        )
+        .bind(id.get())
+        .bind(state.as_str())
+        .bind(answer.as_str())
+        .bind(next_attempt_at.map(millis))
+        .bind(finished_at)
+        .bind(account.map(AccountId::get))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some(outcome) = attempt {
+            sqlx::query("INSERT INTO mail_attempts (outbox_id, at, outcome, answer) VALUES ($1, $2, $3, $4)")
+                .bind(id.get())
+                .bind(millis(now))
+                .bind(outcome)
+                .bind(answer.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn count_sent_mail(&self, account: AccountId, kind: MailKind, since: Timestamp) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE account_id = $1 AND kind = $2 AND state = 'sent' AND finished_at >= $3",
+        )
+        .bind(account.get())
+        .bind(kind.as_str())
+        .bind(millis(since))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    async fn account_mail(&self, account: AccountId, limit: u32) -> Result<Vec<MailLogEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, recipient, created_at, state, attempts, last_answer FROM outbox \
+             WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(account.get())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state").map_err(backend)?;
+                Ok(MailLogEntry {
+                    id: MailId::from_stored(row.try_get("id").map_err(backend)?),
+                    kind: kind_of(row)?,
+                    recipient: EmailAddress::from_stored(row.try_get("recipient").map_err(backend)?),
+                    created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
+                    state: MailState::parse(&state).unwrap_or(MailState::Pending),
+                    attempts: attempts_of(row)?,
+                    last_answer: row.try_get("last_answer").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_finished_mail(&self, before: Timestamp) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM outbox WHERE state <> 'pending' AND created_at < $1")
+            .bind(millis(before))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(backend)
+    }
+}

@@ -1,0 +1,136 @@
+//! Recovery and invitation codes, and the reset that uses one.
+
+use async_trait::async_trait;
+use guichet_core::Timestamp;
+use guichet_core::account::AccountId;
+use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use guichet_core::mail::MailKind;
+use guichet_core::password::PasswordHash;
+use guichet_core::ports::{RecoveryStore, StoreError};
+use guichet_core::recovery::{CodeError, CodePurpose, StoredCode};
+use guichet_core::token::TokenHash;
+use sqlx::Row as _;
+
+use crate::audit::insert_event;
+use crate::outbox::insert_mail_to_account;
+use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
+
+#[async_trait]
+impl RecoveryStore for SqlStore {
+    async fn insert_code(&self, hash: &TokenHash, code: &StoredCode) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO recovery_codes (code_hash, account_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(hash.as_str())
+        .bind(code.account_id.get())
+        .bind(code.purpose.as_str())
+        .bind(millis(code.created_at))
+        .bind(millis(code.expires_at))
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+    }
+
+    async fn delete_code(&self, hash: &TokenHash) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM recovery_codes WHERE code_hash = $1")
+            .bind(hash.as_str())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
+        let row = sqlx::query(
+            "SELECT account_id, purpose, created_at, expires_at, used_at FROM recovery_codes WHERE code_hash = $1",
+        )
+        .bind(hash.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let purpose: String = row.try_get("purpose").map_err(backend)?;
+        Ok(Some(StoredCode {
+            account_id: AccountId::from_stored(row.try_get("account_id").map_err(backend)?),
+            purpose: CodePurpose::parse(&purpose).unwrap_or(CodePurpose::Reset),
+            created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
+            expires_at: timestamp(row.try_get("expires_at").map_err(backend)?)?,
+            used_at: optional_timestamp(row.try_get("used_at").map_err(backend)?)?,
+        }))
+    }
+
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        new_hash: &PasswordHash,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Result<AccountId, CodeError>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // One statement claims the code: of concurrent redeemers, one alone sees a row.
+        let claimed: Option<i64> = sqlx::query_scalar(
+            "UPDATE recovery_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING account_id",
+        )
+        .bind(hash.as_str())
+        .bind(millis(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(account) = claimed.map(AccountId::from_stored) else {
+            drop(tx);
+            let why = match self.find_code(hash).await? {
+                None => CodeError::Invalid,
+                Some(code) => code.usable_at(now).err().unwrap_or(CodeError::Used),
+            };
+            return Ok(Err(why));
+        };
+        sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
+            .bind(account.get())
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let event = NewAuditEvent {
+            at: now,
+            account_id: Some(account),
+            kind: AuditKind::PasswordChanged,
+            actor: Actor::Member,
+            context: context.clone(),
+            detail: Some("avec un code reçu par courriel".into()),
+        };
+        let event_id = insert_event(&mut tx, &event).await?;
+        sqlx::query(
+            "UPDATE accounts SET password_hash = $2, must_change_password = 0, locked_until = NULL, \
+             failures_cleared_after = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(account.get())
+        .bind(new_hash.as_phc())
+        .bind(event_id)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+            .bind(account.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        insert_mail_to_account(&mut tx, MailKind::PasswordChanged, account, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Ok(account))
+    }
+
+    async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(account.get())
+        .bind(millis(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+}

@@ -1,0 +1,235 @@
+//! "Forgot identifier", "forgot password" and the code form.
+//!
+//! The requests answer the same page, with the same status, after the same work (one
+//! row queued), whether or not the address belongs to an account: the postman matches
+//! it to an account later, out of the request's sight.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::get;
+use guichet_core::french;
+use guichet_core::recovery::CodeError;
+use guichet_core::reset::{RequestError, ResetError};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::client::Client;
+use crate::cookies::Cookie;
+use crate::error::{WebError, busy};
+use crate::pages::{Form, Layout, render, secret};
+use crate::state::AppState;
+use crate::visitor::Visitor;
+
+/// The routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/forgot-identifier", get(show_identifier).post(request_identifier))
+        .route("/forgot-password", get(show_password).post(request_password))
+        .route("/reset-password", get(show_reset).post(reset))
+}
+
+/// What people type is echoed back, but never more than this.
+const ECHO_MAX: usize = 254;
+
+fn echo(typed: &str) -> String {
+    typed.trim().chars().take(ECHO_MAX).collect()
+}
+
+#[derive(Template)]
+#[template(path = "forgot_identifier.html")]
+struct ForgotIdentifierPage {
+    layout: Layout,
+    email: String,
+    error: Option<String>,
+    sent: bool,
+}
+
+#[derive(Deserialize)]
+struct EmailForm {
+    #[serde(default)]
+    email: String,
+    /// The "send me a new code" button of the code form sends the old code instead.
+    #[serde(default)]
+    code: String,
+}
+
+async fn show_identifier(State(state): State<AppState>, visitor: Visitor) -> Result<Response, WebError> {
+    let page = ForgotIdentifierPage {
+        layout: Layout::for_visitor(&state, &visitor),
+        email: String::new(),
+        error: None,
+        sent: false,
+    };
+    render(StatusCode::OK, &page)
+}
+
+async fn request_identifier(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Form(form): Form<EmailForm>,
+) -> Result<Response, WebError> {
+    let layout = Layout::for_visitor(&state, &visitor);
+    let email = echo(&form.email);
+    match state.recovery.request_identifier(&form.email).await {
+        Ok(()) => {
+            state.postman.wake();
+            render(StatusCode::OK, &ForgotIdentifierPage { layout, email, error: None, sent: true })
+        }
+        Err(RequestError::Email(error)) => render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &ForgotIdentifierPage { layout, email, error: Some(error.to_string()), sent: false },
+        ),
+        Err(RequestError::Store(error)) => Err(error.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "forgot_password.html")]
+struct ForgotPasswordPage {
+    layout: Layout,
+    email: String,
+    error: Option<String>,
+}
+
+async fn show_password(State(state): State<AppState>, visitor: Visitor) -> Result<Response, WebError> {
+    let page = ForgotPasswordPage { layout: Layout::for_visitor(&state, &visitor), email: String::new(), error: None };
+    render(StatusCode::OK, &page)
+}
+
+async fn request_password(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Form(form): Form<EmailForm>,
+) -> Result<Response, WebError> {
+    let layout = Layout::for_visitor(&state, &visitor);
+    let email = echo(&form.email);
+    let requested = if form.email.trim().is_empty() && !form.code.trim().is_empty() {
+        state.recovery.request_reset_from_code(&form.code).await.map_err(RequestError::from)
+    } else {
+        state.recovery.request_reset(&form.email).await
+    };
+    match requested {
+        Ok(()) => {
+            state.postman.wake();
+            let page = ResetPage::new(&state, layout, String::new(), Problem::None);
+            render(StatusCode::OK, &ResetPage { just_sent: true, email, ..page })
+        }
+        Err(RequestError::Email(error)) => render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &ForgotPasswordPage { layout, email, error: Some(error.to_string()) },
+        ),
+        Err(RequestError::Store(error)) => Err(error.into()),
+    }
+}
+
+/// What went wrong with the code form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Problem {
+    None,
+    /// The code: invalid, used or expired.
+    Code(CodeError),
+    /// The new password.
+    Password(String),
+}
+
+#[derive(Template)]
+#[template(path = "reset_password.html")]
+struct ResetPage {
+    layout: Layout,
+    code: String,
+    problem: Problem,
+    just_sent: bool,
+    email: String,
+    code_ttl: String,
+    min_length: usize,
+}
+
+impl ResetPage {
+    fn new(state: &AppState, layout: Layout, code: String, problem: Problem) -> Self {
+        Self {
+            layout,
+            code,
+            problem,
+            just_sent: false,
+            email: String::new(),
+            code_ttl: french::duration(state.postman.policy().reset_code_ttl),
+            min_length: state.recovery.password_policy().min_length,
+        }
+    }
+
+    fn code_error(&self) -> Option<String> {
+        match &self.problem {
+            Problem::Code(error) => Some(error.to_string()),
+            _ => None,
+        }
+    }
+
+    fn password_error(&self) -> Option<&str> {
+        match &self.problem {
+            Problem::Password(message) => Some(message),
+            _ => None,
+        }
+    }
+
+    /// A code that was recognised (used or expired): the page offers a new one for it.
+    fn offers_new_code(&self) -> bool {
+        matches!(self.problem, Problem::Code(CodeError::Used | CodeError::Expired))
+    }
+}
+
+#[derive(Deserialize)]
+struct CodeQuery {
+    #[serde(default)]
+    code: String,
+}
+
+/// Opening the emailed link: the form with the code filled in. It reads nothing and
+/// changes nothing, so link scanners and previews may open it as often as they like.
+async fn show_reset(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(query): Query<CodeQuery>,
+) -> Result<Response, WebError> {
+    let page = ResetPage::new(&state, Layout::for_visitor(&state, &visitor), echo(&query.code), Problem::None);
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default, deserialize_with = "secret")]
+    new_password: SecretString,
+    #[serde(default, deserialize_with = "secret")]
+    new_password_confirm: SecretString,
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Client(context): Client,
+    Form(form): Form<ResetForm>,
+) -> Result<Response, WebError> {
+    let layout = Layout::for_visitor(&state, &visitor);
+    let code = echo(&form.code);
+    let problem = match state.recovery.reset(&form.code, form.new_password, &form.new_password_confirm, &context).await
+    {
+        Ok(_) => {
+            state.postman.wake();
+            let secure = state.settings.cookie_secure;
+            let notice = Cookie::Notice.set("password_changed", secure);
+            let login = HeaderValue::from_static("/login");
+            return Ok((StatusCode::SEE_OTHER, [(LOCATION, login), (SET_COOKIE, notice)]).into_response());
+        }
+        Err(ResetError::Code(error)) => Problem::Code(error),
+        Err(ResetError::Password(error)) => Problem::Password(error.to_string()),
+        Err(ResetError::Hash(guichet_core::hashing::HashError::Busy)) => return Ok(busy().into_response()),
+        Err(ResetError::Hash(error)) => return Err(error.into()),
+        Err(ResetError::Store(error)) => return Err(error.into()),
+    };
+    render(StatusCode::UNPROCESSABLE_ENTITY, &ResetPage::new(&state, layout, code, problem))
+}

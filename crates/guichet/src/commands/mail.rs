@@ -1,0 +1,26 @@
+//! `guichet mail test ADDRESS`.
+
+use anyhow::Context as _;
+use guichet_core::account::EmailAddress;
+use guichet_core::mail::{MailContent, MailSender as _, OutgoingMail};
+use guichet_mail::Mailer;
+
+use crate::app::mail_settings;
+use crate::cli::MailCommand;
+use crate::config::Settings;
+
+/// Runs a `mail` subcommand.
+pub async fn run(command: MailCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        MailCommand::Test { address } => {
+            let to = EmailAddress::parse(&address).context("the test address")?;
+            let mailer = Mailer::new(mail_settings(settings))?;
+            println!("sending a test message to {to} through {}", mailer.describe());
+            let mail = OutgoingMail { to, name: String::new(), content: MailContent::Test };
+            let answer =
+                mailer.send(&mail).await.with_context(|| format!("the mail server refused: {}", mailer.describe()))?;
+            println!("{answer}");
+            Ok(())
+        }
+    }
+}
