@@ -10,6 +10,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app};
 
+const NEW_PASSWORD: &str = "le chat dort sur le clavier";
+
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -155,5 +157,44 @@ async fn a_member_logs_in_with_a_real_browser_and_logs_out() {
     browser.wait_for_path("/login").await;
     browser.open(&app, "/me").await;
     browser.wait_for_path("/login").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_member_who_forgot_their_password_gets_back_in_with_a_real_browser() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app().await;
+    app.add_member("marie.durand").await;
+
+    browser.open(&app, "/login").await;
+    browser
+        .client
+        .find(Locator::LinkText("Mot de passe oublié ?"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser.wait_for_path("/forgot-password").await;
+    browser.type_into("email", "marie.durand@chu.example.fr").await;
+    browser.click_button("Recevoir un code").await;
+    browser.wait_for_text("un code vient de lui être envoyé").await;
+
+    let mail = app.delivered_to("marie.durand@chu.example.fr").await.pop().unwrap_or_else(|| panic!("no mail"));
+    // The member opens the link from the mail: the code is already in the form.
+    browser.client.goto(&mail.link()).await.unwrap_or_else(|e| panic!("{e}"));
+    let code_field = browser.client.find(Locator::Id("code")).await.unwrap_or_else(|e| panic!("{e}"));
+    let filled = code_field.prop("value").await.ok().flatten().unwrap_or_default();
+    assert_eq!(filled.replace('-', ""), mail.code().replace('-', ""));
+    browser.type_into("new_password", NEW_PASSWORD).await;
+    browser.type_into("new_password_confirm", NEW_PASSWORD).await;
+    browser.click_button("Enregistrer le mot de passe").await;
+    browser.wait_for_path("/login").await;
+    browser.wait_for_text("Votre nouveau mot de passe est enregistré").await;
+
+    browser.type_into("identifier", "marie.durand").await;
+    browser.type_into("password", NEW_PASSWORD).await;
+    browser.click_button("Se connecter").await;
+    browser.wait_for_path("/me").await;
     browser.close().await;
 }

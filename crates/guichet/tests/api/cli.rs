@@ -12,6 +12,8 @@ pub fn guichet(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
         .args(args)
         .env("GUICHET_DATABASE_URL", app.database_url())
+        .env("GUICHET_MAIL_TRANSPORT", app.mail.url())
+        .env("GUICHET_PUBLIC_URL", &app.address)
         .env_remove("GUICHET_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -189,4 +191,43 @@ async fn serve_on_an_empty_database_creates_an_administrator_and_prints_a_one_ti
     let second = start();
     assert!(!second.contains("created the administrator"));
     assert_ne!(link(&second), Some(first_link));
+}
+
+#[tokio::test]
+async fn an_invited_member_sets_their_own_password_from_the_mail() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let output = guichet(
+        &app,
+        &["member", "add", "paul", "--email", "paul@chu.example.fr", "--name", "Paul Roux", "--invite"],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = stdout(&output);
+    assert!(said.contains("invitation sent: 250"), "{said}");
+    let mail = app.mail_to("paul@chu.example.fr").pop().unwrap_or_else(|| panic!("no invitation"));
+    assert!(mail.text.lines().any(|l| l.trim() == "paul"), "the identifier is in the invitation");
+    assert!(mail.link().starts_with(&format!("{}/reset-password?code=", app.address)));
+    assert_eq!(app.login("paul", PASSWORD).await.status, StatusCode::UNAUTHORIZED, "no password yet");
+    let form =
+        [("code", mail.code()), ("new_password", PASSWORD.to_owned()), ("new_password_confirm", PASSWORD.to_owned())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = app.submit(&app.client, "/reset-password", "/reset-password", &form).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.login("paul", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn mail_test_prints_what_the_server_answered() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let output = guichet(&app, &["mail", "test", "it@chu.example.fr"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).lines().last().is_some_and(|l| l.starts_with("250")), "{}", stdout(&output));
+    assert_eq!(app.mail.wait_for(1).await[0].to, ["it@chu.example.fr"]);
+
+    app.mail.set_mode(guichet_testkit::Mode::PermanentFailure);
+    let refused = guichet(&app, &["mail", "test", "it@chu.example.fr"], None);
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("550"), "{message}");
 }

@@ -115,20 +115,27 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     spawn_app_mailing_to(backend, extra, SmtpSink::start()).await
 }
 
-/// The same, sending mail to a given sink (or to where one will be started).
+/// The same, sending mail to a given sink.
 pub async fn spawn_app_mailing_to(backend: Backend, extra: &[(&str, &str)], mail: SmtpSink) -> TestApp {
     let transport = mail.url();
-    spawn(backend, extra, &transport, mail).await
+    spawn(backend, extra, &transport, mail, false).await
+}
+
+/// The application as `guichet serve` runs it, with its background postman.
+pub async fn spawn_app_with_background_postman() -> TestApp {
+    let mail = SmtpSink::start();
+    let transport = mail.url();
+    spawn(Backend::Sqlite, &[], &transport, mail, true).await
 }
 
 /// The application with its mail server down (nothing listens at `address` yet).
 pub async fn spawn_app_with_mail_down(backend: Backend, address: std::net::SocketAddr) -> TestApp {
     let transport = guichet_testkit::url_for(address);
     // A placeholder sink elsewhere; the test starts the real one at `address` later.
-    spawn(backend, &[], &transport, SmtpSink::start()).await
+    spawn(backend, &[], &transport, SmtpSink::start(), false).await
 }
 
-async fn spawn(backend: Backend, extra: &[(&str, &str)], transport: &str, mail: SmtpSink) -> TestApp {
+async fn spawn(backend: Backend, extra: &[(&str, &str)], transport: &str, mail: SmtpSink, postman: bool) -> TestApp {
     let database = match backend {
         Backend::Sqlite => TestDatabase::sqlite(),
         Backend::Postgres => TestDatabase::postgres().await.unwrap_or_else(|| panic!("PostgreSQL is not configured")),
@@ -157,11 +164,14 @@ async fn spawn(backend: Backend, extra: &[(&str, &str)], transport: &str, mail: 
     // The test sends the outbox when it chooses (`deliver_mail`), so that what it sees
     // of the mail does not race a background postman.
     tokio::spawn(async move {
-        let _ = running
-            .serve_without_postman(listener, async move {
-                let _ = stopped.await;
-            })
-            .await;
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let _ = if postman {
+            running.serve(listener, shutdown).await
+        } else {
+            running.serve_without_postman(listener, shutdown).await
+        };
     });
     TestApp { address, clock, hasher, app, client: browser(), mail, database, shutdown: Some(shutdown) }
 }

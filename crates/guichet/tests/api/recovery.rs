@@ -6,7 +6,8 @@ use guichet_testkit::{Mode, SmtpSink};
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    Backend, Mail, PASSWORD, TestApp, browser, on_both_backends, spawn_app, spawn_app_with, spawn_app_with_mail_down,
+    Backend, Mail, PASSWORD, TestApp, browser, on_both_backends, spawn_app, spawn_app_with,
+    spawn_app_with_background_postman, spawn_app_with_mail_down,
 };
 
 const NEW_PASSWORD: &str = "une toute nouvelle phrase";
@@ -356,4 +357,13 @@ async fn the_page_for_hospital_it_names_the_sender_and_the_dkim_selector() {
         assert!(page.body.contains(expected), "{expected}");
     }
     assert!(app.get("/forgot-password").await.body.contains("/aide/messagerie"));
+}
+
+#[tokio::test]
+async fn the_background_postman_sends_without_being_asked() {
+    let app = spawn_app_with_background_postman().await;
+    app.add_member("marie").await;
+    ask_for_a_code(&app, &app.client, MARIE).await;
+    let received = app.mail.wait_for(1).await;
+    assert_eq!(received[0].to, [MARIE]);
 }
