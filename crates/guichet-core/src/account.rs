@@ -238,6 +238,10 @@ pub struct Account {
     pub must_change_password: bool,
     /// Refused at login until this instant.
     pub locked_until: Option<Timestamp>,
+    /// Disabled by staff: refused at login until re-enabled.
+    pub disabled_at: Option<Timestamp>,
+    /// A staff-issued temporary password stops working at this instant.
+    pub password_expires_at: Option<Timestamp>,
     /// When the account was created.
     pub created_at: Timestamp,
     /// Last change to the account row.
@@ -250,6 +254,15 @@ impl Account {
     /// Whether the account is locked at `now`.
     pub fn is_locked_at(&self, now: Timestamp) -> bool {
         self.locked_until.is_some_and(|until| until > now)
+    }
+
+    /// Whether a login with a right password may go through at `now`: not locked, not
+    /// disabled, a password set and not expired.
+    pub fn may_log_in_at(&self, now: Timestamp) -> bool {
+        !self.is_locked_at(now)
+            && self.disabled_at.is_none()
+            && self.password_hash.is_some()
+            && self.password_expires_at.is_none_or(|expires| expires > now)
     }
 
     /// The name to greet with: the display name, or the identifier when there is none.

@@ -60,11 +60,31 @@ pub enum AuditKind {
     PasswordChanged,
     /// The member logged out.
     LoggedOut,
+    /// Staff had a temporary password mailed.
+    TemporaryPasswordIssued,
+    /// Staff had a reset code mailed.
+    ResetCodeSent,
+    /// Staff had the identifier mailed.
+    IdentifierSent,
+    /// Staff disabled the account.
+    AccountDisabled,
+    /// Staff re-enabled the account.
+    AccountEnabled,
+    /// Email or name changed.
+    DetailsChanged,
+    /// Role changed.
+    RoleChanged,
+    /// The member ended their other sessions.
+    OtherSessionsEnded,
+    /// Staff proposed phone-call slots.
+    CallProposed,
+    /// The member confirmed a phone-call slot.
+    CallConfirmed,
 }
 
 impl AuditKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 18] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRefusedLocked,
@@ -73,6 +93,16 @@ impl AuditKind {
         Self::AccountCreated,
         Self::PasswordChanged,
         Self::LoggedOut,
+        Self::TemporaryPasswordIssued,
+        Self::ResetCodeSent,
+        Self::IdentifierSent,
+        Self::AccountDisabled,
+        Self::AccountEnabled,
+        Self::DetailsChanged,
+        Self::RoleChanged,
+        Self::OtherSessionsEnded,
+        Self::CallProposed,
+        Self::CallConfirmed,
     ];
 
     /// The stored name.
@@ -86,6 +116,16 @@ impl AuditKind {
             Self::AccountCreated => "account_created",
             Self::PasswordChanged => "password_changed",
             Self::LoggedOut => "logged_out",
+            Self::TemporaryPasswordIssued => "temporary_password_issued",
+            Self::ResetCodeSent => "reset_code_sent",
+            Self::IdentifierSent => "identifier_sent",
+            Self::AccountDisabled => "account_disabled",
+            Self::AccountEnabled => "account_enabled",
+            Self::DetailsChanged => "details_changed",
+            Self::RoleChanged => "role_changed",
+            Self::OtherSessionsEnded => "other_sessions_ended",
+            Self::CallProposed => "call_proposed",
+            Self::CallConfirmed => "call_confirmed",
         }
     }
 
@@ -105,6 +145,16 @@ impl AuditKind {
             Self::AccountCreated => "compte créé",
             Self::PasswordChanged => "mot de passe changé",
             Self::LoggedOut => "déconnexion",
+            Self::TemporaryPasswordIssued => "mot de passe temporaire envoyé",
+            Self::ResetCodeSent => "code de nouveau mot de passe envoyé",
+            Self::IdentifierSent => "identifiant envoyé",
+            Self::AccountDisabled => "compte désactivé",
+            Self::AccountEnabled => "compte réactivé par l'assistance",
+            Self::DetailsChanged => "coordonnées modifiées",
+            Self::RoleChanged => "rôle modifié",
+            Self::OtherSessionsEnded => "autres sessions fermées",
+            Self::CallProposed => "rendez-vous téléphonique proposé",
+            Self::CallConfirmed => "rendez-vous téléphonique confirmé",
         }
     }
 }

@@ -26,6 +26,12 @@ pub fn date_time(at: Timestamp, zone: &TimeZone) -> String {
     format!("{day} {month} {} à {:02}:{:02}", local.year(), local.hour(), local.minute())
 }
 
+/// "3 mars 2026 de 14:00 à 14:30", in the site's time zone.
+pub fn slot(starts: Timestamp, ends: Timestamp, zone: &TimeZone) -> String {
+    let end = ends.to_zoned(zone.clone());
+    format!("{} à {:02}:{:02}", date_time(starts, zone).replace(" à ", " de "), end.hour(), end.minute())
+}
+
 /// "une heure", "15 minutes", "2 heures et 30 minutes", "3 jours".
 pub fn duration(span: SignedDuration) -> String {
     let minutes = span.as_secs().max(0) / 60;

@@ -7,6 +7,7 @@
 pub mod account;
 pub mod audit;
 pub mod clock;
+pub mod desk;
 pub mod french;
 pub mod hashing;
 pub mod lockout;
@@ -20,6 +21,7 @@ pub mod recovery;
 pub mod redact;
 pub mod reset;
 pub mod session;
+pub mod staff;
 pub mod token;
 
 pub use jiff::{SignedDuration, Timestamp};

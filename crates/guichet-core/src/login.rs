@@ -137,14 +137,14 @@ impl Authenticator {
             return Err(LoginError::InvalidCredentials);
         };
         let hash = match &account.password_hash {
-            Some(hash) if !account.is_locked_at(now) => hash.clone(),
+            Some(hash) if account.may_log_in_at(now) => hash.clone(),
             _ => {
                 self.spend_one_hash(password).await?;
                 self.store.record_refused_login(account.id, context, now).await?;
                 return Err(LoginError::InvalidCredentials);
             }
         };
-        match self.hasher.verify(password, hash).await? {
+        match self.hasher.verify(password, hash.clone()).await? {
             Verification::Mismatch => {
                 let outcome =
                     self.store.record_login_failure(account.id, &self.lockout, context, self.clock.now()).await?;
@@ -154,12 +154,12 @@ impl Authenticator {
                 Err(LoginError::InvalidCredentials)
             }
             Verification::Match { upgraded } => {
-                if !self.store.record_login_success(account.id, context, self.clock.now()).await? {
+                if !self.store.record_login_success(account.id, &hash, context, self.clock.now()).await? {
                     // Locked by a concurrent failure while this password was being checked.
                     return Err(LoginError::InvalidCredentials);
                 }
                 if let Some(new_hash) = upgraded {
-                    self.store.replace_password_hash(account.id, &new_hash, self.clock.now()).await?;
+                    self.store.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;
                 }
                 Ok(account)
             }

@@ -39,12 +39,29 @@ pub enum MailKind {
     AccountLocked,
     /// The password changed.
     PasswordChanged,
+    /// The identifier and a temporary password, issued by staff.
+    TemporaryPassword,
+    /// "We received your request": its reference.
+    AssistanceReceived,
+    /// Phone-call slots to choose from, one link each.
+    CallProposal,
+    /// The chosen slot, with a calendar file.
+    CallConfirmed,
 }
 
 impl MailKind {
     /// Every kind.
-    pub const ALL: [Self; 5] =
-        [Self::ForgotIdentifier, Self::PasswordReset, Self::Invitation, Self::AccountLocked, Self::PasswordChanged];
+    pub const ALL: [Self; 9] = [
+        Self::ForgotIdentifier,
+        Self::PasswordReset,
+        Self::Invitation,
+        Self::AccountLocked,
+        Self::PasswordChanged,
+        Self::TemporaryPassword,
+        Self::AssistanceReceived,
+        Self::CallProposal,
+        Self::CallConfirmed,
+    ];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -54,6 +71,10 @@ impl MailKind {
             Self::Invitation => "invitation",
             Self::AccountLocked => "account_locked",
             Self::PasswordChanged => "password_changed",
+            Self::TemporaryPassword => "temporary_password",
+            Self::AssistanceReceived => "assistance_received",
+            Self::CallProposal => "call_proposal",
+            Self::CallConfirmed => "call_confirmed",
         }
     }
 
@@ -70,6 +91,10 @@ impl MailKind {
             Self::Invitation => "invitation",
             Self::AccountLocked => "avis de suspension",
             Self::PasswordChanged => "avis de changement de mot de passe",
+            Self::TemporaryPassword => "mot de passe temporaire",
+            Self::AssistanceReceived => "accusé de réception de l'assistance",
+            Self::CallProposal => "proposition de rendez-vous",
+            Self::CallConfirmed => "confirmation de rendez-vous",
         }
     }
 }
@@ -84,6 +109,9 @@ pub struct NewMail {
     pub account_id: Option<AccountId>,
     /// The address typed, or the account's.
     pub recipient: EmailAddress,
+    /// What the message is about, for kinds that need it: an assistance request's id
+    /// (receipt, call proposal) or a call slot's id (confirmation).
+    pub subject: Option<i64>,
 }
 
 /// A queued message, claimed for sending.
@@ -101,6 +129,8 @@ pub struct QueuedMail {
     pub created_at: Timestamp,
     /// Sending attempts so far, this one included.
     pub attempts: u32,
+    /// What it is about (see [`NewMail::subject`]).
+    pub subject: Option<i64>,
 }
 
 /// How a send ended.
@@ -213,8 +243,75 @@ pub enum MailContent {
         /// When.
         at: Timestamp,
     },
+    /// The identifier and a temporary password.
+    TemporaryPassword {
+        /// The identifier.
+        identifier: String,
+        /// The password, made when the message is sent.
+        password: TemporaryPassword,
+        /// It stops working then.
+        expires_at: Timestamp,
+    },
+    /// An assistance request was received.
+    AssistanceReceived {
+        /// Its reference.
+        reference: String,
+    },
+    /// Phone-call slots to choose from.
+    CallProposal {
+        /// The request's reference.
+        reference: String,
+        /// Each slot, with the link that confirms it.
+        slots: Vec<SlotLink>,
+    },
+    /// A slot was confirmed.
+    CallConfirmed {
+        /// The request's reference.
+        reference: String,
+        /// Start of the call.
+        starts_at: Timestamp,
+        /// End of the call.
+        ends_at: Timestamp,
+        /// The number staff will call, if given.
+        phone: String,
+    },
     /// `guichet mail test`.
     Test,
+}
+
+/// A temporary password as mailed. `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TemporaryPassword(String);
+
+impl TemporaryPassword {
+    /// 100 random bits in five groups of four Crockford base32 characters: easy to read
+    /// out and type, long enough that guessing is hopeless within its lifetime.
+    pub fn generate() -> Self {
+        let code = crate::recovery::RecoveryCode::generate().grouped();
+        Self(code[..24].to_owned())
+    }
+
+    /// The password.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TemporaryPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TemporaryPassword(…)")
+    }
+}
+
+/// A proposed slot and the link that opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotLink {
+    /// Start.
+    pub starts_at: Timestamp,
+    /// End.
+    pub ends_at: Timestamp,
+    /// The token of its link (`…/rendez-vous/TOKEN`), made when the proposal is sent.
+    pub token: crate::token::PlainToken,
 }
 
 /// A message ready to be written and sent.

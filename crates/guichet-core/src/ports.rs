@@ -7,8 +7,9 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount};
-use crate::audit::{AuditEvent, NewAuditEvent, RequestContext};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
+use crate::audit::{AuditEvent, AuditKind, NewAuditEvent, RequestContext};
+use crate::desk::{AssistanceRequest, CallSlot, Confirmation, NewRequest, RequestChange, RequestId, RequestNote};
 use crate::lockout::LockoutPolicy;
 use crate::mail::{MailId, MailKind, MailLogEntry, MailOutcome, NewMail, QueuedMail};
 use crate::password::PasswordHash;
@@ -103,12 +104,14 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<FailureOutcome, StoreError>;
 
     /// Records a successful login, clears the failure count and sets the last login,
-    /// atomically — unless the account is locked at `now` (another request may have
-    /// locked it while this password was checked): then nothing changes and the answer
-    /// is `Ok(false)`.
+    /// atomically — unless, at `now`, the account is locked or disabled, its temporary
+    /// password expired, or its hash is no longer `verified` (another request may have
+    /// locked it, or a reset replaced the password, while this one was checked): then
+    /// nothing changes and the answer is `Ok(false)`. A temporary password is used up.
     async fn record_login_success(
         &self,
         account: AccountId,
+        verified: &PasswordHash,
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
@@ -125,11 +128,13 @@ pub trait AccountStore: Send + Sync {
     /// account was locked. `Ok(false)` when it was not locked.
     async fn unlock_account(&self, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError>;
 
-    /// Replaces the password hash (a rehash with new parameters: no audit event).
+    /// Replaces the password hash by a rehash of the same password with new parameters
+    /// (no audit event) — only if it is still `old`.
     async fn replace_password_hash(
         &self,
         account: AccountId,
-        hash: &PasswordHash,
+        old: &PasswordHash,
+        new: &PasswordHash,
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
@@ -256,6 +261,125 @@ pub trait RecoveryStore: Send + Sync {
     async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// What staff change on accounts, and what members change on their own.
+#[async_trait]
+pub trait StaffStore: Send + Sync {
+    /// Accounts whose identifier, email or name contains `query` (case-insensitive),
+    /// by identifier.
+    async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<Account>, StoreError>;
+
+    /// Disables (ending every session) or re-enables an account, with its audit line.
+    async fn set_disabled(&self, account: AccountId, disabled: bool, event: NewAuditEvent) -> Result<(), StoreError>;
+
+    /// Changes email and name. `Err(Conflict(Email))` when the address is taken.
+    async fn update_details(
+        &self,
+        account: AccountId,
+        email: &EmailAddress,
+        name: &DisplayName,
+        event: NewAuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Changes the role.
+    async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<(), StoreError>;
+
+    /// Replaces the password by a temporary one that stops working at `expires_at`,
+    /// works for one login, and must be changed then; lifts any lock and ends every session.
+    async fn set_temporary_password(
+        &self,
+        account: AccountId,
+        hash: &PasswordHash,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Sets a password the member chose: clears the must-change flag and any temporary
+    /// expiry, ends every session but `keep`, audits `password_changed` and queues the notice.
+    async fn change_password(
+        &self,
+        account: AccountId,
+        hash: &PasswordHash,
+        keep: &TokenHash,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Queues a message and records the staff action behind it, in one transaction.
+    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent) -> Result<(), StoreError>;
+
+    /// Events of `kinds` per day since `since` (days are UTC, as Unix day numbers).
+    async fn daily_counts(
+        &self,
+        kinds: &[AuditKind],
+        since: Timestamp,
+    ) -> Result<Vec<(i64, AuditKind, u64)>, StoreError>;
+}
+
+/// The assistance desk's requests and call slots.
+#[async_trait]
+pub trait DeskStore: Send + Sync {
+    /// Stores a request with a fresh reference and queues its receipt to the writer.
+    async fn create_request(&self, request: &NewRequest, now: Timestamp) -> Result<AssistanceRequest, StoreError>;
+
+    /// Requests written from `address` since `since`.
+    async fn requests_from_address(&self, address: &str, since: Timestamp) -> Result<u64, StoreError>;
+
+    /// Requests, newest first; only those not closed with `open_only`.
+    async fn list_requests(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError>;
+
+    /// `Ok(None)` when the id is unknown.
+    async fn find_request(&self, id: RequestId) -> Result<Option<AssistanceRequest>, StoreError>;
+
+    /// Applies a change.
+    async fn update_request(&self, id: RequestId, change: RequestChange, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Adds a note.
+    async fn add_note(
+        &self,
+        id: RequestId,
+        author: Option<AccountId>,
+        body: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The request's notes, oldest first.
+    async fn request_notes(&self, id: RequestId) -> Result<Vec<RequestNote>, StoreError>;
+
+    /// Stores proposed slots, marks the request as waiting for the member, and queues
+    /// the proposal to the request's address.
+    async fn propose_slots(
+        &self,
+        id: RequestId,
+        slots: &[(Timestamp, Timestamp)],
+        staff: AccountId,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The request's slots, by start.
+    async fn request_slots(&self, id: RequestId) -> Result<Vec<CallSlot>, StoreError>;
+
+    /// Gives a slot the hash of its link's token (when the proposal is sent).
+    async fn set_slot_token(&self, slot: i64, hash: &TokenHash) -> Result<(), StoreError>;
+
+    /// The slot behind a link's token, with its request.
+    async fn find_slot(&self, hash: &TokenHash) -> Result<Option<(CallSlot, AssistanceRequest)>, StoreError>;
+
+    /// `Ok(None)` when the slot id is unknown.
+    async fn find_slot_by_id(&self, slot: i64) -> Result<Option<CallSlot>, StoreError>;
+
+    /// Confirms a slot, atomically: the first confirmation of a proposal wins, withdraws
+    /// the other slots and queues the confirmation; a second confirmation of the same
+    /// slot changes nothing. `Ok(None)` for an unknown token.
+    async fn confirm_slot(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Confirmation>, StoreError>;
+
+    /// Confirmed calls ending after `now`, soonest first, with their requests.
+    async fn upcoming_calls(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(CallSlot, AssistanceRequest)>, StoreError>;
+}
+
 /// Whether storage answers.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -265,7 +389,16 @@ pub trait Health: Send + Sync {
 
 /// Everything guichet stores, behind one object.
 pub trait Store:
-    AccountStore + SessionStore + AuditStore + ThrottleStore + OutboxStore + RecoveryStore + Health + std::fmt::Debug
+    AccountStore
+    + SessionStore
+    + AuditStore
+    + ThrottleStore
+    + OutboxStore
+    + RecoveryStore
+    + StaffStore
+    + DeskStore
+    + Health
+    + std::fmt::Debug
 {
 }
 
@@ -276,6 +409,8 @@ impl<T> Store for T where
         + ThrottleStore
         + OutboxStore
         + RecoveryStore
+        + StaffStore
+        + DeskStore
         + Health
         + std::fmt::Debug
 {

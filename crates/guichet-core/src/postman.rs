@@ -11,10 +11,17 @@ use tokio::sync::Notify;
 
 use crate::account::{Account, AccountId};
 use crate::clock::Clock;
-use crate::mail::{MailContent, MailKind, MailOutcome, MailSender, OutgoingMail, QueuedMail};
+use crate::desk::RequestId;
+use crate::hashing::PasswordHasher;
+use crate::mail::{
+    MailContent, MailKind, MailOutcome, MailSender, OutgoingMail, QueuedMail, SlotLink, TemporaryPassword,
+};
+use crate::password::PasswordHash;
 use crate::ports::{Store, StoreError};
 use crate::recovery::{CodePurpose, RecoveryCode, StoredCode};
+use crate::token::PlainToken;
 use crate::token::TokenHash;
+use secrecy::SecretString;
 
 /// How the postman works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +34,8 @@ pub struct MailPolicy {
     pub per_account_per_hour: u64,
     /// Temporary failures are retried for this long, then the message is given up.
     pub give_up_after: SignedDuration,
+    /// Lifetime of a staff-issued temporary password, from when it is sent.
+    pub temporary_password_ttl: SignedDuration,
 }
 
 impl Default for MailPolicy {
@@ -36,8 +45,18 @@ impl Default for MailPolicy {
             invitation_ttl: SignedDuration::from_hours(7 * 24),
             per_account_per_hour: 3,
             give_up_after: SignedDuration::from_hours(48),
+            temporary_password_ttl: SignedDuration::from_hours(72),
         }
     }
+}
+
+/// The secret a message carries, and what becomes of it.
+enum Secret {
+    None,
+    /// A stored code, forgotten if the message cannot be sent.
+    Code(TokenHash),
+    /// A temporary password's hash and expiry, set once the message has left.
+    TemporaryPassword(PasswordHash, Timestamp),
 }
 
 /// How long a claimed message is held before another sender may take it.
@@ -50,6 +69,7 @@ const BATCH: u32 = 10;
 pub struct Postman {
     store: Arc<dyn Store>,
     sender: Arc<dyn MailSender>,
+    hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     policy: MailPolicy,
     signal: Arc<Notify>,
@@ -63,8 +83,14 @@ pub fn backoff(attempts: u32) -> SignedDuration {
 
 impl Postman {
     /// Wires the postman.
-    pub fn new(store: Arc<dyn Store>, sender: Arc<dyn MailSender>, clock: Arc<dyn Clock>, policy: MailPolicy) -> Self {
-        Self { store, sender, clock, policy, signal: Arc::new(Notify::new()) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        sender: Arc<dyn MailSender>,
+        hasher: Arc<dyn PasswordHasher>,
+        clock: Arc<dyn Clock>,
+        policy: MailPolicy,
+    ) -> Self {
+        Self { store, sender, hasher, clock, policy, signal: Arc::new(Notify::new()) }
     }
 
     /// Asks the sending loop to look at the outbox now rather than at its next round.
@@ -112,6 +138,9 @@ impl Postman {
 
     /// Sends one message; returns the account it was for (when there is one) and how it went.
     async fn deliver(&self, mail: &QueuedMail) -> Result<(Option<AccountId>, MailOutcome), StoreError> {
+        if matches!(mail.kind, MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::CallConfirmed) {
+            return self.deliver_desk_mail(mail).await;
+        }
         let now = self.clock.now();
         let account = match mail.account_id {
             Some(id) => self.store.find_account(id).await?,
@@ -127,57 +156,131 @@ impl Postman {
             }
         }
         let Some((content, code)) = self.content(mail, &account, now).await? else {
-            return Ok((Some(account.id), MailOutcome::Skipped { reason: "le compte n'est plus suspendu".into() }));
+            return Ok((
+                Some(account.id),
+                MailOutcome::Skipped { reason: "plus rien à dire (le compte n'est plus suspendu)".into() },
+            ));
         };
         let outgoing =
             OutgoingMail { to: account.email.clone(), name: account.display_name.as_str().to_owned(), content };
         match self.sender.send(&outgoing).await {
-            Ok(answer) => Ok((Some(account.id), MailOutcome::Sent { answer })),
+            Ok(answer) => {
+                if let Secret::TemporaryPassword(hash, expires_at) = code {
+                    // Set only once it left: an undelivered one must not replace the password.
+                    self.store.set_temporary_password(account.id, &hash, expires_at, now).await?;
+                }
+                Ok((Some(account.id), MailOutcome::Sent { answer }))
+            }
             Err(error) => {
-                if let Some(hash) = code {
+                if let Secret::Code(hash) = code {
                     // Nobody will ever see this code: forget it.
                     self.store.delete_code(&hash).await?;
                 }
-                let too_long = now.duration_since(mail.created_at) >= self.policy.give_up_after;
-                let outcome = if error.permanent || too_long {
-                    MailOutcome::Failed { error: error.message }
-                } else {
-                    let next_attempt_at = now.saturating_add(backoff(mail.attempts)).unwrap_or(now);
-                    MailOutcome::Retry { error: error.message, next_attempt_at }
-                };
-                Ok((Some(account.id), outcome))
+                Ok((Some(account.id), self.after_failure(mail, error, now)))
             }
         }
     }
 
-    /// What the message says, with a fresh code stored for those that carry one.
+    fn after_failure(&self, mail: &QueuedMail, error: crate::mail::SendError, now: Timestamp) -> MailOutcome {
+        let too_long = now.duration_since(mail.created_at) >= self.policy.give_up_after;
+        if error.permanent || too_long {
+            MailOutcome::Failed { error: error.message }
+        } else {
+            let next_attempt_at = now.saturating_add(backoff(mail.attempts)).unwrap_or(now);
+            MailOutcome::Retry { error: error.message, next_attempt_at }
+        }
+    }
+
+    /// Receipts and call slots: addressed to whoever wrote in, account or not.
+    async fn deliver_desk_mail(&self, mail: &QueuedMail) -> Result<(Option<AccountId>, MailOutcome), StoreError> {
+        let now = self.clock.now();
+        let skipped = |reason: &str| Ok((None, MailOutcome::Skipped { reason: reason.to_owned() }));
+        let subject = mail.subject.unwrap_or_default();
+        let (request, content) = match mail.kind {
+            MailKind::CallConfirmed => {
+                let Some(slot) = self.store.find_slot_by_id(subject).await? else { return skipped("créneau disparu") };
+                let Some(request) = self.store.find_request(slot.request_id).await? else {
+                    return skipped("demande disparue");
+                };
+                let content = MailContent::CallConfirmed {
+                    reference: request.reference.clone(),
+                    starts_at: slot.starts_at,
+                    ends_at: slot.ends_at,
+                    phone: request.phone.clone(),
+                };
+                (request, content)
+            }
+            kind => {
+                let Some(request) = self.store.find_request(RequestId::from_stored(subject)).await? else {
+                    return skipped("demande disparue");
+                };
+                if kind == MailKind::AssistanceReceived {
+                    let content = MailContent::AssistanceReceived { reference: request.reference.clone() };
+                    (request, content)
+                } else {
+                    let mut slots = Vec::new();
+                    for slot in self.store.request_slots(request.id).await? {
+                        if slot.confirmed_at.is_none() && slot.withdrawn_at.is_none() && slot.starts_at > now {
+                            let token = PlainToken::generate();
+                            self.store.set_slot_token(slot.id, &token.hash()).await?;
+                            slots.push(SlotLink { starts_at: slot.starts_at, ends_at: slot.ends_at, token });
+                        }
+                    }
+                    if slots.is_empty() {
+                        return skipped("plus aucun créneau à proposer");
+                    }
+                    (request.clone(), MailContent::CallProposal { reference: request.reference, slots })
+                }
+            }
+        };
+        let outgoing = OutgoingMail { to: mail.recipient.clone(), name: request.name.clone(), content };
+        Ok(match self.sender.send(&outgoing).await {
+            Ok(answer) => (request.account_id, MailOutcome::Sent { answer }),
+            Err(error) => (request.account_id, self.after_failure(mail, error, now)),
+        })
+    }
+
+    /// What the message says, with the secret it carries made now (a code is stored
+    /// at once; a temporary password once it has left).
     /// `None` when there is nothing to say any more (a lock lifted before the notice left).
     async fn content(
         &self,
         mail: &QueuedMail,
         account: &Account,
         now: Timestamp,
-    ) -> Result<Option<(MailContent, Option<TokenHash>)>, StoreError> {
+    ) -> Result<Option<(MailContent, Secret)>, StoreError> {
         let content = match mail.kind {
             MailKind::ForgotIdentifier => MailContent::ForgotIdentifier { identifier: account.identifier.to_string() },
             MailKind::PasswordReset => {
                 let (code, expires_at) = self.new_code(account, CodePurpose::Reset, now).await?;
                 let hash = code.hash();
-                return Ok(Some((MailContent::PasswordReset { code, expires_at }, Some(hash))));
+                return Ok(Some((MailContent::PasswordReset { code, expires_at }, Secret::Code(hash))));
             }
             MailKind::Invitation => {
                 let (code, expires_at) = self.new_code(account, CodePurpose::Invitation, now).await?;
                 let hash = code.hash();
                 let identifier = account.identifier.to_string();
-                return Ok(Some((MailContent::Invitation { identifier, code, expires_at }, Some(hash))));
+                return Ok(Some((MailContent::Invitation { identifier, code, expires_at }, Secret::Code(hash))));
+            }
+            MailKind::TemporaryPassword => {
+                let password = TemporaryPassword::generate();
+                let hash = match self.hasher.hash(SecretString::from(password.expose().to_owned())).await {
+                    Ok(hash) => hash,
+                    Err(error) => return Err(StoreError::Backend(Box::new(error))),
+                };
+                let expires_at = now.saturating_add(self.policy.temporary_password_ttl).unwrap_or(now);
+                let identifier = account.identifier.to_string();
+                let content = MailContent::TemporaryPassword { identifier, password, expires_at };
+                return Ok(Some((content, Secret::TemporaryPassword(hash, expires_at))));
             }
             MailKind::AccountLocked => match account.locked_until {
                 Some(until) if until > now => MailContent::AccountLocked { until },
                 _ => return Ok(None),
             },
             MailKind::PasswordChanged => MailContent::PasswordChanged { at: mail.created_at },
+            MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::CallConfirmed => return Ok(None),
         };
-        Ok(Some((content, None)))
+        Ok(Some((content, Secret::None)))
     }
 
     /// Makes and stores a code for `account`; its lifetime starts now.

@@ -75,7 +75,9 @@ impl Recovery {
 
     async fn request(&self, kind: MailKind, typed: &str) -> Result<(), RequestError> {
         let recipient = EmailAddress::parse(typed)?;
-        self.store.enqueue_mail(&NewMail { kind, account_id: None, recipient }, self.clock.now()).await?;
+        self.store
+            .enqueue_mail(&NewMail { kind, account_id: None, recipient, subject: None }, self.clock.now())
+            .await?;
         Ok(())
     }
 
@@ -85,7 +87,12 @@ impl Recovery {
         let Some(code) = RecoveryCode::parse(typed) else { return Ok(()) };
         let Some(stored) = self.store.find_code(&code.hash()).await? else { return Ok(()) };
         let Some(account) = self.store.find_account(stored.account_id).await? else { return Ok(()) };
-        let mail = NewMail { kind: MailKind::PasswordReset, account_id: Some(account.id), recipient: account.email };
+        let mail = NewMail {
+            kind: MailKind::PasswordReset,
+            account_id: Some(account.id),
+            recipient: account.email,
+            subject: None,
+        };
         self.store.enqueue_mail(&mail, self.clock.now()).await?;
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! [`Mailer`] implements the domain's `MailSender` port; the outbox and its retries are
 //! the domain's postman's business, not this crate's.
 
+mod calendar;
 mod dkim;
 mod transport;
 mod view;
@@ -13,11 +14,11 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use guichet_core::mail::{MailSender, OutgoingMail, SendError};
+use guichet_core::mail::{MailContent, MailSender, OutgoingMail, SendError};
 use guichet_core::token::{hex, random_bytes};
 use lettre::Message;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 
 pub use dkim::DkimKey;
 pub use transport::TransportSpec;
@@ -116,6 +117,24 @@ impl Mailer {
         let body = MultiPart::alternative()
             .singlepart(part(ContentType::TEXT_PLAIN, text)?)
             .singlepart(part(ContentType::TEXT_HTML, html)?);
+        let body = match &mail.content {
+            MailContent::CallConfirmed { reference, starts_at, ends_at, .. } => {
+                let ics = calendar::call(
+                    reference,
+                    *starts_at,
+                    *ends_at,
+                    &self.settings.site_name,
+                    &domain,
+                    jiff::Timestamp::now(),
+                );
+                let calendar_type = ContentType::parse("text/calendar; charset=utf-8; method=PUBLISH")
+                    .map_err(|_| anyhow::anyhow!("calendar content type"))?;
+                MultiPart::mixed()
+                    .multipart(body)
+                    .singlepart(Attachment::new("rendez-vous.ics".to_owned()).body(ics, calendar_type))
+            }
+            _ => body,
+        };
         let mut message = builder.multipart(body).context("the message could not be built")?;
         if let Some(key) = &self.dkim {
             key.sign(&mut message, self.reply_to.is_some());

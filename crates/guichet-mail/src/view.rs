@@ -15,7 +15,18 @@ pub(crate) enum Kind {
     Invitation,
     AccountLocked,
     PasswordChanged,
+    TemporaryPassword,
+    AssistanceReceived,
+    CallProposal,
+    CallConfirmed,
     Test,
+}
+
+/// A slot as shown in the proposal.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotLine {
+    when: String,
+    link: String,
 }
 
 /// Everything a template may show.
@@ -33,6 +44,14 @@ pub(crate) struct View {
     /// An expiry, a lock's end or a change's time, in French.
     when: String,
     assistance: String,
+    /// A temporary password.
+    password: String,
+    /// An assistance request's reference.
+    reference: String,
+    /// Proposed slots.
+    slots: Vec<SlotLine>,
+    /// The number staff will call.
+    phone: String,
 }
 
 #[derive(Template)]
@@ -68,6 +87,10 @@ impl View {
             link: String::new(),
             when: String::new(),
             assistance: settings.assistance_email.clone().unwrap_or_default(),
+            password: String::new(),
+            reference: String::new(),
+            slots: Vec::new(),
+            phone: String::new(),
         };
         let link = |code: &guichet_core::recovery::RecoveryCode| {
             format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""))
@@ -98,6 +121,33 @@ impl View {
                 view.kind = Kind::PasswordChanged;
                 view.when = at(*changed);
             }
+            MailContent::TemporaryPassword { identifier, password, expires_at } => {
+                view.kind = Kind::TemporaryPassword;
+                view.identifier.clone_from(identifier);
+                view.password = password.expose().to_owned();
+                view.when = at(*expires_at);
+            }
+            MailContent::AssistanceReceived { reference } => {
+                view.kind = Kind::AssistanceReceived;
+                view.reference.clone_from(reference);
+            }
+            MailContent::CallProposal { reference, slots } => {
+                view.kind = Kind::CallProposal;
+                view.reference.clone_from(reference);
+                view.slots = slots
+                    .iter()
+                    .map(|s| SlotLine {
+                        when: slot_when(s.starts_at, s.ends_at, zone),
+                        link: format!("{}/rendez-vous/{}", settings.public_url, s.token.expose()),
+                    })
+                    .collect();
+            }
+            MailContent::CallConfirmed { reference, starts_at, ends_at, phone } => {
+                view.kind = Kind::CallConfirmed;
+                view.reference.clone_from(reference);
+                view.when = slot_when(*starts_at, *ends_at, zone);
+                view.phone.clone_from(phone);
+            }
             MailContent::Test => {}
         }
         view
@@ -108,6 +158,12 @@ impl View {
         let subject = Subject { v: self }.render()?.split_whitespace().collect::<Vec<_>>().join(" ");
         Ok((subject, Text { v: self }.render()?, Html { v: self }.render()?))
     }
+}
+
+/// "le 3 mars 2026 de 14:00 à 14:30".
+pub(crate) fn slot_when(starts: jiff::Timestamp, ends: jiff::Timestamp, zone: &jiff::tz::TimeZone) -> String {
+    let end = ends.to_zoned(zone.clone());
+    format!("{} à {:02}:{:02}", french::date_time(starts, zone).replace(" à ", " de "), end.hour(), end.minute())
 }
 
 #[cfg(test)]

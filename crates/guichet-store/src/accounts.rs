@@ -21,9 +21,9 @@ use crate::outbox::insert_mail_to_account;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, must_change_password, \
-     locked_until, created_at, updated_at, last_login_at";
+     locked_until, created_at, updated_at, last_login_at, disabled_at, password_expires_at";
 
-fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
+pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
     let get_text = |column: &str| row.try_get::<String, _>(column).map_err(backend);
     Ok(Account {
@@ -38,11 +38,13 @@ fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
         created_at: timestamp(get_i64("created_at")?)?,
         updated_at: timestamp(get_i64("updated_at")?)?,
         last_login_at: optional_timestamp(row.try_get("last_login_at").map_err(backend)?)?,
+        disabled_at: optional_timestamp(row.try_get("disabled_at").map_err(backend)?)?,
+        password_expires_at: optional_timestamp(row.try_get("password_expires_at").map_err(backend)?)?,
     })
 }
 
 /// Maps a unique violation to the value that clashed.
-fn conflict_or_backend(error: sqlx::Error) -> StoreError {
+pub(crate) fn conflict_or_backend(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error
         && db.is_unique_violation()
     {
@@ -78,7 +80,7 @@ fn member_event(account: AccountId, kind: AuditKind, context: &RequestContext, a
     NewAuditEvent { at, account_id: Some(account), kind, actor: Actor::Member, context: context.clone(), detail: None }
 }
 
-fn select_where(clause: &str) -> String {
+pub(crate) fn select_where(clause: &str) -> String {
     format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {clause}")
 }
 
@@ -203,16 +205,23 @@ impl AccountStore for SqlStore {
     async fn record_login_success(
         &self,
         account: AccountId,
+        verified: &PasswordHash,
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let updated = sqlx::query(
-            "UPDATE accounts SET last_login_at = $2, updated_at = $2, locked_until = NULL \
-             WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)",
+            // A temporary password works once: the login that uses it consumes it (the
+            // session it opens can only choose a new one).
+            "UPDATE accounts SET last_login_at = $2, updated_at = $2, locked_until = NULL, \
+             password_hash = CASE WHEN password_expires_at IS NULL THEN password_hash ELSE NULL END, \
+             password_expires_at = NULL \
+             WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) AND disabled_at IS NULL \
+             AND (password_expires_at IS NULL OR password_expires_at > $2) AND password_hash = $3",
         )
         .bind(account.get())
         .bind(millis(now))
+        .bind(verified.as_phc())
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -259,13 +268,15 @@ impl AccountStore for SqlStore {
     async fn replace_password_hash(
         &self,
         account: AccountId,
-        hash: &PasswordHash,
+        old: &PasswordHash,
+        new: &PasswordHash,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE accounts SET password_hash = $2, updated_at = $3 WHERE id = $1")
+        sqlx::query("UPDATE accounts SET password_hash = $2, updated_at = $3 WHERE id = $1 AND password_hash = $4")
             .bind(account.get())
-            .bind(hash.as_phc())
+            .bind(new.as_phc())
             .bind(millis(now))
+            .bind(old.as_phc())
             .execute(&self.pool)
             .await
             .map(|_| ())

@@ -9,9 +9,11 @@
 mod accounts;
 mod audit;
 mod database_url;
+mod desk;
 mod outbox;
 mod recovery;
 mod sessions;
+mod staff;
 pub mod testing;
 mod throttle;
 

@@ -17,12 +17,14 @@ pub(crate) async fn insert_mail(
     now: Timestamp,
 ) -> Result<MailId, StoreError> {
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO outbox (kind, account_id, recipient, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4) RETURNING id",
+        "INSERT INTO outbox (kind, account_id, recipient, created_at, next_attempt_at, subject_id) \
+         VALUES ($1, $2, $3, $4, $4, $5) RETURNING id",
     )
     .bind(mail.kind.as_str())
     .bind(mail.account_id.map(AccountId::get))
     .bind(mail.recipient.as_str())
     .bind(millis(now))
+    .bind(mail.subject)
     .fetch_one(&mut **tx)
     .await
     .map_err(backend)?;
@@ -41,7 +43,7 @@ pub(crate) async fn insert_mail_to_account(
         .fetch_one(&mut **tx)
         .await
         .map_err(backend)?;
-    let mail = NewMail { kind, account_id: Some(account), recipient: EmailAddress::from_stored(email) };
+    let mail = NewMail { kind, account_id: Some(account), recipient: EmailAddress::from_stored(email), subject: None };
     insert_mail(tx, &mail, now).await
 }
 
@@ -62,6 +64,7 @@ fn queued_from_row(row: &AnyRow) -> Result<QueuedMail, StoreError> {
         recipient: EmailAddress::from_stored(row.try_get("recipient").map_err(backend)?),
         created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
         attempts: attempts_of(row)?,
+        subject: row.try_get("subject_id").map_err(backend)?,
     })
 }
 
@@ -88,7 +91,7 @@ impl OutboxStore for SqlStore {
              WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
                           AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT $3) \
              AND state = 'pending' AND (lease_until IS NULL OR lease_until <= $1) \
-             RETURNING id, kind, account_id, recipient, created_at, attempts",
+             RETURNING id, kind, account_id, recipient, created_at, attempts, subject_id",
         )
         .bind(millis(now))
         .bind(millis(lease_until))

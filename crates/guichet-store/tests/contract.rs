@@ -90,7 +90,7 @@ async fn add(store: &SqlStore, identifier: &str) -> Account {
         email: EmailAddress::parse(&format!("{identifier}@chu.example.fr")).unwrap_or_else(|e| panic!("{e}")),
         display_name: DisplayName::parse("Marie Durand").unwrap_or_else(|e| panic!("{e}")),
         role: Role::Member,
-        password_hash: None,
+        password_hash: Some(some_hash()),
     };
     let event = NewAuditEvent {
         at: t0(),
@@ -169,7 +169,7 @@ async fn a_success_clears_the_failure_count(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     fail(&store, &account, t0()).await;
-    assert_eq!(store.record_login_success(account.id, &context(), t0()).await.ok(), Some(true));
+    assert_eq!(store.record_login_success(account.id, &some_hash(), &context(), t0()).await.ok(), Some(true));
     assert_eq!(fail(&store, &account, t0()).await, FailureOutcome::Counted { failures: 1 });
     assert_eq!(reload(&store, &account).await.last_login_at, Some(t0()));
 }
@@ -179,9 +179,15 @@ async fn a_success_is_refused_while_locked(store: SqlStore) {
     for _ in 0..3 {
         fail(&store, &account, t0()).await;
     }
-    assert_eq!(store.record_login_success(account.id, &context(), t0() + minutes(59)).await.ok(), Some(false));
+    assert_eq!(
+        store.record_login_success(account.id, &some_hash(), &context(), t0() + minutes(59)).await.ok(),
+        Some(false)
+    );
     assert_eq!(reload(&store, &account).await.last_login_at, None);
-    assert_eq!(store.record_login_success(account.id, &context(), t0() + minutes(60)).await.ok(), Some(true));
+    assert_eq!(
+        store.record_login_success(account.id, &some_hash(), &context(), t0() + minutes(60)).await.ok(),
+        Some(true)
+    );
     assert_eq!(reload(&store, &account).await.locked_until, None);
 }
 
@@ -315,7 +321,10 @@ async fn address_failures_are_counted_within_the_window(store: SqlStore) {
 async fn events_are_listed_newest_first(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
-    store.record_login_success(account.id, &context(), t0() + minutes(1)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store
+        .record_login_success(account.id, &some_hash(), &context(), t0() + minutes(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
     let events = store.account_events(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [AuditKind::LoginSucceeded, AuditKind::LoginFailed, AuditKind::AccountCreated]);
@@ -352,6 +361,7 @@ fn request(n: usize) -> NewMail {
         kind: MailKind::PasswordReset,
         account_id: None,
         recipient: EmailAddress::parse(&format!("m{n}@chu.example.fr")).unwrap_or_else(|e| panic!("{e}")),
+        subject: None,
     }
 }
 

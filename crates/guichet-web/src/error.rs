@@ -63,10 +63,16 @@ pub enum WebError {
     /// A bug: something that should always be there was not.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// Not a failure: a calm page to show instead (404, 403…).
+    #[error("page")]
+    Page(ErrorPage),
 }
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
+        if let Self::Page(page) = self {
+            return page.into_response();
+        }
         if let Self::Hash(HashError::Busy) = self {
             tracing::warn!("password hashing queue full: asking the client to retry");
             return busy().into_response();

@@ -14,6 +14,7 @@ mod state;
 mod visitor;
 
 pub use client::TrustedProxies;
+pub use pages::admin::ROUTES as ADMIN_ROUTES;
 pub use state::{AppState, Inner as AppParts, MailHelp, WebSettings};
 
 use axum::Router;
@@ -30,6 +31,12 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::me::routes())
         .merge(pages::forgot::routes())
         .merge(pages::help::routes())
+        .merge(pages::assistance::routes())
+        .merge(pages::rendezvous::routes())
+        .nest(
+            "/admin",
+            pages::admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), pages::require_staff)),
+        )
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), visitor::resolve));
     Router::new()

@@ -9,6 +9,7 @@ use guichet_core::ports::Store;
 use guichet_core::postman::Postman;
 use guichet_core::reset::Recovery;
 use guichet_core::session::Sessions;
+use guichet_core::staff::Desk;
 
 use crate::client::TrustedProxies;
 
@@ -63,6 +64,8 @@ pub struct Inner {
     pub recovery: Recovery,
     /// Sends the outbox; woken after anything that queues mail.
     pub postman: Postman,
+    /// The assistance desk, and members' own account changes.
+    pub desk: Desk,
     /// Settings.
     pub settings: WebSettings,
 }

@@ -17,6 +17,7 @@ use guichet_core::ports::Store;
 use guichet_core::postman::{MailPolicy, Postman};
 use guichet_core::reset::Recovery;
 use guichet_core::session::{SessionPolicy, Sessions};
+use guichet_core::staff::Desk;
 use guichet_mail::{DkimSettings, MailSettings, Mailer, TransportSpec};
 use guichet_store::SqlStore;
 use guichet_web::{AppParts, AppState, MailHelp, WebSettings};
@@ -59,7 +60,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let shared: Arc<dyn Store> = Arc::new(store.clone());
         let mailer: Arc<dyn MailSender> = Arc::new(Mailer::new(mail_settings(settings))?);
-        let postman = Postman::new(Arc::clone(&shared), mailer, Arc::clone(&clock), mail_policy(settings));
+        let postman =
+            Postman::new(Arc::clone(&shared), mailer, Arc::clone(&hasher), Arc::clone(&clock), mail_policy(settings));
         let password_policy = PasswordPolicy { min_length: settings.password_min_length };
         let recovery = Recovery::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), password_policy);
         let lockout = LockoutPolicy {
@@ -80,6 +82,7 @@ impl Application {
             Arc::clone(&clock),
             SessionPolicy { idle: settings.session_idle, max: settings.session_max },
         );
+        let desk = Desk::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), password_policy, lockout);
         let members = Members::new(Arc::clone(&shared), hasher, Arc::clone(&clock), password_policy);
         let web = WebSettings {
             site_name: settings.site_name.clone(),
@@ -91,7 +94,7 @@ impl Application {
             mail_help: mail_help(settings),
         };
         let parts =
-            AppParts { store: shared, clock, authenticator, sessions, members, recovery, postman, settings: web };
+            AppParts { store: shared, clock, authenticator, sessions, members, recovery, postman, desk, settings: web };
         let state = AppState::new(parts);
         Ok(Self { state, store })
     }
@@ -158,6 +161,7 @@ pub fn mail_policy(settings: &Settings) -> MailPolicy {
     MailPolicy {
         reset_code_ttl: settings.recovery_code_ttl,
         invitation_ttl: settings.invitation_ttl,
+        temporary_password_ttl: settings.temporary_password_ttl,
         ..MailPolicy::default()
     }
 }

@@ -65,6 +65,21 @@ pub enum MemberCommand {
         /// The account's identifier.
         identifier: String,
     },
+    /// Email the member their identifier and a temporary password (nobody else sees
+    /// it); it works once, expires, and must be changed at first login.
+    TemporaryPassword {
+        /// The account's identifier.
+        identifier: String,
+    },
+    /// Create accounts from a CSV file (columns identifier,email,name[,role]; a header
+    /// line is allowed). Valid rows are kept when others are rejected; exits 2 then.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Email each new member a code to set their own password.
+        #[arg(long)]
+        invite: bool,
+    },
 }
 
 /// `guichet member add`.

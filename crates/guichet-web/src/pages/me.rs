@@ -1,21 +1,49 @@
-//! `GET /me`: "Mon espace".
+//! "Mon espace": `GET /me`, the password change at `/me/password` (also the forced
+//! change after a temporary password), and ending one's other sessions.
 
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
-use axum::routing::get;
-use guichet_core::audit::AuditKind;
-
-use crate::error::WebError;
-use crate::pages::{Layout, SignedIn, render};
-use crate::state::AppState;
+use axum::response::{IntoResponse as _, Redirect, Response};
+use axum::routing::{get, post};
+use guichet_core::audit::{AuditEvent, AuditKind};
 use guichet_core::french as format;
+use guichet_core::hashing::HashError;
+use guichet_core::staff::ChangeError;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::client::Client;
+use crate::error::{WebError, busy};
+use crate::pages::{Form, Layout, SignedIn, SignedInAnyway, render, secret};
+use crate::state::AppState;
 
 /// The routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/me", get(show))
+    Router::new()
+        .route("/me", get(show))
+        .route("/me/password", get(show_password).post(change_password))
+        .route("/me/sessions/end-others", post(end_other_sessions))
+}
+
+/// A line of the recent activity.
+struct Activity {
+    at: String,
+    what: &'static str,
+    address: String,
+    browser: String,
+}
+
+impl Activity {
+    fn of(event: &AuditEvent, zone: &jiff::tz::TimeZone) -> Self {
+        Self {
+            at: format::date_time(event.at, zone),
+            what: event.kind.label_fr(),
+            address: event.context.address.map(|a| a.to_string()).unwrap_or_default(),
+            browser: event.context.user_agent.clone().unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -27,19 +55,26 @@ struct MePage {
     email: String,
     greeting: String,
     signed_in_at: String,
-    previous_login: Option<String>,
+    logins: Vec<Activity>,
+    failures: Vec<Activity>,
 }
 
 async fn show(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response, WebError> {
     let SignedIn { account, session, layout } = signed_in;
     let zone = &state.settings.time_zone;
-    let events = state.store.account_events(account.id, 50).await?;
-    // The newest success is this session's own login; the one before is the previous.
-    let previous_login = events
+    let events = state.store.account_events(account.id, 100).await?;
+    let logins: Vec<Activity> =
+        events.iter().filter(|e| e.kind == AuditKind::LoginSucceeded).take(10).map(|e| Activity::of(e, zone)).collect();
+    // Failed attempts since the login before this session's: what happened while away.
+    let previous_login =
+        events.iter().filter(|e| e.kind == AuditKind::LoginSucceeded && e.at < session.created_at).map(|e| e.id).next();
+    let failures = events
         .iter()
-        .filter(|e| e.kind == AuditKind::LoginSucceeded && e.at < session.created_at)
-        .map(|e| format::date_time(e.at, zone))
-        .next();
+        .filter(|e| matches!(e.kind, AuditKind::LoginFailed | AuditKind::LoginRefusedLocked))
+        .filter(|e| previous_login.is_none_or(|id| e.id > id))
+        .take(20)
+        .map(|e| Activity::of(e, zone))
+        .collect();
     let page = MePage {
         layout,
         identifier: account.identifier.to_string(),
@@ -47,7 +82,77 @@ async fn show(State(state): State<AppState>, signed_in: SignedIn) -> Result<Resp
         email: account.email.to_string(),
         greeting: account.greeting_name().to_owned(),
         signed_in_at: format::date_time(session.created_at, zone),
-        previous_login,
+        logins,
+        failures,
     };
     render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "me_password.html")]
+struct PasswordPage {
+    layout: Layout,
+    forced: bool,
+    current_error: Option<String>,
+    new_error: Option<String>,
+    min_length: usize,
+}
+
+async fn show_password(State(state): State<AppState>, signed_in: SignedInAnyway) -> Result<Response, WebError> {
+    let page = PasswordPage {
+        layout: signed_in.layout,
+        forced: signed_in.account.must_change_password,
+        current_error: None,
+        new_error: None,
+        min_length: state.desk.password_policy().min_length,
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default, deserialize_with = "secret")]
+    current_password: SecretString,
+    #[serde(default, deserialize_with = "secret")]
+    new_password: SecretString,
+    #[serde(default, deserialize_with = "secret")]
+    new_password_confirm: SecretString,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    signed_in: SignedInAnyway,
+    Client(context): Client,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, WebError> {
+    let SignedInAnyway { account, session, layout } = signed_in;
+    let forced = account.must_change_password;
+    // In a forced change (after a temporary password) the current one is not asked.
+    let current = (!forced).then_some(form.current_password);
+    let result = state
+        .desk
+        .change_password(&account, &session, current, form.new_password, &form.new_password_confirm, &context)
+        .await;
+    let (current_error, new_error) = match result {
+        Ok(()) => {
+            state.postman.wake();
+            return Ok(Redirect::to("/me").into_response());
+        }
+        Err(ChangeError::WrongCurrent) => (Some(ChangeError::WrongCurrent.to_string()), None),
+        Err(ChangeError::Password(error)) => (None, Some(error.to_string())),
+        Err(ChangeError::Hash(HashError::Busy)) => return Ok(busy().into_response()),
+        Err(ChangeError::Hash(error)) => return Err(error.into()),
+        Err(ChangeError::Store(error)) => return Err(error.into()),
+    };
+    let min_length = state.desk.password_policy().min_length;
+    render(StatusCode::UNPROCESSABLE_ENTITY, &PasswordPage { layout, forced, current_error, new_error, min_length })
+}
+
+async fn end_other_sessions(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Client(context): Client,
+) -> Result<Response, WebError> {
+    state.desk.end_other_sessions(signed_in.account.id, &signed_in.session, &context).await?;
+    Ok(Redirect::to("/me").into_response())
 }

@@ -1,11 +1,14 @@
 //! The pages, one module per page family, each with its own `routes()`.
 
+pub mod admin;
 pub mod assets;
+pub mod assistance;
 pub mod forgot;
 pub mod health;
 pub mod help;
 pub mod login;
 pub mod me;
+pub mod rendezvous;
 
 use askama::Template;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -91,9 +94,10 @@ pub fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SecretString
     String::deserialize(deserializer).map(SecretString::from)
 }
 
-/// A signed-in visitor and their account. Anonymous visitors are sent to `/login`.
+/// A signed-in visitor and their account, whatever they must do first. Only the
+/// password-change page takes this; every other page takes [`SignedIn`].
 #[derive(Debug, Clone)]
-pub struct SignedIn {
+pub struct SignedInAnyway {
     /// The account, as stored now.
     pub account: Account,
     /// The session.
@@ -102,7 +106,7 @@ pub struct SignedIn {
     pub layout: Layout,
 }
 
-impl FromRequestParts<AppState> for SignedIn {
+impl FromRequestParts<AppState> for SignedInAnyway {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
@@ -118,4 +122,82 @@ impl FromRequestParts<AppState> for SignedIn {
             .ok_or_else(|| Redirect::to("/login").into_response())?;
         Ok(Self { account, session, layout: Layout::for_visitor(state, &visitor) })
     }
+}
+
+/// A signed-in visitor free to use the site: one who must change their password (after
+/// a temporary one) is sent to `/me/password` instead; anonymous visitors to `/login`.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The account, as stored now.
+    pub account: Account,
+    /// The session.
+    pub session: Session,
+    /// The page frame.
+    pub layout: Layout,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let SignedInAnyway { account, session, layout } = SignedInAnyway::from_request_parts(parts, state).await?;
+        if account.must_change_password {
+            return Err(Redirect::to("/me/password").into_response());
+        }
+        Ok(Self { account, session, layout })
+    }
+}
+
+/// Assistance or admin staff. Members get `403`; anonymous visitors go to `/login`.
+#[derive(Debug, Clone)]
+pub struct Staff(pub SignedIn);
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(staff) = parts.extensions.get::<Self>() {
+            return Ok(staff.clone());
+        }
+        let signed_in = SignedIn::from_request_parts(parts, state).await?;
+        if !signed_in.account.role.is_staff() {
+            return Err(forbidden().into_response());
+        }
+        let staff = Self(signed_in);
+        parts.extensions.insert(staff.clone());
+        Ok(staff)
+    }
+}
+
+/// Administrators only.
+#[derive(Debug, Clone)]
+pub struct Admin(pub SignedIn);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Staff(signed_in) = Staff::from_request_parts(parts, state).await?;
+        if signed_in.account.role != guichet_core::account::Role::Admin {
+            return Err(forbidden().into_response());
+        }
+        Ok(Self(signed_in))
+    }
+}
+
+/// The console's door: every `/admin` route sits behind it, so none can forget it.
+pub async fn require_staff(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    match Staff::from_request_parts(&mut parts, &state).await {
+        Ok(_) => next.run(Request::from_parts(parts, body)).await,
+        Err(refusal) => refusal,
+    }
+}
+
+fn forbidden() -> ErrorPage {
+    ErrorPage::new(StatusCode::FORBIDDEN, "Accès réservé", "Cette page est réservée à l'équipe d'assistance.")
 }

@@ -8,7 +8,7 @@ use guichet_core::Timestamp;
 use guichet_core::account::Account;
 use guichet_core::audit::{Actor, AuditKind, RequestContext};
 use guichet_core::clock::Clock;
-use guichet_core::mail::MailState;
+use guichet_core::mail::{MailKind, MailState};
 use guichet_core::members::AddMember;
 use secrecy::SecretString;
 
@@ -29,6 +29,8 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
             Ok(())
         }
         MemberCommand::Show { identifier } => show(&app, &identifier, settings).await,
+        MemberCommand::TemporaryPassword { identifier } => temporary_password(&app, &identifier).await,
+        MemberCommand::Import { file, invite } => crate::commands::import::run(&app, &file, invite).await,
         MemberCommand::Unlock { identifier } => {
             if app.state.members.unlock(&identifier, Actor::Operator, RequestContext::default()).await? {
                 println!("{} unlocked", identifier.trim().to_lowercase());
@@ -40,6 +42,28 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
     };
     app.store.close().await;
     result
+}
+
+async fn temporary_password(app: &Application, identifier: &str) -> anyhow::Result<()> {
+    let account = app.state.members.find(identifier).await?;
+    app.state.desk.send(&account, MailKind::TemporaryPassword, Actor::Operator, &RequestContext::default()).await?;
+    app.state.postman.deliver_due().await?;
+    report_last_mail(app, &account, "temporary password").await
+}
+
+/// Says how the account's latest message went.
+async fn report_last_mail(app: &Application, account: &Account, what: &str) -> anyhow::Result<()> {
+    match app.state.store.account_mail(account.id, 1).await?.first() {
+        Some(entry) if entry.state == MailState::Sent => {
+            println!("{what} sent to {}: {}", entry.recipient, entry.last_answer.as_deref().unwrap_or_default());
+        }
+        Some(entry) => println!(
+            "{what} queued, not sent yet ({}); `guichet serve` will keep trying",
+            entry.last_answer.as_deref().unwrap_or("waiting")
+        ),
+        None => println!("{what} queued"),
+    }
+    Ok(())
 }
 
 async fn add(app: &Application, args: AddArgs) -> anyhow::Result<()> {
@@ -58,17 +82,7 @@ async fn add(app: &Application, args: AddArgs) -> anyhow::Result<()> {
     if args.invite {
         // Send now rather than wait for a server: say how it went.
         app.state.postman.deliver_due().await?;
-        let log = app.state.store.account_mail(account.id, 1).await?;
-        match log.first() {
-            Some(entry) if entry.state == MailState::Sent => {
-                println!("invitation sent: {}", entry.last_answer.as_deref().unwrap_or_default());
-            }
-            Some(entry) => println!(
-                "invitation queued, not sent yet ({}); `guichet serve` will keep trying",
-                entry.last_answer.as_deref().unwrap_or("waiting")
-            ),
-            None => println!("invitation queued"),
-        }
+        report_last_mail(app, &account, "invitation").await?;
     } else if !has_password {
         println!("It has no password yet: use --invite to mail a set-your-password code, or --password-stdin.");
     }

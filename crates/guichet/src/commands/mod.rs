@@ -1,5 +1,7 @@
 //! The commands behind the command line.
 
+mod import;
+pub use import::PartialImport;
 mod mail;
 mod member;
 mod serve;

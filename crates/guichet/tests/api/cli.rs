@@ -203,7 +203,7 @@ async fn an_invited_member_sets_their_own_password_from_the_mail() {
     );
     assert!(output.status.success(), "{}", stderr(&output));
     let said = stdout(&output);
-    assert!(said.contains("invitation sent: 250"), "{said}");
+    assert!(said.contains("invitation sent to paul@chu.example.fr: 250"), "{said}");
     let mail = app.mail_to("paul@chu.example.fr").pop().unwrap_or_else(|| panic!("no invitation"));
     assert!(mail.text.lines().any(|l| l.trim() == "paul"), "the identifier is in the invitation");
     assert!(mail.link().starts_with(&format!("{}/reset-password?code=", app.address)));

@@ -374,6 +374,7 @@ impl TestApp {
 pub struct Mail {
     pub subject: String,
     pub text: String,
+    raw: String,
 }
 
 impl Mail {
@@ -388,7 +389,13 @@ impl Mail {
         Self {
             subject: parsed.subject().unwrap_or_default().to_owned(),
             text: parsed.body_text(0).unwrap_or_default().replace("\r\n", "\n"),
+            raw: received.text(),
         }
+    }
+
+    /// Whether the raw message (attachments included) contains `needle`.
+    pub fn raw_contains(&self, needle: &str) -> bool {
+        self.raw.contains(needle)
     }
 
     /// The line holding the `/reset-password?code=` link.

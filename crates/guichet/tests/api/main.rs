@@ -5,6 +5,7 @@ mod helpers;
 
 mod browser;
 mod cli;
+mod desk;
 mod lockout;
 mod login;
 mod recovery;

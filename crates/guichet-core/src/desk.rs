@@ -1,0 +1,171 @@
+//! The assistance desk's records: requests written in by members, their notes, and
+//! the phone-call slots staff propose.
+
+use jiff::Timestamp;
+
+use crate::account::{AccountId, EmailAddress};
+use crate::token::random_bytes;
+
+/// A request's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId(i64);
+
+impl RequestId {
+    /// Wraps a stored id.
+    pub fn from_stored(id: i64) -> Self {
+        Self(id)
+    }
+
+    /// The stored id.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    /// Nobody looked at it yet.
+    New,
+    /// Someone is on it.
+    InProgress,
+    /// Waiting for the member (a call, an answer).
+    Waiting,
+    /// Done.
+    Closed,
+}
+
+impl RequestState {
+    /// Every state.
+    pub const ALL: [Self; 4] = [Self::New, Self::InProgress, Self::Waiting, Self::Closed];
+
+    /// The stored (and form) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::InProgress => "in_progress",
+            Self::Waiting => "waiting",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// Parses a stored or submitted name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// For people.
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Self::New => "nouvelle",
+            Self::InProgress => "en cours",
+            Self::Waiting => "en attente du membre",
+            Self::Closed => "close",
+        }
+    }
+}
+
+/// A short reference members can quote: `A-` and six unambiguous characters.
+pub fn new_reference() -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let suffix: String = random_bytes::<6>().iter().map(|b| char::from(ALPHABET[usize::from(b & 0x1f)])).collect();
+    format!("A-{suffix}")
+}
+
+/// A request as written on `/assistance`, checked.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// The writer's name.
+    pub name: String,
+    /// Where to answer.
+    pub email: EmailAddress,
+    /// The identifier they think they have (free text).
+    pub identifier: String,
+    /// A phone number, if they want a call.
+    pub phone: String,
+    /// What is wrong.
+    pub message: String,
+    /// Where it came from (for the rate limit).
+    pub address: Option<String>,
+    /// The account whose address or identifier matches, if one does (staff may change it).
+    pub account_id: Option<AccountId>,
+}
+
+/// A stored request.
+#[derive(Debug, Clone)]
+pub struct AssistanceRequest {
+    /// Its id.
+    pub id: RequestId,
+    /// The reference given to the writer.
+    pub reference: String,
+    /// Name.
+    pub name: String,
+    /// Email.
+    pub email: EmailAddress,
+    /// Identifier as typed.
+    pub identifier: String,
+    /// Phone.
+    pub phone: String,
+    /// Message.
+    pub message: String,
+    /// State.
+    pub state: RequestState,
+    /// Linked account.
+    pub account_id: Option<AccountId>,
+    /// Staff member in charge.
+    pub assignee_id: Option<AccountId>,
+    /// Written at.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A change staff make to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestChange {
+    /// New state.
+    State(RequestState),
+    /// New assignee (or none).
+    Assignee(Option<AccountId>),
+    /// Linked account (or none).
+    Account(Option<AccountId>),
+}
+
+/// A note on a request.
+#[derive(Debug, Clone)]
+pub struct RequestNote {
+    /// Who wrote it (none: guichet itself).
+    pub author_id: Option<AccountId>,
+    /// When.
+    pub at: Timestamp,
+    /// What.
+    pub body: String,
+}
+
+/// A proposed phone-call slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSlot {
+    /// Its id.
+    pub id: i64,
+    /// The request.
+    pub request_id: RequestId,
+    /// Start.
+    pub starts_at: Timestamp,
+    /// End.
+    pub ends_at: Timestamp,
+    /// When the member confirmed it.
+    pub confirmed_at: Option<Timestamp>,
+    /// Set when another slot of the request was confirmed.
+    pub withdrawn_at: Option<Timestamp>,
+}
+
+/// What confirming a slot did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Confirmed now (the confirmation mail is queued).
+    Confirmed(CallSlot),
+    /// It was confirmed before (a double click, a second tab): nothing more happens.
+    AlreadyConfirmed(CallSlot),
+    /// Another slot was chosen, or the slot is past.
+    Unavailable(CallSlot),
+}

@@ -1,0 +1,327 @@
+//! The assistance desk's requests, notes and call slots.
+
+use async_trait::async_trait;
+use guichet_core::Timestamp;
+use guichet_core::account::{AccountId, EmailAddress};
+use guichet_core::desk::{
+    AssistanceRequest, CallSlot, Confirmation, NewRequest, RequestChange, RequestId, RequestNote, RequestState,
+    new_reference,
+};
+use guichet_core::mail::{MailKind, NewMail};
+use guichet_core::ports::{DeskStore, StoreError};
+use guichet_core::token::TokenHash;
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use crate::outbox::insert_mail;
+use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
+
+const REQUEST_COLUMNS: &str =
+    "id, reference, name, email, identifier, phone, message, state, account_id, assignee_id, created_at, updated_at";
+const SLOT_COLUMNS: &str = "id, request_id, starts_at, ends_at, confirmed_at, withdrawn_at";
+
+fn account(row: &AnyRow, column: &str) -> Result<Option<AccountId>, StoreError> {
+    Ok(row.try_get::<Option<i64>, _>(column).map_err(backend)?.map(AccountId::from_stored))
+}
+
+fn request_from_row(row: &AnyRow) -> Result<AssistanceRequest, StoreError> {
+    let text = |column: &str| row.try_get::<String, _>(column).map_err(backend);
+    Ok(AssistanceRequest {
+        id: RequestId::from_stored(row.try_get("id").map_err(backend)?),
+        reference: text("reference")?,
+        name: text("name")?,
+        email: EmailAddress::from_stored(text("email")?),
+        identifier: text("identifier")?,
+        phone: text("phone")?,
+        message: text("message")?,
+        state: RequestState::parse(&text("state")?).unwrap_or(RequestState::New),
+        account_id: account(row, "account_id")?,
+        assignee_id: account(row, "assignee_id")?,
+        created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
+        updated_at: timestamp(row.try_get("updated_at").map_err(backend)?)?,
+    })
+}
+
+fn slot_from_row(row: &AnyRow) -> Result<CallSlot, StoreError> {
+    Ok(CallSlot {
+        id: row.try_get("id").map_err(backend)?,
+        request_id: RequestId::from_stored(row.try_get("request_id").map_err(backend)?),
+        starts_at: timestamp(row.try_get("starts_at").map_err(backend)?)?,
+        ends_at: timestamp(row.try_get("ends_at").map_err(backend)?)?,
+        confirmed_at: optional_timestamp(row.try_get("confirmed_at").map_err(backend)?)?,
+        withdrawn_at: optional_timestamp(row.try_get("withdrawn_at").map_err(backend)?)?,
+    })
+}
+
+#[async_trait]
+impl DeskStore for SqlStore {
+    async fn create_request(&self, request: &NewRequest, now: Timestamp) -> Result<AssistanceRequest, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO assistance_requests (reference, name, email, identifier, phone, message, address, account_id, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {REQUEST_COLUMNS}"
+        ))
+        .bind(new_reference())
+        .bind(request.name.as_str())
+        .bind(request.email.as_str())
+        .bind(request.identifier.as_str())
+        .bind(request.phone.as_str())
+        .bind(request.message.as_str())
+        .bind(request.address.clone())
+        .bind(request.account_id.map(AccountId::get))
+        .bind(millis(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let created = request_from_row(&row)?;
+        let receipt = NewMail {
+            kind: MailKind::AssistanceReceived,
+            account_id: created.account_id,
+            recipient: created.email.clone(),
+            subject: Some(created.id.get()),
+        };
+        insert_mail(&mut tx, &receipt, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(created)
+    }
+
+    async fn requests_from_address(&self, address: &str, since: Timestamp) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM assistance_requests WHERE address = $1 AND created_at >= $2")
+                .bind(address)
+                .bind(millis(since))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    async fn list_requests(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError> {
+        let filter = if open_only { "WHERE state <> 'closed'" } else { "" };
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM assistance_requests {filter} ORDER BY id DESC LIMIT $1");
+        let rows = sqlx::query(&sql).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    async fn find_request(&self, id: RequestId) -> Result<Option<AssistanceRequest>, StoreError> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM assistance_requests WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id.get()).fetch_optional(&self.pool).await.map_err(backend)?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn update_request(&self, id: RequestId, change: RequestChange, now: Timestamp) -> Result<(), StoreError> {
+        let (sql, value): (&str, Option<String>) = match change {
+            RequestChange::State(state) => (
+                "UPDATE assistance_requests SET state = $2, updated_at = $3 WHERE id = $1",
+                Some(state.as_str().to_owned()),
+            ),
+            RequestChange::Assignee(who) => (
+                "UPDATE assistance_requests SET assignee_id = CAST($2 AS BIGINT), updated_at = $3 WHERE id = $1",
+                who.map(|a| a.get().to_string()),
+            ),
+            RequestChange::Account(which) => (
+                "UPDATE assistance_requests SET account_id = CAST($2 AS BIGINT), updated_at = $3 WHERE id = $1",
+                which.map(|a| a.get().to_string()),
+            ),
+        };
+        sqlx::query(sql)
+            .bind(id.get())
+            .bind(value)
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn add_note(
+        &self,
+        id: RequestId,
+        author: Option<AccountId>,
+        body: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, $2, $3, $4)")
+            .bind(id.get())
+            .bind(author.map(AccountId::get))
+            .bind(millis(now))
+            .bind(body)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn request_notes(&self, id: RequestId) -> Result<Vec<RequestNote>, StoreError> {
+        let rows = sqlx::query("SELECT author_id, at, body FROM request_notes WHERE request_id = $1 ORDER BY id")
+            .bind(id.get())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(RequestNote {
+                    author_id: account(row, "author_id")?,
+                    at: timestamp(row.try_get("at").map_err(backend)?)?,
+                    body: row.try_get("body").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn propose_slots(
+        &self,
+        id: RequestId,
+        slots: &[(Timestamp, Timestamp)],
+        staff: AccountId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let email: String = sqlx::query_scalar(
+            "UPDATE assistance_requests SET state = 'waiting', updated_at = $2 WHERE id = $1 RETURNING email",
+        )
+        .bind(id.get())
+        .bind(millis(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Earlier proposals that were not taken up give way to this one.
+        sqlx::query("UPDATE call_slots SET withdrawn_at = $2 WHERE request_id = $1 AND confirmed_at IS NULL AND withdrawn_at IS NULL")
+            .bind(id.get())
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for (starts_at, ends_at) in slots {
+            sqlx::query("INSERT INTO call_slots (request_id, starts_at, ends_at, proposed_by, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(id.get())
+                .bind(millis(*starts_at))
+                .bind(millis(*ends_at))
+                .bind(staff.get())
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        let account: Option<i64> = sqlx::query_scalar("SELECT account_id FROM assistance_requests WHERE id = $1")
+            .bind(id.get())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let mail = NewMail {
+            kind: MailKind::CallProposal,
+            account_id: account.map(AccountId::from_stored),
+            recipient: EmailAddress::from_stored(email),
+            subject: Some(id.get()),
+        };
+        insert_mail(&mut tx, &mail, now).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn request_slots(&self, id: RequestId) -> Result<Vec<CallSlot>, StoreError> {
+        let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE request_id = $1 ORDER BY starts_at, id");
+        let rows = sqlx::query(&sql).bind(id.get()).fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(slot_from_row).collect()
+    }
+
+    async fn set_slot_token(&self, slot: i64, hash: &TokenHash) -> Result<(), StoreError> {
+        sqlx::query("UPDATE call_slots SET token_hash = $2 WHERE id = $1")
+            .bind(slot)
+            .bind(hash.as_str())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn find_slot(&self, hash: &TokenHash) -> Result<Option<(CallSlot, AssistanceRequest)>, StoreError> {
+        let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE token_hash = $1");
+        let Some(row) = sqlx::query(&sql).bind(hash.as_str()).fetch_optional(&self.pool).await.map_err(backend)? else {
+            return Ok(None);
+        };
+        let slot = slot_from_row(&row)?;
+        Ok(self.find_request(slot.request_id).await?.map(|request| (slot, request)))
+    }
+
+    async fn find_slot_by_id(&self, slot: i64) -> Result<Option<CallSlot>, StoreError> {
+        let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE id = $1");
+        let row = sqlx::query(&sql).bind(slot).fetch_optional(&self.pool).await.map_err(backend)?;
+        row.as_ref().map(slot_from_row).transpose()
+    }
+
+    async fn confirm_slot(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Confirmation>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The request's row serialises confirmations of the same proposal.
+        let request: Option<i64> = sqlx::query_scalar(
+            "UPDATE assistance_requests SET updated_at = updated_at \
+             WHERE id = (SELECT request_id FROM call_slots WHERE token_hash = $1) RETURNING id",
+        )
+        .bind(hash.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(request) = request else { return Ok(None) };
+        let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE token_hash = $1");
+        let slot = slot_from_row(&sqlx::query(&sql).bind(hash.as_str()).fetch_one(&mut *tx).await.map_err(backend)?)?;
+        if slot.confirmed_at.is_some() {
+            return Ok(Some(Confirmation::AlreadyConfirmed(slot)));
+        }
+        if slot.withdrawn_at.is_some() || slot.starts_at <= now {
+            return Ok(Some(Confirmation::Unavailable(slot)));
+        }
+        sqlx::query("UPDATE call_slots SET confirmed_at = $2 WHERE id = $1")
+            .bind(slot.id)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("UPDATE call_slots SET withdrawn_at = $3 WHERE request_id = $1 AND id <> $2 AND confirmed_at IS NULL AND withdrawn_at IS NULL")
+            .bind(request)
+            .bind(slot.id)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let row = sqlx::query("SELECT email, account_id FROM assistance_requests WHERE id = $1")
+            .bind(request)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let mail = NewMail {
+            kind: MailKind::CallConfirmed,
+            account_id: account(&row, "account_id")?,
+            recipient: EmailAddress::from_stored(row.try_get("email").map_err(backend)?),
+            subject: Some(slot.id),
+        };
+        insert_mail(&mut tx, &mail, now).await?;
+        sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, NULL, $2, $3)")
+            .bind(request)
+            .bind(millis(now))
+            .bind("Le membre a confirmé un créneau d'appel")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(Confirmation::Confirmed(CallSlot { confirmed_at: Some(now), ..slot })))
+    }
+
+    async fn upcoming_calls(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(CallSlot, AssistanceRequest)>, StoreError> {
+        let sql = format!(
+            "SELECT {SLOT_COLUMNS} FROM call_slots WHERE confirmed_at IS NOT NULL AND ends_at > $1 ORDER BY starts_at LIMIT $2"
+        );
+        let rows =
+            sqlx::query(&sql).bind(millis(now)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(backend)?;
+        let mut calls = Vec::new();
+        for row in &rows {
+            let slot = slot_from_row(row)?;
+            if let Some(request) = self.find_request(slot.request_id).await? {
+                calls.push((slot, request));
+            }
+        }
+        Ok(calls)
+    }
+}

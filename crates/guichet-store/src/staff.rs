@@ -1,0 +1,191 @@
+//! What staff change on accounts, and what members change on their own.
+
+use async_trait::async_trait;
+use guichet_core::Timestamp;
+use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Role};
+use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use guichet_core::mail::{MailKind, NewMail};
+use guichet_core::password::PasswordHash;
+use guichet_core::ports::{StaffStore, StoreError};
+use guichet_core::token::TokenHash;
+use sqlx::Row as _;
+
+use crate::accounts::{account_from_row, conflict_or_backend, select_where};
+use crate::audit::insert_event;
+use crate::outbox::{insert_mail, insert_mail_to_account};
+use crate::{SqlStore, backend, millis};
+
+const DAY_MS: i64 = 86_400_000;
+
+#[async_trait]
+impl StaffStore for SqlStore {
+    async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<Account>, StoreError> {
+        // LIKE's wildcards in what was typed are matched literally ('!' escapes).
+        let escaped = query.trim().to_lowercase().replace('!', "!!").replace('%', "!%").replace('_', "!_");
+        let pattern = format!("%{escaped}%");
+        let sql = select_where(
+            "(identifier LIKE $1 ESCAPE '!' OR email LIKE $1 ESCAPE '!' OR LOWER(display_name) LIKE $1 ESCAPE '!') \
+             ORDER BY identifier LIMIT $2",
+        );
+        let rows =
+            sqlx::query(&sql).bind(pattern).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    async fn set_disabled(&self, account: AccountId, disabled: bool, event: NewAuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE accounts SET disabled_at = $2, updated_at = $3 WHERE id = $1")
+            .bind(account.get())
+            .bind(disabled.then(|| millis(event.at)))
+            .bind(millis(event.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+                .bind(account.get())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn update_details(
+        &self,
+        account: AccountId,
+        email: &EmailAddress,
+        name: &DisplayName,
+        event: NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE accounts SET email = $2, display_name = $3, updated_at = $4 WHERE id = $1")
+            .bind(account.get())
+            .bind(email.as_str())
+            .bind(name.as_str())
+            .bind(millis(event.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or_backend)?;
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE accounts SET role = $2, updated_at = $3 WHERE id = $1")
+            .bind(account.get())
+            .bind(role.as_str())
+            .bind(millis(event.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn set_temporary_password(
+        &self,
+        account: AccountId,
+        hash: &PasswordHash,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let watermark: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_events WHERE account_id = $1")
+            .bind(account.get())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "UPDATE accounts SET password_hash = $2, password_expires_at = $3, must_change_password = 1, \
+             locked_until = NULL, failures_cleared_after = $4, updated_at = $5 WHERE id = $1",
+        )
+        .bind(account.get())
+        .bind(hash.as_phc())
+        .bind(millis(expires_at))
+        .bind(watermark)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+            .bind(account.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn change_password(
+        &self,
+        account: AccountId,
+        hash: &PasswordHash,
+        keep: &TokenHash,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, must_change_password = 0, updated_at = $3 \
+             WHERE id = $1",
+        )
+        .bind(account.get())
+        .bind(hash.as_phc())
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash <> $2")
+            .bind(account.get())
+            .bind(keep.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let event = NewAuditEvent {
+            at: now,
+            account_id: Some(account),
+            kind: AuditKind::PasswordChanged,
+            actor: Actor::Member,
+            context: context.clone(),
+            detail: Some("dans Mon espace".into()),
+        };
+        insert_event(&mut tx, &event).await?;
+        insert_mail_to_account(&mut tx, MailKind::PasswordChanged, account, now).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        insert_mail(&mut tx, mail, event.at).await?;
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn daily_counts(
+        &self,
+        kinds: &[AuditKind],
+        since: Timestamp,
+    ) -> Result<Vec<(i64, AuditKind, u64)>, StoreError> {
+        let mut counts = Vec::new();
+        for kind in kinds {
+            // Integer division gives the Unix day on both databases.
+            let rows = sqlx::query(
+                "SELECT at / $3 AS day, COUNT(*) AS n FROM audit_events WHERE kind = $1 AND at >= $2 GROUP BY at / $3",
+            )
+            .bind(kind.as_str())
+            .bind(millis(since))
+            .bind(DAY_MS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            for row in rows {
+                let day: i64 = row.try_get("day").map_err(backend)?;
+                let n: i64 = row.try_get("n").map_err(backend)?;
+                counts.push((day, *kind, u64::try_from(n).unwrap_or_default()));
+            }
+        }
+        Ok(counts)
+    }
+}

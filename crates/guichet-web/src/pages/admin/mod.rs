@@ -1,0 +1,46 @@
+//! The staff console under `/admin`. Every route sits behind `require_staff` (a layer:
+//! members get `403`, anonymous visitors `/login`); handlers also take the `Staff` or
+//! `Admin` extractor. [`ROUTES`] lists every route, so a test can walk them all.
+
+mod dashboard;
+mod members;
+mod requests;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+/// Declares the console's routes once, for the router and for [`ROUTES`].
+macro_rules! console {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// The console's router (nested under `/admin`).
+        pub fn routes() -> Router<AppState> {
+            Router::new()$(.route($path, $method($handler)))*
+        }
+
+        /// Every console route: method and path under `/admin`.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+    };
+}
+
+console! {
+    get "/" => dashboard::show,
+    get "/members" => members::search,
+    get "/members/{id}" => members::show,
+    post "/members/{id}/unlock" => members::unlock,
+    post "/members/{id}/send-identifier" => members::send_identifier,
+    post "/members/{id}/send-reset-code" => members::send_reset_code,
+    post "/members/{id}/temporary-password" => members::temporary_password,
+    post "/members/{id}/details" => members::details,
+    post "/members/{id}/disable" => members::disable,
+    post "/members/{id}/enable" => members::enable,
+    post "/members/{id}/role" => members::role,
+    get "/requests" => requests::list,
+    get "/requests/{id}" => requests::show,
+    post "/requests/{id}/state" => requests::state,
+    post "/requests/{id}/note" => requests::note,
+    post "/requests/{id}/assign" => requests::assign,
+    post "/requests/{id}/link" => requests::link,
+    post "/requests/{id}/slots" => requests::propose_slots,
+}

@@ -1,0 +1,317 @@
+//! The queue of assistance requests: states, notes, assignment, a linked account, and
+//! phone-call slots.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Redirect, Response};
+use guichet_core::account::{Account, Identifier};
+use guichet_core::desk::{AssistanceRequest, CallSlot, RequestChange, RequestId, RequestState};
+use guichet_core::french;
+use guichet_core::staff::RequestError;
+use jiff::SignedDuration;
+use serde::Deserialize;
+
+use crate::error::{ErrorPage, WebError};
+use crate::pages::{Form, Layout, Staff, render};
+use crate::state::AppState;
+
+/// A request as listed.
+pub struct RequestLine {
+    pub(super) id: i64,
+    pub(super) reference: String,
+    pub(super) name: String,
+    pub(super) email: String,
+    pub(super) state: &'static str,
+    pub(super) at: String,
+}
+
+impl RequestLine {
+    pub(super) fn of(request: &AssistanceRequest, zone: &jiff::tz::TimeZone) -> Self {
+        Self {
+            id: request.id.get(),
+            reference: request.reference.clone(),
+            name: request.name.clone(),
+            email: request.email.to_string(),
+            state: request.state.label_fr(),
+            at: french::date_time(request.created_at, zone),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin_requests.html")]
+struct ListPage {
+    layout: Layout,
+    requests: Vec<RequestLine>,
+    all: bool,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Staff(staff): Staff,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    let zone = &state.settings.time_zone;
+    let requests = state.store.list_requests(!query.all, 200).await?.iter().map(|r| RequestLine::of(r, zone)).collect();
+    render(StatusCode::OK, &ListPage { layout: staff.layout, requests, all: query.all })
+}
+
+struct SlotLine {
+    when: String,
+    status: &'static str,
+}
+
+struct NoteLine {
+    at: String,
+    by: String,
+    body: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_request.html")]
+struct RequestPage {
+    layout: Layout,
+    request: AssistanceRequest,
+    state_label: &'static str,
+    states: Vec<(&'static str, &'static str, bool)>,
+    account: Option<Account>,
+    assignee: Option<String>,
+    is_mine: bool,
+    notes: Vec<NoteLine>,
+    slots: Vec<SlotLine>,
+    at: String,
+    error: Option<String>,
+}
+
+async fn request(state: &AppState, id: i64) -> Result<AssistanceRequest, WebError> {
+    state.store.find_request(RequestId::from_stored(id)).await?.ok_or_else(|| {
+        WebError::Page(ErrorPage::new(
+            StatusCode::NOT_FOUND,
+            "Demande introuvable",
+            "Cette demande n'existe pas ou plus.",
+        ))
+    })
+}
+
+fn slot_status(slot: &CallSlot) -> &'static str {
+    if slot.confirmed_at.is_some() {
+        "confirmé par le membre"
+    } else if slot.withdrawn_at.is_some() {
+        "retiré"
+    } else {
+        "proposé"
+    }
+}
+
+async fn request_page(
+    state: &AppState,
+    staff: &crate::pages::SignedIn,
+    request: AssistanceRequest,
+    error: Option<String>,
+) -> Result<RequestPage, WebError> {
+    let zone = &state.settings.time_zone;
+    let account = match request.account_id {
+        Some(id) => state.store.find_account(id).await?,
+        None => None,
+    };
+    let assignee = match request.assignee_id {
+        Some(id) => state.store.find_account(id).await?.map(|a| a.identifier.to_string()),
+        None => None,
+    };
+    let mut notes = Vec::new();
+    for note in state.store.request_notes(request.id).await? {
+        let by = match note.author_id {
+            Some(id) => state.store.find_account(id).await?.map_or_else(String::new, |a| a.identifier.to_string()),
+            None => "guichet".to_owned(),
+        };
+        notes.push(NoteLine { at: french::date_time(note.at, zone), by, body: note.body });
+    }
+    let slots = state
+        .store
+        .request_slots(request.id)
+        .await?
+        .iter()
+        .map(|s| SlotLine { when: french::slot(s.starts_at, s.ends_at, zone), status: slot_status(s) })
+        .collect();
+    Ok(RequestPage {
+        layout: staff.layout.clone(),
+        state_label: request.state.label_fr(),
+        states: RequestState::ALL.iter().map(|s| (s.as_str(), s.label_fr(), *s == request.state)).collect(),
+        is_mine: request.assignee_id == Some(staff.account.id),
+        at: french::date_time(request.created_at, zone),
+        account,
+        assignee,
+        notes,
+        slots,
+        error,
+        request,
+    })
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Staff(staff): Staff,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let request = request(&state, id).await?;
+    render(StatusCode::OK, &request_page(&state, &staff, request, None).await?)
+}
+
+fn back(id: i64) -> Response {
+    Redirect::to(&format!("/admin/requests/{id}")).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct StateForm {
+    #[serde(default)]
+    state: String,
+}
+
+pub async fn state(
+    State(app): State<AppState>,
+    Staff(staff): Staff,
+    Path(id): Path<i64>,
+    Form(form): Form<StateForm>,
+) -> Result<Response, WebError> {
+    let request = request(&app, id).await?;
+    let Some(new_state) = RequestState::parse(&form.state) else {
+        return Err(WebError::Page(ErrorPage::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "État inconnu",
+            "Choisissez un état de la liste.",
+        )));
+    };
+    app.desk.change_request(request.id, RequestChange::State(new_state), &staff.account).await?;
+    Ok(back(id))
+}
+
+#[derive(Deserialize)]
+pub struct NoteForm {
+    #[serde(default)]
+    body: String,
+}
+
+pub async fn note(
+    State(state): State<AppState>,
+    Staff(staff): Staff,
+    Path(id): Path<i64>,
+    Form(form): Form<NoteForm>,
+) -> Result<Response, WebError> {
+    let request = request(&state, id).await?;
+    let body = form.body.trim();
+    if body.is_empty() || body.chars().count() > 5000 {
+        let page = request_page(
+            &state,
+            &staff,
+            request,
+            Some("La note est vide ou trop longue (5 000 caractères au plus).".into()),
+        )
+        .await?;
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
+    state.store.add_note(request.id, Some(staff.account.id), body, state.clock.now()).await?;
+    Ok(back(id))
+}
+
+#[derive(Deserialize)]
+pub struct AssignForm {
+    #[serde(default)]
+    to: String,
+}
+
+pub async fn assign(
+    State(state): State<AppState>,
+    Staff(staff): Staff,
+    Path(id): Path<i64>,
+    Form(form): Form<AssignForm>,
+) -> Result<Response, WebError> {
+    let request = request(&state, id).await?;
+    let who = (form.to == "me").then_some(staff.account.id);
+    state.desk.change_request(request.id, RequestChange::Assignee(who), &staff.account).await?;
+    Ok(back(id))
+}
+
+#[derive(Deserialize)]
+pub struct LinkForm {
+    #[serde(default)]
+    identifier: String,
+}
+
+pub async fn link(
+    State(state): State<AppState>,
+    Staff(staff): Staff,
+    Path(id): Path<i64>,
+    Form(form): Form<LinkForm>,
+) -> Result<Response, WebError> {
+    let request = request(&state, id).await?;
+    let found = match Identifier::parse(&form.identifier) {
+        Ok(identifier) => state.store.find_account_by_identifier(&identifier).await?,
+        Err(_) => None,
+    };
+    let Some(account) = found else {
+        let page = request_page(&state, &staff, request, Some("Aucun compte n'a cet identifiant.".into())).await?;
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    };
+    state.desk.change_request(request.id, RequestChange::Account(Some(account.id)), &staff.account).await?;
+    Ok(back(id))
+}
+
+#[derive(Deserialize)]
+pub struct SlotsForm {
+    #[serde(default)]
+    slot1: String,
+    #[serde(default)]
+    slot2: String,
+    #[serde(default)]
+    slot3: String,
+    #[serde(default)]
+    minutes: String,
+}
+
+/// Reads `2026-03-03T14:00` (a `datetime-local` field) in the site's time zone.
+fn local_time(raw: &str, zone: &jiff::tz::TimeZone) -> Option<jiff::Timestamp> {
+    let civil: jiff::civil::DateTime = raw.trim().parse().ok()?;
+    civil.to_zoned(zone.clone()).ok().map(|z| z.timestamp())
+}
+
+pub async fn propose_slots(
+    State(state): State<AppState>,
+    Staff(staff): Staff,
+    Path(id): Path<i64>,
+    Form(form): Form<SlotsForm>,
+) -> Result<Response, WebError> {
+    let request = request(&state, id).await?;
+    let zone = &state.settings.time_zone;
+    let minutes: i64 = form.minutes.trim().parse().ok().filter(|m| (5..=120).contains(m)).unwrap_or(30);
+    let filled: Vec<&str> =
+        [&form.slot1, &form.slot2, &form.slot3].into_iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+    let mut slots = Vec::new();
+    for raw in &filled {
+        let Some(start) = local_time(raw, zone) else {
+            let page =
+                request_page(&state, &staff, request, Some(format!("« {raw} » n'est pas une date et une heure.")))
+                    .await?;
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        };
+        slots.push((start, start.saturating_add(SignedDuration::from_mins(minutes)).unwrap_or(start)));
+    }
+    match state.desk.propose_slots(request.id, &slots, &staff.account).await {
+        Ok(()) => {
+            state.postman.wake();
+            Ok(back(id))
+        }
+        Err(RequestError::Invalid(reason)) => {
+            let page = request_page(&state, &staff, request, Some(reason.to_owned())).await?;
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(RequestError::TooMany) => Err(WebError::Internal("no rate limit on slots")),
+        Err(RequestError::Store(error)) => Err(error.into()),
+    }
+}

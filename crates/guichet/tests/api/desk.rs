@@ -1,0 +1,378 @@
+//! The assistance desk: the console's door, temporary passwords and the forced change,
+//! Mon espace, requests, phone-call slots, and the CSV import.
+
+use guichet_core::SignedDuration;
+use guichet_core::account::Role;
+use guichet_core::audit::{Actor, AuditKind};
+use guichet_core::clock::Clock as _;
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, Mail, PASSWORD, TestApp, browser, on_both_backends, spawn_app, spawn_app_with};
+
+const NEW_PASSWORD: &str = "mon propre mot de passe";
+
+/// Logs a new client in as `identifier` and returns it.
+async fn signed_in(app: &TestApp, identifier: &str) -> reqwest::Client {
+    let client = browser();
+    assert_eq!(app.login_with(&client, identifier, PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
+    client
+}
+
+/// POSTs `form` to `path` with the CSRF token of `page`.
+async fn post(
+    app: &TestApp,
+    client: &reqwest::Client,
+    page: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> crate::helpers::Page {
+    app.submit(client, page, path, form).await
+}
+
+#[tokio::test]
+async fn every_console_route_refuses_members_and_sends_anonymous_visitors_to_login() {
+    let app = spawn_app().await;
+    let marie = app.add_member("marie").await;
+    app.add_account("desk", Role::Assistance).await;
+    let member = signed_in(&app, "marie").await;
+    let staff = signed_in(&app, "desk").await;
+    let anonymous = browser();
+    assert!(guichet_web::ADMIN_ROUTES.len() >= 15);
+    for (method, path) in guichet_web::ADMIN_ROUTES {
+        let url =
+            format!("/admin{}", path.replace("{id}", &marie.id.get().to_string())).trim_end_matches('/').to_owned();
+        let url = if url == "/admin" { "/admin".to_owned() } else { url };
+        for (who, client, expected) in
+            [("anonymous", &anonymous, StatusCode::SEE_OTHER), ("member", &member, StatusCode::FORBIDDEN)]
+        {
+            let page = if *method == "get" {
+                app.get_with(client, &url).await
+            } else {
+                // A valid CSRF token, so that only the console's door can refuse.
+                let page = if who == "member" { "/me" } else { "/login" };
+                app.submit(client, page, &url, &[]).await
+            };
+            assert_eq!(page.status, expected, "{who} {method} {url}");
+            if who == "anonymous" {
+                assert_eq!(page.location(), Some("/login"), "{method} {url}");
+            }
+        }
+        if *method == "get" {
+            let page = app.get_with(&staff, &url).await;
+            assert!(
+                page.status.is_success() || page.status == StatusCode::NOT_FOUND,
+                "staff {method} {url}: {}",
+                page.status
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_administrators_change_roles() {
+    let app = spawn_app().await;
+    let marie = app.add_member("marie").await;
+    app.add_account("desk", Role::Assistance).await;
+    app.add_account("boss", Role::Admin).await;
+    let page = format!("/admin/members/{}", marie.id.get());
+    let action = format!("{page}/role");
+    let desk = signed_in(&app, "desk").await;
+    assert_eq!(post(&app, &desk, &page, &action, &[("role", "admin")]).await.status, StatusCode::FORBIDDEN);
+    let boss = signed_in(&app, "boss").await;
+    assert_eq!(post(&app, &boss, &page, &action, &[("role", "assistance")]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.account("marie").await.role, Role::Assistance);
+    let event = app.events("marie").await.into_iter().find(|e| e.kind == AuditKind::RoleChanged);
+    assert!(event.is_some_and(|e| matches!(e.actor, Actor::Staff(_))));
+}
+
+async fn temporary_password_mail(app: &TestApp, address: &str) -> (Mail, String) {
+    let mail = app
+        .delivered_to(address)
+        .await
+        .into_iter()
+        .rev()
+        .find(|m| m.subject.contains("temporaire"))
+        .unwrap_or_else(|| panic!("no temporary password mailed"));
+    let lines: Vec<&str> = mail.text.lines().map(str::trim).collect();
+    let at =
+        lines.iter().position(|l| l.starts_with("Mot de passe temporaire")).unwrap_or_else(|| panic!("{}", mail.text));
+    let password = lines[at + 2].to_owned();
+    (mail, password)
+}
+
+async fn a_temporary_password_works_once_and_forces_a_change(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let marie = app.add_member("marie").await;
+    for _ in 0..5 {
+        app.login_with(&browser(), "marie", "wrong password", &[]).await;
+    }
+    app.add_account("desk", Role::Assistance).await;
+    let desk = signed_in(&app, "desk").await;
+    let page = format!("/admin/members/{}", marie.id.get());
+    let sent = post(&app, &desk, &page, &format!("{page}/temporary-password"), &[]).await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER);
+
+    let (mail, password) = temporary_password_mail(&app, "marie@chu.example.fr").await;
+    assert!(mail.text.lines().any(|l| l.trim() == "marie"), "the identifier comes with it");
+    let staff_view = app.get_with(&desk, &page).await;
+    assert!(!staff_view.body.contains(&password), "staff never see it");
+    assert!(staff_view.body.contains("mot de passe temporaire envoyé"));
+
+    // The lock is lifted, and the temporary password leads to the forced change.
+    let phone = browser();
+    let login = app.login_with(&phone, "marie", &password, &[]).await;
+    assert_eq!((login.status, login.location()), (StatusCode::SEE_OTHER, Some("/me/password")));
+    assert_eq!(app.get_with(&phone, "/me").await.location(), Some("/me/password"), "nothing else until it is changed");
+    assert_eq!(app.get_with(&phone, "/admin").await.location(), Some("/me/password"));
+    let form = app.get_with(&phone, "/me/password").await;
+    assert!(!form.body.contains(r#"name="current_password""#), "no current password asked in a forced change");
+    // Single use: a second login with it fails, even before the change.
+    assert_eq!(app.login_with(&browser(), "marie", &password, &[]).await.status, StatusCode::UNAUTHORIZED);
+
+    let changed = post(
+        &app,
+        &phone,
+        "/me/password",
+        "/me/password",
+        &[("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD)],
+    )
+    .await;
+    assert_eq!((changed.status, changed.location()), (StatusCode::SEE_OTHER, Some("/me")));
+    assert_eq!(app.get_with(&phone, "/me").await.status, StatusCode::OK);
+    assert_eq!(app.login_with(&browser(), "marie", NEW_PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
+    assert!(app.delivered_to("marie@chu.example.fr").await.iter().any(|m| m.subject.contains("a été changé")));
+}
+
+on_both_backends!(a_temporary_password_works_once_and_forces_a_change, a_member_writes_in_and_books_a_call);
+
+#[tokio::test]
+async fn an_expired_temporary_password_is_refused_like_any_failure() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let output = crate::cli::guichet(&app, &["member", "temporary-password", "marie"], None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("temporary password sent"));
+    let (_, password) = temporary_password_mail(&app, "marie@chu.example.fr").await;
+    // The command ran on the system clock, a moment after the test's clock started.
+    app.advance(SignedDuration::from_hours(73));
+    let unknown = app.login_with(&browser(), "nobody", "x", &[]).await;
+    let expired = app.login_with(&browser(), "marie", &password, &[]).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(expired.without_tokens().replace("marie", "X"), unknown.without_tokens().replace("nobody", "X"));
+}
+
+#[tokio::test]
+async fn mon_espace_shows_logins_and_failures_and_changes_the_password() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let laptop = signed_in(&app, "marie").await;
+    app.login_with(&browser(), "marie", "wrong password", &[]).await;
+    let phone = signed_in(&app, "marie").await;
+    let me = app.get_with(&phone, "/me").await;
+    assert!(me.body.contains("Connexions récentes") && me.body.contains("guichet-tests/1"));
+    assert!(me.body.contains("1 essai(s) ont échoué"), "{}", me.body);
+
+    let wrong = post(
+        &app,
+        &phone,
+        "/me/password",
+        "/me/password",
+        &[("current_password", "not it"), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD)],
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.body.contains("mot de passe actuel"));
+    let weak = post(
+        &app,
+        &phone,
+        "/me/password",
+        "/me/password",
+        &[("current_password", PASSWORD), ("new_password", "court"), ("new_password_confirm", "court")],
+    )
+    .await;
+    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let done = post(
+        &app,
+        &phone,
+        "/me/password",
+        "/me/password",
+        &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD)],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.get_with(&phone, "/me").await.status, StatusCode::OK, "this session stays");
+    assert_eq!(app.get_with(&laptop, "/me").await.location(), Some("/login"), "the other one ended");
+}
+
+#[tokio::test]
+async fn a_member_ends_their_other_sessions() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let laptop = signed_in(&app, "marie").await;
+    let phone = signed_in(&app, "marie").await;
+    let done = post(&app, &phone, "/me", "/me/sessions/end-others", &[]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.get_with(&laptop, "/me").await.location(), Some("/login"));
+    assert_eq!(app.get_with(&phone, "/me").await.status, StatusCode::OK);
+}
+
+async fn a_member_writes_in_and_books_a_call(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let marie = app.add_member("marie").await;
+    let written = post(
+        &app,
+        &browser(),
+        "/assistance",
+        "/assistance",
+        &[
+            ("name", "Marie Durand"),
+            ("email", "marie@chu.example.fr"),
+            ("identifier", ""),
+            ("phone", "04 72 00 00 00"),
+            ("message", "Je ne reçois pas le code."),
+        ],
+    )
+    .await;
+    assert_eq!(written.status, StatusCode::OK);
+    let reference =
+        written.body.split("<strong>").nth(1).and_then(|s| s.split("</strong>").next()).unwrap_or_default().to_owned();
+    assert!(reference.starts_with("A-"), "{}", written.body);
+    let receipt = app.delivered_to("marie@chu.example.fr").await;
+    assert!(receipt.iter().any(|m| m.text.contains(&reference)));
+
+    app.add_account("desk", Role::Assistance).await;
+    let desk = signed_in(&app, "desk").await;
+    let queue = app.get_with(&desk, "/admin/requests").await;
+    assert!(queue.body.contains(&reference));
+    let request = app.app.state.store.list_requests(true, 5).await.unwrap_or_default().remove(0);
+    assert_eq!(request.account_id, Some(marie.id), "matched to the account by its address");
+    let page = format!("/admin/requests/{}", request.id.get());
+    let tomorrow = (app.clock.now() + SignedDuration::from_hours(24))
+        .to_zoned(jiff::tz::TimeZone::get("Europe/Paris").unwrap_or(jiff::tz::TimeZone::UTC));
+    let slot = |h: i8| {
+        tomorrow
+            .with()
+            .hour(h)
+            .minute(0)
+            .second(0)
+            .build()
+            .map(|z| z.strftime("%Y-%m-%dT%H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let proposed = post(
+        &app,
+        &desk,
+        &page,
+        &format!("{page}/slots"),
+        &[("slot1", &slot(10)), ("slot2", &slot(15)), ("minutes", "30")],
+    )
+    .await;
+    assert_eq!(proposed.status, StatusCode::SEE_OTHER);
+
+    let proposal = app
+        .delivered_to("marie@chu.example.fr")
+        .await
+        .into_iter()
+        .find(|m| m.subject.contains("créneau"))
+        .unwrap_or_else(|| panic!("no proposal"));
+    let links: Vec<String> =
+        proposal.text.lines().map(str::trim).filter(|l| l.contains("/rendez-vous/")).map(str::to_owned).collect();
+    assert_eq!(links.len(), 2);
+    let first = links[0].trim_start_matches(&app.address).to_owned();
+    // A link scanner opens both links, several times: nothing is booked.
+    for link in &links {
+        for _ in 0..3 {
+            assert_eq!(app.get_with(&browser(), link.trim_start_matches(&app.address)).await.status, StatusCode::OK);
+        }
+    }
+    assert!(app.app.state.store.upcoming_calls(app.clock.now(), 5).await.unwrap_or_default().is_empty());
+    // The member double-clicks the button.
+    let member = browser();
+    let opened = app.get_with(&member, &first).await;
+    let token = opened.csrf_token();
+    let form = [("csrf_token", token.as_str())];
+    let clicks = futures_util::future::join_all((0..2).map(|_| app.post_form(&member, &first, &form))).await;
+    assert!(
+        clicks.iter().all(|p| p.status == StatusCode::OK),
+        "{:?}",
+        clicks.iter().map(|p| p.status).collect::<Vec<_>>()
+    );
+    let confirmations: Vec<Mail> =
+        app.delivered_to("marie@chu.example.fr").await.into_iter().filter(|m| m.subject.contains("confirmé")).collect();
+    assert_eq!(confirmations.len(), 1, "one confirmation however many clicks");
+    assert!(confirmations[0].raw_contains("BEGIN:VCALENDAR") && confirmations[0].raw_contains("rendez-vous.ics"));
+    let other = app.post_form(&member, links[1].trim_start_matches(&app.address), &[("csrf_token", &token)]).await;
+    assert_eq!(other.status, StatusCode::CONFLICT, "the other slot is withdrawn");
+    let calls = app.get_with(&desk, "/admin").await;
+    assert!(
+        calls.body.contains(&reference) && calls.body.contains("04 72 00 00 00"),
+        "the call is upcoming on the dashboard"
+    );
+}
+
+#[tokio::test]
+async fn robots_and_floods_do_not_reach_the_queue() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let form = |website: &'static str| {
+        vec![("name", "Bot"), ("email", "bot@example.org"), ("message", "buy"), ("website", website)]
+    };
+    let trapped = post(&app, &browser(), "/assistance", "/assistance", &form("http://spam.example")).await;
+    assert_eq!(trapped.status, StatusCode::OK);
+    assert!(app.app.state.store.list_requests(false, 10).await.unwrap_or_default().is_empty());
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let client = browser();
+        let token = app.get_with(&client, "/assistance").await.csrf_token();
+        let mut fields = vec![("csrf_token", token.as_str())];
+        fields.extend(form(""));
+        statuses.push(
+            app.post_form_with_headers(&client, "/assistance", &fields, &[("x-forwarded-for", "203.0.113.9")])
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5);
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
+}
+
+#[tokio::test]
+async fn a_bad_assistance_form_keeps_what_was_typed() {
+    let app = spawn_app().await;
+    let page = post(
+        &app,
+        &browser(),
+        "/assistance",
+        "/assistance",
+        &[("name", "Marie"), ("email", "marie@chu"), ("message", "Aidez-moi")],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("Aidez-moi") && page.body.contains(r#"value="Marie""#));
+}
+
+#[tokio::test]
+async fn a_csv_import_keeps_the_good_rows_and_reports_the_bad_ones() {
+    let app = spawn_app().await;
+    app.add_member("taken").await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("members.csv");
+    let csv = "identifier,email,name,role\n\
+               jean.martin,jean@chu.example.fr,Jean Martin\n\
+               \"paul\",paul@chu.example.fr,\"Roux, Paul\",assistance\n\
+               bad id,x@chu.example.fr,X\n\
+               taken,other@chu.example.fr,Double\n\
+               claire,not-an-email,Claire\n\
+               zoe,zoe@chu.example.fr,Zoé,king\n\
+               only,two\n";
+    std::fs::write(&file, csv).unwrap_or_else(|e| panic!("{e}"));
+    let output = crate::cli::guichet(&app, &["member", "import", &file.display().to_string(), "--invite"], None);
+    assert_eq!(output.status.code(), Some(2), "some rows were rejected");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("imported 2 account(s), rejected 5 row(s)"), "{report}");
+    for line in ["line 4:", "line 5:", "line 6:", "line 7:", "line 8:"] {
+        assert!(report.contains(line), "{line} in {report}");
+    }
+    assert_eq!(app.account("paul").await.role, Role::Assistance);
+    assert_eq!(app.account("paul").await.display_name.as_str(), "Roux, Paul");
+    assert_eq!(app.mail_to("jean@chu.example.fr").len(), 1, "invitations sent");
+}
