@@ -20,10 +20,17 @@ pub enum RequestError {
     /// The address typed cannot be an address (said the same for known and unknown ones).
     #[error(transparent)]
     Email(#[from] EmailError),
+    /// Too many requests from this address within the hour.
+    #[error("too many requests from this address")]
+    TooMany,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// "Forgot" requests one address may make per hour: a hospital's members asking now
+/// and then stay far below; a robot filling the outbox does not.
+pub const REQUESTS_PER_ADDRESS_PER_HOUR: u64 = 50;
 
 /// Why a reset did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -64,17 +71,31 @@ impl Recovery {
 
     /// Queues "your identifier" to `typed`. The address is matched to an account only
     /// when the message is sent, so this does the same work for every address.
-    pub async fn request_identifier(&self, typed: &str) -> Result<(), RequestError> {
-        self.request(MailKind::ForgotIdentifier, typed).await
+    pub async fn request_identifier(&self, typed: &str, context: &RequestContext) -> Result<(), RequestError> {
+        self.request(MailKind::ForgotIdentifier, typed, context).await
     }
 
     /// Queues a reset code to `typed`, the same way.
-    pub async fn request_reset(&self, typed: &str) -> Result<(), RequestError> {
-        self.request(MailKind::PasswordReset, typed).await
+    pub async fn request_reset(&self, typed: &str, context: &RequestContext) -> Result<(), RequestError> {
+        self.request(MailKind::PasswordReset, typed, context).await
     }
 
-    async fn request(&self, kind: MailKind, typed: &str) -> Result<(), RequestError> {
+    /// Counts a request from the address; `Err(TooMany)` past the hourly allowance.
+    pub async fn count_request(&self, context: &RequestContext) -> Result<(), RequestError> {
+        let Some(address) = context.address else { return Ok(()) };
+        let key = format!("mail:{}", crate::lockout::throttle_key(address));
+        let now = self.clock.now();
+        let hour_ago = now.saturating_sub(jiff::SignedDuration::from_hours(1)).unwrap_or(now);
+        if self.store.address_failures_since(&key, hour_ago).await?.0 >= REQUESTS_PER_ADDRESS_PER_HOUR {
+            return Err(RequestError::TooMany);
+        }
+        self.store.record_address_failure(&key, now).await?;
+        Ok(())
+    }
+
+    async fn request(&self, kind: MailKind, typed: &str, context: &RequestContext) -> Result<(), RequestError> {
         let recipient = EmailAddress::parse(typed)?;
+        self.count_request(context).await?;
         self.store
             .enqueue_mail(&NewMail { kind, account_id: None, recipient, subject: None }, self.clock.now())
             .await?;

@@ -44,7 +44,10 @@ impl TrustedProxies {
         let Some(header) = forwarded_for else { return peer };
         let mut client = peer;
         for hop in header.rsplit(',').map(str::trim) {
-            let Ok(address) = hop.parse::<IpAddr>() else { break };
+            let Some(address) = parse_hop(hop) else {
+                tracing::warn!(hop, "unreadable X-Forwarded-For hop: the nearest readable address is used");
+                break;
+            };
             client = canonical(address);
             if !self.trusts(client) {
                 break;
@@ -52,6 +55,14 @@ impl TrustedProxies {
         }
         client
     }
+}
+
+/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:443`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| hop.trim_start_matches('[').trim_end_matches(']').parse().ok())
 }
 
 /// IPv4-mapped IPv6 addresses as plain IPv4.
@@ -71,8 +82,11 @@ impl FromRequestParts<AppState> for Client {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        let address = peer.map(|peer| state.settings.trusted_proxies.client_address(peer, forwarded));
+        // Every X-Forwarded-For line, in order: some proxies add a line rather than append.
+        let forwarded: Vec<&str> =
+            parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+        let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+        let address = peer.map(|peer| state.settings.trusted_proxies.client_address(peer, forwarded.as_deref()));
         let user_agent = parts.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
         Ok(Self(RequestContext::new(address, user_agent)))
     }
@@ -99,6 +113,13 @@ mod tests {
         assert_eq!(proxies.client_address(ip("10.0.0.1"), Some(header)), ip("198.51.100.7"));
         assert_eq!(proxies.client_address(ip("10.0.0.1"), None), ip("10.0.0.1"));
         assert_eq!(proxies.client_address(ip("::ffff:10.0.0.1"), Some("garbage")), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn hops_with_ports_are_read() {
+        let proxies = TrustedProxies::parse("10.0.0.1").unwrap_or_default();
+        assert_eq!(proxies.client_address(ip("10.0.0.1"), Some("198.51.100.7:5678")), ip("198.51.100.7"));
+        assert_eq!(proxies.client_address(ip("10.0.0.1"), Some("[2001:db8::7]:443")), ip("2001:db8::7"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub use state::{AppState, Inner as AppParts, MailHelp, WebSettings};
 use axum::Router;
 use axum::middleware;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 /// The largest request body accepted: forms are small.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -46,6 +47,12 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages))
         .layer(middleware::from_fn_with_state(state.clone(), headers::security_headers))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Slow clients (and slowloris) are cut off; a login waiting for the hashing
+        // queue finishes well within this.
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(30),
+        ))
         .with_state(state)
 }
 

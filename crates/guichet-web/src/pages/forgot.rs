@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::client::Client;
 use crate::cookies::Cookie;
-use crate::error::{WebError, busy};
+use crate::error::{ErrorPage, WebError, busy};
 use crate::pages::{Form, Layout, render, secret};
 use crate::state::AppState;
 use crate::visitor::Visitor;
@@ -70,11 +70,12 @@ async fn show_identifier(State(state): State<AppState>, visitor: Visitor) -> Res
 async fn request_identifier(
     State(state): State<AppState>,
     visitor: Visitor,
+    Client(context): Client,
     Form(form): Form<EmailForm>,
 ) -> Result<Response, WebError> {
     let layout = Layout::for_visitor(&state, &visitor);
     let email = echo(&form.email);
-    match state.recovery.request_identifier(&form.email).await {
+    match state.recovery.request_identifier(&form.email, &context).await {
         Ok(()) => {
             state.postman.wake();
             render(StatusCode::OK, &ForgotIdentifierPage { layout, email, error: None, sent: true })
@@ -83,8 +84,19 @@ async fn request_identifier(
             StatusCode::UNPROCESSABLE_ENTITY,
             &ForgotIdentifierPage { layout, email, error: Some(error.to_string()), sent: false },
         ),
+        Err(RequestError::TooMany) => Ok(too_many()),
         Err(RequestError::Store(error)) => Err(error.into()),
     }
+}
+
+fn too_many() -> Response {
+    ErrorPage::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Trop de demandes",
+        "Beaucoup de demandes sont parties de votre réseau dans l'heure. Réessayez plus tard, ou écrivez à l'assistance.",
+    )
+    .retry_after(3600)
+    .into_response()
 }
 
 #[derive(Template)]
@@ -103,14 +115,18 @@ async fn show_password(State(state): State<AppState>, visitor: Visitor) -> Resul
 async fn request_password(
     State(state): State<AppState>,
     visitor: Visitor,
+    Client(context): Client,
     Form(form): Form<EmailForm>,
 ) -> Result<Response, WebError> {
     let layout = Layout::for_visitor(&state, &visitor);
     let email = echo(&form.email);
     let requested = if form.email.trim().is_empty() && !form.code.trim().is_empty() {
-        state.recovery.request_reset_from_code(&form.code).await.map_err(RequestError::from)
+        match state.recovery.count_request(&context).await {
+            Ok(()) => state.recovery.request_reset_from_code(&form.code).await.map_err(RequestError::from),
+            Err(error) => Err(error),
+        }
     } else {
-        state.recovery.request_reset(&form.email).await
+        state.recovery.request_reset(&form.email, &context).await
     };
     match requested {
         Ok(()) => {
@@ -122,6 +138,7 @@ async fn request_password(
             StatusCode::UNPROCESSABLE_ENTITY,
             &ForgotPasswordPage { layout, email, error: Some(error.to_string()) },
         ),
+        Err(RequestError::TooMany) => Ok(too_many()),
         Err(RequestError::Store(error)) => Err(error.into()),
     }
 }

@@ -92,7 +92,12 @@ impl Browser {
 
     /// Clicks the button with this text.
     pub async fn click_button(&self, text: &str) {
-        let xpath = format!("//button[normalize-space()='{text}']");
+        // Texts with an apostrophe need double quotes in XPath.
+        let xpath = if text.contains('\'') {
+            format!("//button[normalize-space()=\"{text}\"]")
+        } else {
+            format!("//button[normalize-space()='{text}']")
+        };
         let button = self.client.find(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("button {text}: {e}"));
         button.click().await.unwrap_or_else(|e| panic!("{e}"));
     }
@@ -197,4 +202,81 @@ async fn a_member_who_forgot_their_password_gets_back_in_with_a_real_browser() {
     browser.click_button("Se connecter").await;
     browser.wait_for_path("/me").await;
     browser.close().await;
+}
+
+#[tokio::test]
+async fn a_staff_member_handles_a_request_end_to_end_in_a_real_browser() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = spawn_app().await;
+    app.add_member("marie.durand").await;
+    app.add_account("desk", guichet_core::account::Role::Assistance).await;
+
+    // The member writes in.
+    browser.open(&app, "/assistance").await;
+    browser.type_into("name", "Marie Durand").await;
+    browser.type_into("email", "marie.durand@chu.example.fr").await;
+    browser.type_into("message", "Mon compte est bloqué et je ne reçois rien.").await;
+    browser.click_button("Envoyer ma demande").await;
+    browser.wait_for_text("Votre demande est bien reçue").await;
+
+    // Staff log in, find it in the queue, and send a temporary password.
+    browser.open(&app, "/login").await;
+    browser.type_into("identifier", "desk").await;
+    browser.type_into("password", PASSWORD).await;
+    browser.click_button("Se connecter").await;
+    browser.wait_for_path("/me").await;
+    browser.open(&app, "/admin/requests").await;
+    browser
+        .client
+        .find(Locator::Css("td a"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser.wait_for_text("Mon compte est bloqué").await;
+    browser.click_button("M'en charger").await;
+    browser.wait_for_text("Demande attribuée").await;
+    browser
+        .client
+        .find(Locator::LinkText("marie.durand"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser.wait_for_text("Compte marie.durand").await;
+    browser.click_button("Envoyer un mot de passe temporaire").await;
+    browser.wait_for_text("Personne d'autre ne le voit").await;
+    browser.click_button("Se déconnecter").await;
+    browser.wait_for_path("/login").await;
+
+    // The member logs in with it and chooses their own password in Mon espace.
+    let mail = app
+        .delivered_to("marie.durand@chu.example.fr")
+        .await
+        .into_iter()
+        .rev()
+        .find(|m| m.subject.contains("temporaire"))
+        .unwrap_or_else(|| panic!("no mail"));
+    let lines: Vec<&str> = mail.text.lines().map(str::trim).collect();
+    let at =
+        lines.iter().position(|l| l.starts_with("Mot de passe temporaire")).unwrap_or_else(|| panic!("{}", mail.text));
+    browser.type_into("identifier", "marie.durand").await;
+    browser.type_into("password", lines[at + 2]).await;
+    browser.click_button("Se connecter").await;
+    browser.wait_for_path("/me/password").await;
+    browser.type_into("new_password", NEW_PASSWORD).await;
+    browser.type_into("new_password_confirm", NEW_PASSWORD).await;
+    browser.click_button("Enregistrer").await;
+    browser.wait_for_path("/me").await;
+    browser.wait_for_text("Connexions récentes").await;
+    browser.close().await;
+
+    let kinds: Vec<_> = app.events("marie.durand").await.iter().map(|e| e.kind).collect();
+    for expected in
+        [guichet_core::audit::AuditKind::TemporaryPasswordIssued, guichet_core::audit::AuditKind::PasswordChanged]
+    {
+        assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
+    }
 }

@@ -367,3 +367,31 @@ async fn the_background_postman_sends_without_being_asked() {
     let received = app.mail.wait_for(1).await;
     assert_eq!(received[0].to, [MARIE]);
 }
+
+#[tokio::test]
+async fn one_address_cannot_flood_the_outbox_with_requests() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let client = browser();
+    let token = app.get_with(&client, "/forgot-password").await.csrf_token();
+    let flood = [("x-forwarded-for", "203.0.113.50")];
+    for n in 0..50 {
+        let email = format!("m{n}@chu.example.fr");
+        let page = app
+            .post_form_with_headers(&client, "/forgot-password", &[("csrf_token", &token), ("email", &email)], &flood)
+            .await;
+        assert_eq!(page.status, StatusCode::OK);
+    }
+    let refused = app
+        .post_form_with_headers(&client, "/forgot-password", &[("csrf_token", &token), ("email", MARIE)], &flood)
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let elsewhere = app
+        .post_form_with_headers(
+            &client,
+            "/forgot-password",
+            &[("csrf_token", &token), ("email", MARIE)],
+            &[("x-forwarded-for", "198.51.100.1")],
+        )
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::OK);
+}
