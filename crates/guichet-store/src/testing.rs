@@ -4,6 +4,15 @@
 //! Without that variable the PostgreSQL tests say they skipped; under CI (`CI` set)
 //! its absence is an error, so a CI run cannot pass without having run them.
 
+/// Says a test was skipped, on the real standard error: `eprintln!` is captured by
+/// the test harness and would hide it.
+macro_rules! say_skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use anyhow::Context as _;
 use sqlx::{Connection as _, Executor as _};
 
@@ -43,7 +52,7 @@ impl TestDatabase {
                 std::env::var_os("CI").is_none(),
                 "{POSTGRES_URL_VARIABLE} must be set under CI: the PostgreSQL tests would not run"
             );
-            eprintln!(
+            say_skipped!(
                 "SKIPPED (PostgreSQL): set {POSTGRES_URL_VARIABLE}=postgres://postgres@127.0.0.1:5432/postgres to run it"
             );
             return None;

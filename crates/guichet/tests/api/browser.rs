@@ -2,6 +2,15 @@
 //! `chromium-driver`). Skipped, saying so, when they are not installed — but never
 //! under CI.
 
+/// Says a test was skipped, on the real standard error: `eprintln!` is captured by
+/// the test harness and would hide it.
+macro_rules! say_skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,7 +36,7 @@ impl Browser {
     pub async fn start() -> Option<Self> {
         if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
             assert!(std::env::var_os("CI").is_none(), "chromium and chromium-driver must be installed under CI");
-            eprintln!("SKIPPED (browser): install Debian's chromium and chromium-driver to run it");
+            say_skipped!("SKIPPED (browser): install Debian's chromium and chromium-driver to run it");
             return None;
         }
         // Both rustls back-ends are linked into the tests (lettre brings ring, the

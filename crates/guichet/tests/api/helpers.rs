@@ -1,6 +1,15 @@
 //! `spawn_app()`: the application on port 0 with a fresh database and a clock the test
 //! moves, plus typed helpers to drive it like a browser would.
 
+/// Says a test was skipped, on the real standard error: `eprintln!` is captured by
+/// the test harness and would hide it.
+macro_rules! say_skipped {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -62,7 +71,7 @@ pub fn postgres_available() -> bool {
     let available = std::env::var_os(guichet_store::testing::POSTGRES_URL_VARIABLE).is_some();
     if !available {
         assert!(std::env::var_os("CI").is_none(), "GUICHET_TEST_POSTGRES_URL must be set under CI");
-        eprintln!("SKIPPED (PostgreSQL): set GUICHET_TEST_POSTGRES_URL to run it");
+        say_skipped!("SKIPPED (PostgreSQL): set GUICHET_TEST_POSTGRES_URL to run it");
     }
     available
 }
