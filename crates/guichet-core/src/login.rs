@@ -87,6 +87,7 @@ impl Authenticator {
         password: SecretString,
         context: &RequestContext,
     ) -> Result<Account, LoginError> {
+        let password = crate::password::normalised(&password);
         let throttle_key = context.address.map(throttle_key);
         if let Some(key) = &throttle_key {
             self.check_address(key).await?;

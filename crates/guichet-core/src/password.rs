@@ -67,6 +67,14 @@ pub enum PasswordError {
     Mismatch,
 }
 
+/// The form a password is hashed and checked in (NFKC, as NIST SP 800-63B advises): the
+/// same accented password typed on two systems that compose accents differently is
+/// the same password.
+pub fn normalised(raw: &SecretString) -> SecretString {
+    use unicode_normalization::UnicodeNormalization as _;
+    SecretString::from(raw.expose_secret().nfkc().collect::<String>())
+}
+
 /// A password that met the policy. Its `Debug` never prints it.
 #[derive(Debug)]
 pub struct NewPassword(SecretString);
@@ -75,6 +83,7 @@ impl NewPassword {
     /// Checks a chosen password against the policy and against the account's own data
     /// (`personal`: identifier, email…; parts shorter than 4 characters are ignored).
     pub fn parse(raw: SecretString, policy: PasswordPolicy, personal: &[&str]) -> Result<Self, PasswordError> {
+        let raw = normalised(&raw);
         let value = raw.expose_secret();
         let length = value.chars().count();
         if length < policy.min_length {
@@ -166,6 +175,16 @@ mod tests {
     fn length_counts_characters_not_bytes() {
         let policy = PasswordPolicy { min_length: 12 };
         assert!(NewPassword::parse(secret("éééééééééééé"), policy, &[]).is_ok());
+    }
+
+    #[test]
+    fn composed_and_decomposed_accents_are_one_password() {
+        let composed = secret("pâte à crêpe du matin");
+        let decomposed = secret("pa\u{302}te a\u{300} cre\u{302}pe du matin");
+        let policy = PasswordPolicy::default();
+        let a = NewPassword::parse(composed, policy, &[]).map(|p| p.into_secret().expose_secret().to_owned());
+        let b = NewPassword::parse(decomposed, policy, &[]).map(|p| p.into_secret().expose_secret().to_owned());
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -257,6 +257,9 @@ pub trait RecoveryStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Result<AccountId, CodeError>, StoreError>;
 
+    /// Uses up every code of the account still unused (a new one replaces them).
+    async fn revoke_codes(&self, account: AccountId, now: Timestamp) -> Result<(), StoreError>;
+
     /// Codes of the account still usable at `now`.
     async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError>;
 }

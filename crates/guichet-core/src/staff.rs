@@ -164,7 +164,7 @@ impl Desk {
     ) -> Result<(), ChangeError> {
         if let Some(current) = current {
             let hash = account.password_hash.clone().ok_or(ChangeError::WrongCurrent)?;
-            if let Verification::Mismatch = self.hasher.verify(current, hash).await? {
+            if let Verification::Mismatch = self.hasher.verify(crate::password::normalised(&current), hash).await? {
                 self.store.record_login_failure(account.id, &self.lockout, context, self.clock.now()).await?;
                 return Err(ChangeError::WrongCurrent);
             }

@@ -122,6 +122,16 @@ impl RecoveryStore for SqlStore {
         Ok(Ok(account))
     }
 
+    async fn revoke_codes(&self, account: AccountId, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
+            .bind(account.get())
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
     async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL AND expires_at > $2",

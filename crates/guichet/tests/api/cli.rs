@@ -190,7 +190,13 @@ async fn serve_on_an_empty_database_creates_an_administrator_and_prints_a_one_ti
     // Until the administrator sets a password, each start prints a fresh link.
     let second = start();
     assert!(!second.contains("created the administrator"));
-    assert_ne!(link(&second), Some(first_link));
+    assert_ne!(link(&second), Some(first_link.clone()));
+    // The earlier link no longer works: only the newest one printed does.
+    let app = crate::helpers::spawn_app_on_database(&database).await;
+    let code = first_link.rsplit('=').next().unwrap_or_default().to_owned();
+    let form = [("code", code.as_str()), ("new_password", PASSWORD), ("new_password_confirm", PASSWORD)];
+    let page = app.submit(&app.client, "/reset-password", "/reset-password", &form).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]

@@ -137,6 +137,13 @@ pub async fn spawn_app_with_background_postman() -> TestApp {
     spawn(Backend::Sqlite, &[], &transport, mail, true).await
 }
 
+/// The application on an existing SQLite database (one a command created).
+pub async fn spawn_app_on_database(url: &str) -> TestApp {
+    let mail = SmtpSink::start();
+    let transport = mail.url();
+    spawn(Backend::Sqlite, &[("GUICHET_DATABASE_URL", url)], &transport, mail, false).await
+}
+
 /// The application with its mail server down (nothing listens at `address` yet).
 pub async fn spawn_app_with_mail_down(backend: Backend, address: std::net::SocketAddr) -> TestApp {
     let transport = guichet_testkit::url_for(address);
