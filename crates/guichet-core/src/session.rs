@@ -27,8 +27,8 @@ impl Default for SessionPolicy {
     }
 }
 
-/// A session to store.
-#[derive(Debug, Clone)]
+/// A session to store. `Debug` leaves out the CSRF token.
+#[derive(Clone)]
 pub struct NewSession {
     /// Hash of the cookie's token.
     pub token_hash: TokenHash,
@@ -46,8 +46,8 @@ pub struct NewSession {
     pub context: RequestContext,
 }
 
-/// A live session.
-#[derive(Debug, Clone)]
+/// A live session. `Debug` leaves out the CSRF token.
+#[derive(Clone)]
 pub struct Session {
     /// Hash of the cookie's token.
     pub token_hash: TokenHash,
@@ -61,6 +61,25 @@ pub struct Session {
     pub idle_expires_at: Timestamp,
     /// Absolute expiry.
     pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("token_hash", &self.token_hash)
+            .field("account_id", &self.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("token_hash", &self.token_hash)
+            .field("account_id", &self.account_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Opens, finds and ends sessions.

@@ -16,13 +16,19 @@ use crate::cookies::Cookie;
 use crate::error::{ErrorPage, WebError};
 use crate::state::AppState;
 
-/// The visitor of this request, as [`resolve`] found them.
-#[derive(Debug, Clone)]
+/// The visitor of this request, as [`resolve`] found them. `Debug` leaves out the token.
+#[derive(Clone)]
 pub struct Visitor {
     /// Their live session, if signed in.
     pub session: Option<Session>,
     /// The token their forms carry: the session's, or the anonymous cookie's.
     pub csrf_token: String,
+}
+
+impl std::fmt::Debug for Visitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Visitor").field("session", &self.session).finish_non_exhaustive()
+    }
 }
 
 impl FromRequestParts<AppState> for Visitor {

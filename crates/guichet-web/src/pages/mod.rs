@@ -25,8 +25,8 @@ use crate::error::{ErrorPage, WebError};
 use crate::state::AppState;
 use crate::visitor::Visitor;
 
-/// What every page's frame needs.
-#[derive(Debug, Clone)]
+/// What every page's frame needs. `Debug` leaves out the CSRF token.
+#[derive(Clone)]
 pub struct Layout {
     /// The association's name.
     pub site_name: String,
@@ -34,6 +34,15 @@ pub struct Layout {
     pub csrf_token: String,
     /// Shows "Mon espace" and the logout button.
     pub signed_in: bool,
+}
+
+impl std::fmt::Debug for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layout")
+            .field("site_name", &self.site_name)
+            .field("signed_in", &self.signed_in)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Layout {
