@@ -139,7 +139,7 @@ impl AuditKind {
         match self {
             Self::LoginSucceeded => "connexion réussie",
             Self::LoginFailed => "mot de passe erroné",
-            Self::LoginRefusedLocked => "connexion refusée (compte suspendu)",
+            Self::LoginRefusedLocked => "connexion refusée (compte suspendu, désactivé ou sans mot de passe valable)",
             Self::AccountLocked => "compte suspendu",
             Self::AccountUnlocked => "compte réactivé",
             Self::AccountCreated => "compte créé",

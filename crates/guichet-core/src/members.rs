@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 
 use crate::account::{
     Account, DisplayName, DisplayNameError, EmailAddress, EmailError, Identifier, IdentifierError, NewAccount, Role,
@@ -179,10 +179,5 @@ impl Members {
     /// The password policy in force.
     pub fn password_policy(&self) -> PasswordPolicy {
         self.policy
-    }
-
-    /// Checks a password against the policy without storing anything.
-    pub fn check_password(&self, raw: &SecretString, personal: &[&str]) -> Result<(), PasswordError> {
-        NewPassword::parse(SecretString::from(raw.expose_secret().to_owned()), self.policy, personal).map(|_| ())
     }
 }

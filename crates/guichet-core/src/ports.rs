@@ -137,9 +137,6 @@ pub trait AccountStore: Send + Sync {
         new: &PasswordHash,
         now: Timestamp,
     ) -> Result<(), StoreError>;
-
-    /// Changes the display name.
-    async fn set_display_name(&self, account: AccountId, name: &DisplayName, now: Timestamp) -> Result<(), StoreError>;
 }
 
 /// Server-side sessions, keyed by the hash of the cookie's token.

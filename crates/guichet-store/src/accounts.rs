@@ -282,17 +282,6 @@ impl AccountStore for SqlStore {
             .map(|_| ())
             .map_err(backend)
     }
-
-    async fn set_display_name(&self, account: AccountId, name: &DisplayName, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE accounts SET display_name = $2, updated_at = $3 WHERE id = $1")
-            .bind(account.get())
-            .bind(name.as_str())
-            .bind(millis(now))
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend)
-    }
 }
 
 /// Lifts the lock and forgets failures up to audit event `watermark`.

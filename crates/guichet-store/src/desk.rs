@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
+use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::desk::{
     AssistanceRequest, CallSlot, Confirmation, NewRequest, RequestChange, RequestId, RequestNote, RequestState,
     new_reference,
@@ -13,6 +14,7 @@ use guichet_core::token::TokenHash;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use crate::audit::insert_event;
 use crate::outbox::insert_mail;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
@@ -51,6 +53,11 @@ fn slot_from_row(row: &AnyRow) -> Result<CallSlot, StoreError> {
         confirmed_at: optional_timestamp(row.try_get("confirmed_at").map_err(backend)?)?,
         withdrawn_at: optional_timestamp(row.try_get("withdrawn_at").map_err(backend)?)?,
     })
+}
+
+/// The audit line of a call step on the request's account.
+fn call_event(account: AccountId, kind: AuditKind, actor: Actor, at: Timestamp) -> NewAuditEvent {
+    NewAuditEvent { at, account_id: Some(account), kind, actor, context: RequestContext::default(), detail: None }
 }
 
 #[async_trait]
@@ -208,6 +215,10 @@ impl DeskStore for SqlStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
+        if let Some(account) = account {
+            let event = call_event(AccountId::from_stored(account), AuditKind::CallProposed, Actor::Staff(staff), now);
+            insert_event(&mut tx, &event).await?;
+        }
         let mail = NewMail {
             kind: MailKind::CallProposal,
             account_id: account.map(AccountId::from_stored),
@@ -287,6 +298,9 @@ impl DeskStore for SqlStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
+        if let Some(account) = account(&row, "account_id")? {
+            insert_event(&mut tx, &call_event(account, AuditKind::CallConfirmed, Actor::Member, now)).await?;
+        }
         let mail = NewMail {
             kind: MailKind::CallConfirmed,
             account_id: account(&row, "account_id")?,

@@ -4,15 +4,13 @@ use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
-use guichet_core::mail::MailKind;
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{RecoveryStore, StoreError};
 use guichet_core::recovery::{CodeError, CodePurpose, StoredCode};
 use guichet_core::token::TokenHash;
 use sqlx::Row as _;
 
-use crate::audit::insert_event;
-use crate::outbox::insert_mail_to_account;
+use crate::staff::set_chosen_password;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 #[async_trait]
@@ -100,24 +98,7 @@ impl RecoveryStore for SqlStore {
             context: context.clone(),
             detail: Some("avec un code reçu par courriel".into()),
         };
-        let event_id = insert_event(&mut tx, &event).await?;
-        sqlx::query(
-            "UPDATE accounts SET password_hash = $2, must_change_password = 0, locked_until = NULL, \
-             failures_cleared_after = $3, updated_at = $4 WHERE id = $1",
-        )
-        .bind(account.get())
-        .bind(new_hash.as_phc())
-        .bind(event_id)
-        .bind(millis(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query("DELETE FROM sessions WHERE account_id = $1")
-            .bind(account.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        insert_mail_to_account(&mut tx, MailKind::PasswordChanged, account, now).await?;
+        set_chosen_password(&mut tx, account, new_hash, None, &event).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Ok(account))
     }

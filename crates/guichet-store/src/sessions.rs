@@ -6,9 +6,24 @@ use guichet_core::account::AccountId;
 use guichet_core::ports::{SessionStore, StoreError};
 use guichet_core::session::{NewSession, Session};
 use guichet_core::token::TokenHash;
-use sqlx::Row as _;
+use sqlx::{Any, Row as _, Transaction};
 
 use crate::{SqlStore, backend, millis, timestamp};
+
+/// Ends every session of the account but `keep`, inside a transaction; returns how many.
+pub(crate) async fn end_sessions(
+    tx: &mut Transaction<'_, Any>,
+    account: AccountId,
+    keep: Option<&TokenHash>,
+) -> Result<u64, StoreError> {
+    sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash <> $2")
+        .bind(account.get())
+        .bind(keep.map_or("", TokenHash::as_str))
+        .execute(&mut **tx)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(backend)
+}
 
 #[async_trait]
 impl SessionStore for SqlStore {
@@ -79,13 +94,10 @@ impl SessionStore for SqlStore {
     }
 
     async fn delete_account_sessions(&self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash <> $2")
-            .bind(account.get())
-            .bind(keep.map_or("", TokenHash::as_str))
-            .execute(&self.pool)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(backend)
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let ended = end_sessions(&mut tx, account, keep).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ended)
     }
 
     async fn purge_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -8,14 +8,42 @@ use guichet_core::mail::{MailKind, NewMail};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{StaffStore, StoreError};
 use guichet_core::token::TokenHash;
-use sqlx::Row as _;
+use sqlx::{Any, Row as _, Transaction};
 
 use crate::accounts::{account_from_row, conflict_or_backend, select_where};
 use crate::audit::insert_event;
 use crate::outbox::{insert_mail, insert_mail_to_account};
+use crate::sessions::end_sessions;
 use crate::{SqlStore, backend, millis};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Sets a password the member chose, inside a transaction: clears the must-change flag,
+/// any temporary expiry, the lock and the failure count; ends every session but `keep`;
+/// records `event` (`password_changed`) and queues the notice.
+pub(crate) async fn set_chosen_password(
+    tx: &mut Transaction<'_, Any>,
+    account: AccountId,
+    hash: &PasswordHash,
+    keep: Option<&TokenHash>,
+    event: &NewAuditEvent,
+) -> Result<(), StoreError> {
+    let event_id = insert_event(tx, event).await?;
+    sqlx::query(
+        "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, must_change_password = 0, \
+         locked_until = NULL, failures_cleared_after = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(account.get())
+    .bind(hash.as_phc())
+    .bind(event_id)
+    .bind(millis(event.at))
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    end_sessions(tx, account, keep).await?;
+    insert_mail_to_account(tx, MailKind::PasswordChanged, account, event.at).await?;
+    Ok(())
+}
 
 #[async_trait]
 impl StaffStore for SqlStore {
@@ -42,11 +70,7 @@ impl StaffStore for SqlStore {
             .await
             .map_err(backend)?;
         if disabled {
-            sqlx::query("DELETE FROM sessions WHERE account_id = $1")
-                .bind(account.get())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            end_sessions(&mut tx, account, None).await?;
         }
         insert_event(&mut tx, &event).await?;
         tx.commit().await.map_err(backend)
@@ -110,11 +134,7 @@ impl StaffStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        sqlx::query("DELETE FROM sessions WHERE account_id = $1")
-            .bind(account.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        end_sessions(&mut tx, account, None).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -127,22 +147,6 @@ impl StaffStore for SqlStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query(
-            "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, must_change_password = 0, updated_at = $3 \
-             WHERE id = $1",
-        )
-        .bind(account.get())
-        .bind(hash.as_phc())
-        .bind(millis(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash <> $2")
-            .bind(account.get())
-            .bind(keep.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
         let event = NewAuditEvent {
             at: now,
             account_id: Some(account),
@@ -151,8 +155,7 @@ impl StaffStore for SqlStore {
             context: context.clone(),
             detail: Some("dans Mon espace".into()),
         };
-        insert_event(&mut tx, &event).await?;
-        insert_mail_to_account(&mut tx, MailKind::PasswordChanged, account, now).await?;
+        set_chosen_password(&mut tx, account, hash, Some(keep), &event).await?;
         tx.commit().await.map_err(backend)
     }
 

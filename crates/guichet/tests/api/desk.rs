@@ -376,3 +376,33 @@ async fn a_csv_import_keeps_the_good_rows_and_reports_the_bad_ones() {
     assert_eq!(app.account("paul").await.display_name.as_str(), "Roux, Paul");
     assert_eq!(app.mail_to("jean@chu.example.fr").len(), 1, "invitations sent");
 }
+
+#[tokio::test]
+async fn a_reset_after_a_temporary_password_gives_an_ordinary_password() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let output = crate::cli::guichet(&app, &["member", "temporary-password", "marie"], None);
+    assert!(output.status.success());
+    // The member never logs in with it, and resets the password by email instead.
+    let form = [("email", "marie@chu.example.fr")];
+    app.submit(&browser(), "/forgot-password", "/forgot-password", &form).await;
+    let code = app
+        .delivered_to("marie@chu.example.fr")
+        .await
+        .into_iter()
+        .rev()
+        .find(|m| m.subject.contains("nouveau mot de passe"))
+        .map(|m| m.code())
+        .unwrap_or_default();
+    let reset = [("code", code.as_str()), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD)];
+    assert_eq!(
+        app.submit(&browser(), "/reset-password", "/reset-password", &reset).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let account = app.account("marie").await;
+    assert!(!account.must_change_password && account.password_expires_at.is_none());
+    for _ in 0..2 {
+        let login = app.login_with(&browser(), "marie", NEW_PASSWORD, &[]).await;
+        assert_eq!((login.status, login.location()), (StatusCode::SEE_OTHER, Some("/me")), "works again and again");
+    }
+}
