@@ -132,6 +132,16 @@ impl EmailAddress {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The address partly hidden, enough for its owner to recognise it and for nobody
+    /// else to learn it: `ma***@ch***.fr` for `marie.durand@chu-lyon.fr`.
+    pub fn masked(&self) -> String {
+        let start = |s: &str| s.chars().take(if s.chars().count() > 3 { 2 } else { 1 }).collect::<String>();
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
+        let first = domain.split('.').next().unwrap_or_default();
+        let tld = domain.rsplit('.').next().unwrap_or_default();
+        format!("{}***@{}***.{tld}", start(local), start(first))
+    }
 }
 
 impl std::fmt::Display for EmailAddress {
@@ -316,6 +326,14 @@ mod tests {
         {
             assert_eq!(EmailAddress::parse(bad), Err(EmailError), "{bad}");
         }
+    }
+
+    #[test]
+    fn masked_addresses_keep_only_their_first_letters_and_top_level_domain() {
+        let masked = |raw: &str| EmailAddress::parse(raw).map(|e| e.masked()).unwrap_or_default();
+        assert_eq!(masked("marie.durand@chu-lyon.fr"), "ma***@ch***.fr");
+        assert_eq!(masked("jo@a.example.org"), "j***@a***.org");
+        assert_eq!(masked("x@ab.fr"), "x***@a***.fr");
     }
 
     #[test]

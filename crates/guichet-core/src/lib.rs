@@ -7,6 +7,7 @@
 pub mod account;
 pub mod audit;
 pub mod clock;
+pub mod console;
 pub mod desk;
 pub mod french;
 pub mod hashing;

@@ -47,11 +47,13 @@ pub enum MailKind {
     CallProposal,
     /// The chosen slot, with a calendar file.
     CallConfirmed,
+    /// The account's address changed: told to the *old* address.
+    EmailChanged,
 }
 
 impl MailKind {
     /// Every kind.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::ForgotIdentifier,
         Self::PasswordReset,
         Self::Invitation,
@@ -61,6 +63,7 @@ impl MailKind {
         Self::AssistanceReceived,
         Self::CallProposal,
         Self::CallConfirmed,
+        Self::EmailChanged,
     ];
 
     /// The stored name.
@@ -75,6 +78,7 @@ impl MailKind {
             Self::AssistanceReceived => "assistance_received",
             Self::CallProposal => "call_proposal",
             Self::CallConfirmed => "call_confirmed",
+            Self::EmailChanged => "email_changed",
         }
     }
 
@@ -95,6 +99,7 @@ impl MailKind {
             Self::AssistanceReceived => "accusé de réception de l'assistance",
             Self::CallProposal => "proposition de rendez-vous",
             Self::CallConfirmed => "confirmation de rendez-vous",
+            Self::EmailChanged => "avis de changement d'adresse (à l'ancienne adresse)",
         }
     }
 }
@@ -274,6 +279,13 @@ pub enum MailContent {
         ends_at: Timestamp,
         /// The number staff will call, if given.
         phone: String,
+    },
+    /// The account's address changed (sent to the old one).
+    EmailChanged {
+        /// The new address, partly hidden.
+        new_address: String,
+        /// When.
+        at: Timestamp,
     },
     /// `guichet mail test`.
     Test,

@@ -10,7 +10,7 @@ use crate::account::{
 use crate::audit::{Actor, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::hashing::{HashError, PasswordHasher};
-use crate::mail::MailKind;
+use crate::mail::{MailKind, NewMail};
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
 use crate::ports::{AccountFilter, Conflict, Store, StoreError};
 
@@ -144,6 +144,11 @@ impl Members {
         self.store.find_account_by_identifier(&parsed).await?.ok_or_else(unknown)
     }
 
+    /// The account with this id. `Ok(None)` when there is none.
+    pub async fn find_by_id(&self, id: crate::account::AccountId) -> Result<Option<Account>, StoreError> {
+        self.store.find_account(id).await
+    }
+
     /// The account with its recent events.
     pub async fn status(&self, identifier: &str, events: u32) -> Result<MemberStatus, MemberError> {
         let account = self.find(identifier).await?;
@@ -169,6 +174,28 @@ impl Members {
             detail: None,
         };
         Ok(self.store.unlock_account(account.id, event).await?)
+    }
+
+    /// Mails the account its identifier and a temporary password, on the operator's
+    /// word (the command line: whoever runs it holds the database already).
+    pub async fn issue_temporary_password(&self, identifier: &str) -> Result<Account, MemberError> {
+        let account = self.find(identifier).await?;
+        let mail = NewMail {
+            kind: MailKind::TemporaryPassword,
+            account_id: Some(account.id),
+            recipient: account.email.clone(),
+            subject: None,
+        };
+        let event = NewAuditEvent {
+            at: self.clock.now(),
+            account_id: Some(account.id),
+            kind: AuditKind::TemporaryPasswordIssued,
+            actor: Actor::Operator,
+            context: RequestContext::default(),
+            detail: None,
+        };
+        self.store.queue_staff_mail(&mail, event).await?;
+        Ok(account)
     }
 
     /// Whether any account exists yet.

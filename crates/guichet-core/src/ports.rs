@@ -37,6 +37,15 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// How a change guarded by the last-administrator rule ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarded {
+    /// Done.
+    Done,
+    /// Refused: it would leave no active administrator. Nothing changed.
+    LastAdministrator,
+}
+
 /// What a failed login did to the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureOutcome {
@@ -91,7 +100,7 @@ pub trait AccountStore: Send + Sync {
 
     /// Records a wrong password, atomically with respect to every other login on the
     /// same account (also from other instances): the failure is audited, counted within
-    /// `policy.window` since the last success or unlock, and locks the account when the
+    /// `policy.window` since the last success, unlock or lock, and locks the account when the
     /// count reaches `policy.threshold` — and then queues the lock notice to the account's
     /// address in the same transaction. A failure arriving while the account is locked
     /// is audited as refused and not counted.
@@ -157,8 +166,9 @@ pub trait SessionStore: Send + Sync {
         idle_expires_at: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Ends one session. Ending a session that is gone is not an error.
-    async fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError>;
+    /// Ends one session and, with `event` (a logout), records it in the same
+    /// transaction. Ending a session that is gone is not an error.
+    async fn delete_session(&self, token: &TokenHash, event: Option<NewAuditEvent>) -> Result<(), StoreError>;
 
     /// Ends every session of an account but `keep`; returns how many ended.
     async fn delete_account_sessions(&self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError>;
@@ -268,11 +278,24 @@ pub trait StaffStore: Send + Sync {
     /// by identifier.
     async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<Account>, StoreError>;
 
-    /// Disables (ending every session) or re-enables an account, with its audit line.
-    async fn set_disabled(&self, account: AccountId, disabled: bool, event: NewAuditEvent) -> Result<(), StoreError>;
+    /// Disables (ending every session) or re-enables an account, with its audit line —
+    /// unless it would disable the last active administrator: `Ok(LastAdministrator)`
+    /// and nothing changes. The check and the change are one transaction that holds the
+    /// active administrators' rows, so two administrators disabling each other at once
+    /// cannot both succeed.
+    async fn set_disabled(
+        &self,
+        account: AccountId,
+        disabled: bool,
+        event: NewAuditEvent,
+    ) -> Result<Guarded, StoreError>;
 
-    /// Changes email and name. `Err(Conflict(Email))` when the address is taken.
-    async fn update_details(
+    /// Changes email and name, with the audit line. When the email changes, in the same
+    /// transaction: the account's unused codes are used up, a temporary password still
+    /// pending is revoked (the account keeps no password until the member chooses one),
+    /// and an `EmailChanged` notice is queued to the *old* address.
+    /// `Err(Conflict(Email))` when the new address is taken.
+    async fn change_details(
         &self,
         account: AccountId,
         email: &EmailAddress,
@@ -280,8 +303,9 @@ pub trait StaffStore: Send + Sync {
         event: NewAuditEvent,
     ) -> Result<(), StoreError>;
 
-    /// Changes the role.
-    async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<(), StoreError>;
+    /// Changes the role, with the same guard as [`StaffStore::set_disabled`]: demoting the
+    /// last active administrator answers `Ok(LastAdministrator)` and changes nothing.
+    async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<Guarded, StoreError>;
 
     /// Replaces the password by a temporary one that stops working at `expires_at`,
     /// works for one login, and must be changed then; lifts any lock and ends every session.

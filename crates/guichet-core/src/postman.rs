@@ -161,8 +161,9 @@ impl Postman {
                 MailOutcome::Skipped { reason: "plus rien à dire (le compte n'est plus suspendu)".into() },
             ));
         };
-        let outgoing =
-            OutgoingMail { to: account.email.clone(), name: account.display_name.as_str().to_owned(), content };
+        // An address-change notice goes to the address it was queued for: the old one.
+        let to = if mail.kind == MailKind::EmailChanged { mail.recipient.clone() } else { account.email.clone() };
+        let outgoing = OutgoingMail { to, name: account.display_name.as_str().to_owned(), content };
         match self.sender.send(&outgoing).await {
             Ok(answer) => {
                 if let Secret::TemporaryPassword(hash, expires_at) = code {
@@ -233,7 +234,10 @@ impl Postman {
                 }
             }
         };
-        let outgoing = OutgoingMail { to: mail.recipient.clone(), name: request.name.clone(), content };
+        // The address and the name were typed by whoever wrote in, unverified: the name
+        // appears neither in the greeting nor in `To:`, so that nobody can make guichet
+        // carry a text of their choice to an address of their choice.
+        let outgoing = OutgoingMail { to: mail.recipient.clone(), name: String::new(), content };
         Ok(match self.sender.send(&outgoing).await {
             Ok(answer) => (request.account_id, MailOutcome::Sent { answer }),
             Err(error) => (request.account_id, self.after_failure(mail, error, now)),
@@ -278,6 +282,9 @@ impl Postman {
                 _ => return Ok(None),
             },
             MailKind::PasswordChanged => MailContent::PasswordChanged { at: mail.created_at },
+            MailKind::EmailChanged => {
+                MailContent::EmailChanged { new_address: account.email.masked(), at: mail.created_at }
+            }
             MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::CallConfirmed => return Ok(None),
         };
         Ok(Some((content, Secret::None)))

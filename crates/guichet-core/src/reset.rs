@@ -102,11 +102,16 @@ impl Recovery {
         Ok(())
     }
 
-    /// Queues a new code for the account a (used, expired, or valid) code belonged to:
-    /// the "send me a new code" button of the code form. Nothing for an unknown code.
+    /// Queues a new code for the account an expired (or still valid) code belonged to:
+    /// the "send me a new code" button of the code form. Nothing for an unknown code, nor
+    /// for a used one: a code seen once (in an old mail, a shared screen) must not let
+    /// anyone keep mailing the account.
     pub async fn request_reset_from_code(&self, typed: &str) -> Result<(), StoreError> {
         let Some(code) = RecoveryCode::parse(typed) else { return Ok(()) };
         let Some(stored) = self.store.find_code(&code.hash()).await? else { return Ok(()) };
+        if stored.used_at.is_some() {
+            return Ok(());
+        }
         let Some(account) = self.store.find_account(stored.account_id).await? else { return Ok(()) };
         let mail = NewMail {
             kind: MailKind::PasswordReset,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::account::AccountId;
-use crate::audit::RequestContext;
+use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::ports::{Store, StoreError};
 use crate::token::{PlainToken, TokenHash};
@@ -113,7 +113,7 @@ impl Sessions {
         replacing: Option<&TokenHash>,
     ) -> Result<(PlainToken, Session), StoreError> {
         if let Some(old) = replacing {
-            self.store.delete_session(old).await?;
+            self.store.delete_session(old, None).await?;
         }
         let now = self.clock.now();
         let token = PlainToken::generate();
@@ -147,8 +147,16 @@ impl Sessions {
         Ok(Some(session))
     }
 
-    /// Ends a session.
-    pub async fn close(&self, token: &TokenHash) -> Result<(), StoreError> {
-        self.store.delete_session(token).await
+    /// Logs out: ends the session and records it, in one transaction.
+    pub async fn log_out(&self, session: &Session, context: RequestContext) -> Result<(), StoreError> {
+        let event = NewAuditEvent {
+            at: self.clock.now(),
+            account_id: Some(session.account_id),
+            kind: AuditKind::LoggedOut,
+            actor: Actor::Member,
+            context,
+            detail: None,
+        };
+        self.store.delete_session(&session.token_hash, Some(event)).await
     }
 }

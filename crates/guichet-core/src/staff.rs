@@ -1,23 +1,24 @@
-//! What staff do at the desk, and what members do to their own account: each action
-//! checked here, recorded in the audit trail with who did it, and its mail queued in
-//! the same transaction.
+//! The assistance desk's requests and call slots, and what members do to their own
+//! account. Staff actions on accounts live in [`crate::console`], where authority is
+//! decided.
 
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use secrecy::SecretString;
 
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
+use crate::account::{Account, AccountId, EmailAddress};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::desk::{Confirmation, NewRequest, RequestChange, RequestId};
 use crate::hashing::{HashError, PasswordHasher, Verification};
-use crate::mail::{MailKind, NewMail};
-use crate::members::AddMemberError;
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
 use crate::ports::{Store, StoreError};
 use crate::session::Session;
 use crate::token::PlainToken;
+
+/// The longest message or note, in characters.
+pub const NOTE_MAX_CHARS: usize = 5000;
 
 /// Why a password change did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -85,70 +86,6 @@ impl Desk {
         NewAuditEvent { at: self.clock.now(), account_id: Some(account), kind, actor, context: context.clone(), detail }
     }
 
-    /// Queues a staff-triggered message to the account, with its audit line.
-    pub async fn send(
-        &self,
-        account: &Account,
-        kind: MailKind,
-        actor: Actor,
-        context: &RequestContext,
-    ) -> Result<(), StoreError> {
-        let audit = match kind {
-            MailKind::TemporaryPassword => AuditKind::TemporaryPasswordIssued,
-            MailKind::PasswordReset => AuditKind::ResetCodeSent,
-            _ => AuditKind::IdentifierSent,
-        };
-        let mail = NewMail { kind, account_id: Some(account.id), recipient: account.email.clone(), subject: None };
-        let event = self.event(account.id, audit, actor, context, None);
-        self.store.queue_staff_mail(&mail, event).await
-    }
-
-    /// Disables or re-enables an account; disabling ends its sessions.
-    pub async fn set_disabled(
-        &self,
-        account: AccountId,
-        disabled: bool,
-        staff: AccountId,
-        context: &RequestContext,
-    ) -> Result<(), StoreError> {
-        let kind = if disabled { AuditKind::AccountDisabled } else { AuditKind::AccountEnabled };
-        self.store.set_disabled(account, disabled, self.event(account, kind, Actor::Staff(staff), context, None)).await
-    }
-
-    /// Changes email and name.
-    pub async fn update_details(
-        &self,
-        account: &Account,
-        email: &str,
-        name: &str,
-        staff: AccountId,
-        context: &RequestContext,
-    ) -> Result<(), AddMemberError> {
-        let email = EmailAddress::parse(email)?;
-        let name = DisplayName::parse(name)?;
-        let detail = (email != account.email).then(|| format!("adresse {} → {}", account.email, email));
-        let event = self.event(account.id, AuditKind::DetailsChanged, Actor::Staff(staff), context, detail);
-        Ok(self.store.update_details(account.id, &email, &name, event).await?)
-    }
-
-    /// Changes a role (the console lets only administrators do it).
-    pub async fn set_role(
-        &self,
-        account: &Account,
-        role: Role,
-        admin: AccountId,
-        context: &RequestContext,
-    ) -> Result<(), StoreError> {
-        let detail = Some(format!("{} → {}", account.role, role));
-        self.store
-            .set_role(
-                account.id,
-                role,
-                self.event(account.id, AuditKind::RoleChanged, Actor::Staff(admin), context, detail),
-            )
-            .await
-    }
-
     /// Changes a member's own password. With `current` (an ordinary change) it must be
     /// right — a wrong one counts as a failed login; without (a forced change after a
     /// temporary password) it is not asked. The member's other sessions end and a
@@ -213,7 +150,7 @@ impl Desk {
             RequestError::Invalid("l'adresse électronique n'est pas valide (exemple : prenom.nom@hopital.fr)")
         })?;
         let message = message.trim();
-        if message.is_empty() || message.chars().count() > 5000 {
+        if message.is_empty() || message.chars().count() > NOTE_MAX_CHARS {
             return Err(RequestError::Invalid("décrivez votre difficulté (5 000 caractères au plus)"));
         }
         let phone = phone.trim();
@@ -268,6 +205,15 @@ impl Desk {
             RequestChange::Account(None) => "Demande détachée du compte".to_owned(),
         };
         self.store.add_note(id, Some(staff.id), &note, now).await
+    }
+
+    /// Adds a staff note to a request.
+    pub async fn add_note(&self, id: RequestId, staff: &Account, body: &str) -> Result<(), RequestError> {
+        let body = body.trim();
+        if body.is_empty() || body.chars().count() > NOTE_MAX_CHARS {
+            return Err(RequestError::Invalid("la note est vide ou trop longue (5 000 caractères au plus)"));
+        }
+        Ok(self.store.add_note(id, Some(staff.id), body, self.clock.now()).await?)
     }
 
     /// Proposes one to three slots; the member gets one link per slot.

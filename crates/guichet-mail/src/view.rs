@@ -19,6 +19,7 @@ pub(crate) enum Kind {
     AssistanceReceived,
     CallProposal,
     CallConfirmed,
+    EmailChanged,
     Test,
 }
 
@@ -52,6 +53,8 @@ pub(crate) struct View {
     slots: Vec<SlotLine>,
     /// The number staff will call.
     phone: String,
+    /// A new address, partly hidden.
+    new_address: String,
 }
 
 #[derive(Template)]
@@ -91,6 +94,7 @@ impl View {
             reference: String::new(),
             slots: Vec::new(),
             phone: String::new(),
+            new_address: String::new(),
         };
         let link = |code: &guichet_core::recovery::RecoveryCode| {
             format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""))
@@ -147,6 +151,11 @@ impl View {
                 view.reference.clone_from(reference);
                 view.when = slot_when(*starts_at, *ends_at, zone);
                 view.phone.clone_from(phone);
+            }
+            MailContent::EmailChanged { new_address, at: changed } => {
+                view.kind = Kind::EmailChanged;
+                view.new_address.clone_from(new_address);
+                view.when = at(*changed);
             }
             MailContent::Test => {}
         }

@@ -183,16 +183,19 @@ impl AccountStore for SqlStore {
         let failures = u32::try_from(failures).unwrap_or(u32::MAX);
         let outcome = if failures >= policy.threshold {
             let until = now.saturating_add(policy.duration).unwrap_or(now);
-            sqlx::query("UPDATE accounts SET locked_until = $2 WHERE id = $1")
-                .bind(account.get())
-                .bind(millis(until))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
             let mut locked = member_event(account, AuditKind::AccountLocked, context, now);
             locked.actor = Actor::System;
             locked.detail = Some(format!("{failures} échecs"));
-            insert_event(&mut tx, &locked).await?;
+            let lock_event = insert_event(&mut tx, &locked).await?;
+            // The failures that caused the lock are spent: once it ends, counting starts
+            // afresh, so one more typo does not lock the account again at once.
+            sqlx::query("UPDATE accounts SET locked_until = $2, failures_cleared_after = $3 WHERE id = $1")
+                .bind(account.get())
+                .bind(millis(until))
+                .bind(lock_event)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
             insert_mail_to_account(&mut tx, MailKind::AccountLocked, account, now).await?;
             FailureOutcome::Locked { until }
         } else {

@@ -3,11 +3,13 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
+use guichet_core::audit::NewAuditEvent;
 use guichet_core::ports::{SessionStore, StoreError};
 use guichet_core::session::{NewSession, Session};
 use guichet_core::token::TokenHash;
 use sqlx::{Any, Row as _, Transaction};
 
+use crate::audit::insert_event;
 use crate::{SqlStore, backend, millis, timestamp};
 
 /// Ends every session of the account but `keep`, inside a transaction; returns how many.
@@ -84,13 +86,17 @@ impl SessionStore for SqlStore {
             .map_err(backend)
     }
 
-    async fn delete_session(&self, token: &TokenHash) -> Result<(), StoreError> {
+    async fn delete_session(&self, token: &TokenHash, event: Option<NewAuditEvent>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map(|_| ())
-            .map_err(backend)
+            .map_err(backend)?;
+        if let Some(event) = event {
+            insert_event(&mut tx, &event).await?;
+        }
+        tx.commit().await.map_err(backend)
     }
 
     async fn delete_account_sessions(&self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {

@@ -6,7 +6,7 @@ use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Role}
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::mail::{MailKind, NewMail};
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{StaffStore, StoreError};
+use guichet_core::ports::{Guarded, StaffStore, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::{Any, Row as _, Transaction};
 
@@ -45,6 +45,19 @@ pub(crate) async fn set_chosen_password(
     Ok(())
 }
 
+/// Whether taking `account` out of the active administrators would leave none. Takes
+/// the row locks of every active administrator for the rest of the transaction (the
+/// no-op `UPDATE`), so that two such changes cannot both see the other one still there.
+async fn would_leave_no_administrator(tx: &mut Transaction<'_, Any>, account: AccountId) -> Result<bool, StoreError> {
+    let admins: Vec<i64> = sqlx::query_scalar(
+        "UPDATE accounts SET updated_at = updated_at WHERE role = 'admin' AND disabled_at IS NULL RETURNING id",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(admins.contains(&account.get()) && admins.len() <= 1)
+}
+
 #[async_trait]
 impl StaffStore for SqlStore {
     async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<Account>, StoreError> {
@@ -60,8 +73,16 @@ impl StaffStore for SqlStore {
         rows.iter().map(account_from_row).collect()
     }
 
-    async fn set_disabled(&self, account: AccountId, disabled: bool, event: NewAuditEvent) -> Result<(), StoreError> {
+    async fn set_disabled(
+        &self,
+        account: AccountId,
+        disabled: bool,
+        event: NewAuditEvent,
+    ) -> Result<Guarded, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        if disabled && would_leave_no_administrator(&mut tx, account).await? {
+            return Ok(Guarded::LastAdministrator);
+        }
         sqlx::query("UPDATE accounts SET disabled_at = $2, updated_at = $3 WHERE id = $1")
             .bind(account.get())
             .bind(disabled.then(|| millis(event.at)))
@@ -73,31 +94,66 @@ impl StaffStore for SqlStore {
             end_sessions(&mut tx, account, None).await?;
         }
         insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(Guarded::Done)
     }
 
-    async fn update_details(
+    async fn change_details(
         &self,
         account: AccountId,
         email: &EmailAddress,
         name: &DisplayName,
         event: NewAuditEvent,
     ) -> Result<(), StoreError> {
+        let now = millis(event.at);
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query("UPDATE accounts SET email = $2, display_name = $3, updated_at = $4 WHERE id = $1")
+        // Takes the row's lock first, so that the old address read here is the one replaced.
+        let old: String = sqlx::query_scalar("UPDATE accounts SET updated_at = $2 WHERE id = $1 RETURNING email")
+            .bind(account.get())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("UPDATE accounts SET email = $2, display_name = $3 WHERE id = $1")
             .bind(account.get())
             .bind(email.as_str())
             .bind(name.as_str())
-            .bind(millis(event.at))
             .execute(&mut *tx)
             .await
             .map_err(conflict_or_backend)?;
+        if old != email.as_str() {
+            // What was mailed to the old address must not work any more.
+            sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
+                .bind(account.get())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(
+                "UPDATE accounts SET password_hash = NULL, password_expires_at = NULL \
+                 WHERE id = $1 AND password_expires_at IS NOT NULL",
+            )
+            .bind(account.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let notice = NewMail {
+                kind: MailKind::EmailChanged,
+                account_id: Some(account),
+                recipient: EmailAddress::from_stored(old),
+                subject: None,
+            };
+            insert_mail(&mut tx, &notice, event.at).await?;
+        }
         insert_event(&mut tx, &event).await?;
         tx.commit().await.map_err(backend)
     }
 
-    async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<(), StoreError> {
+    async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<Guarded, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        if role != Role::Admin && would_leave_no_administrator(&mut tx, account).await? {
+            return Ok(Guarded::LastAdministrator);
+        }
         sqlx::query("UPDATE accounts SET role = $2, updated_at = $3 WHERE id = $1")
             .bind(account.get())
             .bind(role.as_str())
@@ -106,7 +162,8 @@ impl StaffStore for SqlStore {
             .await
             .map_err(backend)?;
         insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(Guarded::Done)
     }
 
     async fn set_temporary_password(

@@ -296,7 +296,7 @@ async fn sessions_end_one_by_one_or_all_but_one(store: SqlStore) {
     for token in &tokens {
         store.create_session(&new_session(&account, token)).await.unwrap_or_else(|e| panic!("{e:?}"));
     }
-    store.delete_session(&tokens[0].hash()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.delete_session(&tokens[0].hash(), None).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert!(store.find_session(&tokens[0].hash(), t0()).await.ok().flatten().is_none());
     assert_eq!(store.delete_account_sessions(account.id, Some(&tokens[1].hash())).await.ok(), Some(1));
     assert!(store.find_session(&tokens[1].hash(), t0()).await.ok().flatten().is_some());

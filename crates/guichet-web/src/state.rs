@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use guichet_core::clock::Clock;
+use guichet_core::console::Console;
 use guichet_core::login::Authenticator;
 use guichet_core::members::Members;
 use guichet_core::ports::Store;
@@ -66,6 +67,8 @@ pub struct Inner {
     pub postman: Postman,
     /// The assistance desk, and members' own account changes.
     pub desk: Desk,
+    /// Staff actions on accounts, with their authority.
+    pub console: Console,
     /// Settings.
     pub settings: WebSettings,
 }

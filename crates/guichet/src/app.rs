@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use guichet_core::clock::Clock;
+use guichet_core::console::Console;
 use guichet_core::hashing::{Argon2Cost, Argon2Pool, PasswordHasher};
 use guichet_core::lockout::{AddressThrottlePolicy, LockoutPolicy};
 use guichet_core::login::Authenticator;
@@ -84,6 +85,7 @@ impl Application {
         );
         let desk = Desk::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), password_policy, lockout);
         let members = Members::new(Arc::clone(&shared), hasher, Arc::clone(&clock), password_policy);
+        let console = Console::new(Arc::clone(&shared), Arc::clone(&clock));
         let web = WebSettings {
             site_name: settings.site_name.clone(),
             public_url: settings.public_url.clone(),
@@ -93,8 +95,18 @@ impl Application {
             assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
             mail_help: mail_help(settings),
         };
-        let parts =
-            AppParts { store: shared, clock, authenticator, sessions, members, recovery, postman, desk, settings: web };
+        let parts = AppParts {
+            store: shared,
+            clock,
+            authenticator,
+            sessions,
+            members,
+            recovery,
+            postman,
+            desk,
+            console,
+            settings: web,
+        };
         let state = AppState::new(parts);
         Ok(Self { state, store })
     }

@@ -192,9 +192,10 @@ impl ResetPage {
         }
     }
 
-    /// A code that was recognised (used or expired): the page offers a new one for it.
+    /// An expired code: the page offers a new one for it (a used one only leads to the
+    /// request form, see `Recovery::request_reset_from_code`).
     fn offers_new_code(&self) -> bool {
-        matches!(self.problem, Problem::Code(CodeError::Used | CodeError::Expired))
+        matches!(self.problem, Problem::Code(CodeError::Expired))
     }
 }
 

@@ -7,7 +7,6 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use axum::routing::{get, post};
-use guichet_core::audit::{Actor, AuditKind, NewAuditEvent};
 use guichet_core::login::LoginError;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -124,18 +123,7 @@ async fn logout(
     Client(context): Client,
 ) -> Result<Response, WebError> {
     if let Some(session) = &visitor.session {
-        state.sessions.close(&session.token_hash).await?;
-        state
-            .store
-            .record_event(NewAuditEvent {
-                at: state.clock.now(),
-                account_id: Some(session.account_id),
-                kind: AuditKind::LoggedOut,
-                actor: Actor::Member,
-                context,
-                detail: None,
-            })
-            .await?;
+        state.sessions.log_out(session, context).await?;
     }
     let clear = Cookie::Session.clear(state.settings.cookie_secure);
     Ok((StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/login")), (SET_COOKIE, clear)]).into_response())

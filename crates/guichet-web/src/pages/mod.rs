@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use guichet_core::account::Account;
+use guichet_core::console::StaffActor;
 use guichet_core::session::Session;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
@@ -157,9 +158,18 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
-/// Assistance or admin staff. Members get `403`; anonymous visitors go to `/login`.
+/// Assistance or admin staff, with the actor the core built from their stored account.
+/// Members get `403`; anonymous visitors go to `/login`. Being staff only opens the
+/// console: what they may do to whom, the core decides ([`guichet_core::console`]).
 #[derive(Debug, Clone)]
-pub struct Staff(pub SignedIn);
+pub struct Staff {
+    /// Their account, as stored now.
+    pub account: Account,
+    /// The page frame.
+    pub layout: Layout,
+    /// Who acts, for the core's use cases.
+    pub actor: StaffActor,
+}
 
 impl FromRequestParts<AppState> for Staff {
     type Rejection = Response;
@@ -168,29 +178,16 @@ impl FromRequestParts<AppState> for Staff {
         if let Some(staff) = parts.extensions.get::<Self>() {
             return Ok(staff.clone());
         }
-        let signed_in = SignedIn::from_request_parts(parts, state).await?;
-        if !signed_in.account.role.is_staff() {
-            return Err(forbidden().into_response());
-        }
-        let staff = Self(signed_in);
+        let SignedIn { account, layout, .. } = SignedIn::from_request_parts(parts, state).await?;
+        let actor = state
+            .console
+            .actor(account.id)
+            .await
+            .map_err(|e| WebError::from(e).into_response())?
+            .ok_or_else(|| forbidden().into_response())?;
+        let staff = Self { account, layout, actor };
         parts.extensions.insert(staff.clone());
         Ok(staff)
-    }
-}
-
-/// Administrators only.
-#[derive(Debug, Clone)]
-pub struct Admin(pub SignedIn);
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Staff(signed_in) = Staff::from_request_parts(parts, state).await?;
-        if signed_in.account.role != guichet_core::account::Role::Admin {
-            return Err(forbidden().into_response());
-        }
-        Ok(Self(signed_in))
     }
 }
 

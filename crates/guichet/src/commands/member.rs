@@ -8,7 +8,7 @@ use guichet_core::Timestamp;
 use guichet_core::account::Account;
 use guichet_core::audit::{Actor, AuditKind, RequestContext};
 use guichet_core::clock::Clock;
-use guichet_core::mail::{MailKind, MailState};
+use guichet_core::mail::MailState;
 use guichet_core::members::AddMember;
 use secrecy::SecretString;
 
@@ -45,8 +45,7 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
 }
 
 async fn temporary_password(app: &Application, identifier: &str) -> anyhow::Result<()> {
-    let account = app.state.members.find(identifier).await?;
-    app.state.desk.send(&account, MailKind::TemporaryPassword, Actor::Operator, &RequestContext::default()).await?;
+    let account = app.state.members.issue_temporary_password(identifier).await?;
     app.state.postman.deliver_due().await?;
     report_last_mail(app, &account, "temporary password").await
 }

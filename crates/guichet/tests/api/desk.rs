@@ -406,3 +406,21 @@ async fn a_reset_after_a_temporary_password_gives_an_ordinary_password() {
         assert_eq!((login.status, login.location()), (StatusCode::SEE_OTHER, Some("/me")), "works again and again");
     }
 }
+
+#[tokio::test]
+async fn a_receipt_to_an_unverified_address_carries_no_text_of_the_writer() {
+    let app = spawn_app().await;
+    let name = "Gagnez 1000 euros sur http://arnaque.example";
+    let form = [
+        ("name", name),
+        ("email", "victime@example.org"),
+        ("identifier", ""),
+        ("phone", ""),
+        ("message", "Cliquez ici : http://arnaque.example"),
+    ];
+    assert_eq!(post(&app, &browser(), "/assistance", "/assistance", &form).await.status, StatusCode::OK);
+    let receipt = app.delivered_to("victime@example.org").await;
+    let receipt = receipt.first().unwrap_or_else(|| panic!("no receipt"));
+    assert!(!receipt.raw_contains("arnaque") && !receipt.raw_contains("Gagnez"), "neither the name nor the message");
+    assert!(receipt.text.starts_with("Bonjour,"), "{}", receipt.text);
+}

@@ -3,6 +3,7 @@
 
 use guichet_core::SignedDuration;
 use guichet_core::audit::AuditKind;
+use guichet_core::clock::Clock as _;
 use reqwest::StatusCode;
 
 use crate::helpers::{Backend, PASSWORD, browser, on_both_backends, spawn_app_with};
@@ -27,6 +28,19 @@ async fn a_locked_account_reopens_by_itself_after_the_lock_duration(backend: Bac
     assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     app.advance(SignedDuration::from_mins(1));
     assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+async fn one_more_typo_after_a_lock_ends_does_not_lock_again(backend: Backend) {
+    // A window longer than the lock: the failures that locked are still inside it.
+    let app = spawn_app_with(backend, &[("GUICHET_LOCKOUT_WINDOW", "3h")]).await;
+    app.add_member("marie").await;
+    for _ in 0..5 {
+        app.login_with(&browser(), "marie", "wrong password", &[]).await;
+    }
+    app.advance(SignedDuration::from_mins(61));
+    app.login_with(&browser(), "marie", "wrong password", &[]).await;
+    assert!(!app.account("marie").await.is_locked_at(app.clock.now()), "the failures before the lock are spent");
+    assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
 }
 
 async fn a_success_clears_the_failure_count(backend: Backend) {
@@ -108,6 +122,7 @@ on_both_backends!(
     no_guess_gets_through_a_lock_however_many_arrive_at_once,
     the_operator_unlocks_an_account_at_once,
     unknown_wrong_and_locked_get_the_same_page_and_status,
+    one_more_typo_after_a_lock_ends_does_not_lock_again,
 );
 
 async fn unknown_wrong_and_locked_get_the_same_page_and_status(backend: Backend) {

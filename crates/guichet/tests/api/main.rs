@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod authority;
 mod browser;
 mod cli;
 mod desk;

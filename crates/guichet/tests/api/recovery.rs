@@ -214,6 +214,25 @@ async fn codes_expire_and_the_page_offers_a_new_one_in_one_click() {
 }
 
 #[tokio::test]
+async fn a_used_code_cannot_ask_for_new_ones() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    ask_for_a_code(&app, &app.client, MARIE).await;
+    let code = last_code(&app, MARIE).await.code();
+    assert_eq!(reset_with(&app, &browser(), &code, NEW_PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let client = browser();
+    let used = reset_with(&app, &client, &code, "encore une autre phrase").await;
+    assert!(used.body.contains("a déjà servi"));
+    assert!(!used.body.contains(r#"action="/forgot-password" class="inline""#), "no one-click button for a used code");
+    let before = app.delivered_to(MARIE).await.len();
+    // Posting the used code by hand still mails nothing.
+    let token = used.csrf_token();
+    let again = app.post_form(&client, "/forgot-password", &[("csrf_token", &token), ("code", &code)]).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(app.delivered_to(MARIE).await.len(), before, "nothing mailed from a used code");
+}
+
+#[tokio::test]
 async fn a_wrong_code_says_so() {
     let app = spawn_app().await;
     for typed in ["ABCD-EFGH-JKMN-PQRS-TVWX-YZ01", "pas un code", ""] {

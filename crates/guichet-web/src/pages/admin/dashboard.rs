@@ -49,7 +49,7 @@ struct DashboardPage {
     total_locked: u64,
 }
 
-pub async fn show(State(state): State<AppState>, Staff(staff): Staff) -> Result<Response, WebError> {
+pub async fn show(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
     let zone = &state.settings.time_zone;
     let now = state.clock.now();
     let open: Vec<RequestLine> =

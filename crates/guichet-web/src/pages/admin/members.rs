@@ -5,16 +5,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Redirect, Response};
 use guichet_core::account::{Account, AccountId, Role};
-use guichet_core::audit::{Actor, AuditEvent, AuditKind, RequestContext};
+use guichet_core::audit::{Actor, AuditEvent, AuditKind};
+use guichet_core::console::{ConsoleAction, ConsoleError, StaffActor};
 use guichet_core::french;
-use guichet_core::mail::{MailKind, MailLogEntry};
+use guichet_core::mail::MailLogEntry;
 use guichet_core::members::AddMemberError;
 use guichet_core::ports::Conflict;
 use serde::Deserialize;
 
 use crate::client::Client;
 use crate::error::{ErrorPage, WebError};
-use crate::pages::{Admin, Form, Layout, Staff, render};
+use crate::pages::{Form, Layout, Staff, render};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -34,7 +35,7 @@ struct SearchPage {
 
 pub async fn search(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Query(query): Query<SearchQuery>,
 ) -> Result<Response, WebError> {
     let q: String = query.q.trim().chars().take(100).collect();
@@ -98,12 +99,45 @@ impl MailLine {
     }
 }
 
+/// Which actions the page offers: those the core would allow this actor on this account.
+#[derive(Debug, Clone, Copy, Default)]
+struct Offers {
+    unlock: bool,
+    send_identifier: bool,
+    send_reset_code: bool,
+    temporary_password: bool,
+    details: bool,
+    disable: bool,
+    enable: bool,
+    role: bool,
+}
+
+impl Offers {
+    fn of(actor: &StaffActor, account: &Account) -> Self {
+        let may = |action| actor.may(action, account);
+        Self {
+            unlock: may(ConsoleAction::Unlock),
+            send_identifier: may(ConsoleAction::SendIdentifier),
+            send_reset_code: may(ConsoleAction::SendResetCode),
+            temporary_password: may(ConsoleAction::IssueTemporaryPassword),
+            details: may(ConsoleAction::ChangeDetails),
+            disable: may(ConsoleAction::Disable),
+            enable: may(ConsoleAction::Enable),
+            role: [Role::Member, Role::Assistance, Role::Admin].into_iter().any(|r| may(ConsoleAction::ChangeRole(r))),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.unlock || self.send_identifier || self.send_reset_code || self.temporary_password || self.disable
+    }
+}
+
 #[derive(Template)]
 #[template(path = "admin_member.html")]
 struct MemberPage {
     layout: Layout,
     account: Account,
-    is_admin: bool,
+    offers: Offers,
     locked_until: Option<String>,
     disabled: bool,
     last_login: Option<String>,
@@ -138,16 +172,40 @@ fn done_message(done: &str) -> Option<&'static str> {
     })
 }
 
+fn not_found() -> WebError {
+    WebError::Page(ErrorPage::new(StatusCode::NOT_FOUND, "Compte introuvable", "Ce compte n'existe pas ou plus."))
+}
+
+/// A console action's refusal or failure, as a page.
+fn refused(error: ConsoleError) -> WebError {
+    match error {
+        ConsoleError::NotFound => not_found(),
+        ConsoleError::Denied(why) => {
+            let message = format!("Action refusée : {why}.");
+            WebError::Page(ErrorPage::new(StatusCode::FORBIDDEN, "Action refusée", message))
+        }
+        ConsoleError::Invalid(error) => {
+            WebError::Page(ErrorPage::new(StatusCode::UNPROCESSABLE_ENTITY, "Saisie refusée", describe(&error)))
+        }
+        ConsoleError::Store(error) => error.into(),
+    }
+}
+
+/// What a refused detail says, with its reason.
+fn describe(error: &AddMemberError) -> String {
+    match error {
+        AddMemberError::Taken(Conflict::Email) => "cette adresse est déjà celle d'un autre compte".to_owned(),
+        other => other.to_string() + &std::error::Error::source(other).map(|s| format!(" : {s}")).unwrap_or_default(),
+    }
+}
+
 async fn account(state: &AppState, id: i64) -> Result<Account, WebError> {
-    state.store.find_account(AccountId::from_stored(id)).await?.ok_or_else(|| {
-        WebError::Page(ErrorPage::new(StatusCode::NOT_FOUND, "Compte introuvable", "Ce compte n'existe pas ou plus."))
-    })
+    state.members.find_by_id(AccountId::from_stored(id)).await?.ok_or_else(not_found)
 }
 
 async fn member_page(
     state: &AppState,
-    layout: Layout,
-    is_admin: bool,
+    staff: &Staff,
     account: Account,
     done: Option<&'static str>,
     error: Option<String>,
@@ -163,8 +221,8 @@ async fn member_page(
         .collect();
     let mail = state.store.account_mail(account.id, 30).await?.iter().map(|m| MailLine::of(m, zone)).collect();
     Ok(MemberPage {
-        layout,
-        is_admin,
+        layout: staff.layout.clone(),
+        offers: Offers::of(&staff.actor, &account),
         locked_until: account.locked_until.filter(|u| *u > now).map(|u| french::date_time(u, zone)),
         disabled: account.disabled_at.is_some(),
         last_login: account.last_login_at.map(|at| french::date_time(at, zone)),
@@ -181,13 +239,12 @@ async fn member_page(
 
 pub async fn show(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Path(id): Path<i64>,
     Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
     let account = account(&state, id).await?;
-    let is_admin = staff.account.role == Role::Admin;
-    let page = member_page(&state, staff.layout, is_admin, account, done_message(&done.done), None).await?;
+    let page = member_page(&state, &staff, account, done_message(&done.done), None).await?;
     render(StatusCode::OK, &page)
 }
 
@@ -195,61 +252,54 @@ fn back(id: i64, done: &str) -> Response {
     Redirect::to(&format!("/admin/members/{id}?done={done}")).into_response()
 }
 
+fn target(id: i64) -> AccountId {
+    AccountId::from_stored(id)
+}
+
 pub async fn unlock(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Client(context): Client,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    let account = account(&state, id).await?;
-    state.members.unlock(account.identifier.as_str(), Actor::Staff(staff.account.id), context).await.map_err(|e| {
-        match e {
-            guichet_core::members::MemberError::Store(error) => WebError::Store(error),
-            guichet_core::members::MemberError::Unknown(_) => WebError::Internal("the account vanished"),
-        }
-    })?;
+    state.console.unlock(&staff.actor, target(id), &context).await.map_err(refused)?;
     Ok(back(id, "unlock"))
 }
 
-async fn send(
-    state: &AppState,
-    staff: &Account,
-    context: &RequestContext,
-    id: i64,
-    kind: MailKind,
-    done: &str,
-) -> Result<Response, WebError> {
-    let account = account(state, id).await?;
-    state.desk.send(&account, kind, Actor::Staff(staff.id), context).await?;
+/// After an action that queued mail: the postman sends it now.
+fn sent(state: &AppState, id: i64, done: &str) -> Response {
     state.postman.wake();
-    Ok(back(id, done))
+    back(id, done)
 }
 
 pub async fn send_identifier(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Client(context): Client,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    send(&state, &staff.account, &context, id, MailKind::ForgotIdentifier, "identifier").await
+    state.console.send_identifier(&staff.actor, target(id), &context).await.map_err(refused)?;
+    Ok(sent(&state, id, "identifier"))
 }
 
 pub async fn send_reset_code(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Client(context): Client,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    send(&state, &staff.account, &context, id, MailKind::PasswordReset, "reset").await
+    state.console.send_reset_code(&staff.actor, target(id), &context).await.map_err(refused)?;
+    Ok(sent(&state, id, "reset"))
 }
 
 pub async fn temporary_password(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Client(context): Client,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    send(&state, &staff.account, &context, id, MailKind::TemporaryPassword, "temporary").await
+    state.console.issue_temporary_password(&staff.actor, target(id), &context).await.map_err(refused)?;
+    Ok(sent(&state, id, "temporary"))
 }
 
 #[derive(Deserialize)]
@@ -262,44 +312,38 @@ pub struct DetailsForm {
 
 pub async fn details(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Client(context): Client,
     Path(id): Path<i64>,
     Form(form): Form<DetailsForm>,
 ) -> Result<Response, WebError> {
-    let account = account(&state, id).await?;
-    let error = match state.desk.update_details(&account, &form.email, &form.name, staff.account.id, &context).await {
-        Ok(()) => return Ok(back(id, "details")),
-        Err(AddMemberError::Taken(Conflict::Email)) => "cette adresse est déjà celle d'un autre compte".to_owned(),
-        Err(AddMemberError::Store(error)) => return Err(error.into()),
-        Err(other) => {
-            other.to_string() + &std::error::Error::source(&other).map(|s| format!(" : {s}")).unwrap_or_default()
-        }
+    let error = match state.console.change_details(&staff.actor, target(id), &form.email, &form.name, &context).await {
+        Ok(()) => return Ok(sent(&state, id, "details")),
+        Err(ConsoleError::Invalid(error)) => describe(&error),
+        Err(other) => return Err(refused(other)),
     };
-    let is_admin = staff.account.role == Role::Admin;
-    let page = member_page(&state, staff.layout, is_admin, account, None, Some(error)).await?;
+    let account = account(&state, id).await?;
+    let page = member_page(&state, &staff, account, None, Some(error)).await?;
     render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
 pub async fn disable(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Client(context): Client,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    let account = account(&state, id).await?;
-    state.desk.set_disabled(account.id, true, staff.account.id, &context).await?;
+    state.console.set_disabled(&staff.actor, target(id), true, &context).await.map_err(refused)?;
     Ok(back(id, "disable"))
 }
 
 pub async fn enable(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Client(context): Client,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    let account = account(&state, id).await?;
-    state.desk.set_disabled(account.id, false, staff.account.id, &context).await?;
+    state.console.set_disabled(&staff.actor, target(id), false, &context).await.map_err(refused)?;
     Ok(back(id, "enable"))
 }
 
@@ -309,17 +353,17 @@ pub struct RoleForm {
     role: String,
 }
 
-/// Only administrators manage roles: the `Admin` extractor refuses the others.
+/// Who may change which role is the core's decision (administrators only, never their
+/// own admin role, never the last administrator's).
 pub async fn role(
     State(state): State<AppState>,
-    Admin(admin): Admin,
+    staff: Staff,
     Client(context): Client,
     Path(id): Path<i64>,
     Form(form): Form<RoleForm>,
 ) -> Result<Response, WebError> {
-    let account = account(&state, id).await?;
     let role = Role::parse(&form.role)
         .map_err(|e| WebError::Page(ErrorPage::new(StatusCode::UNPROCESSABLE_ENTITY, "Rôle inconnu", e.to_string())))?;
-    state.desk.set_role(&account, role, admin.account.id, &context).await?;
+    state.console.set_role(&staff.actor, target(id), role, &context).await.map_err(refused)?;
     Ok(back(id, "role"))
 }

@@ -55,7 +55,7 @@ struct ListPage {
 
 pub async fn list(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, WebError> {
     let zone = &state.settings.time_zone;
@@ -112,7 +112,7 @@ fn slot_status(slot: &CallSlot) -> &'static str {
 
 async fn request_page(
     state: &AppState,
-    staff: &crate::pages::SignedIn,
+    staff: &Staff,
     request: AssistanceRequest,
     error: Option<String>,
 ) -> Result<RequestPage, WebError> {
@@ -155,11 +155,7 @@ async fn request_page(
     })
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    Staff(staff): Staff,
-    Path(id): Path<i64>,
-) -> Result<Response, WebError> {
+pub async fn show(State(state): State<AppState>, staff: Staff, Path(id): Path<i64>) -> Result<Response, WebError> {
     let request = request(&state, id).await?;
     render(StatusCode::OK, &request_page(&state, &staff, request, None).await?)
 }
@@ -176,7 +172,7 @@ pub struct StateForm {
 
 pub async fn state(
     State(app): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Path(id): Path<i64>,
     Form(form): Form<StateForm>,
 ) -> Result<Response, WebError> {
@@ -200,24 +196,20 @@ pub struct NoteForm {
 
 pub async fn note(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Path(id): Path<i64>,
     Form(form): Form<NoteForm>,
 ) -> Result<Response, WebError> {
     let request = request(&state, id).await?;
-    let body = form.body.trim();
-    if body.is_empty() || body.chars().count() > 5000 {
-        let page = request_page(
-            &state,
-            &staff,
-            request,
-            Some("La note est vide ou trop longue (5 000 caractères au plus).".into()),
-        )
-        .await?;
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    match state.desk.add_note(request.id, &staff.account, &form.body).await {
+        Ok(()) => Ok(back(id)),
+        Err(RequestError::Invalid(why)) => {
+            let page = request_page(&state, &staff, request, Some(why.to_owned())).await?;
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(RequestError::Store(error)) => Err(error.into()),
+        Err(RequestError::TooMany) => Err(WebError::Internal("notes are not throttled")),
     }
-    state.store.add_note(request.id, Some(staff.account.id), body, state.clock.now()).await?;
-    Ok(back(id))
 }
 
 #[derive(Deserialize)]
@@ -228,7 +220,7 @@ pub struct AssignForm {
 
 pub async fn assign(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Path(id): Path<i64>,
     Form(form): Form<AssignForm>,
 ) -> Result<Response, WebError> {
@@ -246,7 +238,7 @@ pub struct LinkForm {
 
 pub async fn link(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Path(id): Path<i64>,
     Form(form): Form<LinkForm>,
 ) -> Result<Response, WebError> {
@@ -283,7 +275,7 @@ fn local_time(raw: &str, zone: &jiff::tz::TimeZone) -> Option<jiff::Timestamp> {
 
 pub async fn propose_slots(
     State(state): State<AppState>,
-    Staff(staff): Staff,
+    staff: Staff,
     Path(id): Path<i64>,
     Form(form): Form<SlotsForm>,
 ) -> Result<Response, WebError> {

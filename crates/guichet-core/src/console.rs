@@ -1,0 +1,394 @@
+//! The staff console's actions on accounts, and who may take them on whom.
+//!
+//! Authority is decided here, with the target in hand, never by a route guard that only
+//! looks at the actor: a [`StaffActor`] can only be built by [`Console::actor`] from the
+//! account as stored, every action loads its target and asks [`decide`], and the rules
+//! that need the whole table (the last active administrator) are checked by the store
+//! in the same transaction as the change.
+//!
+//! The rules: assistance staff act on `member` accounts only; administrators act on
+//! everyone; only administrators change roles; nobody disables or demotes the last active
+//! administrator, and nobody disables themselves or takes themselves out of the admin role.
+
+use std::sync::Arc;
+
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
+use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use crate::clock::Clock;
+use crate::mail::{MailKind, NewMail};
+use crate::members::AddMemberError;
+use crate::ports::{Guarded, Store, StoreError};
+
+/// A staff member acting in the console, as the core found them in storage. Its fields
+/// are private and [`Console::actor`] alone makes one, so a handler cannot claim a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffActor {
+    id: AccountId,
+    role: Role,
+}
+
+impl StaffActor {
+    /// The staff member's account.
+    pub fn id(&self) -> AccountId {
+        self.id
+    }
+
+    /// Their role: [`Role::Assistance`] or [`Role::Admin`].
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether they are an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Who they are in the audit trail.
+    pub fn audit_actor(&self) -> Actor {
+        Actor::Staff(self.id)
+    }
+
+    /// Whether they may take `action` on `target` (see [`decide`]).
+    pub fn may(&self, action: ConsoleAction, target: &Account) -> bool {
+        decide(self, action, target).is_ok()
+    }
+}
+
+/// What staff do to an account in the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsoleAction {
+    /// Lift a lock now.
+    Unlock,
+    /// Mail the identifier.
+    SendIdentifier,
+    /// Mail a code to choose a new password.
+    SendResetCode,
+    /// Mail a temporary password.
+    IssueTemporaryPassword,
+    /// Change email and name.
+    ChangeDetails,
+    /// Disable the account.
+    Disable,
+    /// Re-enable it.
+    Enable,
+    /// Change its role to the one given.
+    ChangeRole(Role),
+}
+
+impl ConsoleAction {
+    /// Every action, each role change included: what the authority matrix walks.
+    pub const ALL: [Self; 10] = [
+        Self::Unlock,
+        Self::SendIdentifier,
+        Self::SendResetCode,
+        Self::IssueTemporaryPassword,
+        Self::ChangeDetails,
+        Self::Disable,
+        Self::Enable,
+        Self::ChangeRole(Role::Member),
+        Self::ChangeRole(Role::Assistance),
+        Self::ChangeRole(Role::Admin),
+    ];
+}
+
+/// Why staff may not take an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// Assistance staff act on members' accounts only.
+    #[error("seul un administrateur peut agir sur le compte d'un membre de l'équipe")]
+    StaffTarget,
+    /// Roles are changed by administrators only.
+    #[error("seul un administrateur peut changer un rôle")]
+    AdminsOnly,
+    /// An administrator cannot disable themselves or leave the admin role themselves.
+    #[error(
+        "vous ne pouvez pas désactiver votre propre compte ni vous retirer le rôle d'administrateur : demandez-le à un autre administrateur"
+    )]
+    Themselves,
+    /// The last active administrator cannot be disabled or demoted.
+    #[error("c'est le dernier administrateur actif : nommez d'abord un autre administrateur")]
+    LastAdministrator,
+}
+
+/// The authority matrix, with the target in hand. The last-administrator rule needs the
+/// whole table and is checked by the store, atomically, when the change is made.
+pub fn decide(actor: &StaffActor, action: ConsoleAction, target: &Account) -> Result<(), Denied> {
+    if let ConsoleAction::ChangeRole(_) = action
+        && !actor.is_admin()
+    {
+        return Err(Denied::AdminsOnly);
+    }
+    if !actor.is_admin() && target.role != Role::Member {
+        return Err(Denied::StaffTarget);
+    }
+    let leaves_admin = match action {
+        ConsoleAction::Disable => true,
+        ConsoleAction::ChangeRole(role) => role != Role::Admin,
+        _ => false,
+    };
+    if leaves_admin && target.id == actor.id {
+        return Err(Denied::Themselves);
+    }
+    Ok(())
+}
+
+/// Why a console action did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The target account does not exist.
+    #[error("ce compte n'existe pas ou plus")]
+    NotFound,
+    /// The actor may not do this to this account.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// What was typed is not valid (details); the message says why, in French.
+    #[error(transparent)]
+    Invalid(AddMemberError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AddMemberError> for ConsoleError {
+    fn from(error: AddMemberError) -> Self {
+        match error {
+            AddMemberError::Store(error) => Self::Store(error),
+            other => Self::Invalid(other),
+        }
+    }
+}
+
+/// The console's use cases on accounts.
+#[derive(Debug, Clone)]
+pub struct Console {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Console {
+    /// Wires the use cases.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    /// The staff actor behind a signed-in account, as stored now: `Ok(None)` when the
+    /// account is gone, disabled, or not staff.
+    pub async fn actor(&self, account: AccountId) -> Result<Option<StaffActor>, StoreError> {
+        let Some(account) = self.store.find_account(account).await? else { return Ok(None) };
+        Ok((account.role.is_staff() && account.disabled_at.is_none())
+            .then_some(StaffActor { id: account.id, role: account.role }))
+    }
+
+    /// The target, if `actor` may take `action` on it.
+    async fn target(&self, actor: &StaffActor, action: ConsoleAction, id: AccountId) -> Result<Account, ConsoleError> {
+        let target = self.store.find_account(id).await?.ok_or(ConsoleError::NotFound)?;
+        decide(actor, action, &target)?;
+        Ok(target)
+    }
+
+    fn event(&self, actor: &StaffActor, target: AccountId, kind: AuditKind, context: &RequestContext) -> NewAuditEvent {
+        NewAuditEvent {
+            at: self.clock.now(),
+            account_id: Some(target),
+            kind,
+            actor: actor.audit_actor(),
+            context: context.clone(),
+            detail: None,
+        }
+    }
+
+    /// Lifts a lock now. `Ok(false)` when the account was not locked.
+    pub async fn unlock(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        context: &RequestContext,
+    ) -> Result<bool, ConsoleError> {
+        let target = self.target(actor, ConsoleAction::Unlock, target).await?;
+        let event = self.event(actor, target.id, AuditKind::AccountUnlocked, context);
+        Ok(self.store.unlock_account(target.id, event).await?)
+    }
+
+    /// Mails the account its identifier.
+    pub async fn send_identifier(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        context: &RequestContext,
+    ) -> Result<(), ConsoleError> {
+        self.send(actor, ConsoleAction::SendIdentifier, target, context).await
+    }
+
+    /// Mails the account a code to choose a new password.
+    pub async fn send_reset_code(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        context: &RequestContext,
+    ) -> Result<(), ConsoleError> {
+        self.send(actor, ConsoleAction::SendResetCode, target, context).await
+    }
+
+    /// Mails the account its identifier and a temporary password.
+    pub async fn issue_temporary_password(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        context: &RequestContext,
+    ) -> Result<(), ConsoleError> {
+        self.send(actor, ConsoleAction::IssueTemporaryPassword, target, context).await
+    }
+
+    async fn send(
+        &self,
+        actor: &StaffActor,
+        action: ConsoleAction,
+        target: AccountId,
+        context: &RequestContext,
+    ) -> Result<(), ConsoleError> {
+        let (kind, audit) = match action {
+            ConsoleAction::SendResetCode => (MailKind::PasswordReset, AuditKind::ResetCodeSent),
+            ConsoleAction::IssueTemporaryPassword => (MailKind::TemporaryPassword, AuditKind::TemporaryPasswordIssued),
+            _ => (MailKind::ForgotIdentifier, AuditKind::IdentifierSent),
+        };
+        let target = self.target(actor, action, target).await?;
+        let mail = NewMail { kind, account_id: Some(target.id), recipient: target.email.clone(), subject: None };
+        self.store.queue_staff_mail(&mail, self.event(actor, target.id, audit, context)).await?;
+        Ok(())
+    }
+
+    /// Changes email and name. A new address revokes the account's pending codes and
+    /// temporary password and mails a notice to the old address (see
+    /// [`crate::ports::StaffStore::change_details`]).
+    pub async fn change_details(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        email: &str,
+        name: &str,
+        context: &RequestContext,
+    ) -> Result<(), ConsoleError> {
+        let target = self.target(actor, ConsoleAction::ChangeDetails, target).await?;
+        let email = EmailAddress::parse(email).map_err(AddMemberError::from)?;
+        let name = DisplayName::parse(name).map_err(AddMemberError::from)?;
+        let mut event = self.event(actor, target.id, AuditKind::DetailsChanged, context);
+        if email != target.email {
+            // In full: staff undoing a malicious change need the old address.
+            event.detail = Some(format!("adresse {} → {}", target.email, email));
+        }
+        self.store.change_details(target.id, &email, &name, event).await.map_err(AddMemberError::from)?;
+        Ok(())
+    }
+
+    /// Disables (ending every session) or re-enables an account.
+    pub async fn set_disabled(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        disabled: bool,
+        context: &RequestContext,
+    ) -> Result<(), ConsoleError> {
+        let action = if disabled { ConsoleAction::Disable } else { ConsoleAction::Enable };
+        let target = self.target(actor, action, target).await?;
+        let kind = if disabled { AuditKind::AccountDisabled } else { AuditKind::AccountEnabled };
+        match self.store.set_disabled(target.id, disabled, self.event(actor, target.id, kind, context)).await? {
+            Guarded::Done => Ok(()),
+            Guarded::LastAdministrator => Err(Denied::LastAdministrator.into()),
+        }
+    }
+
+    /// Changes a role.
+    pub async fn set_role(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        role: Role,
+        context: &RequestContext,
+    ) -> Result<(), ConsoleError> {
+        let target = self.target(actor, ConsoleAction::ChangeRole(role), target).await?;
+        let mut event = self.event(actor, target.id, AuditKind::RoleChanged, context);
+        event.detail = Some(format!("{} → {}", target.role, role));
+        match self.store.set_role(target.id, role, event).await? {
+            Guarded::Done => Ok(()),
+            Guarded::LastAdministrator => Err(Denied::LastAdministrator.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::{DisplayName, Identifier};
+
+    fn account(id: i64, role: Role) -> Account {
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        Account {
+            id: AccountId::from_stored(id),
+            identifier: Identifier::from_stored(format!("a{id}")),
+            email: EmailAddress::from_stored(format!("a{id}@example.org")),
+            display_name: DisplayName::default(),
+            role,
+            password_hash: None,
+            must_change_password: false,
+            locked_until: None,
+            disabled_at: None,
+            password_expires_at: None,
+            created_at: now,
+            updated_at: now,
+            last_login_at: None,
+        }
+    }
+
+    fn actor(id: i64, role: Role) -> StaffActor {
+        StaffActor { id: AccountId::from_stored(id), role }
+    }
+
+    /// What the issue asks, written out case by case rather than computed like `decide`.
+    fn expected(actor_role: Role, itself: bool, action: ConsoleAction, target_role: Role) -> Result<(), Denied> {
+        let is_role_change = matches!(action, ConsoleAction::ChangeRole(_));
+        match (actor_role, is_role_change, target_role) {
+            (Role::Assistance, true, _) => Err(Denied::AdminsOnly),
+            (Role::Assistance, false, Role::Assistance | Role::Admin) => Err(Denied::StaffTarget),
+            (Role::Assistance, false, Role::Member) => Ok(()),
+            (_, _, _) => {
+                let leaves = matches!(
+                    action,
+                    ConsoleAction::Disable | ConsoleAction::ChangeRole(Role::Member | Role::Assistance)
+                );
+                if itself && leaves { Err(Denied::Themselves) } else { Ok(()) }
+            }
+        }
+    }
+
+    #[test]
+    fn the_authority_matrix_holds_for_every_action_actor_and_target() {
+        for actor_role in [Role::Assistance, Role::Admin] {
+            for target_role in [Role::Member, Role::Assistance, Role::Admin] {
+                for action in ConsoleAction::ALL {
+                    let who = actor(1, actor_role);
+                    let other = account(2, target_role);
+                    assert_eq!(
+                        decide(&who, action, &other),
+                        expected(actor_role, false, action, target_role),
+                        "{actor_role} → {target_role}: {action:?}"
+                    );
+                    if target_role == actor_role {
+                        let itself = account(1, target_role);
+                        assert_eq!(
+                            decide(&who, action, &itself),
+                            expected(actor_role, true, action, target_role),
+                            "{actor_role} on itself: {action:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn assistance_cannot_touch_an_administrator_at_all() {
+        let assistance = actor(1, Role::Assistance);
+        let admin = account(2, Role::Admin);
+        assert!(ConsoleAction::ALL.iter().all(|action| !assistance.may(*action, &admin)));
+    }
+}
