@@ -11,6 +11,7 @@ pub mod console;
 pub mod desk;
 pub mod french;
 pub mod hashing;
+pub mod keys;
 pub mod lockout;
 pub mod login;
 pub mod mail;

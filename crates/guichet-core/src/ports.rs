@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use crate::audit::{AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use crate::desk::{AssistanceRequest, CallSlot, Confirmation, NewRequest, RequestChange, RequestId, RequestNote};
+use crate::keys::ServerKey;
 use crate::lockout::LockoutPolicy;
 use crate::mail::{MailId, MailKind, MailLogEntry, MailOutcome, NewMail, QueuedMail};
 use crate::password::PasswordHash;
@@ -404,6 +405,14 @@ pub trait DeskStore: Send + Sync {
     ) -> Result<Vec<(CallSlot, AssistanceRequest)>, StoreError>;
 }
 
+/// The server's secrets, shared by every instance.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// The key named `name`: the one stored, or `candidate` when none is yet (it is then
+    /// stored). Instances starting at once all end up with the first one stored.
+    async fn server_key(&self, name: &str, candidate: &ServerKey, now: Timestamp) -> Result<ServerKey, StoreError>;
+}
+
 /// Whether storage answers.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -421,6 +430,7 @@ pub trait Store:
     + RecoveryStore
     + StaffStore
     + DeskStore
+    + KeyStore
     + Health
     + std::fmt::Debug
 {
@@ -435,6 +445,7 @@ impl<T> Store for T where
         + RecoveryStore
         + StaffStore
         + DeskStore
+        + KeyStore
         + Health
         + std::fmt::Debug
 {

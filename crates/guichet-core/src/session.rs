@@ -1,6 +1,10 @@
 //! Server-side sessions: a random token in the cookie, its hash in the database, an
-//! idle and an absolute lifetime, a CSRF token of its own, and a fresh token at every
-//! login so that a token planted before login is worth nothing after.
+//! idle and an absolute lifetime, and a fresh token at every login so that a token
+//! planted before login is worth nothing after.
+//!
+//! Form (CSRF) tokens are not stored at all: a session's is the HMAC of its cookie's
+//! token under the server key, an anonymous visitor's the HMAC of their anonymous
+//! cookie. The database holds nothing that would let a reader forge either.
 
 use std::sync::Arc;
 
@@ -9,8 +13,11 @@ use jiff::{SignedDuration, Timestamp};
 use crate::account::AccountId;
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
+use crate::keys::{Purpose, ServerKey};
 use crate::ports::{Store, StoreError};
 use crate::token::{PlainToken, TokenHash};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// How long sessions live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,15 +34,13 @@ impl Default for SessionPolicy {
     }
 }
 
-/// A session to store. `Debug` leaves out the CSRF token.
-#[derive(Clone)]
+/// A session to store.
+#[derive(Debug, Clone)]
 pub struct NewSession {
     /// Hash of the cookie's token.
     pub token_hash: TokenHash,
     /// Whose session.
     pub account_id: AccountId,
-    /// The token every form of this session must carry.
-    pub csrf_token: String,
     /// Login time.
     pub created_at: Timestamp,
     /// Ends at this instant unless a request comes first.
@@ -46,15 +51,13 @@ pub struct NewSession {
     pub context: RequestContext,
 }
 
-/// A live session. `Debug` leaves out the CSRF token.
-#[derive(Clone)]
+/// A live session.
+#[derive(Debug, Clone)]
 pub struct Session {
     /// Hash of the cookie's token.
     pub token_hash: TokenHash,
     /// Whose session.
     pub account_id: AccountId,
-    /// The token every form of this session must carry.
-    pub csrf_token: String,
     /// Login time.
     pub created_at: Timestamp,
     /// Idle expiry as stored.
@@ -63,31 +66,13 @@ pub struct Session {
     pub expires_at: Timestamp,
 }
 
-impl std::fmt::Debug for NewSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewSession")
-            .field("token_hash", &self.token_hash)
-            .field("account_id", &self.account_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("token_hash", &self.token_hash)
-            .field("account_id", &self.account_id)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Opens, finds and ends sessions.
 #[derive(Debug, Clone)]
 pub struct Sessions {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     policy: SessionPolicy,
+    key: ServerKey,
 }
 
 /// The idle expiry is written back at most this often, not at every request.
@@ -95,8 +80,19 @@ const TOUCH_EVERY: SignedDuration = SignedDuration::from_secs(60);
 
 impl Sessions {
     /// Wires the session service.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: SessionPolicy) -> Self {
-        Self { store, clock, policy }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: SessionPolicy, key: ServerKey) -> Self {
+        Self { store, clock, policy, key }
+    }
+
+    /// The token every form of the session behind `token` must carry.
+    pub fn csrf_token(&self, token: &PlainToken) -> String {
+        URL_SAFE_NO_PAD.encode(self.key.mac(Purpose::SessionCsrf, token.expose().as_bytes()))
+    }
+
+    /// The token every form of a visitor without a session must carry, bound to their
+    /// anonymous cookie `nonce`.
+    pub fn anonymous_csrf_token(&self, nonce: &PlainToken) -> String {
+        URL_SAFE_NO_PAD.encode(self.key.mac(Purpose::AnonymousCsrf, nonce.expose().as_bytes()))
     }
 
     /// The policy in force.
@@ -121,15 +117,14 @@ impl Sessions {
         let session = NewSession {
             token_hash: token.hash(),
             account_id: account,
-            csrf_token: PlainToken::generate().expose().to_owned(),
             created_at: now,
             idle_expires_at: now.saturating_add(self.policy.idle).unwrap_or(now).min(expires_at),
             expires_at,
             context,
         };
         self.store.create_session(&session).await?;
-        let NewSession { token_hash, account_id, csrf_token, created_at, idle_expires_at, expires_at, .. } = session;
-        Ok((token, Session { token_hash, account_id, csrf_token, created_at, idle_expires_at, expires_at }))
+        let NewSession { token_hash, account_id, created_at, idle_expires_at, expires_at, .. } = session;
+        Ok((token, Session { token_hash, account_id, created_at, idle_expires_at, expires_at }))
     }
 
     /// The live session behind a cookie's token, its idle expiry pushed back.

@@ -31,12 +31,11 @@ pub(crate) async fn end_sessions(
 impl SessionStore for SqlStore {
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, account_id, csrf_token, created_at, idle_expires_at, expires_at, address, user_agent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO sessions (token_hash, account_id, created_at, idle_expires_at, expires_at, address, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(session.token_hash.as_str())
         .bind(session.account_id.get())
-        .bind(session.csrf_token.as_str())
         .bind(millis(session.created_at))
         .bind(millis(session.idle_expires_at))
         .bind(millis(session.expires_at))
@@ -50,7 +49,7 @@ impl SessionStore for SqlStore {
 
     async fn find_session(&self, token: &TokenHash, now: Timestamp) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(
-            "SELECT token_hash, account_id, csrf_token, created_at, idle_expires_at, expires_at FROM sessions \
+            "SELECT token_hash, account_id, created_at, idle_expires_at, expires_at FROM sessions \
              WHERE token_hash = $1 AND idle_expires_at > $2 AND expires_at > $2",
         )
         .bind(token.as_str())
@@ -63,7 +62,6 @@ impl SessionStore for SqlStore {
         Ok(Some(Session {
             token_hash: TokenHash::from_stored(row.try_get("token_hash").map_err(backend)?),
             account_id: AccountId::from_stored(get("account_id")?),
-            csrf_token: row.try_get("csrf_token").map_err(backend)?,
             created_at: timestamp(get("created_at")?)?,
             idle_expires_at: timestamp(get("idle_expires_at")?)?,
             expires_at: timestamp(get("expires_at")?)?,

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use guichet_core::keys::ServerKey;
 use guichet_core::lockout::LockoutPolicy;
 use guichet_core::mail::{MailKind, MailOutcome, MailState, NewMail};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
-    AccountFilter, AccountStore as _, AuditStore as _, Conflict, FailureOutcome, OutboxStore as _, RecoveryStore as _,
-    SessionStore as _, Store, StoreError, ThrottleStore as _,
+    AccountFilter, AccountStore as _, AuditStore as _, Conflict, FailureOutcome, KeyStore as _, OutboxStore as _,
+    RecoveryStore as _, SessionStore as _, Store, StoreError, ThrottleStore as _,
 };
 use guichet_core::recovery::{CodeError, CodePurpose, RecoveryCode, StoredCode};
 use guichet_core::session::NewSession;
@@ -45,6 +46,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    the_server_key_is_made_once_and_shared,
     accounts_are_found_by_identifier_email_and_id,
     duplicate_identifiers_and_emails_are_conflicts,
     failures_lock_the_account_at_the_threshold,
@@ -266,7 +268,6 @@ fn new_session(account: &Account, token: &PlainToken) -> NewSession {
     NewSession {
         token_hash: token.hash(),
         account_id: account.id,
-        csrf_token: "csrf".into(),
         created_at: t0(),
         idle_expires_at: t0() + minutes(30),
         expires_at: t0() + minutes(12 * 60),
@@ -279,7 +280,7 @@ async fn sessions_expire_by_idleness_and_by_age(store: SqlStore) {
     let token = PlainToken::generate();
     store.create_session(&new_session(&account, &token)).await.unwrap_or_else(|e| panic!("{e:?}"));
     let found = store.find_session(&token.hash(), t0() + minutes(29)).await.ok().flatten();
-    assert_eq!(found.map(|s| (s.account_id, s.csrf_token)), Some((account.id, "csrf".to_owned())));
+    assert_eq!(found.map(|s| s.account_id), Some(account.id));
     assert!(store.find_session(&token.hash(), t0() + minutes(30)).await.ok().flatten().is_none(), "idle");
     store
         .touch_session(&token.hash(), t0() + minutes(29), t0() + minutes(12 * 60 + 5))
@@ -494,4 +495,14 @@ async fn redeeming_resets_the_account_and_queues_the_notice(store: SqlStore) {
     assert_eq!(queued.iter().map(|m| m.kind).collect::<Vec<_>>(), [MailKind::PasswordChanged]);
     let events = store.account_events(account.id, 5).await.unwrap_or_default();
     assert!(events.iter().any(|e| e.kind == AuditKind::PasswordChanged));
+}
+
+async fn the_server_key_is_made_once_and_shared(store: SqlStore) {
+    let first = ServerKey::generate();
+    let kept = store.server_key("main", &first, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(kept.expose(), first.expose());
+    let later = store.server_key("main", &ServerKey::generate(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(later.expose(), first.expose(), "a second instance gets the first key");
+    let other = store.server_key("other", &ServerKey::generate(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_ne!(other.expose(), first.expose());
 }

@@ -33,6 +33,18 @@ pub struct WebSettings {
     pub mail_help: MailHelp,
 }
 
+impl WebSettings {
+    /// The origin browsers send with forms from our pages: the public URL's scheme, host
+    /// and port (the default port left out, as browsers do).
+    pub fn public_origin(&self) -> String {
+        let url = self.public_url.trim_end_matches('/');
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+        let authority = rest.split('/').next().unwrap_or_default().to_ascii_lowercase();
+        let default_port = if scheme.eq_ignore_ascii_case("https") { ":443" } else { ":80" };
+        format!("{}://{}", scheme.to_ascii_lowercase(), authority.strip_suffix(default_port).unwrap_or(&authority))
+    }
+}
+
 /// Who sends guichet's mail, for `/aide/messagerie`.
 #[derive(Debug, Clone, Default)]
 pub struct MailHelp {

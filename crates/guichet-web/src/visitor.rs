@@ -4,13 +4,14 @@
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{ORIGIN, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use guichet_core::session::Session;
 use guichet_core::token::PlainToken;
+use subtle::ConstantTimeEq as _;
 
 use crate::cookies::Cookie;
 use crate::error::{ErrorPage, WebError};
@@ -43,27 +44,28 @@ impl FromRequestParts<AppState> for Visitor {
 pub async fn resolve(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let secure = state.settings.cookie_secure;
     let session_cookie = Cookie::Session.read(request.headers(), secure);
-    let session = match session_cookie.as_deref().and_then(PlainToken::from_presented) {
-        Some(token) => match state.sessions.resume(&token).await {
-            Ok(session) => session,
+    let presented = session_cookie.as_deref().and_then(PlainToken::from_presented);
+    let session = match &presented {
+        Some(token) => match state.sessions.resume(token).await {
+            Ok(session) => session.map(|s| (s, state.sessions.csrf_token(token))),
             Err(error) => return WebError::from(error).into_response(),
         },
         None => None,
     };
-    let (csrf_token, new_csrf_cookie) = match &session {
-        Some(session) => (session.csrf_token.clone(), None),
+    let (session, csrf_token, new_csrf_cookie) = match session {
+        Some((session, csrf_token)) => (Some(session), csrf_token, None),
         None => match Cookie::Csrf.read(request.headers(), secure).as_deref().and_then(PlainToken::from_presented) {
-            Some(token) => (token.expose().to_owned(), None),
+            Some(nonce) => (None, state.sessions.anonymous_csrf_token(&nonce), None),
             None => {
-                let token = PlainToken::generate();
-                (token.expose().to_owned(), Some(token))
+                let nonce = PlainToken::generate();
+                (None, state.sessions.anonymous_csrf_token(&nonce), Some(nonce))
             }
         },
     };
     let mut request = if is_safe(request.method()) {
         request
     } else {
-        match checked(request, &csrf_token).await {
+        match checked(request, &csrf_token, &state.settings.public_origin()).await {
             Ok(request) => request,
             Err(refusal) => return refusal,
         }
@@ -87,9 +89,17 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Reads the form body, checks its `csrf_token`, and puts the body back.
-async fn checked(request: Request, expected: &str) -> Result<Request, Response> {
-    let cross_site = request.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+/// Reads the form body, checks its `csrf_token`, and puts the body back. A browser that
+/// says the form comes from elsewhere (`Sec-Fetch-Site: cross-site`, or an `Origin`
+/// other than the public URL's) is refused whatever the token. `Origin: null` says
+/// nothing: browsers send it for our own forms because of `Referrer-Policy: no-referrer`.
+async fn checked(request: Request, expected: &str, origin: &str) -> Result<Request, Response> {
+    let headers = request.headers();
+    let cross_site = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+    let foreign_origin = headers
+        .get(ORIGIN)
+        .filter(|v| v.as_bytes() != b"null" && !v.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
+        .cloned();
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, crate::BODY_LIMIT).await.map_err(|_| {
         ErrorPage::new(
@@ -100,9 +110,15 @@ async fn checked(request: Request, expected: &str) -> Result<Request, Response> 
         .into_response()
     })?;
     let presented = form_urlencoded::parse(&bytes).find(|(key, _)| key == "csrf_token").map(|(_, value)| value);
-    let valid = presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes()));
-    if cross_site || !valid {
-        tracing::info!(path = %parts.uri.path(), cross_site, "form refused: missing or wrong CSRF token");
+    let valid = presented.is_some_and(|token| bool::from(token.as_bytes().ct_eq(expected.as_bytes())));
+    if cross_site || foreign_origin.is_some() || !valid {
+        tracing::info!(
+            path = %parts.uri.path(),
+            cross_site,
+            origin = ?foreign_origin,
+            expected_origin = origin,
+            "form refused: cross-site, from another origin than GUICHET_PUBLIC_URL, or without the right CSRF token"
+        );
         return Err(ErrorPage::new(
             StatusCode::FORBIDDEN,
             "Formulaire expiré",
@@ -111,22 +127,4 @@ async fn checked(request: Request, expected: &str) -> Result<Request, Response> 
         .into_response());
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
-}
-
-/// Compares without stopping at the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn equal_tokens_match_and_others_do_not() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
-    }
 }

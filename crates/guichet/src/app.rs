@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use guichet_core::clock::Clock;
 use guichet_core::console::Console;
 use guichet_core::hashing::{Argon2Cost, Argon2Pool, PasswordHasher};
+use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{AddressThrottlePolicy, LockoutPolicy};
 use guichet_core::login::Authenticator;
 use guichet_core::mail::MailSender;
@@ -78,10 +79,15 @@ impl Application {
             Authenticator::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), lockout, throttle)
                 .await
                 .context("could not prepare password checking")?;
+        let key = shared
+            .server_key("main", &ServerKey::generate(), clock.now())
+            .await
+            .context("could not read or store the server key")?;
         let sessions = Sessions::new(
             Arc::clone(&shared),
             Arc::clone(&clock),
             SessionPolicy { idle: settings.session_idle, max: settings.session_max },
+            key.clone(),
         );
         let desk = Desk::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), password_policy, lockout);
         let members = Members::new(Arc::clone(&shared), hasher, Arc::clone(&clock), password_policy);

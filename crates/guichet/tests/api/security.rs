@@ -36,6 +36,54 @@ async fn a_cross_site_post_is_forbidden_even_with_a_token() {
 }
 
 #[tokio::test]
+async fn a_post_from_another_origin_is_forbidden_even_with_a_token() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let token = app.get("/login").await.csrf_token();
+    let form = [("csrf_token", token.as_str()), ("identifier", "marie"), ("password", PASSWORD)];
+    for origin in ["https://evil.example", "http://127.0.0.1:1", "http://127.0.0.1"] {
+        let page = app.post_form_with_headers(&app.client, "/login", &form, &[("origin", origin)]).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{origin}");
+    }
+    // Our own origin, as a browser sends it, passes.
+    let own = app.address.clone();
+    let page = app.post_form_with_headers(&app.client, "/login", &form, &[("origin", &own)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn an_anonymous_cookie_of_the_attackers_choice_does_not_make_its_own_token() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    // A cookie planted by someone else, with the form token set to the same value: the
+    // old double-submit scheme accepted that pair; the server's key now stands between.
+    let planted = "A".repeat(43);
+    let client = browser();
+    let form = [("csrf_token", planted.as_str()), ("identifier", "marie"), ("password", PASSWORD)];
+    let page =
+        app.post_form_with_headers(&client, "/login", &form, &[("cookie", &format!("guichet_csrf={planted}"))]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn form_tokens_are_not_the_cookies_and_no_session_token_is_stored_in_clear() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    app.login("marie", PASSWORD).await;
+    let page = app.get("/me").await;
+    let token = page.csrf_token();
+    let cookies =
+        page.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(";");
+    assert!(!cookies.contains(&token));
+    let file = app.database_url().trim_start_matches("sqlite://").to_owned();
+    let mut database = std::fs::read(&file).unwrap_or_default();
+    database.extend(std::fs::read(format!("{file}-wal")).unwrap_or_default());
+    assert!(database.len() > 4096, "the database was read");
+    let database = String::from_utf8_lossy(&database);
+    assert!(!database.contains(&token), "the form token is derived, never stored");
+}
+
+#[tokio::test]
 async fn logout_needs_the_sessions_token() {
     let app = spawn_app().await;
     app.add_member("marie").await;
