@@ -258,6 +258,9 @@ pub struct Account {
     pub updated_at: Timestamp,
     /// Last successful login.
     pub last_login_at: Option<Timestamp>,
+    /// Device cookie marks issued before this instant no longer count (the password
+    /// changed since).
+    pub devices_trusted_after: Timestamp,
 }
 
 impl Account {
@@ -269,8 +272,12 @@ impl Account {
     /// Whether a login with a right password may go through at `now`: not locked, not
     /// disabled, a password set and not expired.
     pub fn may_log_in_at(&self, now: Timestamp) -> bool {
-        !self.is_locked_at(now)
-            && self.disabled_at.is_none()
+        !self.is_locked_at(now) && self.may_log_in_despite_lock_at(now)
+    }
+
+    /// The same, for a browser holding a device cookie for the account: the lock aside.
+    pub fn may_log_in_despite_lock_at(&self, now: Timestamp) -> bool {
+        self.disabled_at.is_none()
             && self.password_hash.is_some()
             && self.password_expires_at.is_none_or(|expires| expires > now)
     }

@@ -50,6 +50,9 @@ pub enum AuditKind {
     LoginFailed,
     /// A login was refused because the account is locked (the password was not checked).
     LoginRefusedLocked,
+    /// A wrong password from a browser holding a device cookie for the account (not
+    /// counted toward the account's lock).
+    LoginFailedOnDevice,
     /// The account locked after too many failures.
     AccountLocked,
     /// A lock was lifted by hand.
@@ -84,10 +87,11 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRefusedLocked,
+        Self::LoginFailedOnDevice,
         Self::AccountLocked,
         Self::AccountUnlocked,
         Self::AccountCreated,
@@ -111,6 +115,7 @@ impl AuditKind {
             Self::LoginSucceeded => "login_succeeded",
             Self::LoginFailed => "login_failed",
             Self::LoginRefusedLocked => "login_refused_locked",
+            Self::LoginFailedOnDevice => "login_failed_on_device",
             Self::AccountLocked => "account_locked",
             Self::AccountUnlocked => "account_unlocked",
             Self::AccountCreated => "account_created",
@@ -134,12 +139,19 @@ impl AuditKind {
         Self::ALL.into_iter().find(|k| k.as_str() == stored)
     }
 
+    /// A login that did not go through, whatever the reason: what members and staff
+    /// see listed as "failed attempts".
+    pub fn is_failed_login(self) -> bool {
+        matches!(self, Self::LoginFailed | Self::LoginRefusedLocked | Self::LoginFailedOnDevice)
+    }
+
     /// A short French label for people.
     pub fn label_fr(self) -> &'static str {
         match self {
             Self::LoginSucceeded => "connexion réussie",
             Self::LoginFailed => "mot de passe erroné",
             Self::LoginRefusedLocked => "connexion refusée (compte suspendu, désactivé ou sans mot de passe valable)",
+            Self::LoginFailedOnDevice => "mot de passe erroné, depuis un appareil habituel du membre",
             Self::AccountLocked => "compte suspendu",
             Self::AccountUnlocked => "compte réactivé",
             Self::AccountCreated => "compte créé",

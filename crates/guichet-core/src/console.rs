@@ -336,6 +336,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             last_login_at: None,
+            devices_trusted_after: now,
         }
     }
 

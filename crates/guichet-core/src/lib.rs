@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod console;
 pub mod desk;
+pub mod device;
 pub mod french;
 pub mod hashing;
 pub mod keys;

@@ -3,7 +3,19 @@
 //! The account lockout stops guessing one member's password; it never looks at
 //! addresses, so a hospital's shared address cannot lock anyone out. The address
 //! throttle stops one address from guessing many accounts' passwords (spraying); it is
-//! generous, counts only failures, and answers "slow down" (`429`), never "locked".
+//! generous, counts only failures, and answers "slow down" (`429`), never "locked":
+//!
+//! - under `max_failures` failed logins in the window, nothing happens;
+//! - over it, each identifier may still be tried [`AddressThrottlePolicy::PER_IDENTIFIER`]
+//!   times from that address in the window, so a colleague behind the same address with
+//!   the right password gets in, while a robot spraying passwords over many accounts
+//!   gets three tries per account at most;
+//! - over [`AddressThrottlePolicy::ceiling`] (ten times the limit) the address is refused
+//!   outright until the window slides, but for browsers holding a device cookie for the
+//!   account (see [`crate::device`]), which the throttle never stops.
+//!
+//! Attempts are counted *before* the password is checked, atomically, and given back
+//! when the login succeeds: however many arrive at once, none slips past the count.
 
 use std::net::IpAddr;
 
@@ -29,10 +41,58 @@ impl Default for LockoutPolicy {
 /// Failed logins from one address within a window before it is asked to slow down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressThrottlePolicy {
-    /// Failures allowed from one address within the window.
+    /// Failures from one address within the window before each identifier gets a quota.
     pub max_failures: u32,
     /// The sliding window.
     pub window: SignedDuration,
+}
+
+impl AddressThrottlePolicy {
+    /// Failed attempts on one identifier from one address, in the window, once the
+    /// address is over `max_failures`.
+    pub const PER_IDENTIFIER: u64 = 3;
+
+    /// Failures from one address in the window past which it is refused outright
+    /// (device cookies aside).
+    pub fn ceiling(&self) -> u64 {
+        u64::from(self.max_failures).saturating_mul(10)
+    }
+}
+
+/// What a count is about: one per kind of thing counted per address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ThrottleKey {
+    /// Failed logins from an address (see [`throttle_key`] for the address's form).
+    FailedLogins(String),
+    /// Failed logins on one identifier (as typed, lower-cased) from an address.
+    FailedLoginsOn {
+        /// The address's key.
+        address: String,
+        /// The identifier tried.
+        identifier: String,
+    },
+    /// "Forgot identifier" and "forgot password" requests from an address.
+    ForgotRequests(String),
+    /// Assistance requests written from an address.
+    AssistanceRequests(String),
+}
+
+impl ThrottleKey {
+    /// The key a login attempt on `identifier` is counted under, once over the limit.
+    pub fn failed_logins_on(address: &str, identifier: &str) -> Self {
+        let identifier = identifier.trim().to_lowercase().chars().take(crate::account::Identifier::MAX).collect();
+        Self::FailedLoginsOn { address: address.to_owned(), identifier }
+    }
+
+    /// How storage writes it: one prefix per kind, so that kinds never mix.
+    pub fn storage_key(&self) -> String {
+        match self {
+            Self::FailedLogins(address) => format!("login:{address}"),
+            Self::FailedLoginsOn { address, identifier } => format!("login-on:{address}|{identifier}"),
+            Self::ForgotRequests(address) => format!("forgot:{address}"),
+            Self::AssistanceRequests(address) => format!("assistance:{address}"),
+        }
+    }
 }
 
 impl Default for AddressThrottlePolicy {
@@ -68,6 +128,19 @@ mod tests {
         let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
         assert_eq!(throttle_key(a), throttle_key(b));
         assert_eq!(throttle_key(a), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn throttle_keys_of_different_kinds_never_meet() {
+        let keys = [
+            ThrottleKey::FailedLogins("10.0.0.1".into()),
+            ThrottleKey::failed_logins_on("10.0.0.1", " Marie "),
+            ThrottleKey::ForgotRequests("10.0.0.1".into()),
+            ThrottleKey::AssistanceRequests("10.0.0.1".into()),
+        ];
+        let stored: std::collections::HashSet<String> = keys.iter().map(ThrottleKey::storage_key).collect();
+        assert_eq!(stored.len(), keys.len());
+        assert_eq!(keys[1].storage_key(), "login-on:10.0.0.1|marie");
     }
 
     #[test]

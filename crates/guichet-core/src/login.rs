@@ -1,17 +1,19 @@
-//! The login use case: throttle by address, refuse locked accounts without looking at
-//! the password, verify, count failures, lock — and answer every failure the same way,
-//! in the same time.
+//! The login use case: recognise the member's usual browser (device cookie), otherwise
+//! throttle by address and refuse locked accounts without looking at the password;
+//! verify, count failures, lock — and answer every failure the same way, in the same time.
 
 use std::sync::Arc;
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 use secrecy::SecretString;
 
 use crate::account::{Account, Identifier};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
+use crate::device::DeviceCookie;
 use crate::hashing::{HashError, PasswordHasher, Verification};
-use crate::lockout::{AddressThrottlePolicy, LockoutPolicy, throttle_key};
+use crate::keys::ServerKey;
+use crate::lockout::{AddressThrottlePolicy, LockoutPolicy, ThrottleKey, throttle_key};
 use crate::password::PasswordHash;
 use crate::ports::{FailureOutcome, Store, StoreError};
 use crate::token::PlainToken;
@@ -49,6 +51,15 @@ impl From<HashError> for LoginError {
     }
 }
 
+/// A login that went through.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    /// The account, as it was before this login.
+    pub account: Account,
+    /// The browser's device cookie, with a fresh mark for this account: to set.
+    pub device_cookie: String,
+}
+
 /// Checks identifiers and passwords.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
@@ -57,10 +68,14 @@ pub struct Authenticator {
     clock: Arc<dyn Clock>,
     lockout: LockoutPolicy,
     throttle: AddressThrottlePolicy,
+    key: ServerKey,
     /// Verified against when there is no real hash to check, so that every failure
     /// costs one hash.
     dummy_hash: PasswordHash,
 }
+
+/// The counts an untrusted attempt made, to give back if it succeeds.
+type Counted = Vec<(ThrottleKey, Timestamp)>;
 
 impl Authenticator {
     /// Wires the use case; hashes a random password once for the dummy hash.
@@ -68,11 +83,12 @@ impl Authenticator {
         store: Arc<dyn Store>,
         hasher: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
-        lockout: LockoutPolicy,
-        throttle: AddressThrottlePolicy,
+        policies: (LockoutPolicy, AddressThrottlePolicy),
+        key: ServerKey,
     ) -> Result<Self, HashError> {
         let dummy_hash = hasher.hash(SecretString::from(PlainToken::generate().expose().to_owned())).await?;
-        Ok(Self { store, hasher, clock, lockout, throttle, dummy_hash })
+        let (lockout, throttle) = policies;
+        Ok(Self { store, hasher, clock, lockout, throttle, key, dummy_hash })
     }
 
     /// The lockout policy in force.
@@ -80,48 +96,148 @@ impl Authenticator {
         self.lockout
     }
 
-    /// Logs in. On success, returns the account as it was before this login.
+    /// Logs in. `device_cookie` is the browser's device cookie, if it sent one.
     pub async fn login(
         &self,
         identifier: &str,
         password: SecretString,
+        device_cookie: Option<&str>,
         context: &RequestContext,
-    ) -> Result<Account, LoginError> {
+    ) -> Result<LoggedIn, LoginError> {
         let password = crate::password::normalised(&password);
-        let throttle_key = context.address.map(throttle_key);
-        if let Some(key) = &throttle_key {
-            self.check_address(key).await?;
-        }
-        let result = self.attempt(identifier, password, context).await;
-        if let (Err(LoginError::InvalidCredentials), Some(key)) = (&result, &throttle_key) {
-            self.store.record_address_failure(key, self.clock.now()).await?;
-        }
-        result
-    }
-
-    async fn check_address(&self, key: &str) -> Result<(), LoginError> {
         let now = self.clock.now();
-        let since = now.saturating_sub(self.throttle.window).unwrap_or(now);
-        let (failures, oldest) = self.store.address_failures_since(key, since).await?;
-        if failures < u64::from(self.throttle.max_failures) {
-            return Ok(());
-        }
-        let frees_at = oldest.unwrap_or(now).saturating_add(self.throttle.window).unwrap_or(now);
-        let retry_after = frees_at.duration_since(now).max(SignedDuration::from_secs(1));
-        tracing::warn!(address = key, failures, "address throttled after many failed logins");
-        Err(LoginError::Throttled { retry_after })
-    }
-
-    async fn attempt(
-        &self,
-        identifier: &str,
-        password: SecretString,
-        context: &RequestContext,
-    ) -> Result<Account, LoginError> {
+        let cookie = DeviceCookie::parse(device_cookie.unwrap_or_default(), &self.key, now);
         let account = match Identifier::parse(identifier) {
             Ok(identifier) => self.store.find_account_by_identifier(&identifier).await?,
             Err(_) => None,
         };
+        let trusted = match &account {
+            Some(account) => self.trusted_mark(&cookie, account, now).await?,
+            None => None,
+        };
+        let account = match trusted {
+            Some(nonce) => {
+                let account = account.ok_or(LoginError::InvalidCredentials)?;
+                self.attempt_from_usual_device(account, &nonce, password, context).await?
+            }
+            None => {
+                let counted = self.count_attempt(identifier, context, now).await?;
+                let result = self.attempt(account, password, context).await;
+                if !matches!(result, Err(LoginError::InvalidCredentials)) {
+                    // Only failures count: a success, or our own failure, gives the counts back.
+                    for (key, at) in counted {
+                        self.store.uncount(&key, at).await?;
+                    }
+                }
+                result?
+            }
+        };
+        let device_cookie = cookie.with_fresh_mark(account.id, self.clock.now()).encode(&self.key);
+        Ok(LoggedIn { account, device_cookie })
+    }
+
+    /// The nonce of the browser's mark for `account`, when it holds a valid one issued
+    /// since the password last changed, and the mark has attempts left (this one is counted).
+    async fn trusted_mark(
+        &self,
+        cookie: &DeviceCookie,
+        account: &Account,
+        now: Timestamp,
+    ) -> Result<Option<String>, LoginError> {
+        let Some(mark) = cookie.mark_for(account.id) else { return Ok(None) };
+        if mark.issued_at() <= account.devices_trusted_after {
+            return Ok(None);
+        }
+        let attempts = self.store.count_device_attempt(mark.nonce(), account.id, self.lockout.duration, now).await?;
+        Ok((attempts <= self.lockout.threshold).then(|| mark.nonce().to_owned()))
+    }
+
+    /// A login from the member's usual browser: the account's lock and the address
+    /// throttle do not apply; a wrong password counts against the mark only.
+    async fn attempt_from_usual_device(
+        &self,
+        account: Account,
+        nonce: &str,
+        password: SecretString,
+        context: &RequestContext,
+    ) -> Result<Account, LoginError> {
+        let now = self.clock.now();
+        let hash = match &account.password_hash {
+            Some(hash) if account.may_log_in_despite_lock_at(now) => hash.clone(),
+            _ => {
+                self.spend_one_hash(password).await?;
+                self.store.record_refused_login(account.id, context, now).await?;
+                return Err(LoginError::InvalidCredentials);
+            }
+        };
+        match self.hasher.verify(password, hash.clone()).await? {
+            Verification::Mismatch => {
+                self.store.record_device_login_failure(account.id, context, self.clock.now()).await?;
+                Err(LoginError::InvalidCredentials)
+            }
+            Verification::Match { upgraded } => {
+                if !self.store.record_login_success(account.id, &hash, true, context, self.clock.now()).await? {
+                    return Err(LoginError::InvalidCredentials);
+                }
+                self.store.clear_device_attempts(nonce).await?;
+                if let Some(new_hash) = upgraded {
+                    self.store.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;
+                }
+                Ok(account)
+            }
+        }
+    }
+
+    /// Counts an attempt without a device cookie against its address, before the
+    /// password is checked (see [`crate::lockout`]); `Err(Throttled)` when the address
+    /// may not try (nothing stays counted then).
+    async fn count_attempt(
+        &self,
+        identifier: &str,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Counted, LoginError> {
+        let Some(address) = context.address.map(throttle_key) else { return Ok(Vec::new()) };
+        let window = self.throttle.window;
+        let all = ThrottleKey::FailedLogins(address.clone());
+        let (failures, oldest) = self.store.count(&all, window, now).await?;
+        let mut counted = vec![(all, now)];
+        if failures <= u64::from(self.throttle.max_failures) {
+            return Ok(counted);
+        }
+        let refused = |oldest: Option<Timestamp>| {
+            let frees_at = oldest.unwrap_or(now).saturating_add(window).unwrap_or(now);
+            LoginError::Throttled { retry_after: frees_at.duration_since(now).max(SignedDuration::from_secs(1)) }
+        };
+        let verdict = if failures > self.throttle.ceiling() {
+            tracing::warn!(address, failures, "address refused after very many failed logins");
+            Err(refused(oldest))
+        } else {
+            let on = ThrottleKey::failed_logins_on(&address, identifier);
+            let (tries, oldest_on) = self.store.count(&on, window, now).await?;
+            counted.push((on, now));
+            if tries > AddressThrottlePolicy::PER_IDENTIFIER {
+                tracing::info!(address, failures, "identifier tried too often from an address over its limit");
+                Err(refused(oldest_on))
+            } else {
+                Ok(())
+            }
+        };
+        if let Err(refusal) = verdict {
+            for (key, at) in counted {
+                self.store.uncount(&key, at).await?;
+            }
+            return Err(refusal);
+        }
+        Ok(counted)
+    }
+
+    async fn attempt(
+        &self,
+        account: Option<Account>,
+        password: SecretString,
+        context: &RequestContext,
+    ) -> Result<Account, LoginError> {
         let now = self.clock.now();
         let Some(account) = account else {
             self.spend_one_hash(password).await?;
@@ -155,7 +271,7 @@ impl Authenticator {
                 Err(LoginError::InvalidCredentials)
             }
             Verification::Match { upgraded } => {
-                if !self.store.record_login_success(account.id, &hash, context, self.clock.now()).await? {
+                if !self.store.record_login_success(account.id, &hash, false, context, self.clock.now()).await? {
                     // Locked by a concurrent failure while this password was being checked.
                     return Err(LoginError::InvalidCredentials);
                 }

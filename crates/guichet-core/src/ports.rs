@@ -5,13 +5,13 @@
 //! a moved test clock moves everything.
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use crate::audit::{AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use crate::desk::{AssistanceRequest, CallSlot, Confirmation, NewRequest, RequestChange, RequestId, RequestNote};
 use crate::keys::ServerKey;
-use crate::lockout::LockoutPolicy;
+use crate::lockout::{LockoutPolicy, ThrottleKey};
 use crate::mail::{MailId, MailKind, MailLogEntry, MailOutcome, NewMail, QueuedMail};
 use crate::password::PasswordHash;
 use crate::recovery::{CodeError, StoredCode};
@@ -114,17 +114,29 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<FailureOutcome, StoreError>;
 
     /// Records a successful login, clears the failure count and sets the last login,
-    /// atomically — unless, at `now`, the account is locked or disabled, its temporary
-    /// password expired, or its hash is no longer `verified` (another request may have
-    /// locked it, or a reset replaced the password, while this one was checked): then
-    /// nothing changes and the answer is `Ok(false)`. A temporary password is used up.
+    /// atomically — unless, at `now`, the account is locked (and not `despite_lock`) or
+    /// disabled, its temporary password expired, or its hash is no longer `verified`
+    /// (another request may have locked it, or a reset replaced the password, while this
+    /// one was checked): then nothing changes and the answer is `Ok(false)`. A temporary
+    /// password is used up. A login `despite_lock` (from a device cookie) leaves a lock
+    /// in place, with its failures: the stranger who caused it stays locked out.
     async fn record_login_success(
         &self,
         account: AccountId,
         verified: &PasswordHash,
+        despite_lock: bool,
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+
+    /// Records a wrong password from a browser holding a device cookie for the account:
+    /// audited (`login_failed_on_device`) but not counted toward the account's lock.
+    async fn record_device_login_failure(
+        &self,
+        account: AccountId,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Records a login refused without a password check (locked account).
     async fn record_refused_login(
@@ -188,18 +200,49 @@ pub trait AuditStore: Send + Sync {
     async fn account_events(&self, account: AccountId, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
-/// Failed logins counted per address (see [`crate::lockout::throttle_key`]).
+/// Counts per address (failed logins, "forgot" and assistance requests), in a sliding
+/// window.
 #[async_trait]
 pub trait ThrottleStore: Send + Sync {
-    /// Counts a failure for `key` at `now`.
-    async fn record_address_failure(&self, key: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Counts one for `key` at `now` and returns the count within `window` before `now`,
+    /// this one included, with the time of the oldest counted. Atomic with respect to
+    /// every other count of the same key (also from other instances): of N concurrent
+    /// calls, the answers are N consecutive counts.
+    async fn count(
+        &self,
+        key: &ThrottleKey,
+        window: SignedDuration,
+        now: Timestamp,
+    ) -> Result<(u64, Option<Timestamp>), StoreError>;
 
-    /// Failures for `key` since `since`, and the time of the oldest of them.
-    async fn address_failures_since(&self, key: &str, since: Timestamp)
-    -> Result<(u64, Option<Timestamp>), StoreError>;
+    /// Takes back one made by [`ThrottleStore::count`] at `at` (a login that succeeded
+    /// after all, or an attempt refused without being tried).
+    async fn uncount(&self, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError>;
 
-    /// Forgets failures older than `before`.
-    async fn purge_address_failures(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// Forgets counts older than `before`.
+    async fn purge_counts(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Failed logins counted per device cookie mark (see [`crate::device`]).
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Counts an attempt with the mark `device` (its nonce) for `account` at `now`,
+    /// atomically, and returns the attempts in its current window, this one included. A
+    /// window opens at the first attempt counted after the previous one closed, and lasts
+    /// `window`.
+    async fn count_device_attempt(
+        &self,
+        device: &str,
+        account: AccountId,
+        window: SignedDuration,
+        now: Timestamp,
+    ) -> Result<u32, StoreError>;
+
+    /// Forgets the mark's attempts (it just logged in).
+    async fn clear_device_attempts(&self, device: &str) -> Result<(), StoreError>;
+
+    /// Forgets windows opened before `before`.
+    async fn purge_device_attempts(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// The outbox: messages queued in the same transaction as what caused them, sent by a
@@ -346,9 +389,6 @@ pub trait DeskStore: Send + Sync {
     /// Stores a request with a fresh reference and queues its receipt to the writer.
     async fn create_request(&self, request: &NewRequest, now: Timestamp) -> Result<AssistanceRequest, StoreError>;
 
-    /// Requests written from `address` since `since`.
-    async fn requests_from_address(&self, address: &str, since: Timestamp) -> Result<u64, StoreError>;
-
     /// Requests, newest first; only those not closed with `open_only`.
     async fn list_requests(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError>;
 
@@ -431,6 +471,7 @@ pub trait Store:
     + StaffStore
     + DeskStore
     + KeyStore
+    + DeviceStore
     + Health
     + std::fmt::Debug
 {
@@ -446,6 +487,7 @@ impl<T> Store for T where
         + StaffStore
         + DeskStore
         + KeyStore
+        + DeviceStore
         + Health
         + std::fmt::Debug
 {

@@ -9,6 +9,7 @@ use crate::account::{AccountId, EmailAddress, EmailError};
 use crate::audit::RequestContext;
 use crate::clock::Clock;
 use crate::hashing::{HashError, PasswordHasher};
+use crate::lockout::ThrottleKey;
 use crate::mail::{MailKind, NewMail};
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
 use crate::ports::{Store, StoreError};
@@ -83,13 +84,13 @@ impl Recovery {
     /// Counts a request from the address; `Err(TooMany)` past the hourly allowance.
     pub async fn count_request(&self, context: &RequestContext) -> Result<(), RequestError> {
         let Some(address) = context.address else { return Ok(()) };
-        let key = format!("mail:{}", crate::lockout::throttle_key(address));
+        let key = ThrottleKey::ForgotRequests(crate::lockout::throttle_key(address));
         let now = self.clock.now();
-        let hour_ago = now.saturating_sub(jiff::SignedDuration::from_hours(1)).unwrap_or(now);
-        if self.store.address_failures_since(&key, hour_ago).await?.0 >= REQUESTS_PER_ADDRESS_PER_HOUR {
+        let (requests, _) = self.store.count(&key, jiff::SignedDuration::from_hours(1), now).await?;
+        if requests > REQUESTS_PER_ADDRESS_PER_HOUR {
+            self.store.uncount(&key, now).await?;
             return Err(RequestError::TooMany);
         }
-        self.store.record_address_failure(&key, now).await?;
         Ok(())
     }
 

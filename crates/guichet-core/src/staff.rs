@@ -12,6 +12,7 @@ use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::desk::{Confirmation, NewRequest, RequestChange, RequestId};
 use crate::hashing::{HashError, PasswordHasher, Verification};
+use crate::lockout::ThrottleKey;
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
 use crate::ports::{Store, StoreError};
 use crate::session::Session;
@@ -163,8 +164,11 @@ impl Desk {
         let now = self.clock.now();
         let address = context.address.map(crate::lockout::throttle_key);
         if let Some(address) = &address {
-            let hour_ago = now.saturating_sub(SignedDuration::from_hours(1)).unwrap_or(now);
-            if self.store.requests_from_address(address, hour_ago).await? >= self.requests_per_hour {
+            // Counted before anything is written, atomically: twenty at once get five.
+            let key = ThrottleKey::AssistanceRequests(address.clone());
+            let (written, _) = self.store.count(&key, SignedDuration::from_hours(1), now).await?;
+            if written > self.requests_per_hour {
+                self.store.uncount(&key, now).await?;
                 return Err(RequestError::TooMany);
             }
         }

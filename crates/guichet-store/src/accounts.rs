@@ -21,7 +21,7 @@ use crate::outbox::insert_mail_to_account;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, must_change_password, \
-     locked_until, created_at, updated_at, last_login_at, disabled_at, password_expires_at";
+     locked_until, created_at, updated_at, last_login_at, disabled_at, password_expires_at, devices_trusted_after";
 
 pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
@@ -40,6 +40,7 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
         last_login_at: optional_timestamp(row.try_get("last_login_at").map_err(backend)?)?,
         disabled_at: optional_timestamp(row.try_get("disabled_at").map_err(backend)?)?,
         password_expires_at: optional_timestamp(row.try_get("password_expires_at").map_err(backend)?)?,
+        devices_trusted_after: timestamp(get_i64("devices_trusted_after")?)?,
     })
 }
 
@@ -209,32 +210,48 @@ impl AccountStore for SqlStore {
         &self,
         account: AccountId,
         verified: &PasswordHash,
+        despite_lock: bool,
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let updated = sqlx::query(
+        let updated: Option<Option<i64>> = sqlx::query_scalar(
             // A temporary password works once: the login that uses it consumes it (the
             // session it opens can only choose a new one).
-            "UPDATE accounts SET last_login_at = $2, updated_at = $2, locked_until = NULL, \
+            "UPDATE accounts SET last_login_at = $2, updated_at = $2, \
              password_hash = CASE WHEN password_expires_at IS NULL THEN password_hash ELSE NULL END, \
              password_expires_at = NULL \
-             WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) AND disabled_at IS NULL \
-             AND (password_expires_at IS NULL OR password_expires_at > $2) AND password_hash = $3",
+             WHERE id = $1 AND ($4 = 1 OR locked_until IS NULL OR locked_until <= $2) AND disabled_at IS NULL \
+             AND (password_expires_at IS NULL OR password_expires_at > $2) AND password_hash = $3 \
+             RETURNING locked_until",
         )
         .bind(account.get())
         .bind(millis(now))
         .bind(verified.as_phc())
-        .execute(&mut *tx)
+        .bind(i64::from(despite_lock))
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
+        let Some(locked_until) = updated else { return Ok(false) };
         let event_id = insert_event(&mut tx, &member_event(account, AuditKind::LoginSucceeded, context, now)).await?;
-        clear_failures(&mut tx, account, event_id).await?;
+        // A lock still running (a login from the member's usual browser) stays, with the
+        // failures behind it: the stranger who caused it is still locked out.
+        if locked_until.is_none_or(|until| until <= millis(now)) {
+            clear_failures(&mut tx, account, event_id).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(true)
+    }
+
+    async fn record_device_login_failure(
+        &self,
+        account: AccountId,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        insert_event(&mut tx, &member_event(account, AuditKind::LoginFailedOnDevice, context, now)).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn record_refused_login(

@@ -92,17 +92,6 @@ impl DeskStore for SqlStore {
         Ok(created)
     }
 
-    async fn requests_from_address(&self, address: &str, since: Timestamp) -> Result<u64, StoreError> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM assistance_requests WHERE address = $1 AND created_at >= $2")
-                .bind(address)
-                .bind(millis(since))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(backend)?;
-        Ok(u64::try_from(n).unwrap_or_default())
-    }
-
     async fn list_requests(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError> {
         let filter = if open_only { "WHERE state <> 'closed'" } else { "" };
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM assistance_requests {filter} ORDER BY id DESC LIMIT $1");

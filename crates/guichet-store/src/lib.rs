@@ -10,6 +10,7 @@ mod accounts;
 mod audit;
 mod database_url;
 mod desk;
+mod devices;
 mod keys;
 mod outbox;
 mod recovery;

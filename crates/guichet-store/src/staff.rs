@@ -19,8 +19,9 @@ use crate::{SqlStore, backend, millis};
 const DAY_MS: i64 = 86_400_000;
 
 /// Sets a password the member chose, inside a transaction: clears the must-change flag,
-/// any temporary expiry, the lock and the failure count; ends every session but `keep`;
-/// records `event` (`password_changed`) and queues the notice.
+/// any temporary expiry, the lock and the failure count; voids the device cookie marks
+/// issued so far; ends every session but `keep`; records `event` (`password_changed`)
+/// and queues the notice.
 pub(crate) async fn set_chosen_password(
     tx: &mut Transaction<'_, Any>,
     account: AccountId,
@@ -31,7 +32,7 @@ pub(crate) async fn set_chosen_password(
     let event_id = insert_event(tx, event).await?;
     sqlx::query(
         "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, must_change_password = 0, \
-         locked_until = NULL, failures_cleared_after = $3, updated_at = $4 WHERE id = $1",
+         locked_until = NULL, failures_cleared_after = $3, updated_at = $4, devices_trusted_after = $4 WHERE id = $1",
     )
     .bind(account.get())
     .bind(hash.as_phc())
@@ -181,7 +182,7 @@ impl StaffStore for SqlStore {
             .map_err(backend)?;
         sqlx::query(
             "UPDATE accounts SET password_hash = $2, password_expires_at = $3, must_change_password = 1, \
-             locked_until = NULL, failures_cleared_after = $4, updated_at = $5 WHERE id = $1",
+             locked_until = NULL, failures_cleared_after = $4, updated_at = $5, devices_trusted_after = $5 WHERE id = $1",
         )
         .bind(account.get())
         .bind(hash.as_phc())

@@ -1,51 +1,72 @@
-//! Failed logins counted per address, in one-minute buckets.
+//! Counts per address, in one-minute buckets.
+//!
+//! A count adds to its minute's bucket and sums the window in one transaction. The
+//! upsert takes the bucket row's lock (PostgreSQL) or the write lock (SQLite) first, so
+//! concurrent counts of one key are serialised and each sees the ones before it.
 
 use async_trait::async_trait;
-use guichet_core::Timestamp;
+use guichet_core::lockout::ThrottleKey;
 use guichet_core::ports::{StoreError, ThrottleStore};
+use guichet_core::{SignedDuration, Timestamp};
 use sqlx::Row as _;
 
 use crate::{SqlStore, backend, millis, optional_timestamp};
 
 const MINUTE_MS: i64 = 60_000;
 
+fn minute_of(at: Timestamp) -> i64 {
+    millis(at).div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
 #[async_trait]
 impl ThrottleStore for SqlStore {
-    async fn record_address_failure(&self, key: &str, now: Timestamp) -> Result<(), StoreError> {
-        let minute = millis(now).div_euclid(MINUTE_MS) * MINUTE_MS;
+    async fn count(
+        &self,
+        key: &ThrottleKey,
+        window: SignedDuration,
+        now: Timestamp,
+    ) -> Result<(u64, Option<Timestamp>), StoreError> {
+        let key = key.storage_key();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO address_failures (address_key, minute, failures) VALUES ($1, $2, 1) \
              ON CONFLICT (address_key, minute) DO UPDATE SET failures = address_failures.failures + 1",
         )
-        .bind(key)
-        .bind(minute)
+        .bind(&key)
+        .bind(minute_of(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // A bucket counts when its minute ends after the window's start.
+        let since = now.saturating_sub(window).unwrap_or(now);
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(failures), 0) AS BIGINT) AS failures, MIN(minute) AS oldest \
+             FROM address_failures WHERE address_key = $1 AND minute > $2 AND failures > 0",
+        )
+        .bind(&key)
+        .bind(millis(since) - MINUTE_MS)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        let failures: i64 = row.try_get("failures").map_err(backend)?;
+        let oldest = optional_timestamp(row.try_get("oldest").map_err(backend)?)?;
+        Ok((u64::try_from(failures).unwrap_or_default(), oldest))
+    }
+
+    async fn uncount(&self, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE address_failures SET failures = failures - 1 WHERE address_key = $1 AND minute = $2 AND failures > 0",
+        )
+        .bind(key.storage_key())
+        .bind(minute_of(at))
         .execute(&self.pool)
         .await
         .map(|_| ())
         .map_err(backend)
     }
 
-    async fn address_failures_since(
-        &self,
-        key: &str,
-        since: Timestamp,
-    ) -> Result<(u64, Option<Timestamp>), StoreError> {
-        // A bucket counts when its minute ends after `since`.
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(failures), 0) AS BIGINT) AS failures, MIN(minute) AS oldest \
-             FROM address_failures WHERE address_key = $1 AND minute > $2",
-        )
-        .bind(key)
-        .bind(millis(since) - MINUTE_MS)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        let failures: i64 = row.try_get("failures").map_err(backend)?;
-        let oldest = optional_timestamp(row.try_get("oldest").map_err(backend)?)?;
-        Ok((u64::try_from(failures).unwrap_or_default(), oldest))
-    }
-
-    async fn purge_address_failures(&self, before: Timestamp) -> Result<u64, StoreError> {
+    async fn purge_counts(&self, before: Timestamp) -> Result<u64, StoreError> {
         sqlx::query("DELETE FROM address_failures WHERE minute < $1")
             .bind(millis(before) - MINUTE_MS)
             .execute(&self.pool)

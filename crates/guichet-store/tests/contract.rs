@@ -5,12 +5,12 @@ use std::sync::Arc;
 use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::keys::ServerKey;
-use guichet_core::lockout::LockoutPolicy;
+use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::{MailKind, MailOutcome, MailState, NewMail};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
-    AccountFilter, AccountStore as _, AuditStore as _, Conflict, FailureOutcome, KeyStore as _, OutboxStore as _,
-    RecoveryStore as _, SessionStore as _, Store, StoreError, ThrottleStore as _,
+    AccountFilter, AccountStore as _, AuditStore as _, Conflict, DeviceStore as _, FailureOutcome, KeyStore as _,
+    OutboxStore as _, RecoveryStore as _, SessionStore as _, Store, StoreError, ThrottleStore as _,
 };
 use guichet_core::recovery::{CodeError, CodePurpose, RecoveryCode, StoredCode};
 use guichet_core::session::NewSession;
@@ -60,6 +60,9 @@ on_both_backends!(
     sessions_expire_by_idleness_and_by_age,
     sessions_end_one_by_one_or_all_but_one,
     address_failures_are_counted_within_the_window,
+    concurrent_counts_get_consecutive_answers,
+    device_attempts_are_counted_per_mark_within_a_window,
+    a_login_despite_a_lock_leaves_the_lock,
     events_are_listed_newest_first,
     locking_queues_the_notice_with_the_lock,
     claimed_mail_is_never_claimed_twice_while_leased,
@@ -171,7 +174,7 @@ async fn a_success_clears_the_failure_count(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     fail(&store, &account, t0()).await;
-    assert_eq!(store.record_login_success(account.id, &some_hash(), &context(), t0()).await.ok(), Some(true));
+    assert_eq!(store.record_login_success(account.id, &some_hash(), false, &context(), t0()).await.ok(), Some(true));
     assert_eq!(fail(&store, &account, t0()).await, FailureOutcome::Counted { failures: 1 });
     assert_eq!(reload(&store, &account).await.last_login_at, Some(t0()));
 }
@@ -182,12 +185,12 @@ async fn a_success_is_refused_while_locked(store: SqlStore) {
         fail(&store, &account, t0()).await;
     }
     assert_eq!(
-        store.record_login_success(account.id, &some_hash(), &context(), t0() + minutes(59)).await.ok(),
+        store.record_login_success(account.id, &some_hash(), false, &context(), t0() + minutes(59)).await.ok(),
         Some(false)
     );
     assert_eq!(reload(&store, &account).await.last_login_at, None);
     assert_eq!(
-        store.record_login_success(account.id, &some_hash(), &context(), t0() + minutes(60)).await.ok(),
+        store.record_login_success(account.id, &some_hash(), false, &context(), t0() + minutes(60)).await.ok(),
         Some(true)
     );
     assert_eq!(reload(&store, &account).await.locked_until, None);
@@ -305,25 +308,82 @@ async fn sessions_end_one_by_one_or_all_but_one(store: SqlStore) {
 }
 
 async fn address_failures_are_counted_within_the_window(store: SqlStore) {
-    for _ in 0..3 {
-        store.record_address_failure("10.0.0.7", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
-    }
-    store.record_address_failure("10.0.0.7", t0() + minutes(10)).await.unwrap_or_else(|e| panic!("{e:?}"));
-    store.record_address_failure("10.0.0.8", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
-    let count = |since| {
+    let seven = ThrottleKey::FailedLogins("10.0.0.7".into());
+    let count = |key: ThrottleKey, at: Timestamp| {
         let store = store.clone();
-        async move { store.address_failures_since("10.0.0.7", since).await.unwrap_or_else(|e| panic!("{e:?}")) }
+        async move { store.count(&key, minutes(15), at).await.unwrap_or_else(|e| panic!("{e:?}")) }
     };
-    assert_eq!(count(t0() - minutes(15)).await, (4, Some(t0())));
-    assert_eq!(count(t0() + minutes(5)).await, (1, Some(t0() + minutes(10))));
-    assert_eq!(store.purge_address_failures(t0() + minutes(5)).await.ok(), Some(2), "two buckets of t0");
+    for n in 1..=3 {
+        assert_eq!(count(seven.clone(), t0()).await, (n, Some(t0())));
+    }
+    assert_eq!(count(ThrottleKey::FailedLogins("10.0.0.8".into()), t0()).await, (1, Some(t0())));
+    assert_eq!(count(ThrottleKey::ForgotRequests("10.0.0.7".into()), t0()).await, (1, Some(t0())), "kinds apart");
+    assert_eq!(count(seven.clone(), t0() + minutes(10)).await, (4, Some(t0())));
+    store.uncount(&seven, t0() + minutes(10)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        count(seven.clone(), t0() + minutes(20)).await,
+        (1, Some(t0() + minutes(20))),
+        "t0 slid out, t0+10 was taken back"
+    );
+    assert_eq!(store.purge_counts(t0() + minutes(5)).await.ok(), Some(3), "the buckets of t0");
+}
+
+async fn concurrent_counts_get_consecutive_answers(store: SqlStore) {
+    let key = ThrottleKey::FailedLogins("10.0.0.9".into());
+    let counts = futures_util::future::join_all((0..30).map(|_| {
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.count(&key, minutes(15), t0()).await.map(|(n, _)| n).unwrap_or_else(|e| panic!("{e:?}")) }
+    }))
+    .await;
+    let mut counts = counts;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=30).collect::<Vec<u64>>());
+}
+
+async fn device_attempts_are_counted_per_mark_within_a_window(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let attempt = |device: &'static str, at: Timestamp| {
+        let store = store.clone();
+        async move {
+            store.count_device_attempt(device, account.id, minutes(60), at).await.unwrap_or_else(|e| panic!("{e:?}"))
+        }
+    };
+    assert_eq!(attempt("mark-a", t0()).await, 1);
+    assert_eq!(attempt("mark-a", t0() + minutes(30)).await, 2);
+    assert_eq!(attempt("mark-b", t0()).await, 1, "marks apart");
+    assert_eq!(attempt("mark-a", t0() + minutes(61)).await, 1, "a new window");
+    store.clear_device_attempts("mark-a").await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(attempt("mark-a", t0() + minutes(62)).await, 1);
+    let counts = futures_util::future::join_all((0..20).map(|_| attempt("mark-c", t0()))).await;
+    assert_eq!(counts.iter().max(), Some(&20), "concurrent attempts are all counted");
+    assert_eq!(store.purge_device_attempts(t0() + minutes(1)).await.ok(), Some(2), "mark-b and mark-c");
+}
+
+async fn a_login_despite_a_lock_leaves_the_lock(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    for n in 0..5 {
+        fail(&store, &account, t0() + minutes(n)).await;
+    }
+    let at = t0() + minutes(10);
+    let done = store.record_login_success(account.id, &some_hash(), true, &context(), at).await;
+    assert_eq!(done.ok(), Some(true));
+    let after = reload(&store, &account).await;
+    assert!(after.is_locked_at(at), "the stranger stays locked out");
+    assert_eq!(after.last_login_at, Some(at));
+    store.record_device_login_failure(account.id, &context(), at).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let after_lock = t0() + minutes(70);
+    assert_eq!(
+        fail(&store, &account, after_lock).await,
+        FailureOutcome::Counted { failures: 1 },
+        "device failures do not count"
+    );
 }
 
 async fn events_are_listed_newest_first(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     store
-        .record_login_success(account.id, &some_hash(), &context(), t0() + minutes(1))
+        .record_login_success(account.id, &some_hash(), false, &context(), t0() + minutes(1))
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
     let events = store.account_events(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));

@@ -1,5 +1,6 @@
-//! The two cookies guichet sets, read and written by hand (the format is small and a
-//! crate would add little): the session and, for visitors without one, the CSRF token.
+//! The cookies guichet sets, read and written by hand (the format is small and a crate
+//! would add little): the session, for visitors without one the CSRF nonce, a one-time
+//! notice, and the device cookie.
 
 use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
@@ -13,6 +14,8 @@ pub enum Cookie {
     Csrf,
     /// A one-time notice for the next page ("your password was changed").
     Notice,
+    /// The marks of the accounts that logged in from this browser (`guichet_core::device`).
+    Device,
 }
 
 impl Cookie {
@@ -26,6 +29,8 @@ impl Cookie {
             (Self::Csrf, false) => "guichet_csrf",
             (Self::Notice, true) => "__Host-guichet_notice",
             (Self::Notice, false) => "guichet_notice",
+            (Self::Device, true) => "__Host-guichet_device",
+            (Self::Device, false) => "guichet_device",
         }
     }
 
@@ -47,6 +52,15 @@ impl Cookie {
     pub fn set(self, value: &str, secure: bool) -> HeaderValue {
         let secure_flag = if secure { "; Secure" } else { "" };
         let header = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax{secure_flag}", self.name(secure));
+        HeaderValue::from_str(&header).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// A `Set-Cookie` value like [`Cookie::set`], kept by the browser for `max_age`
+    /// seconds, across restarts.
+    pub fn set_lasting(self, value: &str, secure: bool, max_age: i64) -> HeaderValue {
+        let secure_flag = if secure { "; Secure" } else { "" };
+        let header =
+            format!("{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure_flag}", self.name(secure));
         HeaderValue::from_str(&header).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 

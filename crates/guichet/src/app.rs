@@ -75,14 +75,19 @@ impl Application {
             max_failures: settings.address_throttle_failures,
             window: settings.address_throttle_window,
         };
-        let authenticator =
-            Authenticator::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), lockout, throttle)
-                .await
-                .context("could not prepare password checking")?;
         let key = shared
             .server_key("main", &ServerKey::generate(), clock.now())
             .await
             .context("could not read or store the server key")?;
+        let authenticator = Authenticator::new(
+            Arc::clone(&shared),
+            Arc::clone(&hasher),
+            Arc::clone(&clock),
+            (lockout, throttle),
+            key.clone(),
+        )
+        .await
+        .context("could not prepare password checking")?;
         let sessions = Sessions::new(
             Arc::clone(&shared),
             Arc::clone(&clock),
@@ -205,8 +210,12 @@ async fn housekeeping(state: AppState) {
             tracing::warn!(?error, "could not purge expired sessions");
         }
         let day_ago = now.saturating_sub(guichet_core::SignedDuration::from_hours(24)).unwrap_or(now);
-        if let Err(error) = state.store.purge_address_failures(day_ago).await {
+        if let Err(error) = state.store.purge_counts(day_ago).await {
             tracing::warn!(?error, "could not purge old address counters");
+        }
+        let half_year_ago = now.saturating_sub(guichet_core::device::LIFETIME).unwrap_or(now);
+        if let Err(error) = state.store.purge_device_attempts(half_year_ago).await {
+            tracing::warn!(?error, "could not purge old device attempts");
         }
         // Typed addresses of "forgot" requests are not kept longer than a month.
         let month_ago = now.saturating_sub(guichet_core::SignedDuration::from_hours(24 * 30)).unwrap_or(now);

@@ -5,9 +5,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse as _, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse as _, Redirect, Response};
 use axum::routing::{get, post};
-use guichet_core::login::LoginError;
+use guichet_core::login::{LoggedIn, LoginError};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -87,18 +87,23 @@ async fn submit(
     State(state): State<AppState>,
     visitor: Visitor,
     Client(context): Client,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, WebError> {
     // Kept in the form when it is shown again; cut so that a pasted novel is not echoed.
     let typed: String = form.identifier.trim().chars().take(100).collect();
-    match state.authenticator.login(&form.identifier, form.password, &context).await {
-        Ok(account) => {
+    let secure = state.settings.cookie_secure;
+    let device = Cookie::Device.read(&headers, secure);
+    match state.authenticator.login(&form.identifier, form.password, device.as_deref(), &context).await {
+        Ok(LoggedIn { account, device_cookie }) => {
             let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
             let (token, _) = state.sessions.open(account.id, context, replacing).await?;
             let target = if account.must_change_password { "/me/password" } else { "/me" };
-            let cookie = Cookie::Session.set(token.expose(), state.settings.cookie_secure);
-            Ok((StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static(target)), (SET_COOKIE, cookie)])
-                .into_response())
+            let session = Cookie::Session.set(token.expose(), secure);
+            let lifetime = guichet_core::device::LIFETIME.as_secs();
+            let device = Cookie::Device.set_lasting(&device_cookie, secure, lifetime);
+            let cookies = AppendHeaders([(SET_COOKIE, session), (SET_COOKIE, device)]);
+            Ok((StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static(target))], cookies).into_response())
         }
         Err(LoginError::InvalidCredentials) => {
             render(StatusCode::UNAUTHORIZED, &LoginPage::new(&state, &visitor, typed, Some(Problem::Failed)))

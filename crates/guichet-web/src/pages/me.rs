@@ -70,7 +70,7 @@ async fn show(State(state): State<AppState>, signed_in: SignedIn) -> Result<Resp
         events.iter().filter(|e| e.kind == AuditKind::LoginSucceeded && e.at < session.created_at).map(|e| e.id).next();
     let failures = events
         .iter()
-        .filter(|e| matches!(e.kind, AuditKind::LoginFailed | AuditKind::LoginRefusedLocked))
+        .filter(|e| e.kind.is_failed_login())
         .filter(|e| previous_login.is_none_or(|id| e.id > id))
         .take(20)
         .map(|e| Activity::of(e, zone))

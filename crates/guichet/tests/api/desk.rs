@@ -143,7 +143,11 @@ async fn a_temporary_password_works_once_and_forces_a_change(backend: Backend) {
     assert!(app.delivered_to("marie@chu.example.fr").await.iter().any(|m| m.subject.contains("a été changé")));
 }
 
-on_both_backends!(a_temporary_password_works_once_and_forces_a_change, a_member_writes_in_and_books_a_call);
+on_both_backends!(
+    twenty_requests_at_once_from_one_address_make_five,
+    a_temporary_password_works_once_and_forces_a_change,
+    a_member_writes_in_and_books_a_call
+);
 
 #[tokio::test]
 async fn an_expired_temporary_password_is_refused_like_any_failure() {
@@ -333,6 +337,28 @@ async fn robots_and_floods_do_not_reach_the_queue() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5);
     assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
+}
+
+async fn twenty_requests_at_once_from_one_address_make_five(backend: Backend) {
+    let app = spawn_app_with(backend, &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let mut forms = Vec::new();
+    for n in 0..20 {
+        let client = browser();
+        let token = app.get_with(&client, "/assistance").await.csrf_token();
+        forms.push((client, token, format!("flood{n}@example.org")));
+    }
+    let statuses = futures_util::future::join_all(forms.iter().map(|(client, token, email)| {
+        let fields = [("csrf_token", token.as_str()), ("name", "Bot"), ("email", email.as_str()), ("message", "buy")];
+        let app = &app;
+        async move {
+            app.post_form_with_headers(client, "/assistance", &fields, &[("x-forwarded-for", "203.0.113.9")])
+                .await
+                .status
+        }
+    }))
+    .await;
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5, "{statuses:?}");
+    assert_eq!(app.app.state.store.list_requests(false, 50).await.unwrap_or_default().len(), 5);
 }
 
 #[tokio::test]

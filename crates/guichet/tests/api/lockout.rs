@@ -123,6 +123,7 @@ on_both_backends!(
     the_operator_unlocks_an_account_at_once,
     unknown_wrong_and_locked_get_the_same_page_and_status,
     one_more_typo_after_a_lock_ends_does_not_lock_again,
+    parallel_failures_never_overrun_the_address_ceiling,
 );
 
 async fn unknown_wrong_and_locked_get_the_same_page_and_status(backend: Backend) {
@@ -172,7 +173,7 @@ async fn the_failure_page_explains_the_suspension_without_naming_the_account() {
 }
 
 #[tokio::test]
-async fn an_address_with_many_failures_is_asked_to_slow_down_but_nobody_is_locked_by_address() {
+async fn over_its_limit_an_address_may_try_each_identifier_three_times_and_nobody_is_locked_by_address() {
     let app = spawn_app_with(
         Backend::Sqlite,
         &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1"), ("GUICHET_ADDRESS_THROTTLE_FAILURES", "6")],
@@ -185,20 +186,82 @@ async fn an_address_with_many_failures_is_asked_to_slow_down_but_nobody_is_locke
     for name in ["a1", "a2", "a3", "a1", "a2", "a3"] {
         assert_eq!(app.login_with(&browser(), name, "Summer2026!", &sprayer).await.status, StatusCode::UNAUTHORIZED);
     }
-    let throttled = app.login_with(&browser(), "victim", PASSWORD, &sprayer).await;
+    // Over the limit, a colleague behind the same address with the right password gets in.
+    assert_eq!(app.login_with(&browser(), "victim", PASSWORD, &sprayer).await.status, StatusCode::SEE_OTHER);
+    // But each identifier gets three more tries from there, no more (known or not).
+    for _ in 0..3 {
+        assert_eq!(
+            app.login_with(&browser(), "inconnu", "Winter2026!", &sprayer).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let throttled = app.login_with(&browser(), "inconnu", PASSWORD, &sprayer).await;
     assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(throttled.body.contains("ordinateur où vous vous connectez d'habitude"));
     let retry_after: u64 =
         throttled.headers.get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
     assert!((1..=15 * 60 + 60).contains(&retry_after), "{retry_after}");
-    // Another address — the member at home — gets in, and no account was locked.
+    // Another address — the member at home — gets in, and no account was locked by address.
     let home = [("x-forwarded-for", "198.51.100.7")];
-    assert_eq!(app.login_with(&browser(), "victim", PASSWORD, &home).await.status, StatusCode::SEE_OTHER);
-    for name in ["a1", "a2", "a3"] {
+    assert_eq!(app.login_with(&browser(), "a2", PASSWORD, &home).await.status, StatusCode::SEE_OTHER);
+    for name in ["a2", "a3"] {
         assert!(app.account(name).await.locked_until.is_none());
     }
     // The throttle lifts by itself.
     app.advance(SignedDuration::from_mins(17));
+    assert_eq!(app.login_with(&browser(), "inconnu", "x", &sprayer).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.login_with(&browser(), "a1", PASSWORD, &sprayer).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_hundred_failures_from_a_hospital_do_not_stop_a_colleague_with_the_right_password() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    app.add_member("marie").await;
+    let hospital = [("x-forwarded-for", "192.0.2.10")];
+    let client = browser();
+    for n in 0..101 {
+        let page = app.login_with(&client, &format!("interne{}", n % 40), "mauvais", &hospital).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{n}");
+    }
+    assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &hospital).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn past_ten_times_its_limit_an_address_is_refused_outright() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1"), ("GUICHET_ADDRESS_THROTTLE_FAILURES", "2")],
+    )
+    .await;
+    app.add_member("marie").await;
+    let robot = [("x-forwarded-for", "203.0.113.99")];
+    for n in 0..20 {
+        let page = app.login_with(&browser(), &format!("user{n}"), "123456", &robot).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{n}");
+    }
+    let refused = app.login_with(&browser(), "marie", PASSWORD, &robot).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn parallel_failures_never_overrun_the_address_ceiling(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1"), ("GUICHET_ADDRESS_THROTTLE_FAILURES", "10")],
+    )
+    .await;
+    let robot = [("x-forwarded-for", "203.0.113.77")];
+    let clients: Vec<_> = (0..150).map(|_| browser()).collect();
+    let before = app.verifications();
+    let pages = futures_util::future::join_all(clients.iter().enumerate().map(|(n, c)| {
+        let name = format!("robot{n}");
+        let app = &app;
+        async move { app.login_with(c, &name, "123456", &robot).await.status }
+    }))
+    .await;
+    let tried = app.verifications() - before;
+    let refused = pages.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert!(tried <= 100, "{tried} passwords checked past a ceiling of 100");
+    assert_eq!(tried + refused, 150, "{pages:?}");
 }
 
 #[tokio::test]
@@ -219,7 +282,8 @@ async fn a_hospital_full_of_members_logging_in_is_never_throttled() {
 #[tokio::test]
 async fn forwarded_for_from_an_untrusted_peer_does_not_dodge_the_throttle() {
     let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_ADDRESS_THROTTLE_FAILURES", "3")]).await;
-    for n in 0..3 {
+    // Three under the limit, then three more on the identifier: all counted as 127.0.0.1.
+    for n in 0..6 {
         let spoofed = format!("10.9.9.{n}");
         app.login_with(&browser(), "nobody", "x", &[("x-forwarded-for", &spoofed)]).await;
     }

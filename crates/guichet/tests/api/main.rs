@@ -7,6 +7,7 @@ mod authority;
 mod browser;
 mod cli;
 mod desk;
+mod devices;
 mod lockout;
 mod login;
 mod recovery;

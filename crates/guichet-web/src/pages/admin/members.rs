@@ -216,7 +216,7 @@ async fn member_page(
     let failures = events
         .iter()
         .take_while(|e| !matches!(e.kind, AuditKind::LoginSucceeded | AuditKind::AccountUnlocked))
-        .filter(|e| matches!(e.kind, AuditKind::LoginFailed | AuditKind::LoginRefusedLocked))
+        .filter(|e| e.kind.is_failed_login())
         .map(|e| EventLine::of(e, zone))
         .collect();
     let mail = state.store.account_mail(account.id, 30).await?.iter().map(|m| MailLine::of(m, zone)).collect();
