@@ -10,11 +10,13 @@ mod error;
 
 mod headers;
 mod pages;
+pub mod server;
 mod state;
 mod visitor;
 
 pub use client::TrustedProxies;
 pub use pages::admin::ROUTES as ADMIN_ROUTES;
+pub use server::ServeOptions;
 pub use state::{AppState, Inner as AppParts, MailHelp, WebSettings};
 
 use axum::Router;
@@ -56,12 +58,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the application on `listener` until `shutdown` completes.
+/// Serves the application on `listener` until `shutdown` completes (see [`server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
 ) -> std::io::Result<()> {
-    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+    server::serve(listener, router(state), shutdown, options).await
 }

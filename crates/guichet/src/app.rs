@@ -22,7 +22,7 @@ use guichet_core::session::{SessionPolicy, Sessions};
 use guichet_core::staff::Desk;
 use guichet_mail::{DkimSettings, MailSettings, Mailer, TransportSpec};
 use guichet_store::SqlStore;
-use guichet_web::{AppParts, AppState, MailHelp, WebSettings};
+use guichet_web::{AppParts, AppState, MailHelp, ServeOptions, WebSettings};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -34,6 +34,8 @@ pub struct Application {
     pub state: AppState,
     /// The database.
     pub store: SqlStore,
+    /// Connections held at once.
+    pub max_connections: usize,
 }
 
 impl Application {
@@ -119,7 +121,8 @@ impl Application {
             settings: web,
         };
         let state = AppState::new(parts);
-        Ok(Self { state, store })
+        let max_connections = settings.max_connections.map_or_else(connections_the_descriptors_allow, |n| n as usize);
+        Ok(Self { state, store, max_connections })
     }
 
     /// Serves on `listener` until `shutdown` completes, with the postman (sending the
@@ -142,12 +145,29 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
-        let served =
-            guichet_web::serve(listener, self.state.clone(), shutdown).await.context("the HTTP server stopped");
+        let options = ServeOptions { max_connections: self.max_connections, ..ServeOptions::default() };
+        let served = guichet_web::serve(listener, self.state.clone(), shutdown, options)
+            .await
+            .context("the HTTP server stopped");
         housekeeping.abort();
         self.store.close().await;
         served
     }
+}
+
+/// Raises the soft limit on open files to the hard one, then leaves room for the
+/// database pool, the mail connections and the files guichet opens: the rest may be
+/// connections. Past it, the server closes the oldest idle connection for a new one.
+fn connections_the_descriptors_allow() -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the open-files limit; holding at most 1,000 connections");
+            return 1_000;
+        }
+    };
+    let reserve = (limit / 8).clamp(32, 512);
+    usize::try_from(limit.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX)
 }
 
 /// The sending loop: a round when woken (something was queued here) and every few

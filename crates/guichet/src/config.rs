@@ -61,6 +61,9 @@ pub struct Settings {
     pub address_throttle_window: SignedDuration,
     /// `GUICHET_TIMEZONE`: how dates are shown to people.
     pub time_zone: jiff::tz::TimeZone,
+    /// `GUICHET_MAX_CONNECTIONS`: connections held at once; by default what the
+    /// process's file-descriptor limit leaves room for.
+    pub max_connections: Option<u32>,
 }
 
 /// The DKIM settings.
@@ -111,6 +114,7 @@ pub const VARIABLES: &[&str] = &[
     "GUICHET_ADDRESS_THROTTLE_FAILURES",
     "GUICHET_ADDRESS_THROTTLE_WINDOW",
     "GUICHET_TIMEZONE",
+    "GUICHET_MAX_CONNECTIONS",
 ];
 
 /// Where the raw values come from.
@@ -311,6 +315,9 @@ impl Settings {
                 )?,
                 address_throttle_failures: count("GUICHET_ADDRESS_THROTTLE_FAILURES", 100)?,
                 address_throttle_window: duration("GUICHET_ADDRESS_THROTTLE_WINDOW", minutes(15))?,
+                max_connections: s.parse("GUICHET_MAX_CONNECTIONS", "a whole number of at least 16", None, |raw| {
+                    raw.parse::<u32>().ok().filter(|n| *n >= 16).map(Some)
+                })?,
                 time_zone: s.parse(
                     "GUICHET_TIMEZONE",
                     "an IANA time zone like Europe/Paris",

@@ -6,6 +6,7 @@ mod helpers;
 mod authority;
 mod browser;
 mod cli;
+mod connections;
 mod desk;
 mod devices;
 mod lockout;
