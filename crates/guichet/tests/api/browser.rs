@@ -143,9 +143,9 @@ impl Browser {
         panic!("the browser never reached {expected}; it is on {path}");
     }
 
-    /// The visible text of the page.
+    /// The visible text of the page; empty while a new page is loading (callers wait).
     pub async fn text(&self) -> String {
-        let body = self.client.find(Locator::Css("body")).await.unwrap_or_else(|e| panic!("{e}"));
+        let Ok(body) = self.client.find(Locator::Css("body")).await else { return String::new() };
         body.text().await.unwrap_or_default()
     }
 }
