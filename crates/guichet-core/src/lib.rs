@@ -20,6 +20,8 @@ pub mod members;
 pub mod password;
 pub mod ports;
 pub mod postman;
+#[cfg(test)]
+mod properties;
 pub mod recovery;
 pub mod redact;
 pub mod reset;

@@ -134,4 +134,25 @@ mod tests {
         assert_eq!(url("sqlite://guichet.db").connect_string(), "sqlite://guichet.db?mode=rwc");
         assert_eq!(url("sqlite://g.db?mode=ro").connect_string(), "sqlite://g.db?mode=ro");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_url_is_parsed_without_panic(raw in proptest::prelude::any::<String>()) {
+            if let Ok(parsed) = DatabaseUrl::parse(&raw) {
+                let _ = (parsed.connect_string(), parsed.redacted());
+            }
+        }
+
+        #[test]
+        fn a_password_never_shows_however_it_is_written(
+            user in "[a-z]{1,8}",
+            password in "[A-Za-z0-9!$&'()*+,;=%~._-]{4,20}",
+            host in "[a-z]{1,10}",
+        ) {
+            let shown = url(&format!("postgres://{user}:{password}@{host}/guichet")).to_string();
+            proptest::prop_assert!(!shown.contains(&format!(":{password}@")), "{}", shown);
+            let query = url(&format!("postgres://{host}/guichet?user={user}&password={password}")).to_string();
+            proptest::prop_assert!(!query.contains(&format!("password={password}")), "{}", query);
+        }
+    }
 }

@@ -10,6 +10,8 @@ mod error;
 
 mod headers;
 mod pages;
+#[cfg(test)]
+mod properties;
 pub mod server;
 mod state;
 mod visitor;

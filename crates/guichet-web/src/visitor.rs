@@ -93,7 +93,7 @@ fn is_safe(method: &Method) -> bool {
 /// says the form comes from elsewhere (`Sec-Fetch-Site: cross-site`, or an `Origin`
 /// other than the public URL's) is refused whatever the token. `Origin: null` says
 /// nothing: browsers send it for our own forms because of `Referrer-Policy: no-referrer`.
-async fn checked(request: Request, expected: &str, origin: &str) -> Result<Request, Response> {
+pub(crate) async fn checked(request: Request, expected: &str, origin: &str) -> Result<Request, Response> {
     let headers = request.headers();
     let cross_site = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
     let foreign_origin = headers

@@ -5,3 +5,5 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+#[cfg(test)]
+mod properties;

@@ -20,21 +20,7 @@ struct Rejected {
 /// Imports; exits with status 2 (through the error) when some rows were rejected.
 pub async fn run(app: &Application, file: &Path, invite: bool) -> anyhow::Result<()> {
     let text = std::fs::read(file).with_context(|| format!("could not read {}", file.display()))?;
-    let mut reader =
-        csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(text.as_slice());
-    let records: Vec<(u64, csv::StringRecord)> = reader
-        .records()
-        .enumerate()
-        .map(|(i, r)| {
-            r.map(|r| (u64::try_from(i).unwrap_or(0) + 1, r))
-                .with_context(|| format!("{}: line {} is not valid CSV", file.display(), i + 1))
-        })
-        .collect::<Result<_, _>>()?;
-    let rows: Vec<_> = records
-        .into_iter()
-        .filter(|(line, r)| !(*line == 1 && r.get(0).is_some_and(|h| h.eq_ignore_ascii_case("identifier"))))
-        .filter(|(_, r)| r.iter().any(|f| !f.is_empty()))
-        .collect();
+    let rows = read_rows(&text).map_err(|line| anyhow::anyhow!("{}: line {line} is not valid CSV", file.display()))?;
     if rows.is_empty() {
         bail!("{}: no row to import (columns: identifier,email,name[,role])", file.display());
     }
@@ -44,33 +30,17 @@ pub async fn run(app: &Application, file: &Path, invite: bool) -> anyhow::Result
     );
     let mut imported = 0_u64;
     let mut rejected = Vec::new();
-    for (line, record) in rows {
-        let field = |i: usize| record.get(i).unwrap_or_default().to_owned();
-        let outcome = if !(3..=4).contains(&record.len()) {
-            Err(format!("expected 3 or 4 columns (identifier,email,name[,role]), found {}", record.len()))
-        } else {
-            match Role::parse(if field(3).is_empty() { "member" } else { record.get(3).unwrap_or("member") }) {
-                Err(error) => Err(error.to_string()),
-                Ok(role) => {
-                    let request = AddMember {
-                        identifier: field(0),
-                        email: field(1),
-                        name: field(2),
-                        role,
-                        password: None,
-                        invite,
-                    };
-                    app.state
-                        .members
-                        .add(request, Actor::Operator, RequestContext::default())
-                        .await
-                        .map(|_| ())
-                        .map_err(|error| {
-                            let source =
-                                std::error::Error::source(&error).map(|s| format!(": {s}")).unwrap_or_default();
-                            format!("{error}{source}")
-                        })
-                }
+    for Row { line, fields } in rows {
+        let outcome = match fields {
+            Err(reason) => Err(reason),
+            Ok(Fields { identifier, email, name, role }) => {
+                let request = AddMember { identifier, email, name, role, password: None, invite };
+                app.state.members.add(request, Actor::Operator, RequestContext::default()).await.map(|_| ()).map_err(
+                    |error| {
+                        let source = std::error::Error::source(&error).map(|s| format!(": {s}")).unwrap_or_default();
+                        format!("{error}{source}")
+                    },
+                )
             }
         };
         match outcome {
@@ -96,6 +66,53 @@ pub async fn run(app: &Application, file: &Path, invite: bool) -> anyhow::Result
             .context(PartialImport));
     }
     Ok(())
+}
+
+/// A row of the file, with its line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Its line (1 for the first).
+    pub line: u64,
+    /// Its fields, or why the row cannot be one.
+    pub fields: Result<Fields, String>,
+}
+
+/// What a good row says, as typed (the core parses it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields {
+    /// Identifier.
+    pub identifier: String,
+    /// Email address.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role (`member` when the column is absent or empty).
+    pub role: Role,
+}
+
+/// Reads a CSV file's rows (`identifier,email,name[,role]`, an optional header line,
+/// blank lines skipped). `Err(line)` when a line is not CSV at all.
+pub fn read_rows(text: &[u8]) -> Result<Vec<Row>, u64> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(text);
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
+        let record = record.map_err(|_| line)?;
+        let is_header = line == 1 && record.get(0).is_some_and(|h| h.eq_ignore_ascii_case("identifier"));
+        if is_header || record.iter().all(str::is_empty) {
+            continue;
+        }
+        let field = |i: usize| record.get(i).unwrap_or_default().to_owned();
+        let fields = if (3..=4).contains(&record.len()) {
+            let role = if field(3).is_empty() { Ok(Role::Member) } else { Role::parse(&field(3)) };
+            role.map(|role| Fields { identifier: field(0), email: field(1), name: field(2), role })
+                .map_err(|error| error.to_string())
+        } else {
+            Err(format!("expected 3 or 4 columns (identifier,email,name[,role]), found {}", record.len()))
+        };
+        rows.push(Row { line, fields });
+    }
+    Ok(rows)
 }
 
 /// Marks an import that kept some rows and rejected others: `main` exits with 2.

@@ -1,6 +1,6 @@
 //! The commands behind the command line.
 
-mod import;
+pub mod import;
 pub use import::PartialImport;
 mod mail;
 mod member;
