@@ -46,7 +46,7 @@ IDLE_RSS=$(rss VmRSS)
 JAR="$WORK/jar"
 PAGE=$(curl -s -c "$JAR" "$BASE/login")
 TOKEN=$(printf '%s' "$PAGE" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1)
-COOKIE_NAME=$(awk '$6 ~ /csrf/ {print $6}' "$JAR")
+CSRF_COOKIE=$(awk '$6 ~ /csrf/ {print $6 "=" $7}' "$JAR")
 ENCODED_PASSWORD=$(printf '%s' "$PASSWORD" | sed "s/ /%20/g; s/'/%27/g")
 STATUS=$(curl -s -b "$JAR" -c "$JAR" -o /dev/null -w '%{http_code}' -d "csrf_token=$TOKEN&identifier=bench&password=$ENCODED_PASSWORD" "$BASE/login")
 [ "$STATUS" = 303 ] || { echo "the bench account cannot log in (HTTP $STATUS)" >&2; exit 1; }
@@ -66,7 +66,7 @@ target/release/examples/hash_rate "$SECONDS_PER_RUN" | tee "$OUT/hash-rate.txt"
 RAW=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$OUT/hash-rate.txt")
 
 echo "== successful logins, $CONNECTIONS connections, ${SECONDS_PER_RUN}s"
-BENCH_TOKEN=$TOKEN BENCH_COOKIE=$COOKIE_NAME BENCH_PASSWORD=$ENCODED_PASSWORD \
+BENCH_TOKEN=$TOKEN BENCH_COOKIE=$CSRF_COOKIE BENCH_PASSWORD=$ENCODED_PASSWORD \
   wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s bench/login.lua "$BASE/login" >"$OUT/logins.txt"
 LOGINS=$(rate "$OUT/logins.txt")
 BAD=$(awk '/Non-2xx or 3xx/ {print $5}' "$OUT/logins.txt")
@@ -74,13 +74,16 @@ BAD=$(awk '/Non-2xx or 3xx/ {print $5}' "$OUT/logins.txt")
 echo "   $LOGINS logins/s, $(awk -v a="$LOGINS" -v b="$RAW" 'BEGIN {printf "%.0f", 100*a/b}')% of the raw rate"
 
 echo "== GET /me while logins flood (logins at $CONNECTIONS connections, /me at 8)"
-BENCH_TOKEN=$TOKEN BENCH_COOKIE=$COOKIE_NAME BENCH_PASSWORD=$ENCODED_PASSWORD \
+BENCH_TOKEN=$TOKEN BENCH_COOKIE=$CSRF_COOKIE BENCH_PASSWORD=$ENCODED_PASSWORD \
   wrk -t1 -c"$CONNECTIONS" -d"$((SECONDS_PER_RUN + 4))s" -s bench/login.lua "$BASE/login" >"$OUT/flood-logins.txt" &
 FLOOD=$!
 sleep 2
 wrk -t1 -c8 -d"${SECONDS_PER_RUN}s" --latency -H "Cookie: $SESSION" "$BASE/me" >"$OUT/me-during-flood.txt"
 wait $FLOOD
 echo "   /me p99 $(p99 "$OUT/me-during-flood.txt") at $(rate "$OUT/me-during-flood.txt") req/s; logins $(rate "$OUT/flood-logins.txt")/s"
+
+echo "== /healthz while ${IDLE_CONNECTIONS:=20000} idle connections are held"
+python3 bench/idle.py 127.0.0.1 "$PORT" "$IDLE_CONNECTIONS" | tee "$OUT/idle.txt"
 
 echo "== RSS: idle $IDLE_RSS, now $(rss VmRSS), peak $(rss VmHWM)"
 {

@@ -122,11 +122,12 @@ impl Authenticator {
             }
             None => {
                 let counted = self.count_attempt(identifier, context, now).await?;
-                let result = self.attempt(account, password, context).await;
-                if !matches!(result, Err(LoginError::InvalidCredentials)) {
-                    // Only failures count: a success, or our own failure, gives the counts back.
-                    for (key, at) in counted {
-                        self.store.uncount(&key, at).await?;
+                let result = self.attempt(account, password, &counted, context).await;
+                if matches!(result, Err(LoginError::Busy | LoginError::Hash(_) | LoginError::Store(_))) {
+                    // Only failures count: our own failure gives the counts back (a
+                    // success gave them back with its own transaction).
+                    for (key, at) in &counted {
+                        self.store.uncount(key, *at).await?;
                     }
                 }
                 result?
@@ -176,7 +177,7 @@ impl Authenticator {
                 Err(LoginError::InvalidCredentials)
             }
             Verification::Match { upgraded } => {
-                if !self.store.record_login_success(account.id, &hash, true, context, self.clock.now()).await? {
+                if !self.store.record_login_success(account.id, &hash, true, &[], context, self.clock.now()).await? {
                     return Err(LoginError::InvalidCredentials);
                 }
                 self.store.clear_device_attempts(nonce).await?;
@@ -236,6 +237,7 @@ impl Authenticator {
         &self,
         account: Option<Account>,
         password: SecretString,
+        counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
     ) -> Result<Account, LoginError> {
         let now = self.clock.now();
@@ -271,7 +273,11 @@ impl Authenticator {
                 Err(LoginError::InvalidCredentials)
             }
             Verification::Match { upgraded } => {
-                if !self.store.record_login_success(account.id, &hash, false, context, self.clock.now()).await? {
+                if !self
+                    .store
+                    .record_login_success(account.id, &hash, false, counted, context, self.clock.now())
+                    .await?
+                {
                     // Locked by a concurrent failure while this password was being checked.
                     return Err(LoginError::InvalidCredentials);
                 }

@@ -119,12 +119,15 @@ pub trait AccountStore: Send + Sync {
     /// (another request may have locked it, or a reset replaced the password, while this
     /// one was checked): then nothing changes and the answer is `Ok(false)`. A temporary
     /// password is used up. A login `despite_lock` (from a device cookie) leaves a lock
-    /// in place, with its failures: the stranger who caused it stays locked out.
+    /// in place, with its failures: the stranger who caused it stays locked out. The
+    /// `counted` attempts (see [`ThrottleStore::count`]) are taken back in the same
+    /// transaction: a success is not a failure.
     async fn record_login_success(
         &self,
         account: AccountId,
         verified: &PasswordHash,
         despite_lock: bool,
+        counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError>;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
-use guichet_core::lockout::LockoutPolicy;
+use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::MailKind;
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{AccountFilter, AccountStore, Conflict, FailureOutcome, StoreError};
@@ -211,6 +211,7 @@ impl AccountStore for SqlStore {
         account: AccountId,
         verified: &PasswordHash,
         despite_lock: bool,
+        counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
@@ -233,6 +234,9 @@ impl AccountStore for SqlStore {
         .await
         .map_err(backend)?;
         let Some(locked_until) = updated else { return Ok(false) };
+        for (key, at) in counted {
+            crate::throttle::uncount_in(&mut tx, key, *at).await?;
+        }
         let event_id = insert_event(&mut tx, &member_event(account, AuditKind::LoginSucceeded, context, now)).await?;
         // A lock still running (a login from the member's usual browser) stays, with the
         // failures behind it: the stranger who caused it is still locked out.

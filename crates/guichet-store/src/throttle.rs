@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use guichet_core::lockout::ThrottleKey;
 use guichet_core::ports::{StoreError, ThrottleStore};
 use guichet_core::{SignedDuration, Timestamp};
-use sqlx::Row as _;
+use sqlx::{Any, Row as _, Transaction};
 
 use crate::{SqlStore, backend, millis, optional_timestamp};
 
@@ -16,6 +16,23 @@ const MINUTE_MS: i64 = 60_000;
 
 fn minute_of(at: Timestamp) -> i64 {
     millis(at).div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
+/// Takes back one count, inside a transaction.
+pub(crate) async fn uncount_in(
+    tx: &mut Transaction<'_, Any>,
+    key: &ThrottleKey,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE address_failures SET failures = failures - 1 WHERE address_key = $1 AND minute = $2 AND failures > 0",
+    )
+    .bind(key.storage_key())
+    .bind(minute_of(at))
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(backend)
 }
 
 #[async_trait]
@@ -55,15 +72,9 @@ impl ThrottleStore for SqlStore {
     }
 
     async fn uncount(&self, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE address_failures SET failures = failures - 1 WHERE address_key = $1 AND minute = $2 AND failures > 0",
-        )
-        .bind(key.storage_key())
-        .bind(minute_of(at))
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(backend)
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        uncount_in(&mut tx, key, at).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn purge_counts(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -174,7 +174,10 @@ async fn a_success_clears_the_failure_count(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     fail(&store, &account, t0()).await;
-    assert_eq!(store.record_login_success(account.id, &some_hash(), false, &context(), t0()).await.ok(), Some(true));
+    assert_eq!(
+        store.record_login_success(account.id, &some_hash(), false, &[], &context(), t0()).await.ok(),
+        Some(true)
+    );
     assert_eq!(fail(&store, &account, t0()).await, FailureOutcome::Counted { failures: 1 });
     assert_eq!(reload(&store, &account).await.last_login_at, Some(t0()));
 }
@@ -185,12 +188,12 @@ async fn a_success_is_refused_while_locked(store: SqlStore) {
         fail(&store, &account, t0()).await;
     }
     assert_eq!(
-        store.record_login_success(account.id, &some_hash(), false, &context(), t0() + minutes(59)).await.ok(),
+        store.record_login_success(account.id, &some_hash(), false, &[], &context(), t0() + minutes(59)).await.ok(),
         Some(false)
     );
     assert_eq!(reload(&store, &account).await.last_login_at, None);
     assert_eq!(
-        store.record_login_success(account.id, &some_hash(), false, &context(), t0() + minutes(60)).await.ok(),
+        store.record_login_success(account.id, &some_hash(), false, &[], &context(), t0() + minutes(60)).await.ok(),
         Some(true)
     );
     assert_eq!(reload(&store, &account).await.locked_until, None);
@@ -365,7 +368,7 @@ async fn a_login_despite_a_lock_leaves_the_lock(store: SqlStore) {
         fail(&store, &account, t0() + minutes(n)).await;
     }
     let at = t0() + minutes(10);
-    let done = store.record_login_success(account.id, &some_hash(), true, &context(), at).await;
+    let done = store.record_login_success(account.id, &some_hash(), true, &[], &context(), at).await;
     assert_eq!(done.ok(), Some(true));
     let after = reload(&store, &account).await;
     assert!(after.is_locked_at(at), "the stranger stays locked out");
@@ -383,7 +386,7 @@ async fn events_are_listed_newest_first(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     store
-        .record_login_success(account.id, &some_hash(), false, &context(), t0() + minutes(1))
+        .record_login_success(account.id, &some_hash(), false, &[], &context(), t0() + minutes(1))
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
     let events = store.account_events(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));

@@ -147,6 +147,21 @@ async fn administrators_neither_disable_nor_demote_themselves() {
     assert_eq!(renamed.status, StatusCode::SEE_OTHER);
 }
 
+async fn disabling_an_account_ends_its_open_sessions_at_once(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let marie = app.add_member("marie").await;
+    let laptop = signed_in(&app, "marie").await;
+    assert_eq!(app.get_with(&laptop, "/me").await.status, StatusCode::OK);
+    app.add_account("desk", Role::Assistance).await;
+    let desk = signed_in(&app, "desk").await;
+    let page = format!("/admin/members/{}", marie.id.get());
+    assert_eq!(app.submit(&desk, &page, &format!("{page}/disable"), &[]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.get_with(&laptop, "/me").await.location(), Some("/login"), "the open session ended");
+    assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &[]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.submit(&desk, &page, &format!("{page}/enable"), &[]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
+}
+
 async fn two_administrators_disabling_each_other_at_once_leave_one_active(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
     let boss = app.add_account("boss", Role::Admin).await;
@@ -221,5 +236,6 @@ on_both_backends!(
     every_account_action_follows_the_authority_matrix,
     assistance_cannot_take_over_an_administrator,
     two_administrators_disabling_each_other_at_once_leave_one_active,
+    disabling_an_account_ends_its_open_sessions_at_once,
     a_new_address_is_announced_to_the_old_one_and_voids_what_was_sent_there,
 );

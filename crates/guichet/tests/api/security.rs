@@ -84,6 +84,32 @@ async fn form_tokens_are_not_the_cookies_and_no_session_token_is_stored_in_clear
 }
 
 #[tokio::test]
+async fn every_password_field_is_masked_and_never_filled_in() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let mut pages = vec![app.get("/login").await.body, app.get("/reset-password?code=ABCD").await.body];
+    let wrong = app.login("marie", "un mot de passe faux").await;
+    assert!(!wrong.body.contains("un mot de passe faux"), "a typed password is never echoed");
+    pages.push(wrong.body);
+    app.login("marie", PASSWORD).await;
+    pages.push(app.get("/me/password").await.body);
+    let mut fields = 0;
+    for page in &pages {
+        for name in ["password", "current_password", "new_password", "new_password_confirm"] {
+            if let Some(at) = page.find(&format!("name=\"{name}\"")) {
+                let tag_start = page[..at].rfind('<').unwrap_or(0);
+                let tag_end = at + page[at..].find('>').unwrap_or(0);
+                let tag = &page[tag_start..tag_end];
+                assert!(tag.contains(r#"type="password""#), "{tag}");
+                assert!(!tag.contains("value="), "{tag}");
+                fields += 1;
+            }
+        }
+    }
+    assert!(fields >= 6, "{fields} password fields seen");
+}
+
+#[tokio::test]
 async fn logout_needs_the_sessions_token() {
     let app = spawn_app().await;
     app.add_member("marie").await;
