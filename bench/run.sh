@@ -82,6 +82,7 @@ wrk -t1 -c8 -d"${SECONDS_PER_RUN}s" --latency -H "Cookie: $SESSION" "$BASE/me" >
 wait $FLOOD
 echo "   /me p99 $(p99 "$OUT/me-during-flood.txt") at $(rate "$OUT/me-during-flood.txt") req/s; logins $(rate "$OUT/flood-logins.txt")/s"
 
+echo "== RSS before the idle connections: now $(rss VmRSS), peak $(rss VmHWM)"
 echo "== /healthz while ${IDLE_CONNECTIONS:=20000} idle connections are held"
 python3 bench/idle.py 127.0.0.1 "$PORT" "$IDLE_CONNECTIONS" | tee "$OUT/idle.txt"
 
