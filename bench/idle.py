@@ -11,14 +11,17 @@ import sys
 import time
 
 
-def hold(host, port, n, ready, release):
+def hold(host, port, first, n, ready, release):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     held = []
-    for _ in range(n):
+    for i in range(first, first + n):
         s = socket.socket()
         s.setblocking(True)
         try:
+            # Each from its own loopback address (127.1.x.y): a flood from many addresses,
+            # which guichet's per-address cap does not stop on its own.
+            s.bind((f"127.1.{i // 250}.{1 + i % 250}", 0))
             s.connect((host, port))
             held.append(s)
         except OSError:
@@ -48,7 +51,7 @@ def main():
     ready, release = multiprocessing.Queue(), multiprocessing.Event()
     workers = []
     for start in range(0, total, per_process):
-        p = multiprocessing.Process(target=hold, args=(host, port, min(per_process, total - start), ready, release))
+        p = multiprocessing.Process(target=hold, args=(host, port, start, min(per_process, total - start), ready, release))
         p.start()
         workers.append(p)
     opened = sum(ready.get() for _ in workers)

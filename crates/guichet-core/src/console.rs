@@ -17,7 +17,7 @@ use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::mail::{MailKind, NewMail};
 use crate::members::AddMemberError;
-use crate::ports::{Guarded, Store, StoreError};
+use crate::ports::{Guarded, Reach, Store, StoreError};
 
 /// A staff member acting in the console, as the core found them in storage. Its fields
 /// are private and [`Console::actor`] alone makes one, so a handler cannot claim a role.
@@ -46,6 +46,12 @@ impl StaffActor {
     /// Who they are in the audit trail.
     pub fn audit_actor(&self) -> Actor {
         Actor::Staff(self.id)
+    }
+
+    /// Which accounts their writes may land on, checked again by the store in the write's
+    /// own transaction (a member promoted meanwhile is out of an assistant's reach).
+    pub fn reach(&self) -> Reach {
+        if self.is_admin() { Reach::Anyone } else { Reach::MembersOnly }
     }
 
     /// Whether they may take `action` on `target` (see [`decide`]).
@@ -146,14 +152,24 @@ pub enum ConsoleError {
     Invalid(AddMemberError),
     /// Storage failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
 }
 
 impl From<AddMemberError> for ConsoleError {
     fn from(error: AddMemberError) -> Self {
         match error {
-            AddMemberError::Store(error) => Self::Store(error),
+            AddMemberError::Store(error) => error.into(),
             other => Self::Invalid(other),
+        }
+    }
+}
+
+impl From<StoreError> for ConsoleError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            // The target became staff between the decision and the write.
+            StoreError::Changed => Self::Denied(Denied::StaffTarget),
+            other => Self::Store(other),
         }
     }
 }
@@ -206,7 +222,7 @@ impl Console {
     ) -> Result<bool, ConsoleError> {
         let target = self.target(actor, ConsoleAction::Unlock, target).await?;
         let event = self.event(actor, target.id, AuditKind::AccountUnlocked, context);
-        Ok(self.store.unlock_account(target.id, event).await?)
+        Ok(self.store.unlock_account(target.id, event, actor.reach()).await?)
     }
 
     /// Mails the account its identifier.
@@ -253,7 +269,7 @@ impl Console {
         };
         let target = self.target(actor, action, target).await?;
         let mail = NewMail { kind, account_id: Some(target.id), recipient: target.email.clone(), subject: None };
-        self.store.queue_staff_mail(&mail, self.event(actor, target.id, audit, context)).await?;
+        self.store.queue_staff_mail(&mail, self.event(actor, target.id, audit, context), actor.reach()).await?;
         Ok(())
     }
 
@@ -276,7 +292,10 @@ impl Console {
             // In full: staff undoing a malicious change need the old address.
             event.detail = Some(format!("adresse {} → {}", target.email, email));
         }
-        self.store.change_details(target.id, &email, &name, event).await.map_err(AddMemberError::from)?;
+        self.store
+            .change_details(target.id, &email, &name, event, actor.reach())
+            .await
+            .map_err(AddMemberError::from)?;
         Ok(())
     }
 
@@ -291,7 +310,8 @@ impl Console {
         let action = if disabled { ConsoleAction::Disable } else { ConsoleAction::Enable };
         let target = self.target(actor, action, target).await?;
         let kind = if disabled { AuditKind::AccountDisabled } else { AuditKind::AccountEnabled };
-        match self.store.set_disabled(target.id, disabled, self.event(actor, target.id, kind, context)).await? {
+        let event = self.event(actor, target.id, kind, context);
+        match self.store.set_disabled(target.id, disabled, event, actor.reach()).await? {
             Guarded::Done => Ok(()),
             Guarded::LastAdministrator => Err(Denied::LastAdministrator.into()),
         }

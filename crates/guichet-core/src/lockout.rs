@@ -10,7 +10,7 @@
 //!   times from that address in the window, so a colleague behind the same address with
 //!   the right password gets in, while a robot spraying passwords over many accounts
 //!   gets three tries per account at most;
-//! - over [`AddressThrottlePolicy::ceiling`] (ten times the limit) the address is refused
+//! - over [`AddressThrottlePolicy::ceiling`] (five times the limit) the address is refused
 //!   outright until the window slides, but for browsers holding a device cookie for the
 //!   account (see [`crate::device`]), which the throttle never stops.
 //!
@@ -55,7 +55,7 @@ impl AddressThrottlePolicy {
     /// Failures from one address in the window past which it is refused outright
     /// (device cookies aside).
     pub fn ceiling(&self) -> u64 {
-        u64::from(self.max_failures).saturating_mul(10)
+        u64::from(self.max_failures).saturating_mul(5)
     }
 }
 

@@ -51,13 +51,19 @@ impl From<HashError> for LoginError {
     }
 }
 
-/// A login that went through.
-#[derive(Debug, Clone)]
+/// A login that went through. `Debug` leaves out the device cookie.
+#[derive(Clone)]
 pub struct LoggedIn {
     /// The account, as it was before this login.
     pub account: Account,
     /// The browser's device cookie, with a fresh mark for this account: to set.
     pub device_cookie: String,
+}
+
+impl std::fmt::Debug for LoggedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedIn").field("account", &self.account.id).finish_non_exhaustive()
+    }
 }
 
 /// Checks identifiers and passwords.

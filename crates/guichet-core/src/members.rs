@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::{MailKind, NewMail};
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
-use crate::ports::{AccountFilter, Conflict, Store, StoreError};
+use crate::ports::{AccountFilter, Conflict, Reach, Store, StoreError};
 
 /// A request to create an account, as typed.
 #[derive(Debug)]
@@ -173,7 +173,7 @@ impl Members {
             context,
             detail: None,
         };
-        Ok(self.store.unlock_account(account.id, event).await?)
+        Ok(self.store.unlock_account(account.id, event, Reach::Anyone).await?)
     }
 
     /// Mails the account its identifier and a temporary password, on the operator's
@@ -194,7 +194,7 @@ impl Members {
             context: RequestContext::default(),
             detail: None,
         };
-        self.store.queue_staff_mail(&mail, event).await?;
+        self.store.queue_staff_mail(&mail, event, Reach::Anyone).await?;
         Ok(account)
     }
 

@@ -33,9 +33,24 @@ pub enum StoreError {
     /// A unique value is already taken.
     #[error("{} already exists", match .0 { Conflict::Identifier => "an account with this identifier", Conflict::Email => "an account with this email address" })]
     Conflict(Conflict),
+    /// The target no longer is what the caller decided on (a member became staff while
+    /// an assistance action was on its way): nothing changed.
+    #[error("the account changed meanwhile")]
+    Changed,
     /// The database failed or could not be reached.
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Which accounts a staff write may land on, checked in its transaction: the core
+/// decided with the account as it read it, and the write makes sure it is still so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Any account (administrators, the operator).
+    Anyone,
+    /// Only an account whose role is `member` (assistance staff):
+    /// `Err(StoreError::Changed)` otherwise.
+    MembersOnly,
 }
 
 /// How a change guarded by the last-administrator rule ended.
@@ -151,7 +166,7 @@ pub trait AccountStore: Send + Sync {
 
     /// Lifts a lock and clears the failure count; audits `account_unlocked` when the
     /// account was locked. `Ok(false)` when it was not locked.
-    async fn unlock_account(&self, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError>;
+    async fn unlock_account(&self, account: AccountId, event: NewAuditEvent, reach: Reach) -> Result<bool, StoreError>;
 
     /// Replaces the password hash by a rehash of the same password with new parameters
     /// (no audit event) — only if it is still `old`.
@@ -288,8 +303,14 @@ pub trait OutboxStore: Send + Sync {
 /// Recovery and invitation codes, stored by hash.
 #[async_trait]
 pub trait RecoveryStore: Send + Sync {
-    /// Stores a code's hash.
-    async fn insert_code(&self, hash: &TokenHash, code: &StoredCode) -> Result<(), StoreError>;
+    /// Stores a code's hash, if the account's address is still `sent_to` (the code is
+    /// about to be mailed there): `Ok(false)` and nothing stored when it changed.
+    async fn insert_code(
+        &self,
+        hash: &TokenHash,
+        code: &StoredCode,
+        sent_to: &EmailAddress,
+    ) -> Result<bool, StoreError>;
 
     /// Forgets a code (one whose message could not be sent).
     async fn delete_code(&self, hash: &TokenHash) -> Result<(), StoreError>;
@@ -335,34 +356,42 @@ pub trait StaffStore: Send + Sync {
         account: AccountId,
         disabled: bool,
         event: NewAuditEvent,
+        reach: Reach,
     ) -> Result<Guarded, StoreError>;
 
     /// Changes email and name, with the audit line. When the email changes, in the same
     /// transaction: the account's unused codes are used up, a temporary password still
     /// pending is revoked (the account keeps no password until the member chooses one),
-    /// and an `EmailChanged` notice is queued to the *old* address.
-    /// `Err(Conflict(Email))` when the new address is taken.
+    /// the device cookie marks given so far stop counting, and an `EmailChanged` notice is
+    /// queued to the *old* address. `Err(Conflict(Email))` when the new address is taken.
     async fn change_details(
         &self,
         account: AccountId,
         email: &EmailAddress,
         name: &DisplayName,
         event: NewAuditEvent,
+        reach: Reach,
     ) -> Result<(), StoreError>;
 
     /// Changes the role, with the same guard as [`StaffStore::set_disabled`]: demoting the
-    /// last active administrator answers `Ok(LastAdministrator)` and changes nothing.
+    /// last active administrator answers `Ok(LastAdministrator)` and changes nothing. A
+    /// member who becomes staff starts afresh, in the same transaction: sessions ended,
+    /// unused codes used up, a pending temporary password revoked, device marks voided —
+    /// nothing handed out while they were a member carries staff rights.
     async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<Guarded, StoreError>;
 
     /// Replaces the password by a temporary one that stops working at `expires_at`,
-    /// works for one login, and must be changed then; lifts any lock and ends every session.
+    /// works for one login, and must be changed then; lifts any lock and ends every
+    /// session — if the account's address is still `sent_to` (where the password was
+    /// just mailed): `Ok(false)` and nothing changed when it is not.
     async fn set_temporary_password(
         &self,
         account: AccountId,
         hash: &PasswordHash,
         expires_at: Timestamp,
+        sent_to: &EmailAddress,
         now: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Sets a password the member chose: clears the must-change flag and any temporary
     /// expiry, ends every session but `keep`, audits `password_changed` and queues the notice.
@@ -375,8 +404,9 @@ pub trait StaffStore: Send + Sync {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Queues a message and records the staff action behind it, in one transaction.
-    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent) -> Result<(), StoreError>;
+    /// Queues a message to `mail.account_id` and records the staff action behind it, in
+    /// one transaction.
+    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent, reach: Reach) -> Result<(), StoreError>;
 
     /// Events of `kinds` per day since `since` (days are UTC, as Unix day numbers).
     async fn daily_counts(

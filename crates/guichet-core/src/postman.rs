@@ -158,7 +158,9 @@ impl Postman {
         let Some((content, code)) = self.content(mail, &account, now).await? else {
             return Ok((
                 Some(account.id),
-                MailOutcome::Skipped { reason: "plus rien à dire (le compte n'est plus suspendu)".into() },
+                MailOutcome::Skipped {
+                    reason: "plus rien à dire (le compte n'est plus suspendu, ou son adresse vient de changer)".into(),
+                },
             ));
         };
         // An address-change notice goes to the address it was queued for: the old one.
@@ -167,8 +169,14 @@ impl Postman {
         match self.sender.send(&outgoing).await {
             Ok(answer) => {
                 if let Secret::TemporaryPassword(hash, expires_at) = code {
-                    // Set only once it left: an undelivered one must not replace the password.
-                    self.store.set_temporary_password(account.id, &hash, expires_at, now).await?;
+                    // Set only once it left: an undelivered one must not replace the password,
+                    // nor one sent to an address that was replaced meanwhile.
+                    if !self.store.set_temporary_password(account.id, &hash, expires_at, &outgoing.to, now).await? {
+                        tracing::warn!(
+                            account = account.id.get(),
+                            "address changed while sending: temporary password not set"
+                        );
+                    }
                 }
                 Ok((Some(account.id), MailOutcome::Sent { answer }))
             }
@@ -256,12 +264,16 @@ impl Postman {
         let content = match mail.kind {
             MailKind::ForgotIdentifier => MailContent::ForgotIdentifier { identifier: account.identifier.to_string() },
             MailKind::PasswordReset => {
-                let (code, expires_at) = self.new_code(account, CodePurpose::Reset, now).await?;
+                let Some((code, expires_at)) = self.new_code(account, CodePurpose::Reset, now).await? else {
+                    return Ok(None);
+                };
                 let hash = code.hash();
                 return Ok(Some((MailContent::PasswordReset { code, expires_at }, Secret::Code(hash))));
             }
             MailKind::Invitation => {
-                let (code, expires_at) = self.new_code(account, CodePurpose::Invitation, now).await?;
+                let Some((code, expires_at)) = self.new_code(account, CodePurpose::Invitation, now).await? else {
+                    return Ok(None);
+                };
                 let hash = code.hash();
                 let identifier = account.identifier.to_string();
                 return Ok(Some((MailContent::Invitation { identifier, code, expires_at }, Secret::Code(hash))));
@@ -290,13 +302,14 @@ impl Postman {
         Ok(Some((content, Secret::None)))
     }
 
-    /// Makes and stores a code for `account`; its lifetime starts now.
+    /// Makes and stores a code for `account`, to be mailed to its address as read; its
+    /// lifetime starts now. `Ok(None)` when the address changed meanwhile.
     pub async fn new_code(
         &self,
         account: &Account,
         purpose: CodePurpose,
         now: Timestamp,
-    ) -> Result<(RecoveryCode, Timestamp), StoreError> {
+    ) -> Result<Option<(RecoveryCode, Timestamp)>, StoreError> {
         let ttl = match purpose {
             CodePurpose::Reset => self.policy.reset_code_ttl,
             CodePurpose::Invitation => self.policy.invitation_ttl,
@@ -304,8 +317,7 @@ impl Postman {
         let code = RecoveryCode::generate();
         let expires_at = now.saturating_add(ttl).unwrap_or(now);
         let stored = StoredCode { account_id: account.id, purpose, created_at: now, expires_at, used_at: None };
-        self.store.insert_code(&code.hash(), &stored).await?;
-        Ok((code, expires_at))
+        Ok(self.store.insert_code(&code.hash(), &stored, &account.email).await?.then_some((code, expires_at)))
     }
 }
 

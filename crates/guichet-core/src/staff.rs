@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use crate::account::{Account, AccountId, EmailAddress};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
+use crate::console::{Denied, StaffActor};
 use crate::desk::{Confirmation, NewRequest, RequestChange, RequestId};
 use crate::hashing::{HashError, PasswordHasher, Verification};
 use crate::lockout::ThrottleKey;
@@ -36,6 +37,20 @@ pub enum ChangeError {
     /// Hashing failed.
     #[error(transparent)]
     Hash(#[from] HashError),
+}
+
+/// Why a request could not be linked to an account.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// No account has this identifier.
+    #[error("aucun compte n'a cet identifiant")]
+    Unknown,
+    /// The actor may not link to this account.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why an assistance request was refused.
@@ -173,13 +188,16 @@ impl Desk {
             }
         }
         let by_email = self.store.find_account_by_email(&email).await?;
-        let account_id = match by_email {
-            Some(account) => Some(account.id),
+        let account = match by_email {
+            Some(account) => Some(account),
             None => match crate::account::Identifier::parse(&identifier) {
-                Ok(parsed) => self.store.find_account_by_identifier(&parsed).await?.map(|a| a.id),
+                Ok(parsed) => self.store.find_account_by_identifier(&parsed).await?,
                 Err(_) => None,
             },
         };
+        // What anyone types must not write into a staff account's history: staff requests
+        // are linked by an administrator, by hand.
+        let account_id = account.filter(|a| a.role == crate::account::Role::Member).map(|a| a.id);
         let request = NewRequest {
             name,
             email,
@@ -218,6 +236,23 @@ impl Desk {
             return Err(RequestError::Invalid("la note est vide ou trop longue (5 000 caractères au plus)"));
         }
         Ok(self.store.add_note(id, Some(staff.id), body, self.clock.now()).await?)
+    }
+
+    /// Links a request to the account with this identifier. Assistance staff link to
+    /// members' accounts only.
+    pub async fn link_request(
+        &self,
+        id: RequestId,
+        identifier: &str,
+        actor: &StaffActor,
+        staff: &Account,
+    ) -> Result<(), LinkError> {
+        let Ok(identifier) = crate::account::Identifier::parse(identifier) else { return Err(LinkError::Unknown) };
+        let account = self.store.find_account_by_identifier(&identifier).await?.ok_or(LinkError::Unknown)?;
+        if !actor.is_admin() && account.role != crate::account::Role::Member {
+            return Err(LinkError::Denied(Denied::StaffTarget));
+        }
+        Ok(self.change_request(id, RequestChange::Account(Some(account.id)), staff).await?)
     }
 
     /// Proposes one to three slots; the member gets one link per slot.

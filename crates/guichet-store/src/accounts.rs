@@ -12,7 +12,7 @@ use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::MailKind;
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{AccountFilter, AccountStore, Conflict, FailureOutcome, StoreError};
+use guichet_core::ports::{AccountFilter, AccountStore, Conflict, FailureOutcome, Reach, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
@@ -44,6 +44,29 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     })
 }
 
+/// `1` when a write may land on members only: bound into `($n = 0 OR role = 'member')`.
+pub(crate) fn members_only(reach: Reach) -> i64 {
+    i64::from(reach == Reach::MembersOnly)
+}
+
+/// Takes the row lock of an account still within `reach`, and returns its address:
+/// `Err(Changed)` when it is gone or out of reach.
+pub(crate) async fn lock_target(
+    tx: &mut Transaction<'_, Any>,
+    account: AccountId,
+    reach: Reach,
+) -> Result<String, StoreError> {
+    sqlx::query_scalar(
+        "UPDATE accounts SET updated_at = updated_at WHERE id = $1 AND ($2 = 0 OR role = 'member') RETURNING email",
+    )
+    .bind(account.get())
+    .bind(members_only(reach))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?
+    .ok_or(StoreError::Changed)
+}
+
 /// Maps a unique violation to the value that clashed.
 pub(crate) fn conflict_or_backend(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error
@@ -56,15 +79,18 @@ pub(crate) fn conflict_or_backend(error: sqlx::Error) -> StoreError {
 }
 
 /// Takes the account's row lock for the rest of the transaction and returns its lock
-/// state: `None` when the account does not exist.
+/// state: `None` when the account does not exist (or is out of `reach`).
 async fn lock_account_row(
     tx: &mut Transaction<'_, Any>,
     account: AccountId,
+    reach: Reach,
 ) -> Result<Option<(Option<i64>, i64)>, StoreError> {
     let row = sqlx::query(
-        "UPDATE accounts SET updated_at = updated_at WHERE id = $1 RETURNING locked_until, failures_cleared_after",
+        "UPDATE accounts SET updated_at = updated_at WHERE id = $1 AND ($2 = 0 OR role = 'member') \
+         RETURNING locked_until, failures_cleared_after",
     )
     .bind(account.get())
+    .bind(members_only(reach))
     .fetch_optional(&mut **tx)
     .await
     .map_err(backend)?;
@@ -161,7 +187,7 @@ impl AccountStore for SqlStore {
         now: Timestamp,
     ) -> Result<FailureOutcome, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let Some((locked_until, cleared_after)) = lock_account_row(&mut tx, account).await? else {
+        let Some((locked_until, cleared_after)) = lock_account_row(&mut tx, account, Reach::Anyone).await? else {
             return Ok(FailureOutcome::AlreadyLocked);
         };
         if locked_until.is_some_and(|until| until > millis(now)) {
@@ -269,10 +295,10 @@ impl AccountStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn unlock_account(&self, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError> {
+    async fn unlock_account(&self, account: AccountId, event: NewAuditEvent, reach: Reach) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let Some((locked_until, _)) = lock_account_row(&mut tx, account).await? else {
-            return Ok(false);
+        let Some((locked_until, _)) = lock_account_row(&mut tx, account, reach).await? else {
+            return Err(StoreError::Changed);
         };
         let was_locked = locked_until.is_some_and(|until| until > millis(event.at));
         let watermark: i64 = if was_locked {

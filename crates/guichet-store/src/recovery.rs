@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use guichet_core::Timestamp;
-use guichet_core::account::AccountId;
+use guichet_core::account::{AccountId, EmailAddress};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{RecoveryStore, StoreError};
@@ -15,18 +15,26 @@ use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 #[async_trait]
 impl RecoveryStore for SqlStore {
-    async fn insert_code(&self, hash: &TokenHash, code: &StoredCode) -> Result<(), StoreError> {
+    async fn insert_code(
+        &self,
+        hash: &TokenHash,
+        code: &StoredCode,
+        sent_to: &EmailAddress,
+    ) -> Result<bool, StoreError> {
+        // One statement: the address is checked where the code is stored.
         sqlx::query(
-            "INSERT INTO recovery_codes (code_hash, account_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO recovery_codes (code_hash, account_id, purpose, created_at, expires_at) \
+             SELECT $1, id, $3, $4, $5 FROM accounts WHERE id = $2 AND email = $6",
         )
         .bind(hash.as_str())
         .bind(code.account_id.get())
         .bind(code.purpose.as_str())
         .bind(millis(code.created_at))
         .bind(millis(code.expires_at))
+        .bind(sent_to.as_str())
         .execute(&self.pool)
         .await
-        .map(|_| ())
+        .map(|done| done.rows_affected() == 1)
         .map_err(backend)
     }
 

@@ -6,11 +6,11 @@ use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Role}
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::mail::{MailKind, NewMail};
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{Guarded, StaffStore, StoreError};
+use guichet_core::ports::{Guarded, Reach, StaffStore, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::{Any, Row as _, Transaction};
 
-use crate::accounts::{account_from_row, conflict_or_backend, select_where};
+use crate::accounts::{account_from_row, conflict_or_backend, lock_target, select_where};
 use crate::audit::insert_event;
 use crate::outbox::{insert_mail, insert_mail_to_account};
 use crate::sessions::end_sessions;
@@ -46,6 +46,29 @@ pub(crate) async fn set_chosen_password(
     Ok(())
 }
 
+/// Voids what was handed out to the account's current address or holder: unused codes
+/// used up, a pending temporary password revoked (the account keeps no password until
+/// its owner chooses one), device cookie marks no longer counted.
+async fn revoke_handed_out(tx: &mut Transaction<'_, Any>, account: AccountId, now: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
+        .bind(account.get())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    sqlx::query(
+        "UPDATE accounts SET devices_trusted_after = $2, \
+         password_hash = CASE WHEN password_expires_at IS NULL THEN password_hash ELSE NULL END, \
+         password_expires_at = NULL WHERE id = $1",
+    )
+    .bind(account.get())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(backend)
+}
+
 /// Whether taking `account` out of the active administrators would leave none. Takes
 /// the row locks of every active administrator for the rest of the transaction (the
 /// no-op `UPDATE`), so that two such changes cannot both see the other one still there.
@@ -79,8 +102,10 @@ impl StaffStore for SqlStore {
         account: AccountId,
         disabled: bool,
         event: NewAuditEvent,
+        reach: Reach,
     ) -> Result<Guarded, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        lock_target(&mut tx, account, reach).await?;
         if disabled && would_leave_no_administrator(&mut tx, account).await? {
             return Ok(Guarded::LastAdministrator);
         }
@@ -105,39 +130,23 @@ impl StaffStore for SqlStore {
         email: &EmailAddress,
         name: &DisplayName,
         event: NewAuditEvent,
+        reach: Reach,
     ) -> Result<(), StoreError> {
         let now = millis(event.at);
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // Takes the row's lock first, so that the old address read here is the one replaced.
-        let old: String = sqlx::query_scalar("UPDATE accounts SET updated_at = $2 WHERE id = $1 RETURNING email")
-            .bind(account.get())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("UPDATE accounts SET email = $2, display_name = $3 WHERE id = $1")
+        let old = lock_target(&mut tx, account, reach).await?;
+        sqlx::query("UPDATE accounts SET email = $2, display_name = $3, updated_at = $4 WHERE id = $1")
             .bind(account.get())
             .bind(email.as_str())
             .bind(name.as_str())
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(conflict_or_backend)?;
         if old != email.as_str() {
             // What was mailed to the old address must not work any more.
-            sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
-                .bind(account.get())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            sqlx::query(
-                "UPDATE accounts SET password_hash = NULL, password_expires_at = NULL \
-                 WHERE id = $1 AND password_expires_at IS NOT NULL",
-            )
-            .bind(account.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            revoke_handed_out(&mut tx, account, now).await?;
             let notice = NewMail {
                 kind: MailKind::EmailChanged,
                 account_id: Some(account),
@@ -154,6 +163,16 @@ impl StaffStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         if role != Role::Admin && would_leave_no_administrator(&mut tx, account).await? {
             return Ok(Guarded::LastAdministrator);
+        }
+        let was: String = sqlx::query_scalar("SELECT role FROM accounts WHERE id = $1")
+            .bind(account.get())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if was == Role::Member.as_str() && role.is_staff() {
+            // Nothing handed out to a member (by assistance staff, say) carries staff rights.
+            revoke_handed_out(&mut tx, account, millis(event.at)).await?;
+            end_sessions(&mut tx, account, None).await?;
         }
         sqlx::query("UPDATE accounts SET role = $2, updated_at = $3 WHERE id = $1")
             .bind(account.get())
@@ -172,9 +191,15 @@ impl StaffStore for SqlStore {
         account: AccountId,
         hash: &PasswordHash,
         expires_at: Timestamp,
+        sent_to: &EmailAddress,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        if lock_target(&mut tx, account, Reach::Anyone).await? != sent_to.as_str() {
+            // The address changed while the message was on its way: the password mailed to
+            // the old one never becomes valid.
+            return Ok(false);
+        }
         let watermark: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_events WHERE account_id = $1")
             .bind(account.get())
             .fetch_one(&mut *tx)
@@ -193,7 +218,8 @@ impl StaffStore for SqlStore {
         .await
         .map_err(backend)?;
         end_sessions(&mut tx, account, None).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn change_password(
@@ -217,8 +243,11 @@ impl StaffStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent) -> Result<(), StoreError> {
+    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent, reach: Reach) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        if let Some(account) = mail.account_id {
+            lock_target(&mut tx, account, reach).await?;
+        }
         insert_mail(&mut tx, mail, event.at).await?;
         insert_event(&mut tx, &event).await?;
         tx.commit().await.map_err(backend)

@@ -9,8 +9,9 @@ use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::{MailKind, MailOutcome, MailState, NewMail};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
-    AccountFilter, AccountStore as _, AuditStore as _, Conflict, DeviceStore as _, FailureOutcome, KeyStore as _,
-    OutboxStore as _, RecoveryStore as _, SessionStore as _, Store, StoreError, ThrottleStore as _,
+    AccountFilter, AccountStore as _, AuditStore as _, Conflict, DeviceStore as _, FailureOutcome, Guarded,
+    KeyStore as _, OutboxStore as _, Reach, RecoveryStore as _, SessionStore as _, StaffStore as _, Store, StoreError,
+    ThrottleStore as _,
 };
 use guichet_core::recovery::{CodeError, CodePurpose, RecoveryCode, StoredCode};
 use guichet_core::session::NewSession;
@@ -47,6 +48,10 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     the_server_key_is_made_once_and_shared,
+    writes_within_reach_of_members_only_refuse_staff_accounts,
+    codes_and_temporary_passwords_bind_to_the_address_they_were_sent_to,
+    a_member_promoted_to_staff_starts_afresh,
+    an_address_change_voids_what_was_sent_to_the_old_one,
     accounts_are_found_by_identifier_email_and_id,
     duplicate_identifiers_and_emails_are_conflicts,
     failures_lock_the_account_at_the_threshold,
@@ -222,10 +227,14 @@ async fn unlocking_lifts_the_lock_and_the_count(store: SqlStore) {
         context: RequestContext::default(),
         detail: None,
     };
-    assert_eq!(store.unlock_account(account.id, event.clone()).await.ok(), Some(true));
+    assert_eq!(store.unlock_account(account.id, event.clone(), Reach::Anyone).await.ok(), Some(true));
     assert_eq!(reload(&store, &account).await.locked_until, None);
     assert_eq!(fail(&store, &account, t0() + minutes(2)).await, FailureOutcome::Counted { failures: 1 });
-    assert_eq!(store.unlock_account(account.id, event).await.ok(), Some(false), "it was not locked any more");
+    assert_eq!(
+        store.unlock_account(account.id, event, Reach::Anyone).await.ok(),
+        Some(false),
+        "it was not locked any more"
+    );
 }
 
 async fn concurrent_failures_lock_once_and_count_no_more_than_the_threshold(store: SqlStore) {
@@ -490,7 +499,7 @@ async fn new_code(store: &SqlStore, account: &Account, expires_at: Timestamp) ->
     let code = RecoveryCode::generate();
     let stored =
         StoredCode { account_id: account.id, purpose: CodePurpose::Reset, created_at: t0(), expires_at, used_at: None };
-    store.insert_code(&code.hash(), &stored).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(store.insert_code(&code.hash(), &stored, &account.email).await.ok(), Some(true));
     code
 }
 
@@ -568,4 +577,92 @@ async fn the_server_key_is_made_once_and_shared(store: SqlStore) {
     assert_eq!(later.expose(), first.expose(), "a second instance gets the first key");
     let other = store.server_key("other", &ServerKey::generate(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_ne!(other.expose(), first.expose());
+}
+
+fn staff_event(account: &Account, kind: AuditKind) -> NewAuditEvent {
+    NewAuditEvent {
+        at: t0(),
+        account_id: Some(account.id),
+        kind,
+        actor: Actor::Operator,
+        context: RequestContext::default(),
+        detail: None,
+    }
+}
+
+async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlStore) {
+    let member = add(&store, "marie").await;
+    let staff = add(&store, "desk").await;
+    let promoted = store.set_role(staff.id, Role::Assistance, staff_event(&staff, AuditKind::RoleChanged)).await;
+    assert_eq!(promoted.ok(), Some(Guarded::Done));
+    let event = |a: &Account| staff_event(a, AuditKind::AccountDisabled);
+    let refused = store.set_disabled(staff.id, true, event(&staff), Reach::MembersOnly).await;
+    assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
+    let refused = store.unlock_account(staff.id, event(&staff), Reach::MembersOnly).await;
+    assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
+    let email = EmailAddress::parse("pris@example.org").unwrap_or_else(|e| panic!("{e}"));
+    let name = DisplayName::default();
+    let refused = store.change_details(staff.id, &email, &name, event(&staff), Reach::MembersOnly).await;
+    assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
+    let mail = NewMail {
+        kind: MailKind::PasswordReset,
+        account_id: Some(staff.id),
+        recipient: staff.email.clone(),
+        subject: None,
+    };
+    let refused = store.queue_staff_mail(&mail, event(&staff), Reach::MembersOnly).await;
+    assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
+    assert_eq!(reload(&store, &staff).await.disabled_at, None);
+    assert_eq!(store.set_disabled(member.id, true, event(&member), Reach::MembersOnly).await.ok(), Some(Guarded::Done));
+    assert_eq!(store.set_disabled(staff.id, true, event(&staff), Reach::Anyone).await.ok(), Some(Guarded::Done));
+}
+
+async fn codes_and_temporary_passwords_bind_to_the_address_they_were_sent_to(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let elsewhere = EmailAddress::parse("ancienne@example.org").unwrap_or_else(|e| panic!("{e}"));
+    let stored = StoredCode {
+        account_id: account.id,
+        purpose: CodePurpose::Reset,
+        created_at: t0(),
+        expires_at: t0() + minutes(60),
+        used_at: None,
+    };
+    let code = RecoveryCode::generate();
+    assert_eq!(store.insert_code(&code.hash(), &stored, &elsewhere).await.ok(), Some(false));
+    assert!(store.find_code(&code.hash()).await.ok().flatten().is_none());
+    let later = t0() + minutes(60);
+    let set = store.set_temporary_password(account.id, &some_hash(), later, &elsewhere, t0()).await;
+    assert_eq!(set.ok(), Some(false));
+    assert_eq!(reload(&store, &account).await.password_expires_at, None);
+    let set = store.set_temporary_password(account.id, &some_hash(), later, &account.email, t0()).await;
+    assert_eq!(set.ok(), Some(true));
+    assert_eq!(reload(&store, &account).await.password_expires_at, Some(later));
+}
+
+async fn a_member_promoted_to_staff_starts_afresh(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let code = new_code(&store, &account, t0() + minutes(60)).await;
+    let token = PlainToken::generate();
+    store.create_session(&new_session(&account, &token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let promoted = store.set_role(account.id, Role::Assistance, staff_event(&account, AuditKind::RoleChanged)).await;
+    assert_eq!(promoted.ok(), Some(Guarded::Done));
+    assert!(store.find_session(&token.hash(), t0()).await.ok().flatten().is_none(), "sessions ended");
+    let used = store.find_code(&code.hash()).await.ok().flatten().and_then(|c| c.used_at);
+    assert!(used.is_some(), "codes used up");
+    assert_eq!(reload(&store, &account).await.devices_trusted_after, t0(), "device marks voided");
+}
+
+async fn an_address_change_voids_what_was_sent_to_the_old_one(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let code = new_code(&store, &account, t0() + minutes(60)).await;
+    let new = EmailAddress::parse("marie@gmail.example.com").unwrap_or_else(|e| panic!("{e}"));
+    let event = staff_event(&account, AuditKind::DetailsChanged);
+    let changed = store.change_details(account.id, &new, &account.display_name, event, Reach::MembersOnly).await;
+    assert!(changed.is_ok(), "{changed:?}");
+    assert!(store.find_code(&code.hash()).await.ok().flatten().and_then(|c| c.used_at).is_some());
+    let queued = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
+    let notice = queued.iter().find(|m| m.kind == MailKind::EmailChanged).unwrap_or_else(|| panic!("{queued:?}"));
+    assert_eq!(notice.recipient, account.email, "to the old address");
+    let after = reload(&store, &account).await;
+    assert_eq!((after.email, after.devices_trusted_after), (new, t0()));
 }

@@ -15,7 +15,7 @@ use crate::cookies::Cookie;
 use crate::pages::{Form, secret};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|e| panic!("{e}"))
+    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[derive(Deserialize)]

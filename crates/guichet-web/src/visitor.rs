@@ -3,7 +3,7 @@
 //! not carry it. Being a layer, no route can forget it.
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::header::{ORIGIN, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -12,6 +12,9 @@ use axum::response::{IntoResponse as _, Response};
 use guichet_core::session::Session;
 use guichet_core::token::PlainToken;
 use subtle::ConstantTimeEq as _;
+
+/// How long a form body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 use crate::cookies::Cookie;
 use crate::error::{ErrorPage, WebError};
@@ -101,19 +104,34 @@ pub(crate) async fn checked(request: Request, expected: &str, origin: &str) -> R
         .filter(|v| v.as_bytes() != b"null" && !v.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
         .cloned();
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, crate::BODY_LIMIT).await.map_err(|_| {
-        ErrorPage::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Formulaire trop long",
-            "Le texte envoyé est trop long. Raccourcissez-le et réessayez.",
-        )
-        .into_response()
-    })?;
+    // A form is a few kilobytes: one that trickles in is a client holding a connection.
+    let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, crate::BODY_LIMIT)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return Err(ErrorPage::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Formulaire trop long",
+                "Le texte envoyé est trop long. Raccourcissez-le et réessayez.",
+            )
+            .into_response());
+        }
+        Err(_) => {
+            return Err(ErrorPage::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "Formulaire trop lent",
+                "Le formulaire est arrivé trop lentement. Vérifiez votre connexion, puis envoyez-le à nouveau.",
+            )
+            .into_response());
+        }
+    };
     let presented = form_urlencoded::parse(&bytes).find(|(key, _)| key == "csrf_token").map(|(_, value)| value);
     let valid = presented.is_some_and(|token| bool::from(token.as_bytes().ct_eq(expected.as_bytes())));
     if cross_site || foreign_origin.is_some() || !valid {
+        // The route, not the path: a path may hold a secret (a call slot's link).
+        let route = parts.extensions.get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str);
         tracing::info!(
-            path = %parts.uri.path(),
+            route,
             cross_site,
             origin = ?foreign_origin,
             expected_origin = origin,
@@ -127,4 +145,18 @@ pub(crate) async fn checked(request: Request, expected: &str, origin: &str) -> R
         .into_response());
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_form_body_that_trickles_in_is_cut_off() {
+        let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+        let request =
+            Request::builder().method("POST").body(Body::from_stream(never)).unwrap_or_else(|e| panic!("{e}"));
+        let refused = checked(request, "token", "http://127.0.0.1").await.err();
+        assert_eq!(refused.map(|r| r.status()), Some(StatusCode::REQUEST_TIMEOUT));
+    }
 }

@@ -145,7 +145,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
-        let options = ServeOptions { max_connections: self.max_connections, ..ServeOptions::default() };
+        let options = ServeOptions {
+            max_connections: self.max_connections,
+            trusted_proxies: self.state.settings.trusted_proxies.clone(),
+            ..ServeOptions::default()
+        };
         let served = guichet_web::serve(listener, self.state.clone(), shutdown, options)
             .await
             .context("the HTTP server stopped");

@@ -53,7 +53,12 @@ async fn first_administrator(app: &Application, settings: &Settings, clock: &dyn
     let Some(admin) = admins.first() else { return Ok(()) };
     // Only the newest link works: links printed at earlier starts may sit in old logs.
     app.state.store.revoke_codes(admin.id, clock.now()).await?;
-    let (code, expires_at) = app.state.postman.new_code(admin, CodePurpose::Invitation, clock.now()).await?;
+    let (code, expires_at) = app
+        .state
+        .postman
+        .new_code(admin, CodePurpose::Invitation, clock.now())
+        .await?
+        .context("the administrator's address changed while the link was being made: start again")?;
     let link = format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""));
     let until = expires_at.to_zoned(settings.time_zone.clone()).strftime("%Y-%m-%d %H:%M %Z");
     println!(

@@ -126,6 +126,30 @@ async fn assistance_cannot_take_over_an_administrator(backend: Backend) {
 }
 
 #[tokio::test]
+async fn assistance_links_requests_to_members_only_and_visitors_to_nobody_on_the_staff() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let boss = app.add_account("boss", Role::Admin).await;
+    app.add_account("desk", Role::Assistance).await;
+    // A visitor writes in naming the administrator: the request is not linked to it.
+    let form = [("name", "X"), ("email", "x@example.org"), ("identifier", "boss"), ("phone", ""), ("message", "Aide")];
+    assert_eq!(app.submit(&browser(), "/assistance", "/assistance", &form).await.status, StatusCode::OK);
+    let request = app.app.state.store.list_requests(true, 5).await.unwrap_or_default().remove(0);
+    assert_eq!(request.account_id, None, "not written into an administrator's history");
+    let desk = signed_in(&app, "desk").await;
+    let page = format!("/admin/requests/{}", request.id.get());
+    let refused = app.submit(&desk, &page, &format!("{page}/link"), &[("identifier", "boss")]).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("Rattachement refusé"), "{}", refused.body);
+    let linked = app.submit(&desk, &page, &format!("{page}/link"), &[("identifier", "marie")]).await;
+    assert_eq!(linked.status, StatusCode::SEE_OTHER);
+    let boss_client = signed_in(&app, "boss").await;
+    let by_admin = app.submit(&boss_client, &page, &format!("{page}/link"), &[("identifier", "boss")]).await;
+    assert_eq!(by_admin.status, StatusCode::SEE_OTHER, "an administrator may");
+    let _ = boss;
+}
+
+#[tokio::test]
 async fn administrators_neither_disable_nor_demote_themselves() {
     let app = spawn_app().await;
     let boss = app.add_account("boss", Role::Admin).await;

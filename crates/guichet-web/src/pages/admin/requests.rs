@@ -5,10 +5,10 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Redirect, Response};
-use guichet_core::account::{Account, Identifier};
+use guichet_core::account::Account;
 use guichet_core::desk::{AssistanceRequest, CallSlot, RequestChange, RequestId, RequestState};
 use guichet_core::french;
-use guichet_core::staff::RequestError;
+use guichet_core::staff::{LinkError, RequestError};
 use jiff::SignedDuration;
 use serde::Deserialize;
 
@@ -243,16 +243,14 @@ pub async fn link(
     Form(form): Form<LinkForm>,
 ) -> Result<Response, WebError> {
     let request = request(&state, id).await?;
-    let found = match Identifier::parse(&form.identifier) {
-        Ok(identifier) => state.store.find_account_by_identifier(&identifier).await?,
-        Err(_) => None,
+    let error = match state.desk.link_request(request.id, &form.identifier, &staff.actor, &staff.account).await {
+        Ok(()) => return Ok(back(id)),
+        Err(LinkError::Store(error)) => return Err(error.into()),
+        Err(LinkError::Unknown) => "Aucun compte n'a cet identifiant.".to_owned(),
+        Err(LinkError::Denied(why)) => format!("Rattachement refusé : {why}."),
     };
-    let Some(account) = found else {
-        let page = request_page(&state, &staff, request, Some("Aucun compte n'a cet identifiant.".into())).await?;
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
-    };
-    state.desk.change_request(request.id, RequestChange::Account(Some(account.id)), &staff.account).await?;
-    Ok(back(id))
+    let page = request_page(&state, &staff, request, Some(error)).await?;
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
 #[derive(Deserialize)]
