@@ -171,6 +171,43 @@ impl AuditKind {
     }
 }
 
+/// An account's recent activity, read from its audit events (newest first): one
+/// definition of "logins" and "failed attempts since a login" for every page.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    events: Vec<AuditEvent>,
+}
+
+impl Activity {
+    /// From the account's events, newest first.
+    pub fn new(events: Vec<AuditEvent>) -> Self {
+        Self { events }
+    }
+
+    /// Every event, newest first.
+    pub fn events(&self) -> &[AuditEvent] {
+        &self.events
+    }
+
+    /// Successful logins, newest first.
+    pub fn logins(&self) -> impl Iterator<Item = &AuditEvent> {
+        self.events.iter().filter(|e| e.kind == AuditKind::LoginSucceeded)
+    }
+
+    /// Failed attempts (newest first) since the `skip + 1`-th most recent fresh start — a
+    /// successful login, or a staff unlock: `skip = 0` for staff (since the last one),
+    /// `skip = 1` for the member in a session (since the one before their current login).
+    pub fn failures_since_login(&self, skip: usize) -> Vec<&AuditEvent> {
+        let start = self
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, AuditKind::LoginSucceeded | AuditKind::AccountUnlocked))
+            .nth(skip)
+            .map(|e| e.id);
+        self.events.iter().filter(|e| e.kind.is_failed_login() && start.is_none_or(|id| e.id > id)).collect()
+    }
+}
+
 /// An event to record.
 #[derive(Debug, Clone)]
 pub struct NewAuditEvent {

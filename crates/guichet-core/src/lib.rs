@@ -7,15 +7,18 @@
 pub mod account;
 pub mod audit;
 pub mod clock;
+pub mod codes;
 pub mod console;
 pub mod desk;
 pub mod device;
 pub mod french;
 pub mod hashing;
+pub mod housekeeping;
 pub mod keys;
 pub mod lockout;
 pub mod login;
 pub mod mail;
+pub mod me;
 pub mod members;
 pub mod password;
 pub mod ports;
@@ -24,9 +27,7 @@ pub mod postman;
 mod properties;
 pub mod recovery;
 pub mod redact;
-pub mod reset;
 pub mod session;
-pub mod staff;
 pub mod token;
 
 pub use jiff::{SignedDuration, Timestamp};

@@ -15,7 +15,9 @@ use crate::hashing::{HashError, PasswordHasher, Verification};
 use crate::keys::ServerKey;
 use crate::lockout::{AddressThrottlePolicy, LockoutPolicy, ThrottleKey, throttle_key};
 use crate::password::PasswordHash;
-use crate::ports::{FailureOutcome, Store, StoreError};
+use crate::ports::{
+    AccountStore, AuditStore, CredentialStore, DeviceStore, FailureOutcome, Ports, StoreError, ThrottleStore,
+};
 use crate::token::PlainToken;
 
 /// Why a login did not go through.
@@ -69,7 +71,11 @@ impl std::fmt::Debug for LoggedIn {
 /// Checks identifiers and passwords.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
-    store: Arc<dyn Store>,
+    accounts: Arc<dyn AccountStore>,
+    credentials: Arc<dyn CredentialStore>,
+    counts: Arc<dyn ThrottleStore>,
+    devices: Arc<dyn DeviceStore>,
+    audit: Arc<dyn AuditStore>,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     lockout: LockoutPolicy,
@@ -86,7 +92,7 @@ type Counted = Vec<(ThrottleKey, Timestamp)>;
 impl Authenticator {
     /// Wires the use case; hashes a random password once for the dummy hash.
     pub async fn new(
-        store: Arc<dyn Store>,
+        ports: &Ports,
         hasher: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
         policies: (LockoutPolicy, AddressThrottlePolicy),
@@ -94,7 +100,19 @@ impl Authenticator {
     ) -> Result<Self, HashError> {
         let dummy_hash = hasher.hash(SecretString::from(PlainToken::generate().expose().to_owned())).await?;
         let (lockout, throttle) = policies;
-        Ok(Self { store, hasher, clock, lockout, throttle, key, dummy_hash })
+        Ok(Self {
+            accounts: Arc::clone(&ports.accounts),
+            credentials: Arc::clone(&ports.credentials),
+            counts: Arc::clone(&ports.throttle),
+            devices: Arc::clone(&ports.devices),
+            audit: Arc::clone(&ports.audit),
+            hasher,
+            clock,
+            lockout,
+            throttle,
+            key,
+            dummy_hash,
+        })
     }
 
     /// The lockout policy in force.
@@ -114,7 +132,7 @@ impl Authenticator {
         let now = self.clock.now();
         let cookie = DeviceCookie::parse(device_cookie.unwrap_or_default(), &self.key, now);
         let account = match Identifier::parse(identifier) {
-            Ok(identifier) => self.store.find_account_by_identifier(&identifier).await?,
+            Ok(identifier) => self.accounts.find_account_by_identifier(&identifier).await?,
             Err(_) => None,
         };
         let trusted = match &account {
@@ -133,7 +151,7 @@ impl Authenticator {
                     // Only failures count: our own failure gives the counts back (a
                     // success gave them back with its own transaction).
                     for (key, at) in &counted {
-                        self.store.uncount(key, *at).await?;
+                        self.counts.uncount(key, *at).await?;
                     }
                 }
                 result?
@@ -155,7 +173,7 @@ impl Authenticator {
         if mark.issued_at() <= account.devices_trusted_after {
             return Ok(None);
         }
-        let attempts = self.store.count_device_attempt(mark.nonce(), account.id, self.lockout.duration, now).await?;
+        let attempts = self.devices.count_device_attempt(mark.nonce(), account.id, self.lockout.duration, now).await?;
         Ok((attempts <= self.lockout.threshold).then(|| mark.nonce().to_owned()))
     }
 
@@ -173,22 +191,26 @@ impl Authenticator {
             Some(hash) if account.may_log_in_despite_lock_at(now) => hash.clone(),
             _ => {
                 self.spend_one_hash(password).await?;
-                self.store.record_refused_login(account.id, context, now).await?;
+                self.credentials.record_refused_login(account.id, context, now).await?;
                 return Err(LoginError::InvalidCredentials);
             }
         };
         match self.hasher.verify(password, hash.clone()).await? {
             Verification::Mismatch => {
-                self.store.record_device_login_failure(account.id, context, self.clock.now()).await?;
+                self.credentials.record_device_login_failure(account.id, context, self.clock.now()).await?;
                 Err(LoginError::InvalidCredentials)
             }
             Verification::Match { upgraded } => {
-                if !self.store.record_login_success(account.id, &hash, true, &[], context, self.clock.now()).await? {
+                if !self
+                    .credentials
+                    .record_login_success(account.id, &hash, true, &[], context, self.clock.now())
+                    .await?
+                {
                     return Err(LoginError::InvalidCredentials);
                 }
-                self.store.clear_device_attempts(nonce).await?;
+                self.devices.clear_device_attempts(nonce).await?;
                 if let Some(new_hash) = upgraded {
-                    self.store.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;
+                    self.credentials.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;
                 }
                 Ok(account)
             }
@@ -207,7 +229,7 @@ impl Authenticator {
         let Some(address) = context.address.map(throttle_key) else { return Ok(Vec::new()) };
         let window = self.throttle.window;
         let all = ThrottleKey::FailedLogins(address.clone());
-        let (failures, oldest) = self.store.count(&all, window, now).await?;
+        let (failures, oldest) = self.counts.count(&all, window, now).await?;
         let mut counted = vec![(all, now)];
         if failures <= u64::from(self.throttle.max_failures) {
             return Ok(counted);
@@ -221,7 +243,7 @@ impl Authenticator {
             Err(refused(oldest))
         } else {
             let on = ThrottleKey::failed_logins_on(&address, identifier);
-            let (tries, oldest_on) = self.store.count(&on, window, now).await?;
+            let (tries, oldest_on) = self.counts.count(&on, window, now).await?;
             counted.push((on, now));
             if tries > AddressThrottlePolicy::PER_IDENTIFIER {
                 tracing::info!(address, failures, "identifier tried too often from an address over its limit");
@@ -232,7 +254,7 @@ impl Authenticator {
         };
         if let Err(refusal) = verdict {
             for (key, at) in counted {
-                self.store.uncount(&key, at).await?;
+                self.counts.uncount(&key, at).await?;
             }
             return Err(refusal);
         }
@@ -249,7 +271,7 @@ impl Authenticator {
         let now = self.clock.now();
         let Some(account) = account else {
             self.spend_one_hash(password).await?;
-            self.store
+            self.audit
                 .record_event(NewAuditEvent {
                     at: now,
                     account_id: None,
@@ -265,14 +287,14 @@ impl Authenticator {
             Some(hash) if account.may_log_in_at(now) => hash.clone(),
             _ => {
                 self.spend_one_hash(password).await?;
-                self.store.record_refused_login(account.id, context, now).await?;
+                self.credentials.record_refused_login(account.id, context, now).await?;
                 return Err(LoginError::InvalidCredentials);
             }
         };
         match self.hasher.verify(password, hash.clone()).await? {
             Verification::Mismatch => {
                 let outcome =
-                    self.store.record_login_failure(account.id, &self.lockout, context, self.clock.now()).await?;
+                    self.credentials.record_login_failure(account.id, &self.lockout, context, self.clock.now()).await?;
                 if let FailureOutcome::Locked { until } = outcome {
                     tracing::info!(account = account.id.get(), %until, "account locked after repeated failures");
                 }
@@ -280,7 +302,7 @@ impl Authenticator {
             }
             Verification::Match { upgraded } => {
                 if !self
-                    .store
+                    .credentials
                     .record_login_success(account.id, &hash, false, counted, context, self.clock.now())
                     .await?
                 {
@@ -288,7 +310,7 @@ impl Authenticator {
                     return Err(LoginError::InvalidCredentials);
                 }
                 if let Some(new_hash) = upgraded {
-                    self.store.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;
+                    self.credentials.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;
                 }
                 Ok(account)
             }

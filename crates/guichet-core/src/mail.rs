@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::account::{AccountId, EmailAddress};
-use crate::recovery::RecoveryCode;
+use crate::codes::RecoveryCode;
+use crate::desk::{CallSlotId, RequestId};
 
 /// An outbox row's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +105,42 @@ impl MailKind {
     }
 }
 
+/// What a message is about, besides its account: which kinds need what is decided here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailSubject {
+    /// Nothing more than the account (or the typed address).
+    None,
+    /// An assistance request (receipt, call proposal).
+    Request(RequestId),
+    /// A call slot (confirmation).
+    Slot(CallSlotId),
+}
+
+impl MailSubject {
+    /// The id stored beside the message.
+    pub fn stored_id(self) -> Option<i64> {
+        match self {
+            Self::None => None,
+            Self::Request(id) => Some(id.get()),
+            Self::Slot(id) => Some(id.get()),
+        }
+    }
+
+    /// Rebuilds what a stored message of `kind` is about; `None` when the stored id does
+    /// not fit the kind (a corrupt row).
+    pub fn from_stored(kind: MailKind, id: Option<i64>) -> Option<Self> {
+        match (kind, id) {
+            (MailKind::AssistanceReceived | MailKind::CallProposal, Some(id)) => {
+                Some(Self::Request(RequestId::from_stored(id)))
+            }
+            (MailKind::CallConfirmed, Some(id)) => Some(Self::Slot(CallSlotId::from_stored(id))),
+            (MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::CallConfirmed, None) => None,
+            (_, None) => Some(Self::None),
+            (_, Some(_)) => None,
+        }
+    }
+}
+
 /// A message to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMail {
@@ -114,9 +151,8 @@ pub struct NewMail {
     pub account_id: Option<AccountId>,
     /// The address typed, or the account's.
     pub recipient: EmailAddress,
-    /// What the message is about, for kinds that need it: an assistance request's id
-    /// (receipt, call proposal) or a call slot's id (confirmation).
-    pub subject: Option<i64>,
+    /// What the message is about, for kinds that need it.
+    pub subject: MailSubject,
 }
 
 /// A queued message, claimed for sending.
@@ -134,8 +170,8 @@ pub struct QueuedMail {
     pub created_at: Timestamp,
     /// Sending attempts so far, this one included.
     pub attempts: u32,
-    /// What it is about (see [`NewMail::subject`]).
-    pub subject: Option<i64>,
+    /// What it is about.
+    pub subject: MailSubject,
 }
 
 /// How a send ended.
@@ -299,7 +335,7 @@ impl TemporaryPassword {
     /// 100 random bits in five groups of four Crockford base32 characters: easy to read
     /// out and type, long enough that guessing is hopeless within its lifetime.
     pub fn generate() -> Self {
-        let code = crate::recovery::RecoveryCode::generate().grouped();
+        let code = crate::codes::RecoveryCode::generate().grouped();
         Self(code[..24].to_owned())
     }
 

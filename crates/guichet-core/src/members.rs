@@ -5,14 +5,18 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use crate::account::{
-    Account, DisplayName, DisplayNameError, EmailAddress, EmailError, Identifier, IdentifierError, NewAccount, Role,
+    Account, AccountId, DisplayName, DisplayNameError, EmailAddress, EmailError, Identifier, IdentifierError,
+    NewAccount, Role,
 };
 use crate::audit::{Actor, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::hashing::{HashError, PasswordHasher};
-use crate::mail::{MailKind, NewMail};
+use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
-use crate::ports::{AccountFilter, Conflict, Reach, Store, StoreError};
+use crate::ports::{
+    AccountFilter, AccountStore, AuditStore, Conflict, CredentialStore, Health, OutboxStore, Ports, Reach,
+    RecoveryStore, StoreError,
+};
 
 /// A request to create an account, as typed.
 #[derive(Debug)]
@@ -84,12 +88,19 @@ pub struct MemberStatus {
     pub account: Account,
     /// Its most recent audit events, newest first.
     pub recent_events: Vec<AuditEvent>,
+    /// Recovery codes still usable.
+    pub pending_codes: u64,
 }
 
 /// Account management.
 #[derive(Debug, Clone)]
 pub struct Members {
-    store: Arc<dyn Store>,
+    accounts: Arc<dyn AccountStore>,
+    credentials: Arc<dyn CredentialStore>,
+    audit: Arc<dyn AuditStore>,
+    outbox: Arc<dyn OutboxStore>,
+    health: Arc<dyn Health>,
+    recovery: Arc<dyn RecoveryStore>,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     policy: PasswordPolicy,
@@ -97,13 +108,18 @@ pub struct Members {
 
 impl Members {
     /// Wires the use cases.
-    pub fn new(
-        store: Arc<dyn Store>,
-        hasher: Arc<dyn PasswordHasher>,
-        clock: Arc<dyn Clock>,
-        policy: PasswordPolicy,
-    ) -> Self {
-        Self { store, hasher, clock, policy }
+    pub fn new(ports: &Ports, hasher: Arc<dyn PasswordHasher>, clock: Arc<dyn Clock>, policy: PasswordPolicy) -> Self {
+        Self {
+            accounts: Arc::clone(&ports.accounts),
+            credentials: Arc::clone(&ports.credentials),
+            audit: Arc::clone(&ports.audit),
+            outbox: Arc::clone(&ports.outbox),
+            health: Arc::clone(&ports.health),
+            recovery: Arc::clone(&ports.recovery),
+            hasher,
+            clock,
+            policy,
+        }
     }
 
     /// Creates an account.
@@ -134,32 +150,33 @@ impl Members {
             context,
             detail: Some(format!("rôle {}", request.role)),
         };
-        Ok(self.store.create_account(&new, event, then_mail).await?)
+        Ok(self.accounts.create_account(&new, event, then_mail).await?)
     }
 
     /// The account with this identifier.
     pub async fn find(&self, identifier: &str) -> Result<Account, MemberError> {
         let unknown = || MemberError::Unknown(identifier.trim().to_owned());
         let parsed = Identifier::parse(identifier).map_err(|_| unknown())?;
-        self.store.find_account_by_identifier(&parsed).await?.ok_or_else(unknown)
+        self.accounts.find_account_by_identifier(&parsed).await?.ok_or_else(unknown)
     }
 
     /// The account with this id. `Ok(None)` when there is none.
-    pub async fn find_by_id(&self, id: crate::account::AccountId) -> Result<Option<Account>, StoreError> {
-        self.store.find_account(id).await
+    pub async fn find_by_id(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        self.accounts.find_account(id).await
     }
 
     /// The account with its recent events.
     pub async fn status(&self, identifier: &str, events: u32) -> Result<MemberStatus, MemberError> {
         let account = self.find(identifier).await?;
-        let recent_events = self.store.account_events(account.id, events).await?;
-        Ok(MemberStatus { account, recent_events })
+        let recent_events = self.audit.account_events(account.id, events).await?;
+        let pending_codes = self.recovery.pending_codes(account.id, self.clock.now()).await?;
+        Ok(MemberStatus { account, recent_events, pending_codes })
     }
 
     /// Every account, or only those locked now.
     pub async fn list(&self, locked_only: bool) -> Result<Vec<Account>, StoreError> {
         let filter = AccountFilter { locked_at: locked_only.then(|| self.clock.now()) };
-        self.store.list_accounts(filter).await
+        self.accounts.list_accounts(filter).await
     }
 
     /// Lifts a lock now. `Ok(false)` when the account was not locked.
@@ -173,7 +190,7 @@ impl Members {
             context,
             detail: None,
         };
-        Ok(self.store.unlock_account(account.id, event, Reach::Anyone).await?)
+        Ok(self.credentials.unlock_account(account.id, event, Reach::Anyone).await?)
     }
 
     /// Mails the account its identifier and a temporary password, on the operator's
@@ -184,7 +201,7 @@ impl Members {
             kind: MailKind::TemporaryPassword,
             account_id: Some(account.id),
             recipient: account.email.clone(),
-            subject: None,
+            subject: MailSubject::None,
         };
         let event = NewAuditEvent {
             at: self.clock.now(),
@@ -194,13 +211,23 @@ impl Members {
             context: RequestContext::default(),
             detail: None,
         };
-        self.store.queue_staff_mail(&mail, event, Reach::Anyone).await?;
+        self.outbox.queue_staff_mail(&mail, event, Reach::Anyone).await?;
         Ok(account)
+    }
+
+    /// The account's messages, newest first.
+    pub async fn mail_log(&self, account: AccountId, limit: u32) -> Result<Vec<crate::mail::MailLogEntry>, StoreError> {
+        self.outbox.account_mail(account, limit).await
+    }
+
+    /// `Ok(())` when the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.health.ping().await
     }
 
     /// Whether any account exists yet.
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.store.count_accounts().await? == 0)
+        Ok(self.accounts.count_accounts().await? == 0)
     }
 
     /// The password policy in force.

@@ -11,14 +11,14 @@ use tokio::sync::Notify;
 
 use crate::account::{Account, AccountId};
 use crate::clock::Clock;
-use crate::desk::RequestId;
+use crate::codes::{CodePurpose, RecoveryCode, StoredCode};
+use crate::desk::SlotState;
 use crate::hashing::PasswordHasher;
 use crate::mail::{
-    MailContent, MailKind, MailOutcome, MailSender, OutgoingMail, QueuedMail, SlotLink, TemporaryPassword,
+    MailContent, MailKind, MailOutcome, MailSender, MailSubject, OutgoingMail, QueuedMail, SlotLink, TemporaryPassword,
 };
 use crate::password::PasswordHash;
-use crate::ports::{Store, StoreError};
-use crate::recovery::{CodePurpose, RecoveryCode, StoredCode};
+use crate::ports::{AccountStore, CredentialStore, DeskStore, OutboxStore, Ports, RecoveryStore, StoreError};
 use crate::token::PlainToken;
 use crate::token::TokenHash;
 use secrecy::SecretString;
@@ -67,7 +67,11 @@ const BATCH: u32 = 10;
 /// Sends what the outbox holds.
 #[derive(Debug, Clone)]
 pub struct Postman {
-    store: Arc<dyn Store>,
+    accounts: Arc<dyn AccountStore>,
+    credentials: Arc<dyn CredentialStore>,
+    outbox: Arc<dyn OutboxStore>,
+    recovery: Arc<dyn RecoveryStore>,
+    desk: Arc<dyn DeskStore>,
     sender: Arc<dyn MailSender>,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
@@ -84,13 +88,24 @@ pub fn backoff(attempts: u32) -> SignedDuration {
 impl Postman {
     /// Wires the postman.
     pub fn new(
-        store: Arc<dyn Store>,
+        ports: &Ports,
         sender: Arc<dyn MailSender>,
         hasher: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
         policy: MailPolicy,
     ) -> Self {
-        Self { store, sender, hasher, clock, policy, signal: Arc::new(Notify::new()) }
+        Self {
+            accounts: Arc::clone(&ports.accounts),
+            credentials: Arc::clone(&ports.credentials),
+            outbox: Arc::clone(&ports.outbox),
+            recovery: Arc::clone(&ports.recovery),
+            desk: Arc::clone(&ports.desk),
+            sender,
+            hasher,
+            clock,
+            policy,
+            signal: Arc::new(Notify::new()),
+        }
     }
 
     /// Asks the sending loop to look at the outbox now rather than at its next round.
@@ -114,7 +129,7 @@ impl Postman {
         let lease_until = now.saturating_add(LEASE).unwrap_or(now);
         let mut handled = 0;
         loop {
-            let batch = self.store.claim_due_mail(now, lease_until, BATCH).await?;
+            let batch = self.outbox.claim_due_mail(now, lease_until, BATCH).await?;
             if batch.is_empty() {
                 return Ok(handled);
             }
@@ -130,7 +145,7 @@ impl Postman {
                     MailOutcome::Failed { error } => tracing::error!(mail = mail.id.get(), %error, "mail given up"),
                     MailOutcome::Skipped { reason } => tracing::info!(mail = mail.id.get(), reason, "mail not sent"),
                 }
-                self.store.finish_mail(mail.id, account, &outcome, self.clock.now()).await?;
+                self.outbox.finish_mail(mail.id, account, &outcome, self.clock.now()).await?;
                 handled += 1;
             }
         }
@@ -143,15 +158,15 @@ impl Postman {
         }
         let now = self.clock.now();
         let account = match mail.account_id {
-            Some(id) => self.store.find_account(id).await?,
-            None => self.store.find_account_by_email(&mail.recipient).await?,
+            Some(id) => self.accounts.find_account(id).await?,
+            None => self.accounts.find_account_by_email(&mail.recipient).await?,
         };
         let Some(account) = account else {
             return Ok((None, MailOutcome::Skipped { reason: "aucun compte avec cette adresse".into() }));
         };
         if matches!(mail.kind, MailKind::ForgotIdentifier | MailKind::PasswordReset) {
             let hour_ago = now.saturating_sub(SignedDuration::from_hours(1)).unwrap_or(now);
-            if self.store.count_sent_mail(account.id, mail.kind, hour_ago).await? >= self.policy.per_account_per_hour {
+            if self.outbox.count_sent_mail(account.id, mail.kind, hour_ago).await? >= self.policy.per_account_per_hour {
                 return Ok((Some(account.id), MailOutcome::Skipped { reason: "trop de demandes dans l'heure".into() }));
             }
         }
@@ -171,7 +186,11 @@ impl Postman {
                 if let Secret::TemporaryPassword(hash, expires_at) = code {
                     // Set only once it left: an undelivered one must not replace the password,
                     // nor one sent to an address that was replaced meanwhile.
-                    if !self.store.set_temporary_password(account.id, &hash, expires_at, &outgoing.to, now).await? {
+                    if !self
+                        .credentials
+                        .set_temporary_password(account.id, &hash, expires_at, &outgoing.to, now)
+                        .await?
+                    {
                         tracing::warn!(
                             account = account.id.get(),
                             "address changed while sending: temporary password not set"
@@ -183,7 +202,7 @@ impl Postman {
             Err(error) => {
                 if let Secret::Code(hash) = code {
                     // Nobody will ever see this code: forget it.
-                    self.store.delete_code(&hash).await?;
+                    self.recovery.delete_code(&hash).await?;
                 }
                 Ok((Some(account.id), self.after_failure(mail, error, now)))
             }
@@ -204,11 +223,10 @@ impl Postman {
     async fn deliver_desk_mail(&self, mail: &QueuedMail) -> Result<(Option<AccountId>, MailOutcome), StoreError> {
         let now = self.clock.now();
         let skipped = |reason: &str| Ok((None, MailOutcome::Skipped { reason: reason.to_owned() }));
-        let subject = mail.subject.unwrap_or_default();
-        let (request, content) = match mail.kind {
-            MailKind::CallConfirmed => {
-                let Some(slot) = self.store.find_slot_by_id(subject).await? else { return skipped("créneau disparu") };
-                let Some(request) = self.store.find_request(slot.request_id).await? else {
+        let (request, content) = match mail.subject {
+            MailSubject::Slot(slot) => {
+                let Some(slot) = self.desk.find_slot_by_id(slot).await? else { return skipped("créneau disparu") };
+                let Some(request) = self.desk.find_request(slot.request_id).await? else {
                     return skipped("demande disparue");
                 };
                 let content = MailContent::CallConfirmed {
@@ -219,19 +237,20 @@ impl Postman {
                 };
                 (request, content)
             }
-            kind => {
-                let Some(request) = self.store.find_request(RequestId::from_stored(subject)).await? else {
+            MailSubject::None => return skipped("message sans demande"),
+            MailSubject::Request(id) => {
+                let Some(request) = self.desk.find_request(id).await? else {
                     return skipped("demande disparue");
                 };
-                if kind == MailKind::AssistanceReceived {
+                if mail.kind == MailKind::AssistanceReceived {
                     let content = MailContent::AssistanceReceived { reference: request.reference.clone() };
                     (request, content)
                 } else {
                     let mut slots = Vec::new();
-                    for slot in self.store.request_slots(request.id).await? {
-                        if slot.confirmed_at.is_none() && slot.withdrawn_at.is_none() && slot.starts_at > now {
+                    for slot in self.desk.request_slots(request.id).await? {
+                        if slot.state_at(now) == SlotState::Open {
                             let token = PlainToken::generate();
-                            self.store.set_slot_token(slot.id, &token.hash()).await?;
+                            self.desk.set_slot_token(slot.id, &token.hash()).await?;
                             slots.push(SlotLink { starts_at: slot.starts_at, ends_at: slot.ends_at, token });
                         }
                     }
@@ -302,6 +321,18 @@ impl Postman {
         Ok(Some((content, Secret::None)))
     }
 
+    /// Uses up the account's earlier codes, then makes a new one (see [`Postman::new_code`]):
+    /// the first administrator's link, printed at each start, where only the newest works.
+    pub async fn replace_codes(
+        &self,
+        account: &Account,
+        purpose: CodePurpose,
+        now: Timestamp,
+    ) -> Result<Option<(RecoveryCode, Timestamp)>, StoreError> {
+        self.recovery.revoke_codes(account.id, now).await?;
+        self.new_code(account, purpose, now).await
+    }
+
     /// Makes and stores a code for `account`, to be mailed to its address as read; its
     /// lifetime starts now. `Ok(None)` when the address changed meanwhile.
     pub async fn new_code(
@@ -317,7 +348,7 @@ impl Postman {
         let code = RecoveryCode::generate();
         let expires_at = now.saturating_add(ttl).unwrap_or(now);
         let stored = StoredCode { account_id: account.id, purpose, created_at: now, expires_at, used_at: None };
-        Ok(self.store.insert_code(&code.hash(), &stored, &account.email).await?.then_some((code, expires_at)))
+        Ok(self.recovery.insert_code(&code.hash(), &stored, &account.email).await?.then_some((code, expires_at)))
     }
 }
 

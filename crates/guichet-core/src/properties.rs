@@ -9,11 +9,11 @@ use proptest::prelude::*;
 use secrecy::SecretString;
 
 use crate::account::{AccountId, DisplayName, EmailAddress, Identifier};
+use crate::codes::RecoveryCode;
 use crate::device::DeviceCookie;
 use crate::keys::ServerKey;
 use crate::lockout::{ThrottleKey, throttle_key};
 use crate::password::{NewPassword, PasswordPolicy};
-use crate::recovery::RecoveryCode;
 use crate::token::PlainToken;
 
 fn now() -> Timestamp {

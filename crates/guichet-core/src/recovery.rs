@@ -1,191 +1,163 @@
-//! One-time codes for choosing a password: "forgot password" and invitations.
-//!
-//! A code is 120 random bits written in Crockford's base32 (no I, L, O or U to confuse),
-//! shown in six groups of four. Only its SHA-256 is stored. Opening the emailed link
-//! never uses it up; only setting the password does, once, atomically.
+//! "Forgot identifier" and "forgot password": the requests (which only queue a message,
+//! the same way whether or not the address is known) and the reset itself.
 
-use sha2::{Digest as _, Sha256};
+use std::sync::Arc;
 
-use crate::account::AccountId;
-use crate::token::{TokenHash, hex, random_bytes};
-use jiff::Timestamp;
+use secrecy::SecretString;
 
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-const LENGTH: usize = 24;
+use crate::account::{AccountId, EmailAddress, EmailError};
+use crate::audit::RequestContext;
+use crate::clock::Clock;
+use crate::codes::{CodeError, RecoveryCode, StoredCode};
+use crate::hashing::{HashError, PasswordHasher};
+use crate::lockout::ThrottleKey;
+use crate::mail::{MailKind, MailSubject, NewMail};
+use crate::password::{NewPassword, PasswordError, PasswordPolicy};
+use crate::ports::{AccountStore, OutboxStore, Ports, RecoveryStore, StoreError, ThrottleStore};
 
-/// A recovery or invitation code, as mailed. `Debug` does not print it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RecoveryCode(String);
-
-impl RecoveryCode {
-    /// A fresh code from the operating system's CSPRNG.
-    pub fn generate() -> Self {
-        let bytes = random_bytes::<15>();
-        let mut bits: u128 = 0;
-        for byte in bytes {
-            bits = (bits << 8) | u128::from(byte);
-        }
-        let code = (0..LENGTH)
-            .rev()
-            .map(|i| char::from(ALPHABET[usize::try_from((bits >> (i * 5)) & 0x1f).unwrap_or_default()]))
-            .collect();
-        Self(code)
-    }
-
-    /// Reads what a member typed or pasted: case, spaces, dashes and dots do not
-    /// matter, and `O`, `I`, `L` are read as `0`, `1`, `1`. `None` when it cannot be a code.
-    pub fn parse(typed: &str) -> Option<Self> {
-        let mut code = String::with_capacity(LENGTH);
-        for c in typed.chars() {
-            let c = match c.to_ascii_uppercase() {
-                ' ' | '-' | '.' | '\t' | '\n' | '\r' | '\u{a0}' => continue,
-                'O' => '0',
-                'I' | 'L' => '1',
-                c if c.is_ascii() && ALPHABET.contains(&(c as u8)) => c,
-                _ => return None,
-            };
-            code.push(c);
-            if code.len() > LENGTH {
-                return None;
-            }
-        }
-        (code.len() == LENGTH).then_some(Self(code))
-    }
-
-    /// Six groups of four, for reading and typing: `ABCD-EFGH-…`.
-    pub fn grouped(&self) -> String {
-        self.0.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
-    }
-
-    /// What is stored and compared.
-    pub fn hash(&self) -> TokenHash {
-        TokenHash::from_stored(hex(&Sha256::digest(self.0.as_bytes())))
-    }
+/// Why a request could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The address typed cannot be an address (said the same for known and unknown ones).
+    #[error(transparent)]
+    Email(#[from] EmailError),
+    /// Too many requests from this address within the hour.
+    #[error("too many requests from this address")]
+    TooMany,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-impl std::fmt::Debug for RecoveryCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RecoveryCode(…)")
-    }
+/// "Forgot" requests one address may make per hour: a hospital's members asking now
+/// and then stay far below; a robot filling the outbox does not.
+pub const REQUESTS_PER_ADDRESS_PER_HOUR: u64 = 50;
+
+/// Why a reset did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// The code is invalid, used or expired.
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    /// The new password does not meet the policy.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed (or its queue is full).
+    #[error(transparent)]
+    Hash(#[from] HashError),
 }
 
-/// What a code is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodePurpose {
-    /// "Forgot password".
-    Reset,
-    /// An invitation to set a first password.
-    Invitation,
+/// Self-service recovery.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    accounts: Arc<dyn AccountStore>,
+    outbox: Arc<dyn OutboxStore>,
+    recovery: Arc<dyn RecoveryStore>,
+    throttle: Arc<dyn ThrottleStore>,
+    hasher: Arc<dyn PasswordHasher>,
+    clock: Arc<dyn Clock>,
+    policy: PasswordPolicy,
 }
 
-impl CodePurpose {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reset => "reset",
-            Self::Invitation => "invitation",
+impl Recovery {
+    /// Wires the use cases.
+    pub fn new(ports: &Ports, hasher: Arc<dyn PasswordHasher>, clock: Arc<dyn Clock>, policy: PasswordPolicy) -> Self {
+        Self {
+            accounts: Arc::clone(&ports.accounts),
+            outbox: Arc::clone(&ports.outbox),
+            recovery: Arc::clone(&ports.recovery),
+            throttle: Arc::clone(&ports.throttle),
+            hasher,
+            clock,
+            policy,
         }
     }
 
-    /// Parses a stored name.
-    pub fn parse(stored: &str) -> Option<Self> {
-        match stored {
-            "reset" => Some(Self::Reset),
-            "invitation" => Some(Self::Invitation),
-            _ => None,
+    /// Queues "your identifier" to `typed`. The address is matched to an account only
+    /// when the message is sent, so this does the same work for every address.
+    pub async fn request_identifier(&self, typed: &str, context: &RequestContext) -> Result<(), RequestError> {
+        self.request(MailKind::ForgotIdentifier, typed, context).await
+    }
+
+    /// Queues a reset code to `typed`, the same way.
+    pub async fn request_reset(&self, typed: &str, context: &RequestContext) -> Result<(), RequestError> {
+        self.request(MailKind::PasswordReset, typed, context).await
+    }
+
+    /// Counts a request from the address; `Err(TooMany)` past the hourly allowance.
+    pub async fn count_request(&self, context: &RequestContext) -> Result<(), RequestError> {
+        let Some(address) = context.address else { return Ok(()) };
+        let key = ThrottleKey::ForgotRequests(crate::lockout::throttle_key(address));
+        let now = self.clock.now();
+        let (requests, _) = self.throttle.count(&key, jiff::SignedDuration::from_hours(1), now).await?;
+        if requests > REQUESTS_PER_ADDRESS_PER_HOUR {
+            self.throttle.uncount(&key, now).await?;
+            return Err(RequestError::TooMany);
         }
+        Ok(())
     }
-}
 
-/// A stored code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCode {
-    /// Whose.
-    pub account_id: AccountId,
-    /// What for.
-    pub purpose: CodePurpose,
-    /// When it was made (sent).
-    pub created_at: Timestamp,
-    /// No longer valid from this instant.
-    pub expires_at: Timestamp,
-    /// When it was used, if it was.
-    pub used_at: Option<Timestamp>,
-}
+    async fn request(&self, kind: MailKind, typed: &str, context: &RequestContext) -> Result<(), RequestError> {
+        let recipient = EmailAddress::parse(typed)?;
+        self.count_request(context).await?;
+        self.outbox
+            .enqueue_mail(&NewMail { kind, account_id: None, recipient, subject: MailSubject::None }, self.clock.now())
+            .await?;
+        Ok(())
+    }
 
-/// Why a code cannot be used; each says so in French.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum CodeError {
-    /// Unknown: mistyped, or never issued.
-    #[error("ce code n'est pas valable : vérifiez-le, ou demandez-en un nouveau")]
-    Invalid,
-    /// Already used (or another code of the account was used since).
-    #[error("ce code a déjà servi : demandez-en un nouveau si besoin")]
-    Used,
-    /// Past its lifetime.
-    #[error("ce code a expiré : demandez-en un nouveau")]
-    Expired,
-}
-
-impl StoredCode {
-    /// Whether it can be used at `now`, and if not, why.
-    pub fn usable_at(&self, now: Timestamp) -> Result<(), CodeError> {
-        if self.used_at.is_some() {
-            Err(CodeError::Used)
-        } else if self.expires_at <= now {
-            Err(CodeError::Expired)
-        } else {
-            Ok(())
+    /// Queues a new code for the account an expired (or still valid) code belonged to:
+    /// the "send me a new code" button of the code form. Nothing for an unknown code, nor
+    /// for a used one: a code seen once (in an old mail, a shared screen) must not let
+    /// anyone keep mailing the account.
+    pub async fn request_reset_from_code(&self, typed: &str) -> Result<(), StoreError> {
+        let Some(code) = RecoveryCode::parse(typed) else { return Ok(()) };
+        let Some(stored) = self.recovery.find_code(&code.hash()).await? else { return Ok(()) };
+        if stored.used_at.is_some() {
+            return Ok(());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_have_120_bits_in_24_unambiguous_characters() {
-        let code = RecoveryCode::generate();
-        assert_eq!(code.0.len(), 24);
-        assert!(code.0.bytes().all(|b| ALPHABET.contains(&b)));
-        assert_ne!(code, RecoveryCode::generate());
-        assert_eq!(code.grouped().len(), 29);
-    }
-
-    #[test]
-    fn typed_codes_are_normalised() {
-        let code = RecoveryCode::generate();
-        let sloppy = format!("  {}  ", code.grouped().to_lowercase().replace('-', " "));
-        assert_eq!(RecoveryCode::parse(&sloppy), Some(code.clone()));
-        assert_eq!(RecoveryCode::parse(&code.grouped()), Some(code));
-        let confusable = RecoveryCode::parse("OIL0-1234-5678-9ABC-DEFG-HJKM").map(|c| c.0);
-        assert_eq!(confusable.as_deref(), Some("0110123456789ABCDEFGHJKM"));
-    }
-
-    #[test]
-    fn garbage_is_not_a_code() {
-        for bad in ["", "ABCD", "UUUU-UUUU-UUUU-UUUU-UUUU-UUUU", "é", &"A".repeat(25), "' OR 1=1 --"] {
-            assert_eq!(RecoveryCode::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn debug_hides_the_code() {
-        let code = RecoveryCode::generate();
-        assert!(!format!("{code:?}").contains(&code.0));
-    }
-
-    #[test]
-    fn used_wins_over_expired() {
-        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
-        let code = StoredCode {
-            account_id: AccountId::from_stored(1),
-            purpose: CodePurpose::Reset,
-            created_at: t,
-            expires_at: t,
-            used_at: Some(t),
+        let Some(account) = self.accounts.find_account(stored.account_id).await? else { return Ok(()) };
+        let mail = NewMail {
+            kind: MailKind::PasswordReset,
+            account_id: Some(account.id),
+            recipient: account.email,
+            subject: MailSubject::None,
         };
-        assert_eq!(code.usable_at(t), Err(CodeError::Used));
-        assert_eq!(StoredCode { used_at: None, ..code.clone() }.usable_at(t), Err(CodeError::Expired));
+        self.outbox.enqueue_mail(&mail, self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// The code behind what was typed, if it can be used now.
+    pub async fn check(&self, typed: &str) -> Result<StoredCode, ResetError> {
+        let code = RecoveryCode::parse(typed).ok_or(CodeError::Invalid)?;
+        let stored = self.recovery.find_code(&code.hash()).await?.ok_or(CodeError::Invalid)?;
+        stored.usable_at(self.clock.now())?;
+        Ok(stored)
+    }
+
+    /// Sets a new password with a code: checks the code, the password against the
+    /// policy, hashes it, then uses the code — once, whatever races it.
+    pub async fn reset(
+        &self,
+        typed_code: &str,
+        new_password: SecretString,
+        confirmation: &SecretString,
+        context: &RequestContext,
+    ) -> Result<AccountId, ResetError> {
+        let stored = self.check(typed_code).await?;
+        let account = self.accounts.find_account(stored.account_id).await?.ok_or(CodeError::Invalid)?;
+        let personal = [account.identifier.as_str(), account.email.as_str(), account.display_name.as_str()];
+        let password = NewPassword::parse_confirmed(new_password, confirmation, self.policy, &personal)?;
+        let hash = self.hasher.hash(password.into_secret()).await?;
+        let code = RecoveryCode::parse(typed_code).ok_or(CodeError::Invalid)?;
+        Ok(self.recovery.redeem_code(&code.hash(), &hash, context, self.clock.now()).await??)
+    }
+
+    /// The password policy in force.
+    pub fn password_policy(&self) -> PasswordPolicy {
+        self.policy
     }
 }

@@ -14,7 +14,7 @@ use crate::account::AccountId;
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::keys::{Purpose, ServerKey};
-use crate::ports::{Store, StoreError};
+use crate::ports::{Ports, SessionStore, StoreError};
 use crate::token::{PlainToken, TokenHash};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -69,7 +69,7 @@ pub struct Session {
 /// Opens, finds and ends sessions.
 #[derive(Debug, Clone)]
 pub struct Sessions {
-    store: Arc<dyn Store>,
+    sessions: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     policy: SessionPolicy,
     key: ServerKey,
@@ -80,8 +80,8 @@ const TOUCH_EVERY: SignedDuration = SignedDuration::from_secs(60);
 
 impl Sessions {
     /// Wires the session service.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: SessionPolicy, key: ServerKey) -> Self {
-        Self { store, clock, policy, key }
+    pub fn new(ports: &Ports, clock: Arc<dyn Clock>, policy: SessionPolicy, key: ServerKey) -> Self {
+        Self { sessions: Arc::clone(&ports.sessions), clock, policy, key }
     }
 
     /// The token every form of the session behind `token` must carry.
@@ -109,7 +109,7 @@ impl Sessions {
         replacing: Option<&TokenHash>,
     ) -> Result<(PlainToken, Session), StoreError> {
         if let Some(old) = replacing {
-            self.store.delete_session(old, None).await?;
+            self.sessions.delete_session(old, None).await?;
         }
         let now = self.clock.now();
         let token = PlainToken::generate();
@@ -122,7 +122,7 @@ impl Sessions {
             expires_at,
             context,
         };
-        self.store.create_session(&session).await?;
+        self.sessions.create_session(&session).await?;
         let NewSession { token_hash, account_id, created_at, idle_expires_at, expires_at, .. } = session;
         Ok((token, Session { token_hash, account_id, created_at, idle_expires_at, expires_at }))
     }
@@ -131,12 +131,12 @@ impl Sessions {
     /// `Ok(None)` when there is none (unknown, expired or ended).
     pub async fn resume(&self, token: &PlainToken) -> Result<Option<Session>, StoreError> {
         let now = self.clock.now();
-        let Some(mut session) = self.store.find_session(&token.hash(), now).await? else {
+        let Some(mut session) = self.sessions.find_session(&token.hash(), now).await? else {
             return Ok(None);
         };
         let wanted = now.saturating_add(self.policy.idle).unwrap_or(now).min(session.expires_at);
         if wanted.duration_since(session.idle_expires_at) >= TOUCH_EVERY {
-            self.store.touch_session(&session.token_hash, now, wanted).await?;
+            self.sessions.touch_session(&session.token_hash, now, wanted).await?;
             session.idle_expires_at = wanted;
         }
         Ok(Some(session))
@@ -152,6 +152,6 @@ impl Sessions {
             context,
             detail: None,
         };
-        self.store.delete_session(&session.token_hash, Some(event)).await
+        self.sessions.delete_session(&session.token_hash, Some(event)).await
     }
 }

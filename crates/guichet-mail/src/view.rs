@@ -96,7 +96,7 @@ impl View {
             phone: String::new(),
             new_address: String::new(),
         };
-        let link = |code: &guichet_core::recovery::RecoveryCode| {
+        let link = |code: &guichet_core::codes::RecoveryCode| {
             format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""))
         };
         match &mail.content {
@@ -179,7 +179,7 @@ pub(crate) fn slot_when(starts: jiff::Timestamp, ends: jiff::Timestamp, zone: &j
 mod tests {
     use super::*;
     use guichet_core::account::EmailAddress;
-    use guichet_core::recovery::RecoveryCode;
+    use guichet_core::codes::RecoveryCode;
 
     fn settings() -> MailSettings {
         MailSettings {

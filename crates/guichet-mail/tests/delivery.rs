@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use guichet_core::account::EmailAddress;
+use guichet_core::codes::RecoveryCode;
 use guichet_core::mail::{MailContent, MailSender as _, OutgoingMail};
-use guichet_core::recovery::RecoveryCode;
 use guichet_mail::{DkimSettings, MailSettings, Mailer, TransportSpec};
 use guichet_testkit::{Mode, SmtpSink};
 use mail_auth::common::parse::TxtRecordParser as _;

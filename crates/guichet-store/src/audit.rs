@@ -1,6 +1,7 @@
 //! The audit trail.
 
 use async_trait::async_trait;
+use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
 use guichet_core::audit::{Actor, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::ports::{AuditStore, StoreError};
@@ -8,6 +9,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::{SqlStore, backend, millis, timestamp};
+
+const DAY_MS: i64 = 86_400_000;
 
 fn actor_columns(actor: Actor) -> (&'static str, Option<i64>) {
     match actor {
@@ -18,12 +21,13 @@ fn actor_columns(actor: Actor) -> (&'static str, Option<i64>) {
     }
 }
 
-fn actor_from_columns(kind: &str, id: Option<i64>) -> Actor {
+fn actor_from_columns(kind: &str, id: Option<i64>) -> Option<Actor> {
     match (kind, id) {
-        ("staff", Some(id)) => Actor::Staff(AccountId::from_stored(id)),
-        ("operator", _) => Actor::Operator,
-        ("system", _) => Actor::System,
-        _ => Actor::Member,
+        ("member", _) => Some(Actor::Member),
+        ("staff", Some(id)) => Some(Actor::Staff(AccountId::from_stored(id))),
+        ("operator", _) => Some(Actor::Operator),
+        ("system", _) => Some(Actor::System),
+        _ => None,
     }
 }
 
@@ -50,14 +54,14 @@ pub(crate) async fn insert_event(tx: &mut Transaction<'_, Any>, event: &NewAudit
 fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
     let kind: String = row.try_get("kind").map_err(backend)?;
     let actor_kind: String = row.try_get("actor_kind").map_err(backend)?;
+    let actor_id: Option<i64> = row.try_get("actor_id").map_err(backend)?;
     let address: Option<String> = row.try_get("address").map_err(backend)?;
     Ok(AuditEvent {
         id: row.try_get("id").map_err(backend)?,
         at: timestamp(row.try_get("at").map_err(backend)?)?,
         account_id: row.try_get::<Option<i64>, _>("account_id").map_err(backend)?.map(AccountId::from_stored),
-        kind: AuditKind::parse(&kind)
-            .ok_or_else(|| StoreError::Backend(format!("unknown audit kind {kind}").into()))?,
-        actor: actor_from_columns(&actor_kind, row.try_get("actor_id").map_err(backend)?),
+        kind: crate::column(&kind, AuditKind::parse, "audit_events.kind")?,
+        actor: crate::column(&actor_kind, |k| actor_from_columns(k, actor_id), "audit_events.actor_kind")?,
         context: RequestContext {
             address: address.and_then(|a| a.parse().ok()),
             user_agent: row.try_get("user_agent").map_err(backend)?,
@@ -85,5 +89,31 @@ impl AuditStore for SqlStore {
         .await
         .map_err(backend)?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn daily_counts(
+        &self,
+        kinds: &[AuditKind],
+        since: Timestamp,
+    ) -> Result<Vec<(i64, AuditKind, u64)>, StoreError> {
+        let mut counts = Vec::new();
+        for kind in kinds {
+            // Integer division gives the Unix day on both databases.
+            let rows = sqlx::query(
+                "SELECT at / $3 AS day, COUNT(*) AS n FROM audit_events WHERE kind = $1 AND at >= $2 GROUP BY at / $3",
+            )
+            .bind(kind.as_str())
+            .bind(millis(since))
+            .bind(DAY_MS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            for row in rows {
+                let day: i64 = row.try_get("day").map_err(backend)?;
+                let n: i64 = row.try_get("n").map_err(backend)?;
+                counts.push((day, *kind, u64::try_from(n).unwrap_or_default()));
+            }
+        }
+        Ok(counts)
     }
 }

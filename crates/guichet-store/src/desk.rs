@@ -5,14 +5,14 @@ use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::desk::{
-    AssistanceRequest, CallSlot, Confirmation, NewRequest, RequestChange, RequestId, RequestNote, RequestState,
-    new_reference,
+    AssistanceRequest, CallSlot, CallSlotId, Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestNote,
+    RequestState, SlotState, new_reference,
 };
-use guichet_core::mail::{MailKind, NewMail};
+use guichet_core::mail::{MailKind, MailSubject, NewMail};
 use guichet_core::ports::{DeskStore, StoreError};
 use guichet_core::token::TokenHash;
-use sqlx::Row as _;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row as _, Transaction};
 
 use crate::audit::insert_event;
 use crate::outbox::insert_mail;
@@ -36,7 +36,7 @@ fn request_from_row(row: &AnyRow) -> Result<AssistanceRequest, StoreError> {
         identifier: text("identifier")?,
         phone: text("phone")?,
         message: text("message")?,
-        state: RequestState::parse(&text("state")?).unwrap_or(RequestState::New),
+        state: crate::column(&text("state")?, RequestState::parse, "assistance_requests.state")?,
         account_id: account(row, "account_id")?,
         assignee_id: account(row, "assignee_id")?,
         created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
@@ -46,13 +46,31 @@ fn request_from_row(row: &AnyRow) -> Result<AssistanceRequest, StoreError> {
 
 fn slot_from_row(row: &AnyRow) -> Result<CallSlot, StoreError> {
     Ok(CallSlot {
-        id: row.try_get("id").map_err(backend)?,
+        id: CallSlotId::from_stored(row.try_get("id").map_err(backend)?),
         request_id: RequestId::from_stored(row.try_get("request_id").map_err(backend)?),
         starts_at: timestamp(row.try_get("starts_at").map_err(backend)?)?,
         ends_at: timestamp(row.try_get("ends_at").map_err(backend)?)?,
         confirmed_at: optional_timestamp(row.try_get("confirmed_at").map_err(backend)?)?,
         withdrawn_at: optional_timestamp(row.try_get("withdrawn_at").map_err(backend)?)?,
     })
+}
+
+/// Adds a note to a request, inside a transaction.
+async fn insert_note(
+    tx: &mut Transaction<'_, Any>,
+    id: RequestId,
+    note: &NewNote,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, $2, $3, $4)")
+        .bind(id.get())
+        .bind(note.author_id.map(AccountId::get))
+        .bind(millis(now))
+        .bind(note.body.as_str())
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(backend)
 }
 
 /// The audit line of a call step on the request's account.
@@ -85,7 +103,7 @@ impl DeskStore for SqlStore {
             kind: MailKind::AssistanceReceived,
             account_id: created.account_id,
             recipient: created.email.clone(),
-            subject: Some(created.id.get()),
+            subject: MailSubject::Request(created.id),
         };
         insert_mail(&mut tx, &receipt, now).await?;
         tx.commit().await.map_err(backend)?;
@@ -105,47 +123,40 @@ impl DeskStore for SqlStore {
         row.as_ref().map(request_from_row).transpose()
     }
 
-    async fn update_request(&self, id: RequestId, change: RequestChange, now: Timestamp) -> Result<(), StoreError> {
-        let (sql, value): (&str, Option<String>) = match change {
-            RequestChange::State(state) => (
-                "UPDATE assistance_requests SET state = $2, updated_at = $3 WHERE id = $1",
-                Some(state.as_str().to_owned()),
-            ),
-            RequestChange::Assignee(who) => (
-                "UPDATE assistance_requests SET assignee_id = CAST($2 AS BIGINT), updated_at = $3 WHERE id = $1",
-                who.map(|a| a.get().to_string()),
-            ),
-            RequestChange::Account(which) => (
-                "UPDATE assistance_requests SET account_id = CAST($2 AS BIGINT), updated_at = $3 WHERE id = $1",
-                which.map(|a| a.get().to_string()),
-            ),
-        };
-        sqlx::query(sql)
-            .bind(id.get())
-            .bind(value)
-            .bind(millis(now))
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend)
-    }
-
-    async fn add_note(
+    async fn update_request(
         &self,
         id: RequestId,
-        author: Option<AccountId>,
-        body: &str,
+        change: RequestChange,
+        note: &NewNote,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, $2, $3, $4)")
-            .bind(id.get())
-            .bind(author.map(AccountId::get))
-            .bind(millis(now))
-            .bind(body)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let query = match change {
+            RequestChange::State(state) => {
+                sqlx::query("UPDATE assistance_requests SET state = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.get())
+                    .bind(state.as_str())
+            }
+            RequestChange::Assignee(who) => {
+                sqlx::query("UPDATE assistance_requests SET assignee_id = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.get())
+                    .bind(who.map(AccountId::get))
+            }
+            RequestChange::Account(which) => {
+                sqlx::query("UPDATE assistance_requests SET account_id = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.get())
+                    .bind(which.map(AccountId::get))
+            }
+        };
+        query.bind(millis(now)).execute(&mut *tx).await.map_err(backend)?;
+        insert_note(&mut tx, id, note, now).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn add_note(&self, id: RequestId, note: &NewNote, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        insert_note(&mut tx, id, note, now).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn request_notes(&self, id: RequestId) -> Result<Vec<RequestNote>, StoreError> {
@@ -169,9 +180,10 @@ impl DeskStore for SqlStore {
         &self,
         id: RequestId,
         slots: &[(Timestamp, Timestamp)],
-        staff: AccountId,
+        note: &NewNote,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let staff = note.author_id;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let email: String = sqlx::query_scalar(
             "UPDATE assistance_requests SET state = 'waiting', updated_at = $2 WHERE id = $1 RETURNING email",
@@ -193,7 +205,7 @@ impl DeskStore for SqlStore {
                 .bind(id.get())
                 .bind(millis(*starts_at))
                 .bind(millis(*ends_at))
-                .bind(staff.get())
+                .bind(staff.map(AccountId::get))
                 .bind(millis(now))
                 .execute(&mut *tx)
                 .await
@@ -205,16 +217,18 @@ impl DeskStore for SqlStore {
             .await
             .map_err(backend)?;
         if let Some(account) = account {
-            let event = call_event(AccountId::from_stored(account), AuditKind::CallProposed, Actor::Staff(staff), now);
+            let actor = staff.map_or(Actor::System, Actor::Staff);
+            let event = call_event(AccountId::from_stored(account), AuditKind::CallProposed, actor, now);
             insert_event(&mut tx, &event).await?;
         }
         let mail = NewMail {
             kind: MailKind::CallProposal,
             account_id: account.map(AccountId::from_stored),
             recipient: EmailAddress::from_stored(email),
-            subject: Some(id.get()),
+            subject: MailSubject::Request(id),
         };
         insert_mail(&mut tx, &mail, now).await?;
+        insert_note(&mut tx, id, note, now).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -224,9 +238,9 @@ impl DeskStore for SqlStore {
         rows.iter().map(slot_from_row).collect()
     }
 
-    async fn set_slot_token(&self, slot: i64, hash: &TokenHash) -> Result<(), StoreError> {
+    async fn set_slot_token(&self, slot: CallSlotId, hash: &TokenHash) -> Result<(), StoreError> {
         sqlx::query("UPDATE call_slots SET token_hash = $2 WHERE id = $1")
-            .bind(slot)
+            .bind(slot.get())
             .bind(hash.as_str())
             .execute(&self.pool)
             .await
@@ -243,9 +257,9 @@ impl DeskStore for SqlStore {
         Ok(self.find_request(slot.request_id).await?.map(|request| (slot, request)))
     }
 
-    async fn find_slot_by_id(&self, slot: i64) -> Result<Option<CallSlot>, StoreError> {
+    async fn find_slot_by_id(&self, slot: CallSlotId) -> Result<Option<CallSlot>, StoreError> {
         let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE id = $1");
-        let row = sqlx::query(&sql).bind(slot).fetch_optional(&self.pool).await.map_err(backend)?;
+        let row = sqlx::query(&sql).bind(slot.get()).fetch_optional(&self.pool).await.map_err(backend)?;
         row.as_ref().map(slot_from_row).transpose()
     }
 
@@ -263,21 +277,20 @@ impl DeskStore for SqlStore {
         let Some(request) = request else { return Ok(None) };
         let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE token_hash = $1");
         let slot = slot_from_row(&sqlx::query(&sql).bind(hash.as_str()).fetch_one(&mut *tx).await.map_err(backend)?)?;
-        if slot.confirmed_at.is_some() {
-            return Ok(Some(Confirmation::AlreadyConfirmed(slot)));
-        }
-        if slot.withdrawn_at.is_some() || slot.starts_at <= now {
-            return Ok(Some(Confirmation::Unavailable(slot)));
+        match slot.state_at(now) {
+            SlotState::Confirmed => return Ok(Some(Confirmation::AlreadyConfirmed(slot))),
+            SlotState::Withdrawn | SlotState::Past => return Ok(Some(Confirmation::Unavailable(slot))),
+            SlotState::Open => {}
         }
         sqlx::query("UPDATE call_slots SET confirmed_at = $2 WHERE id = $1")
-            .bind(slot.id)
+            .bind(slot.id.get())
             .bind(millis(now))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
         sqlx::query("UPDATE call_slots SET withdrawn_at = $3 WHERE request_id = $1 AND id <> $2 AND confirmed_at IS NULL AND withdrawn_at IS NULL")
             .bind(request)
-            .bind(slot.id)
+            .bind(slot.id.get())
             .bind(millis(now))
             .execute(&mut *tx)
             .await
@@ -294,7 +307,7 @@ impl DeskStore for SqlStore {
             kind: MailKind::CallConfirmed,
             account_id: account(&row, "account_id")?,
             recipient: EmailAddress::from_stored(row.try_get("email").map_err(backend)?),
-            subject: Some(slot.id),
+            subject: MailSubject::Slot(slot.id),
         };
         insert_mail(&mut tx, &mail, now).await?;
         sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, NULL, $2, $3)")

@@ -6,8 +6,10 @@
 //! Unix milliseconds written by the application's clock, never the database's, so a
 //! test clock moves everything. Each backend keeps its own migrations folder.
 
+mod account_admin;
 mod accounts;
 mod audit;
+mod credentials;
 mod database_url;
 mod desk;
 mod devices;
@@ -15,7 +17,6 @@ mod keys;
 mod outbox;
 mod recovery;
 mod sessions;
-mod staff;
 pub mod testing;
 mod throttle;
 
@@ -113,6 +114,12 @@ impl Health for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(backend)
     }
+}
+
+/// Reads an enum column, refusing a value the code does not know (a corrupt row, or a
+/// database written by a newer guichet) instead of guessing.
+fn column<T>(stored: &str, parse: impl Fn(&str) -> Option<T>, column: &str) -> Result<T, StoreError> {
+    parse(stored).ok_or_else(|| StoreError::Backend(format!("unknown value {stored:?} in {column}").into()))
 }
 
 /// Wraps a database failure.

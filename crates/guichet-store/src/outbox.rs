@@ -3,11 +3,14 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
-use guichet_core::mail::{MailId, MailKind, MailLogEntry, MailOutcome, MailState, NewMail, QueuedMail};
-use guichet_core::ports::{OutboxStore, StoreError};
+use guichet_core::audit::NewAuditEvent;
+use guichet_core::mail::{MailId, MailKind, MailLogEntry, MailOutcome, MailState, MailSubject, NewMail, QueuedMail};
+use guichet_core::ports::{OutboxStore, Reach, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
+use crate::accounts::lock_target;
+use crate::audit::insert_event;
 use crate::{SqlStore, backend, millis, timestamp};
 
 /// Queues a message inside a transaction (with what caused it).
@@ -24,7 +27,7 @@ pub(crate) async fn insert_mail(
     .bind(mail.account_id.map(AccountId::get))
     .bind(mail.recipient.as_str())
     .bind(millis(now))
-    .bind(mail.subject)
+    .bind(mail.subject.stored_id())
     .fetch_one(&mut **tx)
     .await
     .map_err(backend)?;
@@ -43,13 +46,18 @@ pub(crate) async fn insert_mail_to_account(
         .fetch_one(&mut **tx)
         .await
         .map_err(backend)?;
-    let mail = NewMail { kind, account_id: Some(account), recipient: EmailAddress::from_stored(email), subject: None };
+    let mail = NewMail {
+        kind,
+        account_id: Some(account),
+        recipient: EmailAddress::from_stored(email),
+        subject: MailSubject::None,
+    };
     insert_mail(tx, &mail, now).await
 }
 
 fn kind_of(row: &AnyRow) -> Result<MailKind, StoreError> {
     let kind: String = row.try_get("kind").map_err(backend)?;
-    MailKind::parse(&kind).ok_or_else(|| StoreError::Backend(format!("unknown mail kind {kind}").into()))
+    crate::column(&kind, MailKind::parse, "outbox.kind")
 }
 
 fn attempts_of(row: &AnyRow) -> Result<u32, StoreError> {
@@ -57,14 +65,18 @@ fn attempts_of(row: &AnyRow) -> Result<u32, StoreError> {
 }
 
 fn queued_from_row(row: &AnyRow) -> Result<QueuedMail, StoreError> {
+    let kind = kind_of(row)?;
+    let subject_id: Option<i64> = row.try_get("subject_id").map_err(backend)?;
+    let subject = MailSubject::from_stored(kind, subject_id)
+        .ok_or_else(|| StoreError::Backend(format!("a {} message about {subject_id:?}", kind.as_str()).into()))?;
     Ok(QueuedMail {
         id: MailId::from_stored(row.try_get("id").map_err(backend)?),
-        kind: kind_of(row)?,
+        kind,
         account_id: row.try_get::<Option<i64>, _>("account_id").map_err(backend)?.map(AccountId::from_stored),
         recipient: EmailAddress::from_stored(row.try_get("recipient").map_err(backend)?),
         created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
         attempts: attempts_of(row)?,
-        subject: row.try_get("subject_id").map_err(backend)?,
+        subject,
     })
 }
 
@@ -178,7 +190,7 @@ impl OutboxStore for SqlStore {
                     kind: kind_of(row)?,
                     recipient: EmailAddress::from_stored(row.try_get("recipient").map_err(backend)?),
                     created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
-                    state: MailState::parse(&state).unwrap_or(MailState::Pending),
+                    state: crate::column(&state, MailState::parse, "outbox.state")?,
                     attempts: attempts_of(row)?,
                     last_answer: row.try_get("last_answer").map_err(backend)?,
                 })
@@ -193,5 +205,15 @@ impl OutboxStore for SqlStore {
             .await
             .map(|done| done.rows_affected())
             .map_err(backend)
+    }
+
+    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent, reach: Reach) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if let Some(account) = mail.account_id {
+            lock_target(&mut tx, account, reach).await?;
+        }
+        insert_mail(&mut tx, mail, event.at).await?;
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)
     }
 }

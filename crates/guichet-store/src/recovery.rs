@@ -4,13 +4,13 @@ use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use guichet_core::codes::{CodeError, CodePurpose, StoredCode};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{RecoveryStore, StoreError};
-use guichet_core::recovery::{CodeError, CodePurpose, StoredCode};
 use guichet_core::token::TokenHash;
 use sqlx::Row as _;
 
-use crate::staff::set_chosen_password;
+use crate::credentials::set_chosen_password;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 #[async_trait]
@@ -59,7 +59,7 @@ impl RecoveryStore for SqlStore {
         let purpose: String = row.try_get("purpose").map_err(backend)?;
         Ok(Some(StoredCode {
             account_id: AccountId::from_stored(row.try_get("account_id").map_err(backend)?),
-            purpose: CodePurpose::parse(&purpose).unwrap_or(CodePurpose::Reset),
+            purpose: crate::column(&purpose, CodePurpose::parse, "recovery_codes.purpose")?,
             created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
             expires_at: timestamp(row.try_get("expires_at").map_err(backend)?)?,
             used_at: optional_timestamp(row.try_get("used_at").map_err(backend)?)?,

@@ -97,9 +97,18 @@ impl SessionStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn delete_account_sessions(&self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
+    async fn delete_account_sessions(
+        &self,
+        account: AccountId,
+        keep: Option<&TokenHash>,
+        event: Option<NewAuditEvent>,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let ended = end_sessions(&mut tx, account, keep).await?;
+        if let Some(mut event) = event {
+            event.detail = Some(format!("{ended} session(s)"));
+            insert_event(&mut tx, &event).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(ended)
     }

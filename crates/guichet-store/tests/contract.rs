@@ -4,16 +4,17 @@ use std::sync::Arc;
 
 use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use guichet_core::codes::{CodeError, CodePurpose, RecoveryCode, StoredCode};
+use guichet_core::desk::{Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState, SlotState};
 use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
-use guichet_core::mail::{MailKind, MailOutcome, MailState, NewMail};
+use guichet_core::mail::{MailKind, MailOutcome, MailState, MailSubject, NewMail};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
-    AccountFilter, AccountStore as _, AuditStore as _, Conflict, DeviceStore as _, FailureOutcome, Guarded,
-    KeyStore as _, OutboxStore as _, Reach, RecoveryStore as _, SessionStore as _, StaffStore as _, Store, StoreError,
-    ThrottleStore as _,
+    AccountAdminStore as _, AccountFilter, AccountStore as _, AuditStore as _, Conflict, CredentialStore as _,
+    DeskStore as _, DeviceStore as _, FailureOutcome, Guarded, Health, KeyStore as _, OutboxStore as _, Ports, Reach,
+    RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
 };
-use guichet_core::recovery::{CodeError, CodePurpose, RecoveryCode, StoredCode};
 use guichet_core::session::NewSession;
 use guichet_core::token::PlainToken;
 use guichet_core::{SignedDuration, Timestamp};
@@ -47,6 +48,15 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    the_database_answers,
+    accounts_are_searched_by_identifier_email_or_name,
+    ending_other_sessions_is_recorded_with_how_many,
+    staff_mail_is_queued_with_its_audit_line,
+    failures_and_locks_are_counted_per_day,
+    a_request_is_stored_with_its_receipt,
+    a_request_change_comes_with_its_note,
+    a_new_proposal_withdraws_the_slots_not_taken_up,
+    a_slot_is_confirmed_once_and_withdraws_the_others,
     the_server_key_is_made_once_and_shared,
     writes_within_reach_of_members_only_refuse_staff_accounts,
     codes_and_temporary_passwords_bind_to_the_address_they_were_sent_to,
@@ -314,9 +324,9 @@ async fn sessions_end_one_by_one_or_all_but_one(store: SqlStore) {
     }
     store.delete_session(&tokens[0].hash(), None).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert!(store.find_session(&tokens[0].hash(), t0()).await.ok().flatten().is_none());
-    assert_eq!(store.delete_account_sessions(account.id, Some(&tokens[1].hash())).await.ok(), Some(1));
+    assert_eq!(store.delete_account_sessions(account.id, Some(&tokens[1].hash()), None).await.ok(), Some(1));
     assert!(store.find_session(&tokens[1].hash(), t0()).await.ok().flatten().is_some());
-    assert_eq!(store.delete_account_sessions(account.id, None).await.ok(), Some(1));
+    assert_eq!(store.delete_account_sessions(account.id, None, None).await.ok(), Some(1));
 }
 
 async fn address_failures_are_counted_within_the_window(store: SqlStore) {
@@ -413,9 +423,9 @@ fn the_postgres_suite_is_not_silently_skipped_under_ci() {
     let _: fn() -> TestDatabase = TestDatabase::sqlite;
 }
 
-#[expect(dead_code, reason = "keeps the trait object shape checked: the app holds the store as Arc<dyn Store>")]
-fn store_is_object_safe(store: SqlStore) -> Arc<dyn Store> {
-    Arc::new(store)
+#[expect(dead_code, reason = "keeps the trait objects' shape checked: the app hands out every port from one store")]
+fn the_store_is_every_port(store: SqlStore) -> Ports {
+    Ports::of(Arc::new(store))
 }
 
 async fn locking_queues_the_notice_with_the_lock(store: SqlStore) {
@@ -434,7 +444,7 @@ fn request(n: usize) -> NewMail {
         kind: MailKind::PasswordReset,
         account_id: None,
         recipient: EmailAddress::parse(&format!("m{n}@chu.example.fr")).unwrap_or_else(|e| panic!("{e}")),
-        subject: None,
+        subject: MailSubject::None,
     }
 }
 
@@ -608,7 +618,7 @@ async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlSto
         kind: MailKind::PasswordReset,
         account_id: Some(staff.id),
         recipient: staff.email.clone(),
-        subject: None,
+        subject: MailSubject::None,
     };
     let refused = store.queue_staff_mail(&mail, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
@@ -665,4 +675,184 @@ async fn an_address_change_voids_what_was_sent_to_the_old_one(store: SqlStore) {
     assert_eq!(notice.recipient, account.email, "to the old address");
     let after = reload(&store, &account).await;
     assert_eq!((after.email, after.devices_trusted_after), (new, t0()));
+}
+
+async fn the_database_answers(store: SqlStore) {
+    assert!(Health::ping(&store).await.is_ok());
+}
+
+async fn accounts_are_searched_by_identifier_email_or_name(store: SqlStore) {
+    add(&store, "marie.durand").await;
+    add(&store, "paul").await;
+    let found = |q: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .search_accounts(q, 10)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|a| a.identifier.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("DURAND").await, ["marie.durand", "paul"], "the name matches both, case aside");
+    assert_eq!(found("paul@").await, ["paul"]);
+    assert!(found("%").await.is_empty(), "wildcards are matched literally");
+}
+
+async fn ending_other_sessions_is_recorded_with_how_many(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let tokens: Vec<PlainToken> = (0..3).map(|_| PlainToken::generate()).collect();
+    for token in &tokens {
+        store.create_session(&new_session(&account, token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let event = staff_event(&account, AuditKind::OtherSessionsEnded);
+    let ended = store.delete_account_sessions(account.id, Some(&tokens[0].hash()), Some(event)).await;
+    assert_eq!(ended.ok(), Some(2));
+    let events = store.account_events(account.id, 5).await.unwrap_or_default();
+    assert_eq!(events[0].kind, AuditKind::OtherSessionsEnded);
+    assert_eq!(events[0].detail.as_deref(), Some("2 session(s)"));
+}
+
+async fn staff_mail_is_queued_with_its_audit_line(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let mail = NewMail {
+        kind: MailKind::PasswordReset,
+        account_id: Some(account.id),
+        recipient: account.email.clone(),
+        subject: MailSubject::None,
+    };
+    let queued =
+        store.queue_staff_mail(&mail, staff_event(&account, AuditKind::ResetCodeSent), Reach::MembersOnly).await;
+    assert!(queued.is_ok(), "{queued:?}");
+    let claimed = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
+    assert_eq!(
+        claimed.iter().map(|m| (m.kind, m.subject)).collect::<Vec<_>>(),
+        [(MailKind::PasswordReset, MailSubject::None)]
+    );
+    let events = store.account_events(account.id, 5).await.unwrap_or_default();
+    assert_eq!(events[0].kind, AuditKind::ResetCodeSent);
+}
+
+async fn failures_and_locks_are_counted_per_day(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    for n in 0..3 {
+        fail(&store, &account, t0() + minutes(n)).await;
+    }
+    fail(&store, &account, t0() + minutes(60 * 24)).await;
+    let counts = store
+        .daily_counts(&[AuditKind::LoginFailed, AuditKind::AccountLocked], t0() - minutes(60))
+        .await
+        .unwrap_or_default();
+    let day = t0().as_millisecond().div_euclid(86_400_000);
+    let on = |d: i64, kind: AuditKind| {
+        counts.iter().filter(|(x, k, _)| *x == d && *k == kind).map(|(_, _, n)| *n).sum::<u64>()
+    };
+    assert_eq!((on(day, AuditKind::LoginFailed), on(day, AuditKind::AccountLocked)), (3, 1));
+    assert_eq!(on(day + 1, AuditKind::LoginFailed), 1);
+}
+
+fn written_request(account: Option<&Account>) -> NewRequest {
+    NewRequest {
+        name: "Marie Durand".into(),
+        email: EmailAddress::parse("marie@chu.example.fr").unwrap_or_else(|e| panic!("{e}")),
+        identifier: "marie".into(),
+        phone: "04 72 00 00 00".into(),
+        message: "Je ne reçois pas le code.".into(),
+        address: Some("192.0.2.1".into()),
+        account_id: account.map(|a| a.id),
+    }
+}
+
+async fn a_request_is_stored_with_its_receipt(store: SqlStore) {
+    let created = store.create_request(&written_request(None), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(created.reference.starts_with("A-"));
+    assert_eq!(created.state, RequestState::New);
+    let found = store.find_request(created.id).await.ok().flatten().map(|r| r.reference);
+    assert_eq!(found.as_deref(), Some(created.reference.as_str()));
+    assert_eq!(store.list_requests(true, 10).await.unwrap_or_default().len(), 1);
+    let receipt = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
+    assert_eq!(
+        receipt.iter().map(|m| (m.kind, m.subject)).collect::<Vec<_>>(),
+        [(MailKind::AssistanceReceived, MailSubject::Request(created.id))]
+    );
+}
+
+async fn a_request_change_comes_with_its_note(store: SqlStore) {
+    let staff = add(&store, "desk").await;
+    let created = store.create_request(&written_request(None), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let note = NewNote { author_id: Some(staff.id), body: "Demande attribuée".into() };
+    let changed = store.update_request(created.id, RequestChange::Assignee(Some(staff.id)), &note, t0()).await;
+    assert!(changed.is_ok(), "{changed:?}");
+    let closed = NewNote { author_id: Some(staff.id), body: "État : close".into() };
+    let changed = store.update_request(created.id, RequestChange::State(RequestState::Closed), &closed, t0()).await;
+    assert!(changed.is_ok(), "{changed:?}");
+    let request = store.find_request(created.id).await.ok().flatten().unwrap_or_else(|| panic!("gone"));
+    assert_eq!((request.assignee_id, request.state), (Some(staff.id), RequestState::Closed));
+    assert!(store.list_requests(true, 10).await.unwrap_or_default().is_empty(), "closed ones are not open");
+    let notes: Vec<String> =
+        store.request_notes(created.id).await.unwrap_or_default().into_iter().map(|n| n.body).collect();
+    assert_eq!(notes, ["Demande attribuée", "État : close"]);
+    let unassigned = NewNote { author_id: None, body: "x".into() };
+    let changed = store.update_request(created.id, RequestChange::Assignee(None), &unassigned, t0()).await;
+    assert!(changed.is_ok());
+    assert_eq!(store.find_request(created.id).await.ok().flatten().and_then(|r| r.assignee_id), None);
+}
+
+async fn propose(store: &SqlStore, request: RequestId, staff: &Account, starts: &[i64]) {
+    let slots: Vec<(Timestamp, Timestamp)> =
+        starts.iter().map(|m| (t0() + minutes(*m), t0() + minutes(*m + 30))).collect();
+    let note = NewNote { author_id: Some(staff.id), body: format!("{} créneau(x)", slots.len()) };
+    store.propose_slots(request, &slots, &note, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+async fn a_new_proposal_withdraws_the_slots_not_taken_up(store: SqlStore) {
+    let staff = add(&store, "desk").await;
+    let member = add(&store, "marie").await;
+    let created = store.create_request(&written_request(Some(&member)), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    propose(&store, created.id, &staff, &[60, 120]).await;
+    propose(&store, created.id, &staff, &[180]).await;
+    let states: Vec<SlotState> =
+        store.request_slots(created.id).await.unwrap_or_default().iter().map(|s| s.state_at(t0())).collect();
+    assert_eq!(states, [SlotState::Withdrawn, SlotState::Withdrawn, SlotState::Open]);
+    let request = store.find_request(created.id).await.ok().flatten().map(|r| r.state);
+    assert_eq!(request, Some(RequestState::Waiting));
+    assert_eq!(store.request_notes(created.id).await.unwrap_or_default().len(), 2, "each proposal with its note");
+    let events = store.account_events(member.id, 5).await.unwrap_or_default();
+    assert_eq!(events.iter().filter(|e| e.kind == AuditKind::CallProposed).count(), 2);
+    let mail = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
+    let proposals = mail.iter().filter(|m| m.subject == MailSubject::Request(created.id)).count();
+    assert_eq!(proposals, 3, "the receipt and two proposals");
+}
+
+async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
+    let staff = add(&store, "desk").await;
+    let created = store.create_request(&written_request(None), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    propose(&store, created.id, &staff, &[60, 120]).await;
+    let slots = store.request_slots(created.id).await.unwrap_or_default();
+    let tokens: Vec<PlainToken> = slots.iter().map(|_| PlainToken::generate()).collect();
+    for (slot, token) in slots.iter().zip(&tokens) {
+        store.set_slot_token(slot.id, &token.hash()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let found = store.find_slot(&tokens[1].hash()).await.ok().flatten().map(|(s, r)| (s.id, r.id));
+    assert_eq!(found, Some((slots[1].id, created.id)));
+    let at = t0() + minutes(5);
+    let hashes = [tokens[0].hash(), tokens[1].hash(), tokens[0].hash()];
+    let both = futures_util::future::join_all(hashes.iter().map(|h| store.confirm_slot(h, at))).await;
+    let confirmed = both.iter().filter(|c| matches!(c, Ok(Some(Confirmation::Confirmed(_))))).count();
+    assert_eq!(confirmed, 1, "{both:?}");
+    let slots = store.request_slots(created.id).await.unwrap_or_default();
+    let states: Vec<SlotState> = slots.iter().map(|s| s.state_at(at)).collect();
+    assert_eq!(states.iter().filter(|s| **s == SlotState::Confirmed).count(), 1);
+    assert_eq!(states.iter().filter(|s| **s == SlotState::Withdrawn).count(), 1);
+    let chosen = slots.iter().find(|s| s.confirmed_at.is_some()).map(|s| s.id);
+    assert_eq!(
+        store.find_slot_by_id(chosen.unwrap_or(slots[0].id)).await.ok().flatten().map(|s| s.state_at(at)),
+        Some(SlotState::Confirmed)
+    );
+    let calls = store.upcoming_calls(at, 5).await.unwrap_or_default();
+    assert_eq!(calls.iter().map(|(s, r)| (Some(s.id), r.id)).collect::<Vec<_>>(), [(chosen, created.id)]);
+    assert!(store.upcoming_calls(t0() + minutes(200), 5).await.unwrap_or_default().is_empty(), "past calls are gone");
+    assert!(store.confirm_slot(&PlainToken::generate().hash(), at).await.ok().flatten().is_none(), "unknown link");
 }

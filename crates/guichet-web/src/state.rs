@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use guichet_core::clock::Clock;
 use guichet_core::console::Console;
+use guichet_core::desk::Desk;
 use guichet_core::login::Authenticator;
+use guichet_core::me::MySpace;
 use guichet_core::members::Members;
-use guichet_core::ports::Store;
 use guichet_core::postman::Postman;
-use guichet_core::reset::Recovery;
+use guichet_core::recovery::Recovery;
 use guichet_core::session::Sessions;
-use guichet_core::staff::Desk;
 
 use crate::client::TrustedProxies;
 
@@ -63,8 +63,6 @@ pub struct AppState(Arc<Inner>);
 /// The parts of [`AppState`].
 #[derive(Debug)]
 pub struct Inner {
-    /// Storage.
-    pub store: Arc<dyn Store>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Login.
@@ -77,8 +75,10 @@ pub struct Inner {
     pub recovery: Recovery,
     /// Sends the outbox; woken after anything that queues mail.
     pub postman: Postman,
-    /// The assistance desk, and members' own account changes.
+    /// The assistance desk.
     pub desk: Desk,
+    /// "Mon espace": members' own account.
+    pub me: MySpace,
     /// Staff actions on accounts, with their authority.
     pub console: Console,
     /// Settings.

@@ -8,18 +8,20 @@ use std::time::Duration;
 use anyhow::Context as _;
 use guichet_core::clock::Clock;
 use guichet_core::console::Console;
+use guichet_core::desk::Desk;
 use guichet_core::hashing::{Argon2Cost, Argon2Pool, PasswordHasher};
+use guichet_core::housekeeping::Housekeeping;
 use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{AddressThrottlePolicy, LockoutPolicy};
 use guichet_core::login::Authenticator;
 use guichet_core::mail::MailSender;
+use guichet_core::me::MySpace;
 use guichet_core::members::Members;
 use guichet_core::password::PasswordPolicy;
-use guichet_core::ports::Store;
+use guichet_core::ports::Ports;
 use guichet_core::postman::{MailPolicy, Postman};
-use guichet_core::reset::Recovery;
+use guichet_core::recovery::Recovery;
 use guichet_core::session::{SessionPolicy, Sessions};
-use guichet_core::staff::Desk;
 use guichet_mail::{DkimSettings, MailSettings, Mailer, TransportSpec};
 use guichet_store::SqlStore;
 use guichet_web::{AppParts, AppState, MailHelp, ServeOptions, WebSettings};
@@ -36,6 +38,8 @@ pub struct Application {
     pub store: SqlStore,
     /// Connections held at once.
     pub max_connections: usize,
+    /// The cleaning rounds.
+    housekeeping: Housekeeping,
 }
 
 impl Application {
@@ -62,12 +66,11 @@ impl Application {
         store: SqlStore,
         hasher: Arc<dyn PasswordHasher>,
     ) -> anyhow::Result<Self> {
-        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let ports = Ports::of(Arc::new(store.clone()));
         let mailer: Arc<dyn MailSender> = Arc::new(Mailer::new(mail_settings(settings))?);
-        let postman =
-            Postman::new(Arc::clone(&shared), mailer, Arc::clone(&hasher), Arc::clone(&clock), mail_policy(settings));
+        let postman = Postman::new(&ports, mailer, Arc::clone(&hasher), Arc::clone(&clock), mail_policy(settings));
         let password_policy = PasswordPolicy { min_length: settings.password_min_length };
-        let recovery = Recovery::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), password_policy);
+        let recovery = Recovery::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), password_policy);
         let lockout = LockoutPolicy {
             threshold: settings.lockout_threshold,
             window: settings.lockout_window,
@@ -77,28 +80,26 @@ impl Application {
             max_failures: settings.address_throttle_failures,
             window: settings.address_throttle_window,
         };
-        let key = shared
+        let key = ports
+            .keys
             .server_key("main", &ServerKey::generate(), clock.now())
             .await
             .context("could not read or store the server key")?;
-        let authenticator = Authenticator::new(
-            Arc::clone(&shared),
-            Arc::clone(&hasher),
-            Arc::clone(&clock),
-            (lockout, throttle),
-            key.clone(),
-        )
-        .await
-        .context("could not prepare password checking")?;
+        let authenticator =
+            Authenticator::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), (lockout, throttle), key.clone())
+                .await
+                .context("could not prepare password checking")?;
         let sessions = Sessions::new(
-            Arc::clone(&shared),
+            &ports,
             Arc::clone(&clock),
             SessionPolicy { idle: settings.session_idle, max: settings.session_max },
             key.clone(),
         );
-        let desk = Desk::new(Arc::clone(&shared), Arc::clone(&hasher), Arc::clone(&clock), password_policy, lockout);
-        let members = Members::new(Arc::clone(&shared), hasher, Arc::clone(&clock), password_policy);
-        let console = Console::new(Arc::clone(&shared), Arc::clone(&clock));
+        let desk = Desk::new(&ports, Arc::clone(&clock));
+        let me = MySpace::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), password_policy, lockout);
+        let members = Members::new(&ports, hasher, Arc::clone(&clock), password_policy);
+        let console = Console::new(&ports, Arc::clone(&clock));
+        let housekeeping = Housekeeping::new(&ports);
         let web = WebSettings {
             site_name: settings.site_name.clone(),
             public_url: settings.public_url.clone(),
@@ -108,21 +109,11 @@ impl Application {
             assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
             mail_help: mail_help(settings),
         };
-        let parts = AppParts {
-            store: shared,
-            clock,
-            authenticator,
-            sessions,
-            members,
-            recovery,
-            postman,
-            desk,
-            console,
-            settings: web,
-        };
+        let parts =
+            AppParts { clock, authenticator, sessions, members, recovery, postman, desk, me, console, settings: web };
         let state = AppState::new(parts);
         let max_connections = settings.max_connections.map_or_else(connections_the_descriptors_allow, |n| n as usize);
-        Ok(Self { state, store, max_connections })
+        Ok(Self { state, store, housekeeping, max_connections })
     }
 
     /// Serves on `listener` until `shutdown` completes, with the postman (sending the
@@ -144,7 +135,7 @@ impl Application {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let housekeeping = tokio::spawn(housekeeping(self.housekeeping.clone(), Arc::clone(&self.state.clock)));
         let options = ServeOptions {
             max_connections: self.max_connections,
             trusted_proxies: self.state.settings.trusted_proxies.clone(),
@@ -224,27 +215,13 @@ fn mail_help(settings: &Settings) -> MailHelp {
     }
 }
 
-/// Forgets expired sessions and old per-address counters every ten minutes.
-async fn housekeeping(state: AppState) {
+/// Forgets expired sessions, old counters and old mail every ten minutes.
+async fn housekeeping(housekeeping: Housekeeping, clock: Arc<dyn Clock>) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
-        let now = state.clock.now();
-        if let Err(error) = state.store.purge_expired_sessions(now).await {
-            tracing::warn!(?error, "could not purge expired sessions");
-        }
-        let day_ago = now.saturating_sub(guichet_core::SignedDuration::from_hours(24)).unwrap_or(now);
-        if let Err(error) = state.store.purge_counts(day_ago).await {
-            tracing::warn!(?error, "could not purge old address counters");
-        }
-        let half_year_ago = now.saturating_sub(guichet_core::device::LIFETIME).unwrap_or(now);
-        if let Err(error) = state.store.purge_device_attempts(half_year_ago).await {
-            tracing::warn!(?error, "could not purge old device attempts");
-        }
-        // Typed addresses of "forgot" requests are not kept longer than a month.
-        let month_ago = now.saturating_sub(guichet_core::SignedDuration::from_hours(24 * 30)).unwrap_or(now);
-        if let Err(error) = state.store.purge_finished_mail(month_ago).await {
-            tracing::warn!(?error, "could not purge old mail");
+        if let Err(error) = housekeeping.round(clock.now()).await {
+            tracing::warn!(?error, "housekeeping could not finish its round; trying again in ten minutes");
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use guichet_core::staff::RequestError;
+use guichet_core::desk::RequestError;
 use serde::Deserialize;
 
 use crate::client::Client;

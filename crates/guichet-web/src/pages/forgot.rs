@@ -11,9 +11,9 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
+use guichet_core::codes::CodeError;
 use guichet_core::french;
-use guichet_core::recovery::CodeError;
-use guichet_core::reset::{RequestError, ResetError};
+use guichet_core::recovery::{RequestError, ResetError};
 use secrecy::SecretString;
 use serde::Deserialize;
 

@@ -13,7 +13,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.store.ping().await {
+    match state.members.ping().await {
         Ok(()) => (StatusCode::OK, "ok"),
         Err(error) => {
             tracing::error!(?error, "health check: the database does not answer");

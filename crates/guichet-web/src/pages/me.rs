@@ -7,10 +7,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Redirect, Response};
 use axum::routing::{get, post};
-use guichet_core::audit::{AuditEvent, AuditKind};
+use guichet_core::audit::AuditEvent;
 use guichet_core::french as format;
 use guichet_core::hashing::HashError;
-use guichet_core::staff::ChangeError;
+use guichet_core::me::ChangeError;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -62,19 +62,10 @@ struct MePage {
 async fn show(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response, WebError> {
     let SignedIn { account, session, layout } = signed_in;
     let zone = &state.settings.time_zone;
-    let events = state.store.account_events(account.id, 100).await?;
-    let logins: Vec<Activity> =
-        events.iter().filter(|e| e.kind == AuditKind::LoginSucceeded).take(10).map(|e| Activity::of(e, zone)).collect();
-    // Failed attempts since the login before this session's: what happened while away.
-    let previous_login =
-        events.iter().filter(|e| e.kind == AuditKind::LoginSucceeded && e.at < session.created_at).map(|e| e.id).next();
-    let failures = events
-        .iter()
-        .filter(|e| e.kind.is_failed_login())
-        .filter(|e| previous_login.is_none_or(|id| e.id > id))
-        .take(20)
-        .map(|e| Activity::of(e, zone))
-        .collect();
+    let activity = state.me.activity(account.id).await?;
+    let logins: Vec<Activity> = activity.logins().take(10).map(|e| Activity::of(e, zone)).collect();
+    // Failed attempts since the login before this one: what happened while away.
+    let failures = activity.failures_since_login(1).into_iter().take(20).map(|e| Activity::of(e, zone)).collect();
     let page = MePage {
         layout,
         identifier: account.identifier.to_string(),
@@ -104,7 +95,7 @@ async fn show_password(State(state): State<AppState>, signed_in: SignedInAnyway)
         forced: signed_in.account.must_change_password,
         current_error: None,
         new_error: None,
-        min_length: state.desk.password_policy().min_length,
+        min_length: state.me.password_policy().min_length,
     };
     render(StatusCode::OK, &page)
 }
@@ -130,7 +121,7 @@ async fn change_password(
     // In a forced change (after a temporary password) the current one is not asked.
     let current = (!forced).then_some(form.current_password);
     let result = state
-        .desk
+        .me
         .change_password(&account, &session, current, form.new_password, &form.new_password_confirm, &context)
         .await;
     let (current_error, new_error) = match result {
@@ -144,7 +135,7 @@ async fn change_password(
         Err(ChangeError::Hash(error)) => return Err(error.into()),
         Err(ChangeError::Store(error)) => return Err(error.into()),
     };
-    let min_length = state.desk.password_policy().min_length;
+    let min_length = state.me.password_policy().min_length;
     render(StatusCode::UNPROCESSABLE_ENTITY, &PasswordPage { layout, forced, current_error, new_error, min_length })
 }
 
@@ -153,6 +144,6 @@ async fn end_other_sessions(
     signed_in: SignedIn,
     Client(context): Client,
 ) -> Result<Response, WebError> {
-    state.desk.end_other_sessions(signed_in.account.id, &signed_in.session, &context).await?;
+    state.me.end_other_sessions(signed_in.account.id, &signed_in.session, &context).await?;
     Ok(Redirect::to("/me").into_response())
 }

@@ -125,8 +125,8 @@ impl FromRequestParts<AppState> for SignedInAnyway {
             return Err(Redirect::to("/login").into_response());
         };
         let account = state
-            .store
-            .find_account(session.account_id)
+            .members
+            .find_by_id(session.account_id)
             .await
             .map_err(|e| WebError::from(e).into_response())?
             .ok_or_else(|| Redirect::to("/login").into_response())?;

@@ -7,8 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use guichet_core::desk::{CallSlot, Confirmation};
-use guichet_core::token::PlainToken;
+use guichet_core::desk::{Confirmation, SlotState, SlotView};
 
 use crate::error::{ErrorPage, WebError};
 use crate::pages::{Layout, render};
@@ -30,13 +29,6 @@ struct SlotPage {
     state: SlotState,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotState {
-    Open,
-    Confirmed,
-    Unavailable,
-}
-
 fn unknown() -> ErrorPage {
     ErrorPage::new(
         StatusCode::NOT_FOUND,
@@ -45,13 +37,13 @@ fn unknown() -> ErrorPage {
     )
 }
 
-fn state_of(slot: &CallSlot, now: guichet_core::Timestamp) -> SlotState {
-    if slot.confirmed_at.is_some() {
-        SlotState::Confirmed
-    } else if slot.withdrawn_at.is_some() || slot.starts_at <= now {
-        SlotState::Unavailable
-    } else {
-        SlotState::Open
+fn page(state: &AppState, visitor: &Visitor, token: String, view: SlotView) -> SlotPage {
+    SlotPage {
+        layout: Layout::for_visitor(state, visitor),
+        token,
+        when: guichet_core::french::slot(view.slot.starts_at, view.slot.ends_at, &state.settings.time_zone),
+        reference: view.reference,
+        state: view.state,
     }
 }
 
@@ -60,19 +52,8 @@ async fn show(
     visitor: Visitor,
     Path(token): Path<String>,
 ) -> Result<Response, WebError> {
-    let Some(plain) = PlainToken::from_presented(&token) else { return Err(WebError::Page(unknown())) };
-    let Some((slot, request)) = state.store.find_slot(&plain.hash()).await? else {
-        return Err(WebError::Page(unknown()));
-    };
-    let zone = &state.settings.time_zone;
-    let page = SlotPage {
-        layout: Layout::for_visitor(&state, &visitor),
-        token,
-        when: guichet_core::french::slot(slot.starts_at, slot.ends_at, zone),
-        reference: request.reference,
-        state: state_of(&slot, state.clock.now()),
-    };
-    render(StatusCode::OK, &page)
+    let view = state.desk.slot_by_link(&token).await?.ok_or(WebError::Page(unknown()))?;
+    render(StatusCode::OK, &page(&state, &visitor, token, view))
 }
 
 async fn confirm(
@@ -80,23 +61,14 @@ async fn confirm(
     visitor: Visitor,
     Path(token): Path<String>,
 ) -> Result<Response, WebError> {
-    let Some(confirmation) = state.desk.confirm_slot(&token).await? else { return Err(WebError::Page(unknown())) };
-    let (slot, status) = match confirmation {
-        Confirmation::Confirmed(slot) => {
+    let (confirmation, view) = state.desk.confirm_slot(&token).await?.ok_or(WebError::Page(unknown()))?;
+    let status = match confirmation {
+        Confirmation::Confirmed(_) => {
             state.postman.wake();
-            (slot, StatusCode::OK)
+            StatusCode::OK
         }
-        Confirmation::AlreadyConfirmed(slot) => (slot, StatusCode::OK),
-        Confirmation::Unavailable(slot) => (slot, StatusCode::CONFLICT),
+        Confirmation::AlreadyConfirmed(_) => StatusCode::OK,
+        Confirmation::Unavailable(_) => StatusCode::CONFLICT,
     };
-    let request = state.store.find_request(slot.request_id).await?.map(|r| r.reference).unwrap_or_default();
-    let zone = &state.settings.time_zone;
-    let page = SlotPage {
-        layout: Layout::for_visitor(&state, &visitor),
-        token,
-        when: guichet_core::french::slot(slot.starts_at, slot.ends_at, zone),
-        reference: request,
-        state: state_of(&slot, state.clock.now()),
-    };
-    render(status, &page)
+    render(status, &page(&state, &visitor, token, view))
 }

@@ -52,7 +52,7 @@ async fn temporary_password(app: &Application, identifier: &str) -> anyhow::Resu
 
 /// Says how the account's latest message went.
 async fn report_last_mail(app: &Application, account: &Account, what: &str) -> anyhow::Result<()> {
-    match app.state.store.account_mail(account.id, 1).await?.first() {
+    match app.state.members.mail_log(account.id, 1).await?.first() {
         Some(entry) if entry.state == MailState::Sent => {
             println!("{what} sent to {}: {}", entry.recipient, entry.last_answer.as_deref().unwrap_or_default());
         }
@@ -125,7 +125,7 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
         .take_while(|e| e.kind != AuditKind::LoginSucceeded && e.kind != AuditKind::AccountUnlocked)
         .filter(|e| e.kind == AuditKind::LoginFailed && e.at >= window_start)
         .count();
-    let pending_codes = app.state.store.pending_codes(account.id, now).await?;
+    let pending_codes = status_of.pending_codes;
     println!("identifier:      {}", account.identifier);
     println!("name:            {}", account.display_name.as_str());
     println!("email:           {}", account.email);

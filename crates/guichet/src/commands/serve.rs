@@ -6,8 +6,8 @@ use anyhow::Context as _;
 use guichet_core::account::Role;
 use guichet_core::audit::{Actor, RequestContext};
 use guichet_core::clock::Clock;
+use guichet_core::codes::CodePurpose;
 use guichet_core::members::AddMember;
-use guichet_core::recovery::CodePurpose;
 use tokio::net::TcpListener;
 
 use crate::app::Application;
@@ -52,11 +52,10 @@ async fn first_administrator(app: &Application, settings: &Settings, clock: &dyn
     }
     let Some(admin) = admins.first() else { return Ok(()) };
     // Only the newest link works: links printed at earlier starts may sit in old logs.
-    app.state.store.revoke_codes(admin.id, clock.now()).await?;
     let (code, expires_at) = app
         .state
         .postman
-        .new_code(admin, CodePurpose::Invitation, clock.now())
+        .replace_codes(admin, CodePurpose::Invitation, clock.now())
         .await?
         .context("the administrator's address changed while the link was being made: start again")?;
     let link = format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""));

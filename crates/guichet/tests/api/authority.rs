@@ -134,7 +134,7 @@ async fn assistance_links_requests_to_members_only_and_visitors_to_nobody_on_the
     // A visitor writes in naming the administrator: the request is not linked to it.
     let form = [("name", "X"), ("email", "x@example.org"), ("identifier", "boss"), ("phone", ""), ("message", "Aide")];
     assert_eq!(app.submit(&browser(), "/assistance", "/assistance", &form).await.status, StatusCode::OK);
-    let request = app.app.state.store.list_requests(true, 5).await.unwrap_or_default().remove(0);
+    let request = app.app.state.desk.queue(true, 5).await.unwrap_or_default().remove(0);
     assert_eq!(request.account_id, None, "not written into an administrator's history");
     let desk = signed_in(&app, "desk").await;
     let page = format!("/admin/requests/{}", request.id.get());

@@ -248,7 +248,7 @@ async fn a_member_writes_in_and_books_a_call(backend: Backend) {
     let desk = signed_in(&app, "desk").await;
     let queue = app.get_with(&desk, "/admin/requests").await;
     assert!(queue.body.contains(&reference));
-    let request = app.app.state.store.list_requests(true, 5).await.unwrap_or_default().remove(0);
+    let request = app.app.state.desk.queue(true, 5).await.unwrap_or_default().remove(0);
     assert_eq!(request.account_id, Some(marie.id), "matched to the account by its address");
     let page = format!("/admin/requests/{}", request.id.get());
     let tomorrow = (app.clock.now() + SignedDuration::from_hours(24))
@@ -289,7 +289,7 @@ async fn a_member_writes_in_and_books_a_call(backend: Backend) {
             assert_eq!(app.get_with(&browser(), link.trim_start_matches(&app.address)).await.status, StatusCode::OK);
         }
     }
-    assert!(app.app.state.store.upcoming_calls(app.clock.now(), 5).await.unwrap_or_default().is_empty());
+    assert!(app.app.state.desk.upcoming_calls(5).await.unwrap_or_default().is_empty());
     // The member double-clicks the button.
     let member = browser();
     let opened = app.get_with(&member, &first).await;
@@ -322,7 +322,7 @@ async fn robots_and_floods_do_not_reach_the_queue() {
     };
     let trapped = post(&app, &browser(), "/assistance", "/assistance", &form("http://spam.example")).await;
     assert_eq!(trapped.status, StatusCode::OK);
-    assert!(app.app.state.store.list_requests(false, 10).await.unwrap_or_default().is_empty());
+    assert!(app.app.state.desk.queue(false, 10).await.unwrap_or_default().is_empty());
     let mut statuses = Vec::new();
     for _ in 0..7 {
         let client = browser();
@@ -358,7 +358,7 @@ async fn twenty_requests_at_once_from_one_address_make_five(backend: Backend) {
     }))
     .await;
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5, "{statuses:?}");
-    assert_eq!(app.app.state.store.list_requests(false, 50).await.unwrap_or_default().len(), 5);
+    assert_eq!(app.app.state.desk.queue(false, 50).await.unwrap_or_default().len(), 5);
 }
 
 #[tokio::test]

@@ -308,7 +308,7 @@ async fn a_mail_outage_delays_the_message_and_never_drops_it(backend: Backend) {
     assert_eq!(page.status, StatusCode::OK);
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "the request does not wait for the mail server");
     app.deliver_mail().await;
-    let log = app.app.state.store.account_mail(app.account("marie").await.id, 5).await.unwrap_or_default();
+    let log = app.app.state.members.mail_log(app.account("marie").await.id, 5).await.unwrap_or_default();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].state, guichet_core::mail::MailState::Pending, "kept, to be tried again");
     assert!(log[0].last_answer.as_deref().is_some_and(|a| !a.is_empty()), "the failure is recorded: {log:?}");
@@ -333,7 +333,7 @@ async fn a_permanent_refusal_is_recorded_and_not_retried() {
     app.advance(SignedDuration::from_hours(2));
     app.deliver_mail().await;
     assert!(app.mail_to(MARIE).is_empty());
-    let log = app.app.state.store.account_mail(marie.id, 5).await.unwrap_or_default();
+    let log = app.app.state.members.mail_log(marie.id, 5).await.unwrap_or_default();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].state, guichet_core::mail::MailState::Failed);
     assert!(log[0].last_answer.as_deref().is_some_and(|a| a.contains("550")), "{log:?}");

@@ -6,10 +6,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use guichet_core::audit::AuditKind;
 use guichet_core::french;
-use guichet_core::ports::AccountFilter;
-use jiff::SignedDuration;
 
 use super::requests::RequestLine;
 use crate::error::WebError;
@@ -17,7 +14,6 @@ use crate::pages::{Layout, Staff, render};
 use crate::state::AppState;
 
 const DAYS: i64 = 30;
-const DAY_MS: i64 = 86_400_000;
 
 /// One day's bars.
 pub struct Bar {
@@ -51,12 +47,10 @@ struct DashboardPage {
 
 pub async fn show(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
     let zone = &state.settings.time_zone;
-    let now = state.clock.now();
-    let open: Vec<RequestLine> =
-        state.store.list_requests(true, 20).await?.iter().map(|r| RequestLine::of(r, zone)).collect();
+    let open: Vec<RequestLine> = state.desk.queue(true, 20).await?.iter().map(|r| RequestLine::of(r, zone)).collect();
     let calls = state
-        .store
-        .upcoming_calls(now, 20)
+        .desk
+        .upcoming_calls(20)
         .await?
         .into_iter()
         .map(|(slot, request)| CallLine {
@@ -67,8 +61,8 @@ pub async fn show(State(state): State<AppState>, staff: Staff) -> Result<Respons
         })
         .collect();
     let locked = state
-        .store
-        .list_accounts(AccountFilter { locked_at: Some(now) })
+        .console
+        .locked_accounts()
         .await?
         .into_iter()
         .map(|a| {
@@ -79,40 +73,30 @@ pub async fn show(State(state): State<AppState>, staff: Staff) -> Result<Respons
             )
         })
         .collect();
-    let today = now.as_millisecond().div_euclid(DAY_MS);
-    let since = now.saturating_sub(SignedDuration::from_hours(24 * DAYS)).unwrap_or(now);
-    let counts = state.store.daily_counts(&[AuditKind::LoginFailed, AuditKind::AccountLocked], since).await?;
-    let per_day = |kind: AuditKind, day: i64| {
-        counts.iter().filter(|(d, k, _)| *d == day && *k == kind).map(|(_, _, n)| *n).sum::<u64>()
-    };
-    let days: Vec<(i64, u64, u64)> = (0..DAYS)
-        .map(|i| today - DAYS + 1 + i)
-        .map(|d| (d, per_day(AuditKind::LoginFailed, d), per_day(AuditKind::AccountLocked, d)))
-        .collect();
-    let max = days.iter().map(|(_, f, l)| (*f).max(*l)).max().unwrap_or(0).max(1);
+    let days = state.console.daily_counts(DAYS).await?;
+    let max = days.iter().map(|d| d.failures.max(d.locks)).max().unwrap_or(0).max(1);
     let height = 120_i64;
     let scale = |n: u64| i64::try_from(n).unwrap_or(0) * height / i64::try_from(max).unwrap_or(1);
     let bars = days
         .iter()
         .enumerate()
-        .map(|(i, (day, failed, locked))| {
+        .map(|(i, day)| {
             let x = i64::try_from(i).unwrap_or(0) * 20 + 40;
-            let date = jiff::Timestamp::from_millisecond(day * DAY_MS)
-                .map(|t| t.to_zoned(zone.clone()).strftime("%d/%m").to_string());
+            let date = day.day.to_zoned(zone.clone()).strftime("%d/%m").to_string();
             Bar {
                 x,
-                failed_y: 10 + height - scale(*failed),
-                failed_height: scale(*failed),
-                locked_y: 10 + height - scale(*locked),
-                locked_height: scale(*locked),
-                label: format!("{} : {failed} échec(s), {locked} suspension(s)", date.unwrap_or_default()),
+                failed_y: 10 + height - scale(day.failures),
+                failed_height: scale(day.failures),
+                locked_y: 10 + height - scale(day.locks),
+                locked_height: scale(day.locks),
+                label: format!("{date} : {} échec(s), {} suspension(s)", day.failures, day.locks),
             }
         })
         .collect();
     let page = DashboardPage {
         layout: staff.layout,
-        total_failed: days.iter().map(|(_, f, _)| f).sum(),
-        total_locked: days.iter().map(|(_, _, l)| l).sum(),
+        total_failed: days.iter().map(|d| d.failures).sum(),
+        total_locked: days.iter().map(|d| d.locks).sum(),
         open,
         calls,
         locked,

@@ -5,8 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Redirect, Response};
 use guichet_core::account::{Account, AccountId, Role};
-use guichet_core::audit::{Actor, AuditEvent, AuditKind};
-use guichet_core::console::{ConsoleAction, ConsoleError, StaffActor};
+use guichet_core::audit::{Actor, AuditEvent};
+use guichet_core::console::{ConsoleAction, ConsoleError, MemberFile};
 use guichet_core::french;
 use guichet_core::mail::MailLogEntry;
 use guichet_core::members::AddMemberError;
@@ -39,7 +39,7 @@ pub async fn search(
     Query(query): Query<SearchQuery>,
 ) -> Result<Response, WebError> {
     let q: String = query.q.trim().chars().take(100).collect();
-    let results = if q.is_empty() { Vec::new() } else { state.store.search_accounts(&q, 50).await? };
+    let results = state.console.search(&q).await?;
     render(StatusCode::OK, &SearchPage { layout: staff.layout, searched: !q.is_empty(), query: q, results })
 }
 
@@ -99,7 +99,7 @@ impl MailLine {
     }
 }
 
-/// Which actions the page offers: those the core would allow this actor on this account.
+/// Which actions the page offers: those the core allows this actor on this account.
 #[derive(Debug, Clone, Copy, Default)]
 struct Offers {
     unlock: bool,
@@ -113,8 +113,8 @@ struct Offers {
 }
 
 impl Offers {
-    fn of(actor: &StaffActor, account: &Account) -> Self {
-        let may = |action| actor.may(action, account);
+    fn of(allowed: &[ConsoleAction]) -> Self {
+        let may = |action| allowed.contains(&action);
         Self {
             unlock: may(ConsoleAction::Unlock),
             send_identifier: may(ConsoleAction::SendIdentifier),
@@ -123,7 +123,7 @@ impl Offers {
             details: may(ConsoleAction::ChangeDetails),
             disable: may(ConsoleAction::Disable),
             enable: may(ConsoleAction::Enable),
-            role: [Role::Member, Role::Assistance, Role::Admin].into_iter().any(|r| may(ConsoleAction::ChangeRole(r))),
+            role: allowed.iter().any(|a| matches!(a, ConsoleAction::ChangeRole(_))),
         }
     }
 
@@ -199,38 +199,27 @@ fn describe(error: &AddMemberError) -> String {
     }
 }
 
-async fn account(state: &AppState, id: i64) -> Result<Account, WebError> {
-    state.members.find_by_id(AccountId::from_stored(id)).await?.ok_or_else(not_found)
-}
-
 async fn member_page(
     state: &AppState,
     staff: &Staff,
-    account: Account,
+    id: i64,
     done: Option<&'static str>,
     error: Option<String>,
 ) -> Result<MemberPage, WebError> {
     let zone = &state.settings.time_zone;
-    let now = state.clock.now();
-    let events = state.store.account_events(account.id, 100).await?;
-    let failures = events
-        .iter()
-        .take_while(|e| !matches!(e.kind, AuditKind::LoginSucceeded | AuditKind::AccountUnlocked))
-        .filter(|e| e.kind.is_failed_login())
-        .map(|e| EventLine::of(e, zone))
-        .collect();
-    let mail = state.store.account_mail(account.id, 30).await?.iter().map(|m| MailLine::of(m, zone)).collect();
+    let file = state.console.member_file(&staff.actor, AccountId::from_stored(id)).await.map_err(refused)?;
+    let MemberFile { account, locked, activity, mail, pending_codes, allowed } = file;
     Ok(MemberPage {
         layout: staff.layout.clone(),
-        offers: Offers::of(&staff.actor, &account),
-        locked_until: account.locked_until.filter(|u| *u > now).map(|u| french::date_time(u, zone)),
+        offers: Offers::of(&allowed),
+        locked_until: account.locked_until.filter(|_| locked).map(|u| french::date_time(u, zone)),
         disabled: account.disabled_at.is_some(),
         last_login: account.last_login_at.map(|at| french::date_time(at, zone)),
-        pending_codes: state.store.pending_codes(account.id, now).await?,
+        pending_codes,
         temporary_until: account.password_expires_at.map(|at| french::date_time(at, zone)),
-        failures,
-        events: events.iter().map(|e| EventLine::of(e, zone)).collect(),
-        mail,
+        failures: activity.failures_since_login(0).into_iter().map(|e| EventLine::of(e, zone)).collect(),
+        events: activity.events().iter().map(|e| EventLine::of(e, zone)).collect(),
+        mail: mail.iter().map(|m| MailLine::of(m, zone)).collect(),
         done,
         error,
         account,
@@ -243,8 +232,7 @@ pub async fn show(
     Path(id): Path<i64>,
     Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
-    let account = account(&state, id).await?;
-    let page = member_page(&state, &staff, account, done_message(&done.done), None).await?;
+    let page = member_page(&state, &staff, id, done_message(&done.done), None).await?;
     render(StatusCode::OK, &page)
 }
 
@@ -322,8 +310,7 @@ pub async fn details(
         Err(ConsoleError::Invalid(error)) => describe(&error),
         Err(other) => return Err(refused(other)),
     };
-    let account = account(&state, id).await?;
-    let page = member_page(&state, &staff, account, None, Some(error)).await?;
+    let page = member_page(&state, &staff, id, None, Some(error)).await?;
     render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 

@@ -6,9 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Redirect, Response};
 use guichet_core::account::Account;
-use guichet_core::desk::{AssistanceRequest, CallSlot, RequestChange, RequestId, RequestState};
+use guichet_core::desk::{
+    AssistanceRequest, LinkError, RequestChange, RequestError, RequestFile, RequestId, RequestState,
+};
 use guichet_core::french;
-use guichet_core::staff::{LinkError, RequestError};
 use jiff::SignedDuration;
 use serde::Deserialize;
 
@@ -59,7 +60,7 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, WebError> {
     let zone = &state.settings.time_zone;
-    let requests = state.store.list_requests(!query.all, 200).await?.iter().map(|r| RequestLine::of(r, zone)).collect();
+    let requests = state.desk.queue(!query.all, 200).await?.iter().map(|r| RequestLine::of(r, zone)).collect();
     render(StatusCode::OK, &ListPage { layout: staff.layout, requests, all: query.all })
 }
 
@@ -90,8 +91,8 @@ struct RequestPage {
     error: Option<String>,
 }
 
-async fn request(state: &AppState, id: i64) -> Result<AssistanceRequest, WebError> {
-    state.store.find_request(RequestId::from_stored(id)).await?.ok_or_else(|| {
+async fn request(state: &AppState, id: i64) -> Result<RequestFile, WebError> {
+    state.desk.file(RequestId::from_stored(id)).await?.ok_or_else(|| {
         WebError::Page(ErrorPage::new(
             StatusCode::NOT_FOUND,
             "Demande introuvable",
@@ -100,45 +101,25 @@ async fn request(state: &AppState, id: i64) -> Result<AssistanceRequest, WebErro
     })
 }
 
-fn slot_status(slot: &CallSlot) -> &'static str {
-    if slot.confirmed_at.is_some() {
-        "confirmé par le membre"
-    } else if slot.withdrawn_at.is_some() {
-        "retiré"
-    } else {
-        "proposé"
-    }
-}
-
 async fn request_page(
     state: &AppState,
     staff: &Staff,
-    request: AssistanceRequest,
+    file: RequestFile,
     error: Option<String>,
 ) -> Result<RequestPage, WebError> {
     let zone = &state.settings.time_zone;
-    let account = match request.account_id {
-        Some(id) => state.store.find_account(id).await?,
-        None => None,
-    };
-    let assignee = match request.assignee_id {
-        Some(id) => state.store.find_account(id).await?.map(|a| a.identifier.to_string()),
-        None => None,
-    };
-    let mut notes = Vec::new();
-    for note in state.store.request_notes(request.id).await? {
-        let by = match note.author_id {
-            Some(id) => state.store.find_account(id).await?.map_or_else(String::new, |a| a.identifier.to_string()),
-            None => "guichet".to_owned(),
-        };
-        notes.push(NoteLine { at: french::date_time(note.at, zone), by, body: note.body });
-    }
-    let slots = state
-        .store
-        .request_slots(request.id)
-        .await?
+    let RequestFile { request, account, assignee, notes, slots } = file;
+    let notes = notes
+        .into_iter()
+        .map(|(note, author)| NoteLine {
+            at: french::date_time(note.at, zone),
+            by: author.map_or_else(|| "guichet".to_owned(), |a| a.to_string()),
+            body: note.body,
+        })
+        .collect();
+    let slots = slots
         .iter()
-        .map(|s| SlotLine { when: french::slot(s.starts_at, s.ends_at, zone), status: slot_status(s) })
+        .map(|(s, state)| SlotLine { when: french::slot(s.starts_at, s.ends_at, zone), status: state.label_fr() })
         .collect();
     Ok(RequestPage {
         layout: staff.layout.clone(),
@@ -146,8 +127,8 @@ async fn request_page(
         states: RequestState::ALL.iter().map(|s| (s.as_str(), s.label_fr(), *s == request.state)).collect(),
         is_mine: request.assignee_id == Some(staff.account.id),
         at: french::date_time(request.created_at, zone),
+        assignee: assignee.map(|a| a.to_string()),
         account,
-        assignee,
         notes,
         slots,
         error,
@@ -156,8 +137,8 @@ async fn request_page(
 }
 
 pub async fn show(State(state): State<AppState>, staff: Staff, Path(id): Path<i64>) -> Result<Response, WebError> {
-    let request = request(&state, id).await?;
-    render(StatusCode::OK, &request_page(&state, &staff, request, None).await?)
+    let file = request(&state, id).await?;
+    render(StatusCode::OK, &request_page(&state, &staff, file, None).await?)
 }
 
 fn back(id: i64) -> Response {
@@ -176,7 +157,7 @@ pub async fn state(
     Path(id): Path<i64>,
     Form(form): Form<StateForm>,
 ) -> Result<Response, WebError> {
-    let request = request(&app, id).await?;
+    let file = request(&app, id).await?;
     let Some(new_state) = RequestState::parse(&form.state) else {
         return Err(WebError::Page(ErrorPage::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -184,7 +165,7 @@ pub async fn state(
             "Choisissez un état de la liste.",
         )));
     };
-    app.desk.change_request(request.id, RequestChange::State(new_state), &staff.account).await?;
+    app.desk.change_request(file.request.id, RequestChange::State(new_state), &staff.account).await?;
     Ok(back(id))
 }
 
@@ -200,11 +181,11 @@ pub async fn note(
     Path(id): Path<i64>,
     Form(form): Form<NoteForm>,
 ) -> Result<Response, WebError> {
-    let request = request(&state, id).await?;
-    match state.desk.add_note(request.id, &staff.account, &form.body).await {
+    let file = request(&state, id).await?;
+    match state.desk.add_note(file.request.id, &staff.account, &form.body).await {
         Ok(()) => Ok(back(id)),
         Err(RequestError::Invalid(why)) => {
-            let page = request_page(&state, &staff, request, Some(why.to_owned())).await?;
+            let page = request_page(&state, &staff, file, Some(why.to_owned())).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(RequestError::Store(error)) => Err(error.into()),
@@ -224,9 +205,9 @@ pub async fn assign(
     Path(id): Path<i64>,
     Form(form): Form<AssignForm>,
 ) -> Result<Response, WebError> {
-    let request = request(&state, id).await?;
+    let file = request(&state, id).await?;
     let who = (form.to == "me").then_some(staff.account.id);
-    state.desk.change_request(request.id, RequestChange::Assignee(who), &staff.account).await?;
+    state.desk.change_request(file.request.id, RequestChange::Assignee(who), &staff.account).await?;
     Ok(back(id))
 }
 
@@ -242,14 +223,14 @@ pub async fn link(
     Path(id): Path<i64>,
     Form(form): Form<LinkForm>,
 ) -> Result<Response, WebError> {
-    let request = request(&state, id).await?;
-    let error = match state.desk.link_request(request.id, &form.identifier, &staff.actor, &staff.account).await {
+    let file = request(&state, id).await?;
+    let error = match state.desk.link_request(file.request.id, &form.identifier, &staff.actor, &staff.account).await {
         Ok(()) => return Ok(back(id)),
         Err(LinkError::Store(error)) => return Err(error.into()),
         Err(LinkError::Unknown) => "Aucun compte n'a cet identifiant.".to_owned(),
         Err(LinkError::Denied(why)) => format!("Rattachement refusé : {why}."),
     };
-    let page = request_page(&state, &staff, request, Some(error)).await?;
+    let page = request_page(&state, &staff, file, Some(error)).await?;
     render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
@@ -277,7 +258,7 @@ pub async fn propose_slots(
     Path(id): Path<i64>,
     Form(form): Form<SlotsForm>,
 ) -> Result<Response, WebError> {
-    let request = request(&state, id).await?;
+    let file = request(&state, id).await?;
     let zone = &state.settings.time_zone;
     let minutes: i64 = form.minutes.trim().parse().ok().filter(|m| (5..=120).contains(m)).unwrap_or(30);
     let filled: Vec<&str> =
@@ -286,19 +267,18 @@ pub async fn propose_slots(
     for raw in &filled {
         let Some(start) = local_time(raw, zone) else {
             let page =
-                request_page(&state, &staff, request, Some(format!("« {raw} » n'est pas une date et une heure.")))
-                    .await?;
+                request_page(&state, &staff, file, Some(format!("« {raw} » n'est pas une date et une heure."))).await?;
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         };
         slots.push((start, start.saturating_add(SignedDuration::from_mins(minutes)).unwrap_or(start)));
     }
-    match state.desk.propose_slots(request.id, &slots, &staff.account).await {
+    match state.desk.propose_slots(file.request.id, &slots, &staff.account).await {
         Ok(()) => {
             state.postman.wake();
             Ok(back(id))
         }
         Err(RequestError::Invalid(reason)) => {
-            let page = request_page(&state, &staff, request, Some(reason.to_owned())).await?;
+            let page = request_page(&state, &staff, file, Some(reason.to_owned())).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(RequestError::TooMany) => Err(WebError::Internal("no rate limit on slots")),

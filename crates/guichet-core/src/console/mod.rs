@@ -15,9 +15,16 @@ use std::sync::Arc;
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
-use crate::mail::{MailKind, NewMail};
+use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::members::AddMemberError;
-use crate::ports::{Guarded, Reach, Store, StoreError};
+use crate::ports::{
+    AccountAdminStore, AccountStore, AuditStore, CredentialStore, Guarded, OutboxStore, Ports, Reach, RecoveryStore,
+    StoreError,
+};
+
+mod queries;
+
+pub use queries::{DailyCounts, MemberFile};
 
 /// A staff member acting in the console, as the core found them in storage. Its fields
 /// are private and [`Console::actor`] alone makes one, so a handler cannot claim a role.
@@ -177,27 +184,40 @@ impl From<StoreError> for ConsoleError {
 /// The console's use cases on accounts.
 #[derive(Debug, Clone)]
 pub struct Console {
-    store: Arc<dyn Store>,
+    accounts: Arc<dyn AccountStore>,
+    credentials: Arc<dyn CredentialStore>,
+    account_admin: Arc<dyn AccountAdminStore>,
+    outbox: Arc<dyn OutboxStore>,
+    audit: Arc<dyn AuditStore>,
+    recovery: Arc<dyn RecoveryStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl Console {
     /// Wires the use cases.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn new(ports: &Ports, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            accounts: Arc::clone(&ports.accounts),
+            credentials: Arc::clone(&ports.credentials),
+            account_admin: Arc::clone(&ports.account_admin),
+            outbox: Arc::clone(&ports.outbox),
+            audit: Arc::clone(&ports.audit),
+            recovery: Arc::clone(&ports.recovery),
+            clock,
+        }
     }
 
     /// The staff actor behind a signed-in account, as stored now: `Ok(None)` when the
     /// account is gone, disabled, or not staff.
     pub async fn actor(&self, account: AccountId) -> Result<Option<StaffActor>, StoreError> {
-        let Some(account) = self.store.find_account(account).await? else { return Ok(None) };
+        let Some(account) = self.accounts.find_account(account).await? else { return Ok(None) };
         Ok((account.role.is_staff() && account.disabled_at.is_none())
             .then_some(StaffActor { id: account.id, role: account.role }))
     }
 
     /// The target, if `actor` may take `action` on it.
     async fn target(&self, actor: &StaffActor, action: ConsoleAction, id: AccountId) -> Result<Account, ConsoleError> {
-        let target = self.store.find_account(id).await?.ok_or(ConsoleError::NotFound)?;
+        let target = self.accounts.find_account(id).await?.ok_or(ConsoleError::NotFound)?;
         decide(actor, action, &target)?;
         Ok(target)
     }
@@ -222,7 +242,7 @@ impl Console {
     ) -> Result<bool, ConsoleError> {
         let target = self.target(actor, ConsoleAction::Unlock, target).await?;
         let event = self.event(actor, target.id, AuditKind::AccountUnlocked, context);
-        Ok(self.store.unlock_account(target.id, event, actor.reach()).await?)
+        Ok(self.credentials.unlock_account(target.id, event, actor.reach()).await?)
     }
 
     /// Mails the account its identifier.
@@ -268,8 +288,9 @@ impl Console {
             _ => (MailKind::ForgotIdentifier, AuditKind::IdentifierSent),
         };
         let target = self.target(actor, action, target).await?;
-        let mail = NewMail { kind, account_id: Some(target.id), recipient: target.email.clone(), subject: None };
-        self.store.queue_staff_mail(&mail, self.event(actor, target.id, audit, context), actor.reach()).await?;
+        let mail =
+            NewMail { kind, account_id: Some(target.id), recipient: target.email.clone(), subject: MailSubject::None };
+        self.outbox.queue_staff_mail(&mail, self.event(actor, target.id, audit, context), actor.reach()).await?;
         Ok(())
     }
 
@@ -292,7 +313,7 @@ impl Console {
             // In full: staff undoing a malicious change need the old address.
             event.detail = Some(format!("adresse {} → {}", target.email, email));
         }
-        self.store
+        self.account_admin
             .change_details(target.id, &email, &name, event, actor.reach())
             .await
             .map_err(AddMemberError::from)?;
@@ -311,7 +332,7 @@ impl Console {
         let target = self.target(actor, action, target).await?;
         let kind = if disabled { AuditKind::AccountDisabled } else { AuditKind::AccountEnabled };
         let event = self.event(actor, target.id, kind, context);
-        match self.store.set_disabled(target.id, disabled, event, actor.reach()).await? {
+        match self.account_admin.set_disabled(target.id, disabled, event, actor.reach()).await? {
             Guarded::Done => Ok(()),
             Guarded::LastAdministrator => Err(Denied::LastAdministrator.into()),
         }
@@ -328,7 +349,7 @@ impl Console {
         let target = self.target(actor, ConsoleAction::ChangeRole(role), target).await?;
         let mut event = self.event(actor, target.id, AuditKind::RoleChanged, context);
         event.detail = Some(format!("{} → {}", target.role, role));
-        match self.store.set_role(target.id, role, event).await? {
+        match self.account_admin.set_role(target.id, role, event).await? {
             Guarded::Done => Ok(()),
             Guarded::LastAdministrator => Err(Denied::LastAdministrator.into()),
         }

@@ -1,5 +1,10 @@
-//! The assistance desk's records: requests written in by members, their notes, and
-//! the phone-call slots staff propose.
+//! The assistance desk: requests written in by members, their notes, the phone-call
+//! slots staff propose (the records here), and the use cases and read models around
+//! them ([`service`]).
+
+mod service;
+
+pub use service::{Desk, LinkError, NOTE_MAX_CHARS, RequestError, RequestFile, SlotView};
 
 use jiff::Timestamp;
 
@@ -131,6 +136,15 @@ pub enum RequestChange {
     Account(Option<AccountId>),
 }
 
+/// A note to add to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNote {
+    /// Who writes it (none: guichet itself).
+    pub author_id: Option<AccountId>,
+    /// What.
+    pub body: String,
+}
+
 /// A note on a request.
 #[derive(Debug, Clone)]
 pub struct RequestNote {
@@ -142,11 +156,52 @@ pub struct RequestNote {
     pub body: String,
 }
 
+/// A call slot's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallSlotId(i64);
+
+impl CallSlotId {
+    /// Wraps a stored id.
+    pub fn from_stored(id: i64) -> Self {
+        Self(id)
+    }
+
+    /// The stored id.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// Where a slot stands, at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Proposed, to come, and neither confirmed nor withdrawn: the member may choose it.
+    Open,
+    /// The member chose it.
+    Confirmed,
+    /// Another slot was chosen, or a newer proposal replaced it.
+    Withdrawn,
+    /// Never chosen, and its time has come.
+    Past,
+}
+
+impl SlotState {
+    /// For staff.
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Self::Open => "proposé",
+            Self::Confirmed => "confirmé par le membre",
+            Self::Withdrawn => "retiré",
+            Self::Past => "passé sans réponse",
+        }
+    }
+}
+
 /// A proposed phone-call slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallSlot {
     /// Its id.
-    pub id: i64,
+    pub id: CallSlotId,
     /// The request.
     pub request_id: RequestId,
     /// Start.
@@ -157,6 +212,21 @@ pub struct CallSlot {
     pub confirmed_at: Option<Timestamp>,
     /// Set when another slot of the request was confirmed.
     pub withdrawn_at: Option<Timestamp>,
+}
+
+impl CallSlot {
+    /// Where it stands at `now`: the one rule every page, mail and the store follow.
+    pub fn state_at(&self, now: Timestamp) -> SlotState {
+        if self.confirmed_at.is_some() {
+            SlotState::Confirmed
+        } else if self.withdrawn_at.is_some() {
+            SlotState::Withdrawn
+        } else if self.starts_at <= now {
+            SlotState::Past
+        } else {
+            SlotState::Open
+        }
+    }
 }
 
 /// What confirming a slot did.

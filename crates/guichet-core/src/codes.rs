@@ -1,0 +1,191 @@
+//! One-time codes for choosing a password: "forgot password" and invitations.
+//!
+//! A code is 120 random bits written in Crockford's base32 (no I, L, O or U to confuse),
+//! shown in six groups of four. Only its SHA-256 is stored. Opening the emailed link
+//! never uses it up; only setting the password does, once, atomically.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::account::AccountId;
+use crate::token::{TokenHash, hex, random_bytes};
+use jiff::Timestamp;
+
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const LENGTH: usize = 24;
+
+/// A recovery or invitation code, as mailed. `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecoveryCode(String);
+
+impl RecoveryCode {
+    /// A fresh code from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let bytes = random_bytes::<15>();
+        let mut bits: u128 = 0;
+        for byte in bytes {
+            bits = (bits << 8) | u128::from(byte);
+        }
+        let code = (0..LENGTH)
+            .rev()
+            .map(|i| char::from(ALPHABET[usize::try_from((bits >> (i * 5)) & 0x1f).unwrap_or_default()]))
+            .collect();
+        Self(code)
+    }
+
+    /// Reads what a member typed or pasted: case, spaces, dashes and dots do not
+    /// matter, and `O`, `I`, `L` are read as `0`, `1`, `1`. `None` when it cannot be a code.
+    pub fn parse(typed: &str) -> Option<Self> {
+        let mut code = String::with_capacity(LENGTH);
+        for c in typed.chars() {
+            let c = match c.to_ascii_uppercase() {
+                ' ' | '-' | '.' | '\t' | '\n' | '\r' | '\u{a0}' => continue,
+                'O' => '0',
+                'I' | 'L' => '1',
+                c if c.is_ascii() && ALPHABET.contains(&(c as u8)) => c,
+                _ => return None,
+            };
+            code.push(c);
+            if code.len() > LENGTH {
+                return None;
+            }
+        }
+        (code.len() == LENGTH).then_some(Self(code))
+    }
+
+    /// Six groups of four, for reading and typing: `ABCD-EFGH-…`.
+    pub fn grouped(&self) -> String {
+        self.0.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+    }
+
+    /// What is stored and compared.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::from_stored(hex(&Sha256::digest(self.0.as_bytes())))
+    }
+}
+
+impl std::fmt::Debug for RecoveryCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecoveryCode(…)")
+    }
+}
+
+/// What a code is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    /// "Forgot password".
+    Reset,
+    /// An invitation to set a first password.
+    Invitation,
+}
+
+impl CodePurpose {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reset => "reset",
+            Self::Invitation => "invitation",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(stored: &str) -> Option<Self> {
+        match stored {
+            "reset" => Some(Self::Reset),
+            "invitation" => Some(Self::Invitation),
+            _ => None,
+        }
+    }
+}
+
+/// A stored code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCode {
+    /// Whose.
+    pub account_id: AccountId,
+    /// What for.
+    pub purpose: CodePurpose,
+    /// When it was made (sent).
+    pub created_at: Timestamp,
+    /// No longer valid from this instant.
+    pub expires_at: Timestamp,
+    /// When it was used, if it was.
+    pub used_at: Option<Timestamp>,
+}
+
+/// Why a code cannot be used; each says so in French.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    /// Unknown: mistyped, or never issued.
+    #[error("ce code n'est pas valable : vérifiez-le, ou demandez-en un nouveau")]
+    Invalid,
+    /// Already used (or another code of the account was used since).
+    #[error("ce code a déjà servi : demandez-en un nouveau si besoin")]
+    Used,
+    /// Past its lifetime.
+    #[error("ce code a expiré : demandez-en un nouveau")]
+    Expired,
+}
+
+impl StoredCode {
+    /// Whether it can be used at `now`, and if not, why.
+    pub fn usable_at(&self, now: Timestamp) -> Result<(), CodeError> {
+        if self.used_at.is_some() {
+            Err(CodeError::Used)
+        } else if self.expires_at <= now {
+            Err(CodeError::Expired)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_have_120_bits_in_24_unambiguous_characters() {
+        let code = RecoveryCode::generate();
+        assert_eq!(code.0.len(), 24);
+        assert!(code.0.bytes().all(|b| ALPHABET.contains(&b)));
+        assert_ne!(code, RecoveryCode::generate());
+        assert_eq!(code.grouped().len(), 29);
+    }
+
+    #[test]
+    fn typed_codes_are_normalised() {
+        let code = RecoveryCode::generate();
+        let sloppy = format!("  {}  ", code.grouped().to_lowercase().replace('-', " "));
+        assert_eq!(RecoveryCode::parse(&sloppy), Some(code.clone()));
+        assert_eq!(RecoveryCode::parse(&code.grouped()), Some(code));
+        let confusable = RecoveryCode::parse("OIL0-1234-5678-9ABC-DEFG-HJKM").map(|c| c.0);
+        assert_eq!(confusable.as_deref(), Some("0110123456789ABCDEFGHJKM"));
+    }
+
+    #[test]
+    fn garbage_is_not_a_code() {
+        for bad in ["", "ABCD", "UUUU-UUUU-UUUU-UUUU-UUUU-UUUU", "é", &"A".repeat(25), "' OR 1=1 --"] {
+            assert_eq!(RecoveryCode::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_code() {
+        let code = RecoveryCode::generate();
+        assert!(!format!("{code:?}").contains(&code.0));
+    }
+
+    #[test]
+    fn used_wins_over_expired() {
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let code = StoredCode {
+            account_id: AccountId::from_stored(1),
+            purpose: CodePurpose::Reset,
+            created_at: t,
+            expires_at: t,
+            used_at: Some(t),
+        };
+        assert_eq!(code.usable_at(t), Err(CodeError::Used));
+        assert_eq!(StoredCode { used_at: None, ..code.clone() }.usable_at(t), Err(CodeError::Expired));
+    }
+}

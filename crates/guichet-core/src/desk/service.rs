@@ -1,0 +1,293 @@
+//! The desk's use cases — writing in, staff changes and notes, call slots — and the
+//! read models its pages show. Staff actions on *accounts* live in [`crate::console`],
+//! where authority is decided.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::{
+    AssistanceRequest, CallSlot, Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestNote, SlotState,
+};
+use crate::account::{Account, EmailAddress, Identifier, Role};
+use crate::audit::RequestContext;
+use crate::clock::Clock;
+use crate::console::{Denied, StaffActor};
+use crate::lockout::ThrottleKey;
+use crate::ports::{AccountStore, DeskStore, Ports, StoreError, ThrottleStore};
+use crate::token::PlainToken;
+
+/// The longest message or note, in characters.
+pub const NOTE_MAX_CHARS: usize = 5000;
+
+/// Why a request could not be linked to an account.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// No account has this identifier.
+    #[error("aucun compte n'a cet identifiant")]
+    Unknown,
+    /// The actor may not link to this account.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why an assistance request, a note or a proposal was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// A field is missing or wrong; the message says which, in French.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// Too many requests from this address.
+    #[error("trop de demandes depuis votre réseau")]
+    TooMany,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A request as its page shows it.
+#[derive(Debug, Clone)]
+pub struct RequestFile {
+    /// The request.
+    pub request: AssistanceRequest,
+    /// The account it is linked to.
+    pub account: Option<Account>,
+    /// Who is on it.
+    pub assignee: Option<Identifier>,
+    /// Its notes, oldest first, with their authors (`None`: guichet itself).
+    pub notes: Vec<(RequestNote, Option<Identifier>)>,
+    /// Its call slots, by start, with where each stands now.
+    pub slots: Vec<(CallSlot, SlotState)>,
+}
+
+/// A call slot as the member's link shows it.
+#[derive(Debug, Clone)]
+pub struct SlotView {
+    /// The slot.
+    pub slot: CallSlot,
+    /// Where it stands now.
+    pub state: SlotState,
+    /// The request's reference.
+    pub reference: String,
+}
+
+/// The assistance desk.
+#[derive(Debug, Clone)]
+pub struct Desk {
+    desk: Arc<dyn DeskStore>,
+    accounts: Arc<dyn AccountStore>,
+    throttle: Arc<dyn ThrottleStore>,
+    clock: Arc<dyn Clock>,
+    /// Requests per address and hour.
+    pub requests_per_hour: u64,
+}
+
+impl Desk {
+    /// Wires the use cases.
+    pub fn new(ports: &Ports, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            desk: Arc::clone(&ports.desk),
+            accounts: Arc::clone(&ports.accounts),
+            throttle: Arc::clone(&ports.throttle),
+            clock,
+            requests_per_hour: 5,
+        }
+    }
+
+    /// Records an assistance request written on `/assistance`, and queues its receipt.
+    pub async fn write_in(
+        &self,
+        name: &str,
+        email: &str,
+        identifier: &str,
+        phone: &str,
+        message: &str,
+        context: &RequestContext,
+    ) -> Result<AssistanceRequest, RequestError> {
+        let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+        if name.is_empty() || name.chars().count() > 120 {
+            return Err(RequestError::Invalid("indiquez votre nom (120 caractères au plus)"));
+        }
+        let email = EmailAddress::parse(email).map_err(|_| {
+            RequestError::Invalid("l'adresse électronique n'est pas valide (exemple : prenom.nom@hopital.fr)")
+        })?;
+        let message = message.trim();
+        if message.is_empty() || message.chars().count() > NOTE_MAX_CHARS {
+            return Err(RequestError::Invalid("décrivez votre difficulté (5 000 caractères au plus)"));
+        }
+        let phone = phone.trim();
+        if phone.chars().count() > 30 || phone.chars().any(|c| !(c.is_ascii_digit() || " +-.()".contains(c))) {
+            return Err(RequestError::Invalid(
+                "le numéro de téléphone ne peut contenir que des chiffres, des espaces et + - . ( )",
+            ));
+        }
+        let identifier: String = identifier.trim().chars().take(Identifier::MAX).collect();
+        let now = self.clock.now();
+        let address = context.address.map(crate::lockout::throttle_key);
+        if let Some(address) = &address {
+            // Counted before anything is written, atomically: twenty at once get five.
+            let key = ThrottleKey::AssistanceRequests(address.clone());
+            let (written, _) = self.throttle.count(&key, SignedDuration::from_hours(1), now).await?;
+            if written > self.requests_per_hour {
+                self.throttle.uncount(&key, now).await?;
+                return Err(RequestError::TooMany);
+            }
+        }
+        let account = match self.accounts.find_account_by_email(&email).await? {
+            Some(account) => Some(account),
+            None => match Identifier::parse(&identifier) {
+                Ok(parsed) => self.accounts.find_account_by_identifier(&parsed).await?,
+                Err(_) => None,
+            },
+        };
+        // What anyone types must not write into a staff account's history: staff requests
+        // are linked by an administrator, by hand.
+        let account_id = account.filter(|a| a.role == Role::Member).map(|a| a.id);
+        let request = NewRequest {
+            name,
+            email,
+            identifier,
+            phone: phone.to_owned(),
+            message: message.to_owned(),
+            address,
+            account_id,
+        };
+        Ok(self.desk.create_request(&request, now).await?)
+    }
+
+    /// Changes a request's state, assignee or linked account, with a note saying so, in
+    /// one transaction.
+    pub async fn change_request(
+        &self,
+        id: RequestId,
+        change: RequestChange,
+        staff: &Account,
+    ) -> Result<(), StoreError> {
+        let body = match change {
+            RequestChange::State(state) => format!("État : {}", state.label_fr()),
+            RequestChange::Assignee(Some(_)) => "Demande attribuée".to_owned(),
+            RequestChange::Assignee(None) => "Plus personne n'est chargé de la demande".to_owned(),
+            RequestChange::Account(Some(_)) => "Demande rattachée à un compte".to_owned(),
+            RequestChange::Account(None) => "Demande détachée du compte".to_owned(),
+        };
+        let note = NewNote { author_id: Some(staff.id), body };
+        self.desk.update_request(id, change, &note, self.clock.now()).await
+    }
+
+    /// Adds a staff note to a request.
+    pub async fn add_note(&self, id: RequestId, staff: &Account, body: &str) -> Result<(), RequestError> {
+        let body = body.trim();
+        if body.is_empty() || body.chars().count() > NOTE_MAX_CHARS {
+            return Err(RequestError::Invalid("la note est vide ou trop longue (5 000 caractères au plus)"));
+        }
+        let note = NewNote { author_id: Some(staff.id), body: body.to_owned() };
+        Ok(self.desk.add_note(id, &note, self.clock.now()).await?)
+    }
+
+    /// Links a request to the account with this identifier. Assistance staff link to
+    /// members' accounts only.
+    pub async fn link_request(
+        &self,
+        id: RequestId,
+        identifier: &str,
+        actor: &StaffActor,
+        staff: &Account,
+    ) -> Result<(), LinkError> {
+        let Ok(identifier) = Identifier::parse(identifier) else { return Err(LinkError::Unknown) };
+        let account = self.accounts.find_account_by_identifier(&identifier).await?.ok_or(LinkError::Unknown)?;
+        if !actor.is_admin() && account.role != Role::Member {
+            return Err(LinkError::Denied(Denied::StaffTarget));
+        }
+        Ok(self.change_request(id, RequestChange::Account(Some(account.id)), staff).await?)
+    }
+
+    /// Proposes one to three slots; the member gets one link per slot.
+    pub async fn propose_slots(
+        &self,
+        id: RequestId,
+        slots: &[(Timestamp, Timestamp)],
+        staff: &Account,
+    ) -> Result<(), RequestError> {
+        if slots.is_empty() || slots.len() > 3 {
+            return Err(RequestError::Invalid("proposez d'un à trois créneaux"));
+        }
+        let now = self.clock.now();
+        if slots.iter().any(|(start, end)| *start <= now || end <= start) {
+            return Err(RequestError::Invalid("chaque créneau doit être à venir, et finir après avoir commencé"));
+        }
+        let note = NewNote {
+            author_id: Some(staff.id),
+            body: format!("{} créneau(x) proposé(s) par téléphone", slots.len()),
+        };
+        Ok(self.desk.propose_slots(id, slots, &note, now).await?)
+    }
+
+    /// Confirms a slot from its link's token (the POST behind the button). `Ok(None)`
+    /// for an unknown link.
+    pub async fn confirm_slot(&self, token: &str) -> Result<Option<(Confirmation, SlotView)>, StoreError> {
+        let Some(token) = PlainToken::from_presented(token) else { return Ok(None) };
+        let Some(confirmation) = self.desk.confirm_slot(&token.hash(), self.clock.now()).await? else {
+            return Ok(None);
+        };
+        let slot = match &confirmation {
+            Confirmation::Confirmed(slot) | Confirmation::AlreadyConfirmed(slot) | Confirmation::Unavailable(slot) => {
+                slot.clone()
+            }
+        };
+        let reference = self.desk.find_request(slot.request_id).await?.map(|r| r.reference).unwrap_or_default();
+        Ok(Some((confirmation, SlotView { state: slot.state_at(self.clock.now()), slot, reference })))
+    }
+
+    /// The slot behind a link, as the member sees it. `Ok(None)` for an unknown link.
+    pub async fn slot_by_link(&self, token: &str) -> Result<Option<SlotView>, StoreError> {
+        let Some(token) = PlainToken::from_presented(token) else { return Ok(None) };
+        let Some((slot, request)) = self.desk.find_slot(&token.hash()).await? else { return Ok(None) };
+        Ok(Some(SlotView { state: slot.state_at(self.clock.now()), slot, reference: request.reference }))
+    }
+
+    /// Requests, newest first: only those not closed with `open_only`.
+    pub async fn queue(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError> {
+        self.desk.list_requests(open_only, limit).await
+    }
+
+    /// A request with what its page shows. `Ok(None)` when the id is unknown.
+    pub async fn file(&self, id: RequestId) -> Result<Option<RequestFile>, StoreError> {
+        let Some(request) = self.desk.find_request(id).await? else { return Ok(None) };
+        let account = match request.account_id {
+            Some(id) => self.accounts.find_account(id).await?,
+            None => None,
+        };
+        let assignee = match request.assignee_id {
+            Some(id) => self.accounts.find_account(id).await?.map(|a| a.identifier),
+            None => None,
+        };
+        let mut notes = Vec::new();
+        for note in self.desk.request_notes(request.id).await? {
+            let author = match note.author_id {
+                Some(id) => self.accounts.find_account(id).await?.map(|a| a.identifier),
+                None => None,
+            };
+            notes.push((note, author));
+        }
+        let now = self.clock.now();
+        let slots = self
+            .desk
+            .request_slots(request.id)
+            .await?
+            .into_iter()
+            .map(|slot| {
+                let state = slot.state_at(now);
+                (slot, state)
+            })
+            .collect();
+        Ok(Some(RequestFile { request, account, assignee, notes, slots }))
+    }
+
+    /// Confirmed calls still to come, soonest first, with their requests.
+    pub async fn upcoming_calls(&self, limit: u32) -> Result<Vec<(CallSlot, AssistanceRequest)>, StoreError> {
+        self.desk.upcoming_calls(self.clock.now(), limit).await
+    }
+}

@@ -1,0 +1,92 @@
+//! Mail: the outbox and its log, and the recovery codes it carries.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use super::{Reach, StoreError};
+use crate::account::{AccountId, EmailAddress};
+use crate::audit::{NewAuditEvent, RequestContext};
+use crate::codes::{CodeError, StoredCode};
+use crate::mail::{MailId, MailKind, MailLogEntry, MailOutcome, NewMail, QueuedMail};
+use crate::password::PasswordHash;
+use crate::token::TokenHash;
+
+/// The outbox: messages queued in the same transaction as what caused them, sent by a
+/// background postman.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + std::fmt::Debug {
+    /// Queues a message, due now.
+    async fn enqueue_mail(&self, mail: &NewMail, now: Timestamp) -> Result<MailId, StoreError>;
+
+    /// Queues a message to `mail.account_id` and records the staff action behind it, in
+    /// one transaction.
+    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent, reach: Reach) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` messages due at `now` that nobody holds, holding them until
+    /// `lease_until`; each claim counts an attempt. While a lease runs no other sender
+    /// (another instance) can claim the message, so none is sent twice.
+    async fn claim_due_mail(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<QueuedMail>, StoreError>;
+
+    /// Records how a claimed message's attempt ended (and the attempt itself, unless it
+    /// was skipped), binds it to `account` when the postman matched one, and releases it.
+    async fn finish_mail(
+        &self,
+        id: MailId,
+        account: Option<AccountId>,
+        outcome: &MailOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Messages of `kind` sent to the account since `since`.
+    async fn count_sent_mail(&self, account: AccountId, kind: MailKind, since: Timestamp) -> Result<u64, StoreError>;
+
+    /// The account's messages, newest first.
+    async fn account_mail(&self, account: AccountId, limit: u32) -> Result<Vec<MailLogEntry>, StoreError>;
+
+    /// Forgets finished messages queued before `before`.
+    async fn purge_finished_mail(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Recovery and invitation codes, stored by hash.
+#[async_trait]
+pub trait RecoveryStore: Send + Sync + std::fmt::Debug {
+    /// Stores a code's hash, if the account's address is still `sent_to` (the code is
+    /// about to be mailed there): `Ok(false)` and nothing stored when it changed.
+    async fn insert_code(
+        &self,
+        hash: &TokenHash,
+        code: &StoredCode,
+        sent_to: &EmailAddress,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets a code (one whose message could not be sent).
+    async fn delete_code(&self, hash: &TokenHash) -> Result<(), StoreError>;
+
+    /// `Ok(None)` when no code has this hash.
+    async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError>;
+
+    /// Uses the code and sets the new password, atomically. The code must be unused and
+    /// unexpired at `now` — otherwise `Ok(Err(why))` and nothing changes; of any number
+    /// of concurrent calls with one code, one alone succeeds. Then every other code of
+    /// the account is used up, the password replaced, the must-change flag, lock and
+    /// failure count cleared, every session of the account ended, `password_changed`
+    /// audited and the "password changed" notice queued.
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        new_hash: &PasswordHash,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Result<AccountId, CodeError>, StoreError>;
+
+    /// Uses up every code of the account still unused (a new one replaces them).
+    async fn revoke_codes(&self, account: AccountId, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Codes of the account still usable at `now`.
+    async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError>;
+}

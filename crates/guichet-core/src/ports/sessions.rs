@@ -1,0 +1,45 @@
+//! Server-side sessions, keyed by the hash of the cookie's token.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use super::StoreError;
+use crate::account::AccountId;
+use crate::audit::NewAuditEvent;
+use crate::session::{NewSession, Session};
+use crate::token::TokenHash;
+
+/// Server-side sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new session.
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+
+    /// The session, when it exists and has expired neither by idleness nor by age at
+    /// `now`. `Ok(None)` otherwise.
+    async fn find_session(&self, token: &TokenHash, now: Timestamp) -> Result<Option<Session>, StoreError>;
+
+    /// Pushes back the idle expiry.
+    async fn touch_session(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+        idle_expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Ends one session and, with `event` (a logout), records it in the same
+    /// transaction. Ending a session that is gone is not an error.
+    async fn delete_session(&self, token: &TokenHash, event: Option<NewAuditEvent>) -> Result<(), StoreError>;
+
+    /// Ends every session of an account but `keep` and, with `event`, records it (its
+    /// detail says how many ended) in the same transaction; returns how many ended.
+    async fn delete_account_sessions(
+        &self,
+        account: AccountId,
+        keep: Option<&TokenHash>,
+        event: Option<NewAuditEvent>,
+    ) -> Result<u64, StoreError>;
+
+    /// Removes sessions expired at `now`; returns how many.
+    async fn purge_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
