@@ -50,11 +50,13 @@ pub enum MailKind {
     CallConfirmed,
     /// The account's address changed: told to the *old* address.
     EmailChanged,
+    /// `guichet mail test`: sent at once, never queued.
+    Test,
 }
 
 impl MailKind {
     /// Every kind.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::ForgotIdentifier,
         Self::PasswordReset,
         Self::Invitation,
@@ -65,6 +67,7 @@ impl MailKind {
         Self::CallProposal,
         Self::CallConfirmed,
         Self::EmailChanged,
+        Self::Test,
     ];
 
     /// The stored name.
@@ -80,6 +83,7 @@ impl MailKind {
             Self::CallProposal => "call_proposal",
             Self::CallConfirmed => "call_confirmed",
             Self::EmailChanged => "email_changed",
+            Self::Test => "test",
         }
     }
 
@@ -101,6 +105,7 @@ impl MailKind {
             Self::CallProposal => "proposition de rendez-vous",
             Self::CallConfirmed => "confirmation de rendez-vous",
             Self::EmailChanged => "avis de changement d'adresse (à l'ancienne adresse)",
+            Self::Test => "message d'essai",
         }
     }
 }
@@ -325,6 +330,25 @@ pub enum MailContent {
     },
     /// `guichet mail test`.
     Test,
+}
+
+impl MailContent {
+    /// Which message this is.
+    pub fn kind(&self) -> MailKind {
+        match self {
+            Self::ForgotIdentifier { .. } => MailKind::ForgotIdentifier,
+            Self::PasswordReset { .. } => MailKind::PasswordReset,
+            Self::Invitation { .. } => MailKind::Invitation,
+            Self::AccountLocked { .. } => MailKind::AccountLocked,
+            Self::PasswordChanged { .. } => MailKind::PasswordChanged,
+            Self::TemporaryPassword { .. } => MailKind::TemporaryPassword,
+            Self::AssistanceReceived { .. } => MailKind::AssistanceReceived,
+            Self::CallProposal { .. } => MailKind::CallProposal,
+            Self::CallConfirmed { .. } => MailKind::CallConfirmed,
+            Self::EmailChanged { .. } => MailKind::EmailChanged,
+            Self::Test => MailKind::Test,
+        }
+    }
 }
 
 /// A temporary password as mailed. `Debug` does not print it.

@@ -316,7 +316,9 @@ impl Postman {
             MailKind::EmailChanged => {
                 MailContent::EmailChanged { new_address: account.email.masked(), at: mail.created_at }
             }
-            MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::CallConfirmed => return Ok(None),
+            MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::CallConfirmed | MailKind::Test => {
+                return Ok(None);
+            }
         };
         Ok(Some((content, Secret::None)))
     }

@@ -3,25 +3,9 @@
 
 use askama::Template;
 use guichet_core::french;
-use guichet_core::mail::{MailContent, OutgoingMail};
+use guichet_core::mail::{MailContent, MailKind, OutgoingMail};
 
 use crate::MailSettings;
-
-/// Which message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    ForgotIdentifier,
-    PasswordReset,
-    Invitation,
-    AccountLocked,
-    PasswordChanged,
-    TemporaryPassword,
-    AssistanceReceived,
-    CallProposal,
-    CallConfirmed,
-    EmailChanged,
-    Test,
-}
 
 /// A slot as shown in the proposal.
 #[derive(Debug, Clone)]
@@ -33,7 +17,7 @@ pub(crate) struct SlotLine {
 /// Everything a template may show.
 #[derive(Debug, Clone)]
 pub(crate) struct View {
-    kind: Kind,
+    kind: MailKind,
     site_name: String,
     public_url: String,
     greeting: String,
@@ -81,7 +65,7 @@ impl View {
         let at = |t| french::date_time(t, zone);
         let greeting = if mail.name.is_empty() { "Bonjour,".to_owned() } else { format!("Bonjour {},", mail.name) };
         let mut view = Self {
-            kind: Kind::Test,
+            kind: mail.content.kind(),
             site_name: settings.site_name.clone(),
             public_url: settings.public_url.clone(),
             greeting,
@@ -101,42 +85,34 @@ impl View {
         };
         match &mail.content {
             MailContent::ForgotIdentifier { identifier } => {
-                view.kind = Kind::ForgotIdentifier;
                 view.identifier.clone_from(identifier);
             }
             MailContent::PasswordReset { code, expires_at } => {
-                view.kind = Kind::PasswordReset;
                 view.code = code.grouped();
                 view.link = link(code);
                 view.when = at(*expires_at);
             }
             MailContent::Invitation { identifier, code, expires_at } => {
-                view.kind = Kind::Invitation;
                 view.identifier.clone_from(identifier);
                 view.code = code.grouped();
                 view.link = link(code);
                 view.when = at(*expires_at);
             }
             MailContent::AccountLocked { until } => {
-                view.kind = Kind::AccountLocked;
                 view.when = at(*until);
             }
             MailContent::PasswordChanged { at: changed } => {
-                view.kind = Kind::PasswordChanged;
                 view.when = at(*changed);
             }
             MailContent::TemporaryPassword { identifier, password, expires_at } => {
-                view.kind = Kind::TemporaryPassword;
                 view.identifier.clone_from(identifier);
                 view.password = password.expose().to_owned();
                 view.when = at(*expires_at);
             }
             MailContent::AssistanceReceived { reference } => {
-                view.kind = Kind::AssistanceReceived;
                 view.reference.clone_from(reference);
             }
             MailContent::CallProposal { reference, slots } => {
-                view.kind = Kind::CallProposal;
                 view.reference.clone_from(reference);
                 view.slots = slots
                     .iter()
@@ -147,13 +123,11 @@ impl View {
                     .collect();
             }
             MailContent::CallConfirmed { reference, starts_at, ends_at, phone } => {
-                view.kind = Kind::CallConfirmed;
                 view.reference.clone_from(reference);
                 view.when = slot_when(*starts_at, *ends_at, zone);
                 view.phone.clone_from(phone);
             }
             MailContent::EmailChanged { new_address, at: changed } => {
-                view.kind = Kind::EmailChanged;
                 view.new_address.clone_from(new_address);
                 view.when = at(*changed);
             }

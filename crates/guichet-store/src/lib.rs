@@ -17,6 +17,7 @@ mod keys;
 mod outbox;
 mod recovery;
 mod sessions;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod throttle;
 
@@ -137,9 +138,4 @@ fn timestamp(ms: i64) -> Result<Timestamp, StoreError> {
 
 fn optional_timestamp(ms: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
     ms.map(timestamp).transpose()
-}
-
-/// A short random suffix for names (test databases).
-fn random_suffix() -> String {
-    guichet_core::token::hex(&guichet_core::token::random_bytes::<6>())
 }

@@ -57,7 +57,7 @@ impl TestDatabase {
             );
             return None;
         };
-        let name = format!("guichet_test_{}", crate::random_suffix());
+        let name = format!("guichet_test_{}", random_suffix());
         match create_postgres_database(&server, &name).await {
             Ok(url) => Some(Self { url, _cleanup: Cleanup::Postgres { server, name } }),
             Err(error) => {
@@ -110,4 +110,9 @@ impl Drop for Cleanup {
         })
         .join();
     }
+}
+
+/// A short random suffix for names (test databases).
+fn random_suffix() -> String {
+    guichet_core::token::hex(&guichet_core::token::random_bytes::<6>())
 }

@@ -22,7 +22,7 @@ use guichet_core::ports::Ports;
 use guichet_core::postman::{MailPolicy, Postman};
 use guichet_core::recovery::Recovery;
 use guichet_core::session::{SessionPolicy, Sessions};
-use guichet_mail::{DkimSettings, MailSettings, Mailer, TransportSpec};
+use guichet_mail::{MailSettings, Mailer, TransportSpec};
 use guichet_store::SqlStore;
 use guichet_web::{AppParts, AppState, MailHelp, ServeOptions, WebSettings};
 use tokio::net::TcpListener;
@@ -185,11 +185,7 @@ pub fn mail_settings(settings: &Settings) -> MailSettings {
         from: settings.mail_from.clone(),
         assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
         transport: TransportSpec::new(settings.mail_transport.0.clone()),
-        dkim: settings.dkim.as_ref().map(|d| DkimSettings {
-            domain: d.domain.clone(),
-            selector: d.selector.clone(),
-            key_file: d.key_file.clone(),
-        }),
+        dkim: settings.dkim.clone(),
         time_zone: settings.time_zone.clone(),
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use guichet_core::SignedDuration;
 use guichet_core::account::EmailAddress;
+use guichet_mail::DkimSettings;
 use guichet_store::DatabaseUrl;
 use guichet_web::TrustedProxies;
 
@@ -64,17 +65,6 @@ pub struct Settings {
     /// `GUICHET_MAX_CONNECTIONS`: connections held at once; by default what the
     /// process's file-descriptor limit leaves room for.
     pub max_connections: Option<u32>,
-}
-
-/// The DKIM settings.
-#[derive(Debug, Clone)]
-pub struct DkimSettings {
-    /// Signing domain (`d=`).
-    pub domain: String,
-    /// Selector (`s=`).
-    pub selector: String,
-    /// PEM private key file.
-    pub key_file: PathBuf,
 }
 
 /// `GUICHET_MAIL_TRANSPORT` as written; `Debug` hides an SMTP password.

@@ -89,7 +89,10 @@ struct PasswordPage {
     min_length: usize,
 }
 
-async fn show_password(State(state): State<AppState>, signed_in: SignedInAnyway) -> Result<Response, WebError> {
+async fn show_password(
+    State(state): State<AppState>,
+    SignedInAnyway(signed_in): SignedInAnyway,
+) -> Result<Response, WebError> {
     let page = PasswordPage {
         layout: signed_in.layout,
         forced: signed_in.account.must_change_password,
@@ -116,7 +119,7 @@ async fn change_password(
     Client(context): Client,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, WebError> {
-    let SignedInAnyway { account, session, layout } = signed_in;
+    let SignedInAnyway(SignedIn { account, session, layout }) = signed_in;
     let forced = account.must_change_password;
     // In a forced change (after a temporary password) the current one is not asked.
     let current = (!forced).then_some(form.current_password);

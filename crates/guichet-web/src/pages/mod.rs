@@ -104,10 +104,10 @@ pub fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SecretString
     String::deserialize(deserializer).map(SecretString::from)
 }
 
-/// A signed-in visitor and their account, whatever they must do first. Only the
-/// password-change page takes this; every other page takes [`SignedIn`].
+/// A signed-in visitor free to use the site: one who must change their password (after
+/// a temporary one) is sent to `/me/password` instead; anonymous visitors to `/login`.
 #[derive(Debug, Clone)]
-pub struct SignedInAnyway {
+pub struct SignedIn {
     /// The account, as stored now.
     pub account: Account,
     /// The session.
@@ -115,6 +115,11 @@ pub struct SignedInAnyway {
     /// The page frame.
     pub layout: Layout,
 }
+
+/// A signed-in visitor, whatever they must do first: only the password-change page
+/// takes this; every other page takes [`SignedIn`].
+#[derive(Debug, Clone)]
+pub struct SignedInAnyway(pub SignedIn);
 
 impl FromRequestParts<AppState> for SignedInAnyway {
     type Rejection = Response;
@@ -130,31 +135,19 @@ impl FromRequestParts<AppState> for SignedInAnyway {
             .await
             .map_err(|e| WebError::from(e).into_response())?
             .ok_or_else(|| Redirect::to("/login").into_response())?;
-        Ok(Self { account, session, layout: Layout::for_visitor(state, &visitor) })
+        Ok(Self(SignedIn { account, session, layout: Layout::for_visitor(state, &visitor) }))
     }
-}
-
-/// A signed-in visitor free to use the site: one who must change their password (after
-/// a temporary one) is sent to `/me/password` instead; anonymous visitors to `/login`.
-#[derive(Debug, Clone)]
-pub struct SignedIn {
-    /// The account, as stored now.
-    pub account: Account,
-    /// The session.
-    pub session: Session,
-    /// The page frame.
-    pub layout: Layout,
 }
 
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let SignedInAnyway { account, session, layout } = SignedInAnyway::from_request_parts(parts, state).await?;
-        if account.must_change_password {
+        let SignedInAnyway(signed_in) = SignedInAnyway::from_request_parts(parts, state).await?;
+        if signed_in.account.must_change_password {
             return Err(Redirect::to("/me/password").into_response());
         }
-        Ok(Self { account, session, layout })
+        Ok(signed_in)
     }
 }
 

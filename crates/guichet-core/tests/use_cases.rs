@@ -1,0 +1,164 @@
+//! The core's use cases on their own, without HTTP: each test wires the services it
+//! needs onto a fresh SQLite store (the real one, through the narrow ports) with a
+//! clock it moves.
+
+use std::sync::Arc;
+
+use guichet_core::SignedDuration;
+use guichet_core::account::{Account, Role};
+use guichet_core::audit::{Actor, AuditKind, RequestContext};
+use guichet_core::clock::{Clock as _, ManualClock};
+use guichet_core::console::{Console, ConsoleAction, ConsoleError, Denied};
+use guichet_core::desk::{Desk, RequestChange, RequestState};
+use guichet_core::hashing::{Argon2Cost, Argon2Pool};
+use guichet_core::housekeeping::Housekeeping;
+use guichet_core::keys::ServerKey;
+use guichet_core::lockout::{AddressThrottlePolicy, LockoutPolicy};
+use guichet_core::login::{Authenticator, LoginError};
+use guichet_core::me::MySpace;
+use guichet_core::members::{AddMember, Members};
+use guichet_core::password::PasswordPolicy;
+use guichet_core::ports::Ports;
+use guichet_core::session::{SessionPolicy, Sessions};
+use guichet_store::testing::TestDatabase;
+use secrecy::SecretString;
+
+const PASSWORD: &str = "cheval agrafe pile";
+
+/// A store, its ports, a clock, and account management.
+struct World {
+    _database: TestDatabase,
+    ports: Ports,
+    clock: Arc<ManualClock>,
+    members: Members,
+}
+
+fn hasher() -> Arc<Argon2Pool> {
+    Arc::new(Argon2Pool::sized_to_cores(Argon2Cost::RECOMMENDED))
+}
+
+impl World {
+    async fn new() -> Self {
+        let database = TestDatabase::sqlite();
+        let ports = Ports::of(Arc::new(database.store().await));
+        let clock = Arc::new(ManualClock::starting_now());
+        let members = Members::new(&ports, hasher(), clock.clone(), PasswordPolicy::default());
+        Self { _database: database, ports, clock, members }
+    }
+
+    async fn account(&self, identifier: &str, role: Role) -> Account {
+        let request = AddMember {
+            identifier: identifier.to_owned(),
+            email: format!("{identifier}@chu.example.fr"),
+            name: String::new(),
+            role,
+            password: Some(SecretString::from(PASSWORD.to_owned())),
+            invite: false,
+        };
+        self.members.add(request, Actor::Operator, RequestContext::default()).await.unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    async fn authenticator(&self) -> Authenticator {
+        let policies = (LockoutPolicy::default(), AddressThrottlePolicy::default());
+        Authenticator::new(&self.ports, hasher(), self.clock.clone(), policies, ServerKey::generate())
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn sessions(&self) -> Sessions {
+        Sessions::new(&self.ports, self.clock.clone(), SessionPolicy::default(), ServerKey::generate())
+    }
+}
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+#[tokio::test]
+async fn staff_actors_come_only_from_stored_staff_accounts() {
+    let world = World::new().await;
+    let console = Console::new(&world.ports, world.clock.clone());
+    let member = world.account("marie", Role::Member).await;
+    let desk = world.account("desk", Role::Assistance).await;
+    let boss = world.account("boss", Role::Admin).await;
+    assert!(console.actor(member.id).await.ok().flatten().is_none());
+    let desk_actor = console.actor(desk.id).await.ok().flatten().unwrap_or_else(|| panic!("no actor"));
+    assert!(!desk_actor.is_admin());
+    // Assistance may act on the member, not on the administrator, and is told why.
+    assert!(console.unlock(&desk_actor, member.id, &RequestContext::default()).await.is_ok());
+    let refused = console.send_reset_code(&desk_actor, boss.id, &RequestContext::default()).await;
+    assert!(matches!(refused, Err(ConsoleError::Denied(Denied::StaffTarget))), "{refused:?}");
+    let file = console.member_file(&desk_actor, boss.id).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(file.allowed.is_empty(), "an administrator's file offers assistance nothing");
+    let file = console.member_file(&desk_actor, member.id).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(file.allowed.contains(&ConsoleAction::SendResetCode));
+    assert!(!file.allowed.iter().any(|a| matches!(a, ConsoleAction::ChangeRole(_))));
+}
+
+#[tokio::test]
+async fn a_stranger_locks_the_account_but_not_the_members_usual_browser() {
+    let world = World::new().await;
+    let marie = world.account("marie", Role::Member).await;
+    let login = world.authenticator().await;
+    let context = RequestContext::default();
+    let usual = login.login("marie", secret(PASSWORD), None, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
+    for _ in 0..5 {
+        let failed = login.login("marie", secret("devine"), None, &context).await;
+        assert!(matches!(failed, Err(LoginError::InvalidCredentials)));
+    }
+    let locked = login.login("marie", secret(PASSWORD), None, &context).await;
+    assert!(matches!(locked, Err(LoginError::InvalidCredentials)), "locked for strangers");
+    let again = login.login("marie", secret(PASSWORD), Some(&usual.device_cookie), &context).await;
+    assert_eq!(again.map(|l| l.account.id).ok(), Some(marie.id), "the usual browser gets in");
+}
+
+#[tokio::test]
+async fn a_request_change_and_its_note_land_together() {
+    let world = World::new().await;
+    let staff = world.account("desk", Role::Assistance).await;
+    let desk = Desk::new(&world.ports, world.clock.clone());
+    let context = RequestContext::default();
+    let written = desk
+        .write_in("Marie", "marie@chu.example.fr", "", "", "Je ne reçois pas le code.", &context)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    desk.change_request(written.id, RequestChange::State(RequestState::InProgress), &staff)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let file = desk.file(written.id).await.ok().flatten().unwrap_or_else(|| panic!("no file"));
+    assert_eq!(file.request.state, RequestState::InProgress);
+    let notes: Vec<_> =
+        file.notes.iter().map(|(n, by)| (n.body.clone(), by.as_ref().map(ToString::to_string))).collect();
+    assert_eq!(notes, [("État : en cours".to_owned(), Some("desk".to_owned()))]);
+}
+
+#[tokio::test]
+async fn ending_other_sessions_keeps_this_one_and_says_how_many() {
+    let world = World::new().await;
+    let marie = world.account("marie", Role::Member).await;
+    let sessions = world.sessions();
+    let me =
+        MySpace::new(&world.ports, hasher(), world.clock.clone(), PasswordPolicy::default(), LockoutPolicy::default());
+    let mut opened = Vec::new();
+    for _ in 0..3 {
+        opened.push(sessions.open(marie.id, RequestContext::default(), None).await.unwrap_or_else(|e| panic!("{e:?}")));
+    }
+    let (this_token, this) = &opened[0];
+    assert_eq!(me.end_other_sessions(marie.id, this, &RequestContext::default()).await.ok(), Some(2));
+    assert!(sessions.resume(this_token).await.ok().flatten().is_some());
+    assert!(sessions.resume(&opened[1].0).await.ok().flatten().is_none());
+    let activity = me.activity(marie.id).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let ended = activity.events().iter().find(|e| e.kind == AuditKind::OtherSessionsEnded);
+    assert_eq!(ended.and_then(|e| e.detail.clone()).as_deref(), Some("2 session(s)"));
+}
+
+#[tokio::test]
+async fn a_housekeeping_round_forgets_expired_sessions() {
+    let world = World::new().await;
+    let marie = world.account("marie", Role::Member).await;
+    world.sessions().open(marie.id, RequestContext::default(), None).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let housekeeping = Housekeeping::new(&world.ports);
+    assert_eq!(housekeeping.round(world.clock.now()).await.map(|f| f.sessions).ok(), Some(0));
+    world.clock.advance(SignedDuration::from_hours(13));
+    assert_eq!(housekeeping.round(world.clock.now()).await.map(|f| f.sessions).ok(), Some(1));
+}
