@@ -49,6 +49,13 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     the_database_answers,
+    a_refused_login_is_audited_without_counting,
+    a_rehash_replaces_only_the_hash_it_was_made_from,
+    a_members_own_change_keeps_this_session_and_queues_the_notice,
+    events_are_recorded_one_by_one,
+    finished_mail_is_forgotten_after_a_while,
+    codes_are_revoked_or_forgotten,
+    notes_are_listed_oldest_first,
     accounts_are_searched_by_identifier_email_or_name,
     ending_other_sessions_is_recorded_with_how_many,
     staff_mail_is_queued_with_its_audit_line,
@@ -855,4 +862,87 @@ async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     assert_eq!(calls.iter().map(|(s, r)| (Some(s.id), r.id)).collect::<Vec<_>>(), [(chosen, created.id)]);
     assert!(store.upcoming_calls(t0() + minutes(200), 5).await.unwrap_or_default().is_empty(), "past calls are gone");
     assert!(store.confirm_slot(&PlainToken::generate().hash(), at).await.ok().flatten().is_none(), "unknown link");
+}
+
+async fn a_refused_login_is_audited_without_counting(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    store.record_refused_login(account.id, &context(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let events = store.account_events(account.id, 5).await.unwrap_or_default();
+    assert_eq!(events[0].kind, AuditKind::LoginRefusedLocked);
+    for n in 0..2 {
+        fail(&store, &account, t0() + minutes(n)).await;
+    }
+    assert_eq!(fail(&store, &account, t0() + minutes(3)).await, FailureOutcome::Locked { until: t0() + minutes(63) });
+}
+
+async fn a_rehash_replaces_only_the_hash_it_was_made_from(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let newer = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaG5ld2hhc2huZXc".into());
+    let other = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$b3RoZXI$b3RoZXJvdGhlcm90aGVy".into());
+    store.replace_password_hash(account.id, &other, &newer, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(reload(&store, &account).await.password_hash, Some(some_hash()), "not made from the stored hash");
+    store.replace_password_hash(account.id, &some_hash(), &newer, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(reload(&store, &account).await.password_hash, Some(newer));
+}
+
+async fn a_members_own_change_keeps_this_session_and_queues_the_notice(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let (here, elsewhere) = (PlainToken::generate(), PlainToken::generate());
+    for token in [&here, &elsewhere] {
+        store.create_session(&new_session(&account, token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let newer = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaG5ld2hhc2huZXc".into());
+    let changed = store.change_password(account.id, &newer, &here.hash(), &context(), t0()).await;
+    assert!(changed.is_ok(), "{changed:?}");
+    assert!(store.find_session(&here.hash(), t0()).await.ok().flatten().is_some());
+    assert!(store.find_session(&elsewhere.hash(), t0()).await.ok().flatten().is_none());
+    let after = reload(&store, &account).await;
+    assert_eq!((after.password_hash, after.devices_trusted_after), (Some(newer), t0()));
+    let mail = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
+    assert_eq!(mail.iter().map(|m| m.kind).collect::<Vec<_>>(), [MailKind::PasswordChanged]);
+}
+
+async fn events_are_recorded_one_by_one(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    store.record_event(staff_event(&account, AuditKind::LoggedOut)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let events = store.account_events(account.id, 1).await.unwrap_or_default();
+    assert_eq!(events.iter().map(|e| (e.kind, e.actor)).collect::<Vec<_>>(), [(AuditKind::LoggedOut, Actor::Operator)]);
+}
+
+async fn finished_mail_is_forgotten_after_a_while(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let id = store.enqueue_mail(&request(1), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.enqueue_mail(&request(2), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.claim_due_mail(t0(), t0() + minutes(2), 1).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let sent = MailOutcome::Sent { answer: "250 ok".into() };
+    store.finish_mail(id, Some(account.id), &sent, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(store.purge_finished_mail(t0() + minutes(1)).await.ok(), Some(1), "the pending one stays");
+    assert!(store.account_mail(account.id, 5).await.unwrap_or_default().is_empty());
+}
+
+async fn codes_are_revoked_or_forgotten(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let first = new_code(&store, &account, t0() + minutes(60)).await;
+    let second = new_code(&store, &account, t0() + minutes(60)).await;
+    assert_eq!(store.pending_codes(account.id, t0()).await.ok(), Some(2));
+    store.delete_code(&first.hash()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(store.find_code(&first.hash()).await.ok().flatten().is_none());
+    store.revoke_codes(account.id, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(store.pending_codes(account.id, t0()).await.ok(), Some(0));
+    assert!(store.find_code(&second.hash()).await.ok().flatten().and_then(|c| c.used_at).is_some());
+}
+
+async fn notes_are_listed_oldest_first(store: SqlStore) {
+    let staff = add(&store, "desk").await;
+    let created = store.create_request(&written_request(None), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    for (n, body) in ["premier", "second"].into_iter().enumerate() {
+        let note = NewNote { author_id: Some(staff.id), body: body.into() };
+        let at = t0() + minutes(i64::try_from(n).unwrap_or(0));
+        store.add_note(created.id, &note, at).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let notes = store.request_notes(created.id).await.unwrap_or_default();
+    assert_eq!(
+        notes.iter().map(|n| (n.body.as_str(), n.author_id)).collect::<Vec<_>>(),
+        [("premier", Some(staff.id)), ("second", Some(staff.id))]
+    );
 }
