@@ -140,13 +140,10 @@ impl Authenticator {
             None => None,
         };
         let account = match trusted {
-            Some(nonce) => {
-                let account = account.ok_or(LoginError::InvalidCredentials)?;
-                self.attempt_from_usual_device(account, &nonce, password, context).await?
-            }
+            Some(nonce) => self.attempt(account, password, Some(&nonce), &[], context).await?,
             None => {
                 let counted = self.count_attempt(identifier, context, now).await?;
-                let result = self.attempt(account, password, &counted, context).await;
+                let result = self.attempt(account, password, None, &counted, context).await;
                 if matches!(result, Err(LoginError::Busy | LoginError::Hash(_) | LoginError::Store(_))) {
                     // Only failures count: our own failure gives the counts back (a
                     // success gave them back with its own transaction).
@@ -175,46 +172,6 @@ impl Authenticator {
         }
         let attempts = self.devices.count_device_attempt(mark.nonce(), account.id, self.lockout.duration, now).await?;
         Ok((attempts <= self.lockout.threshold).then(|| mark.nonce().to_owned()))
-    }
-
-    /// A login from the member's usual browser: the account's lock and the address
-    /// throttle do not apply; a wrong password counts against the mark only.
-    async fn attempt_from_usual_device(
-        &self,
-        account: Account,
-        nonce: &str,
-        password: SecretString,
-        context: &RequestContext,
-    ) -> Result<Account, LoginError> {
-        let now = self.clock.now();
-        let hash = match &account.password_hash {
-            Some(hash) if account.may_log_in_despite_lock_at(now) => hash.clone(),
-            _ => {
-                self.spend_one_hash(password).await?;
-                self.credentials.record_refused_login(account.id, context, now).await?;
-                return Err(LoginError::InvalidCredentials);
-            }
-        };
-        match self.hasher.verify(password, hash.clone()).await? {
-            Verification::Mismatch => {
-                self.credentials.record_device_login_failure(account.id, context, self.clock.now()).await?;
-                Err(LoginError::InvalidCredentials)
-            }
-            Verification::Match { upgraded } => {
-                if !self
-                    .credentials
-                    .record_login_success(account.id, &hash, true, &[], context, self.clock.now())
-                    .await?
-                {
-                    return Err(LoginError::InvalidCredentials);
-                }
-                self.devices.clear_device_attempts(nonce).await?;
-                if let Some(new_hash) = upgraded {
-                    self.credentials.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;
-                }
-                Ok(account)
-            }
-        }
     }
 
     /// Counts an attempt without a device cookie against its address, before the
@@ -261,10 +218,15 @@ impl Authenticator {
         Ok(counted)
     }
 
+    /// Checks the password of `account` (or spends one hash when there is none). From
+    /// the member's usual browser (`device` is its mark's nonce) the account's lock does
+    /// not apply and a wrong password counts against the mark only; elsewhere a wrong
+    /// password counts toward the lock, and a success gives back the address's `counted`.
     async fn attempt(
         &self,
         account: Option<Account>,
         password: SecretString,
+        device: Option<&str>,
         counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
     ) -> Result<Account, LoginError> {
@@ -283,8 +245,9 @@ impl Authenticator {
                 .await?;
             return Err(LoginError::InvalidCredentials);
         };
+        let may = if device.is_some() { account.may_log_in_despite_lock_at(now) } else { account.may_log_in_at(now) };
         let hash = match &account.password_hash {
-            Some(hash) if account.may_log_in_at(now) => hash.clone(),
+            Some(hash) if may => hash.clone(),
             _ => {
                 self.spend_one_hash(password).await?;
                 self.credentials.record_refused_login(account.id, context, now).await?;
@@ -292,6 +255,10 @@ impl Authenticator {
             }
         };
         match self.hasher.verify(password, hash.clone()).await? {
+            Verification::Mismatch if device.is_some() => {
+                self.credentials.record_device_login_failure(account.id, context, self.clock.now()).await?;
+                Err(LoginError::InvalidCredentials)
+            }
             Verification::Mismatch => {
                 let outcome =
                     self.credentials.record_login_failure(account.id, &self.lockout, context, self.clock.now()).await?;
@@ -301,13 +268,18 @@ impl Authenticator {
                 Err(LoginError::InvalidCredentials)
             }
             Verification::Match { upgraded } => {
+                let despite_lock = device.is_some();
+                let now = self.clock.now();
                 if !self
                     .credentials
-                    .record_login_success(account.id, &hash, false, counted, context, self.clock.now())
+                    .record_login_success(account.id, &hash, despite_lock, counted, context, now)
                     .await?
                 {
-                    // Locked by a concurrent failure while this password was being checked.
+                    // Locked (or changed) by a concurrent request while this password was checked.
                     return Err(LoginError::InvalidCredentials);
+                }
+                if let Some(nonce) = device {
+                    self.devices.clear_device_attempts(nonce).await?;
                 }
                 if let Some(new_hash) = upgraded {
                     self.credentials.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;

@@ -1,6 +1,7 @@
 //! What staff change on accounts: disabling, details, roles.
 
 use async_trait::async_trait;
+use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, DisplayName, EmailAddress, Role};
 use guichet_core::audit::NewAuditEvent;
 use guichet_core::mail::{MailKind, MailSubject, NewMail};
@@ -16,20 +17,19 @@ use crate::{SqlStore, backend, millis};
 /// Voids what was handed out to the account's current address or holder: unused codes
 /// used up, a pending temporary password revoked (the account keeps no password until
 /// its owner chooses one), device cookie marks no longer counted.
-async fn revoke_handed_out(tx: &mut Transaction<'_, Any>, account: AccountId, now: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
-        .bind(account.get())
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+async fn revoke_handed_out(
+    tx: &mut Transaction<'_, Any>,
+    account: AccountId,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    crate::recovery::use_up_codes(tx, account, now).await?;
     sqlx::query(
         "UPDATE accounts SET devices_trusted_after = $2, \
          password_hash = CASE WHEN password_expires_at IS NULL THEN password_hash ELSE NULL END, \
          password_expires_at = NULL WHERE id = $1",
     )
     .bind(account.get())
-    .bind(now)
+    .bind(millis(now))
     .execute(&mut **tx)
     .await
     .map(|_| ())
@@ -100,7 +100,7 @@ impl AccountAdminStore for SqlStore {
             .map_err(conflict_or_backend)?;
         if old != email.as_str() {
             // What was mailed to the old address must not work any more.
-            revoke_handed_out(&mut tx, account, now).await?;
+            revoke_handed_out(&mut tx, account, event.at).await?;
             let notice = NewMail {
                 kind: MailKind::EmailChanged,
                 account_id: Some(account),
@@ -125,7 +125,7 @@ impl AccountAdminStore for SqlStore {
             .map_err(backend)?;
         if was == Role::Member.as_str() && role.is_staff() {
             // Nothing handed out to a member (by assistance staff, say) carries staff rights.
-            revoke_handed_out(&mut tx, account, millis(event.at)).await?;
+            revoke_handed_out(&mut tx, account, event.at).await?;
             end_sessions(&mut tx, account, None).await?;
         }
         sqlx::query("UPDATE accounts SET role = $2, updated_at = $3 WHERE id = $1")

@@ -12,7 +12,7 @@ use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::MailKind;
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{CredentialStore, FailureOutcome, Reach, StoreError};
+use guichet_core::ports::{AuditStore as _, CredentialStore, FailureOutcome, Reach, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::{Any, Row as _, Transaction};
 
@@ -71,9 +71,13 @@ pub(crate) async fn set_chosen_password(
     account: AccountId,
     hash: &PasswordHash,
     keep: Option<&TokenHash>,
-    event: &NewAuditEvent,
+    context: &RequestContext,
+    how: &str,
+    now: Timestamp,
 ) -> Result<(), StoreError> {
-    let event_id = insert_event(tx, event).await?;
+    let mut event = member_event(account, AuditKind::PasswordChanged, context, now);
+    event.detail = Some(how.to_owned());
+    let event_id = insert_event(tx, &event).await?;
     sqlx::query(
         "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, must_change_password = 0, \
          locked_until = NULL, failures_cleared_after = $3, updated_at = $4, devices_trusted_after = $4 WHERE id = $1",
@@ -192,9 +196,7 @@ impl CredentialStore for SqlStore {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        insert_event(&mut tx, &member_event(account, AuditKind::LoginFailedOnDevice, context, now)).await?;
-        tx.commit().await.map_err(backend)
+        self.record_event(member_event(account, AuditKind::LoginFailedOnDevice, context, now)).await
     }
 
     async fn record_refused_login(
@@ -203,9 +205,7 @@ impl CredentialStore for SqlStore {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        insert_event(&mut tx, &member_event(account, AuditKind::LoginRefusedLocked, context, now)).await?;
-        tx.commit().await.map_err(backend)
+        self.record_event(member_event(account, AuditKind::LoginRefusedLocked, context, now)).await
     }
 
     async fn unlock_account(&self, account: AccountId, event: NewAuditEvent, reach: Reach) -> Result<bool, StoreError> {
@@ -291,15 +291,7 @@ impl CredentialStore for SqlStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let event = NewAuditEvent {
-            at: now,
-            account_id: Some(account),
-            kind: AuditKind::PasswordChanged,
-            actor: Actor::Member,
-            context: context.clone(),
-            detail: Some("dans Mon espace".into()),
-        };
-        set_chosen_password(&mut tx, account, hash, Some(keep), &event).await?;
+        set_chosen_password(&mut tx, account, hash, Some(keep), context, "dans Mon espace", now).await?;
         tx.commit().await.map_err(backend)
     }
 }

@@ -3,15 +3,30 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
-use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use guichet_core::audit::RequestContext;
 use guichet_core::codes::{CodeError, CodePurpose, StoredCode};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{RecoveryStore, StoreError};
 use guichet_core::token::TokenHash;
-use sqlx::Row as _;
+use sqlx::{Any, Row as _, Transaction};
 
 use crate::credentials::set_chosen_password;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
+
+/// Uses up every code of the account still unused, inside a transaction.
+pub(crate) async fn use_up_codes(
+    tx: &mut Transaction<'_, Any>,
+    account: AccountId,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
+        .bind(account.get())
+        .bind(millis(now))
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+}
 
 #[async_trait]
 impl RecoveryStore for SqlStore {
@@ -92,33 +107,16 @@ impl RecoveryStore for SqlStore {
             };
             return Ok(Err(why));
         };
-        sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
-            .bind(account.get())
-            .bind(millis(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let event = NewAuditEvent {
-            at: now,
-            account_id: Some(account),
-            kind: AuditKind::PasswordChanged,
-            actor: Actor::Member,
-            context: context.clone(),
-            detail: Some("avec un code reçu par courriel".into()),
-        };
-        set_chosen_password(&mut tx, account, new_hash, None, &event).await?;
+        use_up_codes(&mut tx, account, now).await?;
+        set_chosen_password(&mut tx, account, new_hash, None, context, "avec un code reçu par courriel", now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Ok(account))
     }
 
     async fn revoke_codes(&self, account: AccountId, now: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
-            .bind(account.get())
-            .bind(millis(now))
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        use_up_codes(&mut tx, account, now).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError> {

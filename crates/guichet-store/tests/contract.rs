@@ -119,14 +119,7 @@ async fn add(store: &SqlStore, identifier: &str) -> Account {
         role: Role::Member,
         password_hash: Some(some_hash()),
     };
-    let event = NewAuditEvent {
-        at: t0(),
-        account_id: None,
-        kind: AuditKind::AccountCreated,
-        actor: Actor::Operator,
-        context: RequestContext::default(),
-        detail: None,
-    };
+    let event = operator_event(None, AuditKind::AccountCreated);
     store.create_account(&new, event, None).await.unwrap_or_else(|e| panic!("create {identifier}: {e:?}"))
 }
 
@@ -160,14 +153,7 @@ async fn duplicate_identifiers_and_emails_are_conflicts(store: SqlStore) {
         role: Role::Member,
         password_hash: None,
     };
-    let event = NewAuditEvent {
-        at: t0(),
-        account_id: None,
-        kind: AuditKind::AccountCreated,
-        actor: Actor::Operator,
-        context: RequestContext::default(),
-        detail: None,
-    };
+    let event = operator_event(None, AuditKind::AccountCreated);
     let err = store.create_account(&same_identifier, event.clone(), None).await.err();
     assert!(matches!(err, Some(StoreError::Conflict(Conflict::Identifier))), "{err:?}");
     same_identifier.identifier = Identifier::parse("marie2").unwrap_or_else(|e| panic!("{e}"));
@@ -596,15 +582,19 @@ async fn the_server_key_is_made_once_and_shared(store: SqlStore) {
     assert_ne!(other.expose(), first.expose());
 }
 
-fn staff_event(account: &Account, kind: AuditKind) -> NewAuditEvent {
+fn operator_event(account: Option<&Account>, kind: AuditKind) -> NewAuditEvent {
     NewAuditEvent {
         at: t0(),
-        account_id: Some(account.id),
+        account_id: account.map(|a| a.id),
         kind,
         actor: Actor::Operator,
         context: RequestContext::default(),
         detail: None,
     }
+}
+
+fn staff_event(account: &Account, kind: AuditKind) -> NewAuditEvent {
+    operator_event(Some(account), kind)
 }
 
 async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlStore) {
