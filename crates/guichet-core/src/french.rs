@@ -20,7 +20,7 @@ const MONTHS: [&str; 12] = [
 
 /// "2 mars 2026 à 09:05", in the site's time zone.
 pub fn date_time(at: Timestamp, zone: &TimeZone) -> String {
-    let local = at.to_zoned(zone.clone());
+    let local = at.to_zoned_datetime(zone.clone());
     let month = MONTHS.get(usize::try_from(local.month() - 1).unwrap_or_default()).copied().unwrap_or_default();
     let day = if local.day() == 1 { "1er".to_owned() } else { local.day().to_string() };
     format!("{day} {month} {} à {:02}:{:02}", local.year(), local.hour(), local.minute())
@@ -28,7 +28,7 @@ pub fn date_time(at: Timestamp, zone: &TimeZone) -> String {
 
 /// "3 mars 2026 de 14:00 à 14:30", in the site's time zone.
 pub fn slot(starts: Timestamp, ends: Timestamp, zone: &TimeZone) -> String {
-    let end = ends.to_zoned(zone.clone());
+    let end = ends.to_zoned_datetime(zone.clone());
     format!("{} à {:02}:{:02}", date_time(starts, zone).replace(" à ", " de "), end.hour(), end.minute())
 }
 

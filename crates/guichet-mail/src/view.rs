@@ -145,7 +145,7 @@ impl View {
 
 /// "le 3 mars 2026 de 14:00 à 14:30".
 pub(crate) fn slot_when(starts: jiff::Timestamp, ends: jiff::Timestamp, zone: &jiff::tz::TimeZone) -> String {
-    let end = ends.to_zoned(zone.clone());
+    let end = ends.to_zoned_datetime(zone.clone());
     format!("{} à {:02}:{:02}", french::date_time(starts, zone).replace(" à ", " de "), end.hour(), end.minute())
 }
 

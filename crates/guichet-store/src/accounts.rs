@@ -11,6 +11,7 @@ use guichet_core::audit::NewAuditEvent;
 use guichet_core::mail::MailKind;
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{AccountFilter, AccountStore, Conflict, Reach, StoreError};
+use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
@@ -94,10 +95,10 @@ impl AccountStore for SqlStore {
     ) -> Result<Account, StoreError> {
         let now = millis(event.at);
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
-        ))
+        )))
         .bind(new.identifier.as_str())
         .bind(new.email.as_str())
         .bind(new.display_name.as_str())
@@ -119,26 +120,34 @@ impl AccountStore for SqlStore {
 
     async fn find_account_by_identifier(&self, identifier: &Identifier) -> Result<Option<Account>, StoreError> {
         let sql = select_where("identifier = $1");
-        let row = sqlx::query(&sql).bind(identifier.as_str()).fetch_optional(&self.pool).await.map_err(backend)?;
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(identifier.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
         optional_account(row)
     }
 
     async fn find_account_by_email(&self, email: &EmailAddress) -> Result<Option<Account>, StoreError> {
         let sql = select_where("email = $1");
-        let row = sqlx::query(&sql).bind(email.as_str()).fetch_optional(&self.pool).await.map_err(backend)?;
+        let row =
+            sqlx::query(AssertSqlSafe(sql)).bind(email.as_str()).fetch_optional(&self.pool).await.map_err(backend)?;
         optional_account(row)
     }
 
     async fn find_account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
         let sql = select_where("id = $1");
-        let row = sqlx::query(&sql).bind(id.get()).fetch_optional(&self.pool).await.map_err(backend)?;
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id.get()).fetch_optional(&self.pool).await.map_err(backend)?;
         optional_account(row)
     }
 
     async fn list_accounts(&self, filter: AccountFilter) -> Result<Vec<Account>, StoreError> {
         let sql = select_where("($1 < 0 OR locked_until > $1) ORDER BY identifier");
-        let rows =
-            sqlx::query(&sql).bind(filter.locked_at.map_or(-1, millis)).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(filter.locked_at.map_or(-1, millis))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(account_from_row).collect()
     }
 
@@ -156,8 +165,12 @@ impl AccountStore for SqlStore {
             "(identifier LIKE $1 ESCAPE '!' OR email LIKE $1 ESCAPE '!' OR LOWER(display_name) LIKE $1 ESCAPE '!') \
              ORDER BY identifier LIMIT $2",
         );
-        let rows =
-            sqlx::query(&sql).bind(pattern).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(pattern)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(account_from_row).collect()
     }
 }

@@ -11,6 +11,7 @@ use guichet_core::desk::{
 use guichet_core::mail::{MailKind, MailSubject, NewMail};
 use guichet_core::ports::{DeskStore, StoreError};
 use guichet_core::token::TokenHash;
+use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
@@ -82,10 +83,10 @@ fn call_event(account: AccountId, kind: AuditKind, actor: Actor, at: Timestamp) 
 impl DeskStore for SqlStore {
     async fn create_request(&self, request: &NewRequest, now: Timestamp) -> Result<AssistanceRequest, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO assistance_requests (reference, name, email, identifier, phone, message, address, account_id, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {REQUEST_COLUMNS}"
-        ))
+        )))
         .bind(new_reference())
         .bind(request.name.as_str())
         .bind(request.email.as_str())
@@ -113,13 +114,14 @@ impl DeskStore for SqlStore {
     async fn list_requests(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError> {
         let filter = if open_only { "WHERE state <> 'closed'" } else { "" };
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM assistance_requests {filter} ORDER BY id DESC LIMIT $1");
-        let rows = sqlx::query(&sql).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(request_from_row).collect()
     }
 
     async fn find_request(&self, id: RequestId) -> Result<Option<AssistanceRequest>, StoreError> {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM assistance_requests WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id.get()).fetch_optional(&self.pool).await.map_err(backend)?;
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id.get()).fetch_optional(&self.pool).await.map_err(backend)?;
         row.as_ref().map(request_from_row).transpose()
     }
 
@@ -234,7 +236,7 @@ impl DeskStore for SqlStore {
 
     async fn request_slots(&self, id: RequestId) -> Result<Vec<CallSlot>, StoreError> {
         let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE request_id = $1 ORDER BY starts_at, id");
-        let rows = sqlx::query(&sql).bind(id.get()).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(id.get()).fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(slot_from_row).collect()
     }
 
@@ -250,7 +252,9 @@ impl DeskStore for SqlStore {
 
     async fn find_slot(&self, hash: &TokenHash) -> Result<Option<(CallSlot, AssistanceRequest)>, StoreError> {
         let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE token_hash = $1");
-        let Some(row) = sqlx::query(&sql).bind(hash.as_str()).fetch_optional(&self.pool).await.map_err(backend)? else {
+        let Some(row) =
+            sqlx::query(AssertSqlSafe(sql)).bind(hash.as_str()).fetch_optional(&self.pool).await.map_err(backend)?
+        else {
             return Ok(None);
         };
         let slot = slot_from_row(&row)?;
@@ -259,7 +263,7 @@ impl DeskStore for SqlStore {
 
     async fn find_slot_by_id(&self, slot: CallSlotId) -> Result<Option<CallSlot>, StoreError> {
         let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE id = $1");
-        let row = sqlx::query(&sql).bind(slot.get()).fetch_optional(&self.pool).await.map_err(backend)?;
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(slot.get()).fetch_optional(&self.pool).await.map_err(backend)?;
         row.as_ref().map(slot_from_row).transpose()
     }
 
@@ -276,7 +280,9 @@ impl DeskStore for SqlStore {
         .map_err(backend)?;
         let Some(request) = request else { return Ok(None) };
         let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE token_hash = $1");
-        let slot = slot_from_row(&sqlx::query(&sql).bind(hash.as_str()).fetch_one(&mut *tx).await.map_err(backend)?)?;
+        let slot = slot_from_row(
+            &sqlx::query(AssertSqlSafe(sql)).bind(hash.as_str()).fetch_one(&mut *tx).await.map_err(backend)?,
+        )?;
         match slot.state_at(now) {
             SlotState::Confirmed => return Ok(Some(Confirmation::AlreadyConfirmed(slot))),
             SlotState::Withdrawn | SlotState::Past => return Ok(Some(Confirmation::Unavailable(slot))),
@@ -329,8 +335,12 @@ impl DeskStore for SqlStore {
         let sql = format!(
             "SELECT {SLOT_COLUMNS} FROM call_slots WHERE confirmed_at IS NOT NULL AND ends_at > $1 ORDER BY starts_at LIMIT $2"
         );
-        let rows =
-            sqlx::query(&sql).bind(millis(now)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(millis(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         let mut calls = Vec::new();
         for row in &rows {
             let slot = slot_from_row(row)?;

@@ -14,7 +14,7 @@ macro_rules! say_skipped {
 }
 
 use anyhow::Context as _;
-use sqlx::{Connection as _, Executor as _};
+use sqlx::{AssertSqlSafe, Connection as _, Executor as _};
 
 use crate::{DatabaseUrl, SqlStore};
 
@@ -79,7 +79,8 @@ impl TestDatabase {
 
 async fn create_postgres_database(server: &str, name: &str) -> anyhow::Result<DatabaseUrl> {
     let mut admin = sqlx::PgConnection::connect(server).await.context("connecting")?;
-    admin.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.context("CREATE DATABASE")?;
+    // The name is ours: a fixed prefix and random hex.
+    admin.execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).await.context("CREATE DATABASE")?;
     let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
@@ -104,7 +105,8 @@ impl Drop for Cleanup {
             };
             runtime.block_on(async move {
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
-                    let _ = admin.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str()).await;
+                    let _ =
+                        admin.execute(AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))).await;
                 }
             });
         })

@@ -98,7 +98,7 @@ fn read_password_from_stdin() -> anyhow::Result<SecretString> {
 }
 
 fn local(at: Timestamp, zone: &jiff::tz::TimeZone) -> String {
-    at.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
+    at.to_zoned_datetime(zone.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
 }
 
 fn status(account: &Account, zone: &jiff::tz::TimeZone) -> String {

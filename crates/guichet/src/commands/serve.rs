@@ -59,7 +59,7 @@ async fn first_administrator(app: &Application, settings: &Settings, clock: &dyn
         .await?
         .context("the administrator's address changed while the link was being made: start again")?;
     let link = format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""));
-    let until = expires_at.to_zoned(settings.time_zone.clone()).strftime("%Y-%m-%d %H:%M %Z");
+    let until = expires_at.to_zoned_datetime(settings.time_zone.clone()).strftime("%Y-%m-%d %H:%M %Z");
     println!(
         "No administrator has a password yet. To set the password of `{}`, open this one-time link (valid until {until}):\n\n  {link}\n\n\
          Then change its email address, or create your own administrator with `guichet member add`.",

@@ -39,9 +39,6 @@ impl Browser {
             say_skipped!("SKIPPED (browser): install Debian's chromium and chromium-driver to run it");
             return None;
         }
-        // Both rustls back-ends are linked into the tests (lettre brings ring, the
-        // WebDriver client another): choose one for the process.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9515);
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -66,12 +63,9 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let mut last_error = None;
         for _ in 0..50 {
-            match ClientBuilder::rustls()
-                .unwrap_or_else(|e| panic!("{e}"))
-                .capabilities(capabilities.clone())
-                .connect(&url)
-                .await
-            {
+            // chromedriver listens on loopback: plain HTTP, no TLS stack.
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
                 Ok(client) => return Some(Self { client, driver, _profile: profile }),
                 Err(error) => last_error = Some(error),
             }

@@ -252,7 +252,7 @@ async fn a_member_writes_in_and_books_a_call(backend: Backend) {
     assert_eq!(request.account_id, Some(marie.id), "matched to the account by its address");
     let page = format!("/admin/requests/{}", request.id.get());
     let tomorrow = (app.clock.now() + SignedDuration::from_hours(24))
-        .to_zoned(jiff::tz::TimeZone::get("Europe/Paris").unwrap_or(jiff::tz::TimeZone::UTC));
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Paris").unwrap_or(jiff::tz::TimeZone::UTC));
     let slot = |h: i8| {
         tomorrow
             .with()

@@ -82,7 +82,7 @@ pub async fn show(State(state): State<AppState>, staff: Staff) -> Result<Respons
         .enumerate()
         .map(|(i, day)| {
             let x = i64::try_from(i).unwrap_or(0) * 20 + 40;
-            let date = day.day.to_zoned(zone.clone()).strftime("%d/%m").to_string();
+            let date = day.day.to_zoned_datetime(zone.clone()).strftime("%d/%m").to_string();
             Bar {
                 x,
                 failed_y: 10 + height - scale(day.failures),

@@ -249,7 +249,7 @@ pub struct SlotsForm {
 /// Reads `2026-03-03T14:00` (a `datetime-local` field) in the site's time zone.
 fn local_time(raw: &str, zone: &jiff::tz::TimeZone) -> Option<jiff::Timestamp> {
     let civil: jiff::civil::DateTime = raw.trim().parse().ok()?;
-    civil.to_zoned(zone.clone()).ok().map(|z| z.timestamp())
+    civil.to_zoned_datetime(zone.clone()).ok().map(|z| z.timestamp())
 }
 
 pub async fn propose_slots(
