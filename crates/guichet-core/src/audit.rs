@@ -83,11 +83,15 @@ pub enum AuditKind {
     CallProposed,
     /// The member confirmed a phone-call slot.
     CallConfirmed,
+    /// The account joined a group (detail: which).
+    GroupJoined,
+    /// The account left a group (detail: which).
+    GroupLeft,
 }
 
 impl AuditKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 21] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRefusedLocked,
@@ -107,6 +111,8 @@ impl AuditKind {
         Self::OtherSessionsEnded,
         Self::CallProposed,
         Self::CallConfirmed,
+        Self::GroupJoined,
+        Self::GroupLeft,
     ];
 
     /// The stored name.
@@ -131,6 +137,8 @@ impl AuditKind {
             Self::OtherSessionsEnded => "other_sessions_ended",
             Self::CallProposed => "call_proposed",
             Self::CallConfirmed => "call_confirmed",
+            Self::GroupJoined => "group_joined",
+            Self::GroupLeft => "group_left",
         }
     }
 
@@ -167,6 +175,8 @@ impl AuditKind {
             Self::OtherSessionsEnded => "autres sessions fermées",
             Self::CallProposed => "rendez-vous téléphonique proposé",
             Self::CallConfirmed => "rendez-vous téléphonique confirmé",
+            Self::GroupJoined => "ajouté à un groupe",
+            Self::GroupLeft => "retiré d'un groupe",
         }
     }
 }

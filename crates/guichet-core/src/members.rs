@@ -14,8 +14,8 @@ use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
 use crate::ports::{
-    AccountFilter, AccountStore, AuditStore, Conflict, CredentialStore, Health, OutboxStore, Ports, Reach,
-    RecoveryStore, StoreError,
+    AccountAdminStore, AccountFilter, AccountStore, AuditStore, Conflict, CredentialStore, Guarded, Health,
+    OutboxStore, Ports, Reach, RecoveryStore, StoreError,
 };
 
 /// A request to create an account, as typed.
@@ -51,7 +51,12 @@ pub enum AddMemberError {
     #[error("mot de passe refusé")]
     Password(#[from] PasswordError),
     /// Identifier or email already used.
-    #[error("{}", match .0 { Conflict::Identifier => "cet identifiant est déjà pris", Conflict::Email => "cette adresse est déjà celle d'un autre compte" })]
+    #[error("{}", match .0 {
+        Conflict::Identifier => "cet identifiant est déjà pris",
+        Conflict::Email => "cette adresse est déjà celle d'un autre compte",
+        Conflict::Group => "ce groupe existe déjà",
+        Conflict::Client => "ce client existe déjà",
+    })]
     Taken(Conflict),
     /// Storage failed.
     #[error(transparent)]
@@ -76,6 +81,9 @@ pub enum MemberError {
     /// No account has this identifier.
     #[error("aucun compte n'a l'identifiant « {0} »")]
     Unknown(String),
+    /// It is the last active administrator.
+    #[error("c'est le dernier administrateur actif : nommez d'abord un autre administrateur")]
+    LastAdministrator,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -97,6 +105,7 @@ pub struct MemberStatus {
 pub struct Members {
     accounts: Arc<dyn AccountStore>,
     credentials: Arc<dyn CredentialStore>,
+    account_admin: Arc<dyn AccountAdminStore>,
     audit: Arc<dyn AuditStore>,
     outbox: Arc<dyn OutboxStore>,
     health: Arc<dyn Health>,
@@ -112,6 +121,7 @@ impl Members {
         Self {
             accounts: Arc::clone(&ports.accounts),
             credentials: Arc::clone(&ports.credentials),
+            account_admin: Arc::clone(&ports.account_admin),
             audit: Arc::clone(&ports.audit),
             outbox: Arc::clone(&ports.outbox),
             health: Arc::clone(&ports.health),
@@ -177,6 +187,24 @@ impl Members {
     pub async fn list(&self, locked_only: bool) -> Result<Vec<Account>, StoreError> {
         let filter = AccountFilter { locked_at: locked_only.then(|| self.clock.now()) };
         self.accounts.list_accounts(filter).await
+    }
+
+    /// Disables (ending its sessions) or re-enables an account, on the operator's word;
+    /// the last active administrator stays.
+    pub async fn set_disabled(&self, identifier: &str, disabled: bool) -> Result<(), MemberError> {
+        let account = self.find(identifier).await?;
+        let event = NewAuditEvent {
+            at: self.clock.now(),
+            account_id: Some(account.id),
+            kind: if disabled { AuditKind::AccountDisabled } else { AuditKind::AccountEnabled },
+            actor: Actor::Operator,
+            context: RequestContext::default(),
+            detail: None,
+        };
+        match self.account_admin.set_disabled(account.id, disabled, event, Reach::Anyone).await? {
+            Guarded::Done => Ok(()),
+            Guarded::LastAdministrator => Err(MemberError::LastAdministrator),
+        }
     }
 
     /// Lifts a lock now. `Ok(false)` when the account was not locked.

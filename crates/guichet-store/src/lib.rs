@@ -13,6 +13,7 @@ mod credentials;
 mod database_url;
 mod desk;
 mod devices;
+mod groups;
 mod keys;
 mod outbox;
 mod recovery;

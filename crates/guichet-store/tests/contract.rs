@@ -6,14 +6,15 @@ use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NewA
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::codes::{CodeError, CodePurpose, RecoveryCode, StoredCode};
 use guichet_core::desk::{Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState, SlotState};
+use guichet_core::groups::GroupName;
 use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::{MailKind, MailOutcome, MailState, MailSubject, NewMail};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
     AccountAdminStore as _, AccountFilter, AccountStore as _, AuditStore as _, Conflict, CredentialStore as _,
-    DeskStore as _, DeviceStore as _, FailureOutcome, Guarded, Health, KeyStore as _, OutboxStore as _, Ports, Reach,
-    RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
+    DeskStore as _, DeviceStore as _, FailureOutcome, GroupStore as _, Guarded, Health, KeyStore as _,
+    OutboxStore as _, Ports, Reach, RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
 };
 use guichet_core::session::NewSession;
 use guichet_core::token::PlainToken;
@@ -49,6 +50,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     the_database_answers,
+    groups_hold_members_and_say_so,
     a_refused_login_is_audited_without_counting,
     a_rehash_replaces_only_the_hash_it_was_made_from,
     a_members_own_change_keeps_this_session_and_queues_the_notice,
@@ -935,4 +937,33 @@ async fn notes_are_listed_oldest_first(store: SqlStore) {
         notes.iter().map(|n| (n.body.as_str(), n.author_id)).collect::<Vec<_>>(),
         [("premier", Some(staff.id)), ("second", Some(staff.id))]
     );
+}
+
+async fn groups_hold_members_and_say_so(store: SqlStore) {
+    let marie = add(&store, "marie").await;
+    let name = |n: &str| GroupName::parse(n).unwrap_or_else(|e| panic!("{e}"));
+    let bureau = store.create_group(&name("bureau"), "Le bureau", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let taken = store.create_group(&name("bureau"), "", t0()).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(Conflict::Group))), "{taken:?}");
+    let adherents = store.create_group(&name("adherents"), "", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let event = || staff_event(&marie, AuditKind::GroupJoined);
+    assert_eq!(store.add_to_group(bureau.id, marie.id, event()).await.ok(), Some(true));
+    assert_eq!(store.add_to_group(bureau.id, marie.id, event()).await.ok(), Some(false), "already in");
+    assert_eq!(store.add_to_group(adherents.id, marie.id, event()).await.ok(), Some(true));
+    let names: Vec<String> =
+        store.account_groups(marie.id).await.unwrap_or_default().iter().map(|g| g.to_string()).collect();
+    assert_eq!(names, ["adherents", "bureau"]);
+    let listed: Vec<(String, u64)> =
+        store.list_groups().await.unwrap_or_default().into_iter().map(|g| (g.name.to_string(), g.members)).collect();
+    assert_eq!(listed, [("adherents".to_owned(), 1), ("bureau".to_owned(), 1)]);
+    assert_eq!(
+        store.find_group(&name("bureau")).await.ok().flatten().map(|g| g.description),
+        Some("Le bureau".to_owned())
+    );
+    let left = store.remove_from_group(bureau.id, marie.id, staff_event(&marie, AuditKind::GroupLeft)).await;
+    assert_eq!(left.ok(), Some(true));
+    assert_eq!(store.remove_group(adherents.id).await.ok(), Some(true));
+    assert!(store.account_groups(marie.id).await.unwrap_or_default().is_empty());
+    let events = store.account_events(marie.id, 10).await.unwrap_or_default();
+    assert_eq!(events.iter().filter(|e| matches!(e.kind, AuditKind::GroupJoined | AuditKind::GroupLeft)).count(), 3);
 }

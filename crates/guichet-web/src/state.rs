@@ -5,6 +5,7 @@ use std::sync::Arc;
 use guichet_core::clock::Clock;
 use guichet_core::console::Console;
 use guichet_core::desk::Desk;
+use guichet_core::groups::Groups;
 use guichet_core::login::Authenticator;
 use guichet_core::me::MySpace;
 use guichet_core::members::Members;
@@ -81,6 +82,8 @@ pub struct Inner {
     pub me: MySpace,
     /// Staff actions on accounts, with their authority.
     pub console: Console,
+    /// Groups of members.
+    pub groups: Groups,
     /// Settings.
     pub settings: WebSettings,
 }

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use guichet_core::clock::Clock;
 use guichet_core::console::Console;
 use guichet_core::desk::Desk;
+use guichet_core::groups::Groups;
 use guichet_core::hashing::{Argon2Cost, Argon2Pool, PasswordHasher};
 use guichet_core::housekeeping::Housekeeping;
 use guichet_core::keys::ServerKey;
@@ -99,6 +100,7 @@ impl Application {
         let me = MySpace::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), password_policy, lockout);
         let members = Members::new(&ports, hasher, Arc::clone(&clock), password_policy);
         let console = Console::new(&ports, Arc::clone(&clock));
+        let groups = Groups::new(&ports, Arc::clone(&clock));
         let housekeeping = Housekeeping::new(&ports);
         let web = WebSettings {
             site_name: settings.site_name.clone(),
@@ -109,8 +111,19 @@ impl Application {
             assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
             mail_help: mail_help(settings),
         };
-        let parts =
-            AppParts { clock, authenticator, sessions, members, recovery, postman, desk, me, console, settings: web };
+        let parts = AppParts {
+            clock,
+            authenticator,
+            sessions,
+            members,
+            recovery,
+            postman,
+            desk,
+            me,
+            console,
+            groups,
+            settings: web,
+        };
         let state = AppState::new(parts);
         let max_connections = settings.max_connections.map_or_else(connections_the_descriptors_allow, |n| n as usize);
         Ok(Self { state, store, housekeeping, max_connections })

@@ -32,6 +32,29 @@ pub enum Command {
     /// Check the mail settings.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Manage groups of members.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+/// `guichet group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Make a group.
+    Add {
+        /// Its name (letters, digits, `_`, `-`).
+        name: String,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// One line per group, with how many belong to it.
+    List,
+    /// Remove a group (its members stay, without it).
+    Remove {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `guichet mail …`.
@@ -70,6 +93,30 @@ pub enum MemberCommand {
     TemporaryPassword {
         /// The account's identifier.
         identifier: String,
+    },
+    /// Disable an account: it cannot log in, and its sessions end.
+    Disable {
+        /// The account's identifier.
+        identifier: String,
+    },
+    /// Re-enable a disabled account.
+    Enable {
+        /// The account's identifier.
+        identifier: String,
+    },
+    /// Put an account in a group.
+    Join {
+        /// The account's identifier.
+        identifier: String,
+        /// The group.
+        group: String,
+    },
+    /// Take an account out of a group.
+    Leave {
+        /// The account's identifier.
+        identifier: String,
+        /// The group.
+        group: String,
     },
     /// Create accounts from a CSV file (columns identifier,email,name[,role]; a header
     /// line is allowed). Valid rows are kept when others are rejected; exits 2 then.

@@ -15,11 +15,12 @@ use std::sync::Arc;
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
+use crate::groups::GroupName;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::members::AddMemberError;
 use crate::ports::{
-    AccountAdminStore, AccountStore, AuditStore, CredentialStore, Guarded, OutboxStore, Ports, Reach, RecoveryStore,
-    StoreError,
+    AccountAdminStore, AccountStore, AuditStore, CredentialStore, GroupStore, Guarded, OutboxStore, Ports, Reach,
+    RecoveryStore, StoreError,
 };
 
 mod queries;
@@ -86,11 +87,13 @@ pub enum ConsoleAction {
     Enable,
     /// Change its role to the one given.
     ChangeRole(Role),
+    /// Put it in a group or take it out of one.
+    ChangeGroups,
 }
 
 impl ConsoleAction {
     /// Every action, each role change included: what the authority matrix walks.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Unlock,
         Self::SendIdentifier,
         Self::SendResetCode,
@@ -101,6 +104,7 @@ impl ConsoleAction {
         Self::ChangeRole(Role::Member),
         Self::ChangeRole(Role::Assistance),
         Self::ChangeRole(Role::Admin),
+        Self::ChangeGroups,
     ];
 }
 
@@ -110,8 +114,8 @@ pub enum Denied {
     /// Assistance staff act on members' accounts only.
     #[error("seul un administrateur peut agir sur le compte d'un membre de l'équipe")]
     StaffTarget,
-    /// Roles are changed by administrators only.
-    #[error("seul un administrateur peut changer un rôle")]
+    /// Roles and groups are changed by administrators only.
+    #[error("seul un administrateur peut changer un rôle ou des groupes")]
     AdminsOnly,
     /// An administrator cannot disable themselves or leave the admin role themselves.
     #[error(
@@ -126,9 +130,7 @@ pub enum Denied {
 /// The authority matrix, with the target in hand. The last-administrator rule needs the
 /// whole table and is checked by the store, atomically, when the change is made.
 pub fn decide(actor: &StaffActor, action: ConsoleAction, target: &Account) -> Result<(), Denied> {
-    if let ConsoleAction::ChangeRole(_) = action
-        && !actor.is_admin()
-    {
+    if matches!(action, ConsoleAction::ChangeRole(_) | ConsoleAction::ChangeGroups) && !actor.is_admin() {
         return Err(Denied::AdminsOnly);
     }
     if !actor.is_admin() && target.role != Role::Member {
@@ -154,6 +156,9 @@ pub enum ConsoleError {
     /// The actor may not do this to this account.
     #[error(transparent)]
     Denied(#[from] Denied),
+    /// No group has this name.
+    #[error("ce groupe n'existe pas")]
+    UnknownGroup,
     /// What was typed is not valid (details); the message says why, in French.
     #[error(transparent)]
     Invalid(AddMemberError),
@@ -190,6 +195,7 @@ pub struct Console {
     outbox: Arc<dyn OutboxStore>,
     audit: Arc<dyn AuditStore>,
     recovery: Arc<dyn RecoveryStore>,
+    groups: Arc<dyn GroupStore>,
     clock: Arc<dyn Clock>,
 }
 
@@ -203,6 +209,7 @@ impl Console {
             outbox: Arc::clone(&ports.outbox),
             audit: Arc::clone(&ports.audit),
             recovery: Arc::clone(&ports.recovery),
+            groups: Arc::clone(&ports.groups),
             clock,
         }
     }
@@ -338,6 +345,29 @@ impl Console {
         }
     }
 
+    /// Puts the account in a group (`join`) or takes it out of one. `Ok(false)` when
+    /// there was nothing to do.
+    pub async fn change_group(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        group: &str,
+        join: bool,
+        context: &RequestContext,
+    ) -> Result<bool, ConsoleError> {
+        let target = self.target(actor, ConsoleAction::ChangeGroups, target).await?;
+        let name = GroupName::parse(group).map_err(|_| ConsoleError::UnknownGroup)?;
+        let group = self.groups.find_group(&name).await?.ok_or(ConsoleError::UnknownGroup)?;
+        let kind = if join { AuditKind::GroupJoined } else { AuditKind::GroupLeft };
+        let mut event = self.event(actor, target.id, kind, context);
+        event.detail = Some(name.to_string());
+        Ok(if join {
+            self.groups.add_to_group(group.id, target.id, event).await?
+        } else {
+            self.groups.remove_from_group(group.id, target.id, event).await?
+        })
+    }
+
     /// Changes a role.
     pub async fn set_role(
         &self,
@@ -387,7 +417,7 @@ mod tests {
 
     /// What the issue asks, written out case by case rather than computed like `decide`.
     fn expected(actor_role: Role, itself: bool, action: ConsoleAction, target_role: Role) -> Result<(), Denied> {
-        let is_role_change = matches!(action, ConsoleAction::ChangeRole(_));
+        let is_role_change = matches!(action, ConsoleAction::ChangeRole(_) | ConsoleAction::ChangeGroups);
         match (actor_role, is_role_change, target_role) {
             (Role::Assistance, true, _) => Err(Denied::AdminsOnly),
             (Role::Assistance, false, Role::Assistance | Role::Admin) => Err(Denied::StaffTarget),

@@ -6,6 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::{Console, ConsoleAction, ConsoleError, StaffActor};
 use crate::account::{Account, AccountId};
 use crate::audit::{Activity, AuditKind};
+use crate::groups::GroupName;
 use crate::mail::MailLogEntry;
 use crate::ports::{AccountFilter, StoreError};
 
@@ -24,6 +25,10 @@ pub struct MemberFile {
     pub pending_codes: u64,
     /// What the viewing staff member may do to it.
     pub allowed: Vec<ConsoleAction>,
+    /// Its groups.
+    pub groups: Vec<GroupName>,
+    /// Every group there is (what it could join).
+    pub all_groups: Vec<GroupName>,
 }
 
 /// Failed logins and lockouts on one day (UTC).
@@ -61,6 +66,8 @@ impl Console {
             mail: self.outbox.account_mail(account.id, 30).await?,
             pending_codes: self.recovery.pending_codes(account.id, now).await?,
             allowed: ConsoleAction::ALL.into_iter().filter(|action| actor.may(*action, &account)).collect(),
+            groups: self.groups.account_groups(account.id).await?,
+            all_groups: self.groups.list_groups().await?.into_iter().map(|g| g.name).collect(),
             account,
         })
     }

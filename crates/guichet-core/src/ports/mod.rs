@@ -7,6 +7,7 @@
 
 mod accounts;
 mod desk;
+mod groups;
 mod guards;
 mod mail;
 mod sessions;
@@ -17,6 +18,7 @@ use jiff::Timestamp;
 
 pub use accounts::{AccountAdminStore, AccountStore, CredentialStore};
 pub use desk::DeskStore;
+pub use groups::GroupStore;
 pub use guards::{AuditStore, DeviceStore, Health, KeyStore, ThrottleStore};
 pub use mail::{OutboxStore, RecoveryStore};
 pub use sessions::SessionStore;
@@ -28,13 +30,22 @@ pub enum Conflict {
     Identifier,
     /// The email address.
     Email,
+    /// A group's name.
+    Group,
+    /// An OpenID Connect client's id.
+    Client,
 }
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A unique value is already taken.
-    #[error("{} already exists", match .0 { Conflict::Identifier => "an account with this identifier", Conflict::Email => "an account with this email address" })]
+    #[error("{} already exists", match .0 {
+        Conflict::Identifier => "an account with this identifier",
+        Conflict::Email => "an account with this email address",
+        Conflict::Group => "a group with this name",
+        Conflict::Client => "a client with this id",
+    })]
     Conflict(Conflict),
     /// The target no longer is what the caller decided on (a member became staff while
     /// an assistance action was on its way): nothing changed.
@@ -109,6 +120,8 @@ pub struct Ports {
     pub recovery: Arc<dyn RecoveryStore>,
     /// The assistance desk.
     pub desk: Arc<dyn DeskStore>,
+    /// Groups.
+    pub groups: Arc<dyn GroupStore>,
     /// Counts per address.
     pub throttle: Arc<dyn ThrottleStore>,
     /// Counts per device mark.
@@ -131,6 +144,7 @@ impl Ports {
             + OutboxStore
             + RecoveryStore
             + DeskStore
+            + GroupStore
             + ThrottleStore
             + DeviceStore
             + KeyStore
@@ -146,6 +160,7 @@ impl Ports {
             outbox: store.clone(),
             recovery: store.clone(),
             desk: store.clone(),
+            groups: store.clone(),
             throttle: store.clone(),
             devices: store.clone(),
             keys: store.clone(),

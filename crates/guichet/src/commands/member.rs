@@ -31,6 +31,27 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
         MemberCommand::Show { identifier } => show(&app, &identifier, settings).await,
         MemberCommand::TemporaryPassword { identifier } => temporary_password(&app, &identifier).await,
         MemberCommand::Import { file, invite } => crate::commands::import::run(&app, &file, invite).await,
+        MemberCommand::Disable { identifier } => set_disabled(&app, &identifier, true).await,
+        MemberCommand::Enable { identifier } => set_disabled(&app, &identifier, false).await,
+        MemberCommand::Join { identifier, group } => {
+            let groups = &app.state.groups;
+            let account = groups.account(&identifier).await?;
+            let joined = groups.join(account, &group, Actor::Operator, &RequestContext::default()).await?;
+            let (who, group) = (identifier.trim().to_lowercase(), group.trim().to_lowercase());
+            println!(
+                "{}",
+                if joined { format!("{who} joined {group}") } else { format!("{who} was already in {group}") }
+            );
+            Ok(())
+        }
+        MemberCommand::Leave { identifier, group } => {
+            let groups = &app.state.groups;
+            let account = groups.account(&identifier).await?;
+            let left = groups.leave(account, &group, Actor::Operator, &RequestContext::default()).await?;
+            let (who, group) = (identifier.trim().to_lowercase(), group.trim().to_lowercase());
+            println!("{}", if left { format!("{who} left {group}") } else { format!("{who} was not in {group}") });
+            Ok(())
+        }
         MemberCommand::Unlock { identifier } => {
             if app.state.members.unlock(&identifier, Actor::Operator, RequestContext::default()).await? {
                 println!("{} unlocked", identifier.trim().to_lowercase());
@@ -42,6 +63,13 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
     };
     app.store.close().await;
     result
+}
+
+async fn set_disabled(app: &Application, identifier: &str, disabled: bool) -> anyhow::Result<()> {
+    app.state.members.set_disabled(identifier, disabled).await?;
+    let who = identifier.trim().to_lowercase();
+    println!("{who} {}", if disabled { "disabled (its sessions are ended)" } else { "enabled" });
+    Ok(())
 }
 
 async fn temporary_password(app: &Application, identifier: &str) -> anyhow::Result<()> {
@@ -130,6 +158,9 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
     println!("name:            {}", account.display_name.as_str());
     println!("email:           {}", account.email);
     println!("role:            {}", account.role);
+    let groups = app.state.groups.of(account.id).await?;
+    let groups: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+    println!("groups:          {}", if groups.is_empty() { "(none)".to_owned() } else { groups.join(", ") });
     println!("status:          {}", status(account, zone));
     println!(
         "locked until:    {}",

@@ -2,6 +2,7 @@
 
 pub mod import;
 pub use import::PartialImport;
+mod group;
 mod mail;
 mod member;
 mod serve;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Member(command) => member::run(command, &settings, clock).await,
             Command::Mail(command) => mail::run(command, &settings).await,
+            Command::Group(command) => group::run(command, &settings, clock).await,
         }
     })
 }

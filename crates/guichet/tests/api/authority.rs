@@ -22,6 +22,7 @@ fn form_for(action: &str, n: usize) -> Vec<(&'static str, String)> {
         "unlock" | "send-identifier" | "send-reset-code" | "temporary-password" | "disable" | "enable" => Vec::new(),
         "details" => vec![("email", format!("intrus{n}@desk.example.fr")), ("name", "Intrus".to_owned())],
         "role" => vec![("role", "admin".to_owned())],
+        "join" | "leave" => vec![("group", "bureau".to_owned())],
         other => panic!("the console route /members/{{id}}/{other} is not in the authority matrix: add it"),
     }
 }
@@ -36,7 +37,7 @@ async fn staff_events(app: &TestApp, account: &Account) -> usize {
 fn allowed(actor: Role, action: &str, target: Role) -> bool {
     match actor {
         Role::Admin => true,
-        _ => target == Role::Member && action != "role",
+        _ => target == Role::Member && !matches!(action, "role" | "join" | "leave"),
     }
 }
 
@@ -44,6 +45,7 @@ async fn every_account_action_follows_the_authority_matrix(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
     app.add_account("desk", Role::Assistance).await;
     app.add_account("boss", Role::Admin).await;
+    app.app.state.groups.add("bureau", "").await.unwrap_or_else(|e| panic!("{e:?}"));
     let clients = [
         (Role::Assistance, "desk", signed_in(&app, "desk").await),
         (Role::Admin, "boss", signed_in(&app, "boss").await),
@@ -67,8 +69,9 @@ async fn every_account_action_follows_the_authority_matrix(backend: Backend) {
                 let cell = format!("{actor_name} ({actor_role}) {action} on a {target_role}");
                 if allowed(*actor_role, action, target_role) {
                     assert_eq!(answer.status, StatusCode::SEE_OTHER, "{cell}: {}", answer.body);
-                    // Unlocking an account that was not locked changes nothing and says nothing.
-                    let audited = usize::from(*action != "unlock");
+                    // Unlocking an account that was not locked, or taking it out of a group it
+                    // is not in, changes nothing and says nothing.
+                    let audited = usize::from(!matches!(*action, "unlock" | "leave"));
                     assert_eq!(staff_events(&app, &target).await, audited, "{cell}: audited with the staff member");
                 } else {
                     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{cell}");
@@ -147,6 +150,28 @@ async fn assistance_links_requests_to_members_only_and_visitors_to_nobody_on_the
     let by_admin = app.submit(&boss_client, &page, &format!("{page}/link"), &[("identifier", "boss")]).await;
     assert_eq!(by_admin.status, StatusCode::SEE_OTHER, "an administrator may");
     let _ = boss;
+}
+
+#[tokio::test]
+async fn administrators_put_members_in_groups_and_assistance_sees_them() {
+    let app = spawn_app().await;
+    let marie = app.add_member("marie").await;
+    app.add_account("boss", Role::Admin).await;
+    app.add_account("desk", Role::Assistance).await;
+    app.app.state.groups.add("formateurs", "").await.unwrap_or_else(|e| panic!("{e:?}"));
+    let boss = signed_in(&app, "boss").await;
+    let page = format!("/admin/members/{}", marie.id.get());
+    let joined = app.submit(&boss, &page, &format!("{page}/join"), &[("group", "formateurs")]).await;
+    assert_eq!(joined.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.app.state.groups.of(marie.id).await.unwrap_or_default().len(), 1);
+    let desk = signed_in(&app, "desk").await;
+    let view = app.get_with(&desk, &page).await;
+    assert!(view.body.contains("formateurs") && !view.body.contains("/leave"), "assistance sees, cannot change");
+    let unknown = app.submit(&boss, &page, &format!("{page}/join"), &[("group", "nulle-part")]).await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let left = app.submit(&boss, &page, &format!("{page}/leave"), &[("group", "formateurs")]).await;
+    assert_eq!(left.status, StatusCode::SEE_OTHER);
+    assert!(app.app.state.groups.of(marie.id).await.unwrap_or_default().is_empty());
 }
 
 #[tokio::test]

@@ -63,7 +63,57 @@ async fn duplicates_are_refused_in_one_line(backend: Backend) {
     assert_eq!(stderr(&same_email).trim(), "error: cette adresse est déjà celle d'un autre compte");
 }
 
-on_both_backends!(an_operator_adds_a_member_who_can_then_log_in, duplicates_are_refused_in_one_line);
+async fn groups_are_made_joined_listed_and_removed(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    let made = guichet(&app, &["group", "add", "Bureau", "--description", "Le bureau de l'association"], None);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert_eq!(stdout(&made).trim(), "created group bureau");
+    let again = guichet(&app, &["group", "add", "bureau"], None);
+    assert!(!again.status.success());
+    assert_eq!(stderr(&again).trim(), "error: ce groupe existe déjà");
+    assert_eq!(stdout(&guichet(&app, &["member", "join", "marie", "bureau"], None)).trim(), "marie joined bureau");
+    assert_eq!(
+        stdout(&guichet(&app, &["member", "join", "marie", "bureau"], None)).trim(),
+        "marie was already in bureau"
+    );
+    let unknown = guichet(&app, &["member", "join", "marie", "inconnu"], None);
+    assert_eq!(stderr(&unknown).trim(), "error: aucun groupe ne s'appelle « inconnu »");
+    assert!(stdout(&guichet(&app, &["member", "show", "marie"], None)).contains("groups:          bureau"));
+    let list = stdout(&guichet(&app, &["group", "list"], None));
+    assert!(list.contains("bureau") && list.contains("1 member(s)") && list.contains("Le bureau"), "{list}");
+    assert_eq!(stdout(&guichet(&app, &["member", "leave", "marie", "bureau"], None)).trim(), "marie left bureau");
+    assert!(guichet(&app, &["group", "remove", "bureau"], None).status.success());
+    assert!(stdout(&guichet(&app, &["group", "list"], None)).trim().is_empty());
+}
+
+async fn the_operator_disables_and_enables_an_account(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let disabled = guichet(&app, &["member", "disable", "marie"], None);
+    assert!(disabled.status.success(), "{}", stderr(&disabled));
+    assert_eq!(app.get("/me").await.location(), Some("/login"), "its session ended");
+    assert_eq!(
+        app.login_with(&crate::helpers::browser(), "marie", PASSWORD, &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(guichet(&app, &["member", "enable", "marie"], None).status.success());
+    assert_eq!(app.login_with(&crate::helpers::browser(), "marie", PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
+    app.add_account("boss", guichet_core::account::Role::Admin).await;
+    let last = guichet(&app, &["member", "disable", "boss"], None);
+    assert_eq!(
+        stderr(&last).trim(),
+        "error: c'est le dernier administrateur actif : nommez d'abord un autre administrateur"
+    );
+}
+
+on_both_backends!(
+    an_operator_adds_a_member_who_can_then_log_in,
+    duplicates_are_refused_in_one_line,
+    groups_are_made_joined_listed_and_removed,
+    the_operator_disables_and_enables_an_account,
+);
 
 #[tokio::test]
 async fn weak_passwords_are_refused_with_the_reason() {

@@ -110,6 +110,7 @@ struct Offers {
     disable: bool,
     enable: bool,
     role: bool,
+    groups: bool,
 }
 
 impl Offers {
@@ -124,6 +125,7 @@ impl Offers {
             disable: may(ConsoleAction::Disable),
             enable: may(ConsoleAction::Enable),
             role: allowed.iter().any(|a| matches!(a, ConsoleAction::ChangeRole(_))),
+            groups: may(ConsoleAction::ChangeGroups),
         }
     }
 
@@ -146,6 +148,8 @@ struct MemberPage {
     failures: Vec<EventLine>,
     events: Vec<EventLine>,
     mail: Vec<MailLine>,
+    groups: Vec<String>,
+    joinable: Vec<String>,
     done: Option<&'static str>,
     error: Option<String>,
 }
@@ -168,6 +172,7 @@ fn done_message(done: &str) -> Option<&'static str> {
         "disable" => "Compte désactivé ; ses sessions sont fermées.",
         "enable" => "Compte réactivé.",
         "role" => "Rôle modifié.",
+        "groups" => "Groupes modifiés.",
         _ => return None,
     })
 }
@@ -180,6 +185,11 @@ fn not_found() -> WebError {
 fn refused(error: ConsoleError) -> WebError {
     match error {
         ConsoleError::NotFound => not_found(),
+        ConsoleError::UnknownGroup => WebError::Page(ErrorPage::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Groupe inconnu",
+            "Ce groupe n'existe pas. Choisissez un groupe de la liste.",
+        )),
         ConsoleError::Denied(why) => {
             let message = format!("Action refusée : {why}.");
             WebError::Page(ErrorPage::new(StatusCode::FORBIDDEN, "Action refusée", message))
@@ -208,7 +218,8 @@ async fn member_page(
 ) -> Result<MemberPage, WebError> {
     let zone = &state.settings.time_zone;
     let file = state.console.member_file(&staff.actor, AccountId::from_stored(id)).await.map_err(refused)?;
-    let MemberFile { account, locked, activity, mail, pending_codes, allowed } = file;
+    let MemberFile { account, locked, activity, mail, pending_codes, allowed, groups, all_groups } = file;
+    let joinable = all_groups.iter().filter(|g| !groups.contains(g)).map(ToString::to_string).collect();
     Ok(MemberPage {
         layout: staff.layout.clone(),
         offers: Offers::of(&allowed),
@@ -220,6 +231,8 @@ async fn member_page(
         failures: activity.failures_since_login(0).into_iter().map(|e| EventLine::of(e, zone)).collect(),
         events: activity.events().iter().map(|e| EventLine::of(e, zone)).collect(),
         mail: mail.iter().map(|m| MailLine::of(m, zone)).collect(),
+        groups: groups.iter().map(ToString::to_string).collect(),
+        joinable,
         done,
         error,
         account,
@@ -353,4 +366,34 @@ pub async fn role(
         .map_err(|e| WebError::Page(ErrorPage::new(StatusCode::UNPROCESSABLE_ENTITY, "Rôle inconnu", e.to_string())))?;
     state.console.set_role(&staff.actor, target(id), role, &context).await.map_err(refused)?;
     Ok(back(id, "role"))
+}
+
+#[derive(Deserialize)]
+pub struct GroupForm {
+    #[serde(default)]
+    group: String,
+}
+
+/// Who may change groups is the core's decision (administrators only).
+pub async fn join_group(
+    State(state): State<AppState>,
+    staff: Staff,
+    Client(context): Client,
+    Path(id): Path<i64>,
+    Form(form): Form<GroupForm>,
+) -> Result<Response, WebError> {
+    state.console.change_group(&staff.actor, target(id), &form.group, true, &context).await.map_err(refused)?;
+    Ok(back(id, "groups"))
+}
+
+/// The same, to leave a group.
+pub async fn leave_group(
+    State(state): State<AppState>,
+    staff: Staff,
+    Client(context): Client,
+    Path(id): Path<i64>,
+    Form(form): Form<GroupForm>,
+) -> Result<Response, WebError> {
+    state.console.change_group(&staff.actor, target(id), &form.group, false, &context).await.map_err(refused)?;
+    Ok(back(id, "groups"))
 }

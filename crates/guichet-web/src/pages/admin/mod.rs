@@ -36,6 +36,8 @@ console! {
     post "/members/{id}/disable" => members::disable,
     post "/members/{id}/enable" => members::enable,
     post "/members/{id}/role" => members::role,
+    post "/members/{id}/join" => members::join_group,
+    post "/members/{id}/leave" => members::leave_group,
     get "/requests" => requests::list,
     get "/requests/{id}" => requests::show,
     post "/requests/{id}/state" => requests::state,
