@@ -28,6 +28,7 @@ pub mod postman;
 mod properties;
 pub mod recovery;
 pub mod redact;
+pub mod redirect;
 pub mod session;
 pub mod token;
 

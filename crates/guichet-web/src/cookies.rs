@@ -1,6 +1,10 @@
 //! The cookies guichet sets, read and written by hand (the format is small and a crate
 //! would add little): the session, for visitors without one the CSRF nonce, a one-time
 //! notice, and the device cookie.
+//!
+//! Over https every cookie is `Secure` and host-only with the `__Host-` prefix — but the
+//! session when `GUICHET_COOKIE_DOMAIN` is set: it then carries `Domain=` so that the
+//! protected sites on sub-domains see it too (forward auth), with the `__Secure-` prefix.
 
 use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
@@ -10,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue};
 pub enum Cookie {
     /// The session token.
     Session,
-    /// An anonymous visitor's CSRF token.
+    /// An anonymous visitor's CSRF nonce.
     Csrf,
     /// A one-time notice for the next page ("your password was changed").
     Notice,
@@ -19,24 +23,43 @@ pub enum Cookie {
 }
 
 impl Cookie {
-    /// The name; `__Host-` prefixed when cookies are `Secure`, which also pins them to
-    /// this host and path `/`.
-    pub fn name(self, secure: bool) -> &'static str {
-        match (self, secure) {
-            (Self::Session, true) => "__Host-guichet_session",
-            (Self::Session, false) => "guichet_session",
-            (Self::Csrf, true) => "__Host-guichet_csrf",
-            (Self::Csrf, false) => "guichet_csrf",
-            (Self::Notice, true) => "__Host-guichet_notice",
-            (Self::Notice, false) => "guichet_notice",
-            (Self::Device, true) => "__Host-guichet_device",
-            (Self::Device, false) => "guichet_device",
+    fn base_name(self) -> &'static str {
+        match self {
+            Self::Session => "guichet_session",
+            Self::Csrf => "guichet_csrf",
+            Self::Notice => "guichet_notice",
+            Self::Device => "guichet_device",
         }
+    }
+}
+
+/// How cookies are written: `Secure` or not, and the session's domain if it is shared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cookies {
+    /// `Secure` cookies (and the `__Host-` / `__Secure-` prefixes).
+    pub secure: bool,
+    /// The parent domain the session cookie is shared with, if any.
+    pub domain: Option<String>,
+}
+
+impl Cookies {
+    fn shared(&self, cookie: Cookie) -> Option<&str> {
+        (cookie == Cookie::Session).then_some(self.domain.as_deref()).flatten()
+    }
+
+    /// The cookie's name, prefixed as its attributes require.
+    pub fn name(&self, cookie: Cookie) -> String {
+        let prefix = match (self.secure, self.shared(cookie).is_some()) {
+            (false, _) => "",
+            (true, false) => "__Host-",
+            (true, true) => "__Secure-",
+        };
+        format!("{prefix}{}", cookie.base_name())
     }
 
     /// The cookie's value in the request, if present.
-    pub fn read(self, headers: &HeaderMap, secure: bool) -> Option<String> {
-        let name = self.name(secure);
+    pub fn read(&self, cookie: Cookie, headers: &HeaderMap) -> Option<String> {
+        let name = self.name(cookie);
         headers
             .get_all(COOKIE)
             .iter()
@@ -47,28 +70,27 @@ impl Cookie {
             .map(|(_, value)| value.to_owned())
     }
 
-    /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, path `/`, a browser-session
-    /// cookie (the server decides when it expires).
-    pub fn set(self, value: &str, secure: bool) -> HeaderValue {
-        let secure_flag = if secure { "; Secure" } else { "" };
-        let header = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax{secure_flag}", self.name(secure));
+    fn header(&self, cookie: Cookie, value: &str, extra: &str) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let domain = self.shared(cookie).map(|d| format!("; Domain={d}")).unwrap_or_default();
+        let header = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax{extra}{domain}{secure}", self.name(cookie));
         HeaderValue::from_str(&header).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
-    /// A `Set-Cookie` value like [`Cookie::set`], kept by the browser for `max_age`
-    /// seconds, across restarts.
-    pub fn set_lasting(self, value: &str, secure: bool, max_age: i64) -> HeaderValue {
-        let secure_flag = if secure { "; Secure" } else { "" };
-        let header =
-            format!("{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure_flag}", self.name(secure));
-        HeaderValue::from_str(&header).unwrap_or_else(|_| HeaderValue::from_static(""))
+    /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, path `/`, a browser-session
+    /// cookie (the server decides when it expires).
+    pub fn set(&self, cookie: Cookie, value: &str) -> HeaderValue {
+        self.header(cookie, value, "")
+    }
+
+    /// The same, kept by the browser for `max_age` seconds, across restarts.
+    pub fn set_lasting(&self, cookie: Cookie, value: &str, max_age: i64) -> HeaderValue {
+        self.header(cookie, value, &format!("; Max-Age={max_age}"))
     }
 
     /// A `Set-Cookie` value that removes the cookie.
-    pub fn clear(self, secure: bool) -> HeaderValue {
-        let secure_flag = if secure { "; Secure" } else { "" };
-        let header = format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure_flag}", self.name(secure));
-        HeaderValue::from_str(&header).unwrap_or_else(|_| HeaderValue::from_static(""))
+    pub fn clear(&self, cookie: Cookie) -> HeaderValue {
+        self.header(cookie, "", "; Max-Age=0")
     }
 }
 
@@ -78,16 +100,29 @@ mod tests {
 
     #[test]
     fn cookies_are_found_among_others() {
+        let plain = Cookies::default();
         let mut headers = HeaderMap::new();
         headers.insert(COOKIE, HeaderValue::from_static("a=1; guichet_session=abc; b=2"));
-        assert_eq!(Cookie::Session.read(&headers, false), Some("abc".into()));
-        assert_eq!(Cookie::Csrf.read(&headers, false), None);
-        assert_eq!(Cookie::Session.read(&headers, true), None);
+        assert_eq!(plain.read(Cookie::Session, &headers), Some("abc".into()));
+        assert_eq!(plain.read(Cookie::Csrf, &headers), None);
+        let secure = Cookies { secure: true, domain: None };
+        assert_eq!(secure.read(Cookie::Session, &headers), None);
     }
 
     #[test]
     fn set_cookie_has_the_flags() {
-        let value = Cookie::Session.set("abc", true);
+        let secure = Cookies { secure: true, domain: None };
+        let value = secure.set(Cookie::Session, "abc");
         assert_eq!(value, "__Host-guichet_session=abc; Path=/; HttpOnly; SameSite=Lax; Secure");
+    }
+
+    #[test]
+    fn a_shared_session_carries_its_domain_and_the_secure_prefix() {
+        let shared = Cookies { secure: true, domain: Some("example.org".into()) };
+        assert_eq!(
+            shared.set(Cookie::Session, "abc"),
+            "__Secure-guichet_session=abc; Path=/; HttpOnly; SameSite=Lax; Domain=example.org; Secure"
+        );
+        assert_eq!(shared.name(Cookie::Csrf), "__Host-guichet_csrf", "only the session is shared");
     }
 }

@@ -17,6 +17,7 @@ mod state;
 mod visitor;
 
 pub use client::TrustedProxies;
+pub use cookies::Cookies;
 pub use pages::admin::ROUTES as ADMIN_ROUTES;
 pub use server::ServeOptions;
 pub use state::{AppState, Inner as AppParts, MailHelp, WebSettings};

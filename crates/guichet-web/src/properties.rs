@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::client::TrustedProxies;
-use crate::cookies::Cookie;
+use crate::cookies::{Cookie, Cookies};
 use crate::pages::{Form, secret};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -44,18 +44,18 @@ proptest! {
             headers.insert(header::COOKIE, value);
         }
         for cookie in [Cookie::Session, Cookie::Csrf, Cookie::Notice, Cookie::Device] {
-            let _ = cookie.read(&headers, false);
-            let _ = cookie.read(&headers, true);
+            let _ = Cookies::default().read(cookie, &headers);
+            let _ = Cookies { secure: true, domain: Some("example.org".into()) }.read(cookie, &headers);
         }
     }
 
     #[test]
     fn a_cookie_set_is_read_back(value in "[A-Za-z0-9_.~-]{1,200}") {
         let mut headers = HeaderMap::new();
-        let set = Cookie::Device.set_lasting(&value, true, 60);
+        let set = Cookies { secure: true, domain: None }.set_lasting(Cookie::Device, &value, 60);
         let pair = set.to_str().ok().and_then(|s| s.split(';').next()).unwrap_or_default().to_owned();
         headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {pair}")).unwrap_or_else(|e| panic!("{e}")));
-        prop_assert_eq!(Cookie::Device.read(&headers, true), Some(value));
+        prop_assert_eq!(Cookies { secure: true, domain: None }.read(Cookie::Device, &headers), Some(value));
     }
 
     #[test]
@@ -109,7 +109,8 @@ proptest! {
         let settings = crate::state::WebSettings {
             site_name: String::new(),
             public_url: url,
-            cookie_secure: true,
+            cookies: crate::cookies::Cookies { secure: true, domain: None },
+            return_hosts: guichet_core::redirect::ReturnHosts::default(),
             trusted_proxies: TrustedProxies::default(),
             time_zone: jiff::tz::TimeZone::UTC,
             assistance_email: None,

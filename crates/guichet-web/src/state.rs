@@ -13,7 +13,10 @@ use guichet_core::postman::Postman;
 use guichet_core::recovery::Recovery;
 use guichet_core::session::Sessions;
 
+use guichet_core::redirect::ReturnHosts;
+
 use crate::client::TrustedProxies;
+use crate::cookies::Cookies;
 
 /// Settings the web layer needs.
 #[derive(Debug, Clone)]
@@ -22,8 +25,10 @@ pub struct WebSettings {
     pub site_name: String,
     /// Base of absolute links; its scheme decides HSTS.
     pub public_url: String,
-    /// `Secure` flag on cookies (and the `__Host-` prefix).
-    pub cookie_secure: bool,
+    /// How cookies are written (`Secure`, the session's shared domain).
+    pub cookies: Cookies,
+    /// Where `next` may send a browser after login.
+    pub return_hosts: ReturnHosts,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
     /// Time zone for dates shown to people.

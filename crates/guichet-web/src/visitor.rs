@@ -45,8 +45,8 @@ impl FromRequestParts<AppState> for Visitor {
 
 /// The middleware; see the module's documentation.
 pub async fn resolve(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let secure = state.settings.cookie_secure;
-    let session_cookie = Cookie::Session.read(request.headers(), secure);
+    let jar = &state.settings.cookies;
+    let session_cookie = jar.read(Cookie::Session, request.headers());
     let presented = session_cookie.as_deref().and_then(PlainToken::from_presented);
     let session = match &presented {
         Some(token) => match state.sessions.resume(token).await {
@@ -57,7 +57,7 @@ pub async fn resolve(State(state): State<AppState>, request: Request, next: Next
     };
     let (session, csrf_token, new_csrf_cookie) = match session {
         Some((session, csrf_token)) => (Some(session), csrf_token, None),
-        None => match Cookie::Csrf.read(request.headers(), secure).as_deref().and_then(PlainToken::from_presented) {
+        None => match jar.read(Cookie::Csrf, request.headers()).as_deref().and_then(PlainToken::from_presented) {
             Some(nonce) => (None, state.sessions.anonymous_csrf_token(&nonce), None),
             None => {
                 let nonce = PlainToken::generate();
@@ -78,12 +78,12 @@ pub async fn resolve(State(state): State<AppState>, request: Request, next: Next
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     if let Some(token) = new_csrf_cookie {
-        headers.append(SET_COOKIE, Cookie::Csrf.set(token.expose(), secure));
+        headers.append(SET_COOKIE, jar.set(Cookie::Csrf, token.expose()));
     }
     let sets_session =
-        headers.get_all(SET_COOKIE).iter().any(|v| v.as_bytes().starts_with(Cookie::Session.name(secure).as_bytes()));
+        headers.get_all(SET_COOKIE).iter().any(|v| v.as_bytes().starts_with(jar.name(Cookie::Session).as_bytes()));
     if stale_session_cookie && !sets_session {
-        headers.append(SET_COOKIE, Cookie::Session.clear(secure));
+        headers.append(SET_COOKIE, jar.clear(Cookie::Session));
     }
     response
 }

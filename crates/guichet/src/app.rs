@@ -25,7 +25,7 @@ use guichet_core::recovery::Recovery;
 use guichet_core::session::{SessionPolicy, Sessions};
 use guichet_mail::{MailSettings, Mailer, TransportSpec};
 use guichet_store::SqlStore;
-use guichet_web::{AppParts, AppState, MailHelp, ServeOptions, WebSettings};
+use guichet_web::{AppParts, AppState, Cookies, MailHelp, ServeOptions, WebSettings};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -105,7 +105,8 @@ impl Application {
         let web = WebSettings {
             site_name: settings.site_name.clone(),
             public_url: settings.public_url.clone(),
-            cookie_secure: settings.cookie_secure,
+            cookies: Cookies { secure: settings.cookie_secure, domain: settings.cookie_domain.clone() },
+            return_hosts: settings.return_hosts.clone().with(&public_host(&settings.public_url)),
             trusted_proxies: settings.trusted_proxies.clone(),
             time_zone: settings.time_zone.clone(),
             assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
@@ -188,6 +189,12 @@ async fn send_mail(postman: Postman) {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), signal.notified()).await;
     }
+}
+
+/// The host of the public URL (absolute `next` links back to guichet are followed too).
+fn public_host(public_url: &str) -> String {
+    let rest = public_url.split_once("://").map_or(public_url, |(_, rest)| rest);
+    rest.split(['/', ':']).next().unwrap_or_default().to_owned()
 }
 
 /// The mailer's settings.

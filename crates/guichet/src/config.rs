@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use guichet_core::SignedDuration;
 use guichet_core::account::EmailAddress;
+use guichet_core::redirect::ReturnHosts;
 use guichet_mail::DkimSettings;
 use guichet_store::DatabaseUrl;
 use guichet_web::TrustedProxies;
@@ -65,6 +66,10 @@ pub struct Settings {
     /// `GUICHET_MAX_CONNECTIONS`: connections held at once; by default what the
     /// process's file-descriptor limit leaves room for.
     pub max_connections: Option<u32>,
+    /// `GUICHET_COOKIE_DOMAIN`: the parent domain the session cookie is shared with.
+    pub cookie_domain: Option<String>,
+    /// `GUICHET_RETURN_HOSTS`: hosts `next` may send a browser back to after login.
+    pub return_hosts: ReturnHosts,
 }
 
 /// `GUICHET_MAIL_TRANSPORT` as written; `Debug` hides an SMTP password.
@@ -105,6 +110,8 @@ pub const VARIABLES: &[&str] = &[
     "GUICHET_ADDRESS_THROTTLE_WINDOW",
     "GUICHET_TIMEZONE",
     "GUICHET_MAX_CONNECTIONS",
+    "GUICHET_COOKIE_DOMAIN",
+    "GUICHET_RETURN_HOSTS",
 ];
 
 /// Where the raw values come from.
@@ -198,6 +205,16 @@ pub fn parse_duration(raw: &str) -> Option<SignedDuration> {
 
 const DURATION: &str = "a duration like 90s, 15m, 1h or 3d";
 
+/// A cookie domain: a host name that the public URL's host is, or ends with after a dot.
+fn cookie_domain(raw: &str, public_url: &str) -> Option<String> {
+    let domain = raw.trim().trim_start_matches('.').to_lowercase();
+    let valid = !domain.is_empty()
+        && domain.contains('.')
+        && domain.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let host = public_url.split_once("://").map_or(public_url, |(_, r)| r).split(['/', ':']).next()?.to_lowercase();
+    (valid && (host == domain || host.ends_with(&format!(".{domain}")))).then_some(domain)
+}
+
 impl Settings {
     /// Loads and checks every setting.
     pub fn load(sources: &Sources) -> anyhow::Result<Self> {
@@ -269,6 +286,12 @@ impl Settings {
             .is_some_and(|host| {
                 host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) || host == "[::1]"
             });
+        let cookie_domain = s.parse(
+            "GUICHET_COOKIE_DOMAIN",
+            "a parent domain of GUICHET_PUBLIC_URL's host, like example.org",
+            None,
+            |raw| cookie_domain(raw, &public_url).map(Some),
+        )?;
         let settings =
             Self {
                 database_url,
@@ -305,6 +328,13 @@ impl Settings {
                 )?,
                 address_throttle_failures: count("GUICHET_ADDRESS_THROTTLE_FAILURES", 100)?,
                 address_throttle_window: duration("GUICHET_ADDRESS_THROTTLE_WINDOW", minutes(15))?,
+                cookie_domain,
+                return_hosts: s.parse(
+                    "GUICHET_RETURN_HOSTS",
+                    "a comma-separated list of host names (docs.example.org, forum.example.org)",
+                    ReturnHosts::default(),
+                    |raw| ReturnHosts::parse(raw).ok(),
+                )?,
                 max_connections: s.parse("GUICHET_MAX_CONNECTIONS", "a whole number of at least 16", None, |raw| {
                     raw.parse::<u32>().ok().filter(|n| *n >= 16).map(Some)
                 })?,

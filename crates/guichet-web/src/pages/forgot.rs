@@ -238,8 +238,8 @@ async fn reset(
     {
         Ok(_) => {
             state.postman.wake();
-            let secure = state.settings.cookie_secure;
-            let notice = Cookie::Notice.set("password_changed", secure);
+            let jar = &state.settings.cookies;
+            let notice = jar.set(Cookie::Notice, "password_changed");
             let login = HeaderValue::from_static("/login");
             return Ok((StatusCode::SEE_OTHER, [(LOCATION, login), (SET_COOKIE, notice)]).into_response());
         }

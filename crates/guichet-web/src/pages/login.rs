@@ -4,8 +4,8 @@ use askama::Template;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header::{LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{AppendHeaders, IntoResponse as _, Redirect, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use guichet_core::login::{LoggedIn, LoginError};
 use secrecy::SecretString;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::client::Client;
 use crate::cookies::Cookie;
 use crate::error::{WebError, busy};
-use crate::pages::{Form, Layout, render, secret};
+use crate::pages::{Form, Layout, next_in_query, render, secret, see_other};
 use crate::state::AppState;
 use crate::visitor::Visitor;
 use guichet_core::french as format;
@@ -42,10 +42,12 @@ struct LoginPage {
     threshold: u32,
     lock_duration: String,
     password_changed: bool,
+    /// Where to go after login (already checked), carried by the form.
+    next: String,
 }
 
 impl LoginPage {
-    fn new(state: &AppState, visitor: &Visitor, identifier: String, problem: Option<Problem>) -> Self {
+    fn new(state: &AppState, visitor: &Visitor, identifier: String, problem: Option<Problem>, next: String) -> Self {
         let policy = state.authenticator.lockout_policy();
         Self {
             layout: Layout::for_visitor(state, visitor),
@@ -54,23 +56,30 @@ impl LoginPage {
             threshold: policy.threshold,
             lock_duration: format::duration(policy.duration),
             password_changed: false,
+            next,
         }
     }
 }
 
-async fn show(State(state): State<AppState>, visitor: Visitor, headers: HeaderMap) -> Result<Response, WebError> {
+async fn show(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, WebError> {
+    let next = next_in_query(&state, &uri);
     if visitor.session.is_some() {
-        return Ok(Redirect::to("/me").into_response());
+        return Ok(see_other(next.as_deref().unwrap_or("/me"), "/me"));
     }
-    let secure = state.settings.cookie_secure;
-    let notice = Cookie::Notice.read(&headers, secure);
+    let jar = &state.settings.cookies;
+    let notice = jar.read(Cookie::Notice, &headers);
     let page = LoginPage {
         password_changed: notice.as_deref() == Some("password_changed"),
-        ..LoginPage::new(&state, &visitor, String::new(), None)
+        ..LoginPage::new(&state, &visitor, String::new(), None, next.unwrap_or_default())
     };
     let mut response = render(StatusCode::OK, &page)?;
     if notice.is_some() {
-        response.headers_mut().append(SET_COOKIE, Cookie::Notice.clear(secure));
+        response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::Notice));
     }
     Ok(response)
 }
@@ -81,6 +90,8 @@ struct LoginForm {
     identifier: String,
     #[serde(default, deserialize_with = "secret")]
     password: SecretString,
+    #[serde(default)]
+    next: String,
 }
 
 async fn submit(
@@ -92,25 +103,38 @@ async fn submit(
 ) -> Result<Response, WebError> {
     // Kept in the form when it is shown again; cut so that a pasted novel is not echoed.
     let typed: String = form.identifier.trim().chars().take(100).collect();
-    let secure = state.settings.cookie_secure;
-    let device = Cookie::Device.read(&headers, secure);
+    let next = state.settings.return_hosts.accept(&form.next);
+    let jar = &state.settings.cookies;
+    let device = jar.read(Cookie::Device, &headers);
     match state.authenticator.login(&form.identifier, form.password, device.as_deref(), &context).await {
         Ok(LoggedIn { account, device_cookie }) => {
             let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
             let (token, _) = state.sessions.open(account.id, context, replacing).await?;
-            let target = if account.must_change_password { "/me/password" } else { "/me" };
-            let session = Cookie::Session.set(token.expose(), secure);
+            let target = match (&next, account.must_change_password) {
+                (Some(next), true) => format!(
+                    "/me/password?next={}",
+                    form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                ),
+                (None, true) => "/me/password".to_owned(),
+                (Some(next), false) => next.clone(),
+                (None, false) => "/me".to_owned(),
+            };
+            let session = jar.set(Cookie::Session, token.expose());
             let lifetime = guichet_core::device::LIFETIME.as_secs();
-            let device = Cookie::Device.set_lasting(&device_cookie, secure, lifetime);
-            let cookies = AppendHeaders([(SET_COOKIE, session), (SET_COOKIE, device)]);
-            Ok((StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static(target))], cookies).into_response())
+            let device = jar.set_lasting(Cookie::Device, &device_cookie, lifetime);
+            let mut response = see_other(&target, "/me");
+            response.headers_mut().append(SET_COOKIE, session);
+            response.headers_mut().append(SET_COOKIE, device);
+            Ok(response)
         }
-        Err(LoginError::InvalidCredentials) => {
-            render(StatusCode::UNAUTHORIZED, &LoginPage::new(&state, &visitor, typed, Some(Problem::Failed)))
-        }
+        Err(LoginError::InvalidCredentials) => render(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage::new(&state, &visitor, typed, Some(Problem::Failed), next.unwrap_or_default()),
+        ),
         Err(LoginError::Throttled { retry_after }) => {
             let wait = format::duration(retry_after);
-            let page = LoginPage::new(&state, &visitor, typed, Some(Problem::Throttled(wait)));
+            let page =
+                LoginPage::new(&state, &visitor, typed, Some(Problem::Throttled(wait)), next.unwrap_or_default());
             let mut response = render(StatusCode::TOO_MANY_REQUESTS, &page)?;
             let seconds = u64::try_from(retry_after.as_secs()).unwrap_or(1).max(1);
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
@@ -130,6 +154,6 @@ async fn logout(
     if let Some(session) = &visitor.session {
         state.sessions.log_out(session, context).await?;
     }
-    let clear = Cookie::Session.clear(state.settings.cookie_secure);
+    let clear = state.settings.cookies.clear(Cookie::Session);
     Ok((StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/login")), (SET_COOKIE, clear)]).into_response())
 }

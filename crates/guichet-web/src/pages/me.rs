@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use axum::routing::{get, post};
 use guichet_core::audit::AuditEvent;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::client::Client;
 use crate::error::{WebError, busy};
-use crate::pages::{Form, Layout, SignedIn, SignedInAnyway, render, secret};
+use crate::pages::{Form, Layout, SignedIn, SignedInAnyway, next_in_query, render, secret, see_other};
 use crate::state::AppState;
 
 /// The routes.
@@ -87,13 +87,17 @@ struct PasswordPage {
     current_error: Option<String>,
     new_error: Option<String>,
     min_length: usize,
+    /// Where to go once the password is changed (already checked).
+    next: String,
 }
 
 async fn show_password(
     State(state): State<AppState>,
     SignedInAnyway(signed_in): SignedInAnyway,
+    uri: Uri,
 ) -> Result<Response, WebError> {
     let page = PasswordPage {
+        next: next_in_query(&state, &uri).unwrap_or_default(),
         layout: signed_in.layout,
         forced: signed_in.account.must_change_password,
         current_error: None,
@@ -111,6 +115,8 @@ struct PasswordForm {
     new_password: SecretString,
     #[serde(default, deserialize_with = "secret")]
     new_password_confirm: SecretString,
+    #[serde(default)]
+    next: String,
 }
 
 async fn change_password(
@@ -121,6 +127,7 @@ async fn change_password(
 ) -> Result<Response, WebError> {
     let SignedInAnyway(SignedIn { account, session, layout }) = signed_in;
     let forced = account.must_change_password;
+    let next = state.settings.return_hosts.accept(&form.next);
     // In a forced change (after a temporary password) the current one is not asked.
     let current = (!forced).then_some(form.current_password);
     let result = state
@@ -130,7 +137,7 @@ async fn change_password(
     let (current_error, new_error) = match result {
         Ok(()) => {
             state.postman.wake();
-            return Ok(Redirect::to("/me").into_response());
+            return Ok(see_other(next.as_deref().unwrap_or("/me"), "/me"));
         }
         Err(ChangeError::WrongCurrent) => (Some(ChangeError::WrongCurrent.to_string()), None),
         Err(ChangeError::Password(error)) => (None, Some(error.to_string())),
@@ -139,7 +146,11 @@ async fn change_password(
         Err(ChangeError::Store(error)) => return Err(error.into()),
     };
     let min_length = state.me.password_policy().min_length;
-    render(StatusCode::UNPROCESSABLE_ENTITY, &PasswordPage { layout, forced, current_error, new_error, min_length })
+    let next = next.unwrap_or_default();
+    render(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &PasswordPage { layout, forced, current_error, new_error, min_length, next },
+    )
 }
 
 async fn end_other_sessions(

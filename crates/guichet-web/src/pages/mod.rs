@@ -62,6 +62,19 @@ impl Layout {
     }
 }
 
+/// The `next` a page was opened with (`?next=…`), if guichet may follow it.
+pub fn next_in_query(state: &AppState, uri: &axum::http::Uri) -> Option<String> {
+    let query = uri.query().unwrap_or_default();
+    let raw = form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "next").map(|(_, value)| value)?;
+    state.settings.return_hosts.accept(&raw)
+}
+
+/// `303 See Other` to `target`, or to `fallback` when it cannot be a header value.
+pub fn see_other(target: &str, fallback: &'static str) -> Response {
+    let location = axum::http::HeaderValue::from_str(target).unwrap_or(axum::http::HeaderValue::from_static(fallback));
+    (StatusCode::SEE_OTHER, [(axum::http::header::LOCATION, location)]).into_response()
+}
+
 /// Renders a template with a status.
 pub fn render(status: StatusCode, page: &impl Template) -> Result<Response, WebError> {
     Ok((status, Html(page.render()?)).into_response())

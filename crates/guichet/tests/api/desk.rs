@@ -166,6 +166,37 @@ async fn an_expired_temporary_password_is_refused_like_any_failure() {
 }
 
 #[tokio::test]
+async fn a_forced_change_still_leads_where_the_member_was_going() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let output = crate::cli::guichet(&app, &["member", "temporary-password", "marie"], None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (_, password) = temporary_password_mail(&app, "marie@chu.example.fr").await;
+    let client = browser();
+    let form = app.get_with(&client, "/login?next=%2Faide%2Fmessagerie").await;
+    let token = form.csrf_token();
+    let fields = [
+        ("csrf_token", token.as_str()),
+        ("identifier", "marie"),
+        ("password", &password),
+        ("next", "/aide/messagerie"),
+    ];
+    let login = app.post_form(&client, "/login", &fields).await;
+    assert_eq!(login.location(), Some("/me/password?next=%2Faide%2Fmessagerie"));
+    let page = app.get_with(&client, "/me/password?next=%2Faide%2Fmessagerie").await;
+    assert_eq!(crate::helpers::field_value(&page.body, "next").as_deref(), Some("/aide/messagerie"));
+    let token = page.csrf_token();
+    let change = [
+        ("csrf_token", token.as_str()),
+        ("new_password", NEW_PASSWORD),
+        ("new_password_confirm", NEW_PASSWORD),
+        ("next", "/aide/messagerie"),
+    ];
+    let changed = app.post_form(&client, "/me/password", &change).await;
+    assert_eq!((changed.status, changed.location()), (StatusCode::SEE_OTHER, Some("/aide/messagerie")));
+}
+
+#[tokio::test]
 async fn mon_espace_shows_logins_and_failures_and_changes_the_password() {
     let app = spawn_app().await;
     app.add_member("marie").await;

@@ -187,3 +187,63 @@ async fn mon_espace_lists_the_recent_logins() {
     assert_eq!(rows(&app.get_with(&other, "/me").await.body), 2);
     assert!(app.account("marie").await.last_login_at.is_some());
 }
+
+/// Logs in from `/login?next=…` as a browser would: the form carries `next`.
+async fn login_going_to(
+    app: &crate::helpers::TestApp,
+    client: &reqwest::Client,
+    next: &str,
+    password: &str,
+) -> crate::helpers::Page {
+    let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    let page = app.get_with(client, &format!("/login?next={encoded}")).await;
+    let carried = crate::helpers::field_value(&page.body, "next").unwrap_or_default();
+    let token = page.csrf_token();
+    let form =
+        [("csrf_token", token.as_str()), ("identifier", "marie"), ("password", password), ("next", carried.as_str())];
+    app.post_form(client, "/login", &form).await
+}
+
+#[tokio::test]
+async fn after_login_the_browser_goes_back_where_it_was_going() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_RETURN_HOSTS", "docs.example.org")]).await;
+    app.add_member("marie").await;
+    let back = login_going_to(&app, &browser(), "/aide/messagerie?x=1", PASSWORD).await;
+    assert_eq!((back.status, back.location()), (StatusCode::SEE_OTHER, Some("/aide/messagerie?x=1")));
+    let away = login_going_to(&app, &browser(), "https://docs.example.org/espace/cours", PASSWORD).await;
+    assert_eq!(away.location(), Some("https://docs.example.org/espace/cours"));
+    // A failed attempt keeps where to go.
+    let client = browser();
+    let failed = login_going_to(&app, &client, "/aide/messagerie", "mauvais").await;
+    assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(crate::helpers::field_value(&failed.body, "next").as_deref(), Some("/aide/messagerie"));
+    // Already signed in: straight there.
+    assert_eq!(app.get_with(&client, "/login?next=%2Faide%2Fmessagerie").await.location(), None);
+    let signed = browser();
+    login_going_to(&app, &signed, "/me", PASSWORD).await;
+    assert_eq!(app.get_with(&signed, "/login?next=%2Faide%2Fmessagerie").await.location(), Some("/aide/messagerie"));
+}
+
+#[tokio::test]
+async fn next_never_sends_a_browser_elsewhere() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_RETURN_HOSTS", "docs.example.org")]).await;
+    app.add_member("marie").await;
+    for evil in [
+        "//evil.example/",
+        "/\\evil.example",
+        "https://evil.example/",
+        "https://docs.example.org.evil.example/",
+        "https://docs.example.org@evil.example/",
+        "javascript:alert(1)",
+        "http://evil.example/?docs.example.org",
+        "\\\\evil.example",
+    ] {
+        let page = login_going_to(&app, &browser(), evil, PASSWORD).await;
+        assert_eq!((page.status, page.location()), (StatusCode::SEE_OTHER, Some("/me")), "{evil}");
+        // A form posted by hand with the bad `next` is no better.
+        let client = browser();
+        let token = app.get_with(&client, "/login").await.csrf_token();
+        let form = [("csrf_token", token.as_str()), ("identifier", "marie"), ("password", PASSWORD), ("next", evil)];
+        assert_eq!(app.post_form(&client, "/login", &form).await.location(), Some("/me"), "{evil}");
+    }
+}
