@@ -12,6 +12,7 @@ pub mod console;
 pub mod desk;
 pub mod device;
 pub mod french;
+pub mod gate;
 pub mod groups;
 pub mod hashing;
 pub mod housekeeping;

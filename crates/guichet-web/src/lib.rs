@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), visitor::resolve));
     Router::new()
         .merge(pages::health::routes())
+        .merge(pages::gate::routes())
         .merge(pages::assets::routes())
         .merge(pages)
         .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages))

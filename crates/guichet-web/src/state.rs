@@ -5,6 +5,7 @@ use std::sync::Arc;
 use guichet_core::clock::Clock;
 use guichet_core::console::Console;
 use guichet_core::desk::Desk;
+use guichet_core::gate::Gate;
 use guichet_core::groups::Groups;
 use guichet_core::login::Authenticator;
 use guichet_core::me::MySpace;
@@ -89,6 +90,8 @@ pub struct Inner {
     pub console: Console,
     /// Groups of members.
     pub groups: Groups,
+    /// Forward auth: who may see which URL of the members' area.
+    pub gate: Gate,
     /// Settings.
     pub settings: WebSettings,
 }

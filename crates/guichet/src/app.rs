@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use guichet_core::clock::Clock;
 use guichet_core::console::Console;
 use guichet_core::desk::Desk;
+use guichet_core::gate::Gate;
 use guichet_core::groups::Groups;
 use guichet_core::hashing::{Argon2Cost, Argon2Pool, PasswordHasher};
 use guichet_core::housekeeping::Housekeeping;
@@ -101,6 +102,7 @@ impl Application {
         let members = Members::new(&ports, hasher, Arc::clone(&clock), password_policy);
         let console = Console::new(&ports, Arc::clone(&clock));
         let groups = Groups::new(&ports, Arc::clone(&clock));
+        let gate = Gate::new(&ports, sessions.clone(), settings.access.clone());
         let housekeeping = Housekeeping::new(&ports);
         let web = WebSettings {
             site_name: settings.site_name.clone(),
@@ -123,6 +125,7 @@ impl Application {
             me,
             console,
             groups,
+            gate,
             settings: web,
         };
         let state = AppState::new(parts);

@@ -118,8 +118,9 @@ pub enum MemberCommand {
         /// The group.
         group: String,
     },
-    /// Create accounts from a CSV file (columns identifier,email,name[,role]; a header
-    /// line is allowed). Valid rows are kept when others are rejected; exits 2 then.
+    /// Create accounts from a CSV file (columns identifier,email,name[,role[,groups]],
+    /// groups separated by |; a header line is allowed). Valid rows are kept when others
+    /// are rejected; exits 2 then.
     Import {
         /// The CSV file.
         file: PathBuf,

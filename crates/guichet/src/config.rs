@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use guichet_core::SignedDuration;
 use guichet_core::account::EmailAddress;
+use guichet_core::gate::{AccessPolicy, AccessRule};
 use guichet_core::redirect::ReturnHosts;
 use guichet_mail::DkimSettings;
 use guichet_store::DatabaseUrl;
@@ -70,6 +71,8 @@ pub struct Settings {
     pub cookie_domain: Option<String>,
     /// `GUICHET_RETURN_HOSTS`: hosts `next` may send a browser back to after login.
     pub return_hosts: ReturnHosts,
+    /// The `[[access]]` rules of the members' area.
+    pub access: AccessPolicy,
 }
 
 /// `GUICHET_MAIL_TRANSPORT` as written; `Debug` hides an SMTP password.
@@ -120,6 +123,8 @@ pub struct Sources {
     file: BTreeMap<String, String>,
     file_name: Option<PathBuf>,
     environment: BTreeMap<String, String>,
+    /// The file's `[[access]]` tables: each rule's `url` and `groups`.
+    access: Vec<(String, Vec<String>)>,
 }
 
 impl Sources {
@@ -145,6 +150,10 @@ impl Sources {
         let table: toml::Table =
             toml::from_str(text).with_context(|| format!("{} is not valid TOML", path.display()))?;
         for (key, value) in table {
+            if key == "access" {
+                self.access = access_rules(value, path)?;
+                continue;
+            }
             let variable = format!("GUICHET_{}", key.trim_start_matches("GUICHET_").to_ascii_uppercase());
             if !VARIABLES.contains(&variable.as_str()) {
                 bail!("{}: unknown setting `{key}` (settings are named like `lockout_window`)", path.display());
@@ -164,6 +173,12 @@ impl Sources {
         }
         self.file_name = Some(path.to_owned());
         Ok(self)
+    }
+
+    /// Adds an access rule (for tests).
+    pub fn with_access(mut self, url: &str, groups: &[&str]) -> Self {
+        self.access.push((url.to_owned(), groups.iter().map(|g| (*g).to_owned()).collect()));
+        self
     }
 
     /// The raw value and where it came from, for error messages.
@@ -195,6 +210,33 @@ impl Sources {
     fn optional(&self, variable: &str) -> Option<String> {
         self.get(variable).map(|(value, _)| value.trim().to_owned()).filter(|v| !v.is_empty())
     }
+}
+
+/// Reads `[[access]]` tables: `url = "…"` and `groups = ["…"]` (optional).
+fn access_rules(value: toml::Value, path: &Path) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let toml::Value::Array(tables) = value else {
+        bail!("{}: `access` should be [[access]] tables with `url` and `groups`", path.display());
+    };
+    tables
+        .into_iter()
+        .map(|table| {
+            let url = table.get("url").and_then(toml::Value::as_str);
+            let groups = match table.get("groups") {
+                None => Some(Vec::new()),
+                Some(toml::Value::Array(items)) => items.iter().map(|g| g.as_str().map(str::to_owned)).collect(),
+                Some(_) => None,
+            };
+            let unknown =
+                table.as_table().and_then(|t| t.keys().find(|k| !matches!(k.as_str(), "url" | "groups")).cloned());
+            match (url, groups, unknown) {
+                (Some(url), Some(groups), None) => Ok((url.to_owned(), groups)),
+                _ => bail!(
+                    "{}: each [[access]] needs `url = \"https://…\"` and may have `groups = [\"…\"]`",
+                    path.display()
+                ),
+            }
+        })
+        .collect()
 }
 
 /// Parses `90s`, `15m`, `1h`, `3d` (and combinations humantime knows, like `1h30m`).
@@ -292,8 +334,19 @@ impl Settings {
             None,
             |raw| cookie_domain(raw, &public_url).map(Some),
         )?;
+        let access = AccessPolicy::new(
+            s.access.iter().map(|(url, groups)| AccessRule::new(url, groups)).collect::<Result<_, _>>().map_err(
+                |e| {
+                    anyhow::anyhow!(
+                        "[[access]] in {}: {e}",
+                        s.file_name.as_deref().map_or_else(String::new, |p| p.display().to_string())
+                    )
+                },
+            )?,
+        );
         let settings =
             Self {
+                access,
                 database_url,
                 listen,
                 site_name,

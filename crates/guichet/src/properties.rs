@@ -55,6 +55,7 @@ proptest! {
                 email: email.trim().to_owned(),
                 name: name.trim().to_owned(),
                 role: guichet_core::account::Role::Member,
+                groups: Vec::new(),
             })
             .collect();
         let fields: Vec<Fields> = read.into_iter().filter_map(|row| row.fields.ok()).collect();

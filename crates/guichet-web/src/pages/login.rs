@@ -68,8 +68,12 @@ async fn show(
     uri: Uri,
 ) -> Result<Response, WebError> {
     let next = next_in_query(&state, &uri);
-    if visitor.session.is_some() {
-        return Ok(see_other(next.as_deref().unwrap_or("/me"), "/me"));
+    if let Some(session) = &visitor.session {
+        // Already in: straight on (a disabled account's session shows the form again).
+        let account = state.members.find_by_id(session.account_id).await?;
+        if let Some(account) = account.filter(|a| a.disabled_at.is_none()) {
+            return Ok(see_other(&after_login(next.as_deref(), account.must_change_password), "/me"));
+        }
     }
     let jar = &state.settings.cookies;
     let notice = jar.read(Cookie::Notice, &headers);
@@ -82,6 +86,19 @@ async fn show(
         response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::Notice));
     }
     Ok(response)
+}
+
+/// Where a signed-in member goes: where they were going (`next`, already checked),
+/// through the password change first when a temporary password must be replaced.
+fn after_login(next: Option<&str>, must_change_password: bool) -> String {
+    match (next, must_change_password) {
+        (Some(next), true) => {
+            format!("/me/password?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
+        }
+        (None, true) => "/me/password".to_owned(),
+        (Some(next), false) => next.to_owned(),
+        (None, false) => "/me".to_owned(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -110,15 +127,7 @@ async fn submit(
         Ok(LoggedIn { account, device_cookie }) => {
             let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
             let (token, _) = state.sessions.open(account.id, context, replacing).await?;
-            let target = match (&next, account.must_change_password) {
-                (Some(next), true) => format!(
-                    "/me/password?next={}",
-                    form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
-                ),
-                (None, true) => "/me/password".to_owned(),
-                (Some(next), false) => next.clone(),
-                (None, false) => "/me".to_owned(),
-            };
+            let target = after_login(next.as_deref(), account.must_change_password);
             let session = jar.set(Cookie::Session, token.expose());
             let lifetime = guichet_core::device::LIFETIME.as_secs();
             let device = jar.set_lasting(Cookie::Device, &device_cookie, lifetime);

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod assets;
 pub mod assistance;
 pub mod forgot;
+pub mod gate;
 pub mod health;
 pub mod help;
 pub mod login;

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use guichet_core::account::Role;
 use guichet_core::audit::{Actor, RequestContext};
+use guichet_core::groups::GroupName;
 use guichet_core::members::AddMember;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -22,8 +23,11 @@ pub async fn run(app: &Application, file: &Path, invite: bool) -> anyhow::Result
     let text = std::fs::read(file).with_context(|| format!("could not read {}", file.display()))?;
     let rows = read_rows(&text).map_err(|line| anyhow::anyhow!("{}: line {line} is not valid CSV", file.display()))?;
     if rows.is_empty() {
-        bail!("{}: no row to import (columns: identifier,email,name[,role])", file.display());
+        bail!("{}: no row to import (columns: {COLUMNS})", file.display());
     }
+    // A misspelt group rejects its row before the account is made, rather than making
+    // the group or dropping the name.
+    let known: Vec<String> = app.state.groups.list().await?.into_iter().map(|g| g.name.to_string()).collect();
     let bar = ProgressBar::new(u64::try_from(rows.len()).unwrap_or(0));
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -33,15 +37,7 @@ pub async fn run(app: &Application, file: &Path, invite: bool) -> anyhow::Result
     for Row { line, fields } in rows {
         let outcome = match fields {
             Err(reason) => Err(reason),
-            Ok(Fields { identifier, email, name, role }) => {
-                let request = AddMember { identifier, email, name, role, password: None, invite };
-                app.state.members.add(request, Actor::Operator, RequestContext::default()).await.map(|_| ()).map_err(
-                    |error| {
-                        let source = std::error::Error::source(&error).map(|s| format!(": {s}")).unwrap_or_default();
-                        format!("{error}{source}")
-                    },
-                )
-            }
+            Ok(fields) => add(app, fields, &known, invite).await,
         };
         match outcome {
             Ok(()) => imported += 1,
@@ -68,6 +64,29 @@ pub async fn run(app: &Application, file: &Path, invite: bool) -> anyhow::Result
     Ok(())
 }
 
+/// Creates one row's account and puts it in its groups.
+async fn add(app: &Application, fields: Fields, known: &[String], invite: bool) -> Result<(), String> {
+    let Fields { identifier, email, name, role, groups } = fields;
+    let known_group = |g: &String| GroupName::parse(g).is_ok_and(|name| known.iter().any(|k| k == name.as_str()));
+    if let Some(unknown) = groups.iter().find(|g| !known_group(g)) {
+        return Err(format!("no group is named {unknown:?} (guichet group list shows them)"));
+    }
+    let request = AddMember { identifier, email, name, role, password: None, invite };
+    let account =
+        app.state.members.add(request, Actor::Operator, RequestContext::default()).await.map_err(|error| {
+            let source = std::error::Error::source(&error).map(|s| format!(": {s}")).unwrap_or_default();
+            format!("{error}{source}")
+        })?;
+    for group in &groups {
+        let joined = app.state.groups.join(account.id, group, Actor::Operator, &RequestContext::default()).await;
+        joined.map_err(|error| format!("account created, but not added to {group:?}: {error}"))?;
+    }
+    Ok(())
+}
+
+/// The columns, in order, as the messages name them.
+const COLUMNS: &str = "identifier,email,name[,role[,groups]]";
+
 /// A row of the file, with its line number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
@@ -88,9 +107,11 @@ pub struct Fields {
     pub name: String,
     /// Role (`member` when the column is absent or empty).
     pub role: Role,
+    /// Groups to join (names separated by `|`; none when the column is absent).
+    pub groups: Vec<String>,
 }
 
-/// Reads a CSV file's rows (`identifier,email,name[,role]`, an optional header line,
+/// Reads a CSV file's rows (`identifier,email,name[,role[,groups]]`, an optional header line,
 /// blank lines skipped). `Err(line)` when a line is not CSV at all.
 pub fn read_rows(text: &[u8]) -> Result<Vec<Row>, u64> {
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(text);
@@ -103,12 +124,13 @@ pub fn read_rows(text: &[u8]) -> Result<Vec<Row>, u64> {
             continue;
         }
         let field = |i: usize| record.get(i).unwrap_or_default().to_owned();
-        let fields = if (3..=4).contains(&record.len()) {
+        let fields = if (3..=5).contains(&record.len()) {
             let role = if field(3).is_empty() { Ok(Role::Member) } else { Role::parse(&field(3)) };
-            role.map(|role| Fields { identifier: field(0), email: field(1), name: field(2), role })
+            let groups = field(4).split('|').map(str::trim).filter(|g| !g.is_empty()).map(str::to_owned).collect();
+            role.map(|role| Fields { identifier: field(0), email: field(1), name: field(2), role, groups })
                 .map_err(|error| error.to_string())
         } else {
-            Err(format!("expected 3 or 4 columns (identifier,email,name[,role]), found {}", record.len()))
+            Err(format!("expected 3 to 5 columns ({COLUMNS}), found {}", record.len()))
         };
         rows.push(Row { line, fields });
     }

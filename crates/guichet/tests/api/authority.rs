@@ -6,7 +6,7 @@ use guichet_core::account::{Account, Role};
 use guichet_core::audit::{Actor, AuditKind};
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, browser, on_both_backends, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, browser, spawn_app, spawn_app_with};
 
 /// Logs a new client in as `identifier` and returns it.
 async fn signed_in(app: &TestApp, identifier: &str) -> reqwest::Client {

@@ -2,15 +2,6 @@
 //! `chromium-driver`). Skipped, saying so, when they are not installed — but never
 //! under CI.
 
-/// Says a test was skipped, on the real standard error: `eprintln!` is captured by
-/// the test harness and would hide it.
-macro_rules! say_skipped {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

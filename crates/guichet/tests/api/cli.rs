@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, on_both_backends, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app_with};
 
 /// Runs the binary against the app's database, with `stdin` as standard input.
 pub fn guichet(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
@@ -87,6 +87,28 @@ async fn groups_are_made_joined_listed_and_removed(backend: Backend) {
     assert!(stdout(&guichet(&app, &["group", "list"], None)).trim().is_empty());
 }
 
+async fn an_import_puts_members_in_their_groups(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    for group in ["adherents", "bureau"] {
+        assert!(guichet(&app, &["group", "add", group], None).status.success());
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("members.csv");
+    let csv = "identifier,email,name,role,groups\n\
+               marie,marie@chu.example.fr,Marie,,adherents | Bureau\n\
+               paul,paul@chu.example.fr,Paul,member,\n\
+               zoe,zoe@chu.example.fr,Zoé,,adherents|burau\n";
+    std::fs::write(&file, csv).unwrap_or_else(|e| panic!("{e}"));
+    let output = guichet(&app, &["member", "import", &file.display().to_string()], None);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let report = stdout(&output);
+    assert!(report.contains("imported 2 account(s), rejected 1 row(s)"), "{report}");
+    assert!(report.contains(r#"line 4: no group is named "burau""#), "{report}");
+    assert!(stdout(&guichet(&app, &["member", "show", "marie"], None)).contains("groups:          adherents, bureau"));
+    assert!(stdout(&guichet(&app, &["member", "show", "paul"], None)).contains("groups:          (none)"));
+    assert!(!guichet(&app, &["member", "show", "zoe"], None).status.success(), "a misspelt group: no account");
+}
+
 async fn the_operator_disables_and_enables_an_account(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
     app.add_member("marie").await;
@@ -112,6 +134,7 @@ on_both_backends!(
     an_operator_adds_a_member_who_can_then_log_in,
     duplicates_are_refused_in_one_line,
     groups_are_made_joined_listed_and_removed,
+    an_import_puts_members_in_their_groups,
     the_operator_disables_and_enables_an_account,
 );
 

@@ -7,7 +7,7 @@ use guichet_core::audit::{Actor, AuditKind};
 use guichet_core::clock::Clock as _;
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, Mail, PASSWORD, TestApp, browser, on_both_backends, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, Mail, PASSWORD, TestApp, browser, spawn_app, spawn_app_with};
 
 const NEW_PASSWORD: &str = "mon propre mot de passe";
 
@@ -183,6 +183,9 @@ async fn a_forced_change_still_leads_where_the_member_was_going() {
     ];
     let login = app.post_form(&client, "/login", &fields).await;
     assert_eq!(login.location(), Some("/me/password?next=%2Faide%2Fmessagerie"));
+    // Sent to the login page again (a protected site does that): no loop, the change first.
+    let again = app.get_with(&client, "/login?next=%2Faide%2Fmessagerie").await;
+    assert_eq!(again.location(), Some("/me/password?next=%2Faide%2Fmessagerie"));
     let page = app.get_with(&client, "/me/password?next=%2Faide%2Fmessagerie").await;
     assert_eq!(crate::helpers::field_value(&page.body, "next").as_deref(), Some("/aide/messagerie"));
     let token = page.csrf_token();

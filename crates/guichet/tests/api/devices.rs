@@ -6,7 +6,7 @@ use guichet_core::audit::AuditKind;
 use guichet_core::clock::Clock as _;
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, browser, on_both_backends, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, browser, spawn_app, spawn_app_with};
 
 /// A browser that logged in as `identifier` once, then logged out.
 async fn usual_browser(app: &TestApp, identifier: &str, headers: &[(&str, &str)]) -> reqwest::Client {

@@ -64,7 +64,6 @@ macro_rules! on_both_backends {
         }
     };
 }
-pub(crate) use on_both_backends;
 
 /// Whether PostgreSQL tests can run; says so when they cannot.
 pub fn postgres_available() -> bool {
@@ -127,31 +126,45 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
 /// The same, sending mail to a given sink.
 pub async fn spawn_app_mailing_to(backend: Backend, extra: &[(&str, &str)], mail: SmtpSink) -> TestApp {
     let transport = mail.url();
-    spawn(backend, extra, &transport, mail, false).await
+    spawn(backend, extra, &[], &transport, mail, false).await
+}
+
+/// The application with `[[access]]` rules (`url`, `groups`) as a TOML file would give them.
+pub async fn spawn_app_with_access(backend: Backend, extra: &[(&str, &str)], access: &[(&str, &[&str])]) -> TestApp {
+    let mail = SmtpSink::start();
+    let transport = mail.url();
+    spawn(backend, extra, access, &transport, mail, false).await
 }
 
 /// The application as `guichet serve` runs it, with its background postman.
 pub async fn spawn_app_with_background_postman() -> TestApp {
     let mail = SmtpSink::start();
     let transport = mail.url();
-    spawn(Backend::Sqlite, &[], &transport, mail, true).await
+    spawn(Backend::Sqlite, &[], &[], &transport, mail, true).await
 }
 
 /// The application on an existing SQLite database (one a command created).
 pub async fn spawn_app_on_database(url: &str) -> TestApp {
     let mail = SmtpSink::start();
     let transport = mail.url();
-    spawn(Backend::Sqlite, &[("GUICHET_DATABASE_URL", url)], &transport, mail, false).await
+    spawn(Backend::Sqlite, &[("GUICHET_DATABASE_URL", url)], &[], &transport, mail, false).await
 }
 
 /// The application with its mail server down (nothing listens at `address` yet).
 pub async fn spawn_app_with_mail_down(backend: Backend, address: std::net::SocketAddr) -> TestApp {
     let transport = guichet_testkit::url_for(address);
     // A placeholder sink elsewhere; the test starts the real one at `address` later.
-    spawn(backend, &[], &transport, SmtpSink::start(), false).await
+    spawn(backend, &[], &[], &transport, SmtpSink::start(), false).await
 }
 
-async fn spawn(backend: Backend, extra: &[(&str, &str)], transport: &str, mail: SmtpSink, postman: bool) -> TestApp {
+async fn spawn(
+    backend: Backend,
+    extra: &[(&str, &str)],
+    access: &[(&str, &[&str])],
+    transport: &str,
+    mail: SmtpSink,
+    postman: bool,
+) -> TestApp {
     let database = match backend {
         Backend::Sqlite => TestDatabase::sqlite(),
         Backend::Postgres => TestDatabase::postgres().await.unwrap_or_else(|| panic!("PostgreSQL is not configured")),
@@ -166,7 +179,8 @@ async fn spawn(backend: Backend, extra: &[(&str, &str)], transport: &str, mail: 
         ("GUICHET_MAIL_FROM", "Réseau Santé <no-reply@reseau-sante.example>"),
     ];
     pairs.extend_from_slice(extra);
-    let settings = Settings::load(&Sources::from_pairs(pairs)).unwrap_or_else(|e| panic!("settings: {e:#}"));
+    let sources = access.iter().fold(Sources::from_pairs(pairs), |s, (url, groups)| s.with_access(url, groups));
+    let settings = Settings::load(&sources).unwrap_or_else(|e| panic!("settings: {e:#}"));
     let clock = Arc::new(ManualClock::starting_now());
     let hasher = Arc::new(CountingHasher {
         inner: Argon2Pool::sized_to_cores(Argon2Cost::RECOMMENDED),
@@ -246,7 +260,7 @@ impl Page {
     }
 }
 
-/// The `value` of the input named `name`.
+/// The `value` of the input named `name`, as a browser reads it (entities decoded).
 pub fn field_value(html: &str, name: &str) -> Option<String> {
     let at = html.find(&format!("name=\"{name}\""))?;
     let tag_start = html[..at].rfind('<')?;
@@ -254,7 +268,14 @@ pub fn field_value(html: &str, name: &str) -> Option<String> {
     let tag = &html[tag_start..tag_end];
     let value_at = tag.find("value=\"")? + "value=\"".len();
     let value_end = value_at + tag[value_at..].find('"')?;
-    Some(tag[value_at..value_end].to_owned())
+    Some(unescape(&tag[value_at..value_end]))
+}
+
+/// Decodes the entities the templates write (`&#38;`, `&amp;`, `&quot;`…).
+fn unescape(text: &str) -> String {
+    let entities = [("&#38;", "&"), ("&#34;", "\""), ("&#39;", "'"), ("&#60;", "<"), ("&#62;", ">")];
+    let named = [("&quot;", "\""), ("&lt;", "<"), ("&gt;", ">"), ("&#x27;", "'"), ("&amp;", "&")];
+    entities.iter().chain(&named).fold(text.to_owned(), |text, (entity, plain)| text.replace(entity, plain))
 }
 
 impl TestApp {

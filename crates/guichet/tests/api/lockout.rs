@@ -6,7 +6,7 @@ use guichet_core::audit::AuditKind;
 use guichet_core::clock::Clock as _;
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, PASSWORD, browser, on_both_backends, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, browser, spawn_app_with};
 
 async fn five_failures_lock_the_account_and_then_even_the_right_password_fails(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;

@@ -3,7 +3,7 @@
 use guichet_core::SignedDuration;
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, PASSWORD, browser, on_both_backends, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, browser, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn the_login_page_has_labelled_fields_for_password_managers() {

@@ -1,6 +1,7 @@
 //! Black-box tests: the real server on a random port, a fresh database, real HTTP.
 //! One test binary for the whole crate (modules below), to keep builds short.
 
+#[macro_use]
 mod helpers;
 
 mod authority;
@@ -11,5 +12,6 @@ mod desk;
 mod devices;
 mod lockout;
 mod login;
+mod proxy;
 mod recovery;
 mod security;

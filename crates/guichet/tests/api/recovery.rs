@@ -6,8 +6,8 @@ use guichet_testkit::{Mode, SmtpSink};
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    Backend, Mail, PASSWORD, TestApp, browser, on_both_backends, spawn_app, spawn_app_with,
-    spawn_app_with_background_postman, spawn_app_with_mail_down,
+    Backend, Mail, PASSWORD, TestApp, browser, spawn_app, spawn_app_with, spawn_app_with_background_postman,
+    spawn_app_with_mail_down,
 };
 
 const NEW_PASSWORD: &str = "une toute nouvelle phrase";

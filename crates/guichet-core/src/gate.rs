@@ -1,0 +1,265 @@
+//! The members' area's gate: a reverse proxy asks, for each request to a protected
+//! site, whether the browser's session may see the URL (forward auth). The access rules
+//! (TOML `[[access]]`) match URL prefixes; the longest matching prefix decides; a rule
+//! without groups lets any signed-in member through, a rule with groups lets members of
+//! any of them; a URL no rule matches is open to every signed-in member.
+//!
+//! URLs are compared the way the proxy will serve them: scheme and host in lower case,
+//! the default port dropped, the path percent-decoded with `.`/`..` resolved and repeated
+//! slashes merged, query and fragment left out — so `/public/../bureau/` or
+//! `/public%2F..%2Fbureau/` cannot borrow `/public/`'s rule to reach `/bureau/`.
+
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::account::Account;
+use crate::groups::GroupName;
+use crate::ports::{AccountStore, GroupStore, Ports, StoreError};
+use crate::session::Sessions;
+use crate::token::PlainToken;
+
+/// One access rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    /// The URL prefix, normalised.
+    prefix: String,
+    /// Who may pass: members of any of these groups; nobody in particular when empty.
+    groups: Vec<GroupName>,
+}
+
+/// Why an access rule was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessRuleError {
+    /// The URL is not an `http(s)` URL.
+    #[error("« {0} » is not an http(s) URL")]
+    Url(String),
+    /// A group name is not one.
+    #[error("« {0} » is not a group name")]
+    Group(String),
+}
+
+impl AccessRule {
+    /// A rule for URLs starting with `url`, for members of `groups` (any signed-in member
+    /// when empty).
+    pub fn new(url: &str, groups: &[String]) -> Result<Self, AccessRuleError> {
+        let prefix = normalise(url).ok_or_else(|| AccessRuleError::Url(url.to_owned()))?;
+        let groups = groups
+            .iter()
+            .map(|g| GroupName::parse(g).map_err(|_| AccessRuleError::Group(g.clone())))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { prefix, groups })
+    }
+}
+
+/// The access rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    rules: Vec<AccessRule>,
+}
+
+impl AccessPolicy {
+    /// The policy made of these rules.
+    pub fn new(rules: Vec<AccessRule>) -> Self {
+        Self { rules }
+    }
+
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there is none (every signed-in member passes everywhere).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether a member of `groups` may see `target` (already normalised). A prefix
+    /// ending in `/` also covers the same path without it (`/bureau` is `/bureau/`).
+    fn allows(&self, target: &str, groups: &[GroupName]) -> bool {
+        let covers = |rule: &&AccessRule| {
+            target.starts_with(&rule.prefix) || rule.prefix.strip_suffix('/').is_some_and(|bare| target == bare)
+        };
+        let rule = self.rules.iter().filter(covers).max_by_key(|rule| rule.prefix.len());
+        rule.is_none_or(|rule| rule.groups.is_empty() || rule.groups.iter().any(|g| groups.contains(g)))
+    }
+
+    /// Whether a URL nobody named may be seen: only when no rule asks for a group (a
+    /// proxy that does not say which URL it serves must not slip past a rule).
+    fn allows_unnamed(&self) -> bool {
+        self.rules.iter().all(|rule| rule.groups.is_empty())
+    }
+}
+
+/// Brings a URL to the form rules are compared in; `None` unless it is `http(s)`.
+pub fn normalise(raw: &str) -> Option<String> {
+    let url = Url::parse(raw.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = url.host_str()?;
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    // Decoded as a proxy does before serving it (invalid UTF-8 replaced).
+    let decoded = percent_encoding::percent_decode_str(url.path()).decode_utf8_lossy();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let trailing = if decoded.ends_with('/') && !segments.is_empty() { "/" } else { "" };
+    Some(format!("{}://{host}{port}/{}{trailing}", url.scheme(), segments.join("/")))
+}
+
+/// Who passes, for the proxy to tell the site behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passport {
+    /// The identifier.
+    pub identifier: String,
+    /// The display name.
+    pub name: String,
+    /// The email address.
+    pub email: String,
+    /// The groups, sorted.
+    pub groups: Vec<GroupName>,
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed in and allowed.
+    Pass(Passport),
+    /// No live session (or one that may not be used: disabled, or a password to change).
+    NotSignedIn,
+    /// Signed in, but the rules do not let this account see this URL.
+    Forbidden,
+}
+
+/// The forward-auth gate.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    sessions: Sessions,
+    accounts: Arc<dyn AccountStore>,
+    groups: Arc<dyn GroupStore>,
+    policy: Arc<AccessPolicy>,
+}
+
+impl Gate {
+    /// Wires the gate.
+    pub fn new(ports: &Ports, sessions: Sessions, policy: AccessPolicy) -> Self {
+        Self {
+            sessions,
+            accounts: Arc::clone(&ports.accounts),
+            groups: Arc::clone(&ports.groups),
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// Whether the session behind `token` may see `target` (a full URL; `None` when the
+    /// proxy did not say: then only a policy without group rules lets anyone through).
+    pub async fn check(&self, token: Option<&PlainToken>, target: Option<&str>) -> Result<Verdict, StoreError> {
+        let Some(token) = token else { return Ok(Verdict::NotSignedIn) };
+        let Some(session) = self.sessions.resume(token).await? else { return Ok(Verdict::NotSignedIn) };
+        let Some(account) = self.accounts.find_account(session.account_id).await? else {
+            return Ok(Verdict::NotSignedIn);
+        };
+        if !usable(&account) {
+            return Ok(Verdict::NotSignedIn);
+        }
+        let groups = self.groups.account_groups(account.id).await?;
+        let allowed = match target.and_then(normalise) {
+            Some(target) => self.policy.allows(&target, &groups),
+            None => self.policy.allows_unnamed(),
+        };
+        if !allowed {
+            return Ok(Verdict::Forbidden);
+        }
+        Ok(Verdict::Pass(Passport {
+            identifier: account.identifier.to_string(),
+            name: account.display_name.as_str().to_owned(),
+            email: account.email.to_string(),
+            groups,
+        }))
+    }
+}
+
+/// A session of a disabled account, or of one that must change its password first,
+/// opens nothing.
+fn usable(account: &Account) -> bool {
+    account.disabled_at.is_none() && !account.must_change_password
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(name: &str) -> GroupName {
+        GroupName::parse(name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn policy() -> AccessPolicy {
+        let rule = |url: &str, groups: &[&str]| {
+            AccessRule::new(url, &groups.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        AccessPolicy::new(vec![
+            rule("https://docs.example.org/", &["adherents"]),
+            rule("https://docs.example.org/bureau/", &["bureau"]),
+            rule("https://docs.example.org/public/", &[]),
+        ])
+    }
+
+    fn allows(target: &str, groups: &[&str]) -> bool {
+        let groups: Vec<GroupName> = groups.iter().map(|n| g(n)).collect();
+        policy().allows(&normalise(target).unwrap_or_default(), &groups)
+    }
+
+    #[test]
+    fn the_longest_prefix_decides() {
+        assert!(allows("https://docs.example.org/cours/1", &["adherents"]));
+        assert!(!allows("https://docs.example.org/cours/1", &[]));
+        assert!(allows("https://docs.example.org/public/guide", &[]));
+        assert!(!allows("https://docs.example.org/bureau/pv.pdf", &["adherents"]));
+        assert!(allows("https://docs.example.org/bureau/pv.pdf", &["bureau"]));
+        assert!(allows("https://forum.example.org/", &[]), "no rule: any signed-in member");
+        assert!(!allows("https://docs.example.org/bureau", &["adherents"]), "the folder without its slash");
+        assert!(allows("https://docs.example.org/bureaux", &["adherents"]), "another folder");
+    }
+
+    #[test]
+    fn an_unnamed_url_passes_only_where_no_rule_asks_for_a_group() {
+        assert!(!policy().allows_unnamed());
+        assert!(AccessPolicy::default().allows_unnamed());
+        let open = AccessRule::new("https://docs.example.org/", &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(AccessPolicy::new(vec![open]).allows_unnamed());
+    }
+
+    #[test]
+    fn paths_are_compared_as_the_proxy_serves_them() {
+        for sneaky in [
+            "https://docs.example.org/public/../bureau/pv.pdf",
+            "https://docs.example.org/public/%2e%2e/bureau/pv.pdf",
+            "https://docs.example.org/public%2F..%2Fbureau/pv.pdf",
+            "https://docs.example.org//bureau/pv.pdf",
+            "https://DOCS.example.org:443/bureau/pv.pdf",
+            "https://docs.example.org/./bureau/pv.pdf?public/",
+        ] {
+            assert!(!allows(sneaky, &["adherents"]), "{sneaky}");
+        }
+        assert_eq!(
+            normalise("HTTPS://Docs.Example.org:443/a//b/../c/?x#y").as_deref(),
+            Some("https://docs.example.org/a/c/")
+        );
+        assert_eq!(normalise("javascript:alert(1)"), None);
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        assert!(AccessRule::new("docs.example.org/", &[]).is_err());
+        assert!(AccessRule::new("https://docs.example.org/", &["a b".to_owned()]).is_err());
+    }
+}
