@@ -29,8 +29,22 @@ export GUICHET_LOG=warn
 # The benchmark logs in thousands of times from one address: lift the spraying throttle.
 export GUICHET_ADDRESS_THROTTLE_FAILURES=1000000
 [ -n "${BENCH_DATABASE_URL:-}" ] && export GUICHET_DATABASE_URL="$BENCH_DATABASE_URL"
+# Forward auth as behind a proxy: loopback is the proxy, and two access rules to match.
+export GUICHET_TRUSTED_PROXIES=127.0.0.1
+cat >"$WORK/guichet.toml" <<TOML
+[[access]]
+url = "$BASE/espace/"
+groups = ["adherents"]
+
+[[access]]
+url = "$BASE/espace/bureau/"
+groups = ["bureau"]
+TOML
+export GUICHET_CONFIG="$WORK/guichet.toml"
 
 printf '%s\n' "$PASSWORD" | $BIN member add bench --email bench@example.org --name 'Compte de mesure' --password-stdin >/dev/null
+$BIN group add adherents >/dev/null
+$BIN member join bench adherents >/dev/null
 $BIN serve 2>"$WORK/serve.log" &
 SERVER=$!
 for _ in $(seq 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
@@ -61,6 +75,14 @@ echo "== GET /me (signed in), $CONNECTIONS connections, ${SECONDS_PER_RUN}s"
 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "Cookie: $SESSION" "$BASE/me" >"$OUT/get-me.txt"
 echo "   $(rate "$OUT/get-me.txt") req/s, p99 $(p99 "$OUT/get-me.txt")"
 
+echo "== GET /auth/check (signed in, allowed), $CONNECTIONS connections, ${SECONDS_PER_RUN}s"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $SESSION" -H "X-Original-URL: $BASE/espace/cours/1" "$BASE/auth/check")" = 200 ] \
+  || { echo "/auth/check does not let the bench account in" >&2; exit 1; }
+wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "Cookie: $SESSION" \
+  -H "X-Original-URL: $BASE/espace/cours/1" "$BASE/auth/check" >"$OUT/auth-check.txt"
+echo "   $(rate "$OUT/auth-check.txt") req/s, p99 $(p99 "$OUT/auth-check.txt");" \
+  "$(awk -v a="$(rate "$OUT/auth-check.txt")" -v b="$(rate "$OUT/get-login.txt")" 'BEGIN {printf "%.2f", a/b}')x GET /login"
+
 echo "== raw Argon2id rate (same parameters, one thread per core, ${SECONDS_PER_RUN}s)"
 target/release/examples/hash_rate "$SECONDS_PER_RUN" | tee "$OUT/hash-rate.txt"
 RAW=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$OUT/hash-rate.txt")
@@ -81,6 +103,16 @@ sleep 2
 wrk -t1 -c8 -d"${SECONDS_PER_RUN}s" --latency -H "Cookie: $SESSION" "$BASE/me" >"$OUT/me-during-flood.txt"
 wait $FLOOD
 echo "   /me p99 $(p99 "$OUT/me-during-flood.txt") at $(rate "$OUT/me-during-flood.txt") req/s; logins $(rate "$OUT/flood-logins.txt")/s"
+
+echo "== GET /auth/check while logins flood (logins at $CONNECTIONS connections, /auth/check at 8)"
+BENCH_TOKEN=$TOKEN BENCH_COOKIE=$CSRF_COOKIE BENCH_PASSWORD=$ENCODED_PASSWORD \
+  wrk -t1 -c"$CONNECTIONS" -d"$((SECONDS_PER_RUN + 4))s" -s bench/login.lua "$BASE/login" >"$OUT/flood-logins-2.txt" &
+FLOOD=$!
+sleep 2
+wrk -t1 -c8 -d"${SECONDS_PER_RUN}s" --latency -H "Cookie: $SESSION" \
+  -H "X-Original-URL: $BASE/espace/cours/1" "$BASE/auth/check" >"$OUT/check-during-flood.txt"
+wait $FLOOD
+echo "   /auth/check p99 $(p99 "$OUT/check-during-flood.txt") at $(rate "$OUT/check-during-flood.txt") req/s; logins $(rate "$OUT/flood-logins-2.txt")/s"
 
 echo "== RSS before the idle connections: now $(rss VmRSS), peak $(rss VmHWM)"
 echo "== /healthz while ${IDLE_CONNECTIONS:=20000} idle connections are held"

@@ -15,6 +15,8 @@ pub enum Purpose {
     AnonymousCsrf,
     /// A device cookie's signature.
     DeviceCookie,
+    /// An account's OpenID Connect subject (`sub`): stable, opaque, never reused.
+    OidcSubject,
 }
 
 impl Purpose {
@@ -23,6 +25,7 @@ impl Purpose {
             Self::SessionCsrf => b"guichet/csrf/session/v1",
             Self::AnonymousCsrf => b"guichet/csrf/anonymous/v1",
             Self::DeviceCookie => b"guichet/device-cookie/v1",
+            Self::OidcSubject => b"guichet/oidc/subject/v1",
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod login;
 pub mod mail;
 pub mod me;
 pub mod members;
+pub mod oidc;
 pub mod password;
 pub mod ports;
 pub mod postman;

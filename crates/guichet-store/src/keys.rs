@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::keys::ServerKey;
 use guichet_core::ports::{KeyStore, StoreError};
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::{SqlStore, backend, millis};
 
@@ -27,6 +28,35 @@ impl KeyStore for SqlStore {
         from_hex(&stored)
             .and_then(|bytes| ServerKey::from_bytes(&bytes))
             .ok_or_else(|| StoreError::Backend(format!("the stored server key {name:?} is not 32 bytes of hex").into()))
+    }
+
+    async fn find_secret(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
+        let stored: Option<String> = sqlx::query_scalar("SELECT secret FROM server_keys WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(stored.map(SecretString::from))
+    }
+
+    async fn keep_secret(
+        &self,
+        name: &str,
+        candidate: &SecretString,
+        now: Timestamp,
+    ) -> Result<SecretString, StoreError> {
+        sqlx::query(
+            "INSERT INTO server_keys (name, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate.expose_secret())
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        self.find_secret(name)
+            .await?
+            .ok_or_else(|| StoreError::Backend(format!("the secret {name:?} was not kept").into()))
     }
 }
 

@@ -15,6 +15,7 @@ mod desk;
 mod devices;
 mod groups;
 mod keys;
+mod oidc;
 mod outbox;
 mod recovery;
 mod sessions;

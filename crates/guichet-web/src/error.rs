@@ -60,6 +60,9 @@ pub enum WebError {
     /// A template did not render.
     #[error("template failed")]
     Template(#[from] askama::Error),
+    /// OpenID Connect signing or storage failed.
+    #[error("OpenID Connect failed")]
+    Oidc(#[from] guichet_core::oidc::OidcError),
     /// A bug: something that should always be there was not.
     #[error("internal error: {0}")]
     Internal(&'static str),

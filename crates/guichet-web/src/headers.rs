@@ -11,6 +11,18 @@ use crate::state::AppState;
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
+/// The policy of a page whose form's answer may lead to `origin` (an application's
+/// origin, as `scheme://host[:port]`): browsers hold every redirect after a form
+/// submission to `form-action`, so the way back to the application must be named.
+pub fn csp_with_form_destination(origin: &str) -> Option<HeaderValue> {
+    let safe =
+        origin.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'));
+    if !safe {
+        return None;
+    }
+    HeaderValue::from_str(&CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"))).ok()
+}
+
 /// Adds the headers; pages (not the stylesheet) are never cached.
 pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let is_asset = request.uri().path().starts_with("/static/");

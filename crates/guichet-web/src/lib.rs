@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::help::routes())
         .merge(pages::assistance::routes())
         .merge(pages::rendezvous::routes())
+        .merge(pages::oidc::routes())
         .nest(
             "/admin",
             pages::admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), pages::require_staff)),
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::health::routes())
         .merge(pages::gate::routes())
+        .merge(pages::oidc::api_routes())
         .merge(pages::assets::routes())
         .merge(pages)
         .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages))

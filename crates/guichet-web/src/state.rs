@@ -10,6 +10,7 @@ use guichet_core::groups::Groups;
 use guichet_core::login::Authenticator;
 use guichet_core::me::MySpace;
 use guichet_core::members::Members;
+use guichet_core::oidc::Oidc;
 use guichet_core::postman::Postman;
 use guichet_core::recovery::Recovery;
 use guichet_core::session::Sessions;
@@ -92,6 +93,8 @@ pub struct Inner {
     pub groups: Groups,
     /// Forward auth: who may see which URL of the members' area.
     pub gate: Gate,
+    /// The OpenID Connect provider.
+    pub oidc: Oidc,
     /// Settings.
     pub settings: WebSettings,
 }

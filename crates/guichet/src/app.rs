@@ -19,6 +19,7 @@ use guichet_core::login::Authenticator;
 use guichet_core::mail::MailSender;
 use guichet_core::me::MySpace;
 use guichet_core::members::Members;
+use guichet_core::oidc::Oidc;
 use guichet_core::password::PasswordPolicy;
 use guichet_core::ports::Ports;
 use guichet_core::postman::{MailPolicy, Postman};
@@ -103,6 +104,8 @@ impl Application {
         let console = Console::new(&ports, Arc::clone(&clock));
         let groups = Groups::new(&ports, Arc::clone(&clock));
         let gate = Gate::new(&ports, sessions.clone(), settings.access.clone());
+        let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url)
+            .map_err(|e| anyhow::anyhow!("GUICHET_PUBLIC_URL cannot be an OpenID Connect issuer: {e}"))?;
         let housekeeping = Housekeeping::new(&ports);
         let web = WebSettings {
             site_name: settings.site_name.clone(),
@@ -126,6 +129,7 @@ impl Application {
             console,
             groups,
             gate,
+            oidc,
             settings: web,
         };
         let state = AppState::new(parts);

@@ -35,6 +35,39 @@ pub enum Command {
     /// Manage groups of members.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Manage the applications that sign members in with OpenID Connect.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+/// `guichet client …`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register an application; prints its client_id and (unless --public) its secret,
+    /// once: only a hash of the secret is kept.
+    Add {
+        /// Its name, for people (`Nextcloud`, `Moodle`…).
+        name: String,
+        /// Where it receives members after login (repeat for several); compared exactly.
+        #[arg(long = "redirect-uri", value_name = "URI", num_args = 1.., required = true)]
+        redirect_uris: Vec<String>,
+        /// Where it may send members after logging them out (repeat for several).
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI", num_args = 1..)]
+        post_logout_redirect_uris: Vec<String>,
+        /// No secret (an application that cannot keep one): PKCE is then required.
+        #[arg(long)]
+        public: bool,
+        /// Only members of this group may sign in to it (repeat for several).
+        #[arg(long = "group", value_name = "GROUP", num_args = 1..)]
+        groups: Vec<String>,
+    },
+    /// One line per registered application.
+    List,
+    /// Remove an application: its codes and tokens stop working.
+    Remove {
+        /// Its client_id.
+        client_id: String,
+    },
 }
 
 /// `guichet group …`.

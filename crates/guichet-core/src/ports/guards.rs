@@ -9,6 +9,7 @@ use crate::account::AccountId;
 use crate::audit::{AuditEvent, AuditKind, NewAuditEvent};
 use crate::keys::ServerKey;
 use crate::lockout::ThrottleKey;
+use secrecy::SecretString;
 
 /// The audit trail.
 #[async_trait]
@@ -78,6 +79,18 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// The key named `name`: the one stored, or `candidate` when none is yet (it is then
     /// stored). Instances starting at once all end up with the first one stored.
     async fn server_key(&self, name: &str, candidate: &ServerKey, now: Timestamp) -> Result<ServerKey, StoreError>;
+
+    /// The secret named `name` (a signing key's PEM), if one is stored.
+    async fn find_secret(&self, name: &str) -> Result<Option<SecretString>, StoreError>;
+
+    /// The secret named `name`: the one stored, or `candidate` when none is yet (it is
+    /// then stored). Instances racing all end up with the first one stored.
+    async fn keep_secret(
+        &self,
+        name: &str,
+        candidate: &SecretString,
+        now: Timestamp,
+    ) -> Result<SecretString, StoreError>;
 }
 
 /// Whether storage answers.

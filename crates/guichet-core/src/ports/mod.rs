@@ -10,6 +10,7 @@ mod desk;
 mod groups;
 mod guards;
 mod mail;
+mod oidc;
 mod sessions;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use desk::DeskStore;
 pub use groups::GroupStore;
 pub use guards::{AuditStore, DeviceStore, Health, KeyStore, ThrottleStore};
 pub use mail::{OutboxStore, RecoveryStore};
+pub use oidc::{CodeUse, OidcStore};
 pub use sessions::SessionStore;
 
 /// Which unique value was already taken.
@@ -122,6 +124,8 @@ pub struct Ports {
     pub desk: Arc<dyn DeskStore>,
     /// Groups.
     pub groups: Arc<dyn GroupStore>,
+    /// OpenID Connect clients, codes and grants.
+    pub oidc: Arc<dyn OidcStore>,
     /// Counts per address.
     pub throttle: Arc<dyn ThrottleStore>,
     /// Counts per device mark.
@@ -145,6 +149,7 @@ impl Ports {
             + RecoveryStore
             + DeskStore
             + GroupStore
+            + OidcStore
             + ThrottleStore
             + DeviceStore
             + KeyStore
@@ -161,6 +166,7 @@ impl Ports {
             recovery: store.clone(),
             desk: store.clone(),
             groups: store.clone(),
+            oidc: store.clone(),
             throttle: store.clone(),
             devices: store.clone(),
             keys: store.clone(),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::client::Client;
 use crate::cookies::Cookie;
 use crate::error::{WebError, busy};
-use crate::pages::{Form, Layout, next_in_query, render, secret, see_other};
+use crate::pages::{Form, Layout, allow_form_destination, form_destination, next_in_query, render, secret, see_other};
 use crate::state::AppState;
 use crate::visitor::Visitor;
 use guichet_core::french as format;
@@ -75,6 +75,10 @@ async fn show(
             return Ok(see_other(&after_login(next.as_deref(), account.must_change_password), "/me"));
         }
     }
+    let destination = match &next {
+        Some(next) => form_destination(&state, next).await,
+        None => None,
+    };
     let jar = &state.settings.cookies;
     let notice = jar.read(Cookie::Notice, &headers);
     let page = LoginPage {
@@ -85,7 +89,7 @@ async fn show(
     if notice.is_some() {
         response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::Notice));
     }
-    Ok(response)
+    Ok(allow_form_destination(response, destination.as_deref()))
 }
 
 /// Where a signed-in member goes: where they were going (`next`, already checked),
@@ -123,7 +127,11 @@ async fn submit(
     let next = state.settings.return_hosts.accept(&form.next);
     let jar = &state.settings.cookies;
     let device = jar.read(Cookie::Device, &headers);
-    match state.authenticator.login(&form.identifier, form.password, device.as_deref(), &context).await {
+    let destination = match &next {
+        Some(next) => form_destination(&state, next).await,
+        None => None,
+    };
+    let outcome = match state.authenticator.login(&form.identifier, form.password, device.as_deref(), &context).await {
         Ok(LoggedIn { account, device_cookie }) => {
             let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
             let (token, _) = state.sessions.open(account.id, context, replacing).await?;
@@ -152,7 +160,9 @@ async fn submit(
         Err(LoginError::Busy) => Ok(busy().into_response()),
         Err(LoginError::Store(error)) => Err(error.into()),
         Err(LoginError::Hash(error)) => Err(error.into()),
-    }
+    };
+    // Shown again, the form still leads where it was going.
+    outcome.map(|response| allow_form_destination(response, destination.as_deref()))
 }
 
 async fn logout(

@@ -16,7 +16,10 @@ use serde::Deserialize;
 
 use crate::client::Client;
 use crate::error::{WebError, busy};
-use crate::pages::{Form, Layout, SignedIn, SignedInAnyway, next_in_query, render, secret, see_other};
+use crate::pages::{
+    Form, Layout, SignedIn, SignedInAnyway, allow_form_destination, form_destination, next_in_query, render, secret,
+    see_other,
+};
 use crate::state::AppState;
 
 /// The routes.
@@ -96,15 +99,17 @@ async fn show_password(
     SignedInAnyway(signed_in): SignedInAnyway,
     uri: Uri,
 ) -> Result<Response, WebError> {
+    let next = next_in_query(&state, &uri).unwrap_or_default();
+    let destination = form_destination(&state, &next).await;
     let page = PasswordPage {
-        next: next_in_query(&state, &uri).unwrap_or_default(),
+        next,
         layout: signed_in.layout,
         forced: signed_in.account.must_change_password,
         current_error: None,
         new_error: None,
         min_length: state.me.password_policy().min_length,
     };
-    render(StatusCode::OK, &page)
+    Ok(allow_form_destination(render(StatusCode::OK, &page)?, destination.as_deref()))
 }
 
 #[derive(Deserialize)]
@@ -147,10 +152,9 @@ async fn change_password(
     };
     let min_length = state.me.password_policy().min_length;
     let next = next.unwrap_or_default();
-    render(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &PasswordPage { layout, forced, current_error, new_error, min_length, next },
-    )
+    let destination = form_destination(&state, &next).await;
+    let page = PasswordPage { layout, forced, current_error, new_error, min_length, next };
+    Ok(allow_form_destination(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?, destination.as_deref()))
 }
 
 async fn end_other_sessions(

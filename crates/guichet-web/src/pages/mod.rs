@@ -9,6 +9,7 @@ pub mod health;
 pub mod help;
 pub mod login;
 pub mod me;
+pub mod oidc;
 pub mod rendezvous;
 
 use askama::Template;
@@ -68,6 +69,27 @@ pub fn next_in_query(state: &AppState, uri: &axum::http::Uri) -> Option<String> 
     let query = uri.query().unwrap_or_default();
     let raw = form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "next").map(|(_, value)| value)?;
     state.settings.return_hosts.accept(&raw)
+}
+
+/// The origin a form's answer may lead to besides guichet, from the `next` it carries:
+/// the application's, when `next` goes on to `/oidc/authorize` for a registered redirect
+/// URI, or the protected site's, when `next` is an absolute URL (already checked).
+pub async fn form_destination(state: &AppState, next: &str) -> Option<String> {
+    let target = match next.strip_prefix("/oidc/authorize?") {
+        Some(query) => state.oidc.registered_redirect(query).await.ok().flatten()?,
+        None if next.starts_with('/') => return None,
+        None => next.to_owned(),
+    };
+    let origin = url::Url::parse(&target).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+/// Lets the page's form lead to `origin` (see [`form_destination`]).
+pub fn allow_form_destination(mut response: Response, origin: Option<&str>) -> Response {
+    if let Some(policy) = origin.and_then(crate::headers::csp_with_form_destination) {
+        response.headers_mut().insert(axum::http::header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
 }
 
 /// `303 See Other` to `target`, or to `fallback` when it cannot be a header value.

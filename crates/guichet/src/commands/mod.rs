@@ -2,6 +2,7 @@
 
 pub mod import;
 pub use import::PartialImport;
+mod client;
 mod group;
 mod mail;
 mod member;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Member(command) => member::run(command, &settings, clock).await,
             Command::Mail(command) => mail::run(command, &settings).await,
             Command::Group(command) => group::run(command, &settings, clock).await,
+            Command::Client(command) => client::run(command, &settings, clock).await,
         }
     })
 }

@@ -85,7 +85,7 @@ async fn only_administrators_change_roles() {
     assert!(event.is_some_and(|e| matches!(e.actor, Actor::Staff(_))));
 }
 
-async fn temporary_password_mail(app: &TestApp, address: &str) -> (Mail, String) {
+pub(crate) async fn temporary_password_mail(app: &TestApp, address: &str) -> (Mail, String) {
     let mail = app
         .delivered_to(address)
         .await

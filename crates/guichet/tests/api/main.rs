@@ -12,6 +12,7 @@ mod desk;
 mod devices;
 mod lockout;
 mod login;
+mod oidc;
 mod proxy;
 mod recovery;
 mod security;

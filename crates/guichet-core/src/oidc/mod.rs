@@ -1,0 +1,834 @@
+//! guichet as an OpenID Connect provider (Core 1.0, Discovery 1.0, RP-Initiated Logout
+//! 1.0), for the association's own applications: authorization code flow only, with
+//! PKCE (S256; required of public clients), no consent screen, no refresh tokens.
+//!
+//! Who gets a code is decided here, with the account in hand: a disabled account or one
+//! that must change its password gets none (the latter changes it first, then goes on),
+//! a locked one gets none, and a client limited to groups admits only their members.
+//! Codes live 60 seconds, are stored hashed and work once: a second use revokes what the
+//! first one issued. Tokens are RS256-signed and live 10 minutes.
+
+mod clients;
+mod tokens;
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use openidconnect::core::CoreGenderClaim;
+use openidconnect::{
+    Audience, EndUserEmail, EndUserName, EndUserUsername, IdTokenClaims, IssuerUrl, LocalizedClaim, Nonce,
+    StandardClaims, SubjectIdentifier, UserInfoClaims,
+};
+use secrecy::SecretString;
+use sha2::{Digest as _, Sha256};
+use url::Url;
+
+pub use clients::{Client, ClientError, ClientId, NewClient, Registered, check_redirect_uri};
+pub use tokens::{AccessClaims, GroupsClaim, NewAccessToken, Signer, SigningError, generate_key};
+
+use crate::account::{Account, AccountId};
+use crate::clock::Clock;
+use crate::groups::GroupName;
+use crate::keys::{Purpose, ServerKey};
+use crate::ports::{AccountStore, CodeUse, GroupStore, KeyStore, OidcStore, Ports, StoreError};
+use crate::session::Session;
+use crate::token::{PlainToken, TokenHash};
+
+/// How long a code may wait for its exchange.
+pub const CODE_LIFETIME: SignedDuration = SignedDuration::from_secs(60);
+/// How long an ID token or access token is good for.
+pub const TOKEN_LIFETIME: SignedDuration = SignedDuration::from_mins(10);
+/// The scopes guichet knows; others are ignored.
+pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "groups"];
+/// The name the signing key is kept under.
+const KEY_NAME: &str = "oidc-rs256";
+
+/// An authorization code to keep (its hash only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCode {
+    /// The code's hash.
+    pub hash: TokenHash,
+    /// Issued to.
+    pub client: ClientId,
+    /// For whom.
+    pub account: AccountId,
+    /// The redirect URI it was sent to (the exchange must name it again).
+    pub redirect_uri: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// The client's nonce, returned in the ID token.
+    pub nonce: Option<String>,
+    /// The PKCE challenge (S256).
+    pub code_challenge: Option<String>,
+    /// When the member logged in.
+    pub auth_time: Timestamp,
+    /// When it was issued.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// A code as read back at its first use.
+pub type IssuedCode = NewCode;
+
+/// An access token's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGrant {
+    /// The token's `jti`.
+    pub jti: String,
+    /// The code it came from.
+    pub code: TokenHash,
+    /// Issued to.
+    pub client: ClientId,
+    /// For whom.
+    pub account: AccountId,
+    /// Granted scopes.
+    pub scope: String,
+    /// Until when.
+    pub expires_at: Timestamp,
+}
+
+/// An access token's record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// As issued.
+    pub grant: NewGrant,
+    /// When it was revoked (its code was used again).
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What `/oidc/authorize` was asked (as received; checked here).
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizeRequest {
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `redirect_uri`.
+    pub redirect_uri: Option<String>,
+    /// `response_type`.
+    pub response_type: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `state`.
+    pub state: Option<String>,
+    /// `nonce`.
+    pub nonce: Option<String>,
+    /// `code_challenge`.
+    pub code_challenge: Option<String>,
+    /// `code_challenge_method`.
+    pub code_challenge_method: Option<String>,
+    /// `prompt`.
+    pub prompt: Option<String>,
+    /// `response_mode`.
+    pub response_mode: Option<String>,
+    /// `request` or `request_uri` was sent (not supported).
+    pub request_object: bool,
+}
+
+/// Why the browser cannot be sent back to the client at all: shown on a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No registered client has this id.
+    UnknownClient,
+    /// The redirect URI is not one the client registered.
+    RedirectUri,
+}
+
+/// What to do with an authorization request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorize {
+    /// Never redirect: show a page.
+    Refuse(Refusal),
+    /// Back to the client, with a code or an error.
+    Redirect(String),
+    /// Log in first, then come back to the same request.
+    SignIn,
+    /// Change the temporary password first, then come back.
+    ChangePassword,
+}
+
+/// How the client authenticated at the token endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCredentials {
+    /// `client_id` (from Basic or the form).
+    pub id: Option<String>,
+    /// `client_secret` (from Basic or the form).
+    pub secret: Option<SecretString>,
+}
+
+/// What `/oidc/token` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    /// `grant_type`.
+    pub grant_type: Option<String>,
+    /// `code`.
+    pub code: Option<String>,
+    /// `redirect_uri`.
+    pub redirect_uri: Option<String>,
+    /// `code_verifier`.
+    pub code_verifier: Option<String>,
+}
+
+/// A token response.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// The access token.
+    pub access_token: String,
+    /// The ID token.
+    pub id_token: String,
+    /// Seconds until they expire.
+    pub expires_in: u64,
+    /// Granted scopes.
+    pub scope: String,
+}
+
+/// A token endpoint error, as OAuth names it.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The client is unknown or its secret wrong (`401`).
+    #[error("invalid_client")]
+    InvalidClient,
+    /// The code is unknown, used, expired, or not for this client, URI or verifier.
+    #[error("invalid_grant")]
+    InvalidGrant(&'static str),
+    /// A parameter is missing or malformed.
+    #[error("invalid_request")]
+    InvalidRequest(&'static str),
+    /// Not `authorization_code`.
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    /// Storage or signing failed.
+    #[error(transparent)]
+    Failed(#[from] OidcError),
+}
+
+impl From<StoreError> for TokenError {
+    fn from(error: StoreError) -> Self {
+        Self::Failed(OidcError::Store(error))
+    }
+}
+
+/// Storage or signing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
+
+/// What `/oidc/logout` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct LogoutRequest {
+    /// `id_token_hint`.
+    pub id_token_hint: Option<String>,
+    /// `post_logout_redirect_uri`.
+    pub post_logout_redirect_uri: Option<String>,
+    /// `state`.
+    pub state: Option<String>,
+    /// `client_id`.
+    pub client_id: Option<String>,
+}
+
+/// How to carry out a logout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutPlan {
+    /// Where to send the browser afterwards (a registered URI, with `state`).
+    pub return_to: Option<String>,
+    /// Whether the request proves it comes from the member's client (a valid
+    /// `id_token_hint` for the signed-in member): then no need to ask them.
+    pub proven: bool,
+}
+
+/// The provider.
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    store: Arc<dyn OidcStore>,
+    accounts: Arc<dyn AccountStore>,
+    groups: Arc<dyn GroupStore>,
+    keys: Arc<dyn KeyStore>,
+    clock: Arc<dyn Clock>,
+    server_key: ServerKey,
+    issuer: IssuerUrl,
+    signer: Arc<tokio::sync::OnceCell<Arc<Signer>>>,
+}
+
+impl Oidc {
+    /// Wires the provider; `issuer` is `GUICHET_PUBLIC_URL`.
+    pub fn new(ports: &Ports, clock: Arc<dyn Clock>, server_key: ServerKey, issuer: &str) -> Result<Self, String> {
+        let issuer = IssuerUrl::new(issuer.trim_end_matches('/').to_owned()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            store: Arc::clone(&ports.oidc),
+            accounts: Arc::clone(&ports.accounts),
+            groups: Arc::clone(&ports.groups),
+            keys: Arc::clone(&ports.keys),
+            clock,
+            server_key,
+            issuer,
+            signer: Arc::new(tokio::sync::OnceCell::new()),
+        })
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &IssuerUrl {
+        &self.issuer
+    }
+
+    /// The signing key: the stored one, or a new one made (off the async threads) and
+    /// stored on first use.
+    pub async fn signer(&self) -> Result<Arc<Signer>, OidcError> {
+        let signer = self
+            .signer
+            .get_or_try_init(|| async {
+                let pem = match self.keys.find_secret(KEY_NAME).await? {
+                    Some(pem) => pem,
+                    None => {
+                        let candidate =
+                            tokio::task::spawn_blocking(generate_key).await.map_err(|_| SigningError::Key)??;
+                        self.keys.keep_secret(KEY_NAME, &candidate, self.clock.now()).await?
+                    }
+                };
+                Ok::<_, OidcError>(Arc::new(Signer::from_pem(&pem)?))
+            })
+            .await?;
+        Ok(Arc::clone(signer))
+    }
+
+    /// The member's `sub` for every client: opaque, stable, never another's (account
+    /// ids are never reused).
+    pub fn subject(&self, account: AccountId) -> String {
+        let mac = self.server_key.mac(Purpose::OidcSubject, &account.get().to_be_bytes());
+        crate::token::hex(mac.get(..16).unwrap_or_default())
+    }
+
+    /// The discovery document (`/.well-known/openid-configuration`).
+    pub fn metadata(&self) -> serde_json::Value {
+        use openidconnect::core::{
+            CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey,
+            CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+            CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+        };
+        use openidconnect::{
+            AdditionalProviderMetadata, AuthUrl, EndSessionUrl, JsonWebKeySetUrl, LogoutProviderMetadata,
+            ProviderMetadata, ResponseTypes, Scope, TokenUrl, UserInfoUrl,
+        };
+
+        /// What the crate's metadata type has no field for.
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+        struct Extra {
+            code_challenge_methods_supported: Vec<String>,
+            authorization_response_iss_parameter_supported: bool,
+        }
+        impl AdditionalProviderMetadata for Extra {}
+
+        type Metadata = ProviderMetadata<
+            LogoutProviderMetadata<Extra>,
+            CoreAuthDisplay,
+            CoreClientAuthMethod,
+            CoreClaimName,
+            CoreClaimType,
+            CoreGrantType,
+            CoreJweContentEncryptionAlgorithm,
+            CoreJweKeyManagementAlgorithm,
+            CoreJsonWebKey,
+            CoreResponseMode,
+            CoreResponseType,
+            CoreSubjectIdentifierType,
+        >;
+
+        let base = self.issuer.as_str();
+        let endpoint = |path: &str| format!("{base}{path}");
+        let (Ok(authorize), Ok(jwks), Ok(token), Ok(userinfo), Ok(end_session)) = (
+            AuthUrl::new(endpoint("/oidc/authorize")),
+            JsonWebKeySetUrl::new(endpoint("/oidc/jwks")),
+            TokenUrl::new(endpoint("/oidc/token")),
+            UserInfoUrl::new(endpoint("/oidc/userinfo")),
+            EndSessionUrl::new(endpoint("/oidc/logout")),
+        ) else {
+            return serde_json::Value::Null;
+        };
+        let claims = [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "preferred_username",
+            "name",
+            "email",
+            "email_verified",
+            "groups",
+        ];
+        let metadata = Metadata::new(
+            self.issuer.clone(),
+            authorize,
+            jwks,
+            vec![ResponseTypes::new(vec![CoreResponseType::Code])],
+            vec![CoreSubjectIdentifierType::Public],
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256],
+            LogoutProviderMetadata {
+                end_session_endpoint: Some(end_session),
+                additional_metadata: Extra {
+                    code_challenge_methods_supported: vec!["S256".to_owned()],
+                    authorization_response_iss_parameter_supported: true,
+                },
+            },
+        )
+        .set_token_endpoint(Some(token))
+        .set_userinfo_endpoint(Some(userinfo))
+        .set_scopes_supported(Some(SCOPES.iter().map(|s| Scope::new((*s).to_owned())).collect()))
+        .set_response_modes_supported(Some(vec![CoreResponseMode::Query]))
+        .set_grant_types_supported(Some(vec![CoreGrantType::AuthorizationCode]))
+        .set_token_endpoint_auth_methods_supported(Some(vec![
+            CoreClientAuthMethod::ClientSecretBasic,
+            CoreClientAuthMethod::ClientSecretPost,
+            CoreClientAuthMethod::None,
+        ]))
+        .set_claims_supported(Some(claims.iter().map(|c| CoreClaimName::new((*c).to_owned())).collect()))
+        .set_request_parameter_supported(Some(false))
+        .set_request_uri_parameter_supported(Some(false));
+        serde_json::to_value(&metadata).unwrap_or_default()
+    }
+
+    // ---- clients -------------------------------------------------------------------
+
+    /// Registers a client.
+    pub async fn register(&self, new: NewClient) -> Result<Registered, ClientError> {
+        let name = new.name.split_whitespace().collect::<Vec<_>>().join(" ");
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(ClientError::Name);
+        }
+        if new.redirect_uris.is_empty() {
+            return Err(ClientError::NoRedirectUri);
+        }
+        let redirect_uris = new.redirect_uris.iter().map(|u| check_redirect_uri(u)).collect::<Result<_, _>>()?;
+        let post_logout_redirect_uris =
+            new.post_logout_redirect_uris.iter().map(|u| check_redirect_uri(u)).collect::<Result<_, _>>()?;
+        let mut groups = Vec::new();
+        for raw in &new.groups {
+            let unknown = || ClientError::Group(raw.trim().to_owned());
+            let name = GroupName::parse(raw).map_err(|_| unknown())?;
+            self.groups.find_group(&name).await?.ok_or_else(unknown)?;
+            groups.push(name);
+        }
+        let secret = (!new.public).then(PlainToken::generate);
+        let client = Client {
+            id: ClientId::generate(&name),
+            name,
+            secret_hash: secret.as_ref().map(PlainToken::hash),
+            redirect_uris,
+            post_logout_redirect_uris,
+            groups,
+            created_at: self.clock.now(),
+        };
+        self.store.create_client(&client).await?;
+        Ok(Registered { client, secret })
+    }
+
+    /// Every client.
+    pub async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        self.store.list_clients().await
+    }
+
+    /// Removes a client (its codes and tokens stop working).
+    pub async fn remove(&self, id: &str) -> Result<(), ClientError> {
+        let unknown = || ClientError::Unknown(id.trim().to_owned());
+        let id = ClientId::parse(id.trim()).ok_or_else(unknown)?;
+        if self.store.remove_client(&id).await? { Ok(()) } else { Err(unknown()) }
+    }
+
+    async fn client(&self, id: Option<&str>) -> Result<Option<Client>, StoreError> {
+        match id.and_then(ClientId::parse) {
+            Some(id) => self.store.find_client(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    // ---- authorization -------------------------------------------------------------
+
+    /// Decides an authorization request for the visitor's session (if any).
+    pub async fn authorize(
+        &self,
+        request: &AuthorizeRequest,
+        session: Option<&Session>,
+    ) -> Result<Authorize, StoreError> {
+        let Some(client) = self.client(request.client_id.as_deref()).await? else {
+            return Ok(Authorize::Refuse(Refusal::UnknownClient));
+        };
+        let Some(redirect_uri) =
+            request.redirect_uri.as_deref().filter(|u| client.redirect_uris.iter().any(|r| r == u))
+        else {
+            return Ok(Authorize::Refuse(Refusal::RedirectUri));
+        };
+        let back = |error: &str, description: &str| {
+            Authorize::Redirect(self.redirect(
+                redirect_uri,
+                &[("error", error), ("error_description", description)],
+                request,
+            ))
+        };
+        if request.response_type.as_deref() != Some("code") {
+            return Ok(back("unsupported_response_type", "only the authorization code flow (response_type=code)"));
+        }
+        if request.request_object {
+            return Ok(back("request_not_supported", "request objects are not supported"));
+        }
+        if request.response_mode.as_deref().is_some_and(|m| m != "query") {
+            return Ok(back("invalid_request", "only response_mode=query is supported"));
+        }
+        let scopes: Vec<&str> = request.scope.as_deref().unwrap_or_default().split_whitespace().collect();
+        if !scopes.contains(&"openid") {
+            return Ok(back("invalid_scope", "the openid scope is required"));
+        }
+        let challenge = match (request.code_challenge.as_deref(), request.code_challenge_method.as_deref()) {
+            (Some(challenge), Some("S256")) if is_pkce_value(challenge) => Some(challenge.to_owned()),
+            (Some(_), _) => {
+                return Ok(back("invalid_request", "code_challenge must be S256 (43 base64url characters)"));
+            }
+            (None, Some(_)) => return Ok(back("invalid_request", "code_challenge_method without code_challenge")),
+            (None, None) if client.is_public() => {
+                return Ok(back("invalid_request", "PKCE (S256) is required for this client"));
+            }
+            (None, None) => None,
+        };
+        if request.nonce.as_deref().is_some_and(|n| n.len() > 512) {
+            return Ok(back("invalid_request", "nonce is too long"));
+        }
+        let prompt_none = request.prompt.as_deref().is_some_and(|p| p.split_whitespace().any(|v| v == "none"));
+        let account = match session {
+            Some(session) => self.accounts.find_account(session.account_id).await?.filter(|a| a.disabled_at.is_none()),
+            None => None,
+        };
+        let (Some(session), Some(account)) = (session, account) else {
+            return Ok(if prompt_none {
+                back("login_required", "the member is not signed in")
+            } else {
+                Authorize::SignIn
+            });
+        };
+        if account.must_change_password {
+            return Ok(if prompt_none {
+                back("interaction_required", "the member must change their password")
+            } else {
+                Authorize::ChangePassword
+            });
+        }
+        let now = self.clock.now();
+        if account.locked_until.is_some_and(|until| until > now) {
+            return Ok(back("access_denied", "the account is suspended for now"));
+        }
+        let groups = self.groups.account_groups(account.id).await?;
+        if !client.admits(&groups) {
+            return Ok(back("access_denied", "this application is reserved to other groups of members"));
+        }
+        let scope: Vec<&str> = SCOPES.iter().copied().filter(|s| scopes.contains(s)).collect();
+        let code = PlainToken::generate();
+        self.store
+            .store_code(&NewCode {
+                hash: code.hash(),
+                client: client.id.clone(),
+                account: account.id,
+                redirect_uri: redirect_uri.to_owned(),
+                scope: scope.join(" "),
+                nonce: request.nonce.clone(),
+                code_challenge: challenge,
+                auth_time: session.created_at,
+                created_at: now,
+                expires_at: now + CODE_LIFETIME,
+            })
+            .await?;
+        Ok(Authorize::Redirect(self.redirect(redirect_uri, &[("code", code.expose())], request)))
+    }
+
+    /// The redirect URI an authorization request (its query) would send the browser to,
+    /// when it is one its client registered.
+    pub async fn registered_redirect(&self, authorize_query: &str) -> Result<Option<String>, StoreError> {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(authorize_query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let Some(client) = self.client(get("client_id").as_deref()).await? else { return Ok(None) };
+        Ok(get("redirect_uri").filter(|uri| client.redirect_uris.contains(uri)))
+    }
+
+    /// The client's redirect URI with `pairs`, `state` and `iss` (RFC 9207) added.
+    fn redirect(&self, redirect_uri: &str, pairs: &[(&str, &str)], request: &AuthorizeRequest) -> String {
+        let Ok(mut url) = Url::parse(redirect_uri) else { return redirect_uri.to_owned() };
+        {
+            let mut query = url.query_pairs_mut();
+            for (key, value) in pairs {
+                query.append_pair(key, value);
+            }
+            if let Some(state) = &request.state {
+                query.append_pair("state", state);
+            }
+            query.append_pair("iss", self.issuer.as_str());
+        }
+        url.into()
+    }
+
+    // ---- tokens --------------------------------------------------------------------
+
+    /// Exchanges a code for tokens.
+    pub async fn exchange(
+        &self,
+        credentials: &ClientCredentials,
+        request: &TokenRequest,
+    ) -> Result<Tokens, TokenError> {
+        let client = self.client(credentials.id.as_deref()).await?.ok_or(TokenError::InvalidClient)?;
+        match (&credentials.secret, client.is_public()) {
+            (None, true) => {}
+            (Some(secret), false) if client.secret_matches(secrecy::ExposeSecret::expose_secret(secret)) => {}
+            _ => return Err(TokenError::InvalidClient),
+        }
+        if request.grant_type.as_deref() != Some("authorization_code") {
+            return Err(match request.grant_type {
+                None => TokenError::InvalidRequest("grant_type is missing"),
+                Some(_) => TokenError::UnsupportedGrantType,
+            });
+        }
+        let code = request.code.as_deref().ok_or(TokenError::InvalidRequest("code is missing"))?;
+        let code_hash = PlainToken::from_presented(code).ok_or(TokenError::InvalidGrant("unknown code"))?.hash();
+        let now = self.clock.now();
+        let issued = match self.store.use_code(&code_hash, now).await? {
+            CodeUse::First(issued) => issued,
+            CodeUse::Again => {
+                tracing::warn!(client = %client.id, "an authorization code was used twice: what it issued is revoked");
+                return Err(TokenError::InvalidGrant("the code was already used"));
+            }
+            CodeUse::Unknown => return Err(TokenError::InvalidGrant("unknown code")),
+        };
+        if issued.client != client.id {
+            return Err(TokenError::InvalidGrant("the code was issued to another client"));
+        }
+        if issued.expires_at <= now {
+            return Err(TokenError::InvalidGrant("the code expired"));
+        }
+        if request.redirect_uri.as_deref() != Some(issued.redirect_uri.as_str()) {
+            return Err(TokenError::InvalidGrant("redirect_uri differs from the authorization request's"));
+        }
+        match (&issued.code_challenge, request.code_verifier.as_deref()) {
+            (Some(challenge), Some(verifier)) if is_pkce_verifier(verifier) && s256(verifier) == *challenge => {}
+            (None, None) => {}
+            _ => return Err(TokenError::InvalidGrant("PKCE verification failed")),
+        }
+        let account =
+            self.accounts.find_account(issued.account).await?.ok_or(TokenError::InvalidGrant("no account"))?;
+        if account.disabled_at.is_some() || account.must_change_password {
+            return Err(TokenError::InvalidGrant("the account may not sign in"));
+        }
+        let groups = self.groups.account_groups(account.id).await?;
+        let signer = self.signer().await?;
+        let subject = self.subject(account.id);
+        let jti = crate::token::hex(&crate::token::random_bytes::<16>());
+        let expires_at = now + TOKEN_LIFETIME;
+        let access_token = signer
+            .access_token(&NewAccessToken {
+                issuer: self.issuer.clone(),
+                subject: subject.clone(),
+                issued_at: now,
+                expires_at,
+                claims: AccessClaims {
+                    token_use: "access".to_owned(),
+                    jti: jti.clone(),
+                    scope: issued.scope.clone(),
+                    client_id: client.id.to_string(),
+                },
+            })
+            .map_err(OidcError::from)?;
+        let mut claims = IdTokenClaims::new(
+            self.issuer.clone(),
+            vec![Audience::new(client.id.to_string())],
+            tokens::chrono(expires_at),
+            tokens::chrono(now),
+            profile(&account, &groups, &issued.scope, subject),
+            groups_claim(&groups, &issued.scope),
+        )
+        .set_auth_time(Some(tokens::chrono(issued.auth_time)));
+        if let Some(nonce) = &issued.nonce {
+            claims = claims.set_nonce(Some(Nonce::new(nonce.clone())));
+        }
+        let id_token = signer.id_token(claims, &access_token).map_err(OidcError::from)?;
+        self.store
+            .store_grant(&NewGrant {
+                jti,
+                code: code_hash,
+                client: client.id.clone(),
+                account: account.id,
+                scope: issued.scope.clone(),
+                expires_at,
+            })
+            .await?;
+        Ok(Tokens {
+            access_token,
+            id_token,
+            expires_in: u64::try_from(TOKEN_LIFETIME.as_secs()).unwrap_or(600),
+            scope: issued.scope,
+        })
+    }
+
+    /// The claims `/oidc/userinfo` answers for an access token; `None` when the token
+    /// is not a live one (expired, revoked, not guichet's, or its account may not sign
+    /// in any more).
+    pub async fn userinfo(&self, access_token: &str) -> Result<Option<serde_json::Value>, OidcError> {
+        let signer = self.signer().await?;
+        let now = self.clock.now();
+        let Some((subject, claims)) = signer.read_access_token(access_token, &self.issuer, now) else {
+            return Ok(None);
+        };
+        let Some(grant) = self.store.find_grant(&claims.jti).await? else { return Ok(None) };
+        if grant.revoked_at.is_some() || grant.grant.expires_at <= now || self.subject(grant.grant.account) != subject {
+            return Ok(None);
+        }
+        let Some(account) = self.accounts.find_account(grant.grant.account).await? else { return Ok(None) };
+        if account.disabled_at.is_some() || account.must_change_password {
+            return Ok(None);
+        }
+        let groups = self.groups.account_groups(account.id).await?;
+        let info: UserInfoClaims<GroupsClaim, CoreGenderClaim> = UserInfoClaims::new(
+            profile(&account, &groups, &grant.grant.scope, subject),
+            groups_claim(&groups, &grant.grant.scope),
+        );
+        Ok(Some(serde_json::to_value(&info).unwrap_or_default()))
+    }
+
+    // ---- logout --------------------------------------------------------------------
+
+    /// Plans an RP-initiated logout for the signed-in account (if any): where to return,
+    /// and whether the request is proven to come from the member's own client.
+    pub async fn plan_logout(
+        &self,
+        request: &LogoutRequest,
+        signed_in: Option<AccountId>,
+    ) -> Result<LogoutPlan, OidcError> {
+        let hint = match request.id_token_hint.as_deref() {
+            Some(hint) => self.signer().await?.read_id_token_hint(hint, &self.issuer),
+            None => None,
+        };
+        // The client: the hint's audience, or `client_id` (they must agree when both are given).
+        let hinted = hint.as_ref().and_then(|(_, audiences)| audiences.first().cloned());
+        let client_id = match (hinted, request.client_id.clone()) {
+            (Some(hinted), Some(named)) if hinted != named => None,
+            (Some(hinted), _) => Some(hinted),
+            (None, named) => named,
+        };
+        let client = self.client(client_id.as_deref()).await?;
+        let return_to = match (client, request.post_logout_redirect_uri.as_deref()) {
+            (Some(client), Some(uri)) if client.post_logout_redirect_uris.iter().any(|r| r == uri) => {
+                Url::parse(uri).ok().map(|mut url| {
+                    if let Some(state) = &request.state {
+                        url.query_pairs_mut().append_pair("state", state);
+                    }
+                    String::from(url)
+                })
+            }
+            _ => None,
+        };
+        let proven = match (hint, signed_in) {
+            (Some((subject, _)), Some(account)) => subject == self.subject(account),
+            _ => false,
+        };
+        Ok(LogoutPlan { return_to, proven })
+    }
+
+    /// Forgets codes and grants long expired.
+    pub async fn purge(&self) -> Result<u64, StoreError> {
+        self.store.purge_oidc(self.clock.now() - SignedDuration::from_hours(24)).await
+    }
+}
+
+/// The standard claims the scopes allow.
+fn profile(account: &Account, _groups: &[GroupName], scope: &str, subject: String) -> StandardClaims<CoreGenderClaim> {
+    let has = |s: &str| scope.split_whitespace().any(|x| x == s);
+    let mut claims = StandardClaims::new(SubjectIdentifier::new(subject));
+    if has("profile") {
+        claims = claims
+            .set_preferred_username(Some(EndUserUsername::new(account.identifier.to_string())))
+            .set_name(Some(LocalizedClaim::from(EndUserName::new(account.display_name.as_str().to_owned()))));
+    }
+    if has("email") {
+        // The address the association keeps for the member, the only one guichet writes to.
+        claims = claims.set_email(Some(EndUserEmail::new(account.email.to_string()))).set_email_verified(Some(true));
+    }
+    claims
+}
+
+/// The `groups` claim, with the `groups` scope.
+fn groups_claim(groups: &[GroupName], scope: &str) -> GroupsClaim {
+    let wanted = scope.split_whitespace().any(|s| s == "groups");
+    GroupsClaim { groups: wanted.then(|| groups.iter().map(|g| g.as_str().to_owned()).collect()) }
+}
+
+/// A PKCE challenge: 43 base64url characters (a SHA-256).
+fn is_pkce_value(value: &str) -> bool {
+    value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A PKCE verifier: 43 to 128 unreserved characters (RFC 7636).
+fn is_pkce_verifier(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// `BASE64URL(SHA256(verifier))`.
+fn s256(verifier: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_is_base64url_of_sha256() {
+        // The value Python's hashlib and base64 give for this verifier.
+        assert_eq!(s256("dBjftJeZ4CVP-mB92K27uhbUVU1p1r_wW1gFWFOEjXk"), "75m8g4I1Ku_ywNcleegEzmwJMCYp9XGK9nduys7P6cc");
+        assert!(is_pkce_value("75m8g4I1Ku_ywNcleegEzmwJMCYp9XGK9nduys7P6cc"));
+        assert!(!is_pkce_verifier("short"));
+    }
+
+    #[test]
+    fn a_signed_access_token_reads_back_and_an_id_token_does_not_pass_for_one() {
+        let pem = generate_key().unwrap_or_else(|e| panic!("{e}"));
+        let signer = Signer::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
+        let issuer = IssuerUrl::new("https://membres.example.org".to_owned()).unwrap_or_else(|e| panic!("{e}"));
+        let now = Timestamp::from_second(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
+        let access = signer
+            .access_token(&NewAccessToken {
+                issuer: issuer.clone(),
+                subject: "abc".to_owned(),
+                issued_at: now,
+                expires_at: now + TOKEN_LIFETIME,
+                claims: AccessClaims {
+                    token_use: "access".to_owned(),
+                    jti: "j1".to_owned(),
+                    scope: "openid".to_owned(),
+                    client_id: "c".to_owned(),
+                },
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let read = signer.read_access_token(&access, &issuer, now);
+        assert_eq!(read.map(|(sub, claims)| (sub, claims.jti)), Some(("abc".to_owned(), "j1".to_owned())));
+        assert!(signer.read_access_token(&access, &issuer, now + TOKEN_LIFETIME).is_none(), "expired");
+        let other = IssuerUrl::new("https://ailleurs.example".to_owned()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(signer.read_access_token(&access, &other, now).is_none(), "another issuer");
+        let id_claims = IdTokenClaims::new(
+            issuer.clone(),
+            vec![Audience::new("c".to_owned())],
+            tokens::chrono(now + TOKEN_LIFETIME),
+            tokens::chrono(now),
+            StandardClaims::new(SubjectIdentifier::new("abc".to_owned())),
+            GroupsClaim::default(),
+        );
+        let id_token = signer.id_token(id_claims, &access).unwrap_or_else(|e| panic!("{e}"));
+        assert!(signer.read_access_token(&id_token, &issuer, now).is_none());
+        assert_eq!(signer.read_id_token_hint(&id_token, &issuer).map(|(s, _)| s).as_deref(), Some("abc"));
+        let stranger =
+            Signer::from_pem(&generate_key().unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+        assert!(stranger.read_id_token_hint(&id_token, &issuer).is_none(), "signed by another key");
+    }
+}

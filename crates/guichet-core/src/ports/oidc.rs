@@ -1,0 +1,52 @@
+//! OpenID Connect: registered clients, authorization codes, and the access tokens
+//! issued for them.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use super::StoreError;
+use crate::oidc::{Client, ClientId, Grant, IssuedCode, NewCode, NewGrant};
+use crate::token::TokenHash;
+
+/// What happened when a code was presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeUse {
+    /// First use: the code, now marked used.
+    First(IssuedCode),
+    /// Used before: what the first use issued has just been revoked.
+    Again,
+    /// No such code.
+    Unknown,
+}
+
+/// OpenID Connect clients, codes and grants.
+#[async_trait]
+pub trait OidcStore: Send + Sync + std::fmt::Debug {
+    /// Registers a client. `Err(Conflict(Client))` when its id is taken.
+    async fn create_client(&self, client: &Client) -> Result<(), StoreError>;
+
+    /// Every client, by name.
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+
+    /// `Ok(None)` when no client has this id.
+    async fn find_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
+
+    /// Removes a client with its codes and grants. `Ok(false)` when it was gone already.
+    async fn remove_client(&self, id: &ClientId) -> Result<bool, StoreError>;
+
+    /// Keeps an authorization code (its hash only).
+    async fn store_code(&self, code: &NewCode) -> Result<(), StoreError>;
+
+    /// Marks the code used, atomically: only one caller ever gets
+    /// [`CodeUse::First`]. A second use revokes every grant made from the code.
+    async fn use_code(&self, code: &TokenHash, now: Timestamp) -> Result<CodeUse, StoreError>;
+
+    /// Records an issued access token.
+    async fn store_grant(&self, grant: &NewGrant) -> Result<(), StoreError>;
+
+    /// An access token's record, by its `jti`.
+    async fn find_grant(&self, jti: &str) -> Result<Option<Grant>, StoreError>;
+
+    /// Forgets codes and grants that expired before `before`. Returns how many went.
+    async fn purge_oidc(&self, before: Timestamp) -> Result<u64, StoreError>;
+}

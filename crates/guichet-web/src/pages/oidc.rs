@@ -1,0 +1,303 @@
+//! guichet as an OpenID Connect provider. The browser's side — `/oidc/authorize` and
+//! `/oidc/logout` — sits behind the visitor layer like every page; the clients' side —
+//! discovery, keys, `/oidc/token`, `/oidc/userinfo` — answers servers in JSON, outside
+//! it (no cookie, no CSRF token: clients authenticate themselves). What is allowed is
+//! decided in [`guichet_core::oidc`].
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, PRAGMA, SET_COOKIE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use guichet_core::oidc::{
+    Authorize, AuthorizeRequest, ClientCredentials, LogoutRequest, Refusal, TokenError, TokenRequest,
+};
+use secrecy::SecretString;
+
+use crate::client::Client;
+use crate::cookies::Cookie;
+use crate::error::{ErrorPage, WebError};
+use crate::pages::{Layout, allow_form_destination, render};
+use crate::state::AppState;
+use crate::visitor::Visitor;
+
+/// The browser's routes (behind the visitor layer).
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/oidc/authorize", get(authorize)).route("/oidc/logout", get(logout).post(confirm_logout))
+}
+
+/// The clients' routes (outside the visitor layer).
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/oidc/jwks", get(jwks))
+        .route("/oidc/token", axum::routing::post(token))
+        .route("/oidc/userinfo", get(userinfo).post(userinfo))
+}
+
+/// The query's pairs; `None` for a parameter given twice (RFC 6749 §3.1).
+fn pairs(query: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(query).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+fn single(pairs: &[(String, String)], name: &str) -> Option<String> {
+    let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let first = values.next().filter(|v| !v.is_empty());
+    if values.next().is_some() { None } else { first }
+}
+
+fn repeated(pairs: &[(String, String)]) -> bool {
+    let known = ["client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge"];
+    known.iter().any(|name| pairs.iter().filter(|(k, _)| k == name).count() > 1)
+}
+
+async fn authorize(State(state): State<AppState>, visitor: Visitor, uri: Uri) -> Result<Response, WebError> {
+    let pairs = pairs(uri.query().unwrap_or_default().as_bytes());
+    let get = |name: &str| single(&pairs, name);
+    let request = AuthorizeRequest {
+        client_id: get("client_id"),
+        redirect_uri: get("redirect_uri"),
+        response_type: get("response_type"),
+        scope: get("scope"),
+        state: get("state"),
+        nonce: get("nonce"),
+        code_challenge: get("code_challenge"),
+        code_challenge_method: get("code_challenge_method"),
+        prompt: get("prompt"),
+        response_mode: get("response_mode"),
+        request_object: get("request").is_some() || get("request_uri").is_some(),
+    };
+    if repeated(&pairs) {
+        return Err(WebError::Page(cannot_continue(
+            "La demande de connexion envoyée par l'application est mal formée (un paramètre est répété).",
+        )));
+    }
+    let here = uri.path_and_query().map_or("/oidc/authorize", |pq| pq.as_str());
+    let back_here = form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>();
+    Ok(match state.oidc.authorize(&request, visitor.session.as_ref()).await? {
+        Authorize::Refuse(Refusal::UnknownClient) => cannot_continue(
+            "L'application qui vous a envoyé ici n'est pas enregistrée auprès de ce service de connexion. \
+             Prévenez l'équipe qui gère cette application.",
+        )
+        .into_response(),
+        Authorize::Refuse(Refusal::RedirectUri) => cannot_continue(
+            "L'application qui vous a envoyé ici a demandé à revenir à une adresse qui n'est pas enregistrée : \
+             par sécurité, nous ne vous y renvoyons pas. Prévenez l'équipe qui gère cette application.",
+        )
+        .into_response(),
+        Authorize::Redirect(to) => found(&to),
+        Authorize::SignIn => found(&format!("/login?next={back_here}")),
+        Authorize::ChangePassword => found(&format!("/me/password?next={back_here}")),
+    })
+}
+
+/// The page when the browser cannot be sent back to the application.
+fn cannot_continue(message: &str) -> ErrorPage {
+    ErrorPage::new(StatusCode::BAD_REQUEST, "Connexion impossible depuis cette application", message)
+}
+
+/// `302 Found` to `to`.
+fn found(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(location) => (StatusCode::FOUND, [(LOCATION, location)]).into_response(),
+        Err(_) => cannot_continue("L'adresse de retour de l'application est illisible.").into_response(),
+    }
+}
+
+// ---- the clients' side -----------------------------------------------------------
+
+/// JSON, never cached, readable by browser-based clients for the public documents.
+fn json(status: StatusCode, value: &serde_json::Value, public: bool) -> Response {
+    let mut response = (status, value.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if public {
+        headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    } else {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    response
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    json(StatusCode::OK, &state.oidc.metadata(), true)
+}
+
+async fn jwks(State(state): State<AppState>) -> Result<Response, WebError> {
+    let signer = state.oidc.signer().await?;
+    Ok(json(StatusCode::OK, &serde_json::to_value(signer.jwks()).unwrap_or_default(), true))
+}
+
+/// The client's id and secret from `Authorization: Basic` (each form-urlencoded, RFC
+/// 6749 §2.3.1) or from the form; `Err` when both are used, or Basic is unreadable.
+fn credentials(headers: &HeaderMap, form: &[(String, String)]) -> Result<(ClientCredentials, bool), ()> {
+    let from_form = ClientCredentials {
+        id: single(form, "client_id"),
+        secret: single(form, "client_secret").map(SecretString::from),
+    };
+    let Some(basic) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return Ok((from_form, false));
+    };
+    if from_form.secret.is_some() {
+        return Err(());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).map_err(|_| ())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| ())?;
+    let (id, secret) = decoded.split_once(':').ok_or(())?;
+    let unescape = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let id = unescape(id).ok_or(())?;
+    if from_form.id.as_ref().is_some_and(|named| *named != id) {
+        return Err(());
+    }
+    Ok((ClientCredentials { id: Some(id), secret: unescape(secret).map(SecretString::from) }, true))
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    json(status, &serde_json::json!({ "error": error, "error_description": description }), false)
+}
+
+async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
+    let form = pairs(&body);
+    let Ok((credentials, basic)) = credentials(&headers, &form) else {
+        return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client authentication is malformed"));
+    };
+    let request = TokenRequest {
+        grant_type: single(&form, "grant_type"),
+        code: single(&form, "code"),
+        redirect_uri: single(&form, "redirect_uri"),
+        code_verifier: single(&form, "code_verifier"),
+    };
+    Ok(match state.oidc.exchange(&credentials, &request).await {
+        Ok(tokens) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "access_token": tokens.access_token,
+                "token_type": "Bearer",
+                "expires_in": tokens.expires_in,
+                "id_token": tokens.id_token,
+                "scope": tokens.scope,
+            }),
+            false,
+        ),
+        Err(TokenError::InvalidClient) => {
+            let mut response =
+                oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");
+            if basic {
+                response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"guichet\""));
+            }
+            response
+        }
+        Err(TokenError::InvalidGrant(why)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
+        Err(TokenError::InvalidRequest(why)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
+        Err(TokenError::UnsupportedGrantType) => {
+            oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code")
+        }
+        Err(TokenError::Failed(error)) => return Err(error.into()),
+    })
+}
+
+async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, WebError> {
+    let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let claims = match bearer {
+        Some(token) => state.oidc.userinfo(token.trim()).await?,
+        None => None,
+    };
+    Ok(match claims {
+        Some(claims) => json(StatusCode::OK, &claims, false),
+        None => {
+            let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", "no live access token");
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\", error_description=\"no live access token\""),
+            );
+            response
+        }
+    })
+}
+
+// ---- logout ---------------------------------------------------------------------
+
+/// Asks a signed-in member whether to log out, when the request does not prove it comes
+/// from their application.
+#[derive(Template)]
+#[template(path = "oidc_logout.html")]
+struct ConfirmLogout {
+    layout: Layout,
+    id_token_hint: String,
+    post_logout_redirect_uri: String,
+    state: String,
+    client_id: String,
+}
+
+fn logout_request(pairs: &[(String, String)]) -> LogoutRequest {
+    LogoutRequest {
+        id_token_hint: single(pairs, "id_token_hint"),
+        post_logout_redirect_uri: single(pairs, "post_logout_redirect_uri"),
+        state: single(pairs, "state"),
+        client_id: single(pairs, "client_id"),
+    }
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Client(context): Client,
+    uri: Uri,
+) -> Result<Response, WebError> {
+    let request = logout_request(&pairs(uri.query().unwrap_or_default().as_bytes()));
+    let plan = state.oidc.plan_logout(&request, visitor.session.as_ref().map(|s| s.account_id)).await?;
+    if visitor.session.is_some() && !plan.proven {
+        // The confirmation's answer leads back to the application: the policy names it.
+        let destination = plan.return_to.as_deref().and_then(|to| url::Url::parse(to).ok()).map(|u| u.origin());
+        let destination = destination.filter(url::Origin::is_tuple).map(|o| o.ascii_serialization());
+        let page = ConfirmLogout {
+            layout: Layout::for_visitor(&state, &visitor),
+            id_token_hint: request.id_token_hint.unwrap_or_default(),
+            post_logout_redirect_uri: request.post_logout_redirect_uri.unwrap_or_default(),
+            state: request.state.unwrap_or_default(),
+            client_id: request.client_id.unwrap_or_default(),
+        };
+        return Ok(allow_form_destination(render(StatusCode::OK, &page)?, destination.as_deref()));
+    }
+    end_session(&state, &visitor, context, plan.return_to).await
+}
+
+async fn confirm_logout(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Client(context): Client,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let request = logout_request(&pairs(&body));
+    let plan = state.oidc.plan_logout(&request, visitor.session.as_ref().map(|s| s.account_id)).await?;
+    end_session(&state, &visitor, context, plan.return_to).await
+}
+
+/// Ends the visitor's session (if any), then back to the application or a page saying so.
+async fn end_session(
+    state: &AppState,
+    visitor: &Visitor,
+    context: guichet_core::audit::RequestContext,
+    return_to: Option<String>,
+) -> Result<Response, WebError> {
+    if let Some(session) = &visitor.session {
+        state.sessions.log_out(session, context).await?;
+    }
+    let mut response = match return_to {
+        Some(to) => found(&to),
+        None => ErrorPage::new(
+            StatusCode::OK,
+            "Vous êtes déconnecté",
+            "Vous êtes déconnecté de l'espace membres. Vous pouvez fermer cette page.",
+        )
+        .into_response(),
+    };
+    response.headers_mut().append(SET_COOKIE, state.settings.cookies.clear(Cookie::Session));
+    Ok(response)
+}

@@ -1,0 +1,54 @@
+//! `guichet client …`: the applications that sign members in with OpenID Connect.
+
+use std::sync::Arc;
+
+use guichet_core::clock::Clock;
+use guichet_core::oidc::NewClient;
+
+use crate::app::Application;
+use crate::cli::ClientCommand;
+use crate::config::Settings;
+
+/// Runs a `client` subcommand.
+pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let app = Application::build(settings, clock).await?;
+    let oidc = &app.state.oidc;
+    let result = match command {
+        ClientCommand::Add { name, redirect_uris, post_logout_redirect_uris, public, groups } => {
+            let new = NewClient { name, redirect_uris, post_logout_redirect_uris, public, groups };
+            oidc.register(new).await.map(|registered| {
+                let client = &registered.client;
+                println!("registered {}", client.name);
+                println!("issuer:        {}", oidc.issuer().as_str());
+                println!("client_id:     {}", client.id);
+                match &registered.secret {
+                    Some(secret) => {
+                        println!("client_secret: {}", secret.expose());
+                        println!("(shown this once: only a hash is kept)");
+                    }
+                    None => println!("public client: no secret, PKCE (S256) required"),
+                }
+            })
+        }
+        ClientCommand::List => oidc.clients().await.map_err(Into::into).map(|clients| {
+            for client in clients {
+                let kind = if client.is_public() { "public" } else { "confidential" };
+                let groups = client.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",");
+                let groups = if groups.is_empty() { "every member".to_owned() } else { format!("groups {groups}") };
+                println!(
+                    "{:<36} {:<12} {:<24} {}  {}",
+                    client.id,
+                    kind,
+                    client.name,
+                    groups,
+                    client.redirect_uris.join(" ")
+                );
+            }
+        }),
+        ClientCommand::Remove { client_id } => oidc.remove(&client_id).await.map(|()| {
+            println!("removed client {}", client_id.trim());
+        }),
+    };
+    app.store.close().await;
+    Ok(result?)
+}
