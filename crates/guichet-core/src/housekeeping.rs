@@ -1,12 +1,13 @@
 //! Forgetting what is no longer needed: expired sessions, old counters, old device
-//! attempts, and finished mail (the addresses typed into "forgot" forms are not kept
+//! attempts, OpenID Connect codes and access-token records a day after they expired,
+//! and finished mail (the addresses typed into "forgot" forms are not kept
 //! longer than a month).
 
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::ports::{DeviceStore, OutboxStore, Ports, SessionStore, StoreError, ThrottleStore};
+use crate::ports::{DeviceStore, OidcStore, OutboxStore, Ports, SessionStore, StoreError, ThrottleStore};
 
 /// What one round forgot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub struct Forgotten {
     pub device_attempts: u64,
     /// Finished messages older than a month.
     pub mail: u64,
+    /// OpenID Connect codes and access-token records expired over a day ago.
+    pub oidc: u64,
 }
 
 /// The cleaning rounds.
@@ -28,6 +31,7 @@ pub struct Housekeeping {
     throttle: Arc<dyn ThrottleStore>,
     devices: Arc<dyn DeviceStore>,
     outbox: Arc<dyn OutboxStore>,
+    oidc: Arc<dyn OidcStore>,
 }
 
 impl Housekeeping {
@@ -38,6 +42,7 @@ impl Housekeeping {
             throttle: Arc::clone(&ports.throttle),
             devices: Arc::clone(&ports.devices),
             outbox: Arc::clone(&ports.outbox),
+            oidc: Arc::clone(&ports.oidc),
         }
     }
 
@@ -50,6 +55,13 @@ impl Housekeeping {
         let device_attempts =
             self.devices.purge_device_attempts(now.saturating_sub(crate::device::LIFETIME).unwrap_or(now)).await;
         let mail = self.outbox.purge_finished_mail(ago(24 * 30)).await;
-        Ok(Forgotten { sessions: sessions?, counts: counts?, device_attempts: device_attempts?, mail: mail? })
+        let oidc = self.oidc.purge_oidc(ago(24)).await;
+        Ok(Forgotten {
+            sessions: sessions?,
+            counts: counts?,
+            device_attempts: device_attempts?,
+            mail: mail?,
+            oidc: oidc?,
+        })
     }
 }

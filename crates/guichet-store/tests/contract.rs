@@ -10,14 +10,15 @@ use guichet_core::groups::GroupName;
 use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::{MailKind, MailOutcome, MailState, MailSubject, NewMail};
+use guichet_core::oidc::{Client, ClientId, NewCode, NewGrant};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
-    AccountAdminStore as _, AccountFilter, AccountStore as _, AuditStore as _, Conflict, CredentialStore as _,
-    DeskStore as _, DeviceStore as _, FailureOutcome, GroupStore as _, Guarded, Health, KeyStore as _,
+    AccountAdminStore as _, AccountFilter, AccountStore as _, AuditStore as _, CodeUse, Conflict, CredentialStore as _,
+    DeskStore as _, DeviceStore as _, FailureOutcome, GroupStore as _, Guarded, Health, KeyStore as _, OidcStore as _,
     OutboxStore as _, Ports, Reach, RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
 };
 use guichet_core::session::NewSession;
-use guichet_core::token::PlainToken;
+use guichet_core::token::{PlainToken, TokenHash};
 use guichet_core::{SignedDuration, Timestamp};
 use guichet_store::SqlStore;
 use guichet_store::testing::TestDatabase;
@@ -51,6 +52,9 @@ macro_rules! on_both_backends {
 on_both_backends!(
     the_database_answers,
     groups_hold_members_and_say_so,
+    an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants,
+    oidc_clients_are_kept_listed_and_removed_with_what_they_hold,
+    a_kept_secret_is_the_first_one_stored,
     a_refused_login_is_audited_without_counting,
     a_rehash_replaces_only_the_hash_it_was_made_from,
     a_members_own_change_keeps_this_session_and_queues_the_notice,
@@ -937,6 +941,120 @@ async fn notes_are_listed_oldest_first(store: SqlStore) {
         notes.iter().map(|n| (n.body.as_str(), n.author_id)).collect::<Vec<_>>(),
         [("premier", Some(staff.id)), ("second", Some(staff.id))]
     );
+}
+
+fn client(id: &str) -> Client {
+    Client {
+        id: ClientId::from_stored(id.to_owned()),
+        name: format!("Appli {id}"),
+        secret_hash: Some(PlainToken::generate().hash()),
+        redirect_uris: vec!["https://a.example/cb".to_owned(), "https://a.example/cb2".to_owned()],
+        post_logout_redirect_uris: vec!["https://a.example/bye".to_owned()],
+        groups: vec![GroupName::parse("bureau").unwrap_or_else(|e| panic!("{e}"))],
+        created_at: t0(),
+    }
+}
+
+fn code_for(client: &Client, account: &Account, hash: &TokenHash) -> NewCode {
+    NewCode {
+        hash: hash.clone(),
+        client: client.id.clone(),
+        account: account.id,
+        redirect_uri: "https://a.example/cb".to_owned(),
+        scope: "openid groups".to_owned(),
+        nonce: Some("n-1".to_owned()),
+        code_challenge: None,
+        auth_time: t0(),
+        created_at: t0(),
+        expires_at: t0() + SignedDuration::from_secs(60),
+    }
+}
+
+fn grant_for(jti: &str, client: &Client, account: &Account, code: &TokenHash) -> NewGrant {
+    NewGrant {
+        jti: jti.to_owned(),
+        code: code.clone(),
+        client: client.id.clone(),
+        account: account.id,
+        scope: "openid".to_owned(),
+        expires_at: t0() + SignedDuration::from_mins(10),
+    }
+}
+
+async fn oidc_clients_are_kept_listed_and_removed_with_what_they_hold(store: SqlStore) {
+    let marie = add(&store, "marie").await;
+    let public = Client { secret_hash: None, groups: Vec::new(), ..client("b-public") };
+    store.create_client(&client("a-conf")).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.create_client(&public).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let taken = store.create_client(&client("a-conf")).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(Conflict::Client))), "{taken:?}");
+    let listed = store.list_clients().await.unwrap_or_default();
+    assert_eq!(listed, vec![client_as_stored(&store, "a-conf").await, public.clone()]);
+    let code = PlainToken::generate().hash();
+    let a = client_as_stored(&store, "a-conf").await;
+    store.store_code(&code_for(&a, &marie, &code)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.store_grant(&grant_for("j-1", &a, &marie, &code)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(store.remove_client(&a.id).await.ok(), Some(true));
+    assert_eq!(store.remove_client(&a.id).await.ok(), Some(false), "gone already");
+    assert!(store.find_grant("j-1").await.ok().flatten().is_none(), "its tokens went with it");
+    assert_eq!(store.use_code(&code, t0()).await.ok(), Some(CodeUse::Unknown), "and its codes");
+    assert!(store.find_client(&ClientId::from_stored("nope".to_owned())).await.ok().flatten().is_none());
+}
+
+async fn client_as_stored(store: &SqlStore, id: &str) -> Client {
+    let stored = store.find_client(&ClientId::from_stored(id.to_owned())).await.ok().flatten();
+    let stored = stored.unwrap_or_else(|| panic!("no client {id}"));
+    assert_eq!(Client { secret_hash: None, ..stored.clone() }, Client { secret_hash: None, ..client(id) });
+    stored
+}
+
+async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlStore) {
+    let marie = add(&store, "marie").await;
+    let a = client("a-conf");
+    store.create_client(&a).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let code = PlainToken::generate().hash();
+    let issued = code_for(&a, &marie, &code);
+    store.store_code(&issued).await.unwrap_or_else(|e| panic!("{e:?}"));
+
+    // Many at once: exactly one gets the first use.
+    let tries = (0..8).map(|_| {
+        let (store, code) = (store.clone(), code.clone());
+        tokio::spawn(async move { store.use_code(&code, t0()).await })
+    });
+    let outcomes: Vec<CodeUse> = futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}")))
+        .collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::First(issued.clone())).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::Again).count(), 7);
+
+    // A grant stored after the reuse is born revoked; one stored before is revoked by the next reuse.
+    store.store_grant(&grant_for("late", &a, &marie, &code)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let late = store.find_grant("late").await.ok().flatten().unwrap_or_else(|| panic!("no grant"));
+    assert!(late.revoked_at.is_some(), "born revoked");
+
+    let other = PlainToken::generate().hash();
+    store.store_code(&code_for(&a, &marie, &other)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(matches!(store.use_code(&other, t0()).await, Ok(CodeUse::First(_))));
+    store.store_grant(&grant_for("first", &a, &marie, &other)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(store.find_grant("first").await.ok().flatten().and_then(|g| g.revoked_at), None);
+    let later = t0() + SignedDuration::from_secs(5);
+    assert_eq!(store.use_code(&other, later).await.ok(), Some(CodeUse::Again));
+    assert_eq!(store.find_grant("first").await.ok().flatten().and_then(|g| g.revoked_at), Some(later));
+
+    assert_eq!(store.use_code(&PlainToken::generate().hash(), t0()).await.ok(), Some(CodeUse::Unknown));
+    let purged = store.purge_oidc(t0() + SignedDuration::from_hours(1)).await.unwrap_or_default();
+    assert_eq!(purged, 4, "two codes and two grants, all expired");
+}
+
+async fn a_kept_secret_is_the_first_one_stored(store: SqlStore) {
+    use secrecy::{ExposeSecret as _, SecretString};
+    assert!(store.find_secret("oidc-rs256").await.ok().flatten().is_none());
+    let first = store.keep_secret("oidc-rs256", &SecretString::from("un"), t0()).await;
+    let second = store.keep_secret("oidc-rs256", &SecretString::from("deux"), t0()).await;
+    assert_eq!(first.ok().map(|s| s.expose_secret().to_owned()).as_deref(), Some("un"));
+    assert_eq!(second.ok().map(|s| s.expose_secret().to_owned()).as_deref(), Some("un"));
 }
 
 async fn groups_hold_members_and_say_so(store: SqlStore) {

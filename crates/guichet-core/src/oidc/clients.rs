@@ -140,6 +140,9 @@ pub enum ClientError {
     /// No client has this id.
     #[error("no client has the id {0:?}")]
     Unknown(String),
+    /// Only administrators see and manage the applications.
+    #[error("réservé aux administrateurs")]
+    NotAdmin,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] crate::ports::StoreError),

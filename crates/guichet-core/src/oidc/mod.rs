@@ -28,6 +28,7 @@ pub use tokens::{AccessClaims, GroupsClaim, NewAccessToken, Signer, SigningError
 
 use crate::account::{Account, AccountId};
 use crate::clock::Clock;
+use crate::console::StaffActor;
 use crate::groups::GroupName;
 use crate::keys::{Purpose, ServerKey};
 use crate::ports::{AccountStore, CodeUse, GroupStore, KeyStore, OidcStore, Ports, StoreError};
@@ -428,9 +429,18 @@ impl Oidc {
         Ok(Registered { client, secret })
     }
 
-    /// Every client.
+    /// Every client (for the operator's command line).
     pub async fn clients(&self) -> Result<Vec<Client>, StoreError> {
         self.store.list_clients().await
+    }
+
+    /// Every client, for a staff member of the console: administrators only (assistance
+    /// staff help members, they do not wire applications).
+    pub async fn clients_for(&self, actor: &StaffActor) -> Result<Vec<Client>, ClientError> {
+        if !actor.is_admin() {
+            return Err(ClientError::NotAdmin);
+        }
+        Ok(self.store.list_clients().await?)
     }
 
     /// Removes a client (its codes and tokens stop working).
@@ -644,7 +654,7 @@ impl Oidc {
             vec![Audience::new(client.id.to_string())],
             tokens::chrono(expires_at),
             tokens::chrono(now),
-            profile(&account, &groups, &issued.scope, subject),
+            profile(&account, &issued.scope, subject),
             groups_claim(&groups, &issued.scope),
         )
         .set_auth_time(Some(tokens::chrono(issued.auth_time)));
@@ -689,7 +699,7 @@ impl Oidc {
         }
         let groups = self.groups.account_groups(account.id).await?;
         let info: UserInfoClaims<GroupsClaim, CoreGenderClaim> = UserInfoClaims::new(
-            profile(&account, &groups, &grant.grant.scope, subject),
+            profile(&account, &grant.grant.scope, subject),
             groups_claim(&groups, &grant.grant.scope),
         );
         Ok(Some(serde_json::to_value(&info).unwrap_or_default()))
@@ -733,15 +743,10 @@ impl Oidc {
         };
         Ok(LogoutPlan { return_to, proven })
     }
-
-    /// Forgets codes and grants long expired.
-    pub async fn purge(&self) -> Result<u64, StoreError> {
-        self.store.purge_oidc(self.clock.now() - SignedDuration::from_hours(24)).await
-    }
 }
 
 /// The standard claims the scopes allow.
-fn profile(account: &Account, _groups: &[GroupName], scope: &str, subject: String) -> StandardClaims<CoreGenderClaim> {
+fn profile(account: &Account, scope: &str, subject: String) -> StandardClaims<CoreGenderClaim> {
     let has = |s: &str| scope.split_whitespace().any(|x| x == s);
     let mut claims = StandardClaims::new(SubjectIdentifier::new(subject));
     if has("profile") {

@@ -139,6 +139,41 @@ on_both_backends!(
 );
 
 #[tokio::test]
+async fn applications_are_registered_listed_and_removed() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let added = guichet(
+        &app,
+        &["client", "add", "Nextcloud", "--redirect-uri", "https://cloud.example.org/cb", "--group", "bureau"],
+        None,
+    );
+    assert_eq!(stderr(&added).trim(), "error: no group is named \"bureau\" (guichet group list shows them)");
+    assert!(guichet(&app, &["group", "add", "bureau"], None).status.success());
+    let bad = guichet(&app, &["client", "add", "X", "--redirect-uri", "http://cloud.example.org/cb"], None);
+    assert!(!bad.status.success() && stderr(&bad).contains("cannot be a redirect URI"), "{}", stderr(&bad));
+    let added = guichet(
+        &app,
+        &["client", "add", "Nextcloud", "--redirect-uri", "https://cloud.example.org/cb", "--group", "bureau"],
+        None,
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let printed = stdout(&added);
+    let field = |name: &str| {
+        printed.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap_or_default()
+    };
+    let (id, secret) = (field("client_id:"), field("client_secret:"));
+    assert!(id.starts_with("nextcloud-") && secret.len() == 43, "{printed}");
+    assert_eq!(field("issuer:"), app.address);
+    let public =
+        guichet(&app, &["client", "add", "Appli", "--redirect-uri", "http://127.0.0.1:9/cb", "--public"], None);
+    assert!(stdout(&public).contains("public client: no secret") && !stdout(&public).contains("client_secret"));
+    let list = stdout(&guichet(&app, &["client", "list"], None));
+    assert!(list.contains(&id) && list.contains("groups bureau") && !list.contains(&secret), "{list}");
+    assert!(guichet(&app, &["client", "remove", &id], None).status.success());
+    let again = guichet(&app, &["client", "remove", &id], None);
+    assert_eq!(stderr(&again).trim(), format!("error: no client has the id {id:?}"));
+}
+
+#[tokio::test]
 async fn weak_passwords_are_refused_with_the_reason() {
     let app = spawn_app_with(Backend::Sqlite, &[]).await;
     for (password, reason) in

@@ -440,3 +440,21 @@ async fn a_real_browser_goes_from_the_application_through_login_and_back() {
     browser.wait_for_text("application : code reçu = false").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn administrators_see_the_applications_and_assistance_staff_do_not() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let registered = register(&app, false, &[]).await;
+    app.add_account("boss", guichet_core::account::Role::Admin).await;
+    app.add_account("desk", guichet_core::account::Role::Assistance).await;
+    let boss = browser();
+    app.login_with(&boss, "boss", PASSWORD, &[]).await;
+    let page = app.get_with(&boss, "/admin/clients").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(registered.client.id.as_str()) && page.body.contains(CALLBACK), "{}", page.body);
+    let secret = registered.secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
+    assert!(!page.body.contains(&secret), "the secret is never shown again");
+    let desk = browser();
+    app.login_with(&desk, "desk", PASSWORD, &[]).await;
+    assert_eq!(app.get_with(&desk, "/admin/clients").await.status, StatusCode::FORBIDDEN);
+}

@@ -2,6 +2,7 @@
 //! members get `403`, anonymous visitors `/login`); handlers also take the `Staff` or
 //! `Admin` extractor. [`ROUTES`] lists every route, so a test can walk them all.
 
+mod clients;
 mod dashboard;
 mod members;
 mod requests;
@@ -45,4 +46,5 @@ console! {
     post "/requests/{id}/assign" => requests::assign,
     post "/requests/{id}/link" => requests::link,
     post "/requests/{id}/slots" => requests::propose_slots,
+    get "/clients" => clients::list,
 }
