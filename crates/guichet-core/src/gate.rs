@@ -2,12 +2,18 @@
 //! site, whether the browser's session may see the URL (forward auth). The access rules
 //! (TOML `[[access]]`) match URL prefixes; the longest matching prefix decides; a rule
 //! without groups lets any signed-in member through, a rule with groups lets members of
-//! any of them; a URL no rule matches is open to every signed-in member.
+//! any of them. A URL no rule matches is open to every signed-in member when its site
+//! (scheme, host and port) is named by some rule, or when no rule asks for a group at
+//! all; otherwise it is refused — so that a `Host` header with another port or a
+//! trailing dot, which the proxy may still route to a protected site, cannot slip past
+//! that site's rules.
 //!
 //! URLs are compared the way the proxy will serve them: scheme and host in lower case,
 //! the default port dropped, the path percent-decoded with `.`/`..` resolved and repeated
 //! slashes merged, query and fragment left out — so `/public/../bureau/` or
-//! `/public%2F..%2Fbureau/` cannot borrow `/public/`'s rule to reach `/bureau/`.
+//! `/public%2F..%2Fbureau/` cannot borrow `/public/`'s rule to reach `/bureau/`. A path
+//! holding `;`, a backslash or a NUL (which some servers read differently) is no URL
+//! the gate judges, and neither is a host with a trailing dot left in.
 
 use std::sync::Arc;
 
@@ -80,8 +86,10 @@ impl AccessPolicy {
         let covers = |rule: &&AccessRule| {
             target.starts_with(&rule.prefix) || rule.prefix.strip_suffix('/').is_some_and(|bare| target == bare)
         };
-        let rule = self.rules.iter().filter(covers).max_by_key(|rule| rule.prefix.len());
-        rule.is_none_or(|rule| rule.groups.is_empty() || rule.groups.iter().any(|g| groups.contains(g)))
+        match self.rules.iter().filter(covers).max_by_key(|rule| rule.prefix.len()) {
+            Some(rule) => rule.groups.is_empty() || rule.groups.iter().any(|g| groups.contains(g)),
+            None => self.allows_unnamed() || self.rules.iter().any(|rule| site(&rule.prefix) == site(target)),
+        }
     }
 
     /// Whether a URL nobody named may be seen: only when no rule asks for a group (a
@@ -91,16 +99,27 @@ impl AccessPolicy {
     }
 }
 
-/// Brings a URL to the form rules are compared in; `None` unless it is `http(s)`.
+/// The site of a normalised URL: `scheme://host[:port]`.
+fn site(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url.get(after_scheme..).and_then(|rest| rest.find('/')).map_or(url, |i| &url[..after_scheme + i])
+}
+
+/// Brings a URL to the form rules are compared in; `None` unless it is `http(s)`, or
+/// when its path holds what servers read differently (`;`, `\`, NUL).
 pub fn normalise(raw: &str) -> Option<String> {
     let url = Url::parse(raw.trim()).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
-    let host = url.host_str()?;
+    // `membres.example.org.` is `membres.example.org` to DNS and to most proxies.
+    let host = url.host_str()?.trim_end_matches('.');
     let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
     // Decoded as a proxy does before serving it (invalid UTF-8 replaced).
     let decoded = percent_encoding::percent_decode_str(url.path()).decode_utf8_lossy();
+    if decoded.contains([';', '\\', '\0']) {
+        return None;
+    }
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {
@@ -126,6 +145,17 @@ pub struct Passport {
     pub email: String,
     /// The groups, sorted.
     pub groups: Vec<GroupName>,
+}
+
+/// What the browser's cookies present to the gate.
+#[derive(Debug, Clone, Copy)]
+pub enum Presented<'a> {
+    /// No session.
+    Nothing,
+    /// guichet's own session cookie (a protected site on guichet's host).
+    Session(&'a PlainToken),
+    /// The pass of the cookie shared with sub-domains ([`Sessions::pass`]).
+    Pass(&'a str),
 }
 
 /// The gate's answer.
@@ -159,11 +189,16 @@ impl Gate {
         }
     }
 
-    /// Whether the session behind `token` may see `target` (a full URL; `None` when the
-    /// proxy did not say: then only a policy without group rules lets anyone through).
-    pub async fn check(&self, token: Option<&PlainToken>, target: Option<&str>) -> Result<Verdict, StoreError> {
-        let Some(token) = token else { return Ok(Verdict::NotSignedIn) };
-        let Some(session) = self.sessions.resume(token).await? else { return Ok(Verdict::NotSignedIn) };
+    /// Whether the session the browser presents may see `target` (a full URL; `None`
+    /// when the proxy did not say: then only a policy without group rules lets anyone
+    /// through).
+    pub async fn check(&self, presented: Presented<'_>, target: Option<&str>) -> Result<Verdict, StoreError> {
+        let session = match presented {
+            Presented::Nothing => None,
+            Presented::Session(token) => self.sessions.resume(token).await?,
+            Presented::Pass(pass) => self.sessions.resume_pass(pass).await?,
+        };
+        let Some(session) = session else { return Ok(Verdict::NotSignedIn) };
         let Some(account) = self.accounts.find_account(session.account_id).await? else {
             return Ok(Verdict::NotSignedIn);
         };
@@ -225,7 +260,8 @@ mod tests {
         assert!(allows("https://docs.example.org/public/guide", &[]));
         assert!(!allows("https://docs.example.org/bureau/pv.pdf", &["adherents"]));
         assert!(allows("https://docs.example.org/bureau/pv.pdf", &["bureau"]));
-        assert!(allows("https://forum.example.org/", &[]), "no rule: any signed-in member");
+        assert!(!allows("https://forum.example.org/", &["adherents"]), "a site no rule names, with group rules");
+        assert!(allows("https://docs.example.org/autre", &[]) == allows("https://docs.example.org/", &[]));
         assert!(!allows("https://docs.example.org/bureau", &["adherents"]), "the folder without its slash");
         assert!(allows("https://docs.example.org/bureaux", &["adherents"]), "another folder");
     }
@@ -255,6 +291,26 @@ mod tests {
             Some("https://docs.example.org/a/c/")
         );
         assert_eq!(normalise("javascript:alert(1)"), None);
+        for odd in [
+            "https://docs.example.org./bureau/pv.pdf",
+            "https://docs.example.org:8443/bureau/pv.pdf",
+            "http://docs.example.org/bureau/pv.pdf",
+            "https://docs.example.org/bureau;x/pv.pdf",
+            "https://docs.example.org/bureau%3Bx/pv.pdf",
+            "https://docs.example.org/bureau%5C..%5Cpublic/",
+        ] {
+            assert!(!allows(odd, &["adherents"]), "{odd}");
+        }
+        assert_eq!(normalise("https://docs.example.org./a").as_deref(), Some("https://docs.example.org/a"));
+    }
+
+    #[test]
+    fn without_group_rules_every_site_is_open_to_members() {
+        let open = AccessRule::new("https://docs.example.org/", &[]).unwrap_or_else(|e| panic!("{e}"));
+        let policy = AccessPolicy::new(vec![open]);
+        let target = normalise("https://forum.example.org/x").unwrap_or_default();
+        assert!(policy.allows(&target, &[]));
+        assert!(AccessPolicy::default().allows(&target, &[]));
     }
 
     #[test]

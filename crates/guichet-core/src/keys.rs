@@ -17,6 +17,8 @@ pub enum Purpose {
     DeviceCookie,
     /// An account's OpenID Connect subject (`sub`): stable, opaque, never reused.
     OidcSubject,
+    /// A session's pass for forward auth on sub-domains (the shared cookie).
+    GatePass,
 }
 
 impl Purpose {
@@ -26,6 +28,7 @@ impl Purpose {
             Self::AnonymousCsrf => b"guichet/csrf/anonymous/v1",
             Self::DeviceCookie => b"guichet/device-cookie/v1",
             Self::OidcSubject => b"guichet/oidc/subject/v1",
+            Self::GatePass => b"guichet/gate-pass/v1",
         }
     }
 }

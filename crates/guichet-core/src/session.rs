@@ -127,11 +127,37 @@ impl Sessions {
         Ok((token, Session { token_hash, account_id, created_at, idle_expires_at, expires_at }))
     }
 
+    /// The session's pass for forward auth on sub-domains: the cookie shared with the
+    /// protected sites (`GUICHET_COOKIE_DOMAIN`) carries this, never the session's token,
+    /// so that a site that sees it cannot use guichet's own pages (the console…) as the
+    /// member. It names the session by its token's hash, signed under the server key; it
+    /// dies with the session.
+    pub fn pass(&self, token: &PlainToken) -> String {
+        let hash = token.hash();
+        let mac = self.key.mac(Purpose::GatePass, hash.as_str().as_bytes());
+        format!("{}.{}", hash.as_str(), URL_SAFE_NO_PAD.encode(mac))
+    }
+
+    /// The live session a pass names (see [`Self::pass`]), its idle expiry pushed back.
+    pub async fn resume_pass(&self, pass: &str) -> Result<Option<Session>, StoreError> {
+        let Some((hash, mac)) = pass.split_once('.') else { return Ok(None) };
+        let well_formed = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let Ok(mac) = URL_SAFE_NO_PAD.decode(mac) else { return Ok(None) };
+        if !well_formed || !self.key.verify(Purpose::GatePass, hash.as_bytes(), &mac) {
+            return Ok(None);
+        }
+        self.resume_hash(&TokenHash::from_stored(hash.to_owned())).await
+    }
+
     /// The live session behind a cookie's token, its idle expiry pushed back.
     /// `Ok(None)` when there is none (unknown, expired or ended).
     pub async fn resume(&self, token: &PlainToken) -> Result<Option<Session>, StoreError> {
+        self.resume_hash(&token.hash()).await
+    }
+
+    async fn resume_hash(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
         let now = self.clock.now();
-        let Some(mut session) = self.sessions.find_session(&token.hash(), now).await? else {
+        let Some(mut session) = self.sessions.find_session(hash, now).await? else {
             return Ok(None);
         };
         let wanted = now.saturating_add(self.policy.idle).unwrap_or(now).min(session.expires_at);

@@ -2,9 +2,12 @@
 //! would add little): the session, for visitors without one the CSRF nonce, a one-time
 //! notice, and the device cookie.
 //!
-//! Over https every cookie is `Secure` and host-only with the `__Host-` prefix — but the
-//! session when `GUICHET_COOKIE_DOMAIN` is set: it then carries `Domain=` so that the
-//! protected sites on sub-domains see it too (forward auth), with the `__Secure-` prefix.
+//! Over https every cookie is `Secure` and host-only with the `__Host-` prefix. When
+//! `GUICHET_COOKIE_DOMAIN` is set, one more cookie goes with the session: the *pass*
+//! (`guichet_core::session::Sessions::pass`), with `Domain=` so that the protected sites
+//! on sub-domains see it (forward auth), and the `__Secure-` prefix. The session cookie
+//! itself never leaves guichet's host: a site on a sub-domain that sees the pass cannot
+//! use guichet's pages as the member, nor plant a session of its own there.
 
 use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
@@ -20,6 +23,8 @@ pub enum Cookie {
     Notice,
     /// The marks of the accounts that logged in from this browser (`guichet_core::device`).
     Device,
+    /// The session's pass for forward auth, shared with sub-domains.
+    Pass,
 }
 
 impl Cookie {
@@ -29,22 +34,28 @@ impl Cookie {
             Self::Csrf => "guichet_csrf",
             Self::Notice => "guichet_notice",
             Self::Device => "guichet_device",
+            Self::Pass => "guichet_pass",
         }
     }
 }
 
-/// How cookies are written: `Secure` or not, and the session's domain if it is shared.
+/// How cookies are written: `Secure` or not, and the pass's domain if one is shared.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cookies {
     /// `Secure` cookies (and the `__Host-` / `__Secure-` prefixes).
     pub secure: bool,
-    /// The parent domain the session cookie is shared with, if any.
+    /// The parent domain the pass cookie is shared with, if any.
     pub domain: Option<String>,
 }
 
 impl Cookies {
     fn shared(&self, cookie: Cookie) -> Option<&str> {
-        (cookie == Cookie::Session).then_some(self.domain.as_deref()).flatten()
+        (cookie == Cookie::Pass).then_some(self.domain.as_deref()).flatten()
+    }
+
+    /// Whether a pass cookie goes with the session (`GUICHET_COOKIE_DOMAIN` is set).
+    pub fn shares_a_pass(&self) -> bool {
+        self.domain.is_some()
     }
 
     /// The cookie's name, prefixed as its attributes require.
@@ -117,12 +128,13 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_session_carries_its_domain_and_the_secure_prefix() {
+    fn only_the_pass_is_shared_with_its_domain_and_the_secure_prefix() {
         let shared = Cookies { secure: true, domain: Some("example.org".into()) };
         assert_eq!(
-            shared.set(Cookie::Session, "abc"),
-            "__Secure-guichet_session=abc; Path=/; HttpOnly; SameSite=Lax; Domain=example.org; Secure"
+            shared.set(Cookie::Pass, "abc"),
+            "__Secure-guichet_pass=abc; Path=/; HttpOnly; SameSite=Lax; Domain=example.org; Secure"
         );
-        assert_eq!(shared.name(Cookie::Csrf), "__Host-guichet_csrf", "only the session is shared");
+        assert_eq!(shared.name(Cookie::Session), "__Host-guichet_session", "the session stays on guichet's host");
+        assert_eq!(shared.name(Cookie::Csrf), "__Host-guichet_csrf");
     }
 }

@@ -43,7 +43,7 @@ proptest! {
         if let Ok(value) = HeaderValue::from_bytes(&raw) {
             headers.insert(header::COOKIE, value);
         }
-        for cookie in [Cookie::Session, Cookie::Csrf, Cookie::Notice, Cookie::Device] {
+        for cookie in [Cookie::Session, Cookie::Csrf, Cookie::Notice, Cookie::Device, Cookie::Pass] {
             let _ = Cookies::default().read(cookie, &headers);
             let _ = Cookies { secure: true, domain: Some("example.org".into()) }.read(cookie, &headers);
         }

@@ -84,6 +84,9 @@ pub async fn resolve(State(state): State<AppState>, request: Request, next: Next
         headers.get_all(SET_COOKIE).iter().any(|v| v.as_bytes().starts_with(jar.name(Cookie::Session).as_bytes()));
     if stale_session_cookie && !sets_session {
         headers.append(SET_COOKIE, jar.clear(Cookie::Session));
+        if jar.shares_a_pass() {
+            headers.append(SET_COOKIE, jar.clear(Cookie::Pass));
+        }
     }
     response
 }

@@ -67,7 +67,7 @@ pub struct Settings {
     /// `GUICHET_MAX_CONNECTIONS`: connections held at once; by default what the
     /// process's file-descriptor limit leaves room for.
     pub max_connections: Option<u32>,
-    /// `GUICHET_COOKIE_DOMAIN`: the parent domain the session cookie is shared with.
+    /// `GUICHET_COOKIE_DOMAIN`: the parent domain the forward-auth pass is shared with.
     pub cookie_domain: Option<String>,
     /// `GUICHET_RETURN_HOSTS`: hosts `next` may send a browser back to after login.
     pub return_hosts: ReturnHosts,

@@ -121,6 +121,8 @@ pub struct AuthorizeRequest {
     pub prompt: Option<String>,
     /// `response_mode`.
     pub response_mode: Option<String>,
+    /// `max_age`, in seconds.
+    pub max_age: Option<i64>,
     /// `request` or `request_uri` was sent (not supported).
     pub request_object: bool,
 }
@@ -507,7 +509,8 @@ impl Oidc {
         if request.nonce.as_deref().is_some_and(|n| n.len() > 512) {
             return Ok(back("invalid_request", "nonce is too long"));
         }
-        let prompt_none = request.prompt.as_deref().is_some_and(|p| p.split_whitespace().any(|v| v == "none"));
+        let prompt = |value: &str| request.prompt.as_deref().is_some_and(|p| p.split_whitespace().any(|v| v == value));
+        let prompt_none = prompt("none");
         let account = match session {
             Some(session) => self.accounts.find_account(session.account_id).await?.filter(|a| a.disabled_at.is_none()),
             None => None,
@@ -529,6 +532,12 @@ impl Oidc {
         let now = self.clock.now();
         if account.locked_until.is_some_and(|until| until > now) {
             return Ok(back("access_denied", "the account is suspended for now"));
+        }
+        // guichet does not ask a signed-in member to log in again: say so rather than
+        // hand out a code from an older login than the application wants.
+        let too_old = request.max_age.is_some_and(|max| now.duration_since(session.created_at).as_secs() > max);
+        if prompt("login") || too_old {
+            return Ok(back("login_required", "re-authentication is not offered: log out of guichet first"));
         }
         let groups = self.groups.account_groups(account.id).await?;
         if !client.admits(&groups) {
@@ -627,10 +636,11 @@ impl Oidc {
         }
         let account =
             self.accounts.find_account(issued.account).await?.ok_or(TokenError::InvalidGrant("no account"))?;
-        if account.disabled_at.is_some() || account.must_change_password {
-            return Err(TokenError::InvalidGrant("the account may not sign in"));
-        }
         let groups = self.groups.account_groups(account.id).await?;
+        // Again at the exchange: the account may have changed since the code was issued.
+        if !may_sign_in(&account, now) || !client.admits(&groups) {
+            return Err(TokenError::InvalidGrant("the account may not sign in to this client"));
+        }
         let signer = self.signer().await?;
         let subject = self.subject(account.id);
         let jti = crate::token::hex(&crate::token::random_bytes::<16>());
@@ -694,10 +704,14 @@ impl Oidc {
             return Ok(None);
         }
         let Some(account) = self.accounts.find_account(grant.grant.account).await? else { return Ok(None) };
-        if account.disabled_at.is_some() || account.must_change_password {
+        let groups = self.groups.account_groups(account.id).await?;
+        let admitted = match self.store.find_client(&grant.grant.client).await? {
+            Some(client) => client.admits(&groups),
+            None => false,
+        };
+        if !may_sign_in(&account, now) || !admitted {
             return Ok(None);
         }
-        let groups = self.groups.account_groups(account.id).await?;
         let info: UserInfoClaims<GroupsClaim, CoreGenderClaim> = UserInfoClaims::new(
             profile(&account, &grant.grant.scope, subject),
             groups_claim(&groups, &grant.grant.scope),
@@ -707,25 +721,27 @@ impl Oidc {
 
     // ---- logout --------------------------------------------------------------------
 
-    /// Plans an RP-initiated logout for the signed-in account (if any): where to return,
-    /// and whether the request is proven to come from the member's own client.
+    /// Plans an RP-initiated logout for the visitor's session (if any): where to return,
+    /// and whether the request is proven to come from the member's own client — a hint
+    /// issued to a registered client, for this member, since this session's login.
     pub async fn plan_logout(
         &self,
         request: &LogoutRequest,
-        signed_in: Option<AccountId>,
+        signed_in: Option<&Session>,
     ) -> Result<LogoutPlan, OidcError> {
         let hint = match request.id_token_hint.as_deref() {
             Some(hint) => self.signer().await?.read_id_token_hint(hint, &self.issuer),
             None => None,
         };
         // The client: the hint's audience, or `client_id` (they must agree when both are given).
-        let hinted = hint.as_ref().and_then(|(_, audiences)| audiences.first().cloned());
+        let hinted = hint.as_ref().and_then(|(_, audiences, _)| audiences.first().cloned());
         let client_id = match (hinted, request.client_id.clone()) {
             (Some(hinted), Some(named)) if hinted != named => None,
             (Some(hinted), _) => Some(hinted),
             (None, named) => named,
         };
         let client = self.client(client_id.as_deref()).await?;
+        let known_client = client.is_some();
         let return_to = match (client, request.post_logout_redirect_uri.as_deref()) {
             (Some(client), Some(uri)) if client.post_logout_redirect_uris.iter().any(|r| r == uri) => {
                 Url::parse(uri).ok().map(|mut url| {
@@ -738,11 +754,23 @@ impl Oidc {
             _ => None,
         };
         let proven = match (hint, signed_in) {
-            (Some((subject, _)), Some(account)) => subject == self.subject(account),
+            (Some((subject, _, issued)), Some(session)) => {
+                // A second's leeway: `iat` has whole seconds, the login has milliseconds.
+                let since_login = issued >= session.created_at - SignedDuration::from_secs(1);
+                known_client && since_login && subject == self.subject(session.account_id)
+            }
             _ => false,
         };
         Ok(LogoutPlan { return_to, proven })
     }
+}
+
+/// Whether the account may sign in to an application now: not disabled, no temporary
+/// password to change, not locked.
+fn may_sign_in(account: &Account, now: Timestamp) -> bool {
+    account.disabled_at.is_none()
+        && !account.must_change_password
+        && account.locked_until.is_none_or(|until| until <= now)
 }
 
 /// The standard claims the scopes allow.
@@ -831,7 +859,8 @@ mod tests {
         );
         let id_token = signer.id_token(id_claims, &access).unwrap_or_else(|e| panic!("{e}"));
         assert!(signer.read_access_token(&id_token, &issuer, now).is_none());
-        assert_eq!(signer.read_id_token_hint(&id_token, &issuer).map(|(s, _)| s).as_deref(), Some("abc"));
+        assert_eq!(signer.read_id_token_hint(&id_token, &issuer).map(|(s, _, _)| s).as_deref(), Some("abc"));
+        assert!(signer.read_id_token_hint(&access, &issuer).is_none(), "an access token is no hint");
         let stranger =
             Signer::from_pem(&generate_key().unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
         assert!(stranger.read_id_token_hint(&id_token, &issuer).is_none(), "signed by another key");

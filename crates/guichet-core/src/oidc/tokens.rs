@@ -119,11 +119,12 @@ impl Signer {
         Ok(token.to_string())
     }
 
-    /// Signs an access token.
+    /// Signs an access token. Its audience is the userinfo endpoint (the resource it is
+    /// for, RFC 9068), never the client: a client cannot take it for an ID token.
     pub fn access_token(&self, token: &NewAccessToken) -> Result<String, SigningError> {
         let claims = IdTokenClaims::new(
             token.issuer.clone(),
-            vec![Audience::new(token.claims.client_id.clone())],
+            vec![Audience::new(format!("{}/oidc/userinfo", token.issuer.as_str()))],
             chrono(token.expires_at),
             chrono(token.issued_at),
             StandardClaims::new(SubjectIdentifier::new(token.subject.clone())),
@@ -148,8 +149,9 @@ impl Signer {
     }
 
     /// Reads an ID token guichet signed, expired or not (an `id_token_hint`): its
-    /// subject and audiences. `None` when guichet did not sign it.
-    pub fn read_id_token_hint(&self, raw: &str, issuer: &IssuerUrl) -> Option<(String, Vec<String>)> {
+    /// subject, audiences and issue time. `None` when guichet did not sign it, or it is
+    /// an access token.
+    pub fn read_id_token_hint(&self, raw: &str, issuer: &IssuerUrl) -> Option<(String, Vec<String>, Timestamp)> {
         let jwt: GuichetIdToken = raw.parse().ok()?;
         let verifier =
             IdTokenVerifier::new_public_client(OidcClientId::new(String::new()), issuer.clone(), self.jwks.clone())
@@ -157,8 +159,12 @@ impl Signer {
                 // A hint may have expired: only the signature and issuer matter here.
                 .set_time_fn(DateTime::<Utc>::default);
         let claims = jwt.into_claims(&verifier, |_: Option<&openidconnect::Nonce>| Ok(())).ok()?;
-        let audiences = claims.audiences().iter().map(|a| a.to_string()).collect();
-        Some((claims.subject().to_string(), audiences))
+        let audiences: Vec<String> = claims.audiences().iter().map(|a| a.to_string()).collect();
+        if audiences.iter().any(|a| a.ends_with("/oidc/userinfo")) {
+            return None;
+        }
+        let issued = Timestamp::from_second(claims.issue_time().timestamp()).ok()?;
+        Some((claims.subject().to_string(), audiences, issued))
     }
 }
 

@@ -11,7 +11,7 @@ use axum::http::header::LOCATION;
 use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
-use guichet_core::gate::{Passport, Verdict};
+use guichet_core::gate::{Passport, Presented, Verdict, normalise};
 use guichet_core::token::PlainToken;
 
 use crate::cookies::Cookie;
@@ -23,10 +23,21 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/auth/check", get(check)).route("/auth/forward", get(forward))
 }
 
+/// What the proxy said it is about to serve.
+enum Target {
+    /// This URL.
+    Named(String),
+    /// Nothing believable (no headers, or a peer outside `GUICHET_TRUSTED_PROXIES`).
+    Unnamed,
+    /// Two different URLs: `X-Original-URL` and `X-Forwarded-*` disagree. A proxy that
+    /// sets one may pass the browser's copy of the other along; neither is believed.
+    Conflicting,
+}
+
 /// The URL the proxy is about to serve, from its headers: `X-Original-URL`, or
-/// `X-Forwarded-Proto` + `X-Forwarded-Host` + `X-Forwarded-Uri`. `None` from a peer that
+/// `X-Forwarded-Proto` + `X-Forwarded-Host` + `X-Forwarded-Uri`. Nothing from a peer that
 /// is not a trusted proxy, whatever it says.
-fn target(state: &AppState, peer: Option<std::net::SocketAddr>, headers: &HeaderMap) -> Option<String> {
+fn target(state: &AppState, peer: Option<std::net::SocketAddr>, headers: &HeaderMap) -> Target {
     let trusted = peer.is_some_and(|peer| state.settings.trusted_proxies.trusts(peer.ip()));
     if !trusted {
         static SAID: std::sync::Once = std::sync::Once::new();
@@ -37,14 +48,29 @@ fn target(state: &AppState, peer: Option<std::net::SocketAddr>, headers: &Header
                  so only signed-in checks apply and group rules refuse"
             );
         });
-        return None;
+        return Target::Unnamed;
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    if let Some(url) = header("x-original-url") {
-        return Some(url.to_owned());
+    let original = header("x-original-url").map(str::to_owned);
+    let forwarded = match (header("x-forwarded-proto"), header("x-forwarded-host"), header("x-forwarded-uri")) {
+        (Some(proto), Some(host), uri) => Some((format!("{proto}://{host}{}", uri.unwrap_or("/")), uri.is_some())),
+        _ => None,
+    };
+    match (original, forwarded) {
+        // A proxy that names the full URL one way and also passes a full `X-Forwarded-*`
+        // set: both must say the same.
+        (Some(original), Some((forwarded, true))) => {
+            if normalise(&original).is_some() && normalise(&original) == normalise(&forwarded) {
+                Target::Named(original)
+            } else {
+                tracing::warn!("forward auth: X-Original-URL and X-Forwarded-* name different URLs: refused");
+                Target::Conflicting
+            }
+        }
+        (Some(original), _) => Target::Named(original),
+        (None, Some((forwarded, _))) => Target::Named(forwarded),
+        (None, None) => Target::Unnamed,
     }
-    let (proto, host) = (header("x-forwarded-proto")?, header("x-forwarded-host")?);
-    Some(format!("{proto}://{host}{}", header("x-forwarded-uri").unwrap_or("/")))
 }
 
 async fn verdict(
@@ -53,10 +79,22 @@ async fn verdict(
     headers: &HeaderMap,
 ) -> Result<(Verdict, Option<String>), WebError> {
     let peer = extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(peer)| *peer);
-    let target = target(state, peer, headers);
-    let token = state.settings.cookies.read(Cookie::Session, headers);
-    let token = token.as_deref().and_then(PlainToken::from_presented);
-    Ok((state.gate.check(token.as_ref(), target.as_deref()).await?, target))
+    let target = match target(state, peer, headers) {
+        Target::Named(url) => Some(url),
+        Target::Unnamed => None,
+        Target::Conflicting => return Ok((Verdict::Forbidden, None)),
+    };
+    // guichet's own session cookie (a site on guichet's host), else the pass shared with
+    // sub-domains.
+    let jar = &state.settings.cookies;
+    let token = jar.read(Cookie::Session, headers).as_deref().and_then(PlainToken::from_presented);
+    let pass = jar.read(Cookie::Pass, headers);
+    let presented = match (&token, &pass) {
+        (Some(token), _) => Presented::Session(token),
+        (None, Some(pass)) => Presented::Pass(pass),
+        (None, None) => Presented::Nothing,
+    };
+    Ok((state.gate.check(presented, target.as_deref()).await?, target))
 }
 
 /// What the site behind the proxy is told, as `Remote-*` headers.

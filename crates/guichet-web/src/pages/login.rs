@@ -142,6 +142,9 @@ async fn submit(
             let mut response = see_other(&target, "/me");
             response.headers_mut().append(SET_COOKIE, session);
             response.headers_mut().append(SET_COOKIE, device);
+            if jar.shares_a_pass() {
+                response.headers_mut().append(SET_COOKIE, jar.set(Cookie::Pass, &state.sessions.pass(&token)));
+            }
             Ok(response)
         }
         Err(LoginError::InvalidCredentials) => render(
@@ -173,6 +176,7 @@ async fn logout(
     if let Some(session) = &visitor.session {
         state.sessions.log_out(session, context).await?;
     }
-    let clear = state.settings.cookies.clear(Cookie::Session);
-    Ok((StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/login")), (SET_COOKIE, clear)]).into_response())
+    let mut response = (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/login"))]).into_response();
+    crate::pages::clear_session_cookies(&state, &mut response);
+    Ok(response)
 }

@@ -92,6 +92,15 @@ pub fn allow_form_destination(mut response: Response, origin: Option<&str>) -> R
     response
 }
 
+/// Removes the session cookie, and the pass shared with sub-domains if there is one.
+pub fn clear_session_cookies(state: &AppState, response: &mut Response) {
+    let jar = &state.settings.cookies;
+    response.headers_mut().append(axum::http::header::SET_COOKIE, jar.clear(crate::cookies::Cookie::Session));
+    if jar.shares_a_pass() {
+        response.headers_mut().append(axum::http::header::SET_COOKIE, jar.clear(crate::cookies::Cookie::Pass));
+    }
+}
+
 /// `303 See Other` to `target`, or to `fallback` when it cannot be a header value.
 pub fn see_other(target: &str, fallback: &'static str) -> Response {
     let location = axum::http::HeaderValue::from_str(target).unwrap_or(axum::http::HeaderValue::from_static(fallback));

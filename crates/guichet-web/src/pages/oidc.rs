@@ -8,7 +8,7 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, PRAGMA, SET_COOKIE, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, PRAGMA, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
@@ -19,7 +19,6 @@ use guichet_core::oidc::{
 use secrecy::SecretString;
 
 use crate::client::Client;
-use crate::cookies::Cookie;
 use crate::error::{ErrorPage, WebError};
 use crate::pages::{Layout, allow_form_destination, render};
 use crate::state::AppState;
@@ -69,6 +68,7 @@ async fn authorize(State(state): State<AppState>, visitor: Visitor, uri: Uri) ->
         code_challenge_method: get("code_challenge_method"),
         prompt: get("prompt"),
         response_mode: get("response_mode"),
+        max_age: get("max_age").and_then(|m| m.parse().ok()),
         request_object: get("request").is_some() || get("request_uri").is_some(),
     };
     if repeated(&pairs) {
@@ -251,7 +251,7 @@ async fn logout(
     uri: Uri,
 ) -> Result<Response, WebError> {
     let request = logout_request(&pairs(uri.query().unwrap_or_default().as_bytes()));
-    let plan = state.oidc.plan_logout(&request, visitor.session.as_ref().map(|s| s.account_id)).await?;
+    let plan = state.oidc.plan_logout(&request, visitor.session.as_ref()).await?;
     if visitor.session.is_some() && !plan.proven {
         // The confirmation's answer leads back to the application: the policy names it.
         let destination = plan.return_to.as_deref().and_then(|to| url::Url::parse(to).ok()).map(|u| u.origin());
@@ -275,7 +275,7 @@ async fn confirm_logout(
     body: Bytes,
 ) -> Result<Response, WebError> {
     let request = logout_request(&pairs(&body));
-    let plan = state.oidc.plan_logout(&request, visitor.session.as_ref().map(|s| s.account_id)).await?;
+    let plan = state.oidc.plan_logout(&request, visitor.session.as_ref()).await?;
     end_session(&state, &visitor, context, plan.return_to).await
 }
 
@@ -298,6 +298,6 @@ async fn end_session(
         )
         .into_response(),
     };
-    response.headers_mut().append(SET_COOKIE, state.settings.cookies.clear(Cookie::Session));
+    crate::pages::clear_session_cookies(state, &mut response);
     Ok(response)
 }

@@ -296,6 +296,38 @@ async fn a_client_limited_to_a_group_turns_others_away() {
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"), "{back}");
     assert_eq!(param(&back, "state").as_deref(), Some(state.secret().as_str()));
     assert!(param(&back, "code").is_none());
+
+    // A member of the group gets in; taken out of it, their code and token stop working.
+    let account = app.account("marie").await.id;
+    let (context, actor) = (guichet_core::audit::RequestContext::default(), guichet_core::audit::Actor::Operator);
+    let groups = &app.app.state.groups;
+    groups.join(account, "formateurs", actor, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let (url, _, _, verifier) = authorization(&rp);
+    let (_, back) = follow(&app, &browser, &url).await;
+    let tokens =
+        exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let (url, _, _, verifier) = authorization(&rp);
+    let (_, back) = follow(&app, &browser, &url).await;
+    groups.leave(account, "formateurs", actor, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let refused = exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await;
+    assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
+    assert!(userinfo(&rp, tokens.access_token()).await.is_err(), "userinfo stops at once");
+}
+
+#[tokio::test]
+async fn a_request_to_log_in_again_is_answered_login_required() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let browser = member_in_bureau(&app).await;
+    let registered = register(&app, false, &[]).await;
+    let rp = relying_party(&app, &registered).await;
+    let (url, _, _, _) = authorization(&rp);
+    follow(&app, &browser, &url).await;
+    for extra in ["&prompt=login", "&max_age=0"] {
+        app.advance(SignedDuration::from_secs(2));
+        let (url, _, _, _) = authorization(&rp);
+        let (_, back) = follow(&app, &browser, &format!("{url}{extra}")).await;
+        assert_eq!(param(&back, "error").as_deref(), Some("login_required"), "{extra}: {back}");
+    }
 }
 
 #[tokio::test]

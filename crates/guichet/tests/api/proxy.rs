@@ -152,9 +152,14 @@ fn encoded(url: &str) -> String {
 /// A GET with the path sent exactly as written (an HTTP client would tidy `..` away),
 /// returning the status code.
 async fn raw_get(nginx: &Nginx, path: &str, cookie: &str) -> u16 {
+    raw_get_as(nginx, nginx.url.trim_start_matches("http://"), path, cookie).await
+}
+
+/// The same, with the `Host` header the browser chooses.
+async fn raw_get_as(nginx: &Nginx, host: &str, path: &str, cookie: &str) -> u16 {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let host = nginx.url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap_or_else(|e| panic!("{e}"));
+    let address = nginx.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("{e}"));
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
     let mut response = Vec::new();
@@ -204,6 +209,9 @@ async fn the_members_area_opens_only_through_guichet(backend: Backend) {
     for sneaky in ["/espace/cours/../bureau/pv.pdf", "/espace/cours/%2e%2e/bureau/pv.pdf", "/espace//bureau/pv.pdf"] {
         assert_eq!(raw_get(&nginx, sneaky, &cookie).await, 403, "no way round the rule: {sneaky}");
     }
+    // nginx serves any Host on its only server: another port must not make another site.
+    assert_eq!(raw_get_as(&nginx, "127.0.0.1:1", "/espace/bureau/pv.pdf", &cookie).await, 403);
+    assert_eq!(raw_get_as(&nginx, "127.0.0.1:1", "/espace/cours/", &cookie).await, 403, "a site no rule names");
     let joined = crate::cli::guichet(&app, &["member", "join", "marie", "bureau"], None);
     assert!(joined.status.success());
     let (status, _, body) = get(&client, &bureau, &[]).await;
@@ -267,7 +275,88 @@ async fn forward_auth_sends_the_browser_to_login_and_back() {
     let (status, location, _) = get(&browser(), &format!("{}/auth/forward", app.address), &proxy_headers).await;
     let expected = format!("{}/login?next=https%3A%2F%2Fdocs.example.org%2Fa%3Fb%3Dc", app.address);
     assert_eq!((status, location.as_deref()), (StatusCode::FOUND, Some(expected.as_str())));
+    // X-Original-URL from the browser, passed along beside the proxy's X-Forwarded-*: refused.
+    let both = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "docs.example.org"),
+        ("x-forwarded-uri", "/bureau/pv.pdf"),
+        ("x-original-url", "https://docs.example.org/public/"),
+    ];
+    assert_eq!(get(&browser(), &format!("{}/auth/forward", app.address), &both).await.0, StatusCode::FORBIDDEN);
     let elsewhere = [("x-original-url", "https://evil.example/")];
     let (_, location, _) = get(&browser(), &format!("{}/auth/forward", app.address), &elsewhere).await;
     assert_eq!(location, Some(format!("{}/login", app.address)), "no next to a host not listed");
+}
+
+/// The `Set-Cookie` headers of a response, by cookie name.
+fn set_cookies(response: &reqwest::Response) -> Vec<(String, String)> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split_once('=').map(|(name, rest)| (name.to_owned(), rest.to_owned())))
+        .collect()
+}
+
+#[tokio::test]
+async fn sub_domains_get_a_pass_that_opens_the_gate_but_not_guichet() {
+    let settings = [
+        ("GUICHET_PUBLIC_URL", "http://membres.example.org"),
+        ("GUICHET_COOKIE_DOMAIN", "example.org"),
+        ("GUICHET_COOKIE_SECURE", "false"),
+    ];
+    let app = spawn_app_with(Backend::Sqlite, &settings).await;
+    app.add_account("marie", Role::Member).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let login = client.get(format!("{}/login", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let csrf_cookie =
+        set_cookies(&login).into_iter().find(|(n, _)| n == "guichet_csrf").map(|(_, v)| v).unwrap_or_default();
+    let csrf_cookie = csrf_cookie.split(';').next().unwrap_or_default().to_owned();
+    let page = login.text().await.unwrap_or_default();
+    let token = crate::helpers::field_value(&page, "csrf_token").unwrap_or_default();
+    let form = [("csrf_token", token.as_str()), ("identifier", "marie"), ("password", PASSWORD)];
+    let logged_in = client
+        .post(format!("{}/login", app.address))
+        .header("cookie", format!("guichet_csrf={csrf_cookie}"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cookies = set_cookies(&logged_in);
+    let cookie = |name: &str| cookies.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (session, pass) = (cookie("guichet_session"), cookie("guichet_pass"));
+    assert!(!session.contains("Domain="), "the session stays on guichet's host: {session}");
+    assert!(pass.contains("Domain=example.org"), "{pass}");
+    let value = |c: &str| c.split(';').next().unwrap_or_default().to_owned();
+    let (session, pass) = (value(&session), value(&pass));
+    assert_ne!(session, pass);
+
+    let check = |cookie: String| {
+        let request = client.get(format!("{}/auth/check", app.address)).header("cookie", cookie);
+        async move { request.send().await.map(|r| r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR) }
+    };
+    assert_eq!(check(format!("guichet_pass={pass}")).await, StatusCode::OK, "the pass opens the gate");
+    let forged = format!("guichet_pass={}x", &pass[..pass.len() - 1]);
+    assert_eq!(check(forged).await, StatusCode::UNAUTHORIZED, "a tampered pass does not");
+    let me = client.get(format!("{}/me", app.address)).header("cookie", format!("guichet_pass={pass}"));
+    let me = me.send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(me.status(), StatusCode::SEE_OTHER, "the pass does not open guichet's own pages");
+
+    // Logging out (on guichet) ends the pass too.
+    let me = client.get(format!("{}/me", app.address)).header("cookie", format!("guichet_session={session}"));
+    let page = me.send().await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    let token = crate::helpers::field_value(&page, "csrf_token").unwrap_or_default();
+    let out = client
+        .post(format!("{}/logout", app.address))
+        .header("cookie", format!("guichet_session={session}"))
+        .form(&[("csrf_token", token)])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(set_cookies(&out).iter().any(|(n, v)| n == "guichet_pass" && v.contains("Max-Age=0")));
+    assert_eq!(check(format!("guichet_pass={pass}")).await, StatusCode::UNAUTHORIZED);
 }
