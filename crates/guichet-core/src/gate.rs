@@ -15,15 +15,19 @@
 //! holding `;`, a backslash or a NUL (which some servers read differently) is no URL
 //! the gate judges, and neither is a host with a trailing dot left in.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use jiff::{SignedDuration, Timestamp};
 use url::Url;
 
 use crate::account::Account;
+use crate::clock::Clock;
 use crate::groups::GroupName;
-use crate::ports::{AccountStore, GroupStore, Ports, StoreError};
+use crate::ports::{AccountStore, GroupStore, Ports, SessionStore, StoreError};
 use crate::session::Sessions;
-use crate::token::PlainToken;
+use crate::token::{PlainToken, TokenHash};
 
 /// One access rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,23 +173,57 @@ pub enum Verdict {
     Forbidden,
 }
 
+/// How long a cached answer may serve without the database even when nothing moved:
+/// then the session is read again, which also pushes its idle expiry back.
+const CACHE_FOR: SignedDuration = SignedDuration::from_secs(30);
+/// Past this many sessions cached, the cache starts afresh.
+const CACHE_MAX: usize = 50_000;
+
+/// What the gate remembers of a session.
+#[derive(Debug, Clone)]
+struct Cached {
+    /// The cache generation it was read in.
+    generation: u64,
+    /// Used until then at most.
+    until: Timestamp,
+    /// Who the session is.
+    passport: Passport,
+}
+
+/// The gate's memory: sessions already looked up, valid for one generation. The
+/// generation moves when this instance handles a change (any form sent to it) and when
+/// the database's change counter moves (a change from another instance or the command
+/// line, seen by [`Gate::refresh`] within a poll).
+#[derive(Debug, Default)]
+struct Cache {
+    generation: AtomicU64,
+    epoch: Mutex<Option<i64>>,
+    entries: Mutex<HashMap<TokenHash, Cached>>,
+}
+
 /// The forward-auth gate.
 #[derive(Debug, Clone)]
 pub struct Gate {
     sessions: Sessions,
+    epochs: Arc<dyn SessionStore>,
     accounts: Arc<dyn AccountStore>,
     groups: Arc<dyn GroupStore>,
     policy: Arc<AccessPolicy>,
+    clock: Arc<dyn Clock>,
+    cache: Arc<Cache>,
 }
 
 impl Gate {
     /// Wires the gate.
-    pub fn new(ports: &Ports, sessions: Sessions, policy: AccessPolicy) -> Self {
+    pub fn new(ports: &Ports, sessions: Sessions, policy: AccessPolicy, clock: Arc<dyn Clock>) -> Self {
         Self {
             sessions,
+            epochs: Arc::clone(&ports.sessions),
             accounts: Arc::clone(&ports.accounts),
             groups: Arc::clone(&ports.groups),
             policy: Arc::new(policy),
+            clock,
+            cache: Arc::new(Cache::default()),
         }
     }
 
@@ -193,32 +231,75 @@ impl Gate {
     /// when the proxy did not say: then only a policy without group rules lets anyone
     /// through).
     pub async fn check(&self, presented: Presented<'_>, target: Option<&str>) -> Result<Verdict, StoreError> {
-        let session = match presented {
+        let hash = match presented {
             Presented::Nothing => None,
-            Presented::Session(token) => self.sessions.resume(token).await?,
-            Presented::Pass(pass) => self.sessions.resume_pass(pass).await?,
+            Presented::Session(token) => Some(token.hash()),
+            Presented::Pass(pass) => self.sessions.verify_pass(pass),
         };
-        let Some(session) = session else { return Ok(Verdict::NotSignedIn) };
-        let Some(account) = self.accounts.find_account(session.account_id).await? else {
-            return Ok(Verdict::NotSignedIn);
-        };
-        if !usable(&account) {
-            return Ok(Verdict::NotSignedIn);
-        }
-        let groups = self.groups.account_groups(account.id).await?;
+        let Some(hash) = hash else { return Ok(Verdict::NotSignedIn) };
+        let Some(passport) = self.passport(&hash).await? else { return Ok(Verdict::NotSignedIn) };
         let allowed = match target.and_then(normalise) {
-            Some(target) => self.policy.allows(&target, &groups),
+            Some(target) => self.policy.allows(&target, &passport.groups),
             None => self.policy.allows_unnamed(),
         };
-        if !allowed {
-            return Ok(Verdict::Forbidden);
+        Ok(if allowed { Verdict::Pass(passport) } else { Verdict::Forbidden })
+    }
+
+    /// Who the session is, from the cache or the database; `None` when it is not live
+    /// or may not be used.
+    async fn passport(&self, hash: &TokenHash) -> Result<Option<Passport>, StoreError> {
+        let now = self.clock.now();
+        // Read before the database: an entry filled from data older than a change is
+        // stamped with the generation the change ends.
+        let generation = self.cache.generation.load(Ordering::Acquire);
+        {
+            let entries = self.cache.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(cached) = entries.get(hash).filter(|c| c.generation == generation && now < c.until) {
+                return Ok(Some(cached.passport.clone()));
+            }
         }
-        Ok(Verdict::Pass(Passport {
+        let Some(session) = self.sessions.resume_hash(hash).await? else { return Ok(None) };
+        let Some(account) = self.accounts.find_account(session.account_id).await? else { return Ok(None) };
+        if !usable(&account) {
+            return Ok(None);
+        }
+        let passport = Passport {
             identifier: account.identifier.to_string(),
             name: account.display_name.as_str().to_owned(),
             email: account.email.to_string(),
-            groups,
-        }))
+            groups: self.groups.account_groups(account.id).await?,
+        };
+        let until = now.saturating_add(CACHE_FOR).unwrap_or(now).min(session.idle_expires_at).min(session.expires_at);
+        let mut entries = self.cache.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(hash.clone(), Cached { generation, until, passport: passport.clone() });
+        Ok(Some(passport))
+    }
+
+    /// Forgets every cached session: something may have changed (a form was sent to
+    /// this instance). The next check of each session reads the database.
+    pub fn forget(&self) {
+        self.cache.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.entries.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// Reads the database's change counter and forgets the cache when it moved (a
+    /// change from another instance or the command line). Called every few tens of
+    /// milliseconds while serving.
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        let epoch = self.epochs.access_epoch().await?;
+        let moved = {
+            let mut seen = self.cache.epoch.lock().unwrap_or_else(PoisonError::into_inner);
+            let moved = *seen != Some(epoch);
+            *seen = Some(epoch);
+            moved
+        };
+        if moved {
+            self.forget();
+        }
+        Ok(())
     }
 }
 

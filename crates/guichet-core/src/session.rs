@@ -138,15 +138,22 @@ impl Sessions {
         format!("{}.{}", hash.as_str(), URL_SAFE_NO_PAD.encode(mac))
     }
 
+    /// The session hash a pass names, when the pass is one guichet made (see
+    /// [`Self::pass`]); whether that session is live is for [`Self::resume_hash`].
+    pub fn verify_pass(&self, pass: &str) -> Option<TokenHash> {
+        let (hash, mac) = pass.split_once('.')?;
+        let well_formed = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
+        (well_formed && self.key.verify(Purpose::GatePass, hash.as_bytes(), &mac))
+            .then(|| TokenHash::from_stored(hash.to_owned()))
+    }
+
     /// The live session a pass names (see [`Self::pass`]), its idle expiry pushed back.
     pub async fn resume_pass(&self, pass: &str) -> Result<Option<Session>, StoreError> {
-        let Some((hash, mac)) = pass.split_once('.') else { return Ok(None) };
-        let well_formed = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-        let Ok(mac) = URL_SAFE_NO_PAD.decode(mac) else { return Ok(None) };
-        if !well_formed || !self.key.verify(Purpose::GatePass, hash.as_bytes(), &mac) {
-            return Ok(None);
+        match self.verify_pass(pass) {
+            Some(hash) => self.resume_hash(&hash).await,
+            None => Ok(None),
         }
-        self.resume_hash(&TokenHash::from_stored(hash.to_owned())).await
     }
 
     /// The live session behind a cookie's token, its idle expiry pushed back.
@@ -155,7 +162,8 @@ impl Sessions {
         self.resume_hash(&token.hash()).await
     }
 
-    async fn resume_hash(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
+    /// The live session whose token has this hash, its idle expiry pushed back.
+    pub async fn resume_hash(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
         let now = self.clock.now();
         let Some(mut session) = self.sessions.find_session(hash, now).await? else {
             return Ok(None);

@@ -29,6 +29,10 @@ pub(crate) async fn end_sessions(
 
 #[async_trait]
 impl SessionStore for SqlStore {
+    async fn access_epoch(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT value FROM gate_epoch WHERE id = 1").fetch_one(&self.pool).await.map_err(backend)
+    }
+
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, account_id, created_at, idle_expires_at, expires_at, address, user_agent) \

@@ -55,6 +55,7 @@ on_both_backends!(
     an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants,
     oidc_clients_are_kept_listed_and_removed_with_what_they_hold,
     a_kept_secret_is_the_first_one_stored,
+    the_access_epoch_moves_with_what_the_gate_caches,
     a_refused_login_is_audited_without_counting,
     a_rehash_replaces_only_the_hash_it_was_made_from,
     a_members_own_change_keeps_this_session_and_queues_the_notice,
@@ -1046,6 +1047,32 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
     assert_eq!(store.use_code(&PlainToken::generate().hash(), t0()).await.ok(), Some(CodeUse::Unknown));
     let purged = store.purge_oidc(t0() + SignedDuration::from_hours(1)).await.unwrap_or_default();
     assert_eq!(purged, 4, "two codes and two grants, all expired");
+}
+
+async fn the_access_epoch_moves_with_what_the_gate_caches(store: SqlStore) {
+    let marie = add(&store, "marie").await;
+    let token = PlainToken::generate();
+    store.create_session(&new_session(&marie, &token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let epoch = || async { store.access_epoch().await.unwrap_or_else(|e| panic!("{e:?}")) };
+    let mut last = epoch().await;
+    let mut moved = |now: i64, what: &str| {
+        assert!(now > last, "{what} moves the epoch");
+        last = now;
+    };
+    let bureau = GroupName::parse("bureau").unwrap_or_else(|e| panic!("{e}"));
+    let bureau = store.create_group(&bureau, "", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.add_to_group(bureau.id, marie.id, staff_event(&marie, AuditKind::GroupJoined)).await.ok();
+    moved(epoch().await, "joining a group");
+    store.remove_from_group(bureau.id, marie.id, staff_event(&marie, AuditKind::GroupLeft)).await.ok();
+    moved(epoch().await, "leaving it");
+    store.delete_session(&token.hash(), None).await.unwrap_or_else(|e| panic!("{e:?}"));
+    moved(epoch().await, "ending a session");
+    let event = staff_event(&marie, AuditKind::AccountDisabled);
+    store.set_disabled(marie.id, true, event, Reach::Anyone).await.unwrap_or_else(|e| panic!("{e:?}"));
+    moved(epoch().await, "disabling the account");
+    let quiet = epoch().await;
+    store.find_session(&token.hash(), t0()).await.ok();
+    assert_eq!(epoch().await, quiet, "reading moves nothing");
 }
 
 async fn a_kept_secret_is_the_first_one_stored(store: SqlStore) {

@@ -65,7 +65,8 @@ pub async fn resolve(State(state): State<AppState>, request: Request, next: Next
             }
         },
     };
-    let mut request = if is_safe(request.method()) {
+    let safe = is_safe(request.method());
+    let mut request = if safe {
         request
     } else {
         match checked(request, &csrf_token, &state.settings.public_origin()).await {
@@ -76,6 +77,11 @@ pub async fn resolve(State(state): State<AppState>, request: Request, next: Next
     let stale_session_cookie = session_cookie.is_some() && session.is_none();
     request.extensions_mut().insert(Visitor { session, csrf_token });
     let mut response = next.run(request).await;
+    if !safe {
+        // A form may have ended a session or changed an account: forward auth forgets
+        // what it cached, at once on this instance.
+        state.gate.forget();
+    }
     let headers = response.headers_mut();
     if let Some(token) = new_csrf_cookie {
         headers.append(SET_COOKIE, jar.set(Cookie::Csrf, token.expose()));

@@ -103,7 +103,7 @@ impl Application {
         let members = Members::new(&ports, hasher, Arc::clone(&clock), password_policy);
         let console = Console::new(&ports, Arc::clone(&clock));
         let groups = Groups::new(&ports, Arc::clone(&clock));
-        let gate = Gate::new(&ports, sessions.clone(), settings.access.clone());
+        let gate = Gate::new(&ports, sessions.clone(), settings.access.clone(), Arc::clone(&clock));
         let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url)
             .map_err(|e| anyhow::anyhow!("GUICHET_PUBLIC_URL cannot be an OpenID Connect issuer: {e}"))?;
         let housekeeping = Housekeeping::new(&ports);
@@ -157,6 +157,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.housekeeping.clone(), Arc::clone(&self.state.clock)));
+        let gate = tokio::spawn(watch_changes(self.state.gate.clone()));
         let options = ServeOptions {
             max_connections: self.max_connections,
             trusted_proxies: self.state.settings.trusted_proxies.clone(),
@@ -166,6 +167,7 @@ impl Application {
             .await
             .context("the HTTP server stopped");
         housekeeping.abort();
+        gate.abort();
         self.store.close().await;
         served
     }
@@ -235,6 +237,30 @@ fn mail_help(settings: &Settings) -> MailHelp {
         from_address: address,
         from_domain: domain,
         dkim: settings.dkim.as_ref().map(|d| (d.domain.clone(), d.selector.clone())),
+    }
+}
+
+/// How often the gate looks at the database's change counter: a change made elsewhere
+/// (another instance, the command line) reaches forward auth within this.
+const GATE_POLL: Duration = Duration::from_millis(50);
+
+/// Keeps the forward-auth gate's cache in step with the database.
+async fn watch_changes(gate: guichet_core::gate::Gate) {
+    let mut tick = tokio::time::interval(GATE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match gate.refresh().await {
+            Ok(()) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                // Until it answers again, cached answers end within 30 seconds anyway.
+                tracing::warn!(?error, "forward auth cannot read the database's change counter");
+                gate.forget();
+            }
+            Err(_) => gate.forget(),
+        }
     }
 }
 

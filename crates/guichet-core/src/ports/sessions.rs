@@ -12,6 +12,11 @@ use crate::token::TokenHash;
 /// Server-side sessions.
 #[async_trait]
 pub trait SessionStore: Send + Sync + std::fmt::Debug {
+    /// A counter the database moves whenever a session ends, an account's identity or
+    /// status changes, or a membership changes (by whatever process): the forward-auth
+    /// gate forgets what it cached when it moves.
+    async fn access_epoch(&self) -> Result<i64, StoreError>;
+
     /// Stores a new session.
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
 
