@@ -133,6 +133,14 @@ fn authorization(rp: &Rp) -> (String, CsrfToken, Nonce, PkceCodeVerifier) {
     (url.to_string(), state, nonce, verifier)
 }
 
+/// A code for the signed-in (or about to sign in) member: the authorization request
+/// through guichet and back; with the request's nonce and PKCE verifier.
+async fn fresh_code(app: &TestApp, browser: &reqwest::Client, rp: &Rp) -> (String, Nonce, PkceCodeVerifier) {
+    let (url, _, nonce, verifier) = authorization(rp);
+    let (_, back) = follow(app, browser, &url).await;
+    (param(&back, "code").unwrap_or_default(), nonce, verifier)
+}
+
 async fn exchange(rp: &Rp, code: &str, verifier: PkceCodeVerifier) -> Result<CoreTokenResponse, String> {
     let request = rp.exchange_code(AuthorizationCode::new(code.to_owned())).map_err(|e| e.to_string())?;
     request.set_pkce_verifier(verifier).request_async(&http).await.map_err(|e| format!("{e:?}"))
@@ -176,10 +184,8 @@ async fn a_member_signs_in_to_an_application(backend: Backend) {
     assert_eq!(info.additional_claims().groups, vec!["bureau".to_owned()]);
 
     // Again later: the same sub, no login (the session goes on).
-    let (url, _, nonce, verifier) = authorization(&rp);
-    let (_, back) = follow(&app, &browser, &url).await;
-    let tokens =
-        exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let (code, nonce, verifier) = fresh_code(&app, &browser, &rp).await;
+    let tokens = exchange(&rp, &code, verifier).await.unwrap_or_else(|e| panic!("{e}"));
     let claims = tokens.id_token().map(|t| t.claims(&rp.id_token_verifier(), &nonce).map(|c| c.subject().to_string()));
     assert_eq!(claims.and_then(Result::ok), Some(sub));
 }
@@ -189,9 +195,7 @@ async fn a_code_works_once_and_its_second_use_revokes_the_first(backend: Backend
     let browser = member_in_bureau(&app).await;
     let registered = register(&app, false, &[]).await;
     let rp = relying_party(&app, &registered).await;
-    let (url, _, _, verifier) = authorization(&rp);
-    let (_, back) = follow(&app, &browser, &url).await;
-    let code = param(&back, "code").unwrap_or_default();
+    let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     let verifier_again = PkceCodeVerifier::new(verifier.secret().clone());
     let tokens = exchange(&rp, &code, verifier).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(userinfo(&rp, tokens.access_token()).await.is_ok());
@@ -232,20 +236,17 @@ async fn the_token_endpoint_refuses_what_it_must() {
     let rp = relying_party(&app, &registered).await;
 
     // A wrong secret.
-    let (url, _, _, verifier) = authorization(&rp);
-    let (_, back) = follow(&app, &browser, &url).await;
-    let code = param(&back, "code").unwrap_or_default();
+    let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     let impostor = rp.clone().set_client_secret(ClientSecret::new("x".repeat(43)));
     let refused = exchange(&impostor, &code, verifier).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_client")), "{refused:?}");
 
     // Another redirect_uri at the exchange than at the authorization.
-    let (url, _, _, verifier) = authorization(&rp);
-    let (_, back) = follow(&app, &browser, &url).await;
+    let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     let elsewhere = rp.clone().set_redirect_uri(
         RedirectUrl::new("https://cloud.example.org/autre".to_owned()).unwrap_or_else(|e| panic!("{e}")),
     );
-    let refused = exchange(&elsewhere, &param(&back, "code").unwrap_or_default(), verifier).await;
+    let refused = exchange(&elsewhere, &code, verifier).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
 
     // The wrong PKCE verifier.
@@ -256,10 +257,9 @@ async fn the_token_endpoint_refuses_what_it_must() {
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
 
     // A code past its 60 seconds.
-    let (url, _, _, verifier) = authorization(&rp);
-    let (_, back) = follow(&app, &browser, &url).await;
+    let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     app.advance(SignedDuration::from_secs(61));
-    let refused = exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await;
+    let refused = exchange(&rp, &code, verifier).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
 }
 
@@ -277,10 +277,8 @@ async fn a_public_client_must_use_pkce() {
     assert_eq!(param(&back, "error").as_deref(), Some("invalid_request"));
     assert!(param(&back, "code").is_none());
     // With PKCE, and no secret, it goes through.
-    let (url, _, nonce, verifier) = authorization(&rp);
-    let (_, back) = follow(&app, &browser, &url).await;
-    let tokens =
-        exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let (code, nonce, verifier) = fresh_code(&app, &browser, &rp).await;
+    let tokens = exchange(&rp, &code, verifier).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(tokens.id_token().is_some_and(|t| t.claims(&rp.id_token_verifier(), &nonce).is_ok()));
 }
 
@@ -302,14 +300,11 @@ async fn a_client_limited_to_a_group_turns_others_away() {
     let (context, actor) = (guichet_core::audit::RequestContext::default(), guichet_core::audit::Actor::Operator);
     let groups = &app.app.state.groups;
     groups.join(account, "formateurs", actor, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
-    let (url, _, _, verifier) = authorization(&rp);
-    let (_, back) = follow(&app, &browser, &url).await;
-    let tokens =
-        exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await.unwrap_or_else(|e| panic!("{e}"));
-    let (url, _, _, verifier) = authorization(&rp);
-    let (_, back) = follow(&app, &browser, &url).await;
+    let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
+    let tokens = exchange(&rp, &code, verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     groups.leave(account, "formateurs", actor, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
-    let refused = exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await;
+    let refused = exchange(&rp, &code, verifier).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
     assert!(userinfo(&rp, tokens.access_token()).await.is_err(), "userinfo stops at once");
 }
