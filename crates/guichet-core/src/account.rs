@@ -217,6 +217,15 @@ impl Role {
         }
     }
 
+    /// The French name shown to people.
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Self::Member => "membre",
+            Self::Assistance => "assistance",
+            Self::Admin => "administrateur",
+        }
+    }
+
     /// Staff roles reach the console.
     pub fn is_staff(self) -> bool {
         matches!(self, Self::Assistance | Self::Admin)
@@ -244,14 +253,20 @@ pub struct Account {
     pub role: Role,
     /// Argon2id PHC string; `None` until a password is set (invitation pending).
     pub password_hash: Option<PasswordHash>,
-    /// The next login must choose a new password.
-    pub must_change_password: bool,
+    /// A staff-issued temporary password waiting to be used (its hash, see
+    /// [`crate::codes::TemporaryPassword`]), beside the password, which keeps working.
+    pub temporary_password_hash: Option<crate::token::TokenHash>,
     /// Refused at login until this instant.
     pub locked_until: Option<Timestamp>,
     /// Disabled by staff: refused at login until re-enabled.
     pub disabled_at: Option<Timestamp>,
-    /// A staff-issued temporary password stops working at this instant.
-    pub password_expires_at: Option<Timestamp>,
+    /// The temporary password stops working at this instant.
+    pub temporary_password_until: Option<Timestamp>,
+    /// The member's second ("secours") address, confirmed: recovery, lock and
+    /// password-changed mail goes there too.
+    pub recovery_email: Option<EmailAddress>,
+    /// A secours address waiting for its confirmation code.
+    pub recovery_email_pending: Option<EmailAddress>,
     /// When the account was created.
     pub created_at: Timestamp,
     /// Last change to the account row.
@@ -270,16 +285,27 @@ impl Account {
     }
 
     /// Whether a login with a right password may go through at `now`: not locked, not
-    /// disabled, a password set and not expired.
+    /// disabled, a password set.
     pub fn may_log_in_at(&self, now: Timestamp) -> bool {
-        !self.is_locked_at(now) && self.may_log_in_despite_lock_at(now)
+        !self.is_locked_at(now) && self.may_log_in_despite_lock()
     }
 
     /// The same, for a browser holding a device cookie for the account: the lock aside.
-    pub fn may_log_in_despite_lock_at(&self, now: Timestamp) -> bool {
-        self.disabled_at.is_none()
-            && self.password_hash.is_some()
-            && self.password_expires_at.is_none_or(|expires| expires > now)
+    pub fn may_log_in_despite_lock(&self) -> bool {
+        self.disabled_at.is_none() && self.password_hash.is_some()
+    }
+
+    /// The temporary password's hash, when one is pending at `now` and the account is
+    /// not disabled. A lock does not stop it: a hundred random bits are not guessed, and
+    /// the lock protects the member's own password from guesses.
+    pub fn temporary_password_at(&self, now: Timestamp) -> Option<&crate::token::TokenHash> {
+        let live = self.disabled_at.is_none() && self.temporary_password_until.is_some_and(|until| until > now);
+        self.temporary_password_hash.as_ref().filter(|_| live)
+    }
+
+    /// Every address the account's recovery mail goes to: its own, then the secours one.
+    pub fn mail_addresses(&self) -> impl Iterator<Item = &EmailAddress> {
+        std::iter::once(&self.email).chain(self.recovery_email.as_ref())
     }
 
     /// The name to greet with: the display name, or the identifier when there is none.

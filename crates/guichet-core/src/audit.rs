@@ -87,11 +87,21 @@ pub enum AuditKind {
     GroupJoined,
     /// The account left a group (detail: which).
     GroupLeft,
+    /// Staff were shown a temporary password for the account, once, to hand over
+    /// themselves (phone, the desk's own mailbox).
+    TemporaryPasswordShown,
+    /// A wrong current password typed in "Mon espace": the member's typo, not counted
+    /// toward the lock (too many end the session instead).
+    CurrentPasswordMistyped,
+    /// The member confirmed a secours address (detail: the address, partly hidden).
+    RecoveryEmailConfirmed,
+    /// The member removed their secours address.
+    RecoveryEmailRemoved,
 }
 
 impl AuditKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 25] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRefusedLocked,
@@ -113,6 +123,10 @@ impl AuditKind {
         Self::CallConfirmed,
         Self::GroupJoined,
         Self::GroupLeft,
+        Self::TemporaryPasswordShown,
+        Self::CurrentPasswordMistyped,
+        Self::RecoveryEmailConfirmed,
+        Self::RecoveryEmailRemoved,
     ];
 
     /// The stored name.
@@ -139,6 +153,10 @@ impl AuditKind {
             Self::CallConfirmed => "call_confirmed",
             Self::GroupJoined => "group_joined",
             Self::GroupLeft => "group_left",
+            Self::TemporaryPasswordShown => "temporary_password_shown",
+            Self::CurrentPasswordMistyped => "current_password_mistyped",
+            Self::RecoveryEmailConfirmed => "recovery_email_confirmed",
+            Self::RecoveryEmailRemoved => "recovery_email_removed",
         }
     }
 
@@ -177,6 +195,10 @@ impl AuditKind {
             Self::CallConfirmed => "rendez-vous téléphonique confirmé",
             Self::GroupJoined => "ajouté à un groupe",
             Self::GroupLeft => "retiré d'un groupe",
+            Self::TemporaryPasswordShown => "mot de passe temporaire remis par l'assistance",
+            Self::CurrentPasswordMistyped => "mot de passe actuel mal saisi dans Mon espace",
+            Self::RecoveryEmailConfirmed => "adresse de secours confirmée",
+            Self::RecoveryEmailRemoved => "adresse de secours retirée",
         }
     }
 }
@@ -204,16 +226,28 @@ impl Activity {
         self.events.iter().filter(|e| e.kind == AuditKind::LoginSucceeded)
     }
 
-    /// Failed attempts (newest first) since the `skip + 1`-th most recent fresh start — a
-    /// successful login, or a staff unlock: `skip = 0` for staff (since the last one),
-    /// `skip = 1` for the member in a session (since the one before their current login).
-    pub fn failures_since_login(&self, skip: usize) -> Vec<&AuditEvent> {
+    /// Failed attempts (newest first) since the last fresh start — a successful login, or
+    /// a staff unlock: what staff see.
+    pub fn failures_since_last_login(&self) -> Vec<&AuditEvent> {
         let start = self
             .events
             .iter()
-            .filter(|e| matches!(e.kind, AuditKind::LoginSucceeded | AuditKind::AccountUnlocked))
-            .nth(skip)
+            .find(|e| matches!(e.kind, AuditKind::LoginSucceeded | AuditKind::AccountUnlocked))
             .map(|e| e.id);
+        self.failures_after(start)
+    }
+
+    /// Failed attempts (newest first) since the member's login *before* the one that
+    /// opened their session at `signed_in_at`: what happened while they were away, a
+    /// lock and its unlock included, and since. Logins from elsewhere after this
+    /// session opened do not hide them.
+    pub fn failures_while_away(&self, signed_in_at: Timestamp) -> Vec<&AuditEvent> {
+        let mut logins = self.logins().skip_while(|e| e.at > signed_in_at);
+        let _this_one = logins.next();
+        self.failures_after(logins.next().map(|e| e.id))
+    }
+
+    fn failures_after(&self, start: Option<i64>) -> Vec<&AuditEvent> {
         self.events.iter().filter(|e| e.kind.is_failed_login() && start.is_none_or(|id| e.id > id)).collect()
     }
 }

@@ -35,32 +35,137 @@ impl RecoveryCode {
     /// Reads what a member typed or pasted: case, spaces, dashes and dots do not
     /// matter, and `O`, `I`, `L` are read as `0`, `1`, `1`. `None` when it cannot be a code.
     pub fn parse(typed: &str) -> Option<Self> {
-        let mut code = String::with_capacity(LENGTH);
-        for c in typed.chars() {
-            let c = match c.to_ascii_uppercase() {
-                ' ' | '-' | '.' | '\t' | '\n' | '\r' | '\u{a0}' => continue,
-                'O' => '0',
-                'I' | 'L' => '1',
-                c if c.is_ascii() && ALPHABET.contains(&(c as u8)) => c,
-                _ => return None,
-            };
-            code.push(c);
-            if code.len() > LENGTH {
-                return None;
-            }
-        }
-        (code.len() == LENGTH).then_some(Self(code))
+        canonical(typed, LENGTH).map(Self)
     }
 
     /// Six groups of four, for reading and typing: `ABCD-EFGH-…`.
     pub fn grouped(&self) -> String {
-        self.0.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+        grouped(&self.0)
     }
 
     /// What is stored and compared.
     pub fn hash(&self) -> TokenHash {
         TokenHash::from_stored(hex(&Sha256::digest(self.0.as_bytes())))
     }
+}
+
+/// The canonical form of a typed code of `length` characters (see [`RecoveryCode::parse`]).
+fn canonical(typed: &str, length: usize) -> Option<String> {
+    let mut code = String::with_capacity(length);
+    for c in typed.chars() {
+        let c = match c.to_ascii_uppercase() {
+            ' ' | '-' | '.' | '\t' | '\n' | '\r' | '\u{a0}' => continue,
+            'O' => '0',
+            'I' | 'L' => '1',
+            c if c.is_ascii() && ALPHABET.contains(&(c as u8)) => c,
+            _ => return None,
+        };
+        code.push(c);
+        if code.len() > length {
+            return None;
+        }
+    }
+    (code.len() == length).then_some(code)
+}
+
+/// Groups of four joined by dashes.
+fn grouped(code: &str) -> String {
+    code.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+}
+
+/// A staff-issued temporary password: 100 random bits in twenty Crockford base32
+/// characters (no I, L, O or U), shown in five groups of four, and typed like a code
+/// (case, spaces and dashes do not matter; `O`, `I`, `L` read as `0`, `1`, `1`). It sits
+/// beside the member's password, which keeps working, until the member chooses a new
+/// one. Its entropy makes a slow hash needless: only its SHA-256 is stored, and checking
+/// it costs nothing an attacker could use. `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TemporaryPassword(String);
+
+impl TemporaryPassword {
+    const LENGTH: usize = 20;
+
+    /// A fresh one from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        Self(RecoveryCode::generate().0[..Self::LENGTH].to_owned())
+    }
+
+    /// Reads what was typed in the password field; `None` when it cannot be one.
+    pub fn parse(typed: &str) -> Option<Self> {
+        canonical(typed, Self::LENGTH).map(Self)
+    }
+
+    /// Five groups of four: `ABCD-EFGH-JKMN-PQRS-TVWX`.
+    pub fn grouped(&self) -> String {
+        grouped(&self.0)
+    }
+
+    /// What is stored and compared.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::from_stored(hex(&Sha256::digest(self.0.as_bytes())))
+    }
+
+    /// Whether it is the one stored as `stored`, in constant time.
+    pub fn matches(&self, stored: &TokenHash) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.hash().as_str().as_bytes().ct_eq(stored.as_str().as_bytes()).into()
+    }
+
+    /// How to read it out on the phone, group by group, in French: « A comme Anatole,
+    /// sept, … ».
+    pub fn spelled_fr(&self) -> Vec<String> {
+        self.0
+            .as_bytes()
+            .chunks(4)
+            .map(|group| group.iter().map(|&c| spell_fr(char::from(c))).collect::<Vec<_>>().join(", "))
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for TemporaryPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TemporaryPassword(…)")
+    }
+}
+
+/// A character of the alphabet as said on the phone in France (the PTT spelling alphabet).
+fn spell_fr(c: char) -> String {
+    let word = match c {
+        '0' => "zéro",
+        '1' => "un",
+        '2' => "deux",
+        '3' => "trois",
+        '4' => "quatre",
+        '5' => "cinq",
+        '6' => "six",
+        '7' => "sept",
+        '8' => "huit",
+        '9' => "neuf",
+        'A' => "A comme Anatole",
+        'B' => "B comme Berthe",
+        'C' => "C comme Célestin",
+        'D' => "D comme Désiré",
+        'E' => "E comme Eugène",
+        'F' => "F comme François",
+        'G' => "G comme Gaston",
+        'H' => "H comme Henri",
+        'J' => "J comme Joseph",
+        'K' => "K comme Kléber",
+        'M' => "M comme Marcel",
+        'N' => "N comme Nicolas",
+        'P' => "P comme Pierre",
+        'Q' => "Q comme Quintal",
+        'R' => "R comme Raoul",
+        'S' => "S comme Suzanne",
+        'T' => "T comme Thérèse",
+        'V' => "V comme Victor",
+        'W' => "W comme William",
+        'X' => "X comme Xavier",
+        'Y' => "Y comme Yvonne",
+        'Z' => "Z comme Zoé",
+        other => return other.to_string(),
+    };
+    word.to_owned()
 }
 
 impl std::fmt::Debug for RecoveryCode {
@@ -167,6 +272,20 @@ mod tests {
         for bad in ["", "ABCD", "UUUU-UUUU-UUUU-UUUU-UUUU-UUUU", "é", &"A".repeat(25), "' OR 1=1 --"] {
             assert_eq!(RecoveryCode::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn temporary_passwords_are_typed_like_codes_and_checked_by_hash() {
+        let password = TemporaryPassword::generate();
+        assert_eq!(password.grouped().len(), 24);
+        assert!(password.0.bytes().all(|b| ALPHABET.contains(&b)));
+        let sloppy = password.grouped().to_lowercase().replace('-', " ");
+        let typed = TemporaryPassword::parse(&sloppy).unwrap_or_else(|| panic!("{sloppy}"));
+        assert!(typed.matches(&password.hash()));
+        assert!(!TemporaryPassword::generate().matches(&password.hash()));
+        assert_eq!(TemporaryPassword::parse("une phrase de passe ordinaire"), None);
+        assert_eq!(password.spelled_fr().len(), 5);
+        assert!(!format!("{password:?}").contains(&password.0));
     }
 
     #[test]

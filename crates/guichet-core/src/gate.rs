@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use jiff::{SignedDuration, Timestamp};
 use url::Url;
 
-use crate::account::Account;
 use crate::clock::Clock;
 use crate::groups::GroupName;
 use crate::ports::{AccountStore, GroupStore, Ports, SessionStore, StoreError};
@@ -260,7 +259,7 @@ impl Gate {
         }
         let Some(session) = self.sessions.resume_hash(hash).await? else { return Ok(None) };
         let Some(account) = self.accounts.find_account(session.account_id).await? else { return Ok(None) };
-        if !usable(&account) {
+        if account.disabled_at.is_some() || session.must_change_password {
             return Ok(None);
         }
         let passport = Passport {
@@ -301,12 +300,6 @@ impl Gate {
         }
         Ok(())
     }
-}
-
-/// A session of a disabled account, or of one that must change its password first,
-/// opens nothing.
-fn usable(account: &Account) -> bool {
-    account.disabled_at.is_none() && !account.must_change_password
 }
 
 #[cfg(test)]

@@ -5,18 +5,19 @@
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::account::{Account, Identifier};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
+use crate::codes::TemporaryPassword;
 use crate::device::DeviceCookie;
 use crate::hashing::{HashError, PasswordHasher, Verification};
 use crate::keys::ServerKey;
 use crate::lockout::{AddressThrottlePolicy, LockoutPolicy, ThrottleKey, throttle_key};
 use crate::password::PasswordHash;
 use crate::ports::{
-    AccountStore, AuditStore, CredentialStore, DeviceStore, FailureOutcome, Ports, StoreError, ThrottleStore,
+    AccountStore, AuditStore, CredentialStore, DeviceStore, FailureOutcome, Ports, Proof, StoreError, ThrottleStore,
 };
 use crate::token::PlainToken;
 
@@ -60,11 +61,16 @@ pub struct LoggedIn {
     pub account: Account,
     /// The browser's device cookie, with a fresh mark for this account: to set.
     pub device_cookie: String,
+    /// The login used a temporary password: the session must choose a new one first.
+    pub must_change_password: bool,
 }
 
 impl std::fmt::Debug for LoggedIn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoggedIn").field("account", &self.account.id).finish_non_exhaustive()
+        f.debug_struct("LoggedIn")
+            .field("account", &self.account.id)
+            .field("must_change_password", &self.must_change_password)
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,7 +145,7 @@ impl Authenticator {
             Some(account) => self.trusted_mark(&cookie, account, now).await?,
             None => None,
         };
-        let account = match trusted {
+        let (account, proof) = match trusted {
             Some(nonce) => self.attempt(account, password, Some(&nonce), &[], context).await?,
             None => {
                 let counted = self.count_attempt(identifier, context, now).await?;
@@ -155,7 +161,8 @@ impl Authenticator {
             }
         };
         let device_cookie = cookie.with_fresh_mark(account.id, self.clock.now()).encode(&self.key);
-        Ok(LoggedIn { account, device_cookie })
+        let must_change_password = matches!(proof, Proof::Temporary(_));
+        Ok(LoggedIn { account, device_cookie, must_change_password })
     }
 
     /// The nonce of the browser's mark for `account`, when it holds a valid one issued
@@ -222,6 +229,9 @@ impl Authenticator {
     /// the member's usual browser (`device` is its mark's nonce) the account's lock does
     /// not apply and a wrong password counts against the mark only; elsewhere a wrong
     /// password counts toward the lock, and a success gives back the address's `counted`.
+    /// A pending temporary password is tried first when what was typed has its shape:
+    /// its check costs a SHA-256, and when it does not match the password is checked as
+    /// usual, so that every failure still costs exactly one Argon2id.
     async fn attempt(
         &self,
         account: Option<Account>,
@@ -229,7 +239,7 @@ impl Authenticator {
         device: Option<&str>,
         counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
-    ) -> Result<Account, LoginError> {
+    ) -> Result<(Account, Proof), LoginError> {
         let now = self.clock.now();
         let Some(account) = account else {
             self.spend_one_hash(password).await?;
@@ -245,7 +255,16 @@ impl Authenticator {
                 .await?;
             return Err(LoginError::InvalidCredentials);
         };
-        let may = if device.is_some() { account.may_log_in_despite_lock_at(now) } else { account.may_log_in_at(now) };
+        if let Some(temporary) = account.temporary_password_at(now)
+            && TemporaryPassword::parse(password.expose_secret()).is_some_and(|typed| typed.matches(temporary))
+        {
+            let proof = Proof::Temporary(temporary.clone());
+            if !self.credentials.record_login_success(account.id, &proof, true, counted, context, now).await? {
+                return Err(LoginError::InvalidCredentials);
+            }
+            return Ok((account, proof));
+        }
+        let may = if device.is_some() { account.may_log_in_despite_lock() } else { account.may_log_in_at(now) };
         let hash = match &account.password_hash {
             Some(hash) if may => hash.clone(),
             _ => {
@@ -270,9 +289,10 @@ impl Authenticator {
             Verification::Match { upgraded } => {
                 let despite_lock = device.is_some();
                 let now = self.clock.now();
+                let proof = Proof::Password(hash.clone());
                 if !self
                     .credentials
-                    .record_login_success(account.id, &hash, despite_lock, counted, context, now)
+                    .record_login_success(account.id, &proof, despite_lock, counted, context, now)
                     .await?
                 {
                     // Locked (or changed) by a concurrent request while this password was checked.
@@ -284,7 +304,7 @@ impl Authenticator {
                 if let Some(new_hash) = upgraded {
                     self.credentials.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;
                 }
-                Ok(account)
+                Ok((account, proof))
             }
         }
     }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::account::{AccountId, EmailAddress};
-use crate::codes::RecoveryCode;
+use crate::codes::{RecoveryCode, TemporaryPassword};
 use crate::desk::{CallSlotId, RequestId};
 
 /// An outbox row's id.
@@ -52,11 +52,19 @@ pub enum MailKind {
     EmailChanged,
     /// `guichet mail test`: sent at once, never queued.
     Test,
+    /// A code to confirm a proposed secours address, sent to that address.
+    RecoveryEmailConfirmation,
+    /// A secours address was added or removed: told to the account's address.
+    RecoveryEmailChanged,
+    /// To the desk's mailbox: a new assistance request (or an undelivered message).
+    DeskNewRequest,
+    /// To the desk's mailbox: a member confirmed a call slot.
+    DeskCallConfirmed,
 }
 
 impl MailKind {
     /// Every kind.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 15] = [
         Self::ForgotIdentifier,
         Self::PasswordReset,
         Self::Invitation,
@@ -68,6 +76,10 @@ impl MailKind {
         Self::CallConfirmed,
         Self::EmailChanged,
         Self::Test,
+        Self::RecoveryEmailConfirmation,
+        Self::RecoveryEmailChanged,
+        Self::DeskNewRequest,
+        Self::DeskCallConfirmed,
     ];
 
     /// The stored name.
@@ -84,6 +96,10 @@ impl MailKind {
             Self::CallConfirmed => "call_confirmed",
             Self::EmailChanged => "email_changed",
             Self::Test => "test",
+            Self::RecoveryEmailConfirmation => "recovery_email_confirmation",
+            Self::RecoveryEmailChanged => "recovery_email_changed",
+            Self::DeskNewRequest => "desk_new_request",
+            Self::DeskCallConfirmed => "desk_call_confirmed",
         }
     }
 
@@ -106,7 +122,22 @@ impl MailKind {
             Self::CallConfirmed => "confirmation de rendez-vous",
             Self::EmailChanged => "avis de changement d'adresse (à l'ancienne adresse)",
             Self::Test => "message d'essai",
+            Self::RecoveryEmailConfirmation => "code de confirmation de l'adresse de secours",
+            Self::RecoveryEmailChanged => "avis de changement de l'adresse de secours",
+            Self::DeskNewRequest => "avis à l'assistance : nouvelle demande",
+            Self::DeskCallConfirmed => "avis à l'assistance : rendez-vous confirmé",
         }
+    }
+
+    /// Recovery, lock and password-changed mail: also sent to the secours address.
+    pub fn goes_to_secours_too(self) -> bool {
+        matches!(self, Self::ForgotIdentifier | Self::PasswordReset | Self::AccountLocked | Self::PasswordChanged)
+    }
+
+    /// Mail to a member whose failure the desk must hear of (a bounce opens a request):
+    /// everything but the desk's own notices and the test message.
+    pub fn reaches_a_member(self) -> bool {
+        !matches!(self, Self::DeskNewRequest | Self::DeskCallConfirmed | Self::Test)
     }
 }
 
@@ -135,11 +166,20 @@ impl MailSubject {
     /// not fit the kind (a corrupt row).
     pub fn from_stored(kind: MailKind, id: Option<i64>) -> Option<Self> {
         match (kind, id) {
-            (MailKind::AssistanceReceived | MailKind::CallProposal, Some(id)) => {
+            (MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::DeskNewRequest, Some(id)) => {
                 Some(Self::Request(RequestId::from_stored(id)))
             }
-            (MailKind::CallConfirmed, Some(id)) => Some(Self::Slot(CallSlotId::from_stored(id))),
-            (MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::CallConfirmed, None) => None,
+            (MailKind::CallConfirmed | MailKind::DeskCallConfirmed, Some(id)) => {
+                Some(Self::Slot(CallSlotId::from_stored(id)))
+            }
+            (
+                MailKind::AssistanceReceived
+                | MailKind::CallProposal
+                | MailKind::CallConfirmed
+                | MailKind::DeskNewRequest
+                | MailKind::DeskCallConfirmed,
+                None,
+            ) => None,
             (_, None) => Some(Self::None),
             (_, Some(_)) => None,
         }
@@ -177,6 +217,8 @@ pub struct QueuedMail {
     pub attempts: u32,
     /// What it is about.
     pub subject: MailSubject,
+    /// The original, when this is its copy to the account's secours address.
+    pub copy_of: Option<MailId>,
 }
 
 /// How a send ended.
@@ -298,6 +340,44 @@ pub enum MailContent {
         /// It stops working then.
         expires_at: Timestamp,
     },
+    /// A code confirming a secours address.
+    RecoveryEmailConfirmation {
+        /// The code.
+        code: RecoveryCode,
+        /// Valid until.
+        expires_at: Timestamp,
+    },
+    /// The secours address changed (told to the account's address).
+    RecoveryEmailChanged {
+        /// The new secours address, partly hidden; `None` when it was removed.
+        added: Option<String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// To the desk: a request to look at.
+    DeskNewRequest {
+        /// Its reference.
+        reference: String,
+        /// Its id, for the console's link.
+        request: RequestId,
+        /// Who wrote (as typed, or the member's name).
+        name: String,
+        /// A phone number, if given.
+        phone: String,
+    },
+    /// To the desk: a call to make.
+    DeskCallConfirmed {
+        /// The request's reference.
+        reference: String,
+        /// Its id, for the console's link.
+        request: RequestId,
+        /// Start of the call.
+        starts_at: Timestamp,
+        /// End of the call.
+        ends_at: Timestamp,
+        /// The number to call.
+        phone: String,
+    },
     /// An assistance request was received.
     AssistanceReceived {
         /// Its reference.
@@ -347,31 +427,11 @@ impl MailContent {
             Self::CallConfirmed { .. } => MailKind::CallConfirmed,
             Self::EmailChanged { .. } => MailKind::EmailChanged,
             Self::Test => MailKind::Test,
+            Self::RecoveryEmailConfirmation { .. } => MailKind::RecoveryEmailConfirmation,
+            Self::RecoveryEmailChanged { .. } => MailKind::RecoveryEmailChanged,
+            Self::DeskNewRequest { .. } => MailKind::DeskNewRequest,
+            Self::DeskCallConfirmed { .. } => MailKind::DeskCallConfirmed,
         }
-    }
-}
-
-/// A temporary password as mailed. `Debug` does not print it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TemporaryPassword(String);
-
-impl TemporaryPassword {
-    /// 100 random bits in five groups of four Crockford base32 characters: easy to read
-    /// out and type, long enough that guessing is hopeless within its lifetime.
-    pub fn generate() -> Self {
-        let code = crate::codes::RecoveryCode::generate().grouped();
-        Self(code[..24].to_owned())
-    }
-
-    /// The password.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for TemporaryPassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TemporaryPassword(…)")
     }
 }
 

@@ -1,25 +1,35 @@
 //! "Mon espace": what members do to their own account — change their password, end
-//! their other sessions — and what they see of it (recent logins, failed attempts).
+//! their other sessions, add a secours address — and what they see of it (recent
+//! logins, failed attempts).
 
 use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use crate::account::{Account, AccountId};
+use crate::account::{Account, AccountId, EmailAddress, EmailError};
 use crate::audit::{Activity, Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
+use crate::codes::{CodeError, RecoveryCode};
 use crate::hashing::{HashError, PasswordHasher, Verification};
 use crate::lockout::LockoutPolicy;
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
-use crate::ports::{AuditStore, CredentialStore, Ports, SessionStore, StoreError};
+use crate::ports::{AuditStore, Conflict, CredentialStore, Ports, RecoveryStore, SessionStore, StoreError};
 use crate::session::Session;
 
 /// Why a password change did not go through.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
-    /// The current password is wrong.
-    #[error("le mot de passe actuel n'est pas le bon")]
+    /// The current password is wrong: a typo, most likely.
+    #[error("Le mot de passe actuel ne correspond pas : vérifiez-le (majuscules, clavier) et saisissez-le à nouveau.")]
     WrongCurrent,
+    /// The current password was wrong too often in this session: it has ended.
+    #[error("Le mot de passe actuel a été mal saisi trop souvent : par sécurité, reconnectez-vous.")]
+    TooManyWrong,
+    /// The temporary password this session was opened with was replaced or expired.
+    #[error(
+        "Votre mot de passe temporaire n'est plus valable : demandez-en un nouveau à l'assistance, ou choisissez un mot de passe avec « Mot de passe oublié »."
+    )]
+    TemporaryGone,
     /// The new one does not meet the policy.
     #[error(transparent)]
     Password(#[from] PasswordError),
@@ -31,9 +41,47 @@ pub enum ChangeError {
     Hash(#[from] HashError),
 }
 
+/// Why a secours address was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryEmailError {
+    /// Not an address.
+    #[error(transparent)]
+    Invalid(#[from] EmailError),
+    /// The account's own address.
+    #[error("C'est déjà l'adresse de votre compte : indiquez une autre adresse, personnelle de préférence.")]
+    SameAsPrimary,
+    /// Already an address of an account.
+    #[error("Cette adresse est déjà enregistrée sur un compte : indiquez-en une autre.")]
+    Taken,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RecoveryEmailError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(Conflict::Email) => Self::Taken,
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// What became of a secours address request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryEmailChange {
+    /// A code is on its way to the address.
+    Proposed(EmailAddress),
+    /// The secours address was removed.
+    Removed,
+    /// There was none to remove.
+    Unchanged,
+}
+
 /// A member's own account.
 #[derive(Debug, Clone)]
 pub struct MySpace {
+    recovery: Arc<dyn RecoveryStore>,
     credentials: Arc<dyn CredentialStore>,
     sessions: Arc<dyn SessionStore>,
     audit: Arc<dyn AuditStore>,
@@ -53,6 +101,7 @@ impl MySpace {
         lockout: LockoutPolicy,
     ) -> Self {
         Self {
+            recovery: Arc::clone(&ports.recovery),
             credentials: Arc::clone(&ports.credentials),
             sessions: Arc::clone(&ports.sessions),
             audit: Arc::clone(&ports.audit),
@@ -69,31 +118,113 @@ impl MySpace {
         Ok(Activity::new(self.audit.account_events(account, 100).await?))
     }
 
-    /// Changes a member's own password. With `current` (an ordinary change) it must be
-    /// right — a wrong one counts as a failed login; without (a forced change after a
-    /// temporary password) it is not asked. The member's other sessions end and a
-    /// notice is mailed.
+    /// Changes a member's own password. In an ordinary session `current` must be right;
+    /// a wrong one is the member's typo, recorded as such and not counted toward the lock,
+    /// but too many in one session end it (a stolen session does not become a free
+    /// password-guessing oracle). In a session opened with a temporary password it is not
+    /// asked, and the temporary password must still be pending: choosing the new password
+    /// is what uses it up. The member's other sessions end and a notice is mailed.
     pub async fn change_password(
         &self,
         account: &Account,
         session: &Session,
-        current: Option<SecretString>,
+        current: SecretString,
         new_password: SecretString,
         confirmation: &SecretString,
         context: &RequestContext,
     ) -> Result<(), ChangeError> {
-        if let Some(current) = current {
+        let forced = session.must_change_password;
+        if !forced {
             let hash = account.password_hash.clone().ok_or(ChangeError::WrongCurrent)?;
             if let Verification::Mismatch = self.hasher.verify(crate::password::normalised(&current), hash).await? {
-                self.credentials.record_login_failure(account.id, &self.lockout, context, self.clock.now()).await?;
-                return Err(ChangeError::WrongCurrent);
+                return Err(self.mistyped(account, session, context).await?);
             }
         }
         let personal = [account.identifier.as_str(), account.email.as_str(), account.display_name.as_str()];
         let password = NewPassword::parse_confirmed(new_password, confirmation, self.policy, &personal)?;
         let hash = self.hasher.hash(password.into_secret()).await?;
-        self.credentials.change_password(account.id, &hash, &session.token_hash, context, self.clock.now()).await?;
+        let now = self.clock.now();
+        if !self.credentials.change_password(account.id, &hash, &session.token_hash, forced, context, now).await? {
+            return Err(ChangeError::TemporaryGone);
+        }
         Ok(())
+    }
+
+    /// Records a mistyped current password; past the lock's threshold in this session,
+    /// ends the session.
+    async fn mistyped(
+        &self,
+        account: &Account,
+        session: &Session,
+        context: &RequestContext,
+    ) -> Result<ChangeError, ChangeError> {
+        let event = NewAuditEvent {
+            at: self.clock.now(),
+            account_id: Some(account.id),
+            kind: AuditKind::CurrentPasswordMistyped,
+            actor: Actor::Member,
+            context: context.clone(),
+            detail: None,
+        };
+        self.audit.record_event(event).await?;
+        let events = self.audit.account_events(account.id, 100).await?;
+        let in_session = events
+            .iter()
+            .filter(|e| e.kind == AuditKind::CurrentPasswordMistyped && e.at >= session.created_at)
+            .count();
+        if in_session >= usize::try_from(self.lockout.threshold).unwrap_or(usize::MAX) {
+            self.sessions.delete_session(&session.token_hash, None).await?;
+            return Ok(ChangeError::TooManyWrong);
+        }
+        Ok(ChangeError::WrongCurrent)
+    }
+
+    /// Adds, replaces (`typed` is an address) or removes (`typed` is empty) the member's
+    /// secours address. A new one only counts once confirmed with the code mailed to it.
+    pub async fn set_recovery_email(
+        &self,
+        account: &Account,
+        typed: &str,
+        context: &RequestContext,
+    ) -> Result<RecoveryEmailChange, RecoveryEmailError> {
+        let now = self.clock.now();
+        if typed.trim().is_empty() {
+            let event = NewAuditEvent {
+                at: now,
+                account_id: Some(account.id),
+                kind: AuditKind::RecoveryEmailRemoved,
+                actor: Actor::Member,
+                context: context.clone(),
+                detail: None,
+            };
+            let removed = self.recovery.remove_recovery_email(account.id, event).await?;
+            return Ok(if removed { RecoveryEmailChange::Removed } else { RecoveryEmailChange::Unchanged });
+        }
+        let email = EmailAddress::parse(typed)?;
+        if email == account.email {
+            return Err(RecoveryEmailError::SameAsPrimary);
+        }
+        self.recovery.propose_recovery_email(account.id, &email, now).await?;
+        Ok(RecoveryEmailChange::Proposed(email))
+    }
+
+    /// Confirms the proposed secours address with the code mailed to it.
+    pub async fn confirm_recovery_email(
+        &self,
+        account: &Account,
+        typed_code: &str,
+        context: &RequestContext,
+    ) -> Result<Result<EmailAddress, CodeError>, StoreError> {
+        let Some(code) = RecoveryCode::parse(typed_code) else { return Ok(Err(CodeError::Invalid)) };
+        let event = NewAuditEvent {
+            at: self.clock.now(),
+            account_id: Some(account.id),
+            kind: AuditKind::RecoveryEmailConfirmed,
+            actor: Actor::Member,
+            context: context.clone(),
+            detail: account.recovery_email_pending.as_ref().map(EmailAddress::masked),
+        };
+        self.recovery.confirm_recovery_email(account.id, &code.hash(), event).await
     }
 
     /// Ends every session of the member but this one, and records it, in one transaction.

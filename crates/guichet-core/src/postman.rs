@@ -9,19 +9,14 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 
-use crate::account::{Account, AccountId};
+use crate::account::{Account, AccountId, EmailAddress};
 use crate::clock::Clock;
-use crate::codes::{CodePurpose, RecoveryCode, StoredCode};
-use crate::desk::SlotState;
-use crate::hashing::PasswordHasher;
-use crate::mail::{
-    MailContent, MailKind, MailOutcome, MailSender, MailSubject, OutgoingMail, QueuedMail, SlotLink, TemporaryPassword,
-};
-use crate::password::PasswordHash;
-use crate::ports::{AccountStore, CredentialStore, DeskStore, OutboxStore, Ports, RecoveryStore, StoreError};
+use crate::codes::{CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
+use crate::desk::{NewRequest, SlotState};
+use crate::mail::{MailContent, MailKind, MailOutcome, MailSender, MailSubject, OutgoingMail, QueuedMail, SlotLink};
+use crate::ports::{AccountStore, CredentialStore, DeskStore, OutboxStore, Ports, Reach, RecoveryStore, StoreError};
 use crate::token::PlainToken;
 use crate::token::TokenHash;
-use secrecy::SecretString;
 
 /// How the postman works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +51,7 @@ enum Secret {
     /// A stored code, forgotten if the message cannot be sent.
     Code(TokenHash),
     /// A temporary password's hash and expiry, set once the message has left.
-    TemporaryPassword(PasswordHash, Timestamp),
+    TemporaryPassword(TokenHash, Timestamp),
 }
 
 /// How long a claimed message is held before another sender may take it.
@@ -73,9 +68,10 @@ pub struct Postman {
     recovery: Arc<dyn RecoveryStore>,
     desk: Arc<dyn DeskStore>,
     sender: Arc<dyn MailSender>,
-    hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     policy: MailPolicy,
+    /// The desk's mailbox (`GUICHET_ASSISTANCE_EMAIL`): told of undelivered messages.
+    desk_address: Option<EmailAddress>,
     signal: Arc<Notify>,
 }
 
@@ -86,13 +82,13 @@ pub fn backoff(attempts: u32) -> SignedDuration {
 }
 
 impl Postman {
-    /// Wires the postman.
+    /// Wires the postman; `desk_address` hears of new requests it opens.
     pub fn new(
         ports: &Ports,
         sender: Arc<dyn MailSender>,
-        hasher: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
         policy: MailPolicy,
+        desk_address: Option<EmailAddress>,
     ) -> Self {
         Self {
             accounts: Arc::clone(&ports.accounts),
@@ -101,9 +97,9 @@ impl Postman {
             recovery: Arc::clone(&ports.recovery),
             desk: Arc::clone(&ports.desk),
             sender,
-            hasher,
             clock,
             policy,
+            desk_address,
             signal: Arc::new(Notify::new()),
         }
     }
@@ -146,6 +142,9 @@ impl Postman {
                     MailOutcome::Skipped { reason } => tracing::info!(mail = mail.id.get(), reason, "mail not sent"),
                 }
                 self.outbox.finish_mail(mail.id, account, &outcome, self.clock.now()).await?;
+                if let MailOutcome::Failed { error } = &outcome {
+                    self.report_undelivered(&mail, account, error).await?;
+                }
                 handled += 1;
             }
         }
@@ -153,44 +152,71 @@ impl Postman {
 
     /// Sends one message; returns the account it was for (when there is one) and how it went.
     async fn deliver(&self, mail: &QueuedMail) -> Result<(Option<AccountId>, MailOutcome), StoreError> {
-        if matches!(mail.kind, MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::CallConfirmed) {
+        if matches!(
+            mail.kind,
+            MailKind::AssistanceReceived
+                | MailKind::CallProposal
+                | MailKind::CallConfirmed
+                | MailKind::DeskNewRequest
+                | MailKind::DeskCallConfirmed
+        ) {
             return self.deliver_desk_mail(mail).await;
         }
         let now = self.clock.now();
         let account = match mail.account_id {
             Some(id) => self.accounts.find_account(id).await?,
-            None => self.accounts.find_account_by_email(&mail.recipient).await?,
+            // Typed on a "forgot" form: the account's own address, or its secours one.
+            None => self.accounts.find_account_by_any_address(&mail.recipient).await?,
         };
         let Some(account) = account else {
             return Ok((None, MailOutcome::Skipped { reason: "aucun compte avec cette adresse".into() }));
         };
-        if matches!(mail.kind, MailKind::ForgotIdentifier | MailKind::PasswordReset) {
+        let skipped = |reason: &str| Ok((Some(account.id), MailOutcome::Skipped { reason: reason.to_owned() }));
+        // Where it goes: the account's address as it is now, but for a copy to the secours
+        // address, a code confirming one, and an address-change notice (to the old one).
+        let to = if mail.copy_of.is_some() {
+            if account.recovery_email.as_ref() != Some(&mail.recipient) {
+                return skipped("l'adresse de secours a changé ou a été retirée");
+            }
+            mail.recipient.clone()
+        } else if matches!(mail.kind, MailKind::EmailChanged | MailKind::RecoveryEmailConfirmation) {
+            mail.recipient.clone()
+        } else {
+            account.email.clone()
+        };
+        if matches!(mail.kind, MailKind::ForgotIdentifier | MailKind::PasswordReset) && mail.copy_of.is_none() {
             let hour_ago = now.saturating_sub(SignedDuration::from_hours(1)).unwrap_or(now);
             if self.outbox.count_sent_mail(account.id, mail.kind, hour_ago).await? >= self.policy.per_account_per_hour {
-                return Ok((Some(account.id), MailOutcome::Skipped { reason: "trop de demandes dans l'heure".into() }));
+                return skipped("trop de demandes dans l'heure");
             }
         }
-        let Some((content, code)) = self.content(mail, &account, now).await? else {
-            return Ok((
-                Some(account.id),
-                MailOutcome::Skipped {
-                    reason: "plus rien à dire (le compte n'est plus suspendu, ou son adresse vient de changer)".into(),
-                },
-            ));
+        if matches!(mail.kind, MailKind::ForgotIdentifier | MailKind::PasswordReset) && account.disabled_at.is_some() {
+            return skipped("compte désactivé : l'assistance seule peut le rouvrir");
+        }
+        let Some((content, code)) = self.content(mail, &account, &to, now).await? else {
+            return skipped(
+                "plus rien à dire (le compte n'est plus suspendu, ou son adresse vient de changer, ou le code n'attend plus)",
+            );
         };
-        // An address-change notice goes to the address it was queued for: the old one.
-        let to = if mail.kind == MailKind::EmailChanged { mail.recipient.clone() } else { account.email.clone() };
+        if mail.copy_of.is_none()
+            && mail.kind.goes_to_secours_too()
+            && let Some(secours) = &account.recovery_email
+        {
+            // Queued before the original leaves, once: a crash after the send does not lose it.
+            self.outbox.queue_copy(mail.id, account.id, mail.kind, secours, now).await?;
+            self.wake();
+        }
         let outgoing = OutgoingMail { to, name: account.display_name.as_str().to_owned(), content };
         match self.sender.send(&outgoing).await {
             Ok(answer) => {
                 if let Secret::TemporaryPassword(hash, expires_at) = code {
-                    // Set only once it left: an undelivered one must not replace the password,
-                    // nor one sent to an address that was replaced meanwhile.
-                    if !self
+                    // Set only once it left: an undelivered one must not become valid, nor
+                    // one sent to an address that was replaced meanwhile.
+                    let set = self
                         .credentials
-                        .set_temporary_password(account.id, &hash, expires_at, &outgoing.to, now)
-                        .await?
-                    {
+                        .set_temporary_password(account.id, &hash, expires_at, Some(&outgoing.to), None, Reach::Anyone)
+                        .await?;
+                    if !set {
                         tracing::warn!(
                             account = account.id.get(),
                             "address changed while sending: temporary password not set"
@@ -207,6 +233,48 @@ impl Postman {
                 Ok((Some(account.id), self.after_failure(mail, error, now)))
             }
         }
+    }
+
+    /// A message to a member given up for good: the desk hears of it, so that someone
+    /// calls the member instead of the member waiting for a message that will never come.
+    /// For an account, a request linked to it (a note on its open one, if it has one);
+    /// for a receipt or a proposal to someone without an account, a note on their request.
+    async fn report_undelivered(
+        &self,
+        mail: &QueuedMail,
+        account: Option<AccountId>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        if !mail.kind.reaches_a_member() {
+            return Ok(());
+        }
+        let body = format!(
+            "Le message « {} » n'a pas pu être remis à {} : réponse du serveur : {error}",
+            mail.kind.label_fr(),
+            mail.recipient
+        );
+        let account = match account {
+            Some(id) => self.accounts.find_account(id).await?,
+            None => None,
+        };
+        let now = self.clock.now();
+        if let Some(account) = account {
+            let request = NewRequest {
+                name: account.greeting_name().to_owned(),
+                email: account.email.clone(),
+                identifier: account.identifier.to_string(),
+                phone: String::new(),
+                message: body,
+                address: None,
+                account_id: Some(account.id),
+            };
+            self.desk.report_undelivered(&request, self.desk_address.as_ref(), now).await?;
+        } else if let MailSubject::Request(id) = mail.subject {
+            let note = crate::desk::NewNote { author_id: None, body };
+            self.desk.add_note(id, &note, now).await?;
+        }
+        self.wake();
+        Ok(())
     }
 
     fn after_failure(&self, mail: &QueuedMail, error: crate::mail::SendError, now: Timestamp) -> MailOutcome {
@@ -229,11 +297,21 @@ impl Postman {
                 let Some(request) = self.desk.find_request(slot.request_id).await? else {
                     return skipped("demande disparue");
                 };
-                let content = MailContent::CallConfirmed {
-                    reference: request.reference.clone(),
-                    starts_at: slot.starts_at,
-                    ends_at: slot.ends_at,
-                    phone: request.phone.clone(),
+                let content = if mail.kind == MailKind::DeskCallConfirmed {
+                    MailContent::DeskCallConfirmed {
+                        reference: request.reference.clone(),
+                        request: request.id,
+                        starts_at: slot.starts_at,
+                        ends_at: slot.ends_at,
+                        phone: request.phone.clone(),
+                    }
+                } else {
+                    MailContent::CallConfirmed {
+                        reference: request.reference.clone(),
+                        starts_at: slot.starts_at,
+                        ends_at: slot.ends_at,
+                        phone: request.phone.clone(),
+                    }
                 };
                 (request, content)
             }
@@ -242,7 +320,15 @@ impl Postman {
                 let Some(request) = self.desk.find_request(id).await? else {
                     return skipped("demande disparue");
                 };
-                if mail.kind == MailKind::AssistanceReceived {
+                if mail.kind == MailKind::DeskNewRequest {
+                    let content = MailContent::DeskNewRequest {
+                        reference: request.reference.clone(),
+                        request: request.id,
+                        name: request.name.clone(),
+                        phone: request.phone.clone(),
+                    };
+                    (request, content)
+                } else if mail.kind == MailKind::AssistanceReceived {
                     let content = MailContent::AssistanceReceived { reference: request.reference.clone() };
                     (request, content)
                 } else {
@@ -278,19 +364,20 @@ impl Postman {
         &self,
         mail: &QueuedMail,
         account: &Account,
+        to: &EmailAddress,
         now: Timestamp,
     ) -> Result<Option<(MailContent, Secret)>, StoreError> {
         let content = match mail.kind {
             MailKind::ForgotIdentifier => MailContent::ForgotIdentifier { identifier: account.identifier.to_string() },
             MailKind::PasswordReset => {
-                let Some((code, expires_at)) = self.new_code(account, CodePurpose::Reset, now).await? else {
+                let Some((code, expires_at)) = self.new_code(account, CodePurpose::Reset, to, now).await? else {
                     return Ok(None);
                 };
                 let hash = code.hash();
                 return Ok(Some((MailContent::PasswordReset { code, expires_at }, Secret::Code(hash))));
             }
             MailKind::Invitation => {
-                let Some((code, expires_at)) = self.new_code(account, CodePurpose::Invitation, now).await? else {
+                let Some((code, expires_at)) = self.new_code(account, CodePurpose::Invitation, to, now).await? else {
                     return Ok(None);
                 };
                 let hash = code.hash();
@@ -299,10 +386,7 @@ impl Postman {
             }
             MailKind::TemporaryPassword => {
                 let password = TemporaryPassword::generate();
-                let hash = match self.hasher.hash(SecretString::from(password.expose().to_owned())).await {
-                    Ok(hash) => hash,
-                    Err(error) => return Err(StoreError::Backend(Box::new(error))),
-                };
+                let hash = password.hash();
                 let expires_at = now.saturating_add(self.policy.temporary_password_ttl).unwrap_or(now);
                 let identifier = account.identifier.to_string();
                 let content = MailContent::TemporaryPassword { identifier, password, expires_at };
@@ -316,7 +400,24 @@ impl Postman {
             MailKind::EmailChanged => {
                 MailContent::EmailChanged { new_address: account.email.masked(), at: mail.created_at }
             }
-            MailKind::AssistanceReceived | MailKind::CallProposal | MailKind::CallConfirmed | MailKind::Test => {
+            MailKind::RecoveryEmailConfirmation => {
+                let code = RecoveryCode::generate();
+                let expires_at = now.saturating_add(self.policy.reset_code_ttl).unwrap_or(now);
+                if !self.recovery.set_recovery_email_code(account.id, &code.hash(), expires_at, to).await? {
+                    return Ok(None);
+                }
+                MailContent::RecoveryEmailConfirmation { code, expires_at }
+            }
+            MailKind::RecoveryEmailChanged => MailContent::RecoveryEmailChanged {
+                added: account.recovery_email.as_ref().map(EmailAddress::masked),
+                at: mail.created_at,
+            },
+            MailKind::AssistanceReceived
+            | MailKind::CallProposal
+            | MailKind::CallConfirmed
+            | MailKind::DeskNewRequest
+            | MailKind::DeskCallConfirmed
+            | MailKind::Test => {
                 return Ok(None);
             }
         };
@@ -332,15 +433,16 @@ impl Postman {
         now: Timestamp,
     ) -> Result<Option<(RecoveryCode, Timestamp)>, StoreError> {
         self.recovery.revoke_codes(account.id, now).await?;
-        self.new_code(account, purpose, now).await
+        self.new_code(account, purpose, &account.email, now).await
     }
 
-    /// Makes and stores a code for `account`, to be mailed to its address as read; its
-    /// lifetime starts now. `Ok(None)` when the address changed meanwhile.
+    /// Makes and stores a code for `account`, to be mailed to `to` (one of its addresses
+    /// as read); its lifetime starts now. `Ok(None)` when that address changed meanwhile.
     pub async fn new_code(
         &self,
         account: &Account,
         purpose: CodePurpose,
+        to: &EmailAddress,
         now: Timestamp,
     ) -> Result<Option<(RecoveryCode, Timestamp)>, StoreError> {
         let ttl = match purpose {
@@ -350,7 +452,7 @@ impl Postman {
         let code = RecoveryCode::generate();
         let expires_at = now.saturating_add(ttl).unwrap_or(now);
         let stored = StoredCode { account_id: account.id, purpose, created_at: now, expires_at, used_at: None };
-        Ok(self.recovery.insert_code(&code.hash(), &stored, &account.email).await?.then_some((code, expires_at)))
+        Ok(self.recovery.insert_code(&code.hash(), &stored, to).await?.then_some((code, expires_at)))
     }
 }
 

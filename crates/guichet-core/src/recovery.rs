@@ -42,6 +42,9 @@ pub enum ResetError {
     /// The new password does not meet the policy.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The account was disabled by the desk: a new password would not open it.
+    #[error("Ce compte est désactivé : seule l'assistance peut le rouvrir. Écrivez-lui.")]
+    Disabled,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -149,6 +152,9 @@ impl Recovery {
     ) -> Result<AccountId, ResetError> {
         let stored = self.check(typed_code).await?;
         let account = self.accounts.find_account(stored.account_id).await?.ok_or(CodeError::Invalid)?;
+        if account.disabled_at.is_some() {
+            return Err(ResetError::Disabled);
+        }
         let personal = [account.identifier.as_str(), account.email.as_str(), account.display_name.as_str()];
         let password = NewPassword::parse_confirmed(new_password, confirmation, self.policy, &personal)?;
         let hash = self.hasher.hash(password.into_secret()).await?;

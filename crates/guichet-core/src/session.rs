@@ -49,6 +49,8 @@ pub struct NewSession {
     pub expires_at: Timestamp,
     /// Where the login came from.
     pub context: RequestContext,
+    /// Opened with a temporary password: it can only choose a new password.
+    pub must_change_password: bool,
 }
 
 /// A live session.
@@ -64,6 +66,9 @@ pub struct Session {
     pub idle_expires_at: Timestamp,
     /// Absolute expiry.
     pub expires_at: Timestamp,
+    /// Opened with a temporary password, and no new password chosen yet: the session can
+    /// only choose one (no other page, no forward auth, no OpenID Connect).
+    pub must_change_password: bool,
 }
 
 /// Opens, finds and ends sessions.
@@ -101,12 +106,15 @@ impl Sessions {
     }
 
     /// Opens a new session for `account` with a fresh token, ending `replacing` (the
-    /// session the browser had before, if any). Returns the token for the cookie.
+    /// session the browser had before, if any); with `must_change_password` (a login with
+    /// a temporary password) it can only choose a new password. Returns the token for
+    /// the cookie.
     pub async fn open(
         &self,
         account: AccountId,
         context: RequestContext,
         replacing: Option<&TokenHash>,
+        must_change_password: bool,
     ) -> Result<(PlainToken, Session), StoreError> {
         if let Some(old) = replacing {
             self.sessions.delete_session(old, None).await?;
@@ -121,10 +129,11 @@ impl Sessions {
             idle_expires_at: now.saturating_add(self.policy.idle).unwrap_or(now).min(expires_at),
             expires_at,
             context,
+            must_change_password,
         };
         self.sessions.create_session(&session).await?;
         let NewSession { token_hash, account_id, created_at, idle_expires_at, expires_at, .. } = session;
-        Ok((token, Session { token_hash, account_id, created_at, idle_expires_at, expires_at }))
+        Ok((token, Session { token_hash, account_id, created_at, idle_expires_at, expires_at, must_change_password }))
     }
 
     /// The session's pass for forward auth on sub-domains: the cookie shared with the

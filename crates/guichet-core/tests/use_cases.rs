@@ -77,7 +77,7 @@ fn secret(s: &str) -> SecretString {
 #[tokio::test]
 async fn staff_actors_come_only_from_stored_staff_accounts() {
     let world = World::new().await;
-    let console = Console::new(&world.ports, world.clock.clone());
+    let console = Console::new(&world.ports, world.clock.clone(), guichet_core::SignedDuration::from_hours(72));
     let member = world.account("marie", Role::Member).await;
     let desk = world.account("desk", Role::Assistance).await;
     let boss = world.account("boss", Role::Admin).await;
@@ -116,7 +116,7 @@ async fn a_stranger_locks_the_account_but_not_the_members_usual_browser() {
 async fn a_request_change_and_its_note_land_together() {
     let world = World::new().await;
     let staff = world.account("desk", Role::Assistance).await;
-    let desk = Desk::new(&world.ports, world.clock.clone());
+    let desk = Desk::new(&world.ports, world.clock.clone(), None);
     let context = RequestContext::default();
     let written = desk
         .write_in("Marie", "marie@chu.example.fr", "", "", "Je ne reçois pas le code.", &context)
@@ -141,7 +141,9 @@ async fn ending_other_sessions_keeps_this_one_and_says_how_many() {
         MySpace::new(&world.ports, hasher(), world.clock.clone(), PasswordPolicy::default(), LockoutPolicy::default());
     let mut opened = Vec::new();
     for _ in 0..3 {
-        opened.push(sessions.open(marie.id, RequestContext::default(), None).await.unwrap_or_else(|e| panic!("{e:?}")));
+        opened.push(
+            sessions.open(marie.id, RequestContext::default(), None, false).await.unwrap_or_else(|e| panic!("{e:?}")),
+        );
     }
     let (this_token, this) = &opened[0];
     assert_eq!(me.end_other_sessions(marie.id, this, &RequestContext::default()).await.ok(), Some(2));
@@ -149,14 +151,14 @@ async fn ending_other_sessions_keeps_this_one_and_says_how_many() {
     assert!(sessions.resume(&opened[1].0).await.ok().flatten().is_none());
     let activity = me.activity(marie.id).await.unwrap_or_else(|e| panic!("{e:?}"));
     let ended = activity.events().iter().find(|e| e.kind == AuditKind::OtherSessionsEnded);
-    assert_eq!(ended.and_then(|e| e.detail.clone()).as_deref(), Some("2 session(s)"));
+    assert_eq!(ended.and_then(|e| e.detail.clone()).as_deref(), Some("2 sessions"));
 }
 
 #[tokio::test]
 async fn a_housekeeping_round_forgets_expired_sessions() {
     let world = World::new().await;
     let marie = world.account("marie", Role::Member).await;
-    world.sessions().open(marie.id, RequestContext::default(), None).await.unwrap_or_else(|e| panic!("{e:?}"));
+    world.sessions().open(marie.id, RequestContext::default(), None, false).await.unwrap_or_else(|e| panic!("{e:?}"));
     let housekeeping = Housekeeping::new(&world.ports);
     assert_eq!(housekeeping.round(world.clock.now()).await.map(|f| f.sessions).ok(), Some(0));
     world.clock.advance(SignedDuration::from_hours(13));

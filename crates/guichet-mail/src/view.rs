@@ -19,6 +19,8 @@ pub(crate) struct SlotLine {
 pub(crate) struct View {
     kind: MailKind,
     site_name: String,
+    /// "de X" or "d'X".
+    of_site: String,
     public_url: String,
     greeting: String,
     identifier: String,
@@ -39,6 +41,8 @@ pub(crate) struct View {
     phone: String,
     /// A new address, partly hidden.
     new_address: String,
+    /// Who wrote in (to the desk).
+    name: String,
 }
 
 #[derive(Template)]
@@ -67,6 +71,7 @@ impl View {
         let mut view = Self {
             kind: mail.content.kind(),
             site_name: settings.site_name.clone(),
+            of_site: french::of(&settings.site_name),
             public_url: settings.public_url.clone(),
             greeting,
             identifier: String::new(),
@@ -79,6 +84,7 @@ impl View {
             slots: Vec::new(),
             phone: String::new(),
             new_address: String::new(),
+            name: String::new(),
         };
         let link = |code: &guichet_core::codes::RecoveryCode| {
             format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""))
@@ -106,8 +112,33 @@ impl View {
             }
             MailContent::TemporaryPassword { identifier, password, expires_at } => {
                 view.identifier.clone_from(identifier);
-                view.password = password.expose().to_owned();
+                view.password = password.grouped();
                 view.when = at(*expires_at);
+            }
+            MailContent::RecoveryEmailConfirmation { code, expires_at } => {
+                view.code = code.grouped();
+                view.link = format!(
+                    "{}/me/recovery-email/confirm?code={}",
+                    settings.public_url,
+                    code.grouped().replace('-', "")
+                );
+                view.when = at(*expires_at);
+            }
+            MailContent::RecoveryEmailChanged { added, at: changed } => {
+                view.new_address = added.clone().unwrap_or_default();
+                view.when = at(*changed);
+            }
+            MailContent::DeskNewRequest { reference, request, name, phone } => {
+                view.reference.clone_from(reference);
+                view.name.clone_from(name);
+                view.phone.clone_from(phone);
+                view.link = format!("{}/admin/requests/{}", settings.public_url, request.get());
+            }
+            MailContent::DeskCallConfirmed { reference, request, starts_at, ends_at, phone } => {
+                view.reference.clone_from(reference);
+                view.when = french::slot(*starts_at, *ends_at, zone);
+                view.phone.clone_from(phone);
+                view.link = format!("{}/admin/requests/{}", settings.public_url, request.get());
             }
             MailContent::AssistanceReceived { reference } => {
                 view.reference.clone_from(reference);
@@ -117,14 +148,14 @@ impl View {
                 view.slots = slots
                     .iter()
                     .map(|s| SlotLine {
-                        when: slot_when(s.starts_at, s.ends_at, zone),
+                        when: french::slot(s.starts_at, s.ends_at, zone),
                         link: format!("{}/rendez-vous/{}", settings.public_url, s.token.expose()),
                     })
                     .collect();
             }
             MailContent::CallConfirmed { reference, starts_at, ends_at, phone } => {
                 view.reference.clone_from(reference);
-                view.when = slot_when(*starts_at, *ends_at, zone);
+                view.when = french::slot(*starts_at, *ends_at, zone);
                 view.phone.clone_from(phone);
             }
             MailContent::EmailChanged { new_address, at: changed } => {
@@ -141,12 +172,6 @@ impl View {
         let subject = Subject { v: self }.render()?.split_whitespace().collect::<Vec<_>>().join(" ");
         Ok((subject, Text { v: self }.render()?, Html { v: self }.render()?))
     }
-}
-
-/// "le 3 mars 2026 de 14:00 à 14:30".
-pub(crate) fn slot_when(starts: jiff::Timestamp, ends: jiff::Timestamp, zone: &jiff::tz::TimeZone) -> String {
-    let end = ends.to_zoned_datetime(zone.clone());
-    format!("{} à {:02}:{:02}", french::date_time(starts, zone).replace(" à ", " de "), end.hour(), end.minute())
 }
 
 #[cfg(test)]
@@ -189,7 +214,7 @@ mod tests {
         assert!(lines.contains(&code.grouped().as_str()), "{text}");
         let link = format!("https://membres.example.org/reset-password?code={}", code.grouped().replace('-', ""));
         assert!(lines.contains(&link.as_str()), "{text}");
-        assert!(text.contains("2 mars 2026 à 10:00"), "{text}");
+        assert!(text.contains("2 mars 2026 à 10 h 00"), "{text}");
         assert!(html.contains(&link) && !html.contains("<img"), "{html}");
     }
 

@@ -15,8 +15,7 @@ use crate::sessions::end_sessions;
 use crate::{SqlStore, backend, millis};
 
 /// Voids what was handed out to the account's current address or holder: unused codes
-/// used up, a pending temporary password revoked (the account keeps no password until
-/// its owner chooses one), device cookie marks no longer counted.
+/// used up, a pending temporary password revoked, device cookie marks no longer counted.
 async fn revoke_handed_out(
     tx: &mut Transaction<'_, Any>,
     account: AccountId,
@@ -24,9 +23,8 @@ async fn revoke_handed_out(
 ) -> Result<(), StoreError> {
     crate::recovery::use_up_codes(tx, account, now).await?;
     sqlx::query(
-        "UPDATE accounts SET devices_trusted_after = $2, \
-         password_hash = CASE WHEN password_expires_at IS NULL THEN password_hash ELSE NULL END, \
-         password_expires_at = NULL WHERE id = $1",
+        "UPDATE accounts SET devices_trusted_after = $2, temporary_password_hash = NULL, password_expires_at = NULL \
+         WHERE id = $1",
     )
     .bind(account.get())
     .bind(millis(now))

@@ -11,6 +11,7 @@ use guichet_core::audit::NewAuditEvent;
 use guichet_core::mail::MailKind;
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{AccountFilter, AccountStore, Conflict, Reach, StoreError};
+use guichet_core::token::TokenHash;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
@@ -19,8 +20,9 @@ use crate::audit::insert_event;
 use crate::outbox::insert_mail_to_account;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
-const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, must_change_password, \
-     locked_until, created_at, updated_at, last_login_at, disabled_at, password_expires_at, devices_trusted_after";
+const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, temporary_password_hash, \
+     locked_until, created_at, updated_at, last_login_at, disabled_at, password_expires_at, devices_trusted_after, \
+     recovery_email, recovery_email_pending";
 
 pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
@@ -32,14 +34,25 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
         display_name: DisplayName::from_stored(get_text("display_name")?),
         role: crate::column(&get_text("role")?, |r| Role::parse(r).ok(), "accounts.role")?,
         password_hash: row.try_get::<Option<String>, _>("password_hash").map_err(backend)?.map(PasswordHash::from_phc),
-        must_change_password: get_i64("must_change_password")? != 0,
+        temporary_password_hash: row
+            .try_get::<Option<String>, _>("temporary_password_hash")
+            .map_err(backend)?
+            .map(TokenHash::from_stored),
         locked_until: optional_timestamp(row.try_get("locked_until").map_err(backend)?)?,
         created_at: timestamp(get_i64("created_at")?)?,
         updated_at: timestamp(get_i64("updated_at")?)?,
         last_login_at: optional_timestamp(row.try_get("last_login_at").map_err(backend)?)?,
         disabled_at: optional_timestamp(row.try_get("disabled_at").map_err(backend)?)?,
-        password_expires_at: optional_timestamp(row.try_get("password_expires_at").map_err(backend)?)?,
+        temporary_password_until: optional_timestamp(row.try_get("password_expires_at").map_err(backend)?)?,
         devices_trusted_after: timestamp(get_i64("devices_trusted_after")?)?,
+        recovery_email: row
+            .try_get::<Option<String>, _>("recovery_email")
+            .map_err(backend)?
+            .map(EmailAddress::from_stored),
+        recovery_email_pending: row
+            .try_get::<Option<String>, _>("recovery_email_pending")
+            .map_err(backend)?
+            .map(EmailAddress::from_stored),
     })
 }
 
@@ -133,6 +146,21 @@ impl AccountStore for SqlStore {
         let row =
             sqlx::query(AssertSqlSafe(sql)).bind(email.as_str()).fetch_optional(&self.pool).await.map_err(backend)?;
         optional_account(row)
+    }
+
+    async fn find_account_by_any_address(&self, email: &EmailAddress) -> Result<Option<Account>, StoreError> {
+        match self.find_account_by_email(email).await? {
+            Some(account) => Ok(Some(account)),
+            None => {
+                let sql = select_where("recovery_email = $1");
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(email.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                optional_account(row)
+            }
+        }
     }
 
     async fn find_account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {

@@ -12,11 +12,11 @@ use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::MailKind;
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{AuditStore as _, CredentialStore, FailureOutcome, Reach, StoreError};
+use guichet_core::ports::{AuditStore as _, CredentialStore, FailureOutcome, Proof, Reach, StoreError};
 use guichet_core::token::TokenHash;
-use sqlx::{Any, Row as _, Transaction};
+use sqlx::{Any, AssertSqlSafe, Row as _, Transaction};
 
-use crate::accounts::{lock_target, members_only};
+use crate::accounts::members_only;
 use crate::audit::insert_event;
 use crate::outbox::insert_mail_to_account;
 use crate::sessions::end_sessions;
@@ -62,10 +62,10 @@ async fn clear_failures(tx: &mut Transaction<'_, Any>, account: AccountId, water
         .map_err(backend)
 }
 
-/// Sets a password the member chose, inside a transaction: clears the must-change flag,
-/// any temporary expiry, the lock and the failure count; voids the device cookie marks
-/// issued so far; ends every session but `keep`; records `event` (`password_changed`)
-/// and queues the notice.
+/// Sets a password the member chose, inside a transaction: clears any temporary
+/// password, the lock and the failure count, and `keep`'s forced change; voids the device
+/// cookie marks issued so far; ends every session but `keep`; records `event`
+/// (`password_changed`) and queues the notice.
 pub(crate) async fn set_chosen_password(
     tx: &mut Transaction<'_, Any>,
     account: AccountId,
@@ -79,7 +79,7 @@ pub(crate) async fn set_chosen_password(
     event.detail = Some(how.to_owned());
     let event_id = insert_event(tx, &event).await?;
     sqlx::query(
-        "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, must_change_password = 0, \
+        "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, temporary_password_hash = NULL, \
          locked_until = NULL, failures_cleared_after = $3, updated_at = $4, devices_trusted_after = $4 WHERE id = $1",
     )
     .bind(account.get())
@@ -90,6 +90,13 @@ pub(crate) async fn set_chosen_password(
     .await
     .map_err(backend)?;
     end_sessions(tx, account, keep).await?;
+    if let Some(keep) = keep {
+        sqlx::query("UPDATE sessions SET must_change_password = 0 WHERE token_hash = $1 AND must_change_password <> 0")
+            .bind(keep.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
     insert_mail_to_account(tx, MailKind::PasswordChanged, account, event.at).await?;
     Ok(())
 }
@@ -152,26 +159,27 @@ impl CredentialStore for SqlStore {
     async fn record_login_success(
         &self,
         account: AccountId,
-        verified: &PasswordHash,
+        verified: &Proof,
         despite_lock: bool,
         counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let updated: Option<Option<i64>> = sqlx::query_scalar(
-            // A temporary password works once: the login that uses it consumes it (the
-            // session it opens can only choose a new one).
-            "UPDATE accounts SET last_login_at = $2, updated_at = $2, \
-             password_hash = CASE WHEN password_expires_at IS NULL THEN password_hash ELSE NULL END, \
-             password_expires_at = NULL \
+        // What was checked must still hold: the password's hash, or the temporary
+        // password's, unexpired (it stays: only choosing a new password uses it up).
+        let (proof, hash) = match verified {
+            Proof::Password(hash) => ("password_hash = $3", hash.as_phc()),
+            Proof::Temporary(hash) => ("temporary_password_hash = $3 AND password_expires_at > $2", hash.as_str()),
+        };
+        let updated: Option<Option<i64>> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "UPDATE accounts SET last_login_at = $2, updated_at = $2 \
              WHERE id = $1 AND ($4 = 1 OR locked_until IS NULL OR locked_until <= $2) AND disabled_at IS NULL \
-             AND (password_expires_at IS NULL OR password_expires_at > $2) AND password_hash = $3 \
-             RETURNING locked_until",
-        )
+             AND {proof} RETURNING locked_until"
+        )))
         .bind(account.get())
         .bind(millis(now))
-        .bind(verified.as_phc())
+        .bind(hash)
         .bind(i64::from(despite_lock))
         .fetch_optional(&mut *tx)
         .await
@@ -249,35 +257,37 @@ impl CredentialStore for SqlStore {
     async fn set_temporary_password(
         &self,
         account: AccountId,
-        hash: &PasswordHash,
+        hash: &TokenHash,
         expires_at: Timestamp,
-        sent_to: &EmailAddress,
-        now: Timestamp,
+        sent_to: Option<&EmailAddress>,
+        event: Option<NewAuditEvent>,
+        reach: Reach,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        if lock_target(&mut tx, account, Reach::Anyone).await? != sent_to.as_str() {
-            // The address changed while the message was on its way: the password mailed to
-            // the old one never becomes valid.
-            return Ok(false);
-        }
-        let watermark: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_events WHERE account_id = $1")
-            .bind(account.get())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query(
-            "UPDATE accounts SET password_hash = $2, password_expires_at = $3, must_change_password = 1, \
-             locked_until = NULL, failures_cleared_after = $4, updated_at = $5, devices_trusted_after = $5 WHERE id = $1",
+        let sent_to = sent_to.map_or("", EmailAddress::as_str);
+        // With `sent_to`: only while it is still one of the account's addresses (the
+        // address may have changed while the message was on its way).
+        let set = sqlx::query(
+            "UPDATE accounts SET temporary_password_hash = $2, password_expires_at = $3 \
+             WHERE id = $1 AND ($4 = 0 OR role = 'member') \
+             AND ($5 = '' OR email = $5 OR recovery_email = $5)",
         )
         .bind(account.get())
-        .bind(hash.as_phc())
+        .bind(hash.as_str())
         .bind(millis(expires_at))
-        .bind(watermark)
-        .bind(millis(now))
+        .bind(members_only(reach))
+        .bind(sent_to)
         .execute(&mut *tx)
         .await
-        .map_err(backend)?;
-        end_sessions(&mut tx, account, None).await?;
+        .map_err(backend)?
+        .rows_affected()
+            == 1;
+        if !set {
+            return Ok(false);
+        }
+        if let Some(event) = &event {
+            insert_event(&mut tx, event).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
@@ -287,11 +297,31 @@ impl CredentialStore for SqlStore {
         account: AccountId,
         hash: &PasswordHash,
         keep: &TokenHash,
+        forced: bool,
         context: &RequestContext,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        set_chosen_password(&mut tx, account, hash, Some(keep), context, "dans Mon espace", now).await?;
-        tx.commit().await.map_err(backend)
+        let how = if forced {
+            // The temporary password this session was opened with must still be pending.
+            let pending: Option<i64> = sqlx::query_scalar(
+                "UPDATE accounts SET updated_at = updated_at WHERE id = $1 AND temporary_password_hash IS NOT NULL \
+                 AND password_expires_at > $2 RETURNING id",
+            )
+            .bind(account.get())
+            .bind(millis(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if pending.is_none() {
+                return Ok(false);
+            }
+            "après un mot de passe temporaire"
+        } else {
+            "dans Mon espace"
+        };
+        set_chosen_password(&mut tx, account, hash, Some(keep), context, how, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 }

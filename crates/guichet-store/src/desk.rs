@@ -79,27 +79,56 @@ fn call_event(account: AccountId, kind: AuditKind, actor: Actor, at: Timestamp) 
     NewAuditEvent { at, account_id: Some(account), kind, actor, context: RequestContext::default(), detail: None }
 }
 
+/// Stores a request with a fresh reference, inside a transaction.
+async fn insert_request(
+    tx: &mut Transaction<'_, Any>,
+    request: &NewRequest,
+    now: Timestamp,
+) -> Result<AssistanceRequest, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO assistance_requests (reference, name, email, identifier, phone, message, address, account_id, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {REQUEST_COLUMNS}"
+    )))
+    .bind(new_reference())
+    .bind(request.name.as_str())
+    .bind(request.email.as_str())
+    .bind(request.identifier.as_str())
+    .bind(request.phone.as_str())
+    .bind(request.message.as_str())
+    .bind(request.address.clone())
+    .bind(request.account_id.map(AccountId::get))
+    .bind(millis(now))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    request_from_row(&row)
+}
+
+/// Queues a notice to the desk's mailbox about `subject`, when there is one.
+async fn tell_the_desk(
+    tx: &mut Transaction<'_, Any>,
+    notify: Option<&EmailAddress>,
+    subject: MailSubject,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(desk) = notify else { return Ok(()) };
+    let kind = match subject {
+        MailSubject::Slot(_) => MailKind::DeskCallConfirmed,
+        _ => MailKind::DeskNewRequest,
+    };
+    insert_mail(tx, &NewMail { kind, account_id: None, recipient: desk.clone(), subject }, now).await.map(|_| ())
+}
+
 #[async_trait]
 impl DeskStore for SqlStore {
-    async fn create_request(&self, request: &NewRequest, now: Timestamp) -> Result<AssistanceRequest, StoreError> {
+    async fn create_request(
+        &self,
+        request: &NewRequest,
+        notify: Option<&EmailAddress>,
+        now: Timestamp,
+    ) -> Result<AssistanceRequest, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO assistance_requests (reference, name, email, identifier, phone, message, address, account_id, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {REQUEST_COLUMNS}"
-        )))
-        .bind(new_reference())
-        .bind(request.name.as_str())
-        .bind(request.email.as_str())
-        .bind(request.identifier.as_str())
-        .bind(request.phone.as_str())
-        .bind(request.message.as_str())
-        .bind(request.address.clone())
-        .bind(request.account_id.map(AccountId::get))
-        .bind(millis(now))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let created = request_from_row(&row)?;
+        let created = insert_request(&mut tx, request, now).await?;
         let receipt = NewMail {
             kind: MailKind::AssistanceReceived,
             account_id: created.account_id,
@@ -107,8 +136,41 @@ impl DeskStore for SqlStore {
             subject: MailSubject::Request(created.id),
         };
         insert_mail(&mut tx, &receipt, now).await?;
+        tell_the_desk(&mut tx, notify, MailSubject::Request(created.id), now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(created)
+    }
+
+    async fn report_undelivered(
+        &self,
+        request: &NewRequest,
+        notify: Option<&EmailAddress>,
+        now: Timestamp,
+    ) -> Result<RequestId, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let open: Option<i64> = sqlx::query_scalar(
+            "UPDATE assistance_requests SET state = 'new', updated_at = $2 WHERE id = \
+             (SELECT MAX(id) FROM assistance_requests WHERE account_id = $1 AND state <> 'closed') RETURNING id",
+        )
+        .bind(request.account_id.map(AccountId::get))
+        .bind(millis(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let id = match open {
+            Some(id) => {
+                let id = RequestId::from_stored(id);
+                insert_note(&mut tx, id, &NewNote { author_id: None, body: request.message.clone() }, now).await?;
+                id
+            }
+            None => {
+                let created = insert_request(&mut tx, request, now).await?;
+                tell_the_desk(&mut tx, notify, MailSubject::Request(created.id), now).await?;
+                created.id
+            }
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(id)
     }
 
     async fn list_requests(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError> {
@@ -182,16 +244,18 @@ impl DeskStore for SqlStore {
         &self,
         id: RequestId,
         slots: &[(Timestamp, Timestamp)],
+        phone: &str,
         note: &NewNote,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let staff = note.author_id;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let email: String = sqlx::query_scalar(
-            "UPDATE assistance_requests SET state = 'waiting', updated_at = $2 WHERE id = $1 RETURNING email",
+            "UPDATE assistance_requests SET state = 'waiting', phone = $3, updated_at = $2 WHERE id = $1 RETURNING email",
         )
         .bind(id.get())
         .bind(millis(now))
+        .bind(phone)
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
@@ -267,7 +331,12 @@ impl DeskStore for SqlStore {
         row.as_ref().map(slot_from_row).transpose()
     }
 
-    async fn confirm_slot(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Confirmation>, StoreError> {
+    async fn confirm_slot(
+        &self,
+        hash: &TokenHash,
+        notify: Option<&EmailAddress>,
+        now: Timestamp,
+    ) -> Result<Option<Confirmation>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The request's row serialises confirmations of the same proposal.
         let request: Option<i64> = sqlx::query_scalar(
@@ -316,6 +385,7 @@ impl DeskStore for SqlStore {
             subject: MailSubject::Slot(slot.id),
         };
         insert_mail(&mut tx, &mail, now).await?;
+        tell_the_desk(&mut tx, notify, MailSubject::Slot(slot.id), now).await?;
         sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, NULL, $2, $3)")
             .bind(request)
             .bind(millis(now))

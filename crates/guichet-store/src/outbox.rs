@@ -77,6 +77,7 @@ fn queued_from_row(row: &AnyRow) -> Result<QueuedMail, StoreError> {
         created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
         attempts: attempts_of(row)?,
         subject,
+        copy_of: row.try_get::<Option<i64>, _>("copy_of").map_err(backend)?.map(MailId::from_stored),
     })
 }
 
@@ -103,7 +104,7 @@ impl OutboxStore for SqlStore {
              WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
                           AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT $3) \
              AND state = 'pending' AND (lease_until IS NULL OR lease_until <= $1) \
-             RETURNING id, kind, account_id, recipient, created_at, attempts, subject_id",
+             RETURNING id, kind, account_id, recipient, created_at, attempts, subject_id, copy_of",
         )
         .bind(millis(now))
         .bind(millis(lease_until))
@@ -159,9 +160,33 @@ impl OutboxStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn queue_copy(
+        &self,
+        original: MailId,
+        account: AccountId,
+        kind: MailKind,
+        to: &EmailAddress,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO outbox (kind, account_id, recipient, created_at, next_attempt_at, copy_of) \
+             VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (copy_of) DO NOTHING",
+        )
+        .bind(kind.as_str())
+        .bind(account.get())
+        .bind(to.as_str())
+        .bind(millis(now))
+        .bind(original.get())
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+    }
+
     async fn count_sent_mail(&self, account: AccountId, kind: MailKind, since: Timestamp) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM outbox WHERE account_id = $1 AND kind = $2 AND state = 'sent' AND finished_at >= $3",
+            "SELECT COUNT(*) FROM outbox WHERE account_id = $1 AND kind = $2 AND state = 'sent' AND finished_at >= $3 \
+             AND copy_of IS NULL",
         )
         .bind(account.get())
         .bind(kind.as_str())

@@ -35,8 +35,8 @@ impl SessionStore for SqlStore {
 
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, account_id, created_at, idle_expires_at, expires_at, address, user_agent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO sessions (token_hash, account_id, created_at, idle_expires_at, expires_at, address, user_agent, \
+             must_change_password) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(session.token_hash.as_str())
         .bind(session.account_id.get())
@@ -45,6 +45,7 @@ impl SessionStore for SqlStore {
         .bind(millis(session.expires_at))
         .bind(session.context.address.map(|a| a.to_string()))
         .bind(session.context.user_agent.clone())
+        .bind(i64::from(session.must_change_password))
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -53,7 +54,7 @@ impl SessionStore for SqlStore {
 
     async fn find_session(&self, token: &TokenHash, now: Timestamp) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(
-            "SELECT token_hash, account_id, created_at, idle_expires_at, expires_at FROM sessions \
+            "SELECT token_hash, account_id, created_at, idle_expires_at, expires_at, must_change_password FROM sessions \
              WHERE token_hash = $1 AND idle_expires_at > $2 AND expires_at > $2",
         )
         .bind(token.as_str())
@@ -69,6 +70,7 @@ impl SessionStore for SqlStore {
             created_at: timestamp(get("created_at")?)?,
             idle_expires_at: timestamp(get("idle_expires_at")?)?,
             expires_at: timestamp(get("expires_at")?)?,
+            must_change_password: get("must_change_password")? != 0,
         }))
     }
 
@@ -110,7 +112,7 @@ impl SessionStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let ended = end_sessions(&mut tx, account, keep).await?;
         if let Some(mut event) = event {
-            event.detail = Some(format!("{ended} session(s)"));
+            event.detail = Some(if ended == 1 { "1 session".to_owned() } else { format!("{ended} sessions") });
             insert_event(&mut tx, &event).await?;
         }
         tx.commit().await.map_err(backend)?;

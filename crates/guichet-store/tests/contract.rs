@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
-use guichet_core::codes::{CodeError, CodePurpose, RecoveryCode, StoredCode};
+use guichet_core::codes::{CodeError, CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
 use guichet_core::desk::{Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState, SlotState};
 use guichet_core::groups::GroupName;
 use guichet_core::keys::ServerKey;
@@ -15,7 +15,7 @@ use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
     AccountAdminStore as _, AccountFilter, AccountStore as _, AuditStore as _, CodeUse, Conflict, CredentialStore as _,
     DeskStore as _, DeviceStore as _, FailureOutcome, GroupStore as _, Guarded, Health, KeyStore as _, OidcStore as _,
-    OutboxStore as _, Ports, Reach, RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
+    OutboxStore as _, Ports, Proof, Reach, RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
 };
 use guichet_core::session::NewSession;
 use guichet_core::token::{PlainToken, TokenHash};
@@ -100,7 +100,238 @@ on_both_backends!(
     a_code_is_redeemed_once_however_many_try_at_once,
     codes_say_why_they_cannot_be_used,
     redeeming_resets_the_account_and_queues_the_notice,
+    a_secours_address_is_proposed_confirmed_found_and_removed,
+    a_secours_address_belongs_to_one_account,
+    a_copy_is_queued_once_and_not_counted,
+    an_undelivered_message_opens_one_request_per_account,
+    the_desk_is_told_of_new_requests_and_confirmed_calls,
+    a_temporary_password_opens_a_forced_session_until_a_password_is_chosen,
 );
+
+fn personal() -> EmailAddress {
+    EmailAddress::parse("marie.durand@perso.example.org").unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn a_secours_address_is_proposed_confirmed_found_and_removed(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    store.propose_recovery_email(account.id, &personal(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let queued = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
+    assert_eq!(
+        queued.iter().map(|m| (m.kind, m.recipient.clone())).collect::<Vec<_>>(),
+        [(MailKind::RecoveryEmailConfirmation, personal())]
+    );
+    assert_eq!(reload(&store, &account).await.recovery_email_pending, Some(personal()));
+    let code = RecoveryCode::generate();
+    let elsewhere = EmailAddress::parse("autre@perso.example.org").unwrap_or_else(|e| panic!("{e}"));
+    let later = t0() + minutes(60);
+    assert_eq!(store.set_recovery_email_code(account.id, &code.hash(), later, &elsewhere).await.ok(), Some(false));
+    assert_eq!(store.set_recovery_email_code(account.id, &code.hash(), later, &personal()).await.ok(), Some(true));
+    let event = |kind| NewAuditEvent { at: t0(), ..staff_event(&account, kind) };
+    let wrong = store
+        .confirm_recovery_email(account.id, &RecoveryCode::generate().hash(), event(AuditKind::RecoveryEmailConfirmed))
+        .await;
+    assert_eq!(wrong.ok(), Some(Err(CodeError::Invalid)));
+    let late = NewAuditEvent { at: later, ..event(AuditKind::RecoveryEmailConfirmed) };
+    assert_eq!(store.confirm_recovery_email(account.id, &code.hash(), late).await.ok(), Some(Err(CodeError::Expired)));
+    let confirmed =
+        store.confirm_recovery_email(account.id, &code.hash(), event(AuditKind::RecoveryEmailConfirmed)).await;
+    assert_eq!(confirmed.ok(), Some(Ok(personal())));
+    let after = reload(&store, &account).await;
+    assert_eq!((after.recovery_email, after.recovery_email_pending), (Some(personal()), None));
+    let again = store.confirm_recovery_email(account.id, &code.hash(), event(AuditKind::RecoveryEmailConfirmed)).await;
+    assert_eq!(again.ok(), Some(Err(CodeError::Invalid)), "used once");
+    // Found by either address, its own first; codes may be bound to either.
+    let found = store.find_account_by_any_address(&personal()).await.ok().flatten().map(|a| a.id);
+    assert_eq!(found, Some(account.id));
+    assert_eq!(store.find_account_by_email(&personal()).await.ok().flatten().map(|a| a.id), None);
+    let stored = StoredCode {
+        account_id: account.id,
+        purpose: CodePurpose::Reset,
+        created_at: t0(),
+        expires_at: later,
+        used_at: None,
+    };
+    assert_eq!(store.insert_code(&RecoveryCode::generate().hash(), &stored, &personal()).await.ok(), Some(true));
+    let notices = store.claim_due_mail(t0() + minutes(3), t0() + minutes(5), 10).await.unwrap_or_default();
+    assert!(notices.iter().any(|m| m.kind == MailKind::RecoveryEmailChanged && m.recipient == account.email));
+    assert_eq!(store.remove_recovery_email(account.id, event(AuditKind::RecoveryEmailRemoved)).await.ok(), Some(true));
+    assert_eq!(store.remove_recovery_email(account.id, event(AuditKind::RecoveryEmailRemoved)).await.ok(), Some(false));
+    assert_eq!(reload(&store, &account).await.recovery_email, None);
+    assert!(store.find_account_by_any_address(&personal()).await.ok().flatten().is_none());
+}
+
+async fn a_secours_address_belongs_to_one_account(store: SqlStore) {
+    let marie = add(&store, "marie").await;
+    let paul = add(&store, "paul").await;
+    let taken = store.propose_recovery_email(marie.id, &paul.email, t0()).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(Conflict::Email))), "{taken:?}");
+    // Both propose it before either confirms: the first confirmation wins.
+    let mut codes = Vec::new();
+    for who in [&marie, &paul] {
+        store.propose_recovery_email(who.id, &personal(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+        let code = RecoveryCode::generate();
+        store.set_recovery_email_code(who.id, &code.hash(), t0() + minutes(60), &personal()).await.ok();
+        codes.push(code);
+    }
+    let confirm = |who: &Account, code: &RecoveryCode| {
+        let event = NewAuditEvent { at: t0(), ..staff_event(who, AuditKind::RecoveryEmailConfirmed) };
+        let hash = code.hash();
+        let store = store.clone();
+        let id = who.id;
+        async move { store.confirm_recovery_email(id, &hash, event).await }
+    };
+    assert_eq!(confirm(&marie, &codes[0]).await.ok(), Some(Ok(personal())));
+    let second = confirm(&paul, &codes[1]).await;
+    assert!(matches!(second, Err(StoreError::Conflict(Conflict::Email))), "{second:?}");
+    assert_eq!(reload(&store, &paul).await.recovery_email, None);
+    let later = store.propose_recovery_email(paul.id, &personal(), t0()).await;
+    assert!(matches!(later, Err(StoreError::Conflict(Conflict::Email))), "{later:?}");
+}
+
+async fn a_copy_is_queued_once_and_not_counted(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let original = store
+        .enqueue_mail(
+            &NewMail {
+                kind: MailKind::PasswordReset,
+                account_id: Some(account.id),
+                recipient: account.email.clone(),
+                subject: MailSubject::None,
+            },
+            t0(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    for _ in 0..2 {
+        store
+            .queue_copy(original, account.id, MailKind::PasswordReset, &personal(), t0())
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let claimed = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
+    assert_eq!(claimed.len(), 2, "the original and one copy");
+    let copy = claimed.iter().find(|m| m.copy_of.is_some()).unwrap_or_else(|| panic!("no copy"));
+    assert_eq!((copy.copy_of, &copy.recipient), (Some(original), &personal()));
+    for mail in &claimed {
+        let sent = MailOutcome::Sent { answer: "250 ok".into() };
+        store.finish_mail(mail.id, Some(account.id), &sent, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    assert_eq!(
+        store.count_sent_mail(account.id, MailKind::PasswordReset, t0()).await.ok(),
+        Some(1),
+        "copies not counted"
+    );
+}
+
+async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let desk = EmailAddress::parse("assistance@reseau.example").unwrap_or_else(|e| panic!("{e}"));
+    let bounce = |message: &str| NewRequest {
+        message: message.to_owned(),
+        phone: String::new(),
+        address: None,
+        ..written_request(Some(&account))
+    };
+    let first = store
+        .report_undelivered(&bounce("premier rebond"), Some(&desk), t0())
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let second =
+        store.report_undelivered(&bounce("second rebond"), Some(&desk), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(first, second, "added to the open request");
+    let notes = store.request_notes(first).await.unwrap_or_default();
+    assert!(notes.iter().any(|n| n.body == "second rebond" && n.author_id.is_none()));
+    let mail = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
+    assert_eq!(
+        mail.iter().map(|m| (m.kind, m.recipient.clone())).collect::<Vec<_>>(),
+        [(MailKind::DeskNewRequest, desk.clone())],
+        "no receipt to the member (the mail does not reach them), one notice to the desk"
+    );
+    let note = NewNote { author_id: None, body: "close".into() };
+    store
+        .update_request(first, RequestChange::State(RequestState::Closed), &note, t0())
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let third = store.report_undelivered(&bounce("troisième"), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_ne!(third, first, "a closed request is not reopened: a new one");
+}
+
+async fn the_desk_is_told_of_new_requests_and_confirmed_calls(store: SqlStore) {
+    let desk = EmailAddress::parse("assistance@reseau.example").unwrap_or_else(|e| panic!("{e}"));
+    let created =
+        store.create_request(&written_request(None), Some(&desk), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let staff = add(&store, "desk").await;
+    let note = NewNote { author_id: Some(staff.id), body: "proposé".into() };
+    let slots = [(t0() + minutes(60), t0() + minutes(90))];
+    store.propose_slots(created.id, &slots, "04 91 00 00 00", &note, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(store.find_request(created.id).await.ok().flatten().map(|r| r.phone).as_deref(), Some("04 91 00 00 00"));
+    let slot = store.request_slots(created.id).await.unwrap_or_default().remove(0);
+    let token = PlainToken::generate();
+    store.set_slot_token(slot.id, &token.hash()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.confirm_slot(&token.hash(), Some(&desk), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let mail = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
+    let to_desk: Vec<(MailKind, MailSubject)> =
+        mail.iter().filter(|m| m.recipient == desk).map(|m| (m.kind, m.subject)).collect();
+    assert_eq!(
+        to_desk,
+        [
+            (MailKind::DeskNewRequest, MailSubject::Request(created.id)),
+            (MailKind::DeskCallConfirmed, MailSubject::Slot(slot.id))
+        ]
+    );
+}
+
+async fn a_temporary_password_opens_a_forced_session_until_a_password_is_chosen(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let temporary = TemporaryPassword::generate().hash();
+    let later = t0() + minutes(60);
+    let shown = staff_event(&account, AuditKind::TemporaryPasswordShown);
+    let set = store.set_temporary_password(account.id, &temporary, later, None, Some(shown), Reach::MembersOnly).await;
+    assert_eq!(set.ok(), Some(true));
+    let proof = Proof::Temporary(temporary.clone());
+    assert_eq!(
+        store.record_login_success(account.id, &proof, true, &[], &context(), later).await.ok(),
+        Some(false),
+        "expired"
+    );
+    assert_eq!(store.record_login_success(account.id, &proof, true, &[], &context(), t0()).await.ok(), Some(true));
+    assert_eq!(
+        store.record_login_success(account.id, &proof, true, &[], &context(), t0()).await.ok(),
+        Some(true),
+        "not used up by a login"
+    );
+    let password = Proof::Password(some_hash());
+    assert_eq!(
+        store.record_login_success(account.id, &password, false, &[], &context(), t0()).await.ok(),
+        Some(true),
+        "the password too"
+    );
+    let token = PlainToken::generate();
+    let session = NewSession { must_change_password: true, ..new_session(&account, &token) };
+    store.create_session(&session).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        store.find_session(&token.hash(), t0()).await.ok().flatten().map(|s| s.must_change_password),
+        Some(true)
+    );
+    let newer = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaG5ld2hhc2huZXc".into());
+    assert_eq!(
+        store.change_password(account.id, &newer, &token.hash(), true, &context(), later).await.ok(),
+        Some(false),
+        "gone"
+    );
+    assert_eq!(store.change_password(account.id, &newer, &token.hash(), true, &context(), t0()).await.ok(), Some(true));
+    let after = reload(&store, &account).await;
+    assert_eq!((after.temporary_password_hash, after.temporary_password_until), (None, None));
+    assert_eq!(
+        store.find_session(&token.hash(), t0()).await.ok().flatten().map(|s| s.must_change_password),
+        Some(false)
+    );
+    assert_eq!(
+        store.record_login_success(account.id, &proof, true, &[], &context(), t0()).await.ok(),
+        Some(false),
+        "used up"
+    );
+}
 
 fn t0() -> Timestamp {
     "2026-03-02T08:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"))
@@ -190,7 +421,7 @@ async fn a_success_clears_the_failure_count(store: SqlStore) {
     fail(&store, &account, t0()).await;
     fail(&store, &account, t0()).await;
     assert_eq!(
-        store.record_login_success(account.id, &some_hash(), false, &[], &context(), t0()).await.ok(),
+        store.record_login_success(account.id, &Proof::Password(some_hash()), false, &[], &context(), t0()).await.ok(),
         Some(true)
     );
     assert_eq!(fail(&store, &account, t0()).await, FailureOutcome::Counted { failures: 1 });
@@ -203,12 +434,18 @@ async fn a_success_is_refused_while_locked(store: SqlStore) {
         fail(&store, &account, t0()).await;
     }
     assert_eq!(
-        store.record_login_success(account.id, &some_hash(), false, &[], &context(), t0() + minutes(59)).await.ok(),
+        store
+            .record_login_success(account.id, &Proof::Password(some_hash()), false, &[], &context(), t0() + minutes(59))
+            .await
+            .ok(),
         Some(false)
     );
     assert_eq!(reload(&store, &account).await.last_login_at, None);
     assert_eq!(
-        store.record_login_success(account.id, &some_hash(), false, &[], &context(), t0() + minutes(60)).await.ok(),
+        store
+            .record_login_success(account.id, &Proof::Password(some_hash()), false, &[], &context(), t0() + minutes(60))
+            .await
+            .ok(),
         Some(true)
     );
     assert_eq!(reload(&store, &account).await.locked_until, None);
@@ -297,6 +534,7 @@ fn new_session(account: &Account, token: &PlainToken) -> NewSession {
         idle_expires_at: t0() + minutes(30),
         expires_at: t0() + minutes(12 * 60),
         context: context(),
+        must_change_password: false,
     }
 }
 
@@ -387,7 +625,7 @@ async fn a_login_despite_a_lock_leaves_the_lock(store: SqlStore) {
         fail(&store, &account, t0() + minutes(n)).await;
     }
     let at = t0() + minutes(10);
-    let done = store.record_login_success(account.id, &some_hash(), true, &[], &context(), at).await;
+    let done = store.record_login_success(account.id, &Proof::Password(some_hash()), true, &[], &context(), at).await;
     assert_eq!(done.ok(), Some(true));
     let after = reload(&store, &account).await;
     assert!(after.is_locked_at(at), "the stranger stays locked out");
@@ -405,7 +643,7 @@ async fn events_are_listed_newest_first(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     store
-        .record_login_success(account.id, &some_hash(), false, &[], &context(), t0() + minutes(1))
+        .record_login_success(account.id, &Proof::Password(some_hash()), false, &[], &context(), t0() + minutes(1))
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
     let events = store.account_events(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));
@@ -645,12 +883,16 @@ async fn codes_and_temporary_passwords_bind_to_the_address_they_were_sent_to(sto
     assert_eq!(store.insert_code(&code.hash(), &stored, &elsewhere).await.ok(), Some(false));
     assert!(store.find_code(&code.hash()).await.ok().flatten().is_none());
     let later = t0() + minutes(60);
-    let set = store.set_temporary_password(account.id, &some_hash(), later, &elsewhere, t0()).await;
+    let temporary = TemporaryPassword::generate().hash();
+    let set = store.set_temporary_password(account.id, &temporary, later, Some(&elsewhere), None, Reach::Anyone).await;
     assert_eq!(set.ok(), Some(false));
-    assert_eq!(reload(&store, &account).await.password_expires_at, None);
-    let set = store.set_temporary_password(account.id, &some_hash(), later, &account.email, t0()).await;
+    assert_eq!(reload(&store, &account).await.temporary_password_hash, None);
+    let set =
+        store.set_temporary_password(account.id, &temporary, later, Some(&account.email), None, Reach::Anyone).await;
     assert_eq!(set.ok(), Some(true));
-    assert_eq!(reload(&store, &account).await.password_expires_at, Some(later));
+    let after = reload(&store, &account).await;
+    assert_eq!((after.temporary_password_hash, after.temporary_password_until), (Some(temporary), Some(later)));
+    assert_eq!(after.password_hash, account.password_hash, "the password stays beside it");
 }
 
 async fn a_member_promoted_to_staff_starts_afresh(store: SqlStore) {
@@ -716,7 +958,7 @@ async fn ending_other_sessions_is_recorded_with_how_many(store: SqlStore) {
     assert_eq!(ended.ok(), Some(2));
     let events = store.account_events(account.id, 5).await.unwrap_or_default();
     assert_eq!(events[0].kind, AuditKind::OtherSessionsEnded);
-    assert_eq!(events[0].detail.as_deref(), Some("2 session(s)"));
+    assert_eq!(events[0].detail.as_deref(), Some("2 sessions"));
 }
 
 async fn staff_mail_is_queued_with_its_audit_line(store: SqlStore) {
@@ -770,7 +1012,7 @@ fn written_request(account: Option<&Account>) -> NewRequest {
 }
 
 async fn a_request_is_stored_with_its_receipt(store: SqlStore) {
-    let created = store.create_request(&written_request(None), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(None), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert!(created.reference.starts_with("A-"));
     assert_eq!(created.state, RequestState::New);
     let found = store.find_request(created.id).await.ok().flatten().map(|r| r.reference);
@@ -785,7 +1027,7 @@ async fn a_request_is_stored_with_its_receipt(store: SqlStore) {
 
 async fn a_request_change_comes_with_its_note(store: SqlStore) {
     let staff = add(&store, "desk").await;
-    let created = store.create_request(&written_request(None), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(None), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     let note = NewNote { author_id: Some(staff.id), body: "Demande attribuée".into() };
     let changed = store.update_request(created.id, RequestChange::Assignee(Some(staff.id)), &note, t0()).await;
     assert!(changed.is_ok(), "{changed:?}");
@@ -808,13 +1050,14 @@ async fn propose(store: &SqlStore, request: RequestId, staff: &Account, starts: 
     let slots: Vec<(Timestamp, Timestamp)> =
         starts.iter().map(|m| (t0() + minutes(*m), t0() + minutes(*m + 30))).collect();
     let note = NewNote { author_id: Some(staff.id), body: format!("{} créneau(x)", slots.len()) };
-    store.propose_slots(request, &slots, &note, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.propose_slots(request, &slots, "04 91 00 00 00", &note, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
 }
 
 async fn a_new_proposal_withdraws_the_slots_not_taken_up(store: SqlStore) {
     let staff = add(&store, "desk").await;
     let member = add(&store, "marie").await;
-    let created = store.create_request(&written_request(Some(&member)), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created =
+        store.create_request(&written_request(Some(&member)), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     propose(&store, created.id, &staff, &[60, 120]).await;
     propose(&store, created.id, &staff, &[180]).await;
     let states: Vec<SlotState> =
@@ -832,7 +1075,7 @@ async fn a_new_proposal_withdraws_the_slots_not_taken_up(store: SqlStore) {
 
 async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     let staff = add(&store, "desk").await;
-    let created = store.create_request(&written_request(None), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(None), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     propose(&store, created.id, &staff, &[60, 120]).await;
     let slots = store.request_slots(created.id).await.unwrap_or_default();
     let tokens: Vec<PlainToken> = slots.iter().map(|_| PlainToken::generate()).collect();
@@ -843,7 +1086,7 @@ async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     assert_eq!(found, Some((slots[1].id, created.id)));
     let at = t0() + minutes(5);
     let hashes = [tokens[0].hash(), tokens[1].hash(), tokens[0].hash()];
-    let both = futures_util::future::join_all(hashes.iter().map(|h| store.confirm_slot(h, at))).await;
+    let both = futures_util::future::join_all(hashes.iter().map(|h| store.confirm_slot(h, None, at))).await;
     let confirmed = both.iter().filter(|c| matches!(c, Ok(Some(Confirmation::Confirmed(_))))).count();
     assert_eq!(confirmed, 1, "{both:?}");
     let slots = store.request_slots(created.id).await.unwrap_or_default();
@@ -858,7 +1101,10 @@ async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     let calls = store.upcoming_calls(at, 5).await.unwrap_or_default();
     assert_eq!(calls.iter().map(|(s, r)| (Some(s.id), r.id)).collect::<Vec<_>>(), [(chosen, created.id)]);
     assert!(store.upcoming_calls(t0() + minutes(200), 5).await.unwrap_or_default().is_empty(), "past calls are gone");
-    assert!(store.confirm_slot(&PlainToken::generate().hash(), at).await.ok().flatten().is_none(), "unknown link");
+    assert!(
+        store.confirm_slot(&PlainToken::generate().hash(), None, at).await.ok().flatten().is_none(),
+        "unknown link"
+    );
 }
 
 async fn a_refused_login_is_audited_without_counting(store: SqlStore) {
@@ -889,7 +1135,7 @@ async fn a_members_own_change_keeps_this_session_and_queues_the_notice(store: Sq
         store.create_session(&new_session(&account, token)).await.unwrap_or_else(|e| panic!("{e:?}"));
     }
     let newer = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaG5ld2hhc2huZXc".into());
-    let changed = store.change_password(account.id, &newer, &here.hash(), &context(), t0()).await;
+    let changed = store.change_password(account.id, &newer, &here.hash(), false, &context(), t0()).await;
     assert!(changed.is_ok(), "{changed:?}");
     assert!(store.find_session(&here.hash(), t0()).await.ok().flatten().is_some());
     assert!(store.find_session(&elsewhere.hash(), t0()).await.ok().flatten().is_none());
@@ -931,7 +1177,7 @@ async fn codes_are_revoked_or_forgotten(store: SqlStore) {
 
 async fn notes_are_listed_oldest_first(store: SqlStore) {
     let staff = add(&store, "desk").await;
-    let created = store.create_request(&written_request(None), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(None), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     for (n, body) in ["premier", "second"].into_iter().enumerate() {
         let note = NewNote { author_id: Some(staff.id), body: body.into() };
         let at = t0() + minutes(i64::try_from(n).unwrap_or(0));

@@ -40,6 +40,9 @@ impl Received {
 #[derive(Debug)]
 struct State {
     mode: Mode,
+    /// Domains whose addresses are refused for good (`550`), whatever the mode: a
+    /// hospital's filter, while other addresses still get their mail.
+    refused_domains: Vec<String>,
     messages: Vec<Received>,
 }
 
@@ -61,8 +64,13 @@ struct Session {
 impl Handler for Session {
     // Failures are answered at RCPT: mailin stays in its DATA state after an error at
     // the end of DATA, which no client survives.
-    fn rcpt(&mut self, _to: &str) -> Response {
-        match self.state.lock().unwrap_or_else(PoisonError::into_inner).mode {
+    fn rcpt(&mut self, to: &str) -> Response {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let domain = to.trim_matches(['<', '>']).rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+        if domain.is_some_and(|d| state.refused_domains.contains(&d)) {
+            return Response::custom(550, "5.7.1 Message rejected by the recipient's policy".to_owned());
+        }
+        match state.mode {
             Mode::Accept => OK,
             Mode::TemporaryFailure => {
                 Response::custom(451, "4.3.0 Mailbox temporarily unavailable, try later".to_owned())
@@ -111,7 +119,8 @@ impl SmtpSink {
 
     fn serve(listener: TcpListener) -> Self {
         let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let state = Arc::new(Mutex::new(State { mode: Mode::Accept, messages: Vec::new() }));
+        let state =
+            Arc::new(Mutex::new(State { mode: Mode::Accept, refused_domains: Vec::new(), messages: Vec::new() }));
         let session = Session { state: Arc::clone(&state), from: String::new(), to: Vec::new(), data: Vec::new() };
         std::thread::spawn(move || {
             let mut server = Server::new(session);
@@ -138,7 +147,12 @@ impl SmtpSink {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).mode = mode;
     }
 
-    /// What it accepted so far.
+    /// Refuses every address of `domain` for good (`550` at `RCPT`), whatever the mode.
+    pub fn refuse_domain(&self, domain: &str) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).refused_domains.push(domain.to_ascii_lowercase());
+    }
+
+    /// What the sink received so far.
     pub fn messages(&self) -> Vec<Received> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).messages.clone()
     }

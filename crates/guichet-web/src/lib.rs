@@ -40,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::assistance::routes())
         .merge(pages::rendezvous::routes())
         .merge(pages::oidc::routes())
+        // The console's address with a trailing slash, as people type it.
+        .route("/admin/", axum::routing::get(|| async { axum::response::Redirect::permanent("/admin") }))
         .nest(
             "/admin",
             pages::admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), pages::require_staff)),

@@ -66,15 +66,26 @@ pub async fn resolve(State(state): State<AppState>, request: Request, next: Next
         },
     };
     let safe = is_safe(request.method());
+    let stale_session_cookie = session_cookie.is_some() && session.is_none();
     let mut request = if safe {
         request
     } else {
         match checked(request, &csrf_token, &state.settings.public_origin()).await {
             Ok(request) => request,
-            Err(refusal) => return refusal,
+            Err(Refused::Page(refusal)) => return refusal,
+            Err(Refused::Token { path, typed }) if stale_session_cookie => {
+                // A signed-in form left open past the session's end: say so, let them log
+                // in again and go back to the form, and give back what they typed.
+                let mut response = crate::pages::expired::page(&state, &csrf_token, &path, typed);
+                if let Some(token) = new_csrf_cookie {
+                    response.headers_mut().append(SET_COOKIE, jar.set(Cookie::Csrf, token.expose()));
+                }
+                crate::pages::clear_session_cookies(&state, &mut response);
+                return response;
+            }
+            Err(Refused::Token { .. }) => return forged(),
         }
     };
-    let stale_session_cookie = session_cookie.is_some() && session.is_none();
     request.extensions_mut().insert(Visitor { session, csrf_token });
     let mut response = next.run(request).await;
     if !safe {
@@ -101,11 +112,35 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Why a form was refused.
+pub(crate) enum Refused {
+    /// Answered at once (too long, too slow, from another site).
+    Page(Response),
+    /// From this site, but without the right token: `path` is where it was sent, and
+    /// `typed` what it carried (passwords and the token left out).
+    Token {
+        /// The form's action.
+        path: String,
+        /// Field names and values, as typed.
+        typed: Vec<(String, String)>,
+    },
+}
+
+/// The answer to a form that is not ours, or expired for another reason than a session.
+pub(crate) fn forged() -> Response {
+    ErrorPage::new(
+        StatusCode::FORBIDDEN,
+        "Formulaire expiré",
+        "Ce formulaire a expiré ou ne vient pas de ce site. Revenez à la page précédente, rechargez-la, puis envoyez-le à nouveau. Si cela se répète, vérifiez que votre navigateur accepte les cookies de ce site.",
+    )
+    .into_response()
+}
+
 /// Reads the form body, checks its `csrf_token`, and puts the body back. A browser that
 /// says the form comes from elsewhere (`Sec-Fetch-Site: cross-site`, or an `Origin`
 /// other than the public URL's) is refused whatever the token. `Origin: null` says
 /// nothing: browsers send it for our own forms because of `Referrer-Policy: no-referrer`.
-pub(crate) async fn checked(request: Request, expected: &str, origin: &str) -> Result<Request, Response> {
+pub(crate) async fn checked(request: Request, expected: &str, origin: &str) -> Result<Request, Refused> {
     let headers = request.headers();
     let cross_site = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
     let foreign_origin = headers
@@ -118,20 +153,24 @@ pub(crate) async fn checked(request: Request, expected: &str, origin: &str) -> R
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => {
-            return Err(ErrorPage::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Formulaire trop long",
-                "Le texte envoyé est trop long. Raccourcissez-le et réessayez.",
-            )
-            .into_response());
+            return Err(Refused::Page(
+                ErrorPage::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Formulaire trop long",
+                    "Le texte envoyé est trop long. Raccourcissez-le et réessayez.",
+                )
+                .into_response(),
+            ));
         }
         Err(_) => {
-            return Err(ErrorPage::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "Formulaire trop lent",
-                "Le formulaire est arrivé trop lentement. Vérifiez votre connexion, puis envoyez-le à nouveau.",
-            )
-            .into_response());
+            return Err(Refused::Page(
+                ErrorPage::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "Formulaire trop lent",
+                    "Le formulaire est arrivé trop lentement. Vérifiez votre connexion, puis envoyez-le à nouveau.",
+                )
+                .into_response(),
+            ));
         }
     };
     let presented = form_urlencoded::parse(&bytes).find(|(key, _)| key == "csrf_token").map(|(_, value)| value);
@@ -146,12 +185,14 @@ pub(crate) async fn checked(request: Request, expected: &str, origin: &str) -> R
             expected_origin = origin,
             "form refused: cross-site, from another origin than GUICHET_PUBLIC_URL, or without the right CSRF token"
         );
-        return Err(ErrorPage::new(
-            StatusCode::FORBIDDEN,
-            "Formulaire expiré",
-            "Ce formulaire a expiré ou ne vient pas de ce site. Revenez à la page précédente, rechargez-la, puis envoyez-le à nouveau. Si cela se répète, vérifiez que votre navigateur accepte les cookies de ce site.",
-        )
-        .into_response());
+        if cross_site || foreign_origin.is_some() {
+            return Err(Refused::Page(forged()));
+        }
+        let typed = form_urlencoded::parse(&bytes)
+            .filter(|(key, _)| key != "csrf_token" && !key.contains("password"))
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        return Err(Refused::Token { path: parts.uri.path().to_owned(), typed });
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
@@ -166,6 +207,10 @@ mod tests {
         let request =
             Request::builder().method("POST").body(Body::from_stream(never)).unwrap_or_else(|e| panic!("{e}"));
         let refused = checked(request, "token", "http://127.0.0.1").await.err();
-        assert_eq!(refused.map(|r| r.status()), Some(StatusCode::REQUEST_TIMEOUT));
+        let status = refused.map(|r| match r {
+            Refused::Page(page) => page.status(),
+            Refused::Token { .. } => StatusCode::FORBIDDEN,
+        });
+        assert_eq!(status, Some(StatusCode::REQUEST_TIMEOUT));
     }
 }

@@ -71,7 +71,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let ports = Ports::of(Arc::new(store.clone()));
         let mailer: Arc<dyn MailSender> = Arc::new(Mailer::new(mail_settings(settings))?);
-        let postman = Postman::new(&ports, mailer, Arc::clone(&hasher), Arc::clone(&clock), mail_policy(settings));
+        let desk_address = settings.assistance_email.clone();
+        let postman = Postman::new(&ports, mailer, Arc::clone(&clock), mail_policy(settings), desk_address.clone());
         let password_policy = PasswordPolicy { min_length: settings.password_min_length };
         let recovery = Recovery::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), password_policy);
         let lockout = LockoutPolicy {
@@ -98,10 +99,10 @@ impl Application {
             SessionPolicy { idle: settings.session_idle, max: settings.session_max },
             key.clone(),
         );
-        let desk = Desk::new(&ports, Arc::clone(&clock));
+        let desk = Desk::new(&ports, Arc::clone(&clock), desk_address);
         let me = MySpace::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), password_policy, lockout);
         let members = Members::new(&ports, hasher, Arc::clone(&clock), password_policy);
-        let console = Console::new(&ports, Arc::clone(&clock));
+        let console = Console::new(&ports, Arc::clone(&clock), settings.temporary_password_ttl);
         let groups = Groups::new(&ports, Arc::clone(&clock));
         let gate = Gate::new(&ports, sessions.clone(), settings.access.clone(), Arc::clone(&clock));
         let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url)

@@ -12,9 +12,12 @@
 
 use std::sync::Arc;
 
+use jiff::{SignedDuration, Timestamp};
+
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
+use crate::codes::TemporaryPassword;
 use crate::groups::GroupName;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::members::AddMemberError;
@@ -197,11 +200,30 @@ pub struct Console {
     recovery: Arc<dyn RecoveryStore>,
     groups: Arc<dyn GroupStore>,
     clock: Arc<dyn Clock>,
+    temporary_password_ttl: SignedDuration,
+}
+
+/// A temporary password made for staff to hand over themselves: shown once, on the page
+/// that made it, never stored in clear nor shown again. `Debug` leaves the password out.
+#[derive(Clone)]
+pub struct HandedPassword {
+    /// The account it opens.
+    pub account: Account,
+    /// The password.
+    pub password: TemporaryPassword,
+    /// It stops working then.
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for HandedPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandedPassword").field("account", &self.account.id).finish_non_exhaustive()
+    }
 }
 
 impl Console {
-    /// Wires the use cases.
-    pub fn new(ports: &Ports, clock: Arc<dyn Clock>) -> Self {
+    /// Wires the use cases; staff-issued temporary passwords live `temporary_password_ttl`.
+    pub fn new(ports: &Ports, clock: Arc<dyn Clock>, temporary_password_ttl: SignedDuration) -> Self {
         Self {
             accounts: Arc::clone(&ports.accounts),
             credentials: Arc::clone(&ports.credentials),
@@ -211,6 +233,7 @@ impl Console {
             recovery: Arc::clone(&ports.recovery),
             groups: Arc::clone(&ports.groups),
             clock,
+            temporary_password_ttl,
         }
     }
 
@@ -280,6 +303,32 @@ impl Console {
         context: &RequestContext,
     ) -> Result<(), ConsoleError> {
         self.send(actor, ConsoleAction::IssueTemporaryPassword, target, context).await
+    }
+
+    /// Makes a temporary password for staff to hand over themselves — read out on the
+    /// phone, or written from the desk's own mailbox — when the site's mail does not
+    /// reach the member. Shown once, audited as shown; it sits beside the member's
+    /// password, which keeps working, and replaces any earlier temporary one.
+    pub async fn hand_temporary_password(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        context: &RequestContext,
+    ) -> Result<HandedPassword, ConsoleError> {
+        let account = self.target(actor, ConsoleAction::IssueTemporaryPassword, target).await?;
+        let password = TemporaryPassword::generate();
+        let now = self.clock.now();
+        let expires_at = now.saturating_add(self.temporary_password_ttl).unwrap_or(now);
+        let event = self.event(actor, account.id, AuditKind::TemporaryPasswordShown, context);
+        let hash = password.hash();
+        if !self
+            .credentials
+            .set_temporary_password(account.id, &hash, expires_at, None, Some(event), actor.reach())
+            .await?
+        {
+            return Err(ConsoleError::NotFound);
+        }
+        Ok(HandedPassword { account, password, expires_at })
     }
 
     async fn send(
@@ -392,7 +441,7 @@ mod tests {
     use crate::account::{DisplayName, Identifier};
 
     fn account(id: i64, role: Role) -> Account {
-        let now = jiff::Timestamp::UNIX_EPOCH;
+        let now = Timestamp::UNIX_EPOCH;
         Account {
             id: AccountId::from_stored(id),
             identifier: Identifier::from_stored(format!("a{id}")),
@@ -400,10 +449,12 @@ mod tests {
             display_name: DisplayName::default(),
             role,
             password_hash: None,
-            must_change_password: false,
+            temporary_password_hash: None,
             locked_until: None,
             disabled_at: None,
-            password_expires_at: None,
+            temporary_password_until: None,
+            recovery_email: None,
+            recovery_email_pending: None,
             created_at: now,
             updated_at: now,
             last_login_at: None,

@@ -37,11 +37,16 @@ pub enum LinkError {
 /// Why an assistance request, a note or a proposal was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    /// A field is missing or wrong; the message says which, in French.
-    #[error("{0}")]
-    Invalid(&'static str),
-    /// Too many requests from this address.
-    #[error("trop de demandes depuis votre réseau")]
+    /// A field is missing or wrong; the message says what to do, in French.
+    #[error("{message}")]
+    Invalid {
+        /// The form field at fault.
+        field: &'static str,
+        /// What to do about it.
+        message: &'static str,
+    },
+    /// Too many requests for this address, or for the desk as a whole, this hour.
+    #[error("trop de demandes dans l'heure")]
     TooMany,
     /// Storage failed.
     #[error(transparent)]
@@ -81,20 +86,43 @@ pub struct Desk {
     accounts: Arc<dyn AccountStore>,
     throttle: Arc<dyn ThrottleStore>,
     clock: Arc<dyn Clock>,
-    /// Requests per address and hour.
+    /// The desk's mailbox, told of new requests and confirmed calls.
+    desk_address: Option<EmailAddress>,
+    /// Requests per email address and hour.
     pub requests_per_hour: u64,
+    /// Requests per hour for the whole desk: what a flood can add to its queue.
+    pub requests_per_hour_overall: u64,
+}
+
+fn invalid(field: &'static str, message: &'static str) -> RequestError {
+    RequestError::Invalid { field, message }
 }
 
 impl Desk {
-    /// Wires the use cases.
-    pub fn new(ports: &Ports, clock: Arc<dyn Clock>) -> Self {
+    /// Wires the use cases; `desk_address` (`GUICHET_ASSISTANCE_EMAIL`) hears of new
+    /// requests and confirmed calls.
+    pub fn new(ports: &Ports, clock: Arc<dyn Clock>, desk_address: Option<EmailAddress>) -> Self {
         Self {
             desk: Arc::clone(&ports.desk),
             accounts: Arc::clone(&ports.accounts),
             throttle: Arc::clone(&ports.throttle),
             clock,
+            desk_address,
             requests_per_hour: 5,
+            requests_per_hour_overall: 200,
         }
+    }
+
+    /// The phone number as typed, checked: digits, spaces and `+ - . ( )`, 30 at most.
+    fn phone(typed: &str) -> Result<&str, RequestError> {
+        let phone = typed.trim();
+        if phone.chars().count() > 30 || phone.chars().any(|c| !(c.is_ascii_digit() || " +-.()".contains(c))) {
+            return Err(invalid(
+                "phone",
+                "Le numéro de téléphone ne peut contenir que des chiffres, des espaces et + - . ( ).",
+            ));
+        }
+        Ok(phone)
     }
 
     /// Records an assistance request written on `/assistance`, and queues its receipt.
@@ -109,30 +137,34 @@ impl Desk {
     ) -> Result<AssistanceRequest, RequestError> {
         let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
         if name.is_empty() || name.chars().count() > 120 {
-            return Err(RequestError::Invalid("indiquez votre nom (120 caractères au plus)"));
+            return Err(invalid("name", "Indiquez votre nom (120 caractères au plus)."));
         }
         let email = EmailAddress::parse(email).map_err(|_| {
-            RequestError::Invalid("l'adresse électronique n'est pas valide (exemple : prenom.nom@hopital.fr)")
+            invalid("email", "L'adresse électronique n'est pas valide (exemple : prenom.nom@hopital.fr).")
         })?;
+        let phone = Self::phone(phone)?;
         let message = message.trim();
         if message.is_empty() || message.chars().count() > NOTE_MAX_CHARS {
-            return Err(RequestError::Invalid("décrivez votre difficulté (5 000 caractères au plus)"));
-        }
-        let phone = phone.trim();
-        if phone.chars().count() > 30 || phone.chars().any(|c| !(c.is_ascii_digit() || " +-.()".contains(c))) {
-            return Err(RequestError::Invalid(
-                "le numéro de téléphone ne peut contenir que des chiffres, des espaces et + - . ( )",
-            ));
+            return Err(invalid("message", "Décrivez votre difficulté (5 000 caractères au plus)."));
         }
         let identifier: String = identifier.trim().chars().take(Identifier::MAX).collect();
         let now = self.clock.now();
         let address = context.address.map(crate::lockout::throttle_key);
-        if let Some(address) = &address {
-            // Counted before anything is written, atomically: twenty at once get five.
-            let key = ThrottleKey::AssistanceRequests(address.clone());
+        // Counted before anything is written, atomically: twenty at once get five. By the
+        // address typed and for the whole desk, not by network address: the members of a
+        // hospital behind one address all get through.
+        let limits = [
+            (ThrottleKey::AssistanceRequests(format!("email:{email}")), self.requests_per_hour),
+            (ThrottleKey::AssistanceRequests("all".to_owned()), self.requests_per_hour_overall),
+        ];
+        let mut counted = Vec::new();
+        for (key, limit) in limits {
             let (written, _) = self.throttle.count(&key, SignedDuration::from_hours(1), now).await?;
-            if written > self.requests_per_hour {
-                self.throttle.uncount(&key, now).await?;
+            counted.push(key);
+            if written > limit {
+                for key in &counted {
+                    self.throttle.uncount(key, now).await?;
+                }
                 return Err(RequestError::TooMany);
             }
         }
@@ -155,7 +187,7 @@ impl Desk {
             address,
             account_id,
         };
-        Ok(self.desk.create_request(&request, now).await?)
+        Ok(self.desk.create_request(&request, self.desk_address.as_ref(), now).await?)
     }
 
     /// Changes a request's state, assignee or linked account, with a note saying so, in
@@ -181,7 +213,7 @@ impl Desk {
     pub async fn add_note(&self, id: RequestId, staff: &Account, body: &str) -> Result<(), RequestError> {
         let body = body.trim();
         if body.is_empty() || body.chars().count() > NOTE_MAX_CHARS {
-            return Err(RequestError::Invalid("la note est vide ou trop longue (5 000 caractères au plus)"));
+            return Err(invalid("body", "La note est vide ou trop longue (5 000 caractères au plus)."));
         }
         let note = NewNote { author_id: Some(staff.id), body: body.to_owned() };
         Ok(self.desk.add_note(id, &note, self.clock.now()).await?)
@@ -204,32 +236,41 @@ impl Desk {
         Ok(self.change_request(id, RequestChange::Account(Some(account.id)), staff).await?)
     }
 
-    /// Proposes one to three slots; the member gets one link per slot.
+    /// Proposes one to three slots to call `phone` (the request's number, or the one
+    /// staff agreed with the member); the member gets one link per slot.
     pub async fn propose_slots(
         &self,
         id: RequestId,
         slots: &[(Timestamp, Timestamp)],
+        phone: &str,
         staff: &Account,
     ) -> Result<(), RequestError> {
+        let phone = Self::phone(phone)?;
+        if phone.chars().filter(char::is_ascii_digit).count() < 4 {
+            return Err(invalid("phone", "Indiquez le numéro à appeler : un rendez-vous téléphonique en a besoin."));
+        }
         if slots.is_empty() || slots.len() > 3 {
-            return Err(RequestError::Invalid("proposez d'un à trois créneaux"));
+            return Err(invalid("slot", "Proposez d'un à trois créneaux."));
         }
         let now = self.clock.now();
         if slots.iter().any(|(start, end)| *start <= now || end <= start) {
-            return Err(RequestError::Invalid("chaque créneau doit être à venir, et finir après avoir commencé"));
+            return Err(invalid("slot", "Chaque créneau doit être à venir, et finir après avoir commencé."));
         }
-        let note = NewNote {
-            author_id: Some(staff.id),
-            body: format!("{} créneau(x) proposé(s) par téléphone", slots.len()),
+        let count = if slots.len() == 1 {
+            "Un créneau proposé".to_owned()
+        } else {
+            format!("{} créneaux proposés", slots.len())
         };
-        Ok(self.desk.propose_slots(id, slots, &note, now).await?)
+        let note = NewNote { author_id: Some(staff.id), body: format!("{count} pour un appel au {phone}") };
+        Ok(self.desk.propose_slots(id, slots, phone, &note, now).await?)
     }
 
     /// Confirms a slot from its link's token (the POST behind the button). `Ok(None)`
     /// for an unknown link.
     pub async fn confirm_slot(&self, token: &str) -> Result<Option<(Confirmation, SlotView)>, StoreError> {
         let Some(token) = PlainToken::from_presented(token) else { return Ok(None) };
-        let Some(confirmation) = self.desk.confirm_slot(&token.hash(), self.clock.now()).await? else {
+        let notify = self.desk_address.as_ref();
+        let Some(confirmation) = self.desk.confirm_slot(&token.hash(), notify, self.clock.now()).await? else {
             return Ok(None);
         };
         let slot = match &confirmation {

@@ -522,7 +522,7 @@ impl Oidc {
                 Authorize::SignIn
             });
         };
-        if account.must_change_password {
+        if session.must_change_password {
             return Ok(if prompt_none {
                 back("interaction_required", "the member must change their password")
             } else {
@@ -765,12 +765,10 @@ impl Oidc {
     }
 }
 
-/// Whether the account may sign in to an application now: not disabled, no temporary
-/// password to change, not locked.
+/// Whether the account may sign in to an application now: not disabled, not locked (a
+/// session opened with a temporary password gets no code in the first place).
 fn may_sign_in(account: &Account, now: Timestamp) -> bool {
-    account.disabled_at.is_none()
-        && !account.must_change_password
-        && account.locked_until.is_none_or(|until| until <= now)
+    account.disabled_at.is_none() && account.locked_until.is_none_or(|until| until <= now)
 }
 
 /// The standard claims the scopes allow.

@@ -31,6 +31,9 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// `Ok(None)` when no account has this email address.
     async fn find_account_by_email(&self, email: &EmailAddress) -> Result<Option<Account>, StoreError>;
 
+    /// The account whose address, or else whose confirmed secours address, is `email`.
+    async fn find_account_by_any_address(&self, email: &EmailAddress) -> Result<Option<Account>, StoreError>;
+
     /// `Ok(None)` when the id is unknown.
     async fn find_account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
 
@@ -64,17 +67,18 @@ pub trait CredentialStore: Send + Sync + std::fmt::Debug {
 
     /// Records a successful login, clears the failure count and sets the last login,
     /// atomically — unless, at `now`, the account is locked (and not `despite_lock`) or
-    /// disabled, its temporary password expired, or its hash is no longer `verified`
-    /// (another request may have locked it, or a reset replaced the password, while this
-    /// one was checked): then nothing changes and the answer is `Ok(false)`. A temporary
-    /// password is used up. A login `despite_lock` (from a device cookie) leaves a lock
-    /// in place, with its failures: the stranger who caused it stays locked out. The
-    /// `counted` attempts (see [`ThrottleStore::count`]) are taken back in the same
-    /// transaction: a success is not a failure.
+    /// disabled, or what was `verified` no longer holds (another request may have locked
+    /// it, a reset replaced the password, or the temporary password expired or was
+    /// replaced, while this one was checked): then nothing changes and the answer is
+    /// `Ok(false)`. A temporary password is *not* used up: only choosing a new password
+    /// does that. A login `despite_lock` (from a device cookie, or with a temporary
+    /// password) leaves a lock in place, with its failures: the stranger who caused it
+    /// stays locked out. The `counted` attempts (see [`ThrottleStore::count`]) are taken
+    /// back in the same transaction: a success is not a failure.
     async fn record_login_success(
         &self,
         account: AccountId,
-        verified: &PasswordHash,
+        verified: &Proof,
         despite_lock: bool,
         counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
@@ -112,29 +116,45 @@ pub trait CredentialStore: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Replaces the password by a temporary one that stops working at `expires_at`,
-    /// works for one login, and must be changed then; lifts any lock and ends every
-    /// session — if the account's address is still `sent_to` (where the password was
-    /// just mailed): `Ok(false)` and nothing changed when it is not.
+    /// Gives the account a temporary password (by its hash) that stops working at
+    /// `expires_at`, beside its password, which keeps working; it replaces any earlier
+    /// temporary password. With `sent_to` (it was just mailed there) only if that is still
+    /// one of the account's addresses: `Ok(false)` and nothing changed otherwise. With
+    /// `event` (staff were shown it) the event is recorded in the same transaction, and
+    /// the account must be within `reach`.
     async fn set_temporary_password(
         &self,
         account: AccountId,
-        hash: &PasswordHash,
+        hash: &TokenHash,
         expires_at: Timestamp,
-        sent_to: &EmailAddress,
-        now: Timestamp,
+        sent_to: Option<&EmailAddress>,
+        event: Option<NewAuditEvent>,
+        reach: Reach,
     ) -> Result<bool, StoreError>;
 
-    /// Sets a password the member chose: clears the must-change flag and any temporary
-    /// expiry, ends every session but `keep`, audits `password_changed` and queues the notice.
+    /// Sets a password the member chose: clears the temporary password, the session's
+    /// forced change, the lock and failures; ends every session but `keep`, audits
+    /// `password_changed` and queues the notice. A `forced` change (no current password
+    /// asked, after a temporary one) needs the temporary password still pending at
+    /// `now`: `Ok(false)` and nothing changed when it is not.
     async fn change_password(
         &self,
         account: AccountId,
         hash: &PasswordHash,
         keep: &TokenHash,
+        forced: bool,
         context: &RequestContext,
         now: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
+}
+
+/// What a successful login checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// The password, with this hash.
+    Password(PasswordHash),
+    /// The temporary password, with this hash.
+    Temporary(TokenHash),
 }
 
 /// What administrators and assistance staff change on an account (authority is

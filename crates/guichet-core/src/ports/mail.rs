@@ -42,7 +42,19 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Messages of `kind` sent to the account since `since`.
+    /// Queues the copy of message `original` to the account's secours address `to`, due
+    /// now — once: a second call for the same original changes nothing.
+    async fn queue_copy(
+        &self,
+        original: MailId,
+        account: AccountId,
+        kind: MailKind,
+        to: &EmailAddress,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Messages of `kind` sent to the account since `since` (copies to the secours
+    /// address not counted).
     async fn count_sent_mail(&self, account: AccountId, kind: MailKind, since: Timestamp) -> Result<u64, StoreError>;
 
     /// The account's messages, newest first.
@@ -89,4 +101,40 @@ pub trait RecoveryStore: Send + Sync + std::fmt::Debug {
 
     /// Codes of the account still usable at `now`.
     async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Proposes `email` as the account's secours address: it waits for its code (any
+    /// earlier proposal and its code are dropped), and the message that carries the code
+    /// is queued to it, in one transaction. `Err(Conflict(Email))` when it is already an
+    /// address of any account.
+    async fn propose_recovery_email(
+        &self,
+        account: AccountId,
+        email: &EmailAddress,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the secours address (and any proposal), records `event` and queues the
+    /// notice to the account's address, in one transaction. `Ok(false)` when there was none.
+    async fn remove_recovery_email(&self, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError>;
+
+    /// Stores the hash of the code about to be mailed to `sent_to`, if that is still the
+    /// account's proposed secours address: `Ok(false)` and nothing stored otherwise.
+    async fn set_recovery_email_code(
+        &self,
+        account: AccountId,
+        hash: &TokenHash,
+        expires_at: Timestamp,
+        sent_to: &EmailAddress,
+    ) -> Result<bool, StoreError>;
+
+    /// Confirms the proposed secours address with its code's hash: it becomes the
+    /// account's secours address, `event` is recorded and the notice queued to the
+    /// account's address, in one transaction. `Ok(Err(why))` and nothing changed when the
+    /// code is not the proposal's, or expired.
+    async fn confirm_recovery_email(
+        &self,
+        account: AccountId,
+        hash: &TokenHash,
+        event: NewAuditEvent,
+    ) -> Result<Result<EmailAddress, CodeError>, StoreError>;
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-pub use accounts::{AccountAdminStore, AccountStore, CredentialStore};
+pub use accounts::{AccountAdminStore, AccountStore, CredentialStore, Proof};
 pub use desk::DeskStore;
 pub use groups::GroupStore;
 pub use guards::{AuditStore, DeviceStore, Health, KeyStore, ThrottleStore};

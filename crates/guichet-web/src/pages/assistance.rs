@@ -27,8 +27,17 @@ struct AssistancePage {
     layout: Layout,
     form: AssistanceForm,
     error: Option<String>,
+    /// The field the error is about (`""`: the whole form).
+    field: &'static str,
     reference: Option<String>,
     assistance_email: Option<String>,
+}
+
+impl AssistancePage {
+    /// The error, when it is about `field`.
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.error.as_deref().filter(|_| self.field == field)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +62,7 @@ async fn show(State(state): State<AppState>, visitor: Visitor) -> Result<Respons
         layout: Layout::for_visitor(&state, &visitor),
         form: AssistanceForm::default(),
         error: None,
+        field: "",
         reference: None,
         assistance_email: state.settings.assistance_email.clone(),
     };
@@ -74,6 +84,7 @@ async fn write_in(
             layout,
             form: AssistanceForm::default(),
             error: None,
+            field: "",
             reference: Some("A-000000".into()),
             assistance_email,
         };
@@ -88,22 +99,24 @@ async fn write_in(
                 layout,
                 form: AssistanceForm::default(),
                 error: None,
+                field: "",
                 reference: Some(request.reference),
                 assistance_email,
             };
             render(StatusCode::OK, &page)
         }
-        Err(RequestError::Invalid(reason)) => render(
+        Err(RequestError::Invalid { field, message }) => render(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &AssistancePage { layout, form, error: Some(reason.to_owned()), reference: None, assistance_email },
+            &AssistancePage { layout, form, error: Some(message.to_owned()), field, reference: None, assistance_email },
         ),
         Err(RequestError::TooMany) => {
             let error = Some(
-                "Beaucoup de demandes sont parties de votre réseau dans l'heure : réessayez plus tard.".to_owned(),
+                "Beaucoup de demandes ont été écrites pour cette adresse, ou à l'assistance, dans l'heure : réessayez plus tard, ou écrivez directement à l'adresse de l'assistance ci-dessous."
+                    .to_owned(),
             );
             let mut response = render(
                 StatusCode::TOO_MANY_REQUESTS,
-                &AssistancePage { layout, form, error, reference: None, assistance_email },
+                &AssistancePage { layout, form, error, field: "", reference: None, assistance_email },
             )?;
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, 3600.into());
             Ok(response)

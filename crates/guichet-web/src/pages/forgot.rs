@@ -245,6 +245,7 @@ async fn reset(
         }
         Err(ResetError::Code(error)) => Problem::Code(error),
         Err(ResetError::Password(error)) => Problem::Password(error.to_string()),
+        Err(error @ ResetError::Disabled) => Problem::Password(error.to_string()),
         Err(ResetError::Hash(guichet_core::hashing::HashError::Busy)) => return Ok(busy().into_response()),
         Err(ResetError::Hash(error)) => return Err(error.into()),
         Err(ResetError::Store(error)) => return Err(error.into()),

@@ -71,8 +71,9 @@ async fn show(
     if let Some(session) = &visitor.session {
         // Already in: straight on (a disabled account's session shows the form again).
         let account = state.members.find_by_id(session.account_id).await?;
-        if let Some(account) = account.filter(|a| a.disabled_at.is_none()) {
-            return Ok(see_other(&after_login(next.as_deref(), account.must_change_password), "/me"));
+        if account.is_some_and(|a| a.disabled_at.is_none()) {
+            let target = after_login(next.as_deref(), session.must_change_password);
+            return Ok(see_other(&target, "/me"));
         }
     }
     let destination = match &next {
@@ -94,6 +95,7 @@ async fn show(
 
 /// Where a signed-in member goes: where they were going (`next`, already checked),
 /// through the password change first when a temporary password must be replaced.
+/// (Staff land on "Mon espace" too, as the contract says, where the console is linked.)
 fn after_login(next: Option<&str>, must_change_password: bool) -> String {
     match (next, must_change_password) {
         (Some(next), true) => {
@@ -132,10 +134,10 @@ async fn submit(
         None => None,
     };
     let outcome = match state.authenticator.login(&form.identifier, form.password, device.as_deref(), &context).await {
-        Ok(LoggedIn { account, device_cookie }) => {
+        Ok(LoggedIn { account, device_cookie, must_change_password }) => {
             let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
-            let (token, _) = state.sessions.open(account.id, context, replacing).await?;
-            let target = after_login(next.as_deref(), account.must_change_password);
+            let (token, _) = state.sessions.open(account.id, context, replacing, must_change_password).await?;
+            let target = after_login(next.as_deref(), must_change_password);
             let session = jar.set(Cookie::Session, token.expose());
             let lifetime = guichet_core::device::LIFETIME.as_secs();
             let device = jar.set_lasting(Cookie::Device, &device_cookie, lifetime);

@@ -1,16 +1,17 @@
 //! "Mon espace": `GET /me`, the password change at `/me/password` (also the forced
-//! change after a temporary password), and ending one's other sessions.
+//! change after a temporary password), ending one's other sessions, and the secours
+//! address (`/me/recovery-email`, confirmed at `/me/recovery-email/confirm`).
 
 use askama::Template;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use axum::routing::{get, post};
 use guichet_core::audit::AuditEvent;
 use guichet_core::french as format;
 use guichet_core::hashing::HashError;
-use guichet_core::me::ChangeError;
+use guichet_core::me::{ChangeError, RecoveryEmailChange, RecoveryEmailError};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -28,6 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route("/me", get(show))
         .route("/me/password", get(show_password).post(change_password))
         .route("/me/sessions/end-others", post(end_other_sessions))
+        .route("/me/recovery-email", post(set_recovery_email))
+        .route("/me/recovery-email/confirm", get(show_confirm).post(confirm))
 }
 
 /// A line of the recent activity.
@@ -60,16 +63,62 @@ struct MePage {
     signed_in_at: String,
     logins: Vec<Activity>,
     failures: Vec<Activity>,
+    /// The confirmed secours address.
+    recovery_email: Option<String>,
+    /// One waiting for its code.
+    recovery_pending: Option<String>,
+    /// What the secours form had typed, when it is shown again.
+    recovery_typed: String,
+    recovery_error: Option<String>,
+    /// What just happened.
+    done: Option<String>,
 }
 
-async fn show(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response, WebError> {
+impl MePage {
+    /// "3 essais ont échoué", agreed.
+    fn failures_said(&self) -> String {
+        match self.failures.len() {
+            1 => "Un essai a échoué.".to_owned(),
+            n => format!("{n} essais ont échoué."),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Done {
+    #[serde(default)]
+    done: String,
+    #[serde(default)]
+    n: u64,
+}
+
+/// What the page confirms after an action (`?done=…`).
+fn done_message(done: &Done) -> Option<String> {
+    Some(match done.done.as_str() {
+        "password" => {
+            "Votre mot de passe est changé. Vos autres sessions ont été fermées, et un message vous le confirme."
+                .to_owned()
+        }
+        "sessions" => match done.n {
+            0 => "Aucune autre session n'était ouverte.".to_owned(),
+            1 => "Votre autre session a été fermée.".to_owned(),
+            n => format!("Vos {n} autres sessions ont été fermées."),
+        },
+        "secours" => "Votre adresse de secours est confirmée : les messages de secours y partiront aussi.".to_owned(),
+        "secours-removed" => "Votre adresse de secours est retirée.".to_owned(),
+        _ => return None,
+    })
+}
+
+async fn me_page(state: &AppState, signed_in: SignedIn, done: Option<String>) -> Result<MePage, WebError> {
     let SignedIn { account, session, layout } = signed_in;
     let zone = &state.settings.time_zone;
     let activity = state.me.activity(account.id).await?;
     let logins: Vec<Activity> = activity.logins().take(10).map(|e| Activity::of(e, zone)).collect();
-    // Failed attempts since the login before this one: what happened while away.
-    let failures = activity.failures_since_login(1).into_iter().take(20).map(|e| Activity::of(e, zone)).collect();
-    let page = MePage {
+    // Failed attempts since the login before this session's: what happened while away.
+    let failures =
+        activity.failures_while_away(session.created_at).into_iter().take(20).map(|e| Activity::of(e, zone)).collect();
+    Ok(MePage {
         layout,
         identifier: account.identifier.to_string(),
         name: account.display_name.as_str().to_owned(),
@@ -78,7 +127,20 @@ async fn show(State(state): State<AppState>, signed_in: SignedIn) -> Result<Resp
         signed_in_at: format::date_time(session.created_at, zone),
         logins,
         failures,
-    };
+        recovery_email: account.recovery_email.as_ref().map(ToString::to_string),
+        recovery_pending: account.recovery_email_pending.as_ref().map(ToString::to_string),
+        recovery_typed: String::new(),
+        recovery_error: None,
+        done,
+    })
+}
+
+async fn show(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Query(done): Query<Done>,
+) -> Result<Response, WebError> {
+    let page = me_page(&state, signed_in, done_message(&done)).await?;
     render(StatusCode::OK, &page)
 }
 
@@ -104,7 +166,7 @@ async fn show_password(
     let page = PasswordPage {
         next,
         layout: signed_in.layout,
-        forced: signed_in.account.must_change_password,
+        forced: signed_in.session.must_change_password,
         current_error: None,
         new_error: None,
         min_length: state.me.password_policy().min_length,
@@ -131,20 +193,33 @@ async fn change_password(
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, WebError> {
     let SignedInAnyway(SignedIn { account, session, layout }) = signed_in;
-    let forced = account.must_change_password;
+    let forced = session.must_change_password;
     let next = state.settings.return_hosts.accept(&form.next);
     // In a forced change (after a temporary password) the current one is not asked.
-    let current = (!forced).then_some(form.current_password);
     let result = state
         .me
-        .change_password(&account, &session, current, form.new_password, &form.new_password_confirm, &context)
+        .change_password(
+            &account,
+            &session,
+            form.current_password,
+            form.new_password,
+            &form.new_password_confirm,
+            &context,
+        )
         .await;
     let (current_error, new_error) = match result {
         Ok(()) => {
             state.postman.wake();
-            return Ok(see_other(next.as_deref().unwrap_or("/me"), "/me"));
+            return Ok(see_other(next.as_deref().unwrap_or("/me?done=password"), "/me"));
         }
         Err(ChangeError::WrongCurrent) => (Some(ChangeError::WrongCurrent.to_string()), None),
+        Err(error @ ChangeError::TooManyWrong) => {
+            let page = crate::error::ErrorPage::new(StatusCode::UNAUTHORIZED, "Session fermée", error.to_string());
+            let mut response = page.into_response();
+            crate::pages::clear_session_cookies(&state, &mut response);
+            return Ok(response);
+        }
+        Err(error @ ChangeError::TemporaryGone) => (None, Some(error.to_string())),
         Err(ChangeError::Password(error)) => (None, Some(error.to_string())),
         Err(ChangeError::Hash(HashError::Busy)) => return Ok(busy().into_response()),
         Err(ChangeError::Hash(error)) => return Err(error.into()),
@@ -162,6 +237,92 @@ async fn end_other_sessions(
     signed_in: SignedIn,
     Client(context): Client,
 ) -> Result<Response, WebError> {
-    state.me.end_other_sessions(signed_in.account.id, &signed_in.session, &context).await?;
-    Ok(Redirect::to("/me").into_response())
+    let ended = state.me.end_other_sessions(signed_in.account.id, &signed_in.session, &context).await?;
+    Ok(Redirect::to(&format!("/me?done=sessions&n={ended}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct RecoveryEmailForm {
+    #[serde(default)]
+    email: String,
+}
+
+async fn set_recovery_email(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Client(context): Client,
+    Form(form): Form<RecoveryEmailForm>,
+) -> Result<Response, WebError> {
+    let error = match state.me.set_recovery_email(&signed_in.account, &form.email, &context).await {
+        Ok(RecoveryEmailChange::Proposed(_)) => {
+            state.postman.wake();
+            return Ok(Redirect::to("/me/recovery-email/confirm").into_response());
+        }
+        Ok(RecoveryEmailChange::Removed) => {
+            state.postman.wake();
+            return Ok(Redirect::to("/me?done=secours-removed").into_response());
+        }
+        Ok(RecoveryEmailChange::Unchanged) => return Ok(Redirect::to("/me").into_response()),
+        Err(RecoveryEmailError::Store(error)) => return Err(error.into()),
+        Err(error) => error.to_string(),
+    };
+    let mut page = me_page(&state, signed_in, None).await?;
+    page.recovery_typed = form.email.trim().chars().take(254).collect();
+    page.recovery_error = Some(capitalised(&error));
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+}
+
+/// The sentence with its first letter up: messages from the core's parsers start low.
+fn capitalised(message: &str) -> String {
+    let mut chars = message.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "me_recovery_confirm.html")]
+struct ConfirmPage {
+    layout: Layout,
+    pending: Option<String>,
+    code: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+/// The form for the code mailed to the secours address; opening the mailed link fills it
+/// in and changes nothing.
+async fn show_confirm(
+    State(_state): State<AppState>,
+    signed_in: SignedIn,
+    Query(query): Query<CodeForm>,
+) -> Result<Response, WebError> {
+    let SignedIn { account, layout, .. } = signed_in;
+    let pending = account.recovery_email_pending.as_ref().map(ToString::to_string);
+    let code = query.code.trim().chars().take(64).collect();
+    render(StatusCode::OK, &ConfirmPage { layout, pending, code, error: None })
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Client(context): Client,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, WebError> {
+    match state.me.confirm_recovery_email(&signed_in.account, &form.code, &context).await? {
+        Ok(_) => {
+            state.postman.wake();
+            Ok(Redirect::to("/me?done=secours").into_response())
+        }
+        Err(why) => {
+            let SignedIn { account, layout, .. } = signed_in;
+            let pending = account.recovery_email_pending.as_ref().map(ToString::to_string);
+            let code = form.code.trim().chars().take(64).collect();
+            let page = ConfirmPage { layout, pending, code, error: Some(capitalised(&why.to_string())) };
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+    }
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod assets;
 pub mod assistance;
+pub mod expired;
 pub mod forgot;
 pub mod gate;
 pub mod health;
@@ -37,6 +38,8 @@ pub struct Layout {
     pub csrf_token: String,
     /// Shows "Mon espace" and the logout button.
     pub signed_in: bool,
+    /// Shows the link to the console (assistance and admin staff).
+    pub staff: bool,
 }
 
 impl std::fmt::Debug for Layout {
@@ -55,12 +58,18 @@ impl Layout {
             site_name: state.settings.site_name.clone(),
             csrf_token: visitor.csrf_token.clone(),
             signed_in: visitor.session.is_some(),
+            staff: false,
         }
+    }
+
+    /// "de X" or "d'X", for the site's name after "de".
+    pub fn of_site(&self) -> String {
+        guichet_core::french::of(&self.site_name)
     }
 
     /// A frame without forms (error pages rendered outside the visitor layer).
     pub fn anonymous(state: &AppState) -> Self {
-        Self { site_name: state.settings.site_name.clone(), csrf_token: String::new(), signed_in: false }
+        Self { site_name: state.settings.site_name.clone(), csrf_token: String::new(), signed_in: false, staff: false }
     }
 }
 
@@ -180,7 +189,8 @@ impl FromRequestParts<AppState> for SignedInAnyway {
             .await
             .map_err(|e| WebError::from(e).into_response())?
             .ok_or_else(|| Redirect::to("/login").into_response())?;
-        Ok(Self(SignedIn { account, session, layout: Layout::for_visitor(state, &visitor) }))
+        let layout = Layout { staff: account.role.is_staff(), ..Layout::for_visitor(state, &visitor) };
+        Ok(Self(SignedIn { account, session, layout }))
     }
 }
 
@@ -189,7 +199,7 @@ impl FromRequestParts<AppState> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let SignedInAnyway(signed_in) = SignedInAnyway::from_request_parts(parts, state).await?;
-        if signed_in.account.must_change_password {
+        if signed_in.session.must_change_password {
             return Err(Redirect::to("/me/password").into_response());
         }
         Ok(signed_in)

@@ -170,7 +170,13 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
         "recent failures: {recent_failures} in the last {}",
         humantime::format_duration(settings.lockout_window.unsigned_abs())
     );
-    println!("must change:     {}", if account.must_change_password { "yes" } else { "no" });
+    // A temporary password waiting: the login that uses it must choose a new password.
+    let temporary = account.temporary_password_at(now).and(account.temporary_password_until);
+    println!(
+        "must change:     {}",
+        temporary.map_or("no".to_owned(), |until| format!("yes (temporary password until {})", local(until, zone)))
+    );
+    println!("secours address: {}", account.recovery_email.as_ref().map_or("-".to_owned(), |e| e.masked()));
     println!("pending codes:   {pending_codes}");
     println!("last login:      {}", account.last_login_at.map_or("never".to_owned(), |at| local(at, zone)));
     println!("created:         {}", local(account.created_at, zone));

@@ -15,4 +15,5 @@ mod login;
 mod oidc;
 mod proxy;
 mod recovery;
+mod rescue;
 mod security;

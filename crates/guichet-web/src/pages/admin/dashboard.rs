@@ -41,8 +41,8 @@ struct DashboardPage {
     locked: Vec<(i64, String, String)>,
     bars: Vec<Bar>,
     max: u64,
-    total_failed: u64,
-    total_locked: u64,
+    total_failed: String,
+    total_locked: String,
 }
 
 pub async fn show(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
@@ -89,14 +89,18 @@ pub async fn show(State(state): State<AppState>, staff: Staff) -> Result<Respons
                 failed_height: scale(day.failures),
                 locked_y: 10 + height - scale(day.locks),
                 locked_height: scale(day.locks),
-                label: format!("{date} : {} échec(s), {} suspension(s)", day.failures, day.locks),
+                label: format!(
+                    "{date} : {}, {}",
+                    french::count(to_usize(day.failures), "échec", "échecs"),
+                    french::count(to_usize(day.locks), "suspension", "suspensions")
+                ),
             }
         })
         .collect();
     let page = DashboardPage {
         layout: staff.layout,
-        total_failed: days.iter().map(|d| d.failures).sum(),
-        total_locked: days.iter().map(|d| d.locks).sum(),
+        total_failed: french::count(to_usize(days.iter().map(|d| d.failures).sum()), "échec", "échecs"),
+        total_locked: french::count(to_usize(days.iter().map(|d| d.locks).sum()), "suspension", "suspensions"),
         open,
         calls,
         locked,
@@ -104,4 +108,8 @@ pub async fn show(State(state): State<AppState>, staff: Staff) -> Result<Respons
         max,
     };
     render(StatusCode::OK, &page)
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }

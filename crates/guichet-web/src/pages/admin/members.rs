@@ -54,13 +54,13 @@ pub struct EventLine {
 }
 
 impl EventLine {
-    fn of(event: &AuditEvent, zone: &jiff::tz::TimeZone) -> Self {
+    fn of(event: &AuditEvent, zone: &jiff::tz::TimeZone, staff: &std::collections::HashMap<AccountId, String>) -> Self {
         Self {
             at: french::date_time(event.at, zone),
             what: event.kind.label_fr(),
             by: match event.actor {
                 Actor::Member => "le membre".into(),
-                Actor::Staff(id) => format!("équipe n° {}", id.get()),
+                Actor::Staff(id) => staff.get(&id).cloned().unwrap_or_else(|| "un compte de l'équipe supprimé".into()),
                 Actor::Operator => "l'exploitant (ligne de commande)".into(),
                 Actor::System => "guichet".into(),
             },
@@ -82,11 +82,12 @@ pub struct MailLine {
 }
 
 impl MailLine {
-    fn of(entry: &MailLogEntry, zone: &jiff::tz::TimeZone) -> Self {
+    /// Mail to anything but the account's own address (its secours address) shows masked.
+    fn of(entry: &MailLogEntry, zone: &jiff::tz::TimeZone, account: &Account) -> Self {
         Self {
             at: french::date_time(entry.created_at, zone),
             what: entry.kind.label_fr(),
-            to: entry.recipient.to_string(),
+            to: if entry.recipient == account.email { entry.recipient.to_string() } else { entry.recipient.masked() },
             state: match entry.state {
                 guichet_core::mail::MailState::Pending => "en attente",
                 guichet_core::mail::MailState::Sent => "remis au serveur",
@@ -145,6 +146,7 @@ struct MemberPage {
     last_login: Option<String>,
     pending_codes: u64,
     temporary_until: Option<String>,
+    recovery_email: Option<String>,
     failures: Vec<EventLine>,
     events: Vec<EventLine>,
     mail: Vec<MailLine>,
@@ -162,15 +164,15 @@ pub struct Done {
 
 fn done_message(done: &str) -> Option<&'static str> {
     Some(match done {
-        "unlock" => "Compte réactivé.",
+        "unlock" => "Suspension levée : le membre peut se connecter dès maintenant avec son mot de passe.",
         "identifier" => "L'identifiant part vers l'adresse du compte.",
         "reset" => "Un code pour choisir un nouveau mot de passe part vers l'adresse du compte.",
         "temporary" => {
-            "Un mot de passe temporaire part vers l'adresse du compte, avec l'identifiant. Personne d'autre ne le voit."
+            "Un mot de passe temporaire part vers l'adresse du compte, avec l'identifiant. Personne d'autre ne le voit. Si les messages n'arrivent pas au membre, créez-en plutôt un à lui transmettre vous-même."
         }
         "details" => "Coordonnées enregistrées.",
         "disable" => "Compte désactivé ; ses sessions sont fermées.",
-        "enable" => "Compte réactivé.",
+        "enable" => "Compte rouvert après sa désactivation : le membre peut de nouveau se connecter.",
         "role" => "Rôle modifié.",
         "groups" => "Groupes modifiés.",
         _ => return None,
@@ -220,6 +222,16 @@ async fn member_page(
     let file = state.console.member_file(&staff.actor, AccountId::from_stored(id)).await.map_err(refused)?;
     let MemberFile { account, locked, activity, mail, pending_codes, allowed, groups, all_groups } = file;
     let joinable = all_groups.iter().filter(|g| !groups.contains(g)).map(ToString::to_string).collect();
+    // Staff named in the journal by their name and identifier.
+    let mut staff_names = std::collections::HashMap::new();
+    for event in activity.events() {
+        if let Actor::Staff(id) = event.actor
+            && !staff_names.contains_key(&id)
+            && let Some(who) = state.members.find_by_id(id).await?
+        {
+            staff_names.insert(id, format!("{} ({})", who.greeting_name(), who.identifier));
+        }
+    }
     Ok(MemberPage {
         layout: staff.layout.clone(),
         offers: Offers::of(&allowed),
@@ -227,10 +239,18 @@ async fn member_page(
         disabled: account.disabled_at.is_some(),
         last_login: account.last_login_at.map(|at| french::date_time(at, zone)),
         pending_codes,
-        temporary_until: account.password_expires_at.map(|at| french::date_time(at, zone)),
-        failures: activity.failures_since_login(0).into_iter().map(|e| EventLine::of(e, zone)).collect(),
-        events: activity.events().iter().map(|e| EventLine::of(e, zone)).collect(),
-        mail: mail.iter().map(|m| MailLine::of(m, zone)).collect(),
+        temporary_until: account
+            .temporary_password_until
+            .filter(|_| account.temporary_password_hash.is_some())
+            .map(|at| french::date_time(at, zone)),
+        recovery_email: account.recovery_email.as_ref().map(guichet_core::account::EmailAddress::masked),
+        failures: activity
+            .failures_since_last_login()
+            .into_iter()
+            .map(|e| EventLine::of(e, zone, &staff_names))
+            .collect(),
+        events: activity.events().iter().map(|e| EventLine::of(e, zone, &staff_names)).collect(),
+        mail: mail.iter().map(|m| MailLine::of(m, zone, &account)).collect(),
         groups: groups.iter().map(ToString::to_string).collect(),
         joinable,
         done,
@@ -291,6 +311,58 @@ pub async fn send_reset_code(
 ) -> Result<Response, WebError> {
     state.console.send_reset_code(&staff.actor, target(id), &context).await.map_err(refused)?;
     Ok(sent(&state, id, "reset"))
+}
+
+#[derive(Template)]
+#[template(path = "admin_temporary.html")]
+struct HandedPage {
+    layout: Layout,
+    id: i64,
+    identifier: String,
+    password: String,
+    spelled: Vec<String>,
+    until: String,
+    login_url: String,
+    /// A ready French text to paste into a message from the desk's own mailbox.
+    letter: String,
+}
+
+/// Makes a temporary password for the staff member to hand over themselves, and shows it
+/// this once (the page is never cached; the password is stored only as a hash).
+pub async fn hand_temporary_password(
+    State(state): State<AppState>,
+    staff: Staff,
+    Client(context): Client,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let handed = state.console.hand_temporary_password(&staff.actor, target(id), &context).await.map_err(refused)?;
+    let until = french::date_time(handed.expires_at, &state.settings.time_zone);
+    let login_url = format!("{}/login", state.settings.public_url);
+    let identifier = handed.account.identifier.to_string();
+    let password = handed.password.grouped();
+    let greeting = handed.account.display_name.as_str().to_owned();
+    let letter = format!(
+        "Bonjour{},\n\nVoici de quoi vous connecter à {} :\n\nIdentifiant : {identifier}\nMot de passe temporaire : {password}\n\n\
+         Connectez-vous sur {login_url} avec ce mot de passe (majuscules, espaces et tirets n'ont pas d'importance), \
+         puis choisissez votre propre mot de passe : la page vous y mène d'elle-même.\n\n\
+         Ce mot de passe temporaire fonctionne jusqu'au {until}, tant que vous n'avez pas choisi le vôtre. \
+         Votre ancien mot de passe, si vous le retrouvez, fonctionne toujours.\n\n\
+         Bien cordialement,\nL'assistance {}",
+        if greeting.is_empty() { String::new() } else { format!(" {greeting}") },
+        state.settings.site_name,
+        french::of(&state.settings.site_name),
+    );
+    let page = HandedPage {
+        layout: staff.layout.clone(),
+        id,
+        identifier,
+        spelled: handed.password.spelled_fr(),
+        password,
+        until,
+        login_url,
+        letter,
+    };
+    render(StatusCode::OK, &page)
 }
 
 pub async fn temporary_password(

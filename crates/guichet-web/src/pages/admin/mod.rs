@@ -33,6 +33,7 @@ console! {
     post "/members/{id}/send-identifier" => members::send_identifier,
     post "/members/{id}/send-reset-code" => members::send_reset_code,
     post "/members/{id}/temporary-password" => members::temporary_password,
+    post "/members/{id}/temporary-password/show" => members::hand_temporary_password,
     post "/members/{id}/details" => members::details,
     post "/members/{id}/disable" => members::disable,
     post "/members/{id}/enable" => members::enable,

@@ -184,8 +184,8 @@ pub async fn note(
     let file = request(&state, id).await?;
     match state.desk.add_note(file.request.id, &staff.account, &form.body).await {
         Ok(()) => Ok(back(id)),
-        Err(RequestError::Invalid(why)) => {
-            let page = request_page(&state, &staff, file, Some(why.to_owned())).await?;
+        Err(RequestError::Invalid { message, .. }) => {
+            let page = request_page(&state, &staff, file, Some(message.to_owned())).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(RequestError::Store(error)) => Err(error.into()),
@@ -244,6 +244,8 @@ pub struct SlotsForm {
     slot3: String,
     #[serde(default)]
     minutes: String,
+    #[serde(default)]
+    phone: String,
 }
 
 /// Reads `2026-03-03T14:00` (a `datetime-local` field) in the site's time zone.
@@ -272,13 +274,13 @@ pub async fn propose_slots(
         };
         slots.push((start, start.saturating_add(SignedDuration::from_mins(minutes)).unwrap_or(start)));
     }
-    match state.desk.propose_slots(file.request.id, &slots, &staff.account).await {
+    match state.desk.propose_slots(file.request.id, &slots, &form.phone, &staff.account).await {
         Ok(()) => {
             state.postman.wake();
             Ok(back(id))
         }
-        Err(RequestError::Invalid(reason)) => {
-            let page = request_page(&state, &staff, file, Some(reason.to_owned())).await?;
+        Err(RequestError::Invalid { message, .. }) => {
+            let page = request_page(&state, &staff, file, Some(message.to_owned())).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(RequestError::TooMany) => Err(WebError::Internal("no rate limit on slots")),
