@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use guichet_core::mail::{MailContent, MailSender, OutgoingMail, SendError};
+use guichet_core::mail::{MailContent, MailKind, MailSender, OutgoingMail, SendError};
 use guichet_core::token::{hex, random_bytes};
 use lettre::Message;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
@@ -141,6 +141,16 @@ impl Mailer {
         }
         Ok(message)
     }
+}
+
+/// The subject lines of the messages members may receive, for their IT department
+/// (`/aide/messagerie`): what varies is shown as a placeholder.
+pub fn member_subjects(settings: &MailSettings) -> Vec<String> {
+    MailKind::ALL
+        .into_iter()
+        .filter(|kind| kind.reaches_a_member() && !matches!(kind, MailKind::Test))
+        .filter_map(|kind| view::View::sample(kind, settings).subject().ok())
+        .collect()
 }
 
 fn url_host(url: &str) -> Option<String> {

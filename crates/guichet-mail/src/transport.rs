@@ -20,6 +20,13 @@ impl TransportSpec {
     pub fn new(raw: impl Into<String>) -> Self {
         Self(raw.into())
     }
+
+    /// The SMTP server messages are handed to (`None` for a folder): the host a
+    /// hospital's filter sees them come from, unless that server relays them further.
+    pub fn smtp_host(&self) -> Option<String> {
+        let url = url::Url::parse(&self.0).ok().filter(|u| u.scheme() == "smtp")?;
+        url.host_str().map(str::to_owned)
+    }
 }
 
 impl std::fmt::Debug for TransportSpec {

@@ -167,10 +167,30 @@ impl View {
         view
     }
 
+    /// A message of `kind` with placeholders for what varies, for its subject line.
+    pub(crate) fn sample(kind: MailKind, settings: &MailSettings) -> Self {
+        let mail = OutgoingMail {
+            to: guichet_core::account::EmailAddress::from_stored(String::new()),
+            name: String::new(),
+            content: MailContent::Test,
+        };
+        Self {
+            kind,
+            reference: "A-…".into(),
+            when: "(date)".into(),
+            phone: "(numéro)".into(),
+            ..Self::new(&mail, settings)
+        }
+    }
+
+    /// The subject line alone.
+    pub(crate) fn subject(&self) -> Result<String, askama::Error> {
+        Ok(Subject { v: self }.render()?.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
     /// Subject, text and HTML.
     pub(crate) fn render(&self) -> Result<(String, String, String), askama::Error> {
-        let subject = Subject { v: self }.render()?.split_whitespace().collect::<Vec<_>>().join(" ");
-        Ok((subject, Text { v: self }.render()?, Html { v: self }.render()?))
+        Ok((self.subject()?, Text { v: self }.render()?, Html { v: self }.render()?))
     }
 }
 

@@ -62,6 +62,12 @@ pub struct MailHelp {
     pub from_domain: String,
     /// `(domain, selector)` when messages are DKIM-signed.
     pub dkim: Option<(String, String)>,
+    /// The SMTP server messages are handed to, and its addresses (looked up at start).
+    pub relay: Option<(String, Vec<String>)>,
+    /// The subject lines members may receive.
+    pub subjects: Vec<String>,
+    /// The desk's address (`GUICHET_ASSISTANCE_EMAIL`).
+    pub assistance: Option<String>,
 }
 
 /// The application's shared state.

@@ -116,7 +116,7 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             time_zone: settings.time_zone.clone(),
             assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
-            mail_help: mail_help(settings),
+            mail_help: mail_help(settings).await,
         };
         let parts = AppParts {
             clock,
@@ -230,14 +230,31 @@ pub fn mail_policy(settings: &Settings) -> MailPolicy {
     }
 }
 
-fn mail_help(settings: &Settings) -> MailHelp {
+/// Who sends the mail, for `/aide/messagerie`: the SMTP relay's addresses are looked up
+/// once, at start, and briefly (an unanswering resolver leaves them out).
+async fn mail_help(settings: &Settings) -> MailHelp {
     let from = &settings.mail_from;
     let address = from.rsplit_once('<').map_or(from.as_str(), |(_, rest)| rest.trim_end_matches('>')).trim().to_owned();
     let domain = address.rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
+    let mail = mail_settings(settings);
+    let relay = match mail.transport.smtp_host() {
+        Some(host) => {
+            let lookup = tokio::net::lookup_host((host.as_str(), 25));
+            let found = tokio::time::timeout(Duration::from_secs(2), lookup).await.ok().and_then(Result::ok);
+            let mut addresses: Vec<String> = found.into_iter().flatten().map(|a| a.ip().to_string()).collect();
+            addresses.sort();
+            addresses.dedup();
+            Some((host, addresses))
+        }
+        None => None,
+    };
     MailHelp {
         from_address: address,
         from_domain: domain,
         dkim: settings.dkim.as_ref().map(|d| (d.domain.clone(), d.selector.clone())),
+        relay,
+        subjects: guichet_mail::member_subjects(&mail),
+        assistance: settings.assistance_email.as_ref().map(ToString::to_string),
     }
 }
 

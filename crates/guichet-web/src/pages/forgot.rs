@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::client::Client;
 use crate::cookies::Cookie;
 use crate::error::{ErrorPage, WebError, busy};
-use crate::pages::{Form, Layout, render, secret};
+use crate::pages::{Form, Layout, render, secret, sentence};
 use crate::state::AppState;
 use crate::visitor::Visitor;
 
@@ -82,7 +82,7 @@ async fn request_identifier(
         }
         Err(RequestError::Email(error)) => render(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &ForgotIdentifierPage { layout, email, error: Some(error.to_string()), sent: false },
+            &ForgotIdentifierPage { layout, email, error: Some(sentence(&error.to_string())), sent: false },
         ),
         Err(RequestError::TooMany) => Ok(too_many()),
         Err(RequestError::Store(error)) => Err(error.into()),
@@ -136,7 +136,7 @@ async fn request_password(
         }
         Err(RequestError::Email(error)) => render(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &ForgotPasswordPage { layout, email, error: Some(error.to_string()) },
+            &ForgotPasswordPage { layout, email, error: Some(sentence(&error.to_string())) },
         ),
         Err(RequestError::TooMany) => Ok(too_many()),
         Err(RequestError::Store(error)) => Err(error.into()),
@@ -180,7 +180,7 @@ impl ResetPage {
 
     fn code_error(&self) -> Option<String> {
         match &self.problem {
-            Problem::Code(error) => Some(error.to_string()),
+            Problem::Code(error) => Some(sentence(&error.to_string())),
             _ => None,
         }
     }
@@ -244,7 +244,7 @@ async fn reset(
             return Ok((StatusCode::SEE_OTHER, [(LOCATION, login), (SET_COOKIE, notice)]).into_response());
         }
         Err(ResetError::Code(error)) => Problem::Code(error),
-        Err(ResetError::Password(error)) => Problem::Password(error.to_string()),
+        Err(ResetError::Password(error)) => Problem::Password(sentence(&error.to_string())),
         Err(error @ ResetError::Disabled) => Problem::Password(error.to_string()),
         Err(ResetError::Hash(guichet_core::hashing::HashError::Busy)) => return Ok(busy().into_response()),
         Err(ResetError::Hash(error)) => return Err(error.into()),

@@ -22,12 +22,14 @@ pub fn routes() -> Router<AppState> {
 #[template(path = "help_mail.html")]
 struct HelpPage {
     layout: Layout,
-    site_name: String,
     from_address: String,
     from_domain: String,
     dkim: Option<(String, String)>,
     site_host: String,
     public_url: String,
+    relay: Option<(String, Vec<String>)>,
+    subjects: Vec<String>,
+    assistance: Option<String>,
 }
 
 async fn show(State(state): State<AppState>, visitor: Visitor) -> Result<Response, WebError> {
@@ -37,12 +39,14 @@ async fn show(State(state): State<AppState>, visitor: Visitor) -> Result<Respons
         public_url.split("://").nth(1).unwrap_or(&public_url).split(['/', ':']).next().unwrap_or_default().to_owned();
     let page = HelpPage {
         layout: Layout::for_visitor(&state, &visitor),
-        site_name: state.settings.site_name.clone(),
         from_address: help.from_address.clone(),
         from_domain: help.from_domain.clone(),
         dkim: help.dkim.clone(),
         site_host,
         public_url,
+        relay: help.relay.clone(),
+        subjects: help.subjects.clone(),
+        assistance: help.assistance.clone(),
     };
     render(StatusCode::OK, &page)
 }

@@ -19,7 +19,7 @@ use crate::client::Client;
 use crate::error::{WebError, busy};
 use crate::pages::{
     Form, Layout, SignedIn, SignedInAnyway, allow_form_destination, form_destination, next_in_query, render, secret,
-    see_other,
+    see_other, sentence,
 };
 use crate::state::AppState;
 
@@ -220,7 +220,7 @@ async fn change_password(
             return Ok(response);
         }
         Err(error @ ChangeError::TemporaryGone) => (None, Some(error.to_string())),
-        Err(ChangeError::Password(error)) => (None, Some(error.to_string())),
+        Err(ChangeError::Password(error)) => (None, Some(sentence(&error.to_string()))),
         Err(ChangeError::Hash(HashError::Busy)) => return Ok(busy().into_response()),
         Err(ChangeError::Hash(error)) => return Err(error.into()),
         Err(ChangeError::Store(error)) => return Err(error.into()),
@@ -268,14 +268,8 @@ async fn set_recovery_email(
     };
     let mut page = me_page(&state, signed_in, None).await?;
     page.recovery_typed = form.email.trim().chars().take(254).collect();
-    page.recovery_error = Some(capitalised(&error));
+    page.recovery_error = Some(sentence(&error));
     render(StatusCode::UNPROCESSABLE_ENTITY, &page)
-}
-
-/// The sentence with its first letter up: messages from the core's parsers start low.
-fn capitalised(message: &str) -> String {
-    let mut chars = message.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -321,7 +315,7 @@ async fn confirm(
             let SignedIn { account, layout, .. } = signed_in;
             let pending = account.recovery_email_pending.as_ref().map(ToString::to_string);
             let code = form.code.trim().chars().take(64).collect();
-            let page = ConfirmPage { layout, pending, code, error: Some(capitalised(&why.to_string())) };
+            let page = ConfirmPage { layout, pending, code, error: Some(sentence(&why.to_string())) };
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
     }

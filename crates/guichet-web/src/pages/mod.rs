@@ -110,6 +110,18 @@ pub fn clear_session_cookies(state: &AppState, response: &mut Response) {
     }
 }
 
+/// A message as a sentence for the page: first letter up, final full stop. The core's
+/// messages start low so that they also fit inside a longer sentence.
+pub fn sentence(message: &str) -> String {
+    let mut chars = message.trim().chars();
+    let Some(first) = chars.next() else { return String::new() };
+    let mut text: String = first.to_uppercase().chain(chars).collect();
+    if !text.ends_with(['.', '!', '?', ')']) {
+        text.push('.');
+    }
+    text
+}
+
 /// `303 See Other` to `target`, or to `fallback` when it cannot be a header value.
 pub fn see_other(target: &str, fallback: &'static str) -> Response {
     let location = axum::http::HeaderValue::from_str(target).unwrap_or(axum::http::HeaderValue::from_static(fallback));

@@ -177,7 +177,7 @@ async fn a_member_who_forgot_their_password_gets_back_in_with_a_real_browser() {
     browser.wait_for_path("/forgot-password").await;
     browser.type_into("email", "marie.durand@chu.example.fr").await;
     browser.click_button("Recevoir un code").await;
-    browser.wait_for_text("un code vient de lui être envoyé").await;
+    browser.wait_for_text("un code vient de partir").await;
 
     let mail = app.delivered_to("marie.durand@chu.example.fr").await.pop().unwrap_or_else(|| panic!("no mail"));
     // The member opens the link from the mail: the code is already in the form.
@@ -240,7 +240,7 @@ async fn a_staff_member_handles_a_request_end_to_end_in_a_real_browser() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     browser.wait_for_text("Compte marie.durand").await;
-    browser.click_button("Envoyer un mot de passe temporaire").await;
+    browser.click_button("Envoyer un mot de passe temporaire par courriel").await;
     browser.wait_for_text("Personne d'autre ne le voit").await;
     browser.click_button("Se déconnecter").await;
     browser.wait_for_path("/login").await;

@@ -296,7 +296,9 @@ async fn a_member_ends_their_other_sessions() {
     let laptop = signed_in(&app, "marie").await;
     let phone = signed_in(&app, "marie").await;
     let done = post(&app, &phone, "/me", "/me/sessions/end-others", &[]).await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!((done.status, done.location()), (StatusCode::SEE_OTHER, Some("/me?done=sessions&n=1")));
+    let said = app.get_with(&phone, "/me?done=sessions&n=1").await;
+    assert!(said.body.contains("Votre autre session a été fermée."), "confirmed");
     assert_eq!(app.get_with(&laptop, "/me").await.location(), Some("/login"));
     assert_eq!(app.get_with(&phone, "/me").await.status, StatusCode::OK);
 }

@@ -4,6 +4,7 @@
 #[macro_use]
 mod helpers;
 
+mod accessibility;
 mod authority;
 mod browser;
 mod cli;

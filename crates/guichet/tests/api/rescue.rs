@@ -188,3 +188,67 @@ async fn staff_find_the_console_and_a_disabled_account_gets_no_code() {
     let shown = app.get_with(&desk, enabled.location().unwrap_or_default()).await;
     assert!(shown.body.contains("Compte rouvert après sa désactivation"), "{}", shown.body);
 }
+
+#[tokio::test]
+async fn the_failures_while_away_are_listed_after_a_lock_and_an_unlock() {
+    let app = spawn_app().await;
+    let marie = app.add_member("marie").await;
+    signed_in(&app, "marie").await;
+    for _ in 0..5 {
+        app.login_with(&browser(), "marie", "pas le bon", &[]).await;
+    }
+    app.add_account("desk", Role::Assistance).await;
+    let desk = signed_in(&app, "desk").await;
+    let page = format!("/admin/members/{}", marie.id.get());
+    let unlocked = app.submit(&desk, &page, &format!("{page}/unlock"), &[]).await;
+    let said = app.get_with(&desk, unlocked.location().unwrap_or_default()).await;
+    assert!(said.body.contains("Suspension levée"), "{}", said.body);
+    let marie = signed_in(&app, "marie").await;
+    let me = app.get_with(&marie, "/me").await;
+    assert!(me.body.contains("5 essais ont échoué."), "the attempts before the lock are shown: {}", me.body);
+    // A later login elsewhere does not hide them from this session.
+    app.advance(SignedDuration::from_secs(60));
+    signed_in(&app, "marie").await;
+    assert!(app.get_with(&marie, "/me").await.body.contains("5 essais ont échoué."));
+}
+
+#[tokio::test]
+async fn a_disabled_account_is_not_told_it_can_log_in() {
+    let app = spawn_app().await;
+    let paul = app.add_member("paul").await;
+    app.submit(&browser(), "/forgot-password", "/forgot-password", &[("email", "paul@chu.example.fr")]).await;
+    let code = app.delivered_to("paul@chu.example.fr").await.last().map(crate::helpers::Mail::code).unwrap_or_default();
+    app.add_account("desk", Role::Admin).await;
+    let desk = signed_in(&app, "desk").await;
+    let page = format!("/admin/members/{}", paul.id.get());
+    app.submit(&desk, &page, &format!("{page}/disable"), &[]).await;
+    let reset = [("code", code.as_str()), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD)];
+    let refused = app.submit(&browser(), "/reset-password", "/reset-password", &reset).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("Ce compte est désactivé"), "{}", refused.body);
+    assert!(!refused.body.contains("Vous pouvez vous connecter"));
+}
+
+#[tokio::test]
+async fn the_page_for_hospital_it_says_who_sends_what() {
+    let sink = guichet_testkit::SmtpSink::start();
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[("GUICHET_ASSISTANCE_EMAIL", "assistance@reseau-sante.example"), ("GUICHET_MAIL_TRANSPORT", &sink.url())],
+    )
+    .await;
+    let page = app.get("/aide/messagerie").await;
+    for expected in [
+        "Serveur d'envoi",
+        "127.0.0.1",
+        "SPF",
+        "_dmarc.reseau-sante.example",
+        "Votre code pour choisir un nouveau mot de passe – Espace membres",
+        "Confirmez votre adresse de secours",
+        "assistance@reseau-sante.example",
+        "en texte et en HTML simple",
+    ] {
+        assert!(page.body.contains(expected), "{expected} in {}", page.body);
+    }
+    assert!(!page.body.contains("Nouvelle demande d&#39;assistance"), "the desk's own notices are not listed");
+}
