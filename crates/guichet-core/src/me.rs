@@ -41,6 +41,10 @@ pub enum ChangeError {
     Hash(#[from] HashError),
 }
 
+/// How long after a login a session may change the secours address without the
+/// password being typed again.
+pub const REAUTHENTICATE_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
 /// Why a secours address was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryEmailError {
@@ -53,6 +57,14 @@ pub enum RecoveryEmailError {
     /// Already an address of an account.
     #[error("Cette adresse est déjà enregistrée sur un compte : indiquez-en une autre.")]
     Taken,
+    /// The session is not recent and the current password was not given, or is wrong.
+    #[error(
+        "Pour protéger votre compte, saisissez votre mot de passe actuel : il change qui peut retrouver votre accès."
+    )]
+    Reauthenticate,
+    /// Hashing failed (or its queue is full).
+    #[error(transparent)]
+    Hash(#[from] HashError),
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),
@@ -179,14 +191,39 @@ impl MySpace {
         Ok(ChangeError::WrongCurrent)
     }
 
+    /// Whether the session logged in recently enough to change who can recover the
+    /// account without typing the password again (ASVS 7.5.1).
+    pub fn recently_authenticated(&self, session: &Session) -> bool {
+        self.clock.now().duration_since(session.created_at) <= REAUTHENTICATE_AFTER
+    }
+
     /// Adds, replaces (`typed` is an address) or removes (`typed` is empty) the member's
     /// secours address. A new one only counts once confirmed with the code mailed to it.
+    /// It changes who can recover the account: past [`REAUTHENTICATE_AFTER`] since the
+    /// session's login, the current password is asked again (a wrong one is handled as in
+    /// a password change).
     pub async fn set_recovery_email(
         &self,
         account: &Account,
+        session: &Session,
         typed: &str,
+        current: Option<SecretString>,
         context: &RequestContext,
     ) -> Result<RecoveryEmailChange, RecoveryEmailError> {
+        if !self.recently_authenticated(session) {
+            let (Some(current), Some(hash)) = (current, account.password_hash.clone()) else {
+                return Err(RecoveryEmailError::Reauthenticate);
+            };
+            if let Verification::Mismatch = self.hasher.verify(crate::password::normalised(&current), hash).await? {
+                // Recorded as a typo; too many end the session (the next page asks to log in).
+                return match self.mistyped(account, session, context).await {
+                    Ok(_) => Err(RecoveryEmailError::Reauthenticate),
+                    Err(ChangeError::Store(error)) => Err(error.into()),
+                    Err(ChangeError::Hash(error)) => Err(error.into()),
+                    Err(_) => Err(RecoveryEmailError::Reauthenticate),
+                };
+            }
+        }
         let now = self.clock.now();
         if typed.trim().is_empty() {
             let event = NewAuditEvent {

@@ -12,7 +12,7 @@ use guichet_core::audit::AuditEvent;
 use guichet_core::french as format;
 use guichet_core::hashing::HashError;
 use guichet_core::me::{ChangeError, RecoveryEmailChange, RecoveryEmailError};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::client::Client;
@@ -70,6 +70,8 @@ struct MePage {
     /// What the secours form had typed, when it is shown again.
     recovery_typed: String,
     recovery_error: Option<String>,
+    /// The session's login is not recent: the secours form asks for the password.
+    recovery_needs_password: bool,
     /// What just happened.
     done: Option<String>,
 }
@@ -131,6 +133,7 @@ async fn me_page(state: &AppState, signed_in: SignedIn, done: Option<String>) ->
         recovery_pending: account.recovery_email_pending.as_ref().map(ToString::to_string),
         recovery_typed: String::new(),
         recovery_error: None,
+        recovery_needs_password: !state.me.recently_authenticated(&session),
         done,
     })
 }
@@ -245,6 +248,9 @@ async fn end_other_sessions(
 struct RecoveryEmailForm {
     #[serde(default)]
     email: String,
+    /// Asked when the session's login is not recent.
+    #[serde(default, deserialize_with = "secret")]
+    current_password: SecretString,
 }
 
 async fn set_recovery_email(
@@ -253,7 +259,9 @@ async fn set_recovery_email(
     Client(context): Client,
     Form(form): Form<RecoveryEmailForm>,
 ) -> Result<Response, WebError> {
-    let error = match state.me.set_recovery_email(&signed_in.account, &form.email, &context).await {
+    let current = Some(form.current_password).filter(|p| !p.expose_secret().is_empty());
+    let changed = state.me.set_recovery_email(&signed_in.account, &signed_in.session, &form.email, current, &context);
+    let error = match changed.await {
         Ok(RecoveryEmailChange::Proposed(_)) => {
             state.postman.wake();
             return Ok(Redirect::to("/me/recovery-email/confirm").into_response());
@@ -264,6 +272,8 @@ async fn set_recovery_email(
         }
         Ok(RecoveryEmailChange::Unchanged) => return Ok(Redirect::to("/me").into_response()),
         Err(RecoveryEmailError::Store(error)) => return Err(error.into()),
+        Err(RecoveryEmailError::Hash(HashError::Busy)) => return Ok(busy().into_response()),
+        Err(RecoveryEmailError::Hash(error)) => return Err(error.into()),
         Err(error) => error.to_string(),
     };
     let mut page = me_page(&state, signed_in, None).await?;

@@ -252,3 +252,25 @@ async fn the_page_for_hospital_it_says_who_sends_what() {
     }
     assert!(!page.body.contains("Nouvelle demande d&#39;assistance"), "the desk's own notices are not listed");
 }
+
+#[tokio::test]
+async fn an_older_session_types_the_password_again_to_change_the_secours_address() {
+    let app = spawn_app().await;
+    app.add_member("marie").await;
+    let marie = signed_in(&app, "marie").await;
+    app.advance(SignedDuration::from_mins(11));
+    let page = app.get_with(&marie, "/me").await;
+    assert!(page.body.contains(r#"name="current_password""#), "the form asks for it");
+    let asked = app.submit(&marie, "/me", "/me/recovery-email", &[("email", PERSONAL)]).await;
+    assert_eq!(asked.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(asked.body.contains("saisissez votre mot de passe actuel"), "{}", asked.body);
+    assert!(asked.body.contains(PERSONAL), "what was typed is kept");
+    let wrong = app
+        .submit(&marie, "/me", "/me/recovery-email", &[("email", PERSONAL), ("current_password", "pas le bon")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let right =
+        app.submit(&marie, "/me", "/me/recovery-email", &[("email", PERSONAL), ("current_password", PASSWORD)]).await;
+    assert_eq!(right.location(), Some("/me/recovery-email/confirm"));
+    assert_eq!(app.account("marie").await.recovery_email_pending.map(|e| e.to_string()).as_deref(), Some(PERSONAL));
+}
