@@ -291,8 +291,12 @@ impl Account {
     }
 
     /// The same, for a browser holding a device cookie for the account: the lock aside.
+    /// A password with an expiry but no temporary password beside it was written by a
+    /// version before 0.8 (a temporary password then replaced the password): never taken
+    /// for an ordinary one.
     pub fn may_log_in_despite_lock(&self) -> bool {
-        self.disabled_at.is_none() && self.password_hash.is_some()
+        let old_style_temporary = self.temporary_password_until.is_some() && self.temporary_password_hash.is_none();
+        self.disabled_at.is_none() && self.password_hash.is_some() && !old_style_temporary
     }
 
     /// The temporary password's hash, when one is pending at `now` and the account is

@@ -12,8 +12,9 @@ use crate::clock::Clock;
 use crate::codes::{CodeError, RecoveryCode};
 use crate::hashing::{HashError, PasswordHasher, Verification};
 use crate::lockout::LockoutPolicy;
+use crate::lockout::ThrottleKey;
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
-use crate::ports::{AuditStore, Conflict, CredentialStore, Ports, RecoveryStore, SessionStore, StoreError};
+use crate::ports::{AuditStore, CredentialStore, Ports, RecoveryStore, SessionStore, StoreError, ThrottleStore};
 use crate::session::Session;
 
 /// Why a password change did not go through.
@@ -54,9 +55,9 @@ pub enum RecoveryEmailError {
     /// The account's own address.
     #[error("C'est déjà l'adresse de votre compte : indiquez une autre adresse, personnelle de préférence.")]
     SameAsPrimary,
-    /// Already an address of an account.
-    #[error("Cette adresse est déjà enregistrée sur un compte : indiquez-en une autre.")]
-    Taken,
+    /// Too many proposals from this account this hour.
+    #[error("Vous avez indiqué beaucoup d'adresses de secours dans l'heure : réessayez plus tard.")]
+    TooMany,
     /// The session is not recent and the current password was not given, or is wrong.
     #[error(
         "Pour protéger votre compte, saisissez votre mot de passe actuel : il change qui peut retrouver votre accès."
@@ -72,12 +73,13 @@ pub enum RecoveryEmailError {
 
 impl From<StoreError> for RecoveryEmailError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Conflict(Conflict::Email) => Self::Taken,
-            other => Self::Store(other),
-        }
+        Self::Store(error)
     }
 }
+
+/// Secours addresses one account may propose per hour: each mails a code to an address
+/// of the member's choosing.
+pub const PROPOSALS_PER_HOUR: u64 = 5;
 
 /// What became of a secours address request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +96,7 @@ pub enum RecoveryEmailChange {
 #[derive(Debug, Clone)]
 pub struct MySpace {
     recovery: Arc<dyn RecoveryStore>,
+    throttle: Arc<dyn ThrottleStore>,
     credentials: Arc<dyn CredentialStore>,
     sessions: Arc<dyn SessionStore>,
     audit: Arc<dyn AuditStore>,
@@ -114,6 +117,7 @@ impl MySpace {
     ) -> Self {
         Self {
             recovery: Arc::clone(&ports.recovery),
+            throttle: Arc::clone(&ports.throttle),
             credentials: Arc::clone(&ports.credentials),
             sessions: Arc::clone(&ports.sessions),
             audit: Arc::clone(&ports.audit),
@@ -240,6 +244,12 @@ impl MySpace {
         let email = EmailAddress::parse(typed)?;
         if email == account.email {
             return Err(RecoveryEmailError::SameAsPrimary);
+        }
+        let key = ThrottleKey::ForgotRequests(format!("secours:{}", account.id.get()));
+        let (proposed, _) = self.throttle.count(&key, jiff::SignedDuration::from_hours(1), now).await?;
+        if proposed > PROPOSALS_PER_HOUR {
+            self.throttle.uncount(&key, now).await?;
+            return Err(RecoveryEmailError::TooMany);
         }
         self.recovery.propose_recovery_email(account.id, &email, now).await?;
         Ok(RecoveryEmailChange::Proposed(email))

@@ -248,15 +248,19 @@ impl Postman {
         if !mail.kind.reaches_a_member() {
             return Ok(());
         }
-        let body = format!(
-            "Le message « {} » n'a pas pu être remis à {} : réponse du serveur : {error}",
-            mail.kind.label_fr(),
-            mail.recipient
-        );
         let account = match account {
             Some(id) => self.accounts.find_account(id).await?,
             None => None,
         };
+        // The secours address is shown masked, as everywhere in the console.
+        let to = match &account {
+            Some(account) if account.email != mail.recipient => mail.recipient.masked(),
+            _ => mail.recipient.to_string(),
+        };
+        let body = format!(
+            "Le message « {} » n'a pas pu être remis à {to} : réponse du serveur : {error}",
+            mail.kind.label_fr()
+        );
         let now = self.clock.now();
         if let Some(account) = account {
             let request = NewRequest {

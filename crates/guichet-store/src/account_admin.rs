@@ -15,13 +15,15 @@ use crate::sessions::end_sessions;
 use crate::{SqlStore, backend, millis};
 
 /// Voids what was handed out to the account's current address or holder: unused codes
-/// used up, a pending temporary password revoked, device cookie marks no longer counted.
+/// used up, a pending temporary password revoked (with the sessions it opened), device
+/// cookie marks no longer counted.
 async fn revoke_handed_out(
     tx: &mut Transaction<'_, Any>,
     account: AccountId,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     crate::recovery::use_up_codes(tx, account, now).await?;
+    crate::sessions::end_forced_sessions(tx, account).await?;
     sqlx::query(
         "UPDATE accounts SET devices_trusted_after = $2, temporary_password_hash = NULL, password_expires_at = NULL \
          WHERE id = $1",
@@ -88,6 +90,7 @@ impl AccountAdminStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // Takes the row's lock first, so that the old address read here is the one replaced.
         let old = lock_target(&mut tx, account, reach).await?;
+        crate::accounts::refuse_a_secours_address(&mut tx, email, account).await?;
         sqlx::query("UPDATE accounts SET email = $2, display_name = $3, updated_at = $4 WHERE id = $1")
             .bind(account.get())
             .bind(email.as_str())

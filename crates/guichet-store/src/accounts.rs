@@ -79,6 +79,22 @@ pub(crate) async fn lock_target(
     .ok_or(StoreError::Changed)
 }
 
+/// `Err(Conflict(Email))` when `email` is another account's secours address: every
+/// address belongs to one account, as its own or as its secours one.
+pub(crate) async fn refuse_a_secours_address(
+    tx: &mut Transaction<'_, Any>,
+    email: &EmailAddress,
+    account: AccountId,
+) -> Result<(), StoreError> {
+    let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE recovery_email = $1 AND id <> $2")
+        .bind(email.as_str())
+        .bind(account.get())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    if taken > 0 { Err(StoreError::Conflict(Conflict::Email)) } else { Ok(()) }
+}
+
 /// Maps a unique violation to the value that clashed.
 pub(crate) fn conflict_or_backend(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error
@@ -108,6 +124,7 @@ impl AccountStore for SqlStore {
     ) -> Result<Account, StoreError> {
         let now = millis(event.at);
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        refuse_a_secours_address(&mut tx, &new.email, AccountId::from_stored(0)).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"

@@ -285,6 +285,8 @@ impl CredentialStore for SqlStore {
         if !set {
             return Ok(false);
         }
+        // A session opened with the one it replaces must not choose the password with it.
+        crate::sessions::end_forced_sessions(&mut tx, account).await?;
         if let Some(event) = &event {
             insert_event(&mut tx, event).await?;
         }

@@ -185,8 +185,8 @@ impl OutboxStore for SqlStore {
 
     async fn count_sent_mail(&self, account: AccountId, kind: MailKind, since: Timestamp) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM outbox WHERE account_id = $1 AND kind = $2 AND state = 'sent' AND finished_at >= $3 \
-             AND copy_of IS NULL",
+            "SELECT COUNT(*) FROM outbox WHERE account_id = $1 AND kind = $2 AND state IN ('sent', 'failed') \
+             AND finished_at >= $3 AND copy_of IS NULL",
         )
         .bind(account.get())
         .bind(kind.as_str())

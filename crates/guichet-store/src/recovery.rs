@@ -7,7 +7,7 @@ use guichet_core::audit::{NewAuditEvent, RequestContext};
 use guichet_core::codes::{CodeError, CodePurpose, StoredCode};
 use guichet_core::mail::{MailKind, MailSubject, NewMail};
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{Conflict, RecoveryStore, StoreError};
+use guichet_core::ports::{RecoveryStore, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::{Any, Row as _, Transaction};
 use subtle::ConstantTimeEq as _;
@@ -149,9 +149,8 @@ impl RecoveryStore for SqlStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(backend)?;
-        if taken > 0 {
-            return Err(StoreError::Conflict(Conflict::Email));
-        }
+        // A taken address is not revealed to the member proposing it: the proposal is
+        // stored and answered the same way, but no code leaves, so it cannot be confirmed.
         sqlx::query(
             "UPDATE accounts SET recovery_email_pending = $2, recovery_email_code_hash = NULL, \
              recovery_email_code_expires_at = NULL, updated_at = $3 WHERE id = $1",
@@ -168,7 +167,9 @@ impl RecoveryStore for SqlStore {
             recipient: email.clone(),
             subject: MailSubject::None,
         };
-        insert_mail(&mut tx, &mail, now).await?;
+        if taken == 0 {
+            insert_mail(&mut tx, &mail, now).await?;
+        }
         tx.commit().await.map_err(backend)
     }
 
@@ -186,6 +187,8 @@ impl RecoveryStore for SqlStore {
         .await
         .map_err(backend)?;
         let Some(_) = had else { return Ok(false) };
+        // Codes already mailed there must not outlive the address.
+        use_up_codes(&mut tx, account, event.at).await?;
         insert_event(&mut tx, &event).await?;
         insert_mail_to_account(&mut tx, MailKind::RecoveryEmailChanged, account, event.at).await?;
         tx.commit().await.map_err(backend)?;
@@ -255,6 +258,8 @@ impl RecoveryStore for SqlStore {
         if !confirmed {
             return Ok(Err(CodeError::Used));
         }
+        // Codes mailed to the secours address this one replaces must not outlive it.
+        use_up_codes(&mut tx, account, event.at).await?;
         insert_event(&mut tx, &event).await?;
         insert_mail_to_account(&mut tx, MailKind::RecoveryEmailChanged, account, event.at).await?;
         tx.commit().await.map_err(backend)?;

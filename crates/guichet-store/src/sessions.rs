@@ -27,6 +27,17 @@ pub(crate) async fn end_sessions(
         .map_err(backend)
 }
 
+/// Ends the account's sessions opened with a temporary password, inside a transaction:
+/// they live only as long as that password (replaced or revoked, they end).
+pub(crate) async fn end_forced_sessions(tx: &mut Transaction<'_, Any>, account: AccountId) -> Result<u64, StoreError> {
+    sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND must_change_password <> 0")
+        .bind(account.get())
+        .execute(&mut **tx)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(backend)
+}
+
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn access_epoch(&self) -> Result<i64, StoreError> {

@@ -90,6 +90,9 @@ pub struct Desk {
     desk_address: Option<EmailAddress>,
     /// Requests per email address and hour.
     pub requests_per_hour: u64,
+    /// Requests per network address and hour: generous, so that a hospital's members
+    /// behind one address get through, and still a cap on one sender.
+    pub requests_per_hour_per_network: u64,
     /// Requests per hour for the whole desk: what a flood can add to its queue.
     pub requests_per_hour_overall: u64,
 }
@@ -109,6 +112,7 @@ impl Desk {
             clock,
             desk_address,
             requests_per_hour: 5,
+            requests_per_hour_per_network: 30,
             requests_per_hour_overall: 200,
         }
     }
@@ -151,12 +155,14 @@ impl Desk {
         let now = self.clock.now();
         let address = context.address.map(crate::lockout::throttle_key);
         // Counted before anything is written, atomically: twenty at once get five. By the
-        // address typed and for the whole desk, not by network address: the members of a
-        // hospital behind one address all get through.
-        let limits = [
-            (ThrottleKey::AssistanceRequests(format!("email:{email}")), self.requests_per_hour),
-            (ThrottleKey::AssistanceRequests("all".to_owned()), self.requests_per_hour_overall),
-        ];
+        // address typed, by network address (generously: the members of a hospital behind
+        // one address get through, one sender cannot use up the desk's allowance), and for
+        // the whole desk.
+        let mut limits = vec![(ThrottleKey::AssistanceRequests(format!("email:{email}")), self.requests_per_hour)];
+        if let Some(address) = &address {
+            limits.push((ThrottleKey::AssistanceRequests(address.clone()), self.requests_per_hour_per_network));
+        }
+        limits.push((ThrottleKey::AssistanceRequests("all".to_owned()), self.requests_per_hour_overall));
         let mut counted = Vec::new();
         for (key, limit) in limits {
             let (written, _) = self.throttle.count(&key, SignedDuration::from_hours(1), now).await?;

@@ -53,8 +53,8 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Messages of `kind` sent to the account since `since` (copies to the secours
-    /// address not counted).
+    /// Messages of `kind` sent to the account (or given up: a dead address is no reason
+    /// to try more often) since `since`; copies to the secours address not counted.
     async fn count_sent_mail(&self, account: AccountId, kind: MailKind, since: Timestamp) -> Result<u64, StoreError>;
 
     /// The account's messages, newest first.
@@ -104,8 +104,9 @@ pub trait RecoveryStore: Send + Sync + std::fmt::Debug {
 
     /// Proposes `email` as the account's secours address: it waits for its code (any
     /// earlier proposal and its code are dropped), and the message that carries the code
-    /// is queued to it, in one transaction. `Err(Conflict(Email))` when it is already an
-    /// address of any account.
+    /// is queued to it, in one transaction — unless it is already an address of another
+    /// account: then the proposal is stored all the same (the member proposing it does not
+    /// learn whose it is) and no code leaves.
     async fn propose_recovery_email(
         &self,
         account: AccountId,

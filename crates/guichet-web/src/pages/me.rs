@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::client::Client;
+use crate::cookies::Cookie;
 use crate::error::{WebError, busy};
 use crate::pages::{
     Form, Layout, SignedIn, SignedInAnyway, allow_form_destination, form_destination, next_in_query, render, secret,
@@ -213,7 +214,19 @@ async fn change_password(
     let (current_error, new_error) = match result {
         Ok(()) => {
             state.postman.wake();
-            return Ok(see_other(next.as_deref().unwrap_or("/me?done=password"), "/me"));
+            let mut response = see_other(next.as_deref().unwrap_or("/me?done=password"), "/me");
+            if forced {
+                // The session opened with a temporary password is replaced by a fresh one
+                // (ASVS 7.2.4): whoever saw the old token has nothing.
+                let (token, _) = state.sessions.open(account.id, context, Some(&session.token_hash), false).await?;
+                let jar = &state.settings.cookies;
+                response.headers_mut().append(axum::http::header::SET_COOKIE, jar.set(Cookie::Session, token.expose()));
+                if jar.shares_a_pass() {
+                    let pass = jar.set(Cookie::Pass, &state.sessions.pass(&token));
+                    response.headers_mut().append(axum::http::header::SET_COOKIE, pass);
+                }
+            }
+            return Ok(response);
         }
         Err(ChangeError::WrongCurrent) => (Some(ChangeError::WrongCurrent.to_string()), None),
         Err(error @ ChangeError::TooManyWrong) => {
