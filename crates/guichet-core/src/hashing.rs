@@ -110,8 +110,23 @@ impl Argon2Cost {
     }
 
     /// Verifies in `area` with the parameters written in `hash`, and rehashes with
-    /// `self` when those parameters are not `self`.
+    /// `self` when those parameters are not `self`. A legacy hash (brought over by an
+    /// import, see [`crate::legacy`]) is checked with its own algorithm, then one Argon2id
+    /// is spent either way: the rehash that replaces it, or the same work thrown away, so
+    /// that a cheap legacy format answers no faster than our own hash.
     fn verify_with(self, area: &mut WorkArea, password: &str, hash: &PasswordHash) -> Verification {
+        match crate::legacy::LegacyHash::parse(hash.as_phc()) {
+            Ok(None) => {}
+            Ok(Some(legacy)) => {
+                let matched = legacy.verify(password);
+                let rehash = self.hash_with(area, password).ok();
+                return if matched { Verification::Match { upgraded: rehash } } else { Verification::Mismatch };
+            }
+            Err(_) => {
+                let _ = self.hash_with(area, password);
+                return Verification::Mismatch;
+            }
+        }
         let Some(matched) = Self::check(area, password, hash) else {
             return Verification::Mismatch;
         };
@@ -319,6 +334,17 @@ mod tests {
             panic!("an argon2i hash should verify and be upgraded");
         };
         assert!(new.as_phc().starts_with("$argon2id$"));
+    }
+
+    #[test]
+    fn a_legacy_hash_verifies_once_and_comes_back_as_argon2id() {
+        let phpass = PasswordHash::from_phc("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r.L0".into());
+        let Verification::Match { upgraded: Some(new) } = CHEAP.verify_blocking("test12345", &phpass) else {
+            panic!("a phpass hash should verify and be upgraded");
+        };
+        assert!(new.as_phc().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_eq!(CHEAP.verify_blocking("test12345", &new), Verification::Match { upgraded: None });
+        assert_eq!(CHEAP.verify_blocking("test12346", &phpass), Verification::Mismatch);
     }
 
     #[test]

@@ -259,7 +259,7 @@ impl Authenticator {
             && TemporaryPassword::parse(password.expose_secret()).is_some_and(|typed| typed.matches(temporary))
         {
             let proof = Proof::Temporary(temporary.clone());
-            if !self.credentials.record_login_success(account.id, &proof, true, counted, context, now).await? {
+            if !self.credentials.record_login_success(account.id, &proof, None, true, counted, context, now).await? {
                 return Err(LoginError::InvalidCredentials);
             }
             return Ok((account, proof));
@@ -290,9 +290,12 @@ impl Authenticator {
                 let despite_lock = device.is_some();
                 let now = self.clock.now();
                 let proof = Proof::Password(hash.clone());
+                // A hash with older parameters, or brought over from the old site, is
+                // replaced in the same statement as the success.
+                let rehash = upgraded.as_ref();
                 if !self
                     .credentials
-                    .record_login_success(account.id, &proof, despite_lock, counted, context, now)
+                    .record_login_success(account.id, &proof, rehash, despite_lock, counted, context, now)
                     .await?
                 {
                     // Locked (or changed) by a concurrent request while this password was checked.
@@ -300,9 +303,6 @@ impl Authenticator {
                 }
                 if let Some(nonce) = device {
                     self.devices.clear_device_attempts(nonce).await?;
-                }
-                if let Some(new_hash) = upgraded {
-                    self.credentials.replace_password_hash(account.id, &hash, &new_hash, self.clock.now()).await?;
                 }
                 Ok((account, proof))
             }

@@ -124,7 +124,6 @@ impl AccountStore for SqlStore {
     ) -> Result<Account, StoreError> {
         let now = millis(event.at);
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        refuse_a_secours_address(&mut tx, &new.email, AccountId::from_stored(0)).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
@@ -139,6 +138,8 @@ impl AccountStore for SqlStore {
         .await
         .map_err(conflict_or_backend)?;
         let account = account_from_row(&row)?;
+        // Written first (SQLite then holds its write lock from the start), checked after.
+        refuse_a_secours_address(&mut tx, &new.email, account.id).await?;
         event.account_id = Some(account.id);
         insert_event(&mut tx, &event).await?;
         if let Some(kind) = then_mail {
@@ -217,5 +218,14 @@ impl AccountStore for SqlStore {
             .await
             .map_err(backend)?;
         rows.iter().map(account_from_row).collect()
+    }
+
+    async fn import_accounts(
+        &self,
+        rows: &[guichet_core::import::ImportRow],
+        options: guichet_core::import::ImportOptions,
+        now: guichet_core::Timestamp,
+    ) -> Result<Vec<guichet_core::import::ImportOutcome>, StoreError> {
+        self.import_batch(rows, options, now).await
     }
 }

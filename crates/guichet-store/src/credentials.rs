@@ -160,6 +160,7 @@ impl CredentialStore for SqlStore {
         &self,
         account: AccountId,
         verified: &Proof,
+        rehash: Option<&PasswordHash>,
         despite_lock: bool,
         counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
@@ -173,7 +174,7 @@ impl CredentialStore for SqlStore {
             Proof::Temporary(hash) => ("temporary_password_hash = $3 AND password_expires_at > $2", hash.as_str()),
         };
         let updated: Option<Option<i64>> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "UPDATE accounts SET last_login_at = $2, updated_at = $2 \
+            "UPDATE accounts SET last_login_at = $2, updated_at = $2, password_hash = COALESCE($5, password_hash) \
              WHERE id = $1 AND ($4 = 1 OR locked_until IS NULL OR locked_until <= $2) AND disabled_at IS NULL \
              AND {proof} RETURNING locked_until"
         )))
@@ -181,6 +182,7 @@ impl CredentialStore for SqlStore {
         .bind(millis(now))
         .bind(hash)
         .bind(i64::from(despite_lock))
+        .bind(rehash.map(|h| h.as_phc().to_owned()))
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;

@@ -14,6 +14,7 @@ mod database_url;
 mod desk;
 mod devices;
 mod groups;
+mod import;
 mod keys;
 mod oidc;
 mod outbox;

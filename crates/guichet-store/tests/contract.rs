@@ -7,6 +7,7 @@ use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::codes::{CodeError, CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
 use guichet_core::desk::{Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState, SlotState};
 use guichet_core::groups::GroupName;
+use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow};
 use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::{MailKind, MailOutcome, MailState, MailSubject, NewMail};
@@ -106,7 +107,61 @@ on_both_backends!(
     an_undelivered_message_opens_one_request_per_account,
     the_desk_is_told_of_new_requests_and_confirmed_calls,
     a_temporary_password_opens_a_forced_session_until_a_password_is_chosen,
+    an_import_creates_updates_and_rejects_in_one_batch,
+    a_login_replaces_the_hash_in_the_same_statement,
 );
+
+fn import_row(identifier: &str, email: &str, groups: Option<&[&str]>) -> ImportRow {
+    ImportRow {
+        identifier: Identifier::parse(identifier).unwrap_or_else(|e| panic!("{e}")),
+        email: EmailAddress::parse(email).unwrap_or_else(|e| panic!("{e}")),
+        name: DisplayName::parse("Marie Durand").unwrap_or_else(|e| panic!("{e}")),
+        role: Role::Member,
+        groups: groups.map(|g| g.iter().map(|n| GroupName::parse(n).unwrap_or_else(|_| panic!("{n}"))).collect()),
+        password_hash: Some(PasswordHash::from_phc("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r.L0".into())),
+    }
+}
+
+async fn an_import_creates_updates_and_rejects_in_one_batch(store: SqlStore) {
+    let taken = add(&store, "paul").await;
+    let rows = [
+        import_row("marie", "marie@chu.example.fr", Some(&["bureau"])),
+        import_row("zoe", taken.email.as_str(), None),
+        import_row("paul", "paul.neuf@chu.example.fr", Some(&[])),
+    ];
+    let options = ImportOptions::default();
+    let outcomes = store.import_accounts(&rows, options, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(matches!(outcomes[0], ImportOutcome::Rejected(ref why) if why.contains("bureau")), "{outcomes:?}");
+    assert!(matches!(outcomes[1], ImportOutcome::Rejected(ref why) if why.contains("email")), "{outcomes:?}");
+    assert!(matches!(outcomes[2], ImportOutcome::Rejected(ref why) if why.contains("identifier")), "{outcomes:?}");
+    let options = ImportOptions { create_groups: true, update: true, invite: true, ..ImportOptions::default() };
+    let outcomes = store.import_accounts(&rows, options, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(outcomes[0], ImportOutcome::Created);
+    assert_eq!(outcomes[2], ImportOutcome::Updated);
+    let marie =
+        store.find_account_by_identifier(&rows[0].identifier).await.ok().flatten().unwrap_or_else(|| panic!("marie"));
+    assert_eq!(marie.password_hash.as_ref().map(PasswordHash::as_phc), Some("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r.L0"));
+    assert_eq!(store.account_groups(marie.id).await.unwrap_or_default().len(), 1);
+    assert!(
+        store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default().is_empty(),
+        "a password: no invitation"
+    );
+    assert_eq!(reload(&store, &taken).await.email.as_str(), "paul.neuf@chu.example.fr");
+    assert_eq!(reload(&store, &taken).await.password_hash, taken.password_hash, "no --update-passwords: kept");
+    let again = store.import_accounts(&rows[..1], options, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(again, [ImportOutcome::Unchanged]);
+}
+
+async fn a_login_replaces_the_hash_in_the_same_statement(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let newer = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaG5ld2hhc2huZXc".into());
+    let proof = Proof::Password(some_hash());
+    let done = store.record_login_success(account.id, &proof, Some(&newer), false, &[], &context(), t0()).await;
+    assert_eq!(done.ok(), Some(true));
+    assert_eq!(reload(&store, &account).await.password_hash, Some(newer));
+    let stale = store.record_login_success(account.id, &proof, None, false, &[], &context(), t0()).await;
+    assert_eq!(stale.ok(), Some(false), "the old hash no longer proves anything");
+}
 
 fn personal() -> EmailAddress {
     EmailAddress::parse("marie.durand@perso.example.org").unwrap_or_else(|e| panic!("{e}"))
@@ -294,19 +349,22 @@ async fn a_temporary_password_opens_a_forced_session_until_a_password_is_chosen(
     assert_eq!(set.ok(), Some(true));
     let proof = Proof::Temporary(temporary.clone());
     assert_eq!(
-        store.record_login_success(account.id, &proof, true, &[], &context(), later).await.ok(),
+        store.record_login_success(account.id, &proof, None, true, &[], &context(), later).await.ok(),
         Some(false),
         "expired"
     );
-    assert_eq!(store.record_login_success(account.id, &proof, true, &[], &context(), t0()).await.ok(), Some(true));
     assert_eq!(
-        store.record_login_success(account.id, &proof, true, &[], &context(), t0()).await.ok(),
+        store.record_login_success(account.id, &proof, None, true, &[], &context(), t0()).await.ok(),
+        Some(true)
+    );
+    assert_eq!(
+        store.record_login_success(account.id, &proof, None, true, &[], &context(), t0()).await.ok(),
         Some(true),
         "not used up by a login"
     );
     let password = Proof::Password(some_hash());
     assert_eq!(
-        store.record_login_success(account.id, &password, false, &[], &context(), t0()).await.ok(),
+        store.record_login_success(account.id, &password, None, false, &[], &context(), t0()).await.ok(),
         Some(true),
         "the password too"
     );
@@ -331,7 +389,7 @@ async fn a_temporary_password_opens_a_forced_session_until_a_password_is_chosen(
         Some(false)
     );
     assert_eq!(
-        store.record_login_success(account.id, &proof, true, &[], &context(), t0()).await.ok(),
+        store.record_login_success(account.id, &proof, None, true, &[], &context(), t0()).await.ok(),
         Some(false),
         "used up"
     );
@@ -425,7 +483,10 @@ async fn a_success_clears_the_failure_count(store: SqlStore) {
     fail(&store, &account, t0()).await;
     fail(&store, &account, t0()).await;
     assert_eq!(
-        store.record_login_success(account.id, &Proof::Password(some_hash()), false, &[], &context(), t0()).await.ok(),
+        store
+            .record_login_success(account.id, &Proof::Password(some_hash()), None, false, &[], &context(), t0())
+            .await
+            .ok(),
         Some(true)
     );
     assert_eq!(fail(&store, &account, t0()).await, FailureOutcome::Counted { failures: 1 });
@@ -439,7 +500,15 @@ async fn a_success_is_refused_while_locked(store: SqlStore) {
     }
     assert_eq!(
         store
-            .record_login_success(account.id, &Proof::Password(some_hash()), false, &[], &context(), t0() + minutes(59))
+            .record_login_success(
+                account.id,
+                &Proof::Password(some_hash()),
+                None,
+                false,
+                &[],
+                &context(),
+                t0() + minutes(59)
+            )
             .await
             .ok(),
         Some(false)
@@ -447,7 +516,15 @@ async fn a_success_is_refused_while_locked(store: SqlStore) {
     assert_eq!(reload(&store, &account).await.last_login_at, None);
     assert_eq!(
         store
-            .record_login_success(account.id, &Proof::Password(some_hash()), false, &[], &context(), t0() + minutes(60))
+            .record_login_success(
+                account.id,
+                &Proof::Password(some_hash()),
+                None,
+                false,
+                &[],
+                &context(),
+                t0() + minutes(60)
+            )
             .await
             .ok(),
         Some(true)
@@ -629,7 +706,8 @@ async fn a_login_despite_a_lock_leaves_the_lock(store: SqlStore) {
         fail(&store, &account, t0() + minutes(n)).await;
     }
     let at = t0() + minutes(10);
-    let done = store.record_login_success(account.id, &Proof::Password(some_hash()), true, &[], &context(), at).await;
+    let done =
+        store.record_login_success(account.id, &Proof::Password(some_hash()), None, true, &[], &context(), at).await;
     assert_eq!(done.ok(), Some(true));
     let after = reload(&store, &account).await;
     assert!(after.is_locked_at(at), "the stranger stays locked out");
@@ -647,7 +725,15 @@ async fn events_are_listed_newest_first(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     store
-        .record_login_success(account.id, &Proof::Password(some_hash()), false, &[], &context(), t0() + minutes(1))
+        .record_login_success(
+            account.id,
+            &Proof::Password(some_hash()),
+            None,
+            false,
+            &[],
+            &context(),
+            t0() + minutes(1),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
     let events = store.account_events(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));

@@ -41,6 +41,8 @@ pub struct Application {
     pub store: SqlStore,
     /// Connections held at once.
     pub max_connections: usize,
+    /// `member import`.
+    pub importer: guichet_core::import::Importer,
     /// The cleaning rounds.
     housekeeping: Housekeeping,
 }
@@ -108,6 +110,7 @@ impl Application {
         let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url)
             .map_err(|e| anyhow::anyhow!("GUICHET_PUBLIC_URL cannot be an OpenID Connect issuer: {e}"))?;
         let housekeeping = Housekeeping::new(&ports);
+        let importer = guichet_core::import::Importer::new(&ports, Arc::clone(&clock));
         let web = WebSettings {
             site_name: settings.site_name.clone(),
             public_url: settings.public_url.clone(),
@@ -135,7 +138,7 @@ impl Application {
         };
         let state = AppState::new(parts);
         let max_connections = settings.max_connections.map_or_else(connections_the_descriptors_allow, |n| n as usize);
-        Ok(Self { state, store, housekeeping, max_connections })
+        Ok(Self { state, store, housekeeping, max_connections, importer })
     }
 
     /// Serves on `listener` until `shutdown` completes, with the postman (sending the

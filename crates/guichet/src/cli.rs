@@ -151,15 +151,26 @@ pub enum MemberCommand {
         /// The group.
         group: String,
     },
-    /// Create accounts from a CSV file (columns identifier,email,name[,role[,groups]],
-    /// groups separated by |; a header line is allowed). Valid rows are kept when others
-    /// are rejected; exits 2 then.
+    /// Create accounts from a CSV file: columns identifier,email,name[,role[,groups[,password_hash]]]
+    /// or found by a header line's names; groups separated by |; `;` or `,`; UTF-8 or
+    /// Windows-1252 (French Excel). Password hashes from the old site (Argon2, bcrypt,
+    /// WordPress, phpass, Drupal 7, Django, Joomla) keep members' passwords. Valid rows
+    /// are kept when others are rejected; exits 2 then.
     Import {
         /// The CSV file.
         file: PathBuf,
-        /// Email each new member a code to set their own password.
+        /// Email each new member without a password hash a code to set their own password.
         #[arg(long)]
         invite: bool,
+        /// Update the name, email and groups of identifiers that exist already.
+        #[arg(long)]
+        update: bool,
+        /// With --update, also replace their password by the row's hash, when it has one.
+        #[arg(long, requires = "update")]
+        update_passwords: bool,
+        /// Create the groups the file names that do not exist yet.
+        #[arg(long)]
+        create_groups: bool,
     },
 }
 

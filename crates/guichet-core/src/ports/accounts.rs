@@ -46,6 +46,20 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// Accounts whose identifier, email or name contains `query` (case-insensitive),
     /// by identifier.
     async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<Account>, StoreError>;
+
+    /// Imports a batch of rows in one transaction, by the operator; one outcome per row,
+    /// in order. A new identifier is created (audited; invited when asked and the row has
+    /// no password hash) unless its email is another account's, own or secours. An
+    /// existing one is rejected, or with `options.update` gets the row's email, name and
+    /// groups (and its password hash with `options.update_passwords`), audited, and is
+    /// `Unchanged` when it already had them. Missing groups reject the row, or are created
+    /// with `options.create_groups`.
+    async fn import_accounts(
+        &self,
+        rows: &[crate::import::ImportRow],
+        options: crate::import::ImportOptions,
+        now: Timestamp,
+    ) -> Result<Vec<crate::import::ImportOutcome>, StoreError>;
 }
 
 /// Passwords and locks: every login's outcome, and every change of password.
@@ -74,11 +88,16 @@ pub trait CredentialStore: Send + Sync + std::fmt::Debug {
     /// does that. A login `despite_lock` (from a device cookie, or with a temporary
     /// password) leaves a lock in place, with its failures: the stranger who caused it
     /// stays locked out. The `counted` attempts (see [`ThrottleStore::count`]) are taken
-    /// back in the same transaction: a success is not a failure.
+    /// back in the same transaction: a success is not a failure. With `rehash` (the
+    /// password's hash made anew with the current parameters, or a legacy hash replaced by
+    /// Argon2id) the stored hash is replaced in the same statement: nothing of the old one
+    /// remains.
+    #[expect(clippy::too_many_arguments, reason = "one atomic step: each argument is a condition or a part of it")]
     async fn record_login_success(
         &self,
         account: AccountId,
         verified: &Proof,
+        rehash: Option<&PasswordHash>,
         despite_lock: bool,
         counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,

@@ -30,7 +30,10 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
         }
         MemberCommand::Show { identifier } => show(&app, &identifier, settings).await,
         MemberCommand::TemporaryPassword { identifier } => temporary_password(&app, &identifier).await,
-        MemberCommand::Import { file, invite } => crate::commands::import::run(&app, &file, invite).await,
+        MemberCommand::Import { file, invite, update, update_passwords, create_groups } => {
+            let options = guichet_core::import::ImportOptions { invite, update, update_passwords, create_groups };
+            crate::commands::import::run(&app, &file, options).await
+        }
         MemberCommand::Disable { identifier } => set_disabled(&app, &identifier, true).await,
         MemberCommand::Enable { identifier } => set_disabled(&app, &identifier, false).await,
         MemberCommand::Join { identifier, group } => {

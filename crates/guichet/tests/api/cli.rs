@@ -102,7 +102,7 @@ async fn an_import_puts_members_in_their_groups(backend: Backend) {
     let output = guichet(&app, &["member", "import", &file.display().to_string()], None);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let report = stdout(&output);
-    assert!(report.contains("imported 2 account(s), rejected 1 row(s)"), "{report}");
+    assert!(report.contains("created 2, updated 0, unchanged 0, rejected 1"), "{report}");
     assert!(report.contains(r#"line 4: no group is named "burau""#), "{report}");
     assert!(stdout(&guichet(&app, &["member", "show", "marie"], None)).contains("groups:          adherents, bureau"));
     assert!(stdout(&guichet(&app, &["member", "show", "paul"], None)).contains("groups:          (none)"));
@@ -130,7 +130,66 @@ async fn the_operator_disables_and_enables_an_account(backend: Backend) {
     );
 }
 
+/// What a French Excel saves from a WordPress or Joomla export: `;`, Windows-1252, CRLF,
+/// password hashes from the old site.
+async fn members_from_the_old_site_log_in_with_their_old_passwords(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("export.csv");
+    let mut csv: Vec<u8> = Vec::new();
+    csv.extend_from_slice(b"identifier;email;name;groups;password_hash\r\n");
+    csv.extend_from_slice(
+        b"helene;helene@chu.example.fr;H\xe9l\xe8ne B\xe9rard;adherents;$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r.L0\r\n",
+    );
+    csv.extend_from_slice(b"wp68;wp68@chu.example.fr;Ana;adherents|bureau;$wp$2y$10$y6/UfA/WhvVLZK6RxBSJE./L6YpJN8ChGg15a0Pqry/bTGsDuMR1q\r\n");
+    csv.extend_from_slice(
+        b"joomla;joomla@chu.example.fr;Jo;;b18c99813cd96df3a706652f47177490:377c4aaf92c5ed57711306909e6065ca\r\n",
+    );
+    csv.extend_from_slice(b"django;django@chu.example.fr;Dj;;pbkdf2_sha256$10000$seasalt$CWWFdHOWwPnki7HvkcqN9iA2T3KLW1cf2uZ5kvArtVY=\r\n");
+    csv.extend_from_slice(b"md5;md5@chu.example.fr;Old;;5f4dcc3b5aa765d61d8327deb882cf99\r\n");
+    std::fs::write(&file, &csv).unwrap_or_else(|e| panic!("{e}"));
+    let path = file.display().to_string();
+    let output = guichet(&app, &["member", "import", &path, "--create-groups"], None);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let report = stdout(&output);
+    assert!(report.contains("created 4, updated 0, unchanged 0, rejected 1"), "{report}");
+    assert!(report.contains("line 6: password_hash: unknown password hash format"), "{report}");
+    assert_eq!(app.account("helene").await.display_name.as_str(), "Hélène Bérard", "Windows-1252 read");
+    for (identifier, password) in
+        [("helene", "test12345"), ("wp68", "Na101918!"), ("joomla", "password"), ("django", "lètmein")]
+    {
+        let before = app.account(identifier).await.password_hash.map(|h| h.as_phc().to_owned()).unwrap_or_default();
+        assert!(!before.starts_with("$argon2"), "{identifier} keeps its old hash until it logs in");
+        assert_eq!(
+            app.login_with(&crate::helpers::browser(), identifier, "pas le bon", &[]).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        let login = app.login_with(&crate::helpers::browser(), identifier, password, &[]).await;
+        assert_eq!((login.status, login.location()), (StatusCode::SEE_OTHER, Some("/me")), "{identifier}");
+        let after = app.account(identifier).await.password_hash.map(|h| h.as_phc().to_owned()).unwrap_or_default();
+        assert!(after.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{identifier}: rehashed, nothing old left");
+        assert_eq!(app.login_with(&crate::helpers::browser(), identifier, password, &[]).await.location(), Some("/me"));
+    }
+    assert!(stdout(&guichet(&app, &["member", "show", "wp68"], None)).contains("groups:          adherents, bureau"));
+
+    // Re-imported as a sync: a name and a group changed, the rest as it was.
+    let mut again: Vec<u8> = Vec::new();
+    again.extend_from_slice(b"identifier;email;name;groups\r\n");
+    again.extend_from_slice(b"helene;helene@chu.example.fr;H\xe9l\xe8ne B\xe9rard-Roux;adherents|bureau\r\n");
+    again.extend_from_slice(b"wp68;wp68@chu.example.fr;Ana;adherents|bureau\r\n");
+    again.extend_from_slice(b"nouveau;nouveau@chu.example.fr;Neuf;adherents\r\n");
+    std::fs::write(&file, &again).unwrap_or_else(|e| panic!("{e}"));
+    let output = guichet(&app, &["member", "import", &path], None);
+    assert!(stdout(&output).contains("rejected 2"), "without --update: {}", stdout(&output));
+    let output = guichet(&app, &["member", "import", &path, "--update"], None);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("created 0, updated 1, unchanged 2, rejected 0"), "{}", stdout(&output));
+    assert_eq!(app.account("helene").await.display_name.as_str(), "Hélène Bérard-Roux");
+    assert!(app.account("helene").await.password_hash.is_some_and(|h| h.as_phc().starts_with("$argon2id")), "kept");
+}
+
 on_both_backends!(
+    members_from_the_old_site_log_in_with_their_old_passwords,
     an_operator_adds_a_member_who_can_then_log_in,
     duplicates_are_refused_in_one_line,
     groups_are_made_joined_listed_and_removed,

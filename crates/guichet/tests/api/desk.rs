@@ -502,7 +502,7 @@ async fn a_csv_import_keeps_the_good_rows_and_reports_the_bad_ones() {
     let output = crate::cli::guichet(&app, &["member", "import", &file.display().to_string(), "--invite"], None);
     assert_eq!(output.status.code(), Some(2), "some rows were rejected");
     let report = String::from_utf8_lossy(&output.stdout);
-    assert!(report.contains("imported 2 account(s), rejected 5 row(s)"), "{report}");
+    assert!(report.contains("created 2, updated 0, unchanged 0, rejected 5 (invitations sent)"), "{report}");
     for line in ["line 4:", "line 5:", "line 6:", "line 7:", "line 8:"] {
         assert!(report.contains(line), "{line} in {report}");
     }
