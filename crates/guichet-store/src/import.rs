@@ -8,14 +8,17 @@ use guichet_core::groups::GroupName;
 use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow};
 use guichet_core::mail::MailKind;
 use guichet_core::ports::StoreError;
-use sqlx::{Any, Row as _, Transaction};
+use sqlx::{Any, AssertSqlSafe, Row as _, Transaction};
 
 use crate::audit::insert_event;
 use crate::outbox::insert_mail_to_account;
 use crate::{SqlStore, backend, millis};
 
 impl SqlStore {
-    /// See [`guichet_core::ports::AccountStore::import_accounts`].
+    /// See [`guichet_core::ports::AccountStore::import_accounts`]. What the batch needs to
+    /// know is read in a few queries (its groups, the identifiers and addresses it names
+    /// that exist); new accounts are then one `INSERT` each, and their audit lines and
+    /// memberships one multi-row `INSERT` for the whole batch.
     pub(crate) async fn import_batch(
         &self,
         rows: &[ImportRow],
@@ -26,12 +29,222 @@ impl SqlStore {
         // A write first: SQLite takes its write lock now rather than upgrading a read
         // transaction later (which another writer could make fail at once).
         sqlx::query("UPDATE gate_epoch SET value = value WHERE id = 1").execute(&mut *tx).await.map_err(backend)?;
+        let mut groups = GroupIds::default();
+        let existing = existing_accounts(&mut tx, rows).await?;
+        let taken = taken_addresses(&mut tx, rows).await?;
         let mut outcomes = Vec::with_capacity(rows.len());
+        let mut to_create: Vec<(&ImportRow, Vec<i64>)> = Vec::new();
+        // Identifiers and addresses already given in this batch (by the new accounts).
+        let mut seen = std::collections::HashSet::new();
         for row in rows {
-            outcomes.push(import_one(&mut tx, row, options, now).await?);
+            let ids = match &row.groups {
+                Some(names) => match groups.ids(&mut tx, names, options.create_groups, now).await? {
+                    Ok(ids) => Some(ids),
+                    Err(missing) => {
+                        outcomes.push(ImportOutcome::Rejected(format!(
+                            "no group is named {missing:?} (--create-groups creates the missing ones)"
+                        )));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            if existing.contains_key(row.identifier.as_str()) {
+                outcomes.push(update_one(&mut tx, row, ids.as_deref(), options, now).await?);
+                continue;
+            }
+            if taken.contains(row.email.as_str()) || !seen.insert(row.email.as_str()) {
+                outcomes.push(ImportOutcome::Rejected("the email address is already another account's".into()));
+                continue;
+            }
+            if !seen.insert(row.identifier.as_str()) {
+                outcomes.push(ImportOutcome::Rejected("the identifier appears twice in the batch".into()));
+                continue;
+            }
+            to_create.push((row, ids.unwrap_or_default()));
+            outcomes.push(ImportOutcome::Created);
         }
+        let created = insert_accounts(&mut tx, &to_create, now).await?;
+        for (id, row, _) in &created {
+            if options.invite && row.password_hash.is_none() {
+                insert_mail_to_account(&mut tx, MailKind::Invitation, AccountId::from_stored(*id), now).await?;
+            }
+        }
+        record_created(&mut tx, &created, now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(outcomes)
+    }
+}
+
+/// Creates the accounts, a hundred per statement; returns each one's id with its row and
+/// groups.
+async fn insert_accounts<'r>(
+    tx: &mut Transaction<'_, Any>,
+    rows: &[(&'r ImportRow, Vec<i64>)],
+    now: Timestamp,
+) -> Result<Vec<(i64, &'r ImportRow, Vec<i64>)>, StoreError> {
+    let mut created = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(100) {
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("({}, $1, $1)", placeholders(2 + 5 * i, 5))).collect();
+        let sql = format!(
+            "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
+             VALUES {} RETURNING id, identifier",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(millis(now));
+        for (row, _) in chunk {
+            query = query
+                .bind(row.identifier.as_str())
+                .bind(row.email.as_str())
+                .bind(row.name.as_str())
+                .bind(row.role.as_str())
+                .bind(row.password_hash.as_ref().map(|h| h.as_phc().to_owned()));
+        }
+        let ids: std::collections::HashMap<String, i64> = query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("identifier").map_err(backend)?,
+                    r.try_get::<i64, _>("id").map_err(backend)?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for (row, groups) in chunk {
+            let id = ids
+                .get(row.identifier.as_str())
+                .copied()
+                .ok_or_else(|| backend_message("an imported account has no id"))?;
+            created.push((id, *row, groups.clone()));
+        }
+    }
+    Ok(created)
+}
+
+fn backend_message(message: &str) -> StoreError {
+    StoreError::Backend(message.to_owned().into())
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The batch's identifiers that exist, with their ids.
+async fn existing_accounts(
+    tx: &mut Transaction<'_, Any>,
+    rows: &[ImportRow],
+) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    if rows.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let sql = format!("SELECT id, identifier FROM accounts WHERE identifier IN ({})", placeholders(1, rows.len()));
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for row in rows {
+        query = query.bind(row.identifier.as_str());
+    }
+    let found = query.fetch_all(&mut **tx).await.map_err(backend)?;
+    found
+        .iter()
+        .map(|r| {
+            Ok((r.try_get::<String, _>("identifier").map_err(backend)?, r.try_get::<i64, _>("id").map_err(backend)?))
+        })
+        .collect()
+}
+
+/// The batch's addresses that are already some account's, own or secours.
+async fn taken_addresses(
+    tx: &mut Transaction<'_, Any>,
+    rows: &[ImportRow],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    if rows.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let list = placeholders(1, rows.len());
+    let sql =
+        format!("SELECT email, recovery_email FROM accounts WHERE email IN ({list}) OR recovery_email IN ({list})");
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for row in rows {
+        query = query.bind(row.email.as_str());
+    }
+    let found = query.fetch_all(&mut **tx).await.map_err(backend)?;
+    let mut taken = std::collections::HashSet::new();
+    for row in &found {
+        taken.insert(row.try_get::<String, _>("email").map_err(backend)?);
+        if let Some(secours) = row.try_get::<Option<String>, _>("recovery_email").map_err(backend)? {
+            taken.insert(secours);
+        }
+    }
+    Ok(taken)
+}
+
+/// The audit lines and memberships of the accounts a batch created, a few rows per
+/// statement.
+async fn record_created(
+    tx: &mut Transaction<'_, Any>,
+    created: &[(i64, &ImportRow, Vec<i64>)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for chunk in created.chunks(200) {
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("($1, ${}, $2, 'operator', ${})", 3 + 2 * i, 4 + 2 * i)).collect();
+        let sql =
+            format!("INSERT INTO audit_events (at, account_id, kind, actor_kind, detail) VALUES {}", values.join(", "));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(millis(now)).bind(AuditKind::AccountCreated.as_str());
+        for (id, row, _) in chunk {
+            let how = if row.password_hash.is_some() { "importé, avec son mot de passe" } else { "importé" };
+            query = query.bind(*id).bind(format!("rôle {}, {how}", row.role));
+        }
+        query.execute(&mut **tx).await.map_err(backend)?;
+    }
+    let memberships: Vec<(i64, i64)> =
+        created.iter().flat_map(|(id, _, groups)| groups.iter().map(move |g| (*g, *id))).collect();
+    for chunk in memberships.chunks(400) {
+        let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 1 + 2 * i, 2 + 2 * i)).collect();
+        let sql = format!(
+            "INSERT INTO group_members (group_id, account_id) VALUES {} ON CONFLICT (group_id, account_id) DO NOTHING",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (group, account) in chunk {
+            query = query.bind(*group).bind(*account);
+        }
+        query.execute(&mut **tx).await.map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Group ids by name, read (or made) once per batch.
+#[derive(Default)]
+struct GroupIds(std::collections::HashMap<String, i64>);
+
+impl GroupIds {
+    async fn ids(
+        &mut self,
+        tx: &mut Transaction<'_, Any>,
+        names: &[GroupName],
+        create: bool,
+        now: Timestamp,
+    ) -> Result<Result<Vec<i64>, String>, StoreError> {
+        let mut ids = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(id) = self.0.get(name.as_str()) {
+                ids.push(*id);
+                continue;
+            }
+            match group_ids(tx, std::slice::from_ref(name), create, now).await? {
+                Ok(found) => {
+                    let id = found.first().copied().unwrap_or_default();
+                    self.0.insert(name.as_str().to_owned(), id);
+                    ids.push(id);
+                }
+                Err(missing) => return Ok(Err(missing)),
+            }
+        }
+        Ok(Ok(ids))
     }
 }
 
@@ -90,57 +303,20 @@ async fn email_taken(tx: &mut Transaction<'_, Any>, email: &str, except: i64) ->
     Ok(taken > 0)
 }
 
-async fn import_one(
+/// An identifier that exists: rejected, or with `--update` given the row's details.
+async fn update_one(
     tx: &mut Transaction<'_, Any>,
     row: &ImportRow,
+    groups: Option<&[i64]>,
     options: ImportOptions,
     now: Timestamp,
 ) -> Result<ImportOutcome, StoreError> {
-    let groups = match &row.groups {
-        Some(groups) => match group_ids(tx, groups, options.create_groups, now).await? {
-            Ok(ids) => Some(ids),
-            Err(missing) => {
-                return Ok(ImportOutcome::Rejected(format!(
-                    "no group is named {missing:?} (--create-groups creates the missing ones)"
-                )));
-            }
-        },
-        None => None,
-    };
     let existing = sqlx::query("SELECT id, email, display_name, password_hash FROM accounts WHERE identifier = $1")
         .bind(row.identifier.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
-    let hash = row.password_hash.as_ref().map(|h| h.as_phc().to_owned());
-    let Some(existing) = existing else {
-        if email_taken(tx, row.email.as_str(), 0).await? {
-            return Ok(ImportOutcome::Rejected("the email address is already another account's".into()));
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
-        )
-        .bind(row.identifier.as_str())
-        .bind(row.email.as_str())
-        .bind(row.name.as_str())
-        .bind(row.role.as_str())
-        .bind(hash.clone())
-        .bind(millis(now))
         .fetch_one(&mut **tx)
         .await
         .map_err(backend)?;
-        let account = AccountId::from_stored(id);
-        let how = if hash.is_some() { "importé, avec son mot de passe" } else { "importé" };
-        insert_event(tx, &event(account, AuditKind::AccountCreated, format!("rôle {}, {how}", row.role), now)).await?;
-        for group in groups.iter().flatten() {
-            join(tx, *group, id).await?;
-        }
-        if options.invite && hash.is_none() {
-            insert_mail_to_account(tx, MailKind::Invitation, account, now).await?;
-        }
-        return Ok(ImportOutcome::Created);
-    };
+    let hash = row.password_hash.as_ref().map(|h| h.as_phc().to_owned());
     if !options.update {
         return Ok(ImportOutcome::Rejected(
             "the identifier is already taken (--update updates existing accounts)".into(),
@@ -202,7 +378,7 @@ async fn import_one(
         crate::sessions::end_sessions(tx, account, None).await?;
         changed.push("mot de passe".to_owned());
     }
-    if let Some(groups) = &groups {
+    if let Some(groups) = groups {
         let current: Vec<i64> = sqlx::query_scalar("SELECT group_id FROM group_members WHERE account_id = $1")
             .bind(id)
             .fetch_all(&mut **tx)
