@@ -107,6 +107,29 @@ impl SqlStore {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(backend)
     }
 
+    /// Writes a consistent copy of a SQLite database to `path` while others go on using
+    /// it (`VACUUM INTO`: one read transaction, a compact file guichet starts on as it is);
+    /// refuses an existing file. PostgreSQL is backed up with its own tools (`pg_dump`).
+    pub async fn backup_to(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        if self.backend == Backend::Postgres {
+            anyhow::bail!(
+                "guichet backup copies SQLite databases; back up PostgreSQL with its own tools: \
+                 pg_dump --format=custom --file={} \"$GUICHET_DATABASE_URL\"",
+                path.display()
+            );
+        }
+        if path.exists() {
+            anyhow::bail!("{} exists already: guichet backup never overwrites a file", path.display());
+        }
+        let target = path.to_str().context("the backup path is not valid UTF-8")?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("could not write the backup {}", path.display()))?;
+        Ok(())
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -38,6 +38,23 @@ pub enum Command {
     /// Manage the applications that sign members in with OpenID Connect.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Write a consistent copy of the SQLite database to FILE while guichet keeps serving
+    /// (for PostgreSQL: says to use pg_dump). Never overwrites a file.
+    Backup {
+        /// Where to write the copy.
+        file: std::path::PathBuf,
+    },
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `guichet config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and check every setting (environment, `_FILE` secrets, the TOML file), say
+    /// what was found, and exit without starting anything.
+    Check,
 }
 
 /// `guichet client …`.

@@ -131,7 +131,7 @@ impl Sources {
     /// Reads the process environment and, if given, the TOML file.
     pub fn from_process(config_file: Option<&Path>) -> anyhow::Result<Self> {
         let environment = std::env::vars().filter(|(name, _)| name.starts_with("GUICHET_")).collect();
-        let mut sources = Self { environment, ..Self::default() };
+        let mut sources = Self { environment, ..Self::default() }.with_secret_files()?;
         if let Some(path) = config_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("could not read the configuration file {}", path.display()))?;
@@ -143,6 +143,31 @@ impl Sources {
     /// Only the given environment (for tests).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self { environment: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(), ..Self::default() }
+    }
+
+    /// Reads `GUICHET_<NAME>_FILE` for every setting: the value of `GUICHET_<NAME>` from
+    /// that file (systemd credentials, container secrets), its last line end dropped. Both
+    /// the variable and its `_FILE` set is an error that names them, never the value.
+    pub fn with_secret_files(mut self) -> anyhow::Result<Self> {
+        let files: Vec<(String, String)> = self
+            .environment
+            .iter()
+            .filter(|(name, _)| !VARIABLES.contains(&name.as_str()))
+            .filter_map(|(name, path)| {
+                let base = name.strip_suffix("_FILE").filter(|base| VARIABLES.contains(base))?;
+                Some((base.to_owned(), path.clone()))
+            })
+            .collect();
+        for (base, path) in files {
+            if self.environment.contains_key(&base) {
+                bail!("{base} and {base}_FILE are both set: keep one of them");
+            }
+            let value = std::fs::read_to_string(&path)
+                .with_context(|| format!("{base}_FILE: could not read the file {path}"))?;
+            let value = value.strip_suffix('\n').map_or(value.as_str(), |v| v.strip_suffix('\r').unwrap_or(v));
+            self.environment.insert(base, value.to_owned());
+        }
+        Ok(self)
     }
 
     /// Adds a TOML file's keys.
@@ -258,6 +283,48 @@ fn cookie_domain(raw: &str, public_url: &str) -> Option<String> {
 }
 
 impl Settings {
+    /// What `guichet config check` prints: every setting as it will be used, passwords
+    /// in URLs hidden.
+    pub fn describe(&self) -> String {
+        let duration = |d: SignedDuration| humantime::format_duration(d.unsigned_abs()).to_string();
+        let dkim = self.dkim.as_ref().map_or_else(
+            || "off".to_owned(),
+            |d| format!("d={} s={} key {}", d.domain, d.selector, d.key_file.display()),
+        );
+        let lines = [
+            ("database", self.database_url.to_string()),
+            ("listen", self.listen.to_string()),
+            ("site name", self.site_name.clone()),
+            ("public URL", self.public_url.clone()),
+            ("mail transport", guichet_core::redact::url_password(&self.mail_transport.0)),
+            ("mail from", self.mail_from.clone()),
+            (
+                "assistance email",
+                self.assistance_email.as_ref().map_or_else(|| "(none)".to_owned(), ToString::to_string),
+            ),
+            ("DKIM", dkim),
+            (
+                "lockout",
+                format!(
+                    "{} failures within {}, for {}",
+                    self.lockout_threshold,
+                    duration(self.lockout_window),
+                    duration(self.lockout_duration)
+                ),
+            ),
+            ("sessions", format!("idle {}, at most {}", duration(self.session_idle), duration(self.session_max))),
+            ("password min length", self.password_min_length.to_string()),
+            ("secure cookies", self.cookie_secure.to_string()),
+            ("cookie domain", self.cookie_domain.clone().unwrap_or_else(|| "(host only)".to_owned())),
+            ("access rules", self.access.len().to_string()),
+        ];
+        let mut out = String::from("configuration OK\n");
+        for (name, value) in lines {
+            out.push_str(&format!("{name:<20} {value}\n"));
+        }
+        out
+    }
+
     /// Loads and checks every setting.
     pub fn load(sources: &Sources) -> anyhow::Result<Self> {
         let s = sources;
@@ -455,6 +522,31 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e:#}"));
         let debug = format!("{settings:?}");
         assert!(!debug.contains("hunter2") && !debug.contains("hunter3"), "{debug}");
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_and_never_twice() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("database_url");
+        std::fs::write(&path, "postgres://guichet:s3cret@db/guichet\n").unwrap_or_else(|e| panic!("{e}"));
+        let path = path.display().to_string();
+        let sources = Sources::from_pairs([("GUICHET_DATABASE_URL_FILE", path.as_str())]).with_secret_files();
+        let settings = sources.and_then(|s| Settings::load(&s)).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(settings.database_url.backend(), guichet_store::Backend::Postgres);
+        assert!(!settings.database_url.to_string().contains("s3cret"), "hidden when shown");
+        let both = Sources::from_pairs([
+            ("GUICHET_DATABASE_URL", "sqlite://x.db"),
+            ("GUICHET_DATABASE_URL_FILE", path.as_str()),
+        ])
+        .with_secret_files();
+        let message = both.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(message.contains("GUICHET_DATABASE_URL and GUICHET_DATABASE_URL_FILE are both set"), "{message}");
+        let missing = Sources::from_pairs([("GUICHET_MAIL_TRANSPORT_FILE", "/nonexistent/secret")]).with_secret_files();
+        let message = missing.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(message.contains("GUICHET_MAIL_TRANSPORT_FILE") && !message.contains("s3cret"), "{message}");
+        // GUICHET_DKIM_KEY_FILE is a setting of its own, not the file of another one.
+        let dkim = Sources::from_pairs([("GUICHET_DKIM_KEY_FILE", "/etc/guichet/dkim.pem")]).with_secret_files();
+        assert!(dkim.is_ok());
     }
 
     #[test]

@@ -37,6 +37,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Mail(command) => mail::run(command, &settings).await,
             Command::Group(command) => group::run(command, &settings, clock).await,
             Command::Client(command) => client::run(command, &settings, clock).await,
+            Command::Backup { file } => {
+                if settings.database_url.backend() == guichet_store::Backend::Postgres {
+                    anyhow::bail!(
+                        "guichet backup copies SQLite databases; back up PostgreSQL with its own tools: \
+                         pg_dump --format=custom --file={} \"$GUICHET_DATABASE_URL\"",
+                        file.display()
+                    );
+                }
+                let store = SqlStore::connect(&settings.database_url).await?;
+                store.backup_to(&file).await?;
+                println!("backup of {} written to {}", settings.database_url, file.display());
+                Ok(())
+            }
+            Command::Config(crate::cli::ConfigCommand::Check) => {
+                print!("{}", settings.describe());
+                Ok(())
+            }
         }
     })
 }

@@ -404,3 +404,103 @@ async fn mail_test_prints_what_the_server_answered() {
     assert_eq!(message.lines().count(), 1, "{message}");
     assert!(message.contains("550"), "{message}");
 }
+
+/// A backup taken while members log in is a database guichet starts on as it is, and
+/// they log in on it.
+#[tokio::test]
+async fn a_backup_taken_while_serving_starts_and_logs_members_in() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    for n in 0..20 {
+        app.add_member(&format!("membre{n}")).await;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let copy = dir.path().join("copie.db");
+    let copy_arg = copy.display().to_string();
+    // Logins go on while the copy is written.
+    let clients: Vec<(reqwest::Client, String)> =
+        (0..20).map(|n| (crate::helpers::browser(), format!("membre{n}"))).collect();
+    let logins = futures_util::future::join_all(
+        clients.iter().map(|(client, identifier)| app.login_with(client, identifier, PASSWORD, &[])),
+    );
+    let (logins, backup) = tokio::join!(
+        logins,
+        tokio::task::spawn_blocking({
+            let database = app.database_url().to_owned();
+            let copy_arg = copy_arg.clone();
+            move || {
+                Command::new(env!("CARGO_BIN_EXE_guichet"))
+                    .args(["backup", &copy_arg])
+                    .env("GUICHET_DATABASE_URL", database)
+                    .env_remove("GUICHET_CONFIG")
+                    .output()
+                    .unwrap_or_else(|e| panic!("guichet: {e}"))
+            }
+        })
+    );
+    let backup = backup.unwrap_or_else(|e| panic!("{e}"));
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    assert!(logins.iter().all(|l| l.status == StatusCode::SEE_OTHER));
+    let again = guichet(&app, &["backup", &copy_arg], None);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("never overwrites"), "{}", stderr(&again));
+
+    // A fresh guichet on the copy.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .arg("serve")
+        .env("GUICHET_DATABASE_URL", format!("sqlite://{copy_arg}"))
+        .env("GUICHET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GUICHET_PUBLIC_URL", &base)
+        .env("GUICHET_MAIL_TRANSPORT", format!("file:{}/outbox", dir.path().display()))
+        .env_remove("GUICHET_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = crate::helpers::browser();
+    let mut healthy = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let login = async {
+        let page = client.get(format!("{base}/login")).send().await.ok()?.text().await.ok()?;
+        let token = crate::helpers::field_value(&page, "csrf_token")?;
+        let form = [("csrf_token", token.as_str()), ("identifier", "membre7"), ("password", PASSWORD)];
+        let answer = client.post(format!("{base}/login")).form(&form).send().await.ok()?;
+        Some(answer.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned))
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(healthy, "guichet starts on the copy");
+    assert_eq!(login.flatten().as_deref(), Some("/me"), "a member logs in on the copy");
+}
+
+#[tokio::test]
+async fn postgres_backups_are_left_to_pg_dump_and_config_check_says_what_it_found() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let check = guichet(&app, &["config", "check"], None);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(stdout(&check).contains("configuration OK") && stdout(&check).contains("database"), "{}", stdout(&check));
+    let bad = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["config", "check"])
+        .env("GUICHET_LOCKOUT_WINDOW", "soon")
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("GUICHET_LOCKOUT_WINDOW"), "{}", stderr(&bad));
+    let postgres = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["backup", "/tmp/never-written.dump"])
+        .env("GUICHET_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!postgres.status.success());
+    assert!(stderr(&postgres).contains("pg_dump"), "{}", stderr(&postgres));
+}
