@@ -48,13 +48,14 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), visitor::resolve));
-    Router::new()
+    let app = Router::new()
         .merge(pages::health::routes())
         .merge(pages::gate::routes())
         .merge(pages::oidc::api_routes())
         .merge(pages::assets::routes())
         .merge(pages)
-        .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages))
+        .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages));
+    with_access_log(app, state.settings.trusted_proxies.clone())
         .layer(middleware::from_fn_with_state(state.clone(), headers::security_headers))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // Slow clients (and slowloris) are cut off; a login waiting for the hashing
@@ -64,6 +65,32 @@ pub fn router(state: AppState) -> Router {
             std::time::Duration::from_secs(30),
         ))
         .with_state(state)
+}
+
+/// One line per request, through tower-http's trace layer: method, route template (never
+/// the path: a call slot's link is a secret), status, duration, a request id and the
+/// client's address (as the trusted proxies tell it). No header, cookie, query or body.
+fn with_access_log(router: Router<AppState>, proxies: client::TrustedProxies) -> Router<AppState> {
+    let layer = tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(move |request: &axum::http::Request<axum::body::Body>| {
+            let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("(none)", |m| m.as_str());
+            let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+            let forwarded = request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+            let client = peer.map(|peer| proxies.client_address(peer, forwarded).to_string()).unwrap_or_default();
+            let id = guichet_core::token::hex(&guichet_core::token::random_bytes::<8>());
+            tracing::info_span!("request", method = %request.method(), route, request_id = %id, client = %client)
+        })
+        .on_request(())
+        .on_response(
+            |response: &axum::http::Response<axum::body::Body>, latency: std::time::Duration, _: &tracing::Span| {
+                let duration_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(target: "guichet::access", status = response.status().as_u16(), duration_ms, "request");
+            },
+        )
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(());
+    router.layer(layer)
 }
 
 /// Serves the application on `listener` until `shutdown` completes (see [`server`]).

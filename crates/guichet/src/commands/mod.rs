@@ -20,7 +20,7 @@ use crate::config::{Settings, Sources};
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let serving = matches!(cli.command, Command::Serve);
-    init_logging(if serving { "info,sqlx=warn" } else { "warn" });
+    init_logging(if serving { "info,sqlx=warn" } else { "warn" }, log_format()?);
     let settings = Settings::load(&Sources::from_process(cli.config.as_deref())?)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("could not start the runtime")?;
@@ -58,12 +58,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
-/// Logs to standard error; `GUICHET_LOG` (or `RUST_LOG`) overrides the level.
-fn init_logging(default: &str) {
+/// `GUICHET_LOG_FORMAT`: `text` (the default) or `json` (one object per line). Read
+/// before the other settings, so that their own errors are logged in the chosen format.
+fn log_format() -> anyhow::Result<bool> {
+    match std::env::var("GUICHET_LOG_FORMAT").as_deref().map(str::trim) {
+        Err(_) | Ok("" | "text") => Ok(false),
+        Ok("json") => Ok(true),
+        Ok(other) => anyhow::bail!("GUICHET_LOG_FORMAT: expected text or json, got {other:?}"),
+    }
+}
+
+/// Logs to standard error, as text or one JSON object per line; `GUICHET_LOG` (or
+/// `RUST_LOG`) overrides the level.
+fn init_logging(default: &str, json: bool) {
     let filter = std::env::var("GUICHET_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -504,3 +504,122 @@ async fn postgres_backups_are_left_to_pg_dump_and_config_check_says_what_it_foun
     assert!(!postgres.status.success());
     assert!(stderr(&postgres).contains("pg_dump"), "{}", stderr(&postgres));
 }
+
+/// A whole session of a real server, logged as JSON at the debug level: no password, code,
+/// token or cookie value appears in any line.
+#[tokio::test]
+async fn the_logs_hold_no_password_code_token_or_cookie() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let base = format!("http://127.0.0.1:{port}");
+    let database = format!("sqlite://{}/g.db", dir.path().display());
+    let outbox = dir.path().join("outbox");
+    let env = |command: &mut Command| {
+        command
+            .env("GUICHET_DATABASE_URL", &database)
+            .env("GUICHET_LISTEN", format!("127.0.0.1:{port}"))
+            .env("GUICHET_PUBLIC_URL", &base)
+            .env("GUICHET_MAIL_TRANSPORT", format!("file:{}", outbox.display()))
+            .env("GUICHET_LOG_FORMAT", "json")
+            .env("GUICHET_LOG", "debug")
+            .env_remove("GUICHET_CONFIG");
+    };
+    let mut add = Command::new(env!("CARGO_BIN_EXE_guichet"));
+    env(&mut add);
+    let added = add
+        .args(["member", "add", "marie", "--email", "marie@chu.example.fr", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut pipe) = child.stdin.take() {
+                let _ = pipe.write_all(PASSWORD.as_bytes());
+            }
+            child.wait_with_output()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut logs = String::from_utf8_lossy(&added.stderr).into_owned();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_guichet"));
+    env(&mut serve);
+    let mut server =
+        serve.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{e}"));
+    let client = crate::helpers::browser();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut secrets: Vec<String> = vec![PASSWORD.to_owned(), "un mauvais mot de passe".to_owned()];
+    let post = |path: &'static str, form: Vec<(&'static str, String)>| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let page = client.get(format!("{base}{path}")).send().await.ok()?.text().await.ok()?;
+            let token = crate::helpers::field_value(&page, "csrf_token").unwrap_or_default();
+            let mut fields = vec![("csrf_token", token.clone())];
+            fields.extend(form);
+            let answer = client.post(format!("{base}{path}")).form(&fields).send().await.ok()?;
+            let cookies: Vec<String> = answer
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok()?.split(';').next()?.split_once('='))
+                // Not the one-word notice ("password_changed"): the session, pass, device and form cookies.
+                .filter(|(name, value)| !name.contains("notice") && value.len() > 8)
+                .map(|(_, value)| value.to_owned())
+                .collect();
+            Some((token, cookies))
+        }
+    };
+    let attempts = [
+        ("/login", vec![("identifier", "marie".to_owned()), ("password", "un mauvais mot de passe".to_owned())]),
+        ("/login", vec![("identifier", "marie".to_owned()), ("password", PASSWORD.to_owned())]),
+        ("/forgot-password", vec![("email", "marie@chu.example.fr".to_owned())]),
+    ];
+    for (path, form) in attempts {
+        if let Some((token, cookies)) = post(path, form).await {
+            secrets.push(token);
+            secrets.extend(cookies);
+        }
+    }
+    // The code from the mail, used to choose a new password.
+    let mut code = String::new();
+    for _ in 0..50 {
+        let mail = std::fs::read_dir(&outbox).into_iter().flatten().flatten().find_map(|entry| {
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            let grouped = |l: &&str| l.len() == 29 && l.split('-').count() == 6 && l.split('-').all(|g| g.len() == 4);
+            text.lines().map(str::trim).find(grouped).map(str::to_owned)
+        });
+        if let Some(found) = mail {
+            code = found;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(code.len(), 29, "the reset code was mailed");
+    secrets.push(code.clone());
+    secrets.push(code.replace('-', ""));
+    let new_password = "une toute nouvelle phrase de passe";
+    secrets.push(new_password.to_owned());
+    let reset = vec![
+        ("code", code),
+        ("new_password", new_password.to_owned()),
+        ("new_password_confirm", new_password.to_owned()),
+    ];
+    if let Some((token, cookies)) = post("/reset-password", reset).await {
+        secrets.push(token);
+        secrets.extend(cookies);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = server.kill();
+    let output = server.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    logs.push_str(&String::from_utf8_lossy(&output.stderr));
+    assert!(logs.lines().count() > 20, "a whole run was logged:\n{logs}");
+    assert!(logs.lines().all(|l| l.starts_with('{')), "one JSON object per line");
+    assert!(logs.contains("\"target\":\"guichet::access\""), "an access log line per request");
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret appears in the logs: {secret:?}");
+    }
+}
