@@ -130,6 +130,18 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Whether the connection to PostgreSQL is encrypted (TLS); `false` for SQLite.
+    pub async fn encrypted(&self) -> Result<bool, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(false);
+        }
+        let ssl: Option<bool> = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(ssl.unwrap_or(false))
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;

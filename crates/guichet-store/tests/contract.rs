@@ -1448,3 +1448,29 @@ async fn groups_hold_members_and_say_so(store: SqlStore) {
     let events = store.account_events(marie.id, 10).await.unwrap_or_default();
     assert_eq!(events.iter().filter(|e| matches!(e.kind, AuditKind::GroupJoined | AuditKind::GroupLeft)).count(), 3);
 }
+
+/// TLS to PostgreSQL: `.ci/run` gives the local server a certificate from its own CA and
+/// names that CA in `GUICHET_TEST_POSTGRES_TLS_ROOT`.
+#[tokio::test]
+async fn postgres_is_reached_over_tls_and_its_certificate_is_checked() {
+    let (Ok(url), Ok(root)) =
+        (std::env::var("GUICHET_TEST_POSTGRES_URL"), std::env::var("GUICHET_TEST_POSTGRES_TLS_ROOT"))
+    else {
+        eprintln!("SKIPPED (TLS to PostgreSQL): set GUICHET_TEST_POSTGRES_URL and GUICHET_TEST_POSTGRES_TLS_ROOT");
+        return;
+    };
+    let with = |query: &str| {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        guichet_store::DatabaseUrl::parse(&format!("{url}{separator}{query}")).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let store = SqlStore::connect(&with(&format!("sslmode=verify-full&sslrootcert={root}")))
+        .await
+        .unwrap_or_else(|e| panic!("verify-full with the right CA: {e:#}"));
+    assert_eq!(store.encrypted().await.ok(), Some(true), "the connection is encrypted");
+    store.close().await;
+    let plain = SqlStore::connect(&with("sslmode=disable")).await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(plain.encrypted().await.ok(), Some(false), "and the check tells them apart");
+    plain.close().await;
+    let wrong = SqlStore::connect(&with("sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt")).await;
+    assert!(wrong.is_err(), "a certificate from another CA is refused");
+}
