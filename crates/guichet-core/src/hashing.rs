@@ -227,13 +227,22 @@ impl Argon2Pool {
         work: impl FnOnce(&mut WorkArea) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (reply, answer) = oneshot::channel();
+        let queued = std::time::Instant::now();
         let job: Job = Box::new(move |area| {
+            metrics::gauge!("guichet_hash_queue_depth").decrement(1.0);
+            metrics::histogram!("guichet_hash_wait_seconds").record(queued.elapsed().as_secs_f64());
             let _ = reply.send(work(area));
         });
+        metrics::gauge!("guichet_hash_queue_depth").increment(1.0);
         match self.queue.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(HashError::Busy),
+            Err(TrySendError::Full(_)) => {
+                metrics::gauge!("guichet_hash_queue_depth").decrement(1.0);
+                metrics::counter!("guichet_hash_refused_total").increment(1);
+                return Err(HashError::Busy);
+            }
             Err(TrySendError::Disconnected(_)) => {
+                metrics::gauge!("guichet_hash_queue_depth").decrement(1.0);
                 return Err(HashError::Failed("no hashing thread left".into()));
             }
         }

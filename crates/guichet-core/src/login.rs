@@ -126,8 +126,29 @@ impl Authenticator {
         self.lockout
     }
 
-    /// Logs in. `device_cookie` is the browser's device cookie, if it sent one.
+    /// Logs in. `device_cookie` is the browser's device cookie, if it sent one. Counted in
+    /// the metrics by outcome (`guichet_logins_total`).
     pub async fn login(
+        &self,
+        identifier: &str,
+        password: SecretString,
+        device_cookie: Option<&str>,
+        context: &RequestContext,
+    ) -> Result<LoggedIn, LoginError> {
+        let result = self.log_in(identifier, password, device_cookie, context).await;
+        let outcome = match &result {
+            Ok(logged) if logged.must_change_password => "temporary",
+            Ok(_) => "success",
+            Err(LoginError::InvalidCredentials) => "failure",
+            Err(LoginError::Throttled { .. }) => "throttled",
+            Err(LoginError::Busy) => "busy",
+            Err(_) => "error",
+        };
+        metrics::counter!("guichet_logins_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn log_in(
         &self,
         identifier: &str,
         password: SecretString,
@@ -283,6 +304,7 @@ impl Authenticator {
                     self.credentials.record_login_failure(account.id, &self.lockout, context, self.clock.now()).await?;
                 if let FailureOutcome::Locked { until } = outcome {
                     tracing::info!(account = account.id.get(), %until, "account locked after repeated failures");
+                    metrics::counter!("guichet_lockouts_total").increment(1);
                 }
                 Err(LoginError::InvalidCredentials)
             }

@@ -127,10 +127,21 @@ impl Postman {
         loop {
             let batch = self.outbox.claim_due_mail(now, lease_until, BATCH).await?;
             if batch.is_empty() {
+                let (pending, oldest) = self.outbox.backlog().await?;
+                metrics::gauge!("guichet_outbox_pending").set(pending as f64);
+                let age = oldest.map_or(0.0, |at| self.clock.now().duration_since(at).as_secs_f64().max(0.0));
+                metrics::gauge!("guichet_outbox_oldest_pending_seconds").set(age);
                 return Ok(handled);
             }
             for mail in batch {
                 let (account, outcome) = self.deliver(&mail).await?;
+                let result = match &outcome {
+                    MailOutcome::Sent { .. } => "sent",
+                    MailOutcome::Retry { .. } => "retry",
+                    MailOutcome::Failed { .. } => "failed",
+                    MailOutcome::Skipped { .. } => "skipped",
+                };
+                metrics::counter!("guichet_mail_total", "result" => result).increment(1);
                 match &outcome {
                     MailOutcome::Sent { .. } => {
                         tracing::info!(mail = mail.id.get(), kind = mail.kind.as_str(), "mail sent")

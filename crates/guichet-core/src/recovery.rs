@@ -97,6 +97,7 @@ impl Recovery {
         let now = self.clock.now();
         let (requests, _) = self.throttle.count(&key, jiff::SignedDuration::from_hours(1), now).await?;
         if requests > REQUESTS_PER_ADDRESS_PER_HOUR {
+            metrics::counter!("guichet_throttled_total", "what" => "forgot").increment(1);
             self.throttle.uncount(&key, now).await?;
             return Err(RequestError::TooMany);
         }

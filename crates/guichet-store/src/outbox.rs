@@ -197,6 +197,17 @@ impl OutboxStore for SqlStore {
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
+    async fn backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+        let pending: i64 = row.try_get("pending").map_err(backend)?;
+        let oldest: Option<i64> = row.try_get("oldest").map_err(backend)?;
+        Ok((u64::try_from(pending).unwrap_or_default(), oldest.map(timestamp).transpose()?))
+    }
+
     async fn account_mail(&self, account: AccountId, limit: u32) -> Result<Vec<MailLogEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, kind, recipient, created_at, state, attempts, last_answer FROM outbox \

@@ -109,7 +109,23 @@ on_both_backends!(
     a_temporary_password_opens_a_forced_session_until_a_password_is_chosen,
     an_import_creates_updates_and_rejects_in_one_batch,
     a_login_replaces_the_hash_in_the_same_statement,
+    the_backlog_counts_what_waits_and_since_when,
 );
+
+async fn the_backlog_counts_what_waits_and_since_when(store: SqlStore) {
+    assert_eq!(store.backlog().await.ok(), Some((0, None)));
+    let account = add(&store, "marie").await;
+    for at in [t0(), t0() + minutes(5)] {
+        let mail = NewMail {
+            kind: MailKind::PasswordChanged,
+            account_id: Some(account.id),
+            recipient: account.email.clone(),
+            subject: MailSubject::None,
+        };
+        store.enqueue_mail(&mail, at).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    assert_eq!(store.backlog().await.ok(), Some((2, Some(t0()))));
+}
 
 fn import_row(identifier: &str, email: &str, groups: Option<&[&str]>) -> ImportRow {
     ImportRow {

@@ -90,7 +90,25 @@ fn with_access_log(router: Router<AppState>, proxies: client::TrustedProxies) ->
         .on_body_chunk(())
         .on_eos(())
         .on_failure(());
-    router.layer(layer)
+    router.layer(middleware::from_fn(count_request)).layer(layer)
+}
+
+/// Counts the request by route template and status, with its duration (Prometheus,
+/// when `GUICHET_METRICS_LISTEN` installed a recorder; nothing otherwise).
+async fn count_request(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(none)".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("guichet_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("guichet_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Serves the application on `listener` until `shutdown` completes (see [`server`]).

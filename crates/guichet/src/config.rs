@@ -71,6 +71,9 @@ pub struct Settings {
     pub cookie_domain: Option<String>,
     /// `GUICHET_RETURN_HOSTS`: hosts `next` may send a browser back to after login.
     pub return_hosts: ReturnHosts,
+    /// `GUICHET_METRICS_LISTEN`: where Prometheus `/metrics` is served, apart from the
+    /// public listener; none by default.
+    pub metrics_listen: Option<SocketAddr>,
     /// The `[[access]]` rules of the members' area.
     pub access: AccessPolicy,
 }
@@ -115,6 +118,7 @@ pub const VARIABLES: &[&str] = &[
     "GUICHET_MAX_CONNECTIONS",
     "GUICHET_COOKIE_DOMAIN",
     "GUICHET_RETURN_HOSTS",
+    "GUICHET_METRICS_LISTEN",
 ];
 
 /// Where the raw values come from.
@@ -317,6 +321,7 @@ impl Settings {
             ("secure cookies", self.cookie_secure.to_string()),
             ("cookie domain", self.cookie_domain.clone().unwrap_or_else(|| "(host only)".to_owned())),
             ("access rules", self.access.len().to_string()),
+            ("metrics", self.metrics_listen.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"))),
         ];
         let mut out = String::from("configuration OK\n");
         for (name, value) in lines {
@@ -454,6 +459,12 @@ impl Settings {
                     "a comma-separated list of host names (docs.example.org, forum.example.org)",
                     ReturnHosts::default(),
                     |raw| ReturnHosts::parse(raw).ok(),
+                )?,
+                metrics_listen: s.parse(
+                    "GUICHET_METRICS_LISTEN",
+                    "an address and port like 127.0.0.1:9100",
+                    None,
+                    |raw| raw.parse().ok().map(Some),
                 )?,
                 max_connections: s.parse("GUICHET_MAX_CONNECTIONS", "a whole number of at least 16", None, |raw| {
                     raw.parse::<u32>().ok().filter(|n| *n >= 16).map(Some)

@@ -168,6 +168,7 @@ impl Desk {
             let (written, _) = self.throttle.count(&key, SignedDuration::from_hours(1), now).await?;
             counted.push(key);
             if written > limit {
+                metrics::counter!("guichet_throttled_total", "what" => "assistance").increment(1);
                 for key in &counted {
                     self.throttle.uncount(key, now).await?;
                 }

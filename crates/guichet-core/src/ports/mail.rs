@@ -57,6 +57,9 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// to try more often) since `since`; copies to the secours address not counted.
     async fn count_sent_mail(&self, account: AccountId, kind: MailKind, since: Timestamp) -> Result<u64, StoreError>;
 
+    /// Messages still waiting to leave (pending), and when the oldest was queued.
+    async fn backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError>;
+
     /// The account's messages, newest first.
     async fn account_mail(&self, account: AccountId, limit: u32) -> Result<Vec<MailLogEntry>, StoreError>;
 

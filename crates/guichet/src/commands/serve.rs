@@ -15,6 +15,9 @@ use crate::config::Settings;
 
 /// Migrates, makes sure an administrator can get in, then serves until Ctrl-C or SIGTERM.
 pub async fn run(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    if let Some(address) = settings.metrics_listen {
+        serve_metrics(address).await?;
+    }
     let app = Application::build(settings, Arc::clone(&clock)).await?;
     tracing::info!(database = %settings.database_url, "database ready");
     first_administrator(&app, settings, clock.as_ref()).await?;
@@ -23,6 +26,35 @@ pub async fn run(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let address = listener.local_addr().unwrap_or(settings.listen);
     tracing::info!(%address, public_url = %settings.public_url, "guichet is serving");
     app.serve(listener, shutdown_signal()).await
+}
+
+/// Installs the Prometheus recorder and serves `/metrics` on `address`, a listener of its
+/// own: never on the public one.
+async fn serve_metrics(address: std::net::SocketAddr) -> anyhow::Result<()> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("could not install the metrics recorder")?;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("GUICHET_METRICS_LISTEN: could not listen on {address}"))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let router = axum::Router::new().route("/metrics", axum::routing::get(move || std::future::ready(handle.render())));
+    tracing::info!(%address, "metrics are served on /metrics");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the metrics listener stopped");
+        }
+    });
+    Ok(())
 }
 
 /// On an empty database, creates the administrator `admin`; while no administrator has

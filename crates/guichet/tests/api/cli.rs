@@ -623,3 +623,82 @@ async fn the_logs_hold_no_password_code_token_or_cookie() {
         assert!(!logs.contains(secret.as_str()), "a secret appears in the logs: {secret:?}");
     }
 }
+
+/// The systemd unit in `deploy/` passes `systemd-analyze verify` with the real binary in
+/// place (skipped, saying so, where systemd's tools are missing).
+#[test]
+fn the_systemd_unit_verifies() {
+    let analyze = std::path::Path::new("/usr/bin/systemd-analyze");
+    if !analyze.exists() {
+        eprintln!("SKIPPED (systemd unit): systemd-analyze is not installed");
+        return;
+    }
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/guichet.service"))
+        .unwrap_or_else(|e| panic!("deploy/guichet.service: {e}"));
+    assert!(
+        unit.contains("DynamicUser=yes") && unit.contains("LoadCredential=") && unit.contains("ProtectSystem=strict")
+    );
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("guichet.service");
+    let unit = unit.replace("/usr/local/bin/guichet", env!("CARGO_BIN_EXE_guichet"));
+    std::fs::write(&path, unit).unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new(analyze).arg("verify").arg(&path).output().unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+}
+
+/// Prometheus metrics on their own listener, never on the public one.
+#[tokio::test]
+async fn metrics_are_served_apart_and_count_logins_and_requests() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let free =
+        || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let (port, metrics_port) = (free(), free());
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .arg("serve")
+        .env("GUICHET_DATABASE_URL", format!("sqlite://{}/g.db", dir.path().display()))
+        .env("GUICHET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GUICHET_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+        .env("GUICHET_PUBLIC_URL", &base)
+        .env("GUICHET_MAIL_TRANSPORT", format!("file:{}/outbox", dir.path().display()))
+        .env_remove("GUICHET_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = crate::helpers::browser();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let page = client.get(format!("{base}/login")).send().await.ok();
+    let page = match page {
+        Some(page) => page.text().await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let token = crate::helpers::field_value(&page, "csrf_token").unwrap_or_default();
+    let form = [("csrf_token", token.as_str()), ("identifier", "personne"), ("password", "pas le bon")];
+    let failed = client.post(format!("{base}/login")).form(&form).send().await.map(|r| r.status()).ok();
+    let public = client.get(format!("{base}/metrics")).send().await.map(|r| r.status()).ok();
+    let scraped = client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.ok();
+    let text = match scraped {
+        Some(answer) => answer.text().await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(failed, Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(public, Some(StatusCode::NOT_FOUND), "never on the public listener");
+    for expected in [
+        r#"guichet_logins_total{outcome="failure"} 1"#,
+        r#"guichet_http_requests_total{route="/login",method="GET",status="200"}"#,
+        "guichet_http_request_duration_seconds_bucket",
+        "guichet_hash_wait_seconds",
+        "guichet_outbox_pending",
+    ] {
+        assert!(text.contains(expected), "{expected} in:\n{text}");
+    }
+}
