@@ -73,6 +73,9 @@ pub struct Postman {
     /// The desk's mailbox (`GUICHET_ASSISTANCE_EMAIL`): told of undelivered messages.
     desk_address: Option<EmailAddress>,
     signal: Arc<Notify>,
+    /// Set when the process stops: the postman finishes the message it is sending and
+    /// gives the rest of its claim back.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The delay before retry number `attempts + 1`: 30 s, doubling, at most an hour.
@@ -101,7 +104,20 @@ impl Postman {
             policy,
             desk_address,
             signal: Arc::new(Notify::new()),
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
+    }
+
+    /// Asks the postman to stop: the message being sent is finished and recorded, the
+    /// rest of the claim is given back for another sender.
+    pub fn stop(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.signal.notify_one();
+    }
+
+    /// Whether [`Self::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Asks the sending loop to look at the outbox now rather than at its next round.
@@ -133,8 +149,20 @@ impl Postman {
                 metrics::gauge!("guichet_outbox_oldest_pending_seconds").set(age);
                 return Ok(handled);
             }
-            for mail in batch {
-                let (account, outcome) = self.deliver(&mail).await?;
+            for (n, mail) in batch.iter().enumerate() {
+                if self.is_stopping() {
+                    let rest: Vec<_> = batch[n..].iter().map(|m| m.id).collect();
+                    self.outbox.release_mail(&rest, lease_until).await?;
+                    return Ok(handled);
+                }
+                // The lease is renewed right before sending, and only if still ours: a
+                // message another sender took meanwhile (a slow batch) is not sent twice.
+                let now = self.clock.now();
+                let renewed = now.saturating_add(LEASE).unwrap_or(now);
+                if !self.outbox.renew_lease(mail.id, lease_until, renewed).await? {
+                    continue;
+                }
+                let (account, outcome) = self.deliver(mail).await?;
                 let result = match &outcome {
                     MailOutcome::Sent { .. } => "sent",
                     MailOutcome::Retry { .. } => "retry",
@@ -154,7 +182,7 @@ impl Postman {
                 }
                 self.outbox.finish_mail(mail.id, account, &outcome, self.clock.now()).await?;
                 if let MailOutcome::Failed { error } = &outcome {
-                    self.report_undelivered(&mail, account, error).await?;
+                    self.report_undelivered(mail, account, error).await?;
                 }
                 handled += 1;
             }

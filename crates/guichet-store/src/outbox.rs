@@ -117,6 +117,32 @@ impl OutboxStore for SqlStore {
         Ok(claimed)
     }
 
+    async fn renew_lease(&self, id: MailId, held_until: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
+        sqlx::query("UPDATE outbox SET lease_until = $3 WHERE id = $1 AND lease_until = $2 AND state = 'pending'")
+            .bind(id.get())
+            .bind(millis(held_until))
+            .bind(millis(until))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected() == 1)
+            .map_err(backend)
+    }
+
+    async fn release_mail(&self, ids: &[MailId], held_until: Timestamp) -> Result<(), StoreError> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE outbox SET lease_until = NULL, attempts = attempts - 1 \
+                 WHERE id = $1 AND lease_until = $2 AND state = 'pending'",
+            )
+            .bind(id.get())
+            .bind(millis(held_until))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        }
+        Ok(())
+    }
+
     async fn finish_mail(
         &self,
         id: MailId,

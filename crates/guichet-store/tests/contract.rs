@@ -110,7 +110,38 @@ on_both_backends!(
     an_import_creates_updates_and_rejects_in_one_batch,
     a_login_replaces_the_hash_in_the_same_statement,
     the_backlog_counts_what_waits_and_since_when,
+    a_lease_is_renewed_only_by_its_holder_and_given_back_unsent,
 );
+
+async fn a_lease_is_renewed_only_by_its_holder_and_given_back_unsent(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    for _ in 0..2 {
+        let mail = NewMail {
+            kind: MailKind::PasswordChanged,
+            account_id: Some(account.id),
+            recipient: account.email.clone(),
+            subject: MailSubject::None,
+        };
+        store.enqueue_mail(&mail, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let mine = t0() + minutes(2);
+    let claimed = store.claim_due_mail(t0(), mine, 10).await.unwrap_or_default();
+    assert_eq!(claimed.len(), 2);
+    // The lease ran out while this sender was busy; another one took the first message.
+    let theirs = t0() + minutes(5);
+    let taken = store.claim_due_mail(t0() + minutes(3), theirs, 1).await.unwrap_or_default();
+    assert_eq!(taken.iter().map(|m| m.id).collect::<Vec<_>>(), [claimed[0].id]);
+    assert_eq!(store.renew_lease(claimed[0].id, mine, t0() + minutes(6)).await.ok(), Some(false), "not ours any more");
+    assert_eq!(store.renew_lease(taken[0].id, theirs, t0() + minutes(7)).await.ok(), Some(true), "its holder's");
+    // Stopping, the first sender gives back what it still held: due for anyone at once.
+    store.release_mail(&[claimed[1].id], mine).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let again = store.claim_due_mail(t0() + minutes(3), t0() + minutes(8), 10).await.unwrap_or_default();
+    assert_eq!(
+        again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
+        [(claimed[1].id, 1)],
+        "the given-back attempt is not counted"
+    );
+}
 
 async fn the_backlog_counts_what_waits_and_since_when(store: SqlStore) {
     assert_eq!(store.backlog().await.ok(), Some((0, None)));

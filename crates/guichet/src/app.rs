@@ -148,9 +148,16 @@ impl Application {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let postman = tokio::spawn(send_mail(self.state.postman.clone()));
+        let postman = self.state.postman.clone();
+        let sending = tokio::spawn(send_mail(postman.clone()));
         let served = self.serve_without_postman(listener, shutdown).await;
-        postman.abort();
+        // Stopping: the message being sent is finished and recorded (a message cut off
+        // mid-send would be sent again by another instance), the rest of the claim given
+        // back — within a bounded time.
+        postman.stop();
+        if tokio::time::timeout(POSTMAN_GRACE, sending).await.is_err() {
+            tracing::warn!("the postman did not finish its message in time");
+        }
         served
     }
 
@@ -192,11 +199,14 @@ fn connections_the_descriptors_allow() -> usize {
     usize::try_from(limit.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX)
 }
 
+/// How long a stopping process waits for the postman to finish the message it is sending.
+const POSTMAN_GRACE: Duration = Duration::from_secs(15);
+
 /// The sending loop: a round when woken (something was queued here) and every few
-/// seconds (for what other instances queued, and retries that came due).
+/// seconds (for what other instances queued, and retries that came due), until stopped.
 async fn send_mail(postman: Postman) {
     let signal = postman.signal();
-    loop {
+    while !postman.is_stopping() {
         if let Err(error) = postman.deliver_due().await {
             tracing::warn!(?error, "the outbox could not be read; trying again shortly");
         }

@@ -32,6 +32,15 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<QueuedMail>, StoreError>;
 
+    /// Extends the lease of a claimed message right before it is sent — only if it is
+    /// still held under `held_until` (the lease this sender took): `Ok(false)` when another
+    /// sender took it after that lease ran out, and then it must not be sent here.
+    async fn renew_lease(&self, id: MailId, held_until: Timestamp, until: Timestamp) -> Result<bool, StoreError>;
+
+    /// Gives claimed messages back unsent (the sender is stopping): due at once for any
+    /// sender, their attempt not counted. Only those still held under `held_until`.
+    async fn release_mail(&self, ids: &[MailId], held_until: Timestamp) -> Result<(), StoreError>;
+
     /// Records how a claimed message's attempt ended (and the attempt itself, unless it
     /// was skipped), binds it to `account` when the postman matched one, and releases it.
     async fn finish_mail(
