@@ -26,6 +26,22 @@ pub fn guichet(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap_or_else(|e| panic!("guichet: {e}"))
 }
 
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// Waits (up to ten seconds) for a guichet started at `base` to answer `/healthz`.
+async fn healthy(client: &reqwest::Client, base: &str) -> bool {
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -445,7 +461,7 @@ async fn a_backup_taken_while_serving_starts_and_logs_members_in() {
     assert!(stderr(&again).contains("never overwrites"), "{}", stderr(&again));
 
     // A fresh guichet on the copy.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = Command::new(env!("CARGO_BIN_EXE_guichet"))
         .arg("serve")
@@ -459,14 +475,7 @@ async fn a_backup_taken_while_serving_starts_and_logs_members_in() {
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let client = crate::helpers::browser();
-    let mut healthy = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let healthy = healthy(&client, &base).await;
     let login = async {
         let page = client.get(format!("{base}/login")).send().await.ok()?.text().await.ok()?;
         let token = crate::helpers::field_value(&page, "csrf_token")?;
@@ -510,7 +519,7 @@ async fn postgres_backups_are_left_to_pg_dump_and_config_check_says_what_it_foun
 #[tokio::test]
 async fn the_logs_hold_no_password_code_token_or_cookie() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let database = format!("sqlite://{}/g.db", dir.path().display());
     let outbox = dir.path().join("outbox");
@@ -545,12 +554,7 @@ async fn the_logs_hold_no_password_code_token_or_cookie() {
     let mut server =
         serve.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{e}"));
     let client = crate::helpers::browser();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    assert!(healthy(&client, &base).await, "guichet starts");
     let mut secrets: Vec<String> = vec![PASSWORD.to_owned(), "un mauvais mot de passe".to_owned()];
     let post = |path: &'static str, form: Vec<(&'static str, String)>| {
         let client = client.clone();
@@ -651,9 +655,7 @@ fn the_systemd_unit_verifies() {
 #[tokio::test]
 async fn metrics_are_served_apart_and_count_logins_and_requests() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let free =
-        || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
-    let (port, metrics_port) = (free(), free());
+    let (port, metrics_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let mut server = Command::new(env!("CARGO_BIN_EXE_guichet"))
         .arg("serve")
@@ -668,12 +670,7 @@ async fn metrics_are_served_apart_and_count_logins_and_requests() {
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let client = crate::helpers::browser();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    assert!(healthy(&client, &base).await, "guichet starts");
     let page = client.get(format!("{base}/login")).send().await.ok();
     let page = match page {
         Some(page) => page.text().await.unwrap_or_default(),
