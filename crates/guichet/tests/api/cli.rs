@@ -31,6 +31,22 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
+/// Starts `guichet serve` on `database` and `port` (mail into `dir`), with `extra` settings.
+fn serve_on(database: &str, port: u16, dir: &std::path::Path, extra: &[(&str, &str)]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .arg("serve")
+        .env("GUICHET_DATABASE_URL", database)
+        .env("GUICHET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GUICHET_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("GUICHET_MAIL_TRANSPORT", format!("file:{}/outbox", dir.display()))
+        .envs(extra.iter().copied())
+        .env_remove("GUICHET_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("guichet serve: {e}"))
+}
+
 /// Waits (up to ten seconds) for a guichet started at `base` to answer `/healthz`.
 async fn healthy(client: &reqwest::Client, base: &str) -> bool {
     for _ in 0..100 {
@@ -463,17 +479,7 @@ async fn a_backup_taken_while_serving_starts_and_logs_members_in() {
     // A fresh guichet on the copy.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_guichet"))
-        .arg("serve")
-        .env("GUICHET_DATABASE_URL", format!("sqlite://{copy_arg}"))
-        .env("GUICHET_LISTEN", format!("127.0.0.1:{port}"))
-        .env("GUICHET_PUBLIC_URL", &base)
-        .env("GUICHET_MAIL_TRANSPORT", format!("file:{}/outbox", dir.path().display()))
-        .env_remove("GUICHET_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut server = serve_on(&format!("sqlite://{copy_arg}"), port, dir.path(), &[]);
     let client = crate::helpers::browser();
     let healthy = healthy(&client, &base).await;
     let login = async {
@@ -657,18 +663,9 @@ async fn metrics_are_served_apart_and_count_logins_and_requests() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (port, metrics_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_guichet"))
-        .arg("serve")
-        .env("GUICHET_DATABASE_URL", format!("sqlite://{}/g.db", dir.path().display()))
-        .env("GUICHET_LISTEN", format!("127.0.0.1:{port}"))
-        .env("GUICHET_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-        .env("GUICHET_PUBLIC_URL", &base)
-        .env("GUICHET_MAIL_TRANSPORT", format!("file:{}/outbox", dir.path().display()))
-        .env_remove("GUICHET_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let database = format!("sqlite://{}/g.db", dir.path().display());
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let mut server = serve_on(&database, port, dir.path(), &[("GUICHET_METRICS_LISTEN", &metrics)]);
     let client = crate::helpers::browser();
     assert!(healthy(&client, &base).await, "guichet starts");
     let page = client.get(format!("{base}/login")).send().await.ok();
