@@ -2,7 +2,7 @@
 //! needs onto a fresh SQLite store (the real one, through the narrow ports) with a
 //! clock it moves.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use guichet_core::SignedDuration;
 use guichet_core::account::{Account, Role};
@@ -15,13 +15,16 @@ use guichet_core::housekeeping::Housekeeping;
 use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{AddressThrottlePolicy, LockoutPolicy};
 use guichet_core::login::{Authenticator, LoginError};
+use guichet_core::mail::{MailKind, MailSender, MailSubject, NewMail, OutgoingMail, SendError};
 use guichet_core::me::MySpace;
 use guichet_core::members::{AddMember, Members};
 use guichet_core::password::PasswordPolicy;
 use guichet_core::ports::Ports;
+use guichet_core::postman::{MailPolicy, Postman};
 use guichet_core::session::{SessionPolicy, Sessions};
 use guichet_store::testing::TestDatabase;
 use secrecy::SecretString;
+use tokio::sync::Notify;
 
 const PASSWORD: &str = "cheval agrafe pile";
 
@@ -163,4 +166,124 @@ async fn a_housekeeping_round_forgets_expired_sessions() {
     assert_eq!(housekeeping.round(world.clock.now()).await.map(|f| f.sessions).ok(), Some(0));
     world.clock.advance(SignedDuration::from_hours(13));
     assert_eq!(housekeeping.round(world.clock.now()).await.map(|f| f.sessions).ok(), Some(1));
+}
+
+/// A mail server each message takes `step` to reach (on the test's clock), and which
+/// holds the message number `pause_at` until the test says so: the test acts in the
+/// middle of a batch.
+#[derive(Debug)]
+struct SlowServer {
+    clock: Arc<ManualClock>,
+    step: SignedDuration,
+    pause_at: usize,
+    received: Mutex<Vec<String>>,
+    paused: Notify,
+    resume: Notify,
+}
+
+impl SlowServer {
+    fn new(clock: Arc<ManualClock>, step: SignedDuration, pause_at: usize) -> Arc<Self> {
+        Arc::new(Self {
+            clock,
+            step,
+            pause_at,
+            received: Mutex::default(),
+            paused: Notify::new(),
+            resume: Notify::new(),
+        })
+    }
+
+    fn received(&self) -> Vec<String> {
+        let mut received = self.received.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        received.sort();
+        received
+    }
+}
+
+#[async_trait::async_trait]
+impl MailSender for SlowServer {
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError> {
+        let number = {
+            let mut received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+            received.push(mail.to.to_string());
+            received.len() - 1
+        };
+        self.clock.advance(self.step);
+        if number == self.pause_at {
+            self.paused.notify_one();
+            self.resume.notified().await;
+        }
+        Ok("250 2.0.0 Ok: queued".to_owned())
+    }
+}
+
+impl World {
+    /// Three members, each with a message waiting in the outbox.
+    async fn three_messages_waiting(&self) -> Vec<Account> {
+        let mut accounts = Vec::new();
+        for name in ["anne", "bruno", "chloe"] {
+            let account = self.account(name, Role::Member).await;
+            let mail = NewMail {
+                kind: MailKind::ForgotIdentifier,
+                account_id: Some(account.id),
+                recipient: account.email.clone(),
+                subject: MailSubject::None,
+            };
+            self.ports.outbox.enqueue_mail(&mail, self.clock.now()).await.unwrap_or_else(|e| panic!("{e:?}"));
+            accounts.push(account);
+        }
+        accounts
+    }
+
+    fn postman(&self, server: &Arc<SlowServer>) -> Postman {
+        Postman::new(&self.ports, server.clone(), self.clock.clone(), MailPolicy::default(), None)
+    }
+}
+
+/// A postman claims a batch under one lease. When the batch is slow enough for that
+/// lease to run out, another instance takes what is left — and the first must then not
+/// send it too: each message is sent once.
+#[tokio::test]
+async fn a_batch_that_outlives_its_lease_sends_nothing_another_instance_took() {
+    let world = World::new().await;
+    let members = world.three_messages_waiting().await;
+    let addresses: Vec<String> = members.iter().map(|m| m.email.to_string()).collect();
+    // 75 s a message: the third message's two-minute lease has run out when the second
+    // one has left, while the second one's own, renewed before sending, still holds.
+    let server = SlowServer::new(world.clock.clone(), SignedDuration::from_secs(75), 1);
+    let (slow, other) = (world.postman(&server), world.postman(&server));
+    let meanwhile = async {
+        server.paused.notified().await;
+        let taken = other.deliver_due().await;
+        server.resume.notify_one();
+        taken
+    };
+    let (sent_by_slow, sent_by_other) = tokio::join!(slow.deliver_due(), meanwhile);
+    assert_eq!((sent_by_slow.ok(), sent_by_other.ok()), (Some(2), Some(1)));
+    assert_eq!(server.received(), addresses, "each message once");
+}
+
+/// Stopping, a postman finishes the message it is sending and gives the rest of its
+/// batch back: another instance sends it at once, not when the lease runs out.
+#[tokio::test]
+async fn a_stopping_postman_finishes_its_message_and_gives_the_rest_back() {
+    let world = World::new().await;
+    let members = world.three_messages_waiting().await;
+    let addresses: Vec<String> = members.iter().map(|m| m.email.to_string()).collect();
+    let server = SlowServer::new(world.clock.clone(), SignedDuration::from_secs(1), 0);
+    let (stopping, other) = (world.postman(&server), world.postman(&server));
+    let meanwhile = async {
+        server.paused.notified().await;
+        stopping.stop();
+        server.resume.notify_one();
+    };
+    let (sent, ()) = tokio::join!(stopping.deliver_due(), meanwhile);
+    assert_eq!(sent.ok(), Some(1), "the message being sent is finished");
+    assert_eq!(other.deliver_due().await.ok(), Some(2), "the rest is due at once for another sender");
+    assert_eq!(server.received(), addresses, "each message once");
+    for member in &members {
+        let log = world.ports.outbox.account_mail(member.id, 5).await.unwrap_or_else(|e| panic!("{e:?}"));
+        let attempts: Vec<u32> = log.iter().map(|m| m.attempts).collect();
+        assert_eq!(attempts, [1], "a message given back has not used an attempt");
+    }
 }
