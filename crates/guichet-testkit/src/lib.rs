@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mailin_embedded::response::{OK, START_DATA};
 use mailin_embedded::{Handler, Response, Server, SslConfig};
@@ -28,6 +28,8 @@ pub struct Received {
     pub to: Vec<String>,
     /// The raw message (headers and body, CRLF line ends).
     pub data: Vec<u8>,
+    /// When its last byte arrived (before the sink answered).
+    pub at: Instant,
 }
 
 impl Received {
@@ -43,6 +45,9 @@ struct State {
     /// Domains whose addresses are refused for good (`550`), whatever the mode: a
     /// hospital's filter, while other addresses still get their mail.
     refused_domains: Vec<String>,
+    /// How long the sink keeps a client waiting for its answer once a message is in:
+    /// long enough for the client to die with the message delivered but not confirmed.
+    hold: Duration,
     messages: Vec<Received>,
 }
 
@@ -92,8 +97,14 @@ impl Handler for Session {
     }
 
     fn data_end(&mut self) -> Response {
-        let received = Received { from: self.from.clone(), to: self.to.clone(), data: std::mem::take(&mut self.data) };
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).messages.push(received);
+        let data = std::mem::take(&mut self.data);
+        let received = Received { from: self.from.clone(), to: self.to.clone(), data, at: Instant::now() };
+        let hold = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.messages.push(received);
+            state.hold
+        };
+        std::thread::sleep(hold);
         OK
     }
 }
@@ -119,8 +130,12 @@ impl SmtpSink {
 
     fn serve(listener: TcpListener) -> Self {
         let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let state =
-            Arc::new(Mutex::new(State { mode: Mode::Accept, refused_domains: Vec::new(), messages: Vec::new() }));
+        let state = Arc::new(Mutex::new(State {
+            mode: Mode::Accept,
+            refused_domains: Vec::new(),
+            hold: Duration::ZERO,
+            messages: Vec::new(),
+        }));
         let session = Session { state: Arc::clone(&state), from: String::new(), to: Vec::new(), data: Vec::new() };
         std::thread::spawn(move || {
             let mut server = Server::new(session);
@@ -150,6 +165,11 @@ impl SmtpSink {
     /// Refuses every address of `domain` for good (`550` at `RCPT`), whatever the mode.
     pub fn refuse_domain(&self, domain: &str) {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).refused_domains.push(domain.to_ascii_lowercase());
+    }
+
+    /// Keeps each client waiting `hold` for the answer to a message it has received.
+    pub fn hold_answers(&self, hold: Duration) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).hold = hold;
     }
 
     /// What the sink received so far.

@@ -149,20 +149,34 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let postman = self.state.postman.clone();
+        let store = self.store.clone();
         let sending = tokio::spawn(send_mail(postman.clone()));
-        let served = self.serve_without_postman(listener, shutdown).await;
+        let served = self.serve_http(listener, shutdown).await;
         // Stopping: the message being sent is finished and recorded (a message cut off
         // mid-send would be sent again by another instance), the rest of the claim given
-        // back — within a bounded time.
+        // back — within a bounded time, and before the database connections close.
         postman.stop();
         if tokio::time::timeout(POSTMAN_GRACE, sending).await.is_err() {
             tracing::warn!("the postman did not finish its message in time");
         }
+        store.close().await;
         served
     }
 
     /// Serves without the background postman: tests send the outbox when they choose.
     pub async fn serve_without_postman(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let store = self.store.clone();
+        let served = self.serve_http(listener, shutdown).await;
+        store.close().await;
+        served
+    }
+
+    /// Serves HTTP, with the housekeeping and the gate's watch, until `shutdown`.
+    async fn serve_http(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -179,7 +193,6 @@ impl Application {
             .context("the HTTP server stopped");
         housekeeping.abort();
         gate.abort();
-        self.store.close().await;
         served
     }
 }

@@ -27,12 +27,12 @@ pub fn guichet(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 /// A port nobody listens on now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 /// Starts `guichet serve` on `database` and `port` (mail into `dir`), with `extra` settings.
-fn serve_on(database: &str, port: u16, dir: &std::path::Path, extra: &[(&str, &str)]) -> std::process::Child {
+pub fn serve_on(database: &str, port: u16, dir: &std::path::Path, extra: &[(&str, &str)]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_guichet"))
         .arg("serve")
         .env("GUICHET_DATABASE_URL", database)
@@ -48,7 +48,7 @@ fn serve_on(database: &str, port: u16, dir: &std::path::Path, extra: &[(&str, &s
 }
 
 /// Waits (up to ten seconds) for a guichet started at `base` to answer `/healthz`.
-async fn healthy(client: &reqwest::Client, base: &str) -> bool {
+pub async fn healthy(client: &reqwest::Client, base: &str) -> bool {
     for _ in 0..100 {
         if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
             return true;
