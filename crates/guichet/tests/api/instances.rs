@@ -7,9 +7,11 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use guichet_testkit::{Received, SmtpSink};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 use crate::cli::{free_port, healthy, serve_on};
-use crate::helpers::{Backend, TestApp, field_value, postgres_available, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, field_value, postgres_available, spawn_app_with};
 
 /// Members asking for a code while an instance goes down.
 const MEMBERS: usize = 12;
@@ -98,6 +100,39 @@ async fn two_instances_with_mail_leaving(
     (a, b, addresses)
 }
 
+/// Opens a login on `base` and sends all of it but the form's last byte: a request in
+/// flight. The connection, and the byte left to send.
+async fn login_in_flight(base: &str, identifier: &str) -> (TcpStream, Vec<u8>) {
+    let page = reqwest::get(format!("{base}/login")).await.unwrap_or_else(|e| panic!("{e}"));
+    let cookies: Vec<String> = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect();
+    let token = field_value(&page.text().await.unwrap_or_default(), "csrf_token").unwrap_or_default();
+    let form = format!("csrf_token={token}&identifier={identifier}&password={}", PASSWORD.replace(' ', "+"));
+    let host = base.trim_start_matches("http://");
+    let request = format!(
+        "POST /login HTTP/1.1\r\nHost: {host}\r\nCookie: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        cookies.join("; "),
+        form.len()
+    );
+    let (head, last) = request.as_bytes().split_at(request.len() - 1);
+    let mut stream = TcpStream::connect(host).await.unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(head).await.unwrap_or_else(|e| panic!("{e}"));
+    (stream, last.to_vec())
+}
+
+/// Sends the rest of a request in flight; the answer.
+async fn finish(stream: &mut TcpStream, rest: &[u8]) -> String {
+    stream.write_all(rest).await.unwrap_or_else(|e| panic!("the request in flight was cut: {e}"));
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// Waits until `sent_by` has delivered `count` messages; the moment the last arrived.
 async fn wait_until_sent(sink: &SmtpSink, sent_by: &str, count: usize) {
     for _ in 0..400 {
@@ -135,8 +170,9 @@ async fn mail_by_address(
     by_address()
 }
 
-/// SIGTERM while mail is leaving: the instance finishes the message it is sending,
-/// hands the rest of its claim back and exits promptly; the other instance sends the
+/// SIGTERM while mail is leaving and a login is half sent: the instance stops accepting,
+/// answers the login, finishes the message it is sending, hands the rest of its claim
+/// back and exits promptly; the other instance sends the
 /// rest at once. Each member gets exactly one message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_sends_each_message_once_and_hands_the_rest_over_at_once() {
@@ -149,10 +185,17 @@ async fn sigterm_sends_each_message_once_and_hands_the_rest_over_at_once() {
     let (mut a, b, addresses) = two_instances_with_mail_leaving(&app, &sink, dir.path()).await;
     wait_until_sent(&sink, &a.from, 2).await;
 
+    let (mut in_flight, last_byte) = login_in_flight(&a.base, "membre1").await;
     let asked = Instant::now();
     let pid = a.child.id().to_string();
     let term = std::process::Command::new("kill").args(["-TERM", &pid]).status();
     assert!(term.is_ok_and(|s| s.success()), "SIGTERM sent");
+    // It stops accepting, but the request it was reading is finished and answered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = reqwest::get(format!("{}/healthz", a.base)).await;
+    assert!(refused.is_err(), "no new connection after SIGTERM: {refused:?}");
+    let answer = finish(&mut in_flight, &last_byte).await;
+    assert!(answer.starts_with("HTTP/1.1 303") && answer.contains("location: /me"), "{answer}");
     let mut exit = None;
     while exit.is_none() && asked.elapsed() < Duration::from_secs(20) {
         exit = a.child.try_wait().unwrap_or_else(|e| panic!("{e}"));
