@@ -73,9 +73,36 @@ async fn submit(base: &str, path: &str, form: &[(&str, &str)]) {
     assert!(!answer.status().is_server_error(), "{path}: {}", answer.status());
 }
 
-/// Two instances, and the mail the run had queued: a lock notice (five
-/// failures spread over both) and a code for each of twelve members, asked on
-/// either instance. Returns the instances and every address that must get mail.
+/// Two instances on one PostgreSQL database, mail leaving from both.
+/// Fields drop in this order: the instances before the database they use.
+struct Scene {
+    a: Instance,
+    b: Instance,
+    sink: SmtpSink,
+    /// Every address that must get mail.
+    addresses: Vec<String>,
+    _dir: tempfile::TempDir,
+    _app: TestApp,
+}
+
+impl Scene {
+    /// The mail the run had queued — a lock notice (five failures spread over
+    /// both instances) and a code for each of twelve members, asked on either — with a
+    /// having sent two messages already. `None` without PostgreSQL.
+    async fn mail_leaving() -> Option<Self> {
+        if !postgres_available() {
+            return None;
+        }
+        let app = spawn_app_with(Backend::Postgres, &[]).await;
+        let sink = SmtpSink::start();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (a, b, addresses) = two_instances_with_mail_leaving(&app, &sink, dir.path()).await;
+        wait_until_sent(&sink, &a.from, 2).await;
+        Some(Self { a, b, sink, addresses, _dir: dir, _app: app })
+    }
+}
+
+/// Starts both instances and queues the mail; the instances, and every address.
 async fn two_instances_with_mail_leaving(
     app: &TestApp,
     sink: &SmtpSink,
@@ -172,18 +199,11 @@ async fn mail_by_address(
 
 /// SIGTERM while mail is leaving and a login is half sent: the instance stops accepting,
 /// answers the login, finishes the message it is sending, hands the rest of its claim
-/// back and exits promptly; the other instance sends the
-/// rest at once. Each member gets exactly one message.
+/// back and exits promptly; the other instance sends the rest at once. Each member gets exactly one message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_sends_each_message_once_and_hands_the_rest_over_at_once() {
-    if !postgres_available() {
-        return;
-    }
-    let app = spawn_app_with(Backend::Postgres, &[]).await;
-    let sink = SmtpSink::start();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (mut a, b, addresses) = two_instances_with_mail_leaving(&app, &sink, dir.path()).await;
-    wait_until_sent(&sink, &a.from, 2).await;
+    let Some(mut scene) = Scene::mail_leaving().await else { return };
+    let Scene { ref mut a, ref b, ref sink, ref addresses, .. } = scene;
 
     let (mut in_flight, last_byte) = login_in_flight(&a.base, "membre1").await;
     let asked = Instant::now();
@@ -220,14 +240,8 @@ async fn sigterm_sends_each_message_once_and_hands_the_rest_over_at_once() {
 /// only one a member may get twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_repeats_only_the_message_on_the_wire() {
-    if !postgres_available() {
-        return;
-    }
-    let app = spawn_app_with(Backend::Postgres, &[]).await;
-    let sink = SmtpSink::start();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (mut a, b, addresses) = two_instances_with_mail_leaving(&app, &sink, dir.path()).await;
-    wait_until_sent(&sink, &a.from, 2).await;
+    let Some(mut scene) = Scene::mail_leaving().await else { return };
+    let Scene { ref mut a, ref b, ref sink, ref addresses, .. } = scene;
 
     let _ = a.child.kill();
     let killed = Instant::now();
