@@ -226,7 +226,7 @@ async fn sigterm_sends_each_message_once_and_hands_the_rest_over_at_once() {
     assert!(stopped_in < Duration::from_secs(16), "within the postman's grace: {stopped_in:?}");
 
     // No lease to wait for: well under the two minutes a claim is held.
-    let received = mail_by_address(&sink, &b, &addresses, Duration::from_secs(40)).await;
+    let received = mail_by_address(sink, b, addresses, Duration::from_secs(40)).await;
     let counts: Vec<(&String, usize)> = received.iter().map(|(to, m)| (to, m.len())).collect();
     assert_eq!(b.outbox_pending().await, Some(0), "nothing left waiting in the outbox: {counts:?}");
     assert!(addresses.iter().all(|a| received.get(a).is_some_and(|m| m.len() == 1)), "{counts:?}");
@@ -252,7 +252,7 @@ async fn sigkill_repeats_only_the_message_on_the_wire() {
     let on_the_wire = on_the_wire.trim_matches(['<', '>']).to_owned();
 
     // A claim is held two minutes; the other instance looks every five seconds.
-    let received = mail_by_address(&sink, &b, &addresses, Duration::from_secs(180)).await;
+    let received = mail_by_address(sink, b, addresses, Duration::from_secs(180)).await;
     let counts: Vec<(&String, usize)> = received.iter().map(|(to, m)| (to, m.len())).collect();
     assert_eq!(b.outbox_pending().await, Some(0), "nothing left waiting in the outbox: {counts:?}");
     assert!(addresses.iter().all(|a| received.contains_key(a)), "nothing is lost: {counts:?}");
