@@ -657,6 +657,124 @@ fn the_systemd_unit_verifies() {
     assert!(output.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
 }
 
+/// The unit boots for real: Debian's systemd, in a container made by `systemd-nspawn`
+/// (read-only, with a throw-away overlay), starts guichet under every hardening line of
+/// `deploy/guichet.service` — as a made-up user, with no new privileges, a system-call
+/// filter, its state directory and its credential, read through `_FILE`. A member's
+/// failed login is answered (Argon2id runs under the filter); at power-off systemd stops
+/// guichet with SIGTERM, and it stops cleanly. The operator's local settings come in a
+/// drop-in, as the unit's comments say. `GUICHET_TEST_SYSTEMD_ROOT` names a Debian tree
+/// with systemd (`.ci/run` makes it with debootstrap).
+#[tokio::test]
+async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
+    let Some(root) = std::env::var_os("GUICHET_TEST_SYSTEMD_ROOT") else {
+        assert!(std::env::var_os("CI").is_none(), "GUICHET_TEST_SYSTEMD_ROOT must be set under CI");
+        eprintln!("SKIPPED (systemd boot): set GUICHET_TEST_SYSTEMD_ROOT to a Debian tree with systemd");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (dropin, credentials) = (dir.path().join("guichet.service.d"), dir.path().join("credentials"));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let local =
+        format!("[Service]\nEnvironment=GUICHET_LISTEN=127.0.0.1:{port}\nEnvironment=GUICHET_PUBLIC_URL={base}\n");
+    for (folder, file, text) in
+        [(&dropin, "local.conf", local.as_str()), (&credentials, "mail_transport", "file:/var/lib/guichet/outbox")]
+    {
+        std::fs::create_dir_all(folder).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(folder.join(file), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/guichet.service");
+    let console_path = dir.path().join("console.log");
+    let console = std::fs::File::create(&console_path).unwrap_or_else(|e| panic!("{e}"));
+    let binds = [
+        (env!("CARGO_BIN_EXE_guichet").to_owned(), "/usr/local/bin/guichet"),
+        (unit.to_owned(), "/etc/systemd/system/guichet.service"),
+        (dropin.display().to_string(), "/etc/systemd/system/guichet.service.d"),
+        (credentials.display().to_string(), "/etc/guichet/credentials"),
+    ];
+    let mut machine = Command::new("systemd-nspawn")
+        .args(["--quiet", "--boot", "--register=no", "--keep-unit", "--volatile=overlay", "--console=read-only"])
+        .args(binds.iter().map(|(from, to)| format!("--bind-ro={from}:{to}")))
+        .arg("--directory")
+        .arg(&root)
+        // Enabled as `systemctl enable` would: a wants of the default target.
+        .arg("systemd.wants=guichet.service")
+        .stdin(Stdio::null())
+        .stdout(console.try_clone().unwrap_or_else(|e| panic!("{e}")))
+        .stderr(console)
+        .spawn()
+        .unwrap_or_else(|e| panic!("systemd-nspawn: {e}"));
+
+    let client = crate::helpers::browser();
+    let mut up = false;
+    for _ in 0..6 {
+        up = healthy(&client, &base).await;
+        if up {
+            break;
+        }
+    }
+    let process = guichet_in_machine();
+    let status =
+        process.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok()).unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+    };
+    let failed_login = async {
+        let page = client.get(format!("{base}/login")).send().await.ok()?.text().await.ok()?;
+        let token = crate::helpers::field_value(&page, "csrf_token")?;
+        let form = [("csrf_token", token.as_str()), ("identifier", "admin"), ("password", "pas le bon")];
+        Some(client.post(format!("{base}/login")).form(&form).send().await.ok()?.status())
+    }
+    .await;
+    let still_there = process.is_some() && guichet_in_machine() == process;
+
+    // Power-off: nspawn asks the machine's systemd, which stops guichet with SIGTERM.
+    let pid = machine.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let mut exited = None;
+    for _ in 0..600 {
+        exited = machine.try_wait().unwrap_or_else(|e| panic!("{e}"));
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if exited.is_none() {
+        let _ = machine.kill();
+        let _ = machine.wait();
+    }
+    // Without the terminal's colours.
+    let console = std::fs::read_to_string(&console_path).unwrap_or_default();
+    let console = console.split('\u{1b}').enumerate().fold(String::new(), |mut plain, (n, part)| {
+        let colour = |p: &'_ str| {
+            let p = p.strip_prefix('[')?.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';');
+            p.strip_prefix('m').map(str::to_owned)
+        };
+        plain.push_str(&if n == 0 { part.to_owned() } else { colour(part).unwrap_or_else(|| part.to_owned()) });
+        plain
+    });
+    assert!(up, "guichet answers /healthz under systemd:\n{console}");
+    assert!(field("Uid:").is_some_and(|uid| uid != "0"), "a made-up user, not root: {status}");
+    assert_eq!(field("NoNewPrivs:").as_deref(), Some("1"), "{status}");
+    assert_eq!(field("Seccomp:").as_deref(), Some("2"), "a system-call filter: {status}");
+    assert_eq!(failed_login, Some(StatusCode::UNAUTHORIZED), "a login is checked under the filter");
+    assert!(still_there, "guichet is still the same process after the login:\n{console}");
+    assert!(exited.is_some(), "the machine powers off:\n{console}");
+    assert!(console.contains("Stopped guichet.service"), "systemd stopped it:\n{console}");
+    assert!(!console.contains("FAILED"), "nothing failed:\n{console}");
+}
+
+/// The process started from `/usr/local/bin/guichet serve` (only the systemd machine
+/// runs guichet from there).
+fn guichet_in_machine() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        (cmdline == b"/usr/local/bin/guichet\0serve\0").then_some(pid)
+    })
+}
+
 /// Prometheus metrics on their own listener, never on the public one.
 #[tokio::test]
 async fn metrics_are_served_apart_and_count_logins_and_requests() {
