@@ -141,6 +141,9 @@ impl Postman {
         let lease_until = now.saturating_add(LEASE).unwrap_or(now);
         let mut handled = 0;
         loop {
+            if self.is_stopping() {
+                return Ok(handled);
+            }
             let batch = self.outbox.claim_due_mail(now, lease_until, BATCH).await?;
             if batch.is_empty() {
                 let (pending, oldest) = self.outbox.backlog().await?;

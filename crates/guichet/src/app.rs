@@ -143,6 +143,12 @@ impl Application {
 
     /// Serves on `listener` until `shutdown` completes, with the postman (sending the
     /// outbox) and the housekeeping task.
+    ///
+    /// Stopping takes at most 35 s: at the signal the postman is told to stop at once,
+    /// and within [`POSTMAN_GRACE`] finishes the message it is sending (recorded, so that
+    /// no other instance sends it again) and gives the rest of its claim back, while the
+    /// HTTP server gives the requests in flight its drain (30 s); the database closes
+    /// last, within [`CLOSE_GRACE`]. The systemd unit's `TimeoutStopSec` is above it.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -150,16 +156,22 @@ impl Application {
     ) -> anyhow::Result<()> {
         let postman = self.state.postman.clone();
         let store = self.store.clone();
-        let sending = tokio::spawn(send_mail(postman.clone()));
+        let mut sending = tokio::spawn(send_mail(postman.clone()));
+        let (signalled, at_signal) = tokio::sync::oneshot::channel();
+        let stopping = postman.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.stop();
+            let _ = signalled.send(tokio::time::Instant::now());
+        };
         let served = self.serve_http(listener, shutdown).await;
-        // Stopping: the message being sent is finished and recorded (a message cut off
-        // mid-send would be sent again by another instance), the rest of the claim given
-        // back — within a bounded time, and before the database connections close.
         postman.stop();
-        if tokio::time::timeout(POSTMAN_GRACE, sending).await.is_err() {
-            tracing::warn!("the postman did not finish its message in time");
+        let since = at_signal.await.unwrap_or_else(|_| tokio::time::Instant::now());
+        if tokio::time::timeout_at(since + POSTMAN_GRACE, &mut sending).await.is_err() {
+            tracing::warn!("the postman did not finish its message in time; it may be sent again by another instance");
+            sending.abort();
         }
-        store.close().await;
+        close(store).await;
         served
     }
 
@@ -171,7 +183,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let store = self.store.clone();
         let served = self.serve_http(listener, shutdown).await;
-        store.close().await;
+        close(store).await;
         served
     }
 
@@ -212,8 +224,18 @@ fn connections_the_descriptors_allow() -> usize {
     usize::try_from(limit.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX)
 }
 
-/// How long a stopping process waits for the postman to finish the message it is sending.
+/// How long a stopping process waits for the postman to finish the message it is
+/// sending, from the signal.
 const POSTMAN_GRACE: Duration = Duration::from_secs(15);
+/// How long the database's connections are waited for, last.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Closes the database's connections, waiting at most [`CLOSE_GRACE`] for those in use.
+async fn close(store: SqlStore) {
+    if tokio::time::timeout(CLOSE_GRACE, store.close()).await.is_err() {
+        tracing::warn!("database connections still in use at exit");
+    }
+}
 
 /// The sending loop: a round when woken (something was queued here) and every few
 /// seconds (for what other instances queued, and retries that came due), until stopped.
