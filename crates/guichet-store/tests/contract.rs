@@ -478,6 +478,13 @@ async fn fail(store: &SqlStore, account: &Account, at: Timestamp) -> FailureOutc
     store.record_login_failure(account.id, &policy(), &context(), at).await.unwrap_or_else(|e| panic!("{e:?}"))
 }
 
+/// A login with a password at `at` (despite a lock, for a known browser, when
+/// `despite_lock`): whether it was recorded.
+async fn succeed(store: &SqlStore, account: &Account, despite_lock: bool, at: Timestamp) -> Option<bool> {
+    let proof = Proof::Password(some_hash());
+    store.record_login_success(account.id, &proof, None, despite_lock, &[], &context(), at).await.ok()
+}
+
 async fn accounts_are_found_by_identifier_email_and_id(store: SqlStore) {
     let created = add(&store, "marie.durand").await;
     let by_identifier = store.find_account_by_identifier(&created.identifier).await.ok().flatten();
@@ -529,13 +536,7 @@ async fn a_success_clears_the_failure_count(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     fail(&store, &account, t0()).await;
-    assert_eq!(
-        store
-            .record_login_success(account.id, &Proof::Password(some_hash()), None, false, &[], &context(), t0())
-            .await
-            .ok(),
-        Some(true)
-    );
+    assert_eq!(succeed(&store, &account, false, t0()).await, Some(true));
     assert_eq!(fail(&store, &account, t0()).await, FailureOutcome::Counted { failures: 1 });
     assert_eq!(reload(&store, &account).await.last_login_at, Some(t0()));
 }
@@ -545,37 +546,9 @@ async fn a_success_is_refused_while_locked(store: SqlStore) {
     for _ in 0..3 {
         fail(&store, &account, t0()).await;
     }
-    assert_eq!(
-        store
-            .record_login_success(
-                account.id,
-                &Proof::Password(some_hash()),
-                None,
-                false,
-                &[],
-                &context(),
-                t0() + minutes(59)
-            )
-            .await
-            .ok(),
-        Some(false)
-    );
+    assert_eq!(succeed(&store, &account, false, t0() + minutes(59)).await, Some(false));
     assert_eq!(reload(&store, &account).await.last_login_at, None);
-    assert_eq!(
-        store
-            .record_login_success(
-                account.id,
-                &Proof::Password(some_hash()),
-                None,
-                false,
-                &[],
-                &context(),
-                t0() + minutes(60)
-            )
-            .await
-            .ok(),
-        Some(true)
-    );
+    assert_eq!(succeed(&store, &account, false, t0() + minutes(60)).await, Some(true));
     assert_eq!(reload(&store, &account).await.locked_until, None);
 }
 
@@ -753,9 +726,7 @@ async fn a_login_despite_a_lock_leaves_the_lock(store: SqlStore) {
         fail(&store, &account, t0() + minutes(n)).await;
     }
     let at = t0() + minutes(10);
-    let done =
-        store.record_login_success(account.id, &Proof::Password(some_hash()), None, true, &[], &context(), at).await;
-    assert_eq!(done.ok(), Some(true));
+    assert_eq!(succeed(&store, &account, true, at).await, Some(true));
     let after = reload(&store, &account).await;
     assert!(after.is_locked_at(at), "the stranger stays locked out");
     assert_eq!(after.last_login_at, Some(at));
@@ -771,18 +742,7 @@ async fn a_login_despite_a_lock_leaves_the_lock(store: SqlStore) {
 async fn events_are_listed_newest_first(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
-    store
-        .record_login_success(
-            account.id,
-            &Proof::Password(some_hash()),
-            None,
-            false,
-            &[],
-            &context(),
-            t0() + minutes(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(succeed(&store, &account, false, t0() + minutes(1)).await, Some(true));
     let events = store.account_events(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [AuditKind::LoginSucceeded, AuditKind::LoginFailed, AuditKind::AccountCreated]);
