@@ -2,18 +2,22 @@
 //! site, whether the browser's session may see the URL (forward auth). The access rules
 //! (TOML `[[access]]`) match URL prefixes; the longest matching prefix decides; a rule
 //! without groups lets any signed-in member through, a rule with groups lets members of
-//! any of them. A URL no rule matches is open to every signed-in member when its site
-//! (scheme, host and port) is named by some rule, or when no rule asks for a group at
-//! all; otherwise it is refused — so that a `Host` header with another port or a
-//! trailing dot, which the proxy may still route to a protected site, cannot slip past
-//! that site's rules.
+//! any of them. A URL no rule covers passes only when no rule asks for a group at all:
+//! as soon as one does, what no rule names is refused, so that a surprising target (a
+//! `Host` with another port, another site's name, a path the rules forgot) can never
+//! widen access. An operator opens a site to every member with a rule for its root and
+//! `groups = []`.
+//!
+//! The target is parsed as strictly as the proxy that will serve it ([`Target`]): an
+//! `http(s)` scheme, an authority that is a host and an optional port and nothing else,
+//! a path that starts right after it, no fragment, no user info, visible ASCII only.
+//! Anything else is refused, never judged as some other URL.
 //!
 //! URLs are compared the way the proxy will serve them: scheme and host in lower case,
 //! the default port dropped, the path percent-decoded with `.`/`..` resolved and repeated
-//! slashes merged, query and fragment left out — so `/public/../bureau/` or
-//! `/public%2F..%2Fbureau/` cannot borrow `/public/`'s rule to reach `/bureau/`. A path
-//! holding `;`, a backslash or a NUL (which some servers read differently) is no URL
-//! the gate judges, and neither is a host with a trailing dot left in.
+//! slashes merged, query left out — so `/public/../bureau/` or `/public%2F..%2Fbureau/`
+//! cannot borrow `/public/`'s rule to reach `/bureau/`. A path holding `;`, a backslash
+//! or a NUL (which some servers read differently) is no URL the gate judges.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,26 +95,110 @@ impl AccessPolicy {
         };
         match self.rules.iter().filter(covers).max_by_key(|rule| rule.prefix.len()) {
             Some(rule) => rule.groups.is_empty() || rule.groups.iter().any(|g| groups.contains(g)),
-            None => self.allows_unnamed() || self.rules.iter().any(|rule| site(&rule.prefix) == site(target)),
+            None => self.allows_unnamed(),
         }
     }
 
-    /// Whether a URL nobody named may be seen: only when no rule asks for a group (a
-    /// proxy that does not say which URL it serves must not slip past a rule).
+    /// Whether a URL no rule covers may be seen (or one the proxy did not name): only
+    /// when no rule asks for a group. Otherwise nothing the rules forgot is open.
     fn allows_unnamed(&self) -> bool {
         self.rules.iter().all(|rule| rule.groups.is_empty())
     }
 }
 
-/// The site of a normalised URL: `scheme://host[:port]`.
-fn site(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    url.get(after_scheme..).and_then(|rest| rest.find('/')).map_or(url, |i| &url[..after_scheme + i])
+/// The URL a proxy says it is about to serve, parsed strictly ([`Target::parse`],
+/// [`Target::forwarded`]) and brought to the form rules are compared in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// As the proxy sent it (for the way back after login).
+    url: String,
+    /// Normalised ([`normalise`]).
+    normalised: String,
+}
+
+/// Why a target was refused: the gate answers `403` and judges nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadTarget {
+    /// Not `http` or `https`.
+    #[error("the scheme is not http or https")]
+    Scheme,
+    /// Something other than a host and an optional port before the path (`?`, `#`, `@`,
+    /// a space, an empty host, a bad port…).
+    #[error("the authority is not a host and an optional port")]
+    Authority,
+    /// The path does not start right after the authority, or holds a fragment, a byte
+    /// outside visible ASCII, or what servers read differently (`;`, `\`, NUL).
+    #[error("the path is not one the gate can judge")]
+    Path,
+}
+
+impl Target {
+    /// A full URL (`X-Original-URL`).
+    pub fn parse(raw: &str) -> Result<Self, BadTarget> {
+        let (scheme, rest) = raw.split_once("://").ok_or(BadTarget::Scheme)?;
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        Self::forwarded(scheme, authority, path)
+    }
+
+    /// The three `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Forwarded-Uri` values.
+    pub fn forwarded(scheme: &str, authority: &str, uri: &str) -> Result<Self, BadTarget> {
+        let scheme = scheme.to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "http" | "https") {
+            return Err(BadTarget::Scheme);
+        }
+        if !is_authority(authority) {
+            return Err(BadTarget::Authority);
+        }
+        if !uri.starts_with('/') || uri.contains('#') || !uri.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(BadTarget::Path);
+        }
+        let url = format!("{scheme}://{authority}{uri}");
+        let normalised = normalise(&url).ok_or(BadTarget::Path)?;
+        Ok(Self { url, normalised })
+    }
+
+    /// The URL as the proxy sent it.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether two targets name the same URL, as the rules see it.
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.normalised == other.normalised
+    }
+}
+
+/// Whether `raw` is `host[:port]` and nothing else: a DNS name (letters, digits and
+/// hyphens in dot-separated labels, one trailing dot allowed), an IPv4 address, or an
+/// IPv6 address in brackets; a port of digits from 1 to 65535.
+fn is_authority(raw: &str) -> bool {
+    let (host, port) = match raw.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, Some(port)),
+        _ => (raw, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        let name = host.strip_suffix('.').unwrap_or(host);
+        !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+    };
+    port_ok && host_ok
 }
 
 /// Brings a URL to the form rules are compared in; `None` unless it is `http(s)`, or
 /// when its path holds what servers read differently (`;`, `\`, NUL).
-pub fn normalise(raw: &str) -> Option<String> {
+fn normalise(raw: &str) -> Option<String> {
     let url = Url::parse(raw.trim()).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
         return None;
@@ -148,6 +236,29 @@ pub struct Passport {
     pub email: String,
     /// The groups, sorted.
     pub groups: Vec<GroupName>,
+}
+
+/// What RFC 8187 leaves as it is in an `ext-value` (its `attr-char`).
+const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+impl Passport {
+    /// The display name as an RFC 8187 `ext-value` (`UTF-8''Marie%20Dup%C3%A9`): plain
+    /// ASCII, for servers that read header bytes as Latin-1 (Python's WSGI).
+    pub fn name_encoded(&self) -> String {
+        format!("UTF-8''{}", percent_encoding::utf8_percent_encode(&self.name, ATTR_CHAR))
+    }
 }
 
 /// What the browser's cookies present to the gate.
@@ -226,10 +337,9 @@ impl Gate {
         }
     }
 
-    /// Whether the session the browser presents may see `target` (a full URL; `None`
-    /// when the proxy did not say: then only a policy without group rules lets anyone
-    /// through).
-    pub async fn check(&self, presented: Presented<'_>, target: Option<&str>) -> Result<Verdict, StoreError> {
+    /// Whether the session the browser presents may see `target` (`None` when the proxy
+    /// did not say: then only a policy without group rules lets anyone through).
+    pub async fn check(&self, presented: Presented<'_>, target: Option<&Target>) -> Result<Verdict, StoreError> {
         let hash = match presented {
             Presented::Nothing => None,
             Presented::Session(token) => Some(token.hash()),
@@ -237,8 +347,8 @@ impl Gate {
         };
         let Some(hash) = hash else { return Ok(Verdict::NotSignedIn) };
         let Some(passport) = self.passport(&hash).await? else { return Ok(Verdict::NotSignedIn) };
-        let allowed = match target.and_then(normalise) {
-            Some(target) => self.policy.allows(&target, &passport.groups),
+        let allowed = match target {
+            Some(target) => self.policy.allows(&target.normalised, &passport.groups),
             None => self.policy.allows_unnamed(),
         };
         Ok(if allowed { Verdict::Pass(passport) } else { Verdict::Forbidden })
@@ -327,6 +437,10 @@ mod tests {
         policy().allows(&normalise(target).unwrap_or_default(), &groups)
     }
 
+    fn target(raw: &str) -> Result<String, BadTarget> {
+        Target::parse(raw).map(|t| t.normalised)
+    }
+
     #[test]
     fn the_longest_prefix_decides() {
         assert!(allows("https://docs.example.org/cours/1", &["adherents"]));
@@ -335,6 +449,7 @@ mod tests {
         assert!(!allows("https://docs.example.org/bureau/pv.pdf", &["adherents"]));
         assert!(allows("https://docs.example.org/bureau/pv.pdf", &["bureau"]));
         assert!(!allows("https://forum.example.org/", &["adherents"]), "a site no rule names, with group rules");
+        assert!(!allows("https://docs.example.org:8443/", &["adherents", "bureau"]), "another port is another site");
         assert!(allows("https://docs.example.org/autre", &[]) == allows("https://docs.example.org/", &[]));
         assert!(!allows("https://docs.example.org/bureau", &["adherents"]), "the folder without its slash");
         assert!(allows("https://docs.example.org/bureaux", &["adherents"]), "another folder");
@@ -379,12 +494,76 @@ mod tests {
     }
 
     #[test]
+    fn what_no_rule_covers_is_refused_once_a_rule_asks_for_a_group() {
+        let rule = |url: &str, groups: &[&str]| {
+            AccessRule::new(url, &groups.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let policy = AccessPolicy::new(vec![rule("https://docs.example.org/bureau/", &["bureau"])]);
+        let judge = |url: &str| policy.allows(&normalise(url).unwrap_or_default(), &[g("adherents")]);
+        assert!(!judge("https://docs.example.org/"), "the site's root, which no rule names");
+        assert!(!judge("https://docs.example.org/cours/1"));
+        let open = AccessPolicy::new(vec![
+            rule("https://docs.example.org/", &[]),
+            rule("https://docs.example.org/bureau/", &["bureau"]),
+        ]);
+        assert!(open.allows(&normalise("https://docs.example.org/cours/1").unwrap_or_default(), &[]));
+    }
+
+    #[test]
+    fn targets_are_parsed_as_strictly_as_the_proxy_serves_them() {
+        assert_eq!(target("https://docs.example.org/a?b#"), Err(BadTarget::Path));
+        assert_eq!(target("https://Docs.Example.org:443/a/../b?c").as_deref(), Ok("https://docs.example.org/b"));
+        assert_eq!(target("http://[::1]:8080/x").as_deref(), Ok("http://[::1]:8080/x"));
+        assert_eq!(target("http://127.0.0.1:8080/x").as_deref(), Ok("http://127.0.0.1:8080/x"));
+        assert_eq!(target("https://docs.example.org./x").as_deref(), Ok("https://docs.example.org/x"));
+        for (raw, why) in [
+            ("https://docs.example.org?/bureau/pv.pdf", BadTarget::Authority),
+            ("https://docs.example.org#/bureau/pv.pdf", BadTarget::Authority),
+            ("https://docs.example.org?:8080/bureau/", BadTarget::Authority),
+            ("https://marie@docs.example.org/bureau/", BadTarget::Authority),
+            ("https://docs.example.org x/bureau/", BadTarget::Authority),
+            ("https://docs.example.org:/bureau/", BadTarget::Authority),
+            ("https://docs.example.org:0/bureau/", BadTarget::Authority),
+            ("https://docs.example.org:65536/bureau/", BadTarget::Authority),
+            ("https://docs.example.org:80:80/bureau/", BadTarget::Authority),
+            ("https://docs..example.org/bureau/", BadTarget::Authority),
+            ("https://docs_example.org/bureau/", BadTarget::Authority),
+            ("https://docs.example.org%2f/bureau/", BadTarget::Authority),
+            ("https:///bureau/", BadTarget::Authority),
+            ("https://[::1/bureau/", BadTarget::Authority),
+            ("https://docs.example.org", BadTarget::Path),
+            ("https://docs.example.org/public/#/../bureau/", BadTarget::Path),
+            ("https://docs.example.org/public/ x", BadTarget::Path),
+            ("https://docs.example.org/bureau/é", BadTarget::Path),
+            ("https://docs.example.org/bureau;x/", BadTarget::Path),
+            ("ftp://docs.example.org/", BadTarget::Scheme),
+            ("docs.example.org/bureau/", BadTarget::Scheme),
+            ("javascript:alert(1)", BadTarget::Scheme),
+        ] {
+            assert_eq!(target(raw), Err(why), "{raw}");
+        }
+        assert_eq!(Target::forwarded("https", "docs.example.org?", "/bureau/"), Err(BadTarget::Authority));
+        assert_eq!(Target::forwarded("https", "docs.example.org", "bureau/"), Err(BadTarget::Path));
+        assert_eq!(Target::forwarded("gopher", "docs.example.org", "/"), Err(BadTarget::Scheme));
+        let (a, b) = (Target::parse("https://docs.example.org:443/a/./b"), Target::forwarded("HTTPS", "DOCS.example.org", "/a/b"));
+        assert!(a.is_ok_and(|a| b.is_ok_and(|b| a.same_as(&b))));
+    }
+
+    #[test]
     fn without_group_rules_every_site_is_open_to_members() {
         let open = AccessRule::new("https://docs.example.org/", &[]).unwrap_or_else(|e| panic!("{e}"));
         let policy = AccessPolicy::new(vec![open]);
         let target = normalise("https://forum.example.org/x").unwrap_or_default();
         assert!(policy.allows(&target, &[]));
         assert!(AccessPolicy::default().allows(&target, &[]));
+    }
+
+    #[test]
+    fn a_name_with_accents_is_also_sent_in_ascii() {
+        let passport =
+            Passport { identifier: "marie".into(), name: "Éloïse d'Aubé-Ça".into(), email: "e@x".into(), groups: vec![] };
+        assert_eq!(passport.name_encoded(), "UTF-8''%C3%89lo%C3%AFse%20d%27Aub%C3%A9-%C3%87a");
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! in the queue (a few bytes each) instead of multiplying memory, and is refused with
 //! [`HashError::Busy`] once the queue is full. The async threads only await the answer,
 //! so other pages keep being served.
+//!
+//! A stored hash much costlier than ours (an import from a site that used Argon2 with
+//! 256 MiB, or bcrypt at cost 14) goes to a lane of its own, one thread with a short
+//! queue: a robot hammering such an account waits behind itself, and every other
+//! member's login keeps the main threads.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -184,31 +189,64 @@ impl WorkArea {
     }
 }
 
+/// Whether checking `hash` costs much more than one of ours (over four times the work,
+/// or over twice the memory): such checks take the costly lane.
+fn is_costly(cost: Argon2Cost, hash: &PasswordHash) -> bool {
+    if let Ok(Some(legacy)) = crate::legacy::LegacyHash::parse(hash.as_phc()) {
+        return legacy.is_costly();
+    }
+    let Some(params) = PhcHash::new(hash.as_phc()).ok().and_then(|phc| Params::try_from(&phc).ok()) else {
+        return false;
+    };
+    let work = |m: u32, t: u32, p: u32| u64::from(m) * u64::from(t) * u64::from(p.max(1));
+    params.m_cost() > cost.memory_kib.saturating_mul(2)
+        || work(params.m_cost(), params.t_cost(), 1)
+            > work(cost.memory_kib, cost.iterations, 1).saturating_mul(4)
+}
+
 type Job = Box<dyn FnOnce(&mut WorkArea) + Send>;
 
-/// A fixed pool of hashing threads behind a bounded queue.
+/// Threads fed by one bounded queue.
 #[derive(Debug, Clone)]
-pub struct Argon2Pool {
-    cost: Argon2Cost,
+struct Lane {
     queue: SyncSender<Job>,
     threads: usize,
 }
 
-impl Argon2Pool {
-    /// Starts `threads` hashing threads (at least one) with room for `queue` waiting jobs.
-    pub fn start(cost: Argon2Cost, threads: usize, queue: usize) -> Self {
+impl Lane {
+    fn start(name: &str, threads: usize, queue: usize) -> Self {
         let threads = threads.max(1);
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for n in 0..threads {
             let receiver = Arc::clone(&receiver);
-            let spawned =
-                std::thread::Builder::new().name(format!("guichet-hash-{n}")).spawn(move || run_worker(&receiver));
+            let spawned = std::thread::Builder::new().name(format!("{name}-{n}")).spawn(move || run_worker(&receiver));
             if let Err(error) = spawned {
                 tracing::error!(%error, "could not start a password hashing thread");
             }
         }
-        Self { cost, queue: sender, threads }
+        Self { queue: sender, threads }
+    }
+}
+
+/// A fixed pool of hashing threads behind a bounded queue, and a lane of one thread for
+/// costly stored hashes.
+#[derive(Debug, Clone)]
+pub struct Argon2Pool {
+    cost: Argon2Cost,
+    main: Lane,
+    costly: Lane,
+}
+
+impl Argon2Pool {
+    /// Starts `threads` hashing threads (at least one) with room for `queue` waiting jobs,
+    /// and the costly lane (one thread, four waiting).
+    pub fn start(cost: Argon2Cost, threads: usize, queue: usize) -> Self {
+        Self {
+            cost,
+            main: Lane::start("guichet-hash", threads, queue),
+            costly: Lane::start("guichet-hash-costly", 1, 4),
+        }
     }
 
     /// One thread per core, and a queue of 64 jobs per thread.
@@ -217,13 +255,13 @@ impl Argon2Pool {
         Self::start(cost, cores, cores * 64)
     }
 
-    /// How many hashing threads run.
+    /// How many hashing threads run (besides the costly lane's).
     pub fn threads(&self) -> usize {
-        self.threads
+        self.main.threads
     }
 
     async fn run<T: Send + 'static>(
-        &self,
+        lane: &Lane,
         work: impl FnOnce(&mut WorkArea) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (reply, answer) = oneshot::channel();
@@ -234,7 +272,7 @@ impl Argon2Pool {
             let _ = reply.send(work(area));
         });
         metrics::gauge!("guichet_hash_queue_depth").increment(1.0);
-        match self.queue.try_send(job) {
+        match lane.queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 metrics::gauge!("guichet_hash_queue_depth").decrement(1.0);
@@ -270,12 +308,13 @@ fn run_worker(receiver: &Mutex<Receiver<Job>>) {
 impl PasswordHasher for Argon2Pool {
     async fn hash(&self, password: SecretString) -> Result<PasswordHash, HashError> {
         let cost = self.cost;
-        self.run(move |area| cost.hash_with(area, password.expose_secret())).await?
+        Self::run(&self.main, move |area| cost.hash_with(area, password.expose_secret())).await?
     }
 
     async fn verify(&self, password: SecretString, hash: PasswordHash) -> Result<Verification, HashError> {
         let cost = self.cost;
-        self.run(move |area| cost.verify_with(area, password.expose_secret(), &hash)).await
+        let lane = if is_costly(cost, &hash) { &self.costly } else { &self.main };
+        Self::run(lane, move |area| cost.verify_with(area, password.expose_secret(), &hash)).await
     }
 }
 
@@ -359,6 +398,27 @@ mod tests {
     #[test]
     fn an_unreadable_hash_never_matches() {
         assert_eq!(CHEAP.verify_blocking("x", &PasswordHash::from_phc("not a hash".into())), Verification::Mismatch);
+    }
+
+    #[tokio::test]
+    async fn costly_hashes_wait_in_their_own_lane() {
+        let costly = Argon2Cost { memory_kib: 8 * 1024, iterations: 8, parallelism: 1 }.hash_blocking("x").expect("hash");
+        assert!(is_costly(CHEAP, &costly));
+        assert!(!is_costly(Argon2Cost::RECOMMENDED, &Argon2Cost::RECOMMENDED.hash_blocking("x").expect("hash")));
+        let bcrypt14 = PasswordHash::from_phc(format!("$2y$14${}", "a".repeat(53)));
+        assert!(is_costly(Argon2Cost::RECOMMENDED, &bcrypt14));
+        // The costly lane full of a robot's tries, a bystander's cheap check still goes.
+        let pool = Argon2Pool::start(CHEAP, 1, 4);
+        let cheap = pool.hash(secret("cheval agrafe pile")).await.expect("hash");
+        let robot = (0..12).map(|_| pool.verify(secret("wrong"), costly.clone()));
+        let robot = futures_util::future::join_all(robot);
+        let bystander = async {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            pool.verify(secret("cheval agrafe pile"), cheap.clone()).await
+        };
+        let (robot, bystander) = tokio::join!(robot, bystander);
+        assert!(matches!(bystander, Ok(Verification::Match { .. })), "{bystander:?}");
+        assert!(robot.iter().any(|r| matches!(r, Err(HashError::Busy))), "the costly lane is bounded");
     }
 
     #[tokio::test]

@@ -102,6 +102,18 @@ impl std::fmt::Debug for LegacyHash {
 }
 
 impl LegacyHash {
+    /// Whether a check costs much more than one of guichet's own Argon2id hashes (tens of
+    /// milliseconds): bcrypt above cost 12, PBKDF2 above 1,200,000 iterations, iterated
+    /// SHA-512 above 2^18 rounds.
+    pub fn is_costly(&self) -> bool {
+        match self {
+            Self::Bcrypt(hash) | Self::WordPress(hash) => hash.get(4..6).and_then(|c| c.parse::<u32>().ok()) > Some(12),
+            Self::Django { iterations, .. } => *iterations > 1_200_000,
+            Self::Drupal7 { log2, .. } => *log2 > 18,
+            Self::Phpass { .. } | Self::JoomlaMd5 { .. } => false,
+        }
+    }
+
     /// Parses a stored legacy hash; `Ok(None)` for an Argon2 PHC string (not legacy).
     pub fn parse(stored: &str) -> Result<Option<Self>, LegacyError> {
         let stored = stored.trim();

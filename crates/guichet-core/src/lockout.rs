@@ -71,6 +71,14 @@ pub enum ThrottleKey {
         /// The identifier tried.
         identifier: String,
     },
+    /// Successful logins of one identifier from an address (see
+    /// [`ThrottleKey::known_on`]).
+    KnownOn {
+        /// The address's key.
+        address: String,
+        /// The identifier, as typed, lower-cased.
+        identifier: String,
+    },
     /// "Forgot identifier" and "forgot password" requests from an address.
     ForgotRequests(String),
     /// Assistance requests written from an address.
@@ -84,11 +92,19 @@ impl ThrottleKey {
         Self::FailedLoginsOn { address: address.to_owned(), identifier }
     }
 
+    /// The key a successful login of `identifier` from `address` is remembered under:
+    /// past the address's ceiling, that identifier may still try.
+    pub fn known_on(address: &str, identifier: &str) -> Self {
+        let identifier = identifier.trim().to_lowercase().chars().take(crate::account::Identifier::MAX).collect();
+        Self::KnownOn { address: address.to_owned(), identifier }
+    }
+
     /// How storage writes it: one prefix per kind, so that kinds never mix.
     pub fn storage_key(&self) -> String {
         match self {
             Self::FailedLogins(address) => format!("login:{address}"),
             Self::FailedLoginsOn { address, identifier } => format!("login-on:{address}|{identifier}"),
+            Self::KnownOn { address, identifier } => format!("known-on:{address}|{identifier}"),
             Self::ForgotRequests(address) => format!("forgot:{address}"),
             Self::AssistanceRequests(address) => format!("assistance:{address}"),
         }

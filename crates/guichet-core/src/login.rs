@@ -2,7 +2,8 @@
 //! throttle by address and refuse locked accounts without looking at the password;
 //! verify, count failures, lock — and answer every failure the same way, in the same time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -90,10 +91,51 @@ pub struct Authenticator {
     /// Verified against when there is no real hash to check, so that every failure
     /// costs one hash.
     dummy_hash: PasswordHash,
+    /// One password check at a time per account.
+    turns: Arc<Turns>,
+}
+
+/// Login attempts on one identifier wait for each other (on this instance): ten parallel
+/// guesses on one account cost one hashing thread, not ten, and the account's lock
+/// applies to the guesses that come after the fifth failure instead of racing it.
+#[derive(Debug, Default)]
+struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+/// The right to check one account's password; the account's entry goes when nobody
+/// else waits.
+struct Turn<'a> {
+    turns: &'a Turns,
+    account: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Turns {
+    async fn take(&self, account: String) -> Turn<'_> {
+        let lane = {
+            let mut lanes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(lanes.entry(account.clone()).or_default())
+        };
+        Turn { turns: self, account, guard: Some(lane.lock_owned().await) }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.turns.0.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(self.guard.take());
+        // Only the map holds it now: nobody waits.
+        if lanes.get(&self.account).is_some_and(|lane| Arc::strong_count(lane) == 1) {
+            lanes.remove(&self.account);
+        }
+    }
 }
 
 /// The counts an untrusted attempt made, to give back if it succeeds.
 type Counted = Vec<(ThrottleKey, Timestamp)>;
+
+/// How long a successful login from a network keeps the account's way in through that
+/// network's ceiling: throttle counts are kept a day (see [`crate::housekeeping`]).
+const KNOWN_FOR: SignedDuration = SignedDuration::from_hours(20);
 
 impl Authenticator {
     /// Wires the use case; hashes a random password once for the dummy hash.
@@ -118,6 +160,7 @@ impl Authenticator {
             throttle,
             key,
             dummy_hash,
+            turns: Arc::default(),
         })
     }
 
@@ -156,6 +199,9 @@ impl Authenticator {
         context: &RequestContext,
     ) -> Result<LoggedIn, LoginError> {
         let password = crate::password::normalised(&password);
+        // One attempt at a time per identifier, from reading the account to recording
+        // the outcome: the lock a failure sets applies to the next attempt.
+        let _turn = self.turns.take(identifier.trim().to_lowercase()).await;
         let now = self.clock.now();
         let cookie = DeviceCookie::parse(device_cookie.unwrap_or_default(), &self.key, now);
         let account = match Identifier::parse(identifier) {
@@ -169,7 +215,12 @@ impl Authenticator {
         let (account, proof) = match trusted {
             Some(nonce) => self.attempt(account, password, Some(&nonce), &[], context).await?,
             None => {
-                let counted = self.count_attempt(identifier, context, now).await?;
+                // The desk's temporary password, typed right, is a bearer secret of its
+                // own: it is let through a busy address like a known member.
+                let temporary = account.as_ref().and_then(|a| a.temporary_password_at(now)).is_some_and(|t| {
+                    TemporaryPassword::parse(password.expose_secret()).is_some_and(|typed| typed.matches(t))
+                });
+                let counted = self.count_attempt(identifier, temporary, context, now).await?;
                 let result = self.attempt(account, password, None, &counted, context).await;
                 if matches!(result, Err(LoginError::Busy | LoginError::Hash(_) | LoginError::Store(_))) {
                     // Only failures count: our own failure gives the counts back (a
@@ -181,6 +232,12 @@ impl Authenticator {
                 result?
             }
         };
+        if let Some(address) = context.address.map(throttle_key) {
+            // Remembered so that this account may still try from this network when the
+            // network is over its ceiling (a hospital's shared address).
+            let known = ThrottleKey::known_on(&address, identifier);
+            self.counts.count(&known, KNOWN_FOR, self.clock.now()).await?;
+        }
         let device_cookie = cookie.with_fresh_mark(account.id, self.clock.now()).encode(&self.key);
         let must_change_password = matches!(proof, Proof::Temporary(_));
         Ok(LoggedIn { account, device_cookie, must_change_password })
@@ -204,10 +261,13 @@ impl Authenticator {
 
     /// Counts an attempt without a device cookie against its address, before the
     /// password is checked (see [`crate::lockout`]); `Err(Throttled)` when the address
-    /// may not try (nothing stays counted then).
+    /// may not try (nothing stays counted then). Past the address's ceiling, only an
+    /// identifier that logged in from this network within [`KNOWN_FOR`], or a pending
+    /// temporary password typed right, may still try (within the per-identifier limit).
     async fn count_attempt(
         &self,
         identifier: &str,
+        temporary: bool,
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<Counted, LoginError> {
@@ -223,7 +283,7 @@ impl Authenticator {
             let frees_at = oldest.unwrap_or(now).saturating_add(window).unwrap_or(now);
             LoginError::Throttled { retry_after: frees_at.duration_since(now).max(SignedDuration::from_secs(1)) }
         };
-        let verdict = if failures > self.throttle.ceiling() {
+        let verdict = if failures > self.throttle.ceiling() && !temporary && !self.known_on(&address, identifier, now).await? {
             tracing::warn!(address, failures, "address refused after very many failed logins");
             Err(refused(oldest))
         } else {
@@ -244,6 +304,15 @@ impl Authenticator {
             return Err(refusal);
         }
         Ok(counted)
+    }
+
+    /// Whether `identifier` logged in from the network `address` within [`KNOWN_FOR`].
+    async fn known_on(&self, address: &str, identifier: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let known = ThrottleKey::known_on(address, identifier);
+        // Counting is the port's only read: count one, see what was there, give it back.
+        let (seen, _) = self.counts.count(&known, KNOWN_FOR, now).await?;
+        self.counts.uncount(&known, now).await?;
+        Ok(seen > 1)
     }
 
     /// Checks the password of `account` (or spends one hash when there is none). From

@@ -133,19 +133,23 @@ impl OidcStore for SqlStore {
         Ok(())
     }
 
-    async fn use_code(&self, code: &TokenHash, now: Timestamp) -> Result<CodeUse, StoreError> {
+    async fn use_code(&self, code: &TokenHash, client: &ClientId, now: Timestamp) -> Result<CodeUse, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The conditional update is the single point where one caller wins.
-        let first = sqlx::query("UPDATE oidc_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
-            .bind(millis(now))
-            .bind(code.as_str())
+        let first = sqlx::query(
+            "UPDATE oidc_codes SET used_at = $1 WHERE code_hash = $2 AND client_id = $3 AND used_at IS NULL",
+        )
+        .bind(millis(now))
+        .bind(code.as_str())
+        .bind(client.as_str())
             .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected()
             == 1;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CODE_SELECT} WHERE code_hash = $1")))
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CODE_SELECT} WHERE code_hash = $1 AND client_id = $2")))
             .bind(code.as_str())
+            .bind(client.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;

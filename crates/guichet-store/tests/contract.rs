@@ -1341,7 +1341,7 @@ async fn oidc_clients_are_kept_listed_and_removed_with_what_they_hold(store: Sql
     assert_eq!(store.remove_client(&a.id).await.ok(), Some(true));
     assert_eq!(store.remove_client(&a.id).await.ok(), Some(false), "gone already");
     assert!(store.find_grant("j-1").await.ok().flatten().is_none(), "its tokens went with it");
-    assert_eq!(store.use_code(&code, t0()).await.ok(), Some(CodeUse::Unknown), "and its codes");
+    assert_eq!(store.use_code(&code, &a.id, t0()).await.ok(), Some(CodeUse::Unknown), "and its codes");
     assert!(store.find_client(&ClientId::from_stored("nope".to_owned())).await.ok().flatten().is_none());
 }
 
@@ -1360,10 +1360,14 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
     let issued = code_for(&a, &marie, &code);
     store.store_code(&issued).await.unwrap_or_else(|e| panic!("{e:?}"));
 
+    // Presented by another client: unknown to it, and left untouched.
+    let intruder = ClientId::from_stored("b-intruder".to_owned());
+    assert_eq!(store.use_code(&code, &intruder, t0()).await.ok(), Some(CodeUse::Unknown));
+
     // Many at once: exactly one gets the first use.
     let tries = (0..8).map(|_| {
-        let (store, code) = (store.clone(), code.clone());
-        tokio::spawn(async move { store.use_code(&code, t0()).await })
+        let (store, code, id) = (store.clone(), code.clone(), a.id.clone());
+        tokio::spawn(async move { store.use_code(&code, &id, t0()).await })
     });
     let outcomes: Vec<CodeUse> = futures_util::future::join_all(tries)
         .await
@@ -1380,14 +1384,14 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
 
     let other = PlainToken::generate().hash();
     store.store_code(&code_for(&a, &marie, &other)).await.unwrap_or_else(|e| panic!("{e:?}"));
-    assert!(matches!(store.use_code(&other, t0()).await, Ok(CodeUse::First(_))));
+    assert!(matches!(store.use_code(&other, &a.id, t0()).await, Ok(CodeUse::First(_))));
     store.store_grant(&grant_for("first", &a, &marie, &other)).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(store.find_grant("first").await.ok().flatten().and_then(|g| g.revoked_at), None);
     let later = t0() + SignedDuration::from_secs(5);
-    assert_eq!(store.use_code(&other, later).await.ok(), Some(CodeUse::Again));
+    assert_eq!(store.use_code(&other, &a.id, later).await.ok(), Some(CodeUse::Again));
     assert_eq!(store.find_grant("first").await.ok().flatten().and_then(|g| g.revoked_at), Some(later));
 
-    assert_eq!(store.use_code(&PlainToken::generate().hash(), t0()).await.ok(), Some(CodeUse::Unknown));
+    assert_eq!(store.use_code(&PlainToken::generate().hash(), &a.id, t0()).await.ok(), Some(CodeUse::Unknown));
     let purged = store.purge_oidc(t0() + SignedDuration::from_hours(1)).await.unwrap_or_default();
     assert_eq!(purged, 4, "two codes and two grants, all expired");
 }

@@ -100,7 +100,7 @@ async fn count_request(request: axum::extract::Request, next: middleware::Next) 
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "(none)".to_owned(), |m| m.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -109,6 +109,22 @@ async fn count_request(request: axum::extract::Request, next: middleware::Next) 
     metrics::histogram!("guichet_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The request method as a metric label: a closed set, so that made-up methods cannot
+/// grow the registry (one series each, never released).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 /// Serves the application on `listener` until `shutdown` completes (see [`server`]).

@@ -612,7 +612,8 @@ impl Oidc {
         let code = request.code.as_deref().ok_or(TokenError::InvalidRequest("code is missing"))?;
         let code_hash = PlainToken::from_presented(code).ok_or(TokenError::InvalidGrant("unknown code"))?.hash();
         let now = self.clock.now();
-        let issued = match self.store.use_code(&code_hash, now).await? {
+        // Only a code issued to this (authenticated) client is touched at all.
+        let issued = match self.store.use_code(&code_hash, &client.id, now).await? {
             CodeUse::First(issued) => issued,
             CodeUse::Again => {
                 tracing::warn!(client = %client.id, "an authorization code was used twice: what it issued is revoked");
@@ -620,9 +621,6 @@ impl Oidc {
             }
             CodeUse::Unknown => return Err(TokenError::InvalidGrant("unknown code")),
         };
-        if issued.client != client.id {
-            return Err(TokenError::InvalidGrant("the code was issued to another client"));
-        }
         if issued.expires_at <= now {
             return Err(TokenError::InvalidGrant("the code expired"));
         }

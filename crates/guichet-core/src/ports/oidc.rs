@@ -15,7 +15,8 @@ pub enum CodeUse {
     First(IssuedCode),
     /// Used before: what the first use issued has just been revoked.
     Again,
-    /// No such code.
+    /// No such code, or one issued to another client (left untouched: whoever sees a
+    /// code cannot burn it without the client's credentials).
     Unknown,
 }
 
@@ -37,9 +38,10 @@ pub trait OidcStore: Send + Sync + std::fmt::Debug {
     /// Keeps an authorization code (its hash only).
     async fn store_code(&self, code: &NewCode) -> Result<(), StoreError>;
 
-    /// Marks the code used, atomically: only one caller ever gets
-    /// [`CodeUse::First`]. A second use revokes every grant made from the code.
-    async fn use_code(&self, code: &TokenHash, now: Timestamp) -> Result<CodeUse, StoreError>;
+    /// Marks the code used when it was issued to `client`, atomically: only one caller
+    /// ever gets [`CodeUse::First`]. A second use by that client revokes every grant made
+    /// from the code; a code of another client is [`CodeUse::Unknown`] and stays as it was.
+    async fn use_code(&self, code: &TokenHash, client: &ClientId, now: Timestamp) -> Result<CodeUse, StoreError>;
 
     /// Records an issued access token.
     async fn store_grant(&self, grant: &NewGrant) -> Result<(), StoreError>;

@@ -11,7 +11,7 @@ use axum::http::header::LOCATION;
 use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
-use guichet_core::gate::{Passport, Presented, Verdict, normalise};
+use guichet_core::gate::{BadTarget, Passport, Presented, Target, Verdict};
 use guichet_core::token::PlainToken;
 
 use crate::cookies::Cookie;
@@ -24,20 +24,22 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// What the proxy said it is about to serve.
-enum Target {
-    /// This URL.
-    Named(String),
+enum Named {
+    /// This URL, parsed strictly.
+    Url(Target),
     /// Nothing believable (no headers, or a peer outside `GUICHET_TRUSTED_PROXIES`).
-    Unnamed,
-    /// Two different URLs: `X-Original-URL` and `X-Forwarded-*` disagree. A proxy that
-    /// sets one may pass the browser's copy of the other along; neither is believed.
-    Conflicting,
+    Nothing,
+    /// Something that is not a URL the gate can judge (a `Host` with `?`, `#` or `@`, a
+    /// fragment, bytes outside ASCII…), or two different URLs (`X-Original-URL` and
+    /// `X-Forwarded-*` disagree: a proxy that sets one may pass the browser's copy of the
+    /// other along). Refused, never judged as some other URL.
+    Refused,
 }
 
 /// The URL the proxy is about to serve, from its headers: `X-Original-URL`, or
 /// `X-Forwarded-Proto` + `X-Forwarded-Host` + `X-Forwarded-Uri`. Nothing from a peer that
 /// is not a trusted proxy, whatever it says.
-fn target(state: &AppState, peer: Option<std::net::SocketAddr>, headers: &HeaderMap) -> Target {
+fn target(state: &AppState, peer: Option<std::net::SocketAddr>, headers: &HeaderMap) -> Named {
     let trusted = peer.is_some_and(|peer| state.settings.trusted_proxies.trusts(peer.ip()));
     if !trusted {
         static SAID: std::sync::Once = std::sync::Once::new();
@@ -48,41 +50,56 @@ fn target(state: &AppState, peer: Option<std::net::SocketAddr>, headers: &Header
                  so only signed-in checks apply and group rules refuse"
             );
         });
-        return Target::Unnamed;
+        return Named::Nothing;
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    let original = header("x-original-url").map(str::to_owned);
-    let forwarded = match (header("x-forwarded-proto"), header("x-forwarded-host"), header("x-forwarded-uri")) {
-        (Some(proto), Some(host), uri) => Some((format!("{proto}://{host}{}", uri.unwrap_or("/")), uri.is_some())),
-        _ => None,
-    };
-    match (original, forwarded) {
-        // A proxy that names the full URL one way and also passes a full `X-Forwarded-*`
-        // set: both must say the same.
-        (Some(original), Some((forwarded, true))) => {
-            if normalise(&original).is_some() && normalise(&original) == normalise(&forwarded) {
-                Target::Named(original)
-            } else {
-                tracing::warn!("forward auth: X-Original-URL and X-Forwarded-* name different URLs: refused");
-                Target::Conflicting
-            }
+    // A header sent twice, or whose bytes are not visible ASCII, is not read as absent.
+    let mut unreadable = false;
+    let mut header = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        let value = values.next();
+        if values.next().is_some() {
+            unreadable = true;
+            return None;
         }
-        (Some(original), _) => Target::Named(original),
-        (None, Some((forwarded, _))) => Target::Named(forwarded),
-        (None, None) => Target::Unnamed,
+        let value = value?.to_str().map(str::trim);
+        unreadable |= value.is_err();
+        value.ok().filter(|v| !v.is_empty())
+    };
+    let original = header("x-original-url").map(Target::parse);
+    let forwarded = [header("x-forwarded-proto"), header("x-forwarded-host"), header("x-forwarded-uri")];
+    if unreadable {
+        tracing::warn!("forward auth: a URL header sent twice or not in ASCII: refused");
+        return Named::Refused;
     }
+    let forwarded = match forwarded {
+        [None, None, None] => None,
+        [Some(proto), Some(host), Some(uri)] => Some(Target::forwarded(proto, host, uri)),
+        // Part of a set: the proxy's or the browser's, nobody can tell.
+        _ => Some(Err(BadTarget::Authority)),
+    };
+    let named = match (original, forwarded) {
+        (Some(Ok(original)), Some(Ok(forwarded))) if original.same_as(&forwarded) => Named::Url(original),
+        (Some(Ok(url)), None) | (None, Some(Ok(url))) => Named::Url(url),
+        (None, None) => Named::Nothing,
+        (original, forwarded) => {
+            let why = [original, forwarded].into_iter().flatten().find_map(Result::err);
+            tracing::warn!(why = why.map(|e| e.to_string()), "forward auth: the URL named is not one the gate judges: refused");
+            Named::Refused
+        }
+    };
+    named
 }
 
 async fn verdict(
     state: &AppState,
     extensions: &Extensions,
     headers: &HeaderMap,
-) -> Result<(Verdict, Option<String>), WebError> {
+) -> Result<(Verdict, Option<Target>), WebError> {
     let peer = extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(peer)| *peer);
     let target = match target(state, peer, headers) {
-        Target::Named(url) => Some(url),
-        Target::Unnamed => None,
-        Target::Conflicting => return Ok((Verdict::Forbidden, None)),
+        Named::Url(url) => Some(url),
+        Named::Nothing => None,
+        Named::Refused => return Ok((Verdict::Forbidden, None)),
     };
     // guichet's own session cookie (a site on guichet's host), else the pass shared with
     // sub-domains.
@@ -94,23 +111,25 @@ async fn verdict(
         (None, Some(pass)) => Presented::Pass(pass),
         (None, None) => Presented::Nothing,
     };
-    Ok((state.gate.check(presented, target.as_deref()).await?, target))
+    Ok((state.gate.check(presented, target.as_ref()).await?, target))
 }
 
-/// What the site behind the proxy is told, as `Remote-*` headers.
+/// What the site behind the proxy is told, as `Remote-*` headers. All five always go,
+/// so that a proxy which copies them overwrites whatever the browser sent.
 fn passed(passport: &Passport) -> Response {
     let groups: Vec<&str> = passport.groups.iter().map(|g| g.as_str()).collect();
     let mut response = StatusCode::OK.into_response();
     for (name, value) in [
         ("remote-user", passport.identifier.as_str()),
+        // A name may hold accents: sent as UTF-8 bytes (PHP reads them as they are)…
         ("remote-name", passport.name.as_str()),
+        // … and in ASCII, RFC 8187's `UTF-8''…` (what a Python server decodes safely).
+        ("remote-name-encoded", &passport.name_encoded()),
         ("remote-email", passport.email.as_str()),
         ("remote-groups", &groups.join(",")),
     ] {
-        // A name may hold accents: sent as UTF-8 bytes, as other gatekeepers do.
-        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
-            response.headers_mut().insert(HeaderName::from_static(name), value);
-        }
+        let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or(HeaderValue::from_static(""));
+        response.headers_mut().insert(HeaderName::from_static(name), value);
     }
     response
 }
@@ -149,7 +168,7 @@ async fn forward(
         Verdict::Forbidden => refused(),
         Verdict::NotSignedIn => {
             let mut login = format!("{}/login", state.settings.public_url.trim_end_matches('/'));
-            if let Some(next) = target.as_deref().and_then(|t| state.settings.return_hosts.accept(t)) {
+            if let Some(next) = target.as_ref().and_then(|t| state.settings.return_hosts.accept(t.as_str())) {
                 login.push_str("?next=");
                 login.extend(form_urlencoded::byte_serialize(next.as_bytes()));
             }
