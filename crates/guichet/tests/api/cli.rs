@@ -824,6 +824,11 @@ async fn metrics_are_served_apart_and_count_logins_and_requests() {
     let form = [("csrf_token", token.as_str()), ("identifier", "personne"), ("password", "pas le bon")];
     let failed = client.post(format!("{base}/login")).form(&form).send().await.map(|r| r.status()).ok();
     let public = client.get(format!("{base}/metrics")).send().await.map(|r| r.status()).ok();
+    // Made-up methods are one label, not one series each.
+    for n in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("INVENTE{n}").as_bytes()).unwrap_or(reqwest::Method::GET);
+        let _ = client.request(method, format!("{base}/login")).send().await;
+    }
     let scraped = client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.ok();
     let text = match scraped {
         Some(answer) => answer.text().await.unwrap_or_default(),
@@ -842,4 +847,6 @@ async fn metrics_are_served_apart_and_count_logins_and_requests() {
     ] {
         assert!(text.contains(expected), "{expected} in:\n{text}");
     }
+    assert!(!text.contains("INVENTE"), "no series per made-up method:\n{text}");
+    assert!(text.contains(r#"method="other""#), "{text}");
 }

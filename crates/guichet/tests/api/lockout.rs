@@ -290,3 +290,36 @@ async fn forwarded_for_from_an_untrusted_peer_does_not_dodge_the_throttle() {
     let page = app.login_with(&browser(), "nobody", "x", &[("x-forwarded-for", "10.9.9.200")]).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn past_a_networks_ceiling_a_member_known_there_or_holding_a_temporary_password_still_gets_in() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[("GUICHET_TRUSTED_PROXIES", "127.0.0.1"), ("GUICHET_ADDRESS_THROTTLE_FAILURES", "2")],
+    )
+    .await;
+    let hospital = [("x-forwarded-for", "203.0.113.9")];
+    for member in ["marie", "paul", "lea"] {
+        app.add_member(member).await;
+    }
+    // Marie logged in from the hospital this morning, on another computer.
+    assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &hospital).await.status, StatusCode::SEE_OTHER);
+    // The desk gave Léa a temporary password.
+    assert!(crate::cli::guichet(&app, &["member", "temporary-password", "lea"], None).status.success());
+    let (_, temporary) = crate::desk::temporary_password_mail(&app, "lea@chu.example.fr").await;
+    // A robot behind the hospital's address: past the ceiling (2 × 5).
+    for n in 0..12 {
+        app.login_with(&browser(), &format!("robot{n}"), "123456", &hospital).await;
+    }
+    assert_eq!(app.login_with(&browser(), "robot99", "123456", &hospital).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Paul, never seen there, waits; Marie on a new computer and Léa get in.
+    assert_eq!(app.login_with(&browser(), "paul", PASSWORD, &hospital).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &hospital).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.login_with(&browser(), "lea", &temporary, &hospital).await.status, StatusCode::SEE_OTHER);
+    // Someone trying Marie's identifier with wrong passwords still meets the per-identifier limit.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(app.login_with(&browser(), "marie", "devine", &hospital).await.status);
+    }
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+}

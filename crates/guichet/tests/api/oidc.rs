@@ -256,6 +256,15 @@ async fn the_token_endpoint_refuses_what_it_must() {
     let refused = exchange(&rp, &param(&back, "code").unwrap_or_default(), wrong).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
 
+    // A code presented by another registered client: refused, and left as it was, so
+    // that whoever sees a code cannot burn it for the application it was issued to.
+    let other = relying_party(&app, &register(&app, false, &[]).await).await;
+    let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
+    let verifier_again = PkceCodeVerifier::new(verifier.secret().clone());
+    let refused = exchange(&other, &code, verifier).await;
+    assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
+    assert!(exchange(&rp, &code, verifier_again).await.is_ok(), "the code still works for its client");
+
     // A code past its 60 seconds.
     let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     app.advance(SignedDuration::from_secs(61));

@@ -620,3 +620,50 @@ async fn sub_domains_get_a_pass_that_opens_the_gate_but_not_guichet() {
     assert!(set_cookies(&out).iter().any(|(n, v)| n == "guichet_pass" && v.contains("Max-Age=0")));
     assert_eq!(check(format!("guichet_pass={pass}")).await, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn forward_auth_refuses_a_target_it_cannot_parse() {
+    let access: [(&str, &[&str]); 2] =
+        [("https://docs.example.org/", &[]), ("https://docs.example.org/bureau/", &["bureau"])];
+    let settings = [("GUICHET_TRUSTED_PROXIES", "127.0.0.1"), ("GUICHET_RETURN_HOSTS", "docs.example.org")];
+    let app = spawn_app_with_access(Backend::Sqlite, &settings, &access).await;
+    app.add_account("marie", Role::Member).await;
+    app.login("marie", PASSWORD).await;
+    let check = |headers: Vec<(&'static str, String)>| {
+        let mut request = app.client.get(format!("{}/auth/check", app.address));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move { request.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    let original = |url: &str| vec![("x-original-url", url.to_owned())];
+    let forwarded = |proto: &str, host: &str, uri: &str| {
+        vec![("x-forwarded-proto", proto.to_owned()), ("x-forwarded-host", host.to_owned()), ("x-forwarded-uri", uri.to_owned())]
+    };
+    assert_eq!(check(original("https://docs.example.org/cours/")).await, 200);
+    assert_eq!(check(forwarded("https", "docs.example.org", "/cours/")).await, 200);
+    assert_eq!(check(original("https://docs.example.org/bureau/pv.pdf")).await, 403);
+    for refused in [
+        original("https://docs.example.org?/bureau/pv.pdf"),
+        original("https://docs.example.org#/bureau/pv.pdf"),
+        original("https://marie@docs.example.org/cours/"),
+        original("https://docs.example.org/cours/#/../bureau/"),
+        original("https://docs.example.org:8443/cours/"),
+        original("https://forum.example.org/"),
+        original("https://docs.example.org"),
+        forwarded("https", "docs.example.org?", "/bureau/pv.pdf"),
+        forwarded("https", "docs.example.org", "?/bureau/pv.pdf"),
+        forwarded("https", "docs.example.org", "/cours/?x#y"),
+        forwarded("file", "docs.example.org", "/cours/"),
+        vec![("x-forwarded-host", "docs.example.org".to_owned())],
+        vec![("x-forwarded-proto", "https".to_owned()), ("x-forwarded-uri", "/cours/".to_owned())],
+        vec![("x-original-url", "https://docs.example.org/cours/".to_owned()), ("x-original-url", "https://docs.example.org/cours/".to_owned())],
+        [original("https://docs.example.org/cours/"), forwarded("https", "docs.example.org", "/bureau/pv.pdf")].concat(),
+    ] {
+        assert_eq!(check(refused.clone()).await, 403, "{refused:?}");
+    }
+    // Bytes outside ASCII are not read as "no header".
+    let raw = axum::http::HeaderValue::from_bytes(b"https://docs.example.org/cours/\xc3\xa9").unwrap_or_else(|e| panic!("{e}"));
+    let response = app.client.get(format!("{}/auth/check", app.address)).header("x-original-url", raw).send().await;
+    assert_eq!(response.map(|r| r.status().as_u16()).unwrap_or(0), 403);
+}
