@@ -27,6 +27,8 @@ mod throttle;
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use guichet_core::Timestamp;
 use guichet_core::ports::{Health, StoreError};
@@ -38,11 +40,57 @@ pub use database_url::{Backend, DatabaseUrl};
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The channel the change counter's triggers notify (migration 0009).
+const GATE_CHANNEL: &str = "guichet_gate";
+
+/// PostgreSQL's announcements of changes to what the gate caches (`LISTEN`), on a
+/// connection of its own, outside the pool.
+pub struct AccessChanges {
+    connect: Arc<str>,
+    listener: Option<sqlx::postgres::PgListener>,
+}
+
+impl std::fmt::Debug for AccessChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessChanges").field("listening", &self.listener.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl AccessChanges {
+    /// Waits until something may have changed: a notification came, or the listening
+    /// connection was (re)opened, after which what happened while nobody listened is
+    /// unknown (the caller forgets everything then). `Err` when the database cannot be
+    /// reached: the caller falls back to reading the change counter, and calls again.
+    pub async fn changed(&mut self) -> Result<(), StoreError> {
+        let Some(listener) = &mut self.listener else {
+            let mut listener = sqlx::postgres::PgListener::connect(&self.connect).await.map_err(backend)?;
+            listener.listen(GATE_CHANNEL).await.map_err(backend)?;
+            // Listening from now on: whatever came before is the caller's to forget.
+            self.listener = Some(listener);
+            return Ok(());
+        };
+        match listener.try_recv().await {
+            Ok(Some(_)) => Ok(()),
+            // The connection dropped: reopened (and listening again) at the next call.
+            Ok(None) => {
+                self.listener = None;
+                Ok(())
+            }
+            Err(error) => {
+                self.listener = None;
+                Err(backend(error))
+            }
+        }
+    }
+}
+
 /// The database, as guichet's store.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// How to open a connection of one's own (PostgreSQL's notifications). Never logged.
+    connect: Arc<str>,
 }
 
 impl SqlStore {
@@ -78,7 +126,13 @@ impl SqlStore {
             .connect_with(options)
             .await
             .with_context(|| format!("could not connect to the database {url}"))?;
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, connect: Arc::from(url.connect_string().as_str()) })
+    }
+
+    /// What may change what the forward-auth gate caches, as PostgreSQL announces it;
+    /// `None` on SQLite, which announces nothing (read the change counter instead).
+    pub fn access_changes(&self) -> Option<AccessChanges> {
+        (self.backend == Backend::Postgres).then(|| AccessChanges { connect: Arc::clone(&self.connect), listener: None })
     }
 
     /// Connects and applies pending migrations.

@@ -194,7 +194,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.housekeeping.clone(), Arc::clone(&self.state.clock)));
-        let gate = tokio::spawn(watch_changes(self.state.gate.clone()));
+        let gate = tokio::spawn(watch_changes(self.state.gate.clone(), self.store.access_changes()));
         let options = ServeOptions {
             max_connections: self.max_connections,
             trusted_proxies: self.state.settings.trusted_proxies.clone(),
@@ -306,12 +306,39 @@ async fn mail_help(settings: &Settings) -> MailHelp {
     }
 }
 
-/// How often the gate looks at the database's change counter: a change made elsewhere
-/// (another instance, the command line) reaches forward auth within this.
+/// How often the gate reads the database's change counter where the database does not
+/// announce changes (SQLite, or PostgreSQL while the listening connection is down): a
+/// change made elsewhere (another instance, the command line) reaches forward auth
+/// within this.
 const GATE_POLL: Duration = Duration::from_millis(50);
 
-/// Keeps the forward-auth gate's cache in step with the database.
-async fn watch_changes(gate: guichet_core::gate::Gate) {
+/// Keeps the forward-auth gate's cache in step with the database: on PostgreSQL by its
+/// notifications (no query while nothing changes), elsewhere by reading the counter.
+async fn watch_changes(gate: guichet_core::gate::Gate, changes: Option<guichet_store::AccessChanges>) {
+    let Some(mut changes) = changes else { return poll_changes(gate).await };
+    let mut failing = false;
+    loop {
+        match changes.changed().await {
+            Ok(()) => {
+                failing = false;
+                gate.forget();
+            }
+            Err(error) => {
+                if !failing {
+                    failing = true;
+                    tracing::warn!(?error, "forward auth cannot listen to the database's changes; reading its counter until it can");
+                }
+                // Until the connection is back: the counter, then listening again.
+                gate.forget();
+                tokio::time::sleep(GATE_POLL).await;
+                let _ = gate.refresh().await;
+            }
+        }
+    }
+}
+
+/// Reads the change counter every [`GATE_POLL`].
+async fn poll_changes(gate: guichet_core::gate::Gate) {
     let mut tick = tokio::time::interval(GATE_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;

@@ -667,3 +667,44 @@ async fn forward_auth_refuses_a_target_it_cannot_parse() {
     let response = app.client.get(format!("{}/auth/check", app.address)).header("x-original-url", raw).send().await;
     assert_eq!(response.map(|r| r.status().as_u16()).unwrap_or(0), 403);
 }
+
+/// On PostgreSQL the gate hears of changes by `LISTEN/NOTIFY`; when its listening
+/// connection is cut, it reads the counter and listens again, and misses nothing.
+#[tokio::test]
+async fn the_gate_hears_of_changes_even_after_its_listening_connection_is_cut() {
+    if !crate::helpers::postgres_available() {
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, &[]).await;
+    app.add_account("marie", Role::Member).await;
+    app.login("marie", PASSWORD).await;
+    let check = || async {
+        let response = app.client.get(format!("{}/auth/check", app.address)).send().await;
+        response.map(|r| r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    };
+    let settles = |expected: StatusCode| async move {
+        for _ in 0..40 {
+            if check().await == expected {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    };
+    assert_eq!(check().await, StatusCode::OK);
+    assert!(crate::cli::guichet(&app, &["member", "disable", "marie"], None).status.success());
+    assert!(settles(StatusCode::UNAUTHORIZED).await, "heard by notification");
+    assert!(crate::cli::guichet(&app, &["member", "enable", "marie"], None).status.success());
+    app.login("marie", PASSWORD).await;
+    assert!(settles(StatusCode::OK).await);
+
+    // Cut the listening connection, then change something at once.
+    let cut = Command::new("psql")
+        .args(["-qAt", app.database_url(), "-c"])
+        .arg("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND datname = current_database()")
+        .output()
+        .unwrap_or_else(|e| panic!("psql: {e}"));
+    assert_eq!(String::from_utf8_lossy(&cut.stdout).trim(), "1", "{cut:?}");
+    assert!(crate::cli::guichet(&app, &["member", "disable", "marie"], None).status.success());
+    assert!(settles(StatusCode::UNAUTHORIZED).await, "heard after the connection came back");
+}
