@@ -546,7 +546,10 @@ mod tests {
         assert_eq!(Target::forwarded("https", "docs.example.org?", "/bureau/"), Err(BadTarget::Authority));
         assert_eq!(Target::forwarded("https", "docs.example.org", "bureau/"), Err(BadTarget::Path));
         assert_eq!(Target::forwarded("gopher", "docs.example.org", "/"), Err(BadTarget::Scheme));
-        let (a, b) = (Target::parse("https://docs.example.org:443/a/./b"), Target::forwarded("HTTPS", "DOCS.example.org", "/a/b"));
+        let (a, b) = (
+            Target::parse("https://docs.example.org:443/a/./b"),
+            Target::forwarded("HTTPS", "DOCS.example.org", "/a/b"),
+        );
         assert!(a.is_ok_and(|a| b.is_ok_and(|b| a.same_as(&b))));
     }
 
@@ -561,8 +564,12 @@ mod tests {
 
     #[test]
     fn a_name_with_accents_is_also_sent_in_ascii() {
-        let passport =
-            Passport { identifier: "marie".into(), name: "Éloïse d'Aubé-Ça".into(), email: "e@x".into(), groups: vec![] };
+        let passport = Passport {
+            identifier: "marie".into(),
+            name: "Éloïse d'Aubé-Ça".into(),
+            email: "e@x".into(),
+            groups: vec![],
+        };
         assert_eq!(passport.name_encoded(), "UTF-8''%C3%89lo%C3%AFse%20d%27Aub%C3%A9-%C3%87a");
     }
 

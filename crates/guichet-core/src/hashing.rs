@@ -200,8 +200,7 @@ fn is_costly(cost: Argon2Cost, hash: &PasswordHash) -> bool {
     };
     let work = |m: u32, t: u32, p: u32| u64::from(m) * u64::from(t) * u64::from(p.max(1));
     params.m_cost() > cost.memory_kib.saturating_mul(2)
-        || work(params.m_cost(), params.t_cost(), 1)
-            > work(cost.memory_kib, cost.iterations, 1).saturating_mul(4)
+        || work(params.m_cost(), params.t_cost(), 1) > work(cost.memory_kib, cost.iterations, 1).saturating_mul(4)
 }
 
 type Job = Box<dyn FnOnce(&mut WorkArea) + Send>;
@@ -402,7 +401,8 @@ mod tests {
 
     #[tokio::test]
     async fn costly_hashes_wait_in_their_own_lane() {
-        let costly = Argon2Cost { memory_kib: 8 * 1024, iterations: 8, parallelism: 1 }.hash_blocking("x").expect("hash");
+        let costly =
+            Argon2Cost { memory_kib: 8 * 1024, iterations: 8, parallelism: 1 }.hash_blocking("x").expect("hash");
         assert!(is_costly(CHEAP, &costly));
         assert!(!is_costly(Argon2Cost::RECOMMENDED, &Argon2Cost::RECOMMENDED.hash_blocking("x").expect("hash")));
         let bcrypt14 = PasswordHash::from_phc(format!("$2y$14${}", "a".repeat(53)));

@@ -283,20 +283,21 @@ impl Authenticator {
             let frees_at = oldest.unwrap_or(now).saturating_add(window).unwrap_or(now);
             LoginError::Throttled { retry_after: frees_at.duration_since(now).max(SignedDuration::from_secs(1)) }
         };
-        let verdict = if failures > self.throttle.ceiling() && !temporary && !self.known_on(&address, identifier, now).await? {
-            tracing::warn!(address, failures, "address refused after very many failed logins");
-            Err(refused(oldest))
-        } else {
-            let on = ThrottleKey::failed_logins_on(&address, identifier);
-            let (tries, oldest_on) = self.counts.count(&on, window, now).await?;
-            counted.push((on, now));
-            if tries > AddressThrottlePolicy::PER_IDENTIFIER {
-                tracing::info!(address, failures, "identifier tried too often from an address over its limit");
-                Err(refused(oldest_on))
+        let verdict =
+            if failures > self.throttle.ceiling() && !temporary && !self.known_on(&address, identifier, now).await? {
+                tracing::warn!(address, failures, "address refused after very many failed logins");
+                Err(refused(oldest))
             } else {
-                Ok(())
-            }
-        };
+                let on = ThrottleKey::failed_logins_on(&address, identifier);
+                let (tries, oldest_on) = self.counts.count(&on, window, now).await?;
+                counted.push((on, now));
+                if tries > AddressThrottlePolicy::PER_IDENTIFIER {
+                    tracing::info!(address, failures, "identifier tried too often from an address over its limit");
+                    Err(refused(oldest_on))
+                } else {
+                    Ok(())
+                }
+            };
         if let Err(refusal) = verdict {
             for (key, at) in counted {
                 self.counts.uncount(&key, at).await?;

@@ -132,7 +132,8 @@ impl SqlStore {
     /// What may change what the forward-auth gate caches, as PostgreSQL announces it;
     /// `None` on SQLite, which announces nothing (read the change counter instead).
     pub fn access_changes(&self) -> Option<AccessChanges> {
-        (self.backend == Backend::Postgres).then(|| AccessChanges { connect: Arc::clone(&self.connect), listener: None })
+        (self.backend == Backend::Postgres)
+            .then(|| AccessChanges { connect: Arc::clone(&self.connect), listener: None })
     }
 
     /// Connects and applies pending migrations.

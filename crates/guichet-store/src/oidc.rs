@@ -142,10 +142,10 @@ impl OidcStore for SqlStore {
         .bind(millis(now))
         .bind(code.as_str())
         .bind(client.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected()
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
             == 1;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CODE_SELECT} WHERE code_hash = $1 AND client_id = $2")))
             .bind(code.as_str())

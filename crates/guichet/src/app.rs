@@ -326,7 +326,10 @@ async fn watch_changes(gate: guichet_core::gate::Gate, changes: Option<guichet_s
             Err(error) => {
                 if !failing {
                     failing = true;
-                    tracing::warn!(?error, "forward auth cannot listen to the database's changes; reading its counter until it can");
+                    tracing::warn!(
+                        ?error,
+                        "forward auth cannot listen to the database's changes; reading its counter until it can"
+                    );
                 }
                 // Until the connection is back: the counter, then listening again.
                 gate.forget();

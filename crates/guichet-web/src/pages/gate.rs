@@ -77,17 +77,19 @@ fn target(state: &AppState, peer: Option<std::net::SocketAddr>, headers: &Header
         // Part of a set: the proxy's or the browser's, nobody can tell.
         _ => Some(Err(BadTarget::Authority)),
     };
-    let named = match (original, forwarded) {
+    match (original, forwarded) {
         (Some(Ok(original)), Some(Ok(forwarded))) if original.same_as(&forwarded) => Named::Url(original),
         (Some(Ok(url)), None) | (None, Some(Ok(url))) => Named::Url(url),
         (None, None) => Named::Nothing,
         (original, forwarded) => {
             let why = [original, forwarded].into_iter().flatten().find_map(Result::err);
-            tracing::warn!(why = why.map(|e| e.to_string()), "forward auth: the URL named is not one the gate judges: refused");
+            tracing::warn!(
+                why = why.map(|e| e.to_string()),
+                "forward auth: the URL named is not one the gate judges: refused"
+            );
             Named::Refused
         }
-    };
-    named
+    }
 }
 
 async fn verdict(

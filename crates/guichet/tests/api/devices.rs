@@ -69,12 +69,15 @@ async fn the_usual_browser_is_not_stopped_by_its_addresss_throttle() {
     )
     .await;
     app.add_member("marie").await;
+    app.add_member("paul").await;
     let hospital = [("x-forwarded-for", "192.0.2.10")];
     let usual = usual_browser(&app, "marie", &hospital).await;
     for n in 0..21 {
         app.login_with(&browser(), &format!("robot{n}"), "123456", &hospital).await;
     }
-    assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &hospital).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Someone never seen behind this address waits (Marie, known there, would not: see
+    // `lockout::past_a_networks_ceiling_…`).
+    assert_eq!(app.login_with(&browser(), "paul", PASSWORD, &hospital).await.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(app.login_with(&usual, "marie", PASSWORD, &hospital).await.status, StatusCode::SEE_OTHER);
 }
 

@@ -172,7 +172,9 @@ impl Proxy {
             Kind::Caddy => {
                 let block = blocks(readme_section("Caddy"), "caddy").concat();
                 let site = &block[block.find("docs.example.org {").unwrap_or_else(|| panic!("no docs site"))..];
-                let wiki = site.replace("docs.example.org", "wiki.example.org").replace("127.0.0.1:3000", &at.wiki.to_string());
+                let wiki = site
+                    .replace("docs.example.org", "wiki.example.org")
+                    .replace("127.0.0.1:3000", &at.wiki.to_string());
                 let file = format!("{{\n\tadmin off\n\tauto_https off\n}}\n{block}\n{wiki}")
                     .replace("127.0.0.1:8080", guichet)
                     .replace("127.0.0.1:3000", &at.docs.to_string());
@@ -188,11 +190,10 @@ impl Proxy {
             Kind::Traefik => {
                 let yaml = blocks(readme_section("Traefik"), "yaml");
                 let [static_conf, routes] = &yaml[..] else { panic!("the Traefik section has two yaml blocks") };
-                let static_conf = format!(
-                    "global:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n{static_conf}"
-                )
-                .replace("\":80\"", &format!("\"127.0.0.1:{port}\""))
-                .replace("/etc/traefik/guichet.yml", &format!("{d}/guichet.yml"));
+                let static_conf =
+                    format!("global:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n{static_conf}")
+                        .replace("\":80\"", &format!("\"127.0.0.1:{port}\""))
+                        .replace("/etc/traefik/guichet.yml", &format!("{d}/guichet.yml"));
                 let routes = routes
                     .replace(
                         "  routers:\n",
@@ -303,7 +304,8 @@ impl Scene {
     /// The raw response to `request` (a whole HTTP/1.1 request head, sent as written).
     async fn raw(&self, request: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut stream =
+            tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap_or_else(|e| panic!("{e}"));
         stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
         let mut response = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
@@ -362,7 +364,12 @@ async fn the_readme_block_guards_the_site(kind: Kind, backend: Backend) {
         password: Some(SecretString::from(PASSWORD.to_owned())),
         invite: false,
     };
-    app.app.state.members.add(request, Actor::Operator, RequestContext::default()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    app.app
+        .state
+        .members
+        .add(request, Actor::Operator, RequestContext::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
     app.app.state.groups.add("bureau", "").await.unwrap_or_else(|e| panic!("{e:?}"));
     let (docs, membres) = (scene.url("docs"), scene.url("membres"));
     let (client, jar) = scene.browser_with_jar();
@@ -459,7 +466,7 @@ async fn hostile_requests_reach_nothing_more(scene: &Scene, kind: Kind, cookie: 
         head("/bureau/pv.pdf", &[&docs, &wiki], ""),
         head("/bureau/pv.pdf", &[&wiki, &docs], ""),
         head(&absolute, &[&wiki], ""),
-        head(&format!("http://docs.example.org?/bureau/pv.pdf"), &[&docs], ""),
+        head("http://docs.example.org?/bureau/pv.pdf", &[&docs], ""),
         head(&format!("http://docs.example.org:{port}?/bureau/pv.pdf"), &[&docs], ""),
         head(&format!("http://{wiki}/bureau/pv.pdf"), &[&docs], ""),
         head("/cours/../bureau/pv.pdf", &[&docs], ""),
@@ -475,7 +482,11 @@ async fn hostile_requests_reach_nothing_more(scene: &Scene, kind: Kind, cookie: 
         head("/bureau/pv.pdf", &[&docs], &format!("X-Forwarded-Host: {wiki}\r\n")),
         head("/bureau/pv.pdf", &[&docs], "X-Forwarded-Uri: /cours/\r\n"),
         head("/bureau/pv.pdf", &[&docs], "X-Forwarded-Proto: https\r\nX-Forwarded-Uri: /cours/\r\n"),
-        head("/bureau/pv.pdf", &[&docs], &format!("X-Forwarded-Proto: http\r\nX-Forwarded-Host: {docs}\r\nX-Forwarded-Uri: /cours/\r\n")),
+        head(
+            "/bureau/pv.pdf",
+            &[&docs],
+            &format!("X-Forwarded-Proto: http\r\nX-Forwarded-Host: {docs}\r\nX-Forwarded-Uri: /cours/\r\n"),
+        ),
     ];
     for request in cases {
         let (status, response) = scene.raw(&request).await;
@@ -638,7 +649,11 @@ async fn forward_auth_refuses_a_target_it_cannot_parse() {
     };
     let original = |url: &str| vec![("x-original-url", url.to_owned())];
     let forwarded = |proto: &str, host: &str, uri: &str| {
-        vec![("x-forwarded-proto", proto.to_owned()), ("x-forwarded-host", host.to_owned()), ("x-forwarded-uri", uri.to_owned())]
+        vec![
+            ("x-forwarded-proto", proto.to_owned()),
+            ("x-forwarded-host", host.to_owned()),
+            ("x-forwarded-uri", uri.to_owned()),
+        ]
     };
     assert_eq!(check(original("https://docs.example.org/cours/")).await, 200);
     assert_eq!(check(forwarded("https", "docs.example.org", "/cours/")).await, 200);
@@ -657,13 +672,18 @@ async fn forward_auth_refuses_a_target_it_cannot_parse() {
         forwarded("file", "docs.example.org", "/cours/"),
         vec![("x-forwarded-host", "docs.example.org".to_owned())],
         vec![("x-forwarded-proto", "https".to_owned()), ("x-forwarded-uri", "/cours/".to_owned())],
-        vec![("x-original-url", "https://docs.example.org/cours/".to_owned()), ("x-original-url", "https://docs.example.org/cours/".to_owned())],
-        [original("https://docs.example.org/cours/"), forwarded("https", "docs.example.org", "/bureau/pv.pdf")].concat(),
+        vec![
+            ("x-original-url", "https://docs.example.org/cours/".to_owned()),
+            ("x-original-url", "https://docs.example.org/cours/".to_owned()),
+        ],
+        [original("https://docs.example.org/cours/"), forwarded("https", "docs.example.org", "/bureau/pv.pdf")]
+            .concat(),
     ] {
         assert_eq!(check(refused.clone()).await, 403, "{refused:?}");
     }
     // Bytes outside ASCII are not read as "no header".
-    let raw = axum::http::HeaderValue::from_bytes(b"https://docs.example.org/cours/\xc3\xa9").unwrap_or_else(|e| panic!("{e}"));
+    let raw = axum::http::HeaderValue::from_bytes(b"https://docs.example.org/cours/\xc3\xa9")
+        .unwrap_or_else(|e| panic!("{e}"));
     let response = app.client.get(format!("{}/auth/check", app.address)).header("x-original-url", raw).send().await;
     assert_eq!(response.map(|r| r.status().as_u16()).unwrap_or(0), 403);
 }
