@@ -253,6 +253,18 @@ impl Members {
         self.health.ping().await
     }
 
+    /// Whether this instance can do its work: the schema is the one it knows, and the
+    /// database commits a write. `Err` says why not, for the operator.
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        match self.health.schema().await {
+            Ok(crate::ports::Schema::Current) => {}
+            Ok(crate::ports::Schema::Behind) => return Err("the database schema is behind: run guichet migrate"),
+            Ok(crate::ports::Schema::Ahead) => return Err("the database is newer than this binary: upgrade guichet"),
+            Err(_) => return Err("the database does not answer"),
+        }
+        self.health.write_probe(self.clock.now()).await.map_err(|_| "the database refuses writes")
+    }
+
     /// Whether any account exists yet.
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.accounts.count_accounts().await? == 0)

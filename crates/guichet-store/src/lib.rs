@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use guichet_core::Timestamp;
-use guichet_core::ports::{Health, StoreError};
+use guichet_core::ports::{Health, Schema, StoreError};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _};
 
@@ -108,6 +108,7 @@ impl SqlStore {
             // reads go on beside the writer (WAL).
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|connection, _| Box::pin(async move { Ok(ended_cleanly(connection).await) }))
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -208,6 +209,34 @@ impl Health for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(backend)
     }
+
+    async fn write_probe(&self, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE readiness SET checked_at = $1 WHERE id = 1")
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn schema(&self) -> Result<Schema, StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        Ok(if applied.iter().any(|v| !known.contains(v)) {
+            Schema::Ahead
+        } else if known.iter().any(|v| !applied.contains(v)) {
+            Schema::Behind
+        } else {
+            Schema::Current
+        })
+    }
 }
 
 /// Reads an enum column, refusing a value the code does not know (a corrupt row, or a
@@ -217,8 +246,62 @@ fn column<T>(stored: &str, parse: impl Fn(&str) -> Option<T>, column: &str) -> R
 }
 
 /// Wraps a database failure.
+/// Whether a connection given back to the pool may serve again: no transaction left
+/// open, neither in the database nor in the driver's count. A transaction whose `COMMIT`
+/// failed (SQLite on a full disk rolls it back itself) leaves the driver counting one
+/// that SQLite no longer has; the driver's next "transaction" then becomes a savepoint
+/// inside a real transaction that never commits, holding the write lock, its writes seen
+/// only by itself and lost at the next restart. Such a connection is closed instead
+/// (closing rolls back whatever is open). A clean one costs nothing to check: the driver
+/// counts no transaction.
+async fn ended_cleanly(connection: &mut sqlx::AnyConnection) -> bool {
+    use sqlx::Connection as _;
+    if !connection.is_in_transaction() {
+        return true;
+    }
+    // A transaction dropped without commit leaves its rollback queued: run it, then see
+    // whether both sides agree that nothing is open. `BEGIN` fails inside a transaction.
+    let probe = async {
+        connection.execute("BEGIN").await?;
+        connection.execute("ROLLBACK").await?;
+        Ok::<_, sqlx::Error>(())
+    };
+    let clean = probe.await.is_ok() && !connection.is_in_transaction();
+    if !clean {
+        tracing::warn!("a database connection was left inside a transaction: closed instead of reused");
+    }
+    clean
+}
+
+/// A driver's error as the core sees it: [`StoreError::Unavailable`] when the database
+/// cannot take anything now (its disk is full, a lock outlasted the wait, the connection
+/// is gone or cannot be made), [`StoreError::Backend`] otherwise.
 fn backend(error: sqlx::Error) -> StoreError {
-    StoreError::Backend(Box::new(error))
+    if is_unavailable(&error) { StoreError::Unavailable(Box::new(error)) } else { StoreError::Backend(Box::new(error)) }
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => {
+            let code = database.code().unwrap_or_default();
+            // SQLite's extended codes carry the primary one in their low byte: FULL (13),
+            // BUSY (5), LOCKED (6), IOERR (10), CANTOPEN (14), READONLY (8).
+            let sqlite = code.parse::<i32>().ok().map(|c| c & 0xff);
+            // PostgreSQL's classes: 08 connection, 53 insufficient resources, 57P
+            // operator intervention (shutting down, cannot connect now), 25006 read only.
+            matches!(sqlite, Some(5 | 6 | 8 | 10 | 13 | 14))
+                || code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code == "25006"
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
 }
 
 fn millis(at: Timestamp) -> i64 {

@@ -80,6 +80,10 @@ impl IntoResponse for WebError {
             tracing::warn!("password hashing queue full: asking the client to retry");
             return busy().into_response();
         }
+        if let Self::Store(StoreError::Unavailable(error)) = &self {
+            tracing::error!(%error, "the database cannot take this request now");
+            return unavailable().into_response();
+        }
         tracing::error!(error = ?self, "request failed");
         ErrorPage::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,6 +92,18 @@ impl IntoResponse for WebError {
         )
         .into_response()
     }
+}
+
+/// The answer when the database cannot write (a full disk, a lock held too long, no
+/// connection): nothing was recorded, come back in a little while.
+pub fn unavailable() -> ErrorPage {
+    ErrorPage::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service momentanément indisponible",
+        "Votre demande n'a pas pu être enregistrée : le service rencontre une difficulté passagère. \
+         Rien n'a été pris en compte. Réessayez dans quelques minutes ; si cela continue, prévenez l'assistance.",
+    )
+    .retry_after(30)
 }
 
 /// The answer when the server is flooded: come back in a few seconds.

@@ -98,4 +98,23 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
 pub trait Health: Send + Sync + std::fmt::Debug {
     /// `Ok(())` when the database answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// `Ok(())` when the database commits a small write (at `now`): a full disk or a
+    /// read-only database answers `Err`.
+    async fn write_probe(&self, now: Timestamp) -> Result<(), StoreError>;
+
+    /// How the database's schema compares with this binary's migrations.
+    async fn schema(&self) -> Result<Schema, StoreError>;
+}
+
+/// The database's schema against this binary's migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Every migration of this binary applied, none other.
+    Current,
+    /// Migrations of this binary are not applied yet (`guichet migrate`).
+    Behind,
+    /// The database holds migrations this binary does not know: a newer guichet
+    /// migrated it.
+    Ahead,
 }

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 pub use accounts::{AccountAdminStore, AccountStore, CredentialStore, Proof};
 pub use desk::DeskStore;
 pub use groups::GroupStore;
-pub use guards::{AuditStore, DeviceStore, Health, KeyStore, ThrottleStore};
+pub use guards::{AuditStore, DeviceStore, Health, KeyStore, Schema, ThrottleStore};
 pub use mail::{OutboxStore, RecoveryStore};
 pub use oidc::{CodeUse, OidcStore};
 pub use sessions::SessionStore;
@@ -53,7 +53,11 @@ pub enum StoreError {
     /// an assistance action was on its way): nothing changed.
     #[error("the account changed meanwhile")]
     Changed,
-    /// The database failed or could not be reached.
+    /// The database cannot take this now: its disk is full, it is locked past the wait,
+    /// it cannot be reached. Nothing was written; trying again later may work.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database failed.
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

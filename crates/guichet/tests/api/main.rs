@@ -11,6 +11,7 @@ mod cli;
 mod connections;
 mod desk;
 mod devices;
+mod faults;
 mod instances;
 mod lockout;
 mod login;
