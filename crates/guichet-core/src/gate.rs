@@ -89,9 +89,18 @@ impl AccessPolicy {
 
     /// Whether a member of `groups` may see `target` (already normalised). A prefix
     /// ending in `/` also covers the same path without it (`/bureau` is `/bureau/`).
+    ///
+    /// A site may serve paths whatever their case (`/BUREAU/` as `/bureau/`): the target
+    /// passes only when it also passes with its path and the rules' paths in lower case.
     fn allows(&self, target: &str, groups: &[GroupName]) -> bool {
+        self.allows_as(target, groups, false) && self.allows_as(&target.to_lowercase(), groups, true)
+    }
+
+    fn allows_as(&self, target: &str, groups: &[GroupName], folded: bool) -> bool {
+        let prefix = |rule: &AccessRule| if folded { rule.prefix.to_lowercase() } else { rule.prefix.clone() };
         let covers = |rule: &&AccessRule| {
-            target.starts_with(&rule.prefix) || rule.prefix.strip_suffix('/').is_some_and(|bare| target == bare)
+            let prefix = prefix(rule);
+            target.starts_with(&prefix) || prefix.strip_suffix('/').is_some_and(|bare| target == bare)
         };
         match self.rules.iter().filter(covers).max_by_key(|rule| rule.prefix.len()) {
             Some(rule) => rule.groups.is_empty() || rule.groups.iter().any(|g| groups.contains(g)),
@@ -142,14 +151,28 @@ impl Target {
 
     /// The three `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Forwarded-Uri` values.
     pub fn forwarded(scheme: &str, authority: &str, uri: &str) -> Result<Self, BadTarget> {
-        let scheme = scheme.to_ascii_lowercase();
-        if !matches!(scheme.as_str(), "http" | "https") {
-            return Err(BadTarget::Scheme);
-        }
+        // Traefik names a WebSocket upgrade's scheme `ws`/`wss`: the same site.
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" | "ws" => "http",
+            "https" | "wss" => "https",
+            _ => return Err(BadTarget::Scheme),
+        };
         if !is_authority(authority) {
             return Err(BadTarget::Authority);
         }
         if !uri.starts_with('/') || uri.contains('#') || !uri.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(BadTarget::Path);
+        }
+        // Dot segments and encoded slashes: a browser resolves the former and never
+        // sends the latter, and the site behind the proxy may receive the path as it is
+        // (nginx's `proxy_pass` without a URI, Caddy): `/bureau/..%2Fcours/` must not be
+        // judged as `/cours/` while the site serves it from `/bureau/`.
+        let path = uri.split('?').next().unwrap_or_default();
+        let tricky = path.split('/').any(|segment| {
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+            matches!(&*decoded, "." | "..") || decoded.contains(['/', '\\'])
+        });
+        if tricky {
             return Err(BadTarget::Path);
         }
         let url = format!("{scheme}://{authority}{uri}");
@@ -513,7 +536,8 @@ mod tests {
     #[test]
     fn targets_are_parsed_as_strictly_as_the_proxy_serves_them() {
         assert_eq!(target("https://docs.example.org/a?b#"), Err(BadTarget::Path));
-        assert_eq!(target("https://Docs.Example.org:443/a/../b?c").as_deref(), Ok("https://docs.example.org/b"));
+        assert_eq!(target("https://Docs.Example.org:443/a//b?c").as_deref(), Ok("https://docs.example.org/a/b"));
+        assert_eq!(target("https://docs.example.org/a/../b"), Err(BadTarget::Path));
         assert_eq!(target("http://[::1]:8080/x").as_deref(), Ok("http://[::1]:8080/x"));
         assert_eq!(target("http://127.0.0.1:8080/x").as_deref(), Ok("http://127.0.0.1:8080/x"));
         assert_eq!(target("https://docs.example.org./x").as_deref(), Ok("https://docs.example.org/x"));
@@ -546,11 +570,38 @@ mod tests {
         assert_eq!(Target::forwarded("https", "docs.example.org?", "/bureau/"), Err(BadTarget::Authority));
         assert_eq!(Target::forwarded("https", "docs.example.org", "bureau/"), Err(BadTarget::Path));
         assert_eq!(Target::forwarded("gopher", "docs.example.org", "/"), Err(BadTarget::Scheme));
+        assert!(
+            Target::forwarded("wss", "docs.example.org", "/chat")
+                .is_ok_and(|t| t.normalised == "https://docs.example.org/chat")
+        );
+        for tricky in [
+            "/bureau/..%2Fcours/pv.pdf",
+            "/bureau/%2e%2e/cours/",
+            "/bureau/../cours/",
+            "/cours/./x",
+            "/a%2Fb",
+            "/a%5cb",
+            "/bureau/.%2E/cours/",
+        ] {
+            assert_eq!(Target::forwarded("https", "docs.example.org", tricky), Err(BadTarget::Path), "{tricky}");
+        }
+        assert!(
+            Target::forwarded("https", "docs.example.org", "/cours/?next=/../bureau/").is_ok(),
+            "the query is not the path"
+        );
         let (a, b) = (
-            Target::parse("https://docs.example.org:443/a/./b"),
+            Target::parse("https://docs.example.org:443/a//b"),
             Target::forwarded("HTTPS", "DOCS.example.org", "/a/b"),
         );
         assert!(a.is_ok_and(|a| b.is_ok_and(|b| a.same_as(&b))));
+    }
+
+    #[test]
+    fn a_path_in_another_case_passes_only_where_its_lower_case_would() {
+        assert!(!allows("https://docs.example.org/BUREAU/pv.pdf", &["adherents"]));
+        assert!(!allows("https://docs.example.org/Bureau/pv.pdf", &["adherents"]));
+        assert!(allows("https://docs.example.org/BUREAU/pv.pdf", &["adherents", "bureau"]));
+        assert!(allows("https://docs.example.org/Cours/1", &["adherents"]));
     }
 
     #[test]

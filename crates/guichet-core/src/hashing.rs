@@ -8,8 +8,10 @@
 //!
 //! A stored hash much costlier than ours (an import from a site that used Argon2 with
 //! 256 MiB, or bcrypt at cost 14) goes to a lane of its own, one thread with a short
-//! queue: a robot hammering such an account waits behind itself, and every other
-//! member's login keeps the main threads.
+//! queue: guesses on such accounts wait there (and, with the login's one attempt at a
+//! time per identifier, at most one per account), and every other member's login keeps
+//! the main threads. The lane is shared by all such accounts: a robot guessing on
+//! several of them at once can keep their owners waiting, never anyone else.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -189,8 +191,9 @@ impl WorkArea {
     }
 }
 
-/// Whether checking `hash` costs much more than one of ours (over four times the work,
-/// or over twice the memory): such checks take the costly lane.
+/// Whether checking `hash` costs much more than one of ours (over eight times the work,
+/// or over four times the memory: PHP's default Argon2id, 64 MiB and t=4, is not): such
+/// checks take the costly lane.
 fn is_costly(cost: Argon2Cost, hash: &PasswordHash) -> bool {
     if let Ok(Some(legacy)) = crate::legacy::LegacyHash::parse(hash.as_phc()) {
         return legacy.is_costly();
@@ -239,12 +242,12 @@ pub struct Argon2Pool {
 
 impl Argon2Pool {
     /// Starts `threads` hashing threads (at least one) with room for `queue` waiting jobs,
-    /// and the costly lane (one thread, four waiting).
+    /// and the costly lane (one thread, eight waiting).
     pub fn start(cost: Argon2Cost, threads: usize, queue: usize) -> Self {
         Self {
             cost,
             main: Lane::start("guichet-hash", threads, queue),
-            costly: Lane::start("guichet-hash-costly", 1, 4),
+            costly: Lane::start("guichet-hash-costly", 1, 8),
         }
     }
 
@@ -410,7 +413,7 @@ mod tests {
         // The costly lane full of a robot's tries, a bystander's cheap check still goes.
         let pool = Argon2Pool::start(CHEAP, 1, 4);
         let cheap = pool.hash(secret("cheval agrafe pile")).await.expect("hash");
-        let robot = (0..12).map(|_| pool.verify(secret("wrong"), costly.clone()));
+        let robot = (0..16).map(|_| pool.verify(secret("wrong"), costly.clone()));
         let robot = futures_util::future::join_all(robot);
         let bystander = async {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

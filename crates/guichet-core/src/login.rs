@@ -109,13 +109,26 @@ struct Turn<'a> {
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
+/// Attempts that may wait for their turn on one identifier; past this, `Busy`.
+const MAX_WAITING: usize = 16;
+/// Past this many identifiers in the map, those nobody waits for are dropped (an
+/// attempt cancelled while waiting leaves its entry behind).
+const MAX_LANES: usize = 10_000;
+
 impl Turns {
-    async fn take(&self, account: String) -> Turn<'_> {
+    async fn take(&self, account: String) -> Result<Turn<'_>, LoginError> {
         let lane = {
             let mut lanes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(lanes.entry(account.clone()).or_default())
+            if lanes.len() >= MAX_LANES {
+                lanes.retain(|_, lane| Arc::strong_count(lane) > 1);
+            }
+            let lane = lanes.entry(account.clone()).or_default();
+            if Arc::strong_count(lane) > MAX_WAITING {
+                return Err(LoginError::Busy);
+            }
+            Arc::clone(lane)
         };
-        Turn { turns: self, account, guard: Some(lane.lock_owned().await) }
+        Ok(Turn { turns: self, account, guard: Some(lane.lock_owned().await) })
     }
 }
 
@@ -199,9 +212,6 @@ impl Authenticator {
         context: &RequestContext,
     ) -> Result<LoggedIn, LoginError> {
         let password = crate::password::normalised(&password);
-        // One attempt at a time per identifier, from reading the account to recording
-        // the outcome: the lock a failure sets applies to the next attempt.
-        let _turn = self.turns.take(identifier.trim().to_lowercase()).await;
         let now = self.clock.now();
         let cookie = DeviceCookie::parse(device_cookie.unwrap_or_default(), &self.key, now);
         let account = match Identifier::parse(identifier) {
@@ -212,22 +222,40 @@ impl Authenticator {
             Some(account) => self.trusted_mark(&cookie, account, now).await?,
             None => None,
         };
+        // One check at a time per identifier (after the address's throttle, which costs
+        // no hash), the account read again in its turn: the lock that an earlier
+        // attempt's failure set applies to this one.
+        let key = identifier.trim().to_lowercase();
         let (account, proof) = match trusted {
-            Some(nonce) => self.attempt(account, password, Some(&nonce), &[], context).await?,
+            Some(nonce) => {
+                let _turn = self.turns.take(key).await?;
+                let account = self.read_again(account).await?;
+                self.attempt(account, password, Some(&nonce), &[], context).await?
+            }
             None => {
                 // The desk's temporary password, typed right, is a bearer secret of its
                 // own: it is let through a busy address like a known member.
                 let temporary = account.as_ref().and_then(|a| a.temporary_password_at(now)).is_some_and(|t| {
                     TemporaryPassword::parse(password.expose_secret()).is_some_and(|typed| typed.matches(t))
                 });
-                let counted = self.count_attempt(identifier, temporary, context, now).await?;
-                let result = self.attempt(account, password, None, &counted, context).await;
+                let (counted, exempted) = self.count_attempt(identifier, temporary, context, now).await?;
+                let result = async {
+                    let _turn = self.turns.take(key).await?;
+                    let account = self.read_again(account).await?;
+                    self.attempt(account, password, None, &counted, context).await
+                }
+                .await;
                 if matches!(result, Err(LoginError::Busy | LoginError::Hash(_) | LoginError::Store(_))) {
                     // Only failures count: our own failure gives the counts back (a
                     // success gave them back with its own transaction).
                     for (key, at) in &counted {
                         self.counts.uncount(key, *at).await?;
                     }
+                }
+                // Past the ceiling, an exempted attempt that fails is answered like every
+                // other there, so that a robot cannot learn who logged in from it.
+                if let (Some(retry_after), Err(LoginError::InvalidCredentials)) = (exempted, &result) {
+                    return Err(LoginError::Throttled { retry_after });
                 }
                 result?
             }
@@ -236,11 +264,22 @@ impl Authenticator {
             // Remembered so that this account may still try from this network when the
             // network is over its ceiling (a hospital's shared address).
             let known = ThrottleKey::known_on(&address, identifier);
-            self.counts.count(&known, KNOWN_FOR, self.clock.now()).await?;
+            if let Err(error) = self.counts.count(&known, KNOWN_FOR, self.clock.now()).await {
+                // The login itself went through; only this convenience is lost.
+                tracing::warn!(?error, "could not remember the network of a successful login");
+            }
         }
         let device_cookie = cookie.with_fresh_mark(account.id, self.clock.now()).encode(&self.key);
         let must_change_password = matches!(proof, Proof::Temporary(_));
         Ok(LoggedIn { account, device_cookie, must_change_password })
+    }
+
+    /// The account as it is now (its turn may have waited behind attempts that locked it).
+    async fn read_again(&self, account: Option<Account>) -> Result<Option<Account>, LoginError> {
+        match account {
+            Some(account) => Ok(self.accounts.find_account(account.id).await?),
+            None => Ok(None),
+        }
     }
 
     /// The nonce of the browser's mark for `account`, when it holds a valid one issued
@@ -270,50 +309,50 @@ impl Authenticator {
         temporary: bool,
         context: &RequestContext,
         now: Timestamp,
-    ) -> Result<Counted, LoginError> {
-        let Some(address) = context.address.map(throttle_key) else { return Ok(Vec::new()) };
+    ) -> Result<(Counted, Option<SignedDuration>), LoginError> {
+        let Some(address) = context.address.map(throttle_key) else { return Ok((Vec::new(), None)) };
         let window = self.throttle.window;
         let all = ThrottleKey::FailedLogins(address.clone());
         let (failures, oldest) = self.counts.count(&all, window, now).await?;
         let mut counted = vec![(all, now)];
         if failures <= u64::from(self.throttle.max_failures) {
-            return Ok(counted);
+            return Ok((counted, None));
         }
         let refused = |oldest: Option<Timestamp>| {
             let frees_at = oldest.unwrap_or(now).saturating_add(window).unwrap_or(now);
             LoginError::Throttled { retry_after: frees_at.duration_since(now).max(SignedDuration::from_secs(1)) }
         };
-        let verdict =
-            if failures > self.throttle.ceiling() && !temporary && !self.known_on(&address, identifier, now).await? {
-                tracing::warn!(address, failures, "address refused after very many failed logins");
-                Err(refused(oldest))
+        let past_ceiling = failures > self.throttle.ceiling();
+        let exempted = match past_ceiling.then(|| refused(oldest)) {
+            Some(LoginError::Throttled { retry_after }) => Some(retry_after),
+            _ => None,
+        };
+        let verdict = if past_ceiling && !temporary && !self.known_on(&address, identifier, now).await? {
+            tracing::warn!(address, failures, "address refused after very many failed logins");
+            Err(refused(oldest))
+        } else {
+            let on = ThrottleKey::failed_logins_on(&address, identifier);
+            let (tries, oldest_on) = self.counts.count(&on, window, now).await?;
+            counted.push((on, now));
+            if tries > AddressThrottlePolicy::PER_IDENTIFIER {
+                tracing::info!(address, failures, "identifier tried too often from an address over its limit");
+                Err(refused(oldest_on))
             } else {
-                let on = ThrottleKey::failed_logins_on(&address, identifier);
-                let (tries, oldest_on) = self.counts.count(&on, window, now).await?;
-                counted.push((on, now));
-                if tries > AddressThrottlePolicy::PER_IDENTIFIER {
-                    tracing::info!(address, failures, "identifier tried too often from an address over its limit");
-                    Err(refused(oldest_on))
-                } else {
-                    Ok(())
-                }
-            };
+                Ok(())
+            }
+        };
         if let Err(refusal) = verdict {
             for (key, at) in counted {
                 self.counts.uncount(&key, at).await?;
             }
             return Err(refusal);
         }
-        Ok(counted)
+        Ok((counted, exempted))
     }
 
     /// Whether `identifier` logged in from the network `address` within [`KNOWN_FOR`].
     async fn known_on(&self, address: &str, identifier: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let known = ThrottleKey::known_on(address, identifier);
-        // Counting is the port's only read: count one, see what was there, give it back.
-        let (seen, _) = self.counts.count(&known, KNOWN_FOR, now).await?;
-        self.counts.uncount(&known, now).await?;
-        Ok(seen > 1)
+        Ok(self.counts.peek(&ThrottleKey::known_on(address, identifier), KNOWN_FOR, now).await? > 0)
     }
 
     /// Checks the password of `account` (or spends one hash when there is none). From

@@ -133,6 +133,20 @@ impl OidcStore for SqlStore {
         Ok(())
     }
 
+    async fn find_authorization_code(
+        &self,
+        code: &TokenHash,
+        client: &ClientId,
+    ) -> Result<Option<IssuedCode>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CODE_SELECT} WHERE code_hash = $1 AND client_id = $2")))
+            .bind(code.as_str())
+            .bind(client.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(code_from_row).transpose()
+    }
+
     async fn use_code(&self, code: &TokenHash, client: &ClientId, now: Timestamp) -> Result<CodeUse, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The conditional update is the single point where one caller wins.

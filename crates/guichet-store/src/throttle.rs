@@ -71,6 +71,20 @@ impl ThrottleStore for SqlStore {
         Ok((u64::try_from(failures).unwrap_or_default(), oldest))
     }
 
+    async fn peek(&self, key: &ThrottleKey, window: SignedDuration, now: Timestamp) -> Result<u64, StoreError> {
+        let since = now.saturating_sub(window).unwrap_or(now);
+        let count: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(failures), 0) AS BIGINT) FROM address_failures \
+             WHERE address_key = $1 AND minute > $2 AND failures > 0",
+        )
+        .bind(key.storage_key())
+        .bind(millis(since) - MINUTE_MS)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
     async fn uncount(&self, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         uncount_in(&mut tx, key, at).await?;

@@ -1363,6 +1363,8 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
     // Presented by another client: unknown to it, and left untouched.
     let intruder = ClientId::from_stored("b-intruder".to_owned());
     assert_eq!(store.use_code(&code, &intruder, t0()).await.ok(), Some(CodeUse::Unknown));
+    assert_eq!(store.find_authorization_code(&code, &intruder).await.ok(), Some(None));
+    assert_eq!(store.find_authorization_code(&code, &a.id).await.ok(), Some(Some(issued.clone())), "read, not used");
 
     // Many at once: exactly one gets the first use.
     let tries = (0..8).map(|_| {

@@ -312,28 +312,57 @@ async fn mail_help(settings: &Settings) -> MailHelp {
 /// within this.
 const GATE_POLL: Duration = Duration::from_millis(50);
 
+/// On PostgreSQL, how often the counter is read all the same: a listening connection
+/// can die without a word (a firewall dropping an idle connection), and then this bounds
+/// how long a change elsewhere can go unheard.
+const GATE_SAFETY_POLL: Duration = Duration::from_secs(5);
+
 /// Keeps the forward-auth gate's cache in step with the database: on PostgreSQL by its
-/// notifications (no query while nothing changes), elsewhere by reading the counter.
+/// notifications (no query while nothing changes but a read of the counter every
+/// [`GATE_SAFETY_POLL`]), elsewhere by reading the counter every [`GATE_POLL`].
 async fn watch_changes(gate: guichet_core::gate::Gate, changes: Option<guichet_store::AccessChanges>) {
     let Some(mut changes) = changes else { return poll_changes(gate).await };
-    let mut failing = false;
-    loop {
-        match changes.changed().await {
-            Ok(()) => {
-                failing = false;
-                gate.forget();
+    // The listening connection lives in a task of its own, never cancelled mid-read;
+    // this loop hears from it through a channel.
+    let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    tokio::spawn(async move {
+        loop {
+            let result = changes.changed().await;
+            if heard.send(result.is_ok()).is_err() {
+                return;
             }
-            Err(error) => {
-                if !failing {
-                    failing = true;
-                    tracing::warn!(
-                        ?error,
-                        "forward auth cannot listen to the database's changes; reading its counter until it can"
-                    );
-                }
-                // Until the connection is back: the counter, then listening again.
-                gate.forget();
+            if let Err(error) = result {
+                tracing::warn!(
+                    ?error,
+                    "forward auth cannot listen to the database's changes; reading its counter until it can"
+                );
                 tokio::time::sleep(GATE_POLL).await;
+            }
+        }
+    });
+    let mut safety = tokio::time::interval(GATE_SAFETY_POLL);
+    safety.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = hear.recv() => {
+                let Some(listening) = event else { return poll_changes(gate).await };
+                gate.forget();
+                if !listening {
+                    let _ = gate.refresh().await;
+                    continue;
+                }
+                // Many changes at once (a wave of logins) make one forgetting more, not
+                // one each: what comes within a poll's time is forgotten together.
+                tokio::time::sleep(GATE_POLL).await;
+                let mut more = false;
+                while hear.try_recv().is_ok() {
+                    more = true;
+                }
+                if more {
+                    gate.forget();
+                }
+            }
+            _ = safety.tick() => {
                 let _ = gate.refresh().await;
             }
         }

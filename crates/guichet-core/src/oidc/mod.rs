@@ -612,7 +612,25 @@ impl Oidc {
         let code = request.code.as_deref().ok_or(TokenError::InvalidRequest("code is missing"))?;
         let code_hash = PlainToken::from_presented(code).ok_or(TokenError::InvalidGrant("unknown code"))?.hash();
         let now = self.clock.now();
-        // Only a code issued to this (authenticated) client is touched at all.
+        // The code is checked against this request before it is touched at all: whoever
+        // sees a code (a public client's id is no secret) cannot burn it with a wrong
+        // verifier or redirect URI.
+        let seen = self
+            .store
+            .find_authorization_code(&code_hash, &client.id)
+            .await?
+            .ok_or(TokenError::InvalidGrant("unknown code"))?;
+        if seen.expires_at <= now {
+            return Err(TokenError::InvalidGrant("the code expired"));
+        }
+        if request.redirect_uri.as_deref() != Some(seen.redirect_uri.as_str()) {
+            return Err(TokenError::InvalidGrant("redirect_uri differs from the authorization request's"));
+        }
+        match (&seen.code_challenge, request.code_verifier.as_deref()) {
+            (Some(challenge), Some(verifier)) if is_pkce_verifier(verifier) && s256(verifier) == *challenge => {}
+            (None, None) => {}
+            _ => return Err(TokenError::InvalidGrant("PKCE verification failed")),
+        }
         let issued = match self.store.use_code(&code_hash, &client.id, now).await? {
             CodeUse::First(issued) => issued,
             CodeUse::Again => {
@@ -621,17 +639,6 @@ impl Oidc {
             }
             CodeUse::Unknown => return Err(TokenError::InvalidGrant("unknown code")),
         };
-        if issued.expires_at <= now {
-            return Err(TokenError::InvalidGrant("the code expired"));
-        }
-        if request.redirect_uri.as_deref() != Some(issued.redirect_uri.as_str()) {
-            return Err(TokenError::InvalidGrant("redirect_uri differs from the authorization request's"));
-        }
-        match (&issued.code_challenge, request.code_verifier.as_deref()) {
-            (Some(challenge), Some(verifier)) if is_pkce_verifier(verifier) && s256(verifier) == *challenge => {}
-            (None, None) => {}
-            _ => return Err(TokenError::InvalidGrant("PKCE verification failed")),
-        }
         let account =
             self.accounts.find_account(issued.account).await?.ok_or(TokenError::InvalidGrant("no account"))?;
         let groups = self.groups.account_groups(account.id).await?;

@@ -43,6 +43,9 @@ pub trait ThrottleStore: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> Result<(u64, Option<Timestamp>), StoreError>;
 
+    /// The count within `window` before `now`, counting nothing.
+    async fn peek(&self, key: &ThrottleKey, window: SignedDuration, now: Timestamp) -> Result<u64, StoreError>;
+
     /// Takes back one made by [`ThrottleStore::count`] at `at` (a login that succeeded
     /// after all, or an attempt refused without being tried).
     async fn uncount(&self, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError>;

@@ -38,6 +38,13 @@ pub trait OidcStore: Send + Sync + std::fmt::Debug {
     /// Keeps an authorization code (its hash only).
     async fn store_code(&self, code: &NewCode) -> Result<(), StoreError>;
 
+    /// The code issued to `client`, used or not, touching nothing.
+    async fn find_authorization_code(
+        &self,
+        code: &TokenHash,
+        client: &ClientId,
+    ) -> Result<Option<IssuedCode>, StoreError>;
+
     /// Marks the code used when it was issued to `client`, atomically: only one caller
     /// ever gets [`CodeUse::First`]. A second use by that client revokes every grant made
     /// from the code; a code of another client is [`CodeUse::Unknown`] and stays as it was.

@@ -249,12 +249,14 @@ async fn the_token_endpoint_refuses_what_it_must() {
     let refused = exchange(&elsewhere, &code, verifier).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
 
-    // The wrong PKCE verifier.
-    let (url, _, _, _) = authorization(&rp);
+    // The wrong PKCE verifier: refused, and the code not burnt for the right one.
+    let (url, _, _, verifier) = authorization(&rp);
     let (_, back) = follow(&app, &browser, &url).await;
     let wrong = PkceCodeChallenge::new_random_sha256().1;
-    let refused = exchange(&rp, &param(&back, "code").unwrap_or_default(), wrong).await;
+    let code = param(&back, "code").unwrap_or_default();
+    let refused = exchange(&rp, &code, wrong).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
+    assert!(exchange(&rp, &code, verifier).await.is_ok(), "a wrong verifier does not burn the code");
 
     // A code presented by another registered client: refused, and left as it was, so
     // that whoever sees a code cannot burn it for the application it was issued to.
