@@ -110,7 +110,7 @@ struct Turn<'a> {
 }
 
 /// Attempts that may wait for their turn on one identifier; past this, `Busy`.
-const MAX_WAITING: usize = 16;
+const MAX_WAITING: usize = 64;
 /// Past this many identifiers in the map, those nobody waits for are dropped (an
 /// attempt cancelled while waiting leaves its entry behind).
 const MAX_LANES: usize = 10_000;

@@ -68,14 +68,24 @@ fn log_format() -> anyhow::Result<bool> {
     }
 }
 
+/// Libraries whose own debug output carries what guichet never logs: lettre writes the
+/// SMTP conversation (`AUTH PLAIN` credentials, whole messages with their codes and
+/// temporary passwords); hyper and rustls may write raw bytes. They are held at `info`
+/// whatever `GUICHET_LOG` asks.
+const QUIET_LIBRARIES: [&str; 5] = ["lettre", "hyper", "hyper_util", "rustls", "mailin"];
+
 /// Logs to standard error, as text or one JSON object per line; `GUICHET_LOG` (or
-/// `RUST_LOG`) overrides the level.
+/// `RUST_LOG`) overrides the level, except for [`QUIET_LIBRARIES`].
 fn init_logging(default: &str, json: bool) {
     let filter = std::env::var("GUICHET_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    let filter = QUIET_LIBRARIES.iter().fold(filter, |filter, library| match format!("{library}=info").parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if json {
         builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()

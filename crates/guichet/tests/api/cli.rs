@@ -850,3 +850,134 @@ async fn metrics_are_served_apart_and_count_logins_and_requests() {
     assert!(!text.contains("INVENTE"), "no series per made-up method:\n{text}");
     assert!(text.contains(r#"method="other""#), "{text}");
 }
+
+/// A mail relay that asks for a password over a plain connection (as a relay on the same
+/// machine may): just enough SMTP for lettre, keeping each message it receives.
+async fn relay_with_password() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = std::sync::Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let kept = std::sync::Arc::clone(&kept);
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 relai.test ESMTP\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let verb = line.split(' ').next().unwrap_or_default().to_ascii_uppercase();
+                    let answer: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250-relai.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n",
+                        "AUTH" if line.split(' ').count() > 2 => b"235 2.7.0 Authentication successful\r\n",
+                        "AUTH" if line.to_ascii_uppercase().contains("LOGIN") => {
+                            let _ = write.write_all(b"334 VXNlcm5hbWU6\r\n").await;
+                            let _ = lines.next_line().await;
+                            let _ = write.write_all(b"334 UGFzc3dvcmQ6\r\n").await;
+                            let _ = lines.next_line().await;
+                            b"235 2.7.0 Authentication successful\r\n"
+                        }
+                        "AUTH" => {
+                            let _ = write.write_all(b"334 \r\n").await;
+                            let _ = lines.next_line().await;
+                            b"235 2.7.0 Authentication successful\r\n"
+                        }
+                        "DATA" => {
+                            let _ = write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await;
+                            let mut message = String::new();
+                            while let Ok(Some(line)) = lines.next_line().await {
+                                if line == "." {
+                                    break;
+                                }
+                                message.push_str(&line);
+                                message.push('\n');
+                            }
+                            kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(message);
+                            b"250 2.0.0 Ok: queued\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
+                            return;
+                        }
+                        _ => b"250 2.0.0 Ok\r\n",
+                    };
+                    let _ = write.write_all(answer).await;
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+/// `GUICHET_LOG=trace`, SMTP with a password: neither the password (plain or in base64,
+/// as `AUTH PLAIN` and `AUTH LOGIN` send it), nor the message with its code, appears in
+/// any line, whatever the libraries would say at that level.
+#[tokio::test]
+async fn a_trace_level_run_with_smtp_authentication_logs_no_secret() {
+    let (relay, received) = relay_with_password().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let database = format!("sqlite://{}/g.db", dir.path().display());
+    let smtp_password = "motdepasse-du-relai-9Zq";
+    let transport = format!("smtp://relai:{smtp_password}@127.0.0.1:{relay}?tls=none");
+    let added = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["member", "add", "marie", "--email", "marie@chu.example.fr"])
+        .env("GUICHET_DATABASE_URL", &database)
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(added.status.success(), "{added:?}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .arg("serve")
+        .env("GUICHET_DATABASE_URL", &database)
+        .env("GUICHET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GUICHET_PUBLIC_URL", &base)
+        .env("GUICHET_MAIL_TRANSPORT", &transport)
+        .env("GUICHET_LOG", "trace")
+        .env_remove("GUICHET_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = crate::helpers::browser();
+    assert!(healthy(&client, &base).await, "guichet starts");
+    let page = client.get(format!("{base}/forgot-password")).send().await.ok();
+    let page = match page {
+        Some(page) => page.text().await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let token = crate::helpers::field_value(&page, "csrf_token").unwrap_or_default();
+    let form = [("csrf_token", token.as_str()), ("email", "marie@chu.example.fr")];
+    let asked = client.post(format!("{base}/forgot-password")).form(&form).send().await.map(|r| r.status()).ok();
+    assert_eq!(asked, Some(StatusCode::OK));
+    let mut message = String::new();
+    for _ in 0..100 {
+        if let Some(first) = received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).first() {
+            message = first.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let grouped = |l: &&str| l.len() == 29 && l.split('-').count() == 6 && l.split('-').all(|g| g.len() == 4);
+    let code = message.lines().map(str::trim).find(grouped).unwrap_or_default().to_owned();
+    assert_eq!(code.len(), 29, "the relay received the reset mail: {message}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = server.kill();
+    let output = server.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(logs.lines().count() > 50, "a trace-level run logs plenty:\n{logs}");
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for secret in [
+        smtp_password.to_owned(),
+        b64(smtp_password),
+        b64(&format!("\0relai\0{smtp_password}")),
+        code.clone(),
+        code.replace('-', ""),
+    ] {
+        assert!(!logs.contains(&secret), "a secret appears in the logs: {secret:?}");
+    }
+    assert!(!logs.contains("Subject:"), "no message in the logs");
+}
