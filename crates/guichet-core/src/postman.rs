@@ -78,10 +78,12 @@ pub struct Postman {
     stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// The delay before retry number `attempts + 1`: 30 s, doubling, at most an hour.
+/// The delay before retry number `attempts + 1`: 30 s, doubling, at most ten minutes,
+/// so that a member never waits long after an outage ends (and as soon as one message
+/// goes through, every waiting one goes at once: see [`Postman::deliver_due`]).
 pub fn backoff(attempts: u32) -> SignedDuration {
-    let doublings = attempts.saturating_sub(1).min(7);
-    SignedDuration::from_secs(30 * (1_i64 << doublings)).min(SignedDuration::from_hours(1))
+    let doublings = attempts.saturating_sub(1).min(5);
+    SignedDuration::from_secs(30 * (1_i64 << doublings)).min(SignedDuration::from_mins(10))
 }
 
 impl Postman {
@@ -175,7 +177,7 @@ impl Postman {
                 metrics::counter!("guichet_mail_total", "result" => result).increment(1);
                 match &outcome {
                     MailOutcome::Sent { .. } => {
-                        tracing::info!(mail = mail.id.get(), kind = mail.kind.as_str(), "mail sent")
+                        tracing::info!(mail = mail.id.get(), kind = mail.kind.as_str(), "mail sent");
                     }
                     MailOutcome::Retry { error, .. } => {
                         tracing::warn!(mail = mail.id.get(), attempts = mail.attempts, %error, "mail delayed, will retry");
@@ -188,6 +190,14 @@ impl Postman {
                     self.report_undelivered(mail, account, error).await?;
                 }
                 handled += 1;
+                // The server takes mail again: what waits for a retry goes now, in the
+                // order it was queued (the next claim takes the oldest first).
+                if matches!(outcome, MailOutcome::Sent { .. }) {
+                    let waiting = self.outbox.retry_waiting_mail(self.clock.now()).await?;
+                    if waiting > 0 {
+                        tracing::info!(waiting, "the mail server takes mail again: the waiting messages go now");
+                    }
+                }
             }
         }
     }
@@ -507,8 +517,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retries_back_off_up_to_an_hour() {
+    fn retries_back_off_up_to_ten_minutes() {
         let secs: Vec<i64> = (1..=10).map(|a| backoff(a).as_secs()).collect();
-        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+        assert_eq!(secs, [30, 60, 120, 240, 480, 600, 600, 600, 600, 600]);
     }
 }

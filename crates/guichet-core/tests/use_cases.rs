@@ -287,3 +287,55 @@ async fn a_stopping_postman_finishes_its_message_and_gives_the_rest_back() {
         assert_eq!(attempts, [1], "a message given back has not used an attempt");
     }
 }
+
+/// A mail server that is down (temporary failures) until told otherwise.
+#[derive(Debug, Default)]
+struct Outage {
+    down: std::sync::atomic::AtomicBool,
+    received: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl MailSender for Outage {
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SendError { permanent: false, message: "421 4.3.2 Service not available".to_owned() });
+        }
+        self.received.lock().unwrap_or_else(PoisonError::into_inner).push(mail.to.to_string());
+        Ok("250 2.0.0 Ok: queued".to_owned())
+    }
+}
+
+/// After an outage, the first message that goes through takes every waiting one with it,
+/// in the order they were queued, instead of each waiting out its own retry delay.
+#[tokio::test]
+async fn after_an_outage_the_waiting_messages_go_at_once_oldest_first() {
+    let world = World::new().await;
+    let members = world.three_messages_waiting().await;
+    let server = Arc::new(Outage::default());
+    server.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let postman = Postman::new(&world.ports, server.clone(), world.clock.clone(), MailPolicy::default(), None);
+    // Three tries each, a little apart: their next attempts are now minutes away.
+    for round in 0..3 {
+        if round > 0 {
+            world.clock.advance(SignedDuration::from_mins(5));
+        }
+        assert_eq!(postman.deliver_due().await.ok(), Some(3));
+    }
+    assert_eq!(postman.deliver_due().await.ok(), Some(0), "nothing is due for two minutes");
+    // The server is back; a new message is due at once, and takes the others with it.
+    server.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let late = world.account("dora", Role::Member).await;
+    let mail = NewMail {
+        kind: MailKind::ForgotIdentifier,
+        account_id: Some(late.id),
+        recipient: late.email.clone(),
+        subject: MailSubject::None,
+    };
+    world.ports.outbox.enqueue_mail(&mail, world.clock.now()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(postman.deliver_due().await.ok(), Some(4));
+    let received = server.received.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut expected = vec![late.email.to_string()];
+    expected.extend(members.iter().map(|m| m.email.to_string()));
+    assert_eq!(received, expected, "the one that was due, then the waiting ones in the order they were queued");
+}

@@ -234,6 +234,17 @@ impl OutboxStore for SqlStore {
         Ok((u64::try_from(pending).unwrap_or_default(), oldest.map(timestamp).transpose()?))
     }
 
+    async fn retry_waiting_mail(&self, now: Timestamp) -> Result<u64, StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE state = 'pending' AND attempts > 0 AND next_attempt_at > $1",
+        )
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(backend)
+    }
+
     async fn account_mail(&self, account: AccountId, limit: u32) -> Result<Vec<MailLogEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, kind, recipient, created_at, state, attempts, last_answer FROM outbox \

@@ -115,6 +115,9 @@ pub enum MailCommand {
         /// Where to send it.
         address: String,
     },
+    /// Make every message waiting for a retry due now (after a mail outage ends); the
+    /// running instances send them, oldest first, at their next round.
+    Retry,
 }
 
 /// `guichet member …`.

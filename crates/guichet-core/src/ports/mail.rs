@@ -69,6 +69,10 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Messages still waiting to leave (pending), and when the oldest was queued.
     async fn backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError>;
 
+    /// Makes every pending message waiting for a later retry due at `now` (the mail
+    /// server answers again, or the operator says so); returns how many.
+    async fn retry_waiting_mail(&self, now: Timestamp) -> Result<u64, StoreError>;
+
     /// The account's messages, newest first.
     async fn account_mail(&self, account: AccountId, limit: u32) -> Result<Vec<MailLogEntry>, StoreError>;
 

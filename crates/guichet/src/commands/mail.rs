@@ -1,4 +1,4 @@
-//! `guichet mail test ADDRESS`.
+//! `guichet mail test ADDRESS`, `guichet mail retry`.
 
 use anyhow::Context as _;
 use guichet_core::account::EmailAddress;
@@ -20,6 +20,16 @@ pub async fn run(command: MailCommand, settings: &Settings) -> anyhow::Result<()
             let answer =
                 mailer.send(&mail).await.with_context(|| format!("the mail server refused: {}", mailer.describe()))?;
             println!("{answer}");
+            Ok(())
+        }
+        MailCommand::Retry => {
+            use guichet_core::clock::Clock as _;
+            use guichet_core::ports::OutboxStore as _;
+            let store = guichet_store::SqlStore::connect_and_migrate(&settings.database_url).await?;
+            let now = guichet_core::clock::SystemClock.now();
+            let due = store.retry_waiting_mail(now).await.context("could not reach the outbox")?;
+            let (pending, _) = store.backlog().await.context("could not reach the outbox")?;
+            println!("{due} message(s) waiting for a retry are due now; {pending} in the outbox in all");
             Ok(())
         }
     }

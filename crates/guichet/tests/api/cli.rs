@@ -981,3 +981,24 @@ async fn a_trace_level_run_with_smtp_authentication_logs_no_secret() {
     }
     assert!(!logs.contains("Subject:"), "no message in the logs");
 }
+
+/// `guichet mail retry` after an outage: the waiting message is due now, not when its
+/// own retry delay runs out.
+#[tokio::test]
+async fn mail_retry_makes_the_waiting_messages_due_now() {
+    let down = guichet_testkit::SmtpSink::unused_address();
+    let app = crate::helpers::spawn_app_with_mail_down(Backend::Sqlite, down).await;
+    app.add_member("marie").await;
+    let asked =
+        app.submit(&app.client, "/forgot-password", "/forgot-password", &[("email", "marie@chu.example.fr")]).await;
+    assert_eq!(asked.status, StatusCode::OK);
+    app.deliver_mail().await;
+    let sink = guichet_testkit::SmtpSink::start_on(down);
+    let retried = guichet(&app, &["mail", "retry"], None);
+    let said = String::from_utf8_lossy(&retried.stdout);
+    assert!(retried.status.success() && said.contains("1 message(s) waiting for a retry are due now"), "{retried:?}");
+    // Well before the 30 s of the first retry delay.
+    app.advance(guichet_core::SignedDuration::from_secs(10));
+    app.deliver_mail().await;
+    assert_eq!(sink.wait_for(1).await[0].to, ["marie@chu.example.fr"]);
+}
