@@ -23,6 +23,7 @@ mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod throttle;
+mod tls;
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -47,6 +48,7 @@ const GATE_CHANNEL: &str = "guichet_gate";
 /// connection of its own, outside the pool.
 pub struct AccessChanges {
     connect: Arc<str>,
+    pin: Option<Arc<tls::PinnedCa>>,
     listener: Option<sqlx::postgres::PgListener>,
 }
 
@@ -63,6 +65,9 @@ impl AccessChanges {
     /// reached: the caller falls back to reading the change counter, and calls again.
     pub async fn changed(&mut self) -> Result<(), StoreError> {
         let Some(listener) = &mut self.listener else {
+            if let Some(pin) = &self.pin {
+                pin.check().await.map_err(backend)?;
+            }
             let mut listener = sqlx::postgres::PgListener::connect(&self.connect).await.map_err(backend)?;
             listener.listen(GATE_CHANNEL).await.map_err(backend)?;
             // Listening from now on: whatever came before is the caller's to forget.
@@ -91,6 +96,8 @@ pub struct SqlStore {
     backend: Backend,
     /// How to open a connection of one's own (PostgreSQL's notifications). Never logged.
     connect: Arc<str>,
+    /// The one CA the server's certificate must come from (`sslrootcert`).
+    pin: Option<Arc<tls::PinnedCa>>,
 }
 
 impl SqlStore {
@@ -103,6 +110,15 @@ impl SqlStore {
         }
         let options = AnyConnectOptions::from_str(url.connect_string().as_str())
             .with_context(|| format!("invalid database URL {url}"))?;
+        let pin = match backend {
+            Backend::Postgres => tls::PinnedCa::from_url(&url.connect_string())?.map(Arc::new),
+            Backend::Sqlite => None,
+        };
+        if let Some(pin) = &pin {
+            // At once, in one clear line, rather than as a pool that times out.
+            pin.check().await.map_err(|e| anyhow::anyhow!("could not connect to the database {url}: {e}"))?;
+        }
+        let pin_for_pool = pin.clone();
         let pool = AnyPoolOptions::new()
             // SQLite writes one at a time whatever the pool size; a few connections let
             // reads go on beside the writer (WAL).
@@ -110,7 +126,13 @@ impl SqlStore {
             .acquire_timeout(Duration::from_secs(10))
             .after_release(|connection, _| Box::pin(async move { Ok(ended_cleanly(connection).await) }))
             .after_connect(move |connection, _| {
+                let pin = pin_for_pool.clone();
                 Box::pin(async move {
+                    // Checked before the connection serves anything: a server whose
+                    // certificate is not from the CA in `sslrootcert` is not used.
+                    if let Some(pin) = pin {
+                        pin.check().await?;
+                    }
                     if backend == Backend::Sqlite {
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
@@ -127,14 +149,17 @@ impl SqlStore {
             .connect_with(options)
             .await
             .with_context(|| format!("could not connect to the database {url}"))?;
-        Ok(Self { pool, backend, connect: Arc::from(url.connect_string().as_str()) })
+        Ok(Self { pool, backend, connect: Arc::from(url.connect_string().as_str()), pin })
     }
 
     /// What may change what the forward-auth gate caches, as PostgreSQL announces it;
     /// `None` on SQLite, which announces nothing (read the change counter instead).
     pub fn access_changes(&self) -> Option<AccessChanges> {
-        (self.backend == Backend::Postgres)
-            .then(|| AccessChanges { connect: Arc::clone(&self.connect), listener: None })
+        (self.backend == Backend::Postgres).then(|| AccessChanges {
+            connect: Arc::clone(&self.connect),
+            pin: self.pin.clone(),
+            listener: None,
+        })
     }
 
     /// Connects and applies pending migrations.

@@ -1002,3 +1002,46 @@ async fn mail_retry_makes_the_waiting_messages_due_now() {
     app.deliver_mail().await;
     assert_eq!(sink.wait_for(1).await[0].to, ["marie@chu.example.fr"]);
 }
+
+/// `sslrootcert` with libpq's meaning: only that CA, even when the system trusts the
+/// server's own CA (here the system's store is the CI's CA, through `SSL_CERT_FILE`).
+#[test]
+fn sslrootcert_trusts_that_ca_alone() {
+    let (Ok(url), Ok(root)) =
+        (std::env::var("GUICHET_TEST_POSTGRES_URL"), std::env::var("GUICHET_TEST_POSTGRES_TLS_ROOT"))
+    else {
+        assert!(std::env::var_os("CI").is_none(), "the TLS variables must be set under CI");
+        say_skipped!("SKIPPED (TLS to PostgreSQL): set GUICHET_TEST_POSTGRES_URL and GUICHET_TEST_POSTGRES_TLS_ROOT");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let other = dir.path().join("other-ca.pem");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout"])
+        .arg(dir.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl: {e}"));
+    assert!(made.status.success(), "{made:?}");
+    let migrate = |query: &str| {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .arg("migrate")
+            .env("GUICHET_DATABASE_URL", format!("{url}{separator}{query}"))
+            .env("SSL_CERT_FILE", &root)
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("GUICHET_CONFIG")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let system = migrate("sslmode=verify-full");
+    assert!(system.status.success(), "verify-full against the system's store: {}", stderr(&system));
+    let right = migrate(&format!("sslmode=verify-full&sslrootcert={root}"));
+    assert!(right.status.success(), "the right CA: {}", stderr(&right));
+    for mode in ["verify-full", "verify-ca"] {
+        let wrong = migrate(&format!("sslmode={mode}&sslrootcert={}", other.display()));
+        assert!(!wrong.status.success(), "{mode}: a CA the system trusts is not the one given");
+        assert!(stderr(&wrong).contains("sslrootcert"), "{mode}: says why: {}", stderr(&wrong));
+    }
+}

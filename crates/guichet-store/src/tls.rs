@@ -1,0 +1,147 @@
+//! TLS to PostgreSQL with libpq's meaning of `sslrootcert`: only that CA is trusted.
+//!
+//! sqlx adds the named CA to the system's trust store, so with `sslmode=verify-full` a
+//! server holding a certificate from any CA the system trusts would pass. When the URL
+//! names `sslrootcert` with `sslmode=verify-ca` or `verify-full`, every new connection is
+//! preceded by a TLS handshake of guichet's own with the same server, trusting that CA
+//! alone (and, for `verify-full`, checking the name): a server it refuses is never used.
+//! Without `sslrootcert`, `verify-full` checks against the system's store and the name,
+//! as libpq does with `sslrootcert=system`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// PostgreSQL's `SSLRequest`: length 8, code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// How long the check may take.
+const CHECK_WITHIN: Duration = Duration::from_secs(10);
+
+/// The server, and the one CA its certificate must come from.
+pub(crate) struct PinnedCa {
+    host: String,
+    port: u16,
+    name: ServerName<'static>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for PinnedCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedCa").field("host", &self.host).field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+impl PinnedCa {
+    /// The pin a PostgreSQL URL asks for: `None` unless it has `sslrootcert` and
+    /// `sslmode=verify-ca|verify-full` with a network host.
+    pub(crate) fn from_url(raw: &str) -> anyhow::Result<Option<Self>> {
+        let Ok(url) = url::Url::parse(raw) else { return Ok(None) };
+        let query = |key: &str| url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned());
+        let full = match query("sslmode").as_deref() {
+            Some("verify-full") => true,
+            Some("verify-ca") => false,
+            _ => return Ok(None),
+        };
+        let (Some(root), Some(host)) = (query("sslrootcert"), url.host_str().map(str::to_owned)) else {
+            return Ok(None);
+        };
+        if root == "system" {
+            return Ok(None);
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&root).map_err(|e| anyhow::anyhow!("sslrootcert {root}: {e}"))? {
+            let cert = cert.map_err(|e| anyhow::anyhow!("sslrootcert {root}: {e}"))?;
+            roots.add(cert).map_err(|e| anyhow::anyhow!("sslrootcert {root}: {e}"))?;
+        }
+        anyhow::ensure!(!roots.is_empty(), "sslrootcert {root} holds no certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .map_err(|e| anyhow::anyhow!("sslrootcert {root}: {e}"))?;
+        let verifier: Arc<dyn ServerCertVerifier> = if full { verifier } else { Arc::new(AnyName(verifier)) };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow::anyhow!("TLS: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        let name = ServerName::try_from(host.clone()).map_err(|e| anyhow::anyhow!("database host {host}: {e}"))?;
+        Ok(Some(Self { host, port: url.port().unwrap_or(5432), name, config: Arc::new(config) }))
+    }
+
+    /// Shakes hands with the server trusting the pinned CA alone; `Err` when it cannot.
+    pub(crate) async fn check(&self) -> Result<(), sqlx::Error> {
+        let refused = |why: String| sqlx::Error::Tls(why.into());
+        let handshake = async {
+            let mut stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
+            stream.write_all(&SSL_REQUEST).await?;
+            let mut answer = [0u8; 1];
+            stream.read_exact(&mut answer).await?;
+            if answer != *b"S" {
+                return Err(refused("the database server does not offer TLS".to_owned()));
+            }
+            let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.config));
+            let mut tls = connector.connect(self.name.clone(), stream).await.map_err(|e| {
+                refused(format!("the database server's certificate is not from the CA in sslrootcert: {e}"))
+            })?;
+            let _ = tls.shutdown().await;
+            Ok(())
+        };
+        match tokio::time::timeout(CHECK_WITHIN, handshake).await {
+            Ok(result) => result,
+            Err(_) => Err(refused("the database server did not finish the TLS handshake in time".to_owned())),
+        }
+    }
+}
+
+/// `verify-ca`: the chain must lead to the CA; the name is not checked.
+#[derive(Debug)]
+struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
