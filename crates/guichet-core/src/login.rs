@@ -143,6 +143,14 @@ impl Drop for Turn<'_> {
     }
 }
 
+tokio::task_local! {
+    /// Set when the attempt met a locked account: the metric's outcome, never the answer.
+    static LOCKED: std::cell::Cell<bool>;
+}
+
+/// The outcomes `guichet_logins_total` counts, for the metrics to start at zero.
+pub const LOGIN_OUTCOMES: [&str; 7] = ["success", "temporary", "failure", "locked", "throttled", "busy", "error"];
+
 /// The counts an untrusted attempt made, to give back if it succeeds.
 type Counted = Vec<(ThrottleKey, Timestamp)>;
 
@@ -191,10 +199,16 @@ impl Authenticator {
         device_cookie: Option<&str>,
         context: &RequestContext,
     ) -> Result<LoggedIn, LoginError> {
-        let result = self.log_in(identifier, password, device_cookie, context).await;
+        let (result, locked) = LOCKED
+            .scope(std::cell::Cell::new(false), async {
+                let result = self.log_in(identifier, password, device_cookie, context).await;
+                (result, LOCKED.with(std::cell::Cell::get))
+            })
+            .await;
         let outcome = match &result {
             Ok(logged) if logged.must_change_password => "temporary",
             Ok(_) => "success",
+            Err(LoginError::InvalidCredentials) if locked => "locked",
             Err(LoginError::InvalidCredentials) => "failure",
             Err(LoginError::Throttled { .. }) => "throttled",
             Err(LoginError::Busy) => "busy",
@@ -398,6 +412,9 @@ impl Authenticator {
         let hash = match &account.password_hash {
             Some(hash) if may => hash.clone(),
             _ => {
+                if account.is_locked_at(now) {
+                    let _ = LOCKED.try_with(|locked| locked.set(true));
+                }
                 self.spend_one_hash(password).await?;
                 self.credentials.record_refused_login(account.id, context, now).await?;
                 return Err(LoginError::InvalidCredentials);

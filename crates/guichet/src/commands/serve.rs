@@ -39,6 +39,9 @@ async fn serve_metrics(address: std::net::SocketAddr) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("GUICHET_METRICS_LISTEN: could not listen on {address}"))?;
+    describe_metrics();
+    let process = metrics_process::Collector::default();
+    process.describe();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -47,7 +50,14 @@ async fn serve_metrics(address: std::net::SocketAddr) -> anyhow::Result<()> {
             upkeep.run_upkeep();
         }
     });
-    let router = axum::Router::new().route("/metrics", axum::routing::get(move || std::future::ready(handle.render())));
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            // The process's own figures, read at each scrape.
+            process.collect();
+            std::future::ready(handle.render())
+        }),
+    );
     tracing::info!(%address, "metrics are served on /metrics");
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
@@ -55,6 +65,54 @@ async fn serve_metrics(address: std::net::SocketAddr) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Every family with its `# HELP`, and every series whose labels are known in advance at
+/// zero from the start, so that alerts and `absent()` behave after a restart.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("guichet_build_info", "guichet's version, as a label (always 1)");
+    metrics::gauge!("guichet_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    describe_counter!("guichet_logins_total", "Login attempts by outcome (locked: the account was locked)");
+    for outcome in guichet_core::login::LOGIN_OUTCOMES {
+        metrics::counter!("guichet_logins_total", "outcome" => outcome).absolute(0);
+    }
+    describe_counter!("guichet_lockouts_total", "Accounts locked after repeated failures");
+    metrics::counter!("guichet_lockouts_total").absolute(0);
+    describe_counter!("guichet_throttled_total", "Requests refused by an address throttle, by form");
+    for what in ["forgot", "assistance"] {
+        metrics::counter!("guichet_throttled_total", "what" => what).absolute(0);
+    }
+    describe_gauge!("guichet_hash_queue_depth", "Password checks waiting for a hashing thread");
+    metrics::gauge!("guichet_hash_queue_depth").set(0.0);
+    describe_histogram!(
+        "guichet_hash_wait_seconds",
+        Unit::Seconds,
+        "Time a password check waited for a hashing thread"
+    );
+    describe_counter!("guichet_hash_refused_total", "Password checks refused with 503: the hashing queue was full");
+    metrics::counter!("guichet_hash_refused_total").absolute(0);
+    describe_gauge!(
+        "guichet_outbox_pending",
+        "Messages waiting to leave, in the whole database: every instance reports the same figure (take max, not sum)"
+    );
+    metrics::gauge!("guichet_outbox_pending").set(0.0);
+    describe_gauge!(
+        "guichet_outbox_oldest_pending_seconds",
+        Unit::Seconds,
+        "Age of the oldest waiting message, in the whole database (take max, not sum)"
+    );
+    metrics::gauge!("guichet_outbox_oldest_pending_seconds").set(0.0);
+    describe_counter!("guichet_mail_total", "Messages handled by the postman, by result");
+    for result in ["sent", "retry", "failed", "skipped"] {
+        metrics::counter!("guichet_mail_total", "result" => result).absolute(0);
+    }
+    describe_counter!("guichet_http_requests_total", "HTTP requests by route template, method and status");
+    describe_histogram!(
+        "guichet_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request durations by route template"
+    );
 }
 
 /// On an empty database, creates the administrator `admin`; while no administrator has

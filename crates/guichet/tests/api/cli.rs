@@ -849,6 +849,36 @@ async fn metrics_are_served_apart_and_count_logins_and_requests() {
     }
     assert!(!text.contains("INVENTE"), "no series per made-up method:\n{text}");
     assert!(text.contains(r#"method="other""#), "{text}");
+    // Fit for alerting: described, present from the start, with the process's figures.
+    for expected in [
+        "# HELP guichet_logins_total",
+        r#"guichet_logins_total{outcome="locked"} 0"#,
+        r#"guichet_mail_total{result="failed"} 0"#,
+        "guichet_lockouts_total 0",
+        r#"guichet_build_info{version=""#,
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(text.contains(expected), "{expected} in:\n{text}");
+    }
+    let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert!(std::env::var_os("CI").is_none(), "promtool (Debian's prometheus) must be installed under CI");
+        say_skipped!("SKIPPED (promtool): install Debian's prometheus to check the metrics with it");
+        return;
+    };
+    if let Some(mut input) = promtool.stdin.take() {
+        let _ = input.write_all(text.as_bytes());
+    }
+    let checked = promtool.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(checked.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
 }
 
 /// A mail relay that asks for a password over a plain connection (as a relay on the same
