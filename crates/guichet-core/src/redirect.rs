@@ -17,6 +17,12 @@ pub struct ReturnHosts(Vec<String>);
 #[error("« {0} » is not a host name")]
 pub struct ReturnHostError(pub String);
 
+impl std::fmt::Display for ReturnHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() { f.write_str("(none)") } else { f.write_str(&self.0.join(", ")) }
+    }
+}
+
 impl ReturnHosts {
     /// Parses a comma- or space-separated list of host names (guichet's own host may be
     /// among them, for absolute links back to it).

@@ -86,6 +86,11 @@ impl Mailer {
         self.settings.transport.to_string()
     }
 
+    /// Reaches the mail server (or the folder) without sending anything.
+    pub async fn check_connection(&self) -> anyhow::Result<String> {
+        self.transport.check().await
+    }
+
     /// The message as it will be sent, signed when DKIM is configured.
     pub fn compose(&self, mail: &OutgoingMail) -> anyhow::Result<Message> {
         let view = view::View::new(mail, &self.settings);

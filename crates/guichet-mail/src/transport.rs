@@ -88,6 +88,19 @@ impl Transport {
         Ok(Self::Smtp(builder.build()))
     }
 
+    /// Opens a connection to the mail server and says hello (and logs in, with a
+    /// password) without sending anything; a folder is checked by being there.
+    pub async fn check(&self) -> anyhow::Result<String> {
+        match self {
+            Self::File(dir, _) => Ok(format!("the folder {} is there", dir.display())),
+            Self::Smtp(transport) => match transport.test_connection().await {
+                Ok(true) => Ok("the mail server answers".to_owned()),
+                Ok(false) => bail!("the mail server did not answer"),
+                Err(error) => bail!("the mail server: {error}"),
+            },
+        }
+    }
+
     /// Sends; returns the server's answer (or the file written).
     pub async fn send(&self, message: Message) -> Result<String, SendError> {
         match self {

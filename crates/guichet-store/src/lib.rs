@@ -101,6 +101,17 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
+    /// Checks what can be checked of a URL without connecting: its options (`sslmode`…)
+    /// and the `sslrootcert` file.
+    pub fn check_url(url: &DatabaseUrl) -> anyhow::Result<()> {
+        if url.backend() == Backend::Postgres {
+            sqlx::postgres::PgConnectOptions::from_str(url.connect_string().as_str())
+                .map_err(|e| anyhow::anyhow!("GUICHET_DATABASE_URL {url}: {e}"))?;
+            tls::PinnedCa::from_url(&url.connect_string()).map_err(|e| anyhow::anyhow!("GUICHET_DATABASE_URL: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Connects (creating the SQLite file on first run) without migrating.
     pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
@@ -114,9 +125,23 @@ impl SqlStore {
             Backend::Postgres => tls::PinnedCa::from_url(&url.connect_string())?.map(Arc::new),
             Backend::Sqlite => None,
         };
-        if let Some(pin) = &pin {
-            // At once, in one clear line, rather than as a pool that times out.
-            pin.check().await.map_err(|e| anyhow::anyhow!("could not connect to the database {url}: {e}"))?;
+        if backend == Backend::Postgres {
+            Self::check_url(url)?;
+            // At once, in one clear line naming what refused, rather than as a pool
+            // that times out after ten seconds.
+            if let Some(pin) = &pin {
+                pin.check().await.map_err(|e| anyhow::anyhow!("could not connect to the database {url}: {e}"))?;
+            }
+            use sqlx::Connection as _;
+            let first =
+                tokio::time::timeout(Duration::from_secs(10), sqlx::AnyConnection::connect_with(&options)).await;
+            match first {
+                Ok(Ok(connection)) => {
+                    let _ = connection.close().await;
+                }
+                Ok(Err(error)) => anyhow::bail!("could not connect to the database {url}: {error}"),
+                Err(_) => anyhow::bail!("could not connect to the database {url}: no answer within 10 seconds"),
+            }
         }
         let pin_for_pool = pin.clone();
         let pool = AnyPoolOptions::new()

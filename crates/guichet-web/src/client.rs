@@ -14,6 +14,16 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpNet>);
 
+impl std::fmt::Display for TrustedProxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(none)");
+        }
+        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&list.join(", "))
+    }
+}
+
 impl TrustedProxies {
     /// Parses a comma- or space-separated list of addresses and CIDR networks.
     pub fn parse(list: &str) -> Result<Self, String> {

@@ -52,9 +52,14 @@ pub enum Command {
 /// `guichet config …`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Load and check every setting (environment, `_FILE` secrets, the TOML file), say
-    /// what was found, and exit without starting anything.
-    Check,
+    /// Load and check every setting (environment, `_FILE` secrets, the TOML file) as
+    /// `serve` would, say what was found and where it came from, and exit without
+    /// starting anything.
+    Check {
+        /// Also reach the database (and its schema) and the mail server.
+        #[arg(long)]
+        connect: bool,
+    },
 }
 
 /// `guichet client …`.

@@ -134,7 +134,11 @@ pub struct Sources {
 impl Sources {
     /// Reads the process environment and, if given, the TOML file.
     pub fn from_process(config_file: Option<&Path>) -> anyhow::Result<Self> {
-        let environment = std::env::vars().filter(|(name, _)| name.starts_with("GUICHET_")).collect();
+        let environment: BTreeMap<String, String> =
+            std::env::vars().filter(|(name, _)| name.starts_with("GUICHET_")).collect();
+        for name in environment.keys() {
+            check_variable_name(name)?;
+        }
         let mut sources = Self { environment, ..Self::default() }.with_secret_files()?;
         if let Some(path) = config_file {
             let text = std::fs::read_to_string(path)
@@ -210,6 +214,23 @@ impl Sources {
         self
     }
 
+    /// Where each setting came from, one line each, for `config check`.
+    pub fn origins(&self) -> String {
+        let file = self.file_name.as_deref().map_or_else(String::new, |p| p.display().to_string());
+        let mut out = String::from("\nwhere each setting came from:\n");
+        for variable in VARIABLES {
+            let origin = if self.environment.contains_key(*variable) {
+                "the environment (or its _FILE)".to_owned()
+            } else if self.file.contains_key(*variable) {
+                file.clone()
+            } else {
+                "default".to_owned()
+            };
+            out.push_str(&format!("{variable:<34} {origin}\n"));
+        }
+        out
+    }
+
     /// The raw value and where it came from, for error messages.
     fn get(&self, variable: &str) -> Option<(String, String)> {
         if let Some(value) = self.environment.get(variable) {
@@ -239,6 +260,32 @@ impl Sources {
     fn optional(&self, variable: &str) -> Option<String> {
         self.get(variable).map(|(value, _)| value.trim().to_owned()).filter(|v| !v.is_empty())
     }
+}
+
+/// Variables read before the settings, or by the tests, not settings themselves.
+const OTHER_VARIABLES: [&str; 3] = ["GUICHET_CONFIG", "GUICHET_LOG", "GUICHET_LOG_FORMAT"];
+
+/// A `GUICHET_*` variable must be a setting (or its `_FILE`), one of [`OTHER_VARIABLES`],
+/// or a test's own (`GUICHET_TEST_*`): a misspelt one is refused like an unknown key in
+/// the file, with the setting it was probably meant to be.
+fn check_variable_name(name: &str) -> anyhow::Result<()> {
+    let base = name.strip_suffix("_FILE").unwrap_or(name);
+    if VARIABLES.contains(&name)
+        || VARIABLES.contains(&base)
+        || OTHER_VARIABLES.contains(&name)
+        || name.starts_with("GUICHET_TEST_")
+    {
+        return Ok(());
+    }
+    let closest = VARIABLES
+        .iter()
+        .chain(&OTHER_VARIABLES)
+        .map(|known| (strsim::levenshtein(base, known), known))
+        .min_by_key(|(distance, _)| *distance)
+        .filter(|(distance, _)| *distance <= 3)
+        .map(|(_, known)| format!(" (did you mean {known}?)"))
+        .unwrap_or_default();
+    bail!("{name}: unknown setting{closest}")
 }
 
 /// Reads `[[access]]` tables: `url = "…"` and `groups = ["…"]` (optional).
@@ -317,6 +364,27 @@ impl Settings {
                 ),
             ),
             ("sessions", format!("idle {}, at most {}", duration(self.session_idle), duration(self.session_max))),
+            (
+                "code lifetimes",
+                format!(
+                    "recovery {}, invitation {}, temporary password {}",
+                    duration(self.recovery_code_ttl),
+                    duration(self.invitation_ttl),
+                    duration(self.temporary_password_ttl)
+                ),
+            ),
+            (
+                "address throttle",
+                format!(
+                    "{} failures within {}",
+                    self.address_throttle_failures,
+                    duration(self.address_throttle_window)
+                ),
+            ),
+            ("trusted proxies", self.trusted_proxies.to_string()),
+            ("return hosts", self.return_hosts.to_string()),
+            ("timezone", self.time_zone.iana_name().unwrap_or("UTC").to_owned()),
+            ("max connections", self.max_connections.map_or_else(|| "automatic".to_owned(), |n| n.to_string())),
             ("password min length", self.password_min_length.to_string()),
             ("secure cookies", self.cookie_secure.to_string()),
             ("cookie domain", self.cookie_domain.clone().unwrap_or_else(|| "(host only)".to_owned())),

@@ -21,7 +21,8 @@ use crate::config::{Settings, Sources};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let serving = matches!(cli.command, Command::Serve);
     init_logging(if serving { "info,sqlx=warn" } else { "warn" }, log_format()?);
-    let settings = Settings::load(&Sources::from_process(cli.config.as_deref())?)?;
+    let sources = Sources::from_process(cli.config.as_deref())?;
+    let settings = Settings::load(&sources)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("could not start the runtime")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -50,8 +51,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("backup of {} written to {}", settings.database_url, file.display());
                 Ok(())
             }
-            Command::Config(crate::cli::ConfigCommand::Check) => {
+            Command::Config(crate::cli::ConfigCommand::Check { connect }) => {
+                // What `serve` would refuse later: the mail transport and DKIM key, the
+                // database URL's options and its sslrootcert.
+                let mailer = guichet_mail::Mailer::new(crate::app::mail_settings(&settings))?;
+                SqlStore::check_url(&settings.database_url)?;
                 print!("{}", settings.describe());
+                print!("{}", sources.origins());
+                if connect {
+                    let store = SqlStore::connect(&settings.database_url).await?;
+                    let schema = guichet_core::ports::Health::schema(&store).await?;
+                    println!("database: answers, schema {schema:?}");
+                    println!("mail: {}", mailer.check_connection().await?);
+                    store.close().await;
+                }
                 Ok(())
             }
         }

@@ -19,7 +19,7 @@ fn axe_source() -> Option<String> {
     match std::fs::read_to_string(&path) {
         Ok(source) => Some(source),
         Err(error) => {
-            assert!(std::env::var_os("GUICHET_REQUIRE_AXE").is_none(), "axe-core is required: {error}");
+            assert!(std::env::var_os("GUICHET_TEST_REQUIRE_AXE").is_none(), "axe-core is required: {error}");
             say_skipped!("SKIPPED (accessibility): run `npm ci --prefix .ci` to install axe-core");
             None
         }

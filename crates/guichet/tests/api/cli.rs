@@ -1075,3 +1075,58 @@ fn sslrootcert_trusts_that_ca_alone() {
         assert!(stderr(&wrong).contains("sslrootcert"), "{mode}: says why: {}", stderr(&wrong));
     }
 }
+
+/// `config check` refuses what `serve` would, a misspelt variable is refused with the
+/// setting it was meant to be, and an unreachable PostgreSQL is named at once.
+#[test]
+fn configuration_mistakes_are_refused_in_one_clear_line() {
+    let check = |pairs: &[(&str, &str)], args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args(args)
+            .envs(pairs.iter().copied())
+            .env("GUICHET_DATABASE_URL", "sqlite::memory:")
+            .env_remove("GUICHET_CONFIG")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (output.status.success(), stderr(&output), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let config = ["config", "check"];
+    for (pairs, expected) in [
+        (vec![("GUICHET_LOCKOUT_TRESHOLD", "3")], "did you mean GUICHET_LOCKOUT_THRESHOLD?"),
+        (vec![("GUICHET_MAIL_TRANSPORT", "smtp://relay:25?tls=maybe")], "tls=maybe"),
+        (
+            vec![
+                ("GUICHET_DKIM_DOMAIN", "example.org"),
+                ("GUICHET_DKIM_SELECTOR", "s"),
+                ("GUICHET_DKIM_KEY_FILE", "/nope"),
+            ],
+            "GUICHET_DKIM_KEY_FILE",
+        ),
+    ] {
+        let (ok, said, _) = check(&pairs, &config);
+        assert!(!ok && said.contains(expected) && said.lines().count() == 1, "{pairs:?}: {said}");
+    }
+    let bogus = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(config)
+        .env("GUICHET_DATABASE_URL", "postgres://x@127.0.0.1:1/db?sslmode=bogus")
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!bogus.status.success() && stderr(&bogus).contains("bogus"), "{}", stderr(&bogus));
+    let (ok, _, said) = check(&[("GUICHET_LOCKOUT_THRESHOLD", "7")], &config);
+    assert!(ok && said.contains("GUICHET_LOCKOUT_THRESHOLD          the environment"), "{said}");
+    assert!(said.contains("GUICHET_SESSION_IDLE               default") && said.contains("code lifetimes"), "{said}");
+    let started = std::time::Instant::now();
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .arg("migrate")
+        .env("GUICHET_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !unreachable.status.success() && stderr(&unreachable).contains("Connection refused"),
+        "{}",
+        stderr(&unreachable)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "at once, not after a pool's timeout");
+}
