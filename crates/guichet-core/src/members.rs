@@ -35,6 +35,23 @@ pub struct AddMember {
     pub invite: bool,
 }
 
+/// Why an instance is not ready to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// Migrations of this binary are not applied.
+    #[error("the database schema is behind: run guichet migrate")]
+    Behind,
+    /// A newer guichet migrated the database.
+    #[error("the database is newer than this binary: upgrade guichet")]
+    Ahead,
+    /// The database does not answer.
+    #[error("the database does not answer")]
+    NoAnswer,
+    /// The database does not commit a write (a full disk, a read-only standby).
+    #[error("the database refuses writes")]
+    NoWrites,
+}
+
 /// Why an account could not be created. The messages are shown to the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum AddMemberError {
@@ -255,14 +272,19 @@ impl Members {
 
     /// Whether this instance can do its work: the schema is the one it knows, and the
     /// database commits a write. `Err` says why not, for the operator.
-    pub async fn readiness(&self) -> Result<(), &'static str> {
+    pub async fn readiness(&self) -> Result<(), NotReady> {
         match self.health.schema().await {
             Ok(crate::ports::Schema::Current) => {}
-            Ok(crate::ports::Schema::Behind) => return Err("the database schema is behind: run guichet migrate"),
-            Ok(crate::ports::Schema::Ahead) => return Err("the database is newer than this binary: upgrade guichet"),
-            Err(_) => return Err("the database does not answer"),
+            Ok(crate::ports::Schema::Behind) => return Err(NotReady::Behind),
+            Ok(crate::ports::Schema::Ahead) => return Err(NotReady::Ahead),
+            Err(_) => return Err(NotReady::NoAnswer),
         }
-        self.health.write_probe(self.clock.now()).await.map_err(|_| "the database refuses writes")
+        self.health.write_probe(self.clock.now()).await.map_err(|_| NotReady::NoWrites)
+    }
+
+    /// How the database's schema compares with this binary's.
+    pub async fn schema(&self) -> Result<crate::ports::Schema, StoreError> {
+        self.health.schema().await
     }
 
     /// Whether any account exists yet.

@@ -200,6 +200,13 @@ impl SqlStore {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
+        // Said plainly, rather than as the driver's "previously applied but missing".
+        if let Ok(Schema::Ahead) = Health::schema(self).await {
+            anyhow::bail!(
+                "this database is newer than this binary: a newer guichet migrated it; upgrade guichet \
+                 (or restore the backup taken before the upgrade)"
+            );
+        }
         migrator.run(&self.pool).await.context("could not apply the database migrations")
     }
 

@@ -66,6 +66,13 @@ impl TestDatabase {
         }
     }
 
+    /// Runs one statement of SQL on the database, as an operator or another version of
+    /// guichet would (for tests of what guichet does about it).
+    pub async fn execute(store: &SqlStore, sql: &str) -> anyhow::Result<u64> {
+        use sqlx::Executor as _;
+        Ok(store.pool.execute(sqlx::AssertSqlSafe(sql.to_owned())).await?.rows_affected())
+    }
+
     /// Where it is.
     pub fn url(&self) -> &DatabaseUrl {
         &self.url

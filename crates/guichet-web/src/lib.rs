@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::oidc::api_routes())
         .merge(pages::assets::routes())
         .merge(pages)
+        .layer(middleware::from_fn_with_state(state.clone(), pause_writes))
         .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages));
     with_access_log(app, state.settings.trusted_proxies.clone())
         .layer(middleware::from_fn_with_state(state.clone(), headers::security_headers))
@@ -109,6 +110,44 @@ async fn count_request(request: axum::extract::Request, next: middleware::Next) 
     metrics::histogram!("guichet_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// While a newer guichet's schema is in the database, nothing but reading: every other
+/// method gets a calm `503` (this instance would write with yesterday's rules).
+async fn pause_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let reading = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if !reading && state.writes_paused.load(std::sync::atomic::Ordering::Acquire) {
+        return error::ErrorPage::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "Mise à jour en cours",
+            "Le service est en cours de mise à jour et ne peut pas enregistrer votre demande pour l'instant. \
+             Réessayez dans quelques minutes.",
+        )
+        .retry_after(60)
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether a newer guichet migrated the database: sets or lifts the pause on writes
+/// ([`AppState`]'s `writes_paused`), saying so once each way.
+pub async fn check_schema(state: &AppState) {
+    use std::sync::atomic::Ordering;
+    let Ok(schema) = state.members.schema().await else { return };
+    let ahead = schema == guichet_core::ports::Schema::Ahead;
+    let was = state.writes_paused.swap(ahead, Ordering::AcqRel);
+    if ahead && !was {
+        tracing::error!(
+            "the database is newer than this binary: a newer guichet migrated it; this instance takes no more writes until it is upgraded"
+        );
+    } else if was && !ahead {
+        tracing::info!("the database schema is this binary's again: writes resume");
+    }
 }
 
 /// The request method as a metric label: a closed set, so that made-up methods cannot

@@ -103,6 +103,9 @@ pub struct Inner {
     pub oidc: Oidc,
     /// Settings.
     pub settings: WebSettings,
+    /// Set while the database holds a schema newer than this binary's: this instance
+    /// answers `503` to every write until it is upgraded (or the schema is current again).
+    pub writes_paused: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {

@@ -135,6 +135,7 @@ impl Application {
             gate,
             oidc,
             settings: web,
+            writes_paused: std::sync::atomic::AtomicBool::new(false),
         };
         let state = AppState::new(parts);
         let max_connections = settings.max_connections.map_or_else(connections_the_descriptors_allow, |n| n as usize);
@@ -195,6 +196,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.housekeeping.clone(), Arc::clone(&self.state.clock)));
         let gate = tokio::spawn(watch_changes(self.state.gate.clone(), self.store.access_changes()));
+        let schema = tokio::spawn(watch_schema(self.state.clone()));
         let options = ServeOptions {
             max_connections: self.max_connections,
             trusted_proxies: self.state.settings.trusted_proxies.clone(),
@@ -205,6 +207,7 @@ impl Application {
             .context("the HTTP server stopped");
         housekeeping.abort();
         gate.abort();
+        schema.abort();
         served
     }
 }
@@ -366,6 +369,16 @@ async fn watch_changes(gate: guichet_core::gate::Gate, changes: Option<guichet_s
                 let _ = gate.refresh().await;
             }
         }
+    }
+}
+
+/// Every 30 seconds (and at every readiness check), whether a newer guichet migrated
+/// the database: then this instance stops taking writes and says so.
+async fn watch_schema(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        guichet_web::check_schema(&state).await;
     }
 }
 

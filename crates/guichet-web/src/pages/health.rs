@@ -27,12 +27,13 @@ async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
+async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    crate::check_schema(&state).await;
     match state.members.readiness().await {
-        Ok(()) => (StatusCode::OK, "ready"),
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
         Err(why) => {
-            tracing::warn!(why, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, why)
+            tracing::warn!(%why, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, why.to_string())
         }
     }
 }

@@ -230,3 +230,33 @@ async fn a_full_disk_loses_no_acknowledged_write_and_writes_come_back_by_themsel
     assert!(missing.is_empty(), "acknowledged, then lost: {missing:?}");
     assert_eq!(ready, Some(StatusCode::SERVICE_UNAVAILABLE), "readiness tells the truth while the disk is full");
 }
+
+/// A newer guichet migrated the database while this instance runs: it stops writing and
+/// says so (readiness, a calm 503 on every form), and `migrate` says what happened.
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_guichet_stops_this_instance_writing() {
+    use guichet_store::testing::TestDatabase;
+    let app = crate::helpers::spawn_app().await;
+    app.add_member("marie").await;
+    let future = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                  VALUES (99999, 'from a newer guichet', TRUE, X'00', 0)";
+    TestDatabase::execute(&app.app.store, future).await.unwrap_or_else(|e| panic!("{e}"));
+    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().await.unwrap_or_default().contains("newer than this binary"));
+    let login = app.login("marie", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "{}", login.body);
+    assert!(login.body.contains("Mise à jour en cours"), "{}", login.body);
+    let page = app.client.get(format!("{}/login", app.address)).send().await.map(|r| r.status()).ok();
+    assert_eq!(page, Some(StatusCode::OK), "reading goes on");
+    let migrate = crate::cli::guichet(&app, &["migrate"], None);
+    let said = String::from_utf8_lossy(&migrate.stderr);
+    assert!(!migrate.status.success() && said.contains("this database is newer than this binary"), "{said}");
+
+    TestDatabase::execute(&app.app.store, "DELETE FROM _sqlx_migrations WHERE version = 99999")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.map(|r| r.status()).ok();
+    assert_eq!(ready, Some(StatusCode::OK));
+    assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::SEE_OTHER, "writes resume");
+}
