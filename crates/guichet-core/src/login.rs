@@ -429,7 +429,8 @@ impl Authenticator {
                 let outcome =
                     self.credentials.record_login_failure(account.id, &self.lockout, context, self.clock.now()).await?;
                 if let FailureOutcome::Locked { until } = outcome {
-                    tracing::info!(account = account.id.get(), %until, "account locked after repeated failures");
+                    let identifier = account.identifier.as_str();
+                    tracing::info!(account = account.id.get(), identifier, %until, "account locked after repeated failures");
                     metrics::counter!("guichet_lockouts_total").increment(1);
                 }
                 Err(LoginError::InvalidCredentials)

@@ -18,15 +18,15 @@ pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clo
             let new = NewClient { name, redirect_uris, post_logout_redirect_uris, public, groups };
             oidc.register(new).await.map(|registered| {
                 let client = &registered.client;
-                println!("registered {}", client.name);
-                println!("issuer:        {}", oidc.issuer().as_str());
-                println!("client_id:     {}", client.id);
+                say!("registered {}", client.name);
+                say!("issuer:        {}", oidc.issuer().as_str());
+                say!("client_id:     {}", client.id);
                 match &registered.secret {
                     Some(secret) => {
-                        println!("client_secret: {}", secret.expose());
-                        println!("(shown this once: only a hash is kept)");
+                        say!("client_secret: {}", secret.expose());
+                        say!("(shown this once: only a hash is kept)");
                     }
-                    None => println!("public client: no secret, PKCE (S256) required"),
+                    None => say!("public client: no secret, PKCE (S256) required"),
                 }
             })
         }
@@ -35,7 +35,7 @@ pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clo
                 let kind = if client.is_public() { "public" } else { "confidential" };
                 let groups = client.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",");
                 let groups = if groups.is_empty() { "every member".to_owned() } else { format!("groups {groups}") };
-                println!(
+                say!(
                     "{:<36} {:<12} {:<24} {}  {}",
                     client.id,
                     kind,
@@ -46,7 +46,7 @@ pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clo
             }
         }),
         ClientCommand::Remove { client_id } => oidc.remove(&client_id).await.map(|()| {
-            println!("removed client {}", client_id.trim());
+            say!("removed client {}", client_id.trim());
         }),
     };
     app.store.close().await;

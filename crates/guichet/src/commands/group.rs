@@ -14,15 +14,15 @@ pub async fn run(command: GroupCommand, settings: &Settings, clock: Arc<dyn Cloc
     let groups = &app.state.groups;
     let result = match command {
         GroupCommand::Add { name, description } => groups.add(&name, &description).await.map(|group| {
-            println!("created group {}", group.name);
+            say!("created group {}", group.name);
         }),
         GroupCommand::List => groups.list().await.map_err(Into::into).map(|list| {
             for group in list {
-                println!("{:<24} {:>5} member(s)  {}", group.name, group.members, group.description);
+                say!("{:<24} {:>5} member(s)  {}", group.name, group.members, group.description);
             }
         }),
         GroupCommand::Remove { name } => groups.remove(&name).await.map(|()| {
-            println!("removed group {}", name.trim().to_lowercase());
+            say!("removed group {}", name.trim().to_lowercase());
         }),
     };
     app.store.close().await;

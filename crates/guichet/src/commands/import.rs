@@ -86,13 +86,13 @@ pub async fn run(app: &Application, file: &Path, options: ImportOptions) -> anyh
         app.state.postman.deliver_due().await?;
     }
     let Tally { created, updated, unchanged, rejected } = &tally;
-    println!(
+    say!(
         "created {created}, updated {updated}, unchanged {unchanged}, rejected {}{}",
         rejected.len(),
         if options.invite && *created > 0 { " (invitations sent)" } else { "" }
     );
     for row in rejected {
-        println!("line {}: {}", row.line, row.reason);
+        say!("line {}: {}", row.line, row.reason);
     }
     if !rejected.is_empty() {
         return Err(anyhow::anyhow!("{} row(s) rejected (listed above); the others were imported", rejected.len())

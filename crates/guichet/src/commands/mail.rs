@@ -15,11 +15,11 @@ pub async fn run(command: MailCommand, settings: &Settings) -> anyhow::Result<()
         MailCommand::Test { address } => {
             let to = EmailAddress::parse(&address).context("the test address")?;
             let mailer = Mailer::new(mail_settings(settings))?;
-            println!("sending a test message to {to} through {}", mailer.describe());
+            say!("sending a test message to {to} through {}", mailer.describe());
             let mail = OutgoingMail { to, name: String::new(), content: MailContent::Test };
             let answer =
                 mailer.send(&mail).await.with_context(|| format!("the mail server refused: {}", mailer.describe()))?;
-            println!("{answer}");
+            say!("{answer}");
             Ok(())
         }
         MailCommand::Retry => {
@@ -29,7 +29,7 @@ pub async fn run(command: MailCommand, settings: &Settings) -> anyhow::Result<()
             let now = guichet_core::clock::SystemClock.now();
             let due = store.retry_waiting_mail(now).await.context("could not reach the outbox")?;
             let (pending, _) = store.backlog().await.context("could not reach the outbox")?;
-            println!("{due} message(s) waiting for a retry are due now; {pending} in the outbox in all");
+            say!("{due} message(s) waiting for a retry are due now; {pending} in the outbox in all");
             Ok(())
         }
     }

@@ -24,7 +24,7 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
         MemberCommand::Add(args) => add(&app, args).await,
         MemberCommand::List { locked } => {
             for account in app.state.members.list(locked).await? {
-                println!("{}", list_line(&account, zone));
+                say!("{}", list_line(&account, zone));
             }
             Ok(())
         }
@@ -41,10 +41,7 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
             let account = groups.account(&identifier).await?;
             let joined = groups.join(account, &group, Actor::Operator, &RequestContext::default()).await?;
             let (who, group) = (identifier.trim().to_lowercase(), group.trim().to_lowercase());
-            println!(
-                "{}",
-                if joined { format!("{who} joined {group}") } else { format!("{who} was already in {group}") }
-            );
+            say!("{}", if joined { format!("{who} joined {group}") } else { format!("{who} was already in {group}") });
             Ok(())
         }
         MemberCommand::Leave { identifier, group } => {
@@ -52,14 +49,14 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
             let account = groups.account(&identifier).await?;
             let left = groups.leave(account, &group, Actor::Operator, &RequestContext::default()).await?;
             let (who, group) = (identifier.trim().to_lowercase(), group.trim().to_lowercase());
-            println!("{}", if left { format!("{who} left {group}") } else { format!("{who} was not in {group}") });
+            say!("{}", if left { format!("{who} left {group}") } else { format!("{who} was not in {group}") });
             Ok(())
         }
         MemberCommand::Unlock { identifier } => {
             if app.state.members.unlock(&identifier, Actor::Operator, RequestContext::default()).await? {
-                println!("{} unlocked", identifier.trim().to_lowercase());
+                say!("{} unlocked", identifier.trim().to_lowercase());
             } else {
-                println!("{} was not locked (its failure count is cleared)", identifier.trim().to_lowercase());
+                say!("{} was not locked (its failure count is cleared)", identifier.trim().to_lowercase());
             }
             Ok(())
         }
@@ -71,7 +68,7 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
 async fn set_disabled(app: &Application, identifier: &str, disabled: bool) -> anyhow::Result<()> {
     app.state.members.set_disabled(identifier, disabled).await?;
     let who = identifier.trim().to_lowercase();
-    println!("{who} {}", if disabled { "disabled (its sessions are ended)" } else { "enabled" });
+    say!("{who} {}", if disabled { "disabled (its sessions are ended)" } else { "enabled" });
     Ok(())
 }
 
@@ -85,13 +82,13 @@ async fn temporary_password(app: &Application, identifier: &str) -> anyhow::Resu
 async fn report_last_mail(app: &Application, account: &Account, what: &str) -> anyhow::Result<()> {
     match app.state.members.mail_log(account.id, 1).await?.first() {
         Some(entry) if entry.state == MailState::Sent => {
-            println!("{what} sent to {}: {}", entry.recipient, entry.last_answer.as_deref().unwrap_or_default());
+            say!("{what} sent to {}: {}", entry.recipient, entry.last_answer.as_deref().unwrap_or_default());
         }
-        Some(entry) => println!(
+        Some(entry) => say!(
             "{what} queued, not sent yet ({}); `guichet serve` will keep trying",
             entry.last_answer.as_deref().unwrap_or("waiting")
         ),
-        None => println!("{what} queued"),
+        None => say!("{what} queued"),
     }
     Ok(())
 }
@@ -108,13 +105,13 @@ async fn add(app: &Application, args: AddArgs) -> anyhow::Result<()> {
         invite: args.invite,
     };
     let account = app.state.members.add(request, Actor::Operator, RequestContext::default()).await?;
-    println!("created {} ({}, {})", account.identifier, account.role, account.email);
+    say!("created {} ({}, {})", account.identifier, account.role, account.email);
     if args.invite {
         // Send now rather than wait for a server: say how it went.
         app.state.postman.deliver_due().await?;
         report_last_mail(app, &account, "invitation").await?;
     } else if !has_password {
-        println!("It has no password yet: use --invite to mail a set-your-password code, or --password-stdin.");
+        say!("It has no password yet: use --invite to mail a set-your-password code, or --password-stdin.");
     }
     Ok(())
 }
@@ -157,33 +154,30 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
         .filter(|e| e.kind == AuditKind::LoginFailed && e.at >= window_start)
         .count();
     let pending_codes = status_of.pending_codes;
-    println!("identifier:      {}", account.identifier);
-    println!("name:            {}", account.display_name.as_str());
-    println!("email:           {}", account.email);
-    println!("role:            {}", account.role);
+    say!("identifier:      {}", account.identifier);
+    say!("name:            {}", account.display_name.as_str());
+    say!("email:           {}", account.email);
+    say!("role:            {}", account.role);
     let groups = app.state.groups.of(account.id).await?;
     let groups: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
-    println!("groups:          {}", if groups.is_empty() { "(none)".to_owned() } else { groups.join(", ") });
-    println!("status:          {}", status(account, zone));
-    println!(
-        "locked until:    {}",
-        account.locked_until.filter(|u| *u > now).map_or("-".to_owned(), |u| local(u, zone))
-    );
-    println!(
+    say!("groups:          {}", if groups.is_empty() { "(none)".to_owned() } else { groups.join(", ") });
+    say!("status:          {}", status(account, zone));
+    say!("locked until:    {}", account.locked_until.filter(|u| *u > now).map_or("-".to_owned(), |u| local(u, zone)));
+    say!(
         "recent failures: {recent_failures} in the last {}",
         humantime::format_duration(settings.lockout_window.unsigned_abs())
     );
     // A temporary password waiting: the login that uses it must choose a new password.
     let temporary = account.temporary_password_at(now).and(account.temporary_password_until);
-    println!(
+    say!(
         "must change:     {}",
         temporary.map_or("no".to_owned(), |until| format!("yes (temporary password until {})", local(until, zone)))
     );
-    println!("secours address: {}", account.recovery_email.as_ref().map_or("-".to_owned(), |e| e.masked()));
-    println!("pending codes:   {pending_codes}");
-    println!("last login:      {}", account.last_login_at.map_or("never".to_owned(), |at| local(at, zone)));
-    println!("created:         {}", local(account.created_at, zone));
-    println!("recent events:");
+    say!("secours address: {}", account.recovery_email.as_ref().map_or("-".to_owned(), |e| e.masked()));
+    say!("pending codes:   {pending_codes}");
+    say!("last login:      {}", account.last_login_at.map_or("never".to_owned(), |at| local(at, zone)));
+    say!("created:         {}", local(account.created_at, zone));
+    say!("recent events:");
     for event in &status_of.recent_events {
         let from = event.context.address.map(|a| format!(" from {a}")).unwrap_or_default();
         let by = match event.actor {
@@ -192,7 +186,7 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
             Actor::Member | Actor::System => String::new(),
         };
         let detail = event.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
-        println!("  {}  {}{from}{by}{detail}", local(event.at, zone), event.kind.as_str());
+        say!("  {}  {}{from}{by}{detail}", local(event.at, zone), event.kind.as_str());
     }
     Ok(())
 }

@@ -1,5 +1,18 @@
 //! The commands behind the command line.
 
+/// `println!` for a command's output, except that a reader gone away (`member show X |
+/// head`) ends the command quietly instead of panicking on the closed pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 pub mod import;
 pub use import::PartialImport;
 mod client;
@@ -31,7 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve => serve::run(&settings, clock).await,
             Command::Migrate => {
                 SqlStore::connect_and_migrate(&settings.database_url).await?;
-                println!("migrations applied to {}", settings.database_url);
+                say!("migrations applied to {}", settings.database_url);
                 Ok(())
             }
             Command::Member(command) => member::run(command, &settings, clock).await,
@@ -48,7 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let store = SqlStore::connect(&settings.database_url).await?;
                 store.backup_to(&file).await?;
-                println!("backup of {} written to {}", settings.database_url, file.display());
+                say!("backup of {} written to {}", settings.database_url, file.display());
                 Ok(())
             }
             Command::Config(crate::cli::ConfigCommand::Check { connect }) => {
@@ -56,13 +69,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 // database URL's options and its sslrootcert.
                 let mailer = guichet_mail::Mailer::new(crate::app::mail_settings(&settings))?;
                 SqlStore::check_url(&settings.database_url)?;
-                print!("{}", settings.describe());
-                print!("{}", sources.origins());
+                say!("{}", settings.describe().trim_end());
+                say!("{}", sources.origins().trim_end());
                 if connect {
                     let store = SqlStore::connect(&settings.database_url).await?;
                     let schema = guichet_core::ports::Health::schema(&store).await?;
-                    println!("database: answers, schema {schema:?}");
-                    println!("mail: {}", mailer.check_connection().await?);
+                    say!("database: answers, schema {schema:?}");
+                    say!("mail: {}", mailer.check_connection().await?);
                     store.close().await;
                 }
                 Ok(())
@@ -99,7 +112,12 @@ fn init_logging(default: &str, json: bool) {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal as _;
+    // Colours only for a person at a terminal, never in a journal or a file.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if json {
         builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
     } else {

@@ -134,7 +134,7 @@ async fn first_administrator(app: &Application, settings: &Settings, clock: &dyn
             .add(request, Actor::System, RequestContext::default())
             .await
             .context("could not create the first administrator")?;
-        println!("The database was empty: created the administrator account `admin`.");
+        say!("The database was empty: created the administrator account `admin`.");
     }
     let admins: Vec<_> = members.list(false).await?.into_iter().filter(|a| a.role == Role::Admin).collect();
     if admins.iter().any(|a| a.password_hash.is_some()) {
@@ -150,7 +150,7 @@ async fn first_administrator(app: &Application, settings: &Settings, clock: &dyn
         .context("the administrator's address changed while the link was being made: start again")?;
     let link = format!("{}/reset-password?code={}", settings.public_url, code.grouped().replace('-', ""));
     let until = expires_at.to_zoned_datetime(settings.time_zone.clone()).strftime("%Y-%m-%d %H:%M %Z");
-    println!(
+    say!(
         "No administrator has a password yet. To set the password of `{}`, open this one-time link (valid until {until}):\n\n  {link}\n\n\
          Then change its email address, or create your own administrator with `guichet member add`.",
         admin.identifier

@@ -1130,3 +1130,26 @@ fn configuration_mistakes_are_refused_in_one_clear_line() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "at once, not after a pool's timeout");
 }
+
+/// Small things an operator meets: a command piped into `head` ends quietly, and logs
+/// written to a file or a journal carry no terminal colours.
+#[test]
+fn output_behaves_in_pipes_and_files() {
+    let piped = Command::new("bash")
+        .args(["-c", "set -o pipefail; \"$0\" config check | head -c 0", env!("CARGO_BIN_EXE_guichet")])
+        .env("GUICHET_DATABASE_URL", "sqlite::memory:")
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(piped.status.success(), "no panic on a closed pipe: {}", stderr(&piped));
+    assert!(!stderr(&piped).contains("panicked"), "{}", stderr(&piped));
+    let logged = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .arg("migrate")
+        .env("GUICHET_DATABASE_URL", "sqlite::memory:")
+        .env("GUICHET_LOG", "debug")
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(logged.status.success() && !stderr(&logged).is_empty(), "{logged:?}");
+    assert!(!stderr(&logged).contains('\u{1b}'), "no ANSI colours when not on a terminal");
+}
