@@ -463,6 +463,9 @@ pub struct OutgoingMail {
 pub struct SendError {
     /// A permanent failure (5xx): retrying will not help.
     pub permanent: bool,
+    /// The mail server could not be reached, or answered nothing of its own (a refused
+    /// connection, a timeout): an outage, not something about this message.
+    pub unreachable: bool,
     /// What the server or the connection said.
     pub message: String,
 }

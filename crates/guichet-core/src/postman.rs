@@ -76,6 +76,9 @@ pub struct Postman {
     /// Set when the process stops: the postman finishes the message it is sending and
     /// gives the rest of its claim back.
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the mail server could not be reached: the next message that goes
+    /// through brings every waiting one forward.
+    outage: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The delay before retry number `attempts + 1`: 30 s, doubling, at most ten minutes,
@@ -107,6 +110,7 @@ impl Postman {
             desk_address,
             signal: Arc::new(Notify::new()),
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            outage: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -190,12 +194,19 @@ impl Postman {
                     self.report_undelivered(mail, account, error).await?;
                 }
                 handled += 1;
-                // The server takes mail again: what waits for a retry goes now, in the
-                // order it was queued (the next claim takes the oldest first).
-                if matches!(outcome, MailOutcome::Sent { .. }) {
-                    let waiting = self.outbox.retry_waiting_mail(self.clock.now()).await?;
-                    if waiting > 0 {
-                        tracing::info!(waiting, "the mail server takes mail again: the waiting messages go now");
+                // The server takes mail again after it could not be reached: what waits
+                // for a retry goes now, in the order it was queued (the next claim takes
+                // the oldest first). A message refused for itself (a full mailbox, 4xx)
+                // keeps its own delay.
+                if matches!(outcome, MailOutcome::Sent { .. })
+                    && self.outage.swap(false, std::sync::atomic::Ordering::AcqRel)
+                {
+                    match self.outbox.retry_waiting_mail(self.clock.now()).await {
+                        Ok(waiting) if waiting > 0 => {
+                            tracing::info!(waiting, "the mail server takes mail again: the waiting messages go now");
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(?error, "could not bring the waiting messages forward"),
                     }
                 }
             }
@@ -335,6 +346,9 @@ impl Postman {
 
     fn after_failure(&self, mail: &QueuedMail, error: crate::mail::SendError, now: Timestamp) -> MailOutcome {
         let too_long = now.duration_since(mail.created_at) >= self.policy.give_up_after;
+        if error.unreachable {
+            self.outage.store(true, std::sync::atomic::Ordering::Release);
+        }
         if error.permanent || too_long {
             MailOutcome::Failed { error: error.message }
         } else {

@@ -299,7 +299,7 @@ struct Outage {
 impl MailSender for Outage {
     async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError> {
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(SendError { permanent: false, message: "421 4.3.2 Service not available".to_owned() });
+            return Err(SendError { permanent: false, unreachable: true, message: "connection refused".to_owned() });
         }
         self.received.lock().unwrap_or_else(PoisonError::into_inner).push(mail.to.to_string());
         Ok("250 2.0.0 Ok: queued".to_owned())

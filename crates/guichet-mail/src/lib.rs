@@ -165,7 +165,11 @@ fn url_host(url: &str) -> Option<String> {
 #[async_trait]
 impl MailSender for Mailer {
     async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError> {
-        let message = self.compose(mail).map_err(|e| SendError { permanent: true, message: format!("{e:#}") })?;
+        let message = self.compose(mail).map_err(|e| SendError {
+            permanent: true,
+            unreachable: false,
+            message: format!("{e:#}"),
+        })?;
         self.transport.send(message).await
     }
 }

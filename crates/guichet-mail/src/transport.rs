@@ -108,10 +108,19 @@ impl Transport {
                 .send(message)
                 .await
                 .map(|id| format!("written to {}", dir.join(format!("{id}.eml")).display()))
-                .map_err(|e| SendError { permanent: false, message: format!("could not write the message: {e}") }),
+                .map_err(|e| SendError {
+                    permanent: false,
+                    unreachable: true,
+                    message: format!("could not write the message: {e}"),
+                }),
             Self::Smtp(transport) => match transport.send(message).await {
                 Ok(response) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
-                Err(error) => Err(SendError { permanent: error.is_permanent(), message: error.to_string() }),
+                Err(error) => Err(SendError {
+                    permanent: error.is_permanent(),
+                    // No SMTP code: the connection itself failed.
+                    unreachable: error.status().is_none(),
+                    message: error.to_string(),
+                }),
             },
         }
     }

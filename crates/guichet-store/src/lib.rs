@@ -341,16 +341,16 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(database) => {
             let code = database.code().unwrap_or_default();
-            // SQLite's extended codes carry the primary one in their low byte: FULL (13),
-            // BUSY (5), LOCKED (6), IOERR (10), CANTOPEN (14), READONLY (8).
-            let sqlite = code.parse::<i32>().ok().map(|c| c & 0xff);
-            // PostgreSQL's classes: 08 connection, 53 insufficient resources, 57P
-            // operator intervention (shutting down, cannot connect now), 25006 read only.
-            matches!(sqlite, Some(5 | 6 | 8 | 10 | 13 | 14))
-                || code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57P")
-                || code == "25006"
+            if database.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite's extended codes carry the primary one in their low byte: FULL
+                // (13), BUSY (5), LOCKED (6), IOERR (10), CANTOPEN (14), READONLY (8).
+                let primary = code.parse::<i32>().ok().map(|c| c & 0xff);
+                matches!(primary, Some(5 | 6 | 8 | 10 | 13 | 14))
+            } else {
+                // PostgreSQL's SQLSTATE classes: 08 connection, 53 insufficient
+                // resources, 57P operator intervention, 25006 read-only transaction.
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "25006"
+            }
         }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

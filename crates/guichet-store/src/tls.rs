@@ -1,12 +1,16 @@
-//! TLS to PostgreSQL with libpq's meaning of `sslrootcert`: only that CA is trusted.
+//! TLS to PostgreSQL closer to libpq's meaning of `sslrootcert`: only that CA.
 //!
-//! sqlx adds the named CA to the system's trust store, so with `sslmode=verify-full` a
-//! server holding a certificate from any CA the system trusts would pass. When the URL
-//! names `sslrootcert` with `sslmode=verify-ca` or `verify-full`, every new connection is
-//! preceded by a TLS handshake of guichet's own with the same server, trusting that CA
-//! alone (and, for `verify-full`, checking the name): a server it refuses is never used.
-//! Without `sslrootcert`, `verify-full` checks against the system's store and the name,
-//! as libpq does with `sslrootcert=system`.
+//! sqlx adds the named CA to the system's trust store (it offers no way to replace it),
+//! so with `sslmode=verify-full` a server holding a certificate from any CA the system
+//! trusts would pass. When the URL names a root certificate with `sslmode=verify-ca` or
+//! `verify-full`, guichet makes a TLS handshake of its own with the same server, trusting
+//! that CA alone (and, for `verify-full`, checking the name), at start and for every new
+//! connection of the pool and of the notification listener: a server it refuses is not
+//! used. **This is a probe beside the driver's handshake, not the driver's handshake
+//! itself**: it stops a misconfigured or impersonated server that answers everyone
+//! alike, not an interceptor that lets the probe through to the real server and answers
+//! the driver itself with a certificate from another CA the system trusts. That needs
+//! the driver to take a root store of guichet's (not possible with sqlx 0.9).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,25 +42,36 @@ impl std::fmt::Debug for PinnedCa {
 }
 
 impl PinnedCa {
-    /// The pin a PostgreSQL URL asks for: `None` unless it has `sslrootcert` and
-    /// `sslmode=verify-ca|verify-full` with a network host.
+    /// The pin a PostgreSQL URL asks for: `None` unless it names a root certificate
+    /// (`sslrootcert`, `ssl-root-cert`, `ssl-ca`, or `PGSSLROOTCERT`) with
+    /// `sslmode=verify-ca|verify-full`, for a server reached over the network. Host, port
+    /// and mode are read as the driver reads them (query parameters and `PG*` included).
     pub(crate) fn from_url(raw: &str) -> anyhow::Result<Option<Self>> {
-        let Ok(url) = url::Url::parse(raw) else { return Ok(None) };
-        let query = |key: &str| url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned());
-        let full = match query("sslmode").as_deref() {
-            Some("verify-full") => true,
-            Some("verify-ca") => false,
+        use sqlx::postgres::{PgConnectOptions, PgSslMode};
+        use std::str::FromStr as _;
+        let Ok(options) = PgConnectOptions::from_str(raw) else { return Ok(None) };
+        let full = match options.get_ssl_mode() {
+            PgSslMode::VerifyFull => true,
+            PgSslMode::VerifyCa => false,
             _ => return Ok(None),
         };
-        let (Some(root), Some(host)) = (query("sslrootcert"), url.host_str().map(str::to_owned)) else {
-            return Ok(None);
-        };
-        if root == "system" {
+        let named = url::Url::parse(raw).ok().and_then(|url| {
+            url.query_pairs()
+                .find(|(k, _)| matches!(k.as_ref(), "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+                .map(|(_, v)| v.into_owned())
+        });
+        let Some(root) = named.or_else(|| std::env::var("PGSSLROOTCERT").ok()) else { return Ok(None) };
+        if root == "system" || options.get_socket().is_some() {
             return Ok(None);
         }
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = options.get_host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let pem = if root.trim_start().starts_with("-----BEGIN") {
+            root.clone().into_bytes()
+        } else {
+            std::fs::read(&root).map_err(|e| anyhow::anyhow!("sslrootcert {root}: {e}"))?
+        };
         let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&root).map_err(|e| anyhow::anyhow!("sslrootcert {root}: {e}"))? {
+        for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| anyhow::anyhow!("sslrootcert {root}: {e}"))?;
             roots.add(cert).map_err(|e| anyhow::anyhow!("sslrootcert {root}: {e}"))?;
         }
@@ -74,7 +89,7 @@ impl PinnedCa {
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         let name = ServerName::try_from(host.clone()).map_err(|e| anyhow::anyhow!("database host {host}: {e}"))?;
-        Ok(Some(Self { host, port: url.port().unwrap_or(5432), name, config: Arc::new(config) }))
+        Ok(Some(Self { host, port: options.get_port(), name, config: Arc::new(config) }))
     }
 
     /// Shakes hands with the server trusting the pinned CA alone; `Err` when it cannot.

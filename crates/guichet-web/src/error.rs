@@ -80,7 +80,9 @@ impl IntoResponse for WebError {
             tracing::warn!("password hashing queue full: asking the client to retry");
             return busy().into_response();
         }
-        if let Self::Store(StoreError::Unavailable(error)) = &self {
+        if let Self::Store(StoreError::Unavailable(error))
+        | Self::Oidc(guichet_core::oidc::OidcError::Store(StoreError::Unavailable(error))) = &self
+        {
             tracing::error!(%error, "the database cannot take this request now");
             return unavailable().into_response();
         }

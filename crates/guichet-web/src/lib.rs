@@ -112,16 +112,20 @@ async fn count_request(request: axum::extract::Request, next: middleware::Next) 
     response
 }
 
-/// While a newer guichet's schema is in the database, nothing but reading: every other
-/// method gets a calm `503` (this instance would write with yesterday's rules).
+/// While a newer guichet's schema is in the database, no form but logout: every other
+/// `POST` gets a calm `503` (this instance would write with yesterday's rules). Pages
+/// still read, and a session's idle time still moves.
 async fn pause_writes(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let reading = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
-    if !reading && state.writes_paused.load(std::sync::atomic::Ordering::Acquire) {
+    let reading =
+        matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+    // Logging out ends a session on a shared computer: never refused.
+    let leaving = request.uri().path() == "/logout";
+    if !reading && !leaving && state.writes_paused.load(std::sync::atomic::Ordering::Acquire) {
         return error::ErrorPage::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "Mise à jour en cours",

@@ -327,19 +327,32 @@ async fn watch_changes(gate: guichet_core::gate::Gate, changes: Option<guichet_s
     let Some(mut changes) = changes else { return poll_changes(gate).await };
     // The listening connection lives in a task of its own, never cancelled mid-read;
     // this loop hears from it through a channel.
-    let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    // One pending event is enough: each means "forget", and forgetting twice is once.
+    let (heard, mut hear) = tokio::sync::mpsc::channel::<bool>(1);
     tokio::spawn(async move {
+        let mut pause = GATE_POLL;
         loop {
             let result = changes.changed().await;
-            if heard.send(result.is_ok()).is_err() {
+            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = heard.try_send(result.is_ok()) {
                 return;
             }
-            if let Err(error) = result {
-                tracing::warn!(
-                    ?error,
-                    "forward auth cannot listen to the database's changes; reading its counter until it can"
-                );
-                tokio::time::sleep(GATE_POLL).await;
+            match result {
+                Ok(()) if pause > GATE_POLL => {
+                    tracing::info!("forward auth listens to the database's changes again");
+                    pause = GATE_POLL;
+                }
+                Ok(()) => {}
+                Err(error) => {
+                    if pause == GATE_POLL {
+                        tracing::warn!(
+                            ?error,
+                            "forward auth cannot listen to the database's changes; reading its counter until it can"
+                        );
+                    }
+                    // Tried again at growing intervals, up to the safety poll's.
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(GATE_SAFETY_POLL);
+                }
             }
         }
     });

@@ -270,10 +270,15 @@ const OTHER_VARIABLES: [&str; 3] = ["GUICHET_CONFIG", "GUICHET_LOG", "GUICHET_LO
 /// the file, with the setting it was probably meant to be.
 fn check_variable_name(name: &str) -> anyhow::Result<()> {
     let base = name.strip_suffix("_FILE").unwrap_or(name);
+    // Kubernetes gives every pod `GUICHET_PORT`, `GUICHET_SERVICE_HOST`,
+    // `GUICHET_PORT_8080_TCP…` when a Service is named `guichet`.
+    let service_link =
+        name == "GUICHET_PORT" || name.starts_with("GUICHET_PORT_") || name.starts_with("GUICHET_SERVICE_");
     if VARIABLES.contains(&name)
         || VARIABLES.contains(&base)
         || OTHER_VARIABLES.contains(&name)
         || name.starts_with("GUICHET_TEST_")
+        || service_link
     {
         return Ok(());
     }

@@ -103,24 +103,30 @@ const QUIET_LIBRARIES: [&str; 5] = ["lettre", "hyper", "hyper_util", "rustls", "
 /// Logs to standard error, as text or one JSON object per line; `GUICHET_LOG` (or
 /// `RUST_LOG`) overrides the level, except for [`QUIET_LIBRARIES`].
 fn init_logging(default: &str, json: bool) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = std::env::var("GUICHET_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
-    let filter = QUIET_LIBRARIES.iter().fold(filter, |filter, library| match format!("{library}=info").parse() {
-        Ok(directive) => filter.add_directive(directive),
-        Err(_) => filter,
+    // Applied after the filter the operator chose, whatever it says (even
+    // `lettre::transport::smtp=trace`): nothing below `info` from these libraries.
+    let quiet = tracing_subscriber::filter::filter_fn(|meta| {
+        let target = meta.target();
+        let quiet_library = QUIET_LIBRARIES
+            .iter()
+            .any(|library| target.strip_prefix(library).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")));
+        !quiet_library || *meta.level() <= tracing::Level::INFO
     });
-    use std::io::IsTerminal as _;
     // Colours only for a person at a terminal, never in a journal or a file.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    let format =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter).with(quiet);
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        registry.with(format.json().flatten_event(true).with_current_span(true).with_span_list(false)).try_init()
     } else {
-        builder.try_init()
+        registry.with(format).try_init()
     };
 }
