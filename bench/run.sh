@@ -15,9 +15,14 @@ mkdir -p "$OUT"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
 echo "== building (release)"
-cargo build --release -q -p guichet
 cargo build --release -q -p guichet-core --example hash_rate
-BIN=target/release/guichet
+# BENCH_BIN measures another build (an earlier commit's, to compare within the hour).
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  cargo build --release -q -p guichet
+  BIN=target/release/guichet
+fi
 
 WORK=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT

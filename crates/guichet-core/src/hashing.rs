@@ -194,7 +194,7 @@ impl WorkArea {
 /// Whether checking `hash` costs much more than one of ours (over eight times the work,
 /// or over four times the memory: PHP's default Argon2id, 64 MiB and t=4, is not): such
 /// checks take the costly lane.
-fn is_costly(cost: Argon2Cost, hash: &PasswordHash) -> bool {
+pub fn is_costly(cost: Argon2Cost, hash: &PasswordHash) -> bool {
     if let Ok(Some(legacy)) = crate::legacy::LegacyHash::parse(hash.as_phc()) {
         return legacy.is_costly();
     }

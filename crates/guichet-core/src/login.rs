@@ -236,14 +236,23 @@ impl Authenticator {
             Some(account) => self.trusted_mark(&cookie, account, now).await?,
             None => None,
         };
-        // One check at a time per identifier (after the address's throttle, which costs
-        // no hash), the account read again in its turn: the lock that an earlier
-        // attempt's failure set applies to this one.
-        let key = identifier.trim().to_lowercase();
+        // For an account whose stored hash is costly (an import), one check at a time
+        // per identifier (after the address's throttle, which costs no hash), the
+        // account read again in its turn: the lock an earlier attempt's failure set
+        // applies to this one, and a robot's guesses cost one costly check at a time.
+        // Ordinary accounts are checked in parallel, as many at once as the threads allow.
+        let costly = account
+            .as_ref()
+            .and_then(|a| a.password_hash.as_ref())
+            .is_some_and(|hash| crate::hashing::is_costly(crate::hashing::Argon2Cost::RECOMMENDED, hash));
+        let key = costly.then(|| identifier.trim().to_lowercase());
         let (account, proof) = match trusted {
             Some(nonce) => {
-                let _turn = self.turns.take(key).await?;
-                let account = self.read_again(account).await?;
+                let turn = match key {
+                    Some(key) => Some(self.turns.take(key).await?),
+                    None => None,
+                };
+                let account = if turn.is_some() { self.read_again(account).await? } else { account };
                 self.attempt(account, password, Some(&nonce), &[], context).await?
             }
             None => {
@@ -254,8 +263,11 @@ impl Authenticator {
                 });
                 let (counted, exempted) = self.count_attempt(identifier, temporary, context, now).await?;
                 let result = async {
-                    let _turn = self.turns.take(key).await?;
-                    let account = self.read_again(account).await?;
+                    let turn = match key {
+                        Some(key) => Some(self.turns.take(key).await?),
+                        None => None,
+                    };
+                    let account = if turn.is_some() { self.read_again(account).await? } else { account };
                     self.attempt(account, password, None, &counted, context).await
                 }
                 .await;
@@ -277,8 +289,14 @@ impl Authenticator {
         if let Some(address) = context.address.map(throttle_key) {
             // Remembered so that this account may still try from this network when the
             // network is over its ceiling (a hospital's shared address).
+            // Written once per period and network, read otherwise: a login adds a read.
             let known = ThrottleKey::known_on(&address, identifier);
-            if let Err(error) = self.counts.count(&known, KNOWN_FOR, self.clock.now()).await {
+            let now = self.clock.now();
+            let remembered = match self.counts.peek(&known, KNOWN_FOR / 2, now).await {
+                Ok(0) => self.counts.count(&known, KNOWN_FOR, now).await.map(|_| ()),
+                other => other.map(|_| ()),
+            };
+            if let Err(error) = remembered {
                 // The login itself went through; only this convenience is lost.
                 tracing::warn!(?error, "could not remember the network of a successful login");
             }
