@@ -37,6 +37,8 @@ use crate::token::{PlainToken, TokenHash};
 pub struct AccessRule {
     /// The URL prefix, normalised.
     prefix: String,
+    /// The same in lower case (for sites that serve paths whatever their case).
+    folded: String,
     /// Who may pass: members of any of these groups; nobody in particular when empty.
     groups: Vec<GroupName>,
 }
@@ -61,7 +63,7 @@ impl AccessRule {
             .iter()
             .map(|g| GroupName::parse(g).map_err(|_| AccessRuleError::Group(g.clone())))
             .collect::<Result<_, _>>()?;
-        Ok(Self { prefix, groups })
+        Ok(Self { folded: prefix.to_lowercase(), prefix, groups })
     }
 }
 
@@ -93,14 +95,20 @@ impl AccessPolicy {
     /// A site may serve paths whatever their case (`/BUREAU/` as `/bureau/`): the target
     /// passes only when it also passes with its path and the rules' paths in lower case.
     fn allows(&self, target: &str, groups: &[GroupName]) -> bool {
-        self.allows_as(target, groups, false) && self.allows_as(&target.to_lowercase(), groups, true)
+        if !self.allows_as(target, groups, false) {
+            return false;
+        }
+        // Most paths are in lower case already: no second look needed.
+        if !target.bytes().any(|b| b.is_ascii_uppercase()) && self.rules.iter().all(|r| r.folded == r.prefix) {
+            return true;
+        }
+        self.allows_as(&target.to_lowercase(), groups, true)
     }
 
     fn allows_as(&self, target: &str, groups: &[GroupName], folded: bool) -> bool {
-        let prefix = |rule: &AccessRule| if folded { rule.prefix.to_lowercase() } else { rule.prefix.clone() };
         let covers = |rule: &&AccessRule| {
-            let prefix = prefix(rule);
-            target.starts_with(&prefix) || prefix.strip_suffix('/').is_some_and(|bare| target == bare)
+            let prefix = if folded { &rule.folded } else { &rule.prefix };
+            target.starts_with(prefix.as_str()) || prefix.strip_suffix('/').is_some_and(|bare| target == bare)
         };
         match self.rules.iter().filter(covers).max_by_key(|rule| rule.prefix.len()) {
             Some(rule) => rule.groups.is_empty() || rule.groups.iter().any(|g| groups.contains(g)),

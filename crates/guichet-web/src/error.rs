@@ -128,7 +128,12 @@ struct MessagePage<'a> {
 
 /// Renders [`ErrorPage`]s left in responses, inside the site's layout.
 pub async fn render_error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    // Writes paused (a newer schema): answered here, in the layer every request already
+    // crosses, rather than in one more.
+    let response = match crate::paused_write(&state, &request) {
+        Some(page) => page.into_response(),
+        None => next.run(request).await,
+    };
     let Some(page) = response.extensions().get::<ErrorPage>().cloned() else {
         return response;
     };

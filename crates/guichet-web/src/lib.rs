@@ -54,7 +54,6 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::oidc::api_routes())
         .merge(pages::assets::routes())
         .merge(pages)
-        .layer(middleware::from_fn_with_state(state.clone(), pause_writes))
         .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages));
     with_access_log(app, state.settings.trusted_proxies.clone())
         .layer(middleware::from_fn_with_state(state.clone(), headers::security_headers))
@@ -115,27 +114,25 @@ async fn count_request(request: axum::extract::Request, next: middleware::Next) 
 /// While a newer guichet's schema is in the database, no form but logout: every other
 /// `POST` gets a calm `503` (this instance would write with yesterday's rules). Pages
 /// still read, and a session's idle time still moves.
-async fn pause_writes(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
+fn paused_write(state: &AppState, request: &axum::extract::Request) -> Option<error::ErrorPage> {
+    if !state.writes_paused.load(std::sync::atomic::Ordering::Acquire) {
+        return None;
+    }
     let reading =
         matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
     // Logging out ends a session on a shared computer: never refused.
-    let leaving = request.uri().path() == "/logout";
-    if !reading && !leaving && state.writes_paused.load(std::sync::atomic::Ordering::Acquire) {
-        return error::ErrorPage::new(
+    if reading || request.uri().path() == "/logout" {
+        return None;
+    }
+    Some(
+        error::ErrorPage::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "Mise à jour en cours",
             "Le service est en cours de mise à jour et ne peut pas enregistrer votre demande pour l'instant. \
              Réessayez dans quelques minutes.",
         )
-        .retry_after(60)
-        .into_response();
-    }
-    next.run(request).await
+        .retry_after(60),
+    )
 }
 
 /// Whether a newer guichet migrated the database: sets or lifts the pause on writes
