@@ -48,7 +48,8 @@ const GATE_CHANNEL: &str = "guichet_gate";
 /// connection of its own, outside the pool.
 pub struct AccessChanges {
     connect: Arc<str>,
-    pin: Option<Arc<tls::PinnedCa>>,
+    /// Kept alive while listening through it.
+    _relay: Option<Arc<tls::Relay>>,
     listener: Option<sqlx::postgres::PgListener>,
 }
 
@@ -65,9 +66,6 @@ impl AccessChanges {
     /// reached: the caller falls back to reading the change counter, and calls again.
     pub async fn changed(&mut self) -> Result<(), StoreError> {
         let Some(listener) = &mut self.listener else {
-            if let Some(pin) = &self.pin {
-                pin.check().await.map_err(backend)?;
-            }
             let mut listener = sqlx::postgres::PgListener::connect(&self.connect).await.map_err(backend)?;
             listener.listen(GATE_CHANNEL).await.map_err(backend)?;
             // Listening from now on: whatever came before is the caller's to forget.
@@ -96,8 +94,8 @@ pub struct SqlStore {
     backend: Backend,
     /// How to open a connection of one's own (PostgreSQL's notifications). Never logged.
     connect: Arc<str>,
-    /// The one CA the server's certificate must come from (`sslrootcert`).
-    pin: Option<Arc<tls::PinnedCa>>,
+    /// The TLS connections of guichet's own, when the URL pins a CA (`sslrootcert`).
+    relay: Option<Arc<tls::Relay>>,
 }
 
 impl SqlStore {
@@ -119,12 +117,21 @@ impl SqlStore {
         if backend == Backend::Sqlite {
             url.create_sqlite_parent_dir()?;
         }
-        let options = AnyConnectOptions::from_str(url.connect_string().as_str())
-            .with_context(|| format!("invalid database URL {url}"))?;
         let pin = match backend {
             Backend::Postgres => tls::PinnedCa::from_url(&url.connect_string())?.map(Arc::new),
             Backend::Sqlite => None,
         };
+        // With a pinned CA, sqlx speaks to guichet's relay, which makes the TLS
+        // connections itself (see `tls`).
+        let relay = match &pin {
+            Some(pin) => Some(Arc::new(tls::Relay::start(&url.connect_string(), Arc::clone(pin))?)),
+            None => None,
+        };
+        let connect: Arc<str> = match &relay {
+            Some(relay) => Arc::from(relay.url()),
+            None => Arc::from(url.connect_string().as_str()),
+        };
+        let options = AnyConnectOptions::from_str(&connect).with_context(|| format!("invalid database URL {url}"))?;
         if backend == Backend::Postgres {
             Self::check_url(url)?;
             // At once, in one clear line naming what refused, rather than as a pool
@@ -143,7 +150,6 @@ impl SqlStore {
                 Err(_) => anyhow::bail!("could not connect to the database {url}: no answer within 10 seconds"),
             }
         }
-        let pin_for_pool = pin.clone();
         let pool = AnyPoolOptions::new()
             // SQLite writes one at a time whatever the pool size; a few connections let
             // reads go on beside the writer (WAL).
@@ -151,13 +157,7 @@ impl SqlStore {
             .acquire_timeout(Duration::from_secs(10))
             .after_release(|connection, _| Box::pin(async move { Ok(ended_cleanly(connection).await) }))
             .after_connect(move |connection, _| {
-                let pin = pin_for_pool.clone();
                 Box::pin(async move {
-                    // Checked before the connection serves anything: a server whose
-                    // certificate is not from the CA in `sslrootcert` is not used.
-                    if let Some(pin) = pin {
-                        pin.check().await?;
-                    }
                     if backend == Backend::Sqlite {
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
@@ -174,7 +174,7 @@ impl SqlStore {
             .connect_with(options)
             .await
             .with_context(|| format!("could not connect to the database {url}"))?;
-        Ok(Self { pool, backend, connect: Arc::from(url.connect_string().as_str()), pin })
+        Ok(Self { pool, backend, connect, relay })
     }
 
     /// What may change what the forward-auth gate caches, as PostgreSQL announces it;
@@ -182,7 +182,7 @@ impl SqlStore {
     pub fn access_changes(&self) -> Option<AccessChanges> {
         (self.backend == Backend::Postgres).then(|| AccessChanges {
             connect: Arc::clone(&self.connect),
-            pin: self.pin.clone(),
+            _relay: self.relay.clone(),
             listener: None,
         })
     }

@@ -1,16 +1,15 @@
-//! TLS to PostgreSQL closer to libpq's meaning of `sslrootcert`: only that CA.
+//! TLS to PostgreSQL with libpq's meaning of `sslrootcert`: that CA alone is trusted.
 //!
-//! sqlx adds the named CA to the system's trust store (it offers no way to replace it),
-//! so with `sslmode=verify-full` a server holding a certificate from any CA the system
-//! trusts would pass. When the URL names a root certificate with `sslmode=verify-ca` or
-//! `verify-full`, guichet makes a TLS handshake of its own with the same server, trusting
-//! that CA alone (and, for `verify-full`, checking the name), at start and for every new
-//! connection of the pool and of the notification listener: a server it refuses is not
-//! used. **This is a probe beside the driver's handshake, not the driver's handshake
-//! itself**: it stops a misconfigured or impersonated server that answers everyone
-//! alike, not an interceptor that lets the probe through to the real server and answers
-//! the driver itself with a certificate from another CA the system trusts. That needs
-//! the driver to take a root store of guichet's (not possible with sqlx 0.9).
+//! sqlx adds the named CA to the system's trust store and offers no way to replace it, so
+//! with `sslmode=verify-full` a server holding a certificate from any CA the system trusts
+//! would pass. When the URL names a root certificate with `sslmode=verify-ca` or
+//! `verify-full`, guichet makes the TLS connections itself instead ([`Relay`]): sqlx
+//! speaks plain PostgreSQL to a Unix socket of guichet's own (in a private folder), and
+//! for each connection guichet opens the TLS connection to the server trusting that CA
+//! alone (and, for `verify-full`, checking the name), then copies bytes both ways. A
+//! server that fails the handshake is never spoken to. Without `sslrootcert`,
+//! `verify-full` is sqlx's own: the system's store and the name, as libpq does with
+//! `sslrootcert=system`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +93,14 @@ impl PinnedCa {
 
     /// Shakes hands with the server trusting the pinned CA alone; `Err` when it cannot.
     pub(crate) async fn check(&self) -> Result<(), sqlx::Error> {
+        let mut tls = self.connect().await?;
+        let _ = tls.shutdown().await;
+        Ok(())
+    }
+
+    /// A TLS connection to the server, after PostgreSQL's `SSLRequest`, trusting the
+    /// pinned CA alone.
+    async fn connect(&self) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, sqlx::Error> {
         let refused = |why: String| sqlx::Error::Tls(why.into());
         let handshake = async {
             let mut stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
@@ -104,16 +111,89 @@ impl PinnedCa {
                 return Err(refused("the database server does not offer TLS".to_owned()));
             }
             let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.config));
-            let mut tls = connector.connect(self.name.clone(), stream).await.map_err(|e| {
+            connector.connect(self.name.clone(), stream).await.map_err(|e| {
                 refused(format!("the database server's certificate is not from the CA in sslrootcert: {e}"))
-            })?;
-            let _ = tls.shutdown().await;
-            Ok(())
+            })
         };
         match tokio::time::timeout(CHECK_WITHIN, handshake).await {
             Ok(result) => result,
             Err(_) => Err(refused("the database server did not finish the TLS handshake in time".to_owned())),
         }
+    }
+}
+
+/// A private Unix socket that sqlx connects to in plain text, each connection carried to
+/// the server over a TLS connection of guichet's own ([`PinnedCa`]). Removed when dropped.
+pub(crate) struct Relay {
+    dir: std::path::PathBuf,
+    accepting: tokio::task::JoinHandle<()>,
+    /// What sqlx connects with: the URL, through the socket, without TLS of its own.
+    connect: String,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Starts the relay for `raw` (a PostgreSQL URL that `pin` was made from).
+    pub(crate) fn start(raw: &str, pin: Arc<PinnedCa>) -> anyhow::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let name = format!("guichet-pg-{}", guichet_core::token::hex(&guichet_core::token::random_bytes::<8>()));
+        let dir = std::env::temp_dir().join(name);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| anyhow::anyhow!("could not make the folder for the database relay {}: {e}", dir.display()))?;
+        let port = pin.port;
+        let socket = dir.join(format!(".s.PGSQL.{port}"));
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .map_err(|e| anyhow::anyhow!("could not open the database relay {}: {e}", socket.display()))?;
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut local, _)) = listener.accept().await {
+                let pin = Arc::clone(&pin);
+                tokio::spawn(async move {
+                    match pin.connect().await {
+                        Ok(mut remote) => {
+                            let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+                        }
+                        Err(error) => tracing::error!(%error, "the database server was refused"),
+                    }
+                });
+            }
+        });
+        let mut url = url::Url::parse(raw).map_err(|e| anyhow::anyhow!("database URL: {e}"))?;
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_ref(),
+                    "sslmode" | "ssl-mode" | "sslrootcert" | "ssl-root-cert" | "ssl-ca" | "host" | "hostaddr" | "port"
+                )
+            })
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair("host", &dir.to_string_lossy())
+            .append_pair("port", &port.to_string())
+            .append_pair("sslmode", "disable");
+        Ok(Self { dir, accepting, connect: url.to_string() })
+    }
+
+    /// The URL sqlx connects with.
+    pub(crate) fn url(&self) -> &str {
+        &self.connect
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
