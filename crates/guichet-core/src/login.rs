@@ -91,13 +91,13 @@ pub struct Authenticator {
     /// Verified against when there is no real hash to check, so that every failure
     /// costs one hash.
     dummy_hash: PasswordHash,
-    /// One password check at a time per account.
+    /// One check at a time per identifier, for accounts with a costly stored hash.
     turns: Arc<Turns>,
 }
 
-/// Login attempts on one identifier wait for each other (on this instance): ten parallel
-/// guesses on one account cost one hashing thread, not ten, and the account's lock
-/// applies to the guesses that come after the fifth failure instead of racing it.
+/// Login attempts on one identifier of a costly account wait for each other (on this
+/// instance): ten parallel guesses cost one costly check at a time, and the account's
+/// lock applies to the guesses that come after the fifth failure instead of racing it.
 #[derive(Debug, Default)]
 struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
@@ -150,6 +150,18 @@ tokio::task_local! {
 
 /// The outcomes `guichet_logins_total` counts, for the metrics to start at zero.
 pub const LOGIN_OUTCOMES: [&str; 7] = ["success", "temporary", "failure", "locked", "throttled", "busy", "error"];
+
+/// The account's pending temporary password, when what was typed is it (a SHA-256, no
+/// Argon2id).
+fn typed_temporary<'a>(
+    account: &'a Account,
+    password: &SecretString,
+    now: Timestamp,
+) -> Option<&'a crate::token::TokenHash> {
+    account.temporary_password_at(now).filter(|temporary| {
+        TemporaryPassword::parse(password.expose_secret()).is_some_and(|typed| typed.matches(temporary))
+    })
+}
 
 /// The counts an untrusted attempt made, to give back if it succeeds.
 type Counted = Vec<(ThrottleKey, Timestamp)>;
@@ -248,26 +260,16 @@ impl Authenticator {
         let key = costly.then(|| identifier.trim().to_lowercase());
         let (account, proof) = match trusted {
             Some(nonce) => {
-                let turn = match key {
-                    Some(key) => Some(self.turns.take(key).await?),
-                    None => None,
-                };
-                let account = if turn.is_some() { self.read_again(account).await? } else { account };
+                let (_turn, account) = self.take_turn(key, account).await?;
                 self.attempt(account, password, Some(&nonce), &[], context).await?
             }
             None => {
                 // The desk's temporary password, typed right, is a bearer secret of its
                 // own: it is let through a busy address like a known member.
-                let temporary = account.as_ref().and_then(|a| a.temporary_password_at(now)).is_some_and(|t| {
-                    TemporaryPassword::parse(password.expose_secret()).is_some_and(|typed| typed.matches(t))
-                });
+                let temporary = account.as_ref().and_then(|a| typed_temporary(a, &password, now)).is_some();
                 let (counted, exempted) = self.count_attempt(identifier, temporary, context, now).await?;
                 let result = async {
-                    let turn = match key {
-                        Some(key) => Some(self.turns.take(key).await?),
-                        None => None,
-                    };
-                    let account = if turn.is_some() { self.read_again(account).await? } else { account };
+                    let (_turn, account) = self.take_turn(key, account).await?;
                     self.attempt(account, password, None, &counted, context).await
                 }
                 .await;
@@ -306,12 +308,21 @@ impl Authenticator {
         Ok(LoggedIn { account, device_cookie, must_change_password })
     }
 
-    /// The account as it is now (its turn may have waited behind attempts that locked it).
-    async fn read_again(&self, account: Option<Account>) -> Result<Option<Account>, LoginError> {
-        match account {
-            Some(account) => Ok(self.accounts.find_account(account.id).await?),
-            None => Ok(None),
-        }
+    /// Waits for the identifier's turn when there is one to take (`key`: a costly
+    /// account), then reads the account again: attempts ahead of this one may have
+    /// locked it. Without a key, nothing waits and the account is as read.
+    async fn take_turn(
+        &self,
+        key: Option<String>,
+        account: Option<Account>,
+    ) -> Result<(Option<Turn<'_>>, Option<Account>), LoginError> {
+        let Some(key) = key else { return Ok((None, account)) };
+        let turn = self.turns.take(key).await?;
+        let account = match account {
+            Some(account) => self.accounts.find_account(account.id).await?,
+            None => None,
+        };
+        Ok((Some(turn), account))
     }
 
     /// The nonce of the browser's mark for `account`, when it holds a valid one issued
@@ -417,9 +428,7 @@ impl Authenticator {
                 .await?;
             return Err(LoginError::InvalidCredentials);
         };
-        if let Some(temporary) = account.temporary_password_at(now)
-            && TemporaryPassword::parse(password.expose_secret()).is_some_and(|typed| typed.matches(temporary))
-        {
+        if let Some(temporary) = typed_temporary(&account, &password, now) {
             let proof = Proof::Temporary(temporary.clone());
             if !self.credentials.record_login_success(account.id, &proof, None, true, counted, context, now).await? {
                 return Err(LoginError::InvalidCredentials);
