@@ -646,6 +646,30 @@ mod tests {
         assert_eq!(settings.site_name, "Réseau Santé");
     }
 
+    /// The README's forward-auth settings and access rules, as written, load as the
+    /// two rules they show.
+    #[test]
+    fn the_readme_access_rules_load_as_written() {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("## Opening the members' area").nth(1).unwrap_or_default();
+        let blocks = |lang: &str| -> Vec<&str> {
+            section.split(&format!("```{lang}\n")).skip(1).filter_map(|b| b.split("```").next()).collect()
+        };
+        let toml = blocks("toml").first().copied().unwrap_or_else(|| panic!("no toml block"));
+        let settings_block = blocks("sh").into_iter().find(|b| b.contains("GUICHET_PUBLIC_URL="));
+        let pairs: Vec<(&str, &str)> = settings_block
+            .unwrap_or_else(|| panic!("no settings block"))
+            .lines()
+            .filter_map(|line| line.split('#').next()?.trim().split_once('='))
+            .collect();
+        assert_eq!(pairs.len(), 4, "{pairs:?}");
+        let sources =
+            Sources::from_pairs(pairs).with_toml(toml, Path::new("guichet.toml")).unwrap_or_else(|e| panic!("{e:#}"));
+        let settings = Settings::load(&sources).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(settings.access.len(), 2);
+        assert_eq!(settings.cookie_domain.as_deref(), Some("example.org"));
+    }
+
     #[test]
     fn file_errors_name_the_key_and_file() {
         let sources = Sources::default()
