@@ -16,6 +16,7 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[expect(clippy::disallowed_methods, reason = "the one place that reads the system clock")]
     fn now(&self) -> Timestamp {
         Timestamp::now()
     }
@@ -35,7 +36,7 @@ impl ManualClock {
 
     /// A clock stopped at the current system time.
     pub fn starting_now() -> Self {
-        Self::new(Timestamp::now())
+        Self::new(SystemClock.now())
     }
 
     /// Moves the clock forward (or back, with a negative duration).

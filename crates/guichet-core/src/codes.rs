@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn used_wins_over_expired() {
-        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let code = StoredCode {
             account_id: AccountId::from_stored(1),
             purpose: CodePurpose::Reset,

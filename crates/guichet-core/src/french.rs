@@ -86,9 +86,9 @@ mod tests {
     #[test]
     fn dates_are_shown_in_the_sites_zone() {
         let zone = TimeZone::get("Europe/Paris").unwrap_or(TimeZone::UTC);
-        let at: Timestamp = "2026-03-01T08:05:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let at: Timestamp = "2026-03-01T08:05:00Z".parse().unwrap();
         assert_eq!(date_time(at, &zone), "1er mars 2026 à 9 h 05");
-        let end: Timestamp = "2026-03-01T13:30:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let end: Timestamp = "2026-03-01T13:30:00Z".parse().unwrap();
         assert_eq!(slot(at, end, &zone), "1er mars 2026 de 9 h 05 à 14 h 30");
     }
 

@@ -400,6 +400,8 @@ pub enum MailContent {
         ends_at: Timestamp,
         /// The number staff will call, if given.
         phone: String,
+        /// When the message was written (the calendar entry's stamp).
+        written_at: Timestamp,
     },
     /// The account's address changed (sent to the old one).
     EmailChanged {

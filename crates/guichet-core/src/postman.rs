@@ -381,6 +381,7 @@ impl Postman {
                         starts_at: slot.starts_at,
                         ends_at: slot.ends_at,
                         phone: request.phone.clone(),
+                        written_at: now,
                     }
                 };
                 (request, content)

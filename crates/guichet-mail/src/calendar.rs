@@ -45,8 +45,8 @@ mod tests {
 
     #[test]
     fn the_calendar_has_the_call_in_utc() {
-        let start: Timestamp = "2026-03-03T13:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
-        let end: Timestamp = "2026-03-03T13:30:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let start: Timestamp = "2026-03-03T13:00:00Z".parse().unwrap();
+        let end: Timestamp = "2026-03-03T13:30:00Z".parse().unwrap();
         let ics = call("A-7K3M9Q", start, end, "Réseau, Santé", "example.org", start);
         assert!(ics.contains("DTSTART:20260303T130000Z\r\nDTEND:20260303T133000Z\r\n"));
         assert!(ics.contains("SUMMARY:Appel de l'assistance – Réseau\\, Santé"));

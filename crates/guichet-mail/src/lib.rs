@@ -123,15 +123,9 @@ impl Mailer {
             .singlepart(part(ContentType::TEXT_PLAIN, text)?)
             .singlepart(part(ContentType::TEXT_HTML, html)?);
         let body = match &mail.content {
-            MailContent::CallConfirmed { reference, starts_at, ends_at, .. } => {
-                let ics = calendar::call(
-                    reference,
-                    *starts_at,
-                    *ends_at,
-                    &self.settings.site_name,
-                    &domain,
-                    jiff::Timestamp::now(),
-                );
+            MailContent::CallConfirmed { reference, starts_at, ends_at, written_at, .. } => {
+                let ics =
+                    calendar::call(reference, *starts_at, *ends_at, &self.settings.site_name, &domain, *written_at);
                 let calendar_type = ContentType::parse("text/calendar; charset=utf-8; method=PUBLISH")
                     .map_err(|_| anyhow::anyhow!("calendar content type"))?;
                 MultiPart::mixed()

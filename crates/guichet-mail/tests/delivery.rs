@@ -1,5 +1,9 @@
 //! Messages over real SMTP to a sink the test starts, DKIM checked by an independent
 //! implementation (mail-auth) against the public key, and the file transport.
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test stops at the first surprise (clippy.toml allows it only inside #[test] functions)"
+)]
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -33,12 +37,9 @@ fn settings(transport: String) -> MailSettings {
 fn reset_mail() -> (RecoveryCode, OutgoingMail) {
     let code = RecoveryCode::generate();
     let mail = OutgoingMail {
-        to: EmailAddress::parse("marie.durand@chu.example.fr").unwrap_or_else(|e| panic!("{e}")),
+        to: EmailAddress::parse("marie.durand@chu.example.fr").unwrap(),
         name: "Marie Durand".into(),
-        content: MailContent::PasswordReset {
-            code: code.clone(),
-            expires_at: "2026-03-02T09:00:00Z".parse().unwrap_or_else(|e| panic!("{e}")),
-        },
+        content: MailContent::PasswordReset { code: code.clone(), expires_at: "2026-03-02T09:00:00Z".parse().unwrap() },
     };
     (code, mail)
 }
@@ -49,7 +50,7 @@ async fn a_reset_message_goes_over_smtp_with_the_headers_filters_expect() {
     let mailer = Mailer::new(settings(sink.url())).unwrap_or_else(|e| panic!("{e:#}"));
     let (code, mail) = reset_mail();
 
-    let answer = mailer.send(&mail).await.unwrap_or_else(|e| panic!("{e}"));
+    let answer = mailer.send(&mail).await.unwrap();
     assert!(answer.starts_with("250"), "{answer}");
 
     let received = sink.wait_for(1).await.remove(0);
@@ -91,13 +92,12 @@ async fn temporary_and_permanent_failures_are_told_apart() {
 
 #[tokio::test]
 async fn the_file_transport_writes_one_eml_per_message() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let mailer = Mailer::new(settings(format!("file:{}", dir.path().display()))).unwrap_or_else(|e| panic!("{e:#}"));
     let (code, mail) = reset_mail();
-    let answer = mailer.send(&mail).await.unwrap_or_else(|e| panic!("{e}"));
+    let answer = mailer.send(&mail).await.unwrap();
     assert!(answer.starts_with("written to "), "{answer}");
-    let files: Vec<PathBuf> =
-        std::fs::read_dir(dir.path()).unwrap_or_else(|e| panic!("{e}")).flatten().map(|e| e.path()).collect();
+    let files: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(files.len(), 1);
     assert!(files[0].extension().is_some_and(|e| e == "eml"));
     let parsed_text = std::fs::read(&files[0]).unwrap_or_default();
@@ -145,13 +145,13 @@ async fn signed_message_verifies(key: &str, key_type: &str) {
         key_file: fixture(&format!("dkim-{key}.pem")),
     });
     let mailer = Mailer::new(settings).unwrap_or_else(|e| panic!("{e:#}"));
-    mailer.send(&reset_mail().1).await.unwrap_or_else(|e| panic!("{e}"));
+    mailer.send(&reset_mail().1).await.unwrap();
     let raw = sink.wait_for(1).await.remove(0).data;
 
     let public = std::fs::read_to_string(fixture(&format!("dkim-{key}.pub.b64"))).unwrap_or_default();
     let record = format!("v=DKIM1; k={key_type}; p={}", public.trim());
     let records = KeyRecords(Mutex::new(HashMap::new()));
-    let domain_key = DomainKey::parse(record.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let domain_key = DomainKey::parse(record.as_bytes()).unwrap();
     records.insert(
         "guichet._domainkey.example.org.".into(),
         Txt::from(domain_key),
@@ -159,7 +159,7 @@ async fn signed_message_verifies(key: &str, key_type: &str) {
     );
 
     let message = AuthenticatedMessage::parse(&raw).unwrap_or_else(|| panic!("unparsable"));
-    let resolver = MessageAuthenticator::new_cloudflare().unwrap_or_else(|e| panic!("{e}"));
+    let resolver = MessageAuthenticator::new_cloudflare().unwrap();
     let outputs = resolver.verify_dkim(Parameters::new(&message).with_txt_cache(&records)).await;
     assert!(!outputs.is_empty(), "no DKIM signature found");
     for output in &outputs {

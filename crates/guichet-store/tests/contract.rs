@@ -1,4 +1,8 @@
 //! The storage contract of `guichet_core::ports`, run against SQLite and PostgreSQL.
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test stops at the first surprise (clippy.toml allows it only inside #[test] functions)"
+)]
 
 use std::sync::Arc;
 
@@ -160,9 +164,9 @@ async fn the_backlog_counts_what_waits_and_since_when(store: SqlStore) {
 
 fn import_row(identifier: &str, email: &str, groups: Option<&[&str]>) -> ImportRow {
     ImportRow {
-        identifier: Identifier::parse(identifier).unwrap_or_else(|e| panic!("{e}")),
-        email: EmailAddress::parse(email).unwrap_or_else(|e| panic!("{e}")),
-        name: DisplayName::parse("Marie Durand").unwrap_or_else(|e| panic!("{e}")),
+        identifier: Identifier::parse(identifier).unwrap(),
+        email: EmailAddress::parse(email).unwrap(),
+        name: DisplayName::parse("Marie Durand").unwrap(),
         role: Role::Member,
         groups: groups.map(|g| g.iter().map(|n| GroupName::parse(n).unwrap_or_else(|_| panic!("{n}"))).collect()),
         password_hash: Some(PasswordHash::from_phc("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r.L0".into())),
@@ -211,7 +215,7 @@ async fn a_login_replaces_the_hash_in_the_same_statement(store: SqlStore) {
 }
 
 fn personal() -> EmailAddress {
-    EmailAddress::parse("marie.durand@perso.example.org").unwrap_or_else(|e| panic!("{e}"))
+    EmailAddress::parse("marie.durand@perso.example.org").unwrap()
 }
 
 async fn a_secours_address_is_proposed_confirmed_found_and_removed(store: SqlStore) {
@@ -224,7 +228,7 @@ async fn a_secours_address_is_proposed_confirmed_found_and_removed(store: SqlSto
     );
     assert_eq!(reload(&store, &account).await.recovery_email_pending, Some(personal()));
     let code = RecoveryCode::generate();
-    let elsewhere = EmailAddress::parse("autre@perso.example.org").unwrap_or_else(|e| panic!("{e}"));
+    let elsewhere = EmailAddress::parse("autre@perso.example.org").unwrap();
     let later = t0() + minutes(60);
     assert_eq!(store.set_recovery_email_code(account.id, &code.hash(), later, &elsewhere).await.ok(), Some(false));
     assert_eq!(store.set_recovery_email_code(account.id, &code.hash(), later, &personal()).await.ok(), Some(true));
@@ -289,7 +293,7 @@ async fn a_secours_address_belongs_to_one_account(store: SqlStore) {
     assert_eq!(reload(&store, &paul).await.recovery_email, None);
     // Nor can it become another account's own address.
     let event = staff_event(&paul, AuditKind::DetailsChanged);
-    let name = DisplayName::parse("Paul").unwrap_or_else(|e| panic!("{e}"));
+    let name = DisplayName::parse("Paul").unwrap();
     let changed = store.change_details(paul.id, &personal(), &name, event, Reach::Anyone).await;
     assert!(matches!(changed, Err(StoreError::Conflict(Conflict::Email))), "{changed:?}");
 }
@@ -331,7 +335,7 @@ async fn a_copy_is_queued_once_and_not_counted(store: SqlStore) {
 
 async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
     let account = add(&store, "marie").await;
-    let desk = EmailAddress::parse("assistance@reseau.example").unwrap_or_else(|e| panic!("{e}"));
+    let desk = EmailAddress::parse("assistance@reseau.example").unwrap();
     let bounce = |message: &str| NewRequest {
         message: message.to_owned(),
         phone: String::new(),
@@ -363,7 +367,7 @@ async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
 }
 
 async fn the_desk_is_told_of_new_requests_and_confirmed_calls(store: SqlStore) {
-    let desk = EmailAddress::parse("assistance@reseau.example").unwrap_or_else(|e| panic!("{e}"));
+    let desk = EmailAddress::parse("assistance@reseau.example").unwrap();
     let created =
         store.create_request(&written_request(None), Some(&desk), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     let staff = add(&store, "desk").await;
@@ -443,7 +447,7 @@ async fn a_temporary_password_opens_a_forced_session_until_a_password_is_chosen(
 }
 
 fn t0() -> Timestamp {
-    "2026-03-02T08:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"))
+    "2026-03-02T08:00:00Z".parse().unwrap()
 }
 
 fn minutes(m: i64) -> SignedDuration {
@@ -451,7 +455,7 @@ fn minutes(m: i64) -> SignedDuration {
 }
 
 fn context() -> RequestContext {
-    RequestContext::new(Some("10.0.0.7".parse().unwrap_or_else(|e| panic!("{e}"))), Some("TestBrowser/1"))
+    RequestContext::new(Some("10.0.0.7".parse().unwrap()), Some("TestBrowser/1"))
 }
 
 fn policy() -> LockoutPolicy {
@@ -460,9 +464,9 @@ fn policy() -> LockoutPolicy {
 
 async fn add(store: &SqlStore, identifier: &str) -> Account {
     let new = NewAccount {
-        identifier: Identifier::parse(identifier).unwrap_or_else(|e| panic!("{e}")),
-        email: EmailAddress::parse(&format!("{identifier}@chu.example.fr")).unwrap_or_else(|e| panic!("{e}")),
-        display_name: DisplayName::parse("Marie Durand").unwrap_or_else(|e| panic!("{e}")),
+        identifier: Identifier::parse(identifier).unwrap(),
+        email: EmailAddress::parse(&format!("{identifier}@chu.example.fr")).unwrap(),
+        display_name: DisplayName::parse("Marie Durand").unwrap(),
         role: Role::Member,
         password_hash: Some(some_hash()),
     };
@@ -493,7 +497,7 @@ async fn accounts_are_found_by_identifier_email_and_id(store: SqlStore) {
     assert_eq!(by_email.map(|a| a.id), Some(created.id));
     assert_eq!(created.display_name.as_str(), "Marie Durand");
     assert_eq!(created.created_at, t0());
-    let unknown = Identifier::parse("nobody").unwrap_or_else(|e| panic!("{e}"));
+    let unknown = Identifier::parse("nobody").unwrap();
     assert!(store.find_account_by_identifier(&unknown).await.ok().flatten().is_none());
     assert_eq!(store.count_accounts().await.ok(), Some(1));
 }
@@ -502,7 +506,7 @@ async fn duplicate_identifiers_and_emails_are_conflicts(store: SqlStore) {
     let first = add(&store, "marie").await;
     let mut same_identifier = NewAccount {
         identifier: first.identifier.clone(),
-        email: EmailAddress::parse("other@chu.example.fr").unwrap_or_else(|e| panic!("{e}")),
+        email: EmailAddress::parse("other@chu.example.fr").unwrap(),
         display_name: DisplayName::default(),
         role: Role::Member,
         password_hash: None,
@@ -510,7 +514,7 @@ async fn duplicate_identifiers_and_emails_are_conflicts(store: SqlStore) {
     let event = operator_event(None, AuditKind::AccountCreated);
     let err = store.create_account(&same_identifier, event.clone(), None).await.err();
     assert!(matches!(err, Some(StoreError::Conflict(Conflict::Identifier))), "{err:?}");
-    same_identifier.identifier = Identifier::parse("marie2").unwrap_or_else(|e| panic!("{e}"));
+    same_identifier.identifier = Identifier::parse("marie2").unwrap();
     same_identifier.email = first.email.clone();
     let err = store.create_account(&same_identifier, event, None).await.err();
     assert!(matches!(err, Some(StoreError::Conflict(Conflict::Email))), "{err:?}");
@@ -596,7 +600,7 @@ async fn concurrent_failures_lock_once_and_count_no_more_than_the_threshold(stor
     let outcomes: Vec<FailureOutcome> = futures_util::future::join_all(attempts)
         .await
         .into_iter()
-        .map(|joined| joined.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}")))
+        .map(|joined| joined.unwrap().unwrap_or_else(|e| panic!("{e:?}")))
         .collect();
     let locked = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Locked { .. })).count();
     let counted = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Counted { .. })).count();
@@ -778,7 +782,7 @@ fn request(n: usize) -> NewMail {
     NewMail {
         kind: MailKind::PasswordReset,
         account_id: None,
-        recipient: EmailAddress::parse(&format!("m{n}@chu.example.fr")).unwrap_or_else(|e| panic!("{e}")),
+        recipient: EmailAddress::parse(&format!("m{n}@chu.example.fr")).unwrap(),
         subject: MailSubject::None,
     }
 }
@@ -864,7 +868,7 @@ async fn a_code_is_redeemed_once_however_many_try_at_once(store: SqlStore) {
     let results: Vec<_> = futures_util::future::join_all(tabs)
         .await
         .into_iter()
-        .map(|r| r.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}")))
+        .map(|r| r.unwrap().unwrap_or_else(|e| panic!("{e:?}")))
         .collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
     assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(CodeError::Used)));
@@ -949,7 +953,7 @@ async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlSto
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
     let refused = store.unlock_account(staff.id, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
-    let email = EmailAddress::parse("pris@example.org").unwrap_or_else(|e| panic!("{e}"));
+    let email = EmailAddress::parse("pris@example.org").unwrap();
     let name = DisplayName::default();
     let refused = store.change_details(staff.id, &email, &name, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
@@ -968,7 +972,7 @@ async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlSto
 
 async fn codes_and_temporary_passwords_bind_to_the_address_they_were_sent_to(store: SqlStore) {
     let account = add(&store, "marie").await;
-    let elsewhere = EmailAddress::parse("ancienne@example.org").unwrap_or_else(|e| panic!("{e}"));
+    let elsewhere = EmailAddress::parse("ancienne@example.org").unwrap();
     let stored = StoredCode {
         account_id: account.id,
         purpose: CodePurpose::Reset,
@@ -1008,7 +1012,7 @@ async fn a_member_promoted_to_staff_starts_afresh(store: SqlStore) {
 async fn an_address_change_voids_what_was_sent_to_the_old_one(store: SqlStore) {
     let account = add(&store, "marie").await;
     let code = new_code(&store, &account, t0() + minutes(60)).await;
-    let new = EmailAddress::parse("marie@gmail.example.com").unwrap_or_else(|e| panic!("{e}"));
+    let new = EmailAddress::parse("marie@gmail.example.com").unwrap();
     let event = staff_event(&account, AuditKind::DetailsChanged);
     let changed = store.change_details(account.id, &new, &account.display_name, event, Reach::MembersOnly).await;
     assert!(changed.is_ok(), "{changed:?}");
@@ -1099,7 +1103,7 @@ async fn failures_and_locks_are_counted_per_day(store: SqlStore) {
 fn written_request(account: Option<&Account>) -> NewRequest {
     NewRequest {
         name: "Marie Durand".into(),
-        email: EmailAddress::parse("marie@chu.example.fr").unwrap_or_else(|e| panic!("{e}")),
+        email: EmailAddress::parse("marie@chu.example.fr").unwrap(),
         identifier: "marie".into(),
         phone: "04 72 00 00 00".into(),
         message: "Je ne reçois pas le code.".into(),
@@ -1294,7 +1298,7 @@ fn client(id: &str) -> Client {
         secret_hash: Some(PlainToken::generate().hash()),
         redirect_uris: vec!["https://a.example/cb".to_owned(), "https://a.example/cb2".to_owned()],
         post_logout_redirect_uris: vec!["https://a.example/bye".to_owned()],
-        groups: vec![GroupName::parse("bureau").unwrap_or_else(|e| panic!("{e}"))],
+        groups: vec![GroupName::parse("bureau").unwrap()],
         created_at: t0(),
     }
 }
@@ -1374,7 +1378,7 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
     let outcomes: Vec<CodeUse> = futures_util::future::join_all(tries)
         .await
         .into_iter()
-        .map(|r| r.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}")))
+        .map(|r| r.unwrap().unwrap_or_else(|e| panic!("{e:?}")))
         .collect();
     assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::First(issued.clone())).count(), 1, "{outcomes:?}");
     assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::Again).count(), 7);
@@ -1408,7 +1412,7 @@ async fn the_access_epoch_moves_with_what_the_gate_caches(store: SqlStore) {
         assert!(now > last, "{what} moves the epoch");
         last = now;
     };
-    let bureau = GroupName::parse("bureau").unwrap_or_else(|e| panic!("{e}"));
+    let bureau = GroupName::parse("bureau").unwrap();
     let bureau = store.create_group(&bureau, "", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     store.add_to_group(bureau.id, marie.id, staff_event(&marie, AuditKind::GroupJoined)).await.ok();
     moved(epoch().await, "joining a group");
@@ -1435,7 +1439,7 @@ async fn a_kept_secret_is_the_first_one_stored(store: SqlStore) {
 
 async fn groups_hold_members_and_say_so(store: SqlStore) {
     let marie = add(&store, "marie").await;
-    let name = |n: &str| GroupName::parse(n).unwrap_or_else(|e| panic!("{e}"));
+    let name = |n: &str| GroupName::parse(n).unwrap();
     let bureau = store.create_group(&name("bureau"), "Le bureau", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
     let taken = store.create_group(&name("bureau"), "", t0()).await;
     assert!(matches!(taken, Err(StoreError::Conflict(Conflict::Group))), "{taken:?}");
@@ -1474,7 +1478,7 @@ async fn postgres_is_reached_over_tls_and_its_certificate_is_checked() {
     };
     let with = |query: &str| {
         let separator = if url.contains('?') { '&' } else { '?' };
-        guichet_store::DatabaseUrl::parse(&format!("{url}{separator}{query}")).unwrap_or_else(|e| panic!("{e}"))
+        guichet_store::DatabaseUrl::parse(&format!("{url}{separator}{query}")).unwrap()
     };
     let store = SqlStore::connect(&with(&format!("sslmode=verify-full&sslrootcert={root}")))
         .await

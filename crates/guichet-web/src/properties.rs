@@ -15,7 +15,7 @@ use crate::cookies::{Cookie, Cookies};
 use crate::pages::{Form, secret};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap_or_else(|e| panic!("{e}"))
+    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
 }
 
 #[derive(Deserialize)]
@@ -32,7 +32,7 @@ fn read_form(body: impl Into<Body>) -> Result<Form<LoginLike>, crate::error::Err
         .method("POST")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(body.into())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     runtime().block_on(Form::<LoginLike>::from_request(request, &()))
 }
 
@@ -54,7 +54,7 @@ proptest! {
         let mut headers = HeaderMap::new();
         let set = Cookies { secure: true, domain: None }.set_lasting(Cookie::Device, &value, 60);
         let pair = set.to_str().ok().and_then(|s| s.split(';').next()).unwrap_or_default().to_owned();
-        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {pair}")).unwrap_or_else(|e| panic!("{e}")));
+        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {pair}")).unwrap());
         prop_assert_eq!(Cookies { secure: true, domain: None }.read(Cookie::Device, &headers), Some(value));
     }
 
@@ -96,7 +96,7 @@ proptest! {
 
     #[test]
     fn the_csrf_check_reads_any_body_and_origin(body in proptest::collection::vec(any::<u8>(), 0..300), origin in any::<String>()) {
-        let mut request = Request::builder().method("POST").body(Body::from(body)).unwrap_or_else(|e| panic!("{e}"));
+        let mut request = Request::builder().method("POST").body(Body::from(body)).unwrap();
         if let Ok(value) = HeaderValue::from_str(&origin) {
             request.headers_mut().insert(header::ORIGIN, value);
         }

@@ -320,8 +320,8 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     async fn start(options: ServeOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
         let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve(listener, router, async move { drop(stopped.await) }, options));
@@ -333,8 +333,8 @@ mod tests {
     async fn a_client_that_never_finishes_its_headers_is_cut_off() {
         let options = ServeOptions { header_timeout: Duration::from_millis(300), ..ServeOptions::default() };
         let (address, _stop) = start(options).await;
-        let mut slow = tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("{e}"));
-        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap_or_else(|e| panic!("{e}"));
+        let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
         let mut answer = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
         assert!(read.is_ok(), "the connection was closed by the server");
@@ -346,19 +346,16 @@ mod tests {
         let (address, _stop) = start(options).await;
         let mut held = Vec::new();
         for _ in 0..3 {
-            held.push(tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("{e}")));
+            held.push(tokio::net::TcpStream::connect(address).await.unwrap());
         }
-        let mut fourth = tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut fourth = tokio::net::TcpStream::connect(address).await.unwrap();
         let mut rest = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(5), fourth.read_to_end(&mut rest)).await;
         assert!(closed.is_ok_and(|n| n.is_ok_and(|n| n == 0)), "the fourth was refused");
         drop(held.pop());
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut again = tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("{e}"));
-        again
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut again = tokio::net::TcpStream::connect(address).await.unwrap();
+        again.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
         let mut answer = String::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), again.read_to_string(&mut answer)).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -368,18 +365,15 @@ mod tests {
     async fn the_most_silent_connection_makes_room_for_a_new_one() {
         let options = ServeOptions { max_connections: 2, ..ServeOptions::default() };
         let (address, _stop) = start(options).await;
-        let mut first = tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut first = tokio::net::TcpStream::connect(address).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         // The second one talks (a slow head), so it is not the most silent.
-        let mut second = tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut second = tokio::net::TcpStream::connect(address).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        second.write_all(b"GET / HTTP/1.1\r\n").await.unwrap_or_else(|e| panic!("{e}"));
+        second.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let mut third = tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("{e}"));
-        third
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut third = tokio::net::TcpStream::connect(address).await.unwrap();
+        third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
         let mut answer = String::new();
         let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut answer)).await;
         assert!(read.is_ok() && answer.starts_with("HTTP/1.1 200"), "{answer}");

@@ -204,8 +204,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_form_body_that_trickles_in_is_cut_off() {
         let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
-        let request =
-            Request::builder().method("POST").body(Body::from_stream(never)).unwrap_or_else(|e| panic!("{e}"));
+        let request = Request::builder().method("POST").body(Body::from_stream(never)).unwrap();
         let refused = checked(request, "token", "http://127.0.0.1").await.err();
         let status = refused.map(|r| match r {
             Refused::Page(page) => page.status(),

@@ -610,9 +610,9 @@ mod tests {
 
     #[test]
     fn secrets_are_read_from_files_and_never_twice() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("database_url");
-        std::fs::write(&path, "postgres://guichet:s3cret@db/guichet\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, "postgres://guichet:s3cret@db/guichet\n").unwrap();
         let path = path.display().to_string();
         let sources = Sources::from_pairs([("GUICHET_DATABASE_URL_FILE", path.as_str())]).with_secret_files();
         let settings = sources.and_then(|s| Settings::load(&s)).unwrap_or_else(|e| panic!("{e:#}"));

@@ -829,10 +829,10 @@ mod tests {
 
     #[test]
     fn a_signed_access_token_reads_back_and_an_id_token_does_not_pass_for_one() {
-        let pem = generate_key().unwrap_or_else(|e| panic!("{e}"));
-        let signer = Signer::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
-        let issuer = IssuerUrl::new("https://membres.example.org".to_owned()).unwrap_or_else(|e| panic!("{e}"));
-        let now = Timestamp::from_second(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
+        let pem = generate_key().unwrap();
+        let signer = Signer::from_pem(&pem).unwrap();
+        let issuer = IssuerUrl::new("https://membres.example.org".to_owned()).unwrap();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
         let access = signer
             .access_token(&NewAccessToken {
                 issuer: issuer.clone(),
@@ -846,11 +846,11 @@ mod tests {
                     client_id: "c".to_owned(),
                 },
             })
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let read = signer.read_access_token(&access, &issuer, now);
         assert_eq!(read.map(|(sub, claims)| (sub, claims.jti)), Some(("abc".to_owned(), "j1".to_owned())));
         assert!(signer.read_access_token(&access, &issuer, now + TOKEN_LIFETIME).is_none(), "expired");
-        let other = IssuerUrl::new("https://ailleurs.example".to_owned()).unwrap_or_else(|e| panic!("{e}"));
+        let other = IssuerUrl::new("https://ailleurs.example".to_owned()).unwrap();
         assert!(signer.read_access_token(&access, &other, now).is_none(), "another issuer");
         let id_claims = IdTokenClaims::new(
             issuer.clone(),
@@ -860,12 +860,11 @@ mod tests {
             StandardClaims::new(SubjectIdentifier::new("abc".to_owned())),
             GroupsClaim::default(),
         );
-        let id_token = signer.id_token(id_claims, &access).unwrap_or_else(|e| panic!("{e}"));
+        let id_token = signer.id_token(id_claims, &access).unwrap();
         assert!(signer.read_access_token(&id_token, &issuer, now).is_none());
         assert_eq!(signer.read_id_token_hint(&id_token, &issuer).map(|(s, _, _)| s).as_deref(), Some("abc"));
         assert!(signer.read_id_token_hint(&access, &issuer).is_none(), "an access token is no hint");
-        let stranger =
-            Signer::from_pem(&generate_key().unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+        let stranger = Signer::from_pem(&generate_key().unwrap()).unwrap();
         assert!(stranger.read_id_token_hint(&id_token, &issuer).is_none(), "signed by another key");
     }
 }

@@ -305,7 +305,7 @@ mod tests {
 
     fn all(bytes: &[u8]) -> Vec<(u64, Result<TypedRow, String>)> {
         let text = CsvText::read(bytes);
-        let mut rows = text.rows().unwrap_or_else(|e| panic!("{e}"));
+        let mut rows = text.rows().unwrap();
         std::iter::from_fn(|| rows.next_row()).collect()
     }
 
@@ -315,7 +315,7 @@ mod tests {
         let text = CsvText::read(bytes);
         assert_eq!((text.encoding, text.delimiter), (Encoding::Windows1252, b';'));
         let rows = all(bytes);
-        let row = rows[0].1.clone().unwrap_or_else(|e| panic!("{e}"));
+        let row = rows[0].1.clone().unwrap();
         assert_eq!((rows[0].0, row.name.as_str()), (2, "Hélène Bérard"));
         assert_eq!(row.password_hash.as_deref(), Some("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r.L0"));
         assert_eq!(row.groups, None, "no groups column: groups left alone");
@@ -326,7 +326,7 @@ mod tests {
         let bytes = "\u{feff}email,identifier,groups\nzoe@chu.example.fr,zoé,bureau\n".as_bytes();
         let text = CsvText::read(bytes);
         assert_eq!((text.encoding, text.delimiter), (Encoding::Utf8, b','));
-        let row = all(bytes)[0].1.clone().unwrap_or_else(|e| panic!("{e}"));
+        let row = all(bytes)[0].1.clone().unwrap();
         assert_eq!(
             (row.identifier.as_str(), row.email.as_str(), row.groups.as_deref()),
             ("zoé", "zoe@chu.example.fr", Some("bureau"))
@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn without_a_header_the_columns_are_the_contracts() {
         let rows = all(b"marie,marie@chu.example.fr,Marie,assistance\n\nonly,two\n");
-        let first = rows[0].1.clone().unwrap_or_else(|e| panic!("{e}"));
+        let first = rows[0].1.clone().unwrap();
         assert_eq!((first.role.as_str(), rows[1].0), ("assistance", 3));
         assert!(rows[1].1.clone().err().unwrap_or_default().contains("expected 3 to 6 columns"));
     }

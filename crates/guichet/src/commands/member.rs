@@ -24,7 +24,7 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
         MemberCommand::Add(args) => add(&app, args).await,
         MemberCommand::List { locked } => {
             for account in app.state.members.list(locked).await? {
-                say!("{}", list_line(&account, zone));
+                say!("{}", list_line(&account, zone, app.state.clock.now()));
             }
             Ok(())
         }
@@ -129,23 +129,23 @@ fn local(at: Timestamp, zone: &jiff::tz::TimeZone) -> String {
     at.to_zoned_datetime(zone.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
 }
 
-fn status(account: &Account, zone: &jiff::tz::TimeZone) -> String {
+fn status(account: &Account, zone: &jiff::tz::TimeZone, now: Timestamp) -> String {
     match account.locked_until {
-        Some(until) if until > Timestamp::now() => format!("locked until {}", local(until, zone)),
+        Some(until) if until > now => format!("locked until {}", local(until, zone)),
         _ if account.password_hash.is_none() => "no password yet".to_owned(),
         _ => "active".to_owned(),
     }
 }
 
-fn list_line(account: &Account, zone: &jiff::tz::TimeZone) -> String {
-    format!("{:<24} {:<10} {:<36} {}", account.identifier, account.role, account.email, status(account, zone))
+fn list_line(account: &Account, zone: &jiff::tz::TimeZone, now: Timestamp) -> String {
+    format!("{:<24} {:<10} {:<36} {}", account.identifier, account.role, account.email, status(account, zone, now))
 }
 
 async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyhow::Result<()> {
     let zone = &settings.time_zone;
     let status_of = app.state.members.status(identifier, 20).await?;
     let account = &status_of.account;
-    let now = Timestamp::now();
+    let now = app.state.clock.now();
     let window_start = now.saturating_sub(settings.lockout_window).unwrap_or(now);
     let recent_failures = status_of
         .recent_events
@@ -161,7 +161,7 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
     let groups = app.state.groups.of(account.id).await?;
     let groups: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
     say!("groups:          {}", if groups.is_empty() { "(none)".to_owned() } else { groups.join(", ") });
-    say!("status:          {}", status(account, zone));
+    say!("status:          {}", status(account, zone, now));
     say!("locked until:    {}", account.locked_until.filter(|u| *u > now).map_or("-".to_owned(), |u| local(u, zone)));
     say!(
         "recent failures: {recent_failures} in the last {}",

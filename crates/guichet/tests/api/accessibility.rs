@@ -73,7 +73,7 @@ async fn every_page_and_error_state_passes_axe() {
     browser.open(&app, "/login").await;
     browser.wait_for_text("Connexion").await;
     let planted = "document.querySelector('main').insertAdjacentHTML('beforeend', '<img src=\"/static/x.png\">')";
-    browser.client.execute(planted, Vec::new()).await.unwrap_or_else(|e| panic!("{e}"));
+    browser.client.execute(planted, Vec::new()).await.unwrap();
     let found = violations(&browser, &axe).await;
     assert!(found.iter().any(|v| v.starts_with("image-alt")), "axe must catch a planted violation: {found:?}");
 
@@ -125,7 +125,7 @@ async fn every_page_and_error_state_passes_axe() {
     browser.click_button("Envoyer ma demande").await;
     check(&browser, &axe, "n'est pas valide", &mut seen).await;
     assert_eq!(focused(&browser).await, "form-error");
-    let kept = browser.client.find(Locator::Id("name")).await.unwrap_or_else(|e| panic!("{e}"));
+    let kept = browser.client.find(Locator::Id("name")).await.unwrap();
     assert_eq!(kept.prop("value").await.ok().flatten().as_deref(), Some("Marie Durand"), "what was typed is kept");
     browser.type_into("email", "marie@chu.example.fr").await;
     browser.type_into("message", "Je ne reçois pas vos messages.").await;
@@ -174,7 +174,7 @@ async fn every_page_and_error_state_passes_axe() {
         check(&browser, &axe, expected, &mut seen).await;
     }
     browser.open(&app, "/admin/requests").await;
-    browser.client.find(Locator::Css("td a")).await.unwrap_or_else(|e| panic!("{e}")).click().await.ok();
+    browser.client.find(Locator::Css("td a")).await.unwrap().click().await.ok();
     check(&browser, &axe, "Rendez-vous téléphonique", &mut seen).await;
     browser.click_button("Proposer les créneaux").await;
     check(&browser, &axe, "Indiquez le numéro à appeler", &mut seen).await;
@@ -191,7 +191,7 @@ async fn nothing_scrolls_sideways_on_a_phone() {
     let app = spawn_app().await;
     let marie = app.add_member("marie").await;
     app.add_account("desk", Role::Assistance).await;
-    browser.client.set_window_size(375, 812).await.unwrap_or_else(|e| panic!("{e}"));
+    browser.client.set_window_size(375, 812).await.unwrap();
     let width = "return [document.documentElement.scrollWidth, window.innerWidth]";
     let mut pages = vec!["/login", "/aide/messagerie", "/forgot-password", "/assistance", "/reset-password"];
     let member = format!("/admin/members/{}", marie.id.get());
@@ -203,7 +203,7 @@ async fn nothing_scrolls_sideways_on_a_phone() {
         for path in &pages {
             browser.open(&app, path).await;
             browser.wait_for_text(" ").await;
-            let sizes = browser.client.execute(width, Vec::new()).await.unwrap_or_else(|e| panic!("{e}"));
+            let sizes = browser.client.execute(width, Vec::new()).await.unwrap();
             let [scroll, inner]: [u64; 2] = serde_json::from_value(sizes).unwrap_or([0, 0]);
             assert!(inner <= 420, "the window is a phone's: {inner}");
             if scroll > inner {

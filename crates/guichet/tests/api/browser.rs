@@ -37,7 +37,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("chromedriver: {e}"));
-        let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let profile = tempfile::tempdir().unwrap();
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -80,8 +80,8 @@ impl Browser {
     /// Types into the field with this id.
     pub async fn type_into(&self, id: &str, text: &str) {
         let field = self.client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("field {id}: {e}"));
-        field.clear().await.unwrap_or_else(|e| panic!("{e}"));
-        field.send_keys(text).await.unwrap_or_else(|e| panic!("{e}"));
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
     }
 
     /// Clicks the button with this text.
@@ -93,7 +93,7 @@ impl Browser {
             format!("//button[normalize-space()='{text}']")
         };
         let button = self.client.find(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("button {text}: {e}"));
-        button.click().await.unwrap_or_else(|e| panic!("{e}"));
+        button.click().await.unwrap();
     }
 
     /// The current path.
@@ -166,14 +166,7 @@ async fn a_member_who_forgot_their_password_gets_back_in_with_a_real_browser() {
     app.add_member("marie.durand").await;
 
     browser.open(&app, "/login").await;
-    browser
-        .client
-        .find(Locator::LinkText("Mot de passe oublié ?"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    browser.client.find(Locator::LinkText("Mot de passe oublié ?")).await.unwrap().click().await.unwrap();
     browser.wait_for_path("/forgot-password").await;
     browser.type_into("email", "marie.durand@chu.example.fr").await;
     browser.click_button("Recevoir un code").await;
@@ -181,8 +174,8 @@ async fn a_member_who_forgot_their_password_gets_back_in_with_a_real_browser() {
 
     let mail = app.delivered_to("marie.durand@chu.example.fr").await.pop().unwrap_or_else(|| panic!("no mail"));
     // The member opens the link from the mail: the code is already in the form.
-    browser.client.goto(&mail.link()).await.unwrap_or_else(|e| panic!("{e}"));
-    let code_field = browser.client.find(Locator::Id("code")).await.unwrap_or_else(|e| panic!("{e}"));
+    browser.client.goto(&mail.link()).await.unwrap();
+    let code_field = browser.client.find(Locator::Id("code")).await.unwrap();
     let filled = code_field.prop("value").await.ok().flatten().unwrap_or_default();
     assert_eq!(filled.replace('-', ""), mail.code().replace('-', ""));
     browser.type_into("new_password", NEW_PASSWORD).await;
@@ -220,25 +213,11 @@ async fn a_staff_member_handles_a_request_end_to_end_in_a_real_browser() {
     browser.click_button("Se connecter").await;
     browser.wait_for_path("/me").await;
     browser.open(&app, "/admin/requests").await;
-    browser
-        .client
-        .find(Locator::Css("td a"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    browser.client.find(Locator::Css("td a")).await.unwrap().click().await.unwrap();
     browser.wait_for_text("Mon compte est bloqué").await;
     browser.click_button("M'en charger").await;
     browser.wait_for_text("Demande attribuée").await;
-    browser
-        .client
-        .find(Locator::LinkText("marie.durand"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    browser.client.find(Locator::LinkText("marie.durand")).await.unwrap().click().await.unwrap();
     browser.wait_for_text("Compte marie.durand").await;
     browser.click_button("Envoyer un mot de passe temporaire par courriel").await;
     browser.wait_for_text("Personne d'autre ne le voit").await;

@@ -124,13 +124,13 @@ async fn an_import_puts_members_in_their_groups(backend: Backend) {
     for group in ["adherents", "bureau"] {
         assert!(guichet(&app, &["group", "add", group], None).status.success());
     }
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("members.csv");
     let csv = "identifier,email,name,role,groups\n\
                marie,marie@chu.example.fr,Marie,,adherents | Bureau\n\
                paul,paul@chu.example.fr,Paul,member,\n\
                zoe,zoe@chu.example.fr,Zoé,,adherents|burau\n";
-    std::fs::write(&file, csv).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, csv).unwrap();
     let output = guichet(&app, &["member", "import", &file.display().to_string()], None);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let report = stdout(&output);
@@ -166,7 +166,7 @@ async fn the_operator_disables_and_enables_an_account(backend: Backend) {
 /// password hashes from the old site.
 async fn members_from_the_old_site_log_in_with_their_old_passwords(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("export.csv");
     let mut csv: Vec<u8> = Vec::new();
     csv.extend_from_slice(b"identifier;email;name;groups;password_hash\r\n");
@@ -179,7 +179,7 @@ async fn members_from_the_old_site_log_in_with_their_old_passwords(backend: Back
     );
     csv.extend_from_slice(b"django;django@chu.example.fr;Dj;;pbkdf2_sha256$10000$seasalt$CWWFdHOWwPnki7HvkcqN9iA2T3KLW1cf2uZ5kvArtVY=\r\n");
     csv.extend_from_slice(b"md5;md5@chu.example.fr;Old;;5f4dcc3b5aa765d61d8327deb882cf99\r\n");
-    std::fs::write(&file, &csv).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, &csv).unwrap();
     let path = file.display().to_string();
     let output = guichet(&app, &["member", "import", &path, "--create-groups"], None);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
@@ -210,7 +210,7 @@ async fn members_from_the_old_site_log_in_with_their_old_passwords(backend: Back
     again.extend_from_slice(b"helene;helene@chu.example.fr;H\xe9l\xe8ne B\xe9rard-Roux;adherents|bureau\r\n");
     again.extend_from_slice(b"wp68;wp68@chu.example.fr;Ana;adherents|bureau\r\n");
     again.extend_from_slice(b"nouveau;nouveau@chu.example.fr;Neuf;adherents\r\n");
-    std::fs::write(&file, &again).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, &again).unwrap();
     let output = guichet(&app, &["member", "import", &path], None);
     assert!(stdout(&output).contains("rejected 2"), "without --update: {}", stdout(&output));
     let output = guichet(&app, &["member", "import", &path, "--update"], None);
@@ -325,7 +325,7 @@ async fn a_bad_setting_stops_the_command_and_names_the_variable() {
         .env("GUICHET_DATABASE_URL", app.database_url())
         .env("GUICHET_SESSION_IDLE", "demain")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(!output.status.success());
     assert_eq!(
         stderr(&output).trim(),
@@ -339,7 +339,7 @@ async fn an_unreachable_database_is_one_line_without_its_password() {
         .args(["member", "list"])
         .env("GUICHET_DATABASE_URL", "postgres://guichet:hunter2@127.0.0.1:1/guichet")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(!output.status.success());
     let message = stderr(&output);
     assert_eq!(message.lines().count(), 1, "{message}");
@@ -348,7 +348,7 @@ async fn an_unreachable_database_is_one_line_without_its_password() {
 
 #[tokio::test]
 async fn serve_on_an_empty_database_creates_an_administrator_and_prints_a_one_time_link() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}/g.db", dir.path().display());
     let start = || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
@@ -360,7 +360,7 @@ async fn serve_on_an_empty_database_creates_an_administrator_and_prints_a_one_ti
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let mut stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
         let mut seen = String::new();
         let mut buf = [0u8; 4096];
@@ -374,7 +374,7 @@ async fn serve_on_an_empty_database_creates_an_administrator_and_prints_a_one_ti
             }
         }
         let _ = child.kill();
-        let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let output = child.wait_with_output().unwrap();
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let first = start();
@@ -445,7 +445,7 @@ async fn a_backup_taken_while_serving_starts_and_logs_members_in() {
     for n in 0..20 {
         app.add_member(&format!("membre{n}")).await;
     }
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copie.db");
     let copy_arg = copy.display().to_string();
     // Logins go on while the copy is written.
@@ -469,7 +469,7 @@ async fn a_backup_taken_while_serving_starts_and_logs_members_in() {
             }
         })
     );
-    let backup = backup.unwrap_or_else(|e| panic!("{e}"));
+    let backup = backup.unwrap();
     assert!(backup.status.success(), "{}", stderr(&backup));
     assert!(logins.iter().all(|l| l.status == StatusCode::SEE_OTHER));
     let again = guichet(&app, &["backup", &copy_arg], None);
@@ -507,7 +507,7 @@ async fn postgres_backups_are_left_to_pg_dump_and_config_check_says_what_it_foun
         .env("GUICHET_LOCKOUT_WINDOW", "soon")
         .env_remove("GUICHET_CONFIG")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("GUICHET_LOCKOUT_WINDOW"), "{}", stderr(&bad));
     let postgres = Command::new(env!("CARGO_BIN_EXE_guichet"))
@@ -515,7 +515,7 @@ async fn postgres_backups_are_left_to_pg_dump_and_config_check_says_what_it_foun
         .env("GUICHET_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
         .env_remove("GUICHET_CONFIG")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(!postgres.status.success());
     assert!(stderr(&postgres).contains("pg_dump"), "{}", stderr(&postgres));
 }
@@ -524,7 +524,7 @@ async fn postgres_backups_are_left_to_pg_dump_and_config_check_says_what_it_foun
 /// token or cookie value appears in any line.
 #[tokio::test]
 async fn the_logs_hold_no_password_code_token_or_cookie() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let database = format!("sqlite://{}/g.db", dir.path().display());
@@ -553,12 +553,11 @@ async fn the_logs_hold_no_password_code_token_or_cookie() {
             }
             child.wait_with_output()
         })
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut logs = String::from_utf8_lossy(&added.stderr).into_owned();
     let mut serve = Command::new(env!("CARGO_BIN_EXE_guichet"));
     env(&mut serve);
-    let mut server =
-        serve.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{e}"));
+    let mut server = serve.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let client = crate::helpers::browser();
     assert!(healthy(&client, &base).await, "guichet starts");
     let mut secrets: Vec<String> = vec![PASSWORD.to_owned(), "un mauvais mot de passe".to_owned()];
@@ -624,7 +623,7 @@ async fn the_logs_hold_no_password_code_token_or_cookie() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let _ = server.kill();
-    let output = server.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let output = server.wait_with_output().unwrap();
     logs.push_str(&String::from_utf8_lossy(&output.stderr));
     assert!(logs.lines().count() > 20, "a whole run was logged:\n{logs}");
     assert!(logs.lines().all(|l| l.starts_with('{')), "one JSON object per line");
@@ -648,11 +647,11 @@ fn the_systemd_unit_verifies() {
     assert!(
         unit.contains("DynamicUser=yes") && unit.contains("LoadCredential=") && unit.contains("ProtectSystem=strict")
     );
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("guichet.service");
     let unit = unit.replace("/usr/local/bin/guichet", env!("CARGO_BIN_EXE_guichet"));
-    std::fs::write(&path, unit).unwrap_or_else(|e| panic!("{e}"));
-    let output = Command::new(analyze).arg("verify").arg(&path).output().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&path, unit).unwrap();
+    let output = Command::new(analyze).arg("verify").arg(&path).output().unwrap();
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
 }
@@ -672,7 +671,7 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
         eprintln!("SKIPPED (systemd boot): set GUICHET_TEST_SYSTEMD_ROOT to a Debian tree with systemd");
         return;
     };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let (dropin, credentials) = (dir.path().join("guichet.service.d"), dir.path().join("credentials"));
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -681,12 +680,12 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
     for (folder, file, text) in
         [(&dropin, "local.conf", local.as_str()), (&credentials, "mail_transport", "file:/var/lib/guichet/outbox")]
     {
-        std::fs::create_dir_all(folder).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(folder.join(file), text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(folder).unwrap();
+        std::fs::write(folder.join(file), text).unwrap();
     }
     let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/guichet.service");
     let console_path = dir.path().join("console.log");
-    let console = std::fs::File::create(&console_path).unwrap_or_else(|e| panic!("{e}"));
+    let console = std::fs::File::create(&console_path).unwrap();
     let binds = [
         (env!("CARGO_BIN_EXE_guichet").to_owned(), "/usr/local/bin/guichet"),
         (unit.to_owned(), "/etc/systemd/system/guichet.service"),
@@ -703,7 +702,7 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
             // own messages on the console, to read how the service ended.
             .args(["systemd.wants=guichet.service", "systemd.log_target=console"])
             .stdin(Stdio::null())
-            .stdout(console.try_clone().unwrap_or_else(|e| panic!("{e}")))
+            .stdout(console.try_clone().unwrap())
             .stderr(console)
             .spawn()
             .unwrap_or_else(|e| panic!("systemd-nspawn: {e}")),
@@ -737,7 +736,7 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
     machine.signal("-TERM");
     let mut exited = None;
     while exited.is_none() && asked.elapsed() < std::time::Duration::from_secs(60) {
-        exited = machine.0.try_wait().unwrap_or_else(|e| panic!("{e}"));
+        exited = machine.0.try_wait().unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let powered_off_in = asked.elapsed();
@@ -807,7 +806,7 @@ fn guichet_in_machine() -> Option<u32> {
 /// Prometheus metrics on their own listener, never on the public one.
 #[tokio::test]
 async fn metrics_are_served_apart_and_count_logins_and_requests() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let (port, metrics_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let database = format!("sqlite://{}/g.db", dir.path().display());
@@ -876,7 +875,7 @@ async fn metrics_are_served_apart_and_count_logins_and_requests() {
     if let Some(mut input) = promtool.stdin.take() {
         let _ = input.write_all(text.as_bytes());
     }
-    let checked = promtool.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let checked = promtool.wait_with_output().unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
     assert!(checked.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
 }
@@ -885,7 +884,7 @@ async fn metrics_are_served_apart_and_count_logins_and_requests() {
 /// machine may): just enough SMTP for lettre, keeping each message it receives.
 async fn relay_with_password() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let kept = std::sync::Arc::clone(&received);
@@ -946,7 +945,7 @@ async fn relay_with_password() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Stri
 #[tokio::test]
 async fn a_trace_level_run_with_smtp_authentication_logs_no_secret() {
     let (relay, received) = relay_with_password().await;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let database = format!("sqlite://{}/g.db", dir.path().display());
@@ -957,7 +956,7 @@ async fn a_trace_level_run_with_smtp_authentication_logs_no_secret() {
         .env("GUICHET_DATABASE_URL", &database)
         .env_remove("GUICHET_CONFIG")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(added.status.success(), "{added:?}");
     let mut server = Command::new(env!("CARGO_BIN_EXE_guichet"))
         .arg("serve")
@@ -971,7 +970,7 @@ async fn a_trace_level_run_with_smtp_authentication_logs_no_secret() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let client = crate::helpers::browser();
     assert!(healthy(&client, &base).await, "guichet starts");
     let page = client.get(format!("{base}/forgot-password")).send().await.ok();
@@ -996,7 +995,7 @@ async fn a_trace_level_run_with_smtp_authentication_logs_no_secret() {
     assert_eq!(code.len(), 29, "the relay received the reset mail: {message}");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let _ = server.kill();
-    let output = server.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let output = server.wait_with_output().unwrap();
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(logs.lines().count() > 50, "a trace-level run logs plenty:\n{logs}");
     use base64::Engine as _;
@@ -1045,7 +1044,7 @@ fn sslrootcert_trusts_that_ca_alone() {
         say_skipped!("SKIPPED (TLS to PostgreSQL): set GUICHET_TEST_POSTGRES_URL and GUICHET_TEST_POSTGRES_TLS_ROOT");
         return;
     };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other-ca.pem");
     let made = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout"])
@@ -1064,7 +1063,7 @@ fn sslrootcert_trusts_that_ca_alone() {
             .env_remove("SSL_CERT_DIR")
             .env_remove("GUICHET_CONFIG")
             .output()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let system = migrate("sslmode=verify-full");
     assert!(system.status.success(), "verify-full against the system's store: {}", stderr(&system));
@@ -1088,7 +1087,7 @@ fn configuration_mistakes_are_refused_in_one_clear_line() {
             .env("GUICHET_DATABASE_URL", "sqlite::memory:")
             .env_remove("GUICHET_CONFIG")
             .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         (output.status.success(), stderr(&output), String::from_utf8_lossy(&output.stdout).into_owned())
     };
     let config = ["config", "check"];
@@ -1112,7 +1111,7 @@ fn configuration_mistakes_are_refused_in_one_clear_line() {
         .env("GUICHET_DATABASE_URL", "postgres://x@127.0.0.1:1/db?sslmode=bogus")
         .env_remove("GUICHET_CONFIG")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(!bogus.status.success() && stderr(&bogus).contains("bogus"), "{}", stderr(&bogus));
     let (ok, _, said) = check(&[("GUICHET_LOCKOUT_THRESHOLD", "7")], &config);
     assert!(ok && said.contains("GUICHET_LOCKOUT_THRESHOLD          the environment"), "{said}");
@@ -1123,7 +1122,7 @@ fn configuration_mistakes_are_refused_in_one_clear_line() {
         .env("GUICHET_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
         .env_remove("GUICHET_CONFIG")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(
         !unreachable.status.success() && stderr(&unreachable).contains("Connection refused"),
         "{}",
@@ -1141,7 +1140,7 @@ fn output_behaves_in_pipes_and_files() {
         .env("GUICHET_DATABASE_URL", "sqlite::memory:")
         .env_remove("GUICHET_CONFIG")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(piped.status.success(), "no panic on a closed pipe: {}", stderr(&piped));
     assert!(!stderr(&piped).contains("panicked"), "{}", stderr(&piped));
     let logged = Command::new(env!("CARGO_BIN_EXE_guichet"))
@@ -1150,7 +1149,7 @@ fn output_behaves_in_pipes_and_files() {
         .env("GUICHET_LOG", "debug")
         .env_remove("GUICHET_CONFIG")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(logged.status.success() && !stderr(&logged).is_empty(), "{logged:?}");
     assert!(!stderr(&logged).contains('\u{1b}'), "no ANSI colours when not on a terminal");
 }

@@ -49,11 +49,8 @@ struct Server {
 
 impl Server {
     async fn start(files: u32) -> Self {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|e| panic!("{e}"))
-            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
         let address = format!("http://127.0.0.1:{port}");
         let child = Command::new("sh")
             .arg("-c")

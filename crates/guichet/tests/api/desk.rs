@@ -488,7 +488,7 @@ async fn a_bad_assistance_form_keeps_what_was_typed() {
 async fn a_csv_import_keeps_the_good_rows_and_reports_the_bad_ones() {
     let app = spawn_app().await;
     app.add_member("taken").await;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("members.csv");
     let csv = "identifier,email,name,role\n\
                jean.martin,jean@chu.example.fr,Jean Martin\n\
@@ -498,7 +498,7 @@ async fn a_csv_import_keeps_the_good_rows_and_reports_the_bad_ones() {
                claire,not-an-email,Claire\n\
                zoe,zoe@chu.example.fr,Zoé,king\n\
                only,two\n";
-    std::fs::write(&file, csv).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, csv).unwrap();
     let output = crate::cli::guichet(&app, &["member", "import", &file.display().to_string(), "--invite"], None);
     assert_eq!(output.status.code(), Some(2), "some rows were rejected");
     let report = String::from_utf8_lossy(&output.stdout);

@@ -17,9 +17,9 @@ struct SmallDisk {
 
 impl SmallDisk {
     fn mount(size: &str) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk");
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(&path).unwrap();
         let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(&path)
@@ -37,7 +37,7 @@ impl SmallDisk {
     fn fill(&self) -> std::path::PathBuf {
         use std::io::Write as _;
         let filler = self.path.join("filler");
-        let mut file = std::fs::File::create(&filler).unwrap_or_else(|e| panic!("{e}"));
+        let mut file = std::fs::File::create(&filler).unwrap();
         let chunk = vec![0u8; 4096];
         while file.write_all(&chunk).and_then(|()| file.flush()).is_ok() {}
         let _ = file.sync_all();
@@ -123,24 +123,24 @@ fn recipients(outbox: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_loses_no_acknowledged_write_and_writes_come_back_by_themselves() {
     let Some(disk) = SmallDisk::mount("3m") else { return };
-    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let work = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}/g.db", disk.path.display());
     const MEMBERS: usize = 120;
     // The members, with their password already hashed (one import, no hashing per row).
-    let hash = guichet_core::hashing::Argon2Cost::RECOMMENDED.hash_blocking(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    let hash = guichet_core::hashing::Argon2Cost::RECOMMENDED.hash_blocking(PASSWORD).unwrap();
     let mut csv = String::from("identifier,email,name,role,groups,password_hash\n");
     for n in 0..MEMBERS {
         csv.push_str(&format!("m{n},m{n}@chu.example.fr,Membre {n},member,,\"{}\"\n", hash.as_phc()));
     }
     let file = work.path().join("members.csv");
-    std::fs::write(&file, csv).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, csv).unwrap();
     let imported = Command::new(env!("CARGO_BIN_EXE_guichet"))
         .args(["member", "import"])
         .arg(&file)
         .env("GUICHET_DATABASE_URL", &database)
         .env_remove("GUICHET_CONFIG")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(imported.status.success(), "{imported:?}");
 
     let port = free_port();
@@ -182,7 +182,7 @@ async fn a_full_disk_loses_no_acknowledged_write_and_writes_come_back_by_themsel
     let ready = client.get(format!("{base}/readyz")).send().await.map(|r| r.status()).ok();
 
     // Space comes back: writes work again, without a restart.
-    std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&filler).unwrap();
     let mut again = Vec::new();
     for member in MEMBERS - 20..MEMBERS {
         let address = format!("198.51.100.{member}");
@@ -240,8 +240,8 @@ async fn a_database_migrated_by_a_newer_guichet_stops_this_instance_writing() {
     app.add_member("marie").await;
     let future = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
                   VALUES (99999, 'from a newer guichet', TRUE, X'00', 0)";
-    TestDatabase::execute(&app.app.store, future).await.unwrap_or_else(|e| panic!("{e}"));
-    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    TestDatabase::execute(&app.app.store, future).await.unwrap();
+    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(ready.text().await.unwrap_or_default().contains("newer than this binary"));
     let login = app.login("marie", PASSWORD).await;
@@ -253,9 +253,7 @@ async fn a_database_migrated_by_a_newer_guichet_stops_this_instance_writing() {
     let said = String::from_utf8_lossy(&migrate.stderr);
     assert!(!migrate.status.success() && said.contains("this database is newer than this binary"), "{said}");
 
-    TestDatabase::execute(&app.app.store, "DELETE FROM _sqlx_migrations WHERE version = 99999")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    TestDatabase::execute(&app.app.store, "DELETE FROM _sqlx_migrations WHERE version = 99999").await.unwrap();
     let ready = app.client.get(format!("{}/readyz", app.address)).send().await.map(|r| r.status()).ok();
     assert_eq!(ready, Some(StatusCode::OK));
     assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::SEE_OTHER, "writes resume");

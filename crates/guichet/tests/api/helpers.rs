@@ -170,7 +170,7 @@ async fn spawn(
         Backend::Postgres => TestDatabase::postgres().await.unwrap_or_else(|| panic!("PostgreSQL is not configured")),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-    let address = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    let address = format!("http://{}", listener.local_addr().unwrap());
     let raw_url = database.url().expose_secret().to_owned();
     let mut pairs: Vec<(&str, &str)> = vec![
         ("GUICHET_DATABASE_URL", &raw_url),

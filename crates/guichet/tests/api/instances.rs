@@ -67,11 +67,11 @@ async fn instance(app: &TestApp, sink: &SmtpSink, name: &str, dir: &std::path::P
 async fn submit(base: &str, path: &str, form: &[(&str, &str)]) {
     let client = crate::helpers::browser();
     let url = format!("{base}{path}");
-    let page = client.get(&url).send().await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap_or_default();
     let token = field_value(&page, "csrf_token").unwrap_or_else(|| panic!("no CSRF token on {path}"));
     let mut fields = vec![("csrf_token", token.as_str())];
     fields.extend_from_slice(form);
-    let answer = client.post(&url).form(&fields).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let answer = client.post(&url).form(&fields).send().await.unwrap();
     assert!(!answer.status().is_server_error(), "{path}: {}", answer.status());
 }
 
@@ -99,7 +99,7 @@ impl Scene {
         let app = spawn_app_with(Backend::Postgres, &[]).await;
         let sink = SmtpSink::start();
         sink.hold_answers(HOLD);
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let locked = app.add_member("verrou").await;
         let mut addresses = vec![locked.email.to_string()];
         for n in 0..MEMBERS {
@@ -121,7 +121,7 @@ impl Scene {
 /// Opens a login on `base` and sends all of it but the form's last byte: a request in
 /// flight. The connection, and the byte left to send.
 async fn login_in_flight(base: &str, identifier: &str) -> (TcpStream, Vec<u8>) {
-    let page = reqwest::get(format!("{base}/login")).await.unwrap_or_else(|e| panic!("{e}"));
+    let page = reqwest::get(format!("{base}/login")).await.unwrap();
     let cookies: Vec<String> = page
         .headers()
         .get_all("set-cookie")
@@ -138,8 +138,8 @@ async fn login_in_flight(base: &str, identifier: &str) -> (TcpStream, Vec<u8>) {
         form.len()
     );
     let (head, last) = request.as_bytes().split_at(request.len() - 1);
-    let mut stream = TcpStream::connect(host).await.unwrap_or_else(|e| panic!("{e}"));
-    stream.write_all(head).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    stream.write_all(head).await.unwrap();
     (stream, last.to_vec())
 }
 
@@ -213,7 +213,7 @@ async fn sigterm_sends_each_message_once_and_hands_the_rest_over_at_once() {
     assert!(answer.starts_with("HTTP/1.1 303") && answer.contains("location: /me"), "{answer}");
     let mut exit = None;
     while exit.is_none() && asked.elapsed() < Duration::from_secs(20) {
-        exit = a.child.try_wait().unwrap_or_else(|e| panic!("{e}"));
+        exit = a.child.try_wait().unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stopped_in = asked.elapsed();

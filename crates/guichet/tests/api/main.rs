@@ -1,5 +1,9 @@
 //! Black-box tests: the real server on a random port, a fresh database, real HTTP.
 //! One test binary for the whole crate (modules below), to keep builds short.
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test stops at the first surprise (clippy.toml allows it only inside #[test] functions)"
+)]
 
 #[macro_use]
 mod helpers;

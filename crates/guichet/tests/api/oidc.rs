@@ -53,12 +53,12 @@ type Rp = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet
 
 /// The relying party, configured by discovery as a generic OIDC plugin would be.
 async fn relying_party(app: &TestApp, registered: &Registered) -> Rp {
-    let issuer = IssuerUrl::new(app.address.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let issuer = IssuerUrl::new(app.address.clone()).unwrap();
     let metadata =
         CoreProviderMetadata::discover_async(issuer, &http).await.unwrap_or_else(|e| panic!("discovery: {e:?}"));
     let secret = registered.secret.as_ref().map(|s| ClientSecret::new(s.expose().to_owned()));
     CoreClient::from_provider_metadata(metadata, ClientId::new(registered.client.id.to_string()), secret)
-        .set_redirect_uri(RedirectUrl::new(CALLBACK.to_owned()).unwrap_or_else(|e| panic!("{e}")))
+        .set_redirect_uri(RedirectUrl::new(CALLBACK.to_owned()).unwrap())
 }
 
 async fn register(app: &TestApp, public: bool, groups: &[&str]) -> Registered {
@@ -69,7 +69,7 @@ async fn register(app: &TestApp, public: bool, groups: &[&str]) -> Registered {
         public,
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
     };
-    app.app.state.oidc.register(new).await.unwrap_or_else(|e| panic!("{e}"))
+    app.app.state.oidc.register(new).await.unwrap()
 }
 
 /// A member of `bureau`, signed in with a browser of their own.
@@ -167,25 +167,25 @@ async fn a_member_signs_in_to_an_application(backend: Backend) {
     let code = param(&back, "code").unwrap_or_default();
 
     // The relying party's own checks: signature against /oidc/jwks, iss, aud, exp, nonce.
-    let tokens = exchange(&rp, &code, verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let tokens = exchange(&rp, &code, verifier).await.unwrap();
     let id_token = tokens.id_token().unwrap_or_else(|| panic!("no ID token"));
     let claims = id_token.claims(&rp.id_token_verifier(), &nonce).unwrap_or_else(|e| panic!("ID token: {e}"));
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("marie"));
     assert_eq!(claims.email().map(|e| e.as_str()), Some("marie@chu.example.fr"));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = u64::try_from(guichet_core::clock::Clock::now(app.clock.as_ref()).as_second()).unwrap_or(0);
     let lifetime = u64::try_from(claims.expiration().timestamp()).unwrap_or(u64::MAX).saturating_sub(now);
     assert!(lifetime <= 600, "lives at most 10 minutes: {lifetime} s");
     let sub = claims.subject().to_string();
     assert!(!sub.contains("marie") && sub.len() == 32, "opaque: {sub}");
     assert!(id_token.claims(&rp.id_token_verifier(), &Nonce::new("autre".to_owned())).is_err(), "nonce checked");
 
-    let info = userinfo(&rp, tokens.access_token()).await.unwrap_or_else(|e| panic!("{e}"));
+    let info = userinfo(&rp, tokens.access_token()).await.unwrap();
     assert_eq!(info.subject().as_str(), sub, "same sub");
     assert_eq!(info.additional_claims().groups, vec!["bureau".to_owned()]);
 
     // Again later: the same sub, no login (the session goes on).
     let (code, nonce, verifier) = fresh_code(&app, &browser, &rp).await;
-    let tokens = exchange(&rp, &code, verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let tokens = exchange(&rp, &code, verifier).await.unwrap();
     let claims = tokens.id_token().map(|t| t.claims(&rp.id_token_verifier(), &nonce).map(|c| c.subject().to_string()));
     assert_eq!(claims.and_then(Result::ok), Some(sub));
 }
@@ -197,7 +197,7 @@ async fn a_code_works_once_and_its_second_use_revokes_the_first(backend: Backend
     let rp = relying_party(&app, &registered).await;
     let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     let verifier_again = PkceCodeVerifier::new(verifier.secret().clone());
-    let tokens = exchange(&rp, &code, verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let tokens = exchange(&rp, &code, verifier).await.unwrap();
     assert!(userinfo(&rp, tokens.access_token()).await.is_ok());
     let again = exchange(&rp, &code, verifier_again).await;
     assert!(again.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{again:?}");
@@ -219,7 +219,7 @@ async fn an_unregistered_redirect_uri_gets_a_page_never_a_redirect() {
             app.address,
             form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
         );
-        let response = browser.get(&url).send().await.unwrap_or_else(|e| panic!("{e}"));
+        let response = browser.get(&url).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{redirect}");
         assert!(response.headers().get("location").is_none());
         assert!(response.text().await.unwrap_or_default().contains("pas enregistrée"));
@@ -243,9 +243,8 @@ async fn the_token_endpoint_refuses_what_it_must() {
 
     // Another redirect_uri at the exchange than at the authorization.
     let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
-    let elsewhere = rp.clone().set_redirect_uri(
-        RedirectUrl::new("https://cloud.example.org/autre".to_owned()).unwrap_or_else(|e| panic!("{e}")),
-    );
+    let elsewhere =
+        rp.clone().set_redirect_uri(RedirectUrl::new("https://cloud.example.org/autre".to_owned()).unwrap());
     let refused = exchange(&elsewhere, &code, verifier).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
 
@@ -289,7 +288,7 @@ async fn a_public_client_must_use_pkce() {
     assert!(param(&back, "code").is_none());
     // With PKCE, and no secret, it goes through.
     let (code, nonce, verifier) = fresh_code(&app, &browser, &rp).await;
-    let tokens = exchange(&rp, &code, verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let tokens = exchange(&rp, &code, verifier).await.unwrap();
     assert!(tokens.id_token().is_some_and(|t| t.claims(&rp.id_token_verifier(), &nonce).is_ok()));
 }
 
@@ -312,7 +311,7 @@ async fn a_client_limited_to_a_group_turns_others_away() {
     let groups = &app.app.state.groups;
     groups.join(account, "formateurs", actor, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
     let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
-    let tokens = exchange(&rp, &code, verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let tokens = exchange(&rp, &code, verifier).await.unwrap();
     let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     groups.leave(account, "formateurs", actor, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
     let refused = exchange(&rp, &code, verifier).await;
@@ -347,7 +346,7 @@ async fn a_temporary_password_is_changed_first_then_the_application_gets_its_cod
     let (_, temporary) = crate::desk::temporary_password_mail(&app, "marie@chu.example.fr").await;
 
     let (url, state, nonce, verifier) = authorization(&rp);
-    let to_login = browser.get(&url).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let to_login = browser.get(&url).send().await.unwrap();
     let login = to_login.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let page = app.get_with(&browser, &login).await;
     let next = crate::helpers::field_value(&page.body, "next").unwrap_or_default();
@@ -357,7 +356,7 @@ async fn a_temporary_password_is_changed_first_then_the_application_gets_its_cod
     let change = logged_in.location().unwrap_or_default().to_owned();
     assert!(change.starts_with("/me/password?next=%2Foidc%2Fauthorize"), "{change}");
     // No code while the password is temporary, even if the application asks again.
-    let early = browser.get(&url).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let early = browser.get(&url).send().await.unwrap();
     let early = early.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(early.starts_with("/me/password"), "{early}");
 
@@ -374,14 +373,13 @@ async fn a_temporary_password_is_changed_first_then_the_application_gets_its_cod
     let onwards = format!("{}{}", app.address, changed.location().unwrap_or_default());
     let (_, back) = follow(&app, &browser, &onwards).await;
     assert_eq!(param(&back, "state").as_deref(), Some(state.secret().as_str()), "{back}");
-    let tokens =
-        exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let tokens = exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await.unwrap();
     assert!(tokens.id_token().is_some_and(|t| t.claims(&rp.id_token_verifier(), &nonce).is_ok()));
 
     // Disabled: the session ends, and the application gets the login page, never a code.
     app.app.state.members.set_disabled("marie", true).await.unwrap_or_else(|e| panic!("{e:?}"));
     let (url, _, _, _) = authorization(&rp);
-    let response = browser.get(&url).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let response = browser.get(&url).send().await.unwrap();
     let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(location.starts_with("/login?next="), "{location}");
 }
@@ -394,8 +392,7 @@ async fn logout_from_the_application_ends_the_session_and_returns_only_where_reg
     let rp = relying_party(&app, &registered).await;
     let (url, _, nonce, verifier) = authorization(&rp);
     let (_, back) = follow(&app, &browser, &url).await;
-    let tokens =
-        exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await.unwrap_or_else(|e| panic!("{e}"));
+    let tokens = exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await.unwrap();
     let id_token = tokens.id_token().map(ToString::to_string).unwrap_or_default();
     assert!(tokens.id_token().is_some_and(|t| t.claims(&rp.id_token_verifier(), &nonce).is_ok()));
     let end_session = |redirect: &str| {
@@ -407,7 +404,7 @@ async fn logout_from_the_application_ends_the_session_and_returns_only_where_reg
     };
 
     // Somewhere not registered: logged out, but shown a page, not sent there.
-    let page = browser.get(end_session("https://evil.example/")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let page = browser.get(end_session("https://evil.example/")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.headers().get("location").is_none());
     assert_eq!(app.get_with(&browser, "/me").await.location(), Some("/login"), "the session ended");
@@ -415,7 +412,7 @@ async fn logout_from_the_application_ends_the_session_and_returns_only_where_reg
     // Signed in again, the registered address: back to the application, with its state.
     let (url, _, _, _) = authorization(&rp);
     follow(&app, &browser, &url).await;
-    let response = browser.get(end_session(AFTER_LOGOUT)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let response = browser.get(end_session(AFTER_LOGOUT)).send().await.unwrap();
     let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert_eq!(location, format!("{AFTER_LOGOUT}?state=s1"));
     assert_eq!(app.get_with(&browser, "/me").await.location(), Some("/login"));
@@ -436,8 +433,8 @@ async fn callback_page() -> String {
             "<!doctype html><title>Application</title><p>application : code reçu = {code}</p>"
         ))
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{address}/cb")
 }
@@ -454,12 +451,10 @@ async fn a_real_browser_goes_from_the_application_through_login_and_back() {
         public: true,
         ..NewClient::default()
     };
-    let registered = app.app.state.oidc.register(new).await.unwrap_or_else(|e| panic!("{e}"));
-    let rp = relying_party(&app, &registered)
-        .await
-        .set_redirect_uri(RedirectUrl::new(callback.clone()).unwrap_or_else(|e| panic!("{e}")));
+    let registered = app.app.state.oidc.register(new).await.unwrap();
+    let rp = relying_party(&app, &registered).await.set_redirect_uri(RedirectUrl::new(callback.clone()).unwrap());
     let (url, _, _, _) = authorization(&rp);
-    browser.client.goto(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    browser.client.goto(&url).await.unwrap();
     browser.wait_for_path("/login").await;
     browser.type_into("identifier", "marie").await;
     browser.type_into("password", PASSWORD).await;
@@ -469,7 +464,7 @@ async fn a_real_browser_goes_from_the_application_through_login_and_back() {
     browser.wait_for_text("application : code reçu = true").await;
 
     // The same for forward auth: a login that goes back to a protected site elsewhere.
-    browser.client.delete_all_cookies().await.unwrap_or_else(|e| panic!("{e}"));
+    browser.client.delete_all_cookies().await.unwrap();
     let elsewhere = form_urlencoded::byte_serialize(format!("{callback}?espace=1").as_bytes()).collect::<String>();
     browser.open(&app, &format!("/login?next={elsewhere}")).await;
     browser.type_into("identifier", "marie").await;

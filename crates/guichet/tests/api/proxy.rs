@@ -37,8 +37,8 @@ async fn echo_upstream() -> SocketAddr {
             .collect();
         format!("site=wiki; path={}; remote=[{}];", uri.path(), remote.join(","))
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     address
 }
@@ -67,9 +67,9 @@ impl Php {
             say_skipped!("SKIPPED (proxies): install Debian's php-fpm (or php-cli) to run them");
             return None;
         }
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("index.php"), PHP_PAGE).unwrap_or_else(|e| panic!("{e}"));
-        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.php"), PHP_PAGE).unwrap();
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new("php")
             .args(["-d", "variables_order=EGPCS", "-S", &address.to_string()])
             .arg(dir.path().join("index.php"))
@@ -144,7 +144,7 @@ impl Proxy {
             say_skipped!("SKIPPED ({kind:?}): {program} is not installed (.ci/run installs it)");
             return None;
         }
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let (port, guichet) = (at.port, at.guichet.as_str());
         let mut command = match kind {
@@ -164,8 +164,8 @@ impl Proxy {
                      upstream wiki {{ server {}; }}\n  include {d}/site.conf;\n}}\n",
                     at.docs, at.wiki
                 );
-                std::fs::write(dir.path().join("site.conf"), block).unwrap_or_else(|e| panic!("{e}"));
-                std::fs::write(dir.path().join("nginx.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(dir.path().join("site.conf"), block).unwrap();
+                std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
                 let mut command = Command::new(program);
                 command.arg("-c").arg(dir.path().join("nginx.conf")).arg("-p").arg(dir.path());
                 command
@@ -182,7 +182,7 @@ impl Proxy {
                 let file = ["membres", "docs", "wiki"].iter().fold(file, |file, name| {
                     file.replace(&format!("\n{name}.example.org {{"), &format!("\nhttp://{name}.example.org:{port} {{"))
                 });
-                std::fs::write(dir.path().join("Caddyfile"), file).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(dir.path().join("Caddyfile"), file).unwrap();
                 let mut command = Command::new(program);
                 command.args(["run", "--adapter", "caddyfile", "--config"]).arg(dir.path().join("Caddyfile"));
                 command.env("HOME", dir.path()).env("XDG_DATA_HOME", dir.path()).env("XDG_CONFIG_HOME", dir.path());
@@ -206,8 +206,8 @@ impl Proxy {
                     )
                     .replace("127.0.0.1:8080", guichet)
                     .replace("127.0.0.1:3000", &at.docs.to_string());
-                std::fs::write(dir.path().join("traefik.yml"), static_conf).unwrap_or_else(|e| panic!("{e}"));
-                std::fs::write(dir.path().join("guichet.yml"), routes).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(dir.path().join("traefik.yml"), static_conf).unwrap();
+                std::fs::write(dir.path().join("guichet.yml"), routes).unwrap();
                 let mut command = Command::new(program);
                 command.arg(format!("--configFile={d}/traefik.yml"));
                 command
@@ -278,7 +278,7 @@ impl Scene {
 
     /// The same, with its cookie jar.
     fn browser_with_jar(&self) -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
-        let proxy: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap_or_else(|e| panic!("{e}"));
+        let proxy: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = ["membres", "docs", "wiki"]
             .iter()
@@ -286,7 +286,7 @@ impl Scene {
             .cookie_provider(Arc::clone(&jar))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         (client, jar)
     }
 
@@ -298,16 +298,15 @@ impl Scene {
         let next = crate::helpers::field_value(&page, "next").unwrap_or_default();
         let form = [("csrf_token", token.as_str()), ("identifier", "marie"), ("password", PASSWORD), ("next", &next)];
         let response = client.post(format!("{}/login", self.url("membres"))).form(&form).send().await;
-        let response = response.unwrap_or_else(|e| panic!("{e}"));
+        let response = response.unwrap();
         response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned)
     }
 
     /// The raw response to `request` (a whole HTTP/1.1 request head, sent as written).
     async fn raw(&self, request: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut stream =
-            tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap_or_else(|e| panic!("{e}"));
-        stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
         let response = String::from_utf8_lossy(&response).into_owned();
@@ -425,7 +424,7 @@ async fn the_readme_block_guards_the_site(kind: Kind, backend: Backend) {
     if !matches!(kind, Kind::Nginx) || page.contains("guichet") || page.contains("lang=") {
         assert!(page.contains("Accès réservé"), "{kind:?}: guichet's page: {page}");
     }
-    let cookie = jar.cookies(&docs.parse().unwrap_or_else(|e| panic!("{e}")));
+    let cookie = jar.cookies(&docs.parse().unwrap());
     let cookie = cookie.and_then(|c| c.to_str().ok().map(str::to_owned)).unwrap_or_default();
     assert!(cookie.contains("guichet_pass="), "{kind:?}: the pass goes to the site: {cookie}");
     hostile_requests_reach_nothing_more(&scene, kind, &cookie).await;
@@ -552,7 +551,7 @@ async fn forward_auth_reads_the_target_only_from_trusted_proxies() {
     assert_eq!(get(&browser(), &format!("{}/auth/check", app.address), &[]).await.0, StatusCode::UNAUTHORIZED);
     // Signed in: 200 with the identity, and no cookie set.
     app.login("marie", PASSWORD).await;
-    let response = app.client.get(format!("{}/auth/check", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let response = app.client.get(format!("{}/auth/check", app.address)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers().get("remote-user").and_then(|v| v.to_str().ok()), Some("marie"));
     assert!(response.headers().get("set-cookie").is_none());
@@ -603,11 +602,8 @@ async fn sub_domains_get_a_pass_that_opens_the_gate_but_not_guichet() {
     ];
     let app = spawn_app_with(Backend::Sqlite, &settings).await;
     app.add_account("marie", Role::Member).await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let login = client.get(format!("{}/login", app.address)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client.get(format!("{}/login", app.address)).send().await.unwrap();
     let csrf_cookie =
         set_cookies(&login).into_iter().find(|(n, _)| n == "guichet_csrf").map(|(_, v)| v).unwrap_or_default();
     let csrf_cookie = csrf_cookie.split(';').next().unwrap_or_default().to_owned();
@@ -620,7 +616,7 @@ async fn sub_domains_get_a_pass_that_opens_the_gate_but_not_guichet() {
         .form(&form)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let cookies = set_cookies(&logged_in);
     let cookie = |name: &str| cookies.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let (session, pass) = (cookie("guichet_session"), cookie("guichet_pass"));
@@ -638,12 +634,12 @@ async fn sub_domains_get_a_pass_that_opens_the_gate_but_not_guichet() {
     let forged = format!("guichet_pass={}x", &pass[..pass.len() - 1]);
     assert_eq!(check(forged).await, StatusCode::UNAUTHORIZED, "a tampered pass does not");
     let me = client.get(format!("{}/me", app.address)).header("cookie", format!("guichet_pass={pass}"));
-    let me = me.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let me = me.send().await.unwrap();
     assert_eq!(me.status(), StatusCode::SEE_OTHER, "the pass does not open guichet's own pages");
 
     // Logging out (on guichet) ends the pass too.
     let me = client.get(format!("{}/me", app.address)).header("cookie", format!("guichet_session={session}"));
-    let page = me.send().await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    let page = me.send().await.unwrap().text().await.unwrap_or_default();
     let token = crate::helpers::field_value(&page, "csrf_token").unwrap_or_default();
     let out = client
         .post(format!("{}/logout", app.address))
@@ -651,7 +647,7 @@ async fn sub_domains_get_a_pass_that_opens_the_gate_but_not_guichet() {
         .form(&[("csrf_token", token)])
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(set_cookies(&out).iter().any(|(n, v)| n == "guichet_pass" && v.contains("Max-Age=0")));
     assert_eq!(check(format!("guichet_pass={pass}")).await, StatusCode::UNAUTHORIZED);
 }
@@ -706,8 +702,7 @@ async fn forward_auth_refuses_a_target_it_cannot_parse() {
         assert_eq!(check(refused.clone()).await, 403, "{refused:?}");
     }
     // Bytes outside ASCII are not read as "no header".
-    let raw = axum::http::HeaderValue::from_bytes(b"https://docs.example.org/cours/\xc3\xa9")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let raw = axum::http::HeaderValue::from_bytes(b"https://docs.example.org/cours/\xc3\xa9").unwrap();
     let response = app.client.get(format!("{}/auth/check", app.address)).header("x-original-url", raw).send().await;
     assert_eq!(response.map(|r| r.status().as_u16()).unwrap_or(0), 403);
 }
