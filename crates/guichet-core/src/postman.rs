@@ -108,7 +108,7 @@ impl Postman {
             clock,
             policy,
             desk_address,
-            signal: Arc::new(Notify::new()),
+            signal: ports.outbox.mail_queued(),
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             outage: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
@@ -267,7 +267,6 @@ impl Postman {
         {
             // Queued before the original leaves, once: a crash after the send does not lose it.
             self.outbox.queue_copy(mail.id, account.id, mail.kind, secours, now).await?;
-            self.wake();
         }
         let outgoing = OutgoingMail { to, name: account.display_name.as_str().to_owned(), content };
         match self.sender.send(&outgoing).await {
@@ -340,7 +339,6 @@ impl Postman {
             let note = crate::desk::NewNote { author_id: None, body };
             self.desk.add_note(id, &note, now).await?;
         }
-        self.wake();
         Ok(())
     }
 

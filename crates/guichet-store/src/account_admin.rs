@@ -6,22 +6,18 @@ use guichet_core::account::{AccountId, DisplayName, EmailAddress, Role};
 use guichet_core::audit::NewAuditEvent;
 use guichet_core::mail::{MailKind, MailSubject, NewMail};
 use guichet_core::ports::{AccountAdminStore, Guarded, Reach, StoreError};
-use sqlx::{Any, Transaction};
 
 use crate::accounts::{conflict_or_backend, lock_target};
 use crate::audit::insert_event;
 use crate::outbox::insert_mail;
 use crate::sessions::end_sessions;
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis};
 
 /// Voids what was handed out to the account's current address or holder: unused codes
 /// used up, a pending temporary password revoked (with the sessions it opened), device
 /// cookie marks no longer counted.
-async fn revoke_handed_out(
-    tx: &mut Transaction<'_, Any>,
-    account: AccountId,
-    now: Timestamp,
-) -> Result<(), StoreError> {
+async fn revoke_handed_out(tx: &mut SqlWork, account: AccountId, now: Timestamp) -> Result<(), StoreError> {
     crate::recovery::use_up_codes(tx, account, now).await?;
     crate::sessions::end_forced_sessions(tx, account).await?;
     sqlx::query(
@@ -39,7 +35,7 @@ async fn revoke_handed_out(
 /// Whether taking `account` out of the active administrators would leave none. Takes
 /// the row locks of every active administrator for the rest of the transaction (the
 /// no-op `UPDATE`), so that two such changes cannot both see the other one still there.
-async fn would_leave_no_administrator(tx: &mut Transaction<'_, Any>, account: AccountId) -> Result<bool, StoreError> {
+async fn would_leave_no_administrator(tx: &mut SqlWork, account: AccountId) -> Result<bool, StoreError> {
     let admins: Vec<i64> = sqlx::query_scalar(
         "UPDATE accounts SET updated_at = updated_at WHERE role = 'admin' AND disabled_at IS NULL RETURNING id",
     )
@@ -58,7 +54,7 @@ impl AccountAdminStore for SqlStore {
         event: NewAuditEvent,
         reach: Reach,
     ) -> Result<Guarded, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         lock_target(&mut tx, account, reach).await?;
         if disabled && would_leave_no_administrator(&mut tx, account).await? {
             return Ok(Guarded::LastAdministrator);
@@ -74,7 +70,7 @@ impl AccountAdminStore for SqlStore {
             end_sessions(&mut tx, account, None).await?;
         }
         insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(Guarded::Done)
     }
 
@@ -87,7 +83,7 @@ impl AccountAdminStore for SqlStore {
         reach: Reach,
     ) -> Result<(), StoreError> {
         let now = millis(event.at);
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         // Takes the row's lock first, so that the old address read here is the one replaced.
         let old = lock_target(&mut tx, account, reach).await?;
         crate::accounts::refuse_a_secours_address(&mut tx, email, account).await?;
@@ -111,11 +107,11 @@ impl AccountAdminStore for SqlStore {
             insert_mail(&mut tx, &notice, event.at).await?;
         }
         insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<Guarded, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         if role != Role::Admin && would_leave_no_administrator(&mut tx, account).await? {
             return Ok(Guarded::LastAdministrator);
         }
@@ -137,7 +133,7 @@ impl AccountAdminStore for SqlStore {
             .await
             .map_err(backend)?;
         insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(Guarded::Done)
     }
 }

@@ -13,11 +13,12 @@ use guichet_core::password::PasswordHash;
 use guichet_core::ports::{AccountFilter, AccountStore, Conflict, Reach, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::AssertSqlSafe;
+use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _, Transaction};
 
 use crate::audit::insert_event;
 use crate::outbox::insert_mail_to_account;
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, temporary_password_hash, \
@@ -63,11 +64,7 @@ pub(crate) fn members_only(reach: Reach) -> i64 {
 
 /// Takes the row lock of an account still within `reach`, and returns its address:
 /// `Err(Changed)` when it is gone or out of reach.
-pub(crate) async fn lock_target(
-    tx: &mut Transaction<'_, Any>,
-    account: AccountId,
-    reach: Reach,
-) -> Result<String, StoreError> {
+pub(crate) async fn lock_target(tx: &mut SqlWork, account: AccountId, reach: Reach) -> Result<String, StoreError> {
     sqlx::query_scalar(
         "UPDATE accounts SET updated_at = updated_at WHERE id = $1 AND ($2 = 0 OR role = 'member') RETURNING email",
     )
@@ -82,7 +79,7 @@ pub(crate) async fn lock_target(
 /// `Err(Conflict(Email))` when `email` is another account's secours address: every
 /// address belongs to one account, as its own or as its secours one.
 pub(crate) async fn refuse_a_secours_address(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     email: &EmailAddress,
     account: AccountId,
 ) -> Result<(), StoreError> {
@@ -123,7 +120,7 @@ impl AccountStore for SqlStore {
         then_mail: Option<MailKind>,
     ) -> Result<Account, StoreError> {
         let now = millis(event.at);
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
@@ -145,7 +142,7 @@ impl AccountStore for SqlStore {
         if let Some(kind) = then_mail {
             insert_mail_to_account(&mut tx, kind, account.id, event.at).await?;
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(account)
     }
 

@@ -5,9 +5,10 @@ use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
 use guichet_core::audit::{Actor, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::ports::{AuditStore, StoreError};
+use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _, Transaction};
 
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, timestamp};
 
 const DAY_MS: i64 = 86_400_000;
@@ -32,7 +33,7 @@ fn actor_from_columns(kind: &str, id: Option<i64>) -> Option<Actor> {
 }
 
 /// Appends an event inside a transaction; returns its id.
-pub(crate) async fn insert_event(tx: &mut Transaction<'_, Any>, event: &NewAuditEvent) -> Result<i64, StoreError> {
+pub(crate) async fn insert_event(tx: &mut SqlWork, event: &NewAuditEvent) -> Result<i64, StoreError> {
     let (actor_kind, actor_id) = actor_columns(event.actor);
     sqlx::query_scalar(
         "INSERT INTO audit_events (at, account_id, kind, actor_kind, actor_id, address, user_agent, detail) \
@@ -73,9 +74,9 @@ fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn record_event(&self, event: NewAuditEvent) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn account_events(&self, account: AccountId, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {

@@ -14,18 +14,19 @@ use guichet_core::mail::MailKind;
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{AuditStore as _, CredentialStore, FailureOutcome, Proof, Reach, StoreError};
 use guichet_core::token::TokenHash;
-use sqlx::{Any, AssertSqlSafe, Row as _, Transaction};
+use sqlx::{AssertSqlSafe, Row as _};
 
 use crate::accounts::members_only;
 use crate::audit::insert_event;
 use crate::outbox::insert_mail_to_account;
 use crate::sessions::end_sessions;
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis};
 
 /// Takes the account's row lock for the rest of the transaction and returns its lock
 /// state: `None` when the account does not exist (or is out of `reach`).
 async fn lock_account_row(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     account: AccountId,
     reach: Reach,
 ) -> Result<Option<(Option<i64>, i64)>, StoreError> {
@@ -52,7 +53,7 @@ fn member_event(account: AccountId, kind: AuditKind, context: &RequestContext, a
 }
 
 /// Lifts the lock and forgets failures up to audit event `watermark`.
-async fn clear_failures(tx: &mut Transaction<'_, Any>, account: AccountId, watermark: i64) -> Result<(), StoreError> {
+async fn clear_failures(tx: &mut SqlWork, account: AccountId, watermark: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE accounts SET locked_until = NULL, failures_cleared_after = $2 WHERE id = $1")
         .bind(account.get())
         .bind(watermark)
@@ -67,7 +68,7 @@ async fn clear_failures(tx: &mut Transaction<'_, Any>, account: AccountId, water
 /// cookie marks issued so far; ends every session but `keep`; records `event`
 /// (`password_changed`) and queues the notice.
 pub(crate) async fn set_chosen_password(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     account: AccountId,
     hash: &PasswordHash,
     keep: Option<&TokenHash>,
@@ -110,13 +111,13 @@ impl CredentialStore for SqlStore {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<FailureOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let Some((locked_until, cleared_after)) = lock_account_row(&mut tx, account, Reach::Anyone).await? else {
             return Ok(FailureOutcome::AlreadyLocked);
         };
         if locked_until.is_some_and(|until| until > millis(now)) {
             insert_event(&mut tx, &member_event(account, AuditKind::LoginRefusedLocked, context, now)).await?;
-            tx.commit().await.map_err(backend)?;
+            tx.commit().await?;
             return Ok(FailureOutcome::AlreadyLocked);
         }
         insert_event(&mut tx, &member_event(account, AuditKind::LoginFailed, context, now)).await?;
@@ -152,7 +153,7 @@ impl CredentialStore for SqlStore {
         } else {
             FailureOutcome::Counted { failures }
         };
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(outcome)
     }
 
@@ -166,7 +167,7 @@ impl CredentialStore for SqlStore {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         // What was checked must still hold: the password's hash, or the temporary
         // password's, unexpired (it stays: only choosing a new password uses it up).
         let (proof, hash) = match verified {
@@ -196,7 +197,7 @@ impl CredentialStore for SqlStore {
         if locked_until.is_none_or(|until| until <= millis(now)) {
             clear_failures(&mut tx, account, event_id).await?;
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -219,7 +220,7 @@ impl CredentialStore for SqlStore {
     }
 
     async fn unlock_account(&self, account: AccountId, event: NewAuditEvent, reach: Reach) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let Some((locked_until, _)) = lock_account_row(&mut tx, account, reach).await? else {
             return Err(StoreError::Changed);
         };
@@ -234,7 +235,7 @@ impl CredentialStore for SqlStore {
                 .map_err(backend)?
         };
         clear_failures(&mut tx, account, watermark).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(was_locked)
     }
 
@@ -265,7 +266,7 @@ impl CredentialStore for SqlStore {
         event: Option<NewAuditEvent>,
         reach: Reach,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let sent_to = sent_to.map_or("", EmailAddress::as_str);
         // With `sent_to`: only while it is still one of the account's addresses (the
         // address may have changed while the message was on its way).
@@ -292,7 +293,7 @@ impl CredentialStore for SqlStore {
         if let Some(event) = &event {
             insert_event(&mut tx, event).await?;
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -305,7 +306,7 @@ impl CredentialStore for SqlStore {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let how = if forced {
             // The temporary password this session was opened with must still be pending.
             let pending: Option<i64> = sqlx::query_scalar(
@@ -325,7 +326,7 @@ impl CredentialStore for SqlStore {
             "dans Mon espace"
         };
         set_chosen_password(&mut tx, account, hash, Some(keep), context, how, now).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(true)
     }
 }

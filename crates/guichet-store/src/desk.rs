@@ -12,11 +12,12 @@ use guichet_core::mail::{MailKind, MailSubject, NewMail};
 use guichet_core::ports::{DeskStore, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::AssertSqlSafe;
+use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _, Transaction};
 
 use crate::audit::insert_event;
 use crate::outbox::insert_mail;
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 const REQUEST_COLUMNS: &str =
@@ -57,12 +58,7 @@ fn slot_from_row(row: &AnyRow) -> Result<CallSlot, StoreError> {
 }
 
 /// Adds a note to a request, inside a transaction.
-async fn insert_note(
-    tx: &mut Transaction<'_, Any>,
-    id: RequestId,
-    note: &NewNote,
-    now: Timestamp,
-) -> Result<(), StoreError> {
+async fn insert_note(tx: &mut SqlWork, id: RequestId, note: &NewNote, now: Timestamp) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, $2, $3, $4)")
         .bind(id.get())
         .bind(note.author_id.map(AccountId::get))
@@ -81,7 +77,7 @@ fn call_event(account: AccountId, kind: AuditKind, actor: Actor, at: Timestamp) 
 
 /// Stores a request with a fresh reference, inside a transaction.
 async fn insert_request(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     request: &NewRequest,
     now: Timestamp,
 ) -> Result<AssistanceRequest, StoreError> {
@@ -106,7 +102,7 @@ async fn insert_request(
 
 /// Queues a notice to the desk's mailbox about `subject`, when there is one.
 async fn tell_the_desk(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     notify: Option<&EmailAddress>,
     subject: MailSubject,
     now: Timestamp,
@@ -127,7 +123,7 @@ impl DeskStore for SqlStore {
         notify: Option<&EmailAddress>,
         now: Timestamp,
     ) -> Result<AssistanceRequest, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let created = insert_request(&mut tx, request, now).await?;
         let receipt = NewMail {
             kind: MailKind::AssistanceReceived,
@@ -137,7 +133,7 @@ impl DeskStore for SqlStore {
         };
         insert_mail(&mut tx, &receipt, now).await?;
         tell_the_desk(&mut tx, notify, MailSubject::Request(created.id), now).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(created)
     }
 
@@ -147,7 +143,7 @@ impl DeskStore for SqlStore {
         notify: Option<&EmailAddress>,
         now: Timestamp,
     ) -> Result<RequestId, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let open: Option<i64> = sqlx::query_scalar(
             "UPDATE assistance_requests SET state = 'new', updated_at = $2 WHERE id = \
              (SELECT MAX(id) FROM assistance_requests WHERE account_id = $1 AND state <> 'closed') RETURNING id",
@@ -169,7 +165,7 @@ impl DeskStore for SqlStore {
                 created.id
             }
         };
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -194,7 +190,7 @@ impl DeskStore for SqlStore {
         note: &NewNote,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let query = match change {
             RequestChange::State(state) => {
                 sqlx::query("UPDATE assistance_requests SET state = $2, updated_at = $3 WHERE id = $1")
@@ -214,13 +210,13 @@ impl DeskStore for SqlStore {
         };
         query.bind(millis(now)).execute(&mut *tx).await.map_err(backend)?;
         insert_note(&mut tx, id, note, now).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn add_note(&self, id: RequestId, note: &NewNote, now: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         insert_note(&mut tx, id, note, now).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn request_notes(&self, id: RequestId) -> Result<Vec<RequestNote>, StoreError> {
@@ -249,7 +245,7 @@ impl DeskStore for SqlStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let staff = note.author_id;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let email: String = sqlx::query_scalar(
             "UPDATE assistance_requests SET state = 'waiting', phone = $3, updated_at = $2 WHERE id = $1 RETURNING email",
         )
@@ -295,7 +291,7 @@ impl DeskStore for SqlStore {
         };
         insert_mail(&mut tx, &mail, now).await?;
         insert_note(&mut tx, id, note, now).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn request_slots(&self, id: RequestId) -> Result<Vec<CallSlot>, StoreError> {
@@ -337,7 +333,7 @@ impl DeskStore for SqlStore {
         notify: Option<&EmailAddress>,
         now: Timestamp,
     ) -> Result<Option<Confirmation>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         // The request's row serialises confirmations of the same proposal.
         let request: Option<i64> = sqlx::query_scalar(
             "UPDATE assistance_requests SET updated_at = updated_at \
@@ -393,7 +389,7 @@ impl DeskStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(Some(Confirmation::Confirmed(CallSlot { confirmed_at: Some(now), ..slot })))
     }
 

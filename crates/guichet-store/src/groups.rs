@@ -67,7 +67,7 @@ impl GroupStore for SqlStore {
     }
 
     async fn remove_group(&self, group: GroupId) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         sqlx::query("DELETE FROM group_members WHERE group_id = $1")
             .bind(group.get())
             .execute(&mut *tx)
@@ -79,12 +79,12 @@ impl GroupStore for SqlStore {
             .await
             .map_err(backend)?
             .rows_affected();
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(removed == 1)
     }
 
     async fn add_to_group(&self, group: GroupId, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let added = sqlx::query(
             "INSERT INTO group_members (group_id, account_id) VALUES ($1, $2) ON CONFLICT (group_id, account_id) DO NOTHING",
         )
@@ -97,7 +97,7 @@ impl GroupStore for SqlStore {
         if added == 1 {
             insert_event(&mut tx, &event).await?;
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(added == 1)
     }
 
@@ -107,7 +107,7 @@ impl GroupStore for SqlStore {
         account: AccountId,
         event: NewAuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let removed = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND account_id = $2")
             .bind(group.get())
             .bind(account.get())
@@ -118,7 +118,7 @@ impl GroupStore for SqlStore {
         if removed == 1 {
             insert_event(&mut tx, &event).await?;
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(removed == 1)
     }
 

@@ -8,10 +8,11 @@ use guichet_core::groups::GroupName;
 use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow};
 use guichet_core::mail::MailKind;
 use guichet_core::ports::StoreError;
-use sqlx::{Any, AssertSqlSafe, Row as _, Transaction};
+use sqlx::{AssertSqlSafe, Row as _};
 
 use crate::audit::insert_event;
 use crate::outbox::insert_mail_to_account;
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis};
 
 impl SqlStore {
@@ -25,7 +26,7 @@ impl SqlStore {
         options: ImportOptions,
         now: Timestamp,
     ) -> Result<Vec<ImportOutcome>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         // A write first: SQLite takes its write lock now rather than upgrading a read
         // transaction later (which another writer could make fail at once).
         sqlx::query("UPDATE gate_epoch SET value = value WHERE id = 1").execute(&mut *tx).await.map_err(backend)?;
@@ -71,7 +72,7 @@ impl SqlStore {
             }
         }
         record_created(&mut tx, &created, now).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(outcomes)
     }
 }
@@ -79,7 +80,7 @@ impl SqlStore {
 /// Creates the accounts, a hundred per statement; returns each one's id with its row and
 /// groups.
 async fn insert_accounts<'r>(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     rows: &[(&'r ImportRow, Vec<i64>)],
     now: Timestamp,
 ) -> Result<Vec<(i64, &'r ImportRow, Vec<i64>)>, StoreError> {
@@ -135,7 +136,7 @@ fn placeholders(first: usize, count: usize) -> String {
 
 /// The batch's identifiers that exist, with their ids.
 async fn existing_accounts(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     rows: &[ImportRow],
 ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
     if rows.is_empty() {
@@ -157,7 +158,7 @@ async fn existing_accounts(
 
 /// The batch's addresses that are already some account's, own or secours.
 async fn taken_addresses(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     rows: &[ImportRow],
 ) -> Result<std::collections::HashSet<String>, StoreError> {
     if rows.is_empty() {
@@ -184,7 +185,7 @@ async fn taken_addresses(
 /// The audit lines and memberships of the accounts a batch created, a few rows per
 /// statement.
 async fn record_created(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     created: &[(i64, &ImportRow, Vec<i64>)],
     now: Timestamp,
 ) -> Result<(), StoreError> {
@@ -224,7 +225,7 @@ struct GroupIds(std::collections::HashMap<String, i64>);
 impl GroupIds {
     async fn ids(
         &mut self,
-        tx: &mut Transaction<'_, Any>,
+        tx: &mut SqlWork,
         names: &[GroupName],
         create: bool,
         now: Timestamp,
@@ -262,7 +263,7 @@ fn event(account: AccountId, kind: AuditKind, detail: String, at: Timestamp) -> 
 /// The ids of the row's groups, creating the missing ones when allowed; `Err(name)` for
 /// the first one missing otherwise.
 async fn group_ids(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     groups: &[GroupName],
     create: bool,
     now: Timestamp,
@@ -292,7 +293,7 @@ async fn group_ids(
 }
 
 /// Whether `email` is an address of an account other than `except`, own or secours.
-async fn email_taken(tx: &mut Transaction<'_, Any>, email: &str, except: i64) -> Result<bool, StoreError> {
+async fn email_taken(tx: &mut SqlWork, email: &str, except: i64) -> Result<bool, StoreError> {
     let taken: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE (email = $1 OR recovery_email = $1) AND id <> $2")
             .bind(email)
@@ -305,7 +306,7 @@ async fn email_taken(tx: &mut Transaction<'_, Any>, email: &str, except: i64) ->
 
 /// An identifier that exists: rejected, or with `--update` given the row's details.
 async fn update_one(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     row: &ImportRow,
     groups: Option<&[i64]>,
     options: ImportOptions,
@@ -410,7 +411,7 @@ async fn update_one(
     Ok(ImportOutcome::Updated)
 }
 
-async fn join(tx: &mut Transaction<'_, Any>, group: i64, account: i64) -> Result<(), StoreError> {
+async fn join(tx: &mut SqlWork, group: i64, account: i64) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO group_members (group_id, account_id) VALUES ($1, $2) ON CONFLICT (group_id, account_id) DO NOTHING",
     )

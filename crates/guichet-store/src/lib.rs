@@ -24,6 +24,7 @@ mod sessions;
 pub mod testing;
 mod throttle;
 mod tls;
+mod work;
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -96,6 +97,8 @@ pub struct SqlStore {
     connect: Arc<str>,
     /// The TLS connections of guichet's own, when the URL pins a CA (`sslrootcert`).
     relay: Option<Arc<tls::Relay>>,
+    /// Told after each commit that queued mail.
+    mail_queued: Arc<tokio::sync::Notify>,
 }
 
 impl SqlStore {
@@ -174,7 +177,7 @@ impl SqlStore {
             .connect_with(options)
             .await
             .with_context(|| format!("could not connect to the database {url}"))?;
-        Ok(Self { pool, backend, connect, relay })
+        Ok(Self { pool, backend, connect, relay, mail_queued: Arc::new(tokio::sync::Notify::new()) })
     }
 
     /// What may change what the forward-auth gate caches, as PostgreSQL announces it;

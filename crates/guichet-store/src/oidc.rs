@@ -94,7 +94,7 @@ impl OidcStore for SqlStore {
     }
 
     async fn remove_client(&self, id: &ClientId) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         for table in ["oidc_grants", "oidc_codes"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE client_id = $1")))
                 .bind(id.as_str())
@@ -108,7 +108,7 @@ impl OidcStore for SqlStore {
             .await
             .map_err(backend)?
             .rows_affected();
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(removed > 0)
     }
 
@@ -148,7 +148,7 @@ impl OidcStore for SqlStore {
     }
 
     async fn use_code(&self, code: &TokenHash, client: &ClientId, now: Timestamp) -> Result<CodeUse, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         // The conditional update is the single point where one caller wins.
         let first = sqlx::query(
             "UPDATE oidc_codes SET used_at = $1 WHERE code_hash = $2 AND client_id = $3 AND used_at IS NULL",
@@ -186,7 +186,7 @@ impl OidcStore for SqlStore {
             }
             (_, None) => CodeUse::Unknown,
         };
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(outcome)
     }
 

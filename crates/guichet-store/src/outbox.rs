@@ -6,19 +6,16 @@ use guichet_core::account::{AccountId, EmailAddress};
 use guichet_core::audit::NewAuditEvent;
 use guichet_core::mail::{MailId, MailKind, MailLogEntry, MailOutcome, MailState, MailSubject, NewMail, QueuedMail};
 use guichet_core::ports::{OutboxStore, Reach, StoreError};
+use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _, Transaction};
 
 use crate::accounts::lock_target;
 use crate::audit::insert_event;
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, timestamp};
 
 /// Queues a message inside a transaction (with what caused it).
-pub(crate) async fn insert_mail(
-    tx: &mut Transaction<'_, Any>,
-    mail: &NewMail,
-    now: Timestamp,
-) -> Result<MailId, StoreError> {
+pub(crate) async fn insert_mail(tx: &mut SqlWork, mail: &NewMail, now: Timestamp) -> Result<MailId, StoreError> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO outbox (kind, account_id, recipient, created_at, next_attempt_at, subject_id) \
          VALUES ($1, $2, $3, $4, $4, $5) RETURNING id",
@@ -31,12 +28,13 @@ pub(crate) async fn insert_mail(
     .fetch_one(&mut **tx)
     .await
     .map_err(backend)?;
+    tx.queued_mail();
     Ok(MailId::from_stored(id))
 }
 
 /// Queues a message to an account's current address, inside a transaction.
 pub(crate) async fn insert_mail_to_account(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     kind: MailKind,
     account: AccountId,
     now: Timestamp,
@@ -84,9 +82,9 @@ fn queued_from_row(row: &AnyRow) -> Result<QueuedMail, StoreError> {
 #[async_trait]
 impl OutboxStore for SqlStore {
     async fn enqueue_mail(&self, mail: &NewMail, now: Timestamp) -> Result<MailId, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let id = insert_mail(&mut tx, mail, now).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -159,7 +157,7 @@ impl OutboxStore for SqlStore {
             MailOutcome::Skipped { reason } => (MailState::Skipped, reason, None, None),
         };
         let finished_at = (state != MailState::Pending).then(|| millis(now));
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         sqlx::query(
             "UPDATE outbox SET state = $2, last_answer = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
              lease_until = NULL, finished_at = $5, account_id = COALESCE($6, account_id) WHERE id = $1",
@@ -183,7 +181,7 @@ impl OutboxStore for SqlStore {
                 .await
                 .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn queue_copy(
@@ -205,8 +203,13 @@ impl OutboxStore for SqlStore {
         .bind(original.get())
         .execute(&self.pool)
         .await
-        .map(|_| ())
-        .map_err(backend)
+        .map_err(backend)?;
+        self.mail_queued.notify_one();
+        Ok(())
+    }
+
+    fn mail_queued(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.mail_queued)
     }
 
     async fn count_sent_mail(&self, account: AccountId, kind: MailKind, since: Timestamp) -> Result<u64, StoreError> {
@@ -281,12 +284,12 @@ impl OutboxStore for SqlStore {
     }
 
     async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent, reach: Reach) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         if let Some(account) = mail.account_id {
             lock_target(&mut tx, account, reach).await?;
         }
         insert_mail(&mut tx, mail, event.at).await?;
         insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 }

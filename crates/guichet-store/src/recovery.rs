@@ -9,20 +9,17 @@ use guichet_core::mail::{MailKind, MailSubject, NewMail};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{RecoveryStore, StoreError};
 use guichet_core::token::TokenHash;
-use sqlx::{Any, Row as _, Transaction};
+use sqlx::Row as _;
 use subtle::ConstantTimeEq as _;
 
 use crate::audit::insert_event;
 use crate::credentials::set_chosen_password;
 use crate::outbox::{insert_mail, insert_mail_to_account};
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 /// Uses up every code of the account still unused, inside a transaction.
-pub(crate) async fn use_up_codes(
-    tx: &mut Transaction<'_, Any>,
-    account: AccountId,
-    now: Timestamp,
-) -> Result<(), StoreError> {
+pub(crate) async fn use_up_codes(tx: &mut SqlWork, account: AccountId, now: Timestamp) -> Result<(), StoreError> {
     sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
         .bind(account.get())
         .bind(millis(now))
@@ -92,7 +89,7 @@ impl RecoveryStore for SqlStore {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<Result<AccountId, CodeError>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         // One statement claims the code: of concurrent redeemers, one alone sees a row.
         let claimed: Option<i64> = sqlx::query_scalar(
             "UPDATE recovery_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 \
@@ -113,14 +110,14 @@ impl RecoveryStore for SqlStore {
         };
         use_up_codes(&mut tx, account, now).await?;
         set_chosen_password(&mut tx, account, new_hash, None, context, "avec un code reçu par courriel", now).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(Ok(account))
     }
 
     async fn revoke_codes(&self, account: AccountId, now: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         use_up_codes(&mut tx, account, now).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError> {
@@ -141,7 +138,7 @@ impl RecoveryStore for SqlStore {
         email: &EmailAddress,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let taken: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE (email = $1 OR recovery_email = $1) AND id <> $2")
                 .bind(email.as_str())
@@ -170,11 +167,11 @@ impl RecoveryStore for SqlStore {
         if taken == 0 {
             insert_mail(&mut tx, &mail, now).await?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn remove_recovery_email(&self, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let had: Option<i64> = sqlx::query_scalar(
             "UPDATE accounts SET recovery_email = NULL, recovery_email_pending = NULL, recovery_email_code_hash = NULL, \
              recovery_email_code_expires_at = NULL, updated_at = $2 \
@@ -191,7 +188,7 @@ impl RecoveryStore for SqlStore {
         use_up_codes(&mut tx, account, event.at).await?;
         insert_event(&mut tx, &event).await?;
         insert_mail_to_account(&mut tx, MailKind::RecoveryEmailChanged, account, event.at).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -222,7 +219,7 @@ impl RecoveryStore for SqlStore {
         hash: &TokenHash,
         event: NewAuditEvent,
     ) -> Result<Result<EmailAddress, CodeError>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let row = sqlx::query(
             "SELECT recovery_email_pending, recovery_email_code_hash, recovery_email_code_expires_at \
              FROM accounts WHERE id = $1",
@@ -262,7 +259,7 @@ impl RecoveryStore for SqlStore {
         use_up_codes(&mut tx, account, event.at).await?;
         insert_event(&mut tx, &event).await?;
         insert_mail_to_account(&mut tx, MailKind::RecoveryEmailChanged, account, event.at).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(Ok(EmailAddress::from_stored(pending)))
     }
 }

@@ -7,14 +7,15 @@ use guichet_core::audit::NewAuditEvent;
 use guichet_core::ports::{SessionStore, StoreError};
 use guichet_core::session::{NewSession, Session};
 use guichet_core::token::TokenHash;
-use sqlx::{Any, Row as _, Transaction};
+use sqlx::Row as _;
 
 use crate::audit::insert_event;
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, timestamp};
 
 /// Ends every session of the account but `keep`, inside a transaction; returns how many.
 pub(crate) async fn end_sessions(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut SqlWork,
     account: AccountId,
     keep: Option<&TokenHash>,
 ) -> Result<u64, StoreError> {
@@ -29,7 +30,7 @@ pub(crate) async fn end_sessions(
 
 /// Ends the account's sessions opened with a temporary password, inside a transaction:
 /// they live only as long as that password (replaced or revoked, they end).
-pub(crate) async fn end_forced_sessions(tx: &mut Transaction<'_, Any>, account: AccountId) -> Result<u64, StoreError> {
+pub(crate) async fn end_forced_sessions(tx: &mut SqlWork, account: AccountId) -> Result<u64, StoreError> {
     sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND must_change_password <> 0")
         .bind(account.get())
         .execute(&mut **tx)
@@ -102,7 +103,7 @@ impl SessionStore for SqlStore {
     }
 
     async fn delete_session(&self, token: &TokenHash, event: Option<NewAuditEvent>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token.as_str())
             .execute(&mut *tx)
@@ -111,7 +112,7 @@ impl SessionStore for SqlStore {
         if let Some(event) = event {
             insert_event(&mut tx, &event).await?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn delete_account_sessions(
@@ -120,13 +121,13 @@ impl SessionStore for SqlStore {
         keep: Option<&TokenHash>,
         event: Option<NewAuditEvent>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         let ended = end_sessions(&mut tx, account, keep).await?;
         if let Some(mut event) = event {
             event.detail = Some(if ended == 1 { "1 session".to_owned() } else { format!("{ended} sessions") });
             insert_event(&mut tx, &event).await?;
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(ended)
     }
 

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use guichet_core::lockout::ThrottleKey;
 use guichet_core::ports::{StoreError, ThrottleStore};
 use guichet_core::{SignedDuration, Timestamp};
-use sqlx::{Any, Row as _, Transaction};
+use sqlx::Row as _;
 
+use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp};
 
 const MINUTE_MS: i64 = 60_000;
@@ -19,11 +20,7 @@ fn minute_of(at: Timestamp) -> i64 {
 }
 
 /// Takes back one count, inside a transaction.
-pub(crate) async fn uncount_in(
-    tx: &mut Transaction<'_, Any>,
-    key: &ThrottleKey,
-    at: Timestamp,
-) -> Result<(), StoreError> {
+pub(crate) async fn uncount_in(tx: &mut SqlWork, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE address_failures SET failures = failures - 1 WHERE address_key = $1 AND minute = $2 AND failures > 0",
     )
@@ -44,7 +41,7 @@ impl ThrottleStore for SqlStore {
         now: Timestamp,
     ) -> Result<(u64, Option<Timestamp>), StoreError> {
         let key = key.storage_key();
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         sqlx::query(
             "INSERT INTO address_failures (address_key, minute, failures) VALUES ($1, $2, 1) \
              ON CONFLICT (address_key, minute) DO UPDATE SET failures = address_failures.failures + 1",
@@ -65,7 +62,7 @@ impl ThrottleStore for SqlStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         let failures: i64 = row.try_get("failures").map_err(backend)?;
         let oldest = optional_timestamp(row.try_get("oldest").map_err(backend)?)?;
         Ok((u64::try_from(failures).unwrap_or_default(), oldest))
@@ -86,9 +83,9 @@ impl ThrottleStore for SqlStore {
     }
 
     async fn uncount(&self, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_work().await?;
         uncount_in(&mut tx, key, at).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await
     }
 
     async fn purge_counts(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -107,6 +107,7 @@ on_both_backends!(
     redeeming_resets_the_account_and_queues_the_notice,
     a_secours_address_is_proposed_confirmed_found_and_removed,
     a_secours_address_belongs_to_one_account,
+    a_commit_that_queued_mail_is_announced,
     a_copy_is_queued_once_and_not_counted,
     an_undelivered_message_opens_one_request_per_account,
     the_desk_is_told_of_new_requests_and_confirmed_calls,
@@ -296,6 +297,25 @@ async fn a_secours_address_belongs_to_one_account(store: SqlStore) {
     let name = DisplayName::parse("Paul").unwrap();
     let changed = store.change_details(paul.id, &personal(), &name, event, Reach::Anyone).await;
     assert!(matches!(changed, Err(StoreError::Conflict(Conflict::Email))), "{changed:?}");
+}
+
+async fn a_commit_that_queued_mail_is_announced(store: SqlStore) {
+    let announced = store.mail_queued();
+    let account = add(&store, "marie").await;
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), announced.notified()).await;
+    assert!(quiet.is_err(), "creating an account queues no mail, and says nothing");
+    let mail = NewMail {
+        kind: MailKind::PasswordReset,
+        account_id: Some(account.id),
+        recipient: account.email.clone(),
+        subject: MailSubject::None,
+    };
+    let original = store.enqueue_mail(&mail, t0()).await.unwrap();
+    let told = tokio::time::timeout(std::time::Duration::from_secs(1), announced.notified()).await;
+    assert!(told.is_ok(), "the commit that queued mail tells the postman");
+    store.queue_copy(original, account.id, MailKind::PasswordReset, &personal(), t0()).await.unwrap();
+    let told = tokio::time::timeout(std::time::Duration::from_secs(1), announced.notified()).await;
+    assert!(told.is_ok(), "so does a copy");
 }
 
 async fn a_copy_is_queued_once_and_not_counted(store: SqlStore) {

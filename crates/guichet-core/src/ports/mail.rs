@@ -15,6 +15,11 @@ use crate::token::TokenHash;
 /// background postman.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + std::fmt::Debug {
+    /// Told after every commit that put a message in the outbox, whichever write it was:
+    /// the postman waits on it, so a member's code leaves at once and no caller has to
+    /// remember to wake it.
+    fn mail_queued(&self) -> std::sync::Arc<tokio::sync::Notify>;
+
     /// Queues a message, due now.
     async fn enqueue_mail(&self, mail: &NewMail, now: Timestamp) -> Result<MailId, StoreError>;
 

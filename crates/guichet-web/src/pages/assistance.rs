@@ -94,7 +94,6 @@ async fn write_in(
         state.desk.write_in(&form.name, &form.email, &form.identifier, &form.phone, &form.message, &context).await;
     match written {
         Ok(request) => {
-            state.postman.wake();
             let page = AssistancePage {
                 layout,
                 form: AssistanceForm::default(),

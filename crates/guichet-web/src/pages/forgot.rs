@@ -76,10 +76,7 @@ async fn request_identifier(
     let layout = Layout::for_visitor(&state, &visitor);
     let email = echo(&form.email);
     match state.recovery.request_identifier(&form.email, &context).await {
-        Ok(()) => {
-            state.postman.wake();
-            render(StatusCode::OK, &ForgotIdentifierPage { layout, email, error: None, sent: true })
-        }
+        Ok(()) => render(StatusCode::OK, &ForgotIdentifierPage { layout, email, error: None, sent: true }),
         Err(RequestError::Email(error)) => render(
             StatusCode::UNPROCESSABLE_ENTITY,
             &ForgotIdentifierPage { layout, email, error: Some(sentence(&error.to_string())), sent: false },
@@ -130,7 +127,6 @@ async fn request_password(
     };
     match requested {
         Ok(()) => {
-            state.postman.wake();
             let page = ResetPage::new(&state, layout, String::new(), Problem::None);
             render(StatusCode::OK, &ResetPage { just_sent: true, email, ..page })
         }
@@ -237,7 +233,6 @@ async fn reset(
     let problem = match state.recovery.reset(&form.code, form.new_password, &form.new_password_confirm, &context).await
     {
         Ok(_) => {
-            state.postman.wake();
             let jar = &state.settings.cookies;
             let notice = jar.set(Cookie::Notice, "password_changed");
             let login = HeaderValue::from_static("/login");

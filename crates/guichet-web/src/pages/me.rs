@@ -213,7 +213,6 @@ async fn change_password(
         .await;
     let (current_error, new_error) = match result {
         Ok(()) => {
-            state.postman.wake();
             let mut response = see_other(next.as_deref().unwrap_or("/me?done=password"), "/me");
             if forced {
                 // The session opened with a temporary password is replaced by a fresh one
@@ -276,11 +275,9 @@ async fn set_recovery_email(
     let changed = state.me.set_recovery_email(&signed_in.account, &signed_in.session, &form.email, current, &context);
     let error = match changed.await {
         Ok(RecoveryEmailChange::Proposed(_)) => {
-            state.postman.wake();
             return Ok(Redirect::to("/me/recovery-email/confirm").into_response());
         }
         Ok(RecoveryEmailChange::Removed) => {
-            state.postman.wake();
             return Ok(Redirect::to("/me?done=secours-removed").into_response());
         }
         Ok(RecoveryEmailChange::Unchanged) => return Ok(Redirect::to("/me").into_response()),
@@ -330,10 +327,7 @@ async fn confirm(
     Form(form): Form<CodeForm>,
 ) -> Result<Response, WebError> {
     match state.me.confirm_recovery_email(&signed_in.account, &form.code, &context).await? {
-        Ok(_) => {
-            state.postman.wake();
-            Ok(Redirect::to("/me?done=secours").into_response())
-        }
+        Ok(_) => Ok(Redirect::to("/me?done=secours").into_response()),
         Err(why) => {
             let SignedIn { account, layout, .. } = signed_in;
             let pending = account.recovery_email_pending.as_ref().map(ToString::to_string);

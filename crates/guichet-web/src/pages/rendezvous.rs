@@ -63,10 +63,7 @@ async fn confirm(
 ) -> Result<Response, WebError> {
     let (confirmation, view) = state.desk.confirm_slot(&token).await?.ok_or(WebError::Page(unknown()))?;
     let status = match confirmation {
-        Confirmation::Confirmed(_) => {
-            state.postman.wake();
-            StatusCode::OK
-        }
+        Confirmation::Confirmed(_) => StatusCode::OK,
         Confirmation::AlreadyConfirmed(_) => StatusCode::OK,
         Confirmation::Unavailable(_) => StatusCode::CONFLICT,
     };

@@ -287,12 +287,6 @@ pub async fn unlock(
     Ok(back(id, "unlock"))
 }
 
-/// After an action that queued mail: the postman sends it now.
-fn sent(state: &AppState, id: i64, done: &str) -> Response {
-    state.postman.wake();
-    back(id, done)
-}
-
 pub async fn send_identifier(
     State(state): State<AppState>,
     staff: Staff,
@@ -300,7 +294,7 @@ pub async fn send_identifier(
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
     state.console.send_identifier(&staff.actor, target(id), &context).await.map_err(refused)?;
-    Ok(sent(&state, id, "identifier"))
+    Ok(back(id, "identifier"))
 }
 
 pub async fn send_reset_code(
@@ -310,7 +304,7 @@ pub async fn send_reset_code(
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
     state.console.send_reset_code(&staff.actor, target(id), &context).await.map_err(refused)?;
-    Ok(sent(&state, id, "reset"))
+    Ok(back(id, "reset"))
 }
 
 #[derive(Template)]
@@ -372,7 +366,7 @@ pub async fn temporary_password(
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
     state.console.issue_temporary_password(&staff.actor, target(id), &context).await.map_err(refused)?;
-    Ok(sent(&state, id, "temporary"))
+    Ok(back(id, "temporary"))
 }
 
 #[derive(Deserialize)]
@@ -391,7 +385,7 @@ pub async fn details(
     Form(form): Form<DetailsForm>,
 ) -> Result<Response, WebError> {
     let error = match state.console.change_details(&staff.actor, target(id), &form.email, &form.name, &context).await {
-        Ok(()) => return Ok(sent(&state, id, "details")),
+        Ok(()) => return Ok(back(id, "details")),
         Err(ConsoleError::Invalid(error)) => describe(&error),
         Err(other) => return Err(refused(other)),
     };

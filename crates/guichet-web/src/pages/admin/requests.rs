@@ -275,10 +275,7 @@ pub async fn propose_slots(
         slots.push((start, start.saturating_add(SignedDuration::from_mins(minutes)).unwrap_or(start)));
     }
     match state.desk.propose_slots(file.request.id, &slots, &form.phone, &staff.account).await {
-        Ok(()) => {
-            state.postman.wake();
-            Ok(back(id))
-        }
+        Ok(()) => Ok(back(id)),
         Err(RequestError::Invalid { message, .. }) => {
             let page = request_page(&state, &staff, file, Some(message.to_owned())).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
