@@ -12,7 +12,7 @@ pub struct AccountId(i64);
 
 impl AccountId {
     /// Wraps an id read from storage.
-    pub fn from_stored(id: i64) -> Self {
+    pub const fn from_stored(id: i64) -> Self {
         Self(id)
     }
 

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 
 use jiff::Timestamp;
 
-use crate::account::AccountId;
+use crate::account::{AccountId, EmailAddress, Role};
+use crate::groups::GroupName;
 
 /// Where a request came from, as far as the server can tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -170,37 +171,6 @@ impl AuditKind {
     pub fn is_failed_login(self) -> bool {
         matches!(self, Self::LoginFailed | Self::LoginRefusedLocked | Self::LoginFailedOnDevice)
     }
-
-    /// A short French label for people.
-    pub fn label_fr(self) -> &'static str {
-        match self {
-            Self::LoginSucceeded => "connexion réussie",
-            Self::LoginFailed => "mot de passe erroné",
-            Self::LoginRefusedLocked => "connexion refusée (compte suspendu, désactivé ou sans mot de passe valable)",
-            Self::LoginFailedOnDevice => "mot de passe erroné, depuis un appareil habituel du membre",
-            Self::AccountLocked => "compte suspendu",
-            Self::AccountUnlocked => "compte réactivé",
-            Self::AccountCreated => "compte créé",
-            Self::PasswordChanged => "mot de passe changé",
-            Self::LoggedOut => "déconnexion",
-            Self::TemporaryPasswordIssued => "mot de passe temporaire envoyé",
-            Self::ResetCodeSent => "code de nouveau mot de passe envoyé",
-            Self::IdentifierSent => "identifiant envoyé",
-            Self::AccountDisabled => "compte désactivé",
-            Self::AccountEnabled => "compte réactivé par l'assistance",
-            Self::DetailsChanged => "coordonnées modifiées",
-            Self::RoleChanged => "rôle modifié",
-            Self::OtherSessionsEnded => "autres sessions fermées",
-            Self::CallProposed => "rendez-vous téléphonique proposé",
-            Self::CallConfirmed => "rendez-vous téléphonique confirmé",
-            Self::GroupJoined => "ajouté à un groupe",
-            Self::GroupLeft => "retiré d'un groupe",
-            Self::TemporaryPasswordShown => "mot de passe temporaire remis par l'assistance",
-            Self::CurrentPasswordMistyped => "mot de passe actuel mal saisi dans Mon espace",
-            Self::RecoveryEmailConfirmed => "adresse de secours confirmée",
-            Self::RecoveryEmailRemoved => "adresse de secours retirée",
-        }
-    }
 }
 
 /// An account's recent activity, read from its audit events (newest first): one
@@ -252,6 +222,181 @@ impl Activity {
     }
 }
 
+/// How a member came to choose a new password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChoice {
+    /// In "Mon espace", with the current one.
+    InMySpace,
+    /// At the first login with a temporary password.
+    AfterTemporary,
+    /// With a code received by email.
+    WithCode,
+}
+
+impl PasswordChoice {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::InMySpace => "my_space",
+            Self::AfterTemporary => "after_temporary",
+            Self::WithCode => "with_code",
+        }
+    }
+}
+
+/// How an account came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Created by staff or the operator.
+    Created,
+    /// Brought by `member import`, without a password.
+    Imported,
+    /// Brought by `member import` with the old site's password hash.
+    ImportedWithPassword,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Imported => "imported",
+            Self::ImportedWithPassword => "imported_with_password",
+        }
+    }
+}
+
+/// What `member import --update` changed on an existing account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportChanges {
+    /// The address, before and after.
+    pub email: Option<(EmailAddress, EmailAddress)>,
+    /// The name.
+    pub name: bool,
+    /// The password (the old site's hash replaced it).
+    pub password: bool,
+    /// The groups.
+    pub groups: bool,
+}
+
+impl ImportChanges {
+    /// Whether anything changed.
+    pub fn any(&self) -> bool {
+        self.email.is_some() || self.name || self.password || self.groups
+    }
+
+    fn to_stored(&self) -> String {
+        let email = self.email.as_ref().map(|(from, to)| format!("email={from}>{to}"));
+        let flags = [(self.name, "name"), (self.password, "password"), (self.groups, "groups")];
+        email
+            .into_iter()
+            .chain(flags.into_iter().filter(|(set, _)| *set).map(|(_, name)| name.to_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn parse(stored: &str) -> Option<Self> {
+        let mut changes = Self::default();
+        for token in stored.split(' ') {
+            match token {
+                "name" => changes.name = true,
+                "password" => changes.password = true,
+                "groups" => changes.groups = true,
+                _ => {
+                    let (from, to) = token.strip_prefix("email=")?.split_once('>')?;
+                    changes.email =
+                        Some((EmailAddress::from_stored(from.to_owned()), EmailAddress::from_stored(to.to_owned())));
+                }
+            }
+        }
+        changes.any().then_some(changes)
+    }
+}
+
+/// What an event holds beyond its kind: facts, never sentences. The pages and the
+/// command line word them, each in its own language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditDetail {
+    /// `account_locked`: the failures that locked it.
+    Failures(u32),
+    /// `password_changed`: how.
+    Password(PasswordChoice),
+    /// `login_failed` with no account: the identifier matched none.
+    UnknownIdentifier,
+    /// `account_created`: with which role, and how.
+    Created(Role, Origin),
+    /// `details_changed`: the address, before and after.
+    Email(EmailAddress, EmailAddress),
+    /// `role_changed`: before and after.
+    Role(Role, Role),
+    /// `group_joined`, `group_left`: which group.
+    Group(GroupName),
+    /// `recovery_email_confirmed`: the address, partly hidden.
+    Address(String),
+    /// `other_sessions_ended`: how many ended.
+    Sessions(u64),
+    /// `details_changed` by `member import --update`: what changed.
+    Import(ImportChanges),
+    /// Written by an earlier version as free text: shown as it was.
+    Text(String),
+}
+
+impl AuditDetail {
+    /// The stored form: `name` or `name:value`, stable across versions.
+    pub fn to_stored(&self) -> String {
+        match self {
+            Self::Failures(n) => format!("failures:{n}"),
+            Self::Password(how) => format!("password:{}", how.as_str()),
+            Self::UnknownIdentifier => "unknown_identifier".to_owned(),
+            Self::Created(role, origin) => format!("created:{} {}", role.as_str(), origin.as_str()),
+            Self::Email(from, to) => format!("email:{from} {to}"),
+            Self::Role(from, to) => format!("role:{} {}", from.as_str(), to.as_str()),
+            Self::Group(name) => format!("group:{name}"),
+            Self::Address(masked) => format!("address:{masked}"),
+            Self::Sessions(n) => format!("sessions:{n}"),
+            Self::Import(changes) => format!("import:{}", changes.to_stored()),
+            Self::Text(text) => text.clone(),
+        }
+    }
+
+    /// Reads a stored form back; what it does not recognise is [`Self::Text`].
+    pub fn from_stored(stored: &str) -> Self {
+        Self::parse(stored).unwrap_or_else(|| Self::Text(stored.to_owned()))
+    }
+
+    fn parse(stored: &str) -> Option<Self> {
+        let (name, value) = stored.split_once(':').unwrap_or((stored, ""));
+        let pair = || value.split_once(' ');
+        Some(match name {
+            "failures" => Self::Failures(value.parse().ok()?),
+            "password" => Self::Password(
+                [PasswordChoice::InMySpace, PasswordChoice::AfterTemporary, PasswordChoice::WithCode]
+                    .into_iter()
+                    .find(|how| how.as_str() == value)?,
+            ),
+            "unknown_identifier" if value.is_empty() => Self::UnknownIdentifier,
+            "created" => {
+                let (role, origin) = pair()?;
+                let origin = [Origin::Created, Origin::Imported, Origin::ImportedWithPassword]
+                    .into_iter()
+                    .find(|o| o.as_str() == origin)?;
+                Self::Created(Role::parse(role).ok()?, origin)
+            }
+            "email" => {
+                let (from, to) = pair()?;
+                Self::Email(EmailAddress::from_stored(from.to_owned()), EmailAddress::from_stored(to.to_owned()))
+            }
+            "role" => {
+                let (from, to) = pair()?;
+                Self::Role(Role::parse(from).ok()?, Role::parse(to).ok()?)
+            }
+            "group" => Self::Group(GroupName::parse(value).ok()?),
+            "address" if !value.is_empty() => Self::Address(value.to_owned()),
+            "sessions" => Self::Sessions(value.parse().ok()?),
+            "import" => Self::Import(ImportChanges::parse(value)?),
+            _ => return None,
+        })
+    }
+}
+
 /// An event to record.
 #[derive(Debug, Clone)]
 pub struct NewAuditEvent {
@@ -265,8 +410,8 @@ pub struct NewAuditEvent {
     pub actor: Actor,
     /// From where.
     pub context: RequestContext,
-    /// A short free text (never a secret).
-    pub detail: Option<String>,
+    /// The facts beyond the kind (never a secret).
+    pub detail: Option<AuditDetail>,
 }
 
 /// A recorded event.
@@ -284,6 +429,52 @@ pub struct AuditEvent {
     pub actor: Actor,
     /// From where.
     pub context: RequestContext,
-    /// A short free text.
-    pub detail: Option<String>,
+    /// The facts beyond the kind.
+    pub detail: Option<AuditDetail>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_read_back_as_they_were_written() {
+        let group = GroupName::parse("bureau").unwrap();
+        let marie = EmailAddress::parse("marie@chu.example.fr").unwrap();
+        let durand = EmailAddress::parse("marie.durand@gmail.example.com").unwrap();
+        for detail in [
+            AuditDetail::Failures(5),
+            AuditDetail::Password(PasswordChoice::AfterTemporary),
+            AuditDetail::UnknownIdentifier,
+            AuditDetail::Created(Role::Assistance, Origin::ImportedWithPassword),
+            AuditDetail::Email(marie, durand),
+            AuditDetail::Role(Role::Member, Role::Admin),
+            AuditDetail::Group(group),
+            AuditDetail::Address(EmailAddress::parse("marie@gmail.example.com").unwrap().masked()),
+            AuditDetail::Sessions(2),
+            AuditDetail::Import(ImportChanges { email: None, name: true, password: false, groups: true }),
+            AuditDetail::Import(ImportChanges {
+                email: Some((EmailAddress::parse("a@b.fr").unwrap(), EmailAddress::parse("c@d.fr").unwrap())),
+                ..ImportChanges::default()
+            }),
+        ] {
+            assert_eq!(AuditDetail::from_stored(&detail.to_stored()), detail);
+        }
+    }
+
+    #[test]
+    fn what_an_earlier_version_wrote_is_kept_as_text() {
+        for old in [
+            "5 échecs",
+            "dans Mon espace",
+            "rôle member, importé",
+            "failures:",
+            "role:member",
+            "import:",
+            "import:nom",
+            "",
+        ] {
+            assert_eq!(AuditDetail::from_stored(old), AuditDetail::Text(old.to_owned()));
+        }
+    }
 }

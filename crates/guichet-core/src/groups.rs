@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use crate::account::{AccountId, Identifier};
-use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::ports::{AccountStore, GroupStore, Ports, StoreError};
 
@@ -206,7 +206,7 @@ impl Groups {
             kind,
             actor,
             context: context.clone(),
-            detail: Some(group.to_string()),
+            detail: Some(AuditDetail::Group(group.clone())),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod codes;
 pub mod console;
+pub mod credentials;
 pub mod desk;
 pub mod device;
 pub mod french;

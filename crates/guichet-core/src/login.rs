@@ -9,17 +9,16 @@ use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::account::{Account, Identifier};
-use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::codes::TemporaryPassword;
+use crate::credentials::Credentials;
 use crate::device::DeviceCookie;
 use crate::hashing::{HashError, PasswordHasher, Verification};
 use crate::keys::ServerKey;
 use crate::lockout::{AddressThrottlePolicy, LockoutPolicy, ThrottleKey, throttle_key};
 use crate::password::PasswordHash;
-use crate::ports::{
-    AccountStore, AuditStore, CredentialStore, DeviceStore, FailureOutcome, Ports, Proof, StoreError, ThrottleStore,
-};
+use crate::ports::{AccountStore, AuditStore, DeviceStore, FailureOutcome, Ports, Proof, StoreError, ThrottleStore};
 use crate::token::PlainToken;
 
 /// Why a login did not go through.
@@ -79,7 +78,7 @@ impl std::fmt::Debug for LoggedIn {
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     accounts: Arc<dyn AccountStore>,
-    credentials: Arc<dyn CredentialStore>,
+    credentials: Credentials,
     counts: Arc<dyn ThrottleStore>,
     devices: Arc<dyn DeviceStore>,
     audit: Arc<dyn AuditStore>,
@@ -183,7 +182,7 @@ impl Authenticator {
         let (lockout, throttle) = policies;
         Ok(Self {
             accounts: Arc::clone(&ports.accounts),
-            credentials: Arc::clone(&ports.credentials),
+            credentials: Credentials::of(ports),
             counts: Arc::clone(&ports.throttle),
             devices: Arc::clone(&ports.devices),
             audit: Arc::clone(&ports.audit),
@@ -423,7 +422,7 @@ impl Authenticator {
                     kind: AuditKind::LoginFailed,
                     actor: Actor::Member,
                     context: context.clone(),
-                    detail: Some("identifiant inconnu".into()),
+                    detail: Some(AuditDetail::UnknownIdentifier),
                 })
                 .await?;
             return Err(LoginError::InvalidCredentials);

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use crate::account::{Account, AccountId, EmailAddress, EmailError};
-use crate::audit::{Activity, Actor, AuditKind, NewAuditEvent, RequestContext};
+use crate::audit::{Activity, Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::codes::{CodeError, RecoveryCode};
+use crate::credentials::Credentials;
 use crate::hashing::{HashError, PasswordHasher, Verification};
 use crate::lockout::LockoutPolicy;
 use crate::lockout::ThrottleKey;
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
-use crate::ports::{AuditStore, CredentialStore, Ports, RecoveryStore, SessionStore, StoreError, ThrottleStore};
+use crate::ports::{AuditStore, Ports, RecoveryStore, SessionStore, StoreError, ThrottleStore};
 use crate::session::Session;
 
 /// Why a password change did not go through.
@@ -97,7 +98,7 @@ pub enum RecoveryEmailChange {
 pub struct MySpace {
     recovery: Arc<dyn RecoveryStore>,
     throttle: Arc<dyn ThrottleStore>,
-    credentials: Arc<dyn CredentialStore>,
+    credentials: Credentials,
     sessions: Arc<dyn SessionStore>,
     audit: Arc<dyn AuditStore>,
     hasher: Arc<dyn PasswordHasher>,
@@ -118,7 +119,7 @@ impl MySpace {
         Self {
             recovery: Arc::clone(&ports.recovery),
             throttle: Arc::clone(&ports.throttle),
-            credentials: Arc::clone(&ports.credentials),
+            credentials: Credentials::of(ports),
             sessions: Arc::clone(&ports.sessions),
             audit: Arc::clone(&ports.audit),
             hasher,
@@ -269,7 +270,7 @@ impl MySpace {
             kind: AuditKind::RecoveryEmailConfirmed,
             actor: Actor::Member,
             context: context.clone(),
-            detail: account.recovery_email_pending.as_ref().map(EmailAddress::masked),
+            detail: account.recovery_email_pending.as_ref().map(|address| AuditDetail::Address(address.masked())),
         };
         self.recovery.confirm_recovery_email(account.id, &code.hash(), event).await
     }

@@ -8,14 +8,15 @@ use crate::account::{
     Account, AccountId, DisplayName, DisplayNameError, EmailAddress, EmailError, Identifier, IdentifierError,
     NewAccount, Role,
 };
-use crate::audit::{Actor, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
+use crate::audit::{Actor, AuditDetail, AuditEvent, AuditKind, NewAuditEvent, Origin, RequestContext};
 use crate::clock::Clock;
+use crate::credentials::Credentials;
 use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
 use crate::ports::{
-    AccountAdminStore, AccountFilter, AccountStore, AuditStore, Conflict, CredentialStore, Guarded, Health,
-    OutboxStore, Ports, Reach, RecoveryStore, StoreError,
+    AccountAdminStore, AccountFilter, AccountStore, AuditStore, Conflict, Guarded, Health, OutboxStore, Ports, Reach,
+    RecoveryStore, StoreError,
 };
 
 /// A request to create an account, as typed.
@@ -121,7 +122,7 @@ pub struct MemberStatus {
 #[derive(Debug, Clone)]
 pub struct Members {
     accounts: Arc<dyn AccountStore>,
-    credentials: Arc<dyn CredentialStore>,
+    credentials: Credentials,
     account_admin: Arc<dyn AccountAdminStore>,
     audit: Arc<dyn AuditStore>,
     outbox: Arc<dyn OutboxStore>,
@@ -137,7 +138,7 @@ impl Members {
     pub fn new(ports: &Ports, hasher: Arc<dyn PasswordHasher>, clock: Arc<dyn Clock>, policy: PasswordPolicy) -> Self {
         Self {
             accounts: Arc::clone(&ports.accounts),
-            credentials: Arc::clone(&ports.credentials),
+            credentials: Credentials::of(ports),
             account_admin: Arc::clone(&ports.account_admin),
             audit: Arc::clone(&ports.audit),
             outbox: Arc::clone(&ports.outbox),
@@ -175,7 +176,7 @@ impl Members {
             kind: AuditKind::AccountCreated,
             actor,
             context,
-            detail: Some(format!("rôle {}", request.role)),
+            detail: Some(AuditDetail::Created(request.role, Origin::Created)),
         };
         Ok(self.accounts.create_account(&new, event, then_mail).await?)
     }

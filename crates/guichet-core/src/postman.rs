@@ -12,9 +12,10 @@ use tokio::sync::Notify;
 use crate::account::{Account, AccountId, EmailAddress};
 use crate::clock::Clock;
 use crate::codes::{CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
+use crate::credentials::Credentials;
 use crate::desk::{NewRequest, SlotState};
 use crate::mail::{MailContent, MailKind, MailOutcome, MailSender, MailSubject, OutgoingMail, QueuedMail, SlotLink};
-use crate::ports::{AccountStore, CredentialStore, DeskStore, OutboxStore, Ports, Reach, RecoveryStore, StoreError};
+use crate::ports::{AccountStore, DeskStore, OutboxStore, Ports, Reach, RecoveryStore, StoreError};
 use crate::token::PlainToken;
 use crate::token::TokenHash;
 
@@ -63,7 +64,7 @@ const BATCH: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct Postman {
     accounts: Arc<dyn AccountStore>,
-    credentials: Arc<dyn CredentialStore>,
+    credentials: Credentials,
     outbox: Arc<dyn OutboxStore>,
     recovery: Arc<dyn RecoveryStore>,
     desk: Arc<dyn DeskStore>,
@@ -100,7 +101,7 @@ impl Postman {
     ) -> Self {
         Self {
             accounts: Arc::clone(&ports.accounts),
-            credentials: Arc::clone(&ports.credentials),
+            credentials: Credentials::of(ports),
             outbox: Arc::clone(&ports.outbox),
             recovery: Arc::clone(&ports.recovery),
             desk: Arc::clone(&ports.desk),

@@ -9,6 +9,7 @@ use crate::account::{AccountId, EmailAddress, EmailError};
 use crate::audit::RequestContext;
 use crate::clock::Clock;
 use crate::codes::{CodeError, RecoveryCode, StoredCode};
+use crate::credentials::Credentials;
 use crate::hashing::{HashError, PasswordHasher};
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailKind, MailSubject, NewMail};
@@ -59,6 +60,7 @@ pub struct Recovery {
     accounts: Arc<dyn AccountStore>,
     outbox: Arc<dyn OutboxStore>,
     recovery: Arc<dyn RecoveryStore>,
+    credentials: Credentials,
     throttle: Arc<dyn ThrottleStore>,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
@@ -72,6 +74,7 @@ impl Recovery {
             accounts: Arc::clone(&ports.accounts),
             outbox: Arc::clone(&ports.outbox),
             recovery: Arc::clone(&ports.recovery),
+            credentials: Credentials::of(ports),
             throttle: Arc::clone(&ports.throttle),
             hasher,
             clock,
@@ -160,7 +163,7 @@ impl Recovery {
         let password = NewPassword::parse_confirmed(new_password, confirmation, self.policy, &personal)?;
         let hash = self.hasher.hash(password.into_secret()).await?;
         let code = RecoveryCode::parse(typed_code).ok_or(CodeError::Invalid)?;
-        Ok(self.recovery.redeem_code(&code.hash(), &hash, context, self.clock.now()).await??)
+        Ok(self.credentials.redeem_code(&code.hash(), &hash, context, self.clock.now()).await??)
     }
 
     /// The password policy in force.

@@ -154,7 +154,7 @@ async fn ending_other_sessions_keeps_this_one_and_says_how_many() {
     assert!(sessions.resume(&opened[1].0).await.ok().flatten().is_none());
     let activity = me.activity(marie.id).await.unwrap_or_else(|e| panic!("{e:?}"));
     let ended = activity.events().iter().find(|e| e.kind == AuditKind::OtherSessionsEnded);
-    assert_eq!(ended.and_then(|e| e.detail.clone()).as_deref(), Some("2 sessions"));
+    assert_eq!(ended.and_then(|e| e.detail.clone()), Some(guichet_core::audit::AuditDetail::Sessions(2)));
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use crate::outbox::insert_mail_to_account;
 use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
-const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, temporary_password_hash, \
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, temporary_password_hash, \
      locked_until, created_at, updated_at, last_login_at, disabled_at, password_expires_at, devices_trusted_after, \
      recovery_email, recovery_email_pending";
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
-use guichet_core::audit::{Actor, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
+use guichet_core::audit::{Actor, AuditDetail, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::ports::{AuditStore, StoreError};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -46,7 +46,7 @@ pub(crate) async fn insert_event(tx: &mut SqlWork, event: &NewAuditEvent) -> Res
     .bind(actor_id)
     .bind(event.context.address.map(|a| a.to_string()))
     .bind(event.context.user_agent.clone())
-    .bind(event.detail.clone())
+    .bind(event.detail.as_ref().map(AuditDetail::to_stored))
     .fetch_one(&mut **tx)
     .await
     .map_err(backend)
@@ -67,7 +67,7 @@ fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
             address: address.and_then(|a| a.parse().ok()),
             user_agent: row.try_get("user_agent").map_err(backend)?,
         },
-        detail: row.try_get("detail").map_err(backend)?,
+        detail: row.try_get::<Option<String>, _>("detail").map_err(backend)?.as_deref().map(AuditDetail::from_stored),
     })
 }
 

@@ -331,6 +331,7 @@ impl DeskStore for SqlStore {
         &self,
         hash: &TokenHash,
         notify: Option<&EmailAddress>,
+        note: &str,
         now: Timestamp,
     ) -> Result<Option<Confirmation>, StoreError> {
         let mut tx = self.begin_work().await?;
@@ -385,7 +386,7 @@ impl DeskStore for SqlStore {
         sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, NULL, $2, $3)")
             .bind(request)
             .bind(millis(now))
-            .bind("Le membre a confirmé un créneau d'appel")
+            .bind(note)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;

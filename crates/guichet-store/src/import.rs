@@ -2,8 +2,8 @@
 //! row, is what makes a hundred thousand rows take seconds).
 
 use guichet_core::Timestamp;
-use guichet_core::account::AccountId;
-use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use guichet_core::account::{AccountId, EmailAddress};
+use guichet_core::audit::{Actor, AuditDetail, AuditKind, ImportChanges, NewAuditEvent, Origin, RequestContext};
 use guichet_core::groups::GroupName;
 use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow};
 use guichet_core::mail::MailKind;
@@ -196,8 +196,8 @@ async fn record_created(
             format!("INSERT INTO audit_events (at, account_id, kind, actor_kind, detail) VALUES {}", values.join(", "));
         let mut query = sqlx::query(AssertSqlSafe(sql)).bind(millis(now)).bind(AuditKind::AccountCreated.as_str());
         for (id, row, _) in chunk {
-            let how = if row.password_hash.is_some() { "importé, avec son mot de passe" } else { "importé" };
-            query = query.bind(*id).bind(format!("rôle {}, {how}", row.role));
+            let origin = if row.password_hash.is_some() { Origin::ImportedWithPassword } else { Origin::Imported };
+            query = query.bind(*id).bind(AuditDetail::Created(row.role, origin).to_stored());
         }
         query.execute(&mut **tx).await.map_err(backend)?;
     }
@@ -249,7 +249,7 @@ impl GroupIds {
     }
 }
 
-fn event(account: AccountId, kind: AuditKind, detail: String, at: Timestamp) -> NewAuditEvent {
+fn event(account: AccountId, kind: AuditKind, detail: AuditDetail, at: Timestamp) -> NewAuditEvent {
     NewAuditEvent {
         at,
         account_id: Some(account),
@@ -328,17 +328,17 @@ async fn update_one(
     let email: String = existing.try_get("email").map_err(backend)?;
     let name: String = existing.try_get("display_name").map_err(backend)?;
     let stored_hash: Option<String> = existing.try_get("password_hash").map_err(backend)?;
-    let mut changed = Vec::new();
+    let mut changed = ImportChanges::default();
     if email != row.email.as_str() {
         if email_taken(tx, row.email.as_str(), id).await? {
             return Ok(ImportOutcome::Rejected("the email address is already another account's".into()));
         }
-        changed.push(format!("adresse {email} → {}", row.email));
+        changed.email = Some((EmailAddress::from_stored(email.clone()), row.email.clone()));
     }
     if name != row.name.as_str() {
-        changed.push("nom".to_owned());
+        changed.name = true;
     }
-    if !changed.is_empty() {
+    if changed.email.is_some() || changed.name {
         sqlx::query("UPDATE accounts SET email = $2, display_name = $3, updated_at = $4 WHERE id = $1")
             .bind(id)
             .bind(row.email.as_str())
@@ -377,7 +377,7 @@ async fn update_one(
         .await
         .map_err(backend)?;
         crate::sessions::end_sessions(tx, account, None).await?;
-        changed.push("mot de passe".to_owned());
+        changed.password = true;
     }
     if let Some(groups) = groups {
         let current: Vec<i64> = sqlx::query_scalar("SELECT group_id FROM group_members WHERE account_id = $1")
@@ -400,14 +400,13 @@ async fn update_one(
             moved = true;
         }
         if moved {
-            changed.push("groupes".to_owned());
+            changed.groups = true;
         }
     }
-    if changed.is_empty() {
+    if !changed.any() {
         return Ok(ImportOutcome::Unchanged);
     }
-    let detail = format!("import : {}", changed.join(", "));
-    insert_event(tx, &event(account, AuditKind::DetailsChanged, detail, now)).await?;
+    insert_event(tx, &event(account, AuditKind::DetailsChanged, AuditDetail::Import(changed), now)).await?;
     Ok(ImportOutcome::Updated)
 }
 

@@ -9,7 +9,6 @@
 mod account_admin;
 mod accounts;
 mod audit;
-mod credentials;
 mod database_url;
 mod desk;
 mod devices;

@@ -3,17 +3,16 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
-use guichet_core::audit::{NewAuditEvent, RequestContext};
+use guichet_core::audit::NewAuditEvent;
 use guichet_core::codes::{CodeError, CodePurpose, StoredCode};
 use guichet_core::mail::{MailKind, MailSubject, NewMail};
-use guichet_core::password::PasswordHash;
 use guichet_core::ports::{RecoveryStore, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::Row as _;
+use sqlx::any::AnyRow;
 use subtle::ConstantTimeEq as _;
 
 use crate::audit::insert_event;
-use crate::credentials::set_chosen_password;
 use crate::outbox::{insert_mail, insert_mail_to_account};
 use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
@@ -27,6 +26,20 @@ pub(crate) async fn use_up_codes(tx: &mut SqlWork, account: AccountId, now: Time
         .await
         .map(|_| ())
         .map_err(backend)
+}
+
+/// The columns [`code_from_row`] reads.
+pub(crate) const CODE_COLUMNS: &str = "account_id, purpose, created_at, expires_at, used_at";
+
+pub(crate) fn code_from_row(row: &AnyRow) -> Result<StoredCode, StoreError> {
+    let purpose: String = row.try_get("purpose").map_err(backend)?;
+    Ok(StoredCode {
+        account_id: AccountId::from_stored(row.try_get("account_id").map_err(backend)?),
+        purpose: crate::column(&purpose, CodePurpose::parse, "recovery_codes.purpose")?,
+        created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
+        expires_at: timestamp(row.try_get("expires_at").map_err(backend)?)?,
+        used_at: optional_timestamp(row.try_get("used_at").map_err(backend)?)?,
+    })
 }
 
 #[async_trait]
@@ -71,47 +84,7 @@ impl RecoveryStore for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let purpose: String = row.try_get("purpose").map_err(backend)?;
-        Ok(Some(StoredCode {
-            account_id: AccountId::from_stored(row.try_get("account_id").map_err(backend)?),
-            purpose: crate::column(&purpose, CodePurpose::parse, "recovery_codes.purpose")?,
-            created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
-            expires_at: timestamp(row.try_get("expires_at").map_err(backend)?)?,
-            used_at: optional_timestamp(row.try_get("used_at").map_err(backend)?)?,
-        }))
-    }
-
-    async fn redeem_code(
-        &self,
-        hash: &TokenHash,
-        new_hash: &PasswordHash,
-        context: &RequestContext,
-        now: Timestamp,
-    ) -> Result<Result<AccountId, CodeError>, StoreError> {
-        let mut tx = self.begin_work().await?;
-        // One statement claims the code: of concurrent redeemers, one alone sees a row.
-        let claimed: Option<i64> = sqlx::query_scalar(
-            "UPDATE recovery_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-             RETURNING account_id",
-        )
-        .bind(hash.as_str())
-        .bind(millis(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(account) = claimed.map(AccountId::from_stored) else {
-            drop(tx);
-            let why = match self.find_code(hash).await? {
-                None => CodeError::Invalid,
-                Some(code) => code.usable_at(now).err().unwrap_or(CodeError::Used),
-            };
-            return Ok(Err(why));
-        };
-        use_up_codes(&mut tx, account, now).await?;
-        set_chosen_password(&mut tx, account, new_hash, None, context, "avec un code reçu par courriel", now).await?;
-        tx.commit().await?;
-        Ok(Ok(account))
+        row.as_ref().map(code_from_row).transpose()
     }
 
     async fn revoke_codes(&self, account: AccountId, now: Timestamp) -> Result<(), StoreError> {

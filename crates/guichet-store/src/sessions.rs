@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
-use guichet_core::audit::NewAuditEvent;
+use guichet_core::audit::{AuditDetail, NewAuditEvent};
 use guichet_core::ports::{SessionStore, StoreError};
 use guichet_core::session::{NewSession, Session};
 use guichet_core::token::TokenHash;
@@ -124,7 +124,7 @@ impl SessionStore for SqlStore {
         let mut tx = self.begin_work().await?;
         let ended = end_sessions(&mut tx, account, keep).await?;
         if let Some(mut event) = event {
-            event.detail = Some(if ended == 1 { "1 session".to_owned() } else { format!("{ended} sessions") });
+            event.detail = Some(AuditDetail::Sessions(ended));
             insert_event(&mut tx, &event).await?;
         }
         tx.commit().await?;

@@ -4,12 +4,24 @@
 
 use std::sync::Arc;
 
-use sqlx::{Any, AnyConnection, Transaction};
+use async_trait::async_trait;
+use guichet_core::Timestamp;
+use guichet_core::account::AccountId;
+use guichet_core::audit::{AuditKind, NewAuditEvent};
+use guichet_core::codes::StoredCode;
+use guichet_core::lockout::ThrottleKey;
+use guichet_core::mail::{MailId, NewMail};
+use guichet_core::password::PasswordHash;
+use guichet_core::ports::{EventId, HeldAccount, StoreError, Transactions, Work};
+use guichet_core::token::TokenHash;
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Row as _, Transaction};
 use tokio::sync::Notify;
 
-use guichet_core::ports::StoreError;
-
-use crate::{SqlStore, backend};
+use crate::accounts::{ACCOUNT_COLUMNS, account_from_row};
+use crate::audit::insert_event;
+use crate::outbox::insert_mail;
+use crate::recovery::{CODE_COLUMNS, code_from_row};
+use crate::{SqlStore, backend, millis};
 
 /// An open transaction of the store's.
 pub(crate) struct SqlWork {
@@ -60,5 +72,204 @@ impl SqlStore {
     pub(crate) async fn begin_work(&self) -> Result<SqlWork, StoreError> {
         let tx = self.pool.begin().await.map_err(backend)?;
         Ok(SqlWork { tx, queued_mail: false, mail_queued: Arc::clone(&self.mail_queued) })
+    }
+}
+
+#[async_trait]
+impl Transactions for SqlStore {
+    async fn begin(&self) -> Result<Box<dyn Work>, StoreError> {
+        // SQLite: the write lock at once (waiting its turn), so that the unit may read
+        // before it writes; a deferred transaction that read first could not write once
+        // another one committed ("database is locked").
+        let tx = match self.backend {
+            crate::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            crate::Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(backend)?;
+        Ok(Box::new(SqlWork { tx, queued_mail: false, mail_queued: Arc::clone(&self.mail_queued) }))
+    }
+}
+
+/// Every row a unit changes is held first with a no-op `UPDATE … RETURNING`: PostgreSQL
+/// then holds that row's lock until commit, and SQLite takes its single write lock, so
+/// the read that follows sees every unit that came before.
+#[async_trait]
+impl Work for SqlWork {
+    async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE accounts SET updated_at = updated_at WHERE id = $1 \
+             RETURNING {ACCOUNT_COLUMNS}, failures_cleared_after"
+        )))
+        .bind(account.get())
+        .fetch_optional(&mut **self)
+        .await
+        .map_err(backend)?;
+        row.map(|row| {
+            Ok(HeldAccount {
+                account: account_from_row(&row)?,
+                failures_cleared_after: row.try_get("failures_cleared_after").map_err(backend)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn find_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CODE_COLUMNS} FROM recovery_codes WHERE code_hash = $1")))
+            .bind(hash.as_str())
+            .fetch_optional(&mut **self)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(code_from_row).transpose()
+    }
+
+    async fn hold_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE recovery_codes SET used_at = used_at WHERE code_hash = $1 RETURNING {CODE_COLUMNS}"
+        )))
+        .bind(hash.as_str())
+        .fetch_optional(&mut **self)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(code_from_row).transpose()
+    }
+
+    async fn count_events(
+        &mut self,
+        account: AccountId,
+        kind: AuditKind,
+        after: EventId,
+        since: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE account_id = $1 AND kind = $2 AND id > $3 AND at >= $4",
+        )
+        .bind(account.get())
+        .bind(kind.as_str())
+        .bind(after)
+        .bind(millis(since))
+        .fetch_one(&mut **self)
+        .await
+        .map_err(backend)?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn last_event(&mut self, account: AccountId) -> Result<EventId, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit_events WHERE account_id = $1")
+            .bind(account.get())
+            .fetch_one(&mut **self)
+            .await
+            .map_err(backend)
+    }
+
+    async fn record(&mut self, event: &NewAuditEvent) -> Result<EventId, StoreError> {
+        insert_event(self, event).await
+    }
+
+    async fn queue_mail(&mut self, mail: &NewMail, now: Timestamp) -> Result<MailId, StoreError> {
+        insert_mail(self, mail, now).await
+    }
+
+    async fn set_lock(
+        &mut self,
+        account: AccountId,
+        until: Option<Timestamp>,
+        cleared_after: EventId,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE accounts SET locked_until = $2, failures_cleared_after = $3 WHERE id = $1")
+            .bind(account.get())
+            .bind(until.map(millis))
+            .bind(cleared_after)
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn set_logged_in(
+        &mut self,
+        account: AccountId,
+        at: Timestamp,
+        rehash: Option<&PasswordHash>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE accounts SET last_login_at = $2, updated_at = $2, password_hash = COALESCE($3, password_hash) \
+             WHERE id = $1",
+        )
+        .bind(account.get())
+        .bind(millis(at))
+        .bind(rehash.map(|h| h.as_phc().to_owned()))
+        .execute(&mut **self)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+    }
+
+    async fn set_password(&mut self, account: AccountId, hash: &PasswordHash, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, temporary_password_hash = NULL, \
+             updated_at = $3, devices_trusted_after = $3 WHERE id = $1",
+        )
+        .bind(account.get())
+        .bind(hash.as_phc())
+        .bind(millis(at))
+        .execute(&mut **self)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+    }
+
+    async fn set_temporary_password(
+        &mut self,
+        account: AccountId,
+        hash: &TokenHash,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE accounts SET temporary_password_hash = $2, password_expires_at = $3 WHERE id = $1")
+            .bind(account.get())
+            .bind(hash.as_str())
+            .bind(millis(expires_at))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
+        crate::sessions::end_sessions(self, account, keep).await
+    }
+
+    async fn end_forced_sessions(&mut self, account: AccountId) -> Result<u64, StoreError> {
+        crate::sessions::end_forced_sessions(self, account).await
+    }
+
+    async fn clear_forced_change(&mut self, session: &TokenHash) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET must_change_password = 0 WHERE token_hash = $1 AND must_change_password <> 0")
+            .bind(session.as_str())
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn uncount(&mut self, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError> {
+        crate::throttle::uncount_in(self, key, at).await
+    }
+
+    async fn use_code(&mut self, hash: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE code_hash = $1")
+            .bind(hash.as_str())
+            .bind(millis(at))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn use_up_codes(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
+        crate::recovery::use_up_codes(self, account, at).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        SqlWork::commit(*self).await
     }
 }

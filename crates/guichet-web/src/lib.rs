@@ -15,6 +15,7 @@ mod properties;
 pub mod server;
 mod state;
 mod visitor;
+mod wording;
 
 pub use client::TrustedProxies;
 pub use cookies::Cookies;

@@ -15,15 +15,16 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
-use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::codes::TemporaryPassword;
+use crate::credentials::Credentials;
 use crate::groups::GroupName;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::members::AddMemberError;
 use crate::ports::{
-    AccountAdminStore, AccountStore, AuditStore, CredentialStore, GroupStore, Guarded, OutboxStore, Ports, Reach,
-    RecoveryStore, StoreError,
+    AccountAdminStore, AccountStore, AuditStore, GroupStore, Guarded, OutboxStore, Ports, Reach, RecoveryStore,
+    StoreError,
 };
 
 mod queries;
@@ -193,7 +194,7 @@ impl From<StoreError> for ConsoleError {
 #[derive(Debug, Clone)]
 pub struct Console {
     accounts: Arc<dyn AccountStore>,
-    credentials: Arc<dyn CredentialStore>,
+    credentials: Credentials,
     account_admin: Arc<dyn AccountAdminStore>,
     outbox: Arc<dyn OutboxStore>,
     audit: Arc<dyn AuditStore>,
@@ -226,7 +227,7 @@ impl Console {
     pub fn new(ports: &Ports, clock: Arc<dyn Clock>, temporary_password_ttl: SignedDuration) -> Self {
         Self {
             accounts: Arc::clone(&ports.accounts),
-            credentials: Arc::clone(&ports.credentials),
+            credentials: Credentials::of(ports),
             account_admin: Arc::clone(&ports.account_admin),
             outbox: Arc::clone(&ports.outbox),
             audit: Arc::clone(&ports.audit),
@@ -367,7 +368,7 @@ impl Console {
         let mut event = self.event(actor, target.id, AuditKind::DetailsChanged, context);
         if email != target.email {
             // In full: staff undoing a malicious change need the old address.
-            event.detail = Some(format!("adresse {} → {}", target.email, email));
+            event.detail = Some(AuditDetail::Email(target.email.clone(), email.clone()));
         }
         self.account_admin
             .change_details(target.id, &email, &name, event, actor.reach())
@@ -409,7 +410,7 @@ impl Console {
         let group = self.groups.find_group(&name).await?.ok_or(ConsoleError::UnknownGroup)?;
         let kind = if join { AuditKind::GroupJoined } else { AuditKind::GroupLeft };
         let mut event = self.event(actor, target.id, kind, context);
-        event.detail = Some(name.to_string());
+        event.detail = Some(AuditDetail::Group(name.clone()));
         Ok(if join {
             self.groups.add_to_group(group.id, target.id, event).await?
         } else {
@@ -427,7 +428,7 @@ impl Console {
     ) -> Result<(), ConsoleError> {
         let target = self.target(actor, ConsoleAction::ChangeRole(role), target).await?;
         let mut event = self.event(actor, target.id, AuditKind::RoleChanged, context);
-        event.detail = Some(format!("{} → {}", target.role, role));
+        event.detail = Some(AuditDetail::Role(target.role, role));
         match self.account_admin.set_role(target.id, role, event).await? {
             Guarded::Done => Ok(()),
             Guarded::LastAdministrator => Err(Denied::LastAdministrator.into()),

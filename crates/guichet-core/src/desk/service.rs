@@ -277,7 +277,8 @@ impl Desk {
     pub async fn confirm_slot(&self, token: &str) -> Result<Option<(Confirmation, SlotView)>, StoreError> {
         let Some(token) = PlainToken::from_presented(token) else { return Ok(None) };
         let notify = self.desk_address.as_ref();
-        let Some(confirmation) = self.desk.confirm_slot(&token.hash(), notify, self.clock.now()).await? else {
+        let note = "Le membre a confirmé un créneau d'appel";
+        let Some(confirmation) = self.desk.confirm_slot(&token.hash(), notify, note, self.clock.now()).await? else {
             return Ok(None);
         };
         let slot = match &confirmation {

@@ -4,10 +4,9 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use super::{AccountFilter, FailureOutcome, Guarded, Reach, StoreError};
+use super::{AccountFilter, Guarded, Reach, StoreError};
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
-use crate::audit::{NewAuditEvent, RequestContext};
-use crate::lockout::{LockoutPolicy, ThrottleKey};
+use crate::audit::NewAuditEvent;
 use crate::mail::MailKind;
 use crate::password::PasswordHash;
 use crate::token::TokenHash;
@@ -60,111 +59,6 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
         options: crate::import::ImportOptions,
         now: Timestamp,
     ) -> Result<Vec<crate::import::ImportOutcome>, StoreError>;
-}
-
-/// Passwords and locks: every login's outcome, and every change of password.
-#[async_trait]
-pub trait CredentialStore: Send + Sync + std::fmt::Debug {
-    /// Records a wrong password, atomically with respect to every other login on the
-    /// same account (also from other instances): the failure is audited, counted within
-    /// `policy.window` since the last success, unlock or lock, and locks the account when the
-    /// count reaches `policy.threshold` — and then queues the lock notice to the account's
-    /// address in the same transaction. A failure arriving while the account is locked
-    /// is audited as refused and not counted.
-    async fn record_login_failure(
-        &self,
-        account: AccountId,
-        policy: &LockoutPolicy,
-        context: &RequestContext,
-        now: Timestamp,
-    ) -> Result<FailureOutcome, StoreError>;
-
-    /// Records a successful login, clears the failure count and sets the last login,
-    /// atomically — unless, at `now`, the account is locked (and not `despite_lock`) or
-    /// disabled, or what was `verified` no longer holds (another request may have locked
-    /// it, a reset replaced the password, or the temporary password expired or was
-    /// replaced, while this one was checked): then nothing changes and the answer is
-    /// `Ok(false)`. A temporary password is *not* used up: only choosing a new password
-    /// does that. A login `despite_lock` (from a device cookie, or with a temporary
-    /// password) leaves a lock in place, with its failures: the stranger who caused it
-    /// stays locked out. The `counted` attempts (see [`ThrottleStore::count`]) are taken
-    /// back in the same transaction: a success is not a failure. With `rehash` (the
-    /// password's hash made anew with the current parameters, or a legacy hash replaced by
-    /// Argon2id) the stored hash is replaced in the same statement: nothing of the old one
-    /// remains.
-    #[expect(clippy::too_many_arguments, reason = "one atomic step: each argument is a condition or a part of it")]
-    async fn record_login_success(
-        &self,
-        account: AccountId,
-        verified: &Proof,
-        rehash: Option<&PasswordHash>,
-        despite_lock: bool,
-        counted: &[(ThrottleKey, Timestamp)],
-        context: &RequestContext,
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
-
-    /// Records a wrong password from a browser holding a device cookie for the account:
-    /// audited (`login_failed_on_device`) but not counted toward the account's lock.
-    async fn record_device_login_failure(
-        &self,
-        account: AccountId,
-        context: &RequestContext,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
-
-    /// Records a login refused without a password check (locked account).
-    async fn record_refused_login(
-        &self,
-        account: AccountId,
-        context: &RequestContext,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
-
-    /// Lifts a lock and clears the failure count; audits `account_unlocked` when the
-    /// account was locked. `Ok(false)` when it was not locked.
-    async fn unlock_account(&self, account: AccountId, event: NewAuditEvent, reach: Reach) -> Result<bool, StoreError>;
-
-    /// Replaces the password hash by a rehash of the same password with new parameters
-    /// (no audit event) — only if it is still `old`.
-    async fn replace_password_hash(
-        &self,
-        account: AccountId,
-        old: &PasswordHash,
-        new: &PasswordHash,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
-
-    /// Gives the account a temporary password (by its hash) that stops working at
-    /// `expires_at`, beside its password, which keeps working; it replaces any earlier
-    /// temporary password. With `sent_to` (it was just mailed there) only if that is still
-    /// one of the account's addresses: `Ok(false)` and nothing changed otherwise. With
-    /// `event` (staff were shown it) the event is recorded in the same transaction, and
-    /// the account must be within `reach`.
-    async fn set_temporary_password(
-        &self,
-        account: AccountId,
-        hash: &TokenHash,
-        expires_at: Timestamp,
-        sent_to: Option<&EmailAddress>,
-        event: Option<NewAuditEvent>,
-        reach: Reach,
-    ) -> Result<bool, StoreError>;
-
-    /// Sets a password the member chose: clears the temporary password, the session's
-    /// forced change, the lock and failures; ends every session but `keep`, audits
-    /// `password_changed` and queues the notice. A `forced` change (no current password
-    /// asked, after a temporary one) needs the temporary password still pending at
-    /// `now`: `Ok(false)` and nothing changed when it is not.
-    async fn change_password(
-        &self,
-        account: AccountId,
-        hash: &PasswordHash,
-        keep: &TokenHash,
-        forced: bool,
-        context: &RequestContext,
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
 }
 
 /// What a successful login checked.

@@ -82,12 +82,14 @@ pub trait DeskStore: Send + Sync + std::fmt::Debug {
 
     /// Confirms a slot, atomically: the first confirmation of a proposal wins, withdraws
     /// the other slots and queues the confirmation (and, with `notify`, a notice to the
-    /// desk's mailbox); a second confirmation of the same slot changes nothing.
-    /// `Ok(None)` for an unknown token.
+    /// desk's mailbox) and leaves `note` on the request (no author: guichet's own); a
+    /// second confirmation of the same slot changes nothing. `Ok(None)` for an unknown
+    /// token.
     async fn confirm_slot(
         &self,
         hash: &TokenHash,
         notify: Option<&EmailAddress>,
+        note: &str,
         now: Timestamp,
     ) -> Result<Option<Confirmation>, StoreError>;
 

@@ -5,10 +5,9 @@ use jiff::Timestamp;
 
 use super::{Reach, StoreError};
 use crate::account::{AccountId, EmailAddress};
-use crate::audit::{NewAuditEvent, RequestContext};
+use crate::audit::NewAuditEvent;
 use crate::codes::{CodeError, StoredCode};
 use crate::mail::{MailId, MailKind, MailLogEntry, MailOutcome, NewMail, QueuedMail};
-use crate::password::PasswordHash;
 use crate::token::TokenHash;
 
 /// The outbox: messages queued in the same transaction as what caused them, sent by a
@@ -102,20 +101,6 @@ pub trait RecoveryStore: Send + Sync + std::fmt::Debug {
 
     /// `Ok(None)` when no code has this hash.
     async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError>;
-
-    /// Uses the code and sets the new password, atomically. The code must be unused and
-    /// unexpired at `now` — otherwise `Ok(Err(why))` and nothing changes; of any number
-    /// of concurrent calls with one code, one alone succeeds. Then every other code of
-    /// the account is used up, the password replaced, the must-change flag, lock and
-    /// failure count cleared, every session of the account ended, `password_changed`
-    /// audited and the "password changed" notice queued.
-    async fn redeem_code(
-        &self,
-        hash: &TokenHash,
-        new_hash: &PasswordHash,
-        context: &RequestContext,
-        now: Timestamp,
-    ) -> Result<Result<AccountId, CodeError>, StoreError>;
 
     /// Uses up every code of the account still unused (a new one replaces them).
     async fn revoke_codes(&self, account: AccountId, now: Timestamp) -> Result<(), StoreError>;

@@ -12,18 +12,20 @@ mod guards;
 mod mail;
 mod oidc;
 mod sessions;
+mod work;
 
 use std::sync::Arc;
 
 use jiff::Timestamp;
 
-pub use accounts::{AccountAdminStore, AccountStore, CredentialStore, Proof};
+pub use accounts::{AccountAdminStore, AccountStore, Proof};
 pub use desk::DeskStore;
 pub use groups::GroupStore;
 pub use guards::{AuditStore, DeviceStore, Health, KeyStore, Schema, ThrottleStore};
 pub use mail::{OutboxStore, RecoveryStore};
 pub use oidc::{CodeUse, OidcStore};
 pub use sessions::SessionStore;
+pub use work::{EventId, HeldAccount, Transactions, Work};
 
 /// Which unique value was already taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,8 +114,8 @@ pub struct AccountFilter {
 pub struct Ports {
     /// The directory of accounts.
     pub accounts: Arc<dyn AccountStore>,
-    /// Passwords and locks.
-    pub credentials: Arc<dyn CredentialStore>,
+    /// Units of work.
+    pub transactions: Arc<dyn Transactions>,
     /// Staff changes to accounts.
     pub account_admin: Arc<dyn AccountAdminStore>,
     /// Sessions.
@@ -145,7 +147,7 @@ impl Ports {
     pub fn of<S>(store: Arc<S>) -> Self
     where
         S: AccountStore
-            + CredentialStore
+            + Transactions
             + AccountAdminStore
             + SessionStore
             + AuditStore
@@ -162,7 +164,7 @@ impl Ports {
     {
         Self {
             accounts: store.clone(),
-            credentials: store.clone(),
+            transactions: store.clone(),
             account_admin: store.clone(),
             sessions: store.clone(),
             audit: store.clone(),

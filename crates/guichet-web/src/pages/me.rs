@@ -46,7 +46,7 @@ impl Activity {
     fn of(event: &AuditEvent, zone: &jiff::tz::TimeZone) -> Self {
         Self {
             at: format::date_time(event.at, zone),
-            what: event.kind.label_fr(),
+            what: crate::wording::event(event.kind),
             address: event.context.address.map(|a| a.to_string()).unwrap_or_default(),
             browser: event.context.user_agent.clone().unwrap_or_default(),
         }

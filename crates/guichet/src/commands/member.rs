@@ -185,7 +185,8 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
             Actor::Staff(id) => format!(" by staff #{}", id.get()),
             Actor::Member | Actor::System => String::new(),
         };
-        let detail = event.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+        // The stored form: plain words, like the kind beside it.
+        let detail = event.detail.as_ref().map(|d| format!(" ({})", d.to_stored())).unwrap_or_default();
         say!("  {}  {}{from}{by}{detail}", local(event.at, zone), event.kind.as_str());
     }
     Ok(())

@@ -17,6 +17,7 @@ use crate::client::Client;
 use crate::error::{ErrorPage, WebError};
 use crate::pages::{Form, Layout, Staff, render};
 use crate::state::AppState;
+use crate::wording;
 
 #[derive(Deserialize)]
 pub struct SearchQuery {
@@ -57,16 +58,11 @@ impl EventLine {
     fn of(event: &AuditEvent, zone: &jiff::tz::TimeZone, staff: &std::collections::HashMap<AccountId, String>) -> Self {
         Self {
             at: french::date_time(event.at, zone),
-            what: event.kind.label_fr(),
-            by: match event.actor {
-                Actor::Member => "le membre".into(),
-                Actor::Staff(id) => staff.get(&id).cloned().unwrap_or_else(|| "un compte de l'équipe supprimé".into()),
-                Actor::Operator => "l'exploitant (ligne de commande)".into(),
-                Actor::System => "guichet".into(),
-            },
+            what: wording::event(event.kind),
+            by: wording::actor(event.actor, |id| staff.get(&id).cloned()),
             address: event.context.address.map(|a| a.to_string()).unwrap_or_default(),
             browser: event.context.user_agent.clone().unwrap_or_default(),
-            detail: event.detail.clone().unwrap_or_default(),
+            detail: event.detail.as_ref().map(wording::detail).unwrap_or_default(),
         }
     }
 }

@@ -1,0 +1,678 @@
+//! Passwords and locks: when a failure locks an account, what a success clears, what
+//! choosing a password changes. Each rule is one unit of work ([`crate::ports::Work`]):
+//! the account's row is held first, so that two concurrent failures cannot both count
+//! four and neither lock, on one instance or several; then the rule decides on what it
+//! read, and writes. The store only reads and writes the rows.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use crate::account::{AccountId, EmailAddress, Role};
+use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, PasswordChoice, RequestContext};
+use crate::codes::CodeError;
+use crate::lockout::{LockoutPolicy, ThrottleKey};
+use crate::mail::{MailKind, MailSubject, NewMail};
+use crate::password::PasswordHash;
+use crate::ports::{FailureOutcome, HeldAccount, Ports, Proof, Reach, StoreError, Transactions, Work};
+use crate::token::TokenHash;
+
+/// The rules of passwords and locks, over units of work.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    transactions: Arc<dyn Transactions>,
+}
+
+fn member_event(account: AccountId, kind: AuditKind, context: &RequestContext, at: Timestamp) -> NewAuditEvent {
+    NewAuditEvent { at, account_id: Some(account), kind, actor: Actor::Member, context: context.clone(), detail: None }
+}
+
+/// Queues `kind` to the account's own address.
+async fn notify(work: &mut dyn Work, held: &HeldAccount, kind: MailKind, now: Timestamp) -> Result<(), StoreError> {
+    let account = &held.account;
+    let mail =
+        NewMail { kind, account_id: Some(account.id), recipient: account.email.clone(), subject: MailSubject::None };
+    work.queue_mail(&mail, now).await.map(|_| ())
+}
+
+/// Whether `reach` lets a staff write land on `held`.
+fn within(held: &HeldAccount, reach: Reach) -> bool {
+    reach == Reach::Anyone || held.account.role == Role::Member
+}
+
+/// Sets a password the member chose: clears any temporary password, the lock and the
+/// failures, and `keep`'s forced change; voids the device marks issued so far; ends
+/// every session but `keep`; audits how it was chosen and queues the notice.
+async fn set_chosen_password(
+    work: &mut dyn Work,
+    held: &HeldAccount,
+    hash: &PasswordHash,
+    keep: Option<&TokenHash>,
+    how: PasswordChoice,
+    context: &RequestContext,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let account = held.account.id;
+    let mut event = member_event(account, AuditKind::PasswordChanged, context, now);
+    event.detail = Some(AuditDetail::Password(how));
+    let event = work.record(&event).await?;
+    work.set_password(account, hash, now).await?;
+    work.set_lock(account, None, event).await?;
+    work.end_sessions(account, keep).await?;
+    if let Some(keep) = keep {
+        work.clear_forced_change(keep).await?;
+    }
+    notify(work, held, MailKind::PasswordChanged, now).await
+}
+
+impl Credentials {
+    /// Over the store's units of work and audit trail.
+    pub fn of(ports: &Ports) -> Self {
+        Self::new(Arc::clone(&ports.transactions))
+    }
+
+    /// Over these units of work.
+    pub fn new(transactions: Arc<dyn Transactions>) -> Self {
+        Self { transactions }
+    }
+
+    /// Records a wrong password: audited, counted within `policy.window` since the last
+    /// success, unlock or lock, and at `policy.threshold` the account locks and the
+    /// notice is queued. A failure arriving while the account is locked is audited as
+    /// refused and not counted.
+    pub async fn record_login_failure(
+        &self,
+        account: AccountId,
+        policy: &LockoutPolicy,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<FailureOutcome, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        let Some(held) = work.hold_account(account).await? else { return Ok(FailureOutcome::AlreadyLocked) };
+        if held.account.is_locked_at(now) {
+            work.record(&member_event(account, AuditKind::LoginRefusedLocked, context, now)).await?;
+            work.commit().await?;
+            return Ok(FailureOutcome::AlreadyLocked);
+        }
+        work.record(&member_event(account, AuditKind::LoginFailed, context, now)).await?;
+        let since = now.saturating_sub(policy.window).unwrap_or(now);
+        let failures = work.count_events(account, AuditKind::LoginFailed, held.failures_cleared_after, since).await?;
+        let outcome = if failures >= policy.threshold {
+            let until = now.saturating_add(policy.duration).unwrap_or(now);
+            let mut locked = member_event(account, AuditKind::AccountLocked, context, now);
+            locked.actor = Actor::System;
+            locked.detail = Some(AuditDetail::Failures(failures));
+            let lock = work.record(&locked).await?;
+            // The failures that caused the lock are spent: once it ends, counting starts
+            // afresh, so one more typo does not lock the account again at once.
+            work.set_lock(account, Some(until), lock).await?;
+            notify(work.as_mut(), &held, MailKind::AccountLocked, now).await?;
+            FailureOutcome::Locked { until }
+        } else {
+            FailureOutcome::Counted { failures }
+        };
+        work.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Records a successful login: sets the last login, gives back the address's
+    /// `counted` attempts and clears the failures — unless, at `now`, the account is
+    /// locked (and not `despite_lock`) or disabled, or what was `verified` no longer
+    /// holds (a reset replaced the password, the temporary password expired or was
+    /// replaced, while this one was checked): then nothing changes, `Ok(false)`. A
+    /// temporary password is not used up (choosing a password does that). A login
+    /// `despite_lock` leaves a running lock, with its failures: the stranger who caused
+    /// it stays locked out. With `rehash`, the stored hash is replaced.
+    #[expect(clippy::too_many_arguments, reason = "one login's facts, each needed")]
+    pub async fn record_login_success(
+        &self,
+        account: AccountId,
+        verified: &Proof,
+        rehash: Option<&PasswordHash>,
+        despite_lock: bool,
+        counted: &[(ThrottleKey, Timestamp)],
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        let Some(held) = work.hold_account(account).await? else { return Ok(false) };
+        let row = &held.account;
+        let still_holds = match verified {
+            Proof::Password(hash) => row.password_hash.as_ref().is_some_and(|stored| stored.as_phc() == hash.as_phc()),
+            Proof::Temporary(hash) => {
+                row.temporary_password_hash.as_ref() == Some(hash)
+                    && row.temporary_password_until.is_some_and(|until| until > now)
+            }
+        };
+        let locked = row.is_locked_at(now);
+        if !still_holds || row.disabled_at.is_some() || (locked && !despite_lock) {
+            return Ok(false);
+        }
+        work.set_logged_in(account, now, rehash).await?;
+        for (key, at) in counted {
+            work.uncount(key, *at).await?;
+        }
+        let event = work.record(&member_event(account, AuditKind::LoginSucceeded, context, now)).await?;
+        // A lock still running (a login from the member's usual browser) stays, with the
+        // failures behind it: the stranger who caused it is still locked out.
+        if !locked {
+            work.set_lock(account, None, event).await?;
+        }
+        work.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a wrong password from a browser holding a device cookie for the account:
+    /// audited (`login_failed_on_device`), not counted toward the account's lock.
+    pub async fn record_device_login_failure(
+        &self,
+        account: AccountId,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.record(member_event(account, AuditKind::LoginFailedOnDevice, context, now)).await
+    }
+
+    /// Records a login refused without a password check (a locked account).
+    pub async fn record_refused_login(
+        &self,
+        account: AccountId,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.record(member_event(account, AuditKind::LoginRefusedLocked, context, now)).await
+    }
+
+    async fn record(&self, event: NewAuditEvent) -> Result<(), StoreError> {
+        let mut work = self.transactions.begin().await?;
+        work.record(&event).await?;
+        work.commit().await
+    }
+
+    /// Lifts a lock and forgets the failures; audits `event` when the account was
+    /// locked at `event.at`. `Ok(false)` when it was not locked; `Err(Changed)` when the
+    /// account is gone or out of `reach`.
+    pub async fn unlock_account(
+        &self,
+        account: AccountId,
+        event: NewAuditEvent,
+        reach: Reach,
+    ) -> Result<bool, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        let held = work.hold_account(account).await?.filter(|held| within(held, reach)).ok_or(StoreError::Changed)?;
+        let was_locked = held.account.is_locked_at(event.at);
+        let watermark = if was_locked { work.record(&event).await? } else { work.last_event(account).await? };
+        work.set_lock(account, None, watermark).await?;
+        work.commit().await?;
+        Ok(was_locked)
+    }
+
+    /// Gives the account a temporary password (by its hash) that stops working at
+    /// `expires_at`, beside its password; it replaces any earlier one, and ends the
+    /// sessions opened with that one. With `sent_to` (it was just mailed there) only while
+    /// that is still one of the account's addresses: `Ok(false)` otherwise. With `event`
+    /// (staff were shown it) the event is recorded too. `Ok(false)` when the account is
+    /// gone or out of `reach`.
+    pub async fn set_temporary_password(
+        &self,
+        account: AccountId,
+        hash: &TokenHash,
+        expires_at: Timestamp,
+        sent_to: Option<&EmailAddress>,
+        event: Option<NewAuditEvent>,
+        reach: Reach,
+    ) -> Result<bool, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        let Some(held) = work.hold_account(account).await?.filter(|held| within(held, reach)) else {
+            return Ok(false);
+        };
+        let row = &held.account;
+        if sent_to.is_some_and(|to| *to != row.email && row.recovery_email.as_ref() != Some(to)) {
+            return Ok(false);
+        }
+        work.set_temporary_password(account, hash, expires_at).await?;
+        // A session opened with the one it replaces must not choose the password with it.
+        work.end_forced_sessions(account).await?;
+        if let Some(event) = &event {
+            work.record(event).await?;
+        }
+        work.commit().await?;
+        Ok(true)
+    }
+
+    /// Sets a password the member chose in session `keep` (see [`set_chosen_password`]).
+    /// A `forced` change (after a temporary password, no current password asked) needs
+    /// the temporary password still pending at `now`: `Ok(false)` and nothing changed
+    /// when it is not.
+    pub async fn change_password(
+        &self,
+        account: AccountId,
+        hash: &PasswordHash,
+        keep: &TokenHash,
+        forced: bool,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        let Some(held) = work.hold_account(account).await? else { return Ok(false) };
+        let row = &held.account;
+        let pending = row.temporary_password_hash.is_some() && row.temporary_password_until.is_some_and(|t| t > now);
+        if forced && !pending {
+            return Ok(false);
+        }
+        let how = if forced { PasswordChoice::AfterTemporary } else { PasswordChoice::InMySpace };
+        set_chosen_password(work.as_mut(), &held, hash, Some(keep), how, context, now).await?;
+        work.commit().await?;
+        Ok(true)
+    }
+
+    /// Redeems a reset code: of concurrent redeemers one alone succeeds; the account's
+    /// other codes are used up with it, and the password is set as
+    /// [`set_chosen_password`] does. Says why a code cannot be used.
+    pub async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        new_hash: &PasswordHash,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Result<AccountId, CodeError>, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        // The account is held before its code, as every unit that changes an account
+        // holds it first: two codes of one account redeemed at once cannot deadlock.
+        let Some(code) = work.find_code(hash).await? else { return Ok(Err(CodeError::Invalid)) };
+        let Some(held) = work.hold_account(code.account_id).await? else { return Ok(Err(CodeError::Invalid)) };
+        let Some(code) = work.hold_code(hash).await? else { return Ok(Err(CodeError::Invalid)) };
+        if let Err(why) = code.usable_at(now) {
+            return Ok(Err(why));
+        }
+        work.use_code(hash, now).await?;
+        work.use_up_codes(code.account_id, now).await?;
+        set_chosen_password(work.as_mut(), &held, new_hash, None, PasswordChoice::WithCode, context, now).await?;
+        work.commit().await?;
+        Ok(Ok(code.account_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rules on their own, over rows kept in memory: one unit at a time (as SQLite's
+    //! write lock allows), on a copy that only a commit keeps.
+
+    use std::collections::HashMap;
+
+    use async_trait::async_trait;
+    use jiff::SignedDuration;
+    use tokio::sync::{Mutex, OwnedMutexGuard};
+
+    use super::*;
+    use crate::account::{Account, DisplayName, Identifier};
+    use crate::codes::{CodePurpose, StoredCode};
+    use crate::mail::MailId;
+    use crate::ports::EventId;
+
+    #[derive(Debug, Clone, Default)]
+    struct Rows {
+        accounts: HashMap<AccountId, HeldAccount>,
+        events: Vec<(EventId, NewAuditEvent)>,
+        mail: Vec<NewMail>,
+        codes: HashMap<String, StoredCode>,
+        sessions: Vec<(AccountId, String, bool)>,
+        uncounted: u32,
+    }
+
+    #[derive(Debug, Default)]
+    struct Memory(Arc<Mutex<Rows>>);
+
+    struct MemoryWork {
+        rows: Rows,
+        held: OwnedMutexGuard<Rows>,
+    }
+
+    #[async_trait]
+    impl Transactions for Memory {
+        async fn begin(&self) -> Result<Box<dyn Work>, StoreError> {
+            let held = Arc::clone(&self.0).lock_owned().await;
+            Ok(Box::new(MemoryWork { rows: held.clone(), held }))
+        }
+    }
+
+    impl MemoryWork {
+        fn account(&mut self, account: AccountId) -> &mut Account {
+            &mut self.rows.accounts.get_mut(&account).unwrap().account
+        }
+    }
+
+    #[async_trait]
+    impl Work for MemoryWork {
+        async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
+            Ok(self.rows.accounts.get(&account).cloned())
+        }
+        async fn find_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
+            Ok(self.rows.codes.get(hash.as_str()).cloned())
+        }
+        async fn hold_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
+            Ok(self.rows.codes.get(hash.as_str()).cloned())
+        }
+        async fn count_events(
+            &mut self,
+            account: AccountId,
+            kind: AuditKind,
+            after: EventId,
+            since: Timestamp,
+        ) -> Result<u32, StoreError> {
+            let counted = self
+                .rows
+                .events
+                .iter()
+                .filter(|(id, e)| e.account_id == Some(account) && e.kind == kind && *id > after && e.at >= since);
+            Ok(u32::try_from(counted.count()).unwrap())
+        }
+        async fn last_event(&mut self, account: AccountId) -> Result<EventId, StoreError> {
+            Ok(self
+                .rows
+                .events
+                .iter()
+                .filter(|(_, e)| e.account_id == Some(account))
+                .map(|(id, _)| *id)
+                .max()
+                .unwrap_or(0))
+        }
+        async fn record(&mut self, event: &NewAuditEvent) -> Result<EventId, StoreError> {
+            let id = EventId::try_from(self.rows.events.len()).unwrap() + 1;
+            self.rows.events.push((id, event.clone()));
+            Ok(id)
+        }
+        async fn queue_mail(&mut self, mail: &NewMail, _now: Timestamp) -> Result<MailId, StoreError> {
+            self.rows.mail.push(mail.clone());
+            Ok(MailId::from_stored(i64::try_from(self.rows.mail.len()).unwrap()))
+        }
+        async fn set_lock(
+            &mut self,
+            account: AccountId,
+            until: Option<Timestamp>,
+            cleared_after: EventId,
+        ) -> Result<(), StoreError> {
+            let held = self.rows.accounts.get_mut(&account).unwrap();
+            held.account.locked_until = until;
+            held.failures_cleared_after = cleared_after;
+            Ok(())
+        }
+        async fn set_logged_in(
+            &mut self,
+            account: AccountId,
+            at: Timestamp,
+            rehash: Option<&PasswordHash>,
+        ) -> Result<(), StoreError> {
+            let row = self.account(account);
+            row.last_login_at = Some(at);
+            if let Some(hash) = rehash {
+                row.password_hash = Some(hash.clone());
+            }
+            Ok(())
+        }
+        async fn set_password(
+            &mut self,
+            account: AccountId,
+            hash: &PasswordHash,
+            at: Timestamp,
+        ) -> Result<(), StoreError> {
+            let row = self.account(account);
+            row.password_hash = Some(hash.clone());
+            row.temporary_password_hash = None;
+            row.temporary_password_until = None;
+            row.devices_trusted_after = at;
+            Ok(())
+        }
+        async fn set_temporary_password(
+            &mut self,
+            account: AccountId,
+            hash: &TokenHash,
+            expires_at: Timestamp,
+        ) -> Result<(), StoreError> {
+            let row = self.account(account);
+            row.temporary_password_hash = Some(hash.clone());
+            row.temporary_password_until = Some(expires_at);
+            Ok(())
+        }
+        async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
+            let before = self.rows.sessions.len();
+            self.rows
+                .sessions
+                .retain(|(a, token, _)| *a != account || Some(token.as_str()) == keep.map(TokenHash::as_str));
+            Ok(u64::try_from(before - self.rows.sessions.len()).unwrap())
+        }
+        async fn end_forced_sessions(&mut self, account: AccountId) -> Result<u64, StoreError> {
+            let before = self.rows.sessions.len();
+            self.rows.sessions.retain(|(a, _, forced)| *a != account || !forced);
+            Ok(u64::try_from(before - self.rows.sessions.len()).unwrap())
+        }
+        async fn clear_forced_change(&mut self, session: &TokenHash) -> Result<(), StoreError> {
+            for (_, token, forced) in &mut self.rows.sessions {
+                if token == session.as_str() {
+                    *forced = false;
+                }
+            }
+            Ok(())
+        }
+        async fn uncount(&mut self, _key: &ThrottleKey, _at: Timestamp) -> Result<(), StoreError> {
+            self.rows.uncounted += 1;
+            Ok(())
+        }
+        async fn use_code(&mut self, hash: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+            self.rows.codes.get_mut(hash.as_str()).unwrap().used_at = Some(at);
+            Ok(())
+        }
+        async fn use_up_codes(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
+            for code in self.rows.codes.values_mut().filter(|c| c.account_id == account && c.used_at.is_none()) {
+                code.used_at = Some(at);
+            }
+            Ok(())
+        }
+        async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+            *self.held = std::mem::take(&mut self.rows);
+            Ok(())
+        }
+    }
+
+    fn t0() -> Timestamp {
+        "2026-03-02T09:00:00Z".parse().unwrap()
+    }
+
+    fn minutes(n: i64) -> SignedDuration {
+        SignedDuration::from_mins(n)
+    }
+
+    fn hash(n: u8) -> PasswordHash {
+        PasswordHash::from_phc(format!("$argon2id$v=19$m=64,t=1,p=1$c2FsdA${n}"))
+    }
+
+    const MARIE: AccountId = AccountId::from_stored(1);
+
+    async fn with_marie(role: Role) -> (Credentials, Arc<Mutex<Rows>>) {
+        let memory = Memory::default();
+        let rows = Arc::clone(&memory.0);
+        let account = Account {
+            id: MARIE,
+            identifier: Identifier::from_stored("marie".into()),
+            email: EmailAddress::from_stored("marie@chu.example.fr".into()),
+            display_name: DisplayName::default(),
+            role,
+            password_hash: Some(hash(1)),
+            temporary_password_hash: None,
+            locked_until: None,
+            disabled_at: None,
+            temporary_password_until: None,
+            recovery_email: None,
+            recovery_email_pending: None,
+            created_at: t0(),
+            updated_at: t0(),
+            last_login_at: None,
+            devices_trusted_after: t0(),
+        };
+        rows.lock().await.accounts.insert(MARIE, HeldAccount { account, failures_cleared_after: 0 });
+        (Credentials::new(Arc::new(memory)), rows)
+    }
+
+    async fn fail(credentials: &Credentials, at: Timestamp) -> FailureOutcome {
+        let context = RequestContext::default();
+        credentials.record_login_failure(MARIE, &LockoutPolicy::default(), &context, at).await.unwrap()
+    }
+
+    async fn succeed(credentials: &Credentials, despite_lock: bool, at: Timestamp) -> bool {
+        let context = RequestContext::default();
+        let proof = Proof::Password(hash(1));
+        credentials.record_login_success(MARIE, &proof, None, despite_lock, &[], &context, at).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_fifth_failure_locks_for_an_hour_and_tells_the_member() {
+        let (credentials, rows) = with_marie(Role::Member).await;
+        for n in 1..=4 {
+            assert_eq!(fail(&credentials, t0() + minutes(n)).await, FailureOutcome::Counted { failures: n as u32 });
+        }
+        let until = t0() + minutes(5) + minutes(60);
+        assert_eq!(fail(&credentials, t0() + minutes(5)).await, FailureOutcome::Locked { until });
+        let rows = rows.lock().await;
+        let locked = rows.events.iter().find(|(_, e)| e.kind == AuditKind::AccountLocked).unwrap();
+        assert_eq!((locked.1.actor, &locked.1.detail), (Actor::System, &Some(AuditDetail::Failures(5))));
+        assert_eq!(rows.mail.iter().map(|m| m.kind).collect::<Vec<_>>(), [MailKind::AccountLocked]);
+    }
+
+    #[tokio::test]
+    async fn failures_past_the_window_and_before_a_success_do_not_count() {
+        let (credentials, _) = with_marie(Role::Member).await;
+        for n in 0..4 {
+            fail(&credentials, t0() + minutes(n)).await;
+        }
+        assert_eq!(fail(&credentials, t0() + minutes(20)).await, FailureOutcome::Counted { failures: 1 }, "window");
+        assert!(succeed(&credentials, false, t0() + minutes(21)).await);
+        assert_eq!(fail(&credentials, t0() + minutes(22)).await, FailureOutcome::Counted { failures: 1 }, "success");
+    }
+
+    #[tokio::test]
+    async fn a_locked_account_refuses_without_counting_and_restarts_afresh() {
+        let (credentials, rows) = with_marie(Role::Member).await;
+        for _ in 0..5 {
+            fail(&credentials, t0()).await;
+        }
+        assert_eq!(fail(&credentials, t0() + minutes(1)).await, FailureOutcome::AlreadyLocked);
+        assert!(!succeed(&credentials, false, t0() + minutes(2)).await, "no login while locked");
+        assert!(succeed(&credentials, true, t0() + minutes(2)).await, "from the member's usual browser");
+        assert!(rows.lock().await.accounts[&MARIE].account.is_locked_at(t0() + minutes(3)), "the lock stays");
+        assert_eq!(fail(&credentials, t0() + minutes(61)).await, FailureOutcome::Counted { failures: 1 });
+        let refused = rows.lock().await.events.iter().filter(|(_, e)| e.kind == AuditKind::LoginRefusedLocked).count();
+        assert_eq!(refused, 1);
+    }
+
+    #[tokio::test]
+    async fn a_success_needs_what_was_checked_to_still_hold() {
+        let (credentials, rows) = with_marie(Role::Member).await;
+        let context = RequestContext::default();
+        let stale = Proof::Password(hash(2));
+        assert!(!credentials.record_login_success(MARIE, &stale, None, false, &[], &context, t0()).await.unwrap());
+        rows.lock().await.accounts.get_mut(&MARIE).unwrap().account.disabled_at = Some(t0());
+        assert!(!succeed(&credentials, true, t0()).await, "disabled");
+        assert!(rows.lock().await.events.is_empty(), "nothing recorded");
+    }
+
+    #[tokio::test]
+    async fn unlocking_reaches_members_only_for_assistance_and_forgets_failures() {
+        let (credentials, rows) = with_marie(Role::Assistance).await;
+        for _ in 0..5 {
+            fail(&credentials, t0()).await;
+        }
+        let event = NewAuditEvent {
+            at: t0() + minutes(1),
+            account_id: Some(MARIE),
+            kind: AuditKind::AccountUnlocked,
+            actor: Actor::Operator,
+            context: RequestContext::default(),
+            detail: None,
+        };
+        let refused = credentials.unlock_account(MARIE, event.clone(), Reach::MembersOnly).await;
+        assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
+        assert!(credentials.unlock_account(MARIE, event.clone(), Reach::Anyone).await.unwrap());
+        assert!(!rows.lock().await.accounts[&MARIE].account.is_locked_at(t0() + minutes(1)));
+        assert_eq!(fail(&credentials, t0() + minutes(2)).await, FailureOutcome::Counted { failures: 1 });
+        assert!(!credentials.unlock_account(MARIE, event, Reach::Anyone).await.unwrap(), "was not locked");
+    }
+
+    #[tokio::test]
+    async fn a_temporary_password_goes_only_where_the_account_still_is() {
+        let (credentials, rows) = with_marie(Role::Member).await;
+        let temporary = crate::token::PlainToken::generate().hash();
+        let elsewhere = EmailAddress::from_stored("old@chu.example.fr".into());
+        let later = t0() + minutes(60);
+        let set = credentials.set_temporary_password(MARIE, &temporary, later, Some(&elsewhere), None, Reach::Anyone);
+        assert!(!set.await.unwrap(), "the address changed meanwhile");
+        let here = EmailAddress::from_stored("marie@chu.example.fr".into());
+        rows.lock().await.sessions.push((MARIE, "forced".into(), true));
+        let set = credentials.set_temporary_password(MARIE, &temporary, later, Some(&here), None, Reach::Anyone);
+        assert!(set.await.unwrap());
+        let rows = rows.lock().await;
+        assert_eq!(rows.accounts[&MARIE].account.temporary_password_hash.as_ref(), Some(&temporary));
+        assert!(rows.sessions.is_empty(), "the session opened with the one it replaces ends");
+    }
+
+    #[tokio::test]
+    async fn a_forced_change_needs_the_temporary_password_pending() {
+        let (credentials, rows) = with_marie(Role::Member).await;
+        let keep = crate::token::PlainToken::generate().hash();
+        let context = RequestContext::default();
+        assert!(!credentials.change_password(MARIE, &hash(3), &keep, true, &context, t0()).await.unwrap());
+        let temporary = crate::token::PlainToken::generate().hash();
+        credentials
+            .set_temporary_password(MARIE, &temporary, t0() + minutes(60), None, None, Reach::Anyone)
+            .await
+            .unwrap();
+        rows.lock().await.sessions.extend([(MARIE, keep.as_str().to_owned(), true), (MARIE, "other".into(), false)]);
+        assert!(credentials.change_password(MARIE, &hash(3), &keep, true, &context, t0()).await.unwrap());
+        let rows = rows.lock().await;
+        let marie = &rows.accounts[&MARIE].account;
+        assert_eq!((marie.password_hash.clone(), marie.temporary_password_hash.as_ref()), (Some(hash(3)), None));
+        assert_eq!(rows.sessions, [(MARIE, keep.as_str().to_owned(), false)], "this session stays, and may go on");
+        let changed = rows.events.iter().find(|(_, e)| e.kind == AuditKind::PasswordChanged).unwrap();
+        assert_eq!(changed.1.detail, Some(AuditDetail::Password(PasswordChoice::AfterTemporary)));
+        assert_eq!(rows.mail.last().map(|m| m.kind), Some(MailKind::PasswordChanged));
+    }
+
+    #[tokio::test]
+    async fn a_code_works_once_uses_up_its_siblings_and_lifts_the_lock() {
+        let (credentials, rows) = with_marie(Role::Member).await;
+        for _ in 0..5 {
+            fail(&credentials, t0()).await;
+        }
+        let (one, two) = (crate::token::PlainToken::generate().hash(), crate::token::PlainToken::generate().hash());
+        let code = |expires_at| StoredCode {
+            account_id: MARIE,
+            purpose: CodePurpose::Reset,
+            created_at: t0(),
+            expires_at,
+            used_at: None,
+        };
+        rows.lock().await.codes.extend([
+            (one.as_str().to_owned(), code(t0() + minutes(60))),
+            (two.as_str().to_owned(), code(t0() + minutes(60))),
+        ]);
+        let context = RequestContext::default();
+        let at = t0() + minutes(61);
+        assert_eq!(credentials.redeem_code(&one, &hash(4), &context, at).await.unwrap(), Err(CodeError::Expired));
+        let at = t0() + minutes(1);
+        assert_eq!(credentials.redeem_code(&one, &hash(4), &context, at).await.unwrap(), Ok(MARIE));
+        assert_eq!(credentials.redeem_code(&one, &hash(5), &context, at).await.unwrap(), Err(CodeError::Used));
+        assert_eq!(credentials.redeem_code(&two, &hash(5), &context, at).await.unwrap(), Err(CodeError::Used));
+        let unknown = crate::token::PlainToken::generate().hash();
+        assert_eq!(credentials.redeem_code(&unknown, &hash(5), &context, at).await.unwrap(), Err(CodeError::Invalid));
+        let marie = rows.lock().await.accounts[&MARIE].account.clone();
+        assert_eq!((marie.password_hash, marie.locked_until), (Some(hash(4)), None));
+    }
+
+    #[tokio::test]
+    async fn a_unit_dropped_before_its_commit_leaves_nothing() {
+        let (credentials, rows) = with_marie(Role::Member).await;
+        let mut work = credentials.transactions.begin().await.unwrap();
+        work.record(&member_event(MARIE, AuditKind::LoginFailed, &RequestContext::default(), t0())).await.unwrap();
+        drop(work);
+        assert!(rows.lock().await.events.is_empty());
+    }
+}

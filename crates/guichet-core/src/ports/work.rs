@@ -1,0 +1,127 @@
+//! The unit of work: the core opens a transaction, reads the rows it needs (holding
+//! those it will change), decides, writes through small typed row operations, and
+//! commits. The rules (when an account locks, what a code redemption changes) live in
+//! the core and are tested there without SQL; the store only reads and writes rows,
+//! and its contract suite holds each operation to what it says here on both databases.
+//!
+//! A unit may read before it holds: the store makes that safe (on SQLite a unit takes
+//! the write lock as it begins, since a transaction that read first could not write
+//! once another one committed meanwhile).
+//!
+//! Dropping a unit without [`Work::commit`] rolls it back.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::account::{Account, AccountId};
+use crate::audit::{AuditKind, NewAuditEvent};
+use crate::codes::StoredCode;
+use crate::lockout::ThrottleKey;
+use crate::mail::{MailId, NewMail};
+use crate::password::PasswordHash;
+use crate::token::TokenHash;
+
+use super::StoreError;
+
+/// An audit event's place in storage order.
+pub type EventId = i64;
+
+/// Opens units of work.
+#[async_trait]
+pub trait Transactions: Send + Sync + std::fmt::Debug {
+    /// Begins a unit: what it writes commits together, or not at all.
+    async fn begin(&self) -> Result<Box<dyn Work>, StoreError>;
+}
+
+/// An account's row as a unit holds it.
+#[derive(Debug, Clone)]
+pub struct HeldAccount {
+    /// The row.
+    pub account: Account,
+    /// Failed logins recorded up to this event no longer count toward a lock.
+    pub failures_cleared_after: EventId,
+}
+
+/// The row operations of a unit of work. Every write lands in the unit; a commit that
+/// queued mail tells the postman (see [`super::OutboxStore::mail_queued`]).
+#[async_trait]
+pub trait Work: Send {
+    /// Holds the account's row until the unit ends, and reads it: a concurrent unit
+    /// holding the same account waits for this one (across instances too), then reads
+    /// what this one wrote. `None` when there is no such account.
+    async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError>;
+
+    /// Reads a recovery code's row, without holding it. `None` for an unknown code.
+    async fn find_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError>;
+
+    /// Holds a recovery code's row until the unit ends, and reads it (as
+    /// [`Self::hold_account`]). `None` for an unknown code.
+    async fn hold_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError>;
+
+    /// Events of `kind` on `account` stored after `after` and at or after `since`.
+    async fn count_events(
+        &mut self,
+        account: AccountId,
+        kind: AuditKind,
+        after: EventId,
+        since: Timestamp,
+    ) -> Result<u32, StoreError>;
+
+    /// The account's latest event (0 when it has none).
+    async fn last_event(&mut self, account: AccountId) -> Result<EventId, StoreError>;
+
+    /// Records an event.
+    async fn record(&mut self, event: &NewAuditEvent) -> Result<EventId, StoreError>;
+
+    /// Queues a message.
+    async fn queue_mail(&mut self, mail: &NewMail, now: Timestamp) -> Result<MailId, StoreError>;
+
+    /// Sets the account's lock (`None`: none) and forgets failures up to `cleared_after`.
+    async fn set_lock(
+        &mut self,
+        account: AccountId,
+        until: Option<Timestamp>,
+        cleared_after: EventId,
+    ) -> Result<(), StoreError>;
+
+    /// Notes a login at `at`, replacing the password's hash with `rehash` if given.
+    async fn set_logged_in(
+        &mut self,
+        account: AccountId,
+        at: Timestamp,
+        rehash: Option<&PasswordHash>,
+    ) -> Result<(), StoreError>;
+
+    /// Sets the password the member chose: the temporary password goes, and device
+    /// marks issued before `at` are no longer trusted.
+    async fn set_password(&mut self, account: AccountId, hash: &PasswordHash, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Gives the account a temporary password, valid until `expires_at`.
+    async fn set_temporary_password(
+        &mut self,
+        account: AccountId,
+        hash: &TokenHash,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Ends the account's sessions but `keep`; returns how many ended.
+    async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError>;
+
+    /// Ends the account's sessions opened with a temporary password.
+    async fn end_forced_sessions(&mut self, account: AccountId) -> Result<u64, StoreError>;
+
+    /// The session no longer has to choose a password.
+    async fn clear_forced_change(&mut self, session: &TokenHash) -> Result<(), StoreError>;
+
+    /// Gives back one count of `key` made at `at`.
+    async fn uncount(&mut self, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Marks a code used at `at`.
+    async fn use_code(&mut self, hash: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Marks every unused code of the account used at `at`.
+    async fn use_up_codes(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Commits.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

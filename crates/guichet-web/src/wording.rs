@@ -1,0 +1,103 @@
+//! The French words for what the core records as facts: the kinds of audit events and
+//! what they hold. The core keeps no sentence; a second language would be a second
+//! module of this shape.
+
+use guichet_core::account::AccountId;
+use guichet_core::audit::{Actor, AuditDetail, AuditKind, Origin, PasswordChoice};
+use guichet_core::french;
+
+/// A short label for an event, as members and staff read it.
+pub fn event(kind: AuditKind) -> &'static str {
+    match kind {
+        AuditKind::LoginSucceeded => "connexion réussie",
+        AuditKind::LoginFailed => "mot de passe erroné",
+        AuditKind::LoginRefusedLocked => "connexion refusée (compte suspendu, désactivé ou sans mot de passe valable)",
+        AuditKind::LoginFailedOnDevice => "mot de passe erroné, depuis un appareil habituel du membre",
+        AuditKind::AccountLocked => "compte suspendu",
+        AuditKind::AccountUnlocked => "compte réactivé",
+        AuditKind::AccountCreated => "compte créé",
+        AuditKind::PasswordChanged => "mot de passe changé",
+        AuditKind::LoggedOut => "déconnexion",
+        AuditKind::TemporaryPasswordIssued => "mot de passe temporaire envoyé",
+        AuditKind::ResetCodeSent => "code de nouveau mot de passe envoyé",
+        AuditKind::IdentifierSent => "identifiant envoyé",
+        AuditKind::AccountDisabled => "compte désactivé",
+        AuditKind::AccountEnabled => "compte réactivé par l'assistance",
+        AuditKind::DetailsChanged => "coordonnées modifiées",
+        AuditKind::RoleChanged => "rôle modifié",
+        AuditKind::OtherSessionsEnded => "autres sessions fermées",
+        AuditKind::CallProposed => "rendez-vous téléphonique proposé",
+        AuditKind::CallConfirmed => "rendez-vous téléphonique confirmé",
+        AuditKind::GroupJoined => "ajouté à un groupe",
+        AuditKind::GroupLeft => "retiré d'un groupe",
+        AuditKind::TemporaryPasswordShown => "mot de passe temporaire remis par l'assistance",
+        AuditKind::CurrentPasswordMistyped => "mot de passe actuel mal saisi dans Mon espace",
+        AuditKind::RecoveryEmailConfirmed => "adresse de secours confirmée",
+        AuditKind::RecoveryEmailRemoved => "adresse de secours retirée",
+    }
+}
+
+/// What an event holds, in a few words.
+pub fn detail(detail: &AuditDetail) -> String {
+    match detail {
+        AuditDetail::Failures(n) => french::count(usize::try_from(*n).unwrap_or(usize::MAX), "échec", "échecs"),
+        AuditDetail::Password(PasswordChoice::InMySpace) => "dans Mon espace".to_owned(),
+        AuditDetail::Password(PasswordChoice::AfterTemporary) => "après un mot de passe temporaire".to_owned(),
+        AuditDetail::Password(PasswordChoice::WithCode) => "avec un code reçu par courriel".to_owned(),
+        AuditDetail::UnknownIdentifier => "identifiant inconnu".to_owned(),
+        AuditDetail::Created(role, Origin::Created) => format!("rôle {}", role.label_fr()),
+        AuditDetail::Created(role, Origin::Imported) => format!("rôle {}, importé", role.label_fr()),
+        AuditDetail::Created(role, Origin::ImportedWithPassword) => {
+            format!("rôle {}, importé avec son mot de passe", role.label_fr())
+        }
+        AuditDetail::Email(from, to) => format!("adresse {from} → {to}"),
+        AuditDetail::Role(from, to) => format!("{} → {}", from.label_fr(), to.label_fr()),
+        AuditDetail::Group(name) => format!("groupe {name}"),
+        AuditDetail::Address(masked) => masked.clone(),
+        AuditDetail::Sessions(n) => french::count(usize::try_from(*n).unwrap_or(usize::MAX), "session", "sessions"),
+        AuditDetail::Import(changes) => {
+            let mut what = Vec::new();
+            if let Some((from, to)) = &changes.email {
+                what.push(format!("adresse {from} → {to}"));
+            }
+            for (changed, word) in
+                [(changes.name, "nom"), (changes.password, "mot de passe"), (changes.groups, "groupes")]
+            {
+                if changed {
+                    what.push(word.to_owned());
+                }
+            }
+            format!("import : {}", what.join(", "))
+        }
+        AuditDetail::Text(text) => text.clone(),
+    }
+}
+
+/// Who acted, as staff read it (`staff_name` names a staff account, `None` once deleted).
+pub fn actor(actor: Actor, staff_name: impl FnOnce(AccountId) -> Option<String>) -> String {
+    match actor {
+        Actor::Member => "le membre".into(),
+        Actor::Staff(id) => staff_name(id).unwrap_or_else(|| "un compte de l'équipe supprimé".into()),
+        Actor::Operator => "l'exploitant (ligne de commande)".into(),
+        Actor::System => "guichet".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_words() {
+        for kind in AuditKind::ALL {
+            assert!(!event(kind).is_empty(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn facts_read_as_before() {
+        assert_eq!(detail(&AuditDetail::Failures(5)), "5 échecs");
+        assert_eq!(detail(&AuditDetail::Sessions(1)), "1 session");
+        assert_eq!(detail(&AuditDetail::Text("5 échecs".into())), "5 échecs");
+    }
+}
