@@ -66,7 +66,7 @@ async fn set_chosen_password(
 }
 
 impl Credentials {
-    /// Over the store's units of work and audit trail.
+    /// Over the store's units of work.
     pub fn of(ports: &Ports) -> Self {
         Self::new(Arc::clone(&ports.transactions))
     }

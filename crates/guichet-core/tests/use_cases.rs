@@ -1,6 +1,10 @@
 //! The core's use cases on their own, without HTTP: each test wires the services it
 //! needs onto a fresh SQLite store (the real one, through the narrow ports) with a
 //! clock it moves.
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test stops at the first surprise (clippy.toml allows it only inside #[test] functions)"
+)]
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -58,14 +62,12 @@ impl World {
             password: Some(SecretString::from(PASSWORD.to_owned())),
             invite: false,
         };
-        self.members.add(request, Actor::Operator, RequestContext::default()).await.unwrap_or_else(|e| panic!("{e:?}"))
+        self.members.add(request, Actor::Operator, RequestContext::default()).await.unwrap()
     }
 
     async fn authenticator(&self) -> Authenticator {
         let policies = (LockoutPolicy::default(), AddressThrottlePolicy::default());
-        Authenticator::new(&self.ports, hasher(), self.clock.clone(), policies, ServerKey::generate())
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"))
+        Authenticator::new(&self.ports, hasher(), self.clock.clone(), policies, ServerKey::generate()).await.unwrap()
     }
 
     fn sessions(&self) -> Sessions {
@@ -91,9 +93,9 @@ async fn staff_actors_come_only_from_stored_staff_accounts() {
     assert!(console.unlock(&desk_actor, member.id, &RequestContext::default()).await.is_ok());
     let refused = console.send_reset_code(&desk_actor, boss.id, &RequestContext::default()).await;
     assert!(matches!(refused, Err(ConsoleError::Denied(Denied::StaffTarget))), "{refused:?}");
-    let file = console.member_file(&desk_actor, boss.id).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let file = console.member_file(&desk_actor, boss.id).await.unwrap();
     assert!(file.allowed.is_empty(), "an administrator's file offers assistance nothing");
-    let file = console.member_file(&desk_actor, member.id).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let file = console.member_file(&desk_actor, member.id).await.unwrap();
     assert!(file.allowed.contains(&ConsoleAction::SendResetCode));
     assert!(!file.allowed.iter().any(|a| matches!(a, ConsoleAction::ChangeRole(_))));
 }
@@ -104,7 +106,7 @@ async fn a_stranger_locks_the_account_but_not_the_members_usual_browser() {
     let marie = world.account("marie", Role::Member).await;
     let login = world.authenticator().await;
     let context = RequestContext::default();
-    let usual = login.login("marie", secret(PASSWORD), None, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let usual = login.login("marie", secret(PASSWORD), None, &context).await.unwrap();
     for _ in 0..5 {
         let failed = login.login("marie", secret("devine"), None, &context).await;
         assert!(matches!(failed, Err(LoginError::InvalidCredentials)));
@@ -121,13 +123,9 @@ async fn a_request_change_and_its_note_land_together() {
     let staff = world.account("desk", Role::Assistance).await;
     let desk = Desk::new(&world.ports, world.clock.clone(), None);
     let context = RequestContext::default();
-    let written = desk
-        .write_in("Marie", "marie@chu.example.fr", "", "", "Je ne reçois pas le code.", &context)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    desk.change_request(written.id, RequestChange::State(RequestState::InProgress), &staff)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let written =
+        desk.write_in("Marie", "marie@chu.example.fr", "", "", "Je ne reçois pas le code.", &context).await.unwrap();
+    desk.change_request(written.id, RequestChange::State(RequestState::InProgress), &staff).await.unwrap();
     let file = desk.file(written.id).await.ok().flatten().unwrap_or_else(|| panic!("no file"));
     assert_eq!(file.request.state, RequestState::InProgress);
     let notes: Vec<_> =
@@ -144,15 +142,13 @@ async fn ending_other_sessions_keeps_this_one_and_says_how_many() {
         MySpace::new(&world.ports, hasher(), world.clock.clone(), PasswordPolicy::default(), LockoutPolicy::default());
     let mut opened = Vec::new();
     for _ in 0..3 {
-        opened.push(
-            sessions.open(marie.id, RequestContext::default(), None, false).await.unwrap_or_else(|e| panic!("{e:?}")),
-        );
+        opened.push(sessions.open(marie.id, RequestContext::default(), None, false).await.unwrap());
     }
     let (this_token, this) = &opened[0];
     assert_eq!(me.end_other_sessions(marie.id, this, &RequestContext::default()).await.ok(), Some(2));
     assert!(sessions.resume(this_token).await.ok().flatten().is_some());
     assert!(sessions.resume(&opened[1].0).await.ok().flatten().is_none());
-    let activity = me.activity(marie.id).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let activity = me.activity(marie.id).await.unwrap();
     let ended = activity.events().iter().find(|e| e.kind == AuditKind::OtherSessionsEnded);
     assert_eq!(ended.and_then(|e| e.detail.clone()), Some(guichet_core::audit::AuditDetail::Sessions(2)));
 }
@@ -161,7 +157,7 @@ async fn ending_other_sessions_keeps_this_one_and_says_how_many() {
 async fn a_housekeeping_round_forgets_expired_sessions() {
     let world = World::new().await;
     let marie = world.account("marie", Role::Member).await;
-    world.sessions().open(marie.id, RequestContext::default(), None, false).await.unwrap_or_else(|e| panic!("{e:?}"));
+    world.sessions().open(marie.id, RequestContext::default(), None, false).await.unwrap();
     let housekeeping = Housekeeping::new(&world.ports);
     assert_eq!(housekeeping.round(world.clock.now()).await.map(|f| f.sessions).ok(), Some(0));
     world.clock.advance(SignedDuration::from_hours(13));
@@ -229,7 +225,7 @@ impl World {
                 recipient: account.email.clone(),
                 subject: MailSubject::None,
             };
-            self.ports.outbox.enqueue_mail(&mail, self.clock.now()).await.unwrap_or_else(|e| panic!("{e:?}"));
+            self.ports.outbox.enqueue_mail(&mail, self.clock.now()).await.unwrap();
             accounts.push(account);
         }
         accounts
@@ -282,7 +278,7 @@ async fn a_stopping_postman_finishes_its_message_and_gives_the_rest_back() {
     assert_eq!(other.deliver_due().await.ok(), Some(2), "the rest is due at once for another sender");
     assert_eq!(server.received(), addresses, "each message once");
     for member in &members {
-        let log = world.ports.outbox.account_mail(member.id, 5).await.unwrap_or_else(|e| panic!("{e:?}"));
+        let log = world.ports.outbox.account_mail(member.id, 5).await.unwrap();
         let attempts: Vec<u32> = log.iter().map(|m| m.attempts).collect();
         assert_eq!(attempts, [1], "a message given back has not used an attempt");
     }
@@ -332,7 +328,7 @@ async fn after_an_outage_the_waiting_messages_go_at_once_oldest_first() {
         recipient: late.email.clone(),
         subject: MailSubject::None,
     };
-    world.ports.outbox.enqueue_mail(&mail, world.clock.now()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    world.ports.outbox.enqueue_mail(&mail, world.clock.now()).await.unwrap();
     assert_eq!(postman.deliver_due().await.ok(), Some(4));
     let received = server.received.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let mut expected = vec![late.email.to_string()];

@@ -112,6 +112,9 @@ impl AccountAdminStore for SqlStore {
 
     async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<Guarded, StoreError> {
         let mut tx = self.begin_work().await?;
+        // The account first, as every write on one account holds it first (a code being
+        // redeemed holds it before its code): no two orders, no deadlock.
+        lock_target(&mut tx, account, Reach::Anyone).await?;
         if role != Role::Admin && would_leave_no_administrator(&mut tx, account).await? {
             return Ok(Guarded::LastAdministrator);
         }

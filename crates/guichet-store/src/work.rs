@@ -68,9 +68,15 @@ impl std::ops::DerefMut for SqlWork {
 }
 
 impl SqlStore {
-    /// Opens a transaction.
+    /// Opens a transaction. On SQLite it takes the write lock at once (waiting its
+    /// turn), so that it may read before it writes: a deferred transaction that read
+    /// first could not write once another one committed ("database is locked").
     pub(crate) async fn begin_work(&self) -> Result<SqlWork, StoreError> {
-        let tx = self.pool.begin().await.map_err(backend)?;
+        let tx = match self.backend {
+            crate::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            crate::Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(backend)?;
         Ok(SqlWork { tx, queued_mail: false, mail_queued: Arc::clone(&self.mail_queued) })
     }
 }
@@ -78,21 +84,14 @@ impl SqlStore {
 #[async_trait]
 impl Transactions for SqlStore {
     async fn begin(&self) -> Result<Box<dyn Work>, StoreError> {
-        // SQLite: the write lock at once (waiting its turn), so that the unit may read
-        // before it writes; a deferred transaction that read first could not write once
-        // another one committed ("database is locked").
-        let tx = match self.backend {
-            crate::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            crate::Backend::Postgres => self.pool.begin().await,
-        }
-        .map_err(backend)?;
-        Ok(Box::new(SqlWork { tx, queued_mail: false, mail_queued: Arc::clone(&self.mail_queued) }))
+        Ok(Box::new(self.begin_work().await?))
     }
 }
 
-/// Every row a unit changes is held first with a no-op `UPDATE … RETURNING`: PostgreSQL
-/// then holds that row's lock until commit, and SQLite takes its single write lock, so
-/// the read that follows sees every unit that came before.
+/// The rows a rule decides on (an account, a code) are held with a no-op
+/// `UPDATE … RETURNING`: PostgreSQL then holds that row's lock until commit (SQLite's
+/// unit already holds the write lock), so what is read is what every unit before it
+/// left.
 #[async_trait]
 impl Work for SqlWork {
     async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {

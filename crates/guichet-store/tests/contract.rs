@@ -126,7 +126,7 @@ async fn a_lease_is_renewed_only_by_its_holder_and_given_back_unsent(store: SqlS
             recipient: account.email.clone(),
             subject: MailSubject::None,
         };
-        store.enqueue_mail(&mail, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.enqueue_mail(&mail, t0()).await.unwrap();
     }
     let mine = t0() + minutes(2);
     let claimed = store.claim_due_mail(t0(), mine, 10).await.unwrap_or_default();
@@ -138,7 +138,7 @@ async fn a_lease_is_renewed_only_by_its_holder_and_given_back_unsent(store: SqlS
     assert_eq!(store.renew_lease(claimed[0].id, mine, t0() + minutes(6)).await.ok(), Some(false), "not ours any more");
     assert_eq!(store.renew_lease(taken[0].id, theirs, t0() + minutes(7)).await.ok(), Some(true), "its holder's");
     // Stopping, the first sender gives back what it still held: due for anyone at once.
-    store.release_mail(&[claimed[1].id], mine).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.release_mail(&[claimed[1].id], mine).await.unwrap();
     let again = store.claim_due_mail(t0() + minutes(3), t0() + minutes(8), 10).await.unwrap_or_default();
     assert_eq!(
         again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
@@ -157,7 +157,7 @@ async fn the_backlog_counts_what_waits_and_since_when(store: SqlStore) {
             recipient: account.email.clone(),
             subject: MailSubject::None,
         };
-        store.enqueue_mail(&mail, at).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.enqueue_mail(&mail, at).await.unwrap();
     }
     assert_eq!(store.backlog().await.ok(), Some((2, Some(t0()))));
 }
@@ -181,12 +181,12 @@ async fn an_import_creates_updates_and_rejects_in_one_batch(store: SqlStore) {
         import_row("paul", "paul.neuf@chu.example.fr", Some(&[])),
     ];
     let options = ImportOptions::default();
-    let outcomes = store.import_accounts(&rows, options, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let outcomes = store.import_accounts(&rows, options, t0()).await.unwrap();
     assert!(matches!(outcomes[0], ImportOutcome::Rejected(ref why) if why.contains("bureau")), "{outcomes:?}");
     assert!(matches!(outcomes[1], ImportOutcome::Rejected(ref why) if why.contains("email")), "{outcomes:?}");
     assert!(matches!(outcomes[2], ImportOutcome::Rejected(ref why) if why.contains("identifier")), "{outcomes:?}");
     let options = ImportOptions { create_groups: true, update: true, invite: true, ..ImportOptions::default() };
-    let outcomes = store.import_accounts(&rows, options, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let outcomes = store.import_accounts(&rows, options, t0()).await.unwrap();
     assert_eq!(outcomes[0], ImportOutcome::Created);
     assert_eq!(outcomes[2], ImportOutcome::Updated);
     let marie =
@@ -199,7 +199,7 @@ async fn an_import_creates_updates_and_rejects_in_one_batch(store: SqlStore) {
     );
     assert_eq!(reload(&store, &taken).await.email.as_str(), "paul.neuf@chu.example.fr");
     assert_eq!(reload(&store, &taken).await.password_hash, taken.password_hash, "no --update-passwords: kept");
-    let again = store.import_accounts(&rows[..1], options, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let again = store.import_accounts(&rows[..1], options, t0()).await.unwrap();
     assert_eq!(again, [ImportOutcome::Unchanged]);
 }
 
@@ -220,7 +220,7 @@ fn personal() -> EmailAddress {
 
 async fn a_secours_address_is_proposed_confirmed_found_and_removed(store: SqlStore) {
     let account = add(&store, "marie").await;
-    store.propose_recovery_email(account.id, &personal(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.propose_recovery_email(account.id, &personal(), t0()).await.unwrap();
     let queued = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
     assert_eq!(
         queued.iter().map(|m| (m.kind, m.recipient.clone())).collect::<Vec<_>>(),
@@ -270,12 +270,12 @@ async fn a_secours_address_belongs_to_one_account(store: SqlStore) {
     let marie = add(&store, "marie").await;
     let paul = add(&store, "paul").await;
     // Another account's address: stored, answered like any other, and no code leaves.
-    store.propose_recovery_email(marie.id, &paul.email, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.propose_recovery_email(marie.id, &paul.email, t0()).await.unwrap();
     assert!(store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default().is_empty());
     // Both propose it before either confirms: the first confirmation wins.
     let mut codes = Vec::new();
     for who in [&marie, &paul] {
-        store.propose_recovery_email(who.id, &personal(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.propose_recovery_email(who.id, &personal(), t0()).await.unwrap();
         let code = RecoveryCode::generate();
         store.set_recovery_email_code(who.id, &code.hash(), t0() + minutes(60), &personal()).await.ok();
         codes.push(code);
@@ -330,12 +330,9 @@ async fn a_copy_is_queued_once_and_not_counted(store: SqlStore) {
             t0(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+        .unwrap();
     for _ in 0..2 {
-        store
-            .queue_copy(original, account.id, MailKind::PasswordReset, &personal(), t0())
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        store.queue_copy(original, account.id, MailKind::PasswordReset, &personal(), t0()).await.unwrap();
     }
     let claimed = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
     assert_eq!(claimed.len(), 2, "the original and one copy");
@@ -343,7 +340,7 @@ async fn a_copy_is_queued_once_and_not_counted(store: SqlStore) {
     assert_eq!((copy.copy_of, &copy.recipient), (Some(original), &personal()));
     for mail in &claimed {
         let sent = MailOutcome::Sent { answer: "250 ok".into() };
-        store.finish_mail(mail.id, Some(account.id), &sent, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.finish_mail(mail.id, Some(account.id), &sent, t0()).await.unwrap();
     }
     assert_eq!(
         store.count_sent_mail(account.id, MailKind::PasswordReset, t0()).await.ok(),
@@ -361,12 +358,8 @@ async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
         address: None,
         ..written_request(Some(&account))
     };
-    let first = store
-        .report_undelivered(&bounce("premier rebond"), Some(&desk), t0())
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let second =
-        store.report_undelivered(&bounce("second rebond"), Some(&desk), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let first = store.report_undelivered(&bounce("premier rebond"), Some(&desk), t0()).await.unwrap();
+    let second = store.report_undelivered(&bounce("second rebond"), Some(&desk), t0()).await.unwrap();
     assert_eq!(first, second, "added to the open request");
     let notes = store.request_notes(first).await.unwrap_or_default();
     assert!(notes.iter().any(|n| n.body == "second rebond" && n.author_id.is_none()));
@@ -377,27 +370,23 @@ async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
         "no receipt to the member (the mail does not reach them), one notice to the desk"
     );
     let note = NewNote { author_id: None, body: "close".into() };
-    store
-        .update_request(first, RequestChange::State(RequestState::Closed), &note, t0())
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let third = store.report_undelivered(&bounce("troisième"), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.update_request(first, RequestChange::State(RequestState::Closed), &note, t0()).await.unwrap();
+    let third = store.report_undelivered(&bounce("troisième"), None, t0()).await.unwrap();
     assert_ne!(third, first, "a closed request is not reopened: a new one");
 }
 
 async fn the_desk_is_told_of_new_requests_and_confirmed_calls(store: SqlStore) {
     let desk = EmailAddress::parse("assistance@reseau.example").unwrap();
-    let created =
-        store.create_request(&written_request(None), Some(&desk), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(None), Some(&desk), t0()).await.unwrap();
     let staff = add(&store, "desk").await;
     let note = NewNote { author_id: Some(staff.id), body: "proposé".into() };
     let slots = [(t0() + minutes(60), t0() + minutes(90))];
-    store.propose_slots(created.id, &slots, "04 91 00 00 00", &note, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.propose_slots(created.id, &slots, "04 91 00 00 00", &note, t0()).await.unwrap();
     assert_eq!(store.find_request(created.id).await.ok().flatten().map(|r| r.phone).as_deref(), Some("04 91 00 00 00"));
     let slot = store.request_slots(created.id).await.unwrap_or_default().remove(0);
     let token = PlainToken::generate();
-    store.set_slot_token(slot.id, &token.hash()).await.unwrap_or_else(|e| panic!("{e:?}"));
-    store.confirm_slot(&token.hash(), Some(&desk), "confirmé", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.set_slot_token(slot.id, &token.hash()).await.unwrap();
+    store.confirm_slot(&token.hash(), Some(&desk), "confirmé", t0()).await.unwrap();
     let mail = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
     let to_desk: Vec<(MailKind, MailSubject)> =
         mail.iter().filter(|m| m.recipient == desk).map(|m| (m.kind, m.subject)).collect();
@@ -442,7 +431,7 @@ async fn a_temporary_password_opens_a_forced_session_until_a_password_is_chosen(
     );
     let token = PlainToken::generate();
     let session = NewSession { must_change_password: true, ..new_session(&account, &token) };
-    store.create_session(&session).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.create_session(&session).await.unwrap();
     assert_eq!(
         store.find_session(&token.hash(), t0()).await.ok().flatten().map(|s| s.must_change_password),
         Some(true)
@@ -509,7 +498,7 @@ async fn reload(store: &SqlStore, account: &Account) -> Account {
 }
 
 async fn fail(store: &SqlStore, account: &Account, at: Timestamp) -> FailureOutcome {
-    rules(store).record_login_failure(account.id, &policy(), &context(), at).await.unwrap_or_else(|e| panic!("{e:?}"))
+    rules(store).record_login_failure(account.id, &policy(), &context(), at).await.unwrap()
 }
 
 /// A login with a password at `at` (despite a lock, for a known browser, when
@@ -627,15 +616,12 @@ async fn concurrent_failures_lock_once_and_count_no_more_than_the_threshold(stor
         let id = account.id;
         tokio::spawn(async move { rules(&store).record_login_failure(id, &policy(), &context(), t0()).await })
     });
-    let outcomes: Vec<FailureOutcome> = futures_util::future::join_all(attempts)
-        .await
-        .into_iter()
-        .map(|joined| joined.unwrap().unwrap_or_else(|e| panic!("{e:?}")))
-        .collect();
+    let outcomes: Vec<FailureOutcome> =
+        futures_util::future::join_all(attempts).await.into_iter().map(|joined| joined.unwrap().unwrap()).collect();
     let locked = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Locked { .. })).count();
     let counted = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Counted { .. })).count();
     assert_eq!((locked, counted), (1, 2), "{outcomes:?}");
-    let events = store.account_events(account.id, 100).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let events = store.account_events(account.id, 100).await.unwrap();
     let of = |kind| events.iter().filter(|e| e.kind == kind).count();
     assert_eq!(of(AuditKind::LoginFailed), 3);
     assert_eq!(of(AuditKind::AccountLocked), 1);
@@ -649,15 +635,11 @@ async fn listing_locked_accounts_shows_only_them(store: SqlStore) {
         fail(&store, &locked, t0()).await;
     }
     let names = |accounts: Vec<Account>| accounts.into_iter().map(|a| a.identifier.to_string()).collect::<Vec<_>>();
-    let all = store.list_accounts(AccountFilter::default()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let all = store.list_accounts(AccountFilter::default()).await.unwrap();
     assert_eq!(names(all), ["locked", "open"]);
-    let now_locked =
-        store.list_accounts(AccountFilter { locked_at: Some(t0()) }).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let now_locked = store.list_accounts(AccountFilter { locked_at: Some(t0()) }).await.unwrap();
     assert_eq!(names(now_locked), ["locked"]);
-    let later = store
-        .list_accounts(AccountFilter { locked_at: Some(t0() + minutes(61)) })
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let later = store.list_accounts(AccountFilter { locked_at: Some(t0() + minutes(61)) }).await.unwrap();
     assert!(later.is_empty());
 }
 
@@ -676,14 +658,11 @@ fn new_session(account: &Account, token: &PlainToken) -> NewSession {
 async fn sessions_expire_by_idleness_and_by_age(store: SqlStore) {
     let account = add(&store, "marie").await;
     let token = PlainToken::generate();
-    store.create_session(&new_session(&account, &token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.create_session(&new_session(&account, &token)).await.unwrap();
     let found = store.find_session(&token.hash(), t0() + minutes(29)).await.ok().flatten();
     assert_eq!(found.map(|s| s.account_id), Some(account.id));
     assert!(store.find_session(&token.hash(), t0() + minutes(30)).await.ok().flatten().is_none(), "idle");
-    store
-        .touch_session(&token.hash(), t0() + minutes(29), t0() + minutes(12 * 60 + 5))
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    store.touch_session(&token.hash(), t0() + minutes(29), t0() + minutes(12 * 60 + 5)).await.unwrap();
     assert!(store.find_session(&token.hash(), t0() + minutes(60)).await.ok().flatten().is_some(), "touched");
     assert!(store.find_session(&token.hash(), t0() + minutes(12 * 60)).await.ok().flatten().is_none(), "absolute");
     assert_eq!(store.purge_expired_sessions(t0() + minutes(12 * 60)).await.ok(), Some(1));
@@ -693,9 +672,9 @@ async fn sessions_end_one_by_one_or_all_but_one(store: SqlStore) {
     let account = add(&store, "marie").await;
     let tokens: Vec<_> = (0..3).map(|_| PlainToken::generate()).collect();
     for token in &tokens {
-        store.create_session(&new_session(&account, token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.create_session(&new_session(&account, token)).await.unwrap();
     }
-    store.delete_session(&tokens[0].hash(), None).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.delete_session(&tokens[0].hash(), None).await.unwrap();
     assert!(store.find_session(&tokens[0].hash(), t0()).await.ok().flatten().is_none());
     assert_eq!(store.delete_account_sessions(account.id, Some(&tokens[1].hash()), None).await.ok(), Some(1));
     assert!(store.find_session(&tokens[1].hash(), t0()).await.ok().flatten().is_some());
@@ -706,7 +685,7 @@ async fn address_failures_are_counted_within_the_window(store: SqlStore) {
     let seven = ThrottleKey::FailedLogins("10.0.0.7".into());
     let count = |key: ThrottleKey, at: Timestamp| {
         let store = store.clone();
-        async move { store.count(&key, minutes(15), at).await.unwrap_or_else(|e| panic!("{e:?}")) }
+        async move { store.count(&key, minutes(15), at).await.unwrap() }
     };
     for n in 1..=3 {
         assert_eq!(count(seven.clone(), t0()).await, (n, Some(t0())));
@@ -714,7 +693,7 @@ async fn address_failures_are_counted_within_the_window(store: SqlStore) {
     assert_eq!(count(ThrottleKey::FailedLogins("10.0.0.8".into()), t0()).await, (1, Some(t0())));
     assert_eq!(count(ThrottleKey::ForgotRequests("10.0.0.7".into()), t0()).await, (1, Some(t0())), "kinds apart");
     assert_eq!(count(seven.clone(), t0() + minutes(10)).await, (4, Some(t0())));
-    store.uncount(&seven, t0() + minutes(10)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.uncount(&seven, t0() + minutes(10)).await.unwrap();
     assert_eq!(
         count(seven.clone(), t0() + minutes(20)).await,
         (1, Some(t0() + minutes(20))),
@@ -727,7 +706,7 @@ async fn concurrent_counts_get_consecutive_answers(store: SqlStore) {
     let key = ThrottleKey::FailedLogins("10.0.0.9".into());
     let counts = futures_util::future::join_all((0..30).map(|_| {
         let (store, key) = (store.clone(), key.clone());
-        async move { store.count(&key, minutes(15), t0()).await.map(|(n, _)| n).unwrap_or_else(|e| panic!("{e:?}")) }
+        async move { store.count(&key, minutes(15), t0()).await.map(|(n, _)| n).unwrap() }
     }))
     .await;
     let mut counts = counts;
@@ -739,15 +718,13 @@ async fn device_attempts_are_counted_per_mark_within_a_window(store: SqlStore) {
     let account = add(&store, "marie").await;
     let attempt = |device: &'static str, at: Timestamp| {
         let store = store.clone();
-        async move {
-            store.count_device_attempt(device, account.id, minutes(60), at).await.unwrap_or_else(|e| panic!("{e:?}"))
-        }
+        async move { store.count_device_attempt(device, account.id, minutes(60), at).await.unwrap() }
     };
     assert_eq!(attempt("mark-a", t0()).await, 1);
     assert_eq!(attempt("mark-a", t0() + minutes(30)).await, 2);
     assert_eq!(attempt("mark-b", t0()).await, 1, "marks apart");
     assert_eq!(attempt("mark-a", t0() + minutes(61)).await, 1, "a new window");
-    store.clear_device_attempts("mark-a").await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.clear_device_attempts("mark-a").await.unwrap();
     assert_eq!(attempt("mark-a", t0() + minutes(62)).await, 1);
     let counts = futures_util::future::join_all((0..20).map(|_| attempt("mark-c", t0()))).await;
     assert_eq!(counts.iter().max(), Some(&20), "concurrent attempts are all counted");
@@ -764,7 +741,7 @@ async fn a_login_despite_a_lock_leaves_the_lock(store: SqlStore) {
     let after = reload(&store, &account).await;
     assert!(after.is_locked_at(at), "the stranger stays locked out");
     assert_eq!(after.last_login_at, Some(at));
-    rules(&store).record_device_login_failure(account.id, &context(), at).await.unwrap_or_else(|e| panic!("{e:?}"));
+    rules(&store).record_device_login_failure(account.id, &context(), at).await.unwrap();
     let after_lock = t0() + minutes(70);
     assert_eq!(
         fail(&store, &account, after_lock).await,
@@ -777,7 +754,7 @@ async fn events_are_listed_newest_first(store: SqlStore) {
     let account = add(&store, "marie").await;
     fail(&store, &account, t0()).await;
     assert_eq!(succeed(&store, &account, false, t0() + minutes(1)).await, Some(true));
-    let events = store.account_events(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let events = store.account_events(account.id, 10).await.unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [AuditKind::LoginSucceeded, AuditKind::LoginFailed, AuditKind::AccountCreated]);
     assert_eq!(events[0].context, context());
@@ -802,7 +779,7 @@ async fn locking_queues_the_notice_with_the_lock(store: SqlStore) {
     for _ in 0..3 {
         fail(&store, &account, t0()).await;
     }
-    let claimed = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let claimed = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!((claimed[0].kind, claimed[0].account_id), (MailKind::AccountLocked, Some(account.id)));
     assert_eq!(claimed[0].recipient, account.email);
@@ -819,7 +796,7 @@ fn request(n: usize) -> NewMail {
 
 async fn claimed_mail_is_never_claimed_twice_while_leased(store: SqlStore) {
     for n in 0..30 {
-        store.enqueue_mail(&request(n), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.enqueue_mail(&request(n), t0()).await.unwrap();
     }
     let store = Arc::new(store);
     let claimers = (0..6).map(|_| {
@@ -827,7 +804,7 @@ async fn claimed_mail_is_never_claimed_twice_while_leased(store: SqlStore) {
         tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let batch = store.claim_due_mail(t0(), t0() + minutes(2), 4).await.unwrap_or_else(|e| panic!("{e:?}"));
+                let batch = store.claim_due_mail(t0(), t0() + minutes(2), 4).await.unwrap();
                 if batch.is_empty() {
                     return mine;
                 }
@@ -848,10 +825,10 @@ async fn claimed_mail_is_never_claimed_twice_while_leased(store: SqlStore) {
 }
 
 async fn retried_mail_waits_for_its_next_attempt(store: SqlStore) {
-    let id = store.enqueue_mail(&request(1), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
-    store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let id = store.enqueue_mail(&request(1), t0()).await.unwrap();
+    store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap();
     let retry = MailOutcome::Retry { error: "connection refused".into(), next_attempt_at: t0() + minutes(5) };
-    store.finish_mail(id, None, &retry, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.finish_mail(id, None, &retry, t0()).await.unwrap();
     assert!(store.claim_due_mail(t0() + minutes(4), t0() + minutes(6), 10).await.unwrap_or_default().is_empty());
     let again = store.claim_due_mail(t0() + minutes(5), t0() + minutes(7), 10).await.unwrap_or_default();
     assert_eq!(again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(), [(id, 2)]);
@@ -859,11 +836,11 @@ async fn retried_mail_waits_for_its_next_attempt(store: SqlStore) {
 
 async fn finished_mail_is_logged_per_account(store: SqlStore) {
     let account = add(&store, "marie").await;
-    let id = store.enqueue_mail(&request(1), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
-    store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let id = store.enqueue_mail(&request(1), t0()).await.unwrap();
+    store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap();
     let sent = MailOutcome::Sent { answer: "250 2.0.0 Ok: queued".into() };
-    store.finish_mail(id, Some(account.id), &sent, t0() + minutes(1)).await.unwrap_or_else(|e| panic!("{e:?}"));
-    let log = store.account_mail(account.id, 10).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.finish_mail(id, Some(account.id), &sent, t0() + minutes(1)).await.unwrap();
+    let log = store.account_mail(account.id, 10).await.unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(
         (log[0].state, log[0].attempts, log[0].last_answer.as_deref()),
@@ -895,11 +872,7 @@ async fn a_code_is_redeemed_once_however_many_try_at_once(store: SqlStore) {
         let hash = code.hash();
         tokio::spawn(async move { rules(&store).redeem_code(&hash, &some_hash(), &context(), t0()).await })
     });
-    let results: Vec<_> = futures_util::future::join_all(tabs)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().unwrap_or_else(|e| panic!("{e:?}")))
-        .collect();
+    let results: Vec<_> = futures_util::future::join_all(tabs).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
     assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(CodeError::Used)));
 }
@@ -910,9 +883,7 @@ async fn codes_say_why_they_cannot_be_used(store: SqlStore) {
     let hash = some_hash();
     let redeem = |code: RecoveryCode, at| {
         let (store, hash) = (store.clone(), hash.clone());
-        async move {
-            rules(&store).redeem_code(&code.hash(), &hash, &context(), at).await.unwrap_or_else(|e| panic!("{e:?}"))
-        }
+        async move { rules(&store).redeem_code(&code.hash(), &hash, &context(), at).await.unwrap() }
     };
     assert_eq!(redeem(expired.clone(), t0() + minutes(60)).await, Err(CodeError::Expired));
     assert_eq!(redeem(RecoveryCode::generate(), t0()).await, Err(CodeError::Invalid));
@@ -931,10 +902,10 @@ async fn redeeming_resets_the_account_and_queues_the_notice(store: SqlStore) {
         fail(&store, &account, t0()).await;
     }
     let token = PlainToken::generate();
-    store.create_session(&new_session(&account, &token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.create_session(&new_session(&account, &token)).await.unwrap();
     for notice in store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default() {
         let sent = MailOutcome::Sent { answer: "250 ok".into() };
-        store.finish_mail(notice.id, Some(account.id), &sent, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.finish_mail(notice.id, Some(account.id), &sent, t0()).await.unwrap();
     }
     let code = new_code(&store, &account, t0() + minutes(60)).await;
     let redeemed = rules(&store).redeem_code(&code.hash(), &some_hash(), &context(), t0() + minutes(1)).await;
@@ -952,11 +923,11 @@ async fn redeeming_resets_the_account_and_queues_the_notice(store: SqlStore) {
 
 async fn the_server_key_is_made_once_and_shared(store: SqlStore) {
     let first = ServerKey::generate();
-    let kept = store.server_key("main", &first, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let kept = store.server_key("main", &first, t0()).await.unwrap();
     assert_eq!(kept.expose(), first.expose());
-    let later = store.server_key("main", &ServerKey::generate(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let later = store.server_key("main", &ServerKey::generate(), t0()).await.unwrap();
     assert_eq!(later.expose(), first.expose(), "a second instance gets the first key");
-    let other = store.server_key("other", &ServerKey::generate(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let other = store.server_key("other", &ServerKey::generate(), t0()).await.unwrap();
     assert_ne!(other.expose(), first.expose());
 }
 
@@ -1035,7 +1006,7 @@ async fn a_member_promoted_to_staff_starts_afresh(store: SqlStore) {
     let account = add(&store, "marie").await;
     let code = new_code(&store, &account, t0() + minutes(60)).await;
     let token = PlainToken::generate();
-    store.create_session(&new_session(&account, &token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.create_session(&new_session(&account, &token)).await.unwrap();
     let promoted = store.set_role(account.id, Role::Assistance, staff_event(&account, AuditKind::RoleChanged)).await;
     assert_eq!(promoted.ok(), Some(Guarded::Done));
     assert!(store.find_session(&token.hash(), t0()).await.ok().flatten().is_none(), "sessions ended");
@@ -1087,7 +1058,7 @@ async fn ending_other_sessions_is_recorded_with_how_many(store: SqlStore) {
     let account = add(&store, "marie").await;
     let tokens: Vec<PlainToken> = (0..3).map(|_| PlainToken::generate()).collect();
     for token in &tokens {
-        store.create_session(&new_session(&account, token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.create_session(&new_session(&account, token)).await.unwrap();
     }
     let event = staff_event(&account, AuditKind::OtherSessionsEnded);
     let ended = store.delete_account_sessions(account.id, Some(&tokens[0].hash()), Some(event)).await;
@@ -1148,7 +1119,7 @@ fn written_request(account: Option<&Account>) -> NewRequest {
 }
 
 async fn a_request_is_stored_with_its_receipt(store: SqlStore) {
-    let created = store.create_request(&written_request(None), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(None), None, t0()).await.unwrap();
     assert!(created.reference.starts_with("A-"));
     assert_eq!(created.state, RequestState::New);
     let found = store.find_request(created.id).await.ok().flatten().map(|r| r.reference);
@@ -1163,7 +1134,7 @@ async fn a_request_is_stored_with_its_receipt(store: SqlStore) {
 
 async fn a_request_change_comes_with_its_note(store: SqlStore) {
     let staff = add(&store, "desk").await;
-    let created = store.create_request(&written_request(None), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(None), None, t0()).await.unwrap();
     let note = NewNote { author_id: Some(staff.id), body: "Demande attribuée".into() };
     let changed = store.update_request(created.id, RequestChange::Assignee(Some(staff.id)), &note, t0()).await;
     assert!(changed.is_ok(), "{changed:?}");
@@ -1186,14 +1157,13 @@ async fn propose(store: &SqlStore, request: RequestId, staff: &Account, starts: 
     let slots: Vec<(Timestamp, Timestamp)> =
         starts.iter().map(|m| (t0() + minutes(*m), t0() + minutes(*m + 30))).collect();
     let note = NewNote { author_id: Some(staff.id), body: format!("{} créneau(x)", slots.len()) };
-    store.propose_slots(request, &slots, "04 91 00 00 00", &note, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.propose_slots(request, &slots, "04 91 00 00 00", &note, t0()).await.unwrap();
 }
 
 async fn a_new_proposal_withdraws_the_slots_not_taken_up(store: SqlStore) {
     let staff = add(&store, "desk").await;
     let member = add(&store, "marie").await;
-    let created =
-        store.create_request(&written_request(Some(&member)), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(Some(&member)), None, t0()).await.unwrap();
     propose(&store, created.id, &staff, &[60, 120]).await;
     propose(&store, created.id, &staff, &[180]).await;
     let states: Vec<SlotState> =
@@ -1211,12 +1181,12 @@ async fn a_new_proposal_withdraws_the_slots_not_taken_up(store: SqlStore) {
 
 async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     let staff = add(&store, "desk").await;
-    let created = store.create_request(&written_request(None), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(None), None, t0()).await.unwrap();
     propose(&store, created.id, &staff, &[60, 120]).await;
     let slots = store.request_slots(created.id).await.unwrap_or_default();
     let tokens: Vec<PlainToken> = slots.iter().map(|_| PlainToken::generate()).collect();
     for (slot, token) in slots.iter().zip(&tokens) {
-        store.set_slot_token(slot.id, &token.hash()).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.set_slot_token(slot.id, &token.hash()).await.unwrap();
     }
     let found = store.find_slot(&tokens[1].hash()).await.ok().flatten().map(|(s, r)| (s.id, r.id));
     assert_eq!(found, Some((slots[1].id, created.id)));
@@ -1245,7 +1215,7 @@ async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
 
 async fn a_refused_login_is_audited_without_counting(store: SqlStore) {
     let account = add(&store, "marie").await;
-    rules(&store).record_refused_login(account.id, &context(), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    rules(&store).record_refused_login(account.id, &context(), t0()).await.unwrap();
     let events = store.account_events(account.id, 5).await.unwrap_or_default();
     assert_eq!(events[0].kind, AuditKind::LoginRefusedLocked);
     for n in 0..2 {
@@ -1258,7 +1228,7 @@ async fn a_members_own_change_keeps_this_session_and_queues_the_notice(store: Sq
     let account = add(&store, "marie").await;
     let (here, elsewhere) = (PlainToken::generate(), PlainToken::generate());
     for token in [&here, &elsewhere] {
-        store.create_session(&new_session(&account, token)).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.create_session(&new_session(&account, token)).await.unwrap();
     }
     let newer = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaG5ld2hhc2huZXc".into());
     let changed = rules(&store).change_password(account.id, &newer, &here.hash(), false, &context(), t0()).await;
@@ -1273,18 +1243,18 @@ async fn a_members_own_change_keeps_this_session_and_queues_the_notice(store: Sq
 
 async fn events_are_recorded_one_by_one(store: SqlStore) {
     let account = add(&store, "marie").await;
-    store.record_event(staff_event(&account, AuditKind::LoggedOut)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.record_event(staff_event(&account, AuditKind::LoggedOut)).await.unwrap();
     let events = store.account_events(account.id, 1).await.unwrap_or_default();
     assert_eq!(events.iter().map(|e| (e.kind, e.actor)).collect::<Vec<_>>(), [(AuditKind::LoggedOut, Actor::Operator)]);
 }
 
 async fn finished_mail_is_forgotten_after_a_while(store: SqlStore) {
     let account = add(&store, "marie").await;
-    let id = store.enqueue_mail(&request(1), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
-    store.enqueue_mail(&request(2), t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
-    store.claim_due_mail(t0(), t0() + minutes(2), 1).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let id = store.enqueue_mail(&request(1), t0()).await.unwrap();
+    store.enqueue_mail(&request(2), t0()).await.unwrap();
+    store.claim_due_mail(t0(), t0() + minutes(2), 1).await.unwrap();
     let sent = MailOutcome::Sent { answer: "250 ok".into() };
-    store.finish_mail(id, Some(account.id), &sent, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.finish_mail(id, Some(account.id), &sent, t0()).await.unwrap();
     assert_eq!(store.purge_finished_mail(t0() + minutes(1)).await.ok(), Some(1), "the pending one stays");
     assert!(store.account_mail(account.id, 5).await.unwrap_or_default().is_empty());
 }
@@ -1294,20 +1264,20 @@ async fn codes_are_revoked_or_forgotten(store: SqlStore) {
     let first = new_code(&store, &account, t0() + minutes(60)).await;
     let second = new_code(&store, &account, t0() + minutes(60)).await;
     assert_eq!(store.pending_codes(account.id, t0()).await.ok(), Some(2));
-    store.delete_code(&first.hash()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.delete_code(&first.hash()).await.unwrap();
     assert!(store.find_code(&first.hash()).await.ok().flatten().is_none());
-    store.revoke_codes(account.id, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.revoke_codes(account.id, t0()).await.unwrap();
     assert_eq!(store.pending_codes(account.id, t0()).await.ok(), Some(0));
     assert!(store.find_code(&second.hash()).await.ok().flatten().and_then(|c| c.used_at).is_some());
 }
 
 async fn notes_are_listed_oldest_first(store: SqlStore) {
     let staff = add(&store, "desk").await;
-    let created = store.create_request(&written_request(None), None, t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let created = store.create_request(&written_request(None), None, t0()).await.unwrap();
     for (n, body) in ["premier", "second"].into_iter().enumerate() {
         let note = NewNote { author_id: Some(staff.id), body: body.into() };
         let at = t0() + minutes(i64::try_from(n).unwrap_or(0));
-        store.add_note(created.id, &note, at).await.unwrap_or_else(|e| panic!("{e:?}"));
+        store.add_note(created.id, &note, at).await.unwrap();
     }
     let notes = store.request_notes(created.id).await.unwrap_or_default();
     assert_eq!(
@@ -1357,16 +1327,16 @@ fn grant_for(jti: &str, client: &Client, account: &Account, code: &TokenHash) ->
 async fn oidc_clients_are_kept_listed_and_removed_with_what_they_hold(store: SqlStore) {
     let marie = add(&store, "marie").await;
     let public = Client { secret_hash: None, groups: Vec::new(), ..client("b-public") };
-    store.create_client(&client("a-conf")).await.unwrap_or_else(|e| panic!("{e:?}"));
-    store.create_client(&public).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.create_client(&client("a-conf")).await.unwrap();
+    store.create_client(&public).await.unwrap();
     let taken = store.create_client(&client("a-conf")).await;
     assert!(matches!(taken, Err(StoreError::Conflict(Conflict::Client))), "{taken:?}");
     let listed = store.list_clients().await.unwrap_or_default();
     assert_eq!(listed, vec![client_as_stored(&store, "a-conf").await, public.clone()]);
     let code = PlainToken::generate().hash();
     let a = client_as_stored(&store, "a-conf").await;
-    store.store_code(&code_for(&a, &marie, &code)).await.unwrap_or_else(|e| panic!("{e:?}"));
-    store.store_grant(&grant_for("j-1", &a, &marie, &code)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.store_code(&code_for(&a, &marie, &code)).await.unwrap();
+    store.store_grant(&grant_for("j-1", &a, &marie, &code)).await.unwrap();
     assert_eq!(store.remove_client(&a.id).await.ok(), Some(true));
     assert_eq!(store.remove_client(&a.id).await.ok(), Some(false), "gone already");
     assert!(store.find_grant("j-1").await.ok().flatten().is_none(), "its tokens went with it");
@@ -1384,10 +1354,10 @@ async fn client_as_stored(store: &SqlStore, id: &str) -> Client {
 async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlStore) {
     let marie = add(&store, "marie").await;
     let a = client("a-conf");
-    store.create_client(&a).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.create_client(&a).await.unwrap();
     let code = PlainToken::generate().hash();
     let issued = code_for(&a, &marie, &code);
-    store.store_code(&issued).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.store_code(&issued).await.unwrap();
 
     // Presented by another client: unknown to it, and left untouched.
     let intruder = ClientId::from_stored("b-intruder".to_owned());
@@ -1400,23 +1370,20 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
         let (store, code, id) = (store.clone(), code.clone(), a.id.clone());
         tokio::spawn(async move { store.use_code(&code, &id, t0()).await })
     });
-    let outcomes: Vec<CodeUse> = futures_util::future::join_all(tries)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().unwrap_or_else(|e| panic!("{e:?}")))
-        .collect();
+    let outcomes: Vec<CodeUse> =
+        futures_util::future::join_all(tries).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
     assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::First(issued.clone())).count(), 1, "{outcomes:?}");
     assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::Again).count(), 7);
 
     // A grant stored after the reuse is born revoked; one stored before is revoked by the next reuse.
-    store.store_grant(&grant_for("late", &a, &marie, &code)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.store_grant(&grant_for("late", &a, &marie, &code)).await.unwrap();
     let late = store.find_grant("late").await.ok().flatten().unwrap_or_else(|| panic!("no grant"));
     assert!(late.revoked_at.is_some(), "born revoked");
 
     let other = PlainToken::generate().hash();
-    store.store_code(&code_for(&a, &marie, &other)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.store_code(&code_for(&a, &marie, &other)).await.unwrap();
     assert!(matches!(store.use_code(&other, &a.id, t0()).await, Ok(CodeUse::First(_))));
-    store.store_grant(&grant_for("first", &a, &marie, &other)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.store_grant(&grant_for("first", &a, &marie, &other)).await.unwrap();
     assert_eq!(store.find_grant("first").await.ok().flatten().and_then(|g| g.revoked_at), None);
     let later = t0() + SignedDuration::from_secs(5);
     assert_eq!(store.use_code(&other, &a.id, later).await.ok(), Some(CodeUse::Again));
@@ -1430,23 +1397,23 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
 async fn the_access_epoch_moves_with_what_the_gate_caches(store: SqlStore) {
     let marie = add(&store, "marie").await;
     let token = PlainToken::generate();
-    store.create_session(&new_session(&marie, &token)).await.unwrap_or_else(|e| panic!("{e:?}"));
-    let epoch = || async { store.access_epoch().await.unwrap_or_else(|e| panic!("{e:?}")) };
+    store.create_session(&new_session(&marie, &token)).await.unwrap();
+    let epoch = || async { store.access_epoch().await.unwrap() };
     let mut last = epoch().await;
     let mut moved = |now: i64, what: &str| {
         assert!(now > last, "{what} moves the epoch");
         last = now;
     };
     let bureau = GroupName::parse("bureau").unwrap();
-    let bureau = store.create_group(&bureau, "", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let bureau = store.create_group(&bureau, "", t0()).await.unwrap();
     store.add_to_group(bureau.id, marie.id, staff_event(&marie, AuditKind::GroupJoined)).await.ok();
     moved(epoch().await, "joining a group");
     store.remove_from_group(bureau.id, marie.id, staff_event(&marie, AuditKind::GroupLeft)).await.ok();
     moved(epoch().await, "leaving it");
-    store.delete_session(&token.hash(), None).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.delete_session(&token.hash(), None).await.unwrap();
     moved(epoch().await, "ending a session");
     let event = staff_event(&marie, AuditKind::AccountDisabled);
-    store.set_disabled(marie.id, true, event, Reach::Anyone).await.unwrap_or_else(|e| panic!("{e:?}"));
+    store.set_disabled(marie.id, true, event, Reach::Anyone).await.unwrap();
     moved(epoch().await, "disabling the account");
     let quiet = epoch().await;
     store.find_session(&token.hash(), t0()).await.ok();
@@ -1465,10 +1432,10 @@ async fn a_kept_secret_is_the_first_one_stored(store: SqlStore) {
 async fn groups_hold_members_and_say_so(store: SqlStore) {
     let marie = add(&store, "marie").await;
     let name = |n: &str| GroupName::parse(n).unwrap();
-    let bureau = store.create_group(&name("bureau"), "Le bureau", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let bureau = store.create_group(&name("bureau"), "Le bureau", t0()).await.unwrap();
     let taken = store.create_group(&name("bureau"), "", t0()).await;
     assert!(matches!(taken, Err(StoreError::Conflict(Conflict::Group))), "{taken:?}");
-    let adherents = store.create_group(&name("adherents"), "", t0()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let adherents = store.create_group(&name("adherents"), "", t0()).await.unwrap();
     let event = || staff_event(&marie, AuditKind::GroupJoined);
     assert_eq!(store.add_to_group(bureau.id, marie.id, event()).await.ok(), Some(true));
     assert_eq!(store.add_to_group(bureau.id, marie.id, event()).await.ok(), Some(false), "already in");

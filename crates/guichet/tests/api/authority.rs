@@ -51,7 +51,7 @@ async fn every_account_action_follows_the_authority_matrix(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
     app.add_account("desk", Role::Assistance).await;
     app.add_account("boss", Role::Admin).await;
-    app.app.state.groups.add("bureau", "").await.unwrap_or_else(|e| panic!("{e:?}"));
+    app.app.state.groups.add("bureau", "").await.unwrap();
     let clients = [
         (Role::Assistance, "desk", signed_in(&app, "desk").await),
         (Role::Admin, "boss", signed_in(&app, "boss").await),
@@ -168,7 +168,7 @@ async fn administrators_put_members_in_groups_and_assistance_sees_them() {
     let marie = app.add_member("marie").await;
     app.add_account("boss", Role::Admin).await;
     app.add_account("desk", Role::Assistance).await;
-    app.app.state.groups.add("formateurs", "").await.unwrap_or_else(|e| panic!("{e:?}"));
+    app.app.state.groups.add("formateurs", "").await.unwrap();
     let boss = signed_in(&app, "boss").await;
     let page = format!("/admin/members/{}", marie.id.get());
     let joined = app.submit(&boss, &page, &format!("{page}/join"), &[("group", "formateurs")]).await;

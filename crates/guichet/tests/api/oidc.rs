@@ -75,11 +75,11 @@ async fn register(app: &TestApp, public: bool, groups: &[&str]) -> Registered {
 /// A member of `bureau`, signed in with a browser of their own.
 async fn member_in_bureau(app: &TestApp) -> reqwest::Client {
     app.add_member("marie").await;
-    app.app.state.groups.add("bureau", "").await.unwrap_or_else(|e| panic!("{e:?}"));
+    app.app.state.groups.add("bureau", "").await.unwrap();
     let account = app.account("marie").await.id;
     let context = guichet_core::audit::RequestContext::default();
     let actor = guichet_core::audit::Actor::Operator;
-    app.app.state.groups.join(account, "bureau", actor, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
+    app.app.state.groups.join(account, "bureau", actor, &context).await.unwrap();
     browser()
 }
 
@@ -296,7 +296,7 @@ async fn a_public_client_must_use_pkce() {
 async fn a_client_limited_to_a_group_turns_others_away() {
     let app = spawn_app_with(Backend::Sqlite, &[]).await;
     let browser = member_in_bureau(&app).await;
-    app.app.state.groups.add("formateurs", "").await.unwrap_or_else(|e| panic!("{e:?}"));
+    app.app.state.groups.add("formateurs", "").await.unwrap();
     let registered = register(&app, false, &["formateurs"]).await;
     let rp = relying_party(&app, &registered).await;
     let (url, state, _, _) = authorization(&rp);
@@ -309,11 +309,11 @@ async fn a_client_limited_to_a_group_turns_others_away() {
     let account = app.account("marie").await.id;
     let (context, actor) = (guichet_core::audit::RequestContext::default(), guichet_core::audit::Actor::Operator);
     let groups = &app.app.state.groups;
-    groups.join(account, "formateurs", actor, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
+    groups.join(account, "formateurs", actor, &context).await.unwrap();
     let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     let tokens = exchange(&rp, &code, verifier).await.unwrap();
     let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
-    groups.leave(account, "formateurs", actor, &context).await.unwrap_or_else(|e| panic!("{e:?}"));
+    groups.leave(account, "formateurs", actor, &context).await.unwrap();
     let refused = exchange(&rp, &code, verifier).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
     assert!(userinfo(&rp, tokens.access_token()).await.is_err(), "userinfo stops at once");
@@ -377,7 +377,7 @@ async fn a_temporary_password_is_changed_first_then_the_application_gets_its_cod
     assert!(tokens.id_token().is_some_and(|t| t.claims(&rp.id_token_verifier(), &nonce).is_ok()));
 
     // Disabled: the session ends, and the application gets the login page, never a code.
-    app.app.state.members.set_disabled("marie", true).await.unwrap_or_else(|e| panic!("{e:?}"));
+    app.app.state.members.set_disabled("marie", true).await.unwrap();
     let (url, _, _, _) = authorization(&rp);
     let response = browser.get(&url).send().await.unwrap();
     let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();

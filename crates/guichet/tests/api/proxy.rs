@@ -364,13 +364,8 @@ async fn the_readme_block_guards_the_site(kind: Kind, backend: Backend) {
         password: Some(SecretString::from(PASSWORD.to_owned())),
         invite: false,
     };
-    app.app
-        .state
-        .members
-        .add(request, Actor::Operator, RequestContext::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    app.app.state.groups.add("bureau", "").await.unwrap_or_else(|e| panic!("{e:?}"));
+    app.app.state.members.add(request, Actor::Operator, RequestContext::default()).await.unwrap();
+    app.app.state.groups.add("bureau", "").await.unwrap();
     let (docs, membres) = (scene.url("docs"), scene.url("membres"));
     let (client, jar) = scene.browser_with_jar();
 

@@ -77,7 +77,7 @@ async fn a_member_whose_hospital_blocks_the_mail_recovers_through_the_secours_ad
     assert_eq!(app.login_with(&browser(), "marie", NEW_PASSWORD, &[]).await.location(), Some("/me"));
 
     // The bounce opened a request at the desk, linked to her account, with the server's answer.
-    let queue = app.app.state.desk.queue(true, 20).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let queue = app.app.state.desk.queue(true, 20).await.unwrap();
     let bounce = queue.iter().find(|r| r.account_id == Some(marie_account.id)).unwrap_or_else(|| panic!("no request"));
     assert_eq!(bounce.state, RequestState::New);
     assert!(bounce.message.contains("n'a pas pu être remis") && bounce.message.contains("5.7.1"), "{}", bounce.message);
@@ -89,7 +89,7 @@ async fn a_member_whose_hospital_blocks_the_mail_recovers_through_the_secours_ad
     app.submit(&browser(), "/forgot-identifier", "/forgot-identifier", &[("email", PERSONAL)]).await;
     app.deliver_mail().await;
     app.deliver_mail().await;
-    let queue = app.app.state.desk.queue(true, 20).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let queue = app.app.state.desk.queue(true, 20).await.unwrap();
     assert_eq!(queue.iter().filter(|r| r.account_id == Some(marie_account.id)).count(), 1);
     assert!(app.mail_to(PERSONAL).iter().any(|m| m.text.lines().any(|l| l.trim() == "marie")), "identifier too");
 }
