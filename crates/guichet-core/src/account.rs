@@ -6,8 +6,10 @@ use jiff::Timestamp;
 
 use crate::password::PasswordHash;
 
-/// An account's database id. Never a bare integer between layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// An account's database id. Never a bare integer between layers (a URL's `{id}` is
+/// read as one directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(transparent)]
 pub struct AccountId(i64);
 
 impl AccountId {

@@ -162,25 +162,17 @@ impl Credentials {
         Ok(true)
     }
 
-    /// Records a wrong password from a browser holding a device cookie for the account:
-    /// audited (`login_failed_on_device`), not counted toward the account's lock.
-    pub async fn record_device_login_failure(
+    /// Records a login that counts toward no lock: `login_failed_on_device` (a wrong
+    /// password from a browser holding a device cookie for the account) or
+    /// `login_refused_locked` (refused without a password check).
+    pub async fn record_uncounted(
         &self,
         account: AccountId,
+        kind: AuditKind,
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.record(member_event(account, AuditKind::LoginFailedOnDevice, context, now)).await
-    }
-
-    /// Records a login refused without a password check (a locked account).
-    pub async fn record_refused_login(
-        &self,
-        account: AccountId,
-        context: &RequestContext,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.record(member_event(account, AuditKind::LoginRefusedLocked, context, now)).await
+        self.record(member_event(account, kind, context, now)).await
     }
 
     async fn record(&self, event: NewAuditEvent) -> Result<(), StoreError> {
@@ -295,184 +287,15 @@ impl Credentials {
 
 #[cfg(test)]
 mod tests {
-    //! The rules on their own, over rows kept in memory: one unit at a time (as SQLite's
-    //! write lock allows), on a copy that only a commit keeps.
+    //! The rules on their own, over rows kept in memory.
 
-    use std::collections::HashMap;
-
-    use async_trait::async_trait;
     use jiff::SignedDuration;
-    use tokio::sync::{Mutex, OwnedMutexGuard};
+    use tokio::sync::Mutex;
 
     use super::*;
     use crate::account::{Account, DisplayName, Identifier};
     use crate::codes::{CodePurpose, StoredCode};
-    use crate::mail::MailId;
-    use crate::ports::EventId;
-
-    #[derive(Debug, Clone, Default)]
-    struct Rows {
-        accounts: HashMap<AccountId, HeldAccount>,
-        events: Vec<(EventId, NewAuditEvent)>,
-        mail: Vec<NewMail>,
-        codes: HashMap<String, StoredCode>,
-        sessions: Vec<(AccountId, String, bool)>,
-        uncounted: u32,
-    }
-
-    #[derive(Debug, Default)]
-    struct Memory(Arc<Mutex<Rows>>);
-
-    struct MemoryWork {
-        rows: Rows,
-        held: OwnedMutexGuard<Rows>,
-    }
-
-    #[async_trait]
-    impl Transactions for Memory {
-        async fn begin(&self) -> Result<Box<dyn Work>, StoreError> {
-            let held = Arc::clone(&self.0).lock_owned().await;
-            Ok(Box::new(MemoryWork { rows: held.clone(), held }))
-        }
-    }
-
-    impl MemoryWork {
-        fn account(&mut self, account: AccountId) -> &mut Account {
-            &mut self.rows.accounts.get_mut(&account).unwrap().account
-        }
-    }
-
-    #[async_trait]
-    impl Work for MemoryWork {
-        async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
-            Ok(self.rows.accounts.get(&account).cloned())
-        }
-        async fn find_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
-            Ok(self.rows.codes.get(hash.as_str()).cloned())
-        }
-        async fn hold_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
-            Ok(self.rows.codes.get(hash.as_str()).cloned())
-        }
-        async fn count_events(
-            &mut self,
-            account: AccountId,
-            kind: AuditKind,
-            after: EventId,
-            since: Timestamp,
-        ) -> Result<u32, StoreError> {
-            let counted = self
-                .rows
-                .events
-                .iter()
-                .filter(|(id, e)| e.account_id == Some(account) && e.kind == kind && *id > after && e.at >= since);
-            Ok(u32::try_from(counted.count()).unwrap())
-        }
-        async fn last_event(&mut self, account: AccountId) -> Result<EventId, StoreError> {
-            Ok(self
-                .rows
-                .events
-                .iter()
-                .filter(|(_, e)| e.account_id == Some(account))
-                .map(|(id, _)| *id)
-                .max()
-                .unwrap_or(0))
-        }
-        async fn record(&mut self, event: &NewAuditEvent) -> Result<EventId, StoreError> {
-            let id = EventId::try_from(self.rows.events.len()).unwrap() + 1;
-            self.rows.events.push((id, event.clone()));
-            Ok(id)
-        }
-        async fn queue_mail(&mut self, mail: &NewMail, _now: Timestamp) -> Result<MailId, StoreError> {
-            self.rows.mail.push(mail.clone());
-            Ok(MailId::from_stored(i64::try_from(self.rows.mail.len()).unwrap()))
-        }
-        async fn set_lock(
-            &mut self,
-            account: AccountId,
-            until: Option<Timestamp>,
-            cleared_after: EventId,
-        ) -> Result<(), StoreError> {
-            let held = self.rows.accounts.get_mut(&account).unwrap();
-            held.account.locked_until = until;
-            held.failures_cleared_after = cleared_after;
-            Ok(())
-        }
-        async fn set_logged_in(
-            &mut self,
-            account: AccountId,
-            at: Timestamp,
-            rehash: Option<&PasswordHash>,
-        ) -> Result<(), StoreError> {
-            let row = self.account(account);
-            row.last_login_at = Some(at);
-            if let Some(hash) = rehash {
-                row.password_hash = Some(hash.clone());
-            }
-            Ok(())
-        }
-        async fn set_password(
-            &mut self,
-            account: AccountId,
-            hash: &PasswordHash,
-            at: Timestamp,
-        ) -> Result<(), StoreError> {
-            let row = self.account(account);
-            row.password_hash = Some(hash.clone());
-            row.temporary_password_hash = None;
-            row.temporary_password_until = None;
-            row.devices_trusted_after = at;
-            Ok(())
-        }
-        async fn set_temporary_password(
-            &mut self,
-            account: AccountId,
-            hash: &TokenHash,
-            expires_at: Timestamp,
-        ) -> Result<(), StoreError> {
-            let row = self.account(account);
-            row.temporary_password_hash = Some(hash.clone());
-            row.temporary_password_until = Some(expires_at);
-            Ok(())
-        }
-        async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
-            let before = self.rows.sessions.len();
-            self.rows
-                .sessions
-                .retain(|(a, token, _)| *a != account || Some(token.as_str()) == keep.map(TokenHash::as_str));
-            Ok(u64::try_from(before - self.rows.sessions.len()).unwrap())
-        }
-        async fn end_forced_sessions(&mut self, account: AccountId) -> Result<u64, StoreError> {
-            let before = self.rows.sessions.len();
-            self.rows.sessions.retain(|(a, _, forced)| *a != account || !forced);
-            Ok(u64::try_from(before - self.rows.sessions.len()).unwrap())
-        }
-        async fn clear_forced_change(&mut self, session: &TokenHash) -> Result<(), StoreError> {
-            for (_, token, forced) in &mut self.rows.sessions {
-                if token == session.as_str() {
-                    *forced = false;
-                }
-            }
-            Ok(())
-        }
-        async fn uncount(&mut self, _key: &ThrottleKey, _at: Timestamp) -> Result<(), StoreError> {
-            self.rows.uncounted += 1;
-            Ok(())
-        }
-        async fn use_code(&mut self, hash: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
-            self.rows.codes.get_mut(hash.as_str()).unwrap().used_at = Some(at);
-            Ok(())
-        }
-        async fn use_up_codes(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
-            for code in self.rows.codes.values_mut().filter(|c| c.account_id == account && c.used_at.is_none()) {
-                code.used_at = Some(at);
-            }
-            Ok(())
-        }
-        async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-            *self.held = std::mem::take(&mut self.rows);
-            Ok(())
-        }
-    }
+    use crate::ports::memory::{Memory, Rows};
 
     fn t0() -> Timestamp {
         "2026-03-02T09:00:00Z".parse().unwrap()

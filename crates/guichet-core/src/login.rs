@@ -442,13 +442,14 @@ impl Authenticator {
                     let _ = LOCKED.try_with(|locked| locked.set(true));
                 }
                 self.spend_one_hash(password).await?;
-                self.credentials.record_refused_login(account.id, context, now).await?;
+                self.credentials.record_uncounted(account.id, AuditKind::LoginRefusedLocked, context, now).await?;
                 return Err(LoginError::InvalidCredentials);
             }
         };
         match self.hasher.verify(password, hash.clone()).await? {
             Verification::Mismatch if device.is_some() => {
-                self.credentials.record_device_login_failure(account.id, context, self.clock.now()).await?;
+                let now = self.clock.now();
+                self.credentials.record_uncounted(account.id, AuditKind::LoginFailedOnDevice, context, now).await?;
                 Err(LoginError::InvalidCredentials)
             }
             Verification::Mismatch => {

@@ -68,6 +68,7 @@ pub struct Postman {
     outbox: Arc<dyn OutboxStore>,
     recovery: Arc<dyn RecoveryStore>,
     desk: Arc<dyn DeskStore>,
+    desk_rules: crate::desk::DeskRules,
     sender: Arc<dyn MailSender>,
     clock: Arc<dyn Clock>,
     policy: MailPolicy,
@@ -105,6 +106,7 @@ impl Postman {
             outbox: Arc::clone(&ports.outbox),
             recovery: Arc::clone(&ports.recovery),
             desk: Arc::clone(&ports.desk),
+            desk_rules: crate::desk::DeskRules::of(ports),
             sender,
             clock,
             policy,
@@ -335,7 +337,7 @@ impl Postman {
                 address: None,
                 account_id: Some(account.id),
             };
-            self.desk.report_undelivered(&request, self.desk_address.as_ref(), now).await?;
+            self.desk_rules.report_undelivered(&request, self.desk_address.as_ref(), now).await?;
         } else if let MailSubject::Request(id) = mail.subject {
             let note = crate::desk::NewNote { author_id: None, body };
             self.desk.add_note(id, &note, now).await?;

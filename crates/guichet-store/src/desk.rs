@@ -3,32 +3,27 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
-use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::desk::{
-    AssistanceRequest, CallSlot, CallSlotId, Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestNote,
-    RequestState, SlotState, new_reference,
+    AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestNote, RequestState, new_reference,
 };
-use guichet_core::mail::{MailKind, MailSubject, NewMail};
 use guichet_core::ports::{DeskStore, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::audit::insert_event;
-use crate::outbox::insert_mail;
 use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
-const REQUEST_COLUMNS: &str =
+pub(crate) const REQUEST_COLUMNS: &str =
     "id, reference, name, email, identifier, phone, message, state, account_id, assignee_id, created_at, updated_at";
-const SLOT_COLUMNS: &str = "id, request_id, starts_at, ends_at, confirmed_at, withdrawn_at";
+pub(crate) const SLOT_COLUMNS: &str = "id, request_id, starts_at, ends_at, confirmed_at, withdrawn_at";
 
 fn account(row: &AnyRow, column: &str) -> Result<Option<AccountId>, StoreError> {
     Ok(row.try_get::<Option<i64>, _>(column).map_err(backend)?.map(AccountId::from_stored))
 }
 
-fn request_from_row(row: &AnyRow) -> Result<AssistanceRequest, StoreError> {
+pub(crate) fn request_from_row(row: &AnyRow) -> Result<AssistanceRequest, StoreError> {
     let text = |column: &str| row.try_get::<String, _>(column).map_err(backend);
     Ok(AssistanceRequest {
         id: RequestId::from_stored(row.try_get("id").map_err(backend)?),
@@ -46,7 +41,7 @@ fn request_from_row(row: &AnyRow) -> Result<AssistanceRequest, StoreError> {
     })
 }
 
-fn slot_from_row(row: &AnyRow) -> Result<CallSlot, StoreError> {
+pub(crate) fn slot_from_row(row: &AnyRow) -> Result<CallSlot, StoreError> {
     Ok(CallSlot {
         id: CallSlotId::from_stored(row.try_get("id").map_err(backend)?),
         request_id: RequestId::from_stored(row.try_get("request_id").map_err(backend)?),
@@ -58,7 +53,12 @@ fn slot_from_row(row: &AnyRow) -> Result<CallSlot, StoreError> {
 }
 
 /// Adds a note to a request, inside a transaction.
-async fn insert_note(tx: &mut SqlWork, id: RequestId, note: &NewNote, now: Timestamp) -> Result<(), StoreError> {
+pub(crate) async fn insert_note(
+    tx: &mut SqlWork,
+    id: RequestId,
+    note: &NewNote,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, $2, $3, $4)")
         .bind(id.get())
         .bind(note.author_id.map(AccountId::get))
@@ -70,13 +70,8 @@ async fn insert_note(tx: &mut SqlWork, id: RequestId, note: &NewNote, now: Times
         .map_err(backend)
 }
 
-/// The audit line of a call step on the request's account.
-fn call_event(account: AccountId, kind: AuditKind, actor: Actor, at: Timestamp) -> NewAuditEvent {
-    NewAuditEvent { at, account_id: Some(account), kind, actor, context: RequestContext::default(), detail: None }
-}
-
 /// Stores a request with a fresh reference, inside a transaction.
-async fn insert_request(
+pub(crate) async fn insert_request(
     tx: &mut SqlWork,
     request: &NewRequest,
     now: Timestamp,
@@ -100,75 +95,8 @@ async fn insert_request(
     request_from_row(&row)
 }
 
-/// Queues a notice to the desk's mailbox about `subject`, when there is one.
-async fn tell_the_desk(
-    tx: &mut SqlWork,
-    notify: Option<&EmailAddress>,
-    subject: MailSubject,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let Some(desk) = notify else { return Ok(()) };
-    let kind = match subject {
-        MailSubject::Slot(_) => MailKind::DeskCallConfirmed,
-        _ => MailKind::DeskNewRequest,
-    };
-    insert_mail(tx, &NewMail { kind, account_id: None, recipient: desk.clone(), subject }, now).await.map(|_| ())
-}
-
 #[async_trait]
 impl DeskStore for SqlStore {
-    async fn create_request(
-        &self,
-        request: &NewRequest,
-        notify: Option<&EmailAddress>,
-        now: Timestamp,
-    ) -> Result<AssistanceRequest, StoreError> {
-        let mut tx = self.begin_work().await?;
-        let created = insert_request(&mut tx, request, now).await?;
-        let receipt = NewMail {
-            kind: MailKind::AssistanceReceived,
-            account_id: created.account_id,
-            recipient: created.email.clone(),
-            subject: MailSubject::Request(created.id),
-        };
-        insert_mail(&mut tx, &receipt, now).await?;
-        tell_the_desk(&mut tx, notify, MailSubject::Request(created.id), now).await?;
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    async fn report_undelivered(
-        &self,
-        request: &NewRequest,
-        notify: Option<&EmailAddress>,
-        now: Timestamp,
-    ) -> Result<RequestId, StoreError> {
-        let mut tx = self.begin_work().await?;
-        let open: Option<i64> = sqlx::query_scalar(
-            "UPDATE assistance_requests SET state = 'new', updated_at = $2 WHERE id = \
-             (SELECT MAX(id) FROM assistance_requests WHERE account_id = $1 AND state <> 'closed') RETURNING id",
-        )
-        .bind(request.account_id.map(AccountId::get))
-        .bind(millis(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let id = match open {
-            Some(id) => {
-                let id = RequestId::from_stored(id);
-                insert_note(&mut tx, id, &NewNote { author_id: None, body: request.message.clone() }, now).await?;
-                id
-            }
-            None => {
-                let created = insert_request(&mut tx, request, now).await?;
-                tell_the_desk(&mut tx, notify, MailSubject::Request(created.id), now).await?;
-                created.id
-            }
-        };
-        tx.commit().await?;
-        Ok(id)
-    }
-
     async fn list_requests(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError> {
         let filter = if open_only { "WHERE state <> 'closed'" } else { "" };
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM assistance_requests {filter} ORDER BY id DESC LIMIT $1");
@@ -181,36 +109,6 @@ impl DeskStore for SqlStore {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM assistance_requests WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql)).bind(id.get()).fetch_optional(&self.pool).await.map_err(backend)?;
         row.as_ref().map(request_from_row).transpose()
-    }
-
-    async fn update_request(
-        &self,
-        id: RequestId,
-        change: RequestChange,
-        note: &NewNote,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_work().await?;
-        let query = match change {
-            RequestChange::State(state) => {
-                sqlx::query("UPDATE assistance_requests SET state = $2, updated_at = $3 WHERE id = $1")
-                    .bind(id.get())
-                    .bind(state.as_str())
-            }
-            RequestChange::Assignee(who) => {
-                sqlx::query("UPDATE assistance_requests SET assignee_id = $2, updated_at = $3 WHERE id = $1")
-                    .bind(id.get())
-                    .bind(who.map(AccountId::get))
-            }
-            RequestChange::Account(which) => {
-                sqlx::query("UPDATE assistance_requests SET account_id = $2, updated_at = $3 WHERE id = $1")
-                    .bind(id.get())
-                    .bind(which.map(AccountId::get))
-            }
-        };
-        query.bind(millis(now)).execute(&mut *tx).await.map_err(backend)?;
-        insert_note(&mut tx, id, note, now).await?;
-        tx.commit().await
     }
 
     async fn add_note(&self, id: RequestId, note: &NewNote, now: Timestamp) -> Result<(), StoreError> {
@@ -234,64 +132,6 @@ impl DeskStore for SqlStore {
                 })
             })
             .collect()
-    }
-
-    async fn propose_slots(
-        &self,
-        id: RequestId,
-        slots: &[(Timestamp, Timestamp)],
-        phone: &str,
-        note: &NewNote,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let staff = note.author_id;
-        let mut tx = self.begin_work().await?;
-        let email: String = sqlx::query_scalar(
-            "UPDATE assistance_requests SET state = 'waiting', phone = $3, updated_at = $2 WHERE id = $1 RETURNING email",
-        )
-        .bind(id.get())
-        .bind(millis(now))
-        .bind(phone)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        // Earlier proposals that were not taken up give way to this one.
-        sqlx::query("UPDATE call_slots SET withdrawn_at = $2 WHERE request_id = $1 AND confirmed_at IS NULL AND withdrawn_at IS NULL")
-            .bind(id.get())
-            .bind(millis(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        for (starts_at, ends_at) in slots {
-            sqlx::query("INSERT INTO call_slots (request_id, starts_at, ends_at, proposed_by, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(id.get())
-                .bind(millis(*starts_at))
-                .bind(millis(*ends_at))
-                .bind(staff.map(AccountId::get))
-                .bind(millis(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        let account: Option<i64> = sqlx::query_scalar("SELECT account_id FROM assistance_requests WHERE id = $1")
-            .bind(id.get())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if let Some(account) = account {
-            let actor = staff.map_or(Actor::System, Actor::Staff);
-            let event = call_event(AccountId::from_stored(account), AuditKind::CallProposed, actor, now);
-            insert_event(&mut tx, &event).await?;
-        }
-        let mail = NewMail {
-            kind: MailKind::CallProposal,
-            account_id: account.map(AccountId::from_stored),
-            recipient: EmailAddress::from_stored(email),
-            subject: MailSubject::Request(id),
-        };
-        insert_mail(&mut tx, &mail, now).await?;
-        insert_note(&mut tx, id, note, now).await?;
-        tx.commit().await
     }
 
     async fn request_slots(&self, id: RequestId) -> Result<Vec<CallSlot>, StoreError> {
@@ -325,73 +165,6 @@ impl DeskStore for SqlStore {
         let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql)).bind(slot.get()).fetch_optional(&self.pool).await.map_err(backend)?;
         row.as_ref().map(slot_from_row).transpose()
-    }
-
-    async fn confirm_slot(
-        &self,
-        hash: &TokenHash,
-        notify: Option<&EmailAddress>,
-        note: &str,
-        now: Timestamp,
-    ) -> Result<Option<Confirmation>, StoreError> {
-        let mut tx = self.begin_work().await?;
-        // The request's row serialises confirmations of the same proposal.
-        let request: Option<i64> = sqlx::query_scalar(
-            "UPDATE assistance_requests SET updated_at = updated_at \
-             WHERE id = (SELECT request_id FROM call_slots WHERE token_hash = $1) RETURNING id",
-        )
-        .bind(hash.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(request) = request else { return Ok(None) };
-        let sql = format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE token_hash = $1");
-        let slot = slot_from_row(
-            &sqlx::query(AssertSqlSafe(sql)).bind(hash.as_str()).fetch_one(&mut *tx).await.map_err(backend)?,
-        )?;
-        match slot.state_at(now) {
-            SlotState::Confirmed => return Ok(Some(Confirmation::AlreadyConfirmed(slot))),
-            SlotState::Withdrawn | SlotState::Past => return Ok(Some(Confirmation::Unavailable(slot))),
-            SlotState::Open => {}
-        }
-        sqlx::query("UPDATE call_slots SET confirmed_at = $2 WHERE id = $1")
-            .bind(slot.id.get())
-            .bind(millis(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("UPDATE call_slots SET withdrawn_at = $3 WHERE request_id = $1 AND id <> $2 AND confirmed_at IS NULL AND withdrawn_at IS NULL")
-            .bind(request)
-            .bind(slot.id.get())
-            .bind(millis(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let row = sqlx::query("SELECT email, account_id FROM assistance_requests WHERE id = $1")
-            .bind(request)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if let Some(account) = account(&row, "account_id")? {
-            insert_event(&mut tx, &call_event(account, AuditKind::CallConfirmed, Actor::Member, now)).await?;
-        }
-        let mail = NewMail {
-            kind: MailKind::CallConfirmed,
-            account_id: account(&row, "account_id")?,
-            recipient: EmailAddress::from_stored(row.try_get("email").map_err(backend)?),
-            subject: MailSubject::Slot(slot.id),
-        };
-        insert_mail(&mut tx, &mail, now).await?;
-        tell_the_desk(&mut tx, notify, MailSubject::Slot(slot.id), now).await?;
-        sqlx::query("INSERT INTO request_notes (request_id, author_id, at, body) VALUES ($1, NULL, $2, $3)")
-            .bind(request)
-            .bind(millis(now))
-            .bind(note)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await?;
-        Ok(Some(Confirmation::Confirmed(CallSlot { confirmed_at: Some(now), ..slot })))
     }
 
     async fn upcoming_calls(

@@ -9,6 +9,7 @@ use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
 use guichet_core::audit::{AuditKind, NewAuditEvent};
 use guichet_core::codes::StoredCode;
+use guichet_core::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
 use guichet_core::lockout::ThrottleKey;
 use guichet_core::mail::{MailId, NewMail};
 use guichet_core::password::PasswordHash;
@@ -19,6 +20,7 @@ use tokio::sync::Notify;
 
 use crate::accounts::{ACCOUNT_COLUMNS, account_from_row};
 use crate::audit::insert_event;
+use crate::desk::{REQUEST_COLUMNS, SLOT_COLUMNS, request_from_row, slot_from_row};
 use crate::outbox::insert_mail;
 use crate::recovery::{CODE_COLUMNS, code_from_row};
 use crate::{SqlStore, backend, millis};
@@ -266,6 +268,108 @@ impl Work for SqlWork {
 
     async fn use_up_codes(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
         crate::recovery::use_up_codes(self, account, at).await
+    }
+
+    async fn hold_request(&mut self, id: RequestId) -> Result<Option<AssistanceRequest>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE assistance_requests SET updated_at = updated_at WHERE id = $1 RETURNING {REQUEST_COLUMNS}"
+        )))
+        .bind(id.get())
+        .fetch_optional(&mut **self)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn hold_open_request_of(&mut self, account: AccountId) -> Result<Option<AssistanceRequest>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE assistance_requests SET updated_at = updated_at WHERE id = \
+             (SELECT MAX(id) FROM assistance_requests WHERE account_id = $1 AND state <> 'closed') \
+             RETURNING {REQUEST_COLUMNS}"
+        )))
+        .bind(account.get())
+        .fetch_optional(&mut **self)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn insert_request(&mut self, request: &NewRequest, now: Timestamp) -> Result<AssistanceRequest, StoreError> {
+        crate::desk::insert_request(self, request, now).await
+    }
+
+    async fn save_request(&mut self, request: &AssistanceRequest, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE assistance_requests SET state = $2, phone = $3, account_id = $4, assignee_id = $5, updated_at = $6 \
+             WHERE id = $1",
+        )
+        .bind(request.id.get())
+        .bind(request.state.as_str())
+        .bind(request.phone.as_str())
+        .bind(request.account_id.map(AccountId::get))
+        .bind(request.assignee_id.map(AccountId::get))
+        .bind(millis(at))
+        .execute(&mut **self)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+    }
+
+    async fn insert_note(&mut self, request: RequestId, note: &NewNote, at: Timestamp) -> Result<(), StoreError> {
+        crate::desk::insert_note(self, request, note, at).await
+    }
+
+    async fn find_slot(&mut self, hash: &TokenHash) -> Result<Option<CallSlot>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {SLOT_COLUMNS} FROM call_slots WHERE token_hash = $1")))
+            .bind(hash.as_str())
+            .fetch_optional(&mut **self)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(slot_from_row).transpose()
+    }
+
+    async fn request_slots(&mut self, request: RequestId) -> Result<Vec<CallSlot>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SLOT_COLUMNS} FROM call_slots WHERE request_id = $1 ORDER BY starts_at, id"
+        )))
+        .bind(request.get())
+        .fetch_all(&mut **self)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(slot_from_row).collect()
+    }
+
+    async fn insert_slot(
+        &mut self,
+        request: RequestId,
+        (starts_at, ends_at): (Timestamp, Timestamp),
+        proposed_by: Option<AccountId>,
+        at: Timestamp,
+    ) -> Result<CallSlotId, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO call_slots (request_id, starts_at, ends_at, proposed_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(request.get())
+        .bind(millis(starts_at))
+        .bind(millis(ends_at))
+        .bind(proposed_by.map(AccountId::get))
+        .bind(millis(at))
+        .fetch_one(&mut **self)
+        .await
+        .map(CallSlotId::from_stored)
+        .map_err(backend)
+    }
+
+    async fn save_slot(&mut self, slot: &CallSlot) -> Result<(), StoreError> {
+        sqlx::query("UPDATE call_slots SET confirmed_at = $2, withdrawn_at = $3 WHERE id = $1")
+            .bind(slot.id.get())
+            .bind(slot.confirmed_at.map(millis))
+            .bind(slot.withdrawn_at.map(millis))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

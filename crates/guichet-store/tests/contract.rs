@@ -358,8 +358,8 @@ async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
         address: None,
         ..written_request(Some(&account))
     };
-    let first = store.report_undelivered(&bounce("premier rebond"), Some(&desk), t0()).await.unwrap();
-    let second = store.report_undelivered(&bounce("second rebond"), Some(&desk), t0()).await.unwrap();
+    let first = desk_rules(&store).report_undelivered(&bounce("premier rebond"), Some(&desk), t0()).await.unwrap();
+    let second = desk_rules(&store).report_undelivered(&bounce("second rebond"), Some(&desk), t0()).await.unwrap();
     assert_eq!(first, second, "added to the open request");
     let notes = store.request_notes(first).await.unwrap_or_default();
     assert!(notes.iter().any(|n| n.body == "second rebond" && n.author_id.is_none()));
@@ -370,23 +370,23 @@ async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
         "no receipt to the member (the mail does not reach them), one notice to the desk"
     );
     let note = NewNote { author_id: None, body: "close".into() };
-    store.update_request(first, RequestChange::State(RequestState::Closed), &note, t0()).await.unwrap();
-    let third = store.report_undelivered(&bounce("troisième"), None, t0()).await.unwrap();
+    desk_rules(&store).update_request(first, RequestChange::State(RequestState::Closed), &note, t0()).await.unwrap();
+    let third = desk_rules(&store).report_undelivered(&bounce("troisième"), None, t0()).await.unwrap();
     assert_ne!(third, first, "a closed request is not reopened: a new one");
 }
 
 async fn the_desk_is_told_of_new_requests_and_confirmed_calls(store: SqlStore) {
     let desk = EmailAddress::parse("assistance@reseau.example").unwrap();
-    let created = store.create_request(&written_request(None), Some(&desk), t0()).await.unwrap();
+    let created = desk_rules(&store).create_request(&written_request(None), Some(&desk), t0()).await.unwrap();
     let staff = add(&store, "desk").await;
     let note = NewNote { author_id: Some(staff.id), body: "proposé".into() };
     let slots = [(t0() + minutes(60), t0() + minutes(90))];
-    store.propose_slots(created.id, &slots, "04 91 00 00 00", &note, t0()).await.unwrap();
+    desk_rules(&store).propose_slots(created.id, &slots, "04 91 00 00 00", &note, t0()).await.unwrap();
     assert_eq!(store.find_request(created.id).await.ok().flatten().map(|r| r.phone).as_deref(), Some("04 91 00 00 00"));
     let slot = store.request_slots(created.id).await.unwrap_or_default().remove(0);
     let token = PlainToken::generate();
     store.set_slot_token(slot.id, &token.hash()).await.unwrap();
-    store.confirm_slot(&token.hash(), Some(&desk), "confirmé", t0()).await.unwrap();
+    desk_rules(&store).confirm_slot(&token.hash(), Some(&desk), "confirmé", t0()).await.unwrap();
     let mail = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
     let to_desk: Vec<(MailKind, MailSubject)> =
         mail.iter().filter(|m| m.recipient == desk).map(|m| (m.kind, m.subject)).collect();
@@ -463,6 +463,11 @@ async fn a_temporary_password_opens_a_forced_session_until_a_password_is_chosen(
 /// they promise (40 racing failures lock once) holds on the real database.
 fn rules(store: &SqlStore) -> guichet_core::credentials::Credentials {
     guichet_core::credentials::Credentials::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
+}
+
+/// The core's desk rules, over this store's units of work.
+fn desk_rules(store: &SqlStore) -> guichet_core::desk::DeskRules {
+    guichet_core::desk::DeskRules::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
 }
 
 fn t0() -> Timestamp {
@@ -741,7 +746,7 @@ async fn a_login_despite_a_lock_leaves_the_lock(store: SqlStore) {
     let after = reload(&store, &account).await;
     assert!(after.is_locked_at(at), "the stranger stays locked out");
     assert_eq!(after.last_login_at, Some(at));
-    rules(&store).record_device_login_failure(account.id, &context(), at).await.unwrap();
+    rules(&store).record_uncounted(account.id, AuditKind::LoginFailedOnDevice, &context(), at).await.unwrap();
     let after_lock = t0() + minutes(70);
     assert_eq!(
         fail(&store, &account, after_lock).await,
@@ -1119,7 +1124,7 @@ fn written_request(account: Option<&Account>) -> NewRequest {
 }
 
 async fn a_request_is_stored_with_its_receipt(store: SqlStore) {
-    let created = store.create_request(&written_request(None), None, t0()).await.unwrap();
+    let created = desk_rules(&store).create_request(&written_request(None), None, t0()).await.unwrap();
     assert!(created.reference.starts_with("A-"));
     assert_eq!(created.state, RequestState::New);
     let found = store.find_request(created.id).await.ok().flatten().map(|r| r.reference);
@@ -1134,12 +1139,14 @@ async fn a_request_is_stored_with_its_receipt(store: SqlStore) {
 
 async fn a_request_change_comes_with_its_note(store: SqlStore) {
     let staff = add(&store, "desk").await;
-    let created = store.create_request(&written_request(None), None, t0()).await.unwrap();
+    let created = desk_rules(&store).create_request(&written_request(None), None, t0()).await.unwrap();
     let note = NewNote { author_id: Some(staff.id), body: "Demande attribuée".into() };
-    let changed = store.update_request(created.id, RequestChange::Assignee(Some(staff.id)), &note, t0()).await;
+    let changed =
+        desk_rules(&store).update_request(created.id, RequestChange::Assignee(Some(staff.id)), &note, t0()).await;
     assert!(changed.is_ok(), "{changed:?}");
     let closed = NewNote { author_id: Some(staff.id), body: "État : close".into() };
-    let changed = store.update_request(created.id, RequestChange::State(RequestState::Closed), &closed, t0()).await;
+    let changed =
+        desk_rules(&store).update_request(created.id, RequestChange::State(RequestState::Closed), &closed, t0()).await;
     assert!(changed.is_ok(), "{changed:?}");
     let request = store.find_request(created.id).await.ok().flatten().unwrap_or_else(|| panic!("gone"));
     assert_eq!((request.assignee_id, request.state), (Some(staff.id), RequestState::Closed));
@@ -1148,7 +1155,7 @@ async fn a_request_change_comes_with_its_note(store: SqlStore) {
         store.request_notes(created.id).await.unwrap_or_default().into_iter().map(|n| n.body).collect();
     assert_eq!(notes, ["Demande attribuée", "État : close"]);
     let unassigned = NewNote { author_id: None, body: "x".into() };
-    let changed = store.update_request(created.id, RequestChange::Assignee(None), &unassigned, t0()).await;
+    let changed = desk_rules(&store).update_request(created.id, RequestChange::Assignee(None), &unassigned, t0()).await;
     assert!(changed.is_ok());
     assert_eq!(store.find_request(created.id).await.ok().flatten().and_then(|r| r.assignee_id), None);
 }
@@ -1157,13 +1164,13 @@ async fn propose(store: &SqlStore, request: RequestId, staff: &Account, starts: 
     let slots: Vec<(Timestamp, Timestamp)> =
         starts.iter().map(|m| (t0() + minutes(*m), t0() + minutes(*m + 30))).collect();
     let note = NewNote { author_id: Some(staff.id), body: format!("{} créneau(x)", slots.len()) };
-    store.propose_slots(request, &slots, "04 91 00 00 00", &note, t0()).await.unwrap();
+    desk_rules(store).propose_slots(request, &slots, "04 91 00 00 00", &note, t0()).await.unwrap();
 }
 
 async fn a_new_proposal_withdraws_the_slots_not_taken_up(store: SqlStore) {
     let staff = add(&store, "desk").await;
     let member = add(&store, "marie").await;
-    let created = store.create_request(&written_request(Some(&member)), None, t0()).await.unwrap();
+    let created = desk_rules(&store).create_request(&written_request(Some(&member)), None, t0()).await.unwrap();
     propose(&store, created.id, &staff, &[60, 120]).await;
     propose(&store, created.id, &staff, &[180]).await;
     let states: Vec<SlotState> =
@@ -1181,7 +1188,7 @@ async fn a_new_proposal_withdraws_the_slots_not_taken_up(store: SqlStore) {
 
 async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     let staff = add(&store, "desk").await;
-    let created = store.create_request(&written_request(None), None, t0()).await.unwrap();
+    let created = desk_rules(&store).create_request(&written_request(None), None, t0()).await.unwrap();
     propose(&store, created.id, &staff, &[60, 120]).await;
     let slots = store.request_slots(created.id).await.unwrap_or_default();
     let tokens: Vec<PlainToken> = slots.iter().map(|_| PlainToken::generate()).collect();
@@ -1192,7 +1199,8 @@ async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     assert_eq!(found, Some((slots[1].id, created.id)));
     let at = t0() + minutes(5);
     let hashes = [tokens[0].hash(), tokens[1].hash(), tokens[0].hash()];
-    let both = futures_util::future::join_all(hashes.iter().map(|h| store.confirm_slot(h, None, "confirmé", at))).await;
+    let rules = desk_rules(&store);
+    let both = futures_util::future::join_all(hashes.iter().map(|h| rules.confirm_slot(h, None, "confirmé", at))).await;
     let confirmed = both.iter().filter(|c| matches!(c, Ok(Some(Confirmation::Confirmed(_))))).count();
     assert_eq!(confirmed, 1, "{both:?}");
     let slots = store.request_slots(created.id).await.unwrap_or_default();
@@ -1208,14 +1216,19 @@ async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     assert_eq!(calls.iter().map(|(s, r)| (Some(s.id), r.id)).collect::<Vec<_>>(), [(chosen, created.id)]);
     assert!(store.upcoming_calls(t0() + minutes(200), 5).await.unwrap_or_default().is_empty(), "past calls are gone");
     assert!(
-        store.confirm_slot(&PlainToken::generate().hash(), None, "confirmé", at).await.ok().flatten().is_none(),
+        desk_rules(&store)
+            .confirm_slot(&PlainToken::generate().hash(), None, "confirmé", at)
+            .await
+            .ok()
+            .flatten()
+            .is_none(),
         "unknown link"
     );
 }
 
 async fn a_refused_login_is_audited_without_counting(store: SqlStore) {
     let account = add(&store, "marie").await;
-    rules(&store).record_refused_login(account.id, &context(), t0()).await.unwrap();
+    rules(&store).record_uncounted(account.id, AuditKind::LoginRefusedLocked, &context(), t0()).await.unwrap();
     let events = store.account_events(account.id, 5).await.unwrap_or_default();
     assert_eq!(events[0].kind, AuditKind::LoginRefusedLocked);
     for n in 0..2 {
@@ -1273,7 +1286,7 @@ async fn codes_are_revoked_or_forgotten(store: SqlStore) {
 
 async fn notes_are_listed_oldest_first(store: SqlStore) {
     let staff = add(&store, "desk").await;
-    let created = store.create_request(&written_request(None), None, t0()).await.unwrap();
+    let created = desk_rules(&store).create_request(&written_request(None), None, t0()).await.unwrap();
     for (n, body) in ["premier", "second"].into_iter().enumerate() {
         let note = NewNote { author_id: Some(staff.id), body: body.into() };
         let at = t0() + minutes(i64::try_from(n).unwrap_or(0));

@@ -2,8 +2,10 @@
 //! slots staff propose (the records here), and the use cases and read models around
 //! them ([`service`]).
 
+mod rules;
 mod service;
 
+pub use rules::DeskRules;
 pub use service::{Desk, LinkError, NOTE_MAX_CHARS, RequestError, RequestFile, SlotView};
 
 use jiff::Timestamp;
@@ -11,8 +13,9 @@ use jiff::Timestamp;
 use crate::account::{AccountId, EmailAddress};
 use crate::token::random_bytes;
 
-/// A request's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A request's id (a URL's `{id}` is read as one directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(transparent)]
 pub struct RequestId(i64);
 
 impl RequestId {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{
-    AssistanceRequest, CallSlot, Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestNote, SlotState,
+    AssistanceRequest, CallSlot, Confirmation, DeskRules, NewNote, NewRequest, RequestChange, RequestId, RequestNote,
+    SlotState,
 };
 use crate::account::{Account, EmailAddress, Identifier, Role};
 use crate::audit::RequestContext;
@@ -83,6 +84,7 @@ pub struct SlotView {
 #[derive(Debug, Clone)]
 pub struct Desk {
     desk: Arc<dyn DeskStore>,
+    rules: DeskRules,
     accounts: Arc<dyn AccountStore>,
     throttle: Arc<dyn ThrottleStore>,
     clock: Arc<dyn Clock>,
@@ -107,6 +109,7 @@ impl Desk {
     pub fn new(ports: &Ports, clock: Arc<dyn Clock>, desk_address: Option<EmailAddress>) -> Self {
         Self {
             desk: Arc::clone(&ports.desk),
+            rules: DeskRules::of(ports),
             accounts: Arc::clone(&ports.accounts),
             throttle: Arc::clone(&ports.throttle),
             clock,
@@ -194,7 +197,7 @@ impl Desk {
             address,
             account_id,
         };
-        Ok(self.desk.create_request(&request, self.desk_address.as_ref(), now).await?)
+        Ok(self.rules.create_request(&request, self.desk_address.as_ref(), now).await?)
     }
 
     /// Changes a request's state, assignee or linked account, with a note saying so, in
@@ -213,7 +216,7 @@ impl Desk {
             RequestChange::Account(None) => "Demande détachée du compte".to_owned(),
         };
         let note = NewNote { author_id: Some(staff.id), body };
-        self.desk.update_request(id, change, &note, self.clock.now()).await
+        self.rules.update_request(id, change, &note, self.clock.now()).await
     }
 
     /// Adds a staff note to a request.
@@ -269,7 +272,7 @@ impl Desk {
             format!("{} créneaux proposés", slots.len())
         };
         let note = NewNote { author_id: Some(staff.id), body: format!("{count} pour un appel au {phone}") };
-        Ok(self.desk.propose_slots(id, slots, phone, &note, now).await?)
+        Ok(self.rules.propose_slots(id, slots, phone, &note, now).await?)
     }
 
     /// Confirms a slot from its link's token (the POST behind the button). `Ok(None)`
@@ -278,7 +281,7 @@ impl Desk {
         let Some(token) = PlainToken::from_presented(token) else { return Ok(None) };
         let notify = self.desk_address.as_ref();
         let note = "Le membre a confirmé un créneau d'appel";
-        let Some(confirmation) = self.desk.confirm_slot(&token.hash(), notify, note, self.clock.now()).await? else {
+        let Some(confirmation) = self.rules.confirm_slot(&token.hash(), notify, note, self.clock.now()).await? else {
             return Ok(None);
         };
         let slot = match &confirmation {

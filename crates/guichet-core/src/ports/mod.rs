@@ -10,6 +10,8 @@ mod desk;
 mod groups;
 mod guards;
 mod mail;
+#[cfg(test)]
+pub(crate) mod memory;
 mod oidc;
 mod sessions;
 mod work;

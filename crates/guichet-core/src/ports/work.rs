@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use crate::account::{Account, AccountId};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
+use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailId, NewMail};
 use crate::password::PasswordHash;
@@ -121,6 +122,39 @@ pub trait Work: Send {
 
     /// Marks every unused code of the account used at `at`.
     async fn use_up_codes(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Holds an assistance request's row until the unit ends, and reads it.
+    async fn hold_request(&mut self, id: RequestId) -> Result<Option<AssistanceRequest>, StoreError>;
+
+    /// Holds the newest request linked to `account` that is not closed, if there is one.
+    async fn hold_open_request_of(&mut self, account: AccountId) -> Result<Option<AssistanceRequest>, StoreError>;
+
+    /// Stores a new request (state `new`) under a fresh reference.
+    async fn insert_request(&mut self, request: &NewRequest, now: Timestamp) -> Result<AssistanceRequest, StoreError>;
+
+    /// Writes a request's state, phone, account and assignee as given, updated at `at`.
+    async fn save_request(&mut self, request: &AssistanceRequest, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Adds a note to a request.
+    async fn insert_note(&mut self, request: RequestId, note: &NewNote, at: Timestamp) -> Result<(), StoreError>;
+
+    /// The slot behind a link's token.
+    async fn find_slot(&mut self, hash: &TokenHash) -> Result<Option<CallSlot>, StoreError>;
+
+    /// A request's slots.
+    async fn request_slots(&mut self, request: RequestId) -> Result<Vec<CallSlot>, StoreError>;
+
+    /// Stores a slot proposed by `proposed_by` (`None`: guichet).
+    async fn insert_slot(
+        &mut self,
+        request: RequestId,
+        span: (Timestamp, Timestamp),
+        proposed_by: Option<AccountId>,
+        at: Timestamp,
+    ) -> Result<CallSlotId, StoreError>;
+
+    /// Writes a slot's confirmation and withdrawal as given.
+    async fn save_slot(&mut self, slot: &CallSlot) -> Result<(), StoreError>;
 
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -39,13 +39,30 @@ fn echo(typed: &str) -> String {
     typed.trim().chars().take(ECHO_MAX).collect()
 }
 
+/// The two "forgot" pages: one form (an address), one answer for known and unknown
+/// addresses alike; they differ in what they send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forgot {
+    Identifier,
+    Password,
+}
+
 #[derive(Template)]
-#[template(path = "forgot_identifier.html")]
-struct ForgotIdentifierPage {
+#[template(path = "forgot.html")]
+struct ForgotPage {
     layout: Layout,
+    /// `/forgot-identifier` rather than `/forgot-password`.
+    identifier: bool,
     email: String,
     error: Option<String>,
+    /// The identifier's answer (the password's is the code form).
     sent: bool,
+}
+
+impl ForgotPage {
+    fn new(forgot: Forgot, layout: Layout, email: String, error: Option<String>) -> Self {
+        Self { layout, identifier: forgot == Forgot::Identifier, email, error, sent: false }
+    }
 }
 
 #[derive(Deserialize)]
@@ -57,14 +74,36 @@ struct EmailForm {
     code: String,
 }
 
+async fn show(state: AppState, visitor: Visitor, forgot: Forgot) -> Result<Response, WebError> {
+    render(StatusCode::OK, &ForgotPage::new(forgot, Layout::for_visitor(&state, &visitor), String::new(), None))
+}
+
 async fn show_identifier(State(state): State<AppState>, visitor: Visitor) -> Result<Response, WebError> {
-    let page = ForgotIdentifierPage {
-        layout: Layout::for_visitor(&state, &visitor),
-        email: String::new(),
-        error: None,
-        sent: false,
-    };
-    render(StatusCode::OK, &page)
+    show(state, visitor, Forgot::Identifier).await
+}
+
+async fn show_password(State(state): State<AppState>, visitor: Visitor) -> Result<Response, WebError> {
+    show(state, visitor, Forgot::Password).await
+}
+
+/// A request's answer: `sent` when it went through (the same for any address), the
+/// form again with why it was refused, or "too many".
+fn answer(
+    forgot: Forgot,
+    layout: Layout,
+    email: String,
+    requested: Result<(), RequestError>,
+    sent: impl FnOnce(Layout, String) -> Result<Response, WebError>,
+) -> Result<Response, WebError> {
+    match requested {
+        Ok(()) => sent(layout, email),
+        Err(RequestError::Email(error)) => {
+            let page = ForgotPage::new(forgot, layout, email, Some(sentence(&error.to_string())));
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(RequestError::TooMany) => Ok(too_many()),
+        Err(RequestError::Store(error)) => Err(error.into()),
+    }
 }
 
 async fn request_identifier(
@@ -74,16 +113,11 @@ async fn request_identifier(
     Form(form): Form<EmailForm>,
 ) -> Result<Response, WebError> {
     let layout = Layout::for_visitor(&state, &visitor);
-    let email = echo(&form.email);
-    match state.recovery.request_identifier(&form.email, &context).await {
-        Ok(()) => render(StatusCode::OK, &ForgotIdentifierPage { layout, email, error: None, sent: true }),
-        Err(RequestError::Email(error)) => render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &ForgotIdentifierPage { layout, email, error: Some(sentence(&error.to_string())), sent: false },
-        ),
-        Err(RequestError::TooMany) => Ok(too_many()),
-        Err(RequestError::Store(error)) => Err(error.into()),
-    }
+    let requested = state.recovery.request_identifier(&form.email, &context).await;
+    answer(Forgot::Identifier, layout, echo(&form.email), requested, |layout, email| {
+        let page = ForgotPage { sent: true, ..ForgotPage::new(Forgot::Identifier, layout, email, None) };
+        render(StatusCode::OK, &page)
+    })
 }
 
 fn too_many() -> Response {
@@ -96,19 +130,6 @@ fn too_many() -> Response {
     .into_response()
 }
 
-#[derive(Template)]
-#[template(path = "forgot_password.html")]
-struct ForgotPasswordPage {
-    layout: Layout,
-    email: String,
-    error: Option<String>,
-}
-
-async fn show_password(State(state): State<AppState>, visitor: Visitor) -> Result<Response, WebError> {
-    let page = ForgotPasswordPage { layout: Layout::for_visitor(&state, &visitor), email: String::new(), error: None };
-    render(StatusCode::OK, &page)
-}
-
 async fn request_password(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -116,7 +137,6 @@ async fn request_password(
     Form(form): Form<EmailForm>,
 ) -> Result<Response, WebError> {
     let layout = Layout::for_visitor(&state, &visitor);
-    let email = echo(&form.email);
     let requested = if form.email.trim().is_empty() && !form.code.trim().is_empty() {
         match state.recovery.count_request(&context).await {
             Ok(()) => state.recovery.request_reset_from_code(&form.code).await.map_err(RequestError::from),
@@ -125,18 +145,10 @@ async fn request_password(
     } else {
         state.recovery.request_reset(&form.email, &context).await
     };
-    match requested {
-        Ok(()) => {
-            let page = ResetPage::new(&state, layout, String::new(), Problem::None);
-            render(StatusCode::OK, &ResetPage { just_sent: true, email, ..page })
-        }
-        Err(RequestError::Email(error)) => render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &ForgotPasswordPage { layout, email, error: Some(sentence(&error.to_string())) },
-        ),
-        Err(RequestError::TooMany) => Ok(too_many()),
-        Err(RequestError::Store(error)) => Err(error.into()),
-    }
+    answer(Forgot::Password, layout, echo(&form.email), requested, |layout, email| {
+        let page = ResetPage::new(&state, layout, String::new(), Problem::None);
+        render(StatusCode::OK, &ResetPage { just_sent: true, email, ..page })
+    })
 }
 
 /// What went wrong with the code form.

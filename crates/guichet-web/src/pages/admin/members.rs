@@ -210,12 +210,12 @@ fn describe(error: &AddMemberError) -> String {
 async fn member_page(
     state: &AppState,
     staff: &Staff,
-    id: i64,
+    id: AccountId,
     done: Option<&'static str>,
     error: Option<String>,
 ) -> Result<MemberPage, WebError> {
     let zone = &state.settings.time_zone;
-    let file = state.console.member_file(&staff.actor, AccountId::from_stored(id)).await.map_err(refused)?;
+    let file = state.console.member_file(&staff.actor, id).await.map_err(refused)?;
     let MemberFile { account, locked, activity, mail, pending_codes, allowed, groups, all_groups } = file;
     let joinable = all_groups.iter().filter(|g| !groups.contains(g)).map(ToString::to_string).collect();
     // Staff named in the journal by their name and identifier.
@@ -258,49 +258,69 @@ async fn member_page(
 pub async fn show(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    Path(id): Path<AccountId>,
     Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
     let page = member_page(&state, &staff, id, done_message(&done.done), None).await?;
     render(StatusCode::OK, &page)
 }
 
-fn back(id: i64, done: &str) -> Response {
-    Redirect::to(&format!("/admin/members/{id}?done={done}")).into_response()
+fn back(id: AccountId, done: &str) -> Response {
+    Redirect::to(&format!("/admin/members/{}?done={done}", id.get())).into_response()
 }
 
-fn target(id: i64) -> AccountId {
-    AccountId::from_stored(id)
+/// The console's actions on a member that take a click and nothing else. Who may do
+/// which to whom is the core's decision; each says on the member's page that it went
+/// through ([`done_message`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Click {
+    /// Lift a suspension.
+    Unlock,
+    /// Mail the identifier.
+    SendIdentifier,
+    /// Mail a reset code.
+    SendResetCode,
+    /// Mail a temporary password.
+    TemporaryPassword,
+    /// Disable the account.
+    Disable,
+    /// Re-enable it.
+    Enable,
 }
 
-pub async fn unlock(
+impl Click {
+    /// Its `?done=` word.
+    fn done(self) -> &'static str {
+        match self {
+            Self::Unlock => "unlock",
+            Self::SendIdentifier => "identifier",
+            Self::SendResetCode => "reset",
+            Self::TemporaryPassword => "temporary",
+            Self::Disable => "disable",
+            Self::Enable => "enable",
+        }
+    }
+}
+
+/// One handler for every [`Click`].
+pub async fn click(
     State(state): State<AppState>,
     staff: Staff,
     Client(context): Client,
-    Path(id): Path<i64>,
+    Path(id): Path<AccountId>,
+    action: Click,
 ) -> Result<Response, WebError> {
-    state.console.unlock(&staff.actor, target(id), &context).await.map_err(refused)?;
-    Ok(back(id, "unlock"))
-}
-
-pub async fn send_identifier(
-    State(state): State<AppState>,
-    staff: Staff,
-    Client(context): Client,
-    Path(id): Path<i64>,
-) -> Result<Response, WebError> {
-    state.console.send_identifier(&staff.actor, target(id), &context).await.map_err(refused)?;
-    Ok(back(id, "identifier"))
-}
-
-pub async fn send_reset_code(
-    State(state): State<AppState>,
-    staff: Staff,
-    Client(context): Client,
-    Path(id): Path<i64>,
-) -> Result<Response, WebError> {
-    state.console.send_reset_code(&staff.actor, target(id), &context).await.map_err(refused)?;
-    Ok(back(id, "reset"))
+    let (console, actor) = (&state.console, &staff.actor);
+    match action {
+        Click::Unlock => console.unlock(actor, id, &context).await.map(|_| ()),
+        Click::SendIdentifier => console.send_identifier(actor, id, &context).await,
+        Click::SendResetCode => console.send_reset_code(actor, id, &context).await,
+        Click::TemporaryPassword => console.issue_temporary_password(actor, id, &context).await,
+        Click::Disable => console.set_disabled(actor, id, true, &context).await,
+        Click::Enable => console.set_disabled(actor, id, false, &context).await,
+    }
+    .map_err(refused)?;
+    Ok(back(id, action.done()))
 }
 
 #[derive(Template)]
@@ -323,9 +343,9 @@ pub async fn hand_temporary_password(
     State(state): State<AppState>,
     staff: Staff,
     Client(context): Client,
-    Path(id): Path<i64>,
+    Path(id): Path<AccountId>,
 ) -> Result<Response, WebError> {
-    let handed = state.console.hand_temporary_password(&staff.actor, target(id), &context).await.map_err(refused)?;
+    let handed = state.console.hand_temporary_password(&staff.actor, id, &context).await.map_err(refused)?;
     let until = french::date_time(handed.expires_at, &state.settings.time_zone);
     let login_url = format!("{}/login", state.settings.public_url);
     let identifier = handed.account.identifier.to_string();
@@ -344,7 +364,7 @@ pub async fn hand_temporary_password(
     );
     let page = HandedPage {
         layout: staff.layout.clone(),
-        id,
+        id: id.get(),
         identifier,
         spelled: handed.password.spelled_fr(),
         password,
@@ -353,16 +373,6 @@ pub async fn hand_temporary_password(
         letter,
     };
     render(StatusCode::OK, &page)
-}
-
-pub async fn temporary_password(
-    State(state): State<AppState>,
-    staff: Staff,
-    Client(context): Client,
-    Path(id): Path<i64>,
-) -> Result<Response, WebError> {
-    state.console.issue_temporary_password(&staff.actor, target(id), &context).await.map_err(refused)?;
-    Ok(back(id, "temporary"))
 }
 
 #[derive(Deserialize)]
@@ -377,36 +387,16 @@ pub async fn details(
     State(state): State<AppState>,
     staff: Staff,
     Client(context): Client,
-    Path(id): Path<i64>,
+    Path(id): Path<AccountId>,
     Form(form): Form<DetailsForm>,
 ) -> Result<Response, WebError> {
-    let error = match state.console.change_details(&staff.actor, target(id), &form.email, &form.name, &context).await {
+    let error = match state.console.change_details(&staff.actor, id, &form.email, &form.name, &context).await {
         Ok(()) => return Ok(back(id, "details")),
         Err(ConsoleError::Invalid(error)) => describe(&error),
         Err(other) => return Err(refused(other)),
     };
     let page = member_page(&state, &staff, id, None, Some(error)).await?;
     render(StatusCode::UNPROCESSABLE_ENTITY, &page)
-}
-
-pub async fn disable(
-    State(state): State<AppState>,
-    staff: Staff,
-    Client(context): Client,
-    Path(id): Path<i64>,
-) -> Result<Response, WebError> {
-    state.console.set_disabled(&staff.actor, target(id), true, &context).await.map_err(refused)?;
-    Ok(back(id, "disable"))
-}
-
-pub async fn enable(
-    State(state): State<AppState>,
-    staff: Staff,
-    Client(context): Client,
-    Path(id): Path<i64>,
-) -> Result<Response, WebError> {
-    state.console.set_disabled(&staff.actor, target(id), false, &context).await.map_err(refused)?;
-    Ok(back(id, "enable"))
 }
 
 #[derive(Deserialize)]
@@ -421,12 +411,12 @@ pub async fn role(
     State(state): State<AppState>,
     staff: Staff,
     Client(context): Client,
-    Path(id): Path<i64>,
+    Path(id): Path<AccountId>,
     Form(form): Form<RoleForm>,
 ) -> Result<Response, WebError> {
     let role = Role::parse(&form.role)
         .map_err(|e| WebError::Page(ErrorPage::new(StatusCode::UNPROCESSABLE_ENTITY, "Rôle inconnu", e.to_string())))?;
-    state.console.set_role(&staff.actor, target(id), role, &context).await.map_err(refused)?;
+    state.console.set_role(&staff.actor, id, role, &context).await.map_err(refused)?;
     Ok(back(id, "role"))
 }
 
@@ -436,26 +426,15 @@ pub struct GroupForm {
     group: String,
 }
 
-/// Who may change groups is the core's decision (administrators only).
-pub async fn join_group(
+/// Who may change groups is the core's decision (administrators only); `join` or leave.
+pub async fn change_group(
     State(state): State<AppState>,
     staff: Staff,
     Client(context): Client,
-    Path(id): Path<i64>,
+    Path(id): Path<AccountId>,
     Form(form): Form<GroupForm>,
+    join: bool,
 ) -> Result<Response, WebError> {
-    state.console.change_group(&staff.actor, target(id), &form.group, true, &context).await.map_err(refused)?;
-    Ok(back(id, "groups"))
-}
-
-/// The same, to leave a group.
-pub async fn leave_group(
-    State(state): State<AppState>,
-    staff: Staff,
-    Client(context): Client,
-    Path(id): Path<i64>,
-    Form(form): Form<GroupForm>,
-) -> Result<Response, WebError> {
-    state.console.change_group(&staff.actor, target(id), &form.group, false, &context).await.map_err(refused)?;
+    state.console.change_group(&staff.actor, id, &form.group, join, &context).await.map_err(refused)?;
     Ok(back(id, "groups"))
 }

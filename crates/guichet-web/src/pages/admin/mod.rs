@@ -11,10 +11,11 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::state::AppState;
+use members::Click;
 
 /// Declares the console's routes once, for the router and for [`ROUTES`].
 macro_rules! console {
-    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+    ($($method:ident $path:literal => $handler:expr),* $(,)?) => {
         /// The console's router (nested under `/admin`).
         pub fn routes() -> Router<AppState> {
             Router::new()$(.route($path, $method($handler)))*
@@ -29,17 +30,17 @@ console! {
     get "/" => dashboard::show,
     get "/members" => members::search,
     get "/members/{id}" => members::show,
-    post "/members/{id}/unlock" => members::unlock,
-    post "/members/{id}/send-identifier" => members::send_identifier,
-    post "/members/{id}/send-reset-code" => members::send_reset_code,
-    post "/members/{id}/temporary-password" => members::temporary_password,
+    post "/members/{id}/unlock" => |s, st, c, p| members::click(s, st, c, p, Click::Unlock),
+    post "/members/{id}/send-identifier" => |s, st, c, p| members::click(s, st, c, p, Click::SendIdentifier),
+    post "/members/{id}/send-reset-code" => |s, st, c, p| members::click(s, st, c, p, Click::SendResetCode),
+    post "/members/{id}/temporary-password" => |s, st, c, p| members::click(s, st, c, p, Click::TemporaryPassword),
     post "/members/{id}/temporary-password/show" => members::hand_temporary_password,
     post "/members/{id}/details" => members::details,
-    post "/members/{id}/disable" => members::disable,
-    post "/members/{id}/enable" => members::enable,
+    post "/members/{id}/disable" => |s, st, c, p| members::click(s, st, c, p, Click::Disable),
+    post "/members/{id}/enable" => |s, st, c, p| members::click(s, st, c, p, Click::Enable),
     post "/members/{id}/role" => members::role,
-    post "/members/{id}/join" => members::join_group,
-    post "/members/{id}/leave" => members::leave_group,
+    post "/members/{id}/join" => |s, st, c, p, f| members::change_group(s, st, c, p, f, true),
+    post "/members/{id}/leave" => |s, st, c, p, f| members::change_group(s, st, c, p, f, false),
     get "/requests" => requests::list,
     get "/requests/{id}" => requests::show,
     post "/requests/{id}/state" => requests::state,

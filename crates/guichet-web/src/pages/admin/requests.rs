@@ -91,8 +91,8 @@ struct RequestPage {
     error: Option<String>,
 }
 
-async fn request(state: &AppState, id: i64) -> Result<RequestFile, WebError> {
-    state.desk.file(RequestId::from_stored(id)).await?.ok_or_else(|| {
+async fn request(state: &AppState, id: RequestId) -> Result<RequestFile, WebError> {
+    state.desk.file(id).await?.ok_or_else(|| {
         WebError::Page(ErrorPage::new(
             StatusCode::NOT_FOUND,
             "Demande introuvable",
@@ -136,13 +136,17 @@ async fn request_page(
     })
 }
 
-pub async fn show(State(state): State<AppState>, staff: Staff, Path(id): Path<i64>) -> Result<Response, WebError> {
+pub async fn show(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<RequestId>,
+) -> Result<Response, WebError> {
     let file = request(&state, id).await?;
     render(StatusCode::OK, &request_page(&state, &staff, file, None).await?)
 }
 
-fn back(id: i64) -> Response {
-    Redirect::to(&format!("/admin/requests/{id}")).into_response()
+fn back(id: RequestId) -> Response {
+    Redirect::to(&format!("/admin/requests/{}", id.get())).into_response()
 }
 
 #[derive(Deserialize)]
@@ -154,7 +158,7 @@ pub struct StateForm {
 pub async fn state(
     State(app): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    Path(id): Path<RequestId>,
     Form(form): Form<StateForm>,
 ) -> Result<Response, WebError> {
     let file = request(&app, id).await?;
@@ -178,7 +182,7 @@ pub struct NoteForm {
 pub async fn note(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    Path(id): Path<RequestId>,
     Form(form): Form<NoteForm>,
 ) -> Result<Response, WebError> {
     let file = request(&state, id).await?;
@@ -202,7 +206,7 @@ pub struct AssignForm {
 pub async fn assign(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    Path(id): Path<RequestId>,
     Form(form): Form<AssignForm>,
 ) -> Result<Response, WebError> {
     let file = request(&state, id).await?;
@@ -220,7 +224,7 @@ pub struct LinkForm {
 pub async fn link(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    Path(id): Path<RequestId>,
     Form(form): Form<LinkForm>,
 ) -> Result<Response, WebError> {
     let file = request(&state, id).await?;
@@ -257,7 +261,7 @@ fn local_time(raw: &str, zone: &jiff::tz::TimeZone) -> Option<jiff::Timestamp> {
 pub async fn propose_slots(
     State(state): State<AppState>,
     staff: Staff,
-    Path(id): Path<i64>,
+    Path(id): Path<RequestId>,
     Form(form): Form<SlotsForm>,
 ) -> Result<Response, WebError> {
     let file = request(&state, id).await?;

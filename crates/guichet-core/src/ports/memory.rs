@@ -1,0 +1,234 @@
+//! Rows kept in memory behind the unit-of-work port, for the core's own unit tests: one
+//! unit at a time (as SQLite's write lock allows), on a copy that only a commit keeps.
+//! Never used outside tests: the store's contract suite holds the real databases to
+//! what the port promises.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::{EventId, HeldAccount, StoreError, Transactions, Work};
+use crate::account::{Account, AccountId};
+use crate::audit::{AuditKind, NewAuditEvent};
+use crate::codes::StoredCode;
+use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestState};
+use crate::lockout::ThrottleKey;
+use crate::mail::{MailId, NewMail};
+use crate::password::PasswordHash;
+use crate::token::TokenHash;
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Rows {
+    pub accounts: HashMap<AccountId, HeldAccount>,
+    pub events: Vec<(EventId, NewAuditEvent)>,
+    pub mail: Vec<NewMail>,
+    pub codes: HashMap<String, StoredCode>,
+    /// Account, token hash, opened with a temporary password.
+    pub sessions: Vec<(AccountId, String, bool)>,
+    pub uncounted: u32,
+    pub requests: Vec<AssistanceRequest>,
+    pub notes: Vec<(RequestId, NewNote)>,
+    /// Slots, with their link's token hash.
+    pub slots: Vec<(CallSlot, String)>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Memory(pub Arc<Mutex<Rows>>);
+
+struct MemoryWork {
+    rows: Rows,
+    held: OwnedMutexGuard<Rows>,
+}
+
+#[async_trait]
+impl Transactions for Memory {
+    async fn begin(&self) -> Result<Box<dyn Work>, StoreError> {
+        let held = Arc::clone(&self.0).lock_owned().await;
+        Ok(Box::new(MemoryWork { rows: held.clone(), held }))
+    }
+}
+
+impl MemoryWork {
+    fn account(&mut self, account: AccountId) -> &mut Account {
+        &mut self.rows.accounts.get_mut(&account).unwrap().account
+    }
+}
+
+#[async_trait]
+impl Work for MemoryWork {
+    async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
+        Ok(self.rows.accounts.get(&account).cloned())
+    }
+    async fn find_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
+        Ok(self.rows.codes.get(hash.as_str()).cloned())
+    }
+    async fn hold_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
+        Ok(self.rows.codes.get(hash.as_str()).cloned())
+    }
+    async fn count_events(
+        &mut self,
+        account: AccountId,
+        kind: AuditKind,
+        after: EventId,
+        since: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let counted = self
+            .rows
+            .events
+            .iter()
+            .filter(|(id, e)| e.account_id == Some(account) && e.kind == kind && *id > after && e.at >= since);
+        Ok(u32::try_from(counted.count()).unwrap())
+    }
+    async fn last_event(&mut self, account: AccountId) -> Result<EventId, StoreError> {
+        Ok(self.rows.events.iter().filter(|(_, e)| e.account_id == Some(account)).map(|(id, _)| *id).max().unwrap_or(0))
+    }
+    async fn record(&mut self, event: &NewAuditEvent) -> Result<EventId, StoreError> {
+        let id = EventId::try_from(self.rows.events.len()).unwrap() + 1;
+        self.rows.events.push((id, event.clone()));
+        Ok(id)
+    }
+    async fn queue_mail(&mut self, mail: &NewMail, _now: Timestamp) -> Result<MailId, StoreError> {
+        self.rows.mail.push(mail.clone());
+        Ok(MailId::from_stored(i64::try_from(self.rows.mail.len()).unwrap()))
+    }
+    async fn set_lock(
+        &mut self,
+        account: AccountId,
+        until: Option<Timestamp>,
+        cleared_after: EventId,
+    ) -> Result<(), StoreError> {
+        let held = self.rows.accounts.get_mut(&account).unwrap();
+        held.account.locked_until = until;
+        held.failures_cleared_after = cleared_after;
+        Ok(())
+    }
+    async fn set_logged_in(
+        &mut self,
+        account: AccountId,
+        at: Timestamp,
+        rehash: Option<&PasswordHash>,
+    ) -> Result<(), StoreError> {
+        let row = self.account(account);
+        row.last_login_at = Some(at);
+        if let Some(hash) = rehash {
+            row.password_hash = Some(hash.clone());
+        }
+        Ok(())
+    }
+    async fn set_password(&mut self, account: AccountId, hash: &PasswordHash, at: Timestamp) -> Result<(), StoreError> {
+        let row = self.account(account);
+        row.password_hash = Some(hash.clone());
+        row.temporary_password_hash = None;
+        row.temporary_password_until = None;
+        row.devices_trusted_after = at;
+        Ok(())
+    }
+    async fn set_temporary_password(
+        &mut self,
+        account: AccountId,
+        hash: &TokenHash,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let row = self.account(account);
+        row.temporary_password_hash = Some(hash.clone());
+        row.temporary_password_until = Some(expires_at);
+        Ok(())
+    }
+    async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
+        let before = self.rows.sessions.len();
+        self.rows.sessions.retain(|(a, token, _)| *a != account || Some(token.as_str()) == keep.map(TokenHash::as_str));
+        Ok(u64::try_from(before - self.rows.sessions.len()).unwrap())
+    }
+    async fn end_forced_sessions(&mut self, account: AccountId) -> Result<u64, StoreError> {
+        let before = self.rows.sessions.len();
+        self.rows.sessions.retain(|(a, _, forced)| *a != account || !forced);
+        Ok(u64::try_from(before - self.rows.sessions.len()).unwrap())
+    }
+    async fn clear_forced_change(&mut self, session: &TokenHash) -> Result<(), StoreError> {
+        for (_, token, forced) in &mut self.rows.sessions {
+            if token == session.as_str() {
+                *forced = false;
+            }
+        }
+        Ok(())
+    }
+    async fn uncount(&mut self, _key: &ThrottleKey, _at: Timestamp) -> Result<(), StoreError> {
+        self.rows.uncounted += 1;
+        Ok(())
+    }
+    async fn use_code(&mut self, hash: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        self.rows.codes.get_mut(hash.as_str()).unwrap().used_at = Some(at);
+        Ok(())
+    }
+    async fn use_up_codes(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
+        for code in self.rows.codes.values_mut().filter(|c| c.account_id == account && c.used_at.is_none()) {
+            code.used_at = Some(at);
+        }
+        Ok(())
+    }
+    async fn hold_request(&mut self, id: RequestId) -> Result<Option<AssistanceRequest>, StoreError> {
+        Ok(self.rows.requests.iter().find(|r| r.id == id).cloned())
+    }
+    async fn hold_open_request_of(&mut self, account: AccountId) -> Result<Option<AssistanceRequest>, StoreError> {
+        let open =
+            self.rows.requests.iter().filter(|r| r.account_id == Some(account) && r.state != RequestState::Closed);
+        Ok(open.max_by_key(|r| r.id.get()).cloned())
+    }
+    async fn insert_request(&mut self, request: &NewRequest, now: Timestamp) -> Result<AssistanceRequest, StoreError> {
+        let stored = AssistanceRequest {
+            id: RequestId::from_stored(i64::try_from(self.rows.requests.len()).unwrap() + 1),
+            reference: crate::desk::new_reference(),
+            name: request.name.clone(),
+            email: request.email.clone(),
+            identifier: request.identifier.clone(),
+            phone: request.phone.clone(),
+            message: request.message.clone(),
+            state: RequestState::New,
+            account_id: request.account_id,
+            assignee_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.rows.requests.push(stored.clone());
+        Ok(stored)
+    }
+    async fn save_request(&mut self, request: &AssistanceRequest, at: Timestamp) -> Result<(), StoreError> {
+        let stored = self.rows.requests.iter_mut().find(|r| r.id == request.id).unwrap();
+        *stored = AssistanceRequest { updated_at: at, ..request.clone() };
+        Ok(())
+    }
+    async fn insert_note(&mut self, request: RequestId, note: &NewNote, _at: Timestamp) -> Result<(), StoreError> {
+        self.rows.notes.push((request, note.clone()));
+        Ok(())
+    }
+    async fn find_slot(&mut self, hash: &TokenHash) -> Result<Option<CallSlot>, StoreError> {
+        Ok(self.rows.slots.iter().find(|(_, token)| token == hash.as_str()).map(|(slot, _)| slot.clone()))
+    }
+    async fn request_slots(&mut self, request: RequestId) -> Result<Vec<CallSlot>, StoreError> {
+        Ok(self.rows.slots.iter().filter(|(s, _)| s.request_id == request).map(|(s, _)| s.clone()).collect())
+    }
+    async fn insert_slot(
+        &mut self,
+        request: RequestId,
+        (starts_at, ends_at): (Timestamp, Timestamp),
+        _proposed_by: Option<AccountId>,
+        _at: Timestamp,
+    ) -> Result<CallSlotId, StoreError> {
+        let id = CallSlotId::from_stored(i64::try_from(self.rows.slots.len()).unwrap() + 1);
+        let slot = CallSlot { id, request_id: request, starts_at, ends_at, confirmed_at: None, withdrawn_at: None };
+        self.rows.slots.push((slot, format!("slot-{}", id.get())));
+        Ok(id)
+    }
+    async fn save_slot(&mut self, slot: &CallSlot) -> Result<(), StoreError> {
+        let stored = self.rows.slots.iter_mut().find(|(s, _)| s.id == slot.id).unwrap();
+        stored.0 = slot.clone();
+        Ok(())
+    }
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        *self.held = std::mem::take(&mut self.rows);
+        Ok(())
+    }
+}
