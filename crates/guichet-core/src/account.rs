@@ -280,6 +280,32 @@ pub struct Account {
     pub devices_trusted_after: Timestamp,
 }
 
+#[cfg(test)]
+impl Account {
+    /// An account for the core's unit tests: `a{id}`, `a{id}@example.org`, no password.
+    pub(crate) fn sample(id: i64, role: Role) -> Self {
+        let now = Timestamp::UNIX_EPOCH;
+        Self {
+            id: AccountId::from_stored(id),
+            identifier: Identifier::from_stored(format!("a{id}")),
+            email: EmailAddress::from_stored(format!("a{id}@example.org")),
+            display_name: DisplayName::default(),
+            role,
+            password_hash: None,
+            temporary_password_hash: None,
+            locked_until: None,
+            disabled_at: None,
+            temporary_password_until: None,
+            recovery_email: None,
+            recovery_email_pending: None,
+            created_at: now,
+            updated_at: now,
+            last_login_at: None,
+            devices_trusted_after: now,
+        }
+    }
+}
+
 impl Account {
     /// Whether the account is locked at `now`.
     pub fn is_locked_at(&self, now: Timestamp) -> bool {

@@ -293,7 +293,7 @@ mod tests {
     use tokio::sync::Mutex;
 
     use super::*;
-    use crate::account::{Account, DisplayName, Identifier};
+    use crate::account::Account;
     use crate::codes::{CodePurpose, StoredCode};
     use crate::ports::memory::{Memory, Rows};
 
@@ -315,22 +315,9 @@ mod tests {
         let memory = Memory::default();
         let rows = Arc::clone(&memory.0);
         let account = Account {
-            id: MARIE,
-            identifier: Identifier::from_stored("marie".into()),
             email: EmailAddress::from_stored("marie@chu.example.fr".into()),
-            display_name: DisplayName::default(),
-            role,
             password_hash: Some(hash(1)),
-            temporary_password_hash: None,
-            locked_until: None,
-            disabled_at: None,
-            temporary_password_until: None,
-            recovery_email: None,
-            recovery_email_pending: None,
-            created_at: t0(),
-            updated_at: t0(),
-            last_login_at: None,
-            devices_trusted_after: t0(),
+            ..Account::sample(MARIE.get(), role)
         };
         rows.lock().await.accounts.insert(MARIE, HeldAccount { account, failures_cleared_after: 0 });
         (Credentials::new(Arc::new(memory)), rows)

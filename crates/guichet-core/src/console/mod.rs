@@ -439,28 +439,9 @@ impl Console {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{DisplayName, Identifier};
 
     fn account(id: i64, role: Role) -> Account {
-        let now = Timestamp::UNIX_EPOCH;
-        Account {
-            id: AccountId::from_stored(id),
-            identifier: Identifier::from_stored(format!("a{id}")),
-            email: EmailAddress::from_stored(format!("a{id}@example.org")),
-            display_name: DisplayName::default(),
-            role,
-            password_hash: None,
-            temporary_password_hash: None,
-            locked_until: None,
-            disabled_at: None,
-            temporary_password_until: None,
-            recovery_email: None,
-            recovery_email_pending: None,
-            created_at: now,
-            updated_at: now,
-            last_login_at: None,
-            devices_trusted_after: now,
-        }
+        Account::sample(id, role)
     }
 
     fn actor(id: i64, role: Role) -> StaffActor {
