@@ -98,33 +98,112 @@ pub struct Grant {
     pub revoked_at: Option<Timestamp>,
 }
 
-/// What `/oidc/authorize` was asked (as received; checked here).
-#[derive(Debug, Clone, Default)]
+/// What `/oidc/authorize` was asked, parsed where it arrives ([`Self::parse`]): the
+/// client and the redirect URI as sent (the use case checks them against the
+/// registered client first, so that nothing is ever sent to an address the client did
+/// not register), `state` to send back, and the rest in its types, or the first thing
+/// wrong with it, to be said to the client.
+#[derive(Debug, Clone)]
 pub struct AuthorizeRequest {
-    /// `client_id`.
-    pub client_id: Option<String>,
+    /// `client_id`, when it is a well-formed one.
+    pub client_id: Option<ClientId>,
     /// `redirect_uri`.
     pub redirect_uri: Option<String>,
-    /// `response_type`.
-    pub response_type: Option<String>,
-    /// `scope`.
-    pub scope: Option<String>,
-    /// `state`.
+    /// `state`, sent back as it came.
     pub state: Option<String>,
-    /// `nonce`.
+    /// The rest.
+    pub asked: Result<Asked, Malformed>,
+}
+
+/// What a well-formed authorization request asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    /// The scopes asked that guichet offers (`openid` among them).
+    pub scopes: Vec<&'static str>,
+    /// `nonce` (512 bytes at most).
     pub nonce: Option<String>,
-    /// `code_challenge`.
+    /// The PKCE challenge (S256, 43 base64url characters).
     pub code_challenge: Option<String>,
-    /// `code_challenge_method`.
-    pub code_challenge_method: Option<String>,
-    /// `prompt`.
-    pub prompt: Option<String>,
-    /// `response_mode`.
-    pub response_mode: Option<String>,
+    /// `prompt=none`: answer without showing anything.
+    pub prompt_none: bool,
+    /// `prompt=login`: a fresh login is wanted.
+    pub prompt_login: bool,
     /// `max_age`, in seconds.
-    pub max_age: Option<i64>,
-    /// `request` or `request_uri` was sent (not supported).
-    pub request_object: bool,
+    pub max_age: Option<u64>,
+}
+
+/// The first thing wrong with an authorization request, as OAuth names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed {
+    /// The `error` code.
+    pub error: &'static str,
+    /// The `error_description`.
+    pub description: &'static str,
+}
+
+impl AuthorizeRequest {
+    /// Parses the request's parameters (`get` gives one by name, `None` when absent);
+    /// `request` or `request_uri` (request objects) are not supported.
+    pub fn parse(get: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            client_id: get("client_id").as_deref().and_then(ClientId::parse),
+            redirect_uri: get("redirect_uri"),
+            state: get("state"),
+            asked: Asked::parse(&get),
+        }
+    }
+}
+
+impl Asked {
+    fn parse(get: &impl Fn(&str) -> Option<String>) -> Result<Self, Malformed> {
+        let malformed = |error, description| Malformed { error, description };
+        if get("response_type").as_deref() != Some("code") {
+            return Err(malformed(
+                "unsupported_response_type",
+                "only the authorization code flow (response_type=code)",
+            ));
+        }
+        if get("request").is_some() || get("request_uri").is_some() {
+            return Err(malformed("request_not_supported", "request objects are not supported"));
+        }
+        if get("response_mode").is_some_and(|m| m != "query") {
+            return Err(malformed("invalid_request", "only response_mode=query is supported"));
+        }
+        let asked = get("scope").unwrap_or_default();
+        let asked: Vec<&str> = asked.split_whitespace().collect();
+        if !asked.contains(&"openid") {
+            return Err(malformed("invalid_scope", "the openid scope is required"));
+        }
+        let code_challenge = match (get("code_challenge"), get("code_challenge_method").as_deref()) {
+            (Some(challenge), Some("S256")) if is_pkce_value(&challenge) => Some(challenge),
+            (Some(_), _) => {
+                return Err(malformed("invalid_request", "code_challenge must be S256 (43 base64url characters)"));
+            }
+            (None, Some(_)) => return Err(malformed("invalid_request", "code_challenge_method without code_challenge")),
+            (None, None) => None,
+        };
+        let nonce = get("nonce");
+        if nonce.as_deref().is_some_and(|n| n.len() > 512) {
+            return Err(malformed("invalid_request", "nonce is too long"));
+        }
+        let max_age = match get("max_age") {
+            None => None,
+            Some(max) => Some(
+                max.parse::<u64>()
+                    .map_err(|_| malformed("invalid_request", "max_age must be a number of seconds"))?,
+            ),
+        };
+        let prompt = get("prompt").unwrap_or_default();
+        let prompt = |value: &str| prompt.split_whitespace().any(|v| v == value);
+        Ok(Self {
+            scopes: SCOPES.iter().copied().filter(|s| asked.contains(s)).collect(),
+            nonce,
+            code_challenge,
+            prompt_none: prompt("none"),
+            prompt_login: prompt("login"),
+            max_age,
+        })
+    }
 }
 
 /// Why the browser cannot be sent back to the client at all: shown on a page.
@@ -158,17 +237,41 @@ pub struct ClientCredentials {
     pub secret: Option<SecretString>,
 }
 
-/// What `/oidc/token` was asked.
-#[derive(Debug, Clone, Default)]
-pub struct TokenRequest {
-    /// `grant_type`.
-    pub grant_type: Option<String>,
-    /// `code`.
-    pub code: Option<String>,
-    /// `redirect_uri`.
-    pub redirect_uri: Option<String>,
-    /// `code_verifier`.
-    pub code_verifier: Option<String>,
+/// What `/oidc/token` was asked, parsed where it arrives ([`Self::parse`]); what is
+/// wrong with it is answered once the client has authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRequest {
+    /// `grant_type=authorization_code`.
+    AuthorizationCode {
+        /// `code`.
+        code: String,
+        /// `redirect_uri`, to be the authorization request's.
+        redirect_uri: Option<String>,
+        /// `code_verifier`.
+        code_verifier: Option<String>,
+    },
+    /// Another grant type.
+    Unsupported,
+    /// A parameter is missing: which.
+    Malformed(&'static str),
+}
+
+impl TokenRequest {
+    /// Parses the form's parameters (`get` gives one by name, `None` when absent).
+    pub fn parse(get: impl Fn(&str) -> Option<String>) -> Self {
+        match get("grant_type").as_deref() {
+            None => Self::Malformed("grant_type is missing"),
+            Some("authorization_code") => match get("code") {
+                None => Self::Malformed("code is missing"),
+                Some(code) => Self::AuthorizationCode {
+                    code,
+                    redirect_uri: get("redirect_uri"),
+                    code_verifier: get("code_verifier"),
+                },
+            },
+            Some(_) => Self::Unsupported,
+        }
+    }
 }
 
 /// A token response.
@@ -467,7 +570,11 @@ impl Oidc {
         request: &AuthorizeRequest,
         session: Option<&Session>,
     ) -> Result<Authorize, StoreError> {
-        let Some(client) = self.client(request.client_id.as_deref()).await? else {
+        let client = match &request.client_id {
+            Some(id) => self.store.find_client(id).await?,
+            None => None,
+        };
+        let Some(client) = client else {
             return Ok(Authorize::Refuse(Refusal::UnknownClient));
         };
         let Some(redirect_uri) =
@@ -482,35 +589,14 @@ impl Oidc {
                 request,
             ))
         };
-        if request.response_type.as_deref() != Some("code") {
-            return Ok(back("unsupported_response_type", "only the authorization code flow (response_type=code)"));
-        }
-        if request.request_object {
-            return Ok(back("request_not_supported", "request objects are not supported"));
-        }
-        if request.response_mode.as_deref().is_some_and(|m| m != "query") {
-            return Ok(back("invalid_request", "only response_mode=query is supported"));
-        }
-        let scopes: Vec<&str> = request.scope.as_deref().unwrap_or_default().split_whitespace().collect();
-        if !scopes.contains(&"openid") {
-            return Ok(back("invalid_scope", "the openid scope is required"));
-        }
-        let challenge = match (request.code_challenge.as_deref(), request.code_challenge_method.as_deref()) {
-            (Some(challenge), Some("S256")) if is_pkce_value(challenge) => Some(challenge.to_owned()),
-            (Some(_), _) => {
-                return Ok(back("invalid_request", "code_challenge must be S256 (43 base64url characters)"));
-            }
-            (None, Some(_)) => return Ok(back("invalid_request", "code_challenge_method without code_challenge")),
-            (None, None) if client.is_public() => {
-                return Ok(back("invalid_request", "PKCE (S256) is required for this client"));
-            }
-            (None, None) => None,
+        let asked = match &request.asked {
+            Ok(asked) => asked,
+            Err(Malformed { error, description }) => return Ok(back(error, description)),
         };
-        if request.nonce.as_deref().is_some_and(|n| n.len() > 512) {
-            return Ok(back("invalid_request", "nonce is too long"));
+        if asked.code_challenge.is_none() && client.is_public() {
+            return Ok(back("invalid_request", "PKCE (S256) is required for this client"));
         }
-        let prompt = |value: &str| request.prompt.as_deref().is_some_and(|p| p.split_whitespace().any(|v| v == value));
-        let prompt_none = prompt("none");
+        let prompt_none = asked.prompt_none;
         let account = match session {
             Some(session) => self.accounts.find_account(session.account_id).await?.filter(|a| a.disabled_at.is_none()),
             None => None,
@@ -535,15 +621,14 @@ impl Oidc {
         }
         // guichet does not ask a signed-in member to log in again: say so rather than
         // hand out a code from an older login than the application wants.
-        let too_old = request.max_age.is_some_and(|max| now.duration_since(session.created_at).as_secs() > max);
-        if prompt("login") || too_old {
+        let too_old = asked.max_age.is_some_and(|max| now.duration_since(session.created_at).as_secs() > i64::try_from(max).unwrap_or(i64::MAX));
+        if asked.prompt_login || too_old {
             return Ok(back("login_required", "re-authentication is not offered: log out of guichet first"));
         }
         let groups = self.groups.account_groups(account.id).await?;
         if !client.admits(&groups) {
             return Ok(back("access_denied", "this application is reserved to other groups of members"));
         }
-        let scope: Vec<&str> = SCOPES.iter().copied().filter(|s| scopes.contains(s)).collect();
         let code = PlainToken::generate();
         self.store
             .store_code(&NewCode {
@@ -551,9 +636,9 @@ impl Oidc {
                 client: client.id.clone(),
                 account: account.id,
                 redirect_uri: redirect_uri.to_owned(),
-                scope: scope.join(" "),
-                nonce: request.nonce.clone(),
-                code_challenge: challenge,
+                scope: asked.scopes.join(" "),
+                nonce: asked.nonce.clone(),
+                code_challenge: asked.code_challenge.clone(),
                 auth_time: session.created_at,
                 created_at: now,
                 expires_at: now + CODE_LIFETIME,
@@ -603,13 +688,13 @@ impl Oidc {
             (Some(secret), false) if client.secret_matches(secrecy::ExposeSecret::expose_secret(secret)) => {}
             _ => return Err(TokenError::InvalidClient),
         }
-        if request.grant_type.as_deref() != Some("authorization_code") {
-            return Err(match request.grant_type {
-                None => TokenError::InvalidRequest("grant_type is missing"),
-                Some(_) => TokenError::UnsupportedGrantType,
-            });
-        }
-        let code = request.code.as_deref().ok_or(TokenError::InvalidRequest("code is missing"))?;
+        let (code, redirect_uri, code_verifier) = match request {
+            TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
+                (code, redirect_uri.as_deref(), code_verifier.as_deref())
+            }
+            TokenRequest::Unsupported => return Err(TokenError::UnsupportedGrantType),
+            TokenRequest::Malformed(why) => return Err(TokenError::InvalidRequest(why)),
+        };
         let code_hash = PlainToken::from_presented(code).ok_or(TokenError::InvalidGrant("unknown code"))?.hash();
         let now = self.clock.now();
         // The code is checked against this request before it is touched at all: whoever
@@ -623,10 +708,10 @@ impl Oidc {
         if seen.expires_at <= now {
             return Err(TokenError::InvalidGrant("the code expired"));
         }
-        if request.redirect_uri.as_deref() != Some(seen.redirect_uri.as_str()) {
+        if redirect_uri != Some(seen.redirect_uri.as_str()) {
             return Err(TokenError::InvalidGrant("redirect_uri differs from the authorization request's"));
         }
-        match (&seen.code_challenge, request.code_verifier.as_deref()) {
+        match (&seen.code_challenge, code_verifier) {
             (Some(challenge), Some(verifier)) if is_pkce_verifier(verifier) && s256(verifier) == *challenge => {}
             (None, None) => {}
             _ => return Err(TokenError::InvalidGrant("PKCE verification failed")),
@@ -818,6 +903,45 @@ fn s256(verifier: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn asked(pairs: &[(&str, &str)]) -> Result<Asked, Malformed> {
+        let get = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+        AuthorizeRequest::parse(get).asked
+    }
+
+    #[test]
+    fn an_authorization_request_is_parsed_into_its_types_or_refused() {
+        let base = [("response_type", "code"), ("scope", "profile openid unknown"), ("prompt", "login consent")];
+        let parsed = asked(&base).unwrap();
+        assert_eq!(parsed.scopes, ["openid", "profile"], "the scopes offered, in guichet's order");
+        assert!(parsed.prompt_login && !parsed.prompt_none);
+        for (extra, error) in [
+            (("max_age", "soon"), "invalid_request"),
+            (("max_age", "-1"), "invalid_request"),
+            (("response_mode", "fragment"), "invalid_request"),
+            (("code_challenge_method", "S256"), "invalid_request"),
+            (("request_uri", "https://app.example.fr/r"), "request_not_supported"),
+        ] {
+            let mut pairs = base.to_vec();
+            pairs.push(extra);
+            assert_eq!(asked(&pairs).map_err(|m| m.error), Err(error), "{extra:?}");
+        }
+        let no_openid = [("response_type", "code"), ("scope", "profile")];
+        assert_eq!(asked(&no_openid).map_err(|m| m.error), Err("invalid_scope"));
+        assert_eq!(asked(&[("scope", "openid")]).map_err(|m| m.error), Err("unsupported_response_type"));
+    }
+
+    #[test]
+    fn a_token_request_says_what_is_missing() {
+        let parse = |pairs: &[(&str, &str)]| {
+            TokenRequest::parse(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+        };
+        assert_eq!(parse(&[]), TokenRequest::Malformed("grant_type is missing"));
+        assert_eq!(parse(&[("grant_type", "authorization_code")]), TokenRequest::Malformed("code is missing"));
+        assert_eq!(parse(&[("grant_type", "refresh_token")]), TokenRequest::Unsupported);
+        let code = parse(&[("grant_type", "authorization_code"), ("code", "abc")]);
+        assert!(matches!(code, TokenRequest::AuthorizationCode { redirect_uri: None, code_verifier: None, .. }));
+    }
 
     #[test]
     fn pkce_s256_is_base64url_of_sha256() {

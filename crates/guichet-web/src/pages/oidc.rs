@@ -50,27 +50,26 @@ fn single(pairs: &[(String, String)], name: &str) -> Option<String> {
 }
 
 fn repeated(pairs: &[(String, String)]) -> bool {
-    let known = ["client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge"];
+    let known = [
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "response_mode",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "prompt",
+        "max_age",
+    ];
     known.iter().any(|name| pairs.iter().filter(|(k, _)| k == name).count() > 1)
 }
 
 async fn authorize(State(state): State<AppState>, visitor: Visitor, uri: Uri) -> Result<Response, WebError> {
     let pairs = pairs(uri.query().unwrap_or_default().as_bytes());
     let get = |name: &str| single(&pairs, name);
-    let request = AuthorizeRequest {
-        client_id: get("client_id"),
-        redirect_uri: get("redirect_uri"),
-        response_type: get("response_type"),
-        scope: get("scope"),
-        state: get("state"),
-        nonce: get("nonce"),
-        code_challenge: get("code_challenge"),
-        code_challenge_method: get("code_challenge_method"),
-        prompt: get("prompt"),
-        response_mode: get("response_mode"),
-        max_age: get("max_age").and_then(|m| m.parse().ok()),
-        request_object: get("request").is_some() || get("request_uri").is_some(),
-    };
+    let request = AuthorizeRequest::parse(get);
     if repeated(&pairs) {
         return Err(WebError::Page(cannot_continue(
             "La demande de connexion envoyée par l'application est mal formée (un paramètre est répété).",
@@ -167,12 +166,7 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     let Ok((credentials, basic)) = credentials(&headers, &form) else {
         return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client authentication is malformed"));
     };
-    let request = TokenRequest {
-        grant_type: single(&form, "grant_type"),
-        code: single(&form, "code"),
-        redirect_uri: single(&form, "redirect_uri"),
-        code_verifier: single(&form, "code_verifier"),
-    };
+    let request = TokenRequest::parse(|name| single(&form, name));
     Ok(match state.oidc.exchange(&credentials, &request).await {
         Ok(tokens) => json(
             StatusCode::OK,
