@@ -28,10 +28,10 @@ impl AccountId {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentifierError {
     /// Nothing typed.
-    #[error("l'identifiant est vide")]
+    #[error("{}", crate::catalogue::IDENTIFIER_ERROR_EMPTY)]
     Empty,
     /// Too short or too long.
-    #[error("l'identifiant doit compter de {min} à {max} caractères")]
+    #[error("{}", crate::catalogue::identifier_error_length(.min, .max))]
     Length {
         /// Shortest allowed.
         min: usize,
@@ -39,9 +39,7 @@ pub enum IdentifierError {
         max: usize,
     },
     /// A character outside the allowed set.
-    #[error(
-        "l'identifiant ne peut contenir que des lettres sans accent, des chiffres, « . », « _ » et « - », et doit commencer par une lettre ou un chiffre"
-    )]
+    #[error("{}", crate::catalogue::IDENTIFIER_ERROR_CHARACTERS)]
     Characters,
 }
 
@@ -93,7 +91,7 @@ impl std::fmt::Display for Identifier {
 
 /// Why a text is not a usable email address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("l'adresse électronique n'est pas valide (exemple : prenom.nom@hopital.fr)")]
+#[error("{}", crate::catalogue::EMAIL_ERROR)]
 pub struct EmailError;
 
 /// An email address: trimmed, lower-case, one `@`, a dotted domain, no spaces or
@@ -154,7 +152,7 @@ impl std::fmt::Display for EmailAddress {
 
 /// Why a display name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("le nom doit compter au plus 120 caractères, sans caractère de contrôle")]
+#[error("{}", crate::catalogue::DISPLAY_NAME_ERROR)]
 pub struct DisplayNameError;
 
 /// The name shown on pages and in emails. May be empty.
@@ -196,7 +194,7 @@ pub enum Role {
 
 /// An unknown role name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("rôle inconnu « {0} » (attendu : member, assistance ou admin)")]
+#[error("{}", crate::catalogue::role_error(.0))]
 pub struct RoleError(pub String);
 
 impl Role {
@@ -221,11 +219,7 @@ impl Role {
 
     /// The French name shown to people.
     pub fn label_fr(self) -> &'static str {
-        match self {
-            Self::Member => "membre",
-            Self::Assistance => "assistance",
-            Self::Admin => "administrateur",
-        }
+        crate::catalogue::role(self)
     }
 
     /// Staff roles reach the console.

@@ -117,7 +117,7 @@ impl TemporaryPassword {
         self.0
             .as_bytes()
             .chunks(4)
-            .map(|group| group.iter().map(|&c| spell_fr(char::from(c))).collect::<Vec<_>>().join(", "))
+            .map(|group| group.iter().map(|&c| crate::catalogue::spelled(char::from(c))).collect::<Vec<_>>().join(", "))
             .collect()
     }
 }
@@ -126,46 +126,6 @@ impl std::fmt::Debug for TemporaryPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TemporaryPassword(…)")
     }
-}
-
-/// A character of the alphabet as said on the phone in France (the PTT spelling alphabet).
-fn spell_fr(c: char) -> String {
-    let word = match c {
-        '0' => "zéro",
-        '1' => "un",
-        '2' => "deux",
-        '3' => "trois",
-        '4' => "quatre",
-        '5' => "cinq",
-        '6' => "six",
-        '7' => "sept",
-        '8' => "huit",
-        '9' => "neuf",
-        'A' => "A comme Anatole",
-        'B' => "B comme Berthe",
-        'C' => "C comme Célestin",
-        'D' => "D comme Désiré",
-        'E' => "E comme Eugène",
-        'F' => "F comme François",
-        'G' => "G comme Gaston",
-        'H' => "H comme Henri",
-        'J' => "J comme Joseph",
-        'K' => "K comme Kléber",
-        'M' => "M comme Marcel",
-        'N' => "N comme Nicolas",
-        'P' => "P comme Pierre",
-        'Q' => "Q comme Quintal",
-        'R' => "R comme Raoul",
-        'S' => "S comme Suzanne",
-        'T' => "T comme Thérèse",
-        'V' => "V comme Victor",
-        'W' => "W comme William",
-        'X' => "X comme Xavier",
-        'Y' => "Y comme Yvonne",
-        'Z' => "Z comme Zoé",
-        other => return other.to_string(),
-    };
-    word.to_owned()
 }
 
 impl std::fmt::Debug for RecoveryCode {
@@ -221,13 +181,13 @@ pub struct StoredCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CodeError {
     /// Unknown: mistyped, or never issued.
-    #[error("ce code n'est pas valable : vérifiez-le, ou demandez-en un nouveau")]
+    #[error("{}", crate::catalogue::CODE_ERROR_INVALID)]
     Invalid,
     /// Already used (or another code of the account was used since).
-    #[error("ce code a déjà servi : demandez-en un nouveau si besoin")]
+    #[error("{}", crate::catalogue::CODE_ERROR_USED)]
     Used,
     /// Past its lifetime.
-    #[error("ce code a expiré : demandez-en un nouveau")]
+    #[error("{}", crate::catalogue::CODE_ERROR_EXPIRED)]
     Expired,
 }
 

@@ -28,9 +28,7 @@ impl GroupId {
 
 /// Why a text is not a group name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "le nom d'un groupe compte de 1 à 64 caractères parmi les lettres sans accent, les chiffres, « _ » et « - », et commence par une lettre ou un chiffre"
-)]
+#[error("{}", crate::catalogue::GROUP_NAME_ERROR)]
 pub struct GroupNameError;
 
 /// A group's name: lower case, 1 to 64 characters among `a-z 0-9 _ -`, starting with a
@@ -88,16 +86,16 @@ pub enum GroupError {
     #[error(transparent)]
     Name(#[from] GroupNameError),
     /// The description is too long or holds control characters.
-    #[error("la description compte au plus 200 caractères, sans caractère de contrôle")]
+    #[error("{}", crate::catalogue::GROUP_ERROR_DESCRIPTION)]
     Description,
     /// No group has this name.
-    #[error("aucun groupe ne s'appelle « {0} »")]
+    #[error("{}", crate::catalogue::group_error_unknown(.0))]
     Unknown(String),
     /// No account has this identifier.
-    #[error("aucun compte n'a l'identifiant « {0} »")]
+    #[error("{}", crate::catalogue::unknown_identifier(.0))]
     UnknownAccount(String),
     /// The name is taken.
-    #[error("ce groupe existe déjà")]
+    #[error("{}", crate::catalogue::GROUP_ERROR_TAKEN)]
     Taken,
     /// Storage failed.
     #[error(transparent)]

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod catalogue;
 pub mod clock;
 pub mod codes;
 pub mod console;

@@ -110,23 +110,7 @@ impl MailKind {
 
     /// A short French label.
     pub fn label_fr(self) -> &'static str {
-        match self {
-            Self::ForgotIdentifier => "identifiant oublié",
-            Self::PasswordReset => "code de nouveau mot de passe",
-            Self::Invitation => "invitation",
-            Self::AccountLocked => "avis de suspension",
-            Self::PasswordChanged => "avis de changement de mot de passe",
-            Self::TemporaryPassword => "mot de passe temporaire",
-            Self::AssistanceReceived => "accusé de réception de l'assistance",
-            Self::CallProposal => "proposition de rendez-vous",
-            Self::CallConfirmed => "confirmation de rendez-vous",
-            Self::EmailChanged => "avis de changement d'adresse (à l'ancienne adresse)",
-            Self::Test => "message d'essai",
-            Self::RecoveryEmailConfirmation => "code de confirmation de l'adresse de secours",
-            Self::RecoveryEmailChanged => "avis de changement de l'adresse de secours",
-            Self::DeskNewRequest => "avis à l'assistance : nouvelle demande",
-            Self::DeskCallConfirmed => "avis à l'assistance : rendez-vous confirmé",
-        }
+        crate::catalogue::mail_kind(self)
     }
 
     /// Recovery, lock and password-changed mail: also sent to the secours address.

@@ -22,15 +22,13 @@ use crate::session::Session;
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
     /// The current password is wrong: a typo, most likely.
-    #[error("Le mot de passe actuel ne correspond pas : vérifiez-le (majuscules, clavier) et saisissez-le à nouveau.")]
+    #[error("{}", crate::catalogue::CHANGE_ERROR_WRONG_CURRENT)]
     WrongCurrent,
     /// The current password was wrong too often in this session: it has ended.
-    #[error("Le mot de passe actuel a été mal saisi trop souvent : par sécurité, reconnectez-vous.")]
+    #[error("{}", crate::catalogue::CHANGE_ERROR_TOO_MANY_WRONG)]
     TooManyWrong,
     /// The temporary password this session was opened with was replaced or expired.
-    #[error(
-        "Votre mot de passe temporaire n'est plus valable : demandez-en un nouveau à l'assistance, ou choisissez un mot de passe avec « Mot de passe oublié »."
-    )]
+    #[error("{}", crate::catalogue::CHANGE_ERROR_TEMPORARY_GONE)]
     TemporaryGone,
     /// The new one does not meet the policy.
     #[error(transparent)]
@@ -54,15 +52,13 @@ pub enum RecoveryEmailError {
     #[error(transparent)]
     Invalid(#[from] EmailError),
     /// The account's own address.
-    #[error("C'est déjà l'adresse de votre compte : indiquez une autre adresse, personnelle de préférence.")]
+    #[error("{}", crate::catalogue::RECOVERY_EMAIL_ERROR_SAME_AS_PRIMARY)]
     SameAsPrimary,
     /// Too many proposals from this account this hour.
-    #[error("Vous avez indiqué beaucoup d'adresses de secours dans l'heure : réessayez plus tard.")]
+    #[error("{}", crate::catalogue::RECOVERY_EMAIL_ERROR_TOO_MANY)]
     TooMany,
     /// The session is not recent and the current password was not given, or is wrong.
-    #[error(
-        "Pour protéger votre compte, saisissez votre mot de passe actuel : il change qui peut retrouver votre accès."
-    )]
+    #[error("{}", crate::catalogue::RECOVERY_EMAIL_ERROR_REAUTHENTICATE)]
     Reauthenticate,
     /// Hashing failed (or its queue is full).
     #[error(transparent)]

@@ -57,24 +57,19 @@ pub enum NotReady {
 #[derive(Debug, thiserror::Error)]
 pub enum AddMemberError {
     /// Bad identifier.
-    #[error("identifiant refusé")]
+    #[error("{}", crate::catalogue::ADD_MEMBER_ERROR_IDENTIFIER)]
     Identifier(#[from] IdentifierError),
     /// Bad email.
-    #[error("adresse refusée")]
+    #[error("{}", crate::catalogue::ADD_MEMBER_ERROR_EMAIL)]
     Email(#[from] EmailError),
     /// Bad name.
-    #[error("nom refusé")]
+    #[error("{}", crate::catalogue::ADD_MEMBER_ERROR_NAME)]
     Name(#[from] DisplayNameError),
     /// Weak password.
-    #[error("mot de passe refusé")]
+    #[error("{}", crate::catalogue::ADD_MEMBER_ERROR_PASSWORD)]
     Password(#[from] PasswordError),
     /// Identifier or email already used.
-    #[error("{}", match .0 {
-        Conflict::Identifier => "cet identifiant est déjà pris",
-        Conflict::Email => "cette adresse est déjà celle d'un autre compte",
-        Conflict::Group => "ce groupe existe déjà",
-        Conflict::Client => "ce client existe déjà",
-    })]
+    #[error("{}", crate::catalogue::taken(*.0))]
     Taken(Conflict),
     /// Storage failed.
     #[error(transparent)]
@@ -97,10 +92,10 @@ impl From<StoreError> for AddMemberError {
 #[derive(Debug, thiserror::Error)]
 pub enum MemberError {
     /// No account has this identifier.
-    #[error("aucun compte n'a l'identifiant « {0} »")]
+    #[error("{}", crate::catalogue::unknown_identifier(.0))]
     Unknown(String),
     /// It is the last active administrator.
-    #[error("c'est le dernier administrateur actif : nommez d'abord un autre administrateur")]
+    #[error("{}", crate::catalogue::LAST_ADMINISTRATOR)]
     LastAdministrator,
     /// Storage failed.
     #[error(transparent)]

@@ -49,21 +49,19 @@ impl Default for PasswordPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordError {
     /// Shorter than the minimum.
-    #[error("le mot de passe doit compter au moins {0} caractères")]
+    #[error("{}", crate::catalogue::password_error_too_short(.0))]
     TooShort(usize),
     /// Longer than the maximum.
-    #[error("le mot de passe doit compter au plus {0} caractères")]
+    #[error("{}", crate::catalogue::password_error_too_long(.0))]
     TooLong(usize),
     /// Contains the identifier or the email address.
-    #[error("le mot de passe ne doit contenir ni votre identifiant ni votre adresse électronique")]
+    #[error("{}", crate::catalogue::PASSWORD_ERROR_CONTAINS_PERSONAL_DATA)]
     ContainsPersonalData,
     /// One of the most common passwords.
-    #[error(
-        "ce mot de passe fait partie des plus courants : choisissez-en un autre, par exemple une phrase de plusieurs mots"
-    )]
+    #[error("{}", crate::catalogue::PASSWORD_ERROR_COMMON)]
     Common,
     /// The two entries differ.
-    #[error("les deux mots de passe saisis ne sont pas identiques")]
+    #[error("{}", crate::catalogue::PASSWORD_ERROR_MISMATCH)]
     Mismatch,
 }
 

@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 
 use crate::account::{Account, AccountId, EmailAddress};
+use crate::catalogue;
 use crate::clock::Clock;
 use crate::codes::{CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
 use crate::credentials::Credentials;
@@ -235,14 +236,14 @@ impl Postman {
             None => self.accounts.find_account_by_any_address(&mail.recipient).await?,
         };
         let Some(account) = account else {
-            return Ok((None, MailOutcome::Skipped { reason: "aucun compte avec cette adresse".into() }));
+            return Ok((None, MailOutcome::Skipped { reason: catalogue::postman::NO_ACCOUNT.into() }));
         };
         let skipped = |reason: &str| Ok((Some(account.id), MailOutcome::Skipped { reason: reason.to_owned() }));
         // Where it goes: the account's address as it is now, but for a copy to the secours
         // address, a code confirming one, and an address-change notice (to the old one).
         let to = if mail.copy_of.is_some() {
             if account.recovery_email.as_ref() != Some(&mail.recipient) {
-                return skipped("l'adresse de secours a changé ou a été retirée");
+                return skipped(catalogue::postman::SECOURS_CHANGED);
             }
             mail.recipient.clone()
         } else if matches!(mail.kind, MailKind::EmailChanged | MailKind::RecoveryEmailConfirmation) {
@@ -253,16 +254,14 @@ impl Postman {
         if matches!(mail.kind, MailKind::ForgotIdentifier | MailKind::PasswordReset) && mail.copy_of.is_none() {
             let hour_ago = now.saturating_sub(SignedDuration::from_hours(1)).unwrap_or(now);
             if self.outbox.count_sent_mail(account.id, mail.kind, hour_ago).await? >= self.policy.per_account_per_hour {
-                return skipped("trop de demandes dans l'heure");
+                return skipped(catalogue::postman::TOO_MANY);
             }
         }
         if matches!(mail.kind, MailKind::ForgotIdentifier | MailKind::PasswordReset) && account.disabled_at.is_some() {
-            return skipped("compte désactivé : l'assistance seule peut le rouvrir");
+            return skipped(catalogue::postman::DISABLED);
         }
         let Some((content, code)) = self.content(mail, &account, &to, now).await? else {
-            return skipped(
-                "plus rien à dire (le compte n'est plus suspendu, ou son adresse vient de changer, ou le code n'attend plus)",
-            );
+            return skipped(catalogue::postman::NOTHING_TO_SAY);
         };
         if mail.copy_of.is_none()
             && mail.kind.goes_to_secours_too()
@@ -322,10 +321,7 @@ impl Postman {
             Some(account) if account.email != mail.recipient => mail.recipient.masked(),
             _ => mail.recipient.to_string(),
         };
-        let body = format!(
-            "Le message « {} » n'a pas pu être remis à {to} : réponse du serveur : {error}",
-            mail.kind.label_fr()
-        );
+        let body = catalogue::postman::undelivered(mail.kind.label_fr(), &to, &error);
         let now = self.clock.now();
         if let Some(account) = account {
             let request = NewRequest {
@@ -364,9 +360,11 @@ impl Postman {
         let skipped = |reason: &str| Ok((None, MailOutcome::Skipped { reason: reason.to_owned() }));
         let (request, content) = match mail.subject {
             MailSubject::Slot(slot) => {
-                let Some(slot) = self.desk.find_slot_by_id(slot).await? else { return skipped("créneau disparu") };
+                let Some(slot) = self.desk.find_slot_by_id(slot).await? else {
+                    return skipped(catalogue::postman::SLOT_GONE);
+                };
                 let Some(request) = self.desk.find_request(slot.request_id).await? else {
-                    return skipped("demande disparue");
+                    return skipped(catalogue::postman::REQUEST_GONE);
                 };
                 let content = if mail.kind == MailKind::DeskCallConfirmed {
                     MailContent::DeskCallConfirmed {
@@ -387,10 +385,10 @@ impl Postman {
                 };
                 (request, content)
             }
-            MailSubject::None => return skipped("message sans demande"),
+            MailSubject::None => return skipped(catalogue::postman::NO_REQUEST),
             MailSubject::Request(id) => {
                 let Some(request) = self.desk.find_request(id).await? else {
-                    return skipped("demande disparue");
+                    return skipped(catalogue::postman::REQUEST_GONE);
                 };
                 if mail.kind == MailKind::DeskNewRequest {
                     let content = MailContent::DeskNewRequest {
@@ -413,7 +411,7 @@ impl Postman {
                         }
                     }
                     if slots.is_empty() {
-                        return skipped("plus aucun créneau à proposer");
+                        return skipped(catalogue::postman::NO_SLOT_LEFT);
                     }
                     (request.clone(), MailContent::CallProposal { reference: request.reference, slots })
                 }

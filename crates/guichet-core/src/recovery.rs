@@ -44,7 +44,7 @@ pub enum ResetError {
     #[error(transparent)]
     Password(#[from] PasswordError),
     /// The account was disabled by the desk: a new password would not open it.
-    #[error("Ce compte est désactivé : seule l'assistance peut le rouvrir. Écrivez-lui.")]
+    #[error("{}", crate::catalogue::RESET_ERROR_DISABLED)]
     Disabled,
     /// Storage failed.
     #[error(transparent)]

@@ -116,18 +116,16 @@ impl ConsoleAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     /// Assistance staff act on members' accounts only.
-    #[error("seul un administrateur peut agir sur le compte d'un membre de l'équipe")]
+    #[error("{}", crate::catalogue::DENIED_STAFF_TARGET)]
     StaffTarget,
     /// Roles and groups are changed by administrators only.
-    #[error("seul un administrateur peut changer un rôle ou des groupes")]
+    #[error("{}", crate::catalogue::DENIED_ADMINS_ONLY)]
     AdminsOnly,
     /// An administrator cannot disable themselves or leave the admin role themselves.
-    #[error(
-        "vous ne pouvez pas désactiver votre propre compte ni vous retirer le rôle d'administrateur : demandez-le à un autre administrateur"
-    )]
+    #[error("{}", crate::catalogue::DENIED_THEMSELVES)]
     Themselves,
     /// The last active administrator cannot be disabled or demoted.
-    #[error("c'est le dernier administrateur actif : nommez d'abord un autre administrateur")]
+    #[error("{}", crate::catalogue::LAST_ADMINISTRATOR)]
     LastAdministrator,
 }
 
@@ -155,13 +153,13 @@ pub fn decide(actor: &StaffActor, action: ConsoleAction, target: &Account) -> Re
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     /// The target account does not exist.
-    #[error("ce compte n'existe pas ou plus")]
+    #[error("{}", crate::catalogue::CONSOLE_ERROR_NOT_FOUND)]
     NotFound,
     /// The actor may not do this to this account.
     #[error(transparent)]
     Denied(#[from] Denied),
     /// No group has this name.
-    #[error("ce groupe n'existe pas")]
+    #[error("{}", crate::catalogue::CONSOLE_ERROR_UNKNOWN_GROUP)]
     UnknownGroup,
     /// What was typed is not valid (details); the message says why, in French.
     #[error(transparent)]

@@ -64,12 +64,7 @@ impl RequestState {
 
     /// For people.
     pub fn label_fr(self) -> &'static str {
-        match self {
-            Self::New => "nouvelle",
-            Self::InProgress => "en cours",
-            Self::Waiting => "en attente du membre",
-            Self::Closed => "close",
-        }
+        crate::catalogue::request_state(self)
     }
 }
 
@@ -191,12 +186,7 @@ pub enum SlotState {
 impl SlotState {
     /// For staff.
     pub fn label_fr(self) -> &'static str {
-        match self {
-            Self::Open => "proposé",
-            Self::Confirmed => "confirmé par le membre",
-            Self::Withdrawn => "retiré",
-            Self::Past => "passé sans réponse",
-        }
+        crate::catalogue::slot_state(self)
     }
 }
 

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::account::{Account, EmailAddress, Identifier, Role};
 use crate::audit::RequestContext;
+use crate::catalogue;
 use crate::clock::Clock;
 use crate::console::{Denied, StaffActor};
 use crate::lockout::ThrottleKey;
@@ -25,7 +26,7 @@ pub const NOTE_MAX_CHARS: usize = 5000;
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// No account has this identifier.
-    #[error("aucun compte n'a cet identifiant")]
+    #[error("{}", crate::catalogue::LINK_ERROR_UNKNOWN)]
     Unknown,
     /// The actor may not link to this account.
     #[error(transparent)]
@@ -47,7 +48,7 @@ pub enum RequestError {
         message: &'static str,
     },
     /// Too many requests for this address, or for the desk as a whole, this hour.
-    #[error("trop de demandes dans l'heure")]
+    #[error("{}", crate::catalogue::REQUEST_ERROR_TOO_MANY)]
     TooMany,
     /// Storage failed.
     #[error(transparent)]
@@ -124,10 +125,7 @@ impl Desk {
     fn phone(typed: &str) -> Result<&str, RequestError> {
         let phone = typed.trim();
         if phone.chars().count() > 30 || phone.chars().any(|c| !(c.is_ascii_digit() || " +-.()".contains(c))) {
-            return Err(invalid(
-                "phone",
-                "Le numéro de téléphone ne peut contenir que des chiffres, des espaces et + - . ( ).",
-            ));
+            return Err(invalid("phone", catalogue::desk::PHONE_CHARACTERS));
         }
         Ok(phone)
     }
@@ -144,15 +142,13 @@ impl Desk {
     ) -> Result<AssistanceRequest, RequestError> {
         let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
         if name.is_empty() || name.chars().count() > 120 {
-            return Err(invalid("name", "Indiquez votre nom (120 caractères au plus)."));
+            return Err(invalid("name", catalogue::desk::NAME_MISSING));
         }
-        let email = EmailAddress::parse(email).map_err(|_| {
-            invalid("email", "L'adresse électronique n'est pas valide (exemple : prenom.nom@hopital.fr).")
-        })?;
+        let email = EmailAddress::parse(email).map_err(|_| invalid("email", catalogue::desk::EMAIL_INVALID))?;
         let phone = Self::phone(phone)?;
         let message = message.trim();
         if message.is_empty() || message.chars().count() > NOTE_MAX_CHARS {
-            return Err(invalid("message", "Décrivez votre difficulté (5 000 caractères au plus)."));
+            return Err(invalid("message", catalogue::desk::MESSAGE_MISSING));
         }
         let identifier: String = identifier.trim().chars().take(Identifier::MAX).collect();
         let now = self.clock.now();
@@ -208,13 +204,7 @@ impl Desk {
         change: RequestChange,
         staff: &Account,
     ) -> Result<(), StoreError> {
-        let body = match change {
-            RequestChange::State(state) => format!("État : {}", state.label_fr()),
-            RequestChange::Assignee(Some(_)) => "Demande attribuée".to_owned(),
-            RequestChange::Assignee(None) => "Plus personne n'est chargé de la demande".to_owned(),
-            RequestChange::Account(Some(_)) => "Demande rattachée à un compte".to_owned(),
-            RequestChange::Account(None) => "Demande détachée du compte".to_owned(),
-        };
+        let body = catalogue::desk::change_note(change);
         let note = NewNote { author_id: Some(staff.id), body };
         self.rules.update_request(id, change, &note, self.clock.now()).await
     }
@@ -223,7 +213,7 @@ impl Desk {
     pub async fn add_note(&self, id: RequestId, staff: &Account, body: &str) -> Result<(), RequestError> {
         let body = body.trim();
         if body.is_empty() || body.chars().count() > NOTE_MAX_CHARS {
-            return Err(invalid("body", "La note est vide ou trop longue (5 000 caractères au plus)."));
+            return Err(invalid("body", catalogue::desk::NOTE_MISSING));
         }
         let note = NewNote { author_id: Some(staff.id), body: body.to_owned() };
         Ok(self.desk.add_note(id, &note, self.clock.now()).await?)
@@ -257,21 +247,16 @@ impl Desk {
     ) -> Result<(), RequestError> {
         let phone = Self::phone(phone)?;
         if phone.chars().filter(char::is_ascii_digit).count() < 4 {
-            return Err(invalid("phone", "Indiquez le numéro à appeler : un rendez-vous téléphonique en a besoin."));
+            return Err(invalid("phone", catalogue::desk::PHONE_MISSING));
         }
         if slots.is_empty() || slots.len() > 3 {
-            return Err(invalid("slot", "Proposez d'un à trois créneaux."));
+            return Err(invalid("slot", catalogue::desk::SLOT_COUNT));
         }
         let now = self.clock.now();
         if slots.iter().any(|(start, end)| *start <= now || end <= start) {
-            return Err(invalid("slot", "Chaque créneau doit être à venir, et finir après avoir commencé."));
+            return Err(invalid("slot", catalogue::desk::SLOT_TIMES));
         }
-        let count = if slots.len() == 1 {
-            "Un créneau proposé".to_owned()
-        } else {
-            format!("{} créneaux proposés", slots.len())
-        };
-        let note = NewNote { author_id: Some(staff.id), body: format!("{count} pour un appel au {phone}") };
+        let note = NewNote { author_id: Some(staff.id), body: catalogue::desk::proposal_note(slots.len(), phone) };
         Ok(self.rules.propose_slots(id, slots, phone, &note, now).await?)
     }
 
@@ -280,7 +265,7 @@ impl Desk {
     pub async fn confirm_slot(&self, token: &str) -> Result<Option<(Confirmation, SlotView)>, StoreError> {
         let Some(token) = PlainToken::from_presented(token) else { return Ok(None) };
         let notify = self.desk_address.as_ref();
-        let note = "Le membre a confirmé un créneau d'appel";
+        let note = catalogue::desk::CALL_CONFIRMED;
         let Some(confirmation) = self.rules.confirm_slot(&token.hash(), notify, note, self.clock.now()).await? else {
             return Ok(None);
         };

@@ -141,7 +141,7 @@ pub enum ClientError {
     #[error("no client has the id {0:?}")]
     Unknown(String),
     /// Only administrators see and manage the applications.
-    #[error("réservé aux administrateurs")]
+    #[error("{}", crate::catalogue::CLIENT_ERROR_NOT_ADMIN)]
     NotAdmin,
     /// Storage failed.
     #[error(transparent)]

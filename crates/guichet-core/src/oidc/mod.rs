@@ -179,7 +179,9 @@ impl Asked {
             (Some(_), _) => {
                 return Err(malformed("invalid_request", "code_challenge must be S256 (43 base64url characters)"));
             }
-            (None, Some(_)) => return Err(malformed("invalid_request", "code_challenge_method without code_challenge")),
+            (None, Some(_)) => {
+                return Err(malformed("invalid_request", "code_challenge_method without code_challenge"));
+            }
             (None, None) => None,
         };
         let nonce = get("nonce");
@@ -189,8 +191,7 @@ impl Asked {
         let max_age = match get("max_age") {
             None => None,
             Some(max) => Some(
-                max.parse::<u64>()
-                    .map_err(|_| malformed("invalid_request", "max_age must be a number of seconds"))?,
+                max.parse::<u64>().map_err(|_| malformed("invalid_request", "max_age must be a number of seconds"))?,
             ),
         };
         let prompt = get("prompt").unwrap_or_default();
@@ -621,7 +622,9 @@ impl Oidc {
         }
         // guichet does not ask a signed-in member to log in again: say so rather than
         // hand out a code from an older login than the application wants.
-        let too_old = asked.max_age.is_some_and(|max| now.duration_since(session.created_at).as_secs() > i64::try_from(max).unwrap_or(i64::MAX));
+        let too_old = asked.max_age.is_some_and(|max| {
+            now.duration_since(session.created_at).as_secs() > i64::try_from(max).unwrap_or(i64::MAX)
+        });
         if asked.prompt_login || too_old {
             return Ok(back("login_required", "re-authentication is not offered: log out of guichet first"));
         }
