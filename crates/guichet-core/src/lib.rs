@@ -5,6 +5,7 @@
 //! so every rule can be tested with an in-memory fake and a clock that moves on demand.
 
 pub mod account;
+pub mod account_changes;
 pub mod audit;
 pub mod catalogue;
 pub mod clock;

@@ -8,6 +8,7 @@ use crate::account::{
     Account, AccountId, DisplayName, DisplayNameError, EmailAddress, EmailError, Identifier, IdentifierError,
     NewAccount, Role,
 };
+use crate::account_changes::AccountChanges;
 use crate::audit::{Actor, AuditDetail, AuditEvent, AuditKind, NewAuditEvent, Origin, RequestContext};
 use crate::clock::Clock;
 use crate::credentials::Credentials;
@@ -15,8 +16,8 @@ use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
 use crate::ports::{
-    AccountAdminStore, AccountFilter, AccountStore, AuditStore, Conflict, Guarded, Health, OutboxStore, Ports, Reach,
-    RecoveryStore, StoreError,
+    AccountFilter, AccountStore, AuditStore, Conflict, Guarded, Health, OutboxStore, Ports, Reach, RecoveryStore,
+    StoreError,
 };
 
 /// A request to create an account, as typed.
@@ -118,7 +119,7 @@ pub struct MemberStatus {
 pub struct Members {
     accounts: Arc<dyn AccountStore>,
     credentials: Credentials,
-    account_admin: Arc<dyn AccountAdminStore>,
+    account_changes: AccountChanges,
     audit: Arc<dyn AuditStore>,
     outbox: Arc<dyn OutboxStore>,
     health: Arc<dyn Health>,
@@ -134,7 +135,7 @@ impl Members {
         Self {
             accounts: Arc::clone(&ports.accounts),
             credentials: Credentials::of(ports),
-            account_admin: Arc::clone(&ports.account_admin),
+            account_changes: AccountChanges::of(ports),
             audit: Arc::clone(&ports.audit),
             outbox: Arc::clone(&ports.outbox),
             health: Arc::clone(&ports.health),
@@ -214,7 +215,7 @@ impl Members {
             context: RequestContext::default(),
             detail: None,
         };
-        match self.account_admin.set_disabled(account.id, disabled, event, Reach::Anyone).await? {
+        match self.account_changes.set_disabled(account.id, disabled, event, Reach::Anyone).await? {
             Guarded::Done => Ok(()),
             Guarded::LastAdministrator => Err(MemberError::LastAdministrator),
         }

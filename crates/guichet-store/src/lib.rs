@@ -6,7 +6,6 @@
 //! Unix milliseconds written by the application's clock, never the database's, so a
 //! test clock moves everything. Each backend keeps its own migrations folder.
 
-mod account_admin;
 mod accounts;
 mod audit;
 mod database_url;

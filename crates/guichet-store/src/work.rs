@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use guichet_core::Timestamp;
-use guichet_core::account::AccountId;
+use guichet_core::account::{AccountId, DisplayName, EmailAddress, Role};
 use guichet_core::audit::{AuditKind, NewAuditEvent};
 use guichet_core::codes::StoredCode;
 use guichet_core::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
@@ -18,7 +18,7 @@ use guichet_core::token::TokenHash;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Row as _, Transaction};
 use tokio::sync::Notify;
 
-use crate::accounts::{ACCOUNT_COLUMNS, account_from_row};
+use crate::accounts::{ACCOUNT_COLUMNS, account_from_row, conflict_or_backend};
 use crate::audit::insert_event;
 use crate::desk::{REQUEST_COLUMNS, SLOT_COLUMNS, request_from_row, slot_from_row};
 use crate::outbox::insert_mail;
@@ -233,6 +233,83 @@ impl Work for SqlWork {
             .await
             .map(|_| ())
             .map_err(backend)
+    }
+
+    async fn hold_active_administrators(&mut self) -> Result<Vec<AccountId>, StoreError> {
+        let admins: Vec<i64> = sqlx::query_scalar(
+            "UPDATE accounts SET updated_at = updated_at WHERE role = 'admin' AND disabled_at IS NULL RETURNING id",
+        )
+        .fetch_all(&mut **self)
+        .await
+        .map_err(backend)?;
+        Ok(admins.into_iter().map(AccountId::from_stored).collect())
+    }
+
+    async fn secours_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError> {
+        let owner: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE recovery_email = $1")
+            .bind(email.as_str())
+            .fetch_optional(&mut **self)
+            .await
+            .map_err(backend)?;
+        Ok(owner.map(AccountId::from_stored))
+    }
+
+    async fn set_disabled(
+        &mut self,
+        account: AccountId,
+        disabled_at: Option<Timestamp>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE accounts SET disabled_at = $2, updated_at = $3 WHERE id = $1")
+            .bind(account.get())
+            .bind(disabled_at.map(millis))
+            .bind(millis(at))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn set_details(
+        &mut self,
+        account: AccountId,
+        email: &EmailAddress,
+        name: &DisplayName,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE accounts SET email = $2, display_name = $3, updated_at = $4 WHERE id = $1")
+            .bind(account.get())
+            .bind(email.as_str())
+            .bind(name.as_str())
+            .bind(millis(at))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(conflict_or_backend)
+    }
+
+    async fn set_role(&mut self, account: AccountId, role: Role, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE accounts SET role = $2, updated_at = $3 WHERE id = $1")
+            .bind(account.get())
+            .bind(role.as_str())
+            .bind(millis(at))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn revoke_temporary_password(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE accounts SET devices_trusted_after = $2, temporary_password_hash = NULL, password_expires_at = NULL \
+             WHERE id = $1",
+        )
+        .bind(account.get())
+        .bind(millis(at))
+        .execute(&mut **self)
+        .await
+        .map(|_| ())
+        .map_err(backend)
     }
 
     async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {

@@ -18,9 +18,9 @@ use guichet_core::mail::{MailKind, MailOutcome, MailState, MailSubject, NewMail}
 use guichet_core::oidc::{Client, ClientId, NewCode, NewGrant};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
-    AccountAdminStore as _, AccountFilter, AccountStore as _, AuditStore as _, CodeUse, Conflict, DeskStore as _,
-    DeviceStore as _, FailureOutcome, GroupStore as _, Guarded, Health, KeyStore as _, OidcStore as _,
-    OutboxStore as _, Ports, Proof, Reach, RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
+    AccountFilter, AccountStore as _, AuditStore as _, CodeUse, Conflict, DeskStore as _, DeviceStore as _,
+    FailureOutcome, GroupStore as _, Guarded, Health, KeyStore as _, OidcStore as _, OutboxStore as _, Ports, Proof,
+    Reach, RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
 };
 use guichet_core::session::NewSession;
 use guichet_core::token::{PlainToken, TokenHash};
@@ -294,7 +294,7 @@ async fn a_secours_address_belongs_to_one_account(store: SqlStore) {
     // Nor can it become another account's own address.
     let event = staff_event(&paul, AuditKind::DetailsChanged);
     let name = DisplayName::parse("Paul").unwrap();
-    let changed = store.change_details(paul.id, &personal(), &name, event, Reach::Anyone).await;
+    let changed = changes(&store).change_details(paul.id, &personal(), &name, event, Reach::Anyone).await;
     assert!(matches!(changed, Err(StoreError::Conflict(Conflict::Email))), "{changed:?}");
 }
 
@@ -468,6 +468,11 @@ fn rules(store: &SqlStore) -> guichet_core::credentials::Credentials {
 /// The core's desk rules, over this store's units of work.
 fn desk_rules(store: &SqlStore) -> guichet_core::desk::DeskRules {
     guichet_core::desk::DeskRules::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
+}
+
+/// The core's account changes, over this store's units of work.
+fn changes(store: &SqlStore) -> guichet_core::account_changes::AccountChanges {
+    guichet_core::account_changes::AccountChanges::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
 }
 
 fn t0() -> Timestamp {
@@ -954,16 +959,17 @@ fn staff_event(account: &Account, kind: AuditKind) -> NewAuditEvent {
 async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlStore) {
     let member = add(&store, "marie").await;
     let staff = add(&store, "desk").await;
-    let promoted = store.set_role(staff.id, Role::Assistance, staff_event(&staff, AuditKind::RoleChanged)).await;
+    let promoted =
+        changes(&store).set_role(staff.id, Role::Assistance, staff_event(&staff, AuditKind::RoleChanged)).await;
     assert_eq!(promoted.ok(), Some(Guarded::Done));
     let event = |a: &Account| staff_event(a, AuditKind::AccountDisabled);
-    let refused = store.set_disabled(staff.id, true, event(&staff), Reach::MembersOnly).await;
+    let refused = changes(&store).set_disabled(staff.id, true, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
     let refused = rules(&store).unlock_account(staff.id, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
     let email = EmailAddress::parse("pris@example.org").unwrap();
     let name = DisplayName::default();
-    let refused = store.change_details(staff.id, &email, &name, event(&staff), Reach::MembersOnly).await;
+    let refused = changes(&store).change_details(staff.id, &email, &name, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
     let mail = NewMail {
         kind: MailKind::PasswordReset,
@@ -974,8 +980,14 @@ async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlSto
     let refused = store.queue_staff_mail(&mail, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
     assert_eq!(reload(&store, &staff).await.disabled_at, None);
-    assert_eq!(store.set_disabled(member.id, true, event(&member), Reach::MembersOnly).await.ok(), Some(Guarded::Done));
-    assert_eq!(store.set_disabled(staff.id, true, event(&staff), Reach::Anyone).await.ok(), Some(Guarded::Done));
+    assert_eq!(
+        changes(&store).set_disabled(member.id, true, event(&member), Reach::MembersOnly).await.ok(),
+        Some(Guarded::Done)
+    );
+    assert_eq!(
+        changes(&store).set_disabled(staff.id, true, event(&staff), Reach::Anyone).await.ok(),
+        Some(Guarded::Done)
+    );
 }
 
 async fn codes_and_temporary_passwords_bind_to_the_address_they_were_sent_to(store: SqlStore) {
@@ -1012,7 +1024,8 @@ async fn a_member_promoted_to_staff_starts_afresh(store: SqlStore) {
     let code = new_code(&store, &account, t0() + minutes(60)).await;
     let token = PlainToken::generate();
     store.create_session(&new_session(&account, &token)).await.unwrap();
-    let promoted = store.set_role(account.id, Role::Assistance, staff_event(&account, AuditKind::RoleChanged)).await;
+    let promoted =
+        changes(&store).set_role(account.id, Role::Assistance, staff_event(&account, AuditKind::RoleChanged)).await;
     assert_eq!(promoted.ok(), Some(Guarded::Done));
     assert!(store.find_session(&token.hash(), t0()).await.ok().flatten().is_none(), "sessions ended");
     let used = store.find_code(&code.hash()).await.ok().flatten().and_then(|c| c.used_at);
@@ -1025,7 +1038,8 @@ async fn an_address_change_voids_what_was_sent_to_the_old_one(store: SqlStore) {
     let code = new_code(&store, &account, t0() + minutes(60)).await;
     let new = EmailAddress::parse("marie@gmail.example.com").unwrap();
     let event = staff_event(&account, AuditKind::DetailsChanged);
-    let changed = store.change_details(account.id, &new, &account.display_name, event, Reach::MembersOnly).await;
+    let changed =
+        changes(&store).change_details(account.id, &new, &account.display_name, event, Reach::MembersOnly).await;
     assert!(changed.is_ok(), "{changed:?}");
     assert!(store.find_code(&code.hash()).await.ok().flatten().and_then(|c| c.used_at).is_some());
     let queued = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
@@ -1426,7 +1440,7 @@ async fn the_access_epoch_moves_with_what_the_gate_caches(store: SqlStore) {
     store.delete_session(&token.hash(), None).await.unwrap();
     moved(epoch().await, "ending a session");
     let event = staff_event(&marie, AuditKind::AccountDisabled);
-    store.set_disabled(marie.id, true, event, Reach::Anyone).await.unwrap();
+    changes(&store).set_disabled(marie.id, true, event, Reach::Anyone).await.unwrap();
     moved(epoch().await, "disabling the account");
     let quiet = epoch().await;
     store.find_session(&token.hash(), t0()).await.ok();

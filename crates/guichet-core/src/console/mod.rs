@@ -15,6 +15,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
+use crate::account_changes::AccountChanges;
 use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::codes::TemporaryPassword;
@@ -23,8 +24,7 @@ use crate::groups::GroupName;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::members::AddMemberError;
 use crate::ports::{
-    AccountAdminStore, AccountStore, AuditStore, GroupStore, Guarded, OutboxStore, Ports, Reach, RecoveryStore,
-    StoreError,
+    AccountStore, AuditStore, GroupStore, Guarded, OutboxStore, Ports, Reach, RecoveryStore, StoreError,
 };
 
 mod queries;
@@ -193,7 +193,7 @@ impl From<StoreError> for ConsoleError {
 pub struct Console {
     accounts: Arc<dyn AccountStore>,
     credentials: Credentials,
-    account_admin: Arc<dyn AccountAdminStore>,
+    account_changes: AccountChanges,
     outbox: Arc<dyn OutboxStore>,
     audit: Arc<dyn AuditStore>,
     recovery: Arc<dyn RecoveryStore>,
@@ -226,7 +226,7 @@ impl Console {
         Self {
             accounts: Arc::clone(&ports.accounts),
             credentials: Credentials::of(ports),
-            account_admin: Arc::clone(&ports.account_admin),
+            account_changes: AccountChanges::of(ports),
             outbox: Arc::clone(&ports.outbox),
             audit: Arc::clone(&ports.audit),
             recovery: Arc::clone(&ports.recovery),
@@ -368,7 +368,7 @@ impl Console {
             // In full: staff undoing a malicious change need the old address.
             event.detail = Some(AuditDetail::Email(target.email.clone(), email.clone()));
         }
-        self.account_admin
+        self.account_changes
             .change_details(target.id, &email, &name, event, actor.reach())
             .await
             .map_err(AddMemberError::from)?;
@@ -387,7 +387,7 @@ impl Console {
         let target = self.target(actor, action, target).await?;
         let kind = if disabled { AuditKind::AccountDisabled } else { AuditKind::AccountEnabled };
         let event = self.event(actor, target.id, kind, context);
-        match self.account_admin.set_disabled(target.id, disabled, event, actor.reach()).await? {
+        match self.account_changes.set_disabled(target.id, disabled, event, actor.reach()).await? {
             Guarded::Done => Ok(()),
             Guarded::LastAdministrator => Err(Denied::LastAdministrator.into()),
         }
@@ -427,7 +427,7 @@ impl Console {
         let target = self.target(actor, ConsoleAction::ChangeRole(role), target).await?;
         let mut event = self.event(actor, target.id, AuditKind::RoleChanged, context);
         event.detail = Some(AuditDetail::Role(target.role, role));
-        match self.account_admin.set_role(target.id, role, event).await? {
+        match self.account_changes.set_role(target.id, role, event).await? {
             Guarded::Done => Ok(()),
             Guarded::LastAdministrator => Err(Denied::LastAdministrator.into()),
         }

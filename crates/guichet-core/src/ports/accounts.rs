@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use super::{AccountFilter, Guarded, Reach, StoreError};
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
+use super::{AccountFilter, StoreError};
+use crate::account::{Account, AccountId, EmailAddress, Identifier, NewAccount};
 use crate::audit::NewAuditEvent;
 use crate::mail::MailKind;
 use crate::password::PasswordHash;
@@ -68,43 +68,4 @@ pub enum Proof {
     Password(PasswordHash),
     /// The temporary password, with this hash.
     Temporary(TokenHash),
-}
-
-/// What administrators and assistance staff change on an account (authority is
-/// decided in the core; each write checks its [`Reach`] again).
-#[async_trait]
-pub trait AccountAdminStore: Send + Sync + std::fmt::Debug {
-    /// Disables (ending every session) or re-enables an account, with its audit line —
-    /// unless it would disable the last active administrator: `Ok(LastAdministrator)`
-    /// and nothing changes. The check and the change are one transaction that holds the
-    /// active administrators' rows, so two administrators disabling each other at once
-    /// cannot both succeed.
-    async fn set_disabled(
-        &self,
-        account: AccountId,
-        disabled: bool,
-        event: NewAuditEvent,
-        reach: Reach,
-    ) -> Result<Guarded, StoreError>;
-
-    /// Changes email and name, with the audit line. When the email changes, in the same
-    /// transaction: the account's unused codes are used up, a temporary password still
-    /// pending is revoked (the account keeps no password until the member chooses one),
-    /// the device cookie marks given so far stop counting, and an `EmailChanged` notice is
-    /// queued to the *old* address. `Err(Conflict(Email))` when the new address is taken.
-    async fn change_details(
-        &self,
-        account: AccountId,
-        email: &EmailAddress,
-        name: &DisplayName,
-        event: NewAuditEvent,
-        reach: Reach,
-    ) -> Result<(), StoreError>;
-
-    /// Changes the role, with the same guard as [`StaffStore::set_disabled`]: demoting the
-    /// last active administrator answers `Ok(LastAdministrator)` and changes nothing. A
-    /// member who becomes staff starts afresh, in the same transaction: sessions ended,
-    /// unused codes used up, a pending temporary password revoked, device marks voided —
-    /// nothing handed out while they were a member carries staff rights.
-    async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<Guarded, StoreError>;
 }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::{EventId, HeldAccount, StoreError, Transactions, Work};
-use crate::account::{Account, AccountId};
+use super::{Conflict, EventId, HeldAccount, StoreError, Transactions, Work};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
 use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestState};
@@ -135,6 +135,49 @@ impl Work for MemoryWork {
         let row = self.account(account);
         row.temporary_password_hash = Some(hash.clone());
         row.temporary_password_until = Some(expires_at);
+        Ok(())
+    }
+    async fn hold_active_administrators(&mut self) -> Result<Vec<AccountId>, StoreError> {
+        let admins = self.rows.accounts.values().map(|held| &held.account);
+        Ok(admins.filter(|a| a.role == Role::Admin && a.disabled_at.is_none()).map(|a| a.id).collect())
+    }
+    async fn secours_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError> {
+        let accounts = self.rows.accounts.values().map(|held| &held.account);
+        Ok(accounts.filter(|a| a.recovery_email.as_ref() == Some(email)).map(|a| a.id).next())
+    }
+    async fn set_disabled(
+        &mut self,
+        account: AccountId,
+        disabled_at: Option<Timestamp>,
+        _at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.account(account).disabled_at = disabled_at;
+        Ok(())
+    }
+    async fn set_details(
+        &mut self,
+        account: AccountId,
+        email: &EmailAddress,
+        name: &DisplayName,
+        _at: Timestamp,
+    ) -> Result<(), StoreError> {
+        if self.rows.accounts.values().any(|held| held.account.id != account && held.account.email == *email) {
+            return Err(StoreError::Conflict(Conflict::Email));
+        }
+        let row = self.account(account);
+        row.email = email.clone();
+        row.display_name = name.clone();
+        Ok(())
+    }
+    async fn set_role(&mut self, account: AccountId, role: Role, _at: Timestamp) -> Result<(), StoreError> {
+        self.account(account).role = role;
+        Ok(())
+    }
+    async fn revoke_temporary_password(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
+        let row = self.account(account);
+        row.temporary_password_hash = None;
+        row.temporary_password_until = None;
+        row.devices_trusted_after = at;
         Ok(())
     }
     async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {

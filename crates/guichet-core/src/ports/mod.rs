@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-pub use accounts::{AccountAdminStore, AccountStore, Proof};
+pub use accounts::{AccountStore, Proof};
 pub use desk::DeskStore;
 pub use groups::GroupStore;
 pub use guards::{AuditStore, DeviceStore, Health, KeyStore, Schema, ThrottleStore};
@@ -118,8 +118,6 @@ pub struct Ports {
     pub accounts: Arc<dyn AccountStore>,
     /// Units of work.
     pub transactions: Arc<dyn Transactions>,
-    /// Staff changes to accounts.
-    pub account_admin: Arc<dyn AccountAdminStore>,
     /// Sessions.
     pub sessions: Arc<dyn SessionStore>,
     /// The audit trail.
@@ -150,7 +148,6 @@ impl Ports {
     where
         S: AccountStore
             + Transactions
-            + AccountAdminStore
             + SessionStore
             + AuditStore
             + OutboxStore
@@ -167,7 +164,6 @@ impl Ports {
         Self {
             accounts: store.clone(),
             transactions: store.clone(),
-            account_admin: store.clone(),
             sessions: store.clone(),
             audit: store.clone(),
             outbox: store.clone(),

@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::account::{Account, AccountId};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
 use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
@@ -104,6 +104,38 @@ pub trait Work: Send {
         hash: &TokenHash,
         expires_at: Timestamp,
     ) -> Result<(), StoreError>;
+
+    /// Holds the rows of every active administrator until the unit ends, and lists them:
+    /// two units that each take one away cannot both see the other still there.
+    async fn hold_active_administrators(&mut self) -> Result<Vec<AccountId>, StoreError>;
+
+    /// The account whose secours address `email` is, if one's is.
+    async fn secours_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError>;
+
+    /// Disables the account (`Some(when)`) or enables it again (`None`).
+    async fn set_disabled(
+        &mut self,
+        account: AccountId,
+        disabled_at: Option<Timestamp>,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Sets the account's address and name: `Err(Conflict(Email))` when the address
+    /// is another account's.
+    async fn set_details(
+        &mut self,
+        account: AccountId,
+        email: &EmailAddress,
+        name: &DisplayName,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Sets the account's role.
+    async fn set_role(&mut self, account: AccountId, role: Role, at: Timestamp) -> Result<(), StoreError>;
+
+    /// The pending temporary password goes, and device marks issued before `at` no
+    /// longer count.
+    async fn revoke_temporary_password(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError>;
 
     /// Ends the account's sessions but `keep`; returns how many ended.
     async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError>;
