@@ -5,7 +5,7 @@ use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
 use guichet_core::groups::GroupName;
 use guichet_core::oidc::{Client, ClientId, Grant, IssuedCode, NewCode, NewGrant};
-use guichet_core::ports::{CodeUse, Conflict, OidcStore, StoreError};
+use guichet_core::ports::{Conflict, OidcStore, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -15,7 +15,7 @@ use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 const CLIENT_SELECT: &str = "SELECT client_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
      group_names, created_at FROM oidc_clients";
 
-const CODE_SELECT: &str = "SELECT code_hash, client_id, account_id, redirect_uri, scope, nonce, code_challenge, \
+pub(crate) const CODE_SELECT: &str = "SELECT code_hash, client_id, account_id, redirect_uri, scope, nonce, code_challenge, \
      auth_time, created_at, expires_at FROM oidc_codes";
 
 fn lines(stored: &str) -> Vec<String> {
@@ -37,7 +37,7 @@ fn client_from_row(row: &AnyRow) -> Result<Client, StoreError> {
     })
 }
 
-fn code_from_row(row: &AnyRow) -> Result<IssuedCode, StoreError> {
+pub(crate) fn code_from_row(row: &AnyRow) -> Result<IssuedCode, StoreError> {
     Ok(NewCode {
         hash: TokenHash::from_stored(row.try_get("code_hash").map_err(backend)?),
         client: ClientId::from_stored(row.try_get("client_id").map_err(backend)?),
@@ -145,67 +145,6 @@ impl OidcStore for SqlStore {
             .await
             .map_err(backend)?;
         row.as_ref().map(code_from_row).transpose()
-    }
-
-    async fn use_code(&self, code: &TokenHash, client: &ClientId, now: Timestamp) -> Result<CodeUse, StoreError> {
-        let mut tx = self.begin_work().await?;
-        // The conditional update is the single point where one caller wins.
-        let first = sqlx::query(
-            "UPDATE oidc_codes SET used_at = $1 WHERE code_hash = $2 AND client_id = $3 AND used_at IS NULL",
-        )
-        .bind(millis(now))
-        .bind(code.as_str())
-        .bind(client.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected()
-            == 1;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CODE_SELECT} WHERE code_hash = $1 AND client_id = $2")))
-            .bind(code.as_str())
-            .bind(client.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let outcome = match (first, row) {
-            (true, Some(row)) => CodeUse::First(code_from_row(&row)?),
-            (false, Some(_)) => {
-                sqlx::query("UPDATE oidc_codes SET reused_at = $1 WHERE code_hash = $2 AND reused_at IS NULL")
-                    .bind(millis(now))
-                    .bind(code.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                sqlx::query("UPDATE oidc_grants SET revoked_at = $1 WHERE code_hash = $2 AND revoked_at IS NULL")
-                    .bind(millis(now))
-                    .bind(code.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                CodeUse::Again
-            }
-            (_, None) => CodeUse::Unknown,
-        };
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
-    async fn store_grant(&self, grant: &NewGrant) -> Result<(), StoreError> {
-        sqlx::query(
-            // Born revoked when the code was presented again meanwhile.
-            "INSERT INTO oidc_grants (jti, code_hash, client_id, account_id, scope, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, (SELECT reused_at FROM oidc_codes WHERE code_hash = $2))",
-        )
-        .bind(&grant.jti)
-        .bind(grant.code.as_str())
-        .bind(grant.client.as_str())
-        .bind(grant.account.get())
-        .bind(&grant.scope)
-        .bind(millis(grant.expires_at))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn find_grant(&self, jti: &str) -> Result<Option<Grant>, StoreError> {

@@ -12,8 +12,9 @@ use guichet_core::codes::StoredCode;
 use guichet_core::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
 use guichet_core::lockout::ThrottleKey;
 use guichet_core::mail::{MailId, NewMail};
+use guichet_core::oidc::{ClientId, NewGrant};
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{EventId, HeldAccount, StoreError, Transactions, Work};
+use guichet_core::ports::{EventId, HeldAccount, HeldOidcCode, StoreError, Transactions, Work};
 use guichet_core::token::TokenHash;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Row as _, Transaction};
 use tokio::sync::Notify;
@@ -23,7 +24,7 @@ use crate::audit::insert_event;
 use crate::desk::{REQUEST_COLUMNS, SLOT_COLUMNS, request_from_row, slot_from_row};
 use crate::outbox::insert_mail;
 use crate::recovery::{CODE_COLUMNS, code_from_row};
-use crate::{SqlStore, backend, millis};
+use crate::{SqlStore, backend, millis, optional_timestamp};
 
 /// An open transaction of the store's.
 pub(crate) struct SqlWork {
@@ -447,6 +448,79 @@ impl Work for SqlWork {
             .await
             .map(|_| ())
             .map_err(backend)
+    }
+
+    async fn hold_oidc_code(
+        &mut self,
+        code: &TokenHash,
+        client: &ClientId,
+    ) -> Result<Option<HeldOidcCode>, StoreError> {
+        let columns = crate::oidc::CODE_SELECT.replacen("SELECT ", "", 1).replace(" FROM oidc_codes", "");
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE oidc_codes SET used_at = used_at WHERE code_hash = $1 AND client_id = $2 \
+             RETURNING {columns}, used_at, reused_at"
+        )))
+        .bind(code.as_str())
+        .bind(client.as_str())
+        .fetch_optional(&mut **self)
+        .await
+        .map_err(backend)?;
+        row.map(|row| {
+            Ok(HeldOidcCode {
+                code: crate::oidc::code_from_row(&row)?,
+                used_at: optional_timestamp(row.try_get("used_at").map_err(backend)?)?,
+                reused_at: optional_timestamp(row.try_get("reused_at").map_err(backend)?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_oidc_code_used(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE oidc_codes SET used_at = $2 WHERE code_hash = $1")
+            .bind(code.as_str())
+            .bind(millis(at))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn set_oidc_code_reused(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE oidc_codes SET reused_at = $2 WHERE code_hash = $1")
+            .bind(code.as_str())
+            .bind(millis(at))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn revoke_grants_of(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE oidc_grants SET revoked_at = $2 WHERE code_hash = $1 AND revoked_at IS NULL")
+            .bind(code.as_str())
+            .bind(millis(at))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn insert_grant(&mut self, grant: &NewGrant, revoked_at: Option<Timestamp>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO oidc_grants (jti, code_hash, client_id, account_id, scope, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&grant.jti)
+        .bind(grant.code.as_str())
+        .bind(grant.client.as_str())
+        .bind(grant.account.get())
+        .bind(&grant.scope)
+        .bind(millis(grant.expires_at))
+        .bind(revoked_at.map(millis))
+        .execute(&mut **self)
+        .await
+        .map(|_| ())
+        .map_err(backend)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -475,6 +475,11 @@ fn changes(store: &SqlStore) -> guichet_core::account_changes::AccountChanges {
     guichet_core::account_changes::AccountChanges::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
 }
 
+/// The core's code and grant rules, over this store's units of work.
+fn grants(store: &SqlStore) -> guichet_core::oidc::Grants {
+    guichet_core::oidc::Grants::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
+}
+
 fn t0() -> Timestamp {
     "2026-03-02T08:00:00Z".parse().unwrap()
 }
@@ -1363,11 +1368,11 @@ async fn oidc_clients_are_kept_listed_and_removed_with_what_they_hold(store: Sql
     let code = PlainToken::generate().hash();
     let a = client_as_stored(&store, "a-conf").await;
     store.store_code(&code_for(&a, &marie, &code)).await.unwrap();
-    store.store_grant(&grant_for("j-1", &a, &marie, &code)).await.unwrap();
+    grants(&store).store_grant(&grant_for("j-1", &a, &marie, &code)).await.unwrap();
     assert_eq!(store.remove_client(&a.id).await.ok(), Some(true));
     assert_eq!(store.remove_client(&a.id).await.ok(), Some(false), "gone already");
     assert!(store.find_grant("j-1").await.ok().flatten().is_none(), "its tokens went with it");
-    assert_eq!(store.use_code(&code, &a.id, t0()).await.ok(), Some(CodeUse::Unknown), "and its codes");
+    assert_eq!(grants(&store).use_code(&code, &a.id, t0()).await.ok(), Some(CodeUse::Unknown), "and its codes");
     assert!(store.find_client(&ClientId::from_stored("nope".to_owned())).await.ok().flatten().is_none());
 }
 
@@ -1388,14 +1393,14 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
 
     // Presented by another client: unknown to it, and left untouched.
     let intruder = ClientId::from_stored("b-intruder".to_owned());
-    assert_eq!(store.use_code(&code, &intruder, t0()).await.ok(), Some(CodeUse::Unknown));
+    assert_eq!(grants(&store).use_code(&code, &intruder, t0()).await.ok(), Some(CodeUse::Unknown));
     assert_eq!(store.find_authorization_code(&code, &intruder).await.ok(), Some(None));
     assert_eq!(store.find_authorization_code(&code, &a.id).await.ok(), Some(Some(issued.clone())), "read, not used");
 
     // Many at once: exactly one gets the first use.
     let tries = (0..8).map(|_| {
         let (store, code, id) = (store.clone(), code.clone(), a.id.clone());
-        tokio::spawn(async move { store.use_code(&code, &id, t0()).await })
+        tokio::spawn(async move { grants(&store).use_code(&code, &id, t0()).await })
     });
     let outcomes: Vec<CodeUse> =
         futures_util::future::join_all(tries).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
@@ -1403,20 +1408,20 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
     assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::Again).count(), 7);
 
     // A grant stored after the reuse is born revoked; one stored before is revoked by the next reuse.
-    store.store_grant(&grant_for("late", &a, &marie, &code)).await.unwrap();
+    grants(&store).store_grant(&grant_for("late", &a, &marie, &code)).await.unwrap();
     let late = store.find_grant("late").await.ok().flatten().unwrap_or_else(|| panic!("no grant"));
     assert!(late.revoked_at.is_some(), "born revoked");
 
     let other = PlainToken::generate().hash();
     store.store_code(&code_for(&a, &marie, &other)).await.unwrap();
-    assert!(matches!(store.use_code(&other, &a.id, t0()).await, Ok(CodeUse::First(_))));
-    store.store_grant(&grant_for("first", &a, &marie, &other)).await.unwrap();
+    assert!(matches!(grants(&store).use_code(&other, &a.id, t0()).await, Ok(CodeUse::First(_))));
+    grants(&store).store_grant(&grant_for("first", &a, &marie, &other)).await.unwrap();
     assert_eq!(store.find_grant("first").await.ok().flatten().and_then(|g| g.revoked_at), None);
     let later = t0() + SignedDuration::from_secs(5);
-    assert_eq!(store.use_code(&other, &a.id, later).await.ok(), Some(CodeUse::Again));
+    assert_eq!(grants(&store).use_code(&other, &a.id, later).await.ok(), Some(CodeUse::Again));
     assert_eq!(store.find_grant("first").await.ok().flatten().and_then(|g| g.revoked_at), Some(later));
 
-    assert_eq!(store.use_code(&PlainToken::generate().hash(), &a.id, t0()).await.ok(), Some(CodeUse::Unknown));
+    assert_eq!(grants(&store).use_code(&PlainToken::generate().hash(), &a.id, t0()).await.ok(), Some(CodeUse::Unknown));
     let purged = store.purge_oidc(t0() + SignedDuration::from_hours(1)).await.unwrap_or_default();
     assert_eq!(purged, 4, "two codes and two grants, all expired");
 }

@@ -9,6 +9,7 @@
 //! first one issued. Tokens are RS256-signed and live 10 minutes.
 
 mod clients;
+mod grants;
 mod tokens;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 pub use clients::{Client, ClientError, ClientId, NewClient, Registered, check_redirect_uri};
+pub use grants::Grants;
 pub use tokens::{AccessClaims, GroupsClaim, NewAccessToken, Signer, SigningError, generate_key};
 
 use crate::account::{Account, AccountId};
@@ -352,6 +354,7 @@ pub struct LogoutPlan {
 #[derive(Debug, Clone)]
 pub struct Oidc {
     store: Arc<dyn OidcStore>,
+    grants: Grants,
     accounts: Arc<dyn AccountStore>,
     groups: Arc<dyn GroupStore>,
     keys: Arc<dyn KeyStore>,
@@ -367,6 +370,7 @@ impl Oidc {
         let issuer = IssuerUrl::new(issuer.trim_end_matches('/').to_owned()).map_err(|e| e.to_string())?;
         Ok(Self {
             store: Arc::clone(&ports.oidc),
+            grants: Grants::of(ports),
             accounts: Arc::clone(&ports.accounts),
             groups: Arc::clone(&ports.groups),
             keys: Arc::clone(&ports.keys),
@@ -719,7 +723,7 @@ impl Oidc {
             (None, None) => {}
             _ => return Err(TokenError::InvalidGrant("PKCE verification failed")),
         }
-        let issued = match self.store.use_code(&code_hash, &client.id, now).await? {
+        let issued = match self.grants.use_code(&code_hash, &client.id, now).await? {
             CodeUse::First(issued) => issued,
             CodeUse::Again => {
                 tracing::warn!(client = %client.id, "an authorization code was used twice: what it issued is revoked");
@@ -765,7 +769,7 @@ impl Oidc {
             claims = claims.set_nonce(Some(Nonce::new(nonce.clone())));
         }
         let id_token = signer.id_token(claims, &access_token).map_err(OidcError::from)?;
-        self.store
+        self.grants
             .store_grant(&NewGrant {
                 jti,
                 code: code_hash,

@@ -10,13 +10,14 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::{Conflict, EventId, HeldAccount, StoreError, Transactions, Work};
+use super::{Conflict, EventId, HeldAccount, HeldOidcCode, StoreError, Transactions, Work};
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
 use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestState};
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailId, NewMail};
+use crate::oidc::{ClientId, NewGrant};
 use crate::password::PasswordHash;
 use crate::token::TokenHash;
 
@@ -33,6 +34,10 @@ pub(crate) struct Rows {
     pub notes: Vec<(RequestId, NewNote)>,
     /// Slots, with their link's token hash.
     pub slots: Vec<(CallSlot, String)>,
+    /// Authorization codes, by hash.
+    pub oidc_codes: HashMap<String, HeldOidcCode>,
+    /// Grants, with when they were revoked.
+    pub grants: Vec<(NewGrant, Option<Timestamp>)>,
 }
 
 #[derive(Debug, Default)]
@@ -268,6 +273,31 @@ impl Work for MemoryWork {
     async fn save_slot(&mut self, slot: &CallSlot) -> Result<(), StoreError> {
         let stored = self.rows.slots.iter_mut().find(|(s, _)| s.id == slot.id).unwrap();
         stored.0 = slot.clone();
+        Ok(())
+    }
+    async fn hold_oidc_code(
+        &mut self,
+        code: &TokenHash,
+        client: &ClientId,
+    ) -> Result<Option<HeldOidcCode>, StoreError> {
+        Ok(self.rows.oidc_codes.get(code.as_str()).filter(|held| held.code.client == *client).cloned())
+    }
+    async fn set_oidc_code_used(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        self.rows.oidc_codes.get_mut(code.as_str()).unwrap().used_at = Some(at);
+        Ok(())
+    }
+    async fn set_oidc_code_reused(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        self.rows.oidc_codes.get_mut(code.as_str()).unwrap().reused_at = Some(at);
+        Ok(())
+    }
+    async fn revoke_grants_of(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        for (_, revoked_at) in self.rows.grants.iter_mut().filter(|(g, r)| g.code == *code && r.is_none()) {
+            *revoked_at = Some(at);
+        }
+        Ok(())
+    }
+    async fn insert_grant(&mut self, grant: &NewGrant, revoked_at: Option<Timestamp>) -> Result<(), StoreError> {
+        self.rows.grants.push((grant.clone(), revoked_at));
         Ok(())
     }
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {

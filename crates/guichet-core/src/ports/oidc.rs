@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::StoreError;
-use crate::oidc::{Client, ClientId, Grant, IssuedCode, NewCode, NewGrant};
+use crate::oidc::{Client, ClientId, Grant, IssuedCode, NewCode};
 use crate::token::TokenHash;
 
 /// What happened when a code was presented.
@@ -44,14 +44,6 @@ pub trait OidcStore: Send + Sync + std::fmt::Debug {
         code: &TokenHash,
         client: &ClientId,
     ) -> Result<Option<IssuedCode>, StoreError>;
-
-    /// Marks the code used when it was issued to `client`, atomically: only one caller
-    /// ever gets [`CodeUse::First`]. A second use by that client revokes every grant made
-    /// from the code; a code of another client is [`CodeUse::Unknown`] and stays as it was.
-    async fn use_code(&self, code: &TokenHash, client: &ClientId, now: Timestamp) -> Result<CodeUse, StoreError>;
-
-    /// Records an issued access token.
-    async fn store_grant(&self, grant: &NewGrant) -> Result<(), StoreError>;
 
     /// An access token's record, by its `jti`.
     async fn find_grant(&self, jti: &str) -> Result<Option<Grant>, StoreError>;

@@ -19,6 +19,7 @@ use crate::codes::StoredCode;
 use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailId, NewMail};
+use crate::oidc::{ClientId, IssuedCode, NewGrant};
 use crate::password::PasswordHash;
 use crate::token::TokenHash;
 
@@ -41,6 +42,17 @@ pub struct HeldAccount {
     pub account: Account,
     /// Failed logins recorded up to this event no longer count toward a lock.
     pub failures_cleared_after: EventId,
+}
+
+/// An authorization code's row as a unit holds it.
+#[derive(Debug, Clone)]
+pub struct HeldOidcCode {
+    /// The code as issued.
+    pub code: IssuedCode,
+    /// When it was first presented.
+    pub used_at: Option<Timestamp>,
+    /// When it was first presented again.
+    pub reused_at: Option<Timestamp>,
 }
 
 /// The row operations of a unit of work. Every write lands in the unit; a commit that
@@ -187,6 +199,22 @@ pub trait Work: Send {
 
     /// Writes a slot's confirmation and withdrawal as given.
     async fn save_slot(&mut self, slot: &CallSlot) -> Result<(), StoreError>;
+
+    /// Holds an authorization code issued to `client` until the unit ends, and reads it.
+    async fn hold_oidc_code(&mut self, code: &TokenHash, client: &ClientId)
+    -> Result<Option<HeldOidcCode>, StoreError>;
+
+    /// Marks the code used at `at`.
+    async fn set_oidc_code_used(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Marks the code presented again at `at`.
+    async fn set_oidc_code_reused(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Revokes at `at` the grants the code issued that are not revoked yet.
+    async fn revoke_grants_of(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Stores a grant, revoked from `revoked_at` if given.
+    async fn insert_grant(&mut self, grant: &NewGrant, revoked_at: Option<Timestamp>) -> Result<(), StoreError>;
 
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
