@@ -319,7 +319,10 @@ mod tests {
             password_hash: Some(hash(1)),
             ..Account::sample(MARIE.get(), role)
         };
-        rows.lock().await.accounts.insert(MARIE, HeldAccount { account, failures_cleared_after: 0 });
+        rows.lock()
+            .await
+            .accounts
+            .insert(MARIE, HeldAccount { account, failures_cleared_after: 0, secours_code: None });
         (Credentials::new(Arc::new(memory)), rows)
     }
 

@@ -15,7 +15,7 @@ use crate::hashing::{HashError, PasswordHasher, Verification};
 use crate::lockout::LockoutPolicy;
 use crate::lockout::ThrottleKey;
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
-use crate::ports::{AuditStore, Ports, RecoveryStore, SessionStore, StoreError, ThrottleStore};
+use crate::ports::{AuditStore, Ports, SessionStore, StoreError, ThrottleStore};
 use crate::session::Session;
 
 /// Why a password change did not go through.
@@ -92,7 +92,7 @@ pub enum RecoveryEmailChange {
 /// A member's own account.
 #[derive(Debug, Clone)]
 pub struct MySpace {
-    recovery: Arc<dyn RecoveryStore>,
+    secours: crate::secours::SecoursRules,
     throttle: Arc<dyn ThrottleStore>,
     credentials: Credentials,
     sessions: Arc<dyn SessionStore>,
@@ -113,7 +113,7 @@ impl MySpace {
         lockout: LockoutPolicy,
     ) -> Self {
         Self {
-            recovery: Arc::clone(&ports.recovery),
+            secours: crate::secours::SecoursRules::of(ports),
             throttle: Arc::clone(&ports.throttle),
             credentials: Credentials::of(ports),
             sessions: Arc::clone(&ports.sessions),
@@ -235,7 +235,7 @@ impl MySpace {
                 context: context.clone(),
                 detail: None,
             };
-            let removed = self.recovery.remove_recovery_email(account.id, event).await?;
+            let removed = self.secours.remove_recovery_email(account.id, event).await?;
             return Ok(if removed { RecoveryEmailChange::Removed } else { RecoveryEmailChange::Unchanged });
         }
         let email = EmailAddress::parse(typed)?;
@@ -248,7 +248,7 @@ impl MySpace {
             self.throttle.uncount(&key, now).await?;
             return Err(RecoveryEmailError::TooMany);
         }
-        self.recovery.propose_recovery_email(account.id, &email, now).await?;
+        self.secours.propose_recovery_email(account.id, &email, now).await?;
         Ok(RecoveryEmailChange::Proposed(email))
     }
 
@@ -268,7 +268,7 @@ impl MySpace {
             context: context.clone(),
             detail: account.recovery_email_pending.as_ref().map(|address| AuditDetail::Address(address.masked())),
         };
-        self.recovery.confirm_recovery_email(account.id, &code.hash(), event).await
+        self.secours.confirm_recovery_email(account.id, &code.hash(), event).await
     }
 
     /// Ends every session of the member but this one, and records it, in one transaction.

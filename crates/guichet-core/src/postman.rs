@@ -68,6 +68,7 @@ pub struct Postman {
     credentials: Credentials,
     outbox: Arc<dyn OutboxStore>,
     recovery: Arc<dyn RecoveryStore>,
+    secours: crate::secours::SecoursRules,
     desk: Arc<dyn DeskStore>,
     desk_rules: crate::desk::DeskRules,
     sender: Arc<dyn MailSender>,
@@ -106,6 +107,7 @@ impl Postman {
             credentials: Credentials::of(ports),
             outbox: Arc::clone(&ports.outbox),
             recovery: Arc::clone(&ports.recovery),
+            secours: crate::secours::SecoursRules::of(ports),
             desk: Arc::clone(&ports.desk),
             desk_rules: crate::desk::DeskRules::of(ports),
             sender,
@@ -473,7 +475,7 @@ impl Postman {
             MailKind::RecoveryEmailConfirmation => {
                 let code = RecoveryCode::generate();
                 let expires_at = now.saturating_add(self.policy.reset_code_ttl).unwrap_or(now);
-                if !self.recovery.set_recovery_email_code(account.id, &code.hash(), expires_at, to).await? {
+                if !self.secours.set_recovery_email_code(account.id, &code.hash(), expires_at, to).await? {
                     return Ok(None);
                 }
                 MailContent::RecoveryEmailConfirmation { code, expires_at }

@@ -14,7 +14,7 @@ use guichet_core::lockout::ThrottleKey;
 use guichet_core::mail::{MailId, NewMail};
 use guichet_core::oidc::{ClientId, NewGrant};
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{EventId, HeldAccount, HeldOidcCode, StoreError, Transactions, Work};
+use guichet_core::ports::{EventId, HeldAccount, HeldOidcCode, Secours, StoreError, Transactions, Work};
 use guichet_core::token::TokenHash;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Row as _, Transaction};
 use tokio::sync::Notify;
@@ -100,7 +100,8 @@ impl Work for SqlWork {
     async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE accounts SET updated_at = updated_at WHERE id = $1 \
-             RETURNING {ACCOUNT_COLUMNS}, failures_cleared_after"
+             RETURNING {ACCOUNT_COLUMNS}, failures_cleared_after, recovery_email_code_hash, \
+             recovery_email_code_expires_at"
         )))
         .bind(account.get())
         .fetch_optional(&mut **self)
@@ -110,6 +111,13 @@ impl Work for SqlWork {
             Ok(HeldAccount {
                 account: account_from_row(&row)?,
                 failures_cleared_after: row.try_get("failures_cleared_after").map_err(backend)?,
+                secours_code: match (
+                    row.try_get::<Option<String>, _>("recovery_email_code_hash").map_err(backend)?,
+                    optional_timestamp(row.try_get("recovery_email_code_expires_at").map_err(backend)?)?,
+                ) {
+                    (Some(hash), Some(until)) => Some((TokenHash::from_stored(hash), until)),
+                    _ => None,
+                },
             })
         })
         .transpose()
@@ -244,6 +252,32 @@ impl Work for SqlWork {
         .await
         .map_err(backend)?;
         Ok(admins.into_iter().map(AccountId::from_stored).collect())
+    }
+
+    async fn email_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError> {
+        let owner: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(&mut **self)
+            .await
+            .map_err(backend)?;
+        Ok(owner.map(AccountId::from_stored))
+    }
+
+    async fn set_secours(&mut self, account: AccountId, secours: &Secours, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE accounts SET recovery_email = $2, recovery_email_pending = $3, recovery_email_code_hash = $4, \
+             recovery_email_code_expires_at = $5, updated_at = $6 WHERE id = $1",
+        )
+        .bind(account.get())
+        .bind(secours.confirmed.as_ref().map(EmailAddress::as_str))
+        .bind(secours.pending.as_ref().map(EmailAddress::as_str))
+        .bind(secours.code.as_ref().map(|(hash, _)| hash.as_str()))
+        .bind(secours.code.as_ref().map(|(_, until)| millis(*until)))
+        .bind(millis(at))
+        .execute(&mut **self)
+        .await
+        .map(|_| ())
+        .map_err(conflict_or_backend)
     }
 
     async fn secours_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError> {

@@ -220,7 +220,7 @@ fn personal() -> EmailAddress {
 
 async fn a_secours_address_is_proposed_confirmed_found_and_removed(store: SqlStore) {
     let account = add(&store, "marie").await;
-    store.propose_recovery_email(account.id, &personal(), t0()).await.unwrap();
+    secours(&store).propose_recovery_email(account.id, &personal(), t0()).await.unwrap();
     let queued = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
     assert_eq!(
         queued.iter().map(|m| (m.kind, m.recipient.clone())).collect::<Vec<_>>(),
@@ -230,21 +230,33 @@ async fn a_secours_address_is_proposed_confirmed_found_and_removed(store: SqlSto
     let code = RecoveryCode::generate();
     let elsewhere = EmailAddress::parse("autre@perso.example.org").unwrap();
     let later = t0() + minutes(60);
-    assert_eq!(store.set_recovery_email_code(account.id, &code.hash(), later, &elsewhere).await.ok(), Some(false));
-    assert_eq!(store.set_recovery_email_code(account.id, &code.hash(), later, &personal()).await.ok(), Some(true));
+    assert_eq!(
+        secours(&store).set_recovery_email_code(account.id, &code.hash(), later, &elsewhere).await.ok(),
+        Some(false)
+    );
+    assert_eq!(
+        secours(&store).set_recovery_email_code(account.id, &code.hash(), later, &personal()).await.ok(),
+        Some(true)
+    );
     let event = |kind| NewAuditEvent { at: t0(), ..staff_event(&account, kind) };
-    let wrong = store
+    let wrong = secours(&store)
         .confirm_recovery_email(account.id, &RecoveryCode::generate().hash(), event(AuditKind::RecoveryEmailConfirmed))
         .await;
     assert_eq!(wrong.ok(), Some(Err(CodeError::Invalid)));
     let late = NewAuditEvent { at: later, ..event(AuditKind::RecoveryEmailConfirmed) };
-    assert_eq!(store.confirm_recovery_email(account.id, &code.hash(), late).await.ok(), Some(Err(CodeError::Expired)));
-    let confirmed =
-        store.confirm_recovery_email(account.id, &code.hash(), event(AuditKind::RecoveryEmailConfirmed)).await;
+    assert_eq!(
+        secours(&store).confirm_recovery_email(account.id, &code.hash(), late).await.ok(),
+        Some(Err(CodeError::Expired))
+    );
+    let confirmed = secours(&store)
+        .confirm_recovery_email(account.id, &code.hash(), event(AuditKind::RecoveryEmailConfirmed))
+        .await;
     assert_eq!(confirmed.ok(), Some(Ok(personal())));
     let after = reload(&store, &account).await;
     assert_eq!((after.recovery_email, after.recovery_email_pending), (Some(personal()), None));
-    let again = store.confirm_recovery_email(account.id, &code.hash(), event(AuditKind::RecoveryEmailConfirmed)).await;
+    let again = secours(&store)
+        .confirm_recovery_email(account.id, &code.hash(), event(AuditKind::RecoveryEmailConfirmed))
+        .await;
     assert_eq!(again.ok(), Some(Err(CodeError::Invalid)), "used once");
     // Found by either address, its own first; codes may be bound to either.
     let found = store.find_account_by_any_address(&personal()).await.ok().flatten().map(|a| a.id);
@@ -260,8 +272,14 @@ async fn a_secours_address_is_proposed_confirmed_found_and_removed(store: SqlSto
     assert_eq!(store.insert_code(&RecoveryCode::generate().hash(), &stored, &personal()).await.ok(), Some(true));
     let notices = store.claim_due_mail(t0() + minutes(3), t0() + minutes(5), 10).await.unwrap_or_default();
     assert!(notices.iter().any(|m| m.kind == MailKind::RecoveryEmailChanged && m.recipient == account.email));
-    assert_eq!(store.remove_recovery_email(account.id, event(AuditKind::RecoveryEmailRemoved)).await.ok(), Some(true));
-    assert_eq!(store.remove_recovery_email(account.id, event(AuditKind::RecoveryEmailRemoved)).await.ok(), Some(false));
+    assert_eq!(
+        secours(&store).remove_recovery_email(account.id, event(AuditKind::RecoveryEmailRemoved)).await.ok(),
+        Some(true)
+    );
+    assert_eq!(
+        secours(&store).remove_recovery_email(account.id, event(AuditKind::RecoveryEmailRemoved)).await.ok(),
+        Some(false)
+    );
     assert_eq!(reload(&store, &account).await.recovery_email, None);
     assert!(store.find_account_by_any_address(&personal()).await.ok().flatten().is_none());
 }
@@ -270,14 +288,14 @@ async fn a_secours_address_belongs_to_one_account(store: SqlStore) {
     let marie = add(&store, "marie").await;
     let paul = add(&store, "paul").await;
     // Another account's address: stored, answered like any other, and no code leaves.
-    store.propose_recovery_email(marie.id, &paul.email, t0()).await.unwrap();
+    secours(&store).propose_recovery_email(marie.id, &paul.email, t0()).await.unwrap();
     assert!(store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default().is_empty());
     // Both propose it before either confirms: the first confirmation wins.
     let mut codes = Vec::new();
     for who in [&marie, &paul] {
-        store.propose_recovery_email(who.id, &personal(), t0()).await.unwrap();
+        secours(&store).propose_recovery_email(who.id, &personal(), t0()).await.unwrap();
         let code = RecoveryCode::generate();
-        store.set_recovery_email_code(who.id, &code.hash(), t0() + minutes(60), &personal()).await.ok();
+        secours(&store).set_recovery_email_code(who.id, &code.hash(), t0() + minutes(60), &personal()).await.ok();
         codes.push(code);
     }
     let confirm = |who: &Account, code: &RecoveryCode| {
@@ -285,7 +303,7 @@ async fn a_secours_address_belongs_to_one_account(store: SqlStore) {
         let hash = code.hash();
         let store = store.clone();
         let id = who.id;
-        async move { store.confirm_recovery_email(id, &hash, event).await }
+        async move { secours(&store).confirm_recovery_email(id, &hash, event).await }
     };
     assert_eq!(confirm(&marie, &codes[0]).await.ok(), Some(Ok(personal())));
     let second = confirm(&paul, &codes[1]).await;
@@ -478,6 +496,11 @@ fn changes(store: &SqlStore) -> guichet_core::account_changes::AccountChanges {
 /// The core's code and grant rules, over this store's units of work.
 fn grants(store: &SqlStore) -> guichet_core::oidc::Grants {
     guichet_core::oidc::Grants::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
+}
+
+/// The core's secours-address rules, over this store's units of work.
+fn secours(store: &SqlStore) -> guichet_core::secours::SecoursRules {
+    guichet_core::secours::SecoursRules::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
 }
 
 fn t0() -> Timestamp {

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use super::{Reach, StoreError};
 use crate::account::{AccountId, EmailAddress};
 use crate::audit::NewAuditEvent;
-use crate::codes::{CodeError, StoredCode};
+use crate::codes::StoredCode;
 use crate::mail::{MailId, MailKind, MailLogEntry, MailOutcome, NewMail, QueuedMail};
 use crate::token::TokenHash;
 
@@ -107,41 +107,4 @@ pub trait RecoveryStore: Send + Sync + std::fmt::Debug {
 
     /// Codes of the account still usable at `now`.
     async fn pending_codes(&self, account: AccountId, now: Timestamp) -> Result<u64, StoreError>;
-
-    /// Proposes `email` as the account's secours address: it waits for its code (any
-    /// earlier proposal and its code are dropped), and the message that carries the code
-    /// is queued to it, in one transaction — unless it is already an address of another
-    /// account: then the proposal is stored all the same (the member proposing it does not
-    /// learn whose it is) and no code leaves.
-    async fn propose_recovery_email(
-        &self,
-        account: AccountId,
-        email: &EmailAddress,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
-
-    /// Removes the secours address (and any proposal), records `event` and queues the
-    /// notice to the account's address, in one transaction. `Ok(false)` when there was none.
-    async fn remove_recovery_email(&self, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError>;
-
-    /// Stores the hash of the code about to be mailed to `sent_to`, if that is still the
-    /// account's proposed secours address: `Ok(false)` and nothing stored otherwise.
-    async fn set_recovery_email_code(
-        &self,
-        account: AccountId,
-        hash: &TokenHash,
-        expires_at: Timestamp,
-        sent_to: &EmailAddress,
-    ) -> Result<bool, StoreError>;
-
-    /// Confirms the proposed secours address with its code's hash: it becomes the
-    /// account's secours address, `event` is recorded and the notice queued to the
-    /// account's address, in one transaction. `Ok(Err(why))` and nothing changed when the
-    /// code is not the proposal's, or expired.
-    async fn confirm_recovery_email(
-        &self,
-        account: AccountId,
-        hash: &TokenHash,
-        event: NewAuditEvent,
-    ) -> Result<Result<EmailAddress, CodeError>, StoreError>;
 }

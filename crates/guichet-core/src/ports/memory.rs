@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::{Conflict, EventId, HeldAccount, HeldOidcCode, StoreError, Transactions, Work};
+use super::{Conflict, EventId, HeldAccount, HeldOidcCode, Secours, StoreError, Transactions, Work};
 use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
@@ -145,6 +145,25 @@ impl Work for MemoryWork {
     async fn hold_active_administrators(&mut self) -> Result<Vec<AccountId>, StoreError> {
         let admins = self.rows.accounts.values().map(|held| &held.account);
         Ok(admins.filter(|a| a.role == Role::Admin && a.disabled_at.is_none()).map(|a| a.id).collect())
+    }
+    async fn email_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError> {
+        let accounts = self.rows.accounts.values().map(|held| &held.account);
+        Ok(accounts.filter(|a| a.email == *email).map(|a| a.id).next())
+    }
+    async fn set_secours(&mut self, account: AccountId, secours: &Secours, _at: Timestamp) -> Result<(), StoreError> {
+        let taken = self.rows.accounts.values().any(|held| {
+            held.account.id != account
+                && secours.confirmed.is_some()
+                && held.account.recovery_email == secours.confirmed
+        });
+        if taken {
+            return Err(StoreError::Conflict(Conflict::Email));
+        }
+        let held = self.rows.accounts.get_mut(&account).unwrap();
+        held.account.recovery_email = secours.confirmed.clone();
+        held.account.recovery_email_pending = secours.pending.clone();
+        held.secours_code = secours.code.clone();
+        Ok(())
     }
     async fn secours_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError> {
         let accounts = self.rows.accounts.values().map(|held| &held.account);

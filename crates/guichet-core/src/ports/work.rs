@@ -42,6 +42,21 @@ pub struct HeldAccount {
     pub account: Account,
     /// Failed logins recorded up to this event no longer count toward a lock.
     pub failures_cleared_after: EventId,
+    /// The hash of the code mailed to the proposed secours address, and until when it
+    /// works.
+    pub secours_code: Option<(TokenHash, Timestamp)>,
+}
+
+/// The account's secours address, its proposal and the proposal's code, as written
+/// together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secours {
+    /// The confirmed address.
+    pub confirmed: Option<EmailAddress>,
+    /// The address waiting for its code.
+    pub pending: Option<EmailAddress>,
+    /// The hash of the code mailed to it, and until when it works.
+    pub code: Option<(TokenHash, Timestamp)>,
 }
 
 /// An authorization code's row as a unit holds it.
@@ -120,6 +135,13 @@ pub trait Work: Send {
     /// Holds the rows of every active administrator until the unit ends, and lists them:
     /// two units that each take one away cannot both see the other still there.
     async fn hold_active_administrators(&mut self) -> Result<Vec<AccountId>, StoreError>;
+
+    /// The account whose own address `email` is, if one's is.
+    async fn email_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError>;
+
+    /// Writes the account's secours address, proposal and code: `Err(Conflict(Email))`
+    /// when the confirmed address is another account's.
+    async fn set_secours(&mut self, account: AccountId, secours: &Secours, at: Timestamp) -> Result<(), StoreError>;
 
     /// The account whose secours address `email` is, if one's is.
     async fn secours_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError>;
