@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::account::{AccountId, DisplayName, EmailAddress, Role};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, NewAccount, Role};
 use crate::audit::NewAuditEvent;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::ports::{Conflict, Guarded, HeldAccount, Ports, Reach, StoreError, Transactions, Work};
@@ -54,6 +54,47 @@ impl AccountChanges {
     /// Over these units of work.
     pub fn new(transactions: Arc<dyn Transactions>) -> Self {
         Self { transactions }
+    }
+
+    /// Creates an account, audited with `event` (its `account_id` set to the new one)
+    /// and, with `then_mail`, queues that message to it. `Err(Conflict(..))` when the
+    /// identifier or the address is taken, as an account's own or secours address.
+    pub async fn create_account(
+        &self,
+        new: &NewAccount,
+        mut event: NewAuditEvent,
+        then_mail: Option<MailKind>,
+    ) -> Result<Account, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        let account = work.insert_account(new, event.at).await?;
+        if work.secours_owner(&new.email).await?.is_some_and(|owner| owner != account.id) {
+            return Err(StoreError::Conflict(Conflict::Email));
+        }
+        event.account_id = Some(account.id);
+        work.record(&event).await?;
+        if let Some(kind) = then_mail {
+            let mail = NewMail {
+                kind,
+                account_id: Some(account.id),
+                recipient: account.email.clone(),
+                subject: MailSubject::None,
+            };
+            work.queue_mail(&mail, event.at).await?;
+        }
+        work.commit().await?;
+        Ok(account)
+    }
+
+    /// Queues a message staff had sent to an account (within `reach`, when it is to
+    /// one), audited with `event`.
+    pub async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent, reach: Reach) -> Result<(), StoreError> {
+        let mut work = self.transactions.begin().await?;
+        if let Some(account) = mail.account_id {
+            hold_within(work.as_mut(), account, reach).await?;
+        }
+        work.queue_mail(mail, event.at).await?;
+        work.record(&event).await?;
+        work.commit().await
     }
 
     /// Disables the account (ending its sessions) or enables it again, audited with

@@ -115,6 +115,7 @@ impl From<StoreError> for GroupError {
 #[derive(Debug, Clone)]
 pub struct Groups {
     groups: Arc<dyn GroupStore>,
+    transactions: Arc<dyn crate::ports::Transactions>,
     accounts: Arc<dyn AccountStore>,
     clock: Arc<dyn Clock>,
 }
@@ -122,7 +123,12 @@ pub struct Groups {
 impl Groups {
     /// Wires the use cases.
     pub fn new(ports: &Ports, clock: Arc<dyn Clock>) -> Self {
-        Self { groups: Arc::clone(&ports.groups), accounts: Arc::clone(&ports.accounts), clock }
+        Self {
+            groups: Arc::clone(&ports.groups),
+            transactions: Arc::clone(&ports.transactions),
+            accounts: Arc::clone(&ports.accounts),
+            clock,
+        }
     }
 
     /// Makes a group.
@@ -152,30 +158,38 @@ impl Groups {
         self.groups.find_group(&parsed).await?.ok_or_else(|| GroupError::Unknown(parsed.to_string()))
     }
 
-    /// Puts an account in a group (`Ok(false)`: it was already in it), with its audit line.
-    pub async fn join(
+    /// Puts an account in a group (`join`) or takes it out, with its audit line:
+    /// `Ok(false)` (and nothing recorded) when it already was where it is asked to be.
+    pub async fn change(
         &self,
         account: AccountId,
         group: &str,
+        join: bool,
         actor: Actor,
         context: &RequestContext,
     ) -> Result<bool, GroupError> {
         let group = self.find(group).await?;
-        let event = self.event(account, AuditKind::GroupJoined, &group.name, actor, context);
-        Ok(self.groups.add_to_group(group.id, account, event).await?)
+        let kind = if join { AuditKind::GroupJoined } else { AuditKind::GroupLeft };
+        let event = self.event(account, kind, &group.name, actor, context);
+        Ok(self.set_membership(group.id, account, join, event).await?)
     }
 
-    /// Takes an account out of a group (`Ok(false)`: it was not in it).
-    pub async fn leave(
+    /// The membership change itself, one unit of work: recorded only when it changed
+    /// something.
+    pub async fn set_membership(
         &self,
+        group: GroupId,
         account: AccountId,
-        group: &str,
-        actor: Actor,
-        context: &RequestContext,
-    ) -> Result<bool, GroupError> {
-        let group = self.find(group).await?;
-        let event = self.event(account, AuditKind::GroupLeft, &group.name, actor, context);
-        Ok(self.groups.remove_from_group(group.id, account, event).await?)
+        join: bool,
+        event: NewAuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        let changed = work.set_member(group, account, join).await?;
+        if changed {
+            work.record(&event).await?;
+            work.commit().await?;
+        }
+        Ok(changed)
     }
 
     /// The account with this identifier, for the command line.

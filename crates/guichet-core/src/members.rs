@@ -174,7 +174,7 @@ impl Members {
             context,
             detail: Some(AuditDetail::Created(request.role, Origin::Created)),
         };
-        Ok(self.accounts.create_account(&new, event, then_mail).await?)
+        Ok(self.account_changes.create_account(&new, event, then_mail).await?)
     }
 
     /// The account with this identifier.
@@ -253,7 +253,7 @@ impl Members {
             context: RequestContext::default(),
             detail: None,
         };
-        self.outbox.queue_staff_mail(&mail, event, Reach::Anyone).await?;
+        self.account_changes.queue_staff_mail(&mail, event, Reach::Anyone).await?;
         Ok(account)
     }
 

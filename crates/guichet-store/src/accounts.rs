@@ -6,19 +6,14 @@
 //! concurrent failures cannot interleave — across instances too.
 
 use async_trait::async_trait;
-use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
-use guichet_core::audit::NewAuditEvent;
-use guichet_core::mail::MailKind;
+use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, Role};
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{AccountFilter, AccountStore, Conflict, Reach, StoreError};
+use guichet_core::ports::{AccountFilter, AccountStore, Conflict, StoreError};
 use guichet_core::token::TokenHash;
 use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::audit::insert_event;
-use crate::outbox::insert_mail_to_account;
-use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, temporary_password_hash, \
@@ -57,41 +52,6 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     })
 }
 
-/// `1` when a write may land on members only: bound into `($n = 0 OR role = 'member')`.
-pub(crate) fn members_only(reach: Reach) -> i64 {
-    i64::from(reach == Reach::MembersOnly)
-}
-
-/// Takes the row lock of an account still within `reach`, and returns its address:
-/// `Err(Changed)` when it is gone or out of reach.
-pub(crate) async fn lock_target(tx: &mut SqlWork, account: AccountId, reach: Reach) -> Result<String, StoreError> {
-    sqlx::query_scalar(
-        "UPDATE accounts SET updated_at = updated_at WHERE id = $1 AND ($2 = 0 OR role = 'member') RETURNING email",
-    )
-    .bind(account.get())
-    .bind(members_only(reach))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?
-    .ok_or(StoreError::Changed)
-}
-
-/// `Err(Conflict(Email))` when `email` is another account's secours address: every
-/// address belongs to one account, as its own or as its secours one.
-pub(crate) async fn refuse_a_secours_address(
-    tx: &mut SqlWork,
-    email: &EmailAddress,
-    account: AccountId,
-) -> Result<(), StoreError> {
-    let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE recovery_email = $1 AND id <> $2")
-        .bind(email.as_str())
-        .bind(account.get())
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(backend)?;
-    if taken > 0 { Err(StoreError::Conflict(Conflict::Email)) } else { Ok(()) }
-}
-
 /// Maps a unique violation to the value that clashed.
 pub(crate) fn conflict_or_backend(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error
@@ -113,39 +73,6 @@ fn optional_account(row: Option<AnyRow>) -> Result<Option<Account>, StoreError> 
 
 #[async_trait]
 impl AccountStore for SqlStore {
-    async fn create_account(
-        &self,
-        new: &NewAccount,
-        mut event: NewAuditEvent,
-        then_mail: Option<MailKind>,
-    ) -> Result<Account, StoreError> {
-        let now = millis(event.at);
-        let mut tx = self.begin_work().await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
-        )))
-        .bind(new.identifier.as_str())
-        .bind(new.email.as_str())
-        .bind(new.display_name.as_str())
-        .bind(new.role.as_str())
-        .bind(new.password_hash.as_ref().map(|h| h.as_phc().to_owned()))
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(conflict_or_backend)?;
-        let account = account_from_row(&row)?;
-        // Written first (SQLite then holds its write lock from the start), checked after.
-        refuse_a_secours_address(&mut tx, &new.email, account.id).await?;
-        event.account_id = Some(account.id);
-        insert_event(&mut tx, &event).await?;
-        if let Some(kind) = then_mail {
-            insert_mail_to_account(&mut tx, kind, account.id, event.at).await?;
-        }
-        tx.commit().await?;
-        Ok(account)
-    }
-
     async fn find_account_by_identifier(&self, identifier: &Identifier) -> Result<Option<Account>, StoreError> {
         let sql = select_where("identifier = $1");
         let row = sqlx::query(AssertSqlSafe(sql))

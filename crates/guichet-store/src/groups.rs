@@ -3,13 +3,11 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
-use guichet_core::audit::NewAuditEvent;
 use guichet_core::groups::{Group, GroupId, GroupName};
 use guichet_core::ports::{Conflict, GroupStore, StoreError};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::audit::insert_event;
 use crate::{SqlStore, backend, millis, timestamp};
 
 const GROUP_SELECT: &str = "SELECT g.id, g.name, g.description, g.created_at, \
@@ -79,45 +77,6 @@ impl GroupStore for SqlStore {
             .await
             .map_err(backend)?
             .rows_affected();
-        tx.commit().await?;
-        Ok(removed == 1)
-    }
-
-    async fn add_to_group(&self, group: GroupId, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError> {
-        let mut tx = self.begin_work().await?;
-        let added = sqlx::query(
-            "INSERT INTO group_members (group_id, account_id) VALUES ($1, $2) ON CONFLICT (group_id, account_id) DO NOTHING",
-        )
-        .bind(group.get())
-        .bind(account.get())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        if added == 1 {
-            insert_event(&mut tx, &event).await?;
-        }
-        tx.commit().await?;
-        Ok(added == 1)
-    }
-
-    async fn remove_from_group(
-        &self,
-        group: GroupId,
-        account: AccountId,
-        event: NewAuditEvent,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_work().await?;
-        let removed = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND account_id = $2")
-            .bind(group.get())
-            .bind(account.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        if removed == 1 {
-            insert_event(&mut tx, &event).await?;
-        }
         tx.commit().await?;
         Ok(removed == 1)
     }

@@ -3,14 +3,11 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
-use guichet_core::audit::NewAuditEvent;
 use guichet_core::mail::{MailId, MailKind, MailLogEntry, MailOutcome, MailState, MailSubject, NewMail, QueuedMail};
-use guichet_core::ports::{OutboxStore, Reach, StoreError};
+use guichet_core::ports::{OutboxStore, StoreError};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::accounts::lock_target;
-use crate::audit::insert_event;
 use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, timestamp};
 
@@ -281,15 +278,5 @@ impl OutboxStore for SqlStore {
             .await
             .map(|done| done.rows_affected())
             .map_err(backend)
-    }
-
-    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent, reach: Reach) -> Result<(), StoreError> {
-        let mut tx = self.begin_work().await?;
-        if let Some(account) = mail.account_id {
-            lock_target(&mut tx, account, reach).await?;
-        }
-        insert_mail(&mut tx, mail, event.at).await?;
-        insert_event(&mut tx, &event).await?;
-        tx.commit().await
     }
 }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use guichet_core::Timestamp;
-use guichet_core::account::{AccountId, DisplayName, EmailAddress, Role};
+use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, NewAccount, Role};
 use guichet_core::audit::{AuditKind, NewAuditEvent};
 use guichet_core::codes::StoredCode;
 use guichet_core::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
+use guichet_core::groups::GroupId;
 use guichet_core::lockout::ThrottleKey;
 use guichet_core::mail::{MailId, NewMail};
 use guichet_core::oidc::{ClientId, NewGrant};
@@ -241,6 +242,39 @@ impl Work for SqlWork {
             .execute(&mut **self)
             .await
             .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn insert_account(&mut self, new: &NewAccount, at: Timestamp) -> Result<Account, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
+        )))
+        .bind(new.identifier.as_str())
+        .bind(new.email.as_str())
+        .bind(new.display_name.as_str())
+        .bind(new.role.as_str())
+        .bind(new.password_hash.as_ref().map(|h| h.as_phc().to_owned()))
+        .bind(millis(at))
+        .fetch_one(&mut **self)
+        .await
+        .map_err(conflict_or_backend)?;
+        account_from_row(&row)
+    }
+
+    async fn set_member(&mut self, group: GroupId, account: AccountId, member: bool) -> Result<bool, StoreError> {
+        let sql = if member {
+            "INSERT INTO group_members (group_id, account_id) VALUES ($1, $2) \
+             ON CONFLICT (group_id, account_id) DO NOTHING"
+        } else {
+            "DELETE FROM group_members WHERE group_id = $1 AND account_id = $2"
+        };
+        sqlx::query(sql)
+            .bind(group.get())
+            .bind(account.get())
+            .execute(&mut **self)
+            .await
+            .map(|done| done.rows_affected() == 1)
             .map_err(backend)
     }
 

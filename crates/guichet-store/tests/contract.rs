@@ -503,6 +503,12 @@ fn secours(store: &SqlStore) -> guichet_core::secours::SecoursRules {
     guichet_core::secours::SecoursRules::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
 }
 
+/// The core's group memberships, over this store's units of work.
+fn groups(store: &SqlStore) -> guichet_core::groups::Groups {
+    let ports = guichet_core::ports::Ports::of(Arc::new(store.clone()));
+    guichet_core::groups::Groups::new(&ports, Arc::new(guichet_core::clock::ManualClock::new(t0())))
+}
+
 fn t0() -> Timestamp {
     "2026-03-02T08:00:00Z".parse().unwrap()
 }
@@ -528,7 +534,7 @@ async fn add(store: &SqlStore, identifier: &str) -> Account {
         password_hash: Some(some_hash()),
     };
     let event = operator_event(None, AuditKind::AccountCreated);
-    store.create_account(&new, event, None).await.unwrap_or_else(|e| panic!("create {identifier}: {e:?}"))
+    changes(store).create_account(&new, event, None).await.unwrap_or_else(|e| panic!("create {identifier}: {e:?}"))
 }
 
 async fn reload(store: &SqlStore, account: &Account) -> Account {
@@ -569,11 +575,11 @@ async fn duplicate_identifiers_and_emails_are_conflicts(store: SqlStore) {
         password_hash: None,
     };
     let event = operator_event(None, AuditKind::AccountCreated);
-    let err = store.create_account(&same_identifier, event.clone(), None).await.err();
+    let err = changes(&store).create_account(&same_identifier, event.clone(), None).await.err();
     assert!(matches!(err, Some(StoreError::Conflict(Conflict::Identifier))), "{err:?}");
     same_identifier.identifier = Identifier::parse("marie2").unwrap();
     same_identifier.email = first.email.clone();
-    let err = store.create_account(&same_identifier, event, None).await.err();
+    let err = changes(&store).create_account(&same_identifier, event, None).await.err();
     assert!(matches!(err, Some(StoreError::Conflict(Conflict::Email))), "{err:?}");
 }
 
@@ -1005,7 +1011,7 @@ async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlSto
         recipient: staff.email.clone(),
         subject: MailSubject::None,
     };
-    let refused = store.queue_staff_mail(&mail, event(&staff), Reach::MembersOnly).await;
+    let refused = changes(&store).queue_staff_mail(&mail, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
     assert_eq!(reload(&store, &staff).await.disabled_at, None);
     assert_eq!(
@@ -1123,8 +1129,9 @@ async fn staff_mail_is_queued_with_its_audit_line(store: SqlStore) {
         recipient: account.email.clone(),
         subject: MailSubject::None,
     };
-    let queued =
-        store.queue_staff_mail(&mail, staff_event(&account, AuditKind::ResetCodeSent), Reach::MembersOnly).await;
+    let queued = changes(&store)
+        .queue_staff_mail(&mail, staff_event(&account, AuditKind::ResetCodeSent), Reach::MembersOnly)
+        .await;
     assert!(queued.is_ok(), "{queued:?}");
     let claimed = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
     assert_eq!(
@@ -1461,9 +1468,9 @@ async fn the_access_epoch_moves_with_what_the_gate_caches(store: SqlStore) {
     };
     let bureau = GroupName::parse("bureau").unwrap();
     let bureau = store.create_group(&bureau, "", t0()).await.unwrap();
-    store.add_to_group(bureau.id, marie.id, staff_event(&marie, AuditKind::GroupJoined)).await.ok();
+    groups(&store).set_membership(bureau.id, marie.id, true, staff_event(&marie, AuditKind::GroupJoined)).await.ok();
     moved(epoch().await, "joining a group");
-    store.remove_from_group(bureau.id, marie.id, staff_event(&marie, AuditKind::GroupLeft)).await.ok();
+    groups(&store).set_membership(bureau.id, marie.id, false, staff_event(&marie, AuditKind::GroupLeft)).await.ok();
     moved(epoch().await, "leaving it");
     store.delete_session(&token.hash(), None).await.unwrap();
     moved(epoch().await, "ending a session");
@@ -1492,9 +1499,9 @@ async fn groups_hold_members_and_say_so(store: SqlStore) {
     assert!(matches!(taken, Err(StoreError::Conflict(Conflict::Group))), "{taken:?}");
     let adherents = store.create_group(&name("adherents"), "", t0()).await.unwrap();
     let event = || staff_event(&marie, AuditKind::GroupJoined);
-    assert_eq!(store.add_to_group(bureau.id, marie.id, event()).await.ok(), Some(true));
-    assert_eq!(store.add_to_group(bureau.id, marie.id, event()).await.ok(), Some(false), "already in");
-    assert_eq!(store.add_to_group(adherents.id, marie.id, event()).await.ok(), Some(true));
+    assert_eq!(groups(&store).set_membership(bureau.id, marie.id, true, event()).await.ok(), Some(true));
+    assert_eq!(groups(&store).set_membership(bureau.id, marie.id, true, event()).await.ok(), Some(false), "already in");
+    assert_eq!(groups(&store).set_membership(adherents.id, marie.id, true, event()).await.ok(), Some(true));
     let names: Vec<String> =
         store.account_groups(marie.id).await.unwrap_or_default().iter().map(|g| g.to_string()).collect();
     assert_eq!(names, ["adherents", "bureau"]);
@@ -1505,7 +1512,8 @@ async fn groups_hold_members_and_say_so(store: SqlStore) {
         store.find_group(&name("bureau")).await.ok().flatten().map(|g| g.description),
         Some("Le bureau".to_owned())
     );
-    let left = store.remove_from_group(bureau.id, marie.id, staff_event(&marie, AuditKind::GroupLeft)).await;
+    let left =
+        groups(&store).set_membership(bureau.id, marie.id, false, staff_event(&marie, AuditKind::GroupLeft)).await;
     assert_eq!(left.ok(), Some(true));
     assert_eq!(store.remove_group(adherents.id).await.ok(), Some(true));
     assert!(store.account_groups(marie.id).await.unwrap_or_default().is_empty());

@@ -198,6 +198,7 @@ pub struct Console {
     audit: Arc<dyn AuditStore>,
     recovery: Arc<dyn RecoveryStore>,
     groups: Arc<dyn GroupStore>,
+    memberships: crate::groups::Groups,
     clock: Arc<dyn Clock>,
     temporary_password_ttl: SignedDuration,
 }
@@ -231,6 +232,7 @@ impl Console {
             audit: Arc::clone(&ports.audit),
             recovery: Arc::clone(&ports.recovery),
             groups: Arc::clone(&ports.groups),
+            memberships: crate::groups::Groups::new(ports, Arc::clone(&clock)),
             clock,
             temporary_password_ttl,
         }
@@ -345,7 +347,9 @@ impl Console {
         let target = self.target(actor, action, target).await?;
         let mail =
             NewMail { kind, account_id: Some(target.id), recipient: target.email.clone(), subject: MailSubject::None };
-        self.outbox.queue_staff_mail(&mail, self.event(actor, target.id, audit, context), actor.reach()).await?;
+        self.account_changes
+            .queue_staff_mail(&mail, self.event(actor, target.id, audit, context), actor.reach())
+            .await?;
         Ok(())
     }
 
@@ -409,11 +413,7 @@ impl Console {
         let kind = if join { AuditKind::GroupJoined } else { AuditKind::GroupLeft };
         let mut event = self.event(actor, target.id, kind, context);
         event.detail = Some(AuditDetail::Group(name.clone()));
-        Ok(if join {
-            self.groups.add_to_group(group.id, target.id, event).await?
-        } else {
-            self.groups.remove_from_group(group.id, target.id, event).await?
-        })
+        Ok(self.memberships.set_membership(group.id, target.id, join, event).await?)
     }
 
     /// Changes a role.

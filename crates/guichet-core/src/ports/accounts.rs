@@ -1,29 +1,17 @@
-//! Accounts: who they are (the directory), their passwords and locks (credentials),
-//! and what administrators change on them.
+//! Accounts: who they are (the directory). Their passwords and locks, and what staff
+//! change on them, are the core's rules over units of work (`work.rs`).
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{AccountFilter, StoreError};
-use crate::account::{Account, AccountId, EmailAddress, Identifier, NewAccount};
-use crate::audit::NewAuditEvent;
-use crate::mail::MailKind;
+use crate::account::{Account, AccountId, EmailAddress, Identifier};
 use crate::password::PasswordHash;
 use crate::token::TokenHash;
 
-/// The directory of accounts: creating and finding them.
+/// The directory of accounts: finding them (the core creates them, in a unit of work).
 #[async_trait]
 pub trait AccountStore: Send + Sync + std::fmt::Debug {
-    /// Creates an account, records `account_created` and, with `then_mail`, queues that
-    /// message to the account in the same transaction.
-    /// `Err(StoreError::Conflict(…))` when the identifier or email is taken.
-    async fn create_account(
-        &self,
-        new: &NewAccount,
-        event: NewAuditEvent,
-        then_mail: Option<MailKind>,
-    ) -> Result<Account, StoreError>;
-
     /// `Ok(None)` when no account has this identifier.
     async fn find_account_by_identifier(&self, identifier: &Identifier) -> Result<Option<Account>, StoreError>;
 

@@ -5,7 +5,6 @@ use jiff::Timestamp;
 
 use super::StoreError;
 use crate::account::AccountId;
-use crate::audit::NewAuditEvent;
 use crate::groups::{Group, GroupId, GroupName};
 
 /// Groups of accounts.
@@ -22,19 +21,6 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug {
 
     /// Removes a group and its memberships. `Ok(false)` when it was gone already.
     async fn remove_group(&self, group: GroupId) -> Result<bool, StoreError>;
-
-    /// Puts the account in the group and records `event`, in one transaction.
-    /// `Ok(false)` (and nothing recorded) when it was already in it.
-    async fn add_to_group(&self, group: GroupId, account: AccountId, event: NewAuditEvent) -> Result<bool, StoreError>;
-
-    /// Takes the account out of the group and records `event`, in one transaction.
-    /// `Ok(false)` (and nothing recorded) when it was not in it.
-    async fn remove_from_group(
-        &self,
-        group: GroupId,
-        account: AccountId,
-        event: NewAuditEvent,
-    ) -> Result<bool, StoreError>;
 
     /// The names of the account's groups, sorted.
     async fn account_groups(&self, account: AccountId) -> Result<Vec<GroupName>, StoreError>;

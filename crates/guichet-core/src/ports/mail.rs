@@ -3,9 +3,8 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use super::{Reach, StoreError};
+use super::StoreError;
 use crate::account::{AccountId, EmailAddress};
-use crate::audit::NewAuditEvent;
 use crate::codes::StoredCode;
 use crate::mail::{MailId, MailKind, MailLogEntry, MailOutcome, NewMail, QueuedMail};
 use crate::token::TokenHash;
@@ -21,10 +20,6 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
 
     /// Queues a message, due now.
     async fn enqueue_mail(&self, mail: &NewMail, now: Timestamp) -> Result<MailId, StoreError>;
-
-    /// Queues a message to `mail.account_id` and records the staff action behind it, in
-    /// one transaction.
-    async fn queue_staff_mail(&self, mail: &NewMail, event: NewAuditEvent, reach: Reach) -> Result<(), StoreError>;
 
     /// Claims up to `limit` messages due at `now` that nobody holds, holding them until
     /// `lease_until`; each claim counts an attempt. While a lease runs no other sender

@@ -11,10 +11,11 @@ use jiff::Timestamp;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{Conflict, EventId, HeldAccount, HeldOidcCode, Secours, StoreError, Transactions, Work};
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, NewAccount, Role};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
 use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestState};
+use crate::groups::GroupId;
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailId, NewMail};
 use crate::oidc::{ClientId, NewGrant};
@@ -36,6 +37,8 @@ pub(crate) struct Rows {
     pub slots: Vec<(CallSlot, String)>,
     /// Authorization codes, by hash.
     pub oidc_codes: HashMap<String, HeldOidcCode>,
+    /// Group memberships.
+    pub members: std::collections::HashSet<(GroupId, AccountId)>,
     /// Grants, with when they were revoked.
     pub grants: Vec<(NewGrant, Option<Timestamp>)>,
 }
@@ -141,6 +144,36 @@ impl Work for MemoryWork {
         row.temporary_password_hash = Some(hash.clone());
         row.temporary_password_until = Some(expires_at);
         Ok(())
+    }
+    async fn insert_account(&mut self, new: &NewAccount, at: Timestamp) -> Result<Account, StoreError> {
+        let accounts = || self.rows.accounts.values().map(|held| &held.account);
+        if accounts().any(|a| a.identifier == new.identifier) {
+            return Err(StoreError::Conflict(Conflict::Identifier));
+        }
+        if accounts().any(|a| a.email == new.email) {
+            return Err(StoreError::Conflict(Conflict::Email));
+        }
+        let id = AccountId::from_stored(i64::try_from(self.rows.accounts.len()).unwrap() + 1);
+        let account = Account {
+            identifier: new.identifier.clone(),
+            email: new.email.clone(),
+            display_name: new.display_name.clone(),
+            password_hash: new.password_hash.clone(),
+            created_at: at,
+            updated_at: at,
+            devices_trusted_after: at,
+            ..Account::sample(id.get(), new.role)
+        };
+        let held = HeldAccount { account: account.clone(), failures_cleared_after: 0, secours_code: None };
+        self.rows.accounts.insert(id, held);
+        Ok(account)
+    }
+    async fn set_member(&mut self, group: GroupId, account: AccountId, member: bool) -> Result<bool, StoreError> {
+        Ok(if member {
+            self.rows.members.insert((group, account))
+        } else {
+            self.rows.members.remove(&(group, account))
+        })
     }
     async fn hold_active_administrators(&mut self) -> Result<Vec<AccountId>, StoreError> {
         let admins = self.rows.accounts.values().map(|held| &held.account);

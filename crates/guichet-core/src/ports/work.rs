@@ -13,10 +13,11 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, NewAccount, Role};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
 use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
+use crate::groups::GroupId;
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailId, NewMail};
 use crate::oidc::{ClientId, IssuedCode, NewGrant};
@@ -131,6 +132,13 @@ pub trait Work: Send {
         hash: &TokenHash,
         expires_at: Timestamp,
     ) -> Result<(), StoreError>;
+
+    /// Stores a new account: `Err(Conflict(..))` when its identifier or address is taken.
+    async fn insert_account(&mut self, new: &NewAccount, at: Timestamp) -> Result<Account, StoreError>;
+
+    /// Puts the account in the group (`member`) or takes it out: whether that changed
+    /// anything.
+    async fn set_member(&mut self, group: GroupId, account: AccountId, member: bool) -> Result<bool, StoreError>;
 
     /// Holds the rows of every active administrator until the unit ends, and lists them:
     /// two units that each take one away cannot both see the other still there.

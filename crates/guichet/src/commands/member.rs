@@ -36,22 +36,8 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
         }
         MemberCommand::Disable { identifier } => set_disabled(&app, &identifier, true).await,
         MemberCommand::Enable { identifier } => set_disabled(&app, &identifier, false).await,
-        MemberCommand::Join { identifier, group } => {
-            let groups = &app.state.groups;
-            let account = groups.account(&identifier).await?;
-            let joined = groups.join(account, &group, Actor::Operator, &RequestContext::default()).await?;
-            let (who, group) = (identifier.trim().to_lowercase(), group.trim().to_lowercase());
-            say!("{}", if joined { format!("{who} joined {group}") } else { format!("{who} was already in {group}") });
-            Ok(())
-        }
-        MemberCommand::Leave { identifier, group } => {
-            let groups = &app.state.groups;
-            let account = groups.account(&identifier).await?;
-            let left = groups.leave(account, &group, Actor::Operator, &RequestContext::default()).await?;
-            let (who, group) = (identifier.trim().to_lowercase(), group.trim().to_lowercase());
-            say!("{}", if left { format!("{who} left {group}") } else { format!("{who} was not in {group}") });
-            Ok(())
-        }
+        MemberCommand::Join { identifier, group } => change_group(&app, &identifier, &group, true).await,
+        MemberCommand::Leave { identifier, group } => change_group(&app, &identifier, &group, false).await,
         MemberCommand::Unlock { identifier } => {
             if app.state.members.unlock(&identifier, Actor::Operator, RequestContext::default()).await? {
                 say!("{} unlocked", identifier.trim().to_lowercase());
@@ -123,6 +109,22 @@ fn read_password_from_stdin() -> anyhow::Result<SecretString> {
     let line = raw.strip_suffix('\n').unwrap_or(&raw);
     let line = line.strip_suffix('\r').unwrap_or(line);
     Ok(SecretString::from(line.to_owned()))
+}
+
+/// `member join` and `member leave`.
+async fn change_group(app: &Application, identifier: &str, group: &str, join: bool) -> anyhow::Result<()> {
+    let groups = &app.state.groups;
+    let account = groups.account(identifier).await?;
+    let changed = groups.change(account, group, join, Actor::Operator, &RequestContext::default()).await?;
+    let (who, group) = (identifier.trim().to_lowercase(), group.trim().to_lowercase());
+    let said = match (join, changed) {
+        (true, true) => format!("{who} joined {group}"),
+        (true, false) => format!("{who} was already in {group}"),
+        (false, true) => format!("{who} left {group}"),
+        (false, false) => format!("{who} was not in {group}"),
+    };
+    say!("{said}");
+    Ok(())
 }
 
 fn local(at: Timestamp, zone: &jiff::tz::TimeZone) -> String {

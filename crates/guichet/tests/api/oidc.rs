@@ -79,7 +79,7 @@ async fn member_in_bureau(app: &TestApp) -> reqwest::Client {
     let account = app.account("marie").await.id;
     let context = guichet_core::audit::RequestContext::default();
     let actor = guichet_core::audit::Actor::Operator;
-    app.app.state.groups.join(account, "bureau", actor, &context).await.unwrap();
+    app.app.state.groups.change(account, "bureau", true, actor, &context).await.unwrap();
     browser()
 }
 
@@ -309,11 +309,11 @@ async fn a_client_limited_to_a_group_turns_others_away() {
     let account = app.account("marie").await.id;
     let (context, actor) = (guichet_core::audit::RequestContext::default(), guichet_core::audit::Actor::Operator);
     let groups = &app.app.state.groups;
-    groups.join(account, "formateurs", actor, &context).await.unwrap();
+    groups.change(account, "formateurs", true, actor, &context).await.unwrap();
     let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
     let tokens = exchange(&rp, &code, verifier).await.unwrap();
     let (code, _, verifier) = fresh_code(&app, &browser, &rp).await;
-    groups.leave(account, "formateurs", actor, &context).await.unwrap();
+    groups.change(account, "formateurs", false, actor, &context).await.unwrap();
     let refused = exchange(&rp, &code, verifier).await;
     assert!(refused.as_ref().is_err_and(|e| e.contains("invalid_grant")), "{refused:?}");
     assert!(userinfo(&rp, tokens.access_token()).await.is_err(), "userinfo stops at once");
