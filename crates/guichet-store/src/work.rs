@@ -71,6 +71,21 @@ impl std::ops::DerefMut for SqlWork {
     }
 }
 
+impl SqlWork {
+    /// Runs one write.
+    async fn write(&mut self, query: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>) -> Result<(), StoreError> {
+        query.execute(&mut **self).await.map(|_| ()).map_err(backend)
+    }
+
+    /// Runs one write that a unique index may refuse (`Err(Conflict(..))`).
+    async fn write_unique(
+        &mut self,
+        query: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
+    ) -> Result<(), StoreError> {
+        query.execute(&mut **self).await.map(|_| ()).map_err(conflict_or_backend)
+    }
+}
+
 impl SqlStore {
     /// Opens a transaction. On SQLite it takes the write lock at once (waiting its
     /// turn), so that it may read before it writes: a deferred transaction that read
@@ -186,14 +201,13 @@ impl Work for SqlWork {
         until: Option<Timestamp>,
         cleared_after: EventId,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE accounts SET locked_until = $2, failures_cleared_after = $3 WHERE id = $1")
-            .bind(account.get())
-            .bind(until.map(millis))
-            .bind(cleared_after)
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query("UPDATE accounts SET locked_until = $2, failures_cleared_after = $3 WHERE id = $1")
+                .bind(account.get())
+                .bind(until.map(millis))
+                .bind(cleared_after),
+        )
+        .await
     }
 
     async fn set_logged_in(
@@ -202,31 +216,29 @@ impl Work for SqlWork {
         at: Timestamp,
         rehash: Option<&PasswordHash>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE accounts SET last_login_at = $2, updated_at = $2, password_hash = COALESCE($3, password_hash) \
+        self.write(
+            sqlx::query(
+                "UPDATE accounts SET last_login_at = $2, updated_at = $2, password_hash = COALESCE($3, password_hash) \
              WHERE id = $1",
+            )
+            .bind(account.get())
+            .bind(millis(at))
+            .bind(rehash.map(|h| h.as_phc().to_owned())),
         )
-        .bind(account.get())
-        .bind(millis(at))
-        .bind(rehash.map(|h| h.as_phc().to_owned()))
-        .execute(&mut **self)
         .await
-        .map(|_| ())
-        .map_err(backend)
     }
 
     async fn set_password(&mut self, account: AccountId, hash: &PasswordHash, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, temporary_password_hash = NULL, \
+        self.write(
+            sqlx::query(
+                "UPDATE accounts SET password_hash = $2, password_expires_at = NULL, temporary_password_hash = NULL, \
              updated_at = $3, devices_trusted_after = $3 WHERE id = $1",
+            )
+            .bind(account.get())
+            .bind(hash.as_phc())
+            .bind(millis(at)),
         )
-        .bind(account.get())
-        .bind(hash.as_phc())
-        .bind(millis(at))
-        .execute(&mut **self)
         .await
-        .map(|_| ())
-        .map_err(backend)
     }
 
     async fn set_temporary_password(
@@ -235,14 +247,13 @@ impl Work for SqlWork {
         hash: &TokenHash,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE accounts SET temporary_password_hash = $2, password_expires_at = $3 WHERE id = $1")
-            .bind(account.get())
-            .bind(hash.as_str())
-            .bind(millis(expires_at))
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query("UPDATE accounts SET temporary_password_hash = $2, password_expires_at = $3 WHERE id = $1")
+                .bind(account.get())
+                .bind(hash.as_str())
+                .bind(millis(expires_at)),
+        )
+        .await
     }
 
     async fn insert_account(&mut self, new: &NewAccount, at: Timestamp) -> Result<Account, StoreError> {
@@ -298,20 +309,19 @@ impl Work for SqlWork {
     }
 
     async fn set_secours(&mut self, account: AccountId, secours: &Secours, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE accounts SET recovery_email = $2, recovery_email_pending = $3, recovery_email_code_hash = $4, \
+        self.write_unique(
+            sqlx::query(
+                "UPDATE accounts SET recovery_email = $2, recovery_email_pending = $3, recovery_email_code_hash = $4, \
              recovery_email_code_expires_at = $5, updated_at = $6 WHERE id = $1",
+            )
+            .bind(account.get())
+            .bind(secours.confirmed.as_ref().map(EmailAddress::as_str))
+            .bind(secours.pending.as_ref().map(EmailAddress::as_str))
+            .bind(secours.code.as_ref().map(|(hash, _)| hash.as_str()))
+            .bind(secours.code.as_ref().map(|(_, until)| millis(*until)))
+            .bind(millis(at)),
         )
-        .bind(account.get())
-        .bind(secours.confirmed.as_ref().map(EmailAddress::as_str))
-        .bind(secours.pending.as_ref().map(EmailAddress::as_str))
-        .bind(secours.code.as_ref().map(|(hash, _)| hash.as_str()))
-        .bind(secours.code.as_ref().map(|(_, until)| millis(*until)))
-        .bind(millis(at))
-        .execute(&mut **self)
         .await
-        .map(|_| ())
-        .map_err(conflict_or_backend)
     }
 
     async fn secours_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError> {
@@ -329,14 +339,13 @@ impl Work for SqlWork {
         disabled_at: Option<Timestamp>,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE accounts SET disabled_at = $2, updated_at = $3 WHERE id = $1")
-            .bind(account.get())
-            .bind(disabled_at.map(millis))
-            .bind(millis(at))
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query("UPDATE accounts SET disabled_at = $2, updated_at = $3 WHERE id = $1")
+                .bind(account.get())
+                .bind(disabled_at.map(millis))
+                .bind(millis(at)),
+        )
+        .await
     }
 
     async fn set_details(
@@ -346,39 +355,36 @@ impl Work for SqlWork {
         name: &DisplayName,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE accounts SET email = $2, display_name = $3, updated_at = $4 WHERE id = $1")
-            .bind(account.get())
-            .bind(email.as_str())
-            .bind(name.as_str())
-            .bind(millis(at))
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(conflict_or_backend)
+        self.write_unique(
+            sqlx::query("UPDATE accounts SET email = $2, display_name = $3, updated_at = $4 WHERE id = $1")
+                .bind(account.get())
+                .bind(email.as_str())
+                .bind(name.as_str())
+                .bind(millis(at)),
+        )
+        .await
     }
 
     async fn set_role(&mut self, account: AccountId, role: Role, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE accounts SET role = $2, updated_at = $3 WHERE id = $1")
-            .bind(account.get())
-            .bind(role.as_str())
-            .bind(millis(at))
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query("UPDATE accounts SET role = $2, updated_at = $3 WHERE id = $1")
+                .bind(account.get())
+                .bind(role.as_str())
+                .bind(millis(at)),
+        )
+        .await
     }
 
     async fn revoke_temporary_password(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
+        self.write(
         sqlx::query(
             "UPDATE accounts SET devices_trusted_after = $2, temporary_password_hash = NULL, password_expires_at = NULL \
              WHERE id = $1",
         )
         .bind(account.get())
-        .bind(millis(at))
-        .execute(&mut **self)
-        .await
-        .map(|_| ())
-        .map_err(backend)
+        .bind(millis(at)),
+    )
+    .await
     }
 
     async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
@@ -390,12 +396,13 @@ impl Work for SqlWork {
     }
 
     async fn clear_forced_change(&mut self, session: &TokenHash) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET must_change_password = 0 WHERE token_hash = $1 AND must_change_password <> 0")
-            .bind(session.as_str())
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query(
+                "UPDATE sessions SET must_change_password = 0 WHERE token_hash = $1 AND must_change_password <> 0",
+            )
+            .bind(session.as_str()),
+        )
+        .await
     }
 
     async fn uncount(&mut self, key: &ThrottleKey, at: Timestamp) -> Result<(), StoreError> {
@@ -403,13 +410,12 @@ impl Work for SqlWork {
     }
 
     async fn use_code(&mut self, hash: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE code_hash = $1")
-            .bind(hash.as_str())
-            .bind(millis(at))
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE code_hash = $1")
+                .bind(hash.as_str())
+                .bind(millis(at)),
+        )
+        .await
     }
 
     async fn use_up_codes(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
@@ -445,6 +451,7 @@ impl Work for SqlWork {
     }
 
     async fn save_request(&mut self, request: &AssistanceRequest, at: Timestamp) -> Result<(), StoreError> {
+        self.write(
         sqlx::query(
             "UPDATE assistance_requests SET state = $2, phone = $3, account_id = $4, assignee_id = $5, updated_at = $6 \
              WHERE id = $1",
@@ -454,11 +461,9 @@ impl Work for SqlWork {
         .bind(request.phone.as_str())
         .bind(request.account_id.map(AccountId::get))
         .bind(request.assignee_id.map(AccountId::get))
-        .bind(millis(at))
-        .execute(&mut **self)
-        .await
-        .map(|_| ())
-        .map_err(backend)
+        .bind(millis(at)),
+    )
+    .await
     }
 
     async fn insert_note(&mut self, request: RequestId, note: &NewNote, at: Timestamp) -> Result<(), StoreError> {
@@ -508,14 +513,13 @@ impl Work for SqlWork {
     }
 
     async fn save_slot(&mut self, slot: &CallSlot) -> Result<(), StoreError> {
-        sqlx::query("UPDATE call_slots SET confirmed_at = $2, withdrawn_at = $3 WHERE id = $1")
-            .bind(slot.id.get())
-            .bind(slot.confirmed_at.map(millis))
-            .bind(slot.withdrawn_at.map(millis))
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query("UPDATE call_slots SET confirmed_at = $2, withdrawn_at = $3 WHERE id = $1")
+                .bind(slot.id.get())
+                .bind(slot.confirmed_at.map(millis))
+                .bind(slot.withdrawn_at.map(millis)),
+        )
+        .await
     }
 
     async fn hold_oidc_code(
@@ -544,51 +548,45 @@ impl Work for SqlWork {
     }
 
     async fn set_oidc_code_used(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE oidc_codes SET used_at = $2 WHERE code_hash = $1")
-            .bind(code.as_str())
-            .bind(millis(at))
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query("UPDATE oidc_codes SET used_at = $2 WHERE code_hash = $1").bind(code.as_str()).bind(millis(at)),
+        )
+        .await
     }
 
     async fn set_oidc_code_reused(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE oidc_codes SET reused_at = $2 WHERE code_hash = $1")
-            .bind(code.as_str())
-            .bind(millis(at))
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query("UPDATE oidc_codes SET reused_at = $2 WHERE code_hash = $1")
+                .bind(code.as_str())
+                .bind(millis(at)),
+        )
+        .await
     }
 
     async fn revoke_grants_of(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE oidc_grants SET revoked_at = $2 WHERE code_hash = $1 AND revoked_at IS NULL")
-            .bind(code.as_str())
-            .bind(millis(at))
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        self.write(
+            sqlx::query("UPDATE oidc_grants SET revoked_at = $2 WHERE code_hash = $1 AND revoked_at IS NULL")
+                .bind(code.as_str())
+                .bind(millis(at)),
+        )
+        .await
     }
 
     async fn insert_grant(&mut self, grant: &NewGrant, revoked_at: Option<Timestamp>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO oidc_grants (jti, code_hash, client_id, account_id, scope, expires_at, revoked_at) \
+        self.write(
+            sqlx::query(
+                "INSERT INTO oidc_grants (jti, code_hash, client_id, account_id, scope, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&grant.jti)
+            .bind(grant.code.as_str())
+            .bind(grant.client.as_str())
+            .bind(grant.account.get())
+            .bind(&grant.scope)
+            .bind(millis(grant.expires_at))
+            .bind(revoked_at.map(millis)),
         )
-        .bind(&grant.jti)
-        .bind(grant.code.as_str())
-        .bind(grant.client.as_str())
-        .bind(grant.account.get())
-        .bind(&grant.scope)
-        .bind(millis(grant.expires_at))
-        .bind(revoked_at.map(millis))
-        .execute(&mut **self)
         .await
-        .map(|_| ())
-        .map_err(backend)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
