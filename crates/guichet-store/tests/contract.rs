@@ -1546,3 +1546,41 @@ async fn postgres_is_reached_over_tls_and_its_certificate_is_checked() {
     let wrong = SqlStore::connect(&with("sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt")).await;
     assert!(wrong.is_err(), "a certificate from another CA is refused");
 }
+
+/// Two instances: two stores (two pools) on one database, the rules racing over both.
+async fn two_instances_lock_once_and_redeem_once(db: TestDatabase) {
+    let (one, two) = (Arc::new(db.store().await), Arc::new(db.store().await));
+    let account = add(&one, "marie").await;
+    let attempts = (0..40).map(|n| {
+        let store = Arc::clone(if n % 2 == 0 { &one } else { &two });
+        let id = account.id;
+        tokio::spawn(async move { rules(&store).record_login_failure(id, &policy(), &context(), t0()).await })
+    });
+    let outcomes: Vec<FailureOutcome> =
+        futures_util::future::join_all(attempts).await.into_iter().map(|joined| joined.unwrap().unwrap()).collect();
+    let locked = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Locked { .. })).count();
+    let counted = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Counted { .. })).count();
+    assert_eq!((locked, counted), (1, 2), "{outcomes:?}");
+    let code = new_code(&one, &account, t0() + minutes(60)).await;
+    let tabs = (0..20).map(|n| {
+        let store = Arc::clone(if n % 2 == 0 { &one } else { &two });
+        let hash = code.hash();
+        tokio::spawn(async move { rules(&store).redeem_code(&hash, &some_hash(), &context(), t0()).await })
+    });
+    let results: Vec<_> = futures_util::future::join_all(tabs).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(CodeError::Used)));
+    one.close().await;
+    two.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_sqlite_lock_once_and_redeem_once() {
+    two_instances_lock_once_and_redeem_once(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgres_lock_once_and_redeem_once() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    two_instances_lock_once_and_redeem_once(db).await;
+}
