@@ -355,7 +355,7 @@ impl Console {
 
     /// Changes email and name. A new address revokes the account's pending codes and
     /// temporary password and mails a notice to the old address (see
-    /// [`crate::ports::StaffStore::change_details`]).
+    /// [`crate::account_changes::AccountChanges::change_details`]).
     pub async fn change_details(
         &self,
         actor: &StaffActor,
