@@ -30,7 +30,9 @@ async fn hold_within(work: &mut dyn Work, account: AccountId, reach: Reach) -> R
     Ok(held)
 }
 
-/// Whether taking `account` out of the active administrators would leave none.
+/// Holds the active administrators (before the target: two changes that may each take
+/// an administrator away take the same rows in the same order, and cannot deadlock)
+/// and tells whether taking `account` out of them would leave none.
 async fn last_administrator(work: &mut dyn Work, account: AccountId) -> Result<bool, StoreError> {
     let admins = work.hold_active_administrators().await?;
     Ok(admins.contains(&account) && admins.len() <= 1)
@@ -108,8 +110,9 @@ impl AccountChanges {
         reach: Reach,
     ) -> Result<Guarded, StoreError> {
         let mut work = self.transactions.begin().await?;
+        let last = disabled && last_administrator(work.as_mut(), account).await?;
         hold_within(work.as_mut(), account, reach).await?;
-        if disabled && last_administrator(work.as_mut(), account).await? {
+        if last {
             return Ok(Guarded::LastAdministrator);
         }
         work.set_disabled(account, disabled.then_some(event.at), event.at).await?;
@@ -161,8 +164,9 @@ impl AccountChanges {
     /// nothing given to a member carries staff rights.
     pub async fn set_role(&self, account: AccountId, role: Role, event: NewAuditEvent) -> Result<Guarded, StoreError> {
         let mut work = self.transactions.begin().await?;
+        let last = role != Role::Admin && last_administrator(work.as_mut(), account).await?;
         let held = hold_within(work.as_mut(), account, Reach::Anyone).await?;
-        if role != Role::Admin && last_administrator(work.as_mut(), account).await? {
+        if last {
             return Ok(Guarded::LastAdministrator);
         }
         if held.account.role == Role::Member && role.is_staff() {

@@ -13,7 +13,7 @@ use crate::account::{AccountId, EmailAddress};
 use crate::audit::NewAuditEvent;
 use crate::codes::CodeError;
 use crate::mail::{MailKind, MailSubject, NewMail};
-use crate::ports::{HeldAccount, Ports, Secours, StoreError, Transactions, Work};
+use crate::ports::{Conflict, HeldAccount, Ports, Secours, StoreError, Transactions, Work};
 use crate::token::TokenHash;
 
 /// The secours address's rules, over units of work.
@@ -121,7 +121,8 @@ impl SecoursRules {
     /// Confirms the proposed address with its code's hash: it becomes the secours
     /// address, `event` is recorded and the account's address told. `Ok(Err(why))` and
     /// nothing changed when the code is not the proposal's, or expired;
-    /// `Err(Conflict(Email))` when another account confirmed the address first.
+    /// `Err(Conflict(Email))` when the address became another account's meanwhile (its
+    /// own, or its confirmed secours address).
     pub async fn confirm_recovery_email(
         &self,
         account: AccountId,
@@ -138,6 +139,10 @@ impl SecoursRules {
         }
         if *until <= event.at {
             return Ok(Err(CodeError::Expired));
+        }
+        // It may have become another account's own address since it was proposed.
+        if work.email_owner(pending).await?.is_some_and(|owner| owner != account) {
+            return Err(StoreError::Conflict(Conflict::Email));
         }
         let confirmed = Secours { confirmed: Some(pending.clone()), pending: None, code: None };
         work.set_secours(account, &confirmed, event.at).await?;

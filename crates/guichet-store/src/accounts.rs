@@ -1,9 +1,5 @@
-//! Accounts and the lockout counter.
-//!
-//! Every write that must not race with a login on the same account begins with an
-//! `UPDATE` of the account's row: PostgreSQL then holds that row's lock until commit,
-//! and SQLite takes its single write lock, so the count-then-lock steps of two
-//! concurrent failures cannot interleave — across instances too.
+//! Accounts as rows: reading them, and the bulk writes of an import. What changes an
+//! account is decided in the core, over units of work (`work.rs`).
 
 use async_trait::async_trait;
 use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, Role};

@@ -15,7 +15,11 @@ use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 const CLIENT_SELECT: &str = "SELECT client_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
      group_names, created_at FROM oidc_clients";
 
-pub(crate) const CODE_SELECT: &str = "SELECT code_hash, client_id, account_id, redirect_uri, scope, nonce, code_challenge, \
+/// The columns [`code_from_row`] reads.
+pub(crate) const CODE_COLUMNS: &str = "code_hash, client_id, account_id, redirect_uri, scope, nonce, code_challenge, \
+     auth_time, created_at, expires_at";
+
+const CODE_SELECT: &str = "SELECT code_hash, client_id, account_id, redirect_uri, scope, nonce, code_challenge, \
      auth_time, created_at, expires_at FROM oidc_codes";
 
 fn lines(stored: &str) -> Vec<String> {

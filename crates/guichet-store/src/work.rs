@@ -30,6 +30,7 @@ use crate::{SqlStore, backend, millis, optional_timestamp};
 /// An open transaction of the store's.
 pub(crate) struct SqlWork {
     tx: Transaction<'static, Any>,
+    backend: crate::Backend,
     /// Whether anything was put in the outbox.
     queued_mail: bool,
     mail_queued: Arc<Notify>,
@@ -96,7 +97,7 @@ impl SqlStore {
             crate::Backend::Postgres => self.pool.begin().await,
         }
         .map_err(backend)?;
-        Ok(SqlWork { tx, queued_mail: false, mail_queued: Arc::clone(&self.mail_queued) })
+        Ok(SqlWork { tx, backend: self.backend, queued_mail: false, mail_queued: Arc::clone(&self.mail_queued) })
     }
 }
 
@@ -290,12 +291,17 @@ impl Work for SqlWork {
     }
 
     async fn hold_active_administrators(&mut self) -> Result<Vec<AccountId>, StoreError> {
-        let admins: Vec<i64> = sqlx::query_scalar(
-            "UPDATE accounts SET updated_at = updated_at WHERE role = 'admin' AND disabled_at IS NULL RETURNING id",
-        )
-        .fetch_all(&mut **self)
-        .await
-        .map_err(backend)?;
+        // PostgreSQL locks the rows in id order (an UPDATE would lock them in whatever
+        // order it scans); SQLite's unit already holds the only write lock.
+        let sql = match self.backend {
+            crate::Backend::Postgres => {
+                "SELECT id FROM accounts WHERE role = 'admin' AND disabled_at IS NULL ORDER BY id FOR UPDATE"
+            }
+            crate::Backend::Sqlite => {
+                "SELECT id FROM accounts WHERE role = 'admin' AND disabled_at IS NULL ORDER BY id"
+            }
+        };
+        let admins: Vec<i64> = sqlx::query_scalar(sql).fetch_all(&mut **self).await.map_err(backend)?;
         Ok(admins.into_iter().map(AccountId::from_stored).collect())
     }
 
@@ -376,15 +382,9 @@ impl Work for SqlWork {
     }
 
     async fn revoke_temporary_password(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
-        self.write(
-        sqlx::query(
-            "UPDATE accounts SET devices_trusted_after = $2, temporary_password_hash = NULL, password_expires_at = NULL \
-             WHERE id = $1",
-        )
-        .bind(account.get())
-        .bind(millis(at)),
-    )
-    .await
+        let sql = "UPDATE accounts SET devices_trusted_after = $2, temporary_password_hash = NULL, \
+                   password_expires_at = NULL WHERE id = $1";
+        self.write(sqlx::query(sql).bind(account.get()).bind(millis(at))).await
     }
 
     async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
@@ -437,7 +437,7 @@ impl Work for SqlWork {
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE assistance_requests SET updated_at = updated_at WHERE id = \
              (SELECT MAX(id) FROM assistance_requests WHERE account_id = $1 AND state <> 'closed') \
-             RETURNING {REQUEST_COLUMNS}"
+             AND state <> 'closed' RETURNING {REQUEST_COLUMNS}"
         )))
         .bind(account.get())
         .fetch_optional(&mut **self)
@@ -451,19 +451,16 @@ impl Work for SqlWork {
     }
 
     async fn save_request(&mut self, request: &AssistanceRequest, at: Timestamp) -> Result<(), StoreError> {
-        self.write(
-        sqlx::query(
-            "UPDATE assistance_requests SET state = $2, phone = $3, account_id = $4, assignee_id = $5, updated_at = $6 \
-             WHERE id = $1",
-        )
-        .bind(request.id.get())
-        .bind(request.state.as_str())
-        .bind(request.phone.as_str())
-        .bind(request.account_id.map(AccountId::get))
-        .bind(request.assignee_id.map(AccountId::get))
-        .bind(millis(at)),
-    )
-    .await
+        let sql = "UPDATE assistance_requests SET state = $2, phone = $3, account_id = $4, assignee_id = $5, \
+                   updated_at = $6 WHERE id = $1";
+        let query = sqlx::query(sql)
+            .bind(request.id.get())
+            .bind(request.state.as_str())
+            .bind(request.phone.as_str())
+            .bind(request.account_id.map(AccountId::get))
+            .bind(request.assignee_id.map(AccountId::get))
+            .bind(millis(at));
+        self.write(query).await
     }
 
     async fn insert_note(&mut self, request: RequestId, note: &NewNote, at: Timestamp) -> Result<(), StoreError> {
@@ -527,7 +524,7 @@ impl Work for SqlWork {
         code: &TokenHash,
         client: &ClientId,
     ) -> Result<Option<HeldOidcCode>, StoreError> {
-        let columns = crate::oidc::CODE_SELECT.replacen("SELECT ", "", 1).replace(" FROM oidc_codes", "");
+        let columns = crate::oidc::CODE_COLUMNS;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE oidc_codes SET used_at = used_at WHERE code_hash = $1 AND client_id = $2 \
              RETURNING {columns}, used_at, reused_at"

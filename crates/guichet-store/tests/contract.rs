@@ -1584,3 +1584,45 @@ async fn two_instances_on_postgres_lock_once_and_redeem_once() {
     let Some(db) = TestDatabase::postgres().await else { return };
     two_instances_lock_once_and_redeem_once(db).await;
 }
+
+/// Two administrators each disabling another at once, among three: both go through,
+/// neither waits on the other forever (the active administrators are held in one order,
+/// before the target).
+async fn admin_changes_at_once_do_not_deadlock(db: TestDatabase) {
+    let store = db.store().await;
+    let mut admins = Vec::new();
+    for name in ["anne", "bruno", "chloe"] {
+        let account = add(&store, name).await;
+        changes(&store).set_role(account.id, Role::Admin, staff_event(&account, AuditKind::RoleChanged)).await.unwrap();
+        admins.push(account);
+    }
+    for _ in 0..5 {
+        let both = [(&admins[1], true), (&admins[2], true)].map(|(who, disabled)| {
+            let store = store.clone();
+            let event = staff_event(who, AuditKind::AccountDisabled);
+            let id = who.id;
+            async move { changes(&store).set_disabled(id, disabled, event, Reach::Anyone).await }
+        });
+        let [first, second] = both;
+        let (first, second) = tokio::join!(first, second);
+        assert_eq!((first.unwrap(), second.unwrap()), (Guarded::Done, Guarded::Done));
+        for who in &admins[1..] {
+            changes(&store)
+                .set_disabled(who.id, false, staff_event(who, AuditKind::AccountEnabled), Reach::Anyone)
+                .await
+                .unwrap();
+        }
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_changes_on_postgres_at_once_do_not_deadlock() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    admin_changes_at_once_do_not_deadlock(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_changes_on_sqlite_at_once_do_not_deadlock() {
+    admin_changes_at_once_do_not_deadlock(TestDatabase::sqlite()).await;
+}

@@ -99,7 +99,7 @@ impl DeskRules {
     ) -> Result<RequestId, StoreError> {
         let mut work = self.transactions.begin().await?;
         let open = match request.account_id {
-            Some(account) => work.hold_open_request_of(account).await?,
+            Some(account) => work.hold_open_request_of(account).await?.filter(|r| r.state != RequestState::Closed),
             None => None,
         };
         let id = match open {

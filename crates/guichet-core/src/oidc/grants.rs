@@ -19,7 +19,12 @@ pub struct Grants {
 impl Grants {
     /// Over the store's units of work.
     pub fn of(ports: &Ports) -> Self {
-        Self { transactions: Arc::clone(&ports.transactions) }
+        Self::new(Arc::clone(&ports.transactions))
+    }
+
+    /// Over these units of work.
+    pub fn new(transactions: Arc<dyn Transactions>) -> Self {
+        Self { transactions }
     }
 
     /// Presents `code` for `client`: of any number of concurrent presentations, one
@@ -66,7 +71,7 @@ mod tests {
     async fn a_code_issues_once_and_its_reuse_revokes_what_it_issued() {
         let memory = Memory::default();
         let rows = Arc::clone(&memory.0);
-        let grants = Grants { transactions: Arc::new(memory) };
+        let grants = Grants::new(Arc::new(memory));
         let t0: Timestamp = "2026-03-02T09:00:00Z".parse().unwrap();
         let (app, other) = (ClientId::from_stored("wiki".into()), ClientId::from_stored("intranet".into()));
         let code = PlainToken::generate().hash();

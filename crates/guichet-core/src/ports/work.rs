@@ -4,9 +4,10 @@
 //! the core and are tested there without SQL; the store only reads and writes rows,
 //! and its contract suite holds each operation to what it says here on both databases.
 //!
-//! A unit may read before it holds: the store makes that safe (on SQLite a unit takes
-//! the write lock as it begins, since a transaction that read first could not write
-//! once another one committed meanwhile).
+//! On SQLite a unit takes the write lock as it begins, so what it reads is what every
+//! unit before it left. On PostgreSQL only a held row is: what a rule decides on, it
+//! reads from a hold (or reads again once it holds), and every unit holds an account's
+//! row before other rows of that account, so that no two orders can deadlock.
 //!
 //! Dropping a unit without [`Work::commit`] rolls it back.
 
@@ -140,8 +141,9 @@ pub trait Work: Send {
     /// anything.
     async fn set_member(&mut self, group: GroupId, account: AccountId, member: bool) -> Result<bool, StoreError>;
 
-    /// Holds the rows of every active administrator until the unit ends, and lists them:
-    /// two units that each take one away cannot both see the other still there.
+    /// Holds the rows of every active administrator until the unit ends, in the order
+    /// of their ids, and lists them: two units that each take one away cannot both see
+    /// the other still there.
     async fn hold_active_administrators(&mut self) -> Result<Vec<AccountId>, StoreError>;
 
     /// The account whose own address `email` is, if one's is.

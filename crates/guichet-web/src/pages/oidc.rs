@@ -62,6 +62,8 @@ fn repeated(pairs: &[(String, String)]) -> bool {
         "code_challenge_method",
         "prompt",
         "max_age",
+        "request",
+        "request_uri",
     ];
     known.iter().any(|name| pairs.iter().filter(|(k, _)| k == name).count() > 1)
 }
@@ -69,7 +71,11 @@ fn repeated(pairs: &[(String, String)]) -> bool {
 async fn authorize(State(state): State<AppState>, visitor: Visitor, uri: Uri) -> Result<Response, WebError> {
     let pairs = pairs(uri.query().unwrap_or_default().as_bytes());
     let get = |name: &str| single(&pairs, name);
-    let request = AuthorizeRequest::parse(get);
+    // A request object is refused whatever it holds, an empty value included.
+    let request = AuthorizeRequest::parse(|name| match name {
+        "request" | "request_uri" => pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+        _ => get(name),
+    });
     if repeated(&pairs) {
         return Err(WebError::Page(cannot_continue(
             "La demande de connexion envoyée par l'application est mal formée (un paramètre est répété).",

@@ -293,6 +293,25 @@ async fn a_public_client_must_use_pkce() {
 }
 
 #[tokio::test]
+async fn what_cannot_be_parsed_is_refused_back_to_the_client() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let browser = member_in_bureau(&app).await;
+    let rp = relying_party(&app, &register(&app, false, &[]).await).await;
+    let (url, _, _) =
+        rp.authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random).url();
+    for (extra, error) in [
+        ("max_age=demain", "invalid_request"),
+        ("request=", "request_not_supported"),
+        ("request_uri=", "request_not_supported"),
+    ] {
+        let (_, back) = follow(&app, &browser, &format!("{url}&{extra}")).await;
+        assert!(back.starts_with(CALLBACK), "{extra}: {back}");
+        assert_eq!(param(&back, "error").as_deref(), Some(error), "{extra}");
+        assert!(param(&back, "code").is_none(), "{extra}");
+    }
+}
+
+#[tokio::test]
 async fn a_client_limited_to_a_group_turns_others_away() {
     let app = spawn_app_with(Backend::Sqlite, &[]).await;
     let browser = member_in_bureau(&app).await;
