@@ -232,6 +232,43 @@ pub enum MailOutcome {
     },
 }
 
+/// What the outbox keeps of an attempt's end, as [`MailOutcome::record`] decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailRecord<'a> {
+    /// The message's state from now on.
+    pub state: MailState,
+    /// The server's answer, the error, or why it was not sent.
+    pub answer: &'a str,
+    /// When to try again (a retry only).
+    pub next_attempt_at: Option<Timestamp>,
+    /// When it was done with (not for a retry).
+    pub finished_at: Option<Timestamp>,
+    /// The attempt's line in the sending log, `sent`, `temporary` or `permanent`, and when
+    /// (none for a message not sent on purpose).
+    pub attempt: Option<(&'static str, Timestamp)>,
+}
+
+impl MailOutcome {
+    /// What the outbox keeps of this outcome, reached at `now`.
+    pub fn record(&self, now: Timestamp) -> MailRecord<'_> {
+        let (state, answer, next_attempt_at, attempt) = match self {
+            Self::Sent { answer } => (MailState::Sent, answer, None, Some("sent")),
+            Self::Retry { error, next_attempt_at } => {
+                (MailState::Pending, error, Some(*next_attempt_at), Some("temporary"))
+            }
+            Self::Failed { error } => (MailState::Failed, error, None, Some("permanent")),
+            Self::Skipped { reason } => (MailState::Skipped, reason, None, None),
+        };
+        MailRecord {
+            state,
+            answer: answer.as_str(),
+            next_attempt_at,
+            finished_at: (state != MailState::Pending).then_some(now),
+            attempt: attempt.map(|outcome| (outcome, now)),
+        }
+    }
+}
+
 /// The state of a message, for the mail log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailState {
@@ -461,4 +498,26 @@ pub struct SendError {
 pub trait MailSender: Send + Sync + std::fmt::Debug {
     /// Sends at once; returns what the server answered.
     async fn send(&self, mail: &OutgoingMail) -> Result<String, SendError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_says_what_the_outbox_keeps() {
+        let now: Timestamp = "2026-03-02T09:00:00Z".parse().unwrap();
+        let later = now + jiff::SignedDuration::from_mins(5);
+        let retry = MailOutcome::Retry { error: "421 busy".into(), next_attempt_at: later };
+        let kept = retry.record(now);
+        assert_eq!((kept.state, kept.next_attempt_at, kept.finished_at), (MailState::Pending, Some(later), None));
+        assert_eq!(kept.attempt, Some(("temporary", now)));
+        let skipped = MailOutcome::Skipped { reason: "no".into() };
+        let kept = skipped.record(now);
+        assert_eq!((kept.state, kept.finished_at, kept.attempt), (MailState::Skipped, Some(now), None));
+        let sent = MailOutcome::Sent { answer: "250 ok".into() };
+        assert_eq!(sent.record(now).attempt, Some(("sent", now)));
+        let failed = MailOutcome::Failed { error: "550 no such user".into() };
+        assert_eq!((failed.record(now).state, failed.record(now).answer), (MailState::Failed, "550 no such user"));
+    }
 }

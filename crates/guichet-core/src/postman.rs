@@ -195,7 +195,7 @@ impl Postman {
                     MailOutcome::Failed { error } => tracing::error!(mail = mail.id.get(), %error, "mail given up"),
                     MailOutcome::Skipped { reason } => tracing::info!(mail = mail.id.get(), reason, "mail not sent"),
                 }
-                self.outbox.finish_mail(mail.id, account, &outcome, self.clock.now()).await?;
+                self.outbox.finish_mail(mail.id, account, &outcome.record(self.clock.now())).await?;
                 if let MailOutcome::Failed { error } = &outcome {
                     self.report_undelivered(mail, account, error).await?;
                 }

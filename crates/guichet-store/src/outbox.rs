@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
-use guichet_core::mail::{MailId, MailKind, MailLogEntry, MailOutcome, MailState, MailSubject, NewMail, QueuedMail};
+use guichet_core::mail::{MailId, MailKind, MailLogEntry, MailRecord, MailState, MailSubject, NewMail, QueuedMail};
 use guichet_core::ports::{OutboxStore, StoreError};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -142,38 +142,28 @@ impl OutboxStore for SqlStore {
         &self,
         id: MailId,
         account: Option<AccountId>,
-        outcome: &MailOutcome,
-        now: Timestamp,
+        record: &MailRecord<'_>,
     ) -> Result<(), StoreError> {
-        let (state, answer, next_attempt_at, attempt) = match outcome {
-            MailOutcome::Sent { answer } => (MailState::Sent, answer, None, Some("sent")),
-            MailOutcome::Retry { error, next_attempt_at } => {
-                (MailState::Pending, error, Some(*next_attempt_at), Some("temporary"))
-            }
-            MailOutcome::Failed { error } => (MailState::Failed, error, None, Some("permanent")),
-            MailOutcome::Skipped { reason } => (MailState::Skipped, reason, None, None),
-        };
-        let finished_at = (state != MailState::Pending).then(|| millis(now));
         let mut tx = self.begin_work().await?;
         sqlx::query(
             "UPDATE outbox SET state = $2, last_answer = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
              lease_until = NULL, finished_at = $5, account_id = COALESCE($6, account_id) WHERE id = $1",
         )
         .bind(id.get())
-        .bind(state.as_str())
-        .bind(answer.as_str())
-        .bind(next_attempt_at.map(millis))
-        .bind(finished_at)
+        .bind(record.state.as_str())
+        .bind(record.answer)
+        .bind(record.next_attempt_at.map(millis))
+        .bind(record.finished_at.map(millis))
         .bind(account.map(AccountId::get))
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        if let Some(outcome) = attempt {
+        if let Some((outcome, at)) = record.attempt {
             sqlx::query("INSERT INTO mail_attempts (outbox_id, at, outcome, answer) VALUES ($1, $2, $3, $4)")
                 .bind(id.get())
-                .bind(millis(now))
+                .bind(millis(at))
                 .bind(outcome)
-                .bind(answer.as_str())
+                .bind(record.answer)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;

@@ -358,7 +358,7 @@ async fn a_copy_is_queued_once_and_not_counted(store: SqlStore) {
     assert_eq!((copy.copy_of, &copy.recipient), (Some(original), &personal()));
     for mail in &claimed {
         let sent = MailOutcome::Sent { answer: "250 ok".into() };
-        store.finish_mail(mail.id, Some(account.id), &sent, t0()).await.unwrap();
+        store.finish_mail(mail.id, Some(account.id), &sent.record(t0())).await.unwrap();
     }
     assert_eq!(
         store.count_sent_mail(account.id, MailKind::PasswordReset, t0()).await.ok(),
@@ -872,7 +872,7 @@ async fn retried_mail_waits_for_its_next_attempt(store: SqlStore) {
     let id = store.enqueue_mail(&request(1), t0()).await.unwrap();
     store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap();
     let retry = MailOutcome::Retry { error: "connection refused".into(), next_attempt_at: t0() + minutes(5) };
-    store.finish_mail(id, None, &retry, t0()).await.unwrap();
+    store.finish_mail(id, None, &retry.record(t0())).await.unwrap();
     assert!(store.claim_due_mail(t0() + minutes(4), t0() + minutes(6), 10).await.unwrap_or_default().is_empty());
     let again = store.claim_due_mail(t0() + minutes(5), t0() + minutes(7), 10).await.unwrap_or_default();
     assert_eq!(again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(), [(id, 2)]);
@@ -883,7 +883,7 @@ async fn finished_mail_is_logged_per_account(store: SqlStore) {
     let id = store.enqueue_mail(&request(1), t0()).await.unwrap();
     store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap();
     let sent = MailOutcome::Sent { answer: "250 2.0.0 Ok: queued".into() };
-    store.finish_mail(id, Some(account.id), &sent, t0() + minutes(1)).await.unwrap();
+    store.finish_mail(id, Some(account.id), &sent.record(t0() + minutes(1))).await.unwrap();
     let log = store.account_mail(account.id, 10).await.unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(
@@ -949,7 +949,7 @@ async fn redeeming_resets_the_account_and_queues_the_notice(store: SqlStore) {
     store.create_session(&new_session(&account, &token)).await.unwrap();
     for notice in store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default() {
         let sent = MailOutcome::Sent { answer: "250 ok".into() };
-        store.finish_mail(notice.id, Some(account.id), &sent, t0()).await.unwrap();
+        store.finish_mail(notice.id, Some(account.id), &sent.record(t0())).await.unwrap();
     }
     let code = new_code(&store, &account, t0() + minutes(60)).await;
     let redeemed = rules(&store).redeem_code(&code.hash(), &some_hash(), &context(), t0() + minutes(1)).await;
@@ -1316,7 +1316,7 @@ async fn finished_mail_is_forgotten_after_a_while(store: SqlStore) {
     store.enqueue_mail(&request(2), t0()).await.unwrap();
     store.claim_due_mail(t0(), t0() + minutes(2), 1).await.unwrap();
     let sent = MailOutcome::Sent { answer: "250 ok".into() };
-    store.finish_mail(id, Some(account.id), &sent, t0()).await.unwrap();
+    store.finish_mail(id, Some(account.id), &sent.record(t0())).await.unwrap();
     assert_eq!(store.purge_finished_mail(t0() + minutes(1)).await.ok(), Some(1), "the pending one stays");
     assert!(store.account_mail(account.id, 5).await.unwrap_or_default().is_empty());
 }

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use super::StoreError;
 use crate::account::{AccountId, EmailAddress};
 use crate::codes::StoredCode;
-use crate::mail::{MailId, MailKind, MailLogEntry, MailOutcome, NewMail, QueuedMail};
+use crate::mail::{MailId, MailKind, MailLogEntry, MailRecord, NewMail, QueuedMail};
 use crate::token::TokenHash;
 
 /// The outbox: messages queued in the same transaction as what caused them, sent by a
@@ -40,14 +40,14 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// sender, their attempt not counted. Only those still held under `held_until`.
     async fn release_mail(&self, ids: &[MailId], held_until: Timestamp) -> Result<(), StoreError>;
 
-    /// Records how a claimed message's attempt ended (and the attempt itself, unless it
-    /// was skipped), binds it to `account` when the postman matched one, and releases it.
+    /// Writes how a claimed message's attempt ended, as `record` says (and its line in
+    /// the sending log, when it has one), binds it to `account` when the postman matched
+    /// one, and releases it.
     async fn finish_mail(
         &self,
         id: MailId,
         account: Option<AccountId>,
-        outcome: &MailOutcome,
-        now: Timestamp,
+        record: &MailRecord<'_>,
     ) -> Result<(), StoreError>;
 
     /// Queues the copy of message `original` to the account's secours address `to`, due
