@@ -652,11 +652,11 @@ async fn unlocking_lifts_the_lock_and_the_count(store: SqlStore) {
     );
 }
 
-async fn concurrent_failures_lock_once_and_count_no_more_than_the_threshold(store: SqlStore) {
-    let account = add(&store, "marie").await;
-    let store = Arc::new(store);
-    let attempts = (0..40).map(|_| {
-        let store = Arc::clone(&store);
+/// Forty wrong passwords at once, spread over `stores` (instances): one locks, two more
+/// are counted, the rest find the account locked.
+async fn forty_failures_lock_once(stores: &[Arc<SqlStore>], account: &Account) {
+    let attempts = (0..40).map(|n| {
+        let store = Arc::clone(&stores[n % stores.len()]);
         let id = account.id;
         tokio::spawn(async move { rules(&store).record_login_failure(id, &policy(), &context(), t0()).await })
     });
@@ -665,6 +665,12 @@ async fn concurrent_failures_lock_once_and_count_no_more_than_the_threshold(stor
     let locked = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Locked { .. })).count();
     let counted = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Counted { .. })).count();
     assert_eq!((locked, counted), (1, 2), "{outcomes:?}");
+}
+
+async fn concurrent_failures_lock_once_and_count_no_more_than_the_threshold(store: SqlStore) {
+    let account = add(&store, "marie").await;
+    let store = Arc::new(store);
+    forty_failures_lock_once(&[Arc::clone(&store)], &account).await;
     let events = store.account_events(account.id, 100).await.unwrap();
     let of = |kind| events.iter().filter(|e| e.kind == kind).count();
     assert_eq!(of(AuditKind::LoginFailed), 3);
@@ -1551,16 +1557,7 @@ async fn postgres_is_reached_over_tls_and_its_certificate_is_checked() {
 async fn two_instances_lock_once_and_redeem_once(db: TestDatabase) {
     let (one, two) = (Arc::new(db.store().await), Arc::new(db.store().await));
     let account = add(&one, "marie").await;
-    let attempts = (0..40).map(|n| {
-        let store = Arc::clone(if n % 2 == 0 { &one } else { &two });
-        let id = account.id;
-        tokio::spawn(async move { rules(&store).record_login_failure(id, &policy(), &context(), t0()).await })
-    });
-    let outcomes: Vec<FailureOutcome> =
-        futures_util::future::join_all(attempts).await.into_iter().map(|joined| joined.unwrap().unwrap()).collect();
-    let locked = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Locked { .. })).count();
-    let counted = outcomes.iter().filter(|o| matches!(o, FailureOutcome::Counted { .. })).count();
-    assert_eq!((locked, counted), (1, 2), "{outcomes:?}");
+    forty_failures_lock_once(&[Arc::clone(&one), Arc::clone(&two)], &account).await;
     let code = new_code(&one, &account, t0() + minutes(60)).await;
     let tabs = (0..20).map(|n| {
         let store = Arc::clone(if n % 2 == 0 { &one } else { &two });
