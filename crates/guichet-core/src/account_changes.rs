@@ -24,7 +24,7 @@ pub struct AccountChanges {
 /// while an assistance action was on its way).
 async fn hold_within(work: &mut dyn Work, account: AccountId, reach: Reach) -> Result<HeldAccount, StoreError> {
     let held = work.hold_account(account).await?.ok_or(StoreError::Changed)?;
-    if reach == Reach::MembersOnly && held.account.role != Role::Member {
+    if !reach.admits(held.account.role) {
         return Err(StoreError::Changed);
     }
     Ok(held)

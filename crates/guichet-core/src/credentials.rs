@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::account::{AccountId, EmailAddress, Role};
+use crate::account::{AccountId, EmailAddress};
 use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, PasswordChoice, RequestContext};
 use crate::codes::CodeError;
 use crate::lockout::{LockoutPolicy, ThrottleKey};
@@ -33,11 +33,6 @@ async fn notify(work: &mut dyn Work, held: &HeldAccount, kind: MailKind, now: Ti
     let mail =
         NewMail { kind, account_id: Some(account.id), recipient: account.email.clone(), subject: MailSubject::None };
     work.queue_mail(&mail, now).await.map(|_| ())
-}
-
-/// Whether `reach` lets a staff write land on `held`.
-fn within(held: &HeldAccount, reach: Reach) -> bool {
-    reach == Reach::Anyone || held.account.role == Role::Member
 }
 
 /// Sets a password the member chose: clears any temporary password, the lock and the
@@ -139,10 +134,7 @@ impl Credentials {
         let row = &held.account;
         let still_holds = match verified {
             Proof::Password(hash) => row.password_hash.as_ref().is_some_and(|stored| stored.as_phc() == hash.as_phc()),
-            Proof::Temporary(hash) => {
-                row.temporary_password_hash.as_ref() == Some(hash)
-                    && row.temporary_password_until.is_some_and(|until| until > now)
-            }
+            Proof::Temporary(hash) => row.temporary_password_at(now) == Some(hash),
         };
         let locked = row.is_locked_at(now);
         if !still_holds || row.disabled_at.is_some() || (locked && !despite_lock) {
@@ -162,25 +154,6 @@ impl Credentials {
         Ok(true)
     }
 
-    /// Records a login that counts toward no lock: `login_failed_on_device` (a wrong
-    /// password from a browser holding a device cookie for the account) or
-    /// `login_refused_locked` (refused without a password check).
-    pub async fn record_uncounted(
-        &self,
-        account: AccountId,
-        kind: AuditKind,
-        context: &RequestContext,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.record(member_event(account, kind, context, now)).await
-    }
-
-    async fn record(&self, event: NewAuditEvent) -> Result<(), StoreError> {
-        let mut work = self.transactions.begin().await?;
-        work.record(&event).await?;
-        work.commit().await
-    }
-
     /// Lifts a lock and forgets the failures; audits `event` when the account was
     /// locked at `event.at`. `Ok(false)` when it was not locked; `Err(Changed)` when the
     /// account is gone or out of `reach`.
@@ -191,7 +164,11 @@ impl Credentials {
         reach: Reach,
     ) -> Result<bool, StoreError> {
         let mut work = self.transactions.begin().await?;
-        let held = work.hold_account(account).await?.filter(|held| within(held, reach)).ok_or(StoreError::Changed)?;
+        let held = work
+            .hold_account(account)
+            .await?
+            .filter(|held| reach.admits(held.account.role))
+            .ok_or(StoreError::Changed)?;
         let was_locked = held.account.is_locked_at(event.at);
         let watermark = if was_locked { work.record(&event).await? } else { work.last_event(account).await? };
         work.set_lock(account, None, watermark).await?;
@@ -215,11 +192,11 @@ impl Credentials {
         reach: Reach,
     ) -> Result<bool, StoreError> {
         let mut work = self.transactions.begin().await?;
-        let Some(held) = work.hold_account(account).await?.filter(|held| within(held, reach)) else {
+        let Some(held) = work.hold_account(account).await?.filter(|held| reach.admits(held.account.role)) else {
             return Ok(false);
         };
         let row = &held.account;
-        if sent_to.is_some_and(|to| *to != row.email && row.recovery_email.as_ref() != Some(to)) {
+        if sent_to.is_some_and(|to| !row.mail_addresses().any(|address| address == to)) {
             return Ok(false);
         }
         work.set_temporary_password(account, hash, expires_at).await?;
@@ -248,8 +225,7 @@ impl Credentials {
         let mut work = self.transactions.begin().await?;
         let Some(held) = work.hold_account(account).await? else { return Ok(false) };
         let row = &held.account;
-        let pending = row.temporary_password_hash.is_some() && row.temporary_password_until.is_some_and(|t| t > now);
-        if forced && !pending {
+        if forced && row.temporary_password_at(now).is_none() {
             return Ok(false);
         }
         let how = if forced { PasswordChoice::AfterTemporary } else { PasswordChoice::InMySpace };
@@ -293,7 +269,7 @@ mod tests {
     use tokio::sync::Mutex;
 
     use super::*;
-    use crate::account::Account;
+    use crate::account::{Account, Role};
     use crate::codes::{CodePurpose, StoredCode};
     use crate::ports::memory::{Memory, Rows};
 

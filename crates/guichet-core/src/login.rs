@@ -442,14 +442,14 @@ impl Authenticator {
                     let _ = LOCKED.try_with(|locked| locked.set(true));
                 }
                 self.spend_one_hash(password).await?;
-                self.credentials.record_uncounted(account.id, AuditKind::LoginRefusedLocked, context, now).await?;
+                self.audit.record_event(uncounted(account.id, AuditKind::LoginRefusedLocked, context, now)).await?;
                 return Err(LoginError::InvalidCredentials);
             }
         };
         match self.hasher.verify(password, hash.clone()).await? {
             Verification::Mismatch if device.is_some() => {
                 let now = self.clock.now();
-                self.credentials.record_uncounted(account.id, AuditKind::LoginFailedOnDevice, context, now).await?;
+                self.audit.record_event(uncounted(account.id, AuditKind::LoginFailedOnDevice, context, now)).await?;
                 Err(LoginError::InvalidCredentials)
             }
             Verification::Mismatch => {
@@ -490,4 +490,16 @@ impl Authenticator {
         let _ = self.hasher.verify(password, self.dummy_hash.clone()).await?;
         Ok(())
     }
+}
+
+/// A login that counts toward no lock: refused without a password check
+/// (`login_refused_locked`), or a wrong password from the member's usual browser
+/// (`login_failed_on_device`).
+fn uncounted(
+    account: crate::account::AccountId,
+    kind: AuditKind,
+    context: &RequestContext,
+    at: Timestamp,
+) -> NewAuditEvent {
+    NewAuditEvent { at, account_id: Some(account), kind, actor: Actor::Member, context: context.clone(), detail: None }
 }

@@ -791,7 +791,17 @@ async fn a_login_despite_a_lock_leaves_the_lock(store: SqlStore) {
     let after = reload(&store, &account).await;
     assert!(after.is_locked_at(at), "the stranger stays locked out");
     assert_eq!(after.last_login_at, Some(at));
-    rules(&store).record_uncounted(account.id, AuditKind::LoginFailedOnDevice, &context(), at).await.unwrap();
+    store
+        .record_event(NewAuditEvent {
+            at,
+            account_id: Some(account.id),
+            kind: AuditKind::LoginFailedOnDevice,
+            actor: Actor::Member,
+            context: context(),
+            detail: None,
+        })
+        .await
+        .unwrap();
     let after_lock = t0() + minutes(70);
     assert_eq!(
         fail(&store, &account, after_lock).await,
@@ -1283,7 +1293,17 @@ async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
 
 async fn a_refused_login_is_audited_without_counting(store: SqlStore) {
     let account = add(&store, "marie").await;
-    rules(&store).record_uncounted(account.id, AuditKind::LoginRefusedLocked, &context(), t0()).await.unwrap();
+    store
+        .record_event(NewAuditEvent {
+            at: t0(),
+            account_id: Some(account.id),
+            kind: AuditKind::LoginRefusedLocked,
+            actor: Actor::Member,
+            context: context(),
+            detail: None,
+        })
+        .await
+        .unwrap();
     let events = store.account_events(account.id, 5).await.unwrap_or_default();
     assert_eq!(events[0].kind, AuditKind::LoginRefusedLocked);
     for n in 0..2 {

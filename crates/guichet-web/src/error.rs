@@ -86,6 +86,16 @@ impl IntoResponse for WebError {
             tracing::error!(%error, "the database cannot take this request now");
             return unavailable().into_response();
         }
+        if let Self::Store(StoreError::Changed) = &self {
+            // Someone else changed what this form was about while it was on its way.
+            return ErrorPage::new(
+                StatusCode::CONFLICT,
+                "La fiche a changé entre-temps",
+                "Quelqu'un d'autre a modifié cette fiche pendant que vous la remplissiez : rien n'a été enregistré. \
+                 Rechargez la page pour voir où elle en est, puis recommencez si besoin.",
+            )
+            .into_response();
+        }
         tracing::error!(error = ?self, "request failed");
         ErrorPage::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,4 +159,17 @@ pub async fn render_error_pages(State(state): State<AppState>, request: Request,
     rendered.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     *rendered.status_mut() = parts.status;
     rendered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_changed_meanwhile_is_a_calm_conflict_not_a_failure() {
+        let response = WebError::Store(StoreError::Changed).into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let failed = WebError::Internal("a bug").into_response();
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

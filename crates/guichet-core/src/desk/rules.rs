@@ -119,7 +119,7 @@ impl DeskRules {
     }
 
     /// Changes a request's state, assignee or linked account, with `note` saying so.
-    /// Nothing for an unknown request.
+    /// `Err(Changed)` for an unknown request.
     pub async fn update_request(
         &self,
         id: RequestId,
@@ -128,7 +128,7 @@ impl DeskRules {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut work = self.transactions.begin().await?;
-        let Some(request) = work.hold_request(id).await? else { return Ok(()) };
+        let request = work.hold_request(id).await?.ok_or(StoreError::Changed)?;
         let changed = match change {
             RequestChange::State(state) => AssistanceRequest { state, ..request },
             RequestChange::Assignee(assignee_id) => AssistanceRequest { assignee_id, ..request },

@@ -77,6 +77,13 @@ pub enum Reach {
     MembersOnly,
 }
 
+impl Reach {
+    /// Whether a staff write may land on an account with this role.
+    pub fn admits(self, role: crate::account::Role) -> bool {
+        self == Self::Anyone || role == crate::account::Role::Member
+    }
+}
+
 /// How a change guarded by the last-administrator rule ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guarded {
