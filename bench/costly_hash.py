@@ -13,8 +13,6 @@ wait and answer, the robots' answers, and the server's peak memory (VmHWM).
 import http.client
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,31 +21,23 @@ import urllib.parse
 
 import argon2
 
+from guichet_bench import cli, free_port, serve
+
 BIN = sys.argv[1]
 PASSWORD = "cheval agrafe pile 2026"
 work = tempfile.mkdtemp()
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
+port = free_port()
 env = dict(os.environ, GUICHET_DATABASE_URL=f"sqlite://{work}/g.db", GUICHET_LISTEN=f"127.0.0.1:{port}",
            GUICHET_PUBLIC_URL=f"http://127.0.0.1:{port}", GUICHET_LOG="warn",
            GUICHET_MAIL_TRANSPORT=f"file:{work}/outbox")
 costly = argon2.PasswordHasher(time_cost=16, memory_cost=262144, parallelism=1).hash("the right one")
 with open(f"{work}/import.csv", "w") as f:
     f.write(f'identifier,email,name,role,groups,password_hash\nlourd,lourd@example.org,Lourd,member,,"{costly}"\n')
-run = lambda *args, stdin=None: subprocess.run([BIN, *args], env=env, input=stdin, check=True, capture_output=True, text=True)
+run = cli(BIN, env)
 run("migrate")
 run("member", "import", f"{work}/import.csv")
 run("member", "add", "passant", "--email", "passant@example.org", "--password-stdin", stdin=PASSWORD)
-server = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-for _ in range(200):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        c.request("GET", "/healthz")
-        if c.getresponse().status == 200:
-            break
-    except OSError:
-        time.sleep(0.05)
+server = serve(BIN, env, port)
 
 
 def login(identifier, password, results, key):

@@ -26,6 +26,8 @@ import tempfile
 import time
 import urllib.parse
 
+from guichet_bench import cli, free_port, serve
+
 BIN = sys.argv[1]
 ADMIN_URL = sys.argv[2] if len(sys.argv) > 2 else "postgres://postgres@127.0.0.1:5432/postgres"
 DB = "guichet_bench_gate"
@@ -38,14 +40,6 @@ def psql(url, sql):
     return subprocess.run(["psql", "-qAt", url, "-c", sql], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 work = tempfile.mkdtemp()
 config = os.path.join(work, "guichet.toml")
 with open(config, "w") as f:
@@ -56,7 +50,7 @@ env = dict(os.environ, GUICHET_DATABASE_URL=DB_URL, GUICHET_CONFIG=config, GUICH
 
 psql(ADMIN_URL, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 psql(ADMIN_URL, f"CREATE DATABASE {DB}")
-run = lambda *args, stdin=None: subprocess.run([BIN, *args], env=env, input=stdin, check=True, capture_output=True, text=True)
+run = cli(BIN, env)
 run("migrate")
 run("member", "add", "bench", "--email", "bench@example.org", "--password-stdin", stdin=PASSWORD)
 run("group", "add", "bureau")
@@ -66,18 +60,8 @@ ports = []
 for _ in range(2):
     port = free_port()
     e = dict(env, GUICHET_LISTEN=f"127.0.0.1:{port}", GUICHET_PUBLIC_URL=f"http://127.0.0.1:{port}")
-    servers.append(subprocess.Popen([BIN, "serve"], env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    servers.append(serve(BIN, e, port))
     ports.append(port)
-for port in ports:
-    for _ in range(200):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", "/healthz")
-            if c.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.05)
 
 try:
     # Sign in on A.

@@ -2,9 +2,7 @@
 """Opens N idle TCP connections to HOST:PORT (spread over several processes, each with
 its own file-descriptor limit), then times GET /healthz on fresh connections while they
 are held. Prints one line: how many were open, and /healthz's answers and latencies."""
-import asyncio
 import multiprocessing
-import os
 import resource
 import socket
 import sys

@@ -6,6 +6,7 @@
 # row unchanged). See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 ROWS=${ROWS:-100000}
 OUT=${OUT:-bench/results}
@@ -13,11 +14,8 @@ mkdir -p "$OUT"
 [ -x /usr/bin/time ] || { echo "GNU time is missing: apt-get install time" >&2; exit 1; }
 
 echo "== building (release)"
-cargo build --release -q -p guichet
-BIN=target/release/guichet
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+guichet_binary
+bench_workdir
 export GUICHET_DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$WORK/import.db}"
 export GUICHET_MAIL_TRANSPORT="file:$WORK/outbox"
 export GUICHET_LOG=warn

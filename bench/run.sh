@@ -3,6 +3,7 @@
 # Needs wrk (Debian: apt-get install wrk) and curl. Loopback only. See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-15}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -16,16 +17,10 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 
 echo "== building (release)"
 cargo build --release -q -p guichet-core --example hash_rate
-# BENCH_BIN measures another build (an earlier commit's, to compare within the hour).
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN=$BENCH_BIN
-else
-  cargo build --release -q -p guichet
-  BIN=target/release/guichet
-fi
+guichet_binary
 
-WORK=$(mktemp -d)
-trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+cleanup() { kill "${SERVER:-}" 2>/dev/null || true; }
+bench_workdir
 export GUICHET_DATABASE_URL="sqlite://$WORK/bench.db"
 export GUICHET_LISTEN="127.0.0.1:$PORT"
 export GUICHET_PUBLIC_URL="$BASE"

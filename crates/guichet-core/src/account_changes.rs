@@ -22,7 +22,11 @@ pub struct AccountChanges {
 
 /// Holds the account, `Err(Changed)` when it is gone or out of `reach` (it became staff
 /// while an assistance action was on its way).
-async fn hold_within(work: &mut dyn Work, account: AccountId, reach: Reach) -> Result<HeldAccount, StoreError> {
+pub(crate) async fn hold_within(
+    work: &mut dyn Work,
+    account: AccountId,
+    reach: Reach,
+) -> Result<HeldAccount, StoreError> {
     let held = work.hold_account(account).await?.ok_or(StoreError::Changed)?;
     if !reach.admits(held.account.role) {
         return Err(StoreError::Changed);
@@ -41,7 +45,11 @@ async fn last_administrator(work: &mut dyn Work, account: AccountId) -> Result<b
 /// Voids what was handed out to the account's address or holder: unused codes used up,
 /// a pending temporary password revoked with the sessions it opened, device marks no
 /// longer counted.
-async fn revoke_handed_out(work: &mut dyn Work, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
+pub(crate) async fn revoke_handed_out(
+    work: &mut dyn Work,
+    account: AccountId,
+    at: Timestamp,
+) -> Result<(), StoreError> {
     work.use_up_codes(account, at).await?;
     work.end_forced_sessions(account).await?;
     work.revoke_temporary_password(account, at).await

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use crate::account::{AccountId, EmailAddress};
+use crate::account_changes::hold_within;
 use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, PasswordChoice, RequestContext};
 use crate::codes::CodeError;
 use crate::lockout::{LockoutPolicy, ThrottleKey};
@@ -164,11 +165,7 @@ impl Credentials {
         reach: Reach,
     ) -> Result<bool, StoreError> {
         let mut work = self.transactions.begin().await?;
-        let held = work
-            .hold_account(account)
-            .await?
-            .filter(|held| reach.admits(held.account.role))
-            .ok_or(StoreError::Changed)?;
+        let held = hold_within(work.as_mut(), account, reach).await?;
         let was_locked = held.account.is_locked_at(event.at);
         let watermark = if was_locked { work.record(&event).await? } else { work.last_event(account).await? };
         work.set_lock(account, None, watermark).await?;

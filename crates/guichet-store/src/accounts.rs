@@ -139,13 +139,4 @@ impl AccountStore for SqlStore {
             .map_err(backend)?;
         rows.iter().map(account_from_row).collect()
     }
-
-    async fn import_accounts(
-        &self,
-        rows: &[guichet_core::import::ImportRow],
-        options: guichet_core::import::ImportOptions,
-        now: guichet_core::Timestamp,
-    ) -> Result<Vec<guichet_core::import::ImportOutcome>, StoreError> {
-        self.import_batch(rows, options, now).await
-    }
 }

@@ -5,8 +5,8 @@ use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
 use guichet_core::audit::{Actor, AuditDetail, AuditEvent, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::ports::{AuditStore, StoreError};
-use sqlx::Row as _;
 use sqlx::any::AnyRow;
+use sqlx::{Any, AssertSqlSafe, Row as _};
 
 use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, timestamp};
@@ -32,24 +32,31 @@ fn actor_from_columns(kind: &str, id: Option<i64>) -> Option<Actor> {
     }
 }
 
+/// The columns an event is written to, in the order [`bind_event`] binds them.
+pub(crate) const EVENT_COLUMNS: &str = "at, account_id, kind, actor_kind, actor_id, address, user_agent, detail";
+
+/// Binds an event's values, in [`EVENT_COLUMNS`]'s order.
+pub(crate) fn bind_event<'q, O>(
+    query: sqlx::query::QueryScalar<'q, Any, O, sqlx::any::AnyArguments>,
+    event: &NewAuditEvent,
+) -> sqlx::query::QueryScalar<'q, Any, O, sqlx::any::AnyArguments> {
+    let (actor_kind, actor_id) = actor_columns(event.actor);
+    query
+        .bind(millis(event.at))
+        .bind(event.account_id.map(AccountId::get))
+        .bind(event.kind.as_str())
+        .bind(actor_kind)
+        .bind(actor_id)
+        .bind(event.context.address.map(|a| a.to_string()))
+        .bind(event.context.user_agent.clone())
+        .bind(event.detail.as_ref().map(AuditDetail::to_stored))
+}
+
 /// Appends an event inside a transaction; returns its id.
 pub(crate) async fn insert_event(tx: &mut SqlWork, event: &NewAuditEvent) -> Result<i64, StoreError> {
-    let (actor_kind, actor_id) = actor_columns(event.actor);
-    sqlx::query_scalar(
-        "INSERT INTO audit_events (at, account_id, kind, actor_kind, actor_id, address, user_agent, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(millis(event.at))
-    .bind(event.account_id.map(AccountId::get))
-    .bind(event.kind.as_str())
-    .bind(actor_kind)
-    .bind(actor_id)
-    .bind(event.context.address.map(|a| a.to_string()))
-    .bind(event.context.user_agent.clone())
-    .bind(event.detail.as_ref().map(AuditDetail::to_stored))
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(backend)
+    let sql =
+        format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id");
+    bind_event(sqlx::query_scalar(AssertSqlSafe(sql)), event).fetch_one(&mut **tx).await.map_err(backend)
 }
 
 fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {

@@ -29,27 +29,6 @@ pub(crate) async fn insert_mail(tx: &mut SqlWork, mail: &NewMail, now: Timestamp
     Ok(MailId::from_stored(id))
 }
 
-/// Queues a message to an account's current address, inside a transaction.
-pub(crate) async fn insert_mail_to_account(
-    tx: &mut SqlWork,
-    kind: MailKind,
-    account: AccountId,
-    now: Timestamp,
-) -> Result<MailId, StoreError> {
-    let email: String = sqlx::query_scalar("SELECT email FROM accounts WHERE id = $1")
-        .bind(account.get())
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(backend)?;
-    let mail = NewMail {
-        kind,
-        account_id: Some(account),
-        recipient: EmailAddress::from_stored(email),
-        subject: MailSubject::None,
-    };
-    insert_mail(tx, &mail, now).await
-}
-
 fn kind_of(row: &AnyRow) -> Result<MailKind, StoreError> {
     let kind: String = row.try_get("kind").map_err(backend)?;
     crate::column(&kind, MailKind::parse, "outbox.kind")

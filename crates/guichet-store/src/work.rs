@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use guichet_core::Timestamp;
-use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, NewAccount, Role};
+use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{AuditKind, NewAuditEvent};
 use guichet_core::codes::StoredCode;
 use guichet_core::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
-use guichet_core::groups::GroupId;
+use guichet_core::groups::{GroupId, GroupName};
 use guichet_core::lockout::ThrottleKey;
 use guichet_core::mail::{MailId, NewMail};
 use guichet_core::oidc::{ClientId, NewGrant};
@@ -43,6 +43,11 @@ impl std::fmt::Debug for SqlWork {
 }
 
 impl SqlWork {
+    /// Which database it runs on.
+    pub(crate) fn backend(&self) -> crate::Backend {
+        self.backend
+    }
+
     /// Notes that this transaction put a message in the outbox.
     pub(crate) fn queued_mail(&mut self) {
         self.queued_mail = true;
@@ -272,6 +277,41 @@ impl Work for SqlWork {
         .await
         .map_err(conflict_or_backend)?;
         account_from_row(&row)
+    }
+
+    async fn hold_accounts_named(&mut self, identifiers: &[Identifier]) -> Result<Vec<Account>, StoreError> {
+        self.hold_accounts_named_in(identifiers).await
+    }
+
+    async fn address_owners(
+        &mut self,
+        addresses: &[EmailAddress],
+    ) -> Result<Vec<(EmailAddress, AccountId)>, StoreError> {
+        self.address_owners_in(addresses).await
+    }
+
+    async fn groups_named(&mut self, names: &[GroupName]) -> Result<Vec<(GroupName, GroupId)>, StoreError> {
+        self.groups_named_in(names).await
+    }
+
+    async fn insert_group(&mut self, name: &GroupName, at: Timestamp) -> Result<GroupId, StoreError> {
+        self.insert_group_in(name, at).await
+    }
+
+    async fn memberships_of(&mut self, accounts: &[AccountId]) -> Result<Vec<(GroupId, AccountId)>, StoreError> {
+        self.memberships_of_in(accounts).await
+    }
+
+    async fn insert_accounts(&mut self, new: &[NewAccount], at: Timestamp) -> Result<Vec<AccountId>, StoreError> {
+        self.insert_accounts_in(new, at).await
+    }
+
+    async fn record_all(&mut self, events: &[NewAuditEvent]) -> Result<(), StoreError> {
+        self.record_all_in(events).await
+    }
+
+    async fn join_all(&mut self, memberships: &[(GroupId, AccountId)]) -> Result<(), StoreError> {
+        self.join_all_in(memberships).await
     }
 
     async fn set_member(&mut self, group: GroupId, account: AccountId, member: bool) -> Result<bool, StoreError> {

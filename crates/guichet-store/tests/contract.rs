@@ -11,7 +11,7 @@ use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::codes::{CodeError, CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
 use guichet_core::desk::{Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState, SlotState};
 use guichet_core::groups::GroupName;
-use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow};
+use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow, Rejection};
 use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::{MailKind, MailOutcome, MailState, MailSubject, NewMail};
@@ -181,12 +181,18 @@ async fn an_import_creates_updates_and_rejects_in_one_batch(store: SqlStore) {
         import_row("paul", "paul.neuf@chu.example.fr", Some(&[])),
     ];
     let options = ImportOptions::default();
-    let outcomes = store.import_accounts(&rows, options, t0()).await.unwrap();
-    assert!(matches!(outcomes[0], ImportOutcome::Rejected(ref why) if why.contains("bureau")), "{outcomes:?}");
-    assert!(matches!(outcomes[1], ImportOutcome::Rejected(ref why) if why.contains("email")), "{outcomes:?}");
-    assert!(matches!(outcomes[2], ImportOutcome::Rejected(ref why) if why.contains("identifier")), "{outcomes:?}");
+    let outcomes = importer(&store).import(&rows, options).await.unwrap();
+    let bureau = GroupName::parse("bureau").unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            ImportOutcome::Rejected(Rejection::MissingGroup(bureau)),
+            ImportOutcome::Rejected(Rejection::EmailTaken),
+            ImportOutcome::Rejected(Rejection::IdentifierTaken),
+        ]
+    );
     let options = ImportOptions { create_groups: true, update: true, invite: true, ..ImportOptions::default() };
-    let outcomes = store.import_accounts(&rows, options, t0()).await.unwrap();
+    let outcomes = importer(&store).import(&rows, options).await.unwrap();
     assert_eq!(outcomes[0], ImportOutcome::Created);
     assert_eq!(outcomes[2], ImportOutcome::Updated);
     let marie =
@@ -199,7 +205,7 @@ async fn an_import_creates_updates_and_rejects_in_one_batch(store: SqlStore) {
     );
     assert_eq!(reload(&store, &taken).await.email.as_str(), "paul.neuf@chu.example.fr");
     assert_eq!(reload(&store, &taken).await.password_hash, taken.password_hash, "no --update-passwords: kept");
-    let again = store.import_accounts(&rows[..1], options, t0()).await.unwrap();
+    let again = importer(&store).import(&rows[..1], options).await.unwrap();
     assert_eq!(again, [ImportOutcome::Unchanged]);
 }
 
@@ -501,6 +507,12 @@ fn grants(store: &SqlStore) -> guichet_core::oidc::Grants {
 /// The core's secours-address rules, over this store's units of work.
 fn secours(store: &SqlStore) -> guichet_core::secours::SecoursRules {
     guichet_core::secours::SecoursRules::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
+}
+
+/// The core's import, over this store's units of work.
+fn importer(store: &SqlStore) -> guichet_core::import::Importer {
+    let ports = guichet_core::ports::Ports::of(Arc::new(store.clone()));
+    guichet_core::import::Importer::of(&ports, Arc::new(guichet_core::clock::ManualClock::new(t0())))
 }
 
 /// The core's group memberships, over this store's units of work.

@@ -110,7 +110,7 @@ impl Application {
         let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url)
             .map_err(|e| anyhow::anyhow!("GUICHET_PUBLIC_URL cannot be an OpenID Connect issuer: {e}"))?;
         let housekeeping = Housekeeping::new(&ports);
-        let importer = guichet_core::import::Importer::new(&ports, Arc::clone(&clock));
+        let importer = guichet_core::import::Importer::of(&ports, Arc::clone(&clock));
         let web = WebSettings {
             site_name: settings.site_name.clone(),
             public_url: settings.public_url.clone(),

@@ -2,7 +2,6 @@
 //! change on them, are the core's rules over units of work (`work.rs`).
 
 use async_trait::async_trait;
-use jiff::Timestamp;
 
 use super::{AccountFilter, StoreError};
 use crate::account::{Account, AccountId, EmailAddress, Identifier};
@@ -33,20 +32,6 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// Accounts whose identifier, email or name contains `query` (case-insensitive),
     /// by identifier.
     async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<Account>, StoreError>;
-
-    /// Imports a batch of rows in one transaction, by the operator; one outcome per row,
-    /// in order. A new identifier is created (audited; invited when asked and the row has
-    /// no password hash) unless its email is another account's, own or secours. An
-    /// existing one is rejected, or with `options.update` gets the row's email, name and
-    /// groups (and its password hash with `options.update_passwords`), audited, and is
-    /// `Unchanged` when it already had them. Missing groups reject the row, or are created
-    /// with `options.create_groups`.
-    async fn import_accounts(
-        &self,
-        rows: &[crate::import::ImportRow],
-        options: crate::import::ImportOptions,
-        now: Timestamp,
-    ) -> Result<Vec<crate::import::ImportOutcome>, StoreError>;
 }
 
 /// What a successful login checked.

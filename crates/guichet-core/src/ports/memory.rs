@@ -11,11 +11,11 @@ use jiff::Timestamp;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{Conflict, EventId, HeldAccount, HeldOidcCode, Secours, StoreError, Transactions, Work};
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, NewAccount, Role};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
 use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestState};
-use crate::groups::GroupId;
+use crate::groups::{GroupId, GroupName};
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailId, NewMail};
 use crate::oidc::{ClientId, NewGrant};
@@ -39,6 +39,8 @@ pub(crate) struct Rows {
     pub oidc_codes: HashMap<String, HeldOidcCode>,
     /// Group memberships.
     pub members: std::collections::HashSet<(GroupId, AccountId)>,
+    /// Groups by name, the first one's id 1.
+    pub groups: Vec<GroupName>,
     /// Grants, with when they were revoked.
     pub grants: Vec<(NewGrant, Option<Timestamp>)>,
 }
@@ -60,6 +62,11 @@ impl Transactions for Memory {
 }
 
 impl MemoryWork {
+    fn group_id(&self, name: &GroupName) -> Option<GroupId> {
+        let index = self.rows.groups.iter().position(|g| g == name)?;
+        Some(GroupId::from_stored(i64::try_from(index).unwrap() + 1))
+    }
+
     fn account(&mut self, account: AccountId) -> &mut Account {
         &mut self.rows.accounts.get_mut(&account).unwrap().account
     }
@@ -167,6 +174,57 @@ impl Work for MemoryWork {
         let held = HeldAccount { account: account.clone(), failures_cleared_after: 0, secours_code: None };
         self.rows.accounts.insert(id, held);
         Ok(account)
+    }
+    async fn hold_accounts_named(&mut self, identifiers: &[Identifier]) -> Result<Vec<Account>, StoreError> {
+        let mut found: Vec<Account> = self
+            .rows
+            .accounts
+            .values()
+            .filter(|held| identifiers.contains(&held.account.identifier))
+            .map(|held| held.account.clone())
+            .collect();
+        found.sort_by_key(|a| a.id);
+        Ok(found)
+    }
+    async fn address_owners(
+        &mut self,
+        addresses: &[EmailAddress],
+    ) -> Result<Vec<(EmailAddress, AccountId)>, StoreError> {
+        let accounts = self.rows.accounts.values().map(|held| &held.account);
+        Ok(accounts
+            .flat_map(|a| std::iter::once(&a.email).chain(a.recovery_email.as_ref()).map(move |e| (e.clone(), a.id)))
+            .filter(|(e, _)| addresses.contains(e))
+            .collect())
+    }
+    async fn groups_named(&mut self, names: &[GroupName]) -> Result<Vec<(GroupName, GroupId)>, StoreError> {
+        Ok(names.iter().filter_map(|n| self.group_id(n).map(|id| (n.clone(), id))).collect())
+    }
+    async fn insert_group(&mut self, name: &GroupName, _at: Timestamp) -> Result<GroupId, StoreError> {
+        if self.group_id(name).is_some() {
+            return Err(StoreError::Conflict(Conflict::Group));
+        }
+        self.rows.groups.push(name.clone());
+        Ok(GroupId::from_stored(i64::try_from(self.rows.groups.len()).unwrap()))
+    }
+    async fn memberships_of(&mut self, accounts: &[AccountId]) -> Result<Vec<(GroupId, AccountId)>, StoreError> {
+        Ok(self.rows.members.iter().filter(|(_, a)| accounts.contains(a)).copied().collect())
+    }
+    async fn insert_accounts(&mut self, new: &[NewAccount], at: Timestamp) -> Result<Vec<AccountId>, StoreError> {
+        let mut ids = Vec::with_capacity(new.len());
+        for account in new {
+            ids.push(self.insert_account(account, at).await?.id);
+        }
+        Ok(ids)
+    }
+    async fn record_all(&mut self, events: &[NewAuditEvent]) -> Result<(), StoreError> {
+        for event in events {
+            self.record(event).await?;
+        }
+        Ok(())
+    }
+    async fn join_all(&mut self, memberships: &[(GroupId, AccountId)]) -> Result<(), StoreError> {
+        self.rows.members.extend(memberships.iter().copied());
+        Ok(())
     }
     async fn set_member(&mut self, group: GroupId, account: AccountId, member: bool) -> Result<bool, StoreError> {
         Ok(if member {

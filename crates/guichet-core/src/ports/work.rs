@@ -14,11 +14,11 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, NewAccount, Role};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
 use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
-use crate::groups::GroupId;
+use crate::groups::{GroupId, GroupName};
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailId, NewMail};
 use crate::oidc::{ClientId, IssuedCode, NewGrant};
@@ -136,6 +136,35 @@ pub trait Work: Send {
 
     /// Stores a new account: `Err(Conflict(..))` when its identifier or address is taken.
     async fn insert_account(&mut self, new: &NewAccount, at: Timestamp) -> Result<Account, StoreError>;
+
+    /// Holds the rows of the accounts with these identifiers until the unit ends, in the
+    /// order of their ids, and reads them (those that exist).
+    async fn hold_accounts_named(&mut self, identifiers: &[Identifier]) -> Result<Vec<Account>, StoreError>;
+
+    /// Which of these addresses are an account's, own or secours, and whose.
+    async fn address_owners(
+        &mut self,
+        addresses: &[EmailAddress],
+    ) -> Result<Vec<(EmailAddress, AccountId)>, StoreError>;
+
+    /// The ids of the groups with these names (those that exist).
+    async fn groups_named(&mut self, names: &[GroupName]) -> Result<Vec<(GroupName, GroupId)>, StoreError>;
+
+    /// Stores a new group, with no description.
+    async fn insert_group(&mut self, name: &GroupName, at: Timestamp) -> Result<GroupId, StoreError>;
+
+    /// The memberships of these accounts.
+    async fn memberships_of(&mut self, accounts: &[AccountId]) -> Result<Vec<(GroupId, AccountId)>, StoreError>;
+
+    /// Stores new accounts in bulk, returning their ids in order: `Err(Conflict(..))`
+    /// when an identifier or address is taken.
+    async fn insert_accounts(&mut self, new: &[NewAccount], at: Timestamp) -> Result<Vec<AccountId>, StoreError>;
+
+    /// Records events in bulk.
+    async fn record_all(&mut self, events: &[NewAuditEvent]) -> Result<(), StoreError>;
+
+    /// Puts accounts in groups in bulk (a membership that exists stays as it is).
+    async fn join_all(&mut self, memberships: &[(GroupId, AccountId)]) -> Result<(), StoreError>;
 
     /// Puts the account in the group (`member`) or takes it out: whether that changed
     /// anything.

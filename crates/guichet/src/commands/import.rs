@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use encoding_rs::WINDOWS_1252;
-use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow, TypedRow, check_row};
+use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow, Rejection, TypedRow, check_row};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::Application;
@@ -117,10 +117,22 @@ async fn store(
             ImportOutcome::Created => tally.created += 1,
             ImportOutcome::Updated => tally.updated += 1,
             ImportOutcome::Unchanged => tally.unchanged += 1,
-            ImportOutcome::Rejected(reason) => tally.rejected.push(Rejected { line, reason }),
+            ImportOutcome::Rejected(why) => tally.rejected.push(Rejected { line, reason: explain(&why) }),
         }
     }
     Ok(())
+}
+
+/// Why a row was refused, for the operator.
+fn explain(why: &Rejection) -> String {
+    match why {
+        Rejection::MissingGroup(name) => {
+            format!("no group is named {:?} (--create-groups creates the missing ones)", name.as_str())
+        }
+        Rejection::EmailTaken => "the email address is already another account's".into(),
+        Rejection::IdentifierTaken => "the identifier is already taken (--update updates existing accounts)".into(),
+        Rejection::IdentifierTwice => "the identifier appears twice in the batch".into(),
+    }
 }
 
 /// How the file's text is encoded.

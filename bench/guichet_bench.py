@@ -1,0 +1,35 @@
+"""What the Python benchmarks share: a free port, a guichet server started and waited for,
+and the CLI run with an environment."""
+import http.client
+import socket
+import subprocess
+import time
+
+
+def free_port():
+    """A port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(binary, env):
+    """Runs `guichet ARGS…` with `env`, failing on a non-zero exit; returns the result."""
+    return lambda *args, stdin=None: subprocess.run(
+        [binary, *args], env=env, input=stdin, check=True, capture_output=True, text=True)
+
+
+def serve(binary, env, port):
+    """Starts `guichet serve` and waits (up to ten seconds) until /healthz answers 200."""
+    server = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.05)
+    server.kill()
+    raise SystemExit(f"guichet did not answer on port {port}")
