@@ -168,7 +168,7 @@ impl Importer {
     pub async fn import(&self, rows: &[ImportRow], options: ImportOptions) -> Result<Vec<ImportOutcome>, StoreError> {
         let now = self.clock.now();
         let mut work = self.transactions.begin().await?;
-        let mut batch = Batch::read(work.as_mut(), rows).await?;
+        let mut batch = Batch::read(work.as_mut(), rows, options.update).await?;
         let mut outcomes = Vec::with_capacity(rows.len());
         let mut created: Vec<(&ImportRow, Vec<GroupId>)> = Vec::new();
         for row in rows {
@@ -184,7 +184,7 @@ impl Importer {
             };
             let outcome = match batch.existing.get(&row.identifier).cloned() {
                 Some(_) if !options.update => ImportOutcome::Rejected(Rejection::IdentifierTaken),
-                Some(account) => batch.update(work.as_mut(), &account, row, groups, options, now).await?,
+                Some(account) => batch.update(work.as_mut(), account, row, groups, options, now).await?,
                 None => match batch.admit_new(row) {
                     Ok(()) => {
                         created.push((row, groups.unwrap_or_default()));
@@ -202,10 +202,16 @@ impl Importer {
 }
 
 impl Batch {
-    /// Reads what the rows name, holding the existing accounts.
-    async fn read(work: &mut dyn Work, rows: &[ImportRow]) -> Result<Self, StoreError> {
-        let identifiers: Vec<Identifier> = rows.iter().map(|r| r.identifier.clone()).collect();
-        let existing = work.hold_accounts_named(&identifiers).await?;
+    /// Reads what the rows name; with `update`, holds the existing accounts (after the
+    /// active administrators, as every unit that may change an administrator does, so
+    /// that no two units take the same rows in opposite orders).
+    async fn read(work: &mut dyn Work, rows: &[ImportRow], update: bool) -> Result<Self, StoreError> {
+        let identifiers: HashSet<&Identifier> = rows.iter().map(|r| &r.identifier).collect();
+        let identifiers: Vec<Identifier> = identifiers.into_iter().cloned().collect();
+        if update {
+            work.hold_active_administrators().await?;
+        }
+        let existing = work.accounts_named(&identifiers, update).await?;
         let addresses: HashSet<&EmailAddress> = rows.iter().map(|r| &r.email).collect();
         let addresses: Vec<EmailAddress> = addresses.into_iter().cloned().collect();
         let owners = work.address_owners(&addresses).await?.into_iter().map(|(a, id)| (a, Owner::Stored(id))).collect();
@@ -265,11 +271,12 @@ impl Batch {
         Ok(())
     }
 
-    /// Gives an existing account what the row says of it.
+    /// Gives an existing account what the row says of it (and keeps what it now is, for
+    /// a later row that names it again).
     async fn update(
         &mut self,
         work: &mut dyn Work,
-        account: &Account,
+        account: Account,
         row: &ImportRow,
         groups: Option<Vec<GroupId>>,
         options: ImportOptions,
@@ -287,7 +294,11 @@ impl Batch {
             work.set_details(account.id, &row.email, &row.name, now).await?;
         }
         if changed.email.is_some() {
-            self.owners.remove(&account.email);
+            // The old address is free for the rows after, unless it is also the account's
+            // secours address.
+            if account.recovery_email.as_ref() != Some(&account.email) {
+                self.owners.remove(&account.email);
+            }
             self.owners.insert(row.email.clone(), Owner::Stored(account.id));
             // What was mailed to the old address stops working, as with any address change.
             revoke_handed_out(work, account.id, now).await?;
@@ -313,7 +324,15 @@ impl Batch {
         if !changed.any() {
             return Ok(ImportOutcome::Unchanged);
         }
+        let new_password = changed.password;
         work.record(&operator_event(account.id, AuditKind::DetailsChanged, AuditDetail::Import(changed), now)).await?;
+        let now_is = Account {
+            email: row.email.clone(),
+            display_name: row.name.clone(),
+            password_hash: if new_password { row.password_hash.clone() } else { account.password_hash },
+            ..account
+        };
+        self.existing.insert(row.identifier.clone(), now_is);
         Ok(ImportOutcome::Updated)
     }
 }
@@ -519,6 +538,42 @@ mod tests {
             detail,
             Some(AuditDetail::Import(ImportChanges { password: true, groups: true, ..ImportChanges::default() }))
         );
+    }
+
+    #[tokio::test]
+    async fn a_row_that_names_an_account_again_sees_what_the_earlier_row_made_of_it() {
+        let (importer, rows) = importer().await;
+        let there_and_back = [row("a1", "a1.new@example.org", None), row("a1", "a1@example.org", None)];
+        let outcomes = importer.import(&there_and_back, EVERYTHING).await.unwrap();
+        assert_eq!(outcomes, [ImportOutcome::Updated, ImportOutcome::Updated]);
+        assert_eq!(rows.lock().await.accounts[&ONE].account.email.as_str(), "a1@example.org");
+        let onward =
+            [row("a1", "b@example.org", None), row("a1", "c@example.org", None), row("sam", "b@example.org", None)];
+        let outcomes = importer.import(&onward, EVERYTHING).await.unwrap();
+        assert_eq!(
+            outcomes,
+            [ImportOutcome::Updated, ImportOutcome::Updated, ImportOutcome::Created],
+            "b is free again"
+        );
+        let rows = rows.lock().await;
+        let (_, last_change) = rows.events.iter().rev().find(|(_, e)| e.kind == AuditKind::DetailsChanged).unwrap();
+        let moved = |from: &str, to: &str| {
+            Some(AuditDetail::Import(ImportChanges {
+                email: Some((EmailAddress::from_stored(from.into()), EmailAddress::from_stored(to.into()))),
+                ..ImportChanges::default()
+            }))
+        };
+        assert_eq!(last_change.detail, moved("b@example.org", "c@example.org"));
+    }
+
+    #[tokio::test]
+    async fn an_address_that_is_also_the_accounts_secours_stays_taken() {
+        let (importer, rows) = importer().await;
+        let own = EmailAddress::from_stored("a1@example.org".into());
+        rows.lock().await.accounts.get_mut(&ONE).unwrap().account.recovery_email = Some(own);
+        let batch = [row("a1", "a1.new@example.org", None), row("sam", "a1@example.org", None)];
+        let outcomes = importer.import(&batch, EVERYTHING).await.unwrap();
+        assert_eq!(outcomes, [ImportOutcome::Updated, ImportOutcome::Rejected(Rejection::EmailTaken)]);
     }
 
     const ONE: AccountId = AccountId::from_stored(1);

@@ -36,10 +36,10 @@ fn actor_from_columns(kind: &str, id: Option<i64>) -> Option<Actor> {
 pub(crate) const EVENT_COLUMNS: &str = "at, account_id, kind, actor_kind, actor_id, address, user_agent, detail";
 
 /// Binds an event's values, in [`EVENT_COLUMNS`]'s order.
-pub(crate) fn bind_event<'q, O>(
-    query: sqlx::query::QueryScalar<'q, Any, O, sqlx::any::AnyArguments>,
+pub(crate) fn bind_event<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
     event: &NewAuditEvent,
-) -> sqlx::query::QueryScalar<'q, Any, O, sqlx::any::AnyArguments> {
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
     let (actor_kind, actor_id) = actor_columns(event.actor);
     query
         .bind(millis(event.at))
@@ -56,7 +56,8 @@ pub(crate) fn bind_event<'q, O>(
 pub(crate) async fn insert_event(tx: &mut SqlWork, event: &NewAuditEvent) -> Result<i64, StoreError> {
     let sql =
         format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id");
-    bind_event(sqlx::query_scalar(AssertSqlSafe(sql)), event).fetch_one(&mut **tx).await.map_err(backend)
+    let row = bind_event(sqlx::query(AssertSqlSafe(sql)), event).fetch_one(&mut **tx).await.map_err(backend)?;
+    row.try_get("id").map_err(backend)
 }
 
 fn event_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {

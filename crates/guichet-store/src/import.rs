@@ -1,7 +1,7 @@
 //! The bulk row operations of a unit of work, for `member import`: a batch of a thousand
 //! rows reads what it names in a few queries and writes its new accounts, their audit
-//! lines and memberships a hundred or more per statement (one statement per row would
-//! take minutes for a hundred thousand). What becomes of each row is decided in the core
+//! lines and memberships many rows per statement (one statement per row would take
+//! minutes for a hundred thousand). What becomes of each row is decided in the core
 //! ([`guichet_core::import`]).
 
 use std::collections::HashMap;
@@ -25,9 +25,9 @@ use crate::{Backend, backend, millis};
 /// (`bench/import.sh`).
 const PARAMETERS: usize = 200;
 
-/// How many rows of `columns` values one statement takes.
-const fn rows_per_statement(columns: usize) -> usize {
-    PARAMETERS / columns
+/// How many rows of `columns` values one statement takes, beside `shared` values.
+const fn rows_per_statement(columns: usize, shared: usize) -> usize {
+    (PARAMETERS - shared) / columns
 }
 
 /// `$first, $first+1, …` for `count` values.
@@ -36,29 +36,49 @@ fn placeholders(first: usize, count: usize) -> String {
 }
 
 impl SqlWork {
-    /// See [`guichet_core::ports::Work::hold_accounts_named`].
-    pub(crate) async fn hold_accounts_named_in(
+    /// See [`guichet_core::ports::Work::accounts_named`].
+    pub(crate) async fn accounts_named_in(
         &mut self,
         identifiers: &[Identifier],
+        hold: bool,
     ) -> Result<Vec<Account>, StoreError> {
         let mut found = Vec::new();
-        // PostgreSQL locks the rows in id order; SQLite's unit already holds the write lock.
-        let lock = if self.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
         for chunk in identifiers.chunks(PARAMETERS) {
             let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE identifier IN ({}) ORDER BY id{lock}",
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE identifier IN ({})",
                 placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for identifier in chunk {
                 query = query.bind(identifier.as_str());
             }
-            let rows = query.fetch_all(&mut **self).await.map_err(backend)?;
-            for row in &rows {
+            for row in &query.fetch_all(&mut **self).await.map_err(backend)? {
                 found.push(account_from_row(row)?);
             }
         }
-        Ok(found)
+        found.sort_by_key(|account| account.id);
+        if !hold || self.backend() == Backend::Sqlite {
+            // SQLite's unit already holds the only write lock.
+            return Ok(found);
+        }
+        // PostgreSQL: the rows are locked chunk after chunk of the ids in ascending order,
+        // so the whole batch is held in id order, and read again under the lock.
+        let ids: Vec<i64> = found.iter().map(|account| account.id.get()).collect();
+        let mut held = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(PARAMETERS) {
+            let sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in &query.fetch_all(&mut **self).await.map_err(backend)? {
+                held.push(account_from_row(row)?);
+            }
+        }
+        Ok(held)
     }
 
     /// See [`guichet_core::ports::Work::address_owners`].
@@ -155,7 +175,8 @@ impl SqlWork {
         at: Timestamp,
     ) -> Result<Vec<AccountId>, StoreError> {
         let mut ids = Vec::with_capacity(new.len());
-        for chunk in new.chunks(rows_per_statement(5)) {
+        // One value more than the rows' own: the time, `$1`.
+        for chunk in new.chunks(rows_per_statement(5, 1)) {
             let values: Vec<String> =
                 (0..chunk.len()).map(|i| format!("({}, $1, $1)", placeholders(2 + 5 * i, 5))).collect();
             let sql = format!(
@@ -193,22 +214,22 @@ impl SqlWork {
     /// See [`guichet_core::ports::Work::record_all`].
     pub(crate) async fn record_all_in(&mut self, events: &[NewAuditEvent]) -> Result<(), StoreError> {
         const COLUMNS: usize = 8;
-        for chunk in events.chunks(rows_per_statement(COLUMNS)) {
+        for chunk in events.chunks(rows_per_statement(COLUMNS, 0)) {
             let values: Vec<String> =
                 (0..chunk.len()).map(|i| format!("({})", placeholders(1 + COLUMNS * i, COLUMNS))).collect();
-            let sql = format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES {} RETURNING id", values.join(", "));
-            let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+            let sql = format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES {}", values.join(", "));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
             for event in chunk {
                 query = bind_event(query, event);
             }
-            query.fetch_all(&mut **self).await.map_err(backend)?;
+            query.execute(&mut **self).await.map_err(backend)?;
         }
         Ok(())
     }
 
     /// See [`guichet_core::ports::Work::join_all`].
     pub(crate) async fn join_all_in(&mut self, memberships: &[(GroupId, AccountId)]) -> Result<(), StoreError> {
-        for chunk in memberships.chunks(rows_per_statement(2)) {
+        for chunk in memberships.chunks(rows_per_statement(2, 0)) {
             let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + 2 * i, 2))).collect();
             let sql = format!(
                 "INSERT INTO group_members (group_id, account_id) VALUES {} \

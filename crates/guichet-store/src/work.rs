@@ -114,9 +114,9 @@ impl Transactions for SqlStore {
 }
 
 /// The rows a rule decides on (an account, a code) are held with a no-op
-/// `UPDATE … RETURNING`: PostgreSQL then holds that row's lock until commit (SQLite's
-/// unit already holds the write lock), so what is read is what every unit before it
-/// left.
+/// `UPDATE … RETURNING`, or on PostgreSQL a `SELECT … FOR UPDATE` where rows are held in
+/// an order: PostgreSQL then holds those rows' locks until commit (SQLite's unit already
+/// holds the write lock), so what is read is what every unit before it left.
 #[async_trait]
 impl Work for SqlWork {
     async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
@@ -279,8 +279,8 @@ impl Work for SqlWork {
         account_from_row(&row)
     }
 
-    async fn hold_accounts_named(&mut self, identifiers: &[Identifier]) -> Result<Vec<Account>, StoreError> {
-        self.hold_accounts_named_in(identifiers).await
+    async fn accounts_named(&mut self, identifiers: &[Identifier], hold: bool) -> Result<Vec<Account>, StoreError> {
+        self.accounts_named_in(identifiers, hold).await
     }
 
     async fn address_owners(

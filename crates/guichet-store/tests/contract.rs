@@ -1645,6 +1645,61 @@ async fn admin_changes_at_once_do_not_deadlock(db: TestDatabase) {
     store.close().await;
 }
 
+/// Two imports updating the same 450 accounts (listed in opposite orders, so that each
+/// names them in other batches of parameters) and an administrator disabling one of them,
+/// all at once: all go through (the accounts are held in id order, after the active
+/// administrators).
+async fn imports_at_once_do_not_deadlock(db: TestDatabase) {
+    let store = db.store().await;
+    let rows = |round: usize| -> Vec<ImportRow> {
+        (0..450)
+            .map(|n| ImportRow {
+                name: DisplayName::parse(&format!("Membre {n} {round}")).unwrap(),
+                ..import_row(&format!("membre{n}"), &format!("membre{n}@chu.example.fr"), None)
+            })
+            .collect()
+    };
+    let created = importer(&store).import(&rows(0), ImportOptions::default()).await.unwrap();
+    assert!(created.iter().all(|o| *o == ImportOutcome::Created));
+    let update = ImportOptions { update: true, ..ImportOptions::default() };
+    // With no administrator yet, only the order of the ids keeps the two imports apart.
+    let (forward, mut backward, both) = (rows(1), rows(2), importer(&store));
+    backward.reverse();
+    let (one, two) = tokio::join!(both.import(&forward, update), both.import(&backward, update));
+    assert!(one.unwrap().iter().chain(&two.unwrap()).all(|o| *o == ImportOutcome::Updated));
+    let target = store.find_account_by_identifier(&Identifier::parse("membre7").unwrap()).await.unwrap().unwrap();
+    let admin = add(&store, "anne").await;
+    changes(&store).set_role(admin.id, Role::Admin, staff_event(&admin, AuditKind::RoleChanged)).await.unwrap();
+    for round in 2..=4 {
+        let forward = rows(round * 2);
+        let mut backward = rows(round * 2 + 1);
+        backward.reverse();
+        let disabled = round % 2 == 1;
+        let event = staff_event(&target, if disabled { AuditKind::AccountDisabled } else { AuditKind::AccountEnabled });
+        let (importer, changes) = (importer(&store), changes(&store));
+        let (one, two, three) = tokio::join!(
+            importer.import(&forward, update),
+            importer.import(&backward, update),
+            changes.set_disabled(target.id, disabled, event, Reach::Anyone),
+        );
+        assert!(one.unwrap().iter().all(|o| *o == ImportOutcome::Updated));
+        assert!(two.unwrap().iter().all(|o| *o == ImportOutcome::Updated));
+        assert_eq!(three.unwrap(), Guarded::Done);
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn imports_on_postgres_at_once_do_not_deadlock() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    imports_at_once_do_not_deadlock(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn imports_on_sqlite_at_once_do_not_deadlock() {
+    imports_at_once_do_not_deadlock(TestDatabase::sqlite()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admin_changes_on_postgres_at_once_do_not_deadlock() {
     let Some(db) = TestDatabase::postgres().await else { return };

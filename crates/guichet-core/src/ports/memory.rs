@@ -175,7 +175,7 @@ impl Work for MemoryWork {
         self.rows.accounts.insert(id, held);
         Ok(account)
     }
-    async fn hold_accounts_named(&mut self, identifiers: &[Identifier]) -> Result<Vec<Account>, StoreError> {
+    async fn accounts_named(&mut self, identifiers: &[Identifier], _hold: bool) -> Result<Vec<Account>, StoreError> {
         let mut found: Vec<Account> = self
             .rows
             .accounts

@@ -6,8 +6,11 @@
 //!
 //! On SQLite a unit takes the write lock as it begins, so what it reads is what every
 //! unit before it left. On PostgreSQL only a held row is: what a rule decides on, it
-//! reads from a hold (or reads again once it holds), and every unit holds an account's
-//! row before other rows of that account, so that no two orders can deadlock.
+//! reads from a hold (or reads again once it holds). So that no two units take the same
+//! rows in opposite orders (and deadlock): a unit that may change an administrator holds
+//! the active administrators first; a unit that holds several accounts holds them in
+//! the order of their ids; and every unit holds an account's row before other rows of
+//! that account.
 //!
 //! Dropping a unit without [`Work::commit`] rolls it back.
 
@@ -137,9 +140,9 @@ pub trait Work: Send {
     /// Stores a new account: `Err(Conflict(..))` when its identifier or address is taken.
     async fn insert_account(&mut self, new: &NewAccount, at: Timestamp) -> Result<Account, StoreError>;
 
-    /// Holds the rows of the accounts with these identifiers until the unit ends, in the
-    /// order of their ids, and reads them (those that exist).
-    async fn hold_accounts_named(&mut self, identifiers: &[Identifier]) -> Result<Vec<Account>, StoreError>;
+    /// Reads the accounts with these identifiers (those that exist); with `hold`, holds
+    /// their rows until the unit ends, in the order of their ids.
+    async fn accounts_named(&mut self, identifiers: &[Identifier], hold: bool) -> Result<Vec<Account>, StoreError>;
 
     /// Which of these addresses are an account's, own or secours, and whose.
     async fn address_owners(
