@@ -11,7 +11,9 @@ use guichet_core::account::{Account, AccountId, EmailAddress, Identifier, NewAcc
 use guichet_core::audit::NewAuditEvent;
 use guichet_core::groups::{GroupId, GroupName};
 use guichet_core::ports::{Conflict, StoreError};
-use sqlx::{AssertSqlSafe, Row as _};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AssertSqlSafe, Row as _};
 
 use crate::accounts::{ACCOUNT_COLUMNS, account_from_row, conflict_or_backend};
 use crate::audit::{EVENT_COLUMNS, bind_event};
@@ -36,26 +38,36 @@ fn placeholders(first: usize, count: usize) -> String {
 }
 
 impl SqlWork {
+    /// Runs `sql` once per chunk of `values`, its `{list}` (which may appear more than
+    /// once) replaced by the chunk's placeholders, each value bound as `bind` says; the
+    /// rows of every chunk, in order.
+    async fn rows_in<T: Sync>(
+        &mut self,
+        sql: &str,
+        values: &[T],
+        bind: impl for<'q> Fn(Query<'q, Any, AnyArguments>, &'q T) -> Query<'q, Any, AnyArguments>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut rows = Vec::with_capacity(values.len());
+        for chunk in values.chunks(PARAMETERS) {
+            let sql = sql.replace("{list}", &placeholders(1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for value in chunk {
+                query = bind(query, value);
+            }
+            rows.extend(query.fetch_all(&mut **self).await.map_err(backend)?);
+        }
+        Ok(rows)
+    }
+
     /// See [`guichet_core::ports::Work::accounts_named`].
     pub(crate) async fn accounts_named_in(
         &mut self,
         identifiers: &[Identifier],
         hold: bool,
     ) -> Result<Vec<Account>, StoreError> {
-        let mut found = Vec::new();
-        for chunk in identifiers.chunks(PARAMETERS) {
-            let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE identifier IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for identifier in chunk {
-                query = query.bind(identifier.as_str());
-            }
-            for row in &query.fetch_all(&mut **self).await.map_err(backend)? {
-                found.push(account_from_row(row)?);
-            }
-        }
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE identifier IN ({{list}})");
+        let rows = self.rows_in(&sql, identifiers, |q, identifier| q.bind(identifier.as_str())).await?;
+        let mut found = rows.iter().map(account_from_row).collect::<Result<Vec<_>, _>>()?;
         found.sort_by_key(|account| account.id);
         if !hold || self.backend() == Backend::Sqlite {
             // SQLite's unit already holds the only write lock.
@@ -64,21 +76,10 @@ impl SqlWork {
         // PostgreSQL: the rows are locked chunk after chunk of the ids in ascending order,
         // so the whole batch is held in id order, and read again under the lock.
         let ids: Vec<i64> = found.iter().map(|account| account.id.get()).collect();
-        let mut held = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(PARAMETERS) {
-            let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in &query.fetch_all(&mut **self).await.map_err(backend)? {
-                held.push(account_from_row(row)?);
-            }
-        }
-        Ok(held)
+        let sql =
+            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({{list}}) ORDER BY id FOR NO KEY UPDATE");
+        let rows = self.rows_in(&sql, &ids, |q, id| q.bind(*id)).await?;
+        rows.iter().map(account_from_row).collect()
     }
 
     /// See [`guichet_core::ports::Work::address_owners`].
@@ -86,24 +87,16 @@ impl SqlWork {
         &mut self,
         addresses: &[EmailAddress],
     ) -> Result<Vec<(EmailAddress, AccountId)>, StoreError> {
-        let mut owners = Vec::new();
-        for chunk in addresses.chunks(PARAMETERS) {
-            let list = placeholders(1, chunk.len());
-            let sql = format!(
-                "SELECT id, email AS address FROM accounts WHERE email IN ({list}) \
-                 UNION ALL SELECT id, recovery_email AS address FROM accounts WHERE recovery_email IN ({list})"
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for address in chunk {
-                query = query.bind(address.as_str());
-            }
-            for row in query.fetch_all(&mut **self).await.map_err(backend)? {
+        let sql = "SELECT id, email AS address FROM accounts WHERE email IN ({list}) \
+                   UNION ALL SELECT id, recovery_email AS address FROM accounts WHERE recovery_email IN ({list})";
+        let rows = self.rows_in(sql, addresses, |q, address| q.bind(address.as_str())).await?;
+        rows.iter()
+            .map(|row| {
                 let address: String = row.try_get("address").map_err(backend)?;
                 let id: i64 = row.try_get("id").map_err(backend)?;
-                owners.push((EmailAddress::from_stored(address), AccountId::from_stored(id)));
-            }
-        }
-        Ok(owners)
+                Ok((EmailAddress::from_stored(address), AccountId::from_stored(id)))
+            })
+            .collect()
     }
 
     /// See [`guichet_core::ports::Work::groups_named`].
@@ -112,19 +105,14 @@ impl SqlWork {
         names: &[GroupName],
     ) -> Result<Vec<(GroupName, GroupId)>, StoreError> {
         let by_name: HashMap<&str, &GroupName> = names.iter().map(|n| (n.as_str(), n)).collect();
+        let rows =
+            self.rows_in("SELECT id, name FROM groups WHERE name IN ({list})", names, |q, name| q.bind(name.as_str()));
         let mut found = Vec::new();
-        for chunk in names.chunks(PARAMETERS) {
-            let sql = format!("SELECT id, name FROM groups WHERE name IN ({})", placeholders(1, chunk.len()));
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for name in chunk {
-                query = query.bind(name.as_str());
-            }
-            for row in query.fetch_all(&mut **self).await.map_err(backend)? {
-                let name: String = row.try_get("name").map_err(backend)?;
-                let id: i64 = row.try_get("id").map_err(backend)?;
-                if let Some(name) = by_name.get(name.as_str()) {
-                    found.push(((*name).clone(), GroupId::from_stored(id)));
-                }
+        for row in rows.await? {
+            let name: String = row.try_get("name").map_err(backend)?;
+            let id: i64 = row.try_get("id").map_err(backend)?;
+            if let Some(name) = by_name.get(name.as_str()) {
+                found.push(((*name).clone(), GroupId::from_stored(id)));
             }
         }
         Ok(found)
@@ -149,23 +137,15 @@ impl SqlWork {
         &mut self,
         accounts: &[AccountId],
     ) -> Result<Vec<(GroupId, AccountId)>, StoreError> {
-        let mut found = Vec::new();
-        for chunk in accounts.chunks(PARAMETERS) {
-            let sql = format!(
-                "SELECT group_id, account_id FROM group_members WHERE account_id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for account in chunk {
-                query = query.bind(account.get());
-            }
-            for row in query.fetch_all(&mut **self).await.map_err(backend)? {
+        let sql = "SELECT group_id, account_id FROM group_members WHERE account_id IN ({list})";
+        let rows = self.rows_in(sql, accounts, |q, account| q.bind(account.get())).await?;
+        rows.iter()
+            .map(|row| {
                 let group: i64 = row.try_get("group_id").map_err(backend)?;
                 let account: i64 = row.try_get("account_id").map_err(backend)?;
-                found.push((GroupId::from_stored(group), AccountId::from_stored(account)));
-            }
-        }
-        Ok(found)
+                Ok((GroupId::from_stored(group), AccountId::from_stored(account)))
+            })
+            .collect()
     }
 
     /// See [`guichet_core::ports::Work::insert_accounts`].
