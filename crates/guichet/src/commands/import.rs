@@ -85,6 +85,8 @@ pub async fn run(app: &Application, file: &Path, options: ImportOptions) -> anyh
     if options.invite && tally.created > 0 {
         app.state.postman.deliver_due().await?;
     }
+    // Rows rejected on reading and rows rejected by the database, in the file's order.
+    tally.rejected.sort_by_key(|row| row.line);
     let Tally { created, updated, unchanged, rejected } = &tally;
     say!(
         "created {created}, updated {updated}, unchanged {unchanged}, rejected {}{}",
