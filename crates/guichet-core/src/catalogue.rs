@@ -193,11 +193,16 @@ pub mod desk {
         }
     }
 
-    /// The note of a proposal of `count` slots to call `phone`.
-    pub fn proposal_note(count: usize, phone: &str) -> String {
+    /// The note of a proposal of `count` slots to call `phone`, mailed to the member or
+    /// passed on by the desk itself.
+    pub fn proposal_note(count: usize, phone: &str, mailed: bool) -> String {
         let count = if count == 1 { "Un créneau proposé".to_owned() } else { format!("{count} créneaux proposés") };
-        format!("{count} pour un appel au {phone}")
+        let how = if mailed { "" } else { " ; sans message au membre : l'assistance les lui transmet" };
+        format!("{count} pour un appel au {phone}{how}")
     }
+
+    /// guichet's note when staff confirm a slot agreed with the member by phone.
+    pub const CALL_AGREED_BY_PHONE: &str = "Créneau convenu par téléphone avec le membre, confirmé par l'assistance";
 }
 
 /// Why the postman did not send a message (the console's mail log shows it), and the

@@ -19,6 +19,8 @@ pub enum Purpose {
     OidcSubject,
     /// A session's pass for forward auth on sub-domains (the shared cookie).
     GatePass,
+    /// A call slot's link: derived, so that the desk can show it again at any time.
+    SlotLink,
 }
 
 impl Purpose {
@@ -29,6 +31,7 @@ impl Purpose {
             Self::DeviceCookie => b"guichet/device-cookie/v1",
             Self::OidcSubject => b"guichet/oidc/subject/v1",
             Self::GatePass => b"guichet/gate-pass/v1",
+            Self::SlotLink => b"guichet/desk/slot-link/v1",
         }
     }
 }

@@ -15,9 +15,9 @@ use crate::clock::Clock;
 use crate::codes::{CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
 use crate::credentials::Credentials;
 use crate::desk::{NewRequest, SlotState};
+use crate::keys::ServerKey;
 use crate::mail::{MailContent, MailKind, MailOutcome, MailSender, MailSubject, OutgoingMail, QueuedMail, SlotLink};
 use crate::ports::{AccountStore, DeskStore, OutboxStore, Ports, Reach, RecoveryStore, StoreError};
-use crate::token::PlainToken;
 use crate::token::TokenHash;
 
 /// How the postman works.
@@ -76,6 +76,8 @@ pub struct Postman {
     policy: MailPolicy,
     /// The desk's mailbox (`GUICHET_ASSISTANCE_EMAIL`): told of undelivered messages.
     desk_address: Option<EmailAddress>,
+    /// Derives the call slots' links.
+    key: ServerKey,
     signal: Arc<Notify>,
     /// Set when the process stops: the postman finishes the message it is sending and
     /// gives the rest of its claim back.
@@ -94,13 +96,15 @@ pub fn backoff(attempts: u32) -> SignedDuration {
 }
 
 impl Postman {
-    /// Wires the postman; `desk_address` hears of new requests it opens.
+    /// Wires the postman; `desk_address` hears of new requests it opens; `key` derives
+    /// the call slots' links.
     pub fn new(
         ports: &Ports,
         sender: Arc<dyn MailSender>,
         clock: Arc<dyn Clock>,
         policy: MailPolicy,
         desk_address: Option<EmailAddress>,
+        key: ServerKey,
     ) -> Self {
         Self {
             accounts: Arc::clone(&ports.accounts),
@@ -114,6 +118,7 @@ impl Postman {
             clock,
             policy,
             desk_address,
+            key,
             signal: ports.outbox.mail_queued(),
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             outage: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -407,7 +412,9 @@ impl Postman {
                     let mut slots = Vec::new();
                     for slot in self.desk.request_slots(request.id).await? {
                         if slot.state_at(now) == SlotState::Open {
-                            let token = PlainToken::generate();
+                            // The link the request's page shows too (a slot proposed
+                            // before links were derived gets its hash now).
+                            let token = slot.link_token(&self.key);
                             self.desk.set_slot_token(slot.id, &token.hash()).await?;
                             slots.push(SlotLink { starts_at: slot.starts_at, ends_at: slot.ends_at, token });
                         }

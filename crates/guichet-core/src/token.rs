@@ -27,6 +27,12 @@ impl PlainToken {
         Self(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
     }
 
+    /// A token derived from a MAC (as unguessable as a random one to whoever lacks the
+    /// key), in the same form as a random one.
+    pub fn from_mac(mac: &[u8; 32]) -> Self {
+        Self(URL_SAFE_NO_PAD.encode(mac))
+    }
+
     /// Takes a token presented by a client. Returns `None` when it cannot be one of ours
     /// (wrong length or alphabet), so that garbage never reaches the database.
     pub fn from_presented(value: &str) -> Option<Self> {

@@ -121,7 +121,7 @@ async fn a_stranger_locks_the_account_but_not_the_members_usual_browser() {
 async fn a_request_change_and_its_note_land_together() {
     let world = World::new().await;
     let staff = world.account("desk", Role::Assistance).await;
-    let desk = Desk::new(&world.ports, world.clock.clone(), None);
+    let desk = Desk::new(&world.ports, world.clock.clone(), None, ServerKey::generate());
     let context = RequestContext::default();
     let written =
         desk.write_in("Marie", "marie@chu.example.fr", "", "", "Je ne reçois pas le code.", &context).await.unwrap();
@@ -232,7 +232,14 @@ impl World {
     }
 
     fn postman(&self, server: &Arc<SlowServer>) -> Postman {
-        Postman::new(&self.ports, server.clone(), self.clock.clone(), MailPolicy::default(), None)
+        Postman::new(
+            &self.ports,
+            server.clone(),
+            self.clock.clone(),
+            MailPolicy::default(),
+            None,
+            ServerKey::generate(),
+        )
     }
 }
 
@@ -310,7 +317,14 @@ async fn after_an_outage_the_waiting_messages_go_at_once_oldest_first() {
     let members = world.three_messages_waiting().await;
     let server = Arc::new(Outage::default());
     server.down.store(true, std::sync::atomic::Ordering::SeqCst);
-    let postman = Postman::new(&world.ports, server.clone(), world.clock.clone(), MailPolicy::default(), None);
+    let postman = Postman::new(
+        &world.ports,
+        server.clone(),
+        world.clock.clone(),
+        MailPolicy::default(),
+        None,
+        ServerKey::generate(),
+    );
     // Three tries each, a little apart: their next attempts are now minutes away.
     for round in 0..3 {
         if round > 0 {

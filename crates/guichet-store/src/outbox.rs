@@ -224,20 +224,20 @@ impl OutboxStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let state: String = row.try_get("state").map_err(backend)?;
-                Ok(MailLogEntry {
-                    id: MailId::from_stored(row.try_get("id").map_err(backend)?),
-                    kind: kind_of(row)?,
-                    recipient: EmailAddress::from_stored(row.try_get("recipient").map_err(backend)?),
-                    created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
-                    state: crate::column(&state, MailState::parse, "outbox.state")?,
-                    attempts: attempts_of(row)?,
-                    last_answer: row.try_get("last_answer").map_err(backend)?,
-                })
-            })
-            .collect()
+        rows.iter().map(log_entry).collect()
+    }
+
+    async fn mail_to(&self, recipient: &EmailAddress, limit: u32) -> Result<Vec<MailLogEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, recipient, created_at, state, attempts, last_answer FROM outbox \
+             WHERE recipient = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(recipient.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(log_entry).collect()
     }
 
     async fn purge_finished_mail(&self, before: Timestamp) -> Result<u64, StoreError> {
@@ -248,4 +248,18 @@ impl OutboxStore for SqlStore {
             .map(|done| done.rows_affected())
             .map_err(backend)
     }
+}
+
+/// A row of the mail log.
+fn log_entry(row: &sqlx::any::AnyRow) -> Result<MailLogEntry, StoreError> {
+    let state: String = row.try_get("state").map_err(backend)?;
+    Ok(MailLogEntry {
+        id: MailId::from_stored(row.try_get("id").map_err(backend)?),
+        kind: kind_of(row)?,
+        recipient: EmailAddress::from_stored(row.try_get("recipient").map_err(backend)?),
+        created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
+        state: crate::column(&state, MailState::parse, "outbox.state")?,
+        attempts: attempts_of(row)?,
+        last_answer: row.try_get("last_answer").map_err(backend)?,
+    })
 }

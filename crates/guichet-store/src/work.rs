@@ -549,6 +549,13 @@ impl Work for SqlWork {
         .map_err(backend)
     }
 
+    async fn set_slot_token(&mut self, slot: CallSlotId, hash: &TokenHash) -> Result<(), StoreError> {
+        self.write(
+            sqlx::query("UPDATE call_slots SET token_hash = $2 WHERE id = $1").bind(slot.get()).bind(hash.as_str()),
+        )
+        .await
+    }
+
     async fn save_slot(&mut self, slot: &CallSlot) -> Result<(), StoreError> {
         self.write(
             sqlx::query("UPDATE call_slots SET confirmed_at = $2, withdrawn_at = $3 WHERE id = $1")

@@ -405,11 +405,14 @@ async fn the_desk_is_told_of_new_requests_and_confirmed_calls(store: SqlStore) {
     let staff = add(&store, "desk").await;
     let note = NewNote { author_id: Some(staff.id), body: "proposé".into() };
     let slots = [(t0() + minutes(60), t0() + minutes(90))];
-    desk_rules(&store).propose_slots(created.id, &slots, "04 91 00 00 00", &note, t0()).await.unwrap();
+    desk_rules(&store)
+        .propose_slots(created.id, &slots, "04 91 00 00 00", &note, true, &slot_key(), t0())
+        .await
+        .unwrap();
     assert_eq!(store.find_request(created.id).await.ok().flatten().map(|r| r.phone).as_deref(), Some("04 91 00 00 00"));
     let slot = store.request_slots(created.id).await.unwrap_or_default().remove(0);
-    let token = PlainToken::generate();
-    store.set_slot_token(slot.id, &token.hash()).await.unwrap();
+    // The link works as soon as the slot is proposed, before any mail leaves.
+    let token = slot.link_token(&slot_key());
     desk_rules(&store).confirm_slot(&token.hash(), Some(&desk), "confirmé", t0()).await.unwrap();
     let mail = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
     let to_desk: Vec<(MailKind, MailSubject)> =
@@ -507,6 +510,11 @@ fn grants(store: &SqlStore) -> guichet_core::oidc::Grants {
 /// The core's secours-address rules, over this store's units of work.
 fn secours(store: &SqlStore) -> guichet_core::secours::SecoursRules {
     guichet_core::secours::SecoursRules::of(&guichet_core::ports::Ports::of(Arc::new(store.clone())))
+}
+
+/// The key the slots' links are derived from, in these tests.
+fn slot_key() -> guichet_core::keys::ServerKey {
+    guichet_core::keys::ServerKey::from_bytes(&[7; 32]).unwrap()
 }
 
 /// The core's import, over this store's units of work.
@@ -1241,7 +1249,7 @@ async fn propose(store: &SqlStore, request: RequestId, staff: &Account, starts: 
     let slots: Vec<(Timestamp, Timestamp)> =
         starts.iter().map(|m| (t0() + minutes(*m), t0() + minutes(*m + 30))).collect();
     let note = NewNote { author_id: Some(staff.id), body: format!("{} créneau(x)", slots.len()) };
-    desk_rules(store).propose_slots(request, &slots, "04 91 00 00 00", &note, t0()).await.unwrap();
+    desk_rules(store).propose_slots(request, &slots, "04 91 00 00 00", &note, true, &slot_key(), t0()).await.unwrap();
 }
 
 async fn a_new_proposal_withdraws_the_slots_not_taken_up(store: SqlStore) {

@@ -74,7 +74,6 @@ impl Application {
         let ports = Ports::of(Arc::new(store.clone()));
         let mailer: Arc<dyn MailSender> = Arc::new(Mailer::new(mail_settings(settings))?);
         let desk_address = settings.assistance_email.clone();
-        let postman = Postman::new(&ports, mailer, Arc::clone(&clock), mail_policy(settings), desk_address.clone());
         let password_policy = PasswordPolicy { min_length: settings.password_min_length };
         let recovery = Recovery::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), password_policy);
         let lockout = LockoutPolicy {
@@ -91,6 +90,8 @@ impl Application {
             .server_key("main", &ServerKey::generate(), clock.now())
             .await
             .context("could not read or store the server key")?;
+        let postman =
+            Postman::new(&ports, mailer, Arc::clone(&clock), mail_policy(settings), desk_address.clone(), key.clone());
         let authenticator =
             Authenticator::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), (lockout, throttle), key.clone())
                 .await
@@ -101,7 +102,7 @@ impl Application {
             SessionPolicy { idle: settings.session_idle, max: settings.session_max },
             key.clone(),
         );
-        let desk = Desk::new(&ports, Arc::clone(&clock), desk_address);
+        let desk = Desk::new(&ports, Arc::clone(&clock), desk_address, key.clone());
         let me = MySpace::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), password_policy, lockout);
         let members = Members::new(&ports, hasher, Arc::clone(&clock), password_policy);
         let console = Console::new(&ports, Arc::clone(&clock), settings.temporary_password_ttl);

@@ -6,7 +6,7 @@ mod rules;
 mod service;
 
 pub use rules::DeskRules;
-pub use service::{Desk, LinkError, NOTE_MAX_CHARS, RequestError, RequestFile, SlotView};
+pub use service::{Desk, FiledSlot, LinkError, NOTE_MAX_CHARS, RequestError, RequestFile, SlotView, refusal};
 
 use jiff::Timestamp;
 
@@ -154,8 +154,9 @@ pub struct RequestNote {
     pub body: String,
 }
 
-/// A call slot's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A call slot's id (a URL's `{slot}` is read as one directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(transparent)]
 pub struct CallSlotId(i64);
 
 impl CallSlotId {
@@ -208,6 +209,14 @@ pub struct CallSlot {
 }
 
 impl CallSlot {
+    /// The token of the slot's link (`/rendez-vous/TOKEN`), derived from the server's
+    /// key: the mail and the request's page (for the desk to pass on by other means)
+    /// show the same link, and only its hash is stored.
+    pub fn link_token(&self, key: &crate::keys::ServerKey) -> crate::token::PlainToken {
+        let data = format!("{}:{}:{}", self.id.get(), self.request_id.get(), self.starts_at.as_millisecond());
+        crate::token::PlainToken::from_mac(&key.mac(crate::keys::Purpose::SlotLink, data.as_bytes()))
+    }
+
     /// Where it stands at `now`: the one rule every page, mail and the store follow.
     pub fn state_at(&self, now: Timestamp) -> SlotState {
         if self.confirmed_at.is_some() {

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::SlotState;
-use super::{AssistanceRequest, CallSlot, Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState};
+use super::{
+    AssistanceRequest, CallSlot, CallSlotId, Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState,
+};
 use crate::account::{AccountId, EmailAddress};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use crate::keys::ServerKey;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::ports::{Ports, StoreError, Transactions, Work};
 use crate::token::TokenHash;
@@ -52,6 +55,44 @@ async fn withdraw_waiting_slots(
         }
     }
     Ok(())
+}
+
+/// Confirms a slot of the held `request` if it is still open: the other slots are
+/// withdrawn, the confirmation is audited as `actor`'s on the linked account, mailed to
+/// the request's address when the member confirmed it themselves (staff who confirm
+/// for them agreed on it by phone), told to the desk's mailbox with `notify`, and noted.
+async fn confirm(
+    work: &mut dyn Work,
+    request: &AssistanceRequest,
+    slot: CallSlot,
+    actor: Actor,
+    notify: Option<&EmailAddress>,
+    note: &NewNote,
+    now: Timestamp,
+) -> Result<Confirmation, StoreError> {
+    match slot.state_at(now) {
+        SlotState::Confirmed => return Ok(Confirmation::AlreadyConfirmed(slot)),
+        SlotState::Withdrawn | SlotState::Past => return Ok(Confirmation::Unavailable(slot)),
+        SlotState::Open => {}
+    }
+    let confirmed = CallSlot { confirmed_at: Some(now), ..slot };
+    work.save_slot(&confirmed).await?;
+    withdraw_waiting_slots(work, request.id, Some(&confirmed), now).await?;
+    if let Some(account) = request.account_id {
+        work.record(&call_event(account, AuditKind::CallConfirmed, actor, now)).await?;
+    }
+    if actor == Actor::Member {
+        let mail = NewMail {
+            kind: MailKind::CallConfirmed,
+            account_id: request.account_id,
+            recipient: request.email.clone(),
+            subject: MailSubject::Slot(confirmed.id),
+        };
+        work.queue_mail(&mail, now).await?;
+    }
+    tell_the_desk(work, notify, MailSubject::Slot(confirmed.id), now).await?;
+    work.insert_note(request.id, note, now).await?;
+    Ok(Confirmation::Confirmed(confirmed))
 }
 
 impl DeskRules {
@@ -140,14 +181,18 @@ impl DeskRules {
     }
 
     /// Proposes slots to call `phone`: the request waits for the member, slots of an
-    /// earlier proposal not taken up are withdrawn, the proposal is audited on the
-    /// linked account and queued to the request's address, and `note` says so.
+    /// earlier proposal not taken up are withdrawn, each slot's link works at once (its
+    /// token derived from `key`), the proposal is audited on the linked account and, with
+    /// `mail_member`, queued to the request's address; `note` says so.
+    #[expect(clippy::too_many_arguments, reason = "a proposal is all of these, and the time")]
     pub async fn propose_slots(
         &self,
         id: RequestId,
         slots: &[(Timestamp, Timestamp)],
         phone: &str,
         note: &NewNote,
+        mail_member: bool,
+        key: &ServerKey,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let staff = note.author_id;
@@ -156,22 +201,57 @@ impl DeskRules {
         let request = AssistanceRequest { state: RequestState::Waiting, phone: phone.to_owned(), ..request };
         work.save_request(&request, now).await?;
         withdraw_waiting_slots(work.as_mut(), id, None, now).await?;
-        for span in slots {
-            work.insert_slot(id, *span, staff, now).await?;
+        for (starts_at, ends_at) in slots {
+            let slot_id = work.insert_slot(id, (*starts_at, *ends_at), staff, now).await?;
+            let slot = CallSlot {
+                id: slot_id,
+                request_id: id,
+                starts_at: *starts_at,
+                ends_at: *ends_at,
+                confirmed_at: None,
+                withdrawn_at: None,
+            };
+            work.set_slot_token(slot_id, &slot.link_token(key).hash()).await?;
         }
         if let Some(account) = request.account_id {
             let actor = staff.map_or(Actor::System, Actor::Staff);
             work.record(&call_event(account, AuditKind::CallProposed, actor, now)).await?;
         }
-        let mail = NewMail {
-            kind: MailKind::CallProposal,
-            account_id: request.account_id,
-            recipient: request.email.clone(),
-            subject: MailSubject::Request(id),
-        };
-        work.queue_mail(&mail, now).await?;
+        if mail_member {
+            let mail = NewMail {
+                kind: MailKind::CallProposal,
+                account_id: request.account_id,
+                recipient: request.email.clone(),
+                subject: MailSubject::Request(id),
+            };
+            work.queue_mail(&mail, now).await?;
+        }
         work.insert_note(id, note, now).await?;
         work.commit().await
+    }
+
+    /// Confirms a slot the member agreed to by phone, on their behalf: as when they
+    /// follow the link (the first confirmation wins, the other slots are withdrawn, the
+    /// desk's mailbox is told), but audited as `staff`'s act and mailed to nobody else:
+    /// the member already knows, and their mail may not get through. `Ok(None)` when the
+    /// slot is not one of the request's.
+    pub async fn confirm_for_member(
+        &self,
+        request: RequestId,
+        slot: CallSlotId,
+        staff: AccountId,
+        notify: Option<&EmailAddress>,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<Option<Confirmation>, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        let Some(request) = work.hold_request(request).await? else { return Ok(None) };
+        let slots = work.request_slots(request.id).await?;
+        let Some(slot) = slots.into_iter().find(|s| s.id == slot) else { return Ok(None) };
+        let note = NewNote { author_id: Some(staff), body: note.to_owned() };
+        let confirmation = confirm(work.as_mut(), &request, slot, Actor::Staff(staff), notify, &note, now).await?;
+        work.commit().await?;
+        Ok(Some(confirmation))
     }
 
     /// Confirms the slot behind a link: the first confirmation of a proposal wins and
@@ -192,28 +272,10 @@ impl DeskRules {
         // again once it is held.
         let Some(request) = work.hold_request(slot.request_id).await? else { return Ok(None) };
         let Some(slot) = work.find_slot(hash).await? else { return Ok(None) };
-        match slot.state_at(now) {
-            SlotState::Confirmed => return Ok(Some(Confirmation::AlreadyConfirmed(slot))),
-            SlotState::Withdrawn | SlotState::Past => return Ok(Some(Confirmation::Unavailable(slot))),
-            SlotState::Open => {}
-        }
-        let confirmed = CallSlot { confirmed_at: Some(now), ..slot };
-        work.save_slot(&confirmed).await?;
-        withdraw_waiting_slots(work.as_mut(), request.id, Some(&confirmed), now).await?;
-        if let Some(account) = request.account_id {
-            work.record(&call_event(account, AuditKind::CallConfirmed, Actor::Member, now)).await?;
-        }
-        let mail = NewMail {
-            kind: MailKind::CallConfirmed,
-            account_id: request.account_id,
-            recipient: request.email.clone(),
-            subject: MailSubject::Slot(confirmed.id),
-        };
-        work.queue_mail(&mail, now).await?;
-        tell_the_desk(work.as_mut(), notify, MailSubject::Slot(confirmed.id), now).await?;
-        work.insert_note(request.id, &NewNote { author_id: None, body: note.to_owned() }, now).await?;
+        let note = NewNote { author_id: None, body: note.to_owned() };
+        let confirmation = confirm(work.as_mut(), &request, slot, Actor::Member, notify, &note, now).await?;
         work.commit().await?;
-        Ok(Some(Confirmation::Confirmed(confirmed)))
+        Ok(Some(confirmation))
     }
 }
 
@@ -246,6 +308,10 @@ mod tests {
 
     fn desk() -> EmailAddress {
         EmailAddress::from_stored("assistance@reseau.example.fr".into())
+    }
+
+    fn key() -> ServerKey {
+        ServerKey::from_bytes(&[7; 32]).unwrap()
     }
 
     fn note(body: &str) -> NewNote {
@@ -293,10 +359,11 @@ mod tests {
         let marie = AccountId::from_stored(1);
         let request = rules.create_request(&written(Some(marie), "appelez-moi"), None, t0()).await.unwrap();
         let earlier = [(t0() + hours(24), t0() + hours(25))];
-        rules.propose_slots(request.id, &earlier, "04 91 00 00 00", &note("un"), t0()).await.unwrap();
+        rules.propose_slots(request.id, &earlier, "04 91 00 00 00", &note("un"), true, &key(), t0()).await.unwrap();
         let slots = [(t0() + hours(48), t0() + hours(49)), (t0() + hours(50), t0() + hours(51))];
-        rules.propose_slots(request.id, &slots, "04 91 00 00 01", &note("deux"), t0()).await.unwrap();
-        let token = |n: i64| TokenHash::from_stored(format!("slot-{n}"));
+        rules.propose_slots(request.id, &slots, "04 91 00 00 01", &note("deux"), true, &key(), t0()).await.unwrap();
+        let links: Vec<TokenHash> = rows.lock().await.slots.iter().map(|(s, _)| s.link_token(&key()).hash()).collect();
+        let token = |n: usize| links.get(n - 1).cloned().unwrap_or_else(|| TokenHash::from_stored("inconnu".into()));
         let at = t0() + hours(1);
         let unavailable = rules.confirm_slot(&token(1), None, "confirmé", at).await.unwrap();
         assert!(matches!(unavailable, Some(Confirmation::Unavailable(_))), "the earlier proposal gave way");
@@ -317,5 +384,38 @@ mod tests {
         assert_eq!((confirmations, desk_told), (1, 1), "once");
         let audited: Vec<_> = rows.events.iter().map(|(_, e)| e.kind).collect();
         assert_eq!(audited, [AuditKind::CallProposed, AuditKind::CallProposed, AuditKind::CallConfirmed]);
+    }
+
+    #[tokio::test]
+    async fn a_member_whose_mail_is_refused_gets_a_call_without_a_message() {
+        let memory = Memory::default();
+        let rows = std::sync::Arc::clone(&memory.0);
+        let rules = DeskRules::new(Arc::new(memory));
+        let marie = AccountId::from_stored(1);
+        let staff = AccountId::from_stored(9);
+        let request = rules.create_request(&written(Some(marie), "appelez-moi"), None, t0()).await.unwrap();
+        let slots = [(t0() + hours(24), t0() + hours(25)), (t0() + hours(26), t0() + hours(27))];
+        rules
+            .propose_slots(request.id, &slots, "04 91 00 00 00", &note("par téléphone"), false, &key(), t0())
+            .await
+            .unwrap();
+        let second = rows.lock().await.slots[1].0.id;
+        let at = t0() + hours(1);
+        let confirmed =
+            rules.confirm_for_member(request.id, second, staff, Some(&desk()), "convenu", at).await.unwrap();
+        assert!(matches!(confirmed, Some(Confirmation::Confirmed(ref s)) if s.id == second), "{confirmed:?}");
+        let again = rules.confirm_for_member(request.id, second, staff, Some(&desk()), "convenu", at).await.unwrap();
+        assert!(matches!(again, Some(Confirmation::AlreadyConfirmed(_))), "{again:?}");
+        let elsewhere =
+            rules.confirm_for_member(RequestId::from_stored(99), second, staff, None, "x", at).await.unwrap();
+        assert!(elsewhere.is_none(), "a slot of another request");
+        let rows = rows.lock().await;
+        let to_member: Vec<MailKind> =
+            rows.mail.iter().filter(|m| m.recipient == request.email).map(|m| m.kind).collect();
+        assert_eq!(to_member, [MailKind::AssistanceReceived], "nothing but the receipt of what they wrote");
+        assert_eq!(rows.mail.iter().filter(|m| m.kind == MailKind::DeskCallConfirmed).count(), 1, "the desk is told");
+        assert_eq!(rows.slots[0].0.state_at(at), SlotState::Withdrawn);
+        let (_, confirmation) = rows.events.iter().find(|(_, e)| e.kind == AuditKind::CallConfirmed).unwrap();
+        assert_eq!(confirmation.actor, Actor::Staff(staff), "audited as the desk's act");
     }
 }

@@ -7,16 +7,18 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{
-    AssistanceRequest, CallSlot, Confirmation, DeskRules, NewNote, NewRequest, RequestChange, RequestId, RequestNote,
-    SlotState,
+    AssistanceRequest, CallSlot, CallSlotId, Confirmation, DeskRules, NewNote, NewRequest, RequestChange, RequestId,
+    RequestNote, SlotState,
 };
 use crate::account::{Account, EmailAddress, Identifier, Role};
 use crate::audit::RequestContext;
 use crate::catalogue;
 use crate::clock::Clock;
 use crate::console::{Denied, StaffActor};
+use crate::keys::ServerKey;
 use crate::lockout::ThrottleKey;
-use crate::ports::{AccountStore, DeskStore, Ports, StoreError, ThrottleStore};
+use crate::mail::{MailLogEntry, MailState};
+use crate::ports::{AccountStore, DeskStore, OutboxStore, Ports, StoreError, ThrottleStore};
 use crate::token::PlainToken;
 
 /// The longest message or note, in characters.
@@ -67,7 +69,35 @@ pub struct RequestFile {
     /// Its notes, oldest first, with their authors (`None`: guichet itself).
     pub notes: Vec<(RequestNote, Option<Identifier>)>,
     /// Its call slots, by start, with where each stands now.
-    pub slots: Vec<(CallSlot, SlotState)>,
+    pub slots: Vec<FiledSlot>,
+    /// The request's address refused guichet's latest message (the message given up,
+    /// with the server's answer): mail to it will most likely not arrive.
+    pub refused: Option<MailLogEntry>,
+}
+
+/// A call slot on its request's page.
+#[derive(Debug, Clone)]
+pub struct FiledSlot {
+    /// The slot.
+    pub slot: CallSlot,
+    /// Where it stands now.
+    pub state: SlotState,
+    /// Its link's token, for the desk to pass on by another way than mail.
+    pub link: PlainToken,
+}
+
+/// How long a refused message counts: after a month without news, the address gets
+/// the benefit of the doubt again.
+const REFUSALS_COUNT_FOR: SignedDuration = SignedDuration::from_hours(30 * 24);
+
+/// The message that shows an address refuses guichet's mail, if one does: the latest
+/// message that was sent or given up was given up, less than a month ago.
+pub fn refusal(latest_first: &[MailLogEntry], now: Timestamp) -> Option<&MailLogEntry> {
+    let since = now.saturating_sub(REFUSALS_COUNT_FOR).unwrap_or(now);
+    latest_first
+        .iter()
+        .find(|m| matches!(m.state, MailState::Sent | MailState::Failed))
+        .filter(|m| m.state == MailState::Failed && m.created_at >= since)
 }
 
 /// A call slot as the member's link shows it.
@@ -88,7 +118,10 @@ pub struct Desk {
     rules: DeskRules,
     accounts: Arc<dyn AccountStore>,
     throttle: Arc<dyn ThrottleStore>,
+    outbox: Arc<dyn OutboxStore>,
     clock: Arc<dyn Clock>,
+    /// Derives the slots' links.
+    key: ServerKey,
     /// The desk's mailbox, told of new requests and confirmed calls.
     desk_address: Option<EmailAddress>,
     /// Requests per email address and hour.
@@ -106,14 +139,16 @@ fn invalid(field: &'static str, message: &'static str) -> RequestError {
 
 impl Desk {
     /// Wires the use cases; `desk_address` (`GUICHET_ASSISTANCE_EMAIL`) hears of new
-    /// requests and confirmed calls.
-    pub fn new(ports: &Ports, clock: Arc<dyn Clock>, desk_address: Option<EmailAddress>) -> Self {
+    /// requests and confirmed calls; `key` derives the slots' links.
+    pub fn new(ports: &Ports, clock: Arc<dyn Clock>, desk_address: Option<EmailAddress>, key: ServerKey) -> Self {
         Self {
             desk: Arc::clone(&ports.desk),
             rules: DeskRules::of(ports),
             accounts: Arc::clone(&ports.accounts),
             throttle: Arc::clone(&ports.throttle),
+            outbox: Arc::clone(&ports.outbox),
             clock,
+            key,
             desk_address,
             requests_per_hour: 5,
             requests_per_hour_per_network: 30,
@@ -237,12 +272,14 @@ impl Desk {
     }
 
     /// Proposes one to three slots to call `phone` (the request's number, or the one
-    /// staff agreed with the member); the member gets one link per slot.
+    /// staff agreed with the member); with `mail_member` the member is mailed one link
+    /// per slot, otherwise the desk passes them on (the request's page shows them).
     pub async fn propose_slots(
         &self,
         id: RequestId,
         slots: &[(Timestamp, Timestamp)],
         phone: &str,
+        mail_member: bool,
         staff: &Account,
     ) -> Result<(), RequestError> {
         let phone = Self::phone(phone)?;
@@ -256,8 +293,22 @@ impl Desk {
         if slots.iter().any(|(start, end)| *start <= now || end <= start) {
             return Err(invalid("slot", catalogue::desk::SLOT_TIMES));
         }
-        let note = NewNote { author_id: Some(staff.id), body: catalogue::desk::proposal_note(slots.len(), phone) };
-        Ok(self.rules.propose_slots(id, slots, phone, &note, now).await?)
+        let body = catalogue::desk::proposal_note(slots.len(), phone, mail_member);
+        let note = NewNote { author_id: Some(staff.id), body };
+        Ok(self.rules.propose_slots(id, slots, phone, &note, mail_member, &self.key, now).await?)
+    }
+
+    /// Confirms a slot the member agreed to by phone, on their behalf (no message to
+    /// them). `Ok(None)` when the slot is not one of the request's.
+    pub async fn confirm_for_member(
+        &self,
+        id: RequestId,
+        slot: CallSlotId,
+        staff: &Account,
+    ) -> Result<Option<Confirmation>, StoreError> {
+        let note = catalogue::desk::CALL_AGREED_BY_PHONE;
+        let notify = self.desk_address.as_ref();
+        self.rules.confirm_for_member(id, slot, staff.id, notify, note, self.clock.now()).await
     }
 
     /// Confirms a slot from its link's token (the POST behind the button). `Ok(None)`
@@ -315,16 +366,43 @@ impl Desk {
             .request_slots(request.id)
             .await?
             .into_iter()
-            .map(|slot| {
-                let state = slot.state_at(now);
-                (slot, state)
-            })
+            .map(|slot| FiledSlot { state: slot.state_at(now), link: slot.link_token(&self.key), slot })
             .collect();
-        Ok(Some(RequestFile { request, account, assignee, notes, slots }))
+        let refused = refusal(&self.outbox.mail_to(&request.email, 20).await?, now).cloned();
+        Ok(Some(RequestFile { request, account, assignee, notes, slots, refused }))
     }
 
     /// Confirmed calls still to come, soonest first, with their requests.
     pub async fn upcoming_calls(&self, limit: u32) -> Result<Vec<(CallSlot, AssistanceRequest)>, StoreError> {
         self.desk.upcoming_calls(self.clock.now(), limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::{MailId, MailKind};
+
+    fn entry(state: MailState, days_ago: i64, now: Timestamp) -> MailLogEntry {
+        MailLogEntry {
+            id: MailId::from_stored(1),
+            kind: MailKind::PasswordReset,
+            recipient: EmailAddress::from_stored("marie@chu.example.fr".into()),
+            created_at: now - SignedDuration::from_hours(24 * days_ago),
+            state,
+            attempts: 1,
+            last_answer: None,
+        }
+    }
+
+    #[test]
+    fn an_address_refuses_mail_while_its_latest_finished_message_was_given_up_this_month() {
+        let now: Timestamp = "2026-03-02T09:00:00Z".parse().unwrap();
+        let failed = entry(MailState::Failed, 3, now);
+        let pending = entry(MailState::Pending, 0, now);
+        assert!(refusal(&[pending.clone(), failed.clone()], now).is_some(), "a message still waiting says nothing");
+        assert!(refusal(&[entry(MailState::Sent, 1, now), failed.clone()], now).is_none(), "delivered since");
+        assert!(refusal(&[entry(MailState::Failed, 40, now)], now).is_none(), "too long ago");
+        assert!(refusal(&[pending], now).is_none());
     }
 }

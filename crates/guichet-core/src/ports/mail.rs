@@ -75,6 +75,10 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// The account's messages, newest first.
     async fn account_mail(&self, account: AccountId, limit: u32) -> Result<Vec<MailLogEntry>, StoreError>;
 
+    /// The latest messages queued to `recipient`, newest first (whichever account they
+    /// were for, or none).
+    async fn mail_to(&self, recipient: &EmailAddress, limit: u32) -> Result<Vec<MailLogEntry>, StoreError>;
+
     /// Forgets finished messages queued before `before`.
     async fn purge_finished_mail(&self, before: Timestamp) -> Result<u64, StoreError>;
 }

@@ -380,6 +380,14 @@ impl Work for MemoryWork {
         self.rows.slots.push((slot, format!("slot-{}", id.get())));
         Ok(id)
     }
+    async fn set_slot_token(&mut self, slot: CallSlotId, hash: &TokenHash) -> Result<(), StoreError> {
+        for (stored, token) in &mut self.rows.slots {
+            if stored.id == slot {
+                *token = hash.as_str().to_owned();
+            }
+        }
+        Ok(())
+    }
     async fn save_slot(&mut self, slot: &CallSlot) -> Result<(), StoreError> {
         let stored = self.rows.slots.iter_mut().find(|(s, _)| s.id == slot.id).unwrap();
         stored.0 = slot.clone();

@@ -261,6 +261,9 @@ pub trait Work: Send {
         at: Timestamp,
     ) -> Result<CallSlotId, StoreError>;
 
+    /// Sets the hash of the token of the slot's link.
+    async fn set_slot_token(&mut self, slot: CallSlotId, hash: &TokenHash) -> Result<(), StoreError>;
+
     /// Writes a slot's confirmation and withdrawal as given.
     async fn save_slot(&mut self, slot: &CallSlot) -> Result<(), StoreError>;
 

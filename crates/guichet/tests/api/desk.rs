@@ -5,6 +5,7 @@ use guichet_core::SignedDuration;
 use guichet_core::account::Role;
 use guichet_core::audit::{Actor, AuditKind};
 use guichet_core::clock::Clock as _;
+use guichet_core::ports::{DeskStore as _, OutboxStore as _};
 use reqwest::StatusCode;
 
 use crate::helpers::{Backend, Mail, PASSWORD, TestApp, browser, spawn_app, spawn_app_with};
@@ -557,4 +558,75 @@ async fn a_receipt_to_an_unverified_address_carries_no_text_of_the_writer() {
     let receipt = receipt.first().unwrap_or_else(|| panic!("no receipt"));
     assert!(!receipt.raw_contains("arnaque") && !receipt.raw_contains("Gagnez"), "neither the name nor the message");
     assert!(receipt.text.starts_with("Bonjour,"), "{}", receipt.text);
+}
+
+/// Approach 2 for a member whose hospital refuses guichet's mail: the desk is warned on
+/// the request, proposes slots without a message, passes the links on by other means,
+/// and confirms for the member the slot agreed on the phone; not one message is sent to
+/// the refused address after the refusal.
+#[tokio::test]
+async fn a_member_whose_mail_is_refused_gets_a_call_without_a_single_message() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_ASSISTANCE_EMAIL", "assistance@reseau-sante.example")]).await;
+    let marie = app.add_member("marie").await;
+    app.mail.refuse_domain("chu.example.fr");
+    app.submit(&browser(), "/forgot-password", "/forgot-password", &[("email", "marie@chu.example.fr")]).await;
+    app.deliver_mail().await;
+    app.deliver_mail().await;
+    let request = app.app.state.desk.queue(true, 5).await.unwrap().remove(0);
+    assert_eq!(request.account_id, Some(marie.id), "the refusal opened a request");
+    let queued_to_marie = || async { app.app.store.mail_to(&marie.email, 50).await.unwrap().len() };
+    let before = queued_to_marie().await;
+
+    app.add_account("desk", Role::Assistance).await;
+    let desk = signed_in(&app, "desk").await;
+    let page = format!("/admin/requests/{}", request.id.get());
+    let shown = app.get_with(&desk, &page).await;
+    assert!(shown.body.contains("Les messages de guichet n'arrivent pas à marie@chu.example.fr"), "{}", shown.body);
+    assert!(shown.body.contains("5.7.1"), "the server's answer is shown");
+    assert!(shown.body.contains(r#"value="none" checked"#), "no message is the choice offered");
+
+    let tomorrow = (app.clock.now() + SignedDuration::from_hours(24))
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Paris").unwrap());
+    let at =
+        |h: i8| tomorrow.with().hour(h).minute(0).second(0).build().unwrap().strftime("%Y-%m-%dT%H:%M").to_string();
+    let form =
+        [("notify", "none"), ("slot1", &at(10)), ("slot2", &at(15)), ("minutes", "30"), ("phone", "04 72 00 00 00")];
+    let proposed = post(&app, &desk, &page, &format!("{page}/slots"), &form).await;
+    assert_eq!(proposed.status, StatusCode::SEE_OTHER, "{}", proposed.body);
+    app.deliver_mail().await;
+    assert_eq!(queued_to_marie().await, before, "no proposal queued to the refused address");
+
+    let shown = app.get_with(&desk, &page).await;
+    let links: Vec<String> = shown
+        .body
+        .split("<code>")
+        .skip(1)
+        .filter_map(|s| s.split("</code>").next())
+        .filter(|l| l.contains("/rendez-vous/"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(links.len(), 2, "each open slot's link, to pass on");
+    let text = shown.body.split(r#"<textarea id="by-hand""#).nth(1).unwrap_or_default();
+    assert!(text.contains(&links[0]) && text.contains(&links[1]) && text.contains(&request.reference), "{text}");
+    // A link passed on by the desk works as a mailed one does.
+    let opened = app.get_with(&browser(), links[0].trim_start_matches(&app.address)).await;
+    assert_eq!(opened.status, StatusCode::OK);
+
+    // Agreed on the phone: the desk confirms the second slot for her.
+    let slots = app.app.store.request_slots(request.id).await.unwrap();
+    let agreed = post(&app, &desk, &page, &format!("{page}/slots/{}/agreed", slots[1].id.get()), &[]).await;
+    assert_eq!(agreed.status, StatusCode::SEE_OTHER, "{}", agreed.body);
+    let late = post(&app, &desk, &page, &format!("{page}/slots/{}/agreed", slots[0].id.get()), &[]).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "the other slot gave way");
+    assert!(late.body.contains("plus libre"));
+    let other = app.get_with(&browser(), links[0].trim_start_matches(&app.address)).await;
+    assert!(other.body.contains("n'est plus disponible"), "{}", other.body);
+    app.deliver_mail().await;
+    assert_eq!(queued_to_marie().await, before, "not a single message to her");
+    let calls = app.get_with(&desk, "/admin").await;
+    assert!(calls.body.contains(&request.reference), "the call is on the dashboard");
+    let desk_mail = app.mail_to("assistance@reseau-sante.example");
+    assert!(desk_mail.iter().any(|m| m.subject.contains("confirmé")), "the desk's mailbox has it");
+    let confirmed = app.events("marie").await.into_iter().find(|e| e.kind == AuditKind::CallConfirmed).unwrap();
+    assert!(matches!(confirmed.actor, Actor::Staff(_)), "audited as the desk's act");
 }

@@ -48,5 +48,6 @@ console! {
     post "/requests/{id}/assign" => requests::assign,
     post "/requests/{id}/link" => requests::link,
     post "/requests/{id}/slots" => requests::propose_slots,
+    post "/requests/{id}/slots/{slot}/agreed" => requests::agreed_by_phone,
     get "/clients" => clients::list,
 }

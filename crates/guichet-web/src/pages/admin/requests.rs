@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Redirect, Response};
 use guichet_core::account::Account;
 use guichet_core::desk::{
-    AssistanceRequest, LinkError, RequestChange, RequestError, RequestFile, RequestId, RequestState,
+    AssistanceRequest, CallSlotId, Confirmation, LinkError, RequestChange, RequestError, RequestFile, RequestId,
+    RequestState, SlotState,
 };
 use guichet_core::french;
 use jiff::SignedDuration;
@@ -65,8 +66,18 @@ pub async fn list(
 }
 
 struct SlotLine {
+    id: i64,
     when: String,
     status: &'static str,
+    /// Still waiting for the member: its link can be passed on, or the desk confirm it.
+    open: bool,
+    link: String,
+}
+
+/// The latest message to the request's address that its server refused.
+struct Refused {
+    at: String,
+    answer: String,
 }
 
 struct NoteLine {
@@ -87,6 +98,10 @@ struct RequestPage {
     is_mine: bool,
     notes: Vec<NoteLine>,
     slots: Vec<SlotLine>,
+    refused: Option<Refused>,
+    /// What the desk can send from its own mailbox, or read out on the phone: the open
+    /// slots with their links.
+    by_hand: Option<String>,
     at: String,
     error: Option<String>,
 }
@@ -108,7 +123,7 @@ async fn request_page(
     error: Option<String>,
 ) -> Result<RequestPage, WebError> {
     let zone = &state.settings.time_zone;
-    let RequestFile { request, account, assignee, notes, slots } = file;
+    let RequestFile { request, account, assignee, notes, slots, refused } = file;
     let notes = notes
         .into_iter()
         .map(|(note, author)| NoteLine {
@@ -117,10 +132,19 @@ async fn request_page(
             body: note.body,
         })
         .collect();
-    let slots = slots
+    let slots: Vec<SlotLine> = slots
         .iter()
-        .map(|(s, state)| SlotLine { when: french::slot(s.starts_at, s.ends_at, zone), status: state.label_fr() })
+        .map(|s| SlotLine {
+            id: s.slot.id.get(),
+            when: french::slot(s.slot.starts_at, s.slot.ends_at, zone),
+            status: s.state.label_fr(),
+            open: s.state == SlotState::Open,
+            link: format!("{}/rendez-vous/{}", state.settings.public_url.trim_end_matches('/'), s.link.expose()),
+        })
         .collect();
+    let refused = refused
+        .map(|m| Refused { at: french::date_time(m.created_at, zone), answer: m.last_answer.unwrap_or_default() });
+    let by_hand = by_hand(&state.settings.site_name, &request, &slots);
     Ok(RequestPage {
         layout: staff.layout.clone(),
         state_label: request.state.label_fr(),
@@ -131,9 +155,31 @@ async fn request_page(
         account,
         notes,
         slots,
+        refused,
+        by_hand,
         error,
         request,
     })
+}
+
+/// The message the desk can send from its own mailbox (which the member's filter may let
+/// through) or read out: the open slots, each with its link. `None` without open slots.
+fn by_hand(site: &str, request: &AssistanceRequest, slots: &[SlotLine]) -> Option<String> {
+    let open: Vec<&SlotLine> = slots.iter().filter(|s| s.open).collect();
+    if open.is_empty() {
+        return None;
+    }
+    let mut text = format!(
+        "Bonjour,\n\nSuite à votre demande {} à l'assistance de {site}, nous vous proposons \
+         de vous appeler au {} à l'un de ces moments. Ouvrez le lien du créneau qui vous \
+         convient, puis confirmez :\n",
+        request.reference, request.phone
+    );
+    for slot in open {
+        text.push_str(&format!("\n{}\n{}\n", slot.when, slot.link));
+    }
+    text.push_str("\nVous pouvez aussi nous répondre simplement à ce message.\n\nL'assistance");
+    Some(text)
 }
 
 pub async fn show(
@@ -240,6 +286,9 @@ pub async fn link(
 
 #[derive(Deserialize)]
 pub struct SlotsForm {
+    /// `none`: no message to the member, the desk passes the slots on; otherwise mailed.
+    #[serde(default)]
+    notify: String,
     #[serde(default)]
     slot1: String,
     #[serde(default)]
@@ -278,7 +327,8 @@ pub async fn propose_slots(
         };
         slots.push((start, start.saturating_add(SignedDuration::from_mins(minutes)).unwrap_or(start)));
     }
-    match state.desk.propose_slots(file.request.id, &slots, &form.phone, &staff.account).await {
+    let mail_member = form.notify != "none";
+    match state.desk.propose_slots(file.request.id, &slots, &form.phone, mail_member, &staff.account).await {
         Ok(()) => Ok(back(id)),
         Err(RequestError::Invalid { message, .. }) => {
             let page = request_page(&state, &staff, file, Some(message.to_owned())).await?;
@@ -287,4 +337,21 @@ pub async fn propose_slots(
         Err(RequestError::TooMany) => Err(WebError::Internal("no rate limit on slots")),
         Err(RequestError::Store(error)) => Err(error.into()),
     }
+}
+
+/// "Convenu par téléphone": the desk confirms, for the member, the slot they agreed to
+/// on the phone. Nothing is mailed to them.
+pub async fn agreed_by_phone(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path((id, slot)): Path<(RequestId, CallSlotId)>,
+) -> Result<Response, WebError> {
+    let file = request(&state, id).await?;
+    let error = match state.desk.confirm_for_member(file.request.id, slot, &staff.account).await? {
+        Some(Confirmation::Confirmed(_) | Confirmation::AlreadyConfirmed(_)) => return Ok(back(id)),
+        Some(Confirmation::Unavailable(_)) => "Ce créneau n'est plus libre : un autre a été confirmé, ou il est passé.",
+        None => "Ce créneau n'est pas une proposition de cette demande.",
+    };
+    let page = request_page(&state, &staff, file, Some(error.to_owned())).await?;
+    render(StatusCode::CONFLICT, &page)
 }
