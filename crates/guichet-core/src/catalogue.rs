@@ -173,6 +173,13 @@ pub mod desk {
     /// Refused on the desk's forms.
     pub const PHONE_MISSING: &str = "Indiquez le numéro à appeler : un rendez-vous téléphonique en a besoin.";
 
+    /// Refused on the assistance form.
+    pub const WANTS_UNKNOWN: &str = "Choisissez l'une des deux façons de vous aider.";
+
+    /// Refused on the assistance form.
+    pub const PHONE_FOR_CALL: &str =
+        "Indiquez un numéro où vous appeler, ou choisissez de recevoir vos accès par courriel.";
+
     /// Refused on the desk's forms.
     pub const SLOT_COUNT: &str = "Proposez d'un à trois créneaux.";
 
@@ -254,6 +261,14 @@ pub fn request_state(value: RequestState) -> &'static str {
         RequestState::InProgress => "en cours",
         RequestState::Waiting => "en attente du membre",
         RequestState::Closed => "close",
+    }
+}
+
+/// What the desk reads of a writer's choice.
+pub fn wants(value: crate::desk::Wants) -> &'static str {
+    match value {
+        crate::desk::Wants::Credentials => "son identifiant et un mot de passe temporaire",
+        crate::desk::Wants::Call => "un appel téléphonique",
     }
 }
 

@@ -332,6 +332,7 @@ impl Postman {
         let now = self.clock.now();
         if let Some(account) = account {
             let request = NewRequest {
+                wants: None,
                 name: account.greeting_name().to_owned(),
                 email: account.email.clone(),
                 identifier: account.identifier.to_string(),

@@ -13,7 +13,7 @@ use guichet_core::account::{Account, Role};
 use guichet_core::audit::{Actor, AuditKind, RequestContext};
 use guichet_core::clock::{Clock as _, ManualClock};
 use guichet_core::console::{Console, ConsoleAction, ConsoleError, Denied};
-use guichet_core::desk::{Desk, RequestChange, RequestState};
+use guichet_core::desk::{Desk, RequestChange, RequestState, WrittenIn};
 use guichet_core::hashing::{Argon2Cost, Argon2Pool};
 use guichet_core::housekeeping::Housekeeping;
 use guichet_core::keys::ServerKey;
@@ -123,8 +123,13 @@ async fn a_request_change_and_its_note_land_together() {
     let staff = world.account("desk", Role::Assistance).await;
     let desk = Desk::new(&world.ports, world.clock.clone(), None, ServerKey::generate());
     let context = RequestContext::default();
-    let written =
-        desk.write_in("Marie", "marie@chu.example.fr", "", "", "Je ne reçois pas le code.", &context).await.unwrap();
+    let typed = WrittenIn {
+        name: "Marie",
+        email: "marie@chu.example.fr",
+        message: "Je ne reçois pas le code.",
+        ..WrittenIn::default()
+    };
+    let written = desk.write_in(&typed, &context).await.unwrap();
     desk.change_request(written.id, RequestChange::State(RequestState::InProgress), &staff).await.unwrap();
     let file = desk.file(written.id).await.ok().flatten().unwrap_or_else(|| panic!("no file"));
     assert_eq!(file.request.state, RequestState::InProgress);

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
 use guichet_core::desk::{
-    AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestNote, RequestState, new_reference,
+    AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestNote, RequestState, Wants,
+    new_reference,
 };
 use guichet_core::ports::{DeskStore, StoreError};
 use guichet_core::token::TokenHash;
@@ -15,8 +16,7 @@ use sqlx::any::AnyRow;
 use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
-pub(crate) const REQUEST_COLUMNS: &str =
-    "id, reference, name, email, identifier, phone, message, state, account_id, assignee_id, created_at, updated_at";
+pub(crate) const REQUEST_COLUMNS: &str = "id, reference, name, email, identifier, phone, message, wants, state, account_id, assignee_id, created_at, updated_at";
 pub(crate) const SLOT_COLUMNS: &str = "id, request_id, starts_at, ends_at, confirmed_at, withdrawn_at";
 
 fn account(row: &AnyRow, column: &str) -> Result<Option<AccountId>, StoreError> {
@@ -33,6 +33,7 @@ pub(crate) fn request_from_row(row: &AnyRow) -> Result<AssistanceRequest, StoreE
         identifier: text("identifier")?,
         phone: text("phone")?,
         message: text("message")?,
+        wants: row.try_get::<Option<String>, _>("wants").map_err(backend)?.as_deref().and_then(Wants::parse),
         state: crate::column(&text("state")?, RequestState::parse, "assistance_requests.state")?,
         account_id: account(row, "account_id")?,
         assignee_id: account(row, "assignee_id")?,
@@ -78,7 +79,7 @@ pub(crate) async fn insert_request(
 ) -> Result<AssistanceRequest, StoreError> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO assistance_requests (reference, name, email, identifier, phone, message, address, account_id, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {REQUEST_COLUMNS}"
+         created_at, updated_at, wants) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING {REQUEST_COLUMNS}"
     )))
     .bind(new_reference())
     .bind(request.name.as_str())
@@ -89,6 +90,7 @@ pub(crate) async fn insert_request(
     .bind(request.address.clone())
     .bind(request.account_id.map(AccountId::get))
     .bind(millis(now))
+    .bind(request.wants.map(Wants::as_str))
     .fetch_one(&mut **tx)
     .await
     .map_err(backend)?;

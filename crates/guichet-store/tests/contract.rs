@@ -377,6 +377,7 @@ async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
     let account = add(&store, "marie").await;
     let desk = EmailAddress::parse("assistance@reseau.example").unwrap();
     let bounce = |message: &str| NewRequest {
+        wants: None,
         message: message.to_owned(),
         phone: String::new(),
         address: None,
@@ -402,6 +403,7 @@ async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
 async fn the_desk_is_told_of_new_requests_and_confirmed_calls(store: SqlStore) {
     let desk = EmailAddress::parse("assistance@reseau.example").unwrap();
     let created = desk_rules(&store).create_request(&written_request(None), Some(&desk), t0()).await.unwrap();
+    assert_eq!(created.wants, Some(guichet_core::desk::Wants::Call), "what the writer asked for is kept");
     let staff = add(&store, "desk").await;
     let note = NewNote { author_id: Some(staff.id), body: "proposé".into() };
     let slots = [(t0() + minutes(60), t0() + minutes(90))];
@@ -1198,6 +1200,7 @@ async fn failures_and_locks_are_counted_per_day(store: SqlStore) {
 
 fn written_request(account: Option<&Account>) -> NewRequest {
     NewRequest {
+        wants: Some(guichet_core::desk::Wants::Call),
         name: "Marie Durand".into(),
         email: EmailAddress::parse("marie@chu.example.fr").unwrap(),
         identifier: "marie".into(),

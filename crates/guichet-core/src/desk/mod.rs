@@ -6,7 +6,9 @@ mod rules;
 mod service;
 
 pub use rules::DeskRules;
-pub use service::{Desk, FiledSlot, LinkError, NOTE_MAX_CHARS, RequestError, RequestFile, SlotView, refusal};
+pub use service::{
+    Desk, FieldError, FiledSlot, LinkError, NOTE_MAX_CHARS, RequestError, RequestFile, SlotView, WrittenIn, refusal,
+};
 
 use jiff::Timestamp;
 
@@ -27,6 +29,39 @@ impl RequestId {
     /// The stored id.
     pub fn get(self) -> i64 {
         self.0
+    }
+}
+
+/// What the writer asks the desk for: the two ways the desk gets a member back in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wants {
+    /// Their identifier and a temporary password.
+    Credentials,
+    /// A phone call.
+    Call,
+}
+
+impl Wants {
+    /// The stored (and the form's) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Credentials => "credentials",
+            Self::Call => "call",
+        }
+    }
+
+    /// Reads a stored or submitted name.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "credentials" => Some(Self::Credentials),
+            "call" => Some(Self::Call),
+            _ => None,
+        }
+    }
+
+    /// What the desk reads.
+    pub fn label_fr(self) -> &'static str {
+        crate::catalogue::wants(self)
     }
 }
 
@@ -88,6 +123,8 @@ pub struct NewRequest {
     pub phone: String,
     /// What is wrong.
     pub message: String,
+    /// What they ask for, if they chose.
+    pub wants: Option<Wants>,
     /// Where it came from (for the rate limit).
     pub address: Option<String>,
     /// The account whose address or identifier matches, if one does (staff may change it).
@@ -111,6 +148,8 @@ pub struct AssistanceRequest {
     pub phone: String,
     /// Message.
     pub message: String,
+    /// What the writer asked for, if they chose.
+    pub wants: Option<Wants>,
     /// State.
     pub state: RequestState,
     /// Linked account.

@@ -296,6 +296,7 @@ mod tests {
 
     fn written(account: Option<AccountId>, message: &str) -> NewRequest {
         NewRequest {
+            wants: None,
             name: "Marie Durand".into(),
             email: EmailAddress::from_stored("marie@chu.example.fr".into()),
             identifier: "marie".into(),

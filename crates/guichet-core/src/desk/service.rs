@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::{
     AssistanceRequest, CallSlot, CallSlotId, Confirmation, DeskRules, NewNote, NewRequest, RequestChange, RequestId,
-    RequestNote, SlotState,
+    RequestNote, SlotState, Wants,
 };
 use crate::account::{Account, EmailAddress, Identifier, Role};
 use crate::audit::RequestContext;
@@ -38,9 +38,32 @@ pub enum LinkError {
     Store(#[from] StoreError),
 }
 
+/// What a visitor typed on `/assistance`, as typed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WrittenIn<'a> {
+    /// Their name.
+    pub name: &'a str,
+    /// Where to answer.
+    pub email: &'a str,
+    /// The identifier they think they have (optional).
+    pub identifier: &'a str,
+    /// A phone number (optional, unless they want a call).
+    pub phone: &'a str,
+    /// What is wrong.
+    pub message: &'a str,
+    /// `credentials`, `call`, or nothing.
+    pub wants: &'a str,
+}
+
+/// A form field at fault, and what to do about it (in French).
+pub type FieldError = (&'static str, &'static str);
+
 /// Why an assistance request, a note or a proposal was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// Fields of the assistance form are missing or wrong: every one at once.
+    #[error("{}", .0.first().map_or("", |(_, message)| *message))]
+    Form(Vec<FieldError>),
     /// A field is missing or wrong; the message says what to do, in French.
     #[error("{message}")]
     Invalid {
@@ -165,27 +188,53 @@ impl Desk {
         Ok(phone)
     }
 
+    /// Checks what was typed on `/assistance`: every field at fault, at once.
+    fn check(typed: &WrittenIn<'_>) -> Result<(String, EmailAddress, String, Option<Wants>, String), RequestError> {
+        let mut errors: Vec<FieldError> = Vec::new();
+        let name = typed.name.split_whitespace().collect::<Vec<_>>().join(" ");
+        if name.is_empty() || name.chars().count() > 120 {
+            errors.push(("name", catalogue::desk::NAME_MISSING));
+        }
+        let email = EmailAddress::parse(typed.email);
+        if email.is_err() {
+            errors.push(("email", catalogue::desk::EMAIL_INVALID));
+        }
+        let wants = match typed.wants.trim() {
+            "" => None,
+            other => Wants::parse(other).or_else(|| {
+                errors.push(("wants", catalogue::desk::WANTS_UNKNOWN));
+                None
+            }),
+        };
+        let phone = match Self::phone(typed.phone) {
+            Ok(phone) if wants == Some(Wants::Call) && phone.chars().filter(char::is_ascii_digit).count() < 4 => {
+                errors.push(("phone", catalogue::desk::PHONE_FOR_CALL));
+                phone
+            }
+            Ok(phone) => phone,
+            Err(_) => {
+                errors.push(("phone", catalogue::desk::PHONE_CHARACTERS));
+                ""
+            }
+        };
+        let message = typed.message.trim();
+        if message.is_empty() || message.chars().count() > NOTE_MAX_CHARS {
+            errors.push(("message", catalogue::desk::MESSAGE_MISSING));
+        }
+        match email {
+            Ok(email) if errors.is_empty() => Ok((name, email, phone.to_owned(), wants, message.to_owned())),
+            _ => Err(RequestError::Form(errors)),
+        }
+    }
+
     /// Records an assistance request written on `/assistance`, and queues its receipt.
     pub async fn write_in(
         &self,
-        name: &str,
-        email: &str,
-        identifier: &str,
-        phone: &str,
-        message: &str,
+        typed: &WrittenIn<'_>,
         context: &RequestContext,
     ) -> Result<AssistanceRequest, RequestError> {
-        let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
-        if name.is_empty() || name.chars().count() > 120 {
-            return Err(invalid("name", catalogue::desk::NAME_MISSING));
-        }
-        let email = EmailAddress::parse(email).map_err(|_| invalid("email", catalogue::desk::EMAIL_INVALID))?;
-        let phone = Self::phone(phone)?;
-        let message = message.trim();
-        if message.is_empty() || message.chars().count() > NOTE_MAX_CHARS {
-            return Err(invalid("message", catalogue::desk::MESSAGE_MISSING));
-        }
-        let identifier: String = identifier.trim().chars().take(Identifier::MAX).collect();
+        let (name, email, phone, wants, message) = Self::check(typed)?;
+        let identifier: String = typed.identifier.trim().chars().take(Identifier::MAX).collect();
         let now = self.clock.now();
         let address = context.address.map(crate::lockout::throttle_key);
         // Counted before anything is written, atomically: twenty at once get five. By the
@@ -219,15 +268,7 @@ impl Desk {
         // What anyone types must not write into a staff account's history: staff requests
         // are linked by an administrator, by hand.
         let account_id = account.filter(|a| a.role == Role::Member).map(|a| a.id);
-        let request = NewRequest {
-            name,
-            email,
-            identifier,
-            phone: phone.to_owned(),
-            message: message.to_owned(),
-            address,
-            account_id,
-        };
+        let request = NewRequest { name, email, identifier, phone, message, wants, address, account_id };
         Ok(self.rules.create_request(&request, self.desk_address.as_ref(), now).await?)
     }
 

@@ -344,6 +344,7 @@ impl Work for MemoryWork {
             identifier: request.identifier.clone(),
             phone: request.phone.clone(),
             message: request.message.clone(),
+            wants: request.wants,
             state: RequestState::New,
             account_id: request.account_id,
             assignee_id: None,

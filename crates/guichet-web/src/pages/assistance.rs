@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use guichet_core::desk::RequestError;
+use guichet_core::desk::{RequestError, Wants, WrittenIn};
 use serde::Deserialize;
 
 use crate::client::Client;
@@ -26,17 +26,33 @@ pub fn routes() -> Router<AppState> {
 struct AssistancePage {
     layout: Layout,
     form: AssistanceForm,
-    error: Option<String>,
-    /// The field the error is about (`""`: the whole form).
-    field: &'static str,
-    reference: Option<String>,
+    /// What is wrong with the form, every field at once (`""`: the whole form).
+    errors: Vec<(&'static str, String)>,
+    /// The request written: its reference, and what it asked for.
+    written: Option<Written>,
     assistance_email: Option<String>,
 }
 
+/// A request just written, as its confirmation tells it.
+struct Written {
+    reference: String,
+    /// The number the desk will call, when a call was asked for.
+    call: Option<String>,
+}
+
 impl AssistancePage {
-    /// The error, when it is about `field`.
+    fn new(layout: Layout, form: AssistanceForm, assistance_email: Option<String>) -> Self {
+        Self { layout, form, errors: Vec::new(), written: None, assistance_email }
+    }
+
+    /// The error, when there is one about `field`.
     fn error_for(&self, field: &str) -> Option<&str> {
-        self.error.as_deref().filter(|_| self.field == field)
+        self.errors.iter().find(|(f, _)| *f == field).map(|(_, message)| message.as_str())
+    }
+
+    /// Whether the writer chose `wants`.
+    fn chose(&self, wants: &str) -> bool {
+        self.form.wants == wants
     }
 }
 
@@ -52,21 +68,20 @@ struct AssistanceForm {
     phone: String,
     #[serde(default)]
     message: String,
+    /// `credentials` or `call` (optional).
+    #[serde(default)]
+    wants: String,
     /// The honeypot: hidden from people, filled in by robots.
     #[serde(default)]
     website: String,
 }
 
 async fn show(State(state): State<AppState>, visitor: Visitor) -> Result<Response, WebError> {
-    let page = AssistancePage {
-        layout: Layout::for_visitor(&state, &visitor),
-        form: AssistanceForm::default(),
-        error: None,
-        field: "",
-        reference: None,
-        assistance_email: state.settings.assistance_email.clone(),
-    };
-    render(StatusCode::OK, &page)
+    let layout = Layout::for_visitor(&state, &visitor);
+    render(
+        StatusCode::OK,
+        &AssistancePage::new(layout, AssistanceForm::default(), state.settings.assistance_email.clone()),
+    )
 }
 
 async fn write_in(
@@ -81,41 +96,51 @@ async fn write_in(
         // A robot: it gets a page that looks like success, and nothing is stored.
         tracing::info!("assistance request dropped: honeypot filled in");
         let page = AssistancePage {
-            layout,
-            form: AssistanceForm::default(),
-            error: None,
-            field: "",
-            reference: Some("A-000000".into()),
-            assistance_email,
+            written: Some(Written { reference: "A-000000".into(), call: None }),
+            ..AssistancePage::new(layout, AssistanceForm::default(), assistance_email)
         };
         return render(StatusCode::OK, &page);
     }
-    let written =
-        state.desk.write_in(&form.name, &form.email, &form.identifier, &form.phone, &form.message, &context).await;
-    match written {
+    let typed = WrittenIn {
+        name: &form.name,
+        email: &form.email,
+        identifier: &form.identifier,
+        phone: &form.phone,
+        message: &form.message,
+        wants: &form.wants,
+    };
+    match state.desk.write_in(&typed, &context).await {
         Ok(request) => {
+            let call = (request.wants == Some(Wants::Call)).then(|| request.phone.clone());
             let page = AssistancePage {
-                layout,
-                form: AssistanceForm::default(),
-                error: None,
-                field: "",
-                reference: Some(request.reference),
-                assistance_email,
+                written: Some(Written { reference: request.reference, call }),
+                ..AssistancePage::new(layout, AssistanceForm::default(), assistance_email)
             };
             render(StatusCode::OK, &page)
         }
-        Err(RequestError::Invalid { field, message }) => render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &AssistancePage { layout, form, error: Some(message.to_owned()), field, reference: None, assistance_email },
-        ),
+        Err(RequestError::Form(errors)) => {
+            let errors = errors.into_iter().map(|(field, message)| (field, message.to_owned())).collect();
+            render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &AssistancePage { errors, ..AssistancePage::new(layout, form, assistance_email) },
+            )
+        }
+        Err(RequestError::Invalid { field, message }) => {
+            let errors = vec![(field, message.to_owned())];
+            render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &AssistancePage { errors, ..AssistancePage::new(layout, form, assistance_email) },
+            )
+        }
         Err(RequestError::TooMany) => {
-            let error = Some(
+            let errors = vec![(
+                "",
                 "Beaucoup de demandes ont été écrites pour cette adresse, ou à l'assistance, dans l'heure : réessayez plus tard, ou écrivez directement à l'adresse de l'assistance ci-dessous."
                     .to_owned(),
-            );
+            )];
             let mut response = render(
                 StatusCode::TOO_MANY_REQUESTS,
-                &AssistancePage { layout, form, error, field: "", reference: None, assistance_email },
+                &AssistancePage { errors, ..AssistancePage::new(layout, form, assistance_email) },
             )?;
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, 3600.into());
             Ok(response)

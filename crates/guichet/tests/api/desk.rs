@@ -630,3 +630,39 @@ async fn a_member_whose_mail_is_refused_gets_a_call_without_a_single_message() {
     let confirmed = app.events("marie").await.into_iter().find(|e| e.kind == AuditKind::CallConfirmed).unwrap();
     assert!(matches!(confirmed.actor, Actor::Staff(_)), "audited as the desk's act");
 }
+
+/// The assistance form offers the desk's two ways, wants a number for a call, names
+/// every field at fault at once, and says where the answer will come from.
+#[tokio::test]
+async fn the_assistance_form_offers_a_call_and_says_who_will_answer() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_ASSISTANCE_EMAIL", "assistance@reseau-sante.example")]).await;
+    let form = [("name", ""), ("email", "marie@chu"), ("wants", "call"), ("phone", ""), ("message", "Appelez-moi")];
+    let refused = post(&app, &browser(), "/assistance", "/assistance", &form).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for (field, says) in
+        [("name", "Indiquez votre nom"), ("email", "n&#39;est pas valide"), ("phone", "Indiquez un numéro")]
+    {
+        assert!(refused.body.contains(&format!(r##"<a href="#{field}">"##)), "{field} listed: {}", refused.body);
+        assert!(refused.body.contains(says), "{says}");
+    }
+    assert!(refused.body.contains("3 points à revoir"));
+    assert!(refused.body.contains(r#"value="call" checked"#) && refused.body.contains("Appelez-moi"), "kept");
+
+    let form = [
+        ("name", "Marie Durand"),
+        ("email", "marie@chu.example.fr"),
+        ("wants", "call"),
+        ("phone", "04 72 00 00 00"),
+        ("message", "Appelez-moi"),
+    ];
+    let written = post(&app, &browser(), "/assistance", "/assistance", &form).await;
+    assert_eq!(written.status, StatusCode::OK, "{}", written.body);
+    assert!(written.body.contains("vous appellera au 04 72 00 00 00"));
+    assert!(written.body.contains("La réponse viendra de <strong>assistance@reseau-sante.example</strong>"));
+    let request = app.app.state.desk.queue(true, 5).await.unwrap().remove(0);
+    assert_eq!(request.wants, Some(guichet_core::desk::Wants::Call));
+    app.add_account("desk", Role::Assistance).await;
+    let desk = signed_in(&app, "desk").await;
+    let page = app.get_with(&desk, &format!("/admin/requests/{}", request.id.get())).await;
+    assert!(page.body.contains("un appel téléphonique"), "the desk reads the choice");
+}

@@ -239,7 +239,7 @@ pub async fn note(
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(RequestError::Store(error)) => Err(error.into()),
-        Err(RequestError::TooMany) => Err(WebError::Internal("notes are not throttled")),
+        Err(RequestError::TooMany | RequestError::Form(_)) => Err(WebError::Internal("not from the assistance form")),
     }
 }
 
@@ -334,7 +334,7 @@ pub async fn propose_slots(
             let page = request_page(&state, &staff, file, Some(message.to_owned())).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
-        Err(RequestError::TooMany) => Err(WebError::Internal("no rate limit on slots")),
+        Err(RequestError::TooMany | RequestError::Form(_)) => Err(WebError::Internal("not from the assistance form")),
         Err(RequestError::Store(error)) => Err(error.into()),
     }
 }
