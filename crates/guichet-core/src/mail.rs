@@ -328,6 +328,9 @@ pub enum MailContent {
     },
     /// A code to choose a new password.
     PasswordReset {
+        /// The identifier, for the login after (a member who forgot both needs only
+        /// this message).
+        identifier: String,
         /// The code.
         code: RecoveryCode,
         /// Valid until.

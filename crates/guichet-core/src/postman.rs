@@ -454,7 +454,8 @@ impl Postman {
                     return Ok(None);
                 };
                 let hash = code.hash();
-                return Ok(Some((MailContent::PasswordReset { code, expires_at }, Secret::Code(hash))));
+                let identifier = account.identifier.to_string();
+                return Ok(Some((MailContent::PasswordReset { identifier, code, expires_at }, Secret::Code(hash))));
             }
             MailKind::Invitation => {
                 let Some((code, expires_at)) = self.new_code(account, CodePurpose::Invitation, to, now).await? else {

@@ -139,6 +139,40 @@ async fn a_request_change_and_its_note_land_together() {
 }
 
 #[tokio::test]
+async fn the_request_page_shows_only_links_that_work() {
+    let world = World::new().await;
+    let staff = world.account("desk", Role::Assistance).await;
+    let desk = Desk::new(&world.ports, world.clock.clone(), None, ServerKey::generate());
+    let typed = WrittenIn {
+        name: "Marie",
+        email: "marie@chu.example.fr",
+        phone: "04 72 00 00 00",
+        message: "Appelez-moi.",
+        wants: "call",
+        ..WrittenIn::default()
+    };
+    let written = desk.write_in(&typed, &RequestContext::default()).await.unwrap();
+    let start = world.clock.now() + SignedDuration::from_hours(24);
+    let slots = [
+        (start, start + SignedDuration::from_mins(30)),
+        (start + SignedDuration::from_hours(2), start + SignedDuration::from_hours(3)),
+    ];
+    desk.propose_slots(written.id, &slots, "04 72 00 00 00", false, &staff).await.unwrap();
+    let file = desk.file(written.id).await.unwrap().unwrap();
+    let links: Vec<_> = file.slots.iter().map(|s| s.link.clone()).collect();
+    assert!(links.iter().all(Option::is_some), "each open slot's link, at once");
+    let token = links[0].clone().unwrap();
+    let shown = desk.slot_by_link(token.expose()).await.unwrap().map(|view| view.slot.id);
+    assert_eq!(shown, Some(file.slots[0].slot.id), "the link shown is the slot's");
+    // A slot mailed before links were derived keeps its random link: none is shown.
+    let random = guichet_core::token::PlainToken::generate();
+    world.ports.desk.set_slot_token(file.slots[1].slot.id, &random.hash()).await.unwrap();
+    let file = desk.file(written.id).await.unwrap().unwrap();
+    assert!(file.slots[1].link.is_none());
+    assert_eq!(file.request.wants, Some(guichet_core::desk::Wants::Call));
+}
+
+#[tokio::test]
 async fn ending_other_sessions_keeps_this_one_and_says_how_many() {
     let world = World::new().await;
     let marie = world.account("marie", Role::Member).await;

@@ -93,7 +93,8 @@ impl View {
             MailContent::ForgotIdentifier { identifier } => {
                 view.identifier.clone_from(identifier);
             }
-            MailContent::PasswordReset { code, expires_at } => {
+            MailContent::PasswordReset { identifier, code, expires_at } => {
+                view.identifier.clone_from(identifier);
                 view.code = code.grouped();
                 view.link = link(code);
                 view.when = at(*expires_at);
@@ -218,6 +219,7 @@ mod tests {
             to: EmailAddress::parse("marie@chu.example.fr").unwrap(),
             name: "Marie Durand".into(),
             content: MailContent::PasswordReset {
+                identifier: "marie.durand".into(),
                 code: code.clone(),
                 expires_at: "2026-03-02T09:00:00Z".parse().unwrap(),
             },
@@ -235,6 +237,7 @@ mod tests {
         let link = format!("https://membres.example.org/reset-password?code={}", code.grouped().replace('-', ""));
         assert!(lines.contains(&link.as_str()), "{text}");
         assert!(text.contains("2 mars 2026 à 10 h 00"), "{text}");
+        assert!(lines.contains(&"marie.durand"), "the identifier too, for the login after: {text}");
         assert!(html.contains(&link) && !html.contains("<img"), "{html}");
     }
 

@@ -39,7 +39,11 @@ fn reset_mail() -> (RecoveryCode, OutgoingMail) {
     let mail = OutgoingMail {
         to: EmailAddress::parse("marie.durand@chu.example.fr").unwrap(),
         name: "Marie Durand".into(),
-        content: MailContent::PasswordReset { code: code.clone(), expires_at: "2026-03-02T09:00:00Z".parse().unwrap() },
+        content: MailContent::PasswordReset {
+            identifier: "marie.durand".into(),
+            code: code.clone(),
+            expires_at: "2026-03-02T09:00:00Z".parse().unwrap(),
+        },
     };
     (code, mail)
 }

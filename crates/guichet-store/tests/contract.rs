@@ -415,7 +415,7 @@ async fn the_desk_is_told_of_new_requests_and_confirmed_calls(store: SqlStore) {
     let slot = store.request_slots(created.id).await.unwrap_or_default().remove(0);
     // The link works as soon as the slot is proposed, before any mail leaves.
     let token = slot.link_token(&slot_key());
-    desk_rules(&store).confirm_slot(&token.hash(), Some(&desk), "confirmé", t0()).await.unwrap();
+    desk_rules(&store).confirm_slot(&token.hash(), Some(&desk), "confirmé", true, t0()).await.unwrap();
     let mail = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();
     let to_desk: Vec<(MailKind, MailSubject)> =
         mail.iter().filter(|m| m.recipient == desk).map(|m| (m.kind, m.subject)).collect();
@@ -1288,7 +1288,8 @@ async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     let at = t0() + minutes(5);
     let hashes = [tokens[0].hash(), tokens[1].hash(), tokens[0].hash()];
     let rules = desk_rules(&store);
-    let both = futures_util::future::join_all(hashes.iter().map(|h| rules.confirm_slot(h, None, "confirmé", at))).await;
+    let both =
+        futures_util::future::join_all(hashes.iter().map(|h| rules.confirm_slot(h, None, "confirmé", true, at))).await;
     let confirmed = both.iter().filter(|c| matches!(c, Ok(Some(Confirmation::Confirmed(_))))).count();
     assert_eq!(confirmed, 1, "{both:?}");
     let slots = store.request_slots(created.id).await.unwrap_or_default();
@@ -1305,7 +1306,7 @@ async fn a_slot_is_confirmed_once_and_withdraws_the_others(store: SqlStore) {
     assert!(store.upcoming_calls(t0() + minutes(200), 5).await.unwrap_or_default().is_empty(), "past calls are gone");
     assert!(
         desk_rules(&store)
-            .confirm_slot(&PlainToken::generate().hash(), None, "confirmé", at)
+            .confirm_slot(&PlainToken::generate().hash(), None, "confirmé", true, at)
             .await
             .ok()
             .flatten()

@@ -59,13 +59,15 @@ async fn withdraw_waiting_slots(
 
 /// Confirms a slot of the held `request` if it is still open: the other slots are
 /// withdrawn, the confirmation is audited as `actor`'s on the linked account, mailed to
-/// the request's address when the member confirmed it themselves (staff who confirm
-/// for them agreed on it by phone), told to the desk's mailbox with `notify`, and noted.
+/// the request's address with `mail_member`, told to the desk's mailbox with `notify`,
+/// and noted.
+#[expect(clippy::too_many_arguments, reason = "a confirmation is all of these, and the time")]
 async fn confirm(
     work: &mut dyn Work,
     request: &AssistanceRequest,
     slot: CallSlot,
     actor: Actor,
+    mail_member: bool,
     notify: Option<&EmailAddress>,
     note: &NewNote,
     now: Timestamp,
@@ -81,7 +83,7 @@ async fn confirm(
     if let Some(account) = request.account_id {
         work.record(&call_event(account, AuditKind::CallConfirmed, actor, now)).await?;
     }
-    if actor == Actor::Member {
+    if mail_member {
         let mail = NewMail {
             kind: MailKind::CallConfirmed,
             account_id: request.account_id,
@@ -249,21 +251,23 @@ impl DeskRules {
         let slots = work.request_slots(request.id).await?;
         let Some(slot) = slots.into_iter().find(|s| s.id == slot) else { return Ok(None) };
         let note = NewNote { author_id: Some(staff), body: note.to_owned() };
-        let confirmation = confirm(work.as_mut(), &request, slot, Actor::Staff(staff), notify, &note, now).await?;
+        let confirmation =
+            confirm(work.as_mut(), &request, slot, Actor::Staff(staff), false, notify, &note, now).await?;
         work.commit().await?;
         Ok(Some(confirmation))
     }
 
     /// Confirms the slot behind a link: the first confirmation of a proposal wins and
     /// withdraws the other slots, is audited on the linked account, queued to the
-    /// request's address (and, with `notify`, to the desk's mailbox) and noted with
-    /// `note`; a second confirmation of the same slot changes nothing. `Ok(None)` for an
-    /// unknown link.
+    /// request's address with `mail_member` (and, with `notify`, to the desk's mailbox)
+    /// and noted with `note`; a second confirmation of the same slot changes nothing.
+    /// `Ok(None)` for an unknown link.
     pub async fn confirm_slot(
         &self,
         hash: &TokenHash,
         notify: Option<&EmailAddress>,
         note: &str,
+        mail_member: bool,
         now: Timestamp,
     ) -> Result<Option<Confirmation>, StoreError> {
         let mut work = self.transactions.begin().await?;
@@ -273,7 +277,8 @@ impl DeskRules {
         let Some(request) = work.hold_request(slot.request_id).await? else { return Ok(None) };
         let Some(slot) = work.find_slot(hash).await? else { return Ok(None) };
         let note = NewNote { author_id: None, body: note.to_owned() };
-        let confirmation = confirm(work.as_mut(), &request, slot, Actor::Member, notify, &note, now).await?;
+        let confirmation =
+            confirm(work.as_mut(), &request, slot, Actor::Member, mail_member, notify, &note, now).await?;
         work.commit().await?;
         Ok(Some(confirmation))
     }
@@ -366,15 +371,15 @@ mod tests {
         let links: Vec<TokenHash> = rows.lock().await.slots.iter().map(|(s, _)| s.link_token(&key()).hash()).collect();
         let token = |n: usize| links.get(n - 1).cloned().unwrap_or_else(|| TokenHash::from_stored("inconnu".into()));
         let at = t0() + hours(1);
-        let unavailable = rules.confirm_slot(&token(1), None, "confirmé", at).await.unwrap();
+        let unavailable = rules.confirm_slot(&token(1), None, "confirmé", true, at).await.unwrap();
         assert!(matches!(unavailable, Some(Confirmation::Unavailable(_))), "the earlier proposal gave way");
-        let confirmed = rules.confirm_slot(&token(2), Some(&desk()), "confirmé", at).await.unwrap();
+        let confirmed = rules.confirm_slot(&token(2), Some(&desk()), "confirmé", true, at).await.unwrap();
         assert!(matches!(confirmed, Some(Confirmation::Confirmed(_))), "{confirmed:?}");
-        let again = rules.confirm_slot(&token(2), Some(&desk()), "confirmé", at).await.unwrap();
+        let again = rules.confirm_slot(&token(2), Some(&desk()), "confirmé", true, at).await.unwrap();
         assert!(matches!(again, Some(Confirmation::AlreadyConfirmed(_))), "{again:?}");
-        let other = rules.confirm_slot(&token(3), None, "confirmé", at).await.unwrap();
+        let other = rules.confirm_slot(&token(3), None, "confirmé", true, at).await.unwrap();
         assert!(matches!(other, Some(Confirmation::Unavailable(_))), "{other:?}");
-        assert!(rules.confirm_slot(&token(9), None, "confirmé", at).await.unwrap().is_none());
+        assert!(rules.confirm_slot(&token(9), None, "confirmé", true, at).await.unwrap().is_none());
         let rows = rows.lock().await;
         assert_eq!(
             (rows.requests[0].state, rows.requests[0].phone.as_str()),
@@ -388,7 +393,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_member_whose_mail_is_refused_gets_a_call_without_a_message() {
+    async fn a_call_agreed_by_phone_is_confirmed_by_the_desk_without_a_message() {
         let memory = Memory::default();
         let rows = std::sync::Arc::clone(&memory.0);
         let rules = DeskRules::new(Arc::new(memory));

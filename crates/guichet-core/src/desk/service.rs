@@ -105,8 +105,9 @@ pub struct FiledSlot {
     pub slot: CallSlot,
     /// Where it stands now.
     pub state: SlotState,
-    /// Its link's token, for the desk to pass on by another way than mail.
-    pub link: PlainToken,
+    /// Its link's token, for the desk to pass on by another way than mail: while the slot
+    /// is open, and when the link can be shown.
+    pub link: Option<PlainToken>,
 }
 
 /// How long a refused message counts: after a month without news, the address gets
@@ -340,16 +341,26 @@ impl Desk {
     }
 
     /// Confirms a slot the member agreed to by phone, on their behalf (no message to
-    /// them). `Ok(None)` when the slot is not one of the request's.
+    /// them). Assistance staff do so on requests of members only (the call is written
+    /// into the linked account's history). `Ok(None)` when the slot is not one of the
+    /// request's.
     pub async fn confirm_for_member(
         &self,
         id: RequestId,
         slot: CallSlotId,
+        actor: &StaffActor,
         staff: &Account,
-    ) -> Result<Option<Confirmation>, StoreError> {
+    ) -> Result<Option<Confirmation>, LinkError> {
+        let Some(request) = self.desk.find_request(id).await? else { return Ok(None) };
+        if let Some(account) = request.account_id {
+            let role = self.accounts.find_account(account).await?.map(|a| a.role);
+            if !actor.is_admin() && role.is_some_and(|r| r != Role::Member) {
+                return Err(LinkError::Denied(Denied::StaffTarget));
+            }
+        }
         let note = catalogue::desk::CALL_AGREED_BY_PHONE;
         let notify = self.desk_address.as_ref();
-        self.rules.confirm_for_member(id, slot, staff.id, notify, note, self.clock.now()).await
+        Ok(self.rules.confirm_for_member(id, slot, staff.id, notify, note, self.clock.now()).await?)
     }
 
     /// Confirms a slot from its link's token (the POST behind the button). `Ok(None)`
@@ -358,7 +369,15 @@ impl Desk {
         let Some(token) = PlainToken::from_presented(token) else { return Ok(None) };
         let notify = self.desk_address.as_ref();
         let note = catalogue::desk::CALL_CONFIRMED;
-        let Some(confirmation) = self.rules.confirm_slot(&token.hash(), notify, note, self.clock.now()).await? else {
+        let now = self.clock.now();
+        // A member whose address refuses guichet's mail (the desk passed the link on)
+        // is not mailed the confirmation: the page they are on says it all.
+        let mail_member = match self.desk.find_slot(&token.hash()).await? {
+            Some((_, request)) => refusal(&self.outbox.mail_to(&request.email, 20).await?, now).is_none(),
+            None => return Ok(None),
+        };
+        let confirmed = self.rules.confirm_slot(&token.hash(), notify, note, mail_member, now).await?;
+        let Some(confirmation) = confirmed else {
             return Ok(None);
         };
         let slot = match &confirmation {
@@ -402,13 +421,16 @@ impl Desk {
             notes.push((note, author));
         }
         let now = self.clock.now();
-        let slots = self
-            .desk
-            .request_slots(request.id)
-            .await?
-            .into_iter()
-            .map(|slot| FiledSlot { state: slot.state_at(now), link: slot.link_token(&self.key), slot })
-            .collect();
+        let mut slots = Vec::new();
+        for slot in self.desk.request_slots(request.id).await? {
+            let state = slot.state_at(now);
+            // Only a link that works: a slot proposed before links were derived keeps the
+            // random one it was mailed with, which cannot be shown again.
+            let derived = slot.link_token(&self.key);
+            let works = state == SlotState::Open
+                && self.desk.find_slot(&derived.hash()).await?.is_some_and(|(found, _)| found.id == slot.id);
+            slots.push(FiledSlot { state, link: works.then_some(derived), slot });
+        }
         let refused = refusal(&self.outbox.mail_to(&request.email, 20).await?, now).cloned();
         Ok(Some(RequestFile { request, account, assignee, notes, slots, refused }))
     }
@@ -445,5 +467,8 @@ mod tests {
         assert!(refusal(&[entry(MailState::Sent, 1, now), failed.clone()], now).is_none(), "delivered since");
         assert!(refusal(&[entry(MailState::Failed, 40, now)], now).is_none(), "too long ago");
         assert!(refusal(&[pending], now).is_none());
+        assert!(refusal(&[entry(MailState::Skipped, 0, now), failed], now).is_some(), "not sent on purpose: no news");
+        assert!(refusal(&[entry(MailState::Failed, 30, now)], now).is_some(), "a month ago still counts");
+        assert!(refusal(&[entry(MailState::Failed, 31, now)], now).is_none());
     }
 }

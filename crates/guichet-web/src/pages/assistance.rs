@@ -31,6 +31,8 @@ struct AssistancePage {
     /// The request written: its reference, and what it asked for.
     written: Option<Written>,
     assistance_email: Option<String>,
+    /// The address guichet's messages come from.
+    mail_from: String,
 }
 
 /// A request just written, as its confirmation tells it.
@@ -41,8 +43,15 @@ struct Written {
 }
 
 impl AssistancePage {
-    fn new(layout: Layout, form: AssistanceForm, assistance_email: Option<String>) -> Self {
-        Self { layout, form, errors: Vec::new(), written: None, assistance_email }
+    fn new(layout: Layout, form: AssistanceForm, state: &AppState) -> Self {
+        Self {
+            layout,
+            form,
+            errors: Vec::new(),
+            written: None,
+            assistance_email: state.settings.assistance_email.clone(),
+            mail_from: state.settings.mail_help.from_address.clone(),
+        }
     }
 
     /// The error, when there is one about `field`.
@@ -78,10 +87,7 @@ struct AssistanceForm {
 
 async fn show(State(state): State<AppState>, visitor: Visitor) -> Result<Response, WebError> {
     let layout = Layout::for_visitor(&state, &visitor);
-    render(
-        StatusCode::OK,
-        &AssistancePage::new(layout, AssistanceForm::default(), state.settings.assistance_email.clone()),
-    )
+    render(StatusCode::OK, &AssistancePage::new(layout, AssistanceForm::default(), &state))
 }
 
 async fn write_in(
@@ -91,13 +97,12 @@ async fn write_in(
     Form(form): Form<AssistanceForm>,
 ) -> Result<Response, WebError> {
     let layout = Layout::for_visitor(&state, &visitor);
-    let assistance_email = state.settings.assistance_email.clone();
     if !form.website.is_empty() {
         // A robot: it gets a page that looks like success, and nothing is stored.
         tracing::info!("assistance request dropped: honeypot filled in");
         let page = AssistancePage {
             written: Some(Written { reference: "A-000000".into(), call: None }),
-            ..AssistancePage::new(layout, AssistanceForm::default(), assistance_email)
+            ..AssistancePage::new(layout, AssistanceForm::default(), &state)
         };
         return render(StatusCode::OK, &page);
     }
@@ -114,7 +119,7 @@ async fn write_in(
             let call = (request.wants == Some(Wants::Call)).then(|| request.phone.clone());
             let page = AssistancePage {
                 written: Some(Written { reference: request.reference, call }),
-                ..AssistancePage::new(layout, AssistanceForm::default(), assistance_email)
+                ..AssistancePage::new(layout, AssistanceForm::default(), &state)
             };
             render(StatusCode::OK, &page)
         }
@@ -122,14 +127,14 @@ async fn write_in(
             let errors = errors.into_iter().map(|(field, message)| (field, message.to_owned())).collect();
             render(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &AssistancePage { errors, ..AssistancePage::new(layout, form, assistance_email) },
+                &AssistancePage { errors, ..AssistancePage::new(layout, form, &state) },
             )
         }
         Err(RequestError::Invalid { field, message }) => {
             let errors = vec![(field, message.to_owned())];
             render(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &AssistancePage { errors, ..AssistancePage::new(layout, form, assistance_email) },
+                &AssistancePage { errors, ..AssistancePage::new(layout, form, &state) },
             )
         }
         Err(RequestError::TooMany) => {
@@ -140,7 +145,7 @@ async fn write_in(
             )];
             let mut response = render(
                 StatusCode::TOO_MANY_REQUESTS,
-                &AssistancePage { errors, ..AssistancePage::new(layout, form, assistance_email) },
+                &AssistancePage { errors, ..AssistancePage::new(layout, form, &state) },
             )?;
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, 3600.into());
             Ok(response)

@@ -582,6 +582,7 @@ async fn a_member_whose_mail_is_refused_gets_a_call_without_a_single_message() {
     let page = format!("/admin/requests/{}", request.id.get());
     let shown = app.get_with(&desk, &page).await;
     assert!(shown.body.contains("Les messages de guichet n'arrivent pas à marie@chu.example.fr"), "{}", shown.body);
+    assert!(shown.body.contains("n'a pas pu être remis"));
     assert!(shown.body.contains("5.7.1"), "the server's answer is shown");
     assert!(shown.body.contains(r#"value="none" checked"#), "no message is the choice offered");
 
@@ -608,27 +609,37 @@ async fn a_member_whose_mail_is_refused_gets_a_call_without_a_single_message() {
     assert_eq!(links.len(), 2, "each open slot's link, to pass on");
     let text = shown.body.split(r#"<textarea id="by-hand""#).nth(1).unwrap_or_default();
     assert!(text.contains(&links[0]) && text.contains(&links[1]) && text.contains(&request.reference), "{text}");
-    // A link passed on by the desk works as a mailed one does.
-    let opened = app.get_with(&browser(), links[0].trim_start_matches(&app.address)).await;
+    // A link passed on by the desk works as a mailed one does, and confirming through it
+    // mails her nothing either: the page says it all.
+    let member = browser();
+    let first = links[0].trim_start_matches(&app.address).to_owned();
+    let opened = app.get_with(&member, &first).await;
     assert_eq!(opened.status, StatusCode::OK);
-
-    // Agreed on the phone: the desk confirms the second slot for her.
+    let confirmed = app.post_form(&member, &first, &[("csrf_token", &opened.csrf_token())]).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
     let slots = app.app.store.request_slots(request.id).await.unwrap();
-    let agreed = post(&app, &desk, &page, &format!("{page}/slots/{}/agreed", slots[1].id.get()), &[]).await;
-    assert_eq!(agreed.status, StatusCode::SEE_OTHER, "{}", agreed.body);
-    let late = post(&app, &desk, &page, &format!("{page}/slots/{}/agreed", slots[0].id.get()), &[]).await;
+    let late = post(&app, &desk, &page, &format!("{page}/slots/{}/agreed", slots[1].id.get()), &[]).await;
     assert_eq!(late.status, StatusCode::CONFLICT, "the other slot gave way");
     assert!(late.body.contains("plus libre"));
-    let other = app.get_with(&browser(), links[0].trim_start_matches(&app.address)).await;
-    assert!(other.body.contains("n'est plus disponible"), "{}", other.body);
+    app.deliver_mail().await;
+    assert_eq!(queued_to_marie().await, before, "no confirmation queued to her");
+
+    // Another time, the call is agreed on the phone: the desk confirms it for her.
+    let form =
+        [("notify", "none"), ("slot1", &at(11)), ("slot2", &at(16)), ("minutes", "30"), ("phone", "04 72 00 00 00")];
+    assert_eq!(post(&app, &desk, &page, &format!("{page}/slots"), &form).await.status, StatusCode::SEE_OTHER);
+    let slots = app.app.store.request_slots(request.id).await.unwrap();
+    let agreed = post(&app, &desk, &page, &format!("{page}/slots/{}/agreed", slots[3].id.get()), &[]).await;
+    assert_eq!(agreed.status, StatusCode::SEE_OTHER, "{}", agreed.body);
+    let audited = app.events("marie").await;
+    let by_desk = audited.iter().filter(|e| e.kind == AuditKind::CallConfirmed && matches!(e.actor, Actor::Staff(_)));
+    assert_eq!(by_desk.count(), 1, "the desk's confirmation is audited as its act");
     app.deliver_mail().await;
     assert_eq!(queued_to_marie().await, before, "not a single message to her");
     let calls = app.get_with(&desk, "/admin").await;
     assert!(calls.body.contains(&request.reference), "the call is on the dashboard");
     let desk_mail = app.mail_to("assistance@reseau-sante.example");
     assert!(desk_mail.iter().any(|m| m.subject.contains("confirmé")), "the desk's mailbox has it");
-    let confirmed = app.events("marie").await.into_iter().find(|e| e.kind == AuditKind::CallConfirmed).unwrap();
-    assert!(matches!(confirmed.actor, Actor::Staff(_)), "audited as the desk's act");
 }
 
 /// The assistance form offers the desk's two ways, wants a number for a call, names
@@ -658,11 +669,38 @@ async fn the_assistance_form_offers_a_call_and_says_who_will_answer() {
     let written = post(&app, &browser(), "/assistance", "/assistance", &form).await;
     assert_eq!(written.status, StatusCode::OK, "{}", written.body);
     assert!(written.body.contains("vous appellera au 04 72 00 00 00"));
-    assert!(written.body.contains("La réponse viendra de <strong>assistance@reseau-sante.example</strong>"));
+    assert!(written.body.contains("ou de <strong>assistance@reseau-sante.example</strong>"), "{}", written.body);
+    assert!(written.body.contains("expéditeurs autorisés"));
     let request = app.app.state.desk.queue(true, 5).await.unwrap().remove(0);
     assert_eq!(request.wants, Some(guichet_core::desk::Wants::Call));
     app.add_account("desk", Role::Assistance).await;
     let desk = signed_in(&app, "desk").await;
     let page = app.get_with(&desk, &format!("/admin/requests/{}", request.id.get())).await;
     assert!(page.body.contains("un appel téléphonique"), "the desk reads the choice");
+}
+
+/// "Convenu par téléphone" writes into the linked account's history: assistance staff do
+/// it for members only, administrators for anyone.
+#[tokio::test]
+async fn only_administrators_confirm_a_call_for_a_staff_account() {
+    let app = spawn_app().await;
+    let chef = app.add_account("chef", Role::Admin).await;
+    app.mail.refuse_domain("chu.example.fr");
+    app.submit(&browser(), "/forgot-password", "/forgot-password", &[("email", chef.email.as_str())]).await;
+    app.deliver_mail().await;
+    app.deliver_mail().await;
+    let request = app.app.state.desk.queue(true, 5).await.unwrap().remove(0);
+    assert_eq!(request.account_id, Some(chef.id));
+    app.add_account("desk", Role::Assistance).await;
+    let desk = signed_in(&app, "desk").await;
+    let page = format!("/admin/requests/{}", request.id.get());
+    let start = app.clock.now() + SignedDuration::from_hours(24);
+    let slots = [(start, start + SignedDuration::from_mins(30))];
+    app.app.state.desk.propose_slots(request.id, &slots, "04 72 00 00 00", false, &chef).await.unwrap();
+    let slot = app.app.store.request_slots(request.id).await.unwrap().remove(0);
+    let agreed = format!("{page}/slots/{}/agreed", slot.id.get());
+    let refused = post(&app, &desk, &page, &agreed, &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let chef_browser = signed_in(&app, "chef").await;
+    assert_eq!(post(&app, &chef_browser, &page, &agreed, &[]).await.status, StatusCode::SEE_OTHER);
 }

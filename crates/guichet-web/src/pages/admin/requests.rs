@@ -69,9 +69,10 @@ struct SlotLine {
     id: i64,
     when: String,
     status: &'static str,
-    /// Still waiting for the member: its link can be passed on, or the desk confirm it.
+    /// Still waiting for the member: the desk may confirm it for them.
     open: bool,
-    link: String,
+    /// Its link, to pass on (an open slot's, when it can be shown).
+    link: Option<String>,
 }
 
 /// The latest message to the request's address that its server refused.
@@ -139,7 +140,9 @@ async fn request_page(
             when: french::slot(s.slot.starts_at, s.slot.ends_at, zone),
             status: s.state.label_fr(),
             open: s.state == SlotState::Open,
-            link: format!("{}/rendez-vous/{}", state.settings.public_url.trim_end_matches('/'), s.link.expose()),
+            link: s.link.as_ref().map(|token| {
+                format!("{}/rendez-vous/{}", state.settings.public_url.trim_end_matches('/'), token.expose())
+            }),
         })
         .collect();
     let refused = refused
@@ -165,7 +168,7 @@ async fn request_page(
 /// The message the desk can send from its own mailbox (which the member's filter may let
 /// through) or read out: the open slots, each with its link. `None` without open slots.
 fn by_hand(site: &str, request: &AssistanceRequest, slots: &[SlotLine]) -> Option<String> {
-    let open: Vec<&SlotLine> = slots.iter().filter(|s| s.open).collect();
+    let open: Vec<(&SlotLine, &String)> = slots.iter().filter_map(|s| s.link.as_ref().map(|l| (s, l))).collect();
     if open.is_empty() {
         return None;
     }
@@ -175,8 +178,8 @@ fn by_hand(site: &str, request: &AssistanceRequest, slots: &[SlotLine]) -> Optio
          convient, puis confirmez :\n",
         request.reference, request.phone
     );
-    for slot in open {
-        text.push_str(&format!("\n{}\n{}\n", slot.when, slot.link));
+    for (slot, link) in open {
+        text.push_str(&format!("\n{}\n{link}\n", slot.when));
     }
     text.push_str("\nVous pouvez aussi nous répondre simplement à ce message.\n\nL'assistance");
     Some(text)
@@ -347,11 +350,18 @@ pub async fn agreed_by_phone(
     Path((id, slot)): Path<(RequestId, CallSlotId)>,
 ) -> Result<Response, WebError> {
     let file = request(&state, id).await?;
-    let error = match state.desk.confirm_for_member(file.request.id, slot, &staff.account).await? {
-        Some(Confirmation::Confirmed(_) | Confirmation::AlreadyConfirmed(_)) => return Ok(back(id)),
-        Some(Confirmation::Unavailable(_)) => "Ce créneau n'est plus libre : un autre a été confirmé, ou il est passé.",
-        None => "Ce créneau n'est pas une proposition de cette demande.",
+    let (status, error) = match state.desk.confirm_for_member(file.request.id, slot, &staff.actor, &staff.account).await
+    {
+        Ok(Some(Confirmation::Confirmed(_) | Confirmation::AlreadyConfirmed(_))) => return Ok(back(id)),
+        Ok(Some(Confirmation::Unavailable(_))) => {
+            (StatusCode::CONFLICT, "Ce créneau n'est plus libre : un autre a été confirmé, ou il est passé.".to_owned())
+        }
+        Ok(None) | Err(LinkError::Unknown) => {
+            (StatusCode::CONFLICT, "Ce créneau n'est pas une proposition de cette demande.".to_owned())
+        }
+        Err(LinkError::Denied(why)) => (StatusCode::FORBIDDEN, format!("Confirmation refusée : {why}.")),
+        Err(LinkError::Store(error)) => return Err(error.into()),
     };
-    let page = request_page(&state, &staff, file, Some(error.to_owned())).await?;
-    render(StatusCode::CONFLICT, &page)
+    let page = request_page(&state, &staff, file, Some(error)).await?;
+    render(status, &page)
 }
