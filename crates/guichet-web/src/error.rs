@@ -22,12 +22,21 @@ pub struct ErrorPage {
     title: &'static str,
     message: String,
     retry_after_secs: Option<u64>,
+    /// Shown to someone signed in: it leads to "Mon espace" and the desk, not to the
+    /// login page.
+    signed_in: bool,
 }
 
 impl ErrorPage {
     /// A page with a title and a sentence.
     pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
-        Self { status, title, message: message.into(), retry_after_secs: None }
+        Self { status, title, message: message.into(), retry_after_secs: None, signed_in: false }
+    }
+
+    /// For someone signed in.
+    pub fn for_signed_in(mut self) -> Self {
+        self.signed_in = true;
+        self
     }
 
     /// Adds a `Retry-After` header.
@@ -134,6 +143,10 @@ struct MessagePage<'a> {
     layout: Layout,
     title: &'a str,
     message: &'a str,
+    signed_in: bool,
+    /// The public URL: a proxy may show the page on another site, where a relative
+    /// link would lead nowhere.
+    base: &'a str,
 }
 
 /// Renders [`ErrorPage`]s left in responses, inside the site's layout.
@@ -148,7 +161,9 @@ pub async fn render_error_pages(State(state): State<AppState>, request: Request,
         return response;
     };
     let layout = Layout::anonymous(&state);
-    let body = MessagePage { layout, title: page.title, message: &page.message }.render().unwrap_or_else(|error| {
+    let base = state.settings.public_url.trim_end_matches('/');
+    let body = MessagePage { layout, title: page.title, message: &page.message, signed_in: page.signed_in, base };
+    let body = body.render().unwrap_or_else(|error| {
         tracing::error!(?error, "the error page itself did not render");
         page.message.clone()
     });

@@ -156,6 +156,7 @@ fn refused() -> Response {
         "Votre compte ne donne pas accès à cette page : elle est réservée à certains groupes de membres. \
          Si vous pensez devoir y accéder, écrivez à l'assistance.",
     )
+    .for_signed_in()
     .into_response()
 }
 

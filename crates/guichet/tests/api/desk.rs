@@ -677,6 +677,13 @@ async fn the_assistance_form_offers_a_call_and_says_who_will_answer() {
     let desk = signed_in(&app, "desk").await;
     let page = app.get_with(&desk, &format!("/admin/requests/{}", request.id.get())).await;
     assert!(page.body.contains("un appel téléphonique"), "the desk reads the choice");
+    assert!(
+        page.body.contains(r#"<a href="/admin/requests" aria-current="page">Demandes</a>"#),
+        "the menu marks where we are"
+    );
+    let dashboard = app.get_with(&desk, "/admin").await;
+    assert!(dashboard.body.contains(r#"<a href="/admin" aria-current="page">"#));
+    assert_eq!(dashboard.body.matches("aria-current").count(), 1);
 }
 
 /// "Convenu par téléphone" writes into the linked account's history: assistance staff do

@@ -418,6 +418,9 @@ async fn the_readme_block_guards_the_site(kind: Kind, backend: Backend) {
     assert_eq!(status, StatusCode::FORBIDDEN, "{kind:?}");
     if !matches!(kind, Kind::Nginx) || page.contains("guichet") || page.contains("lang=") {
         assert!(page.contains("Accès réservé"), "{kind:?}: guichet's page: {page}");
+        // Signed in already: the page leads to Mon espace on guichet's own site.
+        assert!(page.contains(&format!(r#"href="{}/me""#, scene.url("membres"))), "{kind:?}: {page}");
+        assert!(!page.contains("page de connexion"), "{kind:?}: {page}");
     }
     let cookie = jar.cookies(&docs.parse().unwrap());
     let cookie = cookie.and_then(|c| c.to_str().ok().map(str::to_owned)).unwrap_or_default();
