@@ -215,29 +215,11 @@ impl OutboxStore for SqlStore {
     }
 
     async fn account_mail(&self, account: AccountId, limit: u32) -> Result<Vec<MailLogEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, recipient, created_at, state, attempts, last_answer FROM outbox \
-             WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(account.get())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(log_entry).collect()
+        self.mail_log("account_id = $1", account.get(), limit).await
     }
 
     async fn mail_to(&self, recipient: &EmailAddress, limit: u32) -> Result<Vec<MailLogEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, recipient, created_at, state, attempts, last_answer FROM outbox \
-             WHERE recipient = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(recipient.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(log_entry).collect()
+        self.mail_log("recipient = $1", recipient.as_str().to_owned(), limit).await
     }
 
     async fn purge_finished_mail(&self, before: Timestamp) -> Result<u64, StoreError> {
@@ -262,4 +244,24 @@ fn log_entry(row: &sqlx::any::AnyRow) -> Result<MailLogEntry, StoreError> {
         attempts: attempts_of(row)?,
         last_answer: row.try_get("last_answer").map_err(backend)?,
     })
+}
+
+impl SqlStore {
+    /// The latest messages matching `filter` (on `$1`, bound to `value`), newest first.
+    async fn mail_log<T>(&self, filter: &str, value: T, limit: u32) -> Result<Vec<MailLogEntry>, StoreError>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + 'static,
+    {
+        let sql = format!(
+            "SELECT id, kind, recipient, created_at, state, attempts, last_answer FROM outbox \
+             WHERE {filter} ORDER BY id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(log_entry).collect()
+    }
 }
