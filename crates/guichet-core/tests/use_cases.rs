@@ -157,7 +157,9 @@ async fn the_request_page_shows_only_links_that_work() {
         (start, start + SignedDuration::from_mins(30)),
         (start + SignedDuration::from_hours(2), start + SignedDuration::from_hours(3)),
     ];
-    desk.propose_slots(written.id, &slots, "04 72 00 00 00", false, &staff).await.unwrap();
+    let console = Console::new(&world.ports, world.clock.clone(), SignedDuration::from_hours(72));
+    let actor = console.actor(staff.id).await.unwrap().unwrap();
+    desk.propose_slots(written.id, &slots, "04 72 00 00 00", false, &actor, &staff).await.unwrap();
     let file = desk.file(written.id).await.unwrap().unwrap();
     let links: Vec<_> = file.slots.iter().map(|s| s.link.clone()).collect();
     assert!(links.iter().all(Option::is_some), "each open slot's link, at once");

@@ -408,7 +408,7 @@ async fn the_desk_is_told_of_new_requests_and_confirmed_calls(store: SqlStore) {
     let note = NewNote { author_id: Some(staff.id), body: "proposé".into() };
     let slots = [(t0() + minutes(60), t0() + minutes(90))];
     desk_rules(&store)
-        .propose_slots(created.id, &slots, "04 91 00 00 00", &note, true, &slot_key(), t0())
+        .propose_slots(created.id, &slots, "04 91 00 00 00", &note, true, &slot_key(), Reach::Anyone, t0())
         .await
         .unwrap();
     assert_eq!(store.find_request(created.id).await.ok().flatten().map(|r| r.phone).as_deref(), Some("04 91 00 00 00"));
@@ -1252,7 +1252,9 @@ async fn propose(store: &SqlStore, request: RequestId, staff: &Account, starts: 
     let slots: Vec<(Timestamp, Timestamp)> =
         starts.iter().map(|m| (t0() + minutes(*m), t0() + minutes(*m + 30))).collect();
     let note = NewNote { author_id: Some(staff.id), body: format!("{} créneau(x)", slots.len()) };
-    desk_rules(store).propose_slots(request, &slots, "04 91 00 00 00", &note, true, &slot_key(), t0()).await.unwrap();
+    let (rules, key) = (desk_rules(store), slot_key());
+    let phone = "04 91 00 00 00";
+    rules.propose_slots(request, &slots, phone, &note, true, &key, Reach::Anyone, t0()).await.unwrap();
 }
 
 async fn a_new_proposal_withdraws_the_slots_not_taken_up(store: SqlStore) {

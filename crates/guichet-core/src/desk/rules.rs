@@ -15,7 +15,7 @@ use crate::account::{AccountId, EmailAddress};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::keys::ServerKey;
 use crate::mail::{MailKind, MailSubject, NewMail};
-use crate::ports::{Ports, StoreError, Transactions, Work};
+use crate::ports::{Ports, Reach, StoreError, Transactions, Work};
 use crate::token::TokenHash;
 
 /// The desk's rules, over units of work.
@@ -53,6 +53,16 @@ async fn withdraw_waiting_slots(
         if slot.confirmed_at.is_none() && slot.withdrawn_at.is_none() && except.is_none_or(|e| e.id != slot.id) {
             work.save_slot(&CallSlot { withdrawn_at: Some(now), ..slot }).await?;
         }
+    }
+    Ok(())
+}
+
+/// Holds the account the held `request` is linked to, if any: `Err(Changed)` when it is
+/// out of `reach` (a staff action that writes into a staff account's history, by
+/// assistance staff). The request's row is held first, then the account's.
+async fn hold_linked_within(work: &mut dyn Work, request: &AssistanceRequest, reach: Reach) -> Result<(), StoreError> {
+    if let Some(account) = request.account_id {
+        crate::account_changes::hold_within(work, account, reach).await?;
     }
     Ok(())
 }
@@ -195,11 +205,13 @@ impl DeskRules {
         note: &NewNote,
         mail_member: bool,
         key: &ServerKey,
+        reach: Reach,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let staff = note.author_id;
         let mut work = self.transactions.begin().await?;
         let request = work.hold_request(id).await?.ok_or(StoreError::Changed)?;
+        hold_linked_within(work.as_mut(), &request, reach).await?;
         let request = AssistanceRequest { state: RequestState::Waiting, phone: phone.to_owned(), ..request };
         work.save_request(&request, now).await?;
         withdraw_waiting_slots(work.as_mut(), id, None, now).await?;
@@ -237,17 +249,20 @@ impl DeskRules {
     /// desk's mailbox is told), but audited as `staff`'s act and mailed to nobody else:
     /// the member already knows, and their mail may not get through. `Ok(None)` when the
     /// slot is not one of the request's.
+    #[expect(clippy::too_many_arguments, reason = "who confirms, on what, within which reach, and the time")]
     pub async fn confirm_for_member(
         &self,
         request: RequestId,
         slot: CallSlotId,
         staff: AccountId,
+        reach: Reach,
         notify: Option<&EmailAddress>,
         note: &str,
         now: Timestamp,
     ) -> Result<Option<Confirmation>, StoreError> {
         let mut work = self.transactions.begin().await?;
         let Some(request) = work.hold_request(request).await? else { return Ok(None) };
+        hold_linked_within(work.as_mut(), &request, reach).await?;
         let slots = work.request_slots(request.id).await?;
         let Some(slot) = slots.into_iter().find(|s| s.id == slot) else { return Ok(None) };
         let note = NewNote { author_id: Some(staff), body: note.to_owned() };
@@ -316,6 +331,17 @@ mod tests {
         EmailAddress::from_stored("assistance@reseau.example.fr".into())
     }
 
+    /// Rows in memory holding marie (1, a member) and chef (2, an administrator).
+    async fn memory() -> Memory {
+        let memory = Memory::default();
+        for (id, role) in [(1, crate::account::Role::Member), (2, crate::account::Role::Admin)] {
+            let account = crate::account::Account::sample(id, role);
+            let held = crate::ports::HeldAccount { account, failures_cleared_after: 0, secours_code: None };
+            memory.0.lock().await.accounts.insert(AccountId::from_stored(id), held);
+        }
+        memory
+    }
+
     fn key() -> ServerKey {
         ServerKey::from_bytes(&[7; 32]).unwrap()
     }
@@ -359,15 +385,21 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_confirmation_wins_and_withdraws_the_rest() {
-        let memory = Memory::default();
+        let memory = memory().await;
         let rows = std::sync::Arc::clone(&memory.0);
         let rules = DeskRules::new(Arc::new(memory));
         let marie = AccountId::from_stored(1);
         let request = rules.create_request(&written(Some(marie), "appelez-moi"), None, t0()).await.unwrap();
         let earlier = [(t0() + hours(24), t0() + hours(25))];
-        rules.propose_slots(request.id, &earlier, "04 91 00 00 00", &note("un"), true, &key(), t0()).await.unwrap();
+        rules
+            .propose_slots(request.id, &earlier, "04 91 00 00 00", &note("un"), true, &key(), Reach::Anyone, t0())
+            .await
+            .unwrap();
         let slots = [(t0() + hours(48), t0() + hours(49)), (t0() + hours(50), t0() + hours(51))];
-        rules.propose_slots(request.id, &slots, "04 91 00 00 01", &note("deux"), true, &key(), t0()).await.unwrap();
+        rules
+            .propose_slots(request.id, &slots, "04 91 00 00 01", &note("deux"), true, &key(), Reach::Anyone, t0())
+            .await
+            .unwrap();
         let links: Vec<TokenHash> = rows.lock().await.slots.iter().map(|(s, _)| s.link_token(&key()).hash()).collect();
         let token = |n: usize| links.get(n - 1).cloned().unwrap_or_else(|| TokenHash::from_stored("inconnu".into()));
         let at = t0() + hours(1);
@@ -394,7 +426,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_agreed_by_phone_is_confirmed_by_the_desk_without_a_message() {
-        let memory = Memory::default();
+        let memory = memory().await;
         let rows = std::sync::Arc::clone(&memory.0);
         let rules = DeskRules::new(Arc::new(memory));
         let marie = AccountId::from_stored(1);
@@ -402,26 +434,65 @@ mod tests {
         let request = rules.create_request(&written(Some(marie), "appelez-moi"), None, t0()).await.unwrap();
         let slots = [(t0() + hours(24), t0() + hours(25)), (t0() + hours(26), t0() + hours(27))];
         rules
-            .propose_slots(request.id, &slots, "04 91 00 00 00", &note("par téléphone"), false, &key(), t0())
+            .propose_slots(
+                request.id,
+                &slots,
+                "04 91 00 00 00",
+                &note("par téléphone"),
+                false,
+                &key(),
+                Reach::Anyone,
+                t0(),
+            )
             .await
             .unwrap();
         let second = rows.lock().await.slots[1].0.id;
         let at = t0() + hours(1);
-        let confirmed =
-            rules.confirm_for_member(request.id, second, staff, Some(&desk()), "convenu", at).await.unwrap();
+        let confirmed = rules
+            .confirm_for_member(request.id, second, staff, Reach::Anyone, Some(&desk()), "convenu", at)
+            .await
+            .unwrap();
         assert!(matches!(confirmed, Some(Confirmation::Confirmed(ref s)) if s.id == second), "{confirmed:?}");
-        let again = rules.confirm_for_member(request.id, second, staff, Some(&desk()), "convenu", at).await.unwrap();
+        let again = rules
+            .confirm_for_member(request.id, second, staff, Reach::Anyone, Some(&desk()), "convenu", at)
+            .await
+            .unwrap();
         assert!(matches!(again, Some(Confirmation::AlreadyConfirmed(_))), "{again:?}");
-        let elsewhere =
-            rules.confirm_for_member(RequestId::from_stored(99), second, staff, None, "x", at).await.unwrap();
+        let other = rules.create_request(&written(None, "autre"), None, t0()).await.unwrap();
+        let elsewhere = rules.confirm_for_member(other.id, second, staff, Reach::Anyone, None, "x", at).await.unwrap();
         assert!(elsewhere.is_none(), "a slot of another request");
         let rows = rows.lock().await;
-        let to_member: Vec<MailKind> =
-            rows.mail.iter().filter(|m| m.recipient == request.email).map(|m| m.kind).collect();
-        assert_eq!(to_member, [MailKind::AssistanceReceived], "nothing but the receipt of what they wrote");
+        let to_member: Vec<MailKind> = rows
+            .mail
+            .iter()
+            .filter(|m| m.recipient == request.email && m.kind != MailKind::AssistanceReceived)
+            .map(|m| m.kind)
+            .collect();
+        assert_eq!(to_member, [], "nothing but the receipts of what they wrote");
         assert_eq!(rows.mail.iter().filter(|m| m.kind == MailKind::DeskCallConfirmed).count(), 1, "the desk is told");
         assert_eq!(rows.slots[0].0.state_at(at), SlotState::Withdrawn);
         let (_, confirmation) = rows.events.iter().find(|(_, e)| e.kind == AuditKind::CallConfirmed).unwrap();
         assert_eq!(confirmation.actor, Actor::Staff(staff), "audited as the desk's act");
+    }
+
+    #[tokio::test]
+    async fn assistance_staff_propose_and_confirm_calls_for_members_only() {
+        let memory = memory().await;
+        let rules = DeskRules::new(Arc::new(memory));
+        let chef = AccountId::from_stored(2);
+        let staff = AccountId::from_stored(9);
+        let request = rules.create_request(&written(Some(chef), "rebond"), None, t0()).await.unwrap();
+        let slots = [(t0() + hours(24), t0() + hours(25))];
+        let (phone, note) = ("04 91 00 00 00", note("créneau"));
+        let proposed =
+            rules.propose_slots(request.id, &slots, phone, &note, false, &key(), Reach::MembersOnly, t0()).await;
+        assert!(matches!(proposed, Err(StoreError::Changed)), "{proposed:?}");
+        rules.propose_slots(request.id, &slots, phone, &note, false, &key(), Reach::Anyone, t0()).await.unwrap();
+        let slot = CallSlotId::from_stored(1);
+        let at = t0() + hours(1);
+        let refused = rules.confirm_for_member(request.id, slot, staff, Reach::MembersOnly, None, "convenu", at).await;
+        assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
+        let confirmed = rules.confirm_for_member(request.id, slot, staff, Reach::Anyone, None, "convenu", at).await;
+        assert!(matches!(confirmed, Ok(Some(Confirmation::Confirmed(_)))), "{confirmed:?}");
     }
 }

@@ -18,7 +18,7 @@ use crate::console::{Denied, StaffActor};
 use crate::keys::ServerKey;
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailLogEntry, MailState};
-use crate::ports::{AccountStore, DeskStore, OutboxStore, Ports, StoreError, ThrottleStore};
+use crate::ports::{AccountStore, DeskStore, OutboxStore, Ports, Reach, StoreError, ThrottleStore};
 use crate::token::PlainToken;
 
 /// The longest message or note, in characters.
@@ -72,6 +72,9 @@ pub enum RequestError {
         /// What to do about it.
         message: &'static str,
     },
+    /// The request is linked to an account the actor may not act on.
+    #[error(transparent)]
+    Denied(Denied),
     /// Too many requests for this address, or for the desk as a whole, this hour.
     #[error("{}", crate::catalogue::REQUEST_ERROR_TOO_MANY)]
     TooMany,
@@ -322,6 +325,7 @@ impl Desk {
         slots: &[(Timestamp, Timestamp)],
         phone: &str,
         mail_member: bool,
+        actor: &StaffActor,
         staff: &Account,
     ) -> Result<(), RequestError> {
         let phone = Self::phone(phone)?;
@@ -337,7 +341,11 @@ impl Desk {
         }
         let body = catalogue::desk::proposal_note(slots.len(), phone, mail_member);
         let note = NewNote { author_id: Some(staff.id), body };
-        Ok(self.rules.propose_slots(id, slots, phone, &note, mail_member, &self.key, now).await?)
+        let reach = actor.reach();
+        match self.rules.propose_slots(id, slots, phone, &note, mail_member, &self.key, reach, now).await {
+            Err(StoreError::Changed) if reach == Reach::MembersOnly => Err(RequestError::Denied(Denied::StaffTarget)),
+            done => Ok(done?),
+        }
     }
 
     /// Confirms a slot the member agreed to by phone, on their behalf (no message to
@@ -351,16 +359,13 @@ impl Desk {
         actor: &StaffActor,
         staff: &Account,
     ) -> Result<Option<Confirmation>, LinkError> {
-        let Some(request) = self.desk.find_request(id).await? else { return Ok(None) };
-        if let Some(account) = request.account_id {
-            let role = self.accounts.find_account(account).await?.map(|a| a.role);
-            if !actor.is_admin() && role.is_some_and(|r| r != Role::Member) {
-                return Err(LinkError::Denied(Denied::StaffTarget));
-            }
-        }
         let note = catalogue::desk::CALL_AGREED_BY_PHONE;
-        let notify = self.desk_address.as_ref();
-        Ok(self.rules.confirm_for_member(id, slot, staff.id, notify, note, self.clock.now()).await?)
+        let (notify, reach) = (self.desk_address.as_ref(), actor.reach());
+        // The reach is decided in the unit, with the linked account held.
+        match self.rules.confirm_for_member(id, slot, staff.id, reach, notify, note, self.clock.now()).await {
+            Err(StoreError::Changed) if reach == Reach::MembersOnly => Err(LinkError::Denied(Denied::StaffTarget)),
+            done => Ok(done?),
+        }
     }
 
     /// Confirms a slot from its link's token (the POST behind the button). `Ok(None)`

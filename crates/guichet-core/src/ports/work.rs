@@ -9,8 +9,8 @@
 //! reads from a hold (or reads again once it holds). So that no two units take the same
 //! rows in opposite orders (and deadlock): a unit that may change an administrator holds
 //! the active administrators first; a unit that holds several accounts holds them in
-//! the order of their ids; and every unit holds an account's row before other rows of
-//! that account.
+//! the order of their ids; every unit holds an account's row before other rows of
+//! that account; and a desk unit holds the request's row, then its linked account's.
 //!
 //! Dropping a unit without [`Work::commit`] rolls it back.
 

@@ -130,12 +130,8 @@ async fn write_in(
                 &AssistancePage { errors, ..AssistancePage::new(layout, form, &state) },
             )
         }
-        Err(RequestError::Invalid { field, message }) => {
-            let errors = vec![(field, message.to_owned())];
-            render(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &AssistancePage { errors, ..AssistancePage::new(layout, form, &state) },
-            )
+        Err(RequestError::Invalid { .. } | RequestError::Denied(_)) => {
+            Err(WebError::Internal("the assistance form's errors come as one list"))
         }
         Err(RequestError::TooMany) => {
             let errors = vec![(

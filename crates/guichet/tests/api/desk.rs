@@ -702,12 +702,16 @@ async fn only_administrators_confirm_a_call_for_a_staff_account() {
     let desk = signed_in(&app, "desk").await;
     let page = format!("/admin/requests/{}", request.id.get());
     let start = app.clock.now() + SignedDuration::from_hours(24);
-    let slots = [(start, start + SignedDuration::from_mins(30))];
-    app.app.state.desk.propose_slots(request.id, &slots, "04 72 00 00 00", false, &chef).await.unwrap();
+    let chef_browser = signed_in(&app, "chef").await;
+    let tomorrow = start.to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Paris").unwrap()).strftime("%Y-%m-%dT%H:%M");
+    let form = [("notify", "none"), ("slot1", &tomorrow.to_string()), ("minutes", "30"), ("phone", "04 72 00 00 00")];
+    let proposed = post(&app, &desk, &page, &format!("{page}/slots"), &form).await;
+    assert_eq!(proposed.status, StatusCode::FORBIDDEN, "assistance proposes to members only: {}", proposed.body);
+    let proposed = post(&app, &chef_browser, &page, &format!("{page}/slots"), &form).await;
+    assert_eq!(proposed.status, StatusCode::SEE_OTHER, "{}", proposed.body);
     let slot = app.app.store.request_slots(request.id).await.unwrap().remove(0);
     let agreed = format!("{page}/slots/{}/agreed", slot.id.get());
     let refused = post(&app, &desk, &page, &agreed, &[]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    let chef_browser = signed_in(&app, "chef").await;
     assert_eq!(post(&app, &chef_browser, &page, &agreed, &[]).await.status, StatusCode::SEE_OTHER);
 }

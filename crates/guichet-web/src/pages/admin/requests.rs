@@ -242,7 +242,9 @@ pub async fn note(
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(RequestError::Store(error)) => Err(error.into()),
-        Err(RequestError::TooMany | RequestError::Form(_)) => Err(WebError::Internal("not from the assistance form")),
+        Err(RequestError::TooMany | RequestError::Form(_) | RequestError::Denied(_)) => {
+            Err(WebError::Internal("a note is refused only when empty"))
+        }
     }
 }
 
@@ -331,11 +333,19 @@ pub async fn propose_slots(
         slots.push((start, start.saturating_add(SignedDuration::from_mins(minutes)).unwrap_or(start)));
     }
     let mail_member = form.notify != "none";
-    match state.desk.propose_slots(file.request.id, &slots, &form.phone, mail_member, &staff.account).await {
+    match state
+        .desk
+        .propose_slots(file.request.id, &slots, &form.phone, mail_member, &staff.actor, &staff.account)
+        .await
+    {
         Ok(()) => Ok(back(id)),
         Err(RequestError::Invalid { message, .. }) => {
             let page = request_page(&state, &staff, file, Some(message.to_owned())).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(RequestError::Denied(why)) => {
+            let page = request_page(&state, &staff, file, Some(format!("Proposition refusée : {why}."))).await?;
+            render(StatusCode::FORBIDDEN, &page)
         }
         Err(RequestError::TooMany | RequestError::Form(_)) => Err(WebError::Internal("not from the assistance form")),
         Err(RequestError::Store(error)) => Err(error.into()),
