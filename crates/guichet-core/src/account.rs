@@ -300,7 +300,54 @@ impl Account {
     }
 }
 
+/// An account's state, as the console shows and filters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    /// Neither disabled nor suspended, and signed in at least once.
+    Active,
+    /// Suspended after failed logins, now.
+    Locked,
+    /// Disabled by staff.
+    Disabled,
+    /// Neither disabled nor suspended, and never signed in (an invitation not taken up,
+    /// for one).
+    NeverSignedIn,
+}
+
+impl AccountState {
+    /// Every state, in the order the console offers them.
+    pub const ALL: [Self; 4] = [Self::Active, Self::Locked, Self::Disabled, Self::NeverSignedIn];
+
+    /// Its name in a URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Locked => "locked",
+            Self::Disabled => "disabled",
+            Self::NeverSignedIn => "never",
+        }
+    }
+
+    /// The state named so in a URL.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == raw)
+    }
+}
+
 impl Account {
+    /// Its state at `now`: disabled first, then suspended, then never signed in.
+    pub fn state_at(&self, now: Timestamp) -> AccountState {
+        if self.disabled_at.is_some() {
+            AccountState::Disabled
+        } else if self.is_locked_at(now) {
+            AccountState::Locked
+        } else if self.last_login_at.is_none() {
+            AccountState::NeverSignedIn
+        } else {
+            AccountState::Active
+        }
+    }
+
     /// Whether the account is locked at `now`.
     pub fn is_locked_at(&self, now: Timestamp) -> bool {
         self.locked_until.is_some_and(|until| until > now)

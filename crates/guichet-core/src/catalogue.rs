@@ -70,6 +70,28 @@ pub const REQUEST_ERROR_TOO_MANY: &str = "trop de demandes dans l'heure";
 /// `GroupNameError`.
 pub const GROUP_NAME_ERROR: &str = "le nom d'un groupe compte de 1 à 64 caractères parmi les lettres sans accent, les chiffres, « _ » et « - », et commence par une lettre ou un chiffre";
 
+/// A message of this catalogue as a sentence of its own, for a form: capital first,
+/// full stop last.
+pub fn sentence(message: impl Display) -> String {
+    let message = message.to_string();
+    let mut chars = message.chars();
+    let first: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    format!("{first}{}.", chars.as_str().trim_end_matches('.'))
+}
+
+/// The console's account form: a role it does not offer.
+pub const CREATE_ROLE: &str = "Choisissez un rôle dans la liste : membre, assistance ou administrateur.";
+
+/// The console's account form: groups that do not exist.
+pub fn create_missing_groups(names: &[String]) -> String {
+    let names = names.iter().map(|n| format!("« {n} »")).collect::<Vec<_>>().join(", ");
+    if names.contains(',') {
+        format!("Ces groupes n'existent pas : {names}. Créez-les d'abord, ou retirez-les.")
+    } else {
+        format!("Ce groupe n'existe pas : {names}. Créez-le d'abord, ou retirez-le.")
+    }
+}
+
 /// `GroupError::Description`.
 pub const GROUP_ERROR_DESCRIPTION: &str = "la description compte au plus 200 caractères, sans caractère de contrôle";
 

@@ -97,6 +97,9 @@ pub enum GroupError {
     /// The name is taken.
     #[error("{}", crate::catalogue::GROUP_ERROR_TAKEN)]
     Taken,
+    /// Groups are made by administrators only.
+    #[error("{}", crate::catalogue::DENIED_ADMINS_ONLY)]
+    Denied,
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),

@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, Role};
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{AccountFilter, AccountStore, Conflict, StoreError};
+use guichet_core::ports::{AccountFilter, AccountQuery, AccountState, AccountStore, Conflict, Page, StoreError};
 use guichet_core::token::TokenHash;
+use jiff::Timestamp;
 use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -123,20 +124,54 @@ impl AccountStore for SqlStore {
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
-    async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<Account>, StoreError> {
+    async fn browse_accounts(
+        &self,
+        query: &AccountQuery,
+        now: Timestamp,
+        page: Page,
+    ) -> Result<(Vec<Account>, u64), StoreError> {
         // LIKE's wildcards in what was typed are matched literally ('!' escapes).
-        let escaped = query.trim().to_lowercase().replace('!', "!!").replace('%', "!%").replace('_', "!_");
-        let pattern = format!("%{escaped}%");
-        let sql = select_where(
-            "(identifier LIKE $1 ESCAPE '!' OR email LIKE $1 ESCAPE '!' OR LOWER(display_name) LIKE $1 ESCAPE '!') \
-             ORDER BY identifier LIMIT $2",
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(pattern)
-            .bind(i64::from(limit))
+        let text = query.text.trim().to_lowercase();
+        let escaped = text.replace('!', "!!").replace('%', "!%").replace('_', "!_");
+        // Each part is on only when its value is given: '' and -1 switch it off.
+        let selected = "($1 = '' OR identifier LIKE $2 ESCAPE '!' OR email LIKE $2 ESCAPE '!' \
+                OR LOWER(display_name) LIKE $2 ESCAPE '!') \
+            AND ($3 = '' OR role = $3) \
+            AND ($4 = '' \
+                OR ($4 = 'locked' AND disabled_at IS NULL AND locked_until > $5) \
+                OR ($4 = 'disabled' AND disabled_at IS NOT NULL) \
+                OR ($4 IN ('active', 'never') AND disabled_at IS NULL \
+                    AND (locked_until IS NULL OR locked_until <= $5) \
+                    AND (last_login_at IS NULL) = ($4 = 'never'))) \
+            AND ($6 = '' OR id IN (SELECT m.account_id FROM group_members m \
+                JOIN groups g ON g.id = m.group_id WHERE g.name = $6)) \
+            AND ($7 < 0 OR EXISTS (SELECT 1 FROM outbox o WHERE o.recipient = accounts.email \
+                AND o.state = 'failed' AND o.created_at >= $7 \
+                AND NOT EXISTS (SELECT 1 FROM outbox s WHERE s.recipient = o.recipient \
+                    AND s.state = 'sent' AND s.id > o.id)))";
+        let bind = |sql: String| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(text.clone())
+                .bind(format!("%{escaped}%"))
+                .bind(query.role.map(Role::as_str).unwrap_or_default())
+                .bind(query.state.map(AccountState::as_str).unwrap_or_default())
+                .bind(millis(now))
+                .bind(query.group.as_ref().map(|g| g.as_str().to_owned()).unwrap_or_default())
+                .bind(query.refused_since.map_or(-1, millis))
+        };
+        let total: i64 = bind(format!("SELECT COUNT(*) AS total FROM accounts WHERE {selected}"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?
+            .try_get("total")
+            .map_err(backend)?;
+        let rows = bind(select_where(&format!("{selected} ORDER BY identifier LIMIT $8 OFFSET $9")))
+            .bind(i64::from(page.limit))
+            .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter().map(account_from_row).collect()
+        let accounts = rows.iter().map(account_from_row).collect::<Result<_, _>>()?;
+        Ok((accounts, u64::try_from(total).unwrap_or_default()))
     }
 }

@@ -18,9 +18,10 @@ use guichet_core::mail::{MailKind, MailOutcome, MailState, MailSubject, NewMail}
 use guichet_core::oidc::{Client, ClientId, NewCode, NewGrant};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
-    AccountFilter, AccountStore as _, AuditStore as _, CodeUse, Conflict, DeskStore as _, DeviceStore as _,
-    FailureOutcome, GroupStore as _, Guarded, Health, KeyStore as _, OidcStore as _, OutboxStore as _, Ports, Proof,
-    Reach, RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
+    AccountFilter, AccountQuery, AccountState, AccountStore as _, AuditStore as _, CodeUse, Conflict, DeskStore as _,
+    DeviceStore as _, FailureOutcome, GroupStore as _, Guarded, Health, KeyStore as _, OidcStore as _,
+    OutboxStore as _, Page, Ports, Proof, Reach, RecoveryStore as _, SessionStore as _, StoreError, ThrottleStore as _,
+    Transactions as _,
 };
 use guichet_core::session::NewSession;
 use guichet_core::token::{PlainToken, TokenHash};
@@ -68,6 +69,7 @@ on_both_backends!(
     codes_are_revoked_or_forgotten,
     notes_are_listed_oldest_first,
     accounts_are_searched_by_identifier_email_or_name,
+    accounts_are_listed_by_role_state_group_and_refused_mail_a_page_at_a_time,
     ending_other_sessions_is_recorded_with_how_many,
     staff_mail_is_queued_with_its_audit_line,
     failures_and_locks_are_counted_per_day,
@@ -1125,24 +1127,89 @@ async fn the_database_answers(store: SqlStore) {
     assert!(Health::ping(&store).await.is_ok());
 }
 
+async fn found(store: &SqlStore, query: AccountQuery, page: Page) -> (Vec<String>, u64) {
+    let (accounts, total) =
+        store.browse_accounts(&query, t0(), page).await.unwrap_or_else(|e| panic!("{query:?}: {e}"));
+    (accounts.iter().map(|a| a.identifier.to_string()).collect(), total)
+}
+
+const ALL: Page = Page { offset: 0, limit: 50 };
+
 async fn accounts_are_searched_by_identifier_email_or_name(store: SqlStore) {
     add(&store, "marie.durand").await;
     add(&store, "paul").await;
-    let found = |q: &'static str| {
+    let text = |q: &str| AccountQuery { text: q.to_owned(), ..AccountQuery::default() };
+    let both = (vec!["marie.durand".to_owned(), "paul".to_owned()], 2);
+    assert_eq!(found(&store, text("DURAND"), ALL).await, both, "the name matches both, case aside");
+    assert_eq!(found(&store, text("paul@"), ALL).await, (vec!["paul".to_owned()], 1));
+    assert_eq!(found(&store, text("%"), ALL).await, (vec![], 0), "wildcards are matched literally");
+    assert_eq!(found(&store, AccountQuery::default(), ALL).await, both, "no filter lists everyone");
+}
+
+async fn accounts_are_listed_by_role_state_group_and_refused_mail_a_page_at_a_time(store: SqlStore) {
+    let names = ["anne", "bruno", "chloe", "denis", "emma"];
+    let mut accounts = Vec::new();
+    for name in names {
+        accounts.push(add(&store, name).await);
+    }
+    let [anne, bruno, chloe, denis, emma] = accounts.try_into().unwrap_or_else(|_| unreachable!());
+    let only = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    // Roles.
+    changes(&store).set_role(bruno.id, Role::Assistance, staff_event(&bruno, AuditKind::RoleChanged)).await.unwrap();
+    let role = AccountQuery { role: Some(Role::Assistance), ..AccountQuery::default() };
+    assert_eq!(found(&store, role, ALL).await, (only(&["bruno"]), 1));
+    // States: chloe locked, denis disabled, emma signed in once.
+    let locked = t0() + minutes(30);
+    let mut work = store.begin().await.unwrap();
+    work.set_lock(chloe.id, Some(locked), 0).await.unwrap();
+    work.set_logged_in(emma.id, t0(), None).await.unwrap();
+    work.commit().await.unwrap();
+    let event = staff_event(&denis, AuditKind::AccountDisabled);
+    changes(&store).set_disabled(denis.id, true, event, Reach::Anyone).await.unwrap();
+    let state = |state| AccountQuery { state: Some(state), ..AccountQuery::default() };
+    assert_eq!(found(&store, state(AccountState::Locked), ALL).await.0, only(&["chloe"]));
+    assert_eq!(found(&store, state(AccountState::Disabled), ALL).await.0, only(&["denis"]));
+    assert_eq!(found(&store, state(AccountState::Active), ALL).await.0, only(&["emma"]));
+    assert_eq!(found(&store, state(AccountState::NeverSignedIn), ALL).await.0, only(&["anne", "bruno"]));
+    // Groups.
+    let bureau = store.create_group(&GroupName::parse("bureau").unwrap(), "", t0()).await.unwrap();
+    groups(&store).set_membership(bureau.id, anne.id, true, staff_event(&anne, AuditKind::GroupJoined)).await.unwrap();
+    let group = AccountQuery { group: GroupName::parse("bureau").ok(), ..AccountQuery::default() };
+    assert_eq!(found(&store, group, ALL).await.0, only(&["anne"]));
+    // Refused mail: emma's last message was given up; anne's was, then one got through.
+    let mail_to = |account: &Account, outcome: MailOutcome, at: Timestamp| {
         let store = store.clone();
+        let mail = NewMail {
+            kind: MailKind::PasswordReset,
+            account_id: Some(account.id),
+            recipient: account.email.clone(),
+            subject: MailSubject::None,
+        };
+        let account = account.id;
         async move {
-            store
-                .search_accounts(q, 10)
-                .await
-                .unwrap_or_default()
-                .iter()
-                .map(|a| a.identifier.to_string())
-                .collect::<Vec<_>>()
+            let id = store.enqueue_mail(&mail, at).await.unwrap();
+            store.finish_mail(id, Some(account), &outcome.record(at)).await.unwrap();
         }
     };
-    assert_eq!(found("DURAND").await, ["marie.durand", "paul"], "the name matches both, case aside");
-    assert_eq!(found("paul@").await, ["paul"]);
-    assert!(found("%").await.is_empty(), "wildcards are matched literally");
+    let refused = || MailOutcome::Failed { error: "550 5.7.1 refusé".into() };
+    let sent = || MailOutcome::Sent { answer: "250 ok".into() };
+    mail_to(&emma, refused(), t0()).await;
+    mail_to(&anne, refused(), t0()).await;
+    mail_to(&anne, sent(), t0() + minutes(1)).await;
+    mail_to(&chloe, refused(), t0() - SignedDuration::from_hours(24 * 40)).await;
+    let bounced =
+        AccountQuery { refused_since: Some(t0() - SignedDuration::from_hours(24)), ..AccountQuery::default() };
+    assert_eq!(
+        found(&store, bounced, ALL).await.0,
+        only(&["emma"]),
+        "only a recent refusal not followed by a delivery"
+    );
+    // Pages, with the total.
+    assert_eq!(
+        found(&store, AccountQuery::default(), Page { offset: 2, limit: 2 }).await,
+        (only(&["chloe", "denis"]), 5)
+    );
+    assert_eq!(found(&store, AccountQuery::default(), Page { offset: 4, limit: 2 }).await, (only(&["emma"]), 5));
 }
 
 async fn ending_other_sessions_is_recorded_with_how_many(store: SqlStore) {

@@ -83,6 +83,69 @@ pub fn actor(actor: Actor, staff_name: impl FnOnce(AccountId) -> Option<String>)
     }
 }
 
+/// A browser as people name it, from its `User-Agent`: "Chrome / Linux", "Firefox /
+/// Windows", "Safari / iPhone". What it cannot tell stays "navigateur inconnu"; the raw
+/// string is not shown (staff can read it in the database if a case needs it).
+pub fn browser(user_agent: &str) -> String {
+    let has = |needle: &str| user_agent.contains(needle);
+    if user_agent.trim().is_empty() {
+        return String::new();
+    }
+    let name = if has("Edg/") || has("EdgA/") || has("EdgiOS/") {
+        "Edge"
+    } else if has("OPR/") {
+        "Opera"
+    } else if has("Firefox/") || has("FxiOS/") {
+        "Firefox"
+    } else if has("Chrome/") || has("Chromium/") || has("CriOS/") {
+        "Chrome"
+    } else if has("Safari/") && has("Version/") {
+        "Safari"
+    } else if has("curl/") {
+        "curl"
+    } else {
+        return "navigateur inconnu".to_owned();
+    };
+    let system = if has("iPhone") {
+        "iPhone"
+    } else if has("iPad") {
+        "iPad"
+    } else if has("Android") {
+        "Android"
+    } else if has("Windows") {
+        "Windows"
+    } else if has("CrOS") {
+        "ChromeOS"
+    } else if has("Mac OS X") || has("Macintosh") {
+        "macOS"
+    } else if has("Linux") {
+        "Linux"
+    } else {
+        return name.to_owned();
+    };
+    format!("{name} / {system}")
+}
+
+/// Text for an HTML page in which an email address (or a host name) may wrap after its
+/// `@` and before its dots, and nowhere else: escaped, with `<wbr>` at those places. The
+/// template shows it with `|safe`.
+pub fn breakable(text: &str) -> String {
+    let mut html = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => html.push_str("&amp;"),
+            '<' => html.push_str("&lt;"),
+            '>' => html.push_str("&gt;"),
+            '"' => html.push_str("&quot;"),
+            '\'' => html.push_str("&#39;"),
+            '.' => html.push_str("<wbr>."),
+            '@' => html.push_str("@<wbr>"),
+            other => html.push(other),
+        }
+    }
+    html
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +162,28 @@ mod tests {
         assert_eq!(detail(&AuditDetail::Failures(5)), "5 échecs");
         assert_eq!(detail(&AuditDetail::Sessions(1)), "1 session");
         assert_eq!(detail(&AuditDetail::Text("5 échecs".into())), "5 échecs");
+    }
+
+    #[test]
+    fn browsers_are_named_as_people_name_them() {
+        let chrome =
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+        assert_eq!(browser(chrome), "Chrome / Linux");
+        let edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0";
+        assert_eq!(browser(edge), "Edge / Windows");
+        let firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0";
+        assert_eq!(browser(firefox), "Firefox / Windows");
+        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
+        assert_eq!(browser(iphone), "Safari / iPhone");
+        let android = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36";
+        assert_eq!(browser(android), "Chrome / Android");
+        assert_eq!(browser("something/1.0"), "navigateur inconnu");
+        assert_eq!(browser(""), "");
+    }
+
+    #[test]
+    fn addresses_break_at_their_at_sign_and_dots_only_and_stay_escaped() {
+        assert_eq!(breakable("an.address@chu.example.fr"), "an<wbr>.address@<wbr>chu<wbr>.example<wbr>.fr");
+        assert_eq!(breakable("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#39;");
     }
 }

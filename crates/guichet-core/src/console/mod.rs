@@ -24,12 +24,14 @@ use crate::groups::GroupName;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::members::AddMemberError;
 use crate::ports::{
-    AccountStore, AuditStore, GroupStore, Guarded, OutboxStore, Ports, Reach, RecoveryStore, StoreError,
+    AccountStore, AuditStore, GroupStore, Guarded, OutboxStore, Ports, Reach, RecoveryStore, StoreError, Transactions,
 };
 
+mod create;
 mod queries;
 
-pub use queries::{DailyCounts, MemberFile};
+pub use create::{AccountForm, CreateError, FormError, decide_creation};
+pub use queries::{ACCOUNTS_PER_PAGE, AccountFilters, AccountList, DailyCounts, MemberFile};
 
 /// A staff member acting in the console, as the core found them in storage. Its fields
 /// are private and [`Console::actor`] alone makes one, so a handler cannot claim a role.
@@ -199,6 +201,7 @@ pub struct Console {
     recovery: Arc<dyn RecoveryStore>,
     groups: Arc<dyn GroupStore>,
     memberships: crate::groups::Groups,
+    transactions: Arc<dyn Transactions>,
     clock: Arc<dyn Clock>,
     temporary_password_ttl: SignedDuration,
 }
@@ -233,6 +236,7 @@ impl Console {
             recovery: Arc::clone(&ports.recovery),
             groups: Arc::clone(&ports.groups),
             memberships: crate::groups::Groups::new(ports, Arc::clone(&clock)),
+            transactions: Arc::clone(&ports.transactions),
             clock,
             temporary_password_ttl,
         }

@@ -4,11 +4,11 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::{Console, ConsoleAction, ConsoleError, StaffActor};
-use crate::account::{Account, AccountId};
+use crate::account::{Account, AccountId, Role};
 use crate::audit::{Activity, AuditKind};
 use crate::groups::GroupName;
 use crate::mail::MailLogEntry;
-use crate::ports::{AccountFilter, StoreError};
+use crate::ports::{AccountFilter, AccountQuery, AccountState, Page, StoreError};
 
 /// An account as the console shows it.
 #[derive(Debug, Clone)]
@@ -31,6 +31,37 @@ pub struct MemberFile {
     pub all_groups: Vec<GroupName>,
 }
 
+/// What the console's list of accounts is filtered on; empty parts select everyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFilters {
+    /// Contained in the identifier, the address or the name.
+    pub text: String,
+    /// Only this role.
+    pub role: Option<Role>,
+    /// Only accounts in this state.
+    pub state: Option<AccountState>,
+    /// Only this group's members.
+    pub group: Option<GroupName>,
+    /// Only accounts whose address refuses guichet's mail now (the desk's rule).
+    pub refused_mail: bool,
+}
+
+/// How many accounts a page of the console's list shows.
+pub const ACCOUNTS_PER_PAGE: u32 = 50;
+
+/// One page of the console's list of accounts.
+#[derive(Debug, Clone)]
+pub struct AccountList {
+    /// The page's accounts, by identifier, each with its state.
+    pub accounts: Vec<(Account, AccountState)>,
+    /// How many the filters select in all.
+    pub total: u64,
+    /// This page's number, from 1.
+    pub page: u64,
+    /// How many pages there are (at least 1).
+    pub pages: u64,
+}
+
 /// Failed logins and lockouts on one day (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DailyCounts {
@@ -46,14 +77,32 @@ const DAY: SignedDuration = SignedDuration::from_hours(24);
 const DAY_MS: i64 = 86_400_000;
 
 impl Console {
-    /// Accounts whose identifier, email or name contains `query` (every staff member may
-    /// search; what they may then do is decided per account).
-    pub async fn search(&self, query: &str) -> Result<Vec<Account>, StoreError> {
-        let query: String = query.trim().chars().take(100).collect();
-        if query.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.accounts.search_accounts(&query, 50).await
+    /// One page (counted from 1) of the accounts the filters select, by identifier.
+    /// Every staff member may list; what they may then do is decided per account.
+    pub async fn browse(&self, filters: AccountFilters, page: u64) -> Result<AccountList, StoreError> {
+        let now = self.clock.now();
+        let query = AccountQuery {
+            text: filters.text.trim().chars().take(100).collect(),
+            role: filters.role,
+            state: filters.state,
+            group: filters.group,
+            refused_since: filters
+                .refused_mail
+                .then(|| now.saturating_sub(crate::desk::REFUSALS_COUNT_FOR).unwrap_or(now)),
+        };
+        let page = page.max(1);
+        let limit = ACCOUNTS_PER_PAGE;
+        let offset = (page - 1).saturating_mul(u64::from(limit));
+        let (accounts, total) = self.accounts.browse_accounts(&query, now, Page { offset, limit }).await?;
+        let pages = total.div_ceil(u64::from(limit)).max(1);
+        let accounts = accounts
+            .into_iter()
+            .map(|account| {
+                let state = account.state_at(now);
+                (account, state)
+            })
+            .collect();
+        Ok(AccountList { accounts, total, page, pages })
     }
 
     /// An account's file, with what `actor` may do to it.

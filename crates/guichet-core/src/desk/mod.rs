@@ -6,6 +6,7 @@ mod rules;
 mod service;
 
 pub use rules::DeskRules;
+pub(crate) use service::REFUSALS_COUNT_FOR;
 pub use service::{
     Desk, FieldError, FiledSlot, LinkError, NOTE_MAX_CHARS, RequestError, RequestFile, SlotView, WrittenIn, refusal,
 };

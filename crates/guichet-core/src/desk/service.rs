@@ -115,7 +115,7 @@ pub struct FiledSlot {
 
 /// How long a refused message counts: after a month without news, the address gets
 /// the benefit of the doubt again.
-const REFUSALS_COUNT_FOR: SignedDuration = SignedDuration::from_hours(30 * 24);
+pub(crate) const REFUSALS_COUNT_FOR: SignedDuration = SignedDuration::from_hours(30 * 24);
 
 /// The message that shows an address refuses guichet's mail, if one does: the latest
 /// message that was sent or given up was given up, less than a month ago.

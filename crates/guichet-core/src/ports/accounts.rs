@@ -4,7 +4,10 @@
 use async_trait::async_trait;
 
 use super::{AccountFilter, StoreError};
-use crate::account::{Account, AccountId, EmailAddress, Identifier};
+use jiff::Timestamp;
+
+use crate::account::{Account, AccountId, AccountState, EmailAddress, Identifier, Role};
+use crate::groups::GroupName;
 use crate::password::PasswordHash;
 use crate::token::TokenHash;
 
@@ -29,9 +32,40 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// How many accounts exist.
     async fn count_accounts(&self) -> Result<u64, StoreError>;
 
-    /// Accounts whose identifier, email or name contains `query` (case-insensitive),
-    /// by identifier.
-    async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<Account>, StoreError>;
+    /// One page of the accounts `query` selects at `now`, by identifier, with how many
+    /// it selects in all.
+    async fn browse_accounts(
+        &self,
+        query: &AccountQuery,
+        now: Timestamp,
+        page: Page,
+    ) -> Result<(Vec<Account>, u64), StoreError>;
+}
+
+/// Which accounts the console lists; every part left empty selects everyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountQuery {
+    /// Contained in the identifier, the address or the name, case aside (`%` and `_`
+    /// are matched literally).
+    pub text: String,
+    /// Only this role.
+    pub role: Option<Role>,
+    /// Only accounts in this state.
+    pub state: Option<AccountState>,
+    /// Only this group's members.
+    pub group: Option<GroupName>,
+    /// Only accounts whose address refused guichet's mail since then: the latest message
+    /// to it that was sent or given up was given up (the desk's refusal rule).
+    pub refused_since: Option<Timestamp>,
+}
+
+/// A page of a list: `offset` rows skipped, at most `limit` shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Rows skipped.
+    pub offset: u64,
+    /// Rows shown at most.
+    pub limit: u32,
 }
 
 /// What a successful login checked.

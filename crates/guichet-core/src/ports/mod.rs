@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-pub use accounts::{AccountStore, Proof};
+pub use crate::account::AccountState;
+pub use accounts::{AccountQuery, AccountStore, Page, Proof};
 pub use desk::DeskStore;
 pub use groups::GroupStore;
 pub use guards::{AuditStore, DeviceStore, Health, KeyStore, Schema, ThrottleStore};

@@ -48,7 +48,7 @@ impl Activity {
             at: format::date_time(event.at, zone),
             what: crate::wording::event(event.kind),
             address: event.context.address.map(|a| a.to_string()).unwrap_or_default(),
-            browser: event.context.user_agent.clone().unwrap_or_default(),
+            browser: event.context.user_agent.as_deref().map(crate::wording::browser).unwrap_or_default(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod authority;
 mod browser;
 mod cli;
 mod connections;
+mod console;
 mod desk;
 mod devices;
 mod faults;

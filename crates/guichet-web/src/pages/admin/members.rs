@@ -4,10 +4,12 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Redirect, Response};
+use guichet_core::account::AccountState;
 use guichet_core::account::{Account, AccountId, Role};
 use guichet_core::audit::{Actor, AuditEvent};
-use guichet_core::console::{ConsoleAction, ConsoleError, MemberFile};
+use guichet_core::console::{AccountFilters, ConsoleAction, ConsoleError, MemberFile};
 use guichet_core::french;
+use guichet_core::groups::GroupName;
 use guichet_core::mail::MailLogEntry;
 use guichet_core::members::AddMemberError;
 use guichet_core::ports::Conflict;
@@ -19,29 +21,139 @@ use crate::pages::{Form, Layout, Staff, render};
 use crate::state::AppState;
 use crate::wording;
 
-#[derive(Deserialize)]
-pub struct SearchQuery {
+/// The list's filters as the URL carries them; each left empty selects everyone.
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
     #[serde(default)]
     q: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    mail: String,
+    #[serde(default)]
+    page: String,
+}
+
+/// An account as listed.
+pub struct ListedAccount {
+    id: i64,
+    identifier: String,
+    name: String,
+    /// HTML ([`wording::breakable`]).
+    email: String,
+    role: &'static str,
+    state: &'static str,
 }
 
 #[derive(Template)]
 #[template(path = "admin_members.html")]
-struct SearchPage {
+struct ListPage {
     layout: Layout,
-    query: String,
-    results: Vec<Account>,
-    searched: bool,
+    query: ListQuery,
+    roles: [(&'static str, &'static str); 3],
+    states: Vec<(&'static str, &'static str)>,
+    groups: Vec<String>,
+    accounts: Vec<ListedAccount>,
+    total: u64,
+    page: u64,
+    pages: u64,
+    /// The filters as a query string, to which the paging links add their page.
+    filters: String,
+    filtered: bool,
 }
 
-pub async fn search(
+/// An account's state in the list.
+fn state_label(state: AccountState) -> &'static str {
+    match state {
+        AccountState::Active => "actif",
+        AccountState::Locked => "suspendu",
+        AccountState::Disabled => "désactivé",
+        AccountState::NeverSignedIn => "jamais connecté",
+    }
+}
+
+fn unknown_filter() -> WebError {
+    WebError::Page(ErrorPage::new(
+        StatusCode::BAD_REQUEST,
+        "Filtre inconnu",
+        "Ce filtre n'existe pas. Choisissez-en un dans les listes de la page des comptes.",
+    ))
+}
+
+/// The accounts, filtered and a page at a time. A filter the form does not offer is
+/// refused (400), never read as "everyone".
+pub async fn list(
     State(state): State<AppState>,
     staff: Staff,
-    Query(query): Query<SearchQuery>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, WebError> {
-    let q: String = query.q.trim().chars().take(100).collect();
-    let results = state.console.search(&q).await?;
-    render(StatusCode::OK, &SearchPage { layout: staff.layout, searched: !q.is_empty(), query: q, results })
+    let role = match query.role.as_str() {
+        "" => None,
+        raw => Some(Role::parse(raw).map_err(|_| unknown_filter())?),
+    };
+    let account_state = match query.state.as_str() {
+        "" => None,
+        raw => Some(AccountState::parse(raw).ok_or_else(unknown_filter)?),
+    };
+    let group = match query.group.as_str() {
+        "" => None,
+        raw => Some(GroupName::parse(raw).map_err(|_| unknown_filter())?),
+    };
+    let refused_mail = match query.mail.as_str() {
+        "" => false,
+        "refused" => true,
+        _ => return Err(unknown_filter()),
+    };
+    let page = match query.page.as_str() {
+        "" => 1,
+        raw => raw.parse::<u64>().ok().filter(|p| (1..=1_000_000).contains(p)).ok_or_else(unknown_filter)?,
+    };
+    let filters = AccountFilters { text: query.q.clone(), role, state: account_state, group, refused_mail };
+    let list = state.console.browse(filters, page).await?;
+    let groups = state.groups.list().await?.into_iter().map(|g| g.name.to_string()).collect();
+    let accounts = list
+        .accounts
+        .iter()
+        .map(|(account, account_state)| ListedAccount {
+            id: account.id.get(),
+            identifier: account.identifier.to_string(),
+            name: account.display_name.as_str().to_owned(),
+            email: wording::breakable(account.email.as_str()),
+            role: account.role.label_fr(),
+            state: state_label(*account_state),
+        })
+        .collect();
+    let mut filters = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in [
+        ("q", &query.q),
+        ("role", &query.role),
+        ("state", &query.state),
+        ("group", &query.group),
+        ("mail", &query.mail),
+    ] {
+        if !value.is_empty() {
+            filters.append_pair(key, value);
+        }
+    }
+    let filters = filters.finish();
+    let page = ListPage {
+        layout: staff.layout,
+        filtered: !filters.is_empty(),
+        filters,
+        roles: [Role::Member, Role::Assistance, Role::Admin].map(|r| (r.as_str(), r.label_fr())),
+        states: AccountState::ALL.into_iter().map(|s| (s.as_str(), state_label(s))).collect(),
+        groups,
+        accounts,
+        total: list.total,
+        page: list.page,
+        pages: list.pages,
+        query,
+    };
+    render(StatusCode::OK, &page)
 }
 
 /// An audit line as staff read it.
@@ -61,13 +173,13 @@ impl EventLine {
             what: wording::event(event.kind),
             by: wording::actor(event.actor, |id| staff.get(&id).cloned()),
             address: event.context.address.map(|a| a.to_string()).unwrap_or_default(),
-            browser: event.context.user_agent.clone().unwrap_or_default(),
+            browser: event.context.user_agent.as_deref().map(wording::browser).unwrap_or_default(),
             detail: event.detail.as_ref().map(wording::detail).unwrap_or_default(),
         }
     }
 }
 
-/// A mail log line.
+/// A mail log line. `to` is HTML ([`wording::breakable`]).
 pub struct MailLine {
     at: String,
     what: &'static str,
@@ -83,7 +195,11 @@ impl MailLine {
         Self {
             at: french::date_time(entry.created_at, zone),
             what: entry.kind.label_fr(),
-            to: if entry.recipient == account.email { entry.recipient.to_string() } else { entry.recipient.masked() },
+            to: wording::breakable(&if entry.recipient == account.email {
+                entry.recipient.to_string()
+            } else {
+                entry.recipient.masked()
+            }),
             state: match entry.state {
                 guichet_core::mail::MailState::Pending => "en attente",
                 guichet_core::mail::MailState::Sent => "remis au serveur",
@@ -165,6 +281,12 @@ fn done_message(done: &str) -> Option<&'static str> {
         "reset" => "Un code pour choisir un nouveau mot de passe part vers l'adresse du compte.",
         "temporary" => {
             "Un mot de passe temporaire part vers l'adresse du compte, avec l'identifiant. Personne d'autre ne le voit. Si les messages n'arrivent pas au membre, créez-en plutôt un à lui transmettre vous-même."
+        }
+        "created-invited" => {
+            "Compte créé. L'invitation part vers son adresse : le membre y trouvera un code pour choisir son mot de passe."
+        }
+        "created" => {
+            "Compte créé, sans mot de passe pour l'instant : remettez au membre un mot de passe temporaire, ou envoyez-lui un code."
         }
         "details" => "Coordonnées enregistrées.",
         "disable" => "Compte désactivé ; ses sessions sont fermées.",

@@ -3,6 +3,7 @@
 //! `Admin` extractor. [`ROUTES`] lists every route, so a test can walk them all.
 
 mod clients;
+mod create;
 mod dashboard;
 mod members;
 mod requests;
@@ -28,7 +29,11 @@ macro_rules! console {
 
 console! {
     get "/" => dashboard::show,
-    get "/members" => members::search,
+    get "/members" => members::list,
+    get "/members/new" => create::new_account,
+    post "/members/new" => create::create_account,
+    get "/groups" => create::groups,
+    post "/groups" => create::create_group,
     get "/members/{id}" => members::show,
     post "/members/{id}/unlock" => |s, st, c, p| members::click(s, st, c, p, Click::Unlock),
     post "/members/{id}/send-identifier" => |s, st, c, p| members::click(s, st, c, p, Click::SendIdentifier),

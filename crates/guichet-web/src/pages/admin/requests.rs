@@ -34,7 +34,7 @@ impl RequestLine {
             id: request.id.get(),
             reference: request.reference.clone(),
             name: request.name.clone(),
-            email: request.email.to_string(),
+            email: crate::wording::breakable(request.email.as_str()),
             state: request.state.label_fr(),
             at: french::date_time(request.created_at, zone),
         }
