@@ -37,6 +37,9 @@ pub fn role_error(n0: &dyn Display) -> String {
 /// `CodeError::Invalid`.
 pub const CODE_ERROR_INVALID: &str = "ce code n'est pas valable : vérifiez-le, ou demandez-en un nouveau";
 
+/// `CodeError::Voided`.
+pub const CODE_ERROR_VOIDED: &str = "ce code n'est plus valable : un autre code a servi depuis son envoi, ou l'adresse du compte a changé ; demandez-en un nouveau si besoin";
+
 /// `CodeError::Used`.
 pub const CODE_ERROR_USED: &str = "ce code a déjà servi : demandez-en un nouveau si besoin";
 

@@ -173,8 +173,11 @@ pub struct StoredCode {
     pub created_at: Timestamp,
     /// No longer valid from this instant.
     pub expires_at: Timestamp,
-    /// When it was used, if it was.
+    /// When it was used, if it was, or voided.
     pub used_at: Option<Timestamp>,
+    /// When it was voided rather than used: another code served, or the account's
+    /// address changed.
+    pub voided_at: Option<Timestamp>,
 }
 
 /// Why a code cannot be used; each says so in French.
@@ -189,12 +192,17 @@ pub enum CodeError {
     /// Past its lifetime.
     #[error("{}", crate::catalogue::CODE_ERROR_EXPIRED)]
     Expired,
+    /// Voided before it was used: another code served, or the address changed.
+    #[error("{}", crate::catalogue::CODE_ERROR_VOIDED)]
+    Voided,
 }
 
 impl StoredCode {
     /// Whether it can be used at `now`, and if not, why.
     pub fn usable_at(&self, now: Timestamp) -> Result<(), CodeError> {
-        if self.used_at.is_some() {
+        if self.voided_at.is_some() {
+            Err(CodeError::Voided)
+        } else if self.used_at.is_some() {
             Err(CodeError::Used)
         } else if self.expires_at <= now {
             Err(CodeError::Expired)
@@ -263,8 +271,10 @@ mod tests {
             created_at: t,
             expires_at: t,
             used_at: Some(t),
+            voided_at: None,
         };
         assert_eq!(code.usable_at(t), Err(CodeError::Used));
         assert_eq!(StoredCode { used_at: None, ..code.clone() }.usable_at(t), Err(CodeError::Expired));
+        assert_eq!(StoredCode { voided_at: Some(t), ..code.clone() }.usable_at(t), Err(CodeError::Voided));
     }
 }

@@ -14,7 +14,7 @@ use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 /// Uses up every code of the account still unused, inside a transaction.
 pub(crate) async fn use_up_codes(tx: &mut SqlWork, account: AccountId, now: Timestamp) -> Result<(), StoreError> {
-    sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL")
+    sqlx::query("UPDATE recovery_codes SET used_at = $2, voided_at = $2 WHERE account_id = $1 AND used_at IS NULL")
         .bind(account.get())
         .bind(millis(now))
         .execute(&mut **tx)
@@ -24,7 +24,7 @@ pub(crate) async fn use_up_codes(tx: &mut SqlWork, account: AccountId, now: Time
 }
 
 /// The columns [`code_from_row`] reads.
-pub(crate) const CODE_COLUMNS: &str = "account_id, purpose, created_at, expires_at, used_at";
+pub(crate) const CODE_COLUMNS: &str = "account_id, purpose, created_at, expires_at, used_at, voided_at";
 
 pub(crate) fn code_from_row(row: &AnyRow) -> Result<StoredCode, StoreError> {
     let purpose: String = row.try_get("purpose").map_err(backend)?;
@@ -34,6 +34,7 @@ pub(crate) fn code_from_row(row: &AnyRow) -> Result<StoredCode, StoreError> {
         created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
         expires_at: timestamp(row.try_get("expires_at").map_err(backend)?)?,
         used_at: optional_timestamp(row.try_get("used_at").map_err(backend)?)?,
+        voided_at: optional_timestamp(row.try_get("voided_at").map_err(backend)?)?,
     })
 }
 
@@ -73,7 +74,7 @@ impl RecoveryStore for SqlStore {
 
     async fn find_code(&self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
         let row = sqlx::query(
-            "SELECT account_id, purpose, created_at, expires_at, used_at FROM recovery_codes WHERE code_hash = $1",
+            "SELECT account_id, purpose, created_at, expires_at, used_at, voided_at FROM recovery_codes WHERE code_hash = $1",
         )
         .bind(hash.as_str())
         .fetch_optional(&self.pool)

@@ -276,6 +276,7 @@ async fn a_secours_address_is_proposed_confirmed_found_and_removed(store: SqlSto
         created_at: t0(),
         expires_at: later,
         used_at: None,
+        voided_at: None,
     };
     assert_eq!(store.insert_code(&RecoveryCode::generate().hash(), &stored, &personal()).await.ok(), Some(true));
     let notices = store.claim_due_mail(t0() + minutes(3), t0() + minutes(5), 10).await.unwrap_or_default();
@@ -938,7 +939,7 @@ async fn finished_mail_is_logged_per_account(store: SqlStore) {
 async fn new_code(store: &SqlStore, account: &Account, expires_at: Timestamp) -> RecoveryCode {
     let code = RecoveryCode::generate();
     let stored =
-        StoredCode { account_id: account.id, purpose: CodePurpose::Reset, created_at: t0(), expires_at, used_at: None };
+        StoredCode { account_id: account.id, purpose: CodePurpose::Reset, created_at: t0(), expires_at, used_at: None, voided_at: None };
     assert_eq!(store.insert_code(&code.hash(), &stored, &account.email).await.ok(), Some(true));
     code
 }
@@ -1073,6 +1074,7 @@ async fn codes_and_temporary_passwords_bind_to_the_address_they_were_sent_to(sto
         created_at: t0(),
         expires_at: t0() + minutes(60),
         used_at: None,
+        voided_at: None,
     };
     let code = RecoveryCode::generate();
     assert_eq!(store.insert_code(&code.hash(), &stored, &elsewhere).await.ok(), Some(false));

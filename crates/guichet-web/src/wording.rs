@@ -127,22 +127,39 @@ pub fn browser(user_agent: &str) -> String {
 }
 
 /// Text for an HTML page in which an email address (or a host name) may wrap after its
-/// `@` and before its dots, and nowhere else: escaped, with `<wbr>` at those places. The
-/// template shows it with `|safe`.
+/// `@` and before its dots, and nowhere else (not at its hyphens): escaped, each piece in
+/// a `<span class="nowrap">`, with `<wbr>` between them. The template shows it with
+/// `|safe`.
 pub fn breakable(text: &str) -> String {
-    let mut html = String::with_capacity(text.len() + 16);
+    let mut html = String::with_capacity(text.len() * 2);
+    let mut piece = String::new();
+    let mut close = |html: &mut String, piece: &mut String| {
+        if !piece.is_empty() {
+            html.push_str("<span class=\"nowrap\">");
+            html.push_str(piece);
+            html.push_str("</span>");
+            piece.clear();
+        }
+    };
     for c in text.chars() {
+        if c == '.' && !piece.is_empty() {
+            close(&mut html, &mut piece);
+            html.push_str("<wbr>");
+        }
         match c {
-            '&' => html.push_str("&amp;"),
-            '<' => html.push_str("&lt;"),
-            '>' => html.push_str("&gt;"),
-            '"' => html.push_str("&quot;"),
-            '\'' => html.push_str("&#39;"),
-            '.' => html.push_str("<wbr>."),
-            '@' => html.push_str("@<wbr>"),
-            other => html.push(other),
+            '&' => piece.push_str("&amp;"),
+            '<' => piece.push_str("&lt;"),
+            '>' => piece.push_str("&gt;"),
+            '"' => piece.push_str("&quot;"),
+            '\'' => piece.push_str("&#39;"),
+            other => piece.push(other),
+        }
+        if c == '@' {
+            close(&mut html, &mut piece);
+            html.push_str("<wbr>");
         }
     }
+    close(&mut html, &mut piece);
     html
 }
 
@@ -183,7 +200,9 @@ mod tests {
 
     #[test]
     fn addresses_break_at_their_at_sign_and_dots_only_and_stay_escaped() {
-        assert_eq!(breakable("an.address@chu.example.fr"), "an<wbr>.address@<wbr>chu<wbr>.example<wbr>.fr");
-        assert_eq!(breakable("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#39;");
+        let piece = |p: &str| format!("<span class=\"nowrap\">{p}</span>");
+        let expected = [piece("an"), piece(".marie-x@"), piece("chu"), piece(".example"), piece(".fr")].join("<wbr>");
+        assert_eq!(breakable("an.marie-x@chu.example.fr"), expected);
+        assert_eq!(breakable("<b>&\"'"), piece("&lt;b&gt;&amp;&quot;&#39;"));
     }
 }

@@ -324,6 +324,7 @@ impl Work for MemoryWork {
     async fn use_up_codes(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError> {
         for code in self.rows.codes.values_mut().filter(|c| c.account_id == account && c.used_at.is_none()) {
             code.used_at = Some(at);
+            code.voided_at = Some(at);
         }
         Ok(())
     }

@@ -24,8 +24,8 @@ fn form_for(action: &str, n: usize) -> Vec<(&'static str, String)> {
         | "send-reset-code"
         | "temporary-password"
         | "temporary-password/show"
-        | "disable"
         | "enable" => Vec::new(),
+        "disable" => vec![("confirm", "yes".to_owned())],
         "details" => vec![("email", format!("intrus{n}@desk.example.fr")), ("name", "Intrus".to_owned())],
         "role" => vec![("role", "admin".to_owned())],
         "join" | "leave" => vec![("group", "bureau".to_owned())],
@@ -119,7 +119,7 @@ async fn assistance_cannot_take_over_an_administrator(backend: Backend) {
         ("details", &[("email", "desk@chu.example.fr"), ("name", "Boss")]),
         ("send-reset-code", &[]),
         ("temporary-password", &[]),
-        ("disable", &[]),
+        ("disable", &[("confirm", "yes")]),
         ("role", &[("role", "member")]),
     ];
     for (action, form) in steps {
@@ -191,7 +191,7 @@ async fn administrators_neither_disable_nor_demote_themselves() {
     let client = signed_in(&app, "boss").await;
     let page = format!("/admin/members/{}", boss.id.get());
     for (action, form) in
-        [("disable", vec![]), ("role", vec![("role", "assistance")]), ("role", vec![("role", "member")])]
+        [("disable", vec![("confirm", "yes")]), ("role", vec![("role", "assistance")]), ("role", vec![("role", "member")])]
     {
         let answer = app.submit(&client, &page, &format!("{page}/{action}"), &form).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{action} {form:?}");
@@ -214,7 +214,7 @@ async fn disabling_an_account_ends_its_open_sessions_at_once(backend: Backend) {
     app.add_account("desk", Role::Assistance).await;
     let desk = signed_in(&app, "desk").await;
     let page = format!("/admin/members/{}", marie.id.get());
-    assert_eq!(app.submit(&desk, &page, &format!("{page}/disable"), &[]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.submit(&desk, &page, &format!("{page}/disable"), &[("confirm", "yes")]).await.status, StatusCode::SEE_OTHER);
     assert_eq!(app.get_with(&laptop, "/me").await.location(), Some("/login"), "the open session ended");
     assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &[]).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.submit(&desk, &page, &format!("{page}/enable"), &[]).await.status, StatusCode::SEE_OTHER);
@@ -231,7 +231,8 @@ async fn two_administrators_disabling_each_other_at_once_leave_one_active(backen
     let boss_token = app.get_with(&boss_client, &chef_page).await.csrf_token();
     let chef_token = app.get_with(&chef_client, &boss_page).await.csrf_token();
     let (disable_chef, disable_boss) = (format!("{chef_page}/disable"), format!("{boss_page}/disable"));
-    let (boss_form, chef_form) = ([("csrf_token", boss_token.as_str())], [("csrf_token", chef_token.as_str())]);
+    let boss_form = [("csrf_token", boss_token.as_str()), ("confirm", "yes")];
+    let chef_form = [("csrf_token", chef_token.as_str()), ("confirm", "yes")];
     let (by_boss, by_chef) = tokio::join!(
         app.post_form(&boss_client, &disable_chef, &boss_form),
         app.post_form(&chef_client, &disable_boss, &chef_form),

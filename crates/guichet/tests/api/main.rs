@@ -25,3 +25,4 @@ mod proxy;
 mod recovery;
 mod rescue;
 mod security;
+mod workday;

@@ -184,7 +184,7 @@ async fn staff_find_the_console_and_a_disabled_account_gets_no_code() {
     assert!(!app.get_with(&member, "/me").await.body.contains(r#"href="/admin""#));
 
     let page = format!("/admin/members/{}", paul.id.get());
-    assert_eq!(app.submit(&desk, &page, &format!("{page}/disable"), &[]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.submit(&desk, &page, &format!("{page}/disable"), &[("confirm", "yes")]).await.status, StatusCode::SEE_OTHER);
     app.submit(&browser(), "/forgot-password", "/forgot-password", &[("email", "paul@chu.example.fr")]).await;
     assert!(app.delivered_to("paul@chu.example.fr").await.iter().all(|m| !m.subject.contains("code")), "no code");
     let enabled = app.submit(&desk, &page, &format!("{page}/enable"), &[]).await;
@@ -224,7 +224,7 @@ async fn a_disabled_account_is_not_told_it_can_log_in() {
     app.add_account("desk", Role::Admin).await;
     let desk = signed_in(&app, "desk").await;
     let page = format!("/admin/members/{}", paul.id.get());
-    app.submit(&desk, &page, &format!("{page}/disable"), &[]).await;
+    app.submit(&desk, &page, &format!("{page}/disable"), &[("confirm", "yes")]).await;
     let reset = [("code", code.as_str()), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD)];
     let refused = app.submit(&browser(), "/reset-password", "/reset-password", &reset).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -404,8 +404,6 @@ pub enum Click {
     SendResetCode,
     /// Mail a temporary password.
     TemporaryPassword,
-    /// Disable the account.
-    Disable,
     /// Re-enable it.
     Enable,
 }
@@ -418,7 +416,6 @@ impl Click {
             Self::SendIdentifier => "identifier",
             Self::SendResetCode => "reset",
             Self::TemporaryPassword => "temporary",
-            Self::Disable => "disable",
             Self::Enable => "enable",
         }
     }
@@ -438,11 +435,36 @@ pub async fn click(
         Click::SendIdentifier => console.send_identifier(actor, id, &context).await,
         Click::SendResetCode => console.send_reset_code(actor, id, &context).await,
         Click::TemporaryPassword => console.issue_temporary_password(actor, id, &context).await,
-        Click::Disable => console.set_disabled(actor, id, true, &context).await,
         Click::Enable => console.set_disabled(actor, id, false, &context).await,
     }
     .map_err(refused)?;
     Ok(back(id, action.done()))
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Disabling takes a confirmation (`confirm=yes`, the second button of the page's
+/// disclosure): a click on the wrong line must not lock a member out.
+pub async fn disable(
+    State(state): State<AppState>,
+    staff: Staff,
+    Client(context): Client,
+    Path(id): Path<AccountId>,
+    Form(form): Form<ConfirmForm>,
+) -> Result<Response, WebError> {
+    if form.confirm != "yes" {
+        return Err(WebError::Page(ErrorPage::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Désactivation à confirmer",
+            "Rien n'a changé : confirmez la désactivation avec le bouton « Oui, désactiver » de la page du compte.",
+        )));
+    }
+    state.console.set_disabled(&staff.actor, id, true, &context).await.map_err(refused)?;
+    Ok(back(id, "disable"))
 }
 
 #[derive(Template)]

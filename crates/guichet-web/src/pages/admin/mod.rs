@@ -41,7 +41,7 @@ console! {
     post "/members/{id}/temporary-password" => |s, st, c, p| members::click(s, st, c, p, Click::TemporaryPassword),
     post "/members/{id}/temporary-password/show" => members::hand_temporary_password,
     post "/members/{id}/details" => members::details,
-    post "/members/{id}/disable" => |s, st, c, p| members::click(s, st, c, p, Click::Disable),
+    post "/members/{id}/disable" => members::disable,
     post "/members/{id}/enable" => |s, st, c, p| members::click(s, st, c, p, Click::Enable),
     post "/members/{id}/role" => members::role,
     post "/members/{id}/join" => |s, st, c, p, f| members::change_group(s, st, c, p, f, true),
