@@ -447,7 +447,11 @@ mod tests {
         let at = t0() + minutes(1);
         assert_eq!(credentials.redeem_code(&one, &hash(4), &context, at).await.unwrap(), Ok(MARIE));
         assert_eq!(credentials.redeem_code(&one, &hash(5), &context, at).await.unwrap(), Err(CodeError::Used));
-        assert_eq!(credentials.redeem_code(&two, &hash(5), &context, at).await.unwrap(), Err(CodeError::Voided), "the other code was voided, not used");
+        assert_eq!(
+            credentials.redeem_code(&two, &hash(5), &context, at).await.unwrap(),
+            Err(CodeError::Voided),
+            "the other code was voided, not used"
+        );
         let unknown = crate::token::PlainToken::generate().hash();
         assert_eq!(credentials.redeem_code(&unknown, &hash(5), &context, at).await.unwrap(), Err(CodeError::Invalid));
         let marie = rows.lock().await.accounts[&MARIE].account.clone();

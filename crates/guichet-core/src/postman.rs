@@ -532,7 +532,8 @@ impl Postman {
         };
         let code = RecoveryCode::generate();
         let expires_at = now.saturating_add(ttl).unwrap_or(now);
-        let stored = StoredCode { account_id: account.id, purpose, created_at: now, expires_at, used_at: None, voided_at: None };
+        let stored =
+            StoredCode { account_id: account.id, purpose, created_at: now, expires_at, used_at: None, voided_at: None };
         Ok(self.recovery.insert_code(&code.hash(), &stored, to).await?.then_some((code, expires_at)))
     }
 }

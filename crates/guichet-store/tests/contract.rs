@@ -938,8 +938,14 @@ async fn finished_mail_is_logged_per_account(store: SqlStore) {
 
 async fn new_code(store: &SqlStore, account: &Account, expires_at: Timestamp) -> RecoveryCode {
     let code = RecoveryCode::generate();
-    let stored =
-        StoredCode { account_id: account.id, purpose: CodePurpose::Reset, created_at: t0(), expires_at, used_at: None, voided_at: None };
+    let stored = StoredCode {
+        account_id: account.id,
+        purpose: CodePurpose::Reset,
+        created_at: t0(),
+        expires_at,
+        used_at: None,
+        voided_at: None,
+    };
     assert_eq!(store.insert_code(&code.hash(), &stored, &account.email).await.ok(), Some(true));
     code
 }

@@ -84,8 +84,8 @@ pub fn actor(actor: Actor, staff_name: impl FnOnce(AccountId) -> Option<String>)
 }
 
 /// A browser as people name it, from its `User-Agent`: "Chrome / Linux", "Firefox /
-/// Windows", "Safari / iPhone". What it cannot tell stays "navigateur inconnu"; the raw
-/// string is not shown (staff can read it in the database if a case needs it).
+/// Windows", "Safari / iPhone"; anything else by its first product name ("curl"). The
+/// raw string is not shown (staff can read it in the database if a case needs it).
 pub fn browser(user_agent: &str) -> String {
     let has = |needle: &str| user_agent.contains(needle);
     if user_agent.trim().is_empty() {
@@ -101,10 +101,11 @@ pub fn browser(user_agent: &str) -> String {
         "Chrome"
     } else if has("Safari/") && has("Version/") {
         "Safari"
-    } else if has("curl/") {
-        "curl"
     } else {
-        return "navigateur inconnu".to_owned();
+        // Something else (a script, a tool): its first product name, as it calls itself.
+        let product: String =
+            user_agent.trim().split(['/', ' ', ';', '(']).next().unwrap_or_default().chars().take(40).collect();
+        return if product.is_empty() { "navigateur inconnu".to_owned() } else { product };
     };
     let system = if has("iPhone") {
         "iPhone"
@@ -133,7 +134,7 @@ pub fn browser(user_agent: &str) -> String {
 pub fn breakable(text: &str) -> String {
     let mut html = String::with_capacity(text.len() * 2);
     let mut piece = String::new();
-    let mut close = |html: &mut String, piece: &mut String| {
+    let close = |html: &mut String, piece: &mut String| {
         if !piece.is_empty() {
             html.push_str("<span class=\"nowrap\">");
             html.push_str(piece);
@@ -194,7 +195,8 @@ mod tests {
         assert_eq!(browser(iphone), "Safari / iPhone");
         let android = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36";
         assert_eq!(browser(android), "Chrome / Android");
-        assert_eq!(browser("something/1.0"), "navigateur inconnu");
+        assert_eq!(browser("curl/8.11.1"), "curl");
+        assert_eq!(browser("("), "navigateur inconnu");
         assert_eq!(browser(""), "");
     }
 

@@ -657,12 +657,19 @@ impl Oidc {
     /// The redirect URI an authorization request (its query) would send the browser to,
     /// when it is one its client registered.
     pub async fn registered_redirect(&self, authorize_query: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.authorizing_client(authorize_query).await?.map(|(_, redirect_uri)| redirect_uri))
+    }
+
+    /// The client an `/oidc/authorize` query names, with its redirect URI, when that is
+    /// one the client registered: who a login page may say the member is going to.
+    pub async fn authorizing_client(&self, authorize_query: &str) -> Result<Option<(Client, String)>, StoreError> {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(authorize_query.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let Some(client) = self.client(get("client_id").as_deref()).await? else { return Ok(None) };
-        Ok(get("redirect_uri").filter(|uri| client.redirect_uris.contains(uri)))
+        let redirect_uri = get("redirect_uri").filter(|uri| client.redirect_uris.contains(uri));
+        Ok(redirect_uri.map(|uri| (client, uri)))
     }
 
     /// The client's redirect URI with `pairs`, `state` and `iss` (RFC 9207) added.

@@ -244,9 +244,14 @@ async fn reset(
     let code = echo(&form.code);
     let problem = match state.recovery.reset(&form.code, form.new_password, &form.new_password_confirm, &context).await
     {
-        Ok(_) => {
+        Ok(account) => {
+            // The login page after it names the account, for a member who forgot both.
+            let identifier = match state.members.find_by_id(account).await? {
+                Some(account) => form_urlencoded::byte_serialize(account.identifier.as_str().as_bytes()).collect(),
+                None => String::new(),
+            };
             let jar = &state.settings.cookies;
-            let notice = jar.set(Cookie::Notice, "password_changed");
+            let notice = jar.set(Cookie::Notice, &format!("password_changed:{identifier}"));
             let login = HeaderValue::from_static("/login");
             return Ok((StatusCode::SEE_OTHER, [(LOCATION, login), (SET_COOKIE, notice)]).into_response());
         }

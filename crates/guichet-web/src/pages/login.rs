@@ -44,6 +44,8 @@ struct LoginPage {
     password_changed: bool,
     /// Where to go after login (already checked), carried by the form.
     next: String,
+    /// The application the member is signing in for, by name.
+    application: Option<String>,
 }
 
 impl LoginPage {
@@ -56,6 +58,7 @@ impl LoginPage {
             threshold: policy.threshold,
             lock_duration: format::duration(policy.duration),
             password_changed: false,
+            application: None,
             next,
         }
     }
@@ -82,15 +85,24 @@ async fn show(
     };
     let jar = &state.settings.cookies;
     let notice = jar.read(Cookie::Notice, &headers);
+    // After a reset, the notice names the account (percent-encoded): the form is filled.
+    let changed = notice.as_deref().and_then(|n| n.strip_prefix("password_changed"));
+    let identifier = changed
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|raw| form_urlencoded::parse(format!("i={raw}").as_bytes()).next().map(|(_, v)| v.into_owned()))
+        .and_then(|raw| guichet_core::account::Identifier::parse(&raw).ok())
+        .map(|identifier| identifier.to_string())
+        .unwrap_or_default();
     let page = LoginPage {
-        password_changed: notice.as_deref() == Some("password_changed"),
-        ..LoginPage::new(&state, &visitor, String::new(), None, next.unwrap_or_default())
+        password_changed: changed.is_some(),
+        application: destination.as_ref().map(|d| d.name.clone()),
+        ..LoginPage::new(&state, &visitor, identifier, None, next.unwrap_or_default())
     };
     let mut response = render(StatusCode::OK, &page)?;
     if notice.is_some() {
         response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::Notice));
     }
-    Ok(allow_form_destination(response, destination.as_deref()))
+    Ok(allow_form_destination(response, destination.as_ref()))
 }
 
 /// Where a signed-in member goes: where they were going (`next`, already checked),
@@ -149,10 +161,13 @@ async fn submit(
             }
             Ok(response)
         }
-        Err(LoginError::InvalidCredentials) => render(
-            StatusCode::UNAUTHORIZED,
-            &LoginPage::new(&state, &visitor, typed, Some(Problem::Failed), next.unwrap_or_default()),
-        ),
+        Err(LoginError::InvalidCredentials) => {
+            let page = LoginPage {
+                application: destination.as_ref().map(|d| d.name.clone()),
+                ..LoginPage::new(&state, &visitor, typed, Some(Problem::Failed), next.unwrap_or_default())
+            };
+            render(StatusCode::UNAUTHORIZED, &page)
+        }
         Err(LoginError::Throttled { retry_after }) => {
             let wait = format::duration(retry_after);
             let page =
@@ -167,7 +182,7 @@ async fn submit(
         Err(LoginError::Hash(error)) => Err(error.into()),
     };
     // Shown again, the form still leads where it was going.
-    outcome.map(|response| allow_form_destination(response, destination.as_deref()))
+    outcome.map(|response| allow_form_destination(response, destination.as_ref()))
 }
 
 async fn logout(

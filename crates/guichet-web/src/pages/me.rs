@@ -175,7 +175,7 @@ async fn show_password(
         new_error: None,
         min_length: state.me.password_policy().min_length,
     };
-    Ok(allow_form_destination(render(StatusCode::OK, &page)?, destination.as_deref()))
+    Ok(allow_form_destination(render(StatusCode::OK, &page)?, destination.as_ref()))
 }
 
 #[derive(Deserialize)]
@@ -244,7 +244,7 @@ async fn change_password(
     let next = next.unwrap_or_default();
     let destination = form_destination(&state, &next).await;
     let page = PasswordPage { layout, forced, current_error, new_error, min_length, next };
-    Ok(allow_form_destination(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?, destination.as_deref()))
+    Ok(allow_form_destination(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?, destination.as_ref()))
 }
 
 async fn end_other_sessions(

@@ -80,22 +80,37 @@ pub fn next_in_query(state: &AppState, uri: &axum::http::Uri) -> Option<String> 
     state.settings.return_hosts.accept(&raw)
 }
 
-/// The origin a form's answer may lead to besides guichet, from the `next` it carries:
-/// the application's, when `next` goes on to `/oidc/authorize` for a registered redirect
-/// URI, or the protected site's, when `next` is an absolute URL (already checked).
-pub async fn form_destination(state: &AppState, next: &str) -> Option<String> {
-    let target = match next.strip_prefix("/oidc/authorize?") {
-        Some(query) => state.oidc.registered_redirect(query).await.ok().flatten()?,
-        None if next.starts_with('/') => return None,
-        None => next.to_owned(),
-    };
-    let origin = url::Url::parse(&target).ok()?.origin();
-    origin.is_tuple().then(|| origin.ascii_serialization())
+/// Where a page opened with a `next` leads after guichet: the origin its form's answer
+/// may go to, and the application's name for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// The origin (`https://host[:port]`), for the page's `form-action`.
+    pub origin: String,
+    /// The client's registered name, or the protected site's host.
+    pub name: String,
 }
 
-/// Lets the page's form lead to `origin` (see [`form_destination`]).
-pub fn allow_form_destination(mut response: Response, origin: Option<&str>) -> Response {
-    if let Some(policy) = origin.and_then(crate::headers::csp_with_form_destination) {
+/// Where a form's answer may lead besides guichet, from the `next` it carries: the
+/// application's, when `next` goes on to `/oidc/authorize` for a registered redirect
+/// URI, or the protected site's, when `next` is an absolute URL (already checked).
+pub async fn form_destination(state: &AppState, next: &str) -> Option<Destination> {
+    let (target, name) = match next.strip_prefix("/oidc/authorize?") {
+        Some(query) => {
+            let (client, redirect_uri) = state.oidc.authorizing_client(query).await.ok().flatten()?;
+            (redirect_uri, Some(client.name))
+        }
+        None if next.starts_with('/') => return None,
+        None => (next.to_owned(), None),
+    };
+    let url = url::Url::parse(&target).ok()?;
+    let origin = url.origin();
+    let name = name.or_else(|| url.host_str().map(str::to_owned))?;
+    origin.is_tuple().then(|| Destination { origin: origin.ascii_serialization(), name })
+}
+
+/// Lets the page's form lead to the destination's origin (see [`form_destination`]).
+pub fn allow_form_destination(mut response: Response, destination: Option<&Destination>) -> Response {
+    if let Some(policy) = destination.and_then(|d| crate::headers::csp_with_form_destination(&d.origin)) {
         response.headers_mut().insert(axum::http::header::CONTENT_SECURITY_POLICY, policy);
     }
     response

@@ -255,7 +255,9 @@ async fn logout(
     if visitor.session.is_some() && !plan.proven {
         // The confirmation's answer leads back to the application: the policy names it.
         let destination = plan.return_to.as_deref().and_then(|to| url::Url::parse(to).ok()).map(|u| u.origin());
-        let destination = destination.filter(url::Origin::is_tuple).map(|o| o.ascii_serialization());
+        let destination = destination
+            .filter(url::Origin::is_tuple)
+            .map(|o| crate::pages::Destination { origin: o.ascii_serialization(), name: String::new() });
         let page = ConfirmLogout {
             layout: Layout::for_visitor(&state, &visitor),
             id_token_hint: request.id_token_hint.unwrap_or_default(),
@@ -263,7 +265,7 @@ async fn logout(
             state: request.state.unwrap_or_default(),
             client_id: request.client_id.unwrap_or_default(),
         };
-        return Ok(allow_form_destination(render(StatusCode::OK, &page)?, destination.as_deref()));
+        return Ok(allow_form_destination(render(StatusCode::OK, &page)?, destination.as_ref()));
     }
     end_session(&state, &visitor, context, plan.return_to).await
 }

@@ -190,9 +190,11 @@ async fn administrators_neither_disable_nor_demote_themselves() {
     let boss = app.add_account("boss", Role::Admin).await;
     let client = signed_in(&app, "boss").await;
     let page = format!("/admin/members/{}", boss.id.get());
-    for (action, form) in
-        [("disable", vec![("confirm", "yes")]), ("role", vec![("role", "assistance")]), ("role", vec![("role", "member")])]
-    {
+    for (action, form) in [
+        ("disable", vec![("confirm", "yes")]),
+        ("role", vec![("role", "assistance")]),
+        ("role", vec![("role", "member")]),
+    ] {
         let answer = app.submit(&client, &page, &format!("{page}/{action}"), &form).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{action} {form:?}");
         assert!(answer.body.contains("un autre administrateur"), "{}", answer.body);
@@ -214,7 +216,10 @@ async fn disabling_an_account_ends_its_open_sessions_at_once(backend: Backend) {
     app.add_account("desk", Role::Assistance).await;
     let desk = signed_in(&app, "desk").await;
     let page = format!("/admin/members/{}", marie.id.get());
-    assert_eq!(app.submit(&desk, &page, &format!("{page}/disable"), &[("confirm", "yes")]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.submit(&desk, &page, &format!("{page}/disable"), &[("confirm", "yes")]).await.status,
+        StatusCode::SEE_OTHER
+    );
     assert_eq!(app.get_with(&laptop, "/me").await.location(), Some("/login"), "the open session ended");
     assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &[]).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.submit(&desk, &page, &format!("{page}/enable"), &[]).await.status, StatusCode::SEE_OTHER);

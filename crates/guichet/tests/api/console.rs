@@ -168,7 +168,11 @@ async fn the_account_list_filters_and_pages(backend: Backend) {
         assert!(refused.body.contains("Filtre inconnu"), "{bad}");
     }
     // Addresses may wrap at their @ and dots only.
-    assert!(first.body.contains("<span class=\"nowrap\">m00@</span><wbr><span class=\"nowrap\">chu</span>"), "{}", first.body);
+    assert!(
+        first.body.contains("<span class=\"nowrap\">m00@</span><wbr><span class=\"nowrap\">chu</span>"),
+        "{}",
+        first.body
+    );
 }
 
 on_both_backends!(staff_make_accounts_and_groups_in_the_console, the_account_list_filters_and_pages);

@@ -173,7 +173,7 @@ async fn mon_espace_lists_the_recent_logins() {
     let app = spawn_app().await;
     app.add_member("marie").await;
     app.login("marie", PASSWORD).await;
-    let rows = |body: &str| body.matches("<td>guichet-tests/1</td>").count();
+    let rows = |body: &str| body.matches(r#"<td data-label="Navigateur">guichet-tests</td>"#).count();
     assert_eq!(rows(&app.get("/me").await.body), 1);
     let other = browser();
     app.advance(SignedDuration::from_hours(2));

@@ -401,6 +401,22 @@ async fn a_temporary_password_is_changed_first_then_the_application_gets_its_cod
     let response = browser.get(&url).send().await.unwrap();
     let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(location.starts_with("/login?next="), "{location}");
+    // The login page names the application the member is signing in for.
+    let login = app.get_with(&browser, &location).await;
+    assert!(login.body.contains(r#"Connexion <span class="for-app">pour Nextcloud</span>"#), "{}", login.body);
+    let failed = app
+        .submit(
+            &browser,
+            &location,
+            "/login",
+            &[
+                ("identifier", "marie"),
+                ("password", "pas le bon"),
+                ("next", &param(&location, "next").unwrap_or_default()),
+            ],
+        )
+        .await;
+    assert!(failed.body.contains("pour Nextcloud"), "still named after a failure: {}", failed.body);
 }
 
 #[tokio::test]

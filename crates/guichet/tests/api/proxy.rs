@@ -567,6 +567,8 @@ async fn forward_auth_sends_the_browser_to_login_and_back() {
     let (status, location, _) = get(&browser(), &format!("{}/auth/forward", app.address), &proxy_headers).await;
     let expected = format!("{}/login?next=https%3A%2F%2Fdocs.example.org%2Fa%3Fb%3Dc", app.address);
     assert_eq!((status, location.as_deref()), (StatusCode::FOUND, Some(expected.as_str())));
+    let login = app.get(&expected.replace(&app.address, "")).await;
+    assert!(login.body.contains("pour docs.example.org"), "the protected site is named: {}", login.body);
     // X-Original-URL from the browser, passed along beside the proxy's X-Forwarded-*: refused.
     let both = [
         ("x-forwarded-proto", "https"),

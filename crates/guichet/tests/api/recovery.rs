@@ -72,8 +72,11 @@ async fn a_member_resets_their_password_with_the_emailed_code(backend: Backend) 
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     assert_eq!(done.location(), Some("/login"));
     let login = app.get_with(&phone, "/login").await;
-    assert!(login.body.contains("Votre nouveau mot de passe est enregistré"));
-    assert!(!app.get_with(&phone, "/login").await.body.contains("Votre nouveau mot de passe"), "the notice shows once");
+    assert!(login.body.contains("Votre nouveau mot de passe est enregistré pour le compte <strong>marie</strong>"));
+    assert_eq!(crate::helpers::field_value(&login.body, "identifier").as_deref(), Some("marie"), "the form is filled");
+    let again = app.get_with(&phone, "/login").await;
+    assert!(!again.body.contains("Votre nouveau mot de passe"), "the notice shows once");
+    assert_eq!(crate::helpers::field_value(&again.body, "identifier").as_deref(), Some(""));
 
     assert_eq!(app.login_with(&browser(), "marie", PASSWORD, &[]).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.login_with(&browser(), "marie", NEW_PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);

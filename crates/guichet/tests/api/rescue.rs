@@ -184,7 +184,10 @@ async fn staff_find_the_console_and_a_disabled_account_gets_no_code() {
     assert!(!app.get_with(&member, "/me").await.body.contains(r#"href="/admin""#));
 
     let page = format!("/admin/members/{}", paul.id.get());
-    assert_eq!(app.submit(&desk, &page, &format!("{page}/disable"), &[("confirm", "yes")]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.submit(&desk, &page, &format!("{page}/disable"), &[("confirm", "yes")]).await.status,
+        StatusCode::SEE_OTHER
+    );
     app.submit(&browser(), "/forgot-password", "/forgot-password", &[("email", "paul@chu.example.fr")]).await;
     assert!(app.delivered_to("paul@chu.example.fr").await.iter().all(|m| !m.subject.contains("code")), "no code");
     let enabled = app.submit(&desk, &page, &format!("{page}/enable"), &[]).await;
