@@ -179,6 +179,18 @@ pub const RESET_ERROR_DISABLED: &str = "Ce compte est désactivé : seule l'assi
 pub mod desk {
     use crate::desk::RequestChange;
 
+    /// The note closing guichet's request for undelivered mail into the member's own.
+    pub fn continued_in(reference: &str) -> String {
+        format!("Le membre a écrit lui-même à l'assistance : la suite est sur la demande {reference}.")
+    }
+
+    /// The note on the member's request, naming the one guichet had opened.
+    pub fn continues(reference: &str) -> String {
+        format!(
+            "Des messages de guichet n'avaient pu être remis à ce compte : la demande {reference}, ouverte alors, est close ; son historique y reste."
+        )
+    }
+
     /// Refused on the desk's forms.
     pub const PHONE_CHARACTERS: &str =
         "Le numéro de téléphone ne peut contenir que des chiffres, des espaces et + - . ( ).";

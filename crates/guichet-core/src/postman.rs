@@ -340,6 +340,7 @@ impl Postman {
                 message: body,
                 address: None,
                 account_id: Some(account.id),
+                origin: crate::desk::RequestOrigin::Undelivered,
             };
             self.desk_rules.report_undelivered(&request, self.desk_address.as_ref(), now).await?;
         } else if let MailSubject::Request(id) = mail.subject {

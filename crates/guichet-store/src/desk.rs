@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use guichet_core::Timestamp;
 use guichet_core::account::{AccountId, EmailAddress};
 use guichet_core::desk::{
-    AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestNote, RequestState, Wants,
-    new_reference,
+    AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId, RequestNote, RequestOrigin, RequestState,
+    Wants, new_reference,
 };
 use guichet_core::ports::{DeskStore, StoreError};
 use guichet_core::token::TokenHash;
@@ -16,7 +16,8 @@ use sqlx::any::AnyRow;
 use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
-pub(crate) const REQUEST_COLUMNS: &str = "id, reference, name, email, identifier, phone, message, wants, state, account_id, assignee_id, created_at, updated_at";
+pub(crate) const REQUEST_COLUMNS: &str = "id, reference, name, email, identifier, phone, message, wants, origin, state, account_id, assignee_id, \
+     created_at, updated_at";
 pub(crate) const SLOT_COLUMNS: &str = "id, request_id, starts_at, ends_at, confirmed_at, withdrawn_at";
 
 fn account(row: &AnyRow, column: &str) -> Result<Option<AccountId>, StoreError> {
@@ -34,6 +35,7 @@ pub(crate) fn request_from_row(row: &AnyRow) -> Result<AssistanceRequest, StoreE
         phone: text("phone")?,
         message: text("message")?,
         wants: row.try_get::<Option<String>, _>("wants").map_err(backend)?.as_deref().and_then(Wants::parse),
+        origin: crate::column(&text("origin")?, RequestOrigin::parse, "assistance_requests.origin")?,
         state: crate::column(&text("state")?, RequestState::parse, "assistance_requests.state")?,
         account_id: account(row, "account_id")?,
         assignee_id: account(row, "assignee_id")?,
@@ -79,7 +81,8 @@ pub(crate) async fn insert_request(
 ) -> Result<AssistanceRequest, StoreError> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO assistance_requests (reference, name, email, identifier, phone, message, address, account_id, \
-         created_at, updated_at, wants) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING {REQUEST_COLUMNS}"
+         created_at, updated_at, wants, origin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) \
+         RETURNING {REQUEST_COLUMNS}"
     )))
     .bind(new_reference())
     .bind(request.name.as_str())
@@ -91,6 +94,7 @@ pub(crate) async fn insert_request(
     .bind(request.account_id.map(AccountId::get))
     .bind(millis(now))
     .bind(request.wants.map(Wants::as_str))
+    .bind(request.origin.as_str())
     .fetch_one(&mut **tx)
     .await
     .map_err(backend)?;
@@ -104,6 +108,19 @@ impl DeskStore for SqlStore {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM assistance_requests {filter} ORDER BY id DESC LIMIT $1");
         let rows =
             sqlx::query(AssertSqlSafe(sql)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    async fn account_requests(&self, account: AccountId, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM assistance_requests WHERE account_id = $1 ORDER BY id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(account.get())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(request_from_row).collect()
     }
 

@@ -384,6 +384,7 @@ async fn an_undelivered_message_opens_one_request_per_account(store: SqlStore) {
         message: message.to_owned(),
         phone: String::new(),
         address: None,
+        origin: guichet_core::desk::RequestOrigin::Undelivered,
         ..written_request(Some(&account))
     };
     let first = desk_rules(&store).report_undelivered(&bounce("premier rebond"), Some(&desk), t0()).await.unwrap();
@@ -983,7 +984,7 @@ async fn codes_say_why_they_cannot_be_used(store: SqlStore) {
     assert_eq!(store.pending_codes(account.id, t0()).await.ok(), Some(3));
     assert_eq!(redeem(second.clone(), t0()).await, Ok(account.id));
     assert_eq!(redeem(second, t0()).await, Err(CodeError::Used));
-    assert_eq!(redeem(first, t0()).await, Err(CodeError::Used), "using one code uses up the others");
+    assert_eq!(redeem(first, t0()).await, Err(CodeError::Voided), "using one code voids the others");
     assert_eq!(store.pending_codes(account.id, t0()).await.ok(), Some(0));
 }
 
@@ -1283,6 +1284,7 @@ fn written_request(account: Option<&Account>) -> NewRequest {
         message: "Je ne reçois pas le code.".into(),
         address: Some("192.0.2.1".into()),
         account_id: account.map(|a| a.id),
+        origin: guichet_core::desk::RequestOrigin::Member,
     }
 }
 

@@ -104,6 +104,30 @@ impl RequestState {
     }
 }
 
+/// Who opened a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOrigin {
+    /// The writer, on `/assistance`.
+    Member,
+    /// guichet, after a message to the account was given up (the writer cannot be reached).
+    Undelivered,
+}
+
+impl RequestOrigin {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Undelivered => "undelivered",
+        }
+    }
+
+    /// The origin stored so.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Member, Self::Undelivered].into_iter().find(|o| o.as_str() == raw)
+    }
+}
+
 /// A short reference members can quote: `A-` and six unambiguous characters.
 pub fn new_reference() -> String {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -130,6 +154,8 @@ pub struct NewRequest {
     pub address: Option<String>,
     /// The account whose address or identifier matches, if one does (staff may change it).
     pub account_id: Option<AccountId>,
+    /// Who opened it.
+    pub origin: RequestOrigin,
 }
 
 /// A stored request.
@@ -151,6 +177,8 @@ pub struct AssistanceRequest {
     pub message: String,
     /// What the writer asked for, if they chose.
     pub wants: Option<Wants>,
+    /// Who opened it.
+    pub origin: RequestOrigin,
     /// State.
     pub state: RequestState,
     /// Linked account.

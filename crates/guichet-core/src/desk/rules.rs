@@ -9,10 +9,12 @@ use jiff::Timestamp;
 
 use super::SlotState;
 use super::{
-    AssistanceRequest, CallSlot, CallSlotId, Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState,
+    AssistanceRequest, CallSlot, CallSlotId, Confirmation, NewNote, NewRequest, RequestChange, RequestId,
+    RequestOrigin, RequestState,
 };
 use crate::account::{AccountId, EmailAddress};
 use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
+use crate::catalogue;
 use crate::keys::ServerKey;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::ports::{Ports, Reach, StoreError, Transactions, Work};
@@ -127,7 +129,23 @@ impl DeskRules {
         now: Timestamp,
     ) -> Result<AssistanceRequest, StoreError> {
         let mut work = self.transactions.begin().await?;
+        // A request guichet opened for this account's undelivered mail gives way to the
+        // member's own: closed into it, each naming the other.
+        let opened_by_guichet = match request.account_id {
+            Some(account) => {
+                work.hold_open_request_of(account).await?.filter(|r| r.origin == RequestOrigin::Undelivered)
+            }
+            None => None,
+        };
         let created = work.insert_request(request, now).await?;
+        if let Some(earlier) = opened_by_guichet {
+            let closed = AssistanceRequest { state: RequestState::Closed, ..earlier.clone() };
+            work.save_request(&closed, now).await?;
+            let moved = catalogue::desk::continued_in(&created.reference);
+            work.insert_note(earlier.id, &NewNote { author_id: None, body: moved }, now).await?;
+            let history = catalogue::desk::continues(&earlier.reference);
+            work.insert_note(created.id, &NewNote { author_id: None, body: history }, now).await?;
+        }
         let receipt = NewMail {
             kind: MailKind::AssistanceReceived,
             account_id: created.account_id,
@@ -324,6 +342,7 @@ mod tests {
             message: message.into(),
             address: None,
             account_id: account,
+            origin: RequestOrigin::Member,
         }
     }
 

@@ -8,9 +8,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::{
     AssistanceRequest, CallSlot, CallSlotId, Confirmation, DeskRules, NewNote, NewRequest, RequestChange, RequestId,
-    RequestNote, SlotState, Wants,
+    RequestNote, RequestOrigin, SlotState, Wants,
 };
-use crate::account::{Account, EmailAddress, Identifier, Role};
+use crate::account::{Account, AccountId, EmailAddress, Identifier, Role};
 use crate::audit::RequestContext;
 use crate::catalogue;
 use crate::clock::Clock;
@@ -136,6 +136,12 @@ pub struct SlotView {
     pub state: SlotState,
     /// The request's reference.
     pub reference: String,
+    /// The number the desk will call (the member typed it, or the desk did): repeated
+    /// so that a wrong digit is seen before the call. Only a holder of the link sees it.
+    pub phone: String,
+    /// Whether the member's confirmation is mailed to them: not while their address
+    /// refuses guichet's mail.
+    pub mailed: bool,
 }
 
 /// The assistance desk.
@@ -272,7 +278,8 @@ impl Desk {
         // What anyone types must not write into a staff account's history: staff requests
         // are linked by an administrator, by hand.
         let account_id = account.filter(|a| a.role == Role::Member).map(|a| a.id);
-        let request = NewRequest { name, email, identifier, phone, message, wants, address, account_id };
+        let origin = RequestOrigin::Member;
+        let request = NewRequest { name, email, identifier, phone, message, wants, address, account_id, origin };
         Ok(self.rules.create_request(&request, self.desk_address.as_ref(), now).await?)
     }
 
@@ -378,7 +385,7 @@ impl Desk {
         // A member whose address refuses guichet's mail (the desk passed the link on)
         // is not mailed the confirmation: the page they are on says it all.
         let mail_member = match self.desk.find_slot(&token.hash()).await? {
-            Some((_, request)) => refusal(&self.outbox.mail_to(&request.email, 20).await?, now).is_none(),
+            Some((_, request)) => !self.refuses_mail(&request.email, now).await?,
             None => return Ok(None),
         };
         let confirmed = self.rules.confirm_slot(&token.hash(), notify, note, mail_member, now).await?;
@@ -390,20 +397,40 @@ impl Desk {
                 slot.clone()
             }
         };
-        let reference = self.desk.find_request(slot.request_id).await?.map(|r| r.reference).unwrap_or_default();
-        Ok(Some((confirmation, SlotView { state: slot.state_at(self.clock.now()), slot, reference })))
+        let request = self.desk.find_request(slot.request_id).await?;
+        let (reference, phone) = request.map(|r| (r.reference, r.phone)).unwrap_or_default();
+        let state = slot.state_at(self.clock.now());
+        Ok(Some((confirmation, SlotView { state, slot, reference, phone, mailed: mail_member })))
     }
 
     /// The slot behind a link, as the member sees it. `Ok(None)` for an unknown link.
     pub async fn slot_by_link(&self, token: &str) -> Result<Option<SlotView>, StoreError> {
         let Some(token) = PlainToken::from_presented(token) else { return Ok(None) };
         let Some((slot, request)) = self.desk.find_slot(&token.hash()).await? else { return Ok(None) };
-        Ok(Some(SlotView { state: slot.state_at(self.clock.now()), slot, reference: request.reference }))
+        let now = self.clock.now();
+        let mailed = !self.refuses_mail(&request.email, now).await?;
+        Ok(Some(SlotView {
+            state: slot.state_at(now),
+            slot,
+            reference: request.reference,
+            phone: request.phone,
+            mailed,
+        }))
+    }
+
+    /// Whether `address` refuses guichet's mail now ([`refusal`]).
+    async fn refuses_mail(&self, address: &EmailAddress, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(refusal(&self.outbox.mail_to(address, 20).await?, now).is_some())
     }
 
     /// Requests, newest first: only those not closed with `open_only`.
     pub async fn queue(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError> {
         self.desk.list_requests(open_only, limit).await
+    }
+
+    /// The requests linked to an account, newest first.
+    pub async fn requests_of(&self, account: AccountId, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError> {
+        self.desk.account_requests(account, limit).await
     }
 
     /// A request with what its page shows. `Ok(None)` when the id is unknown.

@@ -1,6 +1,8 @@
 //! The assistance desk's requests, notes and call slots.
 
 use async_trait::async_trait;
+
+use crate::account::AccountId;
 use jiff::Timestamp;
 
 use super::StoreError;
@@ -13,6 +15,9 @@ use crate::token::TokenHash;
 pub trait DeskStore: Send + Sync + std::fmt::Debug {
     /// Requests, newest first; only those not closed with `open_only`.
     async fn list_requests(&self, open_only: bool, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError>;
+
+    /// The requests linked to an account, newest first.
+    async fn account_requests(&self, account: AccountId, limit: u32) -> Result<Vec<AssistanceRequest>, StoreError>;
 
     /// `Ok(None)` when the id is unknown.
     async fn find_request(&self, id: RequestId) -> Result<Option<AssistanceRequest>, StoreError>;

@@ -346,6 +346,7 @@ impl Work for MemoryWork {
             phone: request.phone.clone(),
             message: request.message.clone(),
             wants: request.wants,
+            origin: request.origin,
             state: RequestState::New,
             account_id: request.account_id,
             assignee_id: None,

@@ -26,6 +26,8 @@ struct SlotPage {
     token: String,
     when: String,
     reference: String,
+    phone: String,
+    mailed: bool,
     state: SlotState,
 }
 
@@ -43,6 +45,8 @@ fn page(state: &AppState, visitor: &Visitor, token: String, view: SlotView) -> S
         token,
         when: guichet_core::french::slot(view.slot.starts_at, view.slot.ends_at, &state.settings.time_zone),
         reference: view.reference,
+        phone: view.phone,
+        mailed: view.mailed,
         state: view.state,
     }
 }

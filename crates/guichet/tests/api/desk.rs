@@ -615,8 +615,11 @@ async fn a_member_whose_mail_is_refused_gets_a_call_without_a_single_message() {
     let first = links[0].trim_start_matches(&app.address).to_owned();
     let opened = app.get_with(&member, &first).await;
     assert_eq!(opened.status, StatusCode::OK);
+    assert!(opened.body.contains("vous appellera au <strong>04 72 00 00 00</strong>"), "{}", opened.body);
     let confirmed = app.post_form(&member, &first, &[("csrf_token", &opened.csrf_token())]).await;
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    assert!(confirmed.body.contains("vous appellera au 04 72 00 00 00"), "the number, repeated: {}", confirmed.body);
+    assert!(confirmed.body.contains("aucun message ne vous est envoyé"), "no promise of a mail: {}", confirmed.body);
     let slots = app.app.store.request_slots(request.id).await.unwrap();
     let late = post(&app, &desk, &page, &format!("{page}/slots/{}/agreed", slots[1].id.get()), &[]).await;
     assert_eq!(late.status, StatusCode::CONFLICT, "the other slot gave way");
@@ -714,4 +717,54 @@ async fn only_administrators_confirm_a_call_for_a_staff_account() {
     let refused = post(&app, &desk, &page, &agreed, &[]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert_eq!(post(&app, &chef_browser, &page, &agreed, &[]).await.status, StatusCode::SEE_OTHER);
+}
+
+/// A request guichet opened for undelivered mail says so (nobody wrote it), and gives way
+/// to the member's own when they write in: closed into it, each naming the other.
+#[tokio::test]
+async fn guichet_s_request_for_undelivered_mail_gives_way_to_the_member_s_own() {
+    let app = spawn_app().await;
+    let marie = app.add_member("marie").await;
+    app.mail.refuse_domain("chu.example.fr");
+    app.submit(&browser(), "/forgot-password", "/forgot-password", &[("email", "marie@chu.example.fr")]).await;
+    app.deliver_mail().await;
+    app.deliver_mail().await;
+    let opened = app.app.state.desk.queue(true, 5).await.unwrap().remove(0);
+    app.add_account("desk", Role::Assistance).await;
+    let desk = signed_in(&app, "desk").await;
+    let page = app.get_with(&desk, &format!("/admin/requests/{}", opened.id.get())).await;
+    assert!(
+        page.body.contains("<dt>Ouverte par</dt>") && page.body.contains("qui n'a rien écrit"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<dt>De</dt>"), "not as if she wrote it");
+    let queue = app.get_with(&desk, "/admin/requests").await;
+    assert!(queue.body.contains("guichet, pour Marie Durand"), "{}", queue.body);
+
+    // She writes in from another address, giving her identifier.
+    let form = [
+        ("name", "Marie Durand"),
+        ("email", "marie.durand@gmail.example.com"),
+        ("identifier", "marie"),
+        ("wants", "call"),
+        ("phone", "06 12 34 56 78"),
+        ("message", "Je ne reçois plus rien de votre part."),
+    ];
+    let written = post(&app, &browser(), "/assistance", "/assistance", &form).await;
+    assert_eq!(written.status, StatusCode::OK, "{}", written.body);
+    let open = app.app.state.desk.queue(true, 5).await.unwrap();
+    assert_eq!(open.len(), 1, "guichet's request is closed into hers");
+    let hers = &open[0];
+    assert_eq!(hers.account_id, Some(marie.id));
+    assert!(written.body.contains(&hers.reference), "her receipt names her request");
+    let old_notes = app.app.store.request_notes(opened.id).await.unwrap();
+    assert!(old_notes.iter().any(|n| n.body.contains(&hers.reference)), "{old_notes:?}");
+    let shown = app.get_with(&desk, &format!("/admin/requests/{}", hers.id.get())).await;
+    assert!(
+        shown.body.contains("Autres demandes de ce compte") && shown.body.contains(&opened.reference),
+        "{}",
+        shown.body
+    );
+    assert!(shown.body.contains("<dt>De</dt>"));
 }

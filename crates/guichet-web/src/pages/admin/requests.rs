@@ -8,7 +8,7 @@ use axum::response::{IntoResponse as _, Redirect, Response};
 use guichet_core::account::Account;
 use guichet_core::desk::{
     AssistanceRequest, CallSlotId, Confirmation, LinkError, RequestChange, RequestError, RequestFile, RequestId,
-    RequestState, SlotState,
+    RequestOrigin, RequestState, SlotState,
 };
 use guichet_core::french;
 use jiff::SignedDuration;
@@ -22,6 +22,7 @@ use crate::state::AppState;
 pub struct RequestLine {
     pub(super) id: i64,
     pub(super) reference: String,
+    /// Who wrote, or "guichet" for undelivered mail.
     pub(super) name: String,
     pub(super) email: String,
     pub(super) state: &'static str,
@@ -33,7 +34,10 @@ impl RequestLine {
         Self {
             id: request.id.get(),
             reference: request.reference.clone(),
-            name: request.name.clone(),
+            name: match request.origin {
+                RequestOrigin::Member => request.name.clone(),
+                RequestOrigin::Undelivered => format!("guichet, pour {}", request.name),
+            },
             email: crate::wording::breakable(request.email.as_str()),
             state: request.state.label_fr(),
             at: french::date_time(request.created_at, zone),
@@ -105,6 +109,9 @@ struct RequestPage {
     by_hand: Option<String>,
     at: String,
     error: Option<String>,
+    /// The linked account's other requests.
+    others: Vec<RequestLine>,
+    undelivered: bool,
 }
 
 async fn request(state: &AppState, id: RequestId) -> Result<RequestFile, WebError> {
@@ -148,7 +155,14 @@ async fn request_page(
     let refused = refused
         .map(|m| Refused { at: french::date_time(m.created_at, zone), answer: m.last_answer.unwrap_or_default() });
     let by_hand = by_hand(&state.settings.site_name, &request, &slots);
+    let others = match request.account_id {
+        Some(account) => state.desk.requests_of(account, 20).await?,
+        None => Vec::new(),
+    };
+    let others = others.iter().filter(|r| r.id != request.id).map(|r| RequestLine::of(r, zone)).collect();
     Ok(RequestPage {
+        others,
+        undelivered: request.origin == RequestOrigin::Undelivered,
         layout: staff.layout.clone(),
         state_label: request.state.label_fr(),
         states: RequestState::ALL.iter().map(|s| (s.as_str(), s.label_fr(), *s == request.state)).collect(),
