@@ -348,6 +348,11 @@ impl Account {
         }
     }
 
+    /// Until when its temporary password works, when it has one.
+    pub fn pending_temporary_until(&self) -> Option<Timestamp> {
+        self.temporary_password_until.filter(|_| self.temporary_password_hash.is_some())
+    }
+
     /// Whether the account is locked at `now`.
     pub fn is_locked_at(&self, now: Timestamp) -> bool {
         self.locked_until.is_some_and(|until| until > now)

@@ -73,6 +73,9 @@ pub const REQUEST_ERROR_TOO_MANY: &str = "trop de demandes dans l'heure";
 /// `GroupNameError`.
 pub const GROUP_NAME_ERROR: &str = "le nom d'un groupe compte de 1 à 64 caractères parmi les lettres sans accent, les chiffres, « _ » et « - », et commence par une lettre ou un chiffre";
 
+/// `ConsoleError::Stale`.
+pub const CONSOLE_ERROR_STALE: &str = "cette page n'était plus à jour (un mot de passe temporaire a été créé depuis qu'elle s'est affichée) : rien n'a été fait ; rechargez la page du compte";
+
 /// A message of this catalogue as a sentence of its own, for a form: capital first,
 /// full stop last.
 pub fn sentence(message: impl Display) -> String {

@@ -97,6 +97,7 @@ pub struct MySpace {
     credentials: Credentials,
     sessions: Arc<dyn SessionStore>,
     audit: Arc<dyn AuditStore>,
+    outbox: Arc<dyn crate::ports::OutboxStore>,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     policy: PasswordPolicy,
@@ -118,6 +119,7 @@ impl MySpace {
             credentials: Credentials::of(ports),
             sessions: Arc::clone(&ports.sessions),
             audit: Arc::clone(&ports.audit),
+            outbox: Arc::clone(&ports.outbox),
             hasher,
             clock,
             policy,
@@ -129,6 +131,13 @@ impl MySpace {
     /// this session (what happened while they were away).
     pub async fn activity(&self, account: AccountId) -> Result<Activity, StoreError> {
         Ok(Activity::new(self.audit.account_events(account, 100).await?))
+    }
+
+    /// When the account's own address refuses guichet's mail now (the desk's rule), the
+    /// message that shows it: Mon espace then asks for a secours address.
+    pub async fn mail_refused(&self, account: &Account) -> Result<Option<jiff::Timestamp>, StoreError> {
+        let latest = self.outbox.mail_to(&account.email, 20).await?;
+        Ok(crate::desk::refusal(&latest, self.clock.now()).map(|m| m.created_at))
     }
 
     /// Changes a member's own password. In an ordinary session `current` must be right;

@@ -166,6 +166,10 @@ pub enum ConsoleError {
     /// What was typed is not valid (details); the message says why, in French.
     #[error(transparent)]
     Invalid(AddMemberError),
+    /// The page the action came from no longer shows the account as it is (a form sent
+    /// again with the browser's Back button, or by another staff member meanwhile).
+    #[error("{}", crate::catalogue::CONSOLE_ERROR_STALE)]
+    Stale,
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),
@@ -314,13 +318,22 @@ impl Console {
     /// phone, or written from the desk's own mailbox — when the site's mail does not
     /// reach the member. Shown once, audited as shown; it sits beside the member's
     /// password, which keeps working, and replaces any earlier temporary one.
+    ///
+    /// `seen` is the temporary password's end the staff member's page showed (`None`:
+    /// none): when another was made since — the same form sent again with Back, or a
+    /// colleague's — nothing is made, and [`ConsoleError::Stale`] says so, so that the
+    /// password already handed over keeps working.
     pub async fn hand_temporary_password(
         &self,
         actor: &StaffActor,
         target: AccountId,
+        seen: Option<Timestamp>,
         context: &RequestContext,
     ) -> Result<HandedPassword, ConsoleError> {
         let account = self.target(actor, ConsoleAction::IssueTemporaryPassword, target).await?;
+        if account.pending_temporary_until() != seen {
+            return Err(ConsoleError::Stale);
+        }
         let password = TemporaryPassword::generate();
         let now = self.clock.now();
         let expires_at = now.saturating_add(self.temporary_password_ttl).unwrap_or(now);

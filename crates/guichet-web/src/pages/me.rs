@@ -73,6 +73,8 @@ struct MePage {
     recovery_error: Option<String>,
     /// The session's login is not recent: the secours form asks for the password.
     recovery_needs_password: bool,
+    /// When the member's address last refused guichet's mail, if it refuses it now.
+    mail_refused: Option<String>,
     /// What just happened.
     done: Option<String>,
 }
@@ -135,6 +137,7 @@ async fn me_page(state: &AppState, signed_in: SignedIn, done: Option<String>) ->
         recovery_typed: String::new(),
         recovery_error: None,
         recovery_needs_password: !state.me.recently_authenticated(&session),
+        mail_refused: state.me.mail_refused(&account).await?.map(|at| format::date_time(at, zone)),
         done,
     })
 }

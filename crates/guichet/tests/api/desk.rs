@@ -733,11 +733,7 @@ async fn guichet_s_request_for_undelivered_mail_gives_way_to_the_member_s_own() 
     app.add_account("desk", Role::Assistance).await;
     let desk = signed_in(&app, "desk").await;
     let page = app.get_with(&desk, &format!("/admin/requests/{}", opened.id.get())).await;
-    assert!(
-        page.body.contains("<dt>Ouverte par</dt>") && page.body.contains("qui n'a rien écrit"),
-        "{}",
-        page.body
-    );
+    assert!(page.body.contains("<dt>Ouverte par</dt>") && page.body.contains("qui n'a rien écrit"), "{}", page.body);
     assert!(!page.body.contains("<dt>De</dt>"), "not as if she wrote it");
     let queue = app.get_with(&desk, "/admin/requests").await;
     assert!(queue.body.contains("guichet, pour Marie Durand"), "{}", queue.body);
@@ -767,4 +763,9 @@ async fn guichet_s_request_for_undelivered_mail_gives_way_to_the_member_s_own() 
         shown.body
     );
     assert!(shown.body.contains("<dt>De</dt>"));
+    // Signed in, she is nudged to add a secours address.
+    let her = signed_in(&app, "marie").await;
+    let me = app.get_with(&her, "/me").await;
+    assert!(me.body.contains("Nos messages n'arrivent pas à votre adresse"), "{}", me.body);
+    assert!(me.body.contains(r##"Ajoutez une <a href="#secours">adresse de secours</a>"##));
 }

@@ -292,13 +292,21 @@ async fn a_session_opened_with_a_temporary_password_ends_when_another_is_handed(
             .and_then(|(_, r)| r.split_once("</code>"))
             .map(|(p, _)| p.to_owned())
     };
-    let first = app.submit(&desk, &page, &format!("{page}/temporary-password/show"), &[]).await;
+    let show = format!("{page}/temporary-password/show");
+    let first = app.submit(&desk, &page, &show, &[]).await;
     let first = handed(&first.body).unwrap_or_default();
+    // The same form sent again (Back, then the browser's resubmission) makes nothing:
+    // the page it came from is stale, and the password handed over keeps working.
+    let again = app.submit(&desk, &page, &show, &[("seen", "")]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert!(again.body.contains("Page périmée") && handed(&again.body).is_none());
     // Someone who read the first one logs in with it…
     let intruder = browser();
     assert_eq!(app.login_with(&intruder, "marie", &first, &[]).await.location(), Some("/me/password"));
     // …the desk hands the member a second one: the first one's session is over.
-    let second = app.submit(&desk, &page, &format!("{page}/temporary-password/show"), &[]).await;
+    let seen = crate::helpers::field_value(&app.get_with(&desk, &page).await.body, "seen").unwrap_or_default();
+    assert!(!seen.is_empty(), "the fresh page knows of the first one");
+    let second = app.submit(&desk, &page, &show, &[("seen", &seen)]).await;
     let second = handed(&second.body).unwrap_or_default();
     assert_eq!(
         app.get_with(&intruder, "/me/password").await.location(),

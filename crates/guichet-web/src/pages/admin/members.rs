@@ -258,6 +258,9 @@ struct MemberPage {
     last_login: Option<String>,
     pending_codes: u64,
     temporary_until: Option<String>,
+    /// What the temporary-password form says the page showed (see
+    /// [`guichet_core::console::Console::hand_temporary_password`]).
+    temporary_seen: String,
     recovery_email: Option<String>,
     failures: Vec<EventLine>,
     events: Vec<EventLine>,
@@ -314,6 +317,11 @@ fn refused(error: ConsoleError) -> WebError {
             let message = format!("Action refusée : {why}.");
             WebError::Page(ErrorPage::new(StatusCode::FORBIDDEN, "Action refusée", message))
         }
+        ConsoleError::Stale => WebError::Page(ErrorPage::new(
+            StatusCode::CONFLICT,
+            "Page périmée",
+            guichet_core::catalogue::sentence(&ConsoleError::Stale.to_string()),
+        )),
         ConsoleError::Invalid(error) => {
             WebError::Page(ErrorPage::new(StatusCode::UNPROCESSABLE_ENTITY, "Saisie refusée", describe(&error)))
         }
@@ -357,10 +365,8 @@ async fn member_page(
         disabled: account.disabled_at.is_some(),
         last_login: account.last_login_at.map(|at| french::date_time(at, zone)),
         pending_codes,
-        temporary_until: account
-            .temporary_password_until
-            .filter(|_| account.temporary_password_hash.is_some())
-            .map(|at| french::date_time(at, zone)),
+        temporary_until: account.pending_temporary_until().map(|at| french::date_time(at, zone)),
+        temporary_seen: account.pending_temporary_until().map(|at| at.as_millisecond().to_string()).unwrap_or_default(),
         recovery_email: account.recovery_email.as_ref().map(guichet_core::account::EmailAddress::masked),
         failures: activity
             .failures_since_last_login()
@@ -467,6 +473,12 @@ pub async fn disable(
     Ok(back(id, "disable"))
 }
 
+#[derive(Deserialize)]
+pub struct SeenForm {
+    #[serde(default)]
+    seen: String,
+}
+
 #[derive(Template)]
 #[template(path = "admin_temporary.html")]
 struct HandedPage {
@@ -488,8 +500,20 @@ pub async fn hand_temporary_password(
     staff: Staff,
     Client(context): Client,
     Path(id): Path<AccountId>,
+    Form(form): Form<SeenForm>,
 ) -> Result<Response, WebError> {
-    let handed = state.console.hand_temporary_password(&staff.actor, id, &context).await.map_err(refused)?;
+    // What the page showed: a number of milliseconds, or nothing for "none".
+    let seen = match form.seen.as_str() {
+        "" => None,
+        raw => Some(raw.parse().ok().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).ok_or_else(|| {
+            WebError::Page(ErrorPage::new(
+                StatusCode::BAD_REQUEST,
+                "Formulaire illisible",
+                "Rechargez la page du compte.",
+            ))
+        })?),
+    };
+    let handed = state.console.hand_temporary_password(&staff.actor, id, seen, &context).await.map_err(refused)?;
     let until = french::date_time(handed.expires_at, &state.settings.time_zone);
     let login_url = format!("{}/login", state.settings.public_url);
     let identifier = handed.account.identifier.to_string();
