@@ -76,13 +76,18 @@ pub const GROUP_NAME_ERROR: &str = "le nom d'un groupe compte de 1 à 64 caract�
 /// `ConsoleError::Stale`.
 pub const CONSOLE_ERROR_STALE: &str = "cette page n'était plus à jour (un mot de passe temporaire a été créé depuis qu'elle s'est affichée) : rien n'a été fait ; rechargez la page du compte";
 
-/// A message of this catalogue as a sentence of its own, for a form: capital first,
-/// full stop last.
+/// A message as a sentence of its own, for a page: first letter up, final full stop
+/// (unless it ends with one already, or `!`, `?`, `)`). The catalogue's messages start
+/// low so that they also fit inside a longer sentence.
 pub fn sentence(message: impl Display) -> String {
     let message = message.to_string();
-    let mut chars = message.chars();
-    let first: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
-    format!("{first}{}.", chars.as_str().trim_end_matches('.'))
+    let mut chars = message.trim().chars();
+    let Some(first) = chars.next() else { return String::new() };
+    let mut text: String = first.to_uppercase().chain(chars).collect();
+    if !text.ends_with(['.', '!', '?', ')']) {
+        text.push('.');
+    }
+    text
 }
 
 /// The console's account form: a role it does not offer.

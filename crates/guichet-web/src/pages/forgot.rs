@@ -98,7 +98,7 @@ fn answer(
     match requested {
         Ok(()) => sent(layout, email),
         Err(RequestError::Email(error)) => {
-            let page = ForgotPage::new(forgot, layout, email, Some(sentence(&error.to_string())));
+            let page = ForgotPage::new(forgot, layout, email, Some(sentence(error)));
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(RequestError::TooMany) => Ok(too_many()),
@@ -188,7 +188,7 @@ impl ResetPage {
 
     fn code_error(&self) -> Option<String> {
         match &self.problem {
-            Problem::Code(error) => Some(sentence(&error.to_string())),
+            Problem::Code(error) => Some(sentence(error)),
             _ => None,
         }
     }
@@ -256,7 +256,7 @@ async fn reset(
             return Ok((StatusCode::SEE_OTHER, [(LOCATION, login), (SET_COOKIE, notice)]).into_response());
         }
         Err(ResetError::Code(error)) => Problem::Code(error),
-        Err(ResetError::Password(error)) => Problem::Password(sentence(&error.to_string())),
+        Err(ResetError::Password(error)) => Problem::Password(sentence(error)),
         Err(error @ ResetError::Disabled) => Problem::Password(error.to_string()),
         Err(ResetError::Hash(guichet_core::hashing::HashError::Busy)) => return Ok(busy().into_response()),
         Err(ResetError::Hash(error)) => return Err(error.into()),

@@ -238,7 +238,7 @@ async fn change_password(
             return Ok(response);
         }
         Err(error @ ChangeError::TemporaryGone) => (None, Some(error.to_string())),
-        Err(ChangeError::Password(error)) => (None, Some(sentence(&error.to_string()))),
+        Err(ChangeError::Password(error)) => (None, Some(sentence(error))),
         Err(ChangeError::Hash(HashError::Busy)) => return Ok(busy().into_response()),
         Err(ChangeError::Hash(error)) => return Err(error.into()),
         Err(ChangeError::Store(error)) => return Err(error.into()),
@@ -335,7 +335,7 @@ async fn confirm(
             let SignedIn { account, layout, .. } = signed_in;
             let pending = account.recovery_email_pending.as_ref().map(ToString::to_string);
             let code = form.code.trim().chars().take(64).collect();
-            let page = ConfirmPage { layout, pending, code, error: Some(sentence(&why.to_string())) };
+            let page = ConfirmPage { layout, pending, code, error: Some(sentence(why)) };
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
     }

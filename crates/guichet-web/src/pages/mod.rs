@@ -125,17 +125,7 @@ pub fn clear_session_cookies(state: &AppState, response: &mut Response) {
     }
 }
 
-/// A message as a sentence for the page: first letter up, final full stop. The core's
-/// messages start low so that they also fit inside a longer sentence.
-pub fn sentence(message: &str) -> String {
-    let mut chars = message.trim().chars();
-    let Some(first) = chars.next() else { return String::new() };
-    let mut text: String = first.to_uppercase().chain(chars).collect();
-    if !text.ends_with(['.', '!', '?', ')']) {
-        text.push('.');
-    }
-    text
-}
+pub use guichet_core::catalogue::sentence;
 
 /// `303 See Other` to `target`, or to `fallback` when it cannot be a header value.
 pub fn see_other(target: &str, fallback: &'static str) -> Response {

@@ -9,14 +9,13 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Redirect, Response};
 use guichet_core::account::Role;
-use guichet_core::catalogue::sentence;
 use guichet_core::console::{AccountForm, CreateError, decide_creation};
 use guichet_core::groups::GroupError;
 use serde::Deserialize;
 
 use crate::client::Client;
 use crate::error::{ErrorPage, WebError};
-use crate::pages::{Form, Layout, Staff, render};
+use crate::pages::{Form, Layout, Staff, render, sentence};
 use crate::state::AppState;
 
 /// The account form as posted (and as shown again).

@@ -320,7 +320,7 @@ fn refused(error: ConsoleError) -> WebError {
         ConsoleError::Stale => WebError::Page(ErrorPage::new(
             StatusCode::CONFLICT,
             "Page périmée",
-            guichet_core::catalogue::sentence(&ConsoleError::Stale.to_string()),
+            crate::pages::sentence(ConsoleError::Stale),
         )),
         ConsoleError::Invalid(error) => {
             WebError::Page(ErrorPage::new(StatusCode::UNPROCESSABLE_ENTITY, "Saisie refusée", describe(&error)))
