@@ -210,7 +210,7 @@ mod tests {
         let errors = check(&form).err().unwrap_or_default();
         let fields: Vec<_> = errors.iter().map(|(field, _)| *field).collect();
         assert_eq!(fields, ["identifier", "email", "role", "groups"]);
-        assert!(errors.iter().all(|(_, message)| message.ends_with('.')), "{errors:?}");
+        assert!(errors.iter().all(|(_, message)| message.ends_with(['.', ')'])), "{errors:?}");
         let form = AccountForm {
             identifier: "Marie.Durand",
             email: "marie@chu.example.fr",
