@@ -39,5 +39,6 @@ pub mod redirect;
 pub mod secours;
 pub mod session;
 pub mod token;
+pub mod typography;
 
 pub use jiff::{SignedDuration, Timestamp};

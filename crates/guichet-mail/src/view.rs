@@ -186,12 +186,16 @@ impl View {
 
     /// The subject line alone.
     pub(crate) fn subject(&self) -> Result<String, askama::Error> {
-        Ok(Subject { v: self }.render()?.split_whitespace().collect::<Vec<_>>().join(" "))
+        let subject = Subject { v: self }.render()?.split_whitespace().collect::<Vec<_>>().join(" ");
+        Ok(guichet_core::typography::text(&subject))
     }
 
     /// Subject, text and HTML.
     pub(crate) fn render(&self) -> Result<(String, String, String), askama::Error> {
-        Ok((self.subject()?, Text { v: self }.render()?, Html { v: self }.render()?))
+        // French typography is set once, here, for every message (`guichet_core::typography`).
+        let text = guichet_core::typography::text(&Text { v: self }.render()?);
+        let html = guichet_core::typography::html(&Html { v: self }.render()?);
+        Ok((self.subject()?, text, html))
     }
 }
 

@@ -163,7 +163,7 @@ pub async fn render_error_pages(State(state): State<AppState>, request: Request,
     let layout = Layout::anonymous(&state);
     let base = state.settings.public_url.trim_end_matches('/');
     let body = MessagePage { layout, title: page.title, message: &page.message, signed_in: page.signed_in, base };
-    let body = body.render().unwrap_or_else(|error| {
+    let body = body.render().map(|html| guichet_core::typography::html(&html)).unwrap_or_else(|error| {
         tracing::error!(?error, "the error page itself did not render");
         page.message.clone()
     });

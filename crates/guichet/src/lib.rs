@@ -5,5 +5,6 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod english;
 #[cfg(test)]
 mod properties;

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", guichet::english::error(&error));
             ExitCode::FAILURE
         }
     }

@@ -135,7 +135,8 @@ pub fn see_other(target: &str, fallback: &'static str) -> Response {
 
 /// Renders a template with a status.
 pub fn render(status: StatusCode, page: &impl Template) -> Result<Response, WebError> {
-    Ok((status, Html(page.render()?)).into_response())
+    // French typography is set once, here, for every page (see `guichet_core::typography`).
+    Ok((status, Html(guichet_core::typography::html(&page.render()?))).into_response())
 }
 
 /// 404 for every unknown path.

@@ -44,6 +44,13 @@ async fn check(browser: &Browser, axe: &str, expected: &str, seen: &mut Vec<Stri
     let path = browser.path().await;
     let found = violations(browser, axe).await;
     assert!(found.is_empty(), "{path} ({expected}): {found:#?}");
+    // What Chromium shows is typeset in French too (form fields aside).
+    let shown = "const copy = document.body.cloneNode(true);
+        copy.querySelectorAll('code, pre, textarea, script, style').forEach(e => e.remove());
+        return copy.textContent;";
+    let shown = browser.client.execute(shown, Vec::new()).await.unwrap_or_default();
+    let faults = crate::helpers::typography_faults(shown.as_str().unwrap_or_default());
+    assert!(faults.is_empty(), "{path} ({expected}) typography: {faults:#?}");
     seen.push(format!("{path} · {expected}"));
 }
 

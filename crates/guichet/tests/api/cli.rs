@@ -89,10 +89,10 @@ async fn duplicates_are_refused_in_one_line(backend: Backend) {
     app.add_member("marie").await;
     let same_identifier = guichet(&app, &["member", "add", "MARIE", "--email", "other@example.org"], None);
     assert!(!same_identifier.status.success());
-    assert_eq!(stderr(&same_identifier).trim(), "error: cet identifiant est déjà pris");
+    assert_eq!(stderr(&same_identifier).trim(), "error: this identifier is taken");
     let same_email = guichet(&app, &["member", "add", "marie2", "--email", "Marie@chu.example.fr"], None);
     assert!(!same_email.status.success());
-    assert_eq!(stderr(&same_email).trim(), "error: cette adresse est déjà celle d'un autre compte");
+    assert_eq!(stderr(&same_email).trim(), "error: this address is already another account's");
 }
 
 async fn groups_are_made_joined_listed_and_removed(backend: Backend) {
@@ -103,14 +103,14 @@ async fn groups_are_made_joined_listed_and_removed(backend: Backend) {
     assert_eq!(stdout(&made).trim(), "created group bureau");
     let again = guichet(&app, &["group", "add", "bureau"], None);
     assert!(!again.status.success());
-    assert_eq!(stderr(&again).trim(), "error: ce groupe existe déjà");
+    assert_eq!(stderr(&again).trim(), "error: this group already exists");
     assert_eq!(stdout(&guichet(&app, &["member", "join", "marie", "bureau"], None)).trim(), "marie joined bureau");
     assert_eq!(
         stdout(&guichet(&app, &["member", "join", "marie", "bureau"], None)).trim(),
         "marie was already in bureau"
     );
     let unknown = guichet(&app, &["member", "join", "marie", "inconnu"], None);
-    assert_eq!(stderr(&unknown).trim(), "error: aucun groupe ne s'appelle « inconnu »");
+    assert_eq!(stderr(&unknown).trim(), "error: no group is named \"inconnu\" (guichet group list shows them)");
     assert!(stdout(&guichet(&app, &["member", "show", "marie"], None)).contains("groups:          bureau"));
     let list = stdout(&guichet(&app, &["group", "list"], None));
     assert!(list.contains("bureau") && list.contains("1 member(s)") && list.contains("Le bureau"), "{list}");
@@ -156,10 +156,7 @@ async fn the_operator_disables_and_enables_an_account(backend: Backend) {
     assert_eq!(app.login_with(&crate::helpers::browser(), "marie", PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
     app.add_account("boss", guichet_core::account::Role::Admin).await;
     let last = guichet(&app, &["member", "disable", "boss"], None);
-    assert_eq!(
-        stderr(&last).trim(),
-        "error: c'est le dernier administrateur actif : nommez d'abord un autre administrateur"
-    );
+    assert_eq!(stderr(&last).trim(), "error: this is the last active administrator: it stays");
 }
 
 /// What a French Excel saves from a WordPress or Joomla export: `;`, Windows-1252, CRLF,
@@ -267,9 +264,11 @@ async fn applications_are_registered_listed_and_removed() {
 #[tokio::test]
 async fn weak_passwords_are_refused_with_the_reason() {
     let app = spawn_app_with(Backend::Sqlite, &[]).await;
-    for (password, reason) in
-        [("court", "au moins 12 caractères"), ("motdepasse123", "plus courants"), ("xx-marie.durand-xx", "identifiant")]
-    {
+    for (password, reason) in [
+        ("court", "at least 12 characters"),
+        ("motdepasse123", "most common"),
+        ("xx-marie.durand-xx", "the identifier"),
+    ] {
         let output = guichet(
             &app,
             &["member", "add", "marie.durand", "--email", "m@example.org", "--password-stdin"],
@@ -286,9 +285,9 @@ async fn weak_passwords_are_refused_with_the_reason() {
 async fn bad_identifiers_and_emails_are_refused() {
     let app = spawn_app_with(Backend::Sqlite, &[]).await;
     let output = guichet(&app, &["member", "add", "marie durand", "--email", "m@example.org"], None);
-    assert!(stderr(&output).starts_with("error: identifiant refusé"), "{}", stderr(&output));
+    assert!(stderr(&output).starts_with("error: identifier refused"), "{}", stderr(&output));
     let output = guichet(&app, &["member", "add", "marie", "--email", "pas-une-adresse"], None);
-    assert!(stderr(&output).starts_with("error: adresse refusée"), "{}", stderr(&output));
+    assert!(stderr(&output).starts_with("error: email refused"), "{}", stderr(&output));
 }
 
 #[tokio::test]
@@ -313,7 +312,7 @@ async fn show_and_list_report_the_lock_and_unknown_identifiers_fail() {
 
     let unknown = guichet(&app, &["member", "show", "nobody"], None);
     assert!(!unknown.status.success());
-    assert_eq!(stderr(&unknown).trim(), "error: aucun compte n'a l'identifiant « nobody »");
+    assert_eq!(stderr(&unknown).trim(), "error: no account has the identifier \"nobody\"");
     assert!(!guichet(&app, &["member", "unlock", "nobody"], None).status.success());
 }
 

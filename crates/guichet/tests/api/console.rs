@@ -53,8 +53,7 @@ async fn staff_make_accounts_and_groups_in_the_console(backend: Backend) {
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
-    for said in ["3 points à revoir", "L&#39;identifiant est vide", "Choisissez un rôle", "value=\"pas-une-adresse\""]
-    {
+    for said in ["3 points à revoir", "L'identifiant est vide", "Choisissez un rôle", "value=\"pas-une-adresse\""] {
         assert!(wrong.body.contains(said), "{said}: {}", wrong.body);
     }
     let missing = app
@@ -73,7 +72,7 @@ async fn staff_make_accounts_and_groups_in_the_console(backend: Backend) {
         )
         .await;
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(missing.body.contains("Ce groupe n&#39;existe pas : « inconnu »"), "{}", missing.body);
+    assert!(missing.body.contains("Ce groupe n'existe pas : « inconnu »"), "{}", missing.body);
     assert!(app.app.state.members.find("anne").await.is_err(), "nothing is made when a part is refused");
 
     // An administrator makes an assistance account, in a group, with an invitation.

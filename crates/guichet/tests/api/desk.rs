@@ -654,7 +654,7 @@ async fn the_assistance_form_offers_a_call_and_says_who_will_answer() {
     let refused = post(&app, &browser(), "/assistance", "/assistance", &form).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     for (field, says) in
-        [("name", "Indiquez votre nom"), ("email", "n&#39;est pas valide"), ("phone", "Indiquez un numéro")]
+        [("name", "Indiquez votre nom"), ("email", "n'est pas valide"), ("phone", "Indiquez un numéro")]
     {
         assert!(refused.body.contains(&format!(r##"<a href="#{field}">"##)), "{field} listed: {}", refused.body);
         assert!(refused.body.contains(says), "{says}");

@@ -229,15 +229,89 @@ impl Drop for TestApp {
 pub struct Page {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
+    /// The body with the typography's spaces and apostrophes made plain (see [`plain`]),
+    /// so that tests read sentences as they are written; `typeset` is as sent.
     pub body: String,
+    pub typeset: String,
+}
+
+/// Text with French typography's no-break spaces and apostrophes as ordinary ones: what
+/// the tests compare (the typography itself is tested on the text as sent).
+pub fn plain(text: &str) -> String {
+    text.replace(['\u{a0}', '\u{202f}'], " ").replace('’', "'")
+}
+
+/// Where French typography wants a no-break space and finds an ordinary one, or a
+/// straight apostrophe between letters: the places, each with a few words around it.
+pub fn typography_faults(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut faults = Vec::new();
+    for (i, &c) in chars.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| chars[j]);
+        let (next, after) = (chars.get(i + 1).copied(), chars.get(i + 2).copied());
+        let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+        let alone = after.is_none_or(char::is_whitespace);
+        let fault = match c {
+            ' ' => {
+                (matches!(next, Some(':' | ';' | '?' | '!')) && alone)
+                    || next == Some('»')
+                    || prev == Some('«')
+                    || (digit(prev) && next.is_some_and(|n| n.is_alphabetic() || n.is_ascii_digit()))
+            }
+            '\'' => prev.is_some_and(char::is_alphabetic) && next.is_some_and(char::is_alphabetic),
+            _ => false,
+        };
+        if fault {
+            let around: String = chars[i.saturating_sub(25)..(i + 25).min(chars.len())].iter().collect();
+            faults.push(around.replace('\n', "⏎"));
+        }
+    }
+    faults
+}
+
+/// What a reader sees of an HTML page: the text between tags, entities decoded, without
+/// what the typography leaves verbatim (`code`, `pre`, `textarea`, `script`, `style`).
+pub fn visible_text(html: &str) -> String {
+    let mut text = String::new();
+    let mut rest = html;
+    let mut verbatim: Option<String> = None;
+    while let Some(at) = rest.find('<') {
+        if verbatim.is_none() {
+            text.push_str(&rest[..at]);
+        }
+        let end = rest[at..].find('>').map_or(rest.len(), |e| at + e + 1);
+        let tag = &rest[at..end];
+        let name: String = tag.trim_start_matches(['<', '/']).chars().take_while(char::is_ascii_alphanumeric).collect();
+        let name = name.to_ascii_lowercase();
+        match &verbatim {
+            Some(open) if tag.starts_with("</") && *open == name => verbatim = None,
+            None if !tag.starts_with("</")
+                && ["code", "pre", "textarea", "script", "style"].contains(&name.as_str()) =>
+            {
+                verbatim = Some(name);
+            }
+            _ => {}
+        }
+        text.push(' ');
+        rest = &rest[end..];
+    }
+    text.push_str(rest);
+    unescape(&text).replace("&nbsp;", "\u{a0}")
 }
 
 impl Page {
     async fn read(response: reqwest::Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
-        Self { status, headers, body }
+        let typeset = response.text().await.unwrap_or_default();
+        // Every page any test reads is read for French typography as well.
+        let html =
+            headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/html"));
+        if html {
+            let faults = typography_faults(&visible_text(&typeset));
+            assert!(faults.is_empty(), "French typography on a page: {faults:#?}");
+        }
+        Self { status, headers, body: plain(&typeset), typeset }
     }
 
     /// The `Location` header.
@@ -409,8 +483,11 @@ impl TestApp {
 /// A received message, parsed.
 #[derive(Debug, Clone)]
 pub struct Mail {
+    /// The subject, with the typography's spaces and apostrophes made plain (see [`plain`]).
     pub subject: String,
+    /// The text part, made plain likewise; `typeset` is as sent.
     pub text: String,
+    pub typeset: String,
     raw: String,
 }
 
@@ -423,9 +500,15 @@ impl Mail {
     fn parse(received: &guichet_testkit::Received) -> Self {
         let parsed =
             mail_parser::MessageParser::default().parse(&received.data).unwrap_or_else(|| panic!("unparsable mail"));
+        let text = parsed.body_text(0).unwrap_or_default().replace("\r\n", "\n");
+        // Every message any test reads is read for French typography as well.
+        let subject = parsed.subject().unwrap_or_default();
+        let faults = typography_faults(&format!("{subject}\n{text}"));
+        assert!(faults.is_empty(), "French typography in a message ({subject}): {faults:#?}");
         Self {
-            subject: parsed.subject().unwrap_or_default().to_owned(),
-            text: parsed.body_text(0).unwrap_or_default().replace("\r\n", "\n"),
+            subject: plain(parsed.subject().unwrap_or_default()),
+            typeset: text.clone(),
+            text: plain(&text),
             raw: received.text(),
         }
     }

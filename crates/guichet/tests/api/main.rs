@@ -25,4 +25,5 @@ mod proxy;
 mod recovery;
 mod rescue;
 mod security;
+mod typography;
 mod workday;

@@ -37,7 +37,7 @@ async fn add_secours(app: &TestApp, marie: &reqwest::Client) {
     let wrong =
         app.submit(marie, "/me/recovery-email/confirm", "/me/recovery-email/confirm", &[("code", "AAAA")]).await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(wrong.body.contains("Ce code n&#39;est pas valable"), "{}", wrong.body);
+    assert!(wrong.body.contains("Ce code n'est pas valable"), "{}", wrong.body);
     let confirmed =
         app.submit(marie, "/me/recovery-email/confirm", "/me/recovery-email/confirm", &[("code", &code)]).await;
     assert_eq!((confirmed.status, confirmed.location()), (StatusCode::SEE_OTHER, Some("/me?done=secours")));
@@ -109,7 +109,7 @@ async fn the_secours_address_is_removed_and_cannot_be_someone_elses(backend: Bac
     assert!(same.body.contains(&format!(r#"value="{HOSPITAL}""#)), "what was typed is kept");
     let bad = app.submit(&marie, "/me", "/me/recovery-email", &[("email", "pas une adresse")]).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(bad.body.contains("L&#39;adresse électronique n&#39;est pas valide"), "capitalised: {}", bad.body);
+    assert!(bad.body.contains("L'adresse électronique n'est pas valide"), "capitalised: {}", bad.body);
     add_secours(&app, &marie).await;
     let removed = app.submit(&marie, "/me", "/me/recovery-email", &[("email", "")]).await;
     assert_eq!(removed.location(), Some("/me?done=secours-removed"));
@@ -256,7 +256,7 @@ async fn the_page_for_hospital_it_says_who_sends_what() {
     ] {
         assert!(page.body.contains(expected), "{expected} in {}", page.body);
     }
-    assert!(!page.body.contains("Nouvelle demande d&#39;assistance"), "the desk's own notices are not listed");
+    assert!(!page.body.contains("Nouvelle demande d'assistance"), "the desk's own notices are not listed");
 }
 
 #[tokio::test]

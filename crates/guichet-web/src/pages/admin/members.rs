@@ -538,7 +538,8 @@ pub async fn hand_temporary_password(
         password,
         until,
         login_url,
-        letter,
+        // In a textarea, which the page's typography leaves alone: set here.
+        letter: guichet_core::typography::text(&letter),
     };
     render(StatusCode::OK, &page)
 }

@@ -196,7 +196,8 @@ fn by_hand(site: &str, request: &AssistanceRequest, slots: &[SlotLine]) -> Optio
         text.push_str(&format!("\n{}\n{link}\n", slot.when));
     }
     text.push_str("\nVous pouvez aussi nous répondre simplement à ce message.\n\nL'assistance");
-    Some(text)
+    // In a textarea, which the page's typography leaves alone: set here.
+    Some(guichet_core::typography::text(&text))
 }
 
 pub async fn show(

@@ -1,0 +1,177 @@
+//! French typography, applied where text leaves guichet — every page, every mail, the
+//! command line's French messages — rather than typed by hand in a hundred sentences:
+//!
+//! - a no-break space (U+00A0) before `:` and inside `« »`, a narrow one (U+202F) before
+//!   `;`, `?` and `!`, replacing the ordinary space typed there;
+//! - a no-break space between a number and what follows it ("2 minutes", "13 h 00",
+//!   "5 000 caractères"), a narrow one between groups of digits (thousands, a phone
+//!   number);
+//! - the typographic apostrophe (’) between two letters.
+//!
+//! [`html`] leaves tags, attributes, entities other than the apostrophe's, and the
+//! contents of `code`, `pre`, `textarea`, `script` and `style` as they are: what a
+//! member typed comes back into a form unchanged, and a record to copy stays exact.
+
+/// No-break space.
+pub const NBSP: char = '\u{a0}';
+/// Narrow no-break space.
+pub const NNBSP: char = '\u{202f}';
+
+/// Whether a character ends a word's surroundings: what may follow `:`, `;`, `?`, `!`
+/// for them to be punctuation rather than part of a token (`a:b`, `?x=1`).
+fn ends_punctuation(next: Option<char>) -> bool {
+    next.is_none_or(|c| c.is_whitespace() || matches!(c, ')' | '»' | '.' | ',' | '"' | '<' | '\u{a0}' | '\u{202f}'))
+}
+
+/// What an ordinary space becomes, from the characters around it: `before` are the
+/// visible characters before it (nearest last), `next` and `after` the two after it.
+fn space(before: &[char], next: Option<char>, after: Option<char>) -> char {
+    let prev = before.last().copied();
+    let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+    match next {
+        Some(':') if ends_punctuation(after) => return NBSP,
+        Some(';' | '?' | '!') if ends_punctuation(after) => return NNBSP,
+        Some('»') => return NBSP,
+        _ => {}
+    }
+    if prev == Some('«') {
+        return NBSP;
+    }
+    if digit(prev) && next.is_some_and(|c| c.is_alphabetic() || c == '%' || c == '€') {
+        return NBSP;
+    }
+    // "13 h 00": the space after the `h` of a time.
+    if prev == Some('h') && digit(next) && digit(after) && before.len() >= 3 {
+        let [ref d, ref s, _] = before[before.len() - 3..] else { return ' ' };
+        if d.is_ascii_digit() && (*s == NBSP || *s == ' ') {
+            return NBSP;
+        }
+    }
+    // Groups of digits: thousands ("5 000"), a phone number ("04 72 00 00 00").
+    if digit(prev) && digit(next) {
+        return NNBSP;
+    }
+    ' '
+}
+
+/// Plain text (a mail's text part, a subject, a message on the command line).
+pub fn text(input: &str) -> String {
+    let chars: Vec<char> = input.chars().collect();
+    let mut out = String::with_capacity(input.len() + 8);
+    for (i, &c) in chars.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| chars[j]);
+        let next = chars.get(i + 1).copied();
+        match c {
+            ' ' => out.push(space(&chars[..i], next, chars.get(i + 2).copied())),
+            '\'' if prev.is_some_and(char::is_alphabetic) && next.is_some_and(char::is_alphabetic) => out.push('’'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Elements whose content is left as it is.
+const VERBATIM: [&str; 5] = ["code", "pre", "textarea", "script", "style"];
+
+/// An HTML page: only the text between tags changes (see the module's note).
+pub fn html(input: &str) -> String {
+    let mut out = String::with_capacity(input.len() + 64);
+    // The visible characters so far (the last few are enough), across tags.
+    let mut seen: Vec<char> = Vec::new();
+    let mut verbatim: Option<&'static str> = None;
+    let mut rest = input;
+    while let Some(c) = rest.chars().next() {
+        if c == '<' {
+            let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+            let tag = &rest[..end];
+            let name: String =
+                tag.trim_start_matches(['<', '/']).chars().take_while(char::is_ascii_alphanumeric).collect();
+            let name = name.to_ascii_lowercase();
+            if let Some(open) = verbatim {
+                if tag.starts_with("</") && name == open {
+                    verbatim = None;
+                }
+            } else if !tag.starts_with("</") {
+                verbatim = VERBATIM.into_iter().find(|v| *v == name);
+            }
+            out.push_str(tag);
+            rest = &rest[end..];
+            continue;
+        }
+        if verbatim.is_some() {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        if c == '&' {
+            let end = rest.find(';').filter(|e| *e <= 8).map_or(1, |e| e + 1);
+            let entity = &rest[..end];
+            let after = rest[end..].chars().next();
+            let apostrophe = matches!(entity, "&#39;" | "&#x27;" | "&apos;");
+            if apostrophe && seen.last().is_some_and(|p| p.is_alphabetic()) && after.is_some_and(char::is_alphabetic) {
+                out.push('’');
+                seen.push('’');
+            } else {
+                out.push_str(entity);
+                seen.push(match entity {
+                    "&nbsp;" => NBSP,
+                    "&#39;" | "&#x27;" | "&apos;" => '\'',
+                    _ => '&',
+                });
+            }
+            rest = &rest[end..];
+            continue;
+        }
+        let mut ahead = rest[c.len_utf8()..].chars();
+        let (next, after) = (ahead.next(), ahead.next());
+        let written = match c {
+            ' ' => space(&seen, next, after),
+            '\'' if seen.last().is_some_and(|p| p.is_alphabetic()) && next.is_some_and(char::is_alphabetic) => '’',
+            other => other,
+        };
+        out.push(written);
+        seen.push(written);
+        if seen.len() > 16 {
+            seen.drain(..8);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(s: &str) -> String {
+        s.replace(NBSP, "~").replace(NNBSP, "^")
+    }
+
+    #[test]
+    fn spaces_before_double_punctuation_and_inside_quotes_do_not_break() {
+        assert_eq!(shown(&text("Référence : A-12 ; vraiment ? oui !")), "Référence~: A-12^; vraiment^? oui^!");
+        assert_eq!(shown(&text("le mot « bonjour »")), "le mot «~bonjour~»");
+        assert_eq!(shown(&text("https://x.example/a?b=c et a:b")), "https://x.example/a?b=c et a:b", "tokens stay");
+    }
+
+    #[test]
+    fn numbers_hold_to_their_units_and_times_stay_whole() {
+        assert_eq!(shown(&text("le 3 mars à 13 h 00, 2 minutes")), "le 3~mars à 13~h~00, 2~minutes");
+        assert_eq!(shown(&text("5 000 caractères")), "5^000~caractères");
+        assert_eq!(shown(&text("04 72 00 00 00")), "04^72^00^00^00", "a phone number does not break either");
+    }
+
+    #[test]
+    fn apostrophes_between_letters_become_typographic() {
+        assert_eq!(text("l'identifiant n'est pas 'cité'"), "l’identifiant n’est pas 'cité'");
+    }
+
+    #[test]
+    fn html_changes_text_only() {
+        let page = r#"<p title="a : b">Code : <code>x : y</code> l&#39;accès, <b>5</b> minutes</p><textarea>n'y touchez : pas</textarea><input value="l'a : b">"#;
+        let expected = "<p title=\"a : b\">Code~: <code>x : y</code> l’accès, <b>5</b>~minutes</p><textarea>n'y touchez : pas</textarea><input value=\"l'a : b\">";
+        assert_eq!(shown(&html(page)), expected);
+        assert_eq!(shown(&html("<dt>Adresse</dt> :<br>")), "<dt>Adresse</dt>~:<br>");
+        assert_eq!(shown(&html("« <code>v=spf1 -all</code> »")), "«~<code>v=spf1 -all</code>~»");
+    }
+}
