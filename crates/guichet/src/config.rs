@@ -121,6 +121,10 @@ pub const VARIABLES: &[&str] = &[
     "GUICHET_METRICS_LISTEN",
 ];
 
+/// The settings read from systemd credentials of the same name (see
+/// [`Sources::with_credentials`]): the secrets.
+pub const CREDENTIALS: &[&str] = &["GUICHET_DATABASE_URL", "GUICHET_MAIL_TRANSPORT"];
+
 /// Where the raw values come from.
 #[derive(Debug, Default)]
 pub struct Sources {
@@ -139,7 +143,9 @@ impl Sources {
         for name in environment.keys() {
             check_variable_name(name)?;
         }
-        let mut sources = Self { environment, ..Self::default() }.with_secret_files()?;
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let mut sources =
+            Self { environment, ..Self::default() }.with_secret_files()?.with_credentials(credentials.as_deref())?;
         if let Some(path) = config_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("could not read the configuration file {}", path.display()))?;
@@ -174,6 +180,25 @@ impl Sources {
                 .with_context(|| format!("{base}_FILE: could not read the file {path}"))?;
             let value = value.strip_suffix('\n').map_or(value.as_str(), |v| v.strip_suffix('\r').unwrap_or(v));
             self.environment.insert(base, value.to_owned());
+        }
+        Ok(self)
+    }
+
+    /// Reads the secrets systemd hands over as credentials (`LoadCredential=`), named
+    /// like the setting without `GUICHET_` in lower case (`mail_transport`,
+    /// `database_url`), for those neither the environment nor a `_FILE` gave. A command
+    /// run with the service's credentials thus needs no variable to find them.
+    pub fn with_credentials(mut self, directory: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(directory) = directory else { return Ok(self) };
+        for base in CREDENTIALS {
+            let path = directory.join(base.trim_start_matches("GUICHET_").to_ascii_lowercase());
+            if self.environment.contains_key(*base) || !path.is_file() {
+                continue;
+            }
+            let value = std::fs::read_to_string(&path)
+                .with_context(|| format!("the systemd credential {}: could not read it", path.display()))?;
+            let value = value.strip_suffix('\n').map_or(value.as_str(), |v| v.strip_suffix('\r').unwrap_or(v));
+            self.environment.insert((*base).to_owned(), value.to_owned());
         }
         Ok(self)
     }
@@ -631,6 +656,20 @@ mod tests {
         // GUICHET_DKIM_KEY_FILE is a setting of its own, not the file of another one.
         let dkim = Sources::from_pairs([("GUICHET_DKIM_KEY_FILE", "/etc/guichet/dkim.pem")]).with_secret_files();
         assert!(dkim.is_ok());
+    }
+
+    #[test]
+    fn systemd_credentials_are_read_when_nothing_else_gave_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mail_transport"), "smtp://guichet:s3cret@smtp.example.org:587\n").unwrap();
+        std::fs::write(dir.path().join("database_url"), "postgres://guichet:s3cret@db/guichet").unwrap();
+        let sources =
+            Sources::from_pairs([("GUICHET_DATABASE_URL", "sqlite://here.db")]).with_credentials(Some(dir.path()));
+        let settings = sources.and_then(|s| Settings::load(&s)).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(settings.database_url.backend(), guichet_store::Backend::Sqlite, "the environment wins");
+        assert!(format!("{:?}", settings.mail_transport).contains("smtp.example.org"), "the credential is read");
+        let none = Sources::from_pairs([]).with_credentials(None).and_then(|s| Settings::load(&s));
+        assert!(none.is_ok_and(|s| s.database_url.backend() == guichet_store::Backend::Sqlite));
     }
 
     #[test]

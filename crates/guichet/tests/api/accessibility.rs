@@ -176,10 +176,23 @@ async fn every_page_and_error_state_passes_axe() {
         ("/admin/members?q=marie", "marie"),
         (member.as_str(), "Compte marie"),
         ("/admin/clients", "Applications"),
+        ("/admin/members", "comptes"),
+        ("/admin/members/new", "Créer un compte"),
+        ("/admin/groups", "Créer un groupe"),
     ] {
         browser.open(&app, path).await;
         check(&browser, &axe, expected, &mut seen).await;
     }
+    // The console's forms, refused.
+    browser.open(&app, "/admin/members/new").await;
+    browser.type_into("email", "pas une adresse").await;
+    browser.click_button("Créer le compte").await;
+    check(&browser, &axe, "points à revoir", &mut seen).await;
+    assert_eq!(focused(&browser).await, "form-error");
+    browser.open(&app, "/admin/groups").await;
+    browser.type_into("name", "Élus du bureau").await;
+    browser.click_button("Créer le groupe").await;
+    check(&browser, &axe, "nom d'un groupe compte", &mut seen).await;
     browser.open(&app, "/admin/requests").await;
     browser.client.find(Locator::Css("td a")).await.unwrap().click().await.ok();
     check(&browser, &axe, "Rendez-vous téléphonique", &mut seen).await;

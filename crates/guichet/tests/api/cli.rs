@@ -660,8 +660,9 @@ fn the_systemd_unit_verifies() {
 /// `deploy/guichet.service` — as a made-up user, with no new privileges, a system-call
 /// filter, its state directory and its credential, read through `_FILE`. A member's
 /// failed login is answered (Argon2id runs under the filter); at power-off systemd stops
-/// guichet with SIGTERM, and it stops cleanly. The operator's local settings come in a
-/// drop-in, as the unit's comments say. `GUICHET_TEST_SYSTEMD_ROOT` names a Debian tree
+/// guichet with SIGTERM, and it stops cleanly. The operator's local settings come in
+/// `/etc/guichet/guichet.env`, as the unit's comments say, and the operator's commands
+/// run beside the service through `deploy/guichet-admin`, as the deployment guide says. `GUICHET_TEST_SYSTEMD_ROOT` names a Debian tree
 /// with systemd (`.ci/run` makes it with debootstrap).
 #[tokio::test]
 async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
@@ -671,25 +672,41 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (dropin, credentials) = (dir.path().join("guichet.service.d"), dir.path().join("credentials"));
+    let (etc, credentials, units) = (dir.path().join("etc"), dir.path().join("credentials"), dir.path().join("units"));
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let local =
-        format!("[Service]\nEnvironment=GUICHET_LISTEN=127.0.0.1:{port}\nEnvironment=GUICHET_PUBLIC_URL={base}\n");
-    for (folder, file, text) in
-        [(&dropin, "local.conf", local.as_str()), (&credentials, "mail_transport", "file:/var/lib/guichet/outbox")]
-    {
+    let local = format!("GUICHET_LISTEN=127.0.0.1:{port}\nGUICHET_PUBLIC_URL={base}\n");
+    // The operator's commands, through deploy/guichet-admin as the deployment guide says,
+    // once the service answers: run at boot by a unit of the test's, output on the console.
+    let admin = format!(
+        "[Unit]\nAfter=guichet.service\nRequires=guichet.service\n[Service]\nType=oneshot\n\
+         ExecStartPre=/bin/bash -c 'for i in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && exit 0; sleep 0.1; done; exit 1'\n\
+         ExecStart=/usr/local/sbin/guichet-admin member add desk --email desk@example.org --role assistance\n\
+         ExecStart=/usr/local/sbin/guichet-admin member list\n\
+         StandardOutput=journal+console\nStandardError=journal+console\n"
+    );
+    for (folder, file, text) in [
+        (&etc, "guichet.env", local.as_str()),
+        (&credentials, "mail_transport", "file:/var/lib/guichet/outbox"),
+        (&units, "guichet-admin-check.service", admin.as_str()),
+    ] {
         std::fs::create_dir_all(folder).unwrap();
         std::fs::write(folder.join(file), text).unwrap();
     }
     let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/guichet.service");
+    let admin_script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/guichet-admin");
     let console_path = dir.path().join("console.log");
     let console = std::fs::File::create(&console_path).unwrap();
     let binds = [
         (env!("CARGO_BIN_EXE_guichet").to_owned(), "/usr/local/bin/guichet"),
         (unit.to_owned(), "/etc/systemd/system/guichet.service"),
-        (dropin.display().to_string(), "/etc/systemd/system/guichet.service.d"),
+        (etc.join("guichet.env").display().to_string(), "/etc/guichet/guichet.env"),
         (credentials.display().to_string(), "/etc/guichet/credentials"),
+        (admin_script.to_owned(), "/usr/local/sbin/guichet-admin"),
+        (
+            units.join("guichet-admin-check.service").display().to_string(),
+            "/etc/systemd/system/guichet-admin-check.service",
+        ),
     ];
     let mut machine = Machine(
         Command::new("systemd-nspawn")
@@ -699,7 +716,8 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
             .arg(&root)
             // Enabled as `systemctl enable` would: a wants of the default target. systemd's
             // own messages on the console, to read how the service ended.
-            .args(["systemd.wants=guichet.service", "systemd.log_target=console"])
+            .args(["systemd.wants=guichet.service", "systemd.wants=guichet-admin-check.service"])
+            .arg("systemd.log_target=console")
             .stdin(Stdio::null())
             .stdout(console.try_clone().unwrap())
             .stderr(console)
@@ -714,6 +732,18 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
         if up {
             break;
         }
+    }
+    // The operator's commands ran as the service's user, beside it.
+    let mut commands_ran = false;
+    for _ in 0..300 {
+        let console = std::fs::read_to_string(&console_path).unwrap_or_default();
+        let listed =
+            console.lines().any(|l| l.contains("desk ") && l.contains("assistance") && l.contains("no password yet"));
+        commands_ran = console.contains("created desk (assistance, desk@example.org)") && listed;
+        if commands_ran || console.contains("guichet-admin-check.service: Failed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let process = guichet_in_machine();
     let status =
@@ -750,6 +780,7 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
         plain
     });
     assert!(up, "guichet answers /healthz under systemd:\n{console}");
+    assert!(commands_ran, "guichet-admin runs the operator's commands:\n{console}");
     assert!(field("Uid:").is_some_and(|uid| uid != "0"), "a made-up user, not root: {status}");
     assert_eq!(field("NoNewPrivs:").as_deref(), Some("1"), "{status}");
     assert_eq!(field("Seccomp:").as_deref(), Some("2"), "a system-call filter: {status}");
