@@ -240,7 +240,7 @@ mod tests {
         assert!(lines.contains(&code.grouped().as_str()), "{text}");
         let link = format!("https://membres.example.org/reset-password?code={}", code.grouped().replace('-', ""));
         assert!(lines.contains(&link.as_str()), "{text}");
-        assert!(text.contains("2 mars 2026 à 10 h 00"), "{text}");
+        assert!(text.contains("2\u{a0}mars 2026\u{a0}à 10\u{a0}h\u{a0}00"), "typeset: {text}");
         assert!(lines.contains(&"marie.durand"), "the identifier too, for the login after: {text}");
         assert!(html.contains(&link) && !html.contains("<img"), "{html}");
     }

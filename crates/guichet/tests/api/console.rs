@@ -141,6 +141,19 @@ async fn staff_make_accounts_and_groups_in_the_console(backend: Backend) {
     assert!(member.location().is_some_and(|l| l.ends_with("?done=created")), "without an invitation");
     app.deliver_mail().await;
     assert!(app.mail_to("paul@chu.example.fr").is_empty(), "no invitation asked");
+
+    // Disabling takes its confirmation: a click on the wrong line does nothing.
+    let paul = app.account("paul").await;
+    let page = format!("/admin/members/{}", paul.id.get());
+    let shown = app.get_with(&desk, &page).await;
+    assert!(shown.body.contains("<summary>Désactiver le compte…</summary>"), "{}", shown.body);
+    assert!(shown.body.contains(r#"class="danger">Oui, désactiver le compte paul</button>"#));
+    let unconfirmed = app.submit(&desk, &page, &format!("{page}/disable"), &[]).await;
+    assert_eq!(unconfirmed.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", unconfirmed.body);
+    assert!(app.account("paul").await.disabled_at.is_none(), "nothing changed");
+    let confirmed = app.submit(&desk, &page, &format!("{page}/disable"), &[("confirm", "yes")]).await;
+    assert_eq!(confirmed.status, StatusCode::SEE_OTHER);
+    assert!(app.account("paul").await.disabled_at.is_some());
 }
 
 async fn the_account_list_filters_and_pages(backend: Backend) {

@@ -46,9 +46,15 @@ fn screenshots() -> PathBuf {
     dir
 }
 
+/// The whole page, not only the window's height: the window grows to the page for the
+/// picture, then goes back.
 async fn screenshot(browser: &Browser, name: &str, width: u32) {
+    let height = browser.client.execute("return document.documentElement.scrollHeight", Vec::new()).await;
+    let height = height.ok().and_then(|h| h.as_u64()).and_then(|h| u32::try_from(h).ok()).unwrap_or(900);
+    browser.client.set_window_size(width, height.clamp(900, 8000)).await.unwrap();
     let png = browser.client.screenshot().await.unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
     std::fs::write(screenshots().join(format!("{name}-{width}.png")), png).unwrap();
+    browser.client.set_window_size(width, 900).await.unwrap();
 }
 
 async fn log_in(browser: &Browser, app: &TestApp, identifier: &str) {
