@@ -55,6 +55,35 @@ pub(crate) async fn revoke_handed_out(
     work.revoke_temporary_password(account, at).await
 }
 
+/// Stores a new account in `work` with its audit line (`event`, given the account) and,
+/// with `then_mail`, that message queued to it: `Err(Conflict(..))` when its identifier
+/// or address is taken, its address also as another account's secours address. Every
+/// account made one at a time goes through here (`member add` and the first
+/// administrator, the console); `member import` writes its batches in bulk.
+pub(crate) async fn create_in(
+    work: &mut dyn Work,
+    new: &NewAccount,
+    mut event: NewAuditEvent,
+    then_mail: Option<MailKind>,
+) -> Result<Account, StoreError> {
+    let account = work.insert_account(new, event.at).await?;
+    if work.secours_owner(&new.email).await?.is_some_and(|owner| owner != account.id) {
+        return Err(StoreError::Conflict(Conflict::Email));
+    }
+    event.account_id = Some(account.id);
+    work.record(&event).await?;
+    if let Some(kind) = then_mail {
+        let mail = NewMail {
+            kind,
+            account_id: Some(account.id),
+            recipient: account.email.clone(),
+            subject: MailSubject::None,
+        };
+        work.queue_mail(&mail, event.at).await?;
+    }
+    Ok(account)
+}
+
 impl AccountChanges {
     /// Over the store's units of work.
     pub fn of(ports: &Ports) -> Self {
@@ -72,25 +101,11 @@ impl AccountChanges {
     pub async fn create_account(
         &self,
         new: &NewAccount,
-        mut event: NewAuditEvent,
+        event: NewAuditEvent,
         then_mail: Option<MailKind>,
     ) -> Result<Account, StoreError> {
         let mut work = self.transactions.begin().await?;
-        let account = work.insert_account(new, event.at).await?;
-        if work.secours_owner(&new.email).await?.is_some_and(|owner| owner != account.id) {
-            return Err(StoreError::Conflict(Conflict::Email));
-        }
-        event.account_id = Some(account.id);
-        work.record(&event).await?;
-        if let Some(kind) = then_mail {
-            let mail = NewMail {
-                kind,
-                account_id: Some(account.id),
-                recipient: account.email.clone(),
-                subject: MailSubject::None,
-            };
-            work.queue_mail(&mail, event.at).await?;
-        }
+        let account = create_in(work.as_mut(), new, event, then_mail).await?;
         work.commit().await?;
         Ok(account)
     }

@@ -88,6 +88,8 @@ pub enum AuditKind {
     GroupJoined,
     /// The account left a group (detail: which).
     GroupLeft,
+    /// Staff made a group (no account; detail: which).
+    GroupCreated,
     /// Staff were shown a temporary password for the account, once, to hand over
     /// themselves (phone, the desk's own mailbox).
     TemporaryPasswordShown,
@@ -102,7 +104,7 @@ pub enum AuditKind {
 
 impl AuditKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 26] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRefusedLocked,
@@ -124,6 +126,7 @@ impl AuditKind {
         Self::CallConfirmed,
         Self::GroupJoined,
         Self::GroupLeft,
+        Self::GroupCreated,
         Self::TemporaryPasswordShown,
         Self::CurrentPasswordMistyped,
         Self::RecoveryEmailConfirmed,
@@ -154,6 +157,7 @@ impl AuditKind {
             Self::CallConfirmed => "call_confirmed",
             Self::GroupJoined => "group_joined",
             Self::GroupLeft => "group_left",
+            Self::GroupCreated => "group_created",
             Self::TemporaryPasswordShown => "temporary_password_shown",
             Self::CurrentPasswordMistyped => "current_password_mistyped",
             Self::RecoveryEmailConfirmed => "recovery_email_confirmed",

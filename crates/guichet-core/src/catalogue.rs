@@ -38,7 +38,7 @@ pub fn role_error(n0: &dyn Display) -> String {
 pub const CODE_ERROR_INVALID: &str = "ce code n'est pas valable : vérifiez-le, ou demandez-en un nouveau";
 
 /// `CodeError::Voided`.
-pub const CODE_ERROR_VOIDED: &str = "ce code n'est plus valable : un autre code a servi depuis son envoi, ou l'adresse du compte a changé ; demandez-en un nouveau si besoin";
+pub const CODE_ERROR_VOIDED: &str = "ce code n'est plus valable : depuis son envoi, un autre code a servi, ou le mot de passe ou une adresse du compte a changé ; demandez-en un nouveau si besoin";
 
 /// `CodeError::Used`.
 pub const CODE_ERROR_USED: &str = "ce code a déjà servi : demandez-en un nouveau si besoin";
@@ -74,7 +74,7 @@ pub const REQUEST_ERROR_TOO_MANY: &str = "trop de demandes dans l'heure";
 pub const GROUP_NAME_ERROR: &str = "le nom d'un groupe compte de 1 à 64 caractères parmi les lettres sans accent, les chiffres, « _ » et « - », et commence par une lettre ou un chiffre";
 
 /// `ConsoleError::Stale`.
-pub const CONSOLE_ERROR_STALE: &str = "cette page n'était plus à jour (un mot de passe temporaire a été créé depuis qu'elle s'est affichée) : rien n'a été fait ; rechargez la page du compte";
+pub const CONSOLE_ERROR_STALE: &str = "cette page n'était plus à jour (le mot de passe temporaire du compte a changé depuis qu'elle s'est affichée) : rien n'a été fait ; rechargez la page du compte";
 
 /// A message as a sentence of its own, for a page: first letter up, final full stop
 /// (unless it ends with one already, or `!`, `?`, `)`). The catalogue's messages start
@@ -190,6 +190,21 @@ pub mod desk {
     /// The note closing guichet's request for undelivered mail into the member's own.
     pub fn continued_in(reference: &str) -> String {
         format!("Le membre a écrit lui-même à l'assistance : la suite est sur la demande {reference}.")
+    }
+
+    /// The note on guichet's request for undelivered mail when someone wrote in naming
+    /// the account, from an address that is not the account's.
+    pub fn named_in(reference: &str) -> String {
+        format!(
+            "Une demande nommant ce compte a été écrite depuis une adresse qui n'est pas la sienne : demande {reference}. Vérifiez qui écrit avant de transmettre quoi que ce soit."
+        )
+    }
+
+    /// The note on such a request, naming the one guichet had opened.
+    pub fn names(reference: &str) -> String {
+        format!(
+            "Écrite depuis une adresse qui n'est pas celle du compte nommé ; guichet avait ouvert la demande {reference} pour ce compte (messages non remis). Vérifiez qui écrit."
+        )
     }
 
     /// The note on the member's request, naming the one guichet had opened.

@@ -19,6 +19,18 @@ use crate::ports::{FailureOutcome, HeldAccount, Ports, Proof, Reach, StoreError,
 use crate::token::TokenHash;
 
 /// The rules of passwords and locks, over units of work.
+/// When a temporary password is written (see [`Credentials::set_temporary_password`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provided<'a> {
+    /// Whatever the account holds.
+    Always,
+    /// Only while this is still one of the account's addresses (it was just mailed there).
+    StillAddress(&'a EmailAddress),
+    /// Only while the account's temporary password is still the one staff saw (its end,
+    /// `None` for none): a form sent twice makes nothing the second time.
+    Replacing(Option<Timestamp>),
+}
+
 #[derive(Debug, Clone)]
 pub struct Credentials {
     transactions: Arc<dyn Transactions>,
@@ -175,16 +187,15 @@ impl Credentials {
 
     /// Gives the account a temporary password (by its hash) that stops working at
     /// `expires_at`, beside its password; it replaces any earlier one, and ends the
-    /// sessions opened with that one. With `sent_to` (it was just mailed there) only while
-    /// that is still one of the account's addresses: `Ok(false)` otherwise. With `event`
-    /// (staff were shown it) the event is recorded too. `Ok(false)` when the account is
-    /// gone or out of `reach`.
+    /// sessions opened with that one, provided `provided` holds on the account as held
+    /// (`Ok(false)` otherwise). With `event` (staff were shown it) the event is recorded
+    /// too. `Ok(false)` when the account is gone or out of `reach`.
     pub async fn set_temporary_password(
         &self,
         account: AccountId,
         hash: &TokenHash,
         expires_at: Timestamp,
-        sent_to: Option<&EmailAddress>,
+        provided: Provided<'_>,
         event: Option<NewAuditEvent>,
         reach: Reach,
     ) -> Result<bool, StoreError> {
@@ -193,7 +204,12 @@ impl Credentials {
             return Ok(false);
         };
         let row = &held.account;
-        if sent_to.is_some_and(|to| !row.mail_addresses().any(|address| address == to)) {
+        let holds = match provided {
+            Provided::Always => true,
+            Provided::StillAddress(to) => row.mail_addresses().any(|address| address == to),
+            Provided::Replacing(seen) => row.pending_temporary_until() == seen,
+        };
+        if !holds {
             return Ok(false);
         }
         work.set_temporary_password(account, hash, expires_at).await?;
@@ -389,11 +405,25 @@ mod tests {
         let temporary = crate::token::PlainToken::generate().hash();
         let elsewhere = EmailAddress::from_stored("old@chu.example.fr".into());
         let later = t0() + minutes(60);
-        let set = credentials.set_temporary_password(MARIE, &temporary, later, Some(&elsewhere), None, Reach::Anyone);
+        let set = credentials.set_temporary_password(
+            MARIE,
+            &temporary,
+            later,
+            Provided::StillAddress(&elsewhere),
+            None,
+            Reach::Anyone,
+        );
         assert!(!set.await.unwrap(), "the address changed meanwhile");
         let here = EmailAddress::from_stored("marie@chu.example.fr".into());
         rows.lock().await.sessions.push((MARIE, "forced".into(), true));
-        let set = credentials.set_temporary_password(MARIE, &temporary, later, Some(&here), None, Reach::Anyone);
+        let set = credentials.set_temporary_password(
+            MARIE,
+            &temporary,
+            later,
+            Provided::StillAddress(&here),
+            None,
+            Reach::Anyone,
+        );
         assert!(set.await.unwrap());
         let rows = rows.lock().await;
         assert_eq!(rows.accounts[&MARIE].account.temporary_password_hash.as_ref(), Some(&temporary));
@@ -408,7 +438,7 @@ mod tests {
         assert!(!credentials.change_password(MARIE, &hash(3), &keep, true, &context, t0()).await.unwrap());
         let temporary = crate::token::PlainToken::generate().hash();
         credentials
-            .set_temporary_password(MARIE, &temporary, t0() + minutes(60), None, None, Reach::Anyone)
+            .set_temporary_password(MARIE, &temporary, t0() + minutes(60), Provided::Always, None, Reach::Anyone)
             .await
             .unwrap();
         rows.lock().await.sessions.extend([(MARIE, keep.as_str().to_owned(), true), (MARIE, "other".into(), false)]);

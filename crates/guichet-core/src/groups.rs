@@ -136,12 +136,19 @@ impl Groups {
 
     /// Makes a group.
     pub async fn add(&self, name: &str, description: &str) -> Result<Group, GroupError> {
+        let (name, description) = Self::check(name, description)?;
+        Ok(self.groups.create_group(&name, &description, self.clock.now()).await?)
+    }
+
+    /// A new group's name and description, as typed, checked: the description on one
+    /// line, 200 characters at most.
+    pub fn check(name: &str, description: &str) -> Result<(GroupName, String), GroupError> {
         let name = GroupName::parse(name)?;
         let description = description.split_whitespace().collect::<Vec<_>>().join(" ");
         if description.chars().count() > 200 {
             return Err(GroupError::Description);
         }
-        Ok(self.groups.create_group(&name, &description, self.clock.now()).await?)
+        Ok((name, description))
     }
 
     /// Every group, by name, with how many belong to it.

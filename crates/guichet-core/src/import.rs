@@ -247,7 +247,7 @@ impl Batch {
             let id = match self.groups.get(name) {
                 Some(id) => *id,
                 None if create => {
-                    let id = work.insert_group(name, now).await?;
+                    let id = work.insert_group(name, "", now).await?;
                     self.groups.insert(name.clone(), id);
                     id
                 }

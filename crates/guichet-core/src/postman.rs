@@ -13,7 +13,7 @@ use crate::account::{Account, AccountId, EmailAddress};
 use crate::catalogue;
 use crate::clock::Clock;
 use crate::codes::{CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, Provided};
 use crate::desk::{NewRequest, SlotState};
 use crate::keys::ServerKey;
 use crate::mail::{MailContent, MailKind, MailOutcome, MailSender, MailSubject, OutgoingMail, QueuedMail, SlotLink};
@@ -285,7 +285,14 @@ impl Postman {
                     // one sent to an address that was replaced meanwhile.
                     let set = self
                         .credentials
-                        .set_temporary_password(account.id, &hash, expires_at, Some(&outgoing.to), None, Reach::Anyone)
+                        .set_temporary_password(
+                            account.id,
+                            &hash,
+                            expires_at,
+                            Provided::StillAddress(&outgoing.to),
+                            None,
+                            Reach::Anyone,
+                        )
                         .await?;
                     if !set {
                         tracing::warn!(
@@ -341,6 +348,7 @@ impl Postman {
                 address: None,
                 account_id: Some(account.id),
                 origin: crate::desk::RequestOrigin::Undelivered,
+                from_account_address: true,
             };
             self.desk_rules.report_undelivered(&request, self.desk_address.as_ref(), now).await?;
         } else if let MailSubject::Request(id) = mail.subject {

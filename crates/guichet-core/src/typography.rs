@@ -1,5 +1,5 @@
-//! French typography, applied where text leaves guichet — every page, every mail, the
-//! command line's French messages — rather than typed by hand in a hundred sentences:
+//! French typography, applied where text leaves guichet — every page, every mail —
+//! rather than typed by hand in a hundred sentences:
 //!
 //! - a no-break space (U+00A0) before `:` and inside `« »`, a narrow one (U+202F) before
 //!   `;`, `?` and `!`, replacing the ordinary space typed there;
@@ -54,6 +54,15 @@ fn space(before: &[char], next: Option<char>, after: Option<char>) -> char {
     ' '
 }
 
+/// Whether the word around an apostrophe is an email address (`o'brien@…`): its
+/// apostrophe is part of it and stays. `before` are the visible characters before it,
+/// `after` the text after it (up to a space or a tag: `wording::breakable` keeps an
+/// address's local part and its `@` in one piece).
+fn in_address(before: &[char], after: &str) -> bool {
+    let behind = before.iter().rev().take_while(|c| !c.is_whitespace()).any(|c| *c == '@');
+    behind || after.chars().take_while(|c| !c.is_whitespace() && *c != '<').any(|c| c == '@')
+}
+
 /// Plain text (a mail's text part, a subject, a message on the command line).
 pub fn text(input: &str) -> String {
     let chars: Vec<char> = input.chars().collect();
@@ -63,7 +72,15 @@ pub fn text(input: &str) -> String {
         let next = chars.get(i + 1).copied();
         match c {
             ' ' => out.push(space(&chars[..i], next, chars.get(i + 2).copied())),
-            '\'' if prev.is_some_and(char::is_alphabetic) && next.is_some_and(char::is_alphabetic) => out.push('’'),
+            '\'' if prev.is_some_and(char::is_alphabetic)
+                && next.is_some_and(char::is_alphabetic)
+                && !in_address(
+                    &chars[..i],
+                    &input[input.char_indices().nth(i + 1).map_or(input.len(), |(at, _)| at)..],
+                ) =>
+            {
+                out.push('’');
+            }
             _ => out.push(c),
         }
     }
@@ -108,7 +125,9 @@ pub fn html(input: &str) -> String {
             let entity = &rest[..end];
             let after = rest[end..].chars().next();
             let apostrophe = matches!(entity, "&#39;" | "&#x27;" | "&apos;");
-            if apostrophe && seen.last().is_some_and(|p| p.is_alphabetic()) && after.is_some_and(char::is_alphabetic) {
+            let between_letters =
+                seen.last().is_some_and(|p| p.is_alphabetic()) && after.is_some_and(char::is_alphabetic);
+            if apostrophe && between_letters && !in_address(&seen, &rest[end..]) {
                 out.push('’');
                 seen.push('’');
             } else {
@@ -126,13 +145,19 @@ pub fn html(input: &str) -> String {
         let (next, after) = (ahead.next(), ahead.next());
         let written = match c {
             ' ' => space(&seen, next, after),
-            '\'' if seen.last().is_some_and(|p| p.is_alphabetic()) && next.is_some_and(char::is_alphabetic) => '’',
+            '\'' if seen.last().is_some_and(|p| p.is_alphabetic())
+                && next.is_some_and(char::is_alphabetic)
+                && !in_address(&seen, &rest[1..]) =>
+            {
+                '’'
+            }
             other => other,
         };
         out.push(written);
         seen.push(written);
-        if seen.len() > 16 {
-            seen.drain(..8);
+        // Enough to look back over an email address's local part.
+        if seen.len() > 128 {
+            seen.drain(..64);
         }
         rest = &rest[c.len_utf8()..];
     }
@@ -164,6 +189,16 @@ mod tests {
     #[test]
     fn apostrophes_between_letters_become_typographic() {
         assert_eq!(text("l'identifiant n'est pas 'cité'"), "l’identifiant n’est pas 'cité'");
+    }
+
+    #[test]
+    fn an_apostrophe_in_an_email_address_stays() {
+        assert_eq!(text("écrire à o'brien@chu.example.fr, l'adresse"), "écrire à o'brien@chu.example.fr, l’adresse");
+        let page = "<td><span class=\"nowrap\">o&#39;brien@</span><wbr><span class=\"nowrap\">chu</span></td> l&#39;a";
+        assert_eq!(
+            html(page),
+            "<td><span class=\"nowrap\">o&#39;brien@</span><wbr><span class=\"nowrap\">chu</span></td> l’a"
+        );
     }
 
     #[test]

@@ -119,9 +119,15 @@ impl SqlWork {
     }
 
     /// See [`guichet_core::ports::Work::insert_group`].
-    pub(crate) async fn insert_group_in(&mut self, name: &GroupName, at: Timestamp) -> Result<GroupId, StoreError> {
-        sqlx::query_scalar("INSERT INTO groups (name, description, created_at) VALUES ($1, '', $2) RETURNING id")
+    pub(crate) async fn insert_group_in(
+        &mut self,
+        name: &GroupName,
+        description: &str,
+        at: Timestamp,
+    ) -> Result<GroupId, StoreError> {
+        sqlx::query_scalar("INSERT INTO groups (name, description, created_at) VALUES ($1, $2, $3) RETURNING id")
             .bind(name.as_str())
+            .bind(description)
             .bind(millis(at))
             .fetch_one(&mut **self)
             .await

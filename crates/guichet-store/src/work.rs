@@ -294,8 +294,13 @@ impl Work for SqlWork {
         self.groups_named_in(names).await
     }
 
-    async fn insert_group(&mut self, name: &GroupName, at: Timestamp) -> Result<GroupId, StoreError> {
-        self.insert_group_in(name, at).await
+    async fn insert_group(
+        &mut self,
+        name: &GroupName,
+        description: &str,
+        at: Timestamp,
+    ) -> Result<GroupId, StoreError> {
+        self.insert_group_in(name, description, at).await
     }
 
     async fn memberships_of(&mut self, accounts: &[AccountId]) -> Result<Vec<(GroupId, AccountId)>, StoreError> {

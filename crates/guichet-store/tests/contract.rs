@@ -9,6 +9,7 @@ use std::sync::Arc;
 use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::codes::{CodeError, CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
+use guichet_core::credentials::Provided;
 use guichet_core::desk::{Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState, SlotState};
 use guichet_core::groups::GroupName;
 use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow, Rejection};
@@ -438,7 +439,7 @@ async fn a_temporary_password_opens_a_forced_session_until_a_password_is_chosen(
     let later = t0() + minutes(60);
     let shown = staff_event(&account, AuditKind::TemporaryPasswordShown);
     let set = rules(&store)
-        .set_temporary_password(account.id, &temporary, later, None, Some(shown), Reach::MembersOnly)
+        .set_temporary_password(account.id, &temporary, later, Provided::Always, Some(shown), Reach::MembersOnly)
         .await;
     assert_eq!(set.ok(), Some(true));
     let proof = Proof::Temporary(temporary.clone());
@@ -1089,12 +1090,19 @@ async fn codes_and_temporary_passwords_bind_to_the_address_they_were_sent_to(sto
     let later = t0() + minutes(60);
     let temporary = TemporaryPassword::generate().hash();
     let set = rules(&store)
-        .set_temporary_password(account.id, &temporary, later, Some(&elsewhere), None, Reach::Anyone)
+        .set_temporary_password(account.id, &temporary, later, Provided::StillAddress(&elsewhere), None, Reach::Anyone)
         .await;
     assert_eq!(set.ok(), Some(false));
     assert_eq!(reload(&store, &account).await.temporary_password_hash, None);
     let set = rules(&store)
-        .set_temporary_password(account.id, &temporary, later, Some(&account.email), None, Reach::Anyone)
+        .set_temporary_password(
+            account.id,
+            &temporary,
+            later,
+            Provided::StillAddress(&account.email),
+            None,
+            Reach::Anyone,
+        )
         .await;
     assert_eq!(set.ok(), Some(true));
     let after = reload(&store, &account).await;
@@ -1285,6 +1293,7 @@ fn written_request(account: Option<&Account>) -> NewRequest {
         address: Some("192.0.2.1".into()),
         account_id: account.map(|a| a.id),
         origin: guichet_core::desk::RequestOrigin::Member,
+        from_account_address: false,
     }
 }
 

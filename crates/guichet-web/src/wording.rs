@@ -29,6 +29,7 @@ pub fn event(kind: AuditKind) -> &'static str {
         AuditKind::CallProposed => "rendez-vous téléphonique proposé",
         AuditKind::CallConfirmed => "rendez-vous téléphonique confirmé",
         AuditKind::GroupJoined => "ajouté à un groupe",
+        AuditKind::GroupCreated => "groupe créé",
         AuditKind::GroupLeft => "retiré d'un groupe",
         AuditKind::TemporaryPasswordShown => "mot de passe temporaire remis par l'assistance",
         AuditKind::CurrentPasswordMistyped => "mot de passe actuel mal saisi dans Mon espace",

@@ -3,10 +3,11 @@
 //! administrators make any account, and the groups.
 
 use crate::account::{Account, DisplayName, EmailAddress, Identifier, NewAccount, Role};
+use crate::account_changes::create_in;
 use crate::audit::{AuditDetail, AuditKind, NewAuditEvent, Origin, RequestContext};
 use crate::catalogue::{self, sentence};
-use crate::groups::{Group, GroupError, GroupName};
-use crate::mail::{MailKind, MailSubject, NewMail};
+use crate::groups::{GroupError, GroupName, Groups};
+use crate::mail::MailKind;
 use crate::ports::{Conflict, StoreError};
 
 use super::{Console, Denied, StaffActor};
@@ -122,7 +123,17 @@ impl Console {
         if !errors.is_empty() {
             return Err(CreateError::Form(errors));
         }
-        let account = match work.insert_account(&new, now).await {
+        let event = |account_id, kind, detail| NewAuditEvent {
+            at: now,
+            account_id,
+            kind,
+            actor: actor.audit_actor(),
+            context: context.clone(),
+            detail: Some(detail),
+        };
+        let created = event(None, AuditKind::AccountCreated, AuditDetail::Created(new.role, Origin::Created));
+        let then_mail = form.invite.then_some(MailKind::Invitation);
+        let account = match create_in(work.as_mut(), &new, created, then_mail).await {
             Ok(account) => account,
             Err(StoreError::Conflict(conflict)) => {
                 let field = if conflict == Conflict::Email { "email" } else { "identifier" };
@@ -130,43 +141,41 @@ impl Console {
             }
             Err(other) => return Err(other.into()),
         };
-        let event = |kind, detail| NewAuditEvent {
-            at: now,
-            account_id: Some(account.id),
-            kind,
-            actor: actor.audit_actor(),
-            context: context.clone(),
-            detail: Some(detail),
-        };
-        let mut events = vec![event(AuditKind::AccountCreated, AuditDetail::Created(new.role, Origin::Created))];
-        events.extend(found.iter().map(|(name, _)| event(AuditKind::GroupJoined, AuditDetail::Group(name.clone()))));
-        work.record_all(&events).await?;
+        let joined =
+            |name: &GroupName| event(Some(account.id), AuditKind::GroupJoined, AuditDetail::Group(name.clone()));
+        work.record_all(&found.iter().map(|(name, _)| joined(name)).collect::<Vec<_>>()).await?;
         let memberships: Vec<_> = found.iter().map(|(_, group)| (*group, account.id)).collect();
         work.join_all(&memberships).await?;
-        if form.invite {
-            let mail = NewMail {
-                kind: MailKind::Invitation,
-                account_id: Some(account.id),
-                recipient: account.email.clone(),
-                subject: MailSubject::None,
-            };
-            work.queue_mail(&mail, now).await?;
-        }
         work.commit().await?;
         Ok(account)
     }
 
-    /// Makes a group (administrators only).
-    pub async fn create_group(&self, actor: &StaffActor, name: &str, description: &str) -> Result<Group, GroupError> {
+    /// Makes a group (administrators only), with its audit line, in one unit of work.
+    pub async fn create_group(
+        &self,
+        actor: &StaffActor,
+        name: &str,
+        description: &str,
+        context: &RequestContext,
+    ) -> Result<GroupName, GroupError> {
         if !actor.is_admin() {
             return Err(GroupError::Denied);
         }
-        self.memberships.add(name, description).await
-    }
-
-    /// Every group, by name, with how many belong to it.
-    pub async fn groups(&self) -> Result<Vec<Group>, StoreError> {
-        self.groups.list_groups().await
+        let (name, description) = Groups::check(name, description)?;
+        let now = self.clock.now();
+        let mut work = self.transactions.begin().await?;
+        work.insert_group(&name, &description, now).await?;
+        work.record(&NewAuditEvent {
+            at: now,
+            account_id: None,
+            kind: AuditKind::GroupCreated,
+            actor: actor.audit_actor(),
+            context: context.clone(),
+            detail: Some(AuditDetail::Group(name.clone())),
+        })
+        .await?;
+        work.commit().await?;
+        Ok(name)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::account_changes::AccountChanges;
 use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::codes::TemporaryPassword;
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, Provided};
 use crate::groups::GroupName;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::members::AddMemberError;
@@ -331,20 +331,23 @@ impl Console {
         context: &RequestContext,
     ) -> Result<HandedPassword, ConsoleError> {
         let account = self.target(actor, ConsoleAction::IssueTemporaryPassword, target).await?;
-        if account.pending_temporary_until() != seen {
-            return Err(ConsoleError::Stale);
-        }
         let password = TemporaryPassword::generate();
         let now = self.clock.now();
         let expires_at = now.saturating_add(self.temporary_password_ttl).unwrap_or(now);
         let event = self.event(actor, account.id, AuditKind::TemporaryPasswordShown, context);
         let hash = password.hash();
+        // Decided on the account as held: of two clicks at once, the second makes nothing.
+        let provided = Provided::Replacing(seen);
         if !self
             .credentials
-            .set_temporary_password(account.id, &hash, expires_at, None, Some(event), actor.reach())
+            .set_temporary_password(account.id, &hash, expires_at, provided, Some(event), actor.reach())
             .await?
         {
-            return Err(ConsoleError::NotFound);
+            return Err(match self.accounts.find_account(account.id).await? {
+                Some(now) if actor.may(ConsoleAction::IssueTemporaryPassword, &now) => ConsoleError::Stale,
+                Some(_) => Denied::StaffTarget.into(),
+                None => ConsoleError::NotFound,
+            });
         }
         Ok(HandedPassword { account, password, expires_at })
     }

@@ -82,7 +82,8 @@ impl Console {
     pub async fn browse(&self, filters: AccountFilters, page: u64) -> Result<AccountList, StoreError> {
         let now = self.clock.now();
         let query = AccountQuery {
-            text: filters.text.trim().chars().take(100).collect(),
+            // Control characters match nothing (and PostgreSQL refuses NUL in text).
+            text: filters.text.trim().chars().filter(|c| !c.is_control()).take(100).collect(),
             role: filters.role,
             state: filters.state,
             group: filters.group,
@@ -93,8 +94,16 @@ impl Console {
         let page = page.max(1);
         let limit = ACCOUNTS_PER_PAGE;
         let offset = (page - 1).saturating_mul(u64::from(limit));
-        let (accounts, total) = self.accounts.browse_accounts(&query, now, Page { offset, limit }).await?;
+        let (mut accounts, total) = self.accounts.browse_accounts(&query, now, Page { offset, limit }).await?;
         let pages = total.div_ceil(u64::from(limit)).max(1);
+        // Past the last page (the list shrank since the link was made): the last one.
+        let page = if page > pages {
+            let offset = (pages - 1).saturating_mul(u64::from(limit));
+            accounts = self.accounts.browse_accounts(&query, now, Page { offset, limit }).await?.0;
+            pages
+        } else {
+            page
+        };
         let accounts = accounts
             .into_iter()
             .map(|account| {

@@ -156,6 +156,10 @@ pub struct NewRequest {
     pub account_id: Option<AccountId>,
     /// Who opened it.
     pub origin: RequestOrigin,
+    /// Written from one of the linked account's own addresses (its address or its
+    /// secours address): only then is the writer taken for the member, whose request
+    /// replaces one guichet opened for the account.
+    pub from_account_address: bool,
 }
 
 /// A stored request.

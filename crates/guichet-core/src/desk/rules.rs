@@ -130,7 +130,9 @@ impl DeskRules {
     ) -> Result<AssistanceRequest, StoreError> {
         let mut work = self.transactions.begin().await?;
         // A request guichet opened for this account's undelivered mail gives way to the
-        // member's own: closed into it, each naming the other.
+        // member's own, written from one of the account's addresses: closed into it, each
+        // naming the other. Written from elsewhere (anyone can type an identifier), both
+        // stay open and name each other, for staff to judge.
         let opened_by_guichet = match request.account_id {
             Some(account) => {
                 work.hold_open_request_of(account).await?.filter(|r| r.origin == RequestOrigin::Undelivered)
@@ -139,12 +141,15 @@ impl DeskRules {
         };
         let created = work.insert_request(request, now).await?;
         if let Some(earlier) = opened_by_guichet {
-            let closed = AssistanceRequest { state: RequestState::Closed, ..earlier.clone() };
-            work.save_request(&closed, now).await?;
-            let moved = catalogue::desk::continued_in(&created.reference);
-            work.insert_note(earlier.id, &NewNote { author_id: None, body: moved }, now).await?;
-            let history = catalogue::desk::continues(&earlier.reference);
-            work.insert_note(created.id, &NewNote { author_id: None, body: history }, now).await?;
+            let (on_earlier, on_created) = if request.from_account_address {
+                let closed = AssistanceRequest { state: RequestState::Closed, ..earlier.clone() };
+                work.save_request(&closed, now).await?;
+                (catalogue::desk::continued_in(&created.reference), catalogue::desk::continues(&earlier.reference))
+            } else {
+                (catalogue::desk::named_in(&created.reference), catalogue::desk::names(&earlier.reference))
+            };
+            work.insert_note(earlier.id, &NewNote { author_id: None, body: on_earlier }, now).await?;
+            work.insert_note(created.id, &NewNote { author_id: None, body: on_created }, now).await?;
         }
         let receipt = NewMail {
             kind: MailKind::AssistanceReceived,
@@ -343,6 +348,7 @@ mod tests {
             address: None,
             account_id: account,
             origin: RequestOrigin::Member,
+            from_account_address: false,
         }
     }
 

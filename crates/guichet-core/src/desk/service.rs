@@ -190,12 +190,14 @@ impl Desk {
     }
 
     /// The phone number as typed, checked: digits, spaces and `+ - . ( )`, 30 at most.
-    fn phone(typed: &str) -> Result<&str, RequestError> {
+    fn phone(typed: &str) -> Result<String, RequestError> {
         let phone = typed.trim();
-        if phone.chars().count() > 30 || phone.chars().any(|c| !(c.is_ascii_digit() || " +-.()".contains(c))) {
+        // Any space (a number copied from a page has no-break ones) is a space.
+        let allowed = |c: char| c.is_ascii_digit() || c.is_whitespace() || "+-.()".contains(c);
+        if phone.chars().count() > 30 || !phone.chars().all(allowed) {
             return Err(invalid("phone", catalogue::desk::PHONE_CHARACTERS));
         }
-        Ok(phone)
+        Ok(phone.chars().map(|c| if c.is_whitespace() { ' ' } else { c }).collect())
     }
 
     /// Checks what was typed on `/assistance`: every field at fault, at once.
@@ -224,7 +226,7 @@ impl Desk {
             Ok(phone) => phone,
             Err(_) => {
                 errors.push(("phone", catalogue::desk::PHONE_CHARACTERS));
-                ""
+                String::new()
             }
         };
         let message = typed.message.trim();
@@ -232,7 +234,7 @@ impl Desk {
             errors.push(("message", catalogue::desk::MESSAGE_MISSING));
         }
         match email {
-            Ok(email) if errors.is_empty() => Ok((name, email, phone.to_owned(), wants, message.to_owned())),
+            Ok(email) if errors.is_empty() => Ok((name, email, phone, wants, message.to_owned())),
             _ => Err(RequestError::Form(errors)),
         }
     }
@@ -277,9 +279,22 @@ impl Desk {
         };
         // What anyone types must not write into a staff account's history: staff requests
         // are linked by an administrator, by hand.
-        let account_id = account.filter(|a| a.role == Role::Member).map(|a| a.id);
+        let account = account.filter(|a| a.role == Role::Member);
+        let from_account_address = account.as_ref().is_some_and(|a| a.mail_addresses().any(|known| *known == email));
+        let account_id = account.map(|a| a.id);
         let origin = RequestOrigin::Member;
-        let request = NewRequest { name, email, identifier, phone, message, wants, address, account_id, origin };
+        let request = NewRequest {
+            name,
+            email,
+            identifier,
+            phone,
+            message,
+            wants,
+            address,
+            account_id,
+            origin,
+            from_account_address,
+        };
         Ok(self.rules.create_request(&request, self.desk_address.as_ref(), now).await?)
     }
 
@@ -346,10 +361,10 @@ impl Desk {
         if slots.iter().any(|(start, end)| *start <= now || end <= start) {
             return Err(invalid("slot", catalogue::desk::SLOT_TIMES));
         }
-        let body = catalogue::desk::proposal_note(slots.len(), phone, mail_member);
+        let body = catalogue::desk::proposal_note(slots.len(), &phone, mail_member);
         let note = NewNote { author_id: Some(staff.id), body };
         let reach = actor.reach();
-        match self.rules.propose_slots(id, slots, phone, &note, mail_member, &self.key, reach, now).await {
+        match self.rules.propose_slots(id, slots, &phone, &note, mail_member, &self.key, reach, now).await {
             Err(StoreError::Changed) if reach == Reach::MembersOnly => Err(RequestError::Denied(Denied::StaffTarget)),
             done => Ok(done?),
         }

@@ -654,12 +654,6 @@ impl Oidc {
         Ok(Authorize::Redirect(self.redirect(redirect_uri, &[("code", code.expose())], request)))
     }
 
-    /// The redirect URI an authorization request (its query) would send the browser to,
-    /// when it is one its client registered.
-    pub async fn registered_redirect(&self, authorize_query: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.authorizing_client(authorize_query).await?.map(|(_, redirect_uri)| redirect_uri))
-    }
-
     /// The client an `/oidc/authorize` query names, with its redirect URI, when that is
     /// one the client registered: who a login page may say the member is going to.
     pub async fn authorizing_client(&self, authorize_query: &str) -> Result<Option<(Client, String)>, StoreError> {

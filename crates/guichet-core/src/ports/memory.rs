@@ -199,7 +199,12 @@ impl Work for MemoryWork {
     async fn groups_named(&mut self, names: &[GroupName]) -> Result<Vec<(GroupName, GroupId)>, StoreError> {
         Ok(names.iter().filter_map(|n| self.group_id(n).map(|id| (n.clone(), id))).collect())
     }
-    async fn insert_group(&mut self, name: &GroupName, _at: Timestamp) -> Result<GroupId, StoreError> {
+    async fn insert_group(
+        &mut self,
+        name: &GroupName,
+        _description: &str,
+        _at: Timestamp,
+    ) -> Result<GroupId, StoreError> {
         if self.group_id(name).is_some() {
             return Err(StoreError::Conflict(Conflict::Group));
         }

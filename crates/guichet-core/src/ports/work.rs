@@ -154,7 +154,8 @@ pub trait Work: Send {
     async fn groups_named(&mut self, names: &[GroupName]) -> Result<Vec<(GroupName, GroupId)>, StoreError>;
 
     /// Stores a new group, with no description.
-    async fn insert_group(&mut self, name: &GroupName, at: Timestamp) -> Result<GroupId, StoreError>;
+    async fn insert_group(&mut self, name: &GroupName, description: &str, at: Timestamp)
+    -> Result<GroupId, StoreError>;
 
     /// The memberships of these accounts.
     async fn memberships_of(&mut self, accounts: &[AccountId]) -> Result<Vec<(GroupId, AccountId)>, StoreError>;

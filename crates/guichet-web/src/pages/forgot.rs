@@ -246,9 +246,14 @@ async fn reset(
     {
         Ok(account) => {
             // The login page after it names the account, for a member who forgot both.
-            let identifier = match state.members.find_by_id(account).await? {
-                Some(account) => form_urlencoded::byte_serialize(account.identifier.as_str().as_bytes()).collect(),
-                None => String::new(),
+            // The password is changed: a failed read only leaves the form empty.
+            let identifier = match state.members.find_by_id(account).await {
+                Ok(Some(account)) => form_urlencoded::byte_serialize(account.identifier.as_str().as_bytes()).collect(),
+                Ok(None) => String::new(),
+                Err(error) => {
+                    tracing::warn!(%error, "the account was not read back after its reset");
+                    String::new()
+                }
             };
             let jar = &state.settings.cookies;
             let notice = jar.set(Cookie::Notice, &format!("password_changed:{identifier}"));

@@ -10,7 +10,7 @@ use guichet_core::SignedDuration;
 use guichet_core::account::Role;
 
 use crate::browser::Browser;
-use crate::helpers::{PASSWORD, TestApp, spawn_app};
+use crate::helpers::spawn_app;
 
 /// axe-core's script, when `npm ci --prefix .ci` installed it; `None` after saying so
 /// otherwise (never when `.ci/run` asks for it).
@@ -58,14 +58,6 @@ async fn check(browser: &Browser, axe: &str, expected: &str, seen: &mut Vec<Stri
 async fn focused(browser: &Browser) -> String {
     let id = browser.client.execute("return document.activeElement && document.activeElement.id", Vec::new()).await;
     id.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-async fn log_in(browser: &Browser, app: &TestApp, identifier: &str) {
-    browser.open(app, "/login").await;
-    browser.type_into("identifier", identifier).await;
-    browser.type_into("password", PASSWORD).await;
-    browser.click_button("Se connecter").await;
-    browser.wait_for_path("/me").await;
 }
 
 #[tokio::test]
@@ -140,7 +132,7 @@ async fn every_page_and_error_state_passes_axe() {
     check(&browser, &axe, "Votre demande est bien reçue", &mut seen).await;
 
     // Mon espace and its error states.
-    log_in(&browser, &app, "marie").await;
+    browser.log_in(&app, "marie").await;
     check(&browser, &axe, "Mon espace", &mut seen).await;
     browser.type_into("recovery_email", "pas une adresse").await;
     browser.click_button("Enregistrer l'adresse de secours").await;
@@ -168,7 +160,7 @@ async fn every_page_and_error_state_passes_axe() {
 
     // The console, as staff see it.
     app.add_account("desk", Role::Admin).await;
-    log_in(&browser, &app, "desk").await;
+    browser.log_in(&app, "desk").await;
     let member = format!("/admin/members/{}", marie.id.get());
     for (path, expected) in [
         ("/admin", "Tableau de bord"),
@@ -217,7 +209,7 @@ async fn nothing_scrolls_sideways_on_a_phone() {
     let member = format!("/admin/members/{}", marie.id.get());
     for signed_in in [false, true] {
         if signed_in {
-            log_in(&browser, &app, "desk").await;
+            browser.log_in(&app, "desk").await;
             pages = vec!["/me", member.as_str()];
         }
         for path in &pages {

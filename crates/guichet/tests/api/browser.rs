@@ -98,6 +98,15 @@ impl Browser {
         panic!("no button {text:?} on {}", self.path().await);
     }
 
+    /// Logs in as `identifier` with [`PASSWORD`] and waits for Mon espace.
+    pub async fn log_in(&self, app: &TestApp, identifier: &str) {
+        self.open(app, "/login").await;
+        self.type_into("identifier", identifier).await;
+        self.type_into("password", PASSWORD).await;
+        self.click_button("Se connecter").await;
+        self.wait_for_path("/me").await;
+    }
+
     /// The current path.
     pub async fn path(&self) -> String {
         self.client.current_url().await.map(|u| u.path().to_owned()).unwrap_or_default()

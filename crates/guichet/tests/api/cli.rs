@@ -682,6 +682,7 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
         "[Unit]\nAfter=guichet.service\nRequires=guichet.service\n[Service]\nType=oneshot\n\
          ExecStartPre=/bin/bash -c 'for i in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && exit 0; sleep 0.1; done; exit 1'\n\
          ExecStart=/usr/local/sbin/guichet-admin member add desk --email desk@example.org --role assistance\n\
+         ExecStart=/usr/local/sbin/guichet-admin member import /srv/guichet/import.csv\n\
          ExecStart=/usr/local/sbin/guichet-admin member list\n\
          StandardOutput=journal+console\nStandardError=journal+console\n"
     );
@@ -689,6 +690,7 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
         (&etc, "guichet.env", local.as_str()),
         (&credentials, "mail_transport", "file:/var/lib/guichet/outbox"),
         (&units, "guichet-admin-check.service", admin.as_str()),
+        (&etc, "import.csv", "identifier,email,name\nanne,anne@example.org,Anne Martin\n"),
     ] {
         std::fs::create_dir_all(folder).unwrap();
         std::fs::write(folder.join(file), text).unwrap();
@@ -703,6 +705,7 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
         (etc.join("guichet.env").display().to_string(), "/etc/guichet/guichet.env"),
         (credentials.display().to_string(), "/etc/guichet/credentials"),
         (admin_script.to_owned(), "/usr/local/sbin/guichet-admin"),
+        (etc.join("import.csv").display().to_string(), "/srv/guichet/import.csv"),
         (
             units.join("guichet-admin-check.service").display().to_string(),
             "/etc/systemd/system/guichet-admin-check.service",
@@ -739,7 +742,9 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
         let console = std::fs::read_to_string(&console_path).unwrap_or_default();
         let listed =
             console.lines().any(|l| l.contains("desk ") && l.contains("assistance") && l.contains("no password yet"));
-        commands_ran = console.contains("created desk (assistance, desk@example.org)") && listed;
+        let imported =
+            console.lines().any(|l| l.contains("anne ") && l.contains("member") && l.contains("no password yet"));
+        commands_ran = console.contains("created desk (assistance, desk@example.org)") && listed && imported;
         if commands_ran || console.contains("guichet-admin-check.service: Failed") {
             break;
         }

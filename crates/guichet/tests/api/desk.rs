@@ -720,50 +720,65 @@ async fn only_administrators_confirm_a_call_for_a_staff_account() {
 }
 
 /// A request guichet opened for undelivered mail says so (nobody wrote it), and gives way
-/// to the member's own when they write in: closed into it, each naming the other.
+/// to the member's own when they write in from one of the account's addresses: closed
+/// into it, each naming the other. Someone writing from another address and naming the
+/// account (anyone can type an identifier) closes nothing: both stay open, and say so.
 #[tokio::test]
 async fn guichet_s_request_for_undelivered_mail_gives_way_to_the_member_s_own() {
+    for from_her_address in [false, true] {
+        let app = spawn_app().await;
+        let marie = app.add_member("marie").await;
+        app.mail.refuse_domain("chu.example.fr");
+        app.submit(&browser(), "/forgot-password", "/forgot-password", &[("email", "marie@chu.example.fr")]).await;
+        app.deliver_mail().await;
+        app.deliver_mail().await;
+        let opened = app.app.state.desk.queue(true, 5).await.unwrap().remove(0);
+        app.add_account("desk", Role::Assistance).await;
+        let desk = signed_in(&app, "desk").await;
+        let page = app.get_with(&desk, &format!("/admin/requests/{}", opened.id.get())).await;
+        assert!(
+            page.body.contains("<dt>Ouverte par</dt>") && page.body.contains("qui n'a rien écrit"),
+            "{}",
+            page.body
+        );
+        assert!(!page.body.contains("<dt>De</dt>"), "not as if she wrote it");
+        let queue = app.get_with(&desk, "/admin/requests").await;
+        assert!(queue.body.contains("guichet, pour Marie Durand"), "{}", queue.body);
+
+        let email = if from_her_address { "marie@chu.example.fr" } else { "marie.durand@gmail.example.com" };
+        let form = [
+            ("name", "Marie Durand"),
+            ("email", email),
+            ("identifier", "marie"),
+            ("wants", "call"),
+            ("phone", "06 12 34 56 78"),
+            ("message", "Je ne reçois plus rien de votre part."),
+        ];
+        let written = post(&app, &browser(), "/assistance", "/assistance", &form).await;
+        assert_eq!(written.status, StatusCode::OK, "{}", written.body);
+        let open = app.app.state.desk.queue(true, 5).await.unwrap();
+        let hers = open.iter().find(|r| r.id != opened.id).unwrap_or_else(|| panic!("{open:?}"));
+        assert_eq!(hers.account_id, Some(marie.id));
+        assert!(written.body.contains(&hers.reference), "her receipt names her request");
+        let old_notes = app.app.store.request_notes(opened.id).await.unwrap();
+        assert!(old_notes.iter().any(|n| n.body.contains(&hers.reference)), "{old_notes:?}");
+        if from_her_address {
+            assert_eq!(open.len(), 1, "guichet's request is closed into hers");
+        } else {
+            assert_eq!(open.len(), 2, "nothing closed on a stranger's word");
+            assert!(old_notes.iter().any(|n| n.body.contains("Vérifiez qui écrit")), "{old_notes:?}");
+        }
+        let shown = app.get_with(&desk, &format!("/admin/requests/{}", hers.id.get())).await;
+        assert!(shown.body.contains("Autres demandes de ce compte") && shown.body.contains(&opened.reference));
+        assert!(shown.body.contains("<dt>De</dt>"));
+    }
+    // Signed in, a member whose mail is refused is nudged to add a secours address.
     let app = spawn_app().await;
-    let marie = app.add_member("marie").await;
+    app.add_member("marie").await;
     app.mail.refuse_domain("chu.example.fr");
     app.submit(&browser(), "/forgot-password", "/forgot-password", &[("email", "marie@chu.example.fr")]).await;
     app.deliver_mail().await;
     app.deliver_mail().await;
-    let opened = app.app.state.desk.queue(true, 5).await.unwrap().remove(0);
-    app.add_account("desk", Role::Assistance).await;
-    let desk = signed_in(&app, "desk").await;
-    let page = app.get_with(&desk, &format!("/admin/requests/{}", opened.id.get())).await;
-    assert!(page.body.contains("<dt>Ouverte par</dt>") && page.body.contains("qui n'a rien écrit"), "{}", page.body);
-    assert!(!page.body.contains("<dt>De</dt>"), "not as if she wrote it");
-    let queue = app.get_with(&desk, "/admin/requests").await;
-    assert!(queue.body.contains("guichet, pour Marie Durand"), "{}", queue.body);
-
-    // She writes in from another address, giving her identifier.
-    let form = [
-        ("name", "Marie Durand"),
-        ("email", "marie.durand@gmail.example.com"),
-        ("identifier", "marie"),
-        ("wants", "call"),
-        ("phone", "06 12 34 56 78"),
-        ("message", "Je ne reçois plus rien de votre part."),
-    ];
-    let written = post(&app, &browser(), "/assistance", "/assistance", &form).await;
-    assert_eq!(written.status, StatusCode::OK, "{}", written.body);
-    let open = app.app.state.desk.queue(true, 5).await.unwrap();
-    assert_eq!(open.len(), 1, "guichet's request is closed into hers");
-    let hers = &open[0];
-    assert_eq!(hers.account_id, Some(marie.id));
-    assert!(written.body.contains(&hers.reference), "her receipt names her request");
-    let old_notes = app.app.store.request_notes(opened.id).await.unwrap();
-    assert!(old_notes.iter().any(|n| n.body.contains(&hers.reference)), "{old_notes:?}");
-    let shown = app.get_with(&desk, &format!("/admin/requests/{}", hers.id.get())).await;
-    assert!(
-        shown.body.contains("Autres demandes de ce compte") && shown.body.contains(&opened.reference),
-        "{}",
-        shown.body
-    );
-    assert!(shown.body.contains("<dt>De</dt>"));
-    // Signed in, she is nudged to add a secours address.
     let her = signed_in(&app, "marie").await;
     let me = app.get_with(&her, "/me").await;
     assert!(me.body.contains("Nos messages n'arrivent pas à votre adresse"), "{}", me.body);

@@ -258,7 +258,14 @@ pub fn typography_faults(text: &str) -> Vec<String> {
                     || prev == Some('«')
                     || (digit(prev) && next.is_some_and(|n| n.is_alphabetic() || n.is_ascii_digit()))
             }
-            '\'' => prev.is_some_and(char::is_alphabetic) && next.is_some_and(char::is_alphabetic),
+            // An email address keeps its apostrophe (`o'brien@…`).
+            '\'' => {
+                let word_start = chars[..i].iter().rposition(|c| c.is_whitespace()).map_or(0, |p| p + 1);
+                let word_end = chars[i..].iter().position(|c| c.is_whitespace()).map_or(chars.len(), |p| i + p);
+                prev.is_some_and(char::is_alphabetic)
+                    && next.is_some_and(char::is_alphabetic)
+                    && !chars[word_start..word_end].contains(&'@')
+            }
             _ => false,
         };
         if fault {

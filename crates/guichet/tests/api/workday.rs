@@ -13,7 +13,7 @@ use guichet_core::clock::Clock as _;
 use guichet_core::ports::OutboxStore as _;
 
 use crate::browser::Browser;
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::{Backend, spawn_app_with};
 
 /// Every word of every table cell (and heading) that the browser broke across two lines:
 /// text between spaces, where a `<wbr>` (an address's `@` and dots) also ends a piece.
@@ -57,14 +57,6 @@ async fn screenshot(browser: &Browser, name: &str, width: u32) {
     browser.client.set_window_size(width, 900).await.unwrap();
 }
 
-async fn log_in(browser: &Browser, app: &TestApp, identifier: &str) {
-    browser.open(app, "/login").await;
-    browser.type_into("identifier", identifier).await;
-    browser.type_into("password", PASSWORD).await;
-    browser.click_button("Se connecter").await;
-    browser.wait_for_path("/me").await;
-}
-
 async fn click_link(browser: &Browser, text: &str) {
     let link = browser.client.find(Locator::LinkText(text)).await.unwrap_or_else(|e| panic!("link {text}: {e}"));
     link.click().await.unwrap();
@@ -88,7 +80,7 @@ async fn a_desk_agent_works_a_day_in_a_real_browser() {
     let to_marie = || async { app.app.store.mail_to(&marie.email, 50).await.unwrap().len() };
     let before = to_marie().await;
     browser.client.set_window_size(1280, 900).await.unwrap();
-    log_in(&browser, &app, "boss").await;
+    browser.log_in(&app, "boss").await;
 
     // A group, then an assistance account in it, without the command line.
     browser.open(&app, "/admin/groups").await;

@@ -71,7 +71,7 @@ async fn new_account_page(
         .collect();
     let may_group = decide_creation(&staff.actor, Role::Member, true).is_ok();
     let groups = if may_group {
-        state.console.groups().await?.into_iter().map(|g| g.name.to_string()).collect()
+        state.groups.list().await?.into_iter().map(|g| g.name.to_string()).collect()
     } else {
         Vec::new()
     };
@@ -159,8 +159,8 @@ async fn groups_page(
     created: Option<String>,
 ) -> Result<GroupsPage, WebError> {
     let groups = state
-        .console
-        .groups()
+        .groups
+        .list()
         .await?
         .into_iter()
         .map(|g| GroupLine { name: g.name.to_string(), description: g.description, members: g.members })
@@ -180,10 +180,11 @@ pub async fn groups(
 pub async fn create_group(
     State(state): State<AppState>,
     staff: Staff,
+    Client(context): Client,
     Form(form): Form<NewGroup>,
 ) -> Result<Response, WebError> {
-    let error = match state.console.create_group(&staff.actor, &form.name, &form.description).await {
-        Ok(group) => return Ok(Redirect::to(&format!("/admin/groups?created={}", group.name)).into_response()),
+    let error = match state.console.create_group(&staff.actor, &form.name, &form.description, &context).await {
+        Ok(name) => return Ok(Redirect::to(&format!("/admin/groups?created={name}")).into_response()),
         Err(GroupError::Denied) => {
             return Err(WebError::Page(ErrorPage::new(
                 StatusCode::FORBIDDEN,
