@@ -92,76 +92,137 @@ const VERBATIM: [&str; 5] = ["code", "pre", "textarea", "script", "style"];
 
 /// An HTML page: only the text between tags changes (see the module's note).
 pub fn html(input: &str) -> String {
+    let bytes = input.as_bytes();
     let mut out = String::with_capacity(input.len() + 64);
-    // The visible characters so far (the last few are enough), across tags.
-    let mut seen: Vec<char> = Vec::new();
     let mut verbatim: Option<&'static str> = None;
-    let mut rest = input;
-    while let Some(c) = rest.chars().next() {
-        if c == '<' {
+    // The last three characters a reader sees (tags skipped), oldest first.
+    let mut tail = Tail::default();
+    let mut at = 0;
+    while at < bytes.len() {
+        // Runs of ordinary characters are copied as they are: only these four matter.
+        let start = at;
+        at += bytes[at..].iter().position(|b| matches!(b, b' ' | b'\'' | b'&' | b'<')).unwrap_or(bytes.len() - at);
+        let run = &input[start..at];
+        out.push_str(run);
+        if verbatim.is_none() {
+            tail.extend(run);
+        }
+        let Some(&byte) = bytes.get(at) else { break };
+        let rest = &input[at..];
+        if byte == b'<' {
             let end = rest.find('>').map_or(rest.len(), |e| e + 1);
             let tag = &rest[..end];
-            let name: String =
-                tag.trim_start_matches(['<', '/']).chars().take_while(char::is_ascii_alphanumeric).collect();
-            let name = name.to_ascii_lowercase();
+            let closing = tag.as_bytes().get(1) == Some(&b'/');
+            let name = &tag[if closing { 2 } else { 1 }..];
+            let name = &name[..name.bytes().position(|b| !b.is_ascii_alphanumeric()).unwrap_or(name.len())];
             if let Some(open) = verbatim {
-                if tag.starts_with("</") && name == open {
+                if closing && name.eq_ignore_ascii_case(open) {
                     verbatim = None;
                 }
-            } else if !tag.starts_with("</") {
-                verbatim = VERBATIM.into_iter().find(|v| *v == name);
+            } else if !closing && (3..=8).contains(&name.len()) {
+                verbatim = VERBATIM.into_iter().find(|v| v.len() == name.len() && name.eq_ignore_ascii_case(v));
             }
             out.push_str(tag);
-            rest = &rest[end..];
+            at += end;
             continue;
         }
         if verbatim.is_some() {
-            out.push(c);
-            rest = &rest[c.len_utf8()..];
+            out.push(char::from(byte));
+            at += 1;
             continue;
         }
-        if c == '&' {
-            let end = rest.find(';').filter(|e| *e <= 8).map_or(1, |e| e + 1);
+        let prev_letter = tail.last().is_some_and(char::is_alphabetic);
+        if byte == b'&' {
+            // An entity is short: its `;` is looked for in the next few bytes only.
+            let end = rest.bytes().take(9).position(|b| b == b';').map_or(1, |e| e + 1);
             let entity = &rest[..end];
-            let after = rest[end..].chars().next();
+            let after = &rest[end..];
             let apostrophe = matches!(entity, "&#39;" | "&#x27;" | "&apos;");
-            let between_letters =
-                seen.last().is_some_and(|p| p.is_alphabetic()) && after.is_some_and(char::is_alphabetic);
-            if apostrophe && between_letters && !in_address(&seen, &rest[end..]) {
+            let next_letter = after.chars().next().is_some_and(char::is_alphabetic);
+            if apostrophe && prev_letter && next_letter && !in_address(&visible_word(&out), after) {
                 out.push('’');
-                seen.push('’');
+                tail.push('’');
             } else {
                 out.push_str(entity);
-                seen.push(match entity {
+                tail.push(match entity {
                     "&nbsp;" => NBSP,
                     "&#39;" | "&#x27;" | "&apos;" => '\'',
                     _ => '&',
                 });
             }
-            rest = &rest[end..];
+            at += end;
             continue;
         }
-        let mut ahead = rest[c.len_utf8()..].chars();
+        let mut ahead = rest[1..].chars();
         let (next, after) = (ahead.next(), ahead.next());
-        let written = match c {
-            ' ' => space(&seen, next, after),
-            '\'' if seen.last().is_some_and(|p| p.is_alphabetic())
+        let written = match byte {
+            b' ' => space(tail.chars(), next, after),
+            _ if prev_letter
                 && next.is_some_and(char::is_alphabetic)
-                && !in_address(&seen, &rest[1..]) =>
+                && !in_address(&visible_word(&out), &rest[1..]) =>
             {
                 '’'
             }
-            other => other,
+            _ => '\'',
         };
         out.push(written);
-        seen.push(written);
-        // Enough to look back over an email address's local part.
-        if seen.len() > 128 {
-            seen.drain(..64);
-        }
-        rest = &rest[c.len_utf8()..];
+        tail.push(written);
+        at += 1;
     }
     out
+}
+
+/// The last three characters a reader has seen, oldest first (no allocation: this runs
+/// for every space of every page).
+#[derive(Debug, Default)]
+struct Tail {
+    buffer: [char; 3],
+    len: usize,
+}
+
+impl Tail {
+    fn push(&mut self, c: char) {
+        self.buffer = [self.buffer[1], self.buffer[2], c];
+        self.len = (self.len + 1).min(3);
+    }
+
+    /// After a run of text: its last three characters.
+    fn extend(&mut self, run: &str) {
+        let mut back = run.chars().rev();
+        let (third, second, first) = (back.next(), back.next(), back.next());
+        for c in [first, second, third].into_iter().flatten() {
+            self.push(c);
+        }
+    }
+
+    fn last(&self) -> Option<char> {
+        (self.len > 0).then_some(self.buffer[2])
+    }
+
+    fn chars(&self) -> &[char] {
+        &self.buffer[3 - self.len..]
+    }
+}
+
+/// The visible word that ends `html` (back to a space, tags skipped): where an
+/// apostrophe's email address would begin.
+fn visible_word(html: &str) -> Vec<char> {
+    let mut word = Vec::new();
+    let mut in_tag = false;
+    for c in html.chars().rev() {
+        match c {
+            '>' => in_tag = true,
+            '<' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            c if c.is_whitespace() => break,
+            c => word.push(c),
+        }
+        if word.len() > 254 {
+            break;
+        }
+    }
+    word.reverse();
+    word
 }
 
 #[cfg(test)]
