@@ -33,6 +33,12 @@ pub fn routes() -> Router<AppState> {
 pub fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
+        // RFC 8414: the same metadata for OAuth clients, under the same issuer.
+        .route("/.well-known/oauth-authorization-server", get(discovery))
+        // The authorization request may come as a form (OpenID Connect Core §3.1.2.1): it
+        // is sent on as the same request in a URL, so that the member's browser brings
+        // its session (a cross-site POST carries no `SameSite=Lax` cookie).
+        .route("/oidc/authorize", axum::routing::post(authorize_posted))
         .route("/oidc/jwks", get(jwks))
         .route("/oidc/token", axum::routing::post(token))
         .route("/oidc/userinfo", get(userinfo).post(userinfo))
@@ -100,6 +106,15 @@ async fn authorize(State(state): State<AppState>, visitor: Visitor, uri: Uri) ->
     })
 }
 
+/// `POST /oidc/authorize`: the form's fields, as the query of a `GET` (`303`).
+async fn authorize_posted(body: axum::body::Bytes) -> Response {
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs(&body)).finish();
+    match HeaderValue::from_str(&format!("/oidc/authorize?{query}")) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+        Err(_) => cannot_continue("La demande de connexion envoyée par l'application est illisible.").into_response(),
+    }
+}
+
 /// The page when the browser cannot be sent back to the application.
 fn cannot_continue(message: &str) -> ErrorPage {
     ErrorPage::new(StatusCode::BAD_REQUEST, "Connexion impossible depuis cette application", message)
@@ -115,13 +130,16 @@ fn found(to: &str) -> Response {
 
 // ---- the clients' side -----------------------------------------------------------
 
-/// JSON, never cached, readable by browser-based clients for the public documents.
+/// JSON. The public documents (discovery, keys) are readable by browser-based clients
+/// and cached five minutes (a new signing key is published before it signs); the rest is
+/// never cached.
 fn json(status: StatusCode, value: &serde_json::Value, public: bool) -> Response {
     let mut response = (status, value.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if public {
         headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     } else {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
@@ -202,12 +220,36 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     })
 }
 
-async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, WebError> {
+/// Userinfo takes the access token from the `Authorization` header or, in a form body,
+/// from `access_token` (RFC 6750 §2.1, §2.2), never both. Without one, the answer names
+/// the scheme only; with a dead one, `invalid_token` (§3.1).
+async fn userinfo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, WebError> {
     let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let claims = match bearer {
-        Some(token) => state.oidc.userinfo(token.trim()).await?,
-        None => None,
+    let form = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let in_body = if form { single(&pairs(&body), "access_token") } else { None };
+    let token = match (bearer, in_body.as_deref()) {
+        (Some(_), Some(_)) => {
+            let mut response = oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the access token came twice");
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_request\""));
+            return Ok(response);
+        }
+        (Some(token), None) | (None, Some(token)) => token.trim().to_owned(),
+        (None, None) => {
+            let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_request", "no access token");
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Ok(response);
+        }
     };
+    let claims = state.oidc.userinfo(&token).await?;
     Ok(match claims {
         Some(claims) => json(StatusCode::OK, &claims, false),
         None => {

@@ -526,3 +526,65 @@ async fn administrators_see_the_applications_and_assistance_staff_do_not() {
     app.login_with(&desk, "desk", PASSWORD, &[]).await;
     assert_eq!(app.get_with(&desk, "/admin/clients").await.status, StatusCode::FORBIDDEN);
 }
+
+/// What both specs ask and strict clients use: the authorization request as a form
+/// (sent on as the same request in a URL, where the member's browser brings its session),
+/// userinfo with the token in a form body (RFC 6750 §2.2) and its `WWW-Authenticate`
+/// answers, RFC 8414's metadata, and discovery and keys that clients may cache.
+#[tokio::test]
+async fn the_specs_other_ways_are_answered() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let browser = member_in_bureau(&app).await;
+    let registered = register(&app, false, &[]).await;
+    let rp = relying_party(&app, &registered).await;
+    let (url, state, nonce, verifier) = authorization(&rp);
+
+    // POST /oidc/authorize, cross-site as an application's form would send it.
+    let query = url.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+    let posted = browser
+        .post(format!("{}/oidc/authorize", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://app.example.org")
+        .header("sec-fetch-site", "cross-site")
+        .body(query.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+    let location = posted.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(location.starts_with("/oidc/authorize?"), "{location}");
+    assert_eq!(param(&location, "state").as_deref(), Some(state.secret().as_str()));
+    let (_, back) = follow(&app, &browser, &format!("{}{location}", app.address)).await;
+    assert!(back.starts_with(CALLBACK), "{back}");
+    let tokens = exchange(&rp, &param(&back, "code").unwrap_or_default(), verifier).await.unwrap();
+    assert!(tokens.id_token().is_some_and(|t| t.claims(&rp.id_token_verifier(), &nonce).is_ok()));
+
+    // Userinfo: the token in a form body; none; twice.
+    let client = crate::helpers::browser();
+    let userinfo_url = format!("{}/oidc/userinfo", app.address);
+    let token = tokens.access_token().secret().clone();
+    let in_body = client.post(&userinfo_url).form(&[("access_token", token.as_str())]).send().await.unwrap();
+    assert_eq!(in_body.status(), StatusCode::OK);
+    let claims: serde_json::Value = in_body.json().await.unwrap();
+    assert_eq!(claims["preferred_username"], "marie");
+    let none = client.get(&userinfo_url).send().await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(none.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"));
+    let twice = client.post(&userinfo_url).bearer_auth(&token).form(&[("access_token", token.as_str())]).send().await;
+    assert_eq!(twice.unwrap().status(), StatusCode::BAD_REQUEST);
+    let dead = client.get(&userinfo_url).bearer_auth("pas-un-jeton").send().await.unwrap();
+    let said = dead.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(said.contains("error=\"invalid_token\""), "{said}");
+
+    // The metadata, twice, and the keys: cacheable.
+    for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server", "/oidc/jwks"] {
+        let answer = client.get(format!("{}{path}", app.address)).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+        let cache = answer.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert_eq!(cache, "public, max-age=300", "{path}");
+        let document: serde_json::Value = answer.json().await.unwrap();
+        if path.starts_with("/.well-known") {
+            assert_eq!(document["issuer"], app.address.as_str(), "{path}");
+        }
+    }
+}
