@@ -26,7 +26,11 @@ use crate::visitor::Visitor;
 
 /// The browser's routes (behind the visitor layer).
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/oidc/authorize", get(authorize)).route("/oidc/logout", get(logout).post(confirm_logout))
+    Router::new()
+        .route("/oidc/authorize", get(authorize))
+        .route("/oidc/logout", get(logout))
+        // The member's own confirmation (a guichet form, with its CSRF token).
+        .route("/oidc/logout/confirm", axum::routing::post(confirm_logout))
 }
 
 /// The clients' routes (outside the visitor layer).
@@ -38,7 +42,11 @@ pub fn api_routes() -> Router<AppState> {
         // The authorization request may come as a form (OpenID Connect Core §3.1.2.1): it
         // is sent on as the same request in a URL, so that the member's browser brings
         // its session (a cross-site POST carries no `SameSite=Lax` cookie).
-        .route("/oidc/authorize", axum::routing::post(authorize_posted))
+        .route("/oidc/authorize", axum::routing::post(|body| sent_on("/oidc/authorize", body)))
+        // Logout started by an application's form, likewise: the `GET` then ends the
+        // session when the request proves where it comes from, and asks the member
+        // otherwise, as it always does.
+        .route("/oidc/logout", axum::routing::post(|body| sent_on("/oidc/logout", body)))
         .route("/oidc/jwks", get(jwks))
         .route("/oidc/token", axum::routing::post(token))
         .route("/oidc/userinfo", get(userinfo).post(userinfo))
@@ -106,12 +114,13 @@ async fn authorize(State(state): State<AppState>, visitor: Visitor, uri: Uri) ->
     })
 }
 
-/// `POST /oidc/authorize`: the form's fields, as the query of a `GET` (`303`).
-async fn authorize_posted(body: axum::body::Bytes) -> Response {
+/// An application's form to `path` (`POST`): its fields, as the query of a `GET` of the
+/// same path (`303`), where the member's browser brings its session.
+async fn sent_on(path: &'static str, body: axum::body::Bytes) -> Response {
     let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs(&body)).finish();
-    match HeaderValue::from_str(&format!("/oidc/authorize?{query}")) {
+    match HeaderValue::from_str(&format!("{path}?{query}")) {
         Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
-        Err(_) => cannot_continue("La demande de connexion envoyée par l'application est illisible.").into_response(),
+        Err(_) => cannot_continue("La demande envoyée par l'application est illisible.").into_response(),
     }
 }
 

@@ -527,8 +527,9 @@ async fn administrators_see_the_applications_and_assistance_staff_do_not() {
     assert_eq!(app.get_with(&desk, "/admin/clients").await.status, StatusCode::FORBIDDEN);
 }
 
-/// What both specs ask and strict clients use: the authorization request as a form
-/// (sent on as the same request in a URL, where the member's browser brings its session),
+/// What both specs ask and strict clients use: the authorization and logout requests as
+/// forms (sent on as the same request in a URL, where the member's browser brings its
+/// session; logout keeps asking without proof),
 /// userinfo with the token in a form body (RFC 6750 §2.2) and its `WWW-Authenticate`
 /// answers, RFC 8414's metadata, and discovery and keys that clients may cache.
 #[tokio::test]
@@ -575,6 +576,41 @@ async fn the_specs_other_ways_are_answered() {
     let dead = client.get(&userinfo_url).bearer_auth("pas-un-jeton").send().await.unwrap();
     let said = dead.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(said.contains("error=\"invalid_token\""), "{said}");
+
+    // Logout started by the application's form: sent on as a GET, which proves it with the
+    // ID token, ends the session and goes back to the application.
+    let id_token = tokens.id_token().map(ToString::to_string).unwrap_or_default();
+    let form = [("id_token_hint", id_token.as_str()), ("post_logout_redirect_uri", AFTER_LOGOUT), ("state", "s2")];
+    let posted = browser
+        .post(format!("{}/oidc/logout", app.address))
+        .header("origin", "https://app.example.org")
+        .header("sec-fetch-site", "cross-site")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+    let location = posted.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(location.starts_with("/oidc/logout?"), "{location}");
+    let (status, back) = follow(&app, &browser, &format!("{}{location}", app.address)).await;
+    assert_eq!((status, back.as_str()), (StatusCode::FOUND, format!("{AFTER_LOGOUT}?state=s2").as_str()));
+    assert_eq!(app.get_with(&browser, "/me").await.location(), Some("/login"), "the session ended");
+    // Without proof, the member is asked, and their own answer goes to /oidc/logout/confirm.
+    let (url, _, _, _) = authorization(&rp);
+    follow(&app, &browser, &url).await;
+    let unproven = browser
+        .post(format!("{}/oidc/logout", app.address))
+        .form(&[("client_id", registered.client.id.to_string())])
+        .send()
+        .await
+        .unwrap();
+    let location = unproven.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let asked = app.get_with(&browser, &location).await;
+    assert!(asked.body.contains("Se déconnecter ?") && asked.body.contains(r#"action="/oidc/logout/confirm""#));
+    assert_eq!(app.get_with(&browser, "/me").await.status, StatusCode::OK, "still signed in");
+    let confirmed = app.submit(&browser, &location, "/oidc/logout/confirm", &[]).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    assert_eq!(app.get_with(&browser, "/me").await.location(), Some("/login"), "logged out once confirmed");
 
     // The metadata, twice, and the keys: cacheable.
     for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server", "/oidc/jwks"] {
