@@ -676,13 +676,15 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let local = format!("GUICHET_LISTEN=127.0.0.1:{port}\nGUICHET_PUBLIC_URL={base}\n");
-    // The operator's commands, through deploy/guichet-admin as the deployment guide says,
-    // once the service answers: run at boot by a unit of the test's, output on the console.
+    // The operator's commands, through deploy/guichet-admin, as docs/deploiement.md § 7
+    // writes them, once the service answers: run at boot by a unit of the test's, output on
+    // the console.
     let admin = format!(
         "[Unit]\nAfter=guichet.service\nRequires=guichet.service\n[Service]\nType=oneshot\n\
          ExecStartPre=/bin/bash -c 'for i in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && exit 0; sleep 0.1; done; exit 1'\n\
-         ExecStart=/usr/local/sbin/guichet-admin member add desk --email desk@example.org --role assistance\n\
-         ExecStart=/usr/local/sbin/guichet-admin member import /srv/guichet/import.csv\n\
+         ExecStart=/usr/local/sbin/guichet-admin member add a.martin --email a.martin@reseau-sante.fr --role assistance --invite\n\
+         ExecStart=/usr/local/sbin/guichet-admin group add bureau --description \"Le bureau de l'association\"\n\
+         ExecStart=/usr/local/sbin/guichet-admin member import /srv/guichet/anciens-membres.csv --invite\n\
          ExecStart=/usr/local/sbin/guichet-admin member list\n\
          StandardOutput=journal+console\nStandardError=journal+console\n"
     );
@@ -705,7 +707,7 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
         (etc.join("guichet.env").display().to_string(), "/etc/guichet/guichet.env"),
         (credentials.display().to_string(), "/etc/guichet/credentials"),
         (admin_script.to_owned(), "/usr/local/sbin/guichet-admin"),
-        (etc.join("import.csv").display().to_string(), "/srv/guichet/import.csv"),
+        (etc.join("import.csv").display().to_string(), "/srv/guichet/anciens-membres.csv"),
         (
             units.join("guichet-admin-check.service").display().to_string(),
             "/etc/systemd/system/guichet-admin-check.service",
@@ -740,11 +742,14 @@ async fn the_systemd_unit_starts_guichet_hardened_and_stops_it_cleanly() {
     let mut commands_ran = false;
     for _ in 0..300 {
         let console = std::fs::read_to_string(&console_path).unwrap_or_default();
-        let listed =
-            console.lines().any(|l| l.contains("desk ") && l.contains("assistance") && l.contains("no password yet"));
+        let listed = console
+            .lines()
+            .any(|l| l.contains("a.martin ") && l.contains("assistance") && l.contains("no password yet"));
         let imported =
             console.lines().any(|l| l.contains("anne ") && l.contains("member") && l.contains("no password yet"));
-        commands_ran = console.contains("created desk (assistance, desk@example.org)") && listed && imported;
+        let made = console.contains("created a.martin (assistance, a.martin@reseau-sante.fr)")
+            && console.contains("created group bureau");
+        commands_ran = made && listed && imported;
         if commands_ran || console.contains("guichet-admin-check.service: Failed") {
             break;
         }
