@@ -140,7 +140,7 @@ impl AccountChanges {
         }
         work.set_disabled(account, disabled.then_some(event.at), event.at).await?;
         if disabled {
-            work.end_sessions(account, None).await?;
+            work.end_sessions(account, None, event.at).await?;
         }
         work.record(&event).await?;
         work.commit().await?;
@@ -194,7 +194,7 @@ impl AccountChanges {
         }
         if held.account.role == Role::Member && role.is_staff() {
             revoke_handed_out(work.as_mut(), account, event.at).await?;
-            work.end_sessions(account, None).await?;
+            work.end_sessions(account, None, event.at).await?;
         }
         work.set_role(account, role, event.at).await?;
         work.record(&event).await?;

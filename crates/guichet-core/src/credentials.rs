@@ -66,7 +66,7 @@ async fn set_chosen_password(
     let event = work.record(&event).await?;
     work.set_password(account, hash, now).await?;
     work.set_lock(account, None, event).await?;
-    work.end_sessions(account, keep).await?;
+    work.end_sessions(account, keep, now).await?;
     if let Some(keep) = keep {
         work.clear_forced_change(keep).await?;
     }

@@ -308,7 +308,7 @@ impl Batch {
             && account.password_hash.as_ref() != Some(hash)
         {
             work.set_password(account.id, hash, now).await?;
-            work.end_sessions(account.id, None).await?;
+            work.end_sessions(account.id, None, now).await?;
             changed.password = true;
         }
         if let Some(groups) = groups {

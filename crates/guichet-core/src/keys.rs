@@ -17,6 +17,8 @@ pub enum Purpose {
     DeviceCookie,
     /// An account's OpenID Connect subject (`sub`): stable, opaque, never reused.
     OidcSubject,
+    /// A session's OpenID Connect `sid`, derived from its token's hash.
+    OidcSession,
     /// A session's pass for forward auth on sub-domains (the shared cookie).
     GatePass,
     /// A call slot's link: derived, so that the desk can show it again at any time.
@@ -30,6 +32,7 @@ impl Purpose {
             Self::AnonymousCsrf => b"guichet/csrf/anonymous/v1",
             Self::DeviceCookie => b"guichet/device-cookie/v1",
             Self::OidcSubject => b"guichet/oidc/subject/v1",
+            Self::OidcSession => b"guichet/oidc/sid/v1",
             Self::GatePass => b"guichet/gate-pass/v1",
             Self::SlotLink => b"guichet/desk/slot-link/v1",
         }

@@ -195,7 +195,7 @@ impl MySpace {
             .filter(|e| e.kind == AuditKind::CurrentPasswordMistyped && e.at >= session.created_at)
             .count();
         if in_session >= usize::try_from(self.lockout.threshold).unwrap_or(usize::MAX) {
-            self.sessions.delete_session(&session.token_hash, None).await?;
+            self.sessions.delete_session(&session.token_hash, self.clock.now(), None).await?;
             return Ok(ChangeError::TooManyWrong);
         }
         Ok(ChangeError::WrongCurrent)
@@ -295,7 +295,8 @@ impl MySpace {
             context: context.clone(),
             detail: None,
         };
-        self.sessions.delete_account_sessions(account, Some(&session.token_hash), Some(event)).await
+        let now = event.at;
+        self.sessions.delete_account_sessions(account, Some(&session.token_hash), now, Some(event)).await
     }
 
     /// The policy in force for new passwords.

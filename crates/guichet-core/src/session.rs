@@ -117,7 +117,7 @@ impl Sessions {
         must_change_password: bool,
     ) -> Result<(PlainToken, Session), StoreError> {
         if let Some(old) = replacing {
-            self.sessions.delete_session(old, None).await?;
+            self.sessions.delete_session(old, self.clock.now(), None).await?;
         }
         let now = self.clock.now();
         let token = PlainToken::generate();
@@ -171,6 +171,11 @@ impl Sessions {
         self.resume_hash(&token.hash()).await
     }
 
+    /// The live session whose token has this hash, as it is (its idle expiry untouched).
+    pub async fn find(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
+        self.sessions.find_session(hash, self.clock.now()).await
+    }
+
     /// The live session whose token has this hash, its idle expiry pushed back.
     pub async fn resume_hash(&self, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
         let now = self.clock.now();
@@ -195,6 +200,7 @@ impl Sessions {
             context,
             detail: None,
         };
-        self.sessions.delete_session(&session.token_hash, Some(event)).await
+        let now = event.at;
+        self.sessions.delete_session(&session.token_hash, now, Some(event)).await
     }
 }

@@ -13,15 +13,51 @@ use crate::audit::insert_event;
 use crate::work::SqlWork;
 use crate::{SqlStore, backend, millis, timestamp};
 
-/// Ends every session of the account but `keep`, inside a transaction; returns how many.
+/// Queues, in the transaction that ends them, a back-channel logout for each application
+/// the sessions `which` selects (a condition on `oidc_session_clients l`, over `$1` and
+/// `$2`) signed in to and that has a back channel, dated `now` (`$3`).
+async fn tell_applications(
+    tx: &mut SqlWork,
+    which: &str,
+    first: &str,
+    second: Option<i64>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO oidc_logouts (client_id, account_id, sid, ended_at, next_attempt_at) \
+         SELECT l.client_id, l.account_id, l.sid, $3, $3 FROM oidc_session_clients l \
+         JOIN oidc_clients c ON c.client_id = l.client_id \
+         WHERE c.backchannel_logout_uri IS NOT NULL AND {which}"
+    )))
+    .bind(first.to_owned())
+    .bind(second.unwrap_or_default())
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(backend)
+}
+
+/// Ends every session of the account but `keep` at `now`, inside a transaction, telling
+/// the applications they signed in to; returns how many. The account's offline refresh
+/// tokens end too: ending the other sessions (a password changed, the account disabled,
+/// staff, "end my other sessions") means every other way in.
 pub(crate) async fn end_sessions(
     tx: &mut SqlWork,
     account: AccountId,
     keep: Option<&TokenHash>,
+    now: Timestamp,
 ) -> Result<u64, StoreError> {
+    let keep = keep.map_or("", TokenHash::as_str);
+    tell_applications(tx, "l.session_hash <> $1 AND l.account_id = $2", keep, Some(account.get()), now).await?;
+    sqlx::query("DELETE FROM oidc_refresh_tokens WHERE account_id = $1 AND session_hash IS NULL")
+        .bind(account.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
     sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash <> $2")
         .bind(account.get())
-        .bind(keep.map_or("", TokenHash::as_str))
+        .bind(keep)
         .execute(&mut **tx)
         .await
         .map(|done| done.rows_affected())
@@ -102,8 +138,14 @@ impl SessionStore for SqlStore {
             .map_err(backend)
     }
 
-    async fn delete_session(&self, token: &TokenHash, event: Option<NewAuditEvent>) -> Result<(), StoreError> {
+    async fn delete_session(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+        event: Option<NewAuditEvent>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_work().await?;
+        tell_applications(&mut tx, "l.session_hash = $1 AND $2 = 0", token.as_str(), None, now).await?;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token.as_str())
             .execute(&mut *tx)
@@ -119,10 +161,11 @@ impl SessionStore for SqlStore {
         &self,
         account: AccountId,
         keep: Option<&TokenHash>,
+        now: Timestamp,
         event: Option<NewAuditEvent>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_work().await?;
-        let ended = end_sessions(&mut tx, account, keep).await?;
+        let ended = end_sessions(&mut tx, account, keep, now).await?;
         if let Some(mut event) = event {
             event.detail = Some(AuditDetail::Sessions(ended));
             insert_event(&mut tx, &event).await?;
@@ -132,6 +175,9 @@ impl SessionStore for SqlStore {
     }
 
     async fn purge_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
+        // Their applications are not told (the links go with the sessions): an
+        // application's activity never reaches guichet's idle timer, and telling it at
+        // guichet's expiry would throw out a member working there.
         sqlx::query("DELETE FROM sessions WHERE idle_expires_at <= $1 OR expires_at <= $1")
             .bind(millis(now))
             .execute(&self.pool)

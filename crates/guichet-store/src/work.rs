@@ -13,7 +13,7 @@ use guichet_core::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRe
 use guichet_core::groups::{GroupId, GroupName};
 use guichet_core::lockout::ThrottleKey;
 use guichet_core::mail::{MailId, NewMail};
-use guichet_core::oidc::{ClientId, NewGrant};
+use guichet_core::oidc::{ClientId, NewGrant, NewRefreshToken, SessionLink};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{EventId, HeldAccount, HeldOidcCode, Secours, StoreError, Transactions, Work};
 use guichet_core::token::TokenHash;
@@ -432,8 +432,13 @@ impl Work for SqlWork {
         self.write(sqlx::query(sql).bind(account.get()).bind(millis(at))).await
     }
 
-    async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
-        crate::sessions::end_sessions(self, account, keep).await
+    async fn end_sessions(
+        &mut self,
+        account: AccountId,
+        keep: Option<&TokenHash>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        crate::sessions::end_sessions(self, account, keep, now).await
     }
 
     async fn end_forced_sessions(&mut self, account: AccountId) -> Result<u64, StoreError> {
@@ -612,10 +617,100 @@ impl Work for SqlWork {
         .await
     }
 
-    async fn revoke_grants_of(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+    async fn revoke_family(&mut self, family: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
         self.write(
             sqlx::query("UPDATE oidc_grants SET revoked_at = $2 WHERE code_hash = $1 AND revoked_at IS NULL")
-                .bind(code.as_str())
+                .bind(family.as_str())
+                .bind(millis(at)),
+        )
+        .await?;
+        self.write(sqlx::query("DELETE FROM oidc_refresh_tokens WHERE family = $1").bind(family.as_str())).await
+    }
+
+    async fn revoke_grant(&mut self, jti: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.write(
+            sqlx::query("UPDATE oidc_grants SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL")
+                .bind(jti)
+                .bind(millis(at)),
+        )
+        .await
+    }
+
+    async fn link_session(&mut self, link: &SessionLink) -> Result<bool, StoreError> {
+        // Written only while the session lives (its end forgets the link, or tells the
+        // client): a session ended meanwhile gets nothing.
+        let live: Option<i64> = sqlx::query_scalar("SELECT account_id FROM sessions WHERE token_hash = $1")
+            .bind(link.session.as_str())
+            .fetch_optional(&mut **self)
+            .await
+            .map_err(backend)?;
+        if live.is_none() {
+            return Ok(false);
+        }
+        self.write(
+            sqlx::query(
+                "INSERT INTO oidc_session_clients (session_hash, client_id, account_id, sid) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (session_hash, client_id) DO NOTHING",
+            )
+            .bind(link.session.as_str())
+            .bind(link.client.as_str())
+            .bind(link.account.get())
+            .bind(&link.sid),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    async fn insert_refresh_token(&mut self, token: &NewRefreshToken) -> Result<bool, StoreError> {
+        let columns = crate::oidc::REFRESH_COLUMNS;
+        // Bound to a session: written only while it lives (the foreign key would refuse it).
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO oidc_refresh_tokens ({columns}) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+             WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE token_hash = $5)"
+        )))
+        .bind(token.hash.as_str())
+        .bind(token.family.as_str())
+        .bind(token.client.as_str())
+        .bind(token.account.get())
+        .bind(token.session.as_ref().map(|h| h.as_str().to_owned()))
+        .bind(&token.scope)
+        .bind(&token.sid)
+        .bind(millis(token.auth_time))
+        .bind(millis(token.created_at))
+        .bind(millis(token.expires_at))
+        .execute(&mut **self)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn hold_refresh_token(
+        &mut self,
+        token: &TokenHash,
+        client: &ClientId,
+    ) -> Result<Option<(NewRefreshToken, Option<Timestamp>)>, StoreError> {
+        let columns = crate::oidc::REFRESH_COLUMNS;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE oidc_refresh_tokens SET used_at = used_at WHERE token_hash = $1 AND client_id = $2 \
+             RETURNING {columns}, used_at"
+        )))
+        .bind(token.as_str())
+        .bind(client.as_str())
+        .fetch_optional(&mut **self)
+        .await
+        .map_err(backend)?;
+        row.map(|row| {
+            Ok((crate::oidc::refresh_from_row(&row)?, optional_timestamp(row.try_get("used_at").map_err(backend)?)?))
+        })
+        .transpose()
+    }
+
+    async fn set_refresh_token_used(&mut self, token: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        self.write(
+            sqlx::query("UPDATE oidc_refresh_tokens SET used_at = $2 WHERE token_hash = $1")
+                .bind(token.as_str())
                 .bind(millis(at)),
         )
         .await
@@ -624,8 +719,8 @@ impl Work for SqlWork {
     async fn insert_grant(&mut self, grant: &NewGrant, revoked_at: Option<Timestamp>) -> Result<(), StoreError> {
         self.write(
             sqlx::query(
-                "INSERT INTO oidc_grants (jti, code_hash, client_id, account_id, scope, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO oidc_grants (jti, code_hash, client_id, account_id, scope, expires_at, revoked_at, \
+                 session_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&grant.jti)
             .bind(grant.code.as_str())
@@ -633,7 +728,8 @@ impl Work for SqlWork {
             .bind(grant.account.get())
             .bind(&grant.scope)
             .bind(millis(grant.expires_at))
-            .bind(revoked_at.map(millis)),
+            .bind(revoked_at.map(millis))
+            .bind(grant.session.as_ref().map(|h| h.as_str().to_owned())),
         )
         .await
     }

@@ -16,7 +16,9 @@ use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow, Rejection};
 use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::{MailKind, MailOutcome, MailState, MailSubject, NewMail};
-use guichet_core::oidc::{Client, ClientId, NewCode, NewGrant};
+use guichet_core::oidc::{
+    Client, ClientId, LogoutOutcome, LogoutState, NewCode, NewGrant, NewRefreshToken, RefreshUse, SessionLink,
+};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
     AccountFilter, AccountQuery, AccountState, AccountStore as _, AuditStore as _, CodeUse, Conflict, DeskStore as _,
@@ -118,6 +120,8 @@ on_both_backends!(
     a_login_replaces_the_hash_in_the_same_statement,
     the_backlog_counts_what_waits_and_since_when,
     a_lease_is_renewed_only_by_its_holder_and_given_back_unsent,
+    a_session_that_ends_tells_its_applications_and_takes_its_refresh_tokens,
+    a_refresh_token_is_used_once_and_its_replay_revokes_its_family,
 );
 
 async fn a_lease_is_renewed_only_by_its_holder_and_given_back_unsent(store: SqlStore) {
@@ -751,11 +755,11 @@ async fn sessions_end_one_by_one_or_all_but_one(store: SqlStore) {
     for token in &tokens {
         store.create_session(&new_session(&account, token)).await.unwrap();
     }
-    store.delete_session(&tokens[0].hash(), None).await.unwrap();
+    store.delete_session(&tokens[0].hash(), t0(), None).await.unwrap();
     assert!(store.find_session(&tokens[0].hash(), t0()).await.ok().flatten().is_none());
-    assert_eq!(store.delete_account_sessions(account.id, Some(&tokens[1].hash()), None).await.ok(), Some(1));
+    assert_eq!(store.delete_account_sessions(account.id, Some(&tokens[1].hash()), t0(), None).await.ok(), Some(1));
     assert!(store.find_session(&tokens[1].hash(), t0()).await.ok().flatten().is_some());
-    assert_eq!(store.delete_account_sessions(account.id, None, None).await.ok(), Some(1));
+    assert_eq!(store.delete_account_sessions(account.id, None, t0(), None).await.ok(), Some(1));
 }
 
 async fn address_failures_are_counted_within_the_window(store: SqlStore) {
@@ -1236,7 +1240,7 @@ async fn ending_other_sessions_is_recorded_with_how_many(store: SqlStore) {
         store.create_session(&new_session(&account, token)).await.unwrap();
     }
     let event = staff_event(&account, AuditKind::OtherSessionsEnded);
-    let ended = store.delete_account_sessions(account.id, Some(&tokens[0].hash()), Some(event)).await;
+    let ended = store.delete_account_sessions(account.id, Some(&tokens[0].hash()), t0(), Some(event)).await;
     assert_eq!(ended.ok(), Some(2));
     let events = store.account_events(account.id, 5).await.unwrap_or_default();
     assert_eq!(events[0].kind, AuditKind::OtherSessionsEnded);
@@ -1494,7 +1498,31 @@ fn client(id: &str) -> Client {
         redirect_uris: vec!["https://a.example/cb".to_owned(), "https://a.example/cb2".to_owned()],
         post_logout_redirect_uris: vec!["https://a.example/bye".to_owned()],
         groups: vec![GroupName::parse("bureau").unwrap()],
+        backchannel_logout_uri: Some(format!("https://{id}.example/backchannel")),
+        frontchannel_logout_uri: None,
+        offline: false,
         created_at: t0(),
+    }
+}
+
+fn refresh_for(
+    n: u8,
+    client: &Client,
+    account: &Account,
+    family: &TokenHash,
+    session: Option<TokenHash>,
+) -> NewRefreshToken {
+    NewRefreshToken {
+        hash: TokenHash::from_stored(format!("{n:064}")),
+        family: family.clone(),
+        client: client.id.clone(),
+        account: account.id,
+        session,
+        scope: "openid".to_owned(),
+        sid: "0123456789abcdef0123456789abcdef".to_owned(),
+        auth_time: t0(),
+        created_at: t0(),
+        expires_at: t0() + SignedDuration::from_hours(1),
     }
 }
 
@@ -1510,6 +1538,7 @@ fn code_for(client: &Client, account: &Account, hash: &TokenHash) -> NewCode {
         auth_time: t0(),
         created_at: t0(),
         expires_at: t0() + SignedDuration::from_secs(60),
+        session: None,
     }
 }
 
@@ -1521,6 +1550,7 @@ fn grant_for(jti: &str, client: &Client, account: &Account, code: &TokenHash) ->
         account: account.id,
         scope: "openid".to_owned(),
         expires_at: t0() + SignedDuration::from_mins(10),
+        session: None,
     }
 }
 
@@ -1536,12 +1566,118 @@ async fn oidc_clients_are_kept_listed_and_removed_with_what_they_hold(store: Sql
     let code = PlainToken::generate().hash();
     let a = client_as_stored(&store, "a-conf").await;
     store.store_code(&code_for(&a, &marie, &code)).await.unwrap();
-    grants(&store).store_grant(&grant_for("j-1", &a, &marie, &code)).await.unwrap();
+    let refresh = refresh_for(1, &a, &marie, &code, None);
+    assert_eq!(grants(&store).store_grant(&grant_for("j-1", &a, &marie, &code), &refresh, None).await.ok(), Some(true));
     assert_eq!(store.remove_client(&a.id).await.ok(), Some(true));
     assert_eq!(store.remove_client(&a.id).await.ok(), Some(false), "gone already");
     assert!(store.find_grant("j-1").await.ok().flatten().is_none(), "its tokens went with it");
     assert_eq!(grants(&store).use_code(&code, &a.id, t0()).await.ok(), Some(CodeUse::Unknown), "and its codes");
     assert!(store.find_client(&ClientId::from_stored("nope".to_owned())).await.ok().flatten().is_none());
+}
+
+async fn a_session_that_ends_tells_its_applications_and_takes_its_refresh_tokens(store: SqlStore) {
+    let marie = add(&store, "marie").await;
+    let (told, silent) = (client("a-told"), Client { backchannel_logout_uri: None, ..client("b-silent") });
+    store.create_client(&told).await.unwrap();
+    store.create_client(&silent).await.unwrap();
+    let sessions: Vec<PlainToken> = (0..4).map(|_| PlainToken::generate()).collect();
+    for token in &sessions {
+        store.create_session(&new_session(&marie, token)).await.unwrap();
+    }
+    let family = PlainToken::generate().hash();
+    let sign_in = |n: u8, session: &PlainToken, client: &Client| {
+        let (store, client, marie, family) = (store.clone(), client.clone(), marie.clone(), family.clone());
+        let link = SessionLink {
+            session: session.hash(),
+            client: client.id.clone(),
+            account: marie.id,
+            sid: format!("{n:032}"),
+        };
+        let refresh = refresh_for(n, &client, &marie, &family, Some(session.hash()));
+        let grant =
+            NewGrant { session: Some(session.hash()), ..grant_for(&format!("j-{n}"), &client, &marie, &family) };
+        async move { grants(&store).store_grant(&grant, &refresh, Some(&link)).await.unwrap() }
+    };
+    assert!(sign_in(1, &sessions[0], &told).await);
+    assert!(sign_in(2, &sessions[0], &silent).await);
+    assert!(sign_in(3, &sessions[1], &told).await);
+    assert!(sign_in(4, &sessions[2], &told).await);
+    let offline = refresh_for(9, &told, &marie, &family, None);
+    let grant = grant_for("j-9", &told, &marie, &family);
+    assert!(grants(&store).store_grant(&grant, &offline, None).await.unwrap());
+    let clients = store.session_clients(&sessions[0].hash()).await.unwrap_or_default();
+    assert_eq!(
+        clients.iter().map(|(c, sid)| (c.id.as_str(), sid.len())).collect::<Vec<_>>(),
+        [("a-told", 32), ("b-silent", 32)]
+    );
+
+    // A logout: the application with a back channel is told, the other is not; the
+    // session's refresh tokens end with it.
+    store.delete_session(&sessions[0].hash(), t0(), None).await.unwrap();
+    let due = store.claim_due_logouts(t0(), t0() + minutes(1), 10).await.unwrap_or_default();
+    assert_eq!(
+        due.iter().map(|l| (l.client.as_str(), l.sid.as_str(), l.attempts)).collect::<Vec<_>>(),
+        [("a-told", format!("{:032}", 1).as_str(), 1)]
+    );
+    assert_eq!(
+        store.find_refresh_token(&TokenHash::from_stored(format!("{:064}", 1)), &told.id).await.ok(),
+        Some(None)
+    );
+    assert!(store.claim_due_logouts(t0(), t0() + minutes(1), 10).await.unwrap_or_default().is_empty(), "leased");
+    store.finish_logout(due[0].id, &LogoutOutcome::Retry("503".to_owned(), t0() + minutes(2)), t0()).await.unwrap();
+    assert!(store.claim_due_logouts(t0() + minutes(1), t0() + minutes(3), 10).await.unwrap_or_default().is_empty());
+    let again = store.claim_due_logouts(t0() + minutes(2), t0() + minutes(3), 10).await.unwrap_or_default();
+    assert_eq!(again.iter().map(|l| l.attempts).collect::<Vec<_>>(), [2]);
+    store.finish_logout(again[0].id, &LogoutOutcome::Delivered("200 OK".to_owned()), t0() + minutes(2)).await.unwrap();
+    let log = store.logout_log(10).await.unwrap_or_default();
+    assert_eq!(
+        log.iter().map(|l| (l.state, l.identifier.as_deref(), l.last_answer.as_deref())).collect::<Vec<_>>(),
+        [(LogoutState::Delivered, Some("marie"), Some("200 OK"))]
+    );
+
+    // Expiry tells nobody; the other sessions ended (a password changed) tell, and take
+    // the offline refresh tokens with them.
+    assert_eq!(store.purge_expired_sessions(t0() + minutes(12 * 60)).await.ok(), Some(3), "all expired by then");
+    assert!(store.claim_due_logouts(t0() + minutes(3), t0() + minutes(4), 10).await.unwrap_or_default().is_empty());
+    assert_eq!(store.find_refresh_token(&offline.hash, &told.id).await.ok().flatten().map(|t| t.session), Some(None));
+    let (kept, other) = (PlainToken::generate(), PlainToken::generate());
+    store.create_session(&new_session(&marie, &kept)).await.unwrap();
+    store.create_session(&new_session(&marie, &other)).await.unwrap();
+    assert!(sign_in(5, &other, &told).await);
+    assert_eq!(store.delete_account_sessions(marie.id, Some(&kept.hash()), t0(), None).await.ok(), Some(1));
+    let due = store.claim_due_logouts(t0() + minutes(3), t0() + minutes(4), 10).await.unwrap_or_default();
+    assert_eq!(due.iter().map(|l| l.sid.as_str()).collect::<Vec<_>>(), [format!("{:032}", 5).as_str()]);
+    assert_eq!(store.find_refresh_token(&offline.hash, &told.id).await.ok(), Some(None), "offline access ended too");
+
+    // A session that ended before the exchange gets nothing at all.
+    assert!(!sign_in(6, &sessions[0], &told).await);
+    assert!(store.find_grant("j-6").await.ok().flatten().is_none());
+}
+
+async fn a_refresh_token_is_used_once_and_its_replay_revokes_its_family(store: SqlStore) {
+    let marie = add(&store, "marie").await;
+    let a = client("a-conf");
+    store.create_client(&a).await.unwrap();
+    let family = PlainToken::generate().hash();
+    let first = refresh_for(1, &a, &marie, &family, None);
+    assert!(grants(&store).store_grant(&grant_for("j-1", &a, &marie, &family), &first, None).await.unwrap());
+    let intruder = ClientId::from_stored("b-intruder".to_owned());
+    assert_eq!(grants(&store).use_refresh_token(&first.hash, &intruder, t0()).await.ok(), Some(RefreshUse::Unknown));
+    // Many at once: exactly one rotates it; the others are replays and revoke the family.
+    let tries = (0..6).map(|_| {
+        let (store, hash, id) = (store.clone(), first.hash.clone(), a.id.clone());
+        tokio::spawn(async move { grants(&store).use_refresh_token(&hash, &id, t0()).await })
+    });
+    let outcomes: Vec<RefreshUse> =
+        futures_util::future::join_all(tries).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    let firsts = outcomes.iter().filter(|o| matches!(o, RefreshUse::First(_))).count();
+    assert_eq!(firsts, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, RefreshUse::First(_) | RefreshUse::Again | RefreshUse::Unknown)));
+    assert!(
+        store.find_grant("j-1").await.ok().flatten().and_then(|g| g.revoked_at).is_some(),
+        "the family's access tokens"
+    );
+    assert_eq!(grants(&store).use_refresh_token(&first.hash, &a.id, t0()).await.ok(), Some(RefreshUse::Unknown));
 }
 
 async fn client_as_stored(store: &SqlStore, id: &str) -> Client {
@@ -1572,22 +1708,26 @@ async fn an_oidc_code_is_used_once_and_its_reuse_revokes_its_grants(store: SqlSt
     });
     let outcomes: Vec<CodeUse> =
         futures_util::future::join_all(tries).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
-    assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::First(issued.clone())).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::First(Box::new(issued.clone()))).count(), 1, "{outcomes:?}");
     assert_eq!(outcomes.iter().filter(|o| **o == CodeUse::Again).count(), 7);
 
     // A grant stored after the reuse is born revoked; one stored before is revoked by the next reuse.
-    grants(&store).store_grant(&grant_for("late", &a, &marie, &code)).await.unwrap();
+    let refresh = refresh_for(1, &a, &marie, &code, None);
+    grants(&store).store_grant(&grant_for("late", &a, &marie, &code), &refresh, None).await.unwrap();
+    assert_eq!(store.find_refresh_token(&refresh.hash, &a.id).await.ok(), Some(None), "no refresh token is born to it");
     let late = store.find_grant("late").await.ok().flatten().unwrap_or_else(|| panic!("no grant"));
     assert!(late.revoked_at.is_some(), "born revoked");
 
     let other = PlainToken::generate().hash();
     store.store_code(&code_for(&a, &marie, &other)).await.unwrap();
     assert!(matches!(grants(&store).use_code(&other, &a.id, t0()).await, Ok(CodeUse::First(_))));
-    grants(&store).store_grant(&grant_for("first", &a, &marie, &other)).await.unwrap();
+    let refresh = refresh_for(2, &a, &marie, &other, None);
+    grants(&store).store_grant(&grant_for("first", &a, &marie, &other), &refresh, None).await.unwrap();
     assert_eq!(store.find_grant("first").await.ok().flatten().and_then(|g| g.revoked_at), None);
     let later = t0() + SignedDuration::from_secs(5);
     assert_eq!(grants(&store).use_code(&other, &a.id, later).await.ok(), Some(CodeUse::Again));
     assert_eq!(store.find_grant("first").await.ok().flatten().and_then(|g| g.revoked_at), Some(later));
+    assert_eq!(store.find_refresh_token(&refresh.hash, &a.id).await.ok(), Some(None), "its refresh family went too");
 
     assert_eq!(grants(&store).use_code(&PlainToken::generate().hash(), &a.id, t0()).await.ok(), Some(CodeUse::Unknown));
     let purged = store.purge_oidc(t0() + SignedDuration::from_hours(1)).await.unwrap_or_default();
@@ -1610,7 +1750,7 @@ async fn the_access_epoch_moves_with_what_the_gate_caches(store: SqlStore) {
     moved(epoch().await, "joining a group");
     groups(&store).set_membership(bureau.id, marie.id, false, staff_event(&marie, AuditKind::GroupLeft)).await.ok();
     moved(epoch().await, "leaving it");
-    store.delete_session(&token.hash(), None).await.unwrap();
+    store.delete_session(&token.hash(), t0(), None).await.unwrap();
     moved(epoch().await, "ending a session");
     let event = staff_event(&marie, AuditKind::AccountDisabled);
     changes(&store).set_disabled(marie.id, true, event, Reach::Anyone).await.unwrap();

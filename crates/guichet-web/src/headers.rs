@@ -23,6 +23,19 @@ pub fn csp_with_form_destination(origin: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"))).ok()
 }
 
+/// The policy of a page that loads applications' front-channel logout URIs in frames
+/// (`origins` as `scheme://host[:port]`), besides what `policy` (the page's) allows.
+pub fn csp_with_frames(policy: Option<&HeaderValue>, origins: &[String]) -> Option<HeaderValue> {
+    let safe = |origin: &String| {
+        origin.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'))
+    };
+    if origins.is_empty() || !origins.iter().all(safe) {
+        return None;
+    }
+    let base = policy.and_then(|p| p.to_str().ok()).unwrap_or(CSP);
+    HeaderValue::from_str(&format!("{base}; frame-src {}", origins.join(" "))).ok()
+}
+
 /// Adds the headers; pages (not the stylesheet) are never cached.
 pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let is_asset = request.uri().path().starts_with("/static/");

@@ -101,6 +101,8 @@ pub struct Inner {
     pub gate: Gate,
     /// The OpenID Connect provider.
     pub oidc: Oidc,
+    /// Delivers back-channel logouts; rung after a session ends here.
+    pub messenger: guichet_core::oidc::Messenger,
     /// Settings.
     pub settings: WebSettings,
     /// Set while the database holds a schema newer than this binary's: this instance

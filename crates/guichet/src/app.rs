@@ -19,7 +19,7 @@ use guichet_core::login::Authenticator;
 use guichet_core::mail::MailSender;
 use guichet_core::me::MySpace;
 use guichet_core::members::Members;
-use guichet_core::oidc::Oidc;
+use guichet_core::oidc::{Messenger, Oidc};
 use guichet_core::password::PasswordPolicy;
 use guichet_core::ports::Ports;
 use guichet_core::postman::{MailPolicy, Postman};
@@ -108,8 +108,11 @@ impl Application {
         let console = Console::new(&ports, Arc::clone(&clock), settings.temporary_password_ttl);
         let groups = Groups::new(&ports, Arc::clone(&clock));
         let gate = Gate::new(&ports, sessions.clone(), settings.access.clone(), Arc::clone(&clock));
-        let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url)
-            .map_err(|e| anyhow::anyhow!("GUICHET_PUBLIC_URL cannot be an OpenID Connect issuer: {e}"))?;
+        let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url, sessions.clone())
+            .map_err(|e| anyhow::anyhow!("GUICHET_PUBLIC_URL cannot be an OpenID Connect issuer: {e}"))?
+            .with_offline_lifetime(settings.offline_token_ttl);
+        let messenger =
+            Messenger::new(oidc.clone(), Arc::new(crate::backchannel::HttpSender::new()?), Arc::clone(&clock));
         let housekeeping = Housekeeping::new(&ports);
         let importer = guichet_core::import::Importer::of(&ports, Arc::clone(&clock));
         let web = WebSettings {
@@ -135,6 +138,7 @@ impl Application {
             groups,
             gate,
             oidc,
+            messenger,
             settings: web,
             writes_paused: std::sync::atomic::AtomicBool::new(false),
         };
@@ -196,6 +200,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.housekeeping.clone(), Arc::clone(&self.state.clock)));
+        let logouts = tokio::spawn(deliver_logouts(self.state.messenger.clone()));
         let gate = tokio::spawn(watch_changes(self.state.gate.clone(), self.store.access_changes()));
         let schema = tokio::spawn(watch_schema(self.state.clone()));
         let options = ServeOptions {
@@ -207,6 +212,7 @@ impl Application {
             .await
             .context("the HTTP server stopped");
         housekeeping.abort();
+        logouts.abort();
         gate.abort();
         schema.abort();
         served
@@ -238,6 +244,20 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 async fn close(store: SqlStore) {
     if tokio::time::timeout(CLOSE_GRACE, store.close()).await.is_err() {
         tracing::warn!("database connections still in use at exit");
+    }
+}
+
+/// The back-channel logout loop: a round when woken (a session ended here) and every
+/// two seconds (sessions other instances or commands ended, retries come due). Stopping
+/// aborts it: a logout being delivered stays claimed for a minute, then goes again
+/// (an application told twice of the same logout ignores the second).
+async fn deliver_logouts(messenger: guichet_core::oidc::Messenger) {
+    let signal = messenger.signal();
+    loop {
+        if let Err(error) = messenger.deliver_due().await {
+            tracing::warn!(%error, "could not deliver the back-channel logouts; trying again shortly");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), signal.notified()).await;
     }
 }
 

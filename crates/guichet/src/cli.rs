@@ -82,6 +82,18 @@ pub enum ClientCommand {
         /// Only members of this group may sign in to it (repeat for several).
         #[arg(long = "group", value_name = "GROUP", num_args = 1..)]
         groups: Vec<String>,
+        /// Where guichet POSTs a logout token when a member's session ends (Back-Channel
+        /// Logout 1.0).
+        #[arg(long = "backchannel-logout-uri", value_name = "URI")]
+        backchannel_logout_uri: Option<String>,
+        /// What guichet's logout page loads in an invisible frame, for an application
+        /// without a back channel (Front-Channel Logout 1.0).
+        #[arg(long = "frontchannel-logout-uri", value_name = "URI")]
+        frontchannel_logout_uri: Option<String>,
+        /// May keep members signed in beyond their guichet session (scope
+        /// offline_access), for GUICHET_OFFLINE_TOKEN_TTL at most.
+        #[arg(long)]
+        offline: bool,
     },
     /// One line per registered application.
     List,

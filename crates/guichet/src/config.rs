@@ -48,6 +48,9 @@ pub struct Settings {
     pub invitation_ttl: SignedDuration,
     /// `GUICHET_TEMPORARY_PASSWORD_TTL`.
     pub temporary_password_ttl: SignedDuration,
+    /// `GUICHET_OFFLINE_TOKEN_TTL`: how long an application registered `--offline` keeps
+    /// a member without the guichet session.
+    pub offline_token_ttl: SignedDuration,
     /// `GUICHET_SESSION_IDLE`.
     pub session_idle: SignedDuration,
     /// `GUICHET_SESSION_MAX`.
@@ -107,6 +110,7 @@ pub const VARIABLES: &[&str] = &[
     "GUICHET_RECOVERY_CODE_TTL",
     "GUICHET_INVITATION_TTL",
     "GUICHET_TEMPORARY_PASSWORD_TTL",
+    "GUICHET_OFFLINE_TOKEN_TTL",
     "GUICHET_SESSION_IDLE",
     "GUICHET_SESSION_MAX",
     "GUICHET_PASSWORD_MIN_LENGTH",
@@ -397,10 +401,11 @@ impl Settings {
             (
                 "code lifetimes",
                 format!(
-                    "recovery {}, invitation {}, temporary password {}",
+                    "recovery {}, invitation {}, temporary password {}, offline access {}",
                     duration(self.recovery_code_ttl),
                     duration(self.invitation_ttl),
-                    duration(self.temporary_password_ttl)
+                    duration(self.temporary_password_ttl),
+                    duration(self.offline_token_ttl)
                 ),
             ),
             (
@@ -531,6 +536,7 @@ impl Settings {
                 recovery_code_ttl: duration("GUICHET_RECOVERY_CODE_TTL", hours(1))?,
                 invitation_ttl: duration("GUICHET_INVITATION_TTL", hours(7 * 24))?,
                 temporary_password_ttl: duration("GUICHET_TEMPORARY_PASSWORD_TTL", hours(3 * 24))?,
+                offline_token_ttl: duration("GUICHET_OFFLINE_TOKEN_TTL", hours(30 * 24))?,
                 session_idle: duration("GUICHET_SESSION_IDLE", minutes(30))?,
                 session_max: duration("GUICHET_SESSION_MAX", hours(12))?,
                 password_min_length: s.parse("GUICHET_PASSWORD_MIN_LENGTH", "a number from 8 to 64", 12, |raw| {

@@ -2,6 +2,7 @@
 //! parses the command line and calls into here; tests build the same application.
 
 pub mod app;
+mod backchannel;
 pub mod cli;
 pub mod commands;
 pub mod config;

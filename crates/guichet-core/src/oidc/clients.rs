@@ -73,6 +73,12 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// Only members of one of these groups may sign in to it; anyone when empty.
     pub groups: Vec<GroupName>,
+    /// Where guichet POSTs a logout token when a session it signed in to ends.
+    pub backchannel_logout_uri: Option<String>,
+    /// What guichet's logout page loads in an invisible frame (with `iss` and `sid`).
+    pub frontchannel_logout_uri: Option<String>,
+    /// May hold `offline_access` refresh tokens, which outlive the guichet session.
+    pub offline: bool,
     /// When it was registered.
     pub created_at: Timestamp,
 }
@@ -111,6 +117,12 @@ pub struct NewClient {
     pub public: bool,
     /// Group names it is limited to.
     pub groups: Vec<String>,
+    /// Back-channel logout URI.
+    pub backchannel_logout_uri: Option<String>,
+    /// Front-channel logout URI.
+    pub frontchannel_logout_uri: Option<String>,
+    /// May hold offline refresh tokens.
+    pub offline: bool,
 }
 
 /// A client just registered, with its secret shown this once.
@@ -134,6 +146,9 @@ pub enum ClientError {
     /// A URI that cannot be one.
     #[error("{0:?} cannot be a redirect URI: an absolute https URL without a fragment (http only on localhost)")]
     RedirectUri(String),
+    /// A logout URI that cannot be one.
+    #[error("{0:?} cannot be a logout URI: an absolute https URL without a fragment (http only on localhost)")]
+    LogoutUri(String),
     /// A group that does not exist.
     #[error("no group is named {0:?} (guichet group list shows them)")]
     Group(String),

@@ -1,14 +1,65 @@
-//! What a presented authorization code does, one unit of work each: the first
-//! presentation uses it; a second one revokes what the first issued (RFC 6749 §4.1.2),
-//! including a grant stored after it, which is born revoked.
+//! What a presented authorization code or refresh token does, one unit of work each: the
+//! first presentation uses it; a second one revokes what the first issued (RFC 6749
+//! §4.1.2, and the refresh token's family, OAuth 2.0 Security BCP §4.14.2), including a
+//! grant stored after it, which is born revoked.
 
 use std::sync::Arc;
 
 use jiff::Timestamp;
 
 use super::{ClientId, NewGrant};
+use crate::account::AccountId;
 use crate::ports::{CodeUse, Ports, StoreError, Transactions};
 use crate::token::TokenHash;
+
+/// A refresh token's record (its hash only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefreshToken {
+    /// The token's hash.
+    pub hash: TokenHash,
+    /// Its family: the hash of the code whose exchange began it.
+    pub family: TokenHash,
+    /// Issued to.
+    pub client: ClientId,
+    /// For whom.
+    pub account: AccountId,
+    /// The guichet session it ends with; `None` for offline access.
+    pub session: Option<TokenHash>,
+    /// Granted scopes.
+    pub scope: String,
+    /// The session's `sid`, named again in refreshed ID tokens.
+    pub sid: String,
+    /// When the member logged in.
+    pub auth_time: Timestamp,
+    /// When it was issued (for an offline family, when the family began).
+    pub created_at: Timestamp,
+    /// When the family stops working.
+    pub expires_at: Timestamp,
+}
+
+/// What happened when a refresh token was presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// First use: the token, now marked used.
+    First(Box<NewRefreshToken>),
+    /// Used before: its family has just been revoked.
+    Again,
+    /// No such token (or revoked), or one issued to another client (left untouched).
+    Unknown,
+}
+
+/// A session signing in to a client, with the `sid` the client knows it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLink {
+    /// The session.
+    pub session: TokenHash,
+    /// The client.
+    pub client: ClientId,
+    /// Whose session.
+    pub account: AccountId,
+    /// The session's `sid`.
+    pub sid: String,
+}
 
 /// Codes and grants, over units of work.
 #[derive(Debug, Clone)]
@@ -36,24 +87,91 @@ impl Grants {
         let Some(held) = work.hold_oidc_code(code, client).await? else { return Ok(CodeUse::Unknown) };
         let used = if held.used_at.is_none() {
             work.set_oidc_code_used(code, now).await?;
-            CodeUse::First(held.code)
+            CodeUse::First(Box::new(held.code))
         } else {
             if held.reused_at.is_none() {
                 work.set_oidc_code_reused(code, now).await?;
             }
-            work.revoke_grants_of(code, now).await?;
+            work.revoke_family(code, now).await?;
             CodeUse::Again
         };
         work.commit().await?;
         Ok(used)
     }
 
-    /// Stores what a code issued: revoked from birth when the code was presented again
-    /// meanwhile.
-    pub async fn store_grant(&self, grant: &NewGrant) -> Result<(), StoreError> {
+    /// Stores what a code exchange or a refresh issued — the access token's record, the
+    /// next refresh token and, at an exchange, the session's link to the client — all
+    /// revoked from birth when the code was presented again meanwhile. `false` (nothing
+    /// stored) when the session they live in has ended.
+    pub async fn store_grant(
+        &self,
+        grant: &NewGrant,
+        refresh: &NewRefreshToken,
+        link: Option<&SessionLink>,
+    ) -> Result<bool, StoreError> {
         let mut work = self.transactions.begin().await?;
         let reused_at = work.hold_oidc_code(&grant.code, &grant.client).await?.and_then(|held| held.reused_at);
+        if let Some(link) = link
+            && !work.link_session(link).await?
+        {
+            return Ok(false);
+        }
+        if reused_at.is_none() && !work.insert_refresh_token(refresh).await? {
+            return Ok(false);
+        }
         work.insert_grant(grant, reused_at).await?;
+        work.commit().await?;
+        Ok(true)
+    }
+
+    /// Presents a refresh token for `client`: of any number of concurrent
+    /// presentations, one alone is the first; any later one revokes its family.
+    pub async fn use_refresh_token(
+        &self,
+        token: &TokenHash,
+        client: &ClientId,
+        now: Timestamp,
+    ) -> Result<RefreshUse, StoreError> {
+        let mut work = self.transactions.begin().await?;
+        let Some((held, used_at)) = work.hold_refresh_token(token, client).await? else {
+            return Ok(RefreshUse::Unknown);
+        };
+        let used = if used_at.is_none() {
+            work.set_refresh_token_used(token, now).await?;
+            RefreshUse::First(Box::new(held))
+        } else {
+            work.revoke_family(&held.family, now).await?;
+            RefreshUse::Again
+        };
+        work.commit().await?;
+        Ok(used)
+    }
+
+    /// Revokes a refresh token's family and what it issued.
+    pub async fn revoke_family(&self, family: &TokenHash, now: Timestamp) -> Result<(), StoreError> {
+        let mut work = self.transactions.begin().await?;
+        work.revoke_family(family, now).await?;
+        work.commit().await
+    }
+
+    /// Revokes the family of `client`'s refresh token `token`, if it is one.
+    pub async fn revoke_refresh_token(
+        &self,
+        token: &TokenHash,
+        client: &ClientId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut work = self.transactions.begin().await?;
+        if let Some((held, _)) = work.hold_refresh_token(token, client).await? {
+            work.revoke_family(&held.family, now).await?;
+        }
+        work.commit().await
+    }
+
+    /// Revokes one access token.
+    pub async fn revoke_grant(&self, jti: &str, now: Timestamp) -> Result<(), StoreError> {
+        let mut work = self.transactions.begin().await?;
+        work.revoke_grant(jti, now).await?;
         work.commit().await
     }
 }
@@ -86,6 +204,7 @@ mod tests {
             auth_time: t0,
             created_at: t0,
             expires_at: t0,
+            session: None,
         };
         let held = HeldOidcCode { code: issued.clone(), used_at: None, reused_at: None };
         rows.lock().await.oidc_codes.insert(code.as_str().to_owned(), held);
@@ -96,13 +215,31 @@ mod tests {
             account: AccountId::from_stored(1),
             scope: "openid".into(),
             expires_at: t0,
+            session: None,
+        };
+        let refresh = |n: u8| NewRefreshToken {
+            hash: TokenHash::from_stored(format!("{n:064}")),
+            family: code.clone(),
+            client: app.clone(),
+            account: AccountId::from_stored(1),
+            session: None,
+            scope: "openid".into(),
+            sid: "s".into(),
+            auth_time: t0,
+            created_at: t0,
+            expires_at: t0,
         };
         assert_eq!(grants.use_code(&code, &other, t0).await.unwrap(), CodeUse::Unknown, "another client's");
-        assert_eq!(grants.use_code(&code, &app, t0).await.unwrap(), CodeUse::First(issued));
-        grants.store_grant(&grant("first")).await.unwrap();
+        assert_eq!(grants.use_code(&code, &app, t0).await.unwrap(), CodeUse::First(Box::new(issued)));
+        assert!(grants.store_grant(&grant("first"), &refresh(1), None).await.unwrap());
         assert_eq!(grants.use_code(&code, &app, t0).await.unwrap(), CodeUse::Again);
-        grants.store_grant(&grant("late")).await.unwrap();
+        assert!(grants.store_grant(&grant("late"), &refresh(2), None).await.unwrap());
         let rows = rows.lock().await;
         assert!(rows.grants.iter().all(|(_, revoked)| *revoked == Some(t0)), "{:?}", rows.grants);
+        assert!(
+            rows.refresh_tokens.is_empty(),
+            "the family is revoked, and none is born to it: {:?}",
+            rows.refresh_tokens
+        );
     }
 }

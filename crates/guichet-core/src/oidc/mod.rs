@@ -1,15 +1,26 @@
 //! guichet as an OpenID Connect provider (Core 1.0, Discovery 1.0, RP-Initiated Logout
-//! 1.0), for the association's own applications: authorization code flow only, with
-//! PKCE (S256; required of public clients), no consent screen, no refresh tokens.
+//! 1.0, Back- and Front-Channel Logout 1.0), with OAuth's refresh tokens (RFC 6749 §6),
+//! revocation (RFC 7009) and introspection (RFC 7662), for the association's own
+//! applications: authorization code flow only, with PKCE (S256; required of public
+//! clients), no consent screen.
 //!
 //! Who gets a code is decided here, with the account in hand: a disabled account or one
 //! that must change its password gets none (the latter changes it first, then goes on),
 //! a locked one gets none, and a client limited to groups admits only their members.
 //! Codes live 60 seconds, are stored hashed and work once: a second use revokes what the
 //! first one issued. Tokens are RS256-signed and live 10 minutes.
+//!
+//! Everything a code issues belongs to the guichet session it was issued in: the ID
+//! token names it (`sid`), the session records the application, and when the session
+//! ends (however it ends, but expiry) the application is told on its back channel.
+//! Refresh tokens rotate at each use, a replayed one revokes its family, and they end
+//! with the session — unless the client holds offline access and the scope asked for it:
+//! then they live a bounded time, and still end at a password change, when the account
+//! is disabled, its sessions are ended, or it leaves the client's groups.
 
 mod clients;
 mod grants;
+mod logouts;
 mod tokens;
 
 use std::sync::Arc;
@@ -20,13 +31,16 @@ use openidconnect::{
     Audience, EndUserEmail, EndUserName, EndUserUsername, IdTokenClaims, IssuerUrl, LocalizedClaim, Nonce,
     StandardClaims, SubjectIdentifier, UserInfoClaims,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
 pub use clients::{Client, ClientError, ClientId, NewClient, Registered, check_redirect_uri};
-pub use grants::Grants;
-pub use tokens::{AccessClaims, GroupsClaim, NewAccessToken, Signer, SigningError, generate_key};
+pub use grants::{Grants, NewRefreshToken, RefreshUse, SessionLink};
+pub use logouts::{
+    Delivery, GIVE_UP_AFTER, LogoutEntry, LogoutId, LogoutOutcome, LogoutSender, LogoutState, Messenger, QueuedLogout,
+};
+pub use tokens::{AccessClaims, GroupsClaim, LogoutToken, NewAccessToken, Signer, SigningError, generate_key};
 
 use crate::account::{Account, AccountId};
 use crate::clock::Clock;
@@ -34,15 +48,18 @@ use crate::console::StaffActor;
 use crate::groups::GroupName;
 use crate::keys::{Purpose, ServerKey};
 use crate::ports::{AccountStore, CodeUse, GroupStore, KeyStore, OidcStore, Ports, StoreError};
-use crate::session::Session;
+use crate::session::{Session, Sessions};
 use crate::token::{PlainToken, TokenHash};
 
 /// How long a code may wait for its exchange.
 pub const CODE_LIFETIME: SignedDuration = SignedDuration::from_secs(60);
 /// How long an ID token or access token is good for.
 pub const TOKEN_LIFETIME: SignedDuration = SignedDuration::from_mins(10);
-/// The scopes guichet knows; others are ignored.
-pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "groups"];
+/// The scopes guichet knows; others are ignored (`offline_access` too, for a client
+/// without offline access).
+pub const SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
+/// How long an offline refresh token family lives, unless configured.
+pub const OFFLINE_LIFETIME: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// The name the signing key is kept under.
 const KEY_NAME: &str = "oidc-rs256";
 
@@ -69,6 +86,8 @@ pub struct NewCode {
     pub created_at: Timestamp,
     /// When it stops working.
     pub expires_at: Timestamp,
+    /// The guichet session it was issued in.
+    pub session: Option<TokenHash>,
 }
 
 /// A code as read back at its first use.
@@ -79,7 +98,7 @@ pub type IssuedCode = NewCode;
 pub struct NewGrant {
     /// The token's `jti`.
     pub jti: String,
-    /// The code it came from.
+    /// The code it came from (for a refreshed one, the code that began its family).
     pub code: TokenHash,
     /// Issued to.
     pub client: ClientId,
@@ -89,6 +108,8 @@ pub struct NewGrant {
     pub scope: String,
     /// Until when.
     pub expires_at: Timestamp,
+    /// The guichet session it lives in; `None` for one refreshed offline.
+    pub session: Option<TokenHash>,
 }
 
 /// An access token's record as stored.
@@ -253,6 +274,13 @@ pub enum TokenRequest {
         /// `code_verifier`.
         code_verifier: Option<String>,
     },
+    /// `grant_type=refresh_token`.
+    RefreshToken {
+        /// `refresh_token`.
+        refresh_token: String,
+        /// `scope`: no more than was granted.
+        scope: Option<String>,
+    },
     /// Another grant type.
     Unsupported,
     /// A parameter is missing: which.
@@ -272,6 +300,10 @@ impl TokenRequest {
                     code_verifier: get("code_verifier"),
                 },
             },
+            Some("refresh_token") => match get("refresh_token") {
+                None => Self::Malformed("refresh_token is missing"),
+                Some(refresh_token) => Self::RefreshToken { refresh_token, scope: get("scope") },
+            },
             Some(_) => Self::Unsupported,
         }
     }
@@ -284,6 +316,8 @@ pub struct Tokens {
     pub access_token: String,
     /// The ID token.
     pub id_token: String,
+    /// The refresh token.
+    pub refresh_token: Option<String>,
     /// Seconds until they expire.
     pub expires_in: u64,
     /// Granted scopes.
@@ -302,6 +336,9 @@ pub enum TokenError {
     /// A parameter is missing or malformed.
     #[error("invalid_request")]
     InvalidRequest(&'static str),
+    /// A refresh asked for more than was granted.
+    #[error("invalid_scope")]
+    InvalidScope,
     /// Not `authorization_code`.
     #[error("unsupported_grant_type")]
     UnsupportedGrantType,
@@ -350,6 +387,44 @@ pub struct LogoutPlan {
     pub proven: bool,
 }
 
+/// An application to tell of a logout in the member's browser (Front-Channel Logout 1.0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontChannel {
+    /// The application's name.
+    pub name: String,
+    /// Its front-channel logout URI, with `iss` and `sid`.
+    pub url: String,
+    /// The URL's origin (`scheme://host[:port]`), to allow it as a frame.
+    pub origin: String,
+}
+
+/// The applications a session signed in to, as a logout page needs them once the
+/// session has ended: its `sid` and the clients' ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignedInto {
+    /// The session's `sid`.
+    pub sid: String,
+    /// The clients with a front-channel logout URI.
+    pub clients: Vec<ClientId>,
+}
+
+impl SignedInto {
+    /// As carried by a notice cookie: `sid:client,client`.
+    pub fn encode(&self) -> String {
+        let clients: Vec<&str> = self.clients.iter().map(ClientId::as_str).collect();
+        format!("{}:{}", self.sid, clients.join(","))
+    }
+
+    /// Reads [`Self::encode`]'s text back; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        let (sid, clients) = text.split_once(':')?;
+        let well_formed = sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit());
+        let clients: Option<Vec<ClientId>> =
+            clients.split(',').filter(|c| !c.is_empty()).take(20).map(ClientId::parse).collect();
+        well_formed.then_some(Self { sid: sid.to_owned(), clients: clients? })
+    }
+}
+
 /// The provider.
 #[derive(Debug, Clone)]
 pub struct Oidc {
@@ -358,15 +433,24 @@ pub struct Oidc {
     accounts: Arc<dyn AccountStore>,
     groups: Arc<dyn GroupStore>,
     keys: Arc<dyn KeyStore>,
+    sessions: Sessions,
     clock: Arc<dyn Clock>,
     server_key: ServerKey,
     issuer: IssuerUrl,
+    offline_lifetime: SignedDuration,
     signer: Arc<tokio::sync::OnceCell<Arc<Signer>>>,
 }
 
 impl Oidc {
-    /// Wires the provider; `issuer` is `GUICHET_PUBLIC_URL`.
-    pub fn new(ports: &Ports, clock: Arc<dyn Clock>, server_key: ServerKey, issuer: &str) -> Result<Self, String> {
+    /// Wires the provider; `issuer` is `GUICHET_PUBLIC_URL`; `sessions` are the guichet
+    /// sessions everything issued lives in.
+    pub fn new(
+        ports: &Ports,
+        clock: Arc<dyn Clock>,
+        server_key: ServerKey,
+        issuer: &str,
+        sessions: Sessions,
+    ) -> Result<Self, String> {
         let issuer = IssuerUrl::new(issuer.trim_end_matches('/').to_owned()).map_err(|e| e.to_string())?;
         Ok(Self {
             store: Arc::clone(&ports.oidc),
@@ -374,11 +458,21 @@ impl Oidc {
             accounts: Arc::clone(&ports.accounts),
             groups: Arc::clone(&ports.groups),
             keys: Arc::clone(&ports.keys),
+            sessions,
             clock,
             server_key,
             issuer,
+            offline_lifetime: OFFLINE_LIFETIME,
             signer: Arc::new(tokio::sync::OnceCell::new()),
         })
+    }
+
+    /// How long an offline refresh token family lives (from the code exchange that
+    /// began it; rotation does not extend it).
+    #[must_use]
+    pub fn with_offline_lifetime(mut self, lifetime: SignedDuration) -> Self {
+        self.offline_lifetime = lifetime;
+        self
     }
 
     /// The issuer URL.
@@ -413,6 +507,13 @@ impl Oidc {
         crate::token::hex(mac.get(..16).unwrap_or_default())
     }
 
+    /// A session's `sid`: opaque, the same for every client, and nothing that would let
+    /// a client find the session's cookie.
+    pub fn sid(&self, session: &TokenHash) -> String {
+        let mac = self.server_key.mac(Purpose::OidcSession, session.as_str().as_bytes());
+        crate::token::hex(mac.get(..16).unwrap_or_default())
+    }
+
     /// The discovery document (`/.well-known/openid-configuration`).
     pub fn metadata(&self) -> serde_json::Value {
         use openidconnect::core::{
@@ -430,6 +531,14 @@ impl Oidc {
         struct Extra {
             code_challenge_methods_supported: Vec<String>,
             authorization_response_iss_parameter_supported: bool,
+            revocation_endpoint: String,
+            revocation_endpoint_auth_methods_supported: Vec<String>,
+            introspection_endpoint: String,
+            introspection_endpoint_auth_methods_supported: Vec<String>,
+            backchannel_logout_supported: bool,
+            backchannel_logout_session_supported: bool,
+            frontchannel_logout_supported: bool,
+            frontchannel_logout_session_supported: bool,
         }
         impl AdditionalProviderMetadata for Extra {}
 
@@ -450,6 +559,7 @@ impl Oidc {
 
         let base = self.issuer.as_str();
         let endpoint = |path: &str| format!("{base}{path}");
+        let client_auth = ["client_secret_basic", "client_secret_post", "none"];
         let (Ok(authorize), Ok(jwks), Ok(token), Ok(userinfo), Ok(end_session)) = (
             AuthUrl::new(endpoint("/oidc/authorize")),
             JsonWebKeySetUrl::new(endpoint("/oidc/jwks")),
@@ -467,6 +577,8 @@ impl Oidc {
             "iat",
             "auth_time",
             "nonce",
+            "sid",
+            "amr",
             "preferred_username",
             "name",
             "email",
@@ -485,6 +597,17 @@ impl Oidc {
                 additional_metadata: Extra {
                     code_challenge_methods_supported: vec!["S256".to_owned()],
                     authorization_response_iss_parameter_supported: true,
+                    revocation_endpoint: endpoint("/oidc/revoke"),
+                    revocation_endpoint_auth_methods_supported: client_auth.iter().map(|m| (*m).to_owned()).collect(),
+                    introspection_endpoint: endpoint("/oidc/introspect"),
+                    introspection_endpoint_auth_methods_supported: client_auth[..2]
+                        .iter()
+                        .map(|m| (*m).to_owned())
+                        .collect(),
+                    backchannel_logout_supported: true,
+                    backchannel_logout_session_supported: true,
+                    frontchannel_logout_supported: true,
+                    frontchannel_logout_session_supported: true,
                 },
             },
         )
@@ -492,7 +615,7 @@ impl Oidc {
         .set_userinfo_endpoint(Some(userinfo))
         .set_scopes_supported(Some(SCOPES.iter().map(|s| Scope::new((*s).to_owned())).collect()))
         .set_response_modes_supported(Some(vec![CoreResponseMode::Query]))
-        .set_grant_types_supported(Some(vec![CoreGrantType::AuthorizationCode]))
+        .set_grant_types_supported(Some(vec![CoreGrantType::AuthorizationCode, CoreGrantType::RefreshToken]))
         .set_token_endpoint_auth_methods_supported(Some(vec![
             CoreClientAuthMethod::ClientSecretBasic,
             CoreClientAuthMethod::ClientSecretPost,
@@ -518,6 +641,13 @@ impl Oidc {
         let redirect_uris = new.redirect_uris.iter().map(|u| check_redirect_uri(u)).collect::<Result<_, _>>()?;
         let post_logout_redirect_uris =
             new.post_logout_redirect_uris.iter().map(|u| check_redirect_uri(u)).collect::<Result<_, _>>()?;
+        let logout_uri = |uri: &Option<String>| {
+            uri.as_deref()
+                .map(|u| check_redirect_uri(u).map_err(|_| ClientError::LogoutUri(u.trim().to_owned())))
+                .transpose()
+        };
+        let backchannel_logout_uri = logout_uri(&new.backchannel_logout_uri)?;
+        let frontchannel_logout_uri = logout_uri(&new.frontchannel_logout_uri)?;
         let mut groups = Vec::new();
         for raw in &new.groups {
             let unknown = || ClientError::Group(raw.trim().to_owned());
@@ -533,6 +663,9 @@ impl Oidc {
             redirect_uris,
             post_logout_redirect_uris,
             groups,
+            backchannel_logout_uri,
+            frontchannel_logout_uri,
+            offline: new.offline,
             created_at: self.clock.now(),
         };
         self.store.create_client(&client).await?;
@@ -637,18 +770,22 @@ impl Oidc {
             return Ok(back("access_denied", "this application is reserved to other groups of members"));
         }
         let code = PlainToken::generate();
+        // offline_access only for a client registered for it.
+        let scopes: Vec<&str> =
+            asked.scopes.iter().copied().filter(|s| *s != "offline_access" || client.offline).collect();
         self.store
             .store_code(&NewCode {
                 hash: code.hash(),
                 client: client.id.clone(),
                 account: account.id,
                 redirect_uri: redirect_uri.to_owned(),
-                scope: asked.scopes.join(" "),
+                scope: scopes.join(" "),
                 nonce: asked.nonce.clone(),
                 code_challenge: asked.code_challenge.clone(),
                 auth_time: session.created_at,
                 created_at: now,
                 expires_at: now + CODE_LIFETIME,
+                session: Some(session.token_hash.clone()),
             })
             .await?;
         Ok(Authorize::Redirect(self.redirect(redirect_uri, &[("code", code.expose())], request)))
@@ -684,25 +821,43 @@ impl Oidc {
 
     // ---- tokens --------------------------------------------------------------------
 
-    /// Exchanges a code for tokens.
+    /// The client presenting `credentials` at the token, revocation or introspection
+    /// endpoint: a confidential client by its secret, a public one by its id alone.
+    async fn authenticated(&self, credentials: &ClientCredentials) -> Result<Client, TokenError> {
+        let client = self.client(credentials.id.as_deref()).await?.ok_or(TokenError::InvalidClient)?;
+        match (&client.secret_hash, &credentials.secret) {
+            (None, None) => Ok(client),
+            (Some(_), Some(secret)) if client.secret_matches(secret.expose_secret()) => Ok(client),
+            _ => Err(TokenError::InvalidClient),
+        }
+    }
+
+    /// Answers the token endpoint: a code exchanged, or a refresh token rotated.
     pub async fn exchange(
         &self,
         credentials: &ClientCredentials,
         request: &TokenRequest,
     ) -> Result<Tokens, TokenError> {
-        let client = self.client(credentials.id.as_deref()).await?.ok_or(TokenError::InvalidClient)?;
-        match (&credentials.secret, client.is_public()) {
-            (None, true) => {}
-            (Some(secret), false) if client.secret_matches(secrecy::ExposeSecret::expose_secret(secret)) => {}
-            _ => return Err(TokenError::InvalidClient),
-        }
-        let (code, redirect_uri, code_verifier) = match request {
+        let client = self.authenticated(credentials).await?;
+        match request {
             TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
-                (code, redirect_uri.as_deref(), code_verifier.as_deref())
+                self.exchange_code(&client, code, redirect_uri.as_deref(), code_verifier.as_deref()).await
             }
-            TokenRequest::Unsupported => return Err(TokenError::UnsupportedGrantType),
-            TokenRequest::Malformed(why) => return Err(TokenError::InvalidRequest(why)),
-        };
+            TokenRequest::RefreshToken { refresh_token, scope } => {
+                self.refresh(&client, refresh_token, scope.as_deref()).await
+            }
+            TokenRequest::Unsupported => Err(TokenError::UnsupportedGrantType),
+            TokenRequest::Malformed(why) => Err(TokenError::InvalidRequest(why)),
+        }
+    }
+
+    async fn exchange_code(
+        &self,
+        client: &Client,
+        code: &str,
+        redirect_uri: Option<&str>,
+        code_verifier: Option<&str>,
+    ) -> Result<Tokens, TokenError> {
         let code_hash = PlainToken::from_presented(code).ok_or(TokenError::InvalidGrant("unknown code"))?.hash();
         let now = self.clock.now();
         // The code is checked against this request before it is touched at all: whoever
@@ -732,13 +887,114 @@ impl Oidc {
             }
             CodeUse::Unknown => return Err(TokenError::InvalidGrant("unknown code")),
         };
-        let account =
-            self.accounts.find_account(issued.account).await?.ok_or(TokenError::InvalidGrant("no account"))?;
+        // Everything issued lives in the session the code was issued in: gone (the member
+        // logged out meanwhile), nothing is issued.
+        let ended = || TokenError::InvalidGrant("the session has ended");
+        let session = issued.session.clone().ok_or_else(ended)?;
+        let session_ends = self.sessions.find(&session).await?.ok_or_else(ended)?.expires_at;
+        let account = self.account_for(issued.account, client, now).await?;
+        let sid = self.sid(&session);
+        let offline = client.offline && has_scope(&issued.scope, "offline_access");
+        let refresh = NewRefreshToken {
+            hash: PlainToken::generate().hash(),
+            family: code_hash.clone(),
+            client: client.id.clone(),
+            account: account.id,
+            session: (!offline).then(|| session.clone()),
+            scope: issued.scope.clone(),
+            sid: sid.clone(),
+            auth_time: issued.auth_time,
+            created_at: now,
+            expires_at: if offline { now + self.offline_lifetime } else { session_ends },
+        };
+        let link = SessionLink { session: session.clone(), client: client.id.clone(), account: account.id, sid };
+        self.issue(&account, client, Some(issued.nonce.clone()).flatten(), refresh, Some(link), now).await
+    }
+
+    /// Rotates a refresh token (RFC 6749 §6, OAuth 2.0 Security BCP §4.14): a new one
+    /// each time; one presented again revokes its whole family.
+    async fn refresh(&self, client: &Client, presented: &str, scope: Option<&str>) -> Result<Tokens, TokenError> {
+        let unknown = TokenError::InvalidGrant("unknown refresh token");
+        let hash =
+            PlainToken::from_presented(presented).ok_or(TokenError::InvalidGrant("unknown refresh token"))?.hash();
+        let now = self.clock.now();
+        let held = match self.grants.use_refresh_token(&hash, &client.id, now).await? {
+            RefreshUse::First(held) => *held,
+            RefreshUse::Again => {
+                tracing::warn!(client = %client.id, "a refresh token was used twice: its family is revoked");
+                return Err(TokenError::InvalidGrant("the refresh token was already used"));
+            }
+            RefreshUse::Unknown => return Err(unknown),
+        };
+        let family = held.family.clone();
+        let dead = |why: &'static str| {
+            let family = family.clone();
+            async move {
+                self.grants.revoke_family(&family, now).await?;
+                Err::<Tokens, TokenError>(TokenError::InvalidGrant(why))
+            }
+        };
+        if held.expires_at <= now {
+            return dead("the refresh token expired").await;
+        }
+        if let Some(session) = &held.session {
+            // A live session, its idle time pushed back: an application that refreshes
+            // keeps the member's guichet session going (never past its absolute end).
+            if self.sessions.resume_hash(session).await?.is_none() {
+                return dead("the session has ended").await;
+            }
+        }
+        let account = match self.account_for(held.account, client, now).await {
+            Ok(account) => account,
+            Err(TokenError::InvalidGrant(why)) => return dead(why).await,
+            Err(other) => return Err(other),
+        };
+        // An offline family dies with the password it was issued under.
+        if held.session.is_none() && held.created_at < account.devices_trusted_after {
+            return dead("the password changed since").await;
+        }
+        let scope = match scope {
+            None => held.scope.clone(),
+            Some(asked) => {
+                let asked: Vec<&str> = asked.split_whitespace().collect();
+                if !asked.iter().all(|s| has_scope(&held.scope, s)) {
+                    return Err(TokenError::InvalidScope);
+                }
+                asked.join(" ")
+            }
+        };
+        let refresh = NewRefreshToken {
+            hash: PlainToken::generate().hash(),
+            scope,
+            created_at: if held.session.is_none() { held.created_at } else { now },
+            ..held
+        };
+        self.issue(&account, client, None, refresh, None, now).await
+    }
+
+    /// The account tokens are issued for, when it may still sign in to `client`.
+    async fn account_for(&self, account: AccountId, client: &Client, now: Timestamp) -> Result<Account, TokenError> {
+        let account = self.accounts.find_account(account).await?.ok_or(TokenError::InvalidGrant("no account"))?;
         let groups = self.groups.account_groups(account.id).await?;
-        // Again at the exchange: the account may have changed since the code was issued.
         if !may_sign_in(&account, now) || !client.admits(&groups) {
             return Err(TokenError::InvalidGrant("the account may not sign in to this client"));
         }
+        Ok(account)
+    }
+
+    /// Signs an access token and an ID token for `refresh`'s grant, and stores their
+    /// record with the refresh token (and, at a code exchange, the session's link to
+    /// the client) in one unit of work.
+    async fn issue(
+        &self,
+        account: &Account,
+        client: &Client,
+        nonce: Option<String>,
+        refresh: NewRefreshToken,
+        link: Option<SessionLink>,
+        now: Timestamp,
+    ) -> Result<Tokens, TokenError> {
+        let groups = self.groups.account_groups(account.id).await?;
         let signer = self.signer().await?;
         let subject = self.subject(account.id);
         let jti = crate::token::hex(&crate::token::random_bytes::<16>());
@@ -752,46 +1008,55 @@ impl Oidc {
                 claims: AccessClaims {
                     token_use: "access".to_owned(),
                     jti: jti.clone(),
-                    scope: issued.scope.clone(),
+                    scope: refresh.scope.clone(),
                     client_id: client.id.to_string(),
                 },
             })
             .map_err(OidcError::from)?;
+        let mut extra = groups_claim(&groups, &refresh.scope);
+        extra.sid = Some(refresh.sid.clone());
         let mut claims = IdTokenClaims::new(
             self.issuer.clone(),
             vec![Audience::new(client.id.to_string())],
             tokens::chrono(expires_at),
             tokens::chrono(now),
-            profile(&account, &issued.scope, subject),
-            groups_claim(&groups, &issued.scope),
+            profile(account, &refresh.scope, subject),
+            extra,
         )
-        .set_auth_time(Some(tokens::chrono(issued.auth_time)));
-        if let Some(nonce) = &issued.nonce {
-            claims = claims.set_nonce(Some(Nonce::new(nonce.clone())));
+        .set_auth_time(Some(tokens::chrono(refresh.auth_time)))
+        .set_auth_method_refs(Some(vec![openidconnect::AuthenticationMethodReference::new("pwd".to_owned())]));
+        if let Some(nonce) = nonce {
+            claims = claims.set_nonce(Some(Nonce::new(nonce)));
         }
         let id_token = signer.id_token(claims, &access_token).map_err(OidcError::from)?;
-        self.grants
-            .store_grant(&NewGrant {
-                jti,
-                code: code_hash,
-                client: client.id.clone(),
-                account: account.id,
-                scope: issued.scope.clone(),
-                expires_at,
-            })
-            .await?;
+        let refresh_token = PlainToken::generate();
+        let refresh = NewRefreshToken { hash: refresh_token.hash(), ..refresh };
+        let grant = NewGrant {
+            jti,
+            code: refresh.family.clone(),
+            client: client.id.clone(),
+            account: account.id,
+            scope: refresh.scope.clone(),
+            expires_at,
+            session: refresh.session.clone(),
+        };
+        let scope = refresh.scope.clone();
+        if !self.grants.store_grant(&grant, &refresh, link.as_ref()).await? {
+            return Err(TokenError::InvalidGrant("the session has ended"));
+        }
         Ok(Tokens {
             access_token,
             id_token,
+            refresh_token: Some(refresh_token.expose().to_owned()),
             expires_in: u64::try_from(TOKEN_LIFETIME.as_secs()).unwrap_or(600),
-            scope: issued.scope,
+            scope,
         })
     }
 
-    /// The claims `/oidc/userinfo` answers for an access token; `None` when the token
-    /// is not a live one (expired, revoked, not guichet's, or its account may not sign
-    /// in any more).
-    pub async fn userinfo(&self, access_token: &str) -> Result<Option<serde_json::Value>, OidcError> {
+    /// The live grant behind an access token, with its account: `None` when the token
+    /// is not a live one (expired, revoked, not guichet's, its session ended, or its
+    /// account may not sign in to its client any more).
+    async fn live_grant(&self, access_token: &str) -> Result<Option<(Grant, Account, Vec<GroupName>)>, OidcError> {
         let signer = self.signer().await?;
         let now = self.clock.now();
         let Some((subject, claims)) = signer.read_access_token(access_token, &self.issuer, now) else {
@@ -799,6 +1064,11 @@ impl Oidc {
         };
         let Some(grant) = self.store.find_grant(&claims.jti).await? else { return Ok(None) };
         if grant.revoked_at.is_some() || grant.grant.expires_at <= now || self.subject(grant.grant.account) != subject {
+            return Ok(None);
+        }
+        if let Some(session) = &grant.grant.session
+            && self.sessions.find(session).await?.is_none()
+        {
             return Ok(None);
         }
         let Some(account) = self.accounts.find_account(grant.grant.account).await? else { return Ok(None) };
@@ -810,14 +1080,126 @@ impl Oidc {
         if !may_sign_in(&account, now) || !admitted {
             return Ok(None);
         }
+        Ok(Some((grant, account, groups)))
+    }
+
+    /// The claims `/oidc/userinfo` answers for an access token; `None` when the token
+    /// is not a live one.
+    pub async fn userinfo(&self, access_token: &str) -> Result<Option<serde_json::Value>, OidcError> {
+        let Some((grant, account, groups)) = self.live_grant(access_token).await? else { return Ok(None) };
         let info: UserInfoClaims<GroupsClaim, CoreGenderClaim> = UserInfoClaims::new(
-            profile(&account, &grant.grant.scope, subject),
+            profile(&account, &grant.grant.scope, self.subject(account.id)),
             groups_claim(&groups, &grant.grant.scope),
         );
         Ok(Some(serde_json::to_value(&info).unwrap_or_default()))
     }
 
+    /// Revokes a token the authenticated client holds (RFC 7009): a refresh token
+    /// revokes its family and the access tokens issued with it; an access token, itself.
+    /// Anything else (unknown, another client's, already revoked) is answered the same.
+    pub async fn revoke(&self, credentials: &ClientCredentials, token: &str) -> Result<(), TokenError> {
+        let client = self.authenticated(credentials).await?;
+        let now = self.clock.now();
+        if let Some(hash) = PlainToken::from_presented(token).map(|t| t.hash()) {
+            self.grants.revoke_refresh_token(&hash, &client.id, now).await?;
+        }
+        let signer = self.signer().await?;
+        if let Some((_, claims)) = signer.read_access_token(token, &self.issuer, now)
+            && claims.client_id == client.id.as_str()
+        {
+            self.grants.revoke_grant(&claims.jti, now).await?;
+        }
+        Ok(())
+    }
+
+    /// What a token the authenticated (confidential) client holds is (RFC 7662):
+    /// `{"active": false}` for anything not live, or not issued to this client.
+    pub async fn introspect(
+        &self,
+        credentials: &ClientCredentials,
+        token: &str,
+    ) -> Result<serde_json::Value, TokenError> {
+        let client = self.authenticated(credentials).await?;
+        if client.is_public() {
+            return Err(TokenError::InvalidClient);
+        }
+        let inactive = serde_json::json!({ "active": false });
+        let now = self.clock.now();
+        if let Some((grant, account, _)) = self.live_grant(token).await? {
+            if grant.grant.client != client.id {
+                return Ok(inactive);
+            }
+            return Ok(serde_json::json!({
+                "active": true,
+                "token_type": "Bearer",
+                "scope": grant.grant.scope,
+                "client_id": client.id.as_str(),
+                "username": account.identifier.as_str(),
+                "sub": self.subject(account.id),
+                "iss": self.issuer.as_str(),
+                "aud": format!("{}/oidc/userinfo", self.issuer.as_str()),
+                "exp": grant.grant.expires_at.as_second(),
+                "jti": grant.grant.jti,
+            }));
+        }
+        let Some(hash) = PlainToken::from_presented(token).map(|t| t.hash()) else { return Ok(inactive) };
+        let Some(held) = self.store.find_refresh_token(&hash, &client.id).await? else { return Ok(inactive) };
+        let session_live = match &held.session {
+            Some(session) => self.sessions.find(session).await?.is_some(),
+            None => true,
+        };
+        let account = self.account_for(held.account, &client, now).await.ok();
+        let Some(account) = account.filter(|a| {
+            session_live
+                && held.expires_at > now
+                && (held.session.is_some() || held.created_at >= a.devices_trusted_after)
+        }) else {
+            return Ok(inactive);
+        };
+        Ok(serde_json::json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "scope": held.scope,
+            "client_id": client.id.as_str(),
+            "username": account.identifier.as_str(),
+            "sub": self.subject(account.id),
+            "iss": self.issuer.as_str(),
+            "exp": held.expires_at.as_second(),
+            "sid": held.sid,
+        }))
+    }
+
     // ---- logout --------------------------------------------------------------------
+
+    /// The applications `session` signed in to that want to hear of its end in the
+    /// browser: read before the session ends (its end forgets them).
+    pub async fn signed_into(&self, session: &Session) -> Result<SignedInto, StoreError> {
+        let clients = self.store.session_clients(&session.token_hash).await?;
+        Ok(SignedInto {
+            sid: self.sid(&session.token_hash),
+            clients: clients
+                .into_iter()
+                .filter(|(c, _)| c.frontchannel_logout_uri.is_some())
+                .map(|(c, _)| c.id)
+                .collect(),
+        })
+    }
+
+    /// The frames a logout page loads: each registered front-channel logout URI of
+    /// `signed_into`'s clients, with `iss` and `sid` (Front-Channel Logout 1.0 §2).
+    pub async fn front_channel(&self, signed_into: &SignedInto) -> Result<Vec<FrontChannel>, StoreError> {
+        let mut frames = Vec::new();
+        for id in &signed_into.clients {
+            let Some(client) = self.store.find_client(id).await? else { continue };
+            let Some(mut url) = client.frontchannel_logout_uri.as_deref().and_then(|u| Url::parse(u).ok()) else {
+                continue;
+            };
+            url.query_pairs_mut().append_pair("iss", self.issuer.as_str()).append_pair("sid", &signed_into.sid);
+            let origin = url.origin().ascii_serialization();
+            frames.push(FrontChannel { name: client.name, url: url.into(), origin });
+        }
+        Ok(frames)
+    }
 
     /// Plans an RP-initiated logout for the visitor's session (if any): where to return,
     /// and whether the request is proven to come from the member's own client — a hint
@@ -887,8 +1269,13 @@ fn profile(account: &Account, scope: &str, subject: String) -> StandardClaims<Co
 
 /// The `groups` claim, with the `groups` scope.
 fn groups_claim(groups: &[GroupName], scope: &str) -> GroupsClaim {
-    let wanted = scope.split_whitespace().any(|s| s == "groups");
-    GroupsClaim { groups: wanted.then(|| groups.iter().map(|g| g.as_str().to_owned()).collect()) }
+    let wanted = has_scope(scope, "groups");
+    GroupsClaim { groups: wanted.then(|| groups.iter().map(|g| g.as_str().to_owned()).collect()), sid: None }
+}
+
+/// Whether the space-separated `scope` holds `wanted`.
+fn has_scope(scope: &str, wanted: &str) -> bool {
+    scope.split_whitespace().any(|s| s == wanted)
 }
 
 /// A PKCE challenge: 43 base64url characters (a SHA-256).
@@ -946,7 +1333,8 @@ mod tests {
         };
         assert_eq!(parse(&[]), TokenRequest::Malformed("grant_type is missing"));
         assert_eq!(parse(&[("grant_type", "authorization_code")]), TokenRequest::Malformed("code is missing"));
-        assert_eq!(parse(&[("grant_type", "refresh_token")]), TokenRequest::Unsupported);
+        assert_eq!(parse(&[("grant_type", "refresh_token")]), TokenRequest::Malformed("refresh_token is missing"));
+        assert_eq!(parse(&[("grant_type", "password")]), TokenRequest::Unsupported);
         let code = parse(&[("grant_type", "authorization_code"), ("code", "abc")]);
         assert!(matches!(code, TokenRequest::AuthorizationCode { redirect_uri: None, code_verifier: None, .. }));
     }

@@ -1,29 +1,32 @@
-//! What guichet signs for clients — ID tokens and access tokens, RS256 under one key made
-//! on first use and kept in the database — with the `openidconnect` crate's types (no
-//! JOSE written here).
+//! What guichet signs for clients — ID tokens, access tokens and logout tokens, RS256
+//! under one key made on first use and kept in the database. ID and access tokens are
+//! the `openidconnect` crate's types; the signature itself is `ring`'s (constant time:
+//! the `rsa` crate, which carries RUSTSEC-2023-0071, only makes and reads the key).
 
 use chrono::{DateTime, Utc};
 use jiff::Timestamp;
 use openidconnect::core::{
     CoreGenderClaim, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
-    CoreRsaPrivateSigningKey,
 };
 use openidconnect::{
     AccessToken, AdditionalClaims, Audience, ClientId as OidcClientId, IdToken, IdTokenClaims, IdTokenVerifier,
-    IssuerUrl, JsonWebKeyId, PrivateSigningKey as _, StandardClaims, SubjectIdentifier,
+    IssuerUrl, JsonWebKeyId, PrivateSigningKey, StandardClaims, SubjectIdentifier,
 };
 use rsa::pkcs1::{EncodeRsaPrivateKey as _, LineEnding};
-use rsa::traits::PublicKeyParts as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-/// The `groups` claim, the one guichet adds to the standard ones.
+/// The claims guichet adds to the standard ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupsClaim {
     /// The member's groups (only with the `groups` scope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
+    /// The guichet session the ID token was issued in (Back-Channel Logout 1.0 §2.1);
+    /// never in userinfo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 impl AdditionalClaims for GroupsClaim {}
 
@@ -66,9 +69,46 @@ pub fn generate_key() -> Result<SecretString, SigningError> {
     Ok(SecretString::from(pem.as_str()))
 }
 
+/// An RSA key signing with `ring` (RS256 only), for the `openidconnect` types.
+struct RingKey {
+    pair: ring::signature::RsaKeyPair,
+    public: CoreJsonWebKey,
+}
+
+impl RingKey {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over `message`.
+    fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, SigningError> {
+        let mut signature = vec![0; self.pair.public().modulus_len()];
+        let rng = ring::rand::SystemRandom::new();
+        self.pair
+            .sign(&ring::signature::RSA_PKCS1_SHA256, &rng, message, &mut signature)
+            .map_err(|_| SigningError::Sign)?;
+        Ok(signature)
+    }
+}
+
+impl PrivateSigningKey for RingKey {
+    type VerificationKey = CoreJsonWebKey;
+
+    fn sign(
+        &self,
+        algorithm: &CoreJwsSigningAlgorithm,
+        message: &[u8],
+    ) -> Result<Vec<u8>, openidconnect::SigningError> {
+        if *algorithm != CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256 {
+            return Err(openidconnect::SigningError::UnsupportedAlg(format!("{algorithm:?}")));
+        }
+        self.sign_rs256(message).map_err(|_| openidconnect::SigningError::Other("ring refused to sign".to_owned()))
+    }
+
+    fn as_verification_key(&self) -> CoreJsonWebKey {
+        self.public.clone()
+    }
+}
+
 /// The signing key and its public half. `Debug` shows only the key id.
 pub struct Signer {
-    key: CoreRsaPrivateSigningKey,
+    key: RingKey,
     jwks: CoreJsonWebKeySet,
     kid: String,
 }
@@ -89,12 +129,13 @@ impl Signer {
     pub fn from_pem(pem: &SecretString) -> Result<Self, SigningError> {
         use rsa::pkcs1::DecodeRsaPrivateKey as _;
         let private = rsa::RsaPrivateKey::from_pkcs1_pem(pem.expose_secret()).map_err(|_| SigningError::Key)?;
-        let digest = Sha256::digest(private.n().to_bytes_be());
-        let kid = crate::token::hex(digest.get(..8).unwrap_or_default());
-        let key = CoreRsaPrivateSigningKey::from_pem(pem.expose_secret(), Some(JsonWebKeyId::new(kid.clone())))
-            .map_err(|_| SigningError::Key)?;
-        let public: CoreJsonWebKey = key.as_verification_key();
-        Ok(Self { key, jwks: CoreJsonWebKeySet::new(vec![public]), kid })
+        let der = private.to_pkcs1_der().map_err(|_| SigningError::Key)?;
+        let pair = ring::signature::RsaKeyPair::from_der(der.as_bytes()).map_err(|_| SigningError::Key)?;
+        let parts = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+        let kid = crate::token::hex(Sha256::digest(&parts.n).get(..8).unwrap_or_default());
+        let public = CoreJsonWebKey::new_rsa(parts.n, parts.e, Some(JsonWebKeyId::new(kid.clone())));
+        let jwks = CoreJsonWebKeySet::new(vec![public.clone()]);
+        Ok(Self { key: RingKey { pair, public }, jwks, kid })
     }
 
     /// The public keys, for `/oidc/jwks` and for checking what guichet signed.
@@ -165,6 +206,49 @@ impl Signer {
         }
         let issued = Timestamp::from_second(claims.issue_time().timestamp()).ok()?;
         Some((claims.subject().to_string(), audiences, issued))
+    }
+}
+
+/// A logout token to sign (Back-Channel Logout 1.0 §2.4).
+#[derive(Debug, Clone)]
+pub struct LogoutToken {
+    /// Who signs.
+    pub issuer: IssuerUrl,
+    /// The client told.
+    pub audience: String,
+    /// The member's `sub`.
+    pub subject: String,
+    /// The session that ended, as its ID tokens named it.
+    pub sid: String,
+    /// When it is signed.
+    pub issued_at: Timestamp,
+}
+
+/// How long a logout token is good for, from its signature.
+const LOGOUT_TOKEN_LIFETIME: i64 = 120;
+
+impl Signer {
+    /// Signs a logout token: a JWT typed `logout+jwt`, with the back-channel logout
+    /// event, a fresh `jti`, and no `nonce` (so that it can never pass for an ID token,
+    /// nor an ID token for it).
+    pub fn logout_token(&self, token: &LogoutToken) -> Result<String, SigningError> {
+        use base64::Engine as _;
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let header = serde_json::json!({ "alg": "RS256", "typ": "logout+jwt", "kid": self.kid });
+        let issued_at = token.issued_at.as_second();
+        let claims = serde_json::json!({
+            "iss": token.issuer.as_str(),
+            "aud": token.audience,
+            "iat": issued_at,
+            "exp": issued_at + LOGOUT_TOKEN_LIFETIME,
+            "jti": crate::token::hex(&crate::token::random_bytes::<16>()),
+            "sub": token.subject,
+            "sid": token.sid,
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        let input = format!("{}.{}", encode(header.to_string().as_bytes()), encode(claims.to_string().as_bytes()));
+        let signature = self.key.sign_rs256(input.as_bytes())?;
+        Ok(format!("{input}.{}", encode(&signature)))
     }
 }
 

@@ -18,7 +18,7 @@ use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, 
 use crate::groups::{GroupId, GroupName};
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailId, NewMail};
-use crate::oidc::{ClientId, NewGrant};
+use crate::oidc::{ClientId, NewGrant, NewRefreshToken, SessionLink};
 use crate::password::PasswordHash;
 use crate::token::TokenHash;
 
@@ -43,6 +43,10 @@ pub(crate) struct Rows {
     pub groups: Vec<GroupName>,
     /// Grants, with when they were revoked.
     pub grants: Vec<(NewGrant, Option<Timestamp>)>,
+    /// Refresh tokens, with when they were used.
+    pub refresh_tokens: Vec<(NewRefreshToken, Option<Timestamp>)>,
+    /// Sessions' links to clients.
+    pub links: Vec<SessionLink>,
 }
 
 #[derive(Debug, Default)]
@@ -300,7 +304,12 @@ impl Work for MemoryWork {
         row.devices_trusted_after = at;
         Ok(())
     }
-    async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError> {
+    async fn end_sessions(
+        &mut self,
+        account: AccountId,
+        keep: Option<&TokenHash>,
+        _now: Timestamp,
+    ) -> Result<u64, StoreError> {
         let before = self.rows.sessions.len();
         self.rows.sessions.retain(|(a, token, _)| *a != account || Some(token.as_str()) == keep.map(TokenHash::as_str));
         Ok(u64::try_from(before - self.rows.sessions.len()).unwrap())
@@ -416,9 +425,43 @@ impl Work for MemoryWork {
         self.rows.oidc_codes.get_mut(code.as_str()).unwrap().reused_at = Some(at);
         Ok(())
     }
-    async fn revoke_grants_of(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
-        for (_, revoked_at) in self.rows.grants.iter_mut().filter(|(g, r)| g.code == *code && r.is_none()) {
+    async fn revoke_family(&mut self, family: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        for (_, revoked_at) in self.rows.grants.iter_mut().filter(|(g, r)| g.code == *family && r.is_none()) {
             *revoked_at = Some(at);
+        }
+        self.rows.refresh_tokens.retain(|(t, _)| t.family != *family);
+        Ok(())
+    }
+    async fn revoke_grant(&mut self, jti: &str, at: Timestamp) -> Result<(), StoreError> {
+        for (_, revoked_at) in self.rows.grants.iter_mut().filter(|(g, r)| g.jti == jti && r.is_none()) {
+            *revoked_at = Some(at);
+        }
+        Ok(())
+    }
+    async fn link_session(&mut self, link: &SessionLink) -> Result<bool, StoreError> {
+        let live = self.rows.sessions.iter().any(|(_, token, _)| token == link.session.as_str());
+        if live {
+            self.rows.links.push(link.clone());
+        }
+        Ok(live)
+    }
+    async fn insert_refresh_token(&mut self, token: &NewRefreshToken) -> Result<bool, StoreError> {
+        let live = token.session.as_ref().is_none_or(|s| self.rows.sessions.iter().any(|(_, t, _)| t == s.as_str()));
+        if live {
+            self.rows.refresh_tokens.push((token.clone(), None));
+        }
+        Ok(live)
+    }
+    async fn hold_refresh_token(
+        &mut self,
+        token: &TokenHash,
+        client: &ClientId,
+    ) -> Result<Option<(NewRefreshToken, Option<Timestamp>)>, StoreError> {
+        Ok(self.rows.refresh_tokens.iter().find(|(t, _)| t.hash == *token && t.client == *client).cloned())
+    }
+    async fn set_refresh_token_used(&mut self, token: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        for (_, used_at) in self.rows.refresh_tokens.iter_mut().filter(|(t, _)| t.hash == *token) {
+            *used_at = Some(at);
         }
         Ok(())
     }

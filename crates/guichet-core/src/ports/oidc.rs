@@ -5,14 +5,16 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::StoreError;
-use crate::oidc::{Client, ClientId, Grant, IssuedCode, NewCode};
+use crate::oidc::{
+    Client, ClientId, Grant, IssuedCode, LogoutEntry, LogoutId, LogoutOutcome, NewCode, NewRefreshToken, QueuedLogout,
+};
 use crate::token::TokenHash;
 
 /// What happened when a code was presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeUse {
     /// First use: the code, now marked used.
-    First(IssuedCode),
+    First(Box<IssuedCode>),
     /// Used before: what the first use issued has just been revoked.
     Again,
     /// No such code, or one issued to another client (left untouched: whoever sees a
@@ -48,6 +50,32 @@ pub trait OidcStore: Send + Sync + std::fmt::Debug {
     /// An access token's record, by its `jti`.
     async fn find_grant(&self, jti: &str) -> Result<Option<Grant>, StoreError>;
 
-    /// Forgets codes and grants that expired before `before`. Returns how many went.
+    /// `client`'s refresh token, when it exists and has not been used.
+    async fn find_refresh_token(
+        &self,
+        token: &TokenHash,
+        client: &ClientId,
+    ) -> Result<Option<NewRefreshToken>, StoreError>;
+
+    /// The clients a session signed in to, each with the session's `sid`.
+    async fn session_clients(&self, session: &TokenHash) -> Result<Vec<(Client, String)>, StoreError>;
+
+    /// Claims up to `limit` logouts due at `now` (pending, their attempt due, not held
+    /// by another instance) until `lease_until`, counting the attempt; oldest first.
+    async fn claim_due_logouts(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<QueuedLogout>, StoreError>;
+
+    /// Records how a claimed logout's attempt went.
+    async fn finish_logout(&self, id: LogoutId, outcome: &LogoutOutcome, now: Timestamp) -> Result<(), StoreError>;
+
+    /// The latest `limit` logouts, newest first.
+    async fn logout_log(&self, limit: u32) -> Result<Vec<LogoutEntry>, StoreError>;
+
+    /// Forgets codes, grants and refresh tokens that expired before `before`, and
+    /// logouts finished before it. Returns how many went.
     async fn purge_oidc(&self, before: Timestamp) -> Result<u64, StoreError>;
 }

@@ -32,19 +32,29 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         idle_expires_at: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Ends one session and, with `event` (a logout), records it in the same
-    /// transaction. Ending a session that is gone is not an error.
-    async fn delete_session(&self, token: &TokenHash, event: Option<NewAuditEvent>) -> Result<(), StoreError>;
+    /// Ends one session at `now` and, with `event` (a logout), records it in the same
+    /// transaction, with a back-channel logout queued for each application the session
+    /// signed in to that has one. Ending a session that is gone is not an error.
+    async fn delete_session(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+        event: Option<NewAuditEvent>,
+    ) -> Result<(), StoreError>;
 
-    /// Ends every session of an account but `keep` and, with `event`, records it (its
-    /// detail says how many ended) in the same transaction; returns how many ended.
+    /// Ends every session of an account but `keep` at `now`, and its offline refresh
+    /// tokens, with their back-channel logouts queued as [`Self::delete_session`] does
+    /// and, with `event`, records it (its detail says how many ended) in the same
+    /// transaction; returns how many ended.
     async fn delete_account_sessions(
         &self,
         account: AccountId,
         keep: Option<&TokenHash>,
+        now: Timestamp,
         event: Option<NewAuditEvent>,
     ) -> Result<u64, StoreError>;
 
-    /// Removes sessions expired at `now`; returns how many.
+    /// Removes sessions expired at `now` (their applications are not told: see the
+    /// messenger); returns how many.
     async fn purge_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
 }

@@ -24,7 +24,7 @@ use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, 
 use crate::groups::{GroupId, GroupName};
 use crate::lockout::ThrottleKey;
 use crate::mail::{MailId, NewMail};
-use crate::oidc::{ClientId, IssuedCode, NewGrant};
+use crate::oidc::{ClientId, IssuedCode, NewGrant, NewRefreshToken, SessionLink};
 use crate::password::PasswordHash;
 use crate::token::TokenHash;
 
@@ -214,10 +214,18 @@ pub trait Work: Send {
     /// longer count.
     async fn revoke_temporary_password(&mut self, account: AccountId, at: Timestamp) -> Result<(), StoreError>;
 
-    /// Ends the account's sessions but `keep`; returns how many ended.
-    async fn end_sessions(&mut self, account: AccountId, keep: Option<&TokenHash>) -> Result<u64, StoreError>;
+    /// Ends the account's sessions but `keep` at `now`, and its offline refresh tokens,
+    /// queueing the back-channel logouts their applications are owed; returns how many
+    /// sessions ended.
+    async fn end_sessions(
+        &mut self,
+        account: AccountId,
+        keep: Option<&TokenHash>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
 
-    /// Ends the account's sessions opened with a temporary password.
+    /// Ends the account's sessions opened with a temporary password (they never signed
+    /// in to an application: such a session gets no authorization code).
     async fn end_forced_sessions(&mut self, account: AccountId) -> Result<u64, StoreError>;
 
     /// The session no longer has to choose a password.
@@ -278,11 +286,34 @@ pub trait Work: Send {
     /// Marks the code presented again at `at`.
     async fn set_oidc_code_reused(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
 
-    /// Revokes at `at` the grants the code issued that are not revoked yet.
-    async fn revoke_grants_of(&mut self, code: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
+    /// Revokes at `at` what the code `family` issued: the access tokens not revoked yet,
+    /// and every refresh token of the family (forgotten).
+    async fn revoke_family(&mut self, family: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Revokes one access token at `at`.
+    async fn revoke_grant(&mut self, jti: &str, at: Timestamp) -> Result<(), StoreError>;
 
     /// Stores a grant, revoked from `revoked_at` if given.
     async fn insert_grant(&mut self, grant: &NewGrant, revoked_at: Option<Timestamp>) -> Result<(), StoreError>;
+
+    /// Records that the link's session signed in to its client. `false` (nothing
+    /// written) when the session has ended.
+    async fn link_session(&mut self, link: &SessionLink) -> Result<bool, StoreError>;
+
+    /// Stores a refresh token. `false` (nothing written) when the session it is bound
+    /// to has ended.
+    async fn insert_refresh_token(&mut self, token: &NewRefreshToken) -> Result<bool, StoreError>;
+
+    /// Holds `client`'s refresh token until the unit ends, and reads it with when it
+    /// was used. `None` for no such token (or a revoked one) or another client's.
+    async fn hold_refresh_token(
+        &mut self,
+        token: &TokenHash,
+        client: &ClientId,
+    ) -> Result<Option<(NewRefreshToken, Option<Timestamp>)>, StoreError>;
+
+    /// Marks a refresh token used at `at`.
+    async fn set_refresh_token_used(&mut self, token: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
 
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -3,11 +3,12 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use guichet_core::login::{LoggedIn, LoginError};
+use guichet_core::oidc::{FrontChannel, SignedInto};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -42,6 +43,10 @@ struct LoginPage {
     threshold: u32,
     lock_duration: String,
     password_changed: bool,
+    /// Just logged out: said, and the applications' front channels loaded.
+    logged_out: bool,
+    /// The applications told in this browser.
+    frames: Vec<FrontChannel>,
     /// Where to go after login (already checked), carried by the form.
     next: String,
     /// The application the member is signing in for, by name.
@@ -58,6 +63,8 @@ impl LoginPage {
             threshold: policy.threshold,
             lock_duration: format::duration(policy.duration),
             password_changed: false,
+            logged_out: false,
+            frames: Vec::new(),
             application: None,
             next,
         }
@@ -93,8 +100,17 @@ async fn show(
         .and_then(|raw| guichet_core::account::Identifier::parse(&raw).ok())
         .map(|identifier| identifier.to_string())
         .unwrap_or_default();
+    // After a logout, the notice names the session and the applications it signed in to.
+    let logged_out = notice.as_deref().and_then(|n| n.strip_prefix("logged_out"));
+    let frames = match logged_out.and_then(|rest| rest.strip_prefix(':')).and_then(SignedInto::decode) {
+        Some(signed_into) => state.oidc.front_channel(&signed_into).await?,
+        None => Vec::new(),
+    };
+    let origins: Vec<String> = frames.iter().map(|f| f.origin.clone()).collect();
     let page = LoginPage {
         password_changed: changed.is_some(),
+        logged_out: logged_out.is_some(),
+        frames,
         application: destination.as_ref().map(|d| d.name.clone()),
         ..LoginPage::new(&state, &visitor, identifier, None, next.unwrap_or_default())
     };
@@ -102,7 +118,12 @@ async fn show(
     if notice.is_some() {
         response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::Notice));
     }
-    Ok(allow_form_destination(response, destination.as_ref()))
+    let mut response = allow_form_destination(response, destination.as_ref());
+    let policy = response.headers().get(CONTENT_SECURITY_POLICY);
+    if let Some(policy) = crate::headers::csp_with_frames(policy, &origins) {
+        response.headers_mut().insert(CONTENT_SECURITY_POLICY, policy);
+    }
+    Ok(response)
 }
 
 /// Where a signed-in member goes: where they were going (`next`, already checked),
@@ -190,10 +211,18 @@ async fn logout(
     visitor: Visitor,
     Client(context): Client,
 ) -> Result<Response, WebError> {
+    let mut notice = "logged_out".to_owned();
     if let Some(session) = &visitor.session {
+        // Read before the session ends: its end forgets which applications it opened.
+        let signed_into = state.oidc.signed_into(session).await?;
         state.sessions.log_out(session, context).await?;
+        state.messenger.signal().notify_one();
+        if !signed_into.clients.is_empty() {
+            notice = format!("logged_out:{}", signed_into.encode());
+        }
     }
     let mut response = (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/login"))]).into_response();
     crate::pages::clear_session_cookies(&state, &mut response);
+    response.headers_mut().append(SET_COOKIE, state.settings.cookies.set(Cookie::Notice, &notice));
     Ok(response)
 }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use guichet_core::oidc::{
-    Authorize, AuthorizeRequest, ClientCredentials, LogoutRequest, Refusal, TokenError, TokenRequest,
+    Authorize, AuthorizeRequest, ClientCredentials, FrontChannel, LogoutRequest, Refusal, TokenError, TokenRequest,
 };
 use secrecy::SecretString;
 
@@ -49,6 +49,8 @@ pub fn api_routes() -> Router<AppState> {
         .route("/oidc/logout", axum::routing::post(|body| sent_on("/oidc/logout", body)))
         .route("/oidc/jwks", get(jwks))
         .route("/oidc/token", axum::routing::post(token))
+        .route("/oidc/revoke", axum::routing::post(revoke))
+        .route("/oidc/introspect", axum::routing::post(introspect))
         .route("/oidc/userinfo", get(userinfo).post(userinfo))
 }
 
@@ -208,11 +210,19 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
                 "token_type": "Bearer",
                 "expires_in": tokens.expires_in,
                 "id_token": tokens.id_token,
+                "refresh_token": tokens.refresh_token,
                 "scope": tokens.scope,
             }),
             false,
         ),
-        Err(TokenError::InvalidClient) => {
+        Err(error) => token_error(error, basic)?,
+    })
+}
+
+/// A token, revocation or introspection endpoint's error, as RFC 6749 §5.2 says.
+fn token_error(error: TokenError, basic: bool) -> Result<Response, WebError> {
+    Ok(match error {
+        TokenError::InvalidClient => {
             let mut response =
                 oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");
             if basic {
@@ -220,13 +230,53 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
             }
             response
         }
-        Err(TokenError::InvalidGrant(why)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
-        Err(TokenError::InvalidRequest(why)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
-        Err(TokenError::UnsupportedGrantType) => {
-            oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code")
+        TokenError::InvalidGrant(why) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
+        TokenError::InvalidRequest(why) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
+        TokenError::InvalidScope => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "a refresh may not ask for more than was granted")
         }
-        Err(TokenError::Failed(error)) => return Err(error.into()),
+        TokenError::UnsupportedGrantType => {
+            oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code and refresh_token")
+        }
+        TokenError::Failed(error) => return Err(error.into()),
     })
+}
+
+/// The form's `token` and the client's credentials, for revocation and introspection;
+/// `Err` says what is wrong with the request.
+fn token_and_client(headers: &HeaderMap, body: &[u8]) -> Result<(String, ClientCredentials, bool), &'static str> {
+    let form = pairs(body);
+    let (credentials, basic) = credentials(headers, &form).map_err(|()| "client authentication is malformed")?;
+    let token = single(&form, "token").ok_or("token is missing")?;
+    Ok((token, credentials, basic))
+}
+
+/// RFC 7009: `200` with an empty body whatever the token was, once the client is known.
+async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
+    let (token, credentials, basic) = match token_and_client(&headers, &body) {
+        Ok(parsed) => parsed,
+        Err(why) => return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why)),
+    };
+    match state.oidc.revoke(&credentials, &token).await {
+        Ok(()) => {
+            let mut response = StatusCode::OK.into_response();
+            response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(response)
+        }
+        Err(error) => token_error(error, basic),
+    }
+}
+
+/// RFC 7662: what the token is, for the confidential client it was issued to.
+async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, WebError> {
+    let (token, credentials, basic) = match token_and_client(&headers, &body) {
+        Ok(parsed) => parsed,
+        Err(why) => return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why)),
+    };
+    match state.oidc.introspect(&credentials, &token).await {
+        Ok(answer) => Ok(json(StatusCode::OK, &answer, false)),
+        Err(error) => token_error(error, basic),
+    }
 }
 
 /// Userinfo takes the access token from the `Authorization` header or, in a form body,
@@ -332,24 +382,43 @@ async fn confirm_logout(
     end_session(&state, &visitor, context, plan.return_to).await
 }
 
-/// Ends the visitor's session (if any), then back to the application or a page saying so.
+/// The page after a logout: what it did, the applications' front channels in frames,
+/// and the way back to the application that asked (followed by itself after 3 s).
+#[derive(Template)]
+#[template(path = "logged_out.html")]
+struct LoggedOut {
+    layout: Layout,
+    frames: Vec<FrontChannel>,
+    return_to: Option<String>,
+}
+
+/// Ends the visitor's session (if any), then back to the application or a page saying
+/// so — always the page when applications are to be told in this browser.
 async fn end_session(
     state: &AppState,
     visitor: &Visitor,
     context: guichet_core::audit::RequestContext,
     return_to: Option<String>,
 ) -> Result<Response, WebError> {
+    let mut frames = Vec::new();
     if let Some(session) = &visitor.session {
+        // Read before the session ends: its end forgets which applications it opened.
+        let signed_into = state.oidc.signed_into(session).await?;
         state.sessions.log_out(session, context).await?;
+        state.messenger.signal().notify_one();
+        frames = state.oidc.front_channel(&signed_into).await?;
     }
     let mut response = match return_to {
-        Some(to) => found(&to),
-        None => ErrorPage::new(
-            StatusCode::OK,
-            "Vous êtes déconnecté",
-            "Vous êtes déconnecté de l'espace membres. Vous pouvez fermer cette page.",
-        )
-        .into_response(),
+        Some(to) if frames.is_empty() => found(&to),
+        return_to => {
+            let origins: Vec<String> = frames.iter().map(|f| f.origin.clone()).collect();
+            let page = LoggedOut { layout: Layout::anonymous(state), frames, return_to };
+            let mut response = render(StatusCode::OK, &page)?;
+            if let Some(policy) = crate::headers::csp_with_frames(None, &origins) {
+                response.headers_mut().insert(axum::http::header::CONTENT_SECURITY_POLICY, policy);
+            }
+            response
+        }
     };
     crate::pages::clear_session_cookies(state, &mut response);
     Ok(response)

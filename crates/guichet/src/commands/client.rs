@@ -14,8 +14,26 @@ pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clo
     let app = Application::build(settings, clock).await?;
     let oidc = &app.state.oidc;
     let result = match command {
-        ClientCommand::Add { name, redirect_uris, post_logout_redirect_uris, public, groups } => {
-            let new = NewClient { name, redirect_uris, post_logout_redirect_uris, public, groups };
+        ClientCommand::Add {
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            public,
+            groups,
+            backchannel_logout_uri,
+            frontchannel_logout_uri,
+            offline,
+        } => {
+            let new = NewClient {
+                name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                public,
+                groups,
+                backchannel_logout_uri,
+                frontchannel_logout_uri,
+                offline,
+            };
             oidc.register(new).await.map(|registered| {
                 let client = &registered.client;
                 say!("registered {}", client.name);

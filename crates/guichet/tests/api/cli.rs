@@ -42,7 +42,13 @@ pub fn serve_on(database: &str, port: u16, dir: &std::path::Path, extra: &[(&str
         .envs(extra.iter().copied())
         .env_remove("GUICHET_CONFIG")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("serve.log"))
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+        )
         .spawn()
         .unwrap_or_else(|e| panic!("guichet serve: {e}"))
 }

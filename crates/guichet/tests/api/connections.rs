@@ -25,7 +25,7 @@ async fn idle_connections(address: &str, n: usize) -> Vec<TcpStream> {
 
 /// `/healthz`, on a new connection, with a deadline.
 async fn health(address: &str) -> Option<StatusCode> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().ok()?;
+    let client = crate::helpers::http_client().timeout(Duration::from_secs(5)).build().ok()?;
     client.get(format!("{address}/healthz")).send().await.ok().map(|r| r.status())
 }
 

@@ -95,7 +95,7 @@ async fn a_mark_is_for_its_account_only_and_a_forged_one_is_worth_nothing() {
     let paul = app.account("paul").await;
     let now_ms = app.clock.now().as_millisecond();
     let forged = format!("{}.{now_ms}.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA", paul.id.get());
-    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let plain = crate::helpers::http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let form = app.get_with(&plain, "/login").await;
     let csrf_cookie = form
         .headers

@@ -228,7 +228,12 @@ async fn a_full_disk_loses_no_acknowledged_write_and_writes_come_back_by_themsel
     missing
         .extend(expected.iter().filter(|a| !mailed(&sent, a)).map(|address| format!("the code mailed to {address}")));
     assert!(missing.is_empty(), "acknowledged, then lost: {missing:?}");
-    assert_eq!(ready, Some(StatusCode::SERVICE_UNAVAILABLE), "readiness tells the truth while the disk is full");
+    assert_eq!(
+        ready,
+        Some(StatusCode::SERVICE_UNAVAILABLE),
+        "readiness tells the truth while the disk is full\n{}",
+        std::fs::read_to_string(work.path().join("serve.log")).unwrap_or_default()
+    );
 }
 
 /// A newer guichet migrated the database while this instance runs: it stops writing and

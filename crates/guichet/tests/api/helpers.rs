@@ -206,9 +206,30 @@ async fn spawn(
     TestApp { address, clock, hasher, app, client: browser(), mail, database, shutdown: Some(shutdown) }
 }
 
+/// An HTTP client's builder. reqwest has rustls (guichet's back-channel client uses it)
+/// but no provider of its own: the tests' clients get one TLS configuration made once,
+/// with ring and no roots (they speak plain HTTP), so that making a client stays cheap
+/// (loading the system's roots for each one costs tens of milliseconds).
+pub fn http_client() -> reqwest::ClientBuilder {
+    static TLS: std::sync::OnceLock<rustls::ClientConfig> = std::sync::OnceLock::new();
+    let tls = TLS.get_or_init(|| {
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    });
+    reqwest::Client::builder().tls_backend_preconfigured(tls.clone())
+}
+
+/// `GET url` with a fresh client.
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http_client().build()?.get(url).send().await
+}
+
 /// A new cookie jar: another browser.
 pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
+    http_client()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent("guichet-tests/1")

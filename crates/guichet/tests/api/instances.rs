@@ -32,7 +32,7 @@ struct Instance {
 impl Instance {
     /// Messages waiting in the outbox (all instances'), as this one's metrics say.
     async fn outbox_pending(&self) -> Option<u64> {
-        let page = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
+        let page = crate::helpers::get(&self.metrics).await.ok()?.text().await.ok()?;
         let line = page.lines().find(|l| l.starts_with("guichet_outbox_pending "))?;
         line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|n| n as u64)
     }
@@ -121,7 +121,7 @@ impl Scene {
 /// Opens a login on `base` and sends all of it but the form's last byte: a request in
 /// flight. The connection, and the byte left to send.
 async fn login_in_flight(base: &str, identifier: &str) -> (TcpStream, Vec<u8>) {
-    let page = reqwest::get(format!("{base}/login")).await.unwrap();
+    let page = crate::helpers::get(format!("{base}/login")).await.unwrap();
     let cookies: Vec<String> = page
         .headers()
         .get_all("set-cookie")
@@ -205,7 +205,7 @@ async fn sigterm_sends_each_message_once_and_hands_the_rest_over_at_once() {
     // It stops accepting, but the request it was reading is finished and answered.
     let mut refused = false;
     while !refused && asked.elapsed() < Duration::from_secs(5) {
-        refused = reqwest::get(format!("{}/healthz", a.base)).await.is_err();
+        refused = crate::helpers::get(format!("{}/healthz", a.base)).await.is_err();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "no new connection after SIGTERM");

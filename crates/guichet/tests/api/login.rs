@@ -55,7 +55,7 @@ async fn logout_destroys_the_session_on_the_server(backend: Backend) {
     app.post_form(&app.client, "/logout", &[("csrf_token", &me.csrf_token())]).await;
 
     // Someone who kept a copy of the cookie gets nothing from it.
-    let replay = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let replay = crate::helpers::http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let response = replay
         .get(format!("{}/me", app.address))
         .header("cookie", format!("guichet_session={cookie}"))
@@ -85,7 +85,7 @@ async fn login_gives_a_fresh_session_id_and_the_old_one_dies() {
     let again = app.post_form(&app.client, "/login", &form).await;
     let second = session_cookie(&again.headers).unwrap_or_else(|| panic!("no new cookie"));
     assert_ne!(first, second);
-    let stale = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let stale = crate::helpers::http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let response = stale
         .get(format!("{}/me", app.address))
         .header("cookie", format!("guichet_session={first}"))

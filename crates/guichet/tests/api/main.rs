@@ -9,6 +9,7 @@
 mod helpers;
 
 mod accessibility;
+mod apache;
 mod authority;
 mod browser;
 mod cli;
@@ -25,5 +26,6 @@ mod proxy;
 mod recovery;
 mod rescue;
 mod security;
+mod sso;
 mod typography;
 mod workday;

@@ -23,10 +23,10 @@ const CALLBACK: &str = "https://cloud.example.org/oidc/callback";
 const AFTER_LOGOUT: &str = "https://cloud.example.org/au-revoir";
 
 /// The relying party's HTTP: openidconnect's requests sent with reqwest.
-async fn http(request: HttpRequest) -> Result<HttpResponse, std::io::Error> {
+pub(crate) async fn http(request: HttpRequest) -> Result<HttpResponse, std::io::Error> {
     let failed = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
     let client =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| failed(&e))?;
+        crate::helpers::http_client().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| failed(&e))?;
     let (parts, body) = request.into_parts();
     let mut outgoing = client.request(parts.method, parts.uri.to_string()).body(body);
     for (name, value) in &parts.headers {
@@ -68,6 +68,7 @@ async fn register(app: &TestApp, public: bool, groups: &[&str]) -> Registered {
         post_logout_redirect_uris: vec![AFTER_LOGOUT.to_owned()],
         public,
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        ..NewClient::default()
     };
     app.app.state.oidc.register(new).await.unwrap()
 }
@@ -85,7 +86,7 @@ async fn member_in_bureau(app: &TestApp) -> reqwest::Client {
 
 /// Where the browser ends up after `url`, following guichet's redirects (logging in
 /// on the way when asked), until it leaves guichet.
-async fn follow(app: &TestApp, browser: &reqwest::Client, url: &str) -> (StatusCode, String) {
+pub(crate) async fn follow(app: &TestApp, browser: &reqwest::Client, url: &str) -> (StatusCode, String) {
     let mut url = url.to_owned();
     for _ in 0..6 {
         let response = browser.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
@@ -115,7 +116,7 @@ async fn follow(app: &TestApp, browser: &reqwest::Client, url: &str) -> (StatusC
 }
 
 /// A query parameter of a URL.
-fn param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }

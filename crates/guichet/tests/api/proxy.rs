@@ -282,7 +282,7 @@ impl Scene {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = ["membres", "docs", "wiki"]
             .iter()
-            .fold(reqwest::Client::builder(), |b, name| b.resolve(&format!("{name}.example.org"), proxy))
+            .fold(crate::helpers::http_client(), |b, name| b.resolve(&format!("{name}.example.org"), proxy))
             .cookie_provider(Arc::clone(&jar))
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -602,7 +602,7 @@ async fn sub_domains_get_a_pass_that_opens_the_gate_but_not_guichet() {
     ];
     let app = spawn_app_with(Backend::Sqlite, &settings).await;
     app.add_account("marie", Role::Member).await;
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = crate::helpers::http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let login = client.get(format!("{}/login", app.address)).send().await.unwrap();
     let csrf_cookie =
         set_cookies(&login).into_iter().find(|(n, _)| n == "guichet_csrf").map(|(_, v)| v).unwrap_or_default();

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use guichet_core::french;
-use guichet_core::oidc::ClientError;
+use guichet_core::oidc::{ClientError, LogoutState};
 
 use crate::error::{ErrorPage, WebError};
 use crate::pages::{Layout, Staff, render};
@@ -20,7 +20,19 @@ struct Line {
     kind: &'static str,
     groups: String,
     redirect_uris: Vec<String>,
+    /// How it hears of logouts, and whether it keeps members offline.
+    logout: Vec<String>,
     created: String,
+}
+
+/// A back-channel logout as the page shows it.
+struct Told {
+    ended: String,
+    application: String,
+    account: i64,
+    identifier: String,
+    state: String,
+    answer: String,
 }
 
 #[derive(Template)]
@@ -29,6 +41,7 @@ struct ClientsPage {
     layout: Layout,
     issuer: String,
     clients: Vec<Line>,
+    logouts: Vec<Told>,
 }
 
 pub async fn list(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
@@ -45,6 +58,27 @@ pub async fn list(State(state): State<AppState>, staff: Staff) -> Result<Respons
         Err(_) => return Err(WebError::Internal("listing clients")),
     };
     let zone = &state.settings.time_zone;
+    let names: std::collections::HashMap<String, String> =
+        clients.iter().map(|c| (c.id.to_string(), c.name.clone())).collect();
+    let logouts = state.messenger.log_for(&staff.actor, 50).await?.unwrap_or_default();
+    let logouts = logouts
+        .into_iter()
+        .map(|l| Told {
+            ended: french::date_time(l.ended_at, zone),
+            application: names.get(l.client.as_str()).cloned().unwrap_or_else(|| l.client.to_string()),
+            account: l.account.get(),
+            identifier: l.identifier.unwrap_or_default(),
+            state: match l.state {
+                LogoutState::Delivered => "transmise".to_owned(),
+                LogoutState::Pending if l.attempts == 0 => "à transmettre".to_owned(),
+                LogoutState::Pending => {
+                    format!("en attente, {} essai{}", l.attempts, if l.attempts > 1 { "s" } else { "" })
+                }
+                LogoutState::Failed => "abandonnée".to_owned(),
+            },
+            answer: l.last_answer.unwrap_or_default(),
+        })
+        .collect();
     let clients = clients
         .into_iter()
         .map(|c| Line {
@@ -54,6 +88,14 @@ pub async fn list(State(state): State<AppState>, staff: Staff) -> Result<Respons
             } else {
                 c.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
             },
+            logout: [
+                c.backchannel_logout_uri.as_ref().map(|u| format!("canal arrière : {u}")),
+                c.frontchannel_logout_uri.as_ref().map(|u| format!("navigateur : {u}")),
+                c.offline.then(|| "garde l'accès hors session (offline_access)".to_owned()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             created: french::date_time(c.created_at, zone),
             name: c.name,
             id: c.id.to_string(),
@@ -61,5 +103,5 @@ pub async fn list(State(state): State<AppState>, staff: Staff) -> Result<Respons
         })
         .collect();
     let issuer = state.oidc.issuer().as_str().to_owned();
-    render(StatusCode::OK, &ClientsPage { layout: staff.layout, issuer, clients })
+    render(StatusCode::OK, &ClientsPage { layout: staff.layout, issuer, clients, logouts })
 }
