@@ -6,7 +6,7 @@ use guichet_core::keys::ServerKey;
 use guichet_core::ports::{KeyStore, StoreError};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::{SqlStore, backend, millis};
+use crate::{SqlStore, backend, millis, timestamp};
 
 #[async_trait]
 impl KeyStore for SqlStore {
@@ -57,6 +57,19 @@ impl KeyStore for SqlStore {
         self.find_secret(name)
             .await?
             .ok_or_else(|| StoreError::Backend(format!("the secret {name:?} was not kept").into()))
+    }
+
+    async fn secrets_named(&self, name: &str) -> Result<Vec<(String, SecretString, Timestamp)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT name, secret, created_at FROM server_keys WHERE name = $1 OR name LIKE $2 \
+             ORDER BY created_at, name",
+        )
+        .bind(name)
+        .bind(format!("{name}-%"))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(|(name, secret, at)| Ok((name, SecretString::from(secret), timestamp(at)?))).collect()
     }
 }
 

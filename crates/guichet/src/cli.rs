@@ -102,6 +102,9 @@ pub enum ClientCommand {
         /// Its client_id.
         client_id: String,
     },
+    /// Make a new signing key for the applications' tokens: published at once, it signs
+    /// ten minutes later; the key it replaces stays published fifteen minutes more.
+    RotateKey,
 }
 
 /// `guichet group …`.

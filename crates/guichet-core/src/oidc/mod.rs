@@ -20,6 +20,7 @@
 
 mod clients;
 mod grants;
+mod keyring;
 mod logouts;
 mod tokens;
 
@@ -37,6 +38,7 @@ use url::Url;
 
 pub use clients::{Client, ClientError, ClientId, NewClient, Registered, check_redirect_uri};
 pub use grants::{Grants, NewRefreshToken, RefreshUse, SessionLink};
+pub use keyring::{Arrangement, PUBLISH_AHEAD, RETIRE_AFTER, arrange};
 pub use logouts::{
     Delivery, GIVE_UP_AFTER, LogoutEntry, LogoutId, LogoutOutcome, LogoutSender, LogoutState, Messenger, QueuedLogout,
 };
@@ -60,8 +62,10 @@ pub const TOKEN_LIFETIME: SignedDuration = SignedDuration::from_mins(10);
 pub const SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
 /// How long an offline refresh token family lives, unless configured.
 pub const OFFLINE_LIFETIME: SignedDuration = SignedDuration::from_hours(30 * 24);
-/// The name the signing key is kept under.
+/// The name the first signing key is kept under; rotated ones add `-<milliseconds>`.
 const KEY_NAME: &str = "oidc-rs256";
+/// How often the signing keys are read again.
+const KEYS_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// An authorization code to keep (its hash only).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,7 +442,20 @@ pub struct Oidc {
     server_key: ServerKey,
     issuer: IssuerUrl,
     offline_lifetime: SignedDuration,
-    signer: Arc<tokio::sync::OnceCell<Arc<Signer>>>,
+    /// The keys as last read, and when (real time): read again every minute, so that a
+    /// key rotated by another process is published, then signs, on time.
+    signer: Arc<tokio::sync::RwLock<Option<(Arc<Signer>, std::time::Instant)>>>,
+}
+
+/// A key just made by [`Oidc::rotate_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatedKey {
+    /// Its id (`kid`).
+    pub kid: String,
+    /// When it begins to sign.
+    pub signs_from: Timestamp,
+    /// Until when the key it replaces stays published.
+    pub previous_until: Timestamp,
 }
 
 impl Oidc {
@@ -463,7 +480,7 @@ impl Oidc {
             server_key,
             issuer,
             offline_lifetime: OFFLINE_LIFETIME,
-            signer: Arc::new(tokio::sync::OnceCell::new()),
+            signer: Arc::new(tokio::sync::RwLock::new(None)),
         })
     }
 
@@ -480,24 +497,47 @@ impl Oidc {
         &self.issuer
     }
 
-    /// The signing key: the stored one, or a new one made (off the async threads) and
-    /// stored on first use.
+    /// The signing key, with the keys published beside it: as read at most a minute ago,
+    /// or read now (a first key is made, off the async threads, and stored on first use).
     pub async fn signer(&self) -> Result<Arc<Signer>, OidcError> {
-        let signer = self
-            .signer
-            .get_or_try_init(|| async {
-                let pem = match self.keys.find_secret(KEY_NAME).await? {
-                    Some(pem) => pem,
-                    None => {
-                        let candidate =
-                            tokio::task::spawn_blocking(generate_key).await.map_err(|_| SigningError::Key)??;
-                        self.keys.keep_secret(KEY_NAME, &candidate, self.clock.now()).await?
-                    }
-                };
-                Ok::<_, OidcError>(Arc::new(Signer::from_pem(&pem)?))
-            })
-            .await?;
-        Ok(Arc::clone(signer))
+        if let Some((signer, read_at)) = self.signer.read().await.as_ref()
+            && read_at.elapsed() < KEYS_READ_EVERY
+        {
+            return Ok(Arc::clone(signer));
+        }
+        self.reload_keys().await
+    }
+
+    /// Reads the signing keys again (after a rotation, or when the cache is stale).
+    pub async fn reload_keys(&self) -> Result<Arc<Signer>, OidcError> {
+        let mut stored = self.keys.secrets_named(KEY_NAME).await?;
+        if stored.is_empty() {
+            let candidate = tokio::task::spawn_blocking(generate_key).await.map_err(|_| SigningError::Key)??;
+            self.keys.keep_secret(KEY_NAME, &candidate, self.clock.now()).await?;
+            stored = self.keys.secrets_named(KEY_NAME).await?;
+        }
+        let created: Vec<Timestamp> = stored.iter().map(|(_, _, at)| *at).collect();
+        let mut signers =
+            stored.iter().map(|(_, pem, _)| Signer::from_pem(pem)).collect::<Result<Vec<_>, SigningError>>()?;
+        let arrangement = arrange(&created, self.clock.now()).ok_or(SigningError::Key)?;
+        let published = arrangement.published.iter().map(|&i| signers[i].public_key()).collect();
+        let every = signers.iter().map(Signer::public_key).collect();
+        let signer = Arc::new(signers.swap_remove(arrangement.signing).with_keys(published, every));
+        *self.signer.write().await = Some((Arc::clone(&signer), std::time::Instant::now()));
+        Ok(signer)
+    }
+
+    /// Makes a new signing key: published at once, it signs from [`PUBLISH_AHEAD`] on;
+    /// the key it replaces stays published [`RETIRE_AFTER`] more.
+    pub async fn rotate_key(&self) -> Result<RotatedKey, OidcError> {
+        self.signer().await?;
+        let pem = tokio::task::spawn_blocking(generate_key).await.map_err(|_| SigningError::Key)??;
+        let kid = Signer::from_pem(&pem)?.kid().to_owned();
+        let now = self.clock.now();
+        self.keys.keep_secret(&format!("{KEY_NAME}-{}", now.as_millisecond()), &pem, now).await?;
+        self.reload_keys().await?;
+        let signs_from = now + PUBLISH_AHEAD;
+        Ok(RotatedKey { kid, signs_from, previous_until: signs_from + RETIRE_AFTER })
     }
 
     /// The member's `sub` for every client: opaque, stable, never another's (account

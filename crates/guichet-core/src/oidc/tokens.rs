@@ -106,10 +106,14 @@ impl PrivateSigningKey for RingKey {
     }
 }
 
-/// The signing key and its public half. `Debug` shows only the key id.
+/// The signing key and its public half, with the keys published beside it. `Debug`
+/// shows only the key id.
 pub struct Signer {
     key: RingKey,
+    /// The key set applications are given: what they check guichet's tokens against.
     jwks: CoreJsonWebKeySet,
+    /// Every key guichet ever kept, for an `id_token_hint` (which may be old).
+    every: CoreJsonWebKeySet,
     kid: String,
 }
 
@@ -135,7 +139,26 @@ impl Signer {
         let kid = crate::token::hex(Sha256::digest(&parts.n).get(..8).unwrap_or_default());
         let public = CoreJsonWebKey::new_rsa(parts.n, parts.e, Some(JsonWebKeyId::new(kid.clone())));
         let jwks = CoreJsonWebKeySet::new(vec![public.clone()]);
-        Ok(Self { key: RingKey { pair, public }, jwks, kid })
+        let every = jwks.clone();
+        Ok(Self { key: RingKey { pair, public }, jwks, every, kid })
+    }
+
+    /// Signs with this key, publishing `published` and reading hints with `every`.
+    #[must_use]
+    pub fn with_keys(mut self, published: Vec<CoreJsonWebKey>, every: Vec<CoreJsonWebKey>) -> Self {
+        self.jwks = CoreJsonWebKeySet::new(published);
+        self.every = CoreJsonWebKeySet::new(every);
+        self
+    }
+
+    /// This key's public half.
+    pub fn public_key(&self) -> CoreJsonWebKey {
+        self.key.public.clone()
+    }
+
+    /// This key's id.
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
     /// The public keys, for `/oidc/jwks` and for checking what guichet signed.
@@ -195,7 +218,7 @@ impl Signer {
     pub fn read_id_token_hint(&self, raw: &str, issuer: &IssuerUrl) -> Option<(String, Vec<String>, Timestamp)> {
         let jwt: GuichetIdToken = raw.parse().ok()?;
         let verifier =
-            IdTokenVerifier::new_public_client(OidcClientId::new(String::new()), issuer.clone(), self.jwks.clone())
+            IdTokenVerifier::new_public_client(OidcClientId::new(String::new()), issuer.clone(), self.every.clone())
                 .require_audience_match(false)
                 // A hint may have expired: only the signature and issuer matter here.
                 .set_time_fn(DateTime::<Utc>::default);

@@ -94,6 +94,10 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
         candidate: &SecretString,
         now: Timestamp,
     ) -> Result<SecretString, StoreError>;
+
+    /// Every secret named `name` or `name-…`, with its name and when it was stored,
+    /// oldest first.
+    async fn secrets_named(&self, name: &str) -> Result<Vec<(String, SecretString, Timestamp)>, StoreError>;
 }
 
 /// Whether storage answers.

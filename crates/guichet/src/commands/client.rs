@@ -50,7 +50,12 @@ pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clo
         }
         ClientCommand::List => oidc.clients().await.map_err(Into::into).map(|clients| {
             for client in clients {
-                let kind = if client.is_public() { "public" } else { "confidential" };
+                let kind = match (client.is_public(), client.offline) {
+                    (true, false) => "public",
+                    (true, true) => "public,offline",
+                    (false, false) => "confidential",
+                    (false, true) => "confidential,offline",
+                };
                 let groups = client.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",");
                 let groups = if groups.is_empty() { "every member".to_owned() } else { format!("groups {groups}") };
                 say!(
@@ -66,6 +71,14 @@ pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clo
         ClientCommand::Remove { client_id } => oidc.remove(&client_id).await.map(|()| {
             say!("removed client {}", client_id.trim());
         }),
+        ClientCommand::RotateKey => {
+            let rotated = oidc.rotate_key().await?;
+            let at = |t: guichet_core::Timestamp| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+            say!("new signing key {}: published now in /oidc/jwks", rotated.kid);
+            say!("it signs from {} (every application has seen it by then)", at(rotated.signs_from));
+            say!("the key it replaces stays published until {}", at(rotated.previous_until));
+            Ok(())
+        }
     };
     app.store.close().await;
     Ok(result?)

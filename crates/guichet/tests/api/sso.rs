@@ -589,3 +589,48 @@ on_both_backends!(
     one_logout_reaches_both_applications_and_their_refresh_tokens_end,
     a_logout_outlives_a_kill_between_the_session_end_and_its_delivery,
 );
+
+/// The `kid` a token was signed under.
+fn kid(jwt: &str) -> String {
+    let header = jwt.split('.').next().unwrap_or_default();
+    let header: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn published_kids(app: &TestApp) -> Vec<String> {
+    let jwks: serde_json::Value =
+        crate::helpers::get(format!("{}/oidc/jwks", app.address)).await.unwrap().json().await.unwrap();
+    jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_published_before_it_signs_and_the_old_one_after() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    let browser = member(&app).await;
+    let wiki = register(&app, "Wiki", None, false).await;
+    let (tokens, _) = sign_in(&app, &browser, &relying_party(&app, &wiki).await, &["profile"]).await;
+    let first = kid(&tokens.id_token().unwrap().to_string());
+    assert_eq!(published_kids(&app).await, [first.clone()]);
+
+    let rotated = crate::cli::guichet(&app, &["client", "rotate-key"], None);
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let said = String::from_utf8_lossy(&rotated.stdout).into_owned();
+    assert!(said.starts_with("new signing key ") && said.contains("it signs from"), "{said}");
+    let next = said.split_whitespace().nth(3).unwrap().trim_end_matches(':').to_owned();
+    // Every instance reads the keys again within a minute; this one now.
+    app.app.state.oidc.reload_keys().await.unwrap();
+    assert_eq!(published_kids(&app).await, [first.clone(), next.clone()], "published before it signs");
+    let (tokens, _) = sign_in(&app, &browser, &relying_party(&app, &wiki).await, &["profile"]).await;
+    assert_eq!(kid(&tokens.id_token().unwrap().to_string()), first, "the old key still signs");
+
+    // (The command read the real clock, a little ahead of the test's, which stands still.)
+    app.advance(SignedDuration::from_mins(11));
+    app.app.state.oidc.reload_keys().await.unwrap();
+    let (tokens, _) = sign_in(&app, &browser, &relying_party(&app, &wiki).await, &["profile"]).await;
+    assert_eq!(kid(&tokens.id_token().unwrap().to_string()), next, "the new key signs");
+    assert_eq!(published_kids(&app).await, [first, next.clone()], "the old one is still published");
+    app.advance(SignedDuration::from_mins(15));
+    app.app.state.oidc.reload_keys().await.unwrap();
+    assert_eq!(published_kids(&app).await, [next], "then it goes");
+}
