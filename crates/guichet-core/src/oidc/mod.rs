@@ -444,8 +444,11 @@ pub struct Oidc {
     offline_lifetime: SignedDuration,
     /// The keys as last read, and when (real time): read again every minute, so that a
     /// key rotated by another process is published, then signs, on time.
-    signer: Arc<tokio::sync::RwLock<Option<(Arc<Signer>, std::time::Instant)>>>,
+    signer: Arc<tokio::sync::RwLock<Option<KeysRead>>>,
 }
+
+/// The signing keys as read, and when (real time).
+type KeysRead = (Arc<Signer>, std::time::Instant);
 
 /// A key just made by [`Oidc::rotate_key`].
 #[derive(Debug, Clone, PartialEq, Eq)]
