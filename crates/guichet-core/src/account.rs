@@ -180,6 +180,60 @@ impl DisplayName {
     }
 }
 
+/// A member's given and family names, kept apart for the applications (OpenID Connect's
+/// `given_name` and `family_name`). Either may be empty; when either is given, the
+/// display name is their join.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NameParts {
+    /// Given name ("Marie").
+    pub given: DisplayName,
+    /// Family name ("Durand").
+    pub family: DisplayName,
+}
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// One part cannot be a name.
+    #[error(transparent)]
+    Part(#[from] DisplayNameError),
+    /// A display name that is not the join of the given parts.
+    #[error("{}", crate::catalogue::NAME_NOT_JOIN)]
+    NotTheirJoin,
+}
+
+impl NameParts {
+    /// Parses the parts as typed.
+    pub fn parse(given: &str, family: &str) -> Result<Self, DisplayNameError> {
+        Ok(Self { given: DisplayName::parse(given)?, family: DisplayName::parse(family)? })
+    }
+
+    /// Whether neither part is known.
+    pub fn is_empty(&self) -> bool {
+        self.given.as_str().is_empty() && self.family.as_str().is_empty()
+    }
+
+    /// "given family".
+    pub fn joined(&self) -> DisplayName {
+        DisplayName(format!("{} {}", self.given.as_str(), self.family.as_str()).trim().to_owned())
+    }
+
+    /// The display name and the parts from what was typed: the parts' join when any is
+    /// given (a display name given too must be that join), the display name otherwise.
+    pub fn with_display(name: &str, given: &str, family: &str) -> Result<(DisplayName, Self), NameError> {
+        let name = DisplayName::parse(name)?;
+        let parts = Self::parse(given, family)?;
+        if parts.is_empty() {
+            return Ok((name, parts));
+        }
+        let joined = parts.joined();
+        if !name.as_str().is_empty() && name != joined {
+            return Err(NameError::NotTheirJoin);
+        }
+        Ok((joined, parts))
+    }
+}
+
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Role {
@@ -245,6 +299,8 @@ pub struct Account {
     pub email: EmailAddress,
     /// Shown on pages.
     pub display_name: DisplayName,
+    /// The given and family names, when known.
+    pub names: NameParts,
     /// What it may do.
     pub role: Role,
     /// Argon2id PHC string; `None` until a password is set (invitation pending).
@@ -284,6 +340,7 @@ impl Account {
             identifier: Identifier::from_stored(format!("a{id}")),
             email: EmailAddress::from_stored(format!("a{id}@example.org")),
             display_name: DisplayName::default(),
+            names: NameParts::default(),
             role,
             password_hash: None,
             temporary_password_hash: None,
@@ -401,6 +458,8 @@ pub struct NewAccount {
     pub email: EmailAddress,
     /// Display name.
     pub display_name: DisplayName,
+    /// Given and family names.
+    pub names: NameParts,
     /// Role.
     pub role: Role,
     /// Initial password hash, if any.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, NewAccount, Role};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, NameParts, NewAccount, Role};
 use crate::audit::NewAuditEvent;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::ports::{Conflict, Guarded, HeldAccount, Ports, Reach, StoreError, Transactions, Work};
@@ -155,7 +155,7 @@ impl AccountChanges {
         &self,
         account: AccountId,
         email: &EmailAddress,
-        name: &DisplayName,
+        (name, names): (&DisplayName, &NameParts),
         event: NewAuditEvent,
         reach: Reach,
     ) -> Result<(), StoreError> {
@@ -164,7 +164,7 @@ impl AccountChanges {
         if work.secours_owner(email).await?.is_some_and(|owner| owner != account) {
             return Err(StoreError::Conflict(Conflict::Email));
         }
-        work.set_details(account, email, name, event.at).await?;
+        work.set_details(account, email, name, names, event.at).await?;
         let old = held.account.email;
         if old != *email {
             // What was mailed to the old address must not work any more.
@@ -264,12 +264,21 @@ mod tests {
         let (changes, rows) = with(&[(1, Role::Member), (2, Role::Member)]).await;
         let secours = EmailAddress::from_stored("a2.perso@example.org".into());
         rows.lock().await.accounts.get_mut(&TWO).unwrap().account.recovery_email = Some(secours.clone());
-        let name = DisplayName::default();
-        let taken = changes.change_details(ONE, &secours, &name, event(ONE, AuditKind::DetailsChanged), Reach::Anyone);
+        let (name, names) = (DisplayName::default(), NameParts::default());
+        let taken = changes.change_details(
+            ONE,
+            &secours,
+            (&name, &names),
+            event(ONE, AuditKind::DetailsChanged),
+            Reach::Anyone,
+        );
         assert!(matches!(taken.await, Err(StoreError::Conflict(Conflict::Email))), "another's secours address");
         let new = EmailAddress::from_stored("a1.new@example.org".into());
         rows.lock().await.sessions.push((ONE, "forced".into(), true));
-        changes.change_details(ONE, &new, &name, event(ONE, AuditKind::DetailsChanged), Reach::Anyone).await.unwrap();
+        changes
+            .change_details(ONE, &new, (&name, &names), event(ONE, AuditKind::DetailsChanged), Reach::Anyone)
+            .await
+            .unwrap();
         let rows = rows.lock().await;
         assert!(rows.sessions.is_empty(), "the session a temporary password opened ends");
         let notice = rows.mail.last().unwrap();

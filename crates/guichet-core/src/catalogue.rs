@@ -29,6 +29,10 @@ pub const EMAIL_ERROR: &str = "l'adresse électronique n'est pas valide (exemple
 /// `DisplayNameError`.
 pub const DISPLAY_NAME_ERROR: &str = "le nom doit compter au plus 120 caractères, sans caractère de contrôle";
 
+/// `NameError::NotTheirJoin`.
+pub const NAME_NOT_JOIN: &str =
+    "avec un prénom ou un nom de famille, le nom affiché est leur réunion : laissez-le vide";
+
 /// `RoleError`.
 pub fn role_error(n0: &dyn Display) -> String {
     format!("rôle inconnu « {n0} » (attendu : member, assistance ou admin)")

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NameParts, NewAccount, Role};
 use crate::account_changes::revoke_handed_out;
 use crate::audit::{Actor, AuditDetail, AuditKind, ImportChanges, NewAuditEvent, Origin, RequestContext};
 use crate::clock::Clock;
@@ -27,6 +27,10 @@ pub struct TypedRow {
     pub email: String,
     /// Display name.
     pub name: String,
+    /// Given name (empty when the file has no such column).
+    pub given_name: String,
+    /// Family name (empty when the file has no such column).
+    pub family_name: String,
     /// Role (empty: `member`).
     pub role: String,
     /// Group names separated by `|`; `None` when the file has no such column.
@@ -44,6 +48,8 @@ pub struct ImportRow {
     pub email: EmailAddress,
     /// Display name.
     pub name: DisplayName,
+    /// Given and family names (empty when the file has no such columns).
+    pub names: NameParts,
     /// Role of a new account (an update leaves the role alone).
     pub role: Role,
     /// Groups; `None` when the file says nothing of them (an update leaves them alone).
@@ -95,7 +101,8 @@ pub enum Rejection {
 pub fn check_row(row: &TypedRow) -> Result<ImportRow, String> {
     let identifier = Identifier::parse(&row.identifier).map_err(|e| format!("identifier: {e}"))?;
     let email = EmailAddress::parse(&row.email).map_err(|e| format!("email: {e}"))?;
-    let name = DisplayName::parse(&row.name).map_err(|e| format!("name: {e}"))?;
+    let (name, names) =
+        NameParts::with_display(&row.name, &row.given_name, &row.family_name).map_err(|e| format!("name: {e}"))?;
     let role =
         if row.role.trim().is_empty() { Role::Member } else { Role::parse(&row.role).map_err(|e| e.to_string())? };
     let groups = row
@@ -113,7 +120,7 @@ pub fn check_row(row: &TypedRow) -> Result<ImportRow, String> {
         Some(raw) if !raw.is_empty() => Some(accept_imported(raw).map_err(|e| format!("password_hash: {e}"))?),
         _ => None,
     };
-    Ok(ImportRow { identifier, email, name, role, groups, password_hash })
+    Ok(ImportRow { identifier, email, name, names, role, groups, password_hash })
 }
 
 /// The import use case: each batch is one unit of work, its rows decided here on what
@@ -289,9 +296,9 @@ impl Batch {
             }
             changed.email = Some((account.email.clone(), row.email.clone()));
         }
-        changed.name = account.display_name != row.name;
+        changed.name = account.display_name != row.name || account.names != row.names;
         if changed.email.is_some() || changed.name {
-            work.set_details(account.id, &row.email, &row.name, now).await?;
+            work.set_details(account.id, &row.email, &row.name, &row.names, now).await?;
         }
         if changed.email.is_some() {
             // The old address is free for the rows after, unless it is also the account's
@@ -329,6 +336,7 @@ impl Batch {
         let now_is = Account {
             email: row.email.clone(),
             display_name: row.name.clone(),
+            names: row.names.clone(),
             password_hash: if new_password { row.password_hash.clone() } else { account.password_hash },
             ..account
         };
@@ -354,6 +362,7 @@ async fn create(
             identifier: row.identifier.clone(),
             email: row.email.clone(),
             display_name: row.name.clone(),
+            names: row.names.clone(),
             role: row.role,
             password_hash: row.password_hash.clone(),
         })
@@ -436,6 +445,7 @@ mod tests {
             identifier: Identifier::from_stored(identifier.into()),
             email: EmailAddress::from_stored(email.into()),
             name: DisplayName::default(),
+            names: NameParts::default(),
             role: Role::Member,
             groups: groups.map(|names| names.iter().map(|n| GroupName::parse(n).unwrap()).collect()),
             password_hash: None,

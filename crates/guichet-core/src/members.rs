@@ -5,7 +5,7 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use crate::account::{
-    Account, AccountId, DisplayName, DisplayNameError, EmailAddress, EmailError, Identifier, IdentifierError,
+    Account, AccountId, DisplayNameError, EmailAddress, EmailError, Identifier, IdentifierError, NameError, NameParts,
     NewAccount, Role,
 };
 use crate::account_changes::AccountChanges;
@@ -27,8 +27,12 @@ pub struct AddMember {
     pub identifier: String,
     /// Email address.
     pub email: String,
-    /// Display name (may be empty).
+    /// Display name (may be empty; with a given or family name, their join).
     pub name: String,
+    /// Given name (may be empty).
+    pub given_name: String,
+    /// Family name (may be empty).
+    pub family_name: String,
     /// Role.
     pub role: Role,
     /// Initial password; `None` leaves the account without one until it is set.
@@ -65,7 +69,7 @@ pub enum AddMemberError {
     Email(#[from] EmailError),
     /// Bad name.
     #[error("{}", crate::catalogue::ADD_MEMBER_ERROR_NAME)]
-    Name(#[from] DisplayNameError),
+    Name(#[from] NameError),
     /// Weak password.
     #[error("{}", crate::catalogue::ADD_MEMBER_ERROR_PASSWORD)]
     Password(#[from] PasswordError),
@@ -78,6 +82,12 @@ pub enum AddMemberError {
     /// Hashing failed.
     #[error(transparent)]
     Hash(#[from] HashError),
+}
+
+impl From<DisplayNameError> for AddMemberError {
+    fn from(error: DisplayNameError) -> Self {
+        Self::Name(NameError::Part(error))
+    }
 }
 
 impl From<StoreError> for AddMemberError {
@@ -155,7 +165,7 @@ impl Members {
     ) -> Result<Account, AddMemberError> {
         let identifier = Identifier::parse(&request.identifier)?;
         let email = EmailAddress::parse(&request.email)?;
-        let display_name = DisplayName::parse(&request.name)?;
+        let (display_name, names) = NameParts::with_display(&request.name, &request.given_name, &request.family_name)?;
         let password_hash = match request.password {
             Some(raw) => {
                 let personal = [identifier.as_str(), email.as_str(), display_name.as_str()];
@@ -165,7 +175,7 @@ impl Members {
             None => None,
         };
         let then_mail = request.invite.then_some(MailKind::Invitation);
-        let new = NewAccount { identifier, email, display_name, role: request.role, password_hash };
+        let new = NewAccount { identifier, email, display_name, names, role: request.role, password_hash };
         let event = NewAuditEvent {
             at: self.clock.now(),
             account_id: None,

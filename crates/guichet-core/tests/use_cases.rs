@@ -58,6 +58,8 @@ impl World {
             identifier: identifier.to_owned(),
             email: format!("{identifier}@chu.example.fr"),
             name: String::new(),
+            given_name: String::new(),
+            family_name: String::new(),
             role,
             password: Some(SecretString::from(PASSWORD.to_owned())),
             invite: false,

@@ -2,7 +2,7 @@
 //! account is decided in the core, over units of work (`work.rs`).
 
 use async_trait::async_trait;
-use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, Role};
+use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NameParts, Role};
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{AccountFilter, AccountQuery, AccountState, AccountStore, Conflict, Page, StoreError};
 use guichet_core::token::TokenHash;
@@ -15,7 +15,7 @@ use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, temporary_password_hash, \
      locked_until, created_at, updated_at, last_login_at, disabled_at, password_expires_at, devices_trusted_after, \
-     recovery_email, recovery_email_pending";
+     recovery_email, recovery_email_pending, given_name, family_name";
 
 pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
@@ -25,6 +25,10 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
         identifier: Identifier::from_stored(get_text("identifier")?),
         email: EmailAddress::from_stored(get_text("email")?),
         display_name: DisplayName::from_stored(get_text("display_name")?),
+        names: NameParts {
+            given: DisplayName::from_stored(get_text("given_name")?),
+            family: DisplayName::from_stored(get_text("family_name")?),
+        },
         role: crate::column(&get_text("role")?, |r| Role::parse(r).ok(), "accounts.role")?,
         password_hash: row.try_get::<Option<String>, _>("password_hash").map_err(backend)?.map(PasswordHash::from_phc),
         temporary_password_hash: row

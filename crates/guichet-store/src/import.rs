@@ -162,12 +162,12 @@ impl SqlWork {
     ) -> Result<Vec<AccountId>, StoreError> {
         let mut ids = Vec::with_capacity(new.len());
         // One value more than the rows' own: the time, `$1`.
-        for chunk in new.chunks(rows_per_statement(5, 1)) {
+        for chunk in new.chunks(rows_per_statement(7, 1)) {
             let values: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({}, $1, $1)", placeholders(2 + 5 * i, 5))).collect();
+                (0..chunk.len()).map(|i| format!("({}, $1, $1)", placeholders(2 + 7 * i, 7))).collect();
             let sql = format!(
-                "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
-                 VALUES {} RETURNING id, identifier",
+                "INSERT INTO accounts (identifier, email, display_name, role, password_hash, given_name, family_name, \
+                 created_at, updated_at) VALUES {} RETURNING id, identifier",
                 values.join(", ")
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(millis(at));
@@ -177,7 +177,9 @@ impl SqlWork {
                     .bind(account.email.as_str())
                     .bind(account.display_name.as_str())
                     .bind(account.role.as_str())
-                    .bind(account.password_hash.as_ref().map(|h| h.as_phc().to_owned()));
+                    .bind(account.password_hash.as_ref().map(|h| h.as_phc().to_owned()))
+                    .bind(account.names.given.as_str())
+                    .bind(account.names.family.as_str());
             }
             // RETURNING gives no promise of order: the ids are matched by identifier.
             let returned = query.fetch_all(&mut **self).await.map_err(conflict_or_backend)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use guichet_core::Timestamp;
-use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
+use guichet_core::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NameParts, NewAccount, Role};
 use guichet_core::audit::{AuditKind, NewAuditEvent};
 use guichet_core::codes::StoredCode;
 use guichet_core::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
@@ -264,8 +264,8 @@ impl Work for SqlWork {
 
     async fn insert_account(&mut self, new: &NewAccount, at: Timestamp) -> Result<Account, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
+            "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at, \
+             given_name, family_name) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) RETURNING {ACCOUNT_COLUMNS}"
         )))
         .bind(new.identifier.as_str())
         .bind(new.email.as_str())
@@ -273,6 +273,8 @@ impl Work for SqlWork {
         .bind(new.role.as_str())
         .bind(new.password_hash.as_ref().map(|h| h.as_phc().to_owned()))
         .bind(millis(at))
+        .bind(new.names.given.as_str())
+        .bind(new.names.family.as_str())
         .fetch_one(&mut **self)
         .await
         .map_err(conflict_or_backend)?;
@@ -404,14 +406,20 @@ impl Work for SqlWork {
         account: AccountId,
         email: &EmailAddress,
         name: &DisplayName,
+        names: &NameParts,
         at: Timestamp,
     ) -> Result<(), StoreError> {
         self.write_unique(
-            sqlx::query("UPDATE accounts SET email = $2, display_name = $3, updated_at = $4 WHERE id = $1")
-                .bind(account.get())
-                .bind(email.as_str())
-                .bind(name.as_str())
-                .bind(millis(at)),
+            sqlx::query(
+                "UPDATE accounts SET email = $2, display_name = $3, updated_at = $4, given_name = $5, \
+                 family_name = $6 WHERE id = $1",
+            )
+            .bind(account.get())
+            .bind(email.as_str())
+            .bind(name.as_str())
+            .bind(millis(at))
+            .bind(names.given.as_str())
+            .bind(names.family.as_str()),
         )
         .await
     }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NewAccount, Role};
+use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NameParts, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::codes::{CodeError, CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
 use guichet_core::credentials::Provided;
@@ -174,6 +174,7 @@ fn import_row(identifier: &str, email: &str, groups: Option<&[&str]>) -> ImportR
         identifier: Identifier::parse(identifier).unwrap(),
         email: EmailAddress::parse(email).unwrap(),
         name: DisplayName::parse("Marie Durand").unwrap(),
+        names: NameParts::parse("Marie", "Durand").unwrap(),
         role: Role::Member,
         groups: groups.map(|g| g.iter().map(|n| GroupName::parse(n).unwrap_or_else(|_| panic!("{n}"))).collect()),
         password_hash: Some(PasswordHash::from_phc("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r.L0".into())),
@@ -326,7 +327,9 @@ async fn a_secours_address_belongs_to_one_account(store: SqlStore) {
     // Nor can it become another account's own address.
     let event = staff_event(&paul, AuditKind::DetailsChanged);
     let name = DisplayName::parse("Paul").unwrap();
-    let changed = changes(&store).change_details(paul.id, &personal(), &name, event, Reach::Anyone).await;
+    let changed = changes(&store)
+        .change_details(paul.id, &personal(), (&name, &NameParts::default()), event, Reach::Anyone)
+        .await;
     assert!(matches!(changed, Err(StoreError::Conflict(Conflict::Email))), "{changed:?}");
 }
 
@@ -561,6 +564,7 @@ async fn add(store: &SqlStore, identifier: &str) -> Account {
         identifier: Identifier::parse(identifier).unwrap(),
         email: EmailAddress::parse(&format!("{identifier}@chu.example.fr")).unwrap(),
         display_name: DisplayName::parse("Marie Durand").unwrap(),
+        names: NameParts::parse("Marie", "Durand").unwrap(),
         role: Role::Member,
         password_hash: Some(some_hash()),
     };
@@ -602,6 +606,7 @@ async fn duplicate_identifiers_and_emails_are_conflicts(store: SqlStore) {
         identifier: first.identifier.clone(),
         email: EmailAddress::parse("other@chu.example.fr").unwrap(),
         display_name: DisplayName::default(),
+        names: NameParts::default(),
         role: Role::Member,
         password_hash: None,
     };
@@ -1056,7 +1061,8 @@ async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlSto
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
     let email = EmailAddress::parse("pris@example.org").unwrap();
     let name = DisplayName::default();
-    let refused = changes(&store).change_details(staff.id, &email, &name, event(&staff), Reach::MembersOnly).await;
+    let names = (&name, &NameParts::default());
+    let refused = changes(&store).change_details(staff.id, &email, names, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
     let mail = NewMail {
         kind: MailKind::PasswordReset,
@@ -1133,8 +1139,9 @@ async fn an_address_change_voids_what_was_sent_to_the_old_one(store: SqlStore) {
     let code = new_code(&store, &account, t0() + minutes(60)).await;
     let new = EmailAddress::parse("marie@gmail.example.com").unwrap();
     let event = staff_event(&account, AuditKind::DetailsChanged);
-    let changed =
-        changes(&store).change_details(account.id, &new, &account.display_name, event, Reach::MembersOnly).await;
+    let changed = changes(&store)
+        .change_details(account.id, &new, (&account.display_name, &account.names), event, Reach::MembersOnly)
+        .await;
     assert!(changed.is_ok(), "{changed:?}");
     assert!(store.find_code(&code.hash()).await.ok().flatten().and_then(|c| c.used_at).is_some());
     let queued = store.claim_due_mail(t0(), t0() + minutes(2), 10).await.unwrap_or_default();

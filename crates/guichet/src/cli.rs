@@ -222,9 +222,16 @@ pub struct AddArgs {
     /// The account's email address.
     #[arg(long)]
     pub email: String,
-    /// The name shown on pages and in emails.
+    /// The name shown on pages and in emails (with --given-name or --family-name, it is
+    /// their join: leave it out).
     #[arg(long, default_value = "")]
     pub name: String,
+    /// The given name ("Marie"), for the applications (OpenID Connect's given_name).
+    #[arg(long = "given-name", default_value = "")]
+    pub given_name: String,
+    /// The family name ("Durand"), for the applications (family_name).
+    #[arg(long = "family-name", default_value = "")]
+    pub family_name: String,
     /// What the account may do.
     #[arg(long, value_enum, default_value_t = RoleArg::Member)]
     pub role: RoleArg,

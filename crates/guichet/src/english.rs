@@ -64,6 +64,9 @@ fn add_member(error: &AddMemberError) -> Option<String> {
             }
         ),
         AddMemberError::Email(_) => "email refused: this cannot be an address".to_owned(),
+        AddMemberError::Name(guichet_core::account::NameError::NotTheirJoin) => {
+            "with --given-name or --family-name the name is their join: leave --name out".to_owned()
+        }
         AddMemberError::Name(_) => "name refused: at most 120 characters, none a control one".to_owned(),
         AddMemberError::Password(why) => format!(
             "password refused: {}",

@@ -2,7 +2,7 @@
 //! make members' accounts (without groups, which administrators alone change);
 //! administrators make any account, and the groups.
 
-use crate::account::{Account, DisplayName, EmailAddress, Identifier, NewAccount, Role};
+use crate::account::{Account, EmailAddress, Identifier, NameParts, NewAccount, Role};
 use crate::account_changes::create_in;
 use crate::audit::{AuditDetail, AuditKind, NewAuditEvent, Origin, RequestContext};
 use crate::catalogue::{self, sentence};
@@ -19,8 +19,12 @@ pub struct AccountForm<'a> {
     pub identifier: &'a str,
     /// Email address.
     pub email: &'a str,
-    /// Display name (may be empty).
+    /// Display name (may be empty; with a given or family name, their join).
     pub name: &'a str,
+    /// Given name (may be empty).
+    pub given_name: &'a str,
+    /// Family name (may be empty).
+    pub family_name: &'a str,
     /// `member`, `assistance` or `admin`.
     pub role: &'a str,
     /// Group names separated by `|` (may be empty).
@@ -70,7 +74,9 @@ fn check(form: &AccountForm<'_>) -> Result<Checked, Vec<FormError>> {
     let mut errors = Vec::new();
     let identifier = Identifier::parse(form.identifier).map_err(|e| errors.push(("identifier", sentence(e)))).ok();
     let email = EmailAddress::parse(form.email).map_err(|e| errors.push(("email", sentence(e)))).ok();
-    let name = DisplayName::parse(form.name).map_err(|e| errors.push(("name", sentence(e)))).ok();
+    let name = NameParts::with_display(form.name, form.given_name, form.family_name)
+        .map_err(|e| errors.push(("name", sentence(e))))
+        .ok();
     let role = Role::parse(form.role).map_err(|_| errors.push(("role", catalogue::CREATE_ROLE.to_owned()))).ok();
     let mut groups: Vec<GroupName> = Vec::new();
     for raw in form.groups.split('|').map(str::trim).filter(|g| !g.is_empty()) {
@@ -84,9 +90,10 @@ fn check(form: &AccountForm<'_>) -> Result<Checked, Vec<FormError>> {
         }
     }
     match (identifier, email, name, role) {
-        (Some(identifier), Some(email), Some(display_name), Some(role)) if errors.is_empty() => {
-            Ok(Checked { new: NewAccount { identifier, email, display_name, role, password_hash: None }, groups })
-        }
+        (Some(identifier), Some(email), Some((display_name, names)), Some(role)) if errors.is_empty() => Ok(Checked {
+            new: NewAccount { identifier, email, display_name, names, role, password_hash: None },
+            groups,
+        }),
         _ => Err(errors),
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, Role};
+use crate::account::{Account, AccountId, EmailAddress, NameParts, Role};
 use crate::account_changes::AccountChanges;
 use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
@@ -381,19 +381,19 @@ impl Console {
         actor: &StaffActor,
         target: AccountId,
         email: &str,
-        name: &str,
+        (name, given_name, family_name): (&str, &str, &str),
         context: &RequestContext,
     ) -> Result<(), ConsoleError> {
         let target = self.target(actor, ConsoleAction::ChangeDetails, target).await?;
         let email = EmailAddress::parse(email).map_err(AddMemberError::from)?;
-        let name = DisplayName::parse(name).map_err(AddMemberError::from)?;
+        let (name, names) = NameParts::with_display(name, given_name, family_name).map_err(AddMemberError::from)?;
         let mut event = self.event(actor, target.id, AuditKind::DetailsChanged, context);
         if email != target.email {
             // In full: staff undoing a malicious change need the old address.
             event.detail = Some(AuditDetail::Email(target.email.clone(), email.clone()));
         }
         self.account_changes
-            .change_details(target.id, &email, &name, event, actor.reach())
+            .change_details(target.id, &email, (&name, &names), event, actor.reach())
             .await
             .map_err(AddMemberError::from)?;
         Ok(())

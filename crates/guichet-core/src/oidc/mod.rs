@@ -29,8 +29,8 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use openidconnect::core::CoreGenderClaim;
 use openidconnect::{
-    Audience, EndUserEmail, EndUserName, EndUserUsername, IdTokenClaims, IssuerUrl, LocalizedClaim, Nonce,
-    StandardClaims, SubjectIdentifier, UserInfoClaims,
+    Audience, EndUserEmail, EndUserFamilyName, EndUserGivenName, EndUserName, EndUserUsername, IdTokenClaims,
+    IssuerUrl, LocalizedClaim, Nonce, StandardClaims, SubjectIdentifier, UserInfoClaims,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
@@ -624,6 +624,8 @@ impl Oidc {
             "amr",
             "preferred_username",
             "name",
+            "given_name",
+            "family_name",
             "email",
             "email_verified",
             "groups",
@@ -1302,6 +1304,14 @@ fn profile(account: &Account, scope: &str, subject: String) -> StandardClaims<Co
         claims = claims
             .set_preferred_username(Some(EndUserUsername::new(account.identifier.to_string())))
             .set_name(Some(LocalizedClaim::from(EndUserName::new(account.display_name.as_str().to_owned()))));
+        let given = account.names.given.as_str();
+        if !given.is_empty() {
+            claims = claims.set_given_name(Some(LocalizedClaim::from(EndUserGivenName::new(given.to_owned()))));
+        }
+        let family = account.names.family.as_str();
+        if !family.is_empty() {
+            claims = claims.set_family_name(Some(LocalizedClaim::from(EndUserFamilyName::new(family.to_owned()))));
+        }
     }
     if has("email") {
         // The address the association keeps for the member, the only one guichet writes to.

@@ -283,12 +283,14 @@ impl Work for MemoryWork {
         account: AccountId,
         email: &EmailAddress,
         name: &DisplayName,
+        names: &crate::account::NameParts,
         _at: Timestamp,
     ) -> Result<(), StoreError> {
         if self.rows.accounts.values().any(|held| held.account.id != account && held.account.email == *email) {
             return Err(StoreError::Conflict(Conflict::Email));
         }
         let row = self.account(account);
+        row.names = names.clone();
         row.email = email.clone();
         row.display_name = name.clone();
         Ok(())

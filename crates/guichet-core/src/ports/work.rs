@@ -17,7 +17,7 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NewAccount, Role};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NameParts, NewAccount, Role};
 use crate::audit::{AuditKind, NewAuditEvent};
 use crate::codes::StoredCode;
 use crate::desk::{AssistanceRequest, CallSlot, CallSlotId, NewNote, NewRequest, RequestId};
@@ -204,6 +204,7 @@ pub trait Work: Send {
         account: AccountId,
         email: &EmailAddress,
         name: &DisplayName,
+        names: &NameParts,
         at: Timestamp,
     ) -> Result<(), StoreError>;
 

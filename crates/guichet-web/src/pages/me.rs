@@ -59,6 +59,9 @@ struct MePage {
     layout: Layout,
     identifier: String,
     name: String,
+    /// Given and family names, when kept apart (as the applications receive them).
+    given_name: String,
+    family_name: String,
     email: String,
     greeting: String,
     signed_in_at: String,
@@ -127,6 +130,8 @@ async fn me_page(state: &AppState, signed_in: SignedIn, done: Option<String>) ->
         layout,
         identifier: account.identifier.to_string(),
         name: account.display_name.as_str().to_owned(),
+        given_name: account.names.given.as_str().to_owned(),
+        family_name: account.names.family.as_str().to_owned(),
         email: account.email.to_string(),
         greeting: account.greeting_name().to_owned(),
         signed_in_at: format::date_time(session.created_at, zone),

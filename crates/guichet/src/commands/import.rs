@@ -4,7 +4,8 @@
 //! The file is read as it comes: `;` or `,` (whichever the first line uses), UTF-8 with or
 //! without a BOM, or Windows-1252 (Excel's default in France), CRLF or LF. Columns are
 //! found by the header line's names (`identifier`, `email`, `name`, `role`, `groups`,
-//! `password_hash`), or else taken in that order. A bad row (a bad field, a field in a
+//! `password_hash`, `given_name`, `family_name`), or else taken in that order (the first
+//! six). A bad row (a bad field, a field in a
 //! bad encoding, a duplicate) is reported with its line, and the others are kept. Rows go
 //! to the database a thousand at a time, one transaction each, with a progress bar.
 
@@ -21,7 +22,10 @@ use crate::app::Application;
 const BATCH: usize = 1000;
 
 /// The columns, in their default order.
-const COLUMNS: [&str; 6] = ["identifier", "email", "name", "role", "groups", "password_hash"];
+const COLUMNS: [&str; 8] =
+    ["identifier", "email", "name", "role", "groups", "password_hash", "given_name", "family_name"];
+/// How many columns a file without a header line may have, at most.
+const UNNAMED_COLUMNS: usize = 6;
 
 /// A row that was not imported.
 #[derive(Debug)]
@@ -280,8 +284,9 @@ impl Rows<'_> {
     }
 
     fn typed(&self, record: &csv::ByteRecord) -> Result<TypedRow, String> {
-        if !self.header && !(3..=COLUMNS.len()).contains(&record.len()) {
-            return Err(format!("expected 3 to 6 columns ({}), found {}", COLUMNS.join(","), record.len()));
+        if !self.header && !(3..=UNNAMED_COLUMNS).contains(&record.len()) {
+            let columns = COLUMNS[..UNNAMED_COLUMNS].join(",");
+            return Err(format!("expected 3 to {UNNAMED_COLUMNS} columns ({columns}), found {}", record.len()));
         }
         let field = |column: usize| -> Result<Option<String>, String> {
             let Some(at) = self.columns[column] else { return Ok(None) };
@@ -299,6 +304,8 @@ impl Rows<'_> {
             role: field(3)?.unwrap_or_default(),
             groups: field(4)?,
             password_hash: field(5)?,
+            given_name: field(6)?.unwrap_or_default(),
+            family_name: field(7)?.unwrap_or_default(),
         })
     }
 }

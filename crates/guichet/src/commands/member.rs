@@ -86,6 +86,8 @@ async fn add(app: &Application, args: AddArgs) -> anyhow::Result<()> {
         identifier: args.identifier,
         email: args.email,
         name: args.name,
+        given_name: args.given_name,
+        family_name: args.family_name,
         role: args.role.into(),
         password,
         invite: args.invite,

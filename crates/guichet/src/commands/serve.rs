@@ -126,6 +126,8 @@ async fn first_administrator(app: &Application, settings: &Settings, clock: &dyn
             identifier: "admin".into(),
             email,
             name: "Administrateur".into(),
+            given_name: String::new(),
+            family_name: String::new(),
             role: Role::Admin,
             password: None,
             invite: false,

@@ -147,6 +147,49 @@ async fn an_import_puts_members_in_their_groups(backend: Backend) {
     assert!(!guichet(&app, &["member", "show", "zoe"], None).status.success(), "a misspelt group: no account");
 }
 
+async fn given_and_family_names_come_from_the_command_and_the_file(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let added = guichet(
+        &app,
+        &[
+            "member",
+            "add",
+            "jean",
+            "--email",
+            "jean@chu.example.fr",
+            "--given-name",
+            "Jean",
+            "--family-name",
+            "Le Gall",
+        ],
+        None,
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let jean = app.account("jean").await;
+    assert_eq!(
+        (jean.names.given.as_str(), jean.names.family.as_str(), jean.display_name.as_str()),
+        ("Jean", "Le Gall", "Jean Le Gall"),
+        "the display name is their join"
+    );
+    let both = guichet(
+        &app,
+        &["member", "add", "anne", "--email", "anne@chu.example.fr", "--name", "Dr Anne", "--given-name", "Anne"],
+        None,
+    );
+    assert!(!both.status.success());
+    assert!(stderr(&both).contains("--name"), "says what to do: {}", stderr(&both));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("members.csv");
+    std::fs::write(&file, "identifier;email;given_name;family_name\nzoe;zoe@chu.example.fr;Zoé;Bérard\n").unwrap();
+    let imported = guichet(&app, &["member", "import", &file.display().to_string()], None);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let zoe = app.account("zoe").await;
+    assert_eq!(
+        (zoe.names.given.as_str(), zoe.names.family.as_str(), zoe.display_name.as_str()),
+        ("Zoé", "Bérard", "Zoé Bérard")
+    );
+}
+
 async fn the_operator_disables_and_enables_an_account(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
     app.add_member("marie").await;
@@ -229,6 +272,7 @@ on_both_backends!(
     duplicates_are_refused_in_one_line,
     groups_are_made_joined_listed_and_removed,
     an_import_puts_members_in_their_groups,
+    given_and_family_names_come_from_the_command_and_the_file,
     the_operator_disables_and_enables_an_account,
 );
 

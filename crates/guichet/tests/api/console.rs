@@ -188,3 +188,35 @@ async fn the_account_list_filters_and_pages(backend: Backend) {
 }
 
 on_both_backends!(staff_make_accounts_and_groups_in_the_console, the_account_list_filters_and_pages);
+
+#[tokio::test]
+async fn staff_keep_a_given_and_a_family_name_that_the_member_sees() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    app.add_account("boss", Role::Admin).await;
+    let boss = signed_in(&app, "boss").await;
+    let new = "/admin/members/new";
+    let form = [("identifier", "lea"), ("email", "lea@chu.example.fr"), ("given_name", "Léa"), ("family_name", "Roux")];
+    let made = app.submit(&boss, new, new, &[&form[..], &[("role", "member")]].concat()).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let lea = app.account("lea").await;
+    assert_eq!(
+        (lea.names.given.as_str(), lea.names.family.as_str(), lea.display_name.as_str()),
+        ("Léa", "Roux", "Léa Roux")
+    );
+
+    // A name that is not their join is refused, and what was typed stays.
+    let both = [("identifier", "max"), ("email", "max@chu.example.fr"), ("name", "Dr Max"), ("given_name", "Max")];
+    let refused = app.submit(&boss, new, new, &[&both[..], &[("role", "member")]].concat()).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("laissez-le vide") && refused.body.contains("value=\"Max\""), "{}", refused.body);
+
+    // Changed on the account's page; a member sees both in Mon espace.
+    let page = format!("/admin/members/{}", lea.id.get());
+    let edit = [("email", "lea@chu.example.fr"), ("given_name", "Léa"), ("family_name", "Roux-Martin")];
+    assert_eq!(app.submit(&boss, &page, &format!("{page}/details"), &edit).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.account("lea").await.display_name.as_str(), "Léa Roux-Martin");
+    app.add_member("marie").await;
+    let member = signed_in(&app, "marie").await;
+    let me = app.get_with(&member, "/me").await;
+    assert!(me.body.contains("<dt>Prénom</dt><dd>Marie</dd>") && me.body.contains("<dd>Durand</dd>"), "{}", me.body);
+}

@@ -445,7 +445,9 @@ impl TestApp {
         let request = AddMember {
             identifier: identifier.to_owned(),
             email: format!("{identifier}@chu.example.fr"),
-            name: "Marie Durand".to_owned(),
+            name: String::new(),
+            given_name: "Marie".to_owned(),
+            family_name: "Durand".to_owned(),
             role,
             password: Some(SecretString::from(PASSWORD.to_owned())),
             invite: false,

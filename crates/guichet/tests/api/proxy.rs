@@ -360,6 +360,8 @@ async fn the_readme_block_guards_the_site(kind: Kind, backend: Backend) {
         identifier: "marie".to_owned(),
         email: "marie@chu.example.fr".to_owned(),
         name: "Marie Dupé".to_owned(),
+        given_name: String::new(),
+        family_name: String::new(),
         role: Role::Member,
         password: Some(SecretString::from(PASSWORD.to_owned())),
         invite: false,

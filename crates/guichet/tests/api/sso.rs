@@ -277,6 +277,11 @@ async fn one_logout_reaches_both_applications_and_their_refresh_tokens_end(backe
     assert_eq!(sid.len(), 32);
     let amr: Vec<String> = wiki_claims.auth_method_refs().unwrap().iter().map(|a| a.to_string()).collect();
     assert_eq!(amr, ["pwd"]);
+    let given = wiki_claims.given_name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned());
+    let family = wiki_claims.family_name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned());
+    assert_eq!((given.as_deref(), family.as_deref()), (Some("Marie"), Some("Durand")), "the name's parts");
+    let name = wiki_claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned());
+    assert_eq!(name.as_deref(), Some("Marie Durand"), "name stays their join");
     assert!(wiki_claims.auth_time().is_some());
     assert_eq!(
         wiki_tokens.scopes().map(|s| s.len()),

@@ -25,8 +25,13 @@ pub struct NewAccount {
     identifier: String,
     #[serde(default)]
     email: String,
+    /// The display name as it is (the contract's field; the page asks for the parts).
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    given_name: String,
+    #[serde(default)]
+    family_name: String,
     #[serde(default)]
     role: String,
     #[serde(default)]
@@ -94,6 +99,8 @@ pub async fn create_account(
         identifier: &form.identifier,
         email: &form.email,
         name: &form.name,
+        given_name: &form.given_name,
+        family_name: &form.family_name,
         role: &form.role,
         groups: &form.groups,
         invite,

@@ -548,8 +548,13 @@ pub async fn hand_temporary_password(
 pub struct DetailsForm {
     #[serde(default)]
     email: String,
+    /// The display name as it is: only for an account without given or family name.
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    given_name: String,
+    #[serde(default)]
+    family_name: String,
 }
 
 pub async fn details(
@@ -559,7 +564,12 @@ pub async fn details(
     Path(id): Path<AccountId>,
     Form(form): Form<DetailsForm>,
 ) -> Result<Response, WebError> {
-    let error = match state.console.change_details(&staff.actor, id, &form.email, &form.name, &context).await {
+    // Once a given or family name is typed, the display name is theirs (the page shows
+    // the former one only while the account has neither).
+    let parts_typed = !form.given_name.trim().is_empty() || !form.family_name.trim().is_empty();
+    let name = if parts_typed { "" } else { form.name.as_str() };
+    let names = (name, form.given_name.as_str(), form.family_name.as_str());
+    let error = match state.console.change_details(&staff.actor, id, &form.email, names, &context).await {
         Ok(()) => return Ok(back(id, "details")),
         Err(ConsoleError::Invalid(error)) => describe(&error),
         Err(other) => return Err(refused(other)),
