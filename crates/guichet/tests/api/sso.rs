@@ -639,3 +639,145 @@ async fn a_rotated_key_is_published_before_it_signs_and_the_old_one_after() {
     app.app.state.oidc.reload_keys().await.unwrap();
     assert_eq!(published_kids(&app).await, [next], "then it goes");
 }
+
+/// A forum's front-channel logout address (`/forum/frontchannel`, which keeps the query
+/// of each visit) and its callback (`/forum/callback`): a real HTTP server. Returns the
+/// visits and the server's base URL.
+async fn front_channel() -> (Arc<Mutex<Vec<String>>>, String) {
+    let visits = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&visits);
+    let router = axum::Router::new()
+        .route(
+            "/forum/frontchannel",
+            axum::routing::get(move |uri: axum::http::Uri| {
+                let kept = Arc::clone(&kept);
+                async move {
+                    kept.lock().unwrap().push(uri.query().unwrap_or_default().to_owned());
+                    axum::response::Html("<p>Déconnecté du forum</p>")
+                }
+            }),
+        )
+        .route("/forum/callback", axum::routing::get(|| async { axum::response::Html("<p>Forum</p>") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (visits, base)
+}
+
+/// Front-Channel Logout 1.0 in a real browser: after "Se déconnecter", guichet's page
+/// loads the forum's logout address in a frame (no script: the page's policy allows
+/// none), with `iss` and the session's `sid`.
+#[tokio::test]
+async fn the_logged_out_page_tells_a_front_channel_application_in_a_real_browser() {
+    let Some(browser) = crate::browser::Browser::start().await else { return };
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    app.add_member("marie").await;
+    let (visits, base) = front_channel().await;
+    let callback = format!("{base}/forum/callback");
+    let forum = app
+        .app
+        .state
+        .oidc
+        .register(NewClient {
+            name: "Forum".to_owned(),
+            redirect_uris: vec![callback.clone()],
+            frontchannel_logout_uri: Some(format!("{base}/forum/frontchannel")),
+            ..NewClient::default()
+        })
+        .await
+        .unwrap();
+    browser.log_in(&app, "marie").await;
+    let authorize = format!(
+        "/oidc/authorize?client_id={}&response_type=code&scope=openid&state=s1&redirect_uri={}",
+        forum.client.id,
+        form_urlencoded::byte_serialize(callback.as_bytes()).collect::<String>()
+    );
+    browser.open(&app, &authorize).await;
+    let mut code = None;
+    for _ in 0..50 {
+        let url = browser.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        code = param(&url, "code");
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let code = code.expect("the browser was sent back to the forum with a code");
+    let tokens: serde_json::Value = crate::helpers::http_client()
+        .build()
+        .unwrap()
+        .post(format!("{}/oidc/token", app.address))
+        .basic_auth(forum.client.id.to_string(), forum.secret.as_ref().map(|s| s.expose().to_owned()))
+        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &callback)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = tokens["id_token"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+
+    browser.open(&app, "/me").await;
+    browser.click_button("Se déconnecter").await;
+    browser.wait_for_text("Vous êtes déconnecté").await;
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = visits.lock().unwrap().clone();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    browser.close().await;
+    assert_eq!(seen.len(), 1, "the forum's logout address was loaded once: {seen:?}");
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(seen[0].as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    assert!(query.contains(&("iss".to_owned(), app.address.clone())), "{query:?}");
+    assert!(query.contains(&("sid".to_owned(), claims["sid"].as_str().unwrap().to_owned())), "{query:?}");
+}
+
+/// Whether Python has Authlib (pinned in `.ci/run`).
+fn authlib_installed() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import authlib, requests"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("GUICHET_TEST_REQUIRE_NPM").is_none(),
+            "Authlib is required: pip install authlib requests"
+        );
+        say_skipped!("SKIPPED (Authlib): pip install authlib requests to run it");
+    }
+    found
+}
+
+#[tokio::test]
+async fn authlib_posts_refreshes_revokes_and_checks_a_logout_token() {
+    if !authlib_installed() {
+        return;
+    }
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    app.add_member("marie").await;
+    let port = crate::cli::free_port();
+    let registered = register(&app, "Agenda", Some(format!("http://127.0.0.1:{port}/backchannel")), false).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/relying-parties/authlib_client.py");
+    let mut python = std::process::Command::new("python3");
+    python
+        .arg(script)
+        .env("ISSUER", &app.address)
+        .env("CLIENT_ID", registered.client.id.to_string())
+        .env("CLIENT_SECRET", registered.secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default())
+        .env("REDIRECT_URI", CALLBACK)
+        .env("IDENTIFIER", "marie")
+        .env("PASSWORD", PASSWORD)
+        .env("BACKCHANNEL_PORT", port.to_string());
+    // Off the runtime's thread: guichet answers on it meanwhile.
+    let output = tokio::task::spawn_blocking(move || python.output()).await.unwrap().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(said.trim_end().ends_with("done"), "{said}");
+}
