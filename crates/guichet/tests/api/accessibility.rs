@@ -193,6 +193,12 @@ async fn every_page_and_error_state_passes_axe() {
     browser.open(&app, &member).await;
     browser.click_button("Créer un mot de passe temporaire à transmettre moi-même").await;
     check(&browser, &axe, "ne s'affiche qu'une fois", &mut seen).await;
+    // Logged out: the login page says so; the page after an application's logout too.
+    browser.open(&app, "/me").await;
+    browser.click_button("Se déconnecter").await;
+    check(&browser, &axe, "Vous êtes déconnecté", &mut seen).await;
+    browser.open(&app, "/oidc/logout").await;
+    check(&browser, &axe, "Vous pouvez fermer cette page", &mut seen).await;
     browser.close().await;
     eprintln!("axe found no violation on {} pages and states:\n  {}", seen.len(), seen.join("\n  "));
 }
