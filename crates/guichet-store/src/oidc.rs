@@ -230,17 +230,17 @@ impl OidcStore for SqlStore {
         &self,
         token: &TokenHash,
         client: &ClientId,
-    ) -> Result<Option<NewRefreshToken>, StoreError> {
+    ) -> Result<Option<(NewRefreshToken, Option<Timestamp>)>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {REFRESH_COLUMNS} FROM oidc_refresh_tokens \
-             WHERE token_hash = $1 AND client_id = $2 AND used_at IS NULL"
+            "SELECT {REFRESH_COLUMNS}, used_at FROM oidc_refresh_tokens WHERE token_hash = $1 AND client_id = $2"
         )))
         .bind(token.as_str())
         .bind(client.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        row.as_ref().map(refresh_from_row).transpose()
+        row.map(|row| Ok((refresh_from_row(&row)?, optional_timestamp(row.try_get("used_at").map_err(backend)?)?)))
+            .transpose()
     }
 
     async fn session_clients(&self, session: &TokenHash) -> Result<Vec<(Client, String)>, StoreError> {
@@ -257,37 +257,41 @@ impl OidcStore for SqlStore {
         rows.iter().map(|row| Ok((client_from_row(row)?, row.try_get("sid").map_err(backend)?))).collect()
     }
 
+    async fn clients_with_due_logouts(&self, now: Timestamp) -> Result<Vec<ClientId>, StoreError> {
+        // A read: the messenger asks every two seconds, and an idle queue takes no write
+        // lock (nor, on SQLite, restarts the write-ahead log).
+        let clients: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT client_id FROM oidc_logouts WHERE state = 'pending' AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until <= $1)",
+        )
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(clients.into_iter().map(ClientId::from_stored).collect())
+    }
+
     async fn claim_due_logouts(
         &self,
+        client: &ClientId,
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<QueuedLogout>, StoreError> {
-        // Looked at first with a read: the messenger asks every two seconds, and an idle
-        // queue takes no write lock (nor, on SQLite, restarts the write-ahead log).
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM oidc_logouts WHERE state = 'pending' AND next_attempt_at <= $1 \
-             AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
-        )
-        .bind(millis(now))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        if due.is_none() {
-            return Ok(Vec::new());
-        }
         // As the outbox's claim: the conditions repeated outside the subquery make a
         // second claimer on PostgreSQL skip a row the first one took.
         let rows = sqlx::query(
             "UPDATE oidc_logouts SET lease_until = $2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM oidc_logouts WHERE state = 'pending' AND next_attempt_at <= $1 \
-                          AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT $3) \
+             WHERE id IN (SELECT id FROM oidc_logouts WHERE client_id = $4 AND state = 'pending' \
+                          AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+                          ORDER BY id LIMIT $3) \
              AND state = 'pending' AND (lease_until IS NULL OR lease_until <= $1) \
              RETURNING id, client_id, account_id, sid, attempts, ended_at",
         )
         .bind(millis(now))
         .bind(millis(lease_until))
         .bind(i64::from(limit))
+        .bind(client.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;

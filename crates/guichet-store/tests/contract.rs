@@ -17,7 +17,7 @@ use guichet_core::keys::ServerKey;
 use guichet_core::lockout::{LockoutPolicy, ThrottleKey};
 use guichet_core::mail::{MailKind, MailOutcome, MailState, MailSubject, NewMail};
 use guichet_core::oidc::{
-    Client, ClientId, LogoutOutcome, LogoutState, NewCode, NewGrant, NewRefreshToken, RefreshUse, SessionLink,
+    Client, ClientId, LogoutOutcome, LogoutState, NewCode, NewGrant, NewRefreshToken, Rotation, SessionLink,
 };
 use guichet_core::password::PasswordHash;
 use guichet_core::ports::{
@@ -1621,7 +1621,12 @@ async fn a_session_that_ends_tells_its_applications_and_takes_its_refresh_tokens
     // A logout: the application with a back channel is told, the other is not; the
     // session's refresh tokens end with it.
     store.delete_session(&sessions[0].hash(), t0(), None).await.unwrap();
-    let due = store.claim_due_logouts(t0(), t0() + minutes(1), 10).await.unwrap_or_default();
+    assert_eq!(
+        store.clients_with_due_logouts(t0()).await.ok(),
+        Some(vec![told.id.clone()]),
+        "the silent one owes nothing"
+    );
+    let due = store.claim_due_logouts(&told.id, t0(), t0() + minutes(1), 10).await.unwrap_or_default();
     assert_eq!(
         due.iter().map(|l| (l.client.as_str(), l.sid.as_str(), l.attempts)).collect::<Vec<_>>(),
         [("a-told", format!("{:032}", 1).as_str(), 1)]
@@ -1630,10 +1635,19 @@ async fn a_session_that_ends_tells_its_applications_and_takes_its_refresh_tokens
         store.find_refresh_token(&TokenHash::from_stored(format!("{:064}", 1)), &told.id).await.ok(),
         Some(None)
     );
-    assert!(store.claim_due_logouts(t0(), t0() + minutes(1), 10).await.unwrap_or_default().is_empty(), "leased");
+    assert!(
+        store.claim_due_logouts(&told.id, t0(), t0() + minutes(1), 10).await.unwrap_or_default().is_empty(),
+        "leased"
+    );
     store.finish_logout(due[0].id, &LogoutOutcome::Retry("503".to_owned(), t0() + minutes(2)), t0()).await.unwrap();
-    assert!(store.claim_due_logouts(t0() + minutes(1), t0() + minutes(3), 10).await.unwrap_or_default().is_empty());
-    let again = store.claim_due_logouts(t0() + minutes(2), t0() + minutes(3), 10).await.unwrap_or_default();
+    assert!(
+        store
+            .claim_due_logouts(&told.id, t0() + minutes(1), t0() + minutes(3), 10)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let again = store.claim_due_logouts(&told.id, t0() + minutes(2), t0() + minutes(3), 10).await.unwrap_or_default();
     assert_eq!(again.iter().map(|l| l.attempts).collect::<Vec<_>>(), [2]);
     store.finish_logout(again[0].id, &LogoutOutcome::Delivered("200 OK".to_owned()), t0() + minutes(2)).await.unwrap();
     let log = store.logout_log(10).await.unwrap_or_default();
@@ -1645,14 +1659,21 @@ async fn a_session_that_ends_tells_its_applications_and_takes_its_refresh_tokens
     // Expiry tells nobody; the other sessions ended (a password changed) tell, and take
     // the offline refresh tokens with them.
     assert_eq!(store.purge_expired_sessions(t0() + minutes(12 * 60)).await.ok(), Some(3), "all expired by then");
-    assert!(store.claim_due_logouts(t0() + minutes(3), t0() + minutes(4), 10).await.unwrap_or_default().is_empty());
-    assert_eq!(store.find_refresh_token(&offline.hash, &told.id).await.ok().flatten().map(|t| t.session), Some(None));
+    assert!(
+        store
+            .claim_due_logouts(&told.id, t0() + minutes(3), t0() + minutes(4), 10)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let kept = store.find_refresh_token(&offline.hash, &told.id).await.ok().flatten();
+    assert_eq!(kept.map(|(t, used)| (t.session, used)), Some((None, None)));
     let (kept, other) = (PlainToken::generate(), PlainToken::generate());
     store.create_session(&new_session(&marie, &kept)).await.unwrap();
     store.create_session(&new_session(&marie, &other)).await.unwrap();
     assert!(sign_in(5, &other, &told).await);
     assert_eq!(store.delete_account_sessions(marie.id, Some(&kept.hash()), t0(), None).await.ok(), Some(1));
-    let due = store.claim_due_logouts(t0() + minutes(3), t0() + minutes(4), 10).await.unwrap_or_default();
+    let due = store.claim_due_logouts(&told.id, t0() + minutes(3), t0() + minutes(4), 10).await.unwrap_or_default();
     assert_eq!(due.iter().map(|l| l.sid.as_str()).collect::<Vec<_>>(), [format!("{:032}", 5).as_str()]);
     assert_eq!(store.find_refresh_token(&offline.hash, &told.id).await.ok(), Some(None), "offline access ended too");
 
@@ -1669,22 +1690,30 @@ async fn a_refresh_token_is_used_once_and_its_replay_revokes_its_family(store: S
     let first = refresh_for(1, &a, &marie, &family, None);
     assert!(grants(&store).store_grant(&grant_for("j-1", &a, &marie, &family), &first, None).await.unwrap());
     let intruder = ClientId::from_stored("b-intruder".to_owned());
-    assert_eq!(grants(&store).use_refresh_token(&first.hash, &intruder, t0()).await.ok(), Some(RefreshUse::Unknown));
-    // Many at once: exactly one rotates it; the others are replays and revoke the family.
-    let tries = (0..6).map(|_| {
-        let (store, hash, id) = (store.clone(), first.hash.clone(), a.id.clone());
-        tokio::spawn(async move { grants(&store).use_refresh_token(&hash, &id, t0()).await })
+    let next = |n: u8| refresh_for(n, &a, &marie, &family, None);
+    let grant = |n: u8| grant_for(&format!("j-{n}"), &a, &marie, &family);
+    let rotated = grants(&store).rotate(&first.hash, &intruder, &grant(9), &next(9), t0()).await;
+    assert_eq!(rotated.ok(), Some(Rotation::Gone), "another client's: untouched");
+    // Many at once: exactly one rotates it; the others find it used and revoke the family,
+    // the successor the first one stored included.
+    let tries = (2..8).map(|n| {
+        let (store, hash, id, grant, next) = (store.clone(), first.hash.clone(), a.id.clone(), grant(n), next(n));
+        tokio::spawn(async move { grants(&store).rotate(&hash, &id, &grant, &next, t0()).await })
     });
-    let outcomes: Vec<RefreshUse> =
+    let outcomes: Vec<Rotation> =
         futures_util::future::join_all(tries).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
-    let firsts = outcomes.iter().filter(|o| matches!(o, RefreshUse::First(_))).count();
-    assert_eq!(firsts, 1, "{outcomes:?}");
-    assert!(outcomes.iter().all(|o| matches!(o, RefreshUse::First(_) | RefreshUse::Again | RefreshUse::Unknown)));
+    assert_eq!(outcomes.iter().filter(|o| **o == Rotation::Rotated).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| *o == Rotation::Replayed), "{outcomes:?}");
+    for n in 2..8 {
+        let successor = store.find_refresh_token(&next(n).hash, &a.id).await.ok().flatten();
+        assert!(successor.is_none(), "no successor survives a replay: {n}");
+    }
     assert!(
         store.find_grant("j-1").await.ok().flatten().and_then(|g| g.revoked_at).is_some(),
         "the family's access tokens"
     );
-    assert_eq!(grants(&store).use_refresh_token(&first.hash, &a.id, t0()).await.ok(), Some(RefreshUse::Unknown));
+    let again = grants(&store).rotate(&first.hash, &a.id, &grant(8), &next(8), t0()).await;
+    assert_eq!(again.ok(), Some(Rotation::Gone));
 }
 
 async fn client_as_stored(store: &SqlStore, id: &str) -> Client {

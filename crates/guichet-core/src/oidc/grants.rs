@@ -1,7 +1,8 @@
 //! What a presented authorization code or refresh token does, one unit of work each: the
 //! first presentation uses it; a second one revokes what the first issued (RFC 6749
-//! §4.1.2, and the refresh token's family, OAuth 2.0 Security BCP §4.14.2), including a
-//! grant stored after it, which is born revoked.
+//! §4.1.2, and the refresh token's family, OAuth 2.0 Security BCP §4.14.2). For a code,
+//! a grant stored after its reuse is born revoked; a refresh token is used in the same
+//! unit that stores its successor, so that a reuse always finds the successor to revoke.
 
 use std::sync::Arc;
 
@@ -37,15 +38,18 @@ pub struct NewRefreshToken {
     pub expires_at: Timestamp,
 }
 
-/// What happened when a refresh token was presented.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefreshUse {
-    /// First use: the token, now marked used.
-    First(Box<NewRefreshToken>),
-    /// Used before: its family has just been revoked.
-    Again,
-    /// No such token (or revoked), or one issued to another client (left untouched).
-    Unknown,
+/// What became of a refresh token's rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// Used, and its successor stored with the access token's record.
+    Rotated,
+    /// Used meanwhile (a concurrent or replayed presentation): its family has just been
+    /// revoked, the successor with it.
+    Replayed,
+    /// Gone meanwhile (revoked, or its session ended): nothing stored.
+    Gone,
+    /// Its session ended meanwhile: nothing stored.
+    SessionEnded,
 }
 
 /// A session signing in to a client, with the `sid` the client knows it by.
@@ -124,27 +128,34 @@ impl Grants {
         Ok(true)
     }
 
-    /// Presents a refresh token for `client`: of any number of concurrent
-    /// presentations, one alone is the first; any later one revokes its family.
-    pub async fn use_refresh_token(
+    /// Rotates `client`'s refresh token `presented` into `next`, storing `grant` (the
+    /// access token signed with it), in one unit of work: of any number of concurrent
+    /// rotations of one token, one alone succeeds; any other finds it used and revokes
+    /// its family (the successor too, so that neither party keeps a live token).
+    pub async fn rotate(
         &self,
-        token: &TokenHash,
+        presented: &TokenHash,
         client: &ClientId,
+        grant: &NewGrant,
+        next: &NewRefreshToken,
         now: Timestamp,
-    ) -> Result<RefreshUse, StoreError> {
+    ) -> Result<Rotation, StoreError> {
         let mut work = self.transactions.begin().await?;
-        let Some((held, used_at)) = work.hold_refresh_token(token, client).await? else {
-            return Ok(RefreshUse::Unknown);
+        let Some((held, used_at)) = work.hold_refresh_token(presented, client).await? else {
+            return Ok(Rotation::Gone);
         };
-        let used = if used_at.is_none() {
-            work.set_refresh_token_used(token, now).await?;
-            RefreshUse::First(Box::new(held))
-        } else {
+        if used_at.is_some() {
             work.revoke_family(&held.family, now).await?;
-            RefreshUse::Again
-        };
+            work.commit().await?;
+            return Ok(Rotation::Replayed);
+        }
+        work.set_refresh_token_used(presented, now).await?;
+        if !work.insert_refresh_token(next).await? {
+            return Ok(Rotation::SessionEnded);
+        }
+        work.insert_grant(grant, None).await?;
         work.commit().await?;
-        Ok(used)
+        Ok(Rotation::Rotated)
     }
 
     /// Revokes a refresh token's family and what it issued.

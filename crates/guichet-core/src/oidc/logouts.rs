@@ -3,6 +3,9 @@
 //! the transaction that ends it, whatever ends it), and the messenger delivers them —
 //! a logout token POSTed to the application's back-channel URI — retrying what failed
 //! for a while, like the postman does mail. A member's logout never waits on it.
+//!
+//! Each application has a lane of its own (a task, a few deliveries at once), so that an
+//! application that answers slowly, or not at all, delays only its own logouts.
 
 use std::sync::Arc;
 
@@ -137,8 +140,8 @@ pub trait LogoutSender: Send + Sync + std::fmt::Debug {
 pub const GIVE_UP_AFTER: SignedDuration = SignedDuration::from_hours(24);
 /// How long a claimed logout is held before another instance may take it.
 const LEASE: SignedDuration = SignedDuration::from_mins(1);
-/// Logouts claimed at a time.
-const BATCH: u32 = 20;
+/// Logouts one application is sent at once.
+const PER_APPLICATION: u32 = 4;
 
 /// The delay before attempt `attempts + 1`: 10 s, doubling, at most ten minutes.
 fn backoff(attempts: u32) -> SignedDuration {
@@ -154,12 +157,21 @@ pub struct Messenger {
     sender: Arc<dyn LogoutSender>,
     clock: Arc<dyn Clock>,
     signal: Arc<Notify>,
+    /// The applications whose lane runs now.
+    lanes: Arc<std::sync::Mutex<std::collections::HashSet<ClientId>>>,
 }
 
 impl Messenger {
     /// Wires the messenger.
     pub fn new(oidc: Oidc, sender: Arc<dyn LogoutSender>, clock: Arc<dyn Clock>) -> Self {
-        Self { store: Arc::clone(&oidc.store), oidc, sender, clock, signal: Arc::new(Notify::new()) }
+        Self {
+            store: Arc::clone(&oidc.store),
+            oidc,
+            sender,
+            clock,
+            signal: Arc::new(Notify::new()),
+            lanes: Arc::default(),
+        }
     }
 
     /// Rung when this process ends a session: the messenger looks at once instead of
@@ -168,38 +180,75 @@ impl Messenger {
         Arc::clone(&self.signal)
     }
 
-    /// Delivers every logout due now; returns how many were attempted.
+    /// Starts a lane for each application with logouts due now and none running (on
+    /// the current runtime); returns how many were started. The lanes go on alone.
     pub async fn deliver_due(&self) -> Result<usize, OidcError> {
-        let mut handled = 0;
-        loop {
-            let now = self.clock.now();
-            let batch = self.store.claim_due_logouts(now, now + LEASE, BATCH).await?;
-            if batch.is_empty() {
-                return Ok(handled);
-            }
-            for logout in &batch {
-                let outcome = self.deliver(logout).await?;
-                match &outcome {
-                    LogoutOutcome::Delivered(_) => {
-                        tracing::info!(logout = logout.id.get(), client = %logout.client, "logout delivered");
-                    }
-                    LogoutOutcome::Retry(answer, _) => {
-                        tracing::warn!(logout = logout.id.get(), client = %logout.client, answer, "logout delayed");
-                    }
-                    LogoutOutcome::Failed(answer) => {
-                        tracing::error!(logout = logout.id.get(), client = %logout.client, answer, "logout given up");
-                    }
-                }
-                let result = match outcome {
-                    LogoutOutcome::Delivered(_) => "delivered",
-                    LogoutOutcome::Retry(..) => "retry",
-                    LogoutOutcome::Failed(_) => "failed",
-                };
-                metrics::counter!("guichet_backchannel_logout_total", "result" => result).increment(1);
-                self.store.finish_logout(logout.id, &outcome, self.clock.now()).await?;
-                handled += 1;
+        let due = self.store.clients_with_due_logouts(self.clock.now()).await?;
+        let mut started = 0;
+        for client in due {
+            let free = self.lanes.lock().map(|mut lanes| lanes.insert(client.clone())).unwrap_or(false);
+            if free {
+                let messenger = self.clone();
+                tokio::spawn(async move { messenger.lane(client).await });
+                started += 1;
             }
         }
+        Ok(started)
+    }
+
+    /// Delivers `client`'s logouts, a few at once, until none is due.
+    async fn lane(&self, client: ClientId) {
+        loop {
+            match self.deliver_some(&client).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(client = %client, %error, "could not deliver back-channel logouts; trying again shortly");
+                    break;
+                }
+            }
+        }
+        if let Ok(mut lanes) = self.lanes.lock() {
+            lanes.remove(&client);
+        }
+    }
+
+    /// Claims and delivers up to [`PER_APPLICATION`] of `client`'s due logouts at once;
+    /// returns how many.
+    async fn deliver_some(&self, client: &ClientId) -> Result<usize, OidcError> {
+        let now = self.clock.now();
+        let batch = self.store.claim_due_logouts(client, now, now + LEASE, PER_APPLICATION).await?;
+        let outcomes = futures_util::future::join_all(batch.iter().map(|logout| self.deliver(logout))).await;
+        for (logout, outcome) in batch.iter().zip(outcomes) {
+            // Each one recorded as it went; one that could not even be signed stays
+            // claimed, and goes again when its lease ends.
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::warn!(logout = logout.id.get(), %error, "could not sign a logout token; trying again later");
+                    continue;
+                }
+            };
+            match &outcome {
+                LogoutOutcome::Delivered(_) => {
+                    tracing::info!(logout = logout.id.get(), client = %logout.client, "logout delivered");
+                }
+                LogoutOutcome::Retry(answer, _) => {
+                    tracing::warn!(logout = logout.id.get(), client = %logout.client, answer, "logout delayed");
+                }
+                LogoutOutcome::Failed(answer) => {
+                    tracing::error!(logout = logout.id.get(), client = %logout.client, answer, "logout given up");
+                }
+            }
+            let result = match outcome {
+                LogoutOutcome::Delivered(_) => "delivered",
+                LogoutOutcome::Retry(..) => "retry",
+                LogoutOutcome::Failed(_) => "failed",
+            };
+            metrics::counter!("guichet_backchannel_logout_total", "result" => result).increment(1);
+            self.store.finish_logout(logout.id, &outcome, self.clock.now()).await?;
+        }
+        Ok(batch.len())
     }
 
     async fn deliver(&self, logout: &QueuedLogout) -> Result<LogoutOutcome, OidcError> {

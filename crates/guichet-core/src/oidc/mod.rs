@@ -16,7 +16,8 @@
 //! Refresh tokens rotate at each use, a replayed one revokes its family, and they end
 //! with the session — unless the client holds offline access and the scope asked for it:
 //! then they live a bounded time, and still end at a password change, when the account
-//! is disabled, its sessions are ended, or it leaves the client's groups.
+//! is disabled or its sessions are ended (and are refused while it is suspended or out
+//! of the client's groups).
 
 mod clients;
 mod grants;
@@ -37,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 pub use clients::{Client, ClientError, ClientId, NewClient, Registered, check_redirect_uri};
-pub use grants::{Grants, NewRefreshToken, RefreshUse, SessionLink};
+pub use grants::{Grants, NewRefreshToken, Rotation, SessionLink};
 pub use keyring::{Arrangement, PUBLISH_AHEAD, RETIRE_AFTER, arrange};
 pub use logouts::{
     Delivery, GIVE_UP_AFTER, LogoutEntry, LogoutId, LogoutOutcome, LogoutSender, LogoutState, Messenger, QueuedLogout,
@@ -121,7 +122,8 @@ pub struct NewGrant {
 pub struct Grant {
     /// As issued.
     pub grant: NewGrant,
-    /// When it was revoked (its code was used again).
+    /// When it was revoked (its code or refresh token was presented again, it was
+    /// revoked by its client, or its family was).
     pub revoked_at: Option<Timestamp>,
 }
 
@@ -343,7 +345,7 @@ pub enum TokenError {
     /// A refresh asked for more than was granted.
     #[error("invalid_scope")]
     InvalidScope,
-    /// Not `authorization_code`.
+    /// Neither `authorization_code` nor `refresh_token`.
     #[error("unsupported_grant_type")]
     UnsupportedGrantType,
     /// Storage or signing failed.
@@ -389,6 +391,13 @@ pub struct LogoutPlan {
     /// Whether the request proves it comes from the member's client (a valid
     /// `id_token_hint` for the signed-in member): then no need to ask them.
     pub proven: bool,
+}
+
+/// Tokens signed, with the records to keep for them.
+struct Signed {
+    tokens: Tokens,
+    grant: NewGrant,
+    refresh: NewRefreshToken,
 }
 
 /// An application to tell of a logout in the member's browser (Front-Channel Logout 1.0).
@@ -914,6 +923,11 @@ impl Oidc {
             .await?
             .ok_or(TokenError::InvalidGrant("unknown code"))?;
         if seen.expires_at <= now {
+            // Presented again after its minute: what its first use issued is revoked all
+            // the same (an expired code that was never used is merely marked used).
+            if let CodeUse::Again = self.grants.use_code(&code_hash, &client.id, now).await? {
+                tracing::warn!(client = %client.id, "an authorization code was used twice: what it issued is revoked");
+            }
             return Err(TokenError::InvalidGrant("the code expired"));
         }
         if redirect_uri != Some(seen.redirect_uri.as_str()) {
@@ -953,68 +967,71 @@ impl Oidc {
             expires_at: if offline { now + self.offline_lifetime } else { session_ends },
         };
         let link = SessionLink { session: session.clone(), client: client.id.clone(), account: account.id, sid };
-        self.issue(&account, client, Some(issued.nonce.clone()).flatten(), refresh, Some(link), now).await
+        let signed = self.sign(&account, client, issued.nonce.clone(), refresh, &issued.scope, now).await?;
+        if !self.grants.store_grant(&signed.grant, &signed.refresh, Some(&link)).await? {
+            return Err(ended());
+        }
+        Ok(signed.tokens)
     }
 
     /// Rotates a refresh token (RFC 6749 §6, OAuth 2.0 Security BCP §4.14): a new one
-    /// each time; one presented again revokes its whole family.
+    /// each time; one presented again revokes its whole family. Nothing is used up
+    /// before the answer is ready: a refusal (an expired family, a narrowing that asks
+    /// for more, a suspended account) or a failure leaves the token as it was, and the
+    /// rotation itself — the token used, its successor and the access token's record
+    /// stored — is one unit of work.
     async fn refresh(&self, client: &Client, presented: &str, scope: Option<&str>) -> Result<Tokens, TokenError> {
-        let unknown = TokenError::InvalidGrant("unknown refresh token");
-        let hash =
-            PlainToken::from_presented(presented).ok_or(TokenError::InvalidGrant("unknown refresh token"))?.hash();
+        let unknown = || TokenError::InvalidGrant("unknown refresh token");
+        let replayed = || {
+            tracing::warn!(client = %client.id, "a refresh token was used twice: its family is revoked");
+            TokenError::InvalidGrant("the refresh token was already used")
+        };
+        let hash = PlainToken::from_presented(presented).ok_or_else(unknown)?.hash();
         let now = self.clock.now();
-        let held = match self.grants.use_refresh_token(&hash, &client.id, now).await? {
-            RefreshUse::First(held) => *held,
-            RefreshUse::Again => {
-                tracing::warn!(client = %client.id, "a refresh token was used twice: its family is revoked");
-                return Err(TokenError::InvalidGrant("the refresh token was already used"));
-            }
-            RefreshUse::Unknown => return Err(unknown),
-        };
-        let family = held.family.clone();
-        let dead = |why: &'static str| {
-            let family = family.clone();
-            async move {
-                self.grants.revoke_family(&family, now).await?;
-                Err::<Tokens, TokenError>(TokenError::InvalidGrant(why))
-            }
-        };
+        let (held, used_at) = self.store.find_refresh_token(&hash, &client.id).await?.ok_or_else(unknown)?;
+        if used_at.is_some() {
+            self.grants.revoke_family(&held.family, now).await?;
+            return Err(replayed());
+        }
         if held.expires_at <= now {
-            return dead("the refresh token expired").await;
+            return Err(TokenError::InvalidGrant("the refresh token expired"));
         }
-        if let Some(session) = &held.session {
-            // A live session, its idle time pushed back: an application that refreshes
-            // keeps the member's guichet session going (never past its absolute end).
-            if self.sessions.resume_hash(session).await?.is_none() {
-                return dead("the session has ended").await;
-            }
-        }
-        let account = match self.account_for(held.account, client, now).await {
-            Ok(account) => account,
-            Err(TokenError::InvalidGrant(why)) => return dead(why).await,
-            Err(other) => return Err(other),
-        };
-        // An offline family dies with the password it was issued under.
-        if held.session.is_none() && held.created_at < account.devices_trusted_after {
-            return dead("the password changed since").await;
-        }
-        let scope = match scope {
+        // The scopes asked may narrow the tokens, never the refresh token (§6).
+        let narrowed = match scope {
             None => held.scope.clone(),
             Some(asked) => {
                 let asked: Vec<&str> = asked.split_whitespace().collect();
-                if !asked.iter().all(|s| has_scope(&held.scope, s)) {
+                if asked.is_empty() || !asked.contains(&"openid") || !asked.iter().all(|s| has_scope(&held.scope, s)) {
                     return Err(TokenError::InvalidScope);
                 }
                 asked.join(" ")
             }
         };
-        let refresh = NewRefreshToken {
+        if let Some(session) = &held.session {
+            // A live session, its idle time pushed back: an application that refreshes
+            // keeps the member's guichet session going (never past its absolute end).
+            if self.sessions.resume_hash(session).await?.is_none() {
+                return Err(TokenError::InvalidGrant("the session has ended"));
+            }
+        }
+        let account = self.account_for(held.account, client, now).await?;
+        // An offline family dies with the password it was issued under (the change also
+        // deletes it; this covers the change's race with a refresh).
+        if held.session.is_none() && held.created_at < account.devices_trusted_after {
+            return Err(TokenError::InvalidGrant("the password changed since"));
+        }
+        let next = NewRefreshToken {
             hash: PlainToken::generate().hash(),
-            scope,
             created_at: if held.session.is_none() { held.created_at } else { now },
             ..held
         };
-        self.issue(&account, client, None, refresh, None, now).await
+        let signed = self.sign(&account, client, None, next, &narrowed, now).await?;
+        match self.grants.rotate(&hash, &client.id, &signed.grant, &signed.refresh, now).await? {
+            Rotation::Rotated => Ok(signed.tokens),
+            Rotation::Replayed => Err(replayed()),
+            Rotation::Gone => Err(unknown()),
+            Rotation::SessionEnded => Err(TokenError::InvalidGrant("the session has ended")),
+        }
     }
 
     /// The account tokens are issued for, when it may still sign in to `client`.
@@ -1027,18 +1044,17 @@ impl Oidc {
         Ok(account)
     }
 
-    /// Signs an access token and an ID token for `refresh`'s grant, and stores their
-    /// record with the refresh token (and, at a code exchange, the session's link to
-    /// the client) in one unit of work.
-    async fn issue(
+    /// Signs an access token and an ID token with `scope` (the refresh token's, or less),
+    /// and makes the refresh token that goes with them: not stored yet.
+    async fn sign(
         &self,
         account: &Account,
         client: &Client,
         nonce: Option<String>,
         refresh: NewRefreshToken,
-        link: Option<SessionLink>,
+        scope: &str,
         now: Timestamp,
-    ) -> Result<Tokens, TokenError> {
+    ) -> Result<Signed, TokenError> {
         let groups = self.groups.account_groups(account.id).await?;
         let signer = self.signer().await?;
         let subject = self.subject(account.id);
@@ -1053,19 +1069,19 @@ impl Oidc {
                 claims: AccessClaims {
                     token_use: "access".to_owned(),
                     jti: jti.clone(),
-                    scope: refresh.scope.clone(),
+                    scope: scope.to_owned(),
                     client_id: client.id.to_string(),
                 },
             })
             .map_err(OidcError::from)?;
-        let mut extra = groups_claim(&groups, &refresh.scope);
+        let mut extra = groups_claim(&groups, scope);
         extra.sid = Some(refresh.sid.clone());
         let mut claims = IdTokenClaims::new(
             self.issuer.clone(),
             vec![Audience::new(client.id.to_string())],
             tokens::chrono(expires_at),
             tokens::chrono(now),
-            profile(account, &refresh.scope, subject),
+            profile(account, scope, subject),
             extra,
         )
         .set_auth_time(Some(tokens::chrono(refresh.auth_time)))
@@ -1081,21 +1097,18 @@ impl Oidc {
             code: refresh.family.clone(),
             client: client.id.clone(),
             account: account.id,
-            scope: refresh.scope.clone(),
+            scope: scope.to_owned(),
             expires_at,
             session: refresh.session.clone(),
         };
-        let scope = refresh.scope.clone();
-        if !self.grants.store_grant(&grant, &refresh, link.as_ref()).await? {
-            return Err(TokenError::InvalidGrant("the session has ended"));
-        }
-        Ok(Tokens {
+        let tokens = Tokens {
             access_token,
             id_token,
             refresh_token: Some(refresh_token.expose().to_owned()),
             expires_in: u64::try_from(TOKEN_LIFETIME.as_secs()).unwrap_or(600),
-            scope,
-        })
+            scope: scope.to_owned(),
+        };
+        Ok(Signed { tokens, grant, refresh })
     }
 
     /// The live grant behind an access token, with its account: `None` when the token
@@ -1122,7 +1135,10 @@ impl Oidc {
             Some(client) => client.admits(&groups),
             None => false,
         };
-        if !may_sign_in(&account, now) || !admitted {
+        // An offline one (no session) ends with the password it was issued under.
+        let outlived =
+            grant.grant.session.is_none() && grant.grant.expires_at - TOKEN_LIFETIME < account.devices_trusted_after;
+        if !may_sign_in(&account, now) || !admitted || outlived {
             return Ok(None);
         }
         Ok(Some((grant, account, groups)))
@@ -1170,48 +1186,57 @@ impl Oidc {
         }
         let inactive = serde_json::json!({ "active": false });
         let now = self.clock.now();
-        if let Some((grant, account, _)) = self.live_grant(token).await? {
+        let (mut answer, account, scope) = if let Some((grant, account, _)) = self.live_grant(token).await? {
             if grant.grant.client != client.id {
                 return Ok(inactive);
             }
-            return Ok(serde_json::json!({
+            let answer = serde_json::json!({
                 "active": true,
                 "token_type": "Bearer",
                 "scope": grant.grant.scope,
                 "client_id": client.id.as_str(),
-                "username": account.identifier.as_str(),
                 "sub": self.subject(account.id),
                 "iss": self.issuer.as_str(),
                 "aud": format!("{}/oidc/userinfo", self.issuer.as_str()),
                 "exp": grant.grant.expires_at.as_second(),
                 "jti": grant.grant.jti,
-            }));
+            });
+            (answer, account, grant.grant.scope)
+        } else {
+            let Some(hash) = PlainToken::from_presented(token).map(|t| t.hash()) else { return Ok(inactive) };
+            let Some((held, None)) = self.store.find_refresh_token(&hash, &client.id).await? else {
+                return Ok(inactive);
+            };
+            let session_live = match &held.session {
+                Some(session) => self.sessions.find(session).await?.is_some(),
+                None => true,
+            };
+            let account = match self.account_for(held.account, &client, now).await {
+                Ok(account) => account,
+                Err(TokenError::InvalidGrant(_)) => return Ok(inactive),
+                Err(other) => return Err(other),
+            };
+            let outlived = held.session.is_none() && held.created_at < account.devices_trusted_after;
+            if !session_live || held.expires_at <= now || outlived {
+                return Ok(inactive);
+            }
+            // A refresh token has no token_type of RFC 6749 §7.1: none is said.
+            let answer = serde_json::json!({
+                "active": true,
+                "scope": held.scope,
+                "client_id": client.id.as_str(),
+                "sub": self.subject(account.id),
+                "iss": self.issuer.as_str(),
+                "exp": held.expires_at.as_second(),
+                "sid": held.sid,
+            });
+            (answer, account, held.scope)
+        };
+        // The member's identifier only to a client the profile was granted to.
+        if has_scope(&scope, "profile") {
+            answer["username"] = serde_json::Value::from(account.identifier.as_str());
         }
-        let Some(hash) = PlainToken::from_presented(token).map(|t| t.hash()) else { return Ok(inactive) };
-        let Some(held) = self.store.find_refresh_token(&hash, &client.id).await? else { return Ok(inactive) };
-        let session_live = match &held.session {
-            Some(session) => self.sessions.find(session).await?.is_some(),
-            None => true,
-        };
-        let account = self.account_for(held.account, &client, now).await.ok();
-        let Some(account) = account.filter(|a| {
-            session_live
-                && held.expires_at > now
-                && (held.session.is_some() || held.created_at >= a.devices_trusted_after)
-        }) else {
-            return Ok(inactive);
-        };
-        Ok(serde_json::json!({
-            "active": true,
-            "token_type": "refresh_token",
-            "scope": held.scope,
-            "client_id": client.id.as_str(),
-            "username": account.identifier.as_str(),
-            "sub": self.subject(account.id),
-            "iss": self.issuer.as_str(),
-            "exp": held.expires_at.as_second(),
-            "sid": held.sid,
-        }))
+        Ok(answer)
     }
 
     // ---- logout --------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! What guichet signs for clients — ID tokens, access tokens and logout tokens, RS256
-//! under one key made on first use and kept in the database. ID and access tokens are
+//! under keys kept in the database (the first made on first use; see `keyring` for
+//! their rotation). ID and access tokens are
 //! the `openidconnect` crate's types; the signature itself is `ring`'s (constant time:
 //! the `rsa` crate, which carries RUSTSEC-2023-0071, only makes and reads the key).
 

@@ -50,20 +50,26 @@ pub trait OidcStore: Send + Sync + std::fmt::Debug {
     /// An access token's record, by its `jti`.
     async fn find_grant(&self, jti: &str) -> Result<Option<Grant>, StoreError>;
 
-    /// `client`'s refresh token, when it exists and has not been used.
+    /// `client`'s refresh token, with when it was used, touching nothing. `None` for no
+    /// such token (or a revoked one) or another client's.
     async fn find_refresh_token(
         &self,
         token: &TokenHash,
         client: &ClientId,
-    ) -> Result<Option<NewRefreshToken>, StoreError>;
+    ) -> Result<Option<(NewRefreshToken, Option<Timestamp>)>, StoreError>;
 
     /// The clients a session signed in to, each with the session's `sid`.
     async fn session_clients(&self, session: &TokenHash) -> Result<Vec<(Client, String)>, StoreError>;
 
-    /// Claims up to `limit` logouts due at `now` (pending, their attempt due, not held
-    /// by another instance) until `lease_until`, counting the attempt; oldest first.
+    /// The clients with logouts due at `now` (pending, their attempt due, not held).
+    async fn clients_with_due_logouts(&self, now: Timestamp) -> Result<Vec<ClientId>, StoreError>;
+
+    /// Claims up to `limit` of `client`'s logouts due at `now` (pending, their attempt
+    /// due, not held by another instance) until `lease_until`, counting the attempt;
+    /// oldest first.
     async fn claim_due_logouts(
         &self,
+        client: &ClientId,
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,

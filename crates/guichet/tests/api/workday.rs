@@ -94,7 +94,8 @@ async fn a_desk_agent_works_a_day_in_a_real_browser() {
     browser.wait_for_path("/admin/members/new").await;
     browser.type_into("identifier", "anne.martin").await;
     browser.type_into("email", "anne.martin@reseau-sante.example").await;
-    browser.type_into("name", "Anne Martin").await;
+    browser.type_into("given_name", "Anne").await;
+    browser.type_into("family_name", "Martin").await;
     browser.client.find(Locator::Css("#role option[value=assistance]")).await.unwrap().click().await.unwrap();
     browser.type_into("groups", "bureau").await;
     browser.click_button("Créer le compte").await;
