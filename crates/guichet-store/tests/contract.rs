@@ -1703,7 +1703,7 @@ async fn a_refresh_token_is_used_once_and_its_replay_revokes_its_family(store: S
     let outcomes: Vec<Rotation> =
         futures_util::future::join_all(tries).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
     assert_eq!(outcomes.iter().filter(|o| **o == Rotation::Rotated).count(), 1, "{outcomes:?}");
-    assert!(outcomes.iter().any(|o| *o == Rotation::Replayed), "{outcomes:?}");
+    assert!(outcomes.contains(&Rotation::Replayed), "{outcomes:?}");
     for n in 2..8 {
         let successor = store.find_refresh_token(&next(n).hash, &a.id).await.ok().flatten();
         assert!(successor.is_none(), "no successor survives a replay: {n}");
