@@ -458,15 +458,15 @@ fn relying_parties() -> Option<std::path::PathBuf> {
     None
 }
 
-#[tokio::test]
-async fn openid_client_refreshes_revokes_and_checks_a_logout_token() {
-    let Some(root) = relying_parties() else { return };
+/// Runs a relying party's script (`command`) against a fresh guichet, as `marie`, for a
+/// client registered with a back channel on a port the script listens on; the script
+/// prints one line per check and `done` at the end.
+async fn run_relying_party(mut command: std::process::Command) {
     let app = spawn_app_with(Backend::Sqlite, &[]).await;
     app.add_member("marie").await;
     let port = crate::cli::free_port();
     let registered = register(&app, "Forum", Some(format!("http://127.0.0.1:{port}/backchannel")), false).await;
-    let mut node = std::process::Command::new("node");
-    node.arg(root.join("relying-parties/openid-client.mjs"))
+    command
         .env("ISSUER", &app.address)
         .env("CLIENT_ID", registered.client.id.to_string())
         .env("CLIENT_SECRET", registered.secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default())
@@ -475,11 +475,19 @@ async fn openid_client_refreshes_revokes_and_checks_a_logout_token() {
         .env("PASSWORD", PASSWORD)
         .env("BACKCHANNEL_PORT", port.to_string());
     // Off the runtime's thread: guichet answers on it meanwhile.
-    let output =
-        tokio::task::spawn_blocking(move || node.output()).await.unwrap().unwrap_or_else(|e| panic!("node: {e}"));
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap();
+    let output = output.unwrap_or_else(|e| panic!("the relying party did not start: {e}"));
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{said}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(said.trim_end().ends_with("done"), "{said}");
+}
+
+#[tokio::test]
+async fn openid_client_refreshes_revokes_and_checks_a_logout_token() {
+    let Some(root) = relying_parties() else { return };
+    let mut node = std::process::Command::new("node");
+    node.arg(root.join("relying-parties/openid-client.mjs"));
+    run_relying_party(node).await;
 }
 
 /// `guichet ARGS` on `database`, with `stdin`: its standard output, or a panic.
@@ -779,24 +787,8 @@ async fn authlib_posts_refreshes_revokes_and_checks_a_logout_token() {
     if !authlib_installed() {
         return;
     }
-    let app = spawn_app_with(Backend::Sqlite, &[]).await;
-    app.add_member("marie").await;
-    let port = crate::cli::free_port();
-    let registered = register(&app, "Agenda", Some(format!("http://127.0.0.1:{port}/backchannel")), false).await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/relying-parties/authlib_client.py");
     let mut python = std::process::Command::new("python3");
-    python
-        .arg(script)
-        .env("ISSUER", &app.address)
-        .env("CLIENT_ID", registered.client.id.to_string())
-        .env("CLIENT_SECRET", registered.secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default())
-        .env("REDIRECT_URI", CALLBACK)
-        .env("IDENTIFIER", "marie")
-        .env("PASSWORD", PASSWORD)
-        .env("BACKCHANNEL_PORT", port.to_string());
-    // Off the runtime's thread: guichet answers on it meanwhile.
-    let output = tokio::task::spawn_blocking(move || python.output()).await.unwrap().unwrap();
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{said}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(said.trim_end().ends_with("done"), "{said}");
+    python.arg(script);
+    run_relying_party(python).await;
 }
