@@ -19,6 +19,8 @@ pub enum Purpose {
     OidcSubject,
     /// A session's OpenID Connect `sid`, derived from its token's hash.
     OidcSession,
+    /// A session's name in its member's list of sessions.
+    SessionHandle,
     /// A session's pass for forward auth on sub-domains (the shared cookie).
     GatePass,
     /// A call slot's link: derived, so that the desk can show it again at any time.
@@ -33,6 +35,7 @@ impl Purpose {
             Self::DeviceCookie => b"guichet/device-cookie/v1",
             Self::OidcSubject => b"guichet/oidc/subject/v1",
             Self::OidcSession => b"guichet/oidc/sid/v1",
+            Self::SessionHandle => b"guichet/session/handle/v1",
             Self::GatePass => b"guichet/gate-pass/v1",
             Self::SlotLink => b"guichet/desk/slot-link/v1",
         }

@@ -16,7 +16,8 @@ use crate::lockout::LockoutPolicy;
 use crate::lockout::ThrottleKey;
 use crate::password::{NewPassword, PasswordError, PasswordPolicy};
 use crate::ports::{AuditStore, Ports, SessionStore, StoreError, ThrottleStore};
-use crate::session::Session;
+use crate::session::{OpenSession, Session};
+use crate::token::TokenHash;
 
 /// Why a password change did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +279,39 @@ impl MySpace {
             detail: account.recovery_email_pending.as_ref().map(|address| AuditDetail::Address(address.masked())),
         };
         self.secours.confirm_recovery_email(account.id, &code.hash(), event).await
+    }
+
+    /// The member's live sessions, newest first.
+    pub async fn sessions(&self, account: AccountId) -> Result<Vec<OpenSession>, StoreError> {
+        self.sessions.account_sessions(account, self.clock.now()).await
+    }
+
+    /// Ends one of the member's other sessions (`target`, by its token's hash), with what
+    /// it opened (its applications are told), and records it. `Ok(false)` when `target`
+    /// is not one of the account's live sessions, or is `current` (that one ends with
+    /// "Se déconnecter").
+    pub async fn end_session(
+        &self,
+        account: AccountId,
+        current: &Session,
+        target: &TokenHash,
+        context: &RequestContext,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let theirs = self.sessions.account_sessions(account, now).await?;
+        if *target == current.token_hash || !theirs.iter().any(|open| open.session.token_hash == *target) {
+            return Ok(false);
+        }
+        let event = NewAuditEvent {
+            at: now,
+            account_id: Some(account),
+            kind: AuditKind::OtherSessionsEnded,
+            actor: Actor::Member,
+            context: context.clone(),
+            detail: Some(crate::audit::AuditDetail::Sessions(1)),
+        };
+        self.sessions.delete_session(target, now, Some(event)).await?;
+        Ok(true)
     }
 
     /// Ends every session of the member but this one, and records it, in one transaction.

@@ -71,6 +71,17 @@ pub struct Session {
     pub must_change_password: bool,
 }
 
+/// A live session as its member sees it in a list.
+#[derive(Debug, Clone)]
+pub struct OpenSession {
+    /// The session.
+    pub session: Session,
+    /// The network address it logged in from, as recorded.
+    pub address: Option<String>,
+    /// The browser it logged in with, as it said.
+    pub user_agent: Option<String>,
+}
+
 /// Opens, finds and ends sessions.
 #[derive(Debug, Clone)]
 pub struct Sessions {
@@ -103,6 +114,13 @@ impl Sessions {
     /// The policy in force.
     pub fn policy(&self) -> SessionPolicy {
         self.policy
+    }
+
+    /// The name a session goes by in its member's list and its address
+    /// (`/me/sessions/{handle}/end`): opaque, derived from the token's hash, and nothing
+    /// that would find the session without the server key.
+    pub fn handle(&self, hash: &TokenHash) -> String {
+        crate::token::hex(self.key.mac(Purpose::SessionHandle, hash.as_str().as_bytes()).get(..12).unwrap_or_default())
     }
 
     /// Opens a new session for `account` with a fresh token, ending `replacing` (the

@@ -5,7 +5,7 @@ use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
 use guichet_core::audit::{AuditDetail, NewAuditEvent};
 use guichet_core::ports::{SessionStore, StoreError};
-use guichet_core::session::{NewSession, Session};
+use guichet_core::session::{NewSession, OpenSession, Session};
 use guichet_core::token::TokenHash;
 use sqlx::Row as _;
 
@@ -120,6 +120,36 @@ impl SessionStore for SqlStore {
             expires_at: timestamp(get("expires_at")?)?,
             must_change_password: get("must_change_password")? != 0,
         }))
+    }
+
+    async fn account_sessions(&self, account: AccountId, now: Timestamp) -> Result<Vec<OpenSession>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT token_hash, account_id, created_at, idle_expires_at, expires_at, must_change_password, address, \
+             user_agent FROM sessions WHERE account_id = $1 AND idle_expires_at > $2 AND expires_at > $2 \
+             ORDER BY created_at DESC, token_hash",
+        )
+        .bind(account.get())
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let get = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
+                Ok(OpenSession {
+                    session: Session {
+                        token_hash: TokenHash::from_stored(row.try_get("token_hash").map_err(backend)?),
+                        account_id: AccountId::from_stored(get("account_id")?),
+                        created_at: timestamp(get("created_at")?)?,
+                        idle_expires_at: timestamp(get("idle_expires_at")?)?,
+                        expires_at: timestamp(get("expires_at")?)?,
+                        must_change_password: get("must_change_password")? != 0,
+                    },
+                    address: row.try_get("address").map_err(backend)?,
+                    user_agent: row.try_get("user_agent").map_err(backend)?,
+                })
+            })
+            .collect()
     }
 
     async fn touch_session(

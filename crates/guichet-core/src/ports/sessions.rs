@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use super::StoreError;
 use crate::account::AccountId;
 use crate::audit::NewAuditEvent;
-use crate::session::{NewSession, Session};
+use crate::session::{NewSession, OpenSession, Session};
 use crate::token::TokenHash;
 
 /// Server-side sessions.
@@ -23,6 +23,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// The session, when it exists and has expired neither by idleness nor by age at
     /// `now`. `Ok(None)` otherwise.
     async fn find_session(&self, token: &TokenHash, now: Timestamp) -> Result<Option<Session>, StoreError>;
+
+    /// The account's live sessions at `now`, newest first, with where each began.
+    async fn account_sessions(&self, account: AccountId, now: Timestamp) -> Result<Vec<OpenSession>, StoreError>;
 
     /// Pushes back the idle expiry.
     async fn touch_session(

@@ -29,6 +29,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/me", get(show))
         .route("/me/password", get(show_password).post(change_password))
+        .route("/me/sessions", get(show_sessions))
+        .route("/me/sessions/{handle}/end", post(end_session))
         .route("/me/sessions/end-others", post(end_other_sessions))
         .route("/me/recovery-email", post(set_recovery_email))
         .route("/me/recovery-email/confirm", get(show_confirm).post(confirm))
@@ -253,6 +255,85 @@ async fn change_password(
     let destination = form_destination(&state, &next).await;
     let page = PasswordPage { layout, forced, current_error, new_error, min_length, next };
     Ok(allow_form_destination(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?, destination.as_ref()))
+}
+
+/// A session as its list shows it.
+struct Listed {
+    handle: String,
+    current: bool,
+    browser: String,
+    address: String,
+    started: String,
+    last_active: String,
+    how: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "me_sessions.html")]
+struct SessionsPage {
+    layout: Layout,
+    sessions: Vec<Listed>,
+    ended: bool,
+}
+
+#[derive(Deserialize)]
+struct SessionsQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+async fn show_sessions(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Query(query): Query<SessionsQuery>,
+) -> Result<Response, WebError> {
+    let zone = &state.settings.time_zone;
+    let idle = state.sessions.policy().idle;
+    let sessions = state
+        .me
+        .sessions(signed_in.account.id)
+        .await?
+        .into_iter()
+        .map(|open| {
+            let session = &open.session;
+            // The idle expiry is pushed back at each request (within a minute): the last
+            // one was about one idle time before it.
+            let active = (session.idle_expires_at - idle).max(session.created_at);
+            Listed {
+                handle: state.sessions.handle(&session.token_hash),
+                current: session.token_hash == signed_in.session.token_hash,
+                browser: open.user_agent.as_deref().map(crate::wording::browser).unwrap_or_default(),
+                address: open.address.unwrap_or_default(),
+                started: format::date_time(session.created_at, zone),
+                last_active: format::date_time(active, zone),
+                how: if session.must_change_password { "mot de passe temporaire" } else { "mot de passe" },
+            }
+        })
+        .collect();
+    let ended = query.done.as_deref() == Some("ended");
+    render(StatusCode::OK, &SessionsPage { layout: signed_in.layout, sessions, ended })
+}
+
+/// Ends one of the member's other sessions, named by its handle in the list.
+async fn end_session(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Client(context): Client,
+    axum::extract::Path(handle): axum::extract::Path<String>,
+) -> Result<Response, WebError> {
+    let account = signed_in.account.id;
+    let open = state.me.sessions(account).await?;
+    let target = open.iter().find(|o| state.sessions.handle(&o.session.token_hash) == handle);
+    let ended = match target {
+        Some(target) => state.me.end_session(account, &signed_in.session, &target.session.token_hash, &context).await?,
+        None => false,
+    };
+    if ended {
+        state.messenger.signal().notify_one();
+        return Ok(Redirect::to("/me/sessions?done=ended").into_response());
+    }
+    // Gone already (ended elsewhere, expired) or never one of the member's: the list again.
+    Ok(Redirect::to("/me/sessions").into_response())
 }
 
 async fn end_other_sessions(

@@ -143,6 +143,8 @@ async fn every_page_and_error_state_passes_axe() {
     browser.type_into("code", "pas un code").await;
     browser.click_button("Confirmer").await;
     check(&browser, &axe, "Ce code n'est pas valable", &mut seen).await;
+    browser.open(&app, "/me/sessions").await;
+    check(&browser, &axe, "Mes sessions", &mut seen).await;
     browser.open(&app, "/me/password").await;
     check(&browser, &axe, "Changer mon mot de passe", &mut seen).await;
     browser.type_into("current_password", "pas le bon").await;

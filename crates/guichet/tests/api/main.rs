@@ -26,6 +26,7 @@ mod proxy;
 mod recovery;
 mod rescue;
 mod security;
+mod sessions;
 mod sso;
 mod typography;
 mod workday;
