@@ -16,11 +16,20 @@ use crate::helpers::{Backend, PASSWORD, TestApp, browser, spawn_app_with};
 const APACHE: &str = "/usr/sbin/apache2";
 const MODULES: &str = "/usr/lib/apache2/modules";
 
-/// Apache, stopped when dropped.
+/// Apache, stopped when dropped: SIGTERM, so that the parent takes its workers with it
+/// (SIGKILL would leave them running), then SIGKILL if it is still there after five
+/// seconds.
 struct Apache(Child);
 
 impl Drop for Apache {
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
