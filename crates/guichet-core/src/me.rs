@@ -286,22 +286,24 @@ impl MySpace {
         self.sessions.account_sessions(account, self.clock.now()).await
     }
 
-    /// Ends one of the member's other sessions (`target`, by its token's hash), with what
-    /// it opened (its applications are told), and records it. `Ok(false)` when `target`
-    /// is not one of the account's live sessions, or is `current` (that one ends with
-    /// "Se déconnecter").
+    /// Ends the one of the member's other sessions that `is_target` picks (by its token's
+    /// hash: the page names sessions by a handle derived from it), with what it opened
+    /// (its applications are told), and records it. `Ok(false)` when none of the
+    /// account's live sessions is picked, or only `current` (that one ends with "Se
+    /// déconnecter").
     pub async fn end_session(
         &self,
         account: AccountId,
         current: &Session,
-        target: &TokenHash,
+        is_target: impl Fn(&TokenHash) -> bool,
         context: &RequestContext,
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let theirs = self.sessions.account_sessions(account, now).await?;
-        if *target == current.token_hash || !theirs.iter().any(|open| open.session.token_hash == *target) {
+        let target = theirs.iter().map(|open| &open.session.token_hash).find(|hash| is_target(hash));
+        let Some(target) = target.filter(|hash| **hash != current.token_hash) else {
             return Ok(false);
-        }
+        };
         let event = NewAuditEvent {
             at: now,
             account_id: Some(account),

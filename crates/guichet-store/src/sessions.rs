@@ -75,6 +75,20 @@ pub(crate) async fn end_forced_sessions(tx: &mut SqlWork, account: AccountId) ->
         .map_err(backend)
 }
 
+/// A session read back (the columns `token_hash`, `account_id`, `created_at`,
+/// `idle_expires_at`, `expires_at`, `must_change_password`).
+fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, StoreError> {
+    let get = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
+    Ok(Session {
+        token_hash: TokenHash::from_stored(row.try_get("token_hash").map_err(backend)?),
+        account_id: AccountId::from_stored(get("account_id")?),
+        created_at: timestamp(get("created_at")?)?,
+        idle_expires_at: timestamp(get("idle_expires_at")?)?,
+        expires_at: timestamp(get("expires_at")?)?,
+        must_change_password: get("must_change_password")? != 0,
+    })
+}
+
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn access_epoch(&self) -> Result<i64, StoreError> {
@@ -110,16 +124,7 @@ impl SessionStore for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let get = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
-        Ok(Some(Session {
-            token_hash: TokenHash::from_stored(row.try_get("token_hash").map_err(backend)?),
-            account_id: AccountId::from_stored(get("account_id")?),
-            created_at: timestamp(get("created_at")?)?,
-            idle_expires_at: timestamp(get("idle_expires_at")?)?,
-            expires_at: timestamp(get("expires_at")?)?,
-            must_change_password: get("must_change_password")? != 0,
-        }))
+        row.as_ref().map(session_from_row).transpose()
     }
 
     async fn account_sessions(&self, account: AccountId, now: Timestamp) -> Result<Vec<OpenSession>, StoreError> {
@@ -135,16 +140,8 @@ impl SessionStore for SqlStore {
         .map_err(backend)?;
         rows.iter()
             .map(|row| {
-                let get = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
                 Ok(OpenSession {
-                    session: Session {
-                        token_hash: TokenHash::from_stored(row.try_get("token_hash").map_err(backend)?),
-                        account_id: AccountId::from_stored(get("account_id")?),
-                        created_at: timestamp(get("created_at")?)?,
-                        idle_expires_at: timestamp(get("idle_expires_at")?)?,
-                        expires_at: timestamp(get("expires_at")?)?,
-                        must_change_password: get("must_change_password")? != 0,
-                    },
+                    session: session_from_row(row)?,
                     address: row.try_get("address").map_err(backend)?,
                     user_agent: row.try_get("user_agent").map_err(backend)?,
                 })

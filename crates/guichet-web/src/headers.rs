@@ -11,13 +11,17 @@ use crate::state::AppState;
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
+/// Whether `origin` holds only what a serialized origin may (no space, quote or `;` that
+/// would change the policy it is written into).
+fn is_plain_origin(origin: &str) -> bool {
+    origin.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'))
+}
+
 /// The policy of a page whose form's answer may lead to `origin` (an application's
 /// origin, as `scheme://host[:port]`): browsers hold every redirect after a form
 /// submission to `form-action`, so the way back to the application must be named.
 pub fn csp_with_form_destination(origin: &str) -> Option<HeaderValue> {
-    let safe =
-        origin.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'));
-    if !safe {
+    if !is_plain_origin(origin) {
         return None;
     }
     HeaderValue::from_str(&CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"))).ok()
@@ -26,10 +30,7 @@ pub fn csp_with_form_destination(origin: &str) -> Option<HeaderValue> {
 /// The policy of a page that loads applications' front-channel logout URIs in frames
 /// (`origins` as `scheme://host[:port]`), besides what `policy` (the page's) allows.
 pub fn csp_with_frames(policy: Option<&HeaderValue>, origins: &[String]) -> Option<HeaderValue> {
-    let safe = |origin: &String| {
-        origin.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'))
-    };
-    if origins.is_empty() || !origins.iter().all(safe) {
+    if origins.is_empty() || !origins.iter().all(|o| is_plain_origin(o)) {
         return None;
     }
     let base = policy.and_then(|p| p.to_str().ok()).unwrap_or(CSP);

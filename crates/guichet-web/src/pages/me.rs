@@ -321,13 +321,8 @@ async fn end_session(
     Client(context): Client,
     axum::extract::Path(handle): axum::extract::Path<String>,
 ) -> Result<Response, WebError> {
-    let account = signed_in.account.id;
-    let open = state.me.sessions(account).await?;
-    let target = open.iter().find(|o| state.sessions.handle(&o.session.token_hash) == handle);
-    let ended = match target {
-        Some(target) => state.me.end_session(account, &signed_in.session, &target.session.token_hash, &context).await?,
-        None => false,
-    };
+    let is_target = |hash: &guichet_core::token::TokenHash| state.sessions.handle(hash) == handle;
+    let ended = state.me.end_session(signed_in.account.id, &signed_in.session, is_target, &context).await?;
     if ended {
         state.messenger.signal().notify_one();
         return Ok(Redirect::to("/me/sessions?done=ended").into_response());
