@@ -100,11 +100,19 @@ pub enum AuditKind {
     RecoveryEmailConfirmed,
     /// The member removed their secours address.
     RecoveryEmailRemoved,
+    /// The password was right; the login waits for the second factor.
+    PasswordAccepted,
+    /// A second factor was confirmed (its first code).
+    SecondFactorAdded,
+    /// The second factor was removed: by the member, or reset by staff.
+    SecondFactorRemoved,
+    /// New backup codes replaced the old ones.
+    BackupCodesRenewed,
 }
 
 impl AuditKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 30] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRefusedLocked,
@@ -131,6 +139,10 @@ impl AuditKind {
         Self::CurrentPasswordMistyped,
         Self::RecoveryEmailConfirmed,
         Self::RecoveryEmailRemoved,
+        Self::PasswordAccepted,
+        Self::SecondFactorAdded,
+        Self::SecondFactorRemoved,
+        Self::BackupCodesRenewed,
     ];
 
     /// The stored name.
@@ -162,6 +174,10 @@ impl AuditKind {
             Self::CurrentPasswordMistyped => "current_password_mistyped",
             Self::RecoveryEmailConfirmed => "recovery_email_confirmed",
             Self::RecoveryEmailRemoved => "recovery_email_removed",
+            Self::PasswordAccepted => "password_accepted",
+            Self::SecondFactorAdded => "second_factor_added",
+            Self::SecondFactorRemoved => "second_factor_removed",
+            Self::BackupCodesRenewed => "backup_codes_renewed",
         }
     }
 
@@ -339,6 +355,12 @@ pub enum AuditDetail {
     Sessions(u64),
     /// `details_changed` by `member import --update`: what changed.
     Import(ImportChanges),
+    /// `login_failed` at the second step: a wrong (or used) code.
+    WrongCode,
+    /// `login_succeeded` with a second factor: which.
+    SecondFactor(crate::second_factor::SecondFactor),
+    /// `second_factor_removed` by staff: how they checked who asked.
+    Verified(String),
     /// Written by an earlier version as free text: shown as it was.
     Text(String),
 }
@@ -357,6 +379,9 @@ impl AuditDetail {
             Self::Address(masked) => format!("address:{masked}"),
             Self::Sessions(n) => format!("sessions:{n}"),
             Self::Import(changes) => format!("import:{}", changes.to_stored()),
+            Self::WrongCode => "wrong_code".to_owned(),
+            Self::SecondFactor(factor) => format!("second_factor:{}", factor.as_str()),
+            Self::Verified(how) => format!("verified:{how}"),
             Self::Text(text) => text.clone(),
         }
     }
@@ -396,6 +421,9 @@ impl AuditDetail {
             "address" if !value.is_empty() => Self::Address(value.to_owned()),
             "sessions" => Self::Sessions(value.parse().ok()?),
             "import" => Self::Import(ImportChanges::parse(value)?),
+            "wrong_code" if value.is_empty() => Self::WrongCode,
+            "second_factor" => Self::SecondFactor(crate::second_factor::SecondFactor::parse(value)?),
+            "verified" if !value.is_empty() => Self::Verified(value.to_owned()),
             _ => return None,
         })
     }

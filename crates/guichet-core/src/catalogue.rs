@@ -77,6 +77,8 @@ pub const REQUEST_ERROR_TOO_MANY: &str = "trop de demandes dans l'heure";
 /// `GroupNameError`.
 pub const GROUP_NAME_ERROR: &str = "le nom d'un groupe compte de 1 à 64 caractères parmi les lettres sans accent, les chiffres, « _ » et « - », et commence par une lettre ou un chiffre";
 
+/// `ConsoleError::Unverified`.
+pub const CONSOLE_ERROR_UNVERIFIED: &str = "dites comment vous avez vérifié que la personne est bien titulaire du compte (rappel au numéro connu, question à laquelle elle seule peut répondre) : rien n'a été fait";
 /// `ConsoleError::Stale`.
 pub const CONSOLE_ERROR_STALE: &str = "cette page n'était plus à jour (le mot de passe temporaire du compte a changé depuis qu'elle s'est affichée) : rien n'a été fait ; rechargez la page du compte";
 
@@ -362,6 +364,7 @@ pub fn mail_kind(value: MailKind) -> &'static str {
         MailKind::Test => "message d'essai",
         MailKind::RecoveryEmailConfirmation => "code de confirmation de l'adresse de secours",
         MailKind::RecoveryEmailChanged => "avis de changement de l'adresse de secours",
+        MailKind::SecondFactorChanged => "avis de changement du second facteur",
         MailKind::DeskNewRequest => "avis à l'assistance : nouvelle demande",
         MailKind::DeskCallConfirmed => "avis à l'assistance : rendez-vous confirmé",
     }

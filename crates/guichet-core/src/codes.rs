@@ -122,6 +122,44 @@ impl TemporaryPassword {
     }
 }
 
+/// A backup code for the second factor (« code de récupération »): 60 random bits in
+/// twelve Crockford base32 characters, shown in three groups of four, typed like a code.
+/// Ten are made at once and shown once; each works once, in place of a TOTP code. Only
+/// its SHA-256 is stored: its entropy, a wrong one counting toward the account's lock,
+/// and the password asked first make a slow hash needless. `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackupCode(String);
+
+impl BackupCode {
+    const LENGTH: usize = 12;
+
+    /// A fresh one from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        Self(RecoveryCode::generate().0[..Self::LENGTH].to_owned())
+    }
+
+    /// Reads what was typed; `None` when it cannot be one.
+    pub fn parse(typed: &str) -> Option<Self> {
+        canonical(typed, Self::LENGTH).map(Self)
+    }
+
+    /// Three groups of four: `ABCD-EFGH-JKMN`.
+    pub fn grouped(&self) -> String {
+        grouped(&self.0)
+    }
+
+    /// What is stored and compared.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::from_stored(hex(&Sha256::digest(self.0.as_bytes())))
+    }
+}
+
+impl std::fmt::Debug for BackupCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackupCode(…)")
+    }
+}
+
 impl std::fmt::Debug for TemporaryPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TemporaryPassword(…)")

@@ -73,6 +73,56 @@ async fn set_chosen_password(
     notify(work, held, MailKind::PasswordChanged, now).await
 }
 
+/// Counts a failed login on the held account (a wrong password, or a wrong code at the
+/// second step, said by `detail`): audited, counted within `policy.window` since the last
+/// success, unlock or lock, and at `policy.threshold` the account locks and the notice is
+/// queued. A failure arriving while the account is locked is audited as refused and not
+/// counted.
+pub(crate) async fn count_failure(
+    work: &mut dyn Work,
+    held: &HeldAccount,
+    policy: &LockoutPolicy,
+    detail: Option<AuditDetail>,
+    context: &RequestContext,
+    now: Timestamp,
+) -> Result<FailureOutcome, StoreError> {
+    let account = held.account.id;
+    if held.account.is_locked_at(now) {
+        work.record(&member_event(account, AuditKind::LoginRefusedLocked, context, now)).await?;
+        return Ok(FailureOutcome::AlreadyLocked);
+    }
+    let mut failed = member_event(account, AuditKind::LoginFailed, context, now);
+    failed.detail = detail;
+    work.record(&failed).await?;
+    let since = now.saturating_sub(policy.window).unwrap_or(now);
+    let failures = work.count_events(account, AuditKind::LoginFailed, held.failures_cleared_after, since).await?;
+    if failures < policy.threshold {
+        return Ok(FailureOutcome::Counted { failures });
+    }
+    let until = now.saturating_add(policy.duration).unwrap_or(now);
+    let mut locked = member_event(account, AuditKind::AccountLocked, context, now);
+    locked.actor = Actor::System;
+    locked.detail = Some(AuditDetail::Failures(failures));
+    let lock = work.record(&locked).await?;
+    // The failures that caused the lock are spent: once it ends, counting starts
+    // afresh, so one more typo does not lock the account again at once.
+    work.set_lock(account, Some(until), lock).await?;
+    notify(work, held, MailKind::AccountLocked, now).await?;
+    Ok(FailureOutcome::Locked { until })
+}
+
+/// What a right password leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Nothing: the account is locked, disabled, or changed while it was checked.
+    No,
+    /// The login is recorded: the session may open.
+    In,
+    /// The account has a second factor: the login waits for it, nothing recorded but
+    /// the password's acceptance (its failures still count toward the lock).
+    SecondStep,
+}
+
 impl Credentials {
     /// Over the store's units of work.
     pub fn of(ports: &Ports) -> Self {
@@ -97,28 +147,7 @@ impl Credentials {
     ) -> Result<FailureOutcome, StoreError> {
         let mut work = self.transactions.begin().await?;
         let Some(held) = work.hold_account(account).await? else { return Ok(FailureOutcome::AlreadyLocked) };
-        if held.account.is_locked_at(now) {
-            work.record(&member_event(account, AuditKind::LoginRefusedLocked, context, now)).await?;
-            work.commit().await?;
-            return Ok(FailureOutcome::AlreadyLocked);
-        }
-        work.record(&member_event(account, AuditKind::LoginFailed, context, now)).await?;
-        let since = now.saturating_sub(policy.window).unwrap_or(now);
-        let failures = work.count_events(account, AuditKind::LoginFailed, held.failures_cleared_after, since).await?;
-        let outcome = if failures >= policy.threshold {
-            let until = now.saturating_add(policy.duration).unwrap_or(now);
-            let mut locked = member_event(account, AuditKind::AccountLocked, context, now);
-            locked.actor = Actor::System;
-            locked.detail = Some(AuditDetail::Failures(failures));
-            let lock = work.record(&locked).await?;
-            // The failures that caused the lock are spent: once it ends, counting starts
-            // afresh, so one more typo does not lock the account again at once.
-            work.set_lock(account, Some(until), lock).await?;
-            notify(work.as_mut(), &held, MailKind::AccountLocked, now).await?;
-            FailureOutcome::Locked { until }
-        } else {
-            FailureOutcome::Counted { failures }
-        };
+        let outcome = count_failure(work.as_mut(), &held, policy, None, context, now).await?;
         work.commit().await?;
         Ok(outcome)
     }
@@ -127,7 +156,10 @@ impl Credentials {
     /// `counted` attempts and clears the failures — unless, at `now`, the account is
     /// locked (and not `despite_lock`) or disabled, or what was `verified` no longer
     /// holds (a reset replaced the password, the temporary password expired or was
-    /// replaced, while this one was checked): then nothing changes, `Ok(false)`. A
+    /// replaced, while this one was checked): then nothing changes, [`Admitted::No`]. An
+    /// account with a second factor waits for it ([`Admitted::SecondStep`]): the
+    /// address's attempts are given back, the failures stay, the login is not recorded
+    /// yet. A
     /// temporary password is not used up (choosing a password does that). A login
     /// `despite_lock` leaves a running lock, with its failures: the stranger who caused
     /// it stays locked out. With `rehash`, the stored hash is replaced.
@@ -141,9 +173,9 @@ impl Credentials {
         counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Admitted, StoreError> {
         let mut work = self.transactions.begin().await?;
-        let Some(held) = work.hold_account(account).await? else { return Ok(false) };
+        let Some(held) = work.hold_account(account).await? else { return Ok(Admitted::No) };
         let row = &held.account;
         let still_holds = match verified {
             Proof::Password(hash) => row.password_hash.as_ref().is_some_and(|stored| stored.as_phc() == hash.as_phc()),
@@ -151,12 +183,17 @@ impl Credentials {
         };
         let locked = row.is_locked_at(now);
         if !still_holds || row.disabled_at.is_some() || (locked && !despite_lock) {
-            return Ok(false);
+            return Ok(Admitted::No);
         }
-        work.set_logged_in(account, now, rehash).await?;
         for (key, at) in counted {
             work.uncount(key, *at).await?;
         }
+        if work.totp(account).await?.is_some_and(|totp| totp.confirmed_at.is_some()) {
+            work.record(&member_event(account, AuditKind::PasswordAccepted, context, now)).await?;
+            work.commit().await?;
+            return Ok(Admitted::SecondStep);
+        }
+        work.set_logged_in(account, now, rehash).await?;
         let event = work.record(&member_event(account, AuditKind::LoginSucceeded, context, now)).await?;
         // A lock still running (a login from the member's usual browser) stays, with the
         // failures behind it: the stranger who caused it is still locked out.
@@ -164,7 +201,7 @@ impl Credentials {
             work.set_lock(account, None, event).await?;
         }
         work.commit().await?;
-        Ok(true)
+        Ok(Admitted::In)
     }
 
     /// Lifts a lock and forgets the failures; audits `event` when the account was
@@ -324,6 +361,7 @@ mod tests {
         let context = RequestContext::default();
         let proof = Proof::Password(hash(1));
         credentials.record_login_success(MARIE, &proof, None, despite_lock, &[], &context, at).await.unwrap()
+            == Admitted::In
     }
 
     #[tokio::test]
@@ -371,7 +409,10 @@ mod tests {
         let (credentials, rows) = with_marie(Role::Member).await;
         let context = RequestContext::default();
         let stale = Proof::Password(hash(2));
-        assert!(!credentials.record_login_success(MARIE, &stale, None, false, &[], &context, t0()).await.unwrap());
+        assert!(
+            credentials.record_login_success(MARIE, &stale, None, false, &[], &context, t0()).await.unwrap()
+                != Admitted::In
+        );
         rows.lock().await.accounts.get_mut(&MARIE).unwrap().account.disabled_at = Some(t0());
         assert!(!succeed(&credentials, true, t0()).await, "disabled");
         assert!(rows.lock().await.events.is_empty(), "nothing recorded");

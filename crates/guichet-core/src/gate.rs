@@ -41,6 +41,8 @@ pub struct AccessRule {
     folded: String,
     /// Who may pass: members of any of these groups; nobody in particular when empty.
     groups: Vec<GroupName>,
+    /// Only a session signed in with a second factor passes (`second_factor = true`).
+    second_factor: bool,
 }
 
 /// Why an access rule was refused.
@@ -63,7 +65,14 @@ impl AccessRule {
             .iter()
             .map(|g| GroupName::parse(g).map_err(|_| AccessRuleError::Group(g.clone())))
             .collect::<Result<_, _>>()?;
-        Ok(Self { folded: prefix.to_lowercase(), prefix, groups })
+        Ok(Self { folded: prefix.to_lowercase(), prefix, groups, second_factor: false })
+    }
+
+    /// The same rule, passing only sessions signed in with a second factor.
+    #[must_use]
+    pub fn with_second_factor(mut self, required: bool) -> Self {
+        self.second_factor = required;
+        self
     }
 }
 
@@ -106,14 +115,26 @@ impl AccessPolicy {
     }
 
     fn allows_as(&self, target: &str, groups: &[GroupName], folded: bool) -> bool {
+        match self.rule_for(target, folded) {
+            Some(rule) => rule.groups.is_empty() || rule.groups.iter().any(|g| groups.contains(g)),
+            None => self.allows_unnamed(),
+        }
+    }
+
+    /// The rule that decides for `target`: the longest prefix that covers it.
+    fn rule_for(&self, target: &str, folded: bool) -> Option<&AccessRule> {
         let covers = |rule: &&AccessRule| {
             let prefix = if folded { &rule.folded } else { &rule.prefix };
             target.starts_with(prefix.as_str()) || prefix.strip_suffix('/').is_some_and(|bare| target == bare)
         };
-        match self.rules.iter().filter(covers).max_by_key(|rule| rule.prefix.len()) {
-            Some(rule) => rule.groups.is_empty() || rule.groups.iter().any(|g| groups.contains(g)),
-            None => self.allows_unnamed(),
-        }
+        self.rules.iter().filter(covers).max_by_key(|rule| rule.prefix.len())
+    }
+
+    /// Whether `target` (already normalised) asks for a second factor: when the rule
+    /// deciding for it does, in its case or in lower case (the stricter reading wins).
+    fn requires_second_factor(&self, target: &str) -> bool {
+        let asks = |target: &str, folded| self.rule_for(target, folded).is_some_and(|rule| rule.second_factor);
+        asks(target, false) || asks(&target.to_lowercase(), true)
     }
 
     /// Whether a URL no rule covers may be seen (or one the proxy did not name): only
@@ -267,6 +288,8 @@ pub struct Passport {
     pub email: String,
     /// The groups, sorted.
     pub groups: Vec<GroupName>,
+    /// The session signed in with a second factor.
+    pub second_factor: bool,
 }
 
 /// What RFC 8187 leaves as it is in an `ext-value` (its `attr-char`).
@@ -312,6 +335,9 @@ pub enum Verdict {
     NotSignedIn,
     /// Signed in, but the rules do not let this account see this URL.
     Forbidden,
+    /// Signed in and allowed, but the URL asks for a second factor this session did not
+    /// give: the login page sends the member to give it (or to enrol one).
+    SecondFactor,
 }
 
 /// How long a cached answer may serve without the database even when nothing moved:
@@ -382,7 +408,19 @@ impl Gate {
             Some(target) => self.policy.allows(&target.normalised, &passport.groups),
             None => self.policy.allows_unnamed(),
         };
-        Ok(if allowed { Verdict::Pass(passport) } else { Verdict::Forbidden })
+        if !allowed {
+            return Ok(Verdict::Forbidden);
+        }
+        if !passport.second_factor && target.is_some_and(|t| self.policy.requires_second_factor(&t.normalised)) {
+            return Ok(Verdict::SecondFactor);
+        }
+        Ok(Verdict::Pass(passport))
+    }
+
+    /// Whether `url` (a `next` already accepted) is behind a rule that asks for a second
+    /// factor: the login page's question for a member signed in without one.
+    pub fn asks_second_factor(&self, url: &str) -> bool {
+        Target::parse(url).is_ok_and(|target| self.policy.requires_second_factor(&target.normalised))
     }
 
     /// Who the session is, from the cache or the database; `None` when it is not live
@@ -408,6 +446,7 @@ impl Gate {
             name: account.display_name.as_str().to_owned(),
             email: account.email.to_string(),
             groups: self.groups.account_groups(account.id).await?,
+            second_factor: session.factors.has_second(),
         };
         let until = now.saturating_add(CACHE_FOR).unwrap_or(now).min(session.idle_expires_at).min(session.expires_at);
         let mut entries = self.cache.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -626,6 +665,7 @@ mod tests {
             name: "Éloïse d'Aubé-Ça".into(),
             email: "e@x".into(),
             groups: vec![],
+            second_factor: false,
         };
         assert_eq!(passport.name_encoded(), "UTF-8''%C3%89lo%C3%AFse%20d%27Aub%C3%A9-%C3%87a");
     }

@@ -25,6 +25,10 @@ pub enum Purpose {
     GatePass,
     /// A call slot's link: derived, so that the desk can show it again at any time.
     SlotLink,
+    /// The key that seals TOTP secrets in storage (ChaCha20-Poly1305).
+    TotpSeal,
+    /// The signature of a login waiting for its second step (its cookie).
+    SecondStep,
 }
 
 impl Purpose {
@@ -38,6 +42,8 @@ impl Purpose {
             Self::SessionHandle => b"guichet/session/handle/v1",
             Self::GatePass => b"guichet/gate-pass/v1",
             Self::SlotLink => b"guichet/desk/slot-link/v1",
+            Self::TotpSeal => b"guichet/totp/seal/v1",
+            Self::SecondStep => b"guichet/login/second-step/v1",
         }
     }
 }

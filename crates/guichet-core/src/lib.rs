@@ -36,6 +36,7 @@ mod properties;
 pub mod recovery;
 pub mod redact;
 pub mod redirect;
+pub mod second_factor;
 pub mod secours;
 pub mod session;
 pub mod token;

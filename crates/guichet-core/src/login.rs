@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -12,7 +14,7 @@ use crate::account::{Account, Identifier};
 use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::codes::TemporaryPassword;
-use crate::credentials::Credentials;
+use crate::credentials::{Admitted, Credentials};
 use crate::device::DeviceCookie;
 use crate::hashing::{HashError, PasswordHasher, Verification};
 use crate::keys::ServerKey;
@@ -63,6 +65,31 @@ pub struct LoggedIn {
     pub device_cookie: String,
     /// The login used a temporary password: the session must choose a new one first.
     pub must_change_password: bool,
+    /// The account has a second factor: no session opens before it is given
+    /// ([`crate::second_factor::SecondFactors::verify`]).
+    pub second_step: Option<SecondStep>,
+}
+
+/// A login waiting for its second factor, as its cookie carries it (signed under the
+/// server key and bound to the browser's form token: see [`Authenticator::pending_cookie`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingLogin {
+    /// Whose.
+    pub account: crate::account::AccountId,
+    /// The password came from the member's usual browser.
+    pub despite_lock: bool,
+    /// It was the desk's temporary password: a new one is chosen after the second step.
+    pub must_change_password: bool,
+}
+
+/// How long a right password waits for its second factor.
+pub const SECOND_STEP_FOR: SignedDuration = SignedDuration::from_mins(5);
+
+/// A login whose password was right, waiting for its second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondStep {
+    /// The password came from the member's usual browser: a running lock does not apply.
+    pub despite_lock: bool,
 }
 
 impl std::fmt::Debug for LoggedIn {
@@ -70,6 +97,7 @@ impl std::fmt::Debug for LoggedIn {
         f.debug_struct("LoggedIn")
             .field("account", &self.account.id)
             .field("must_change_password", &self.must_change_password)
+            .field("second_step", &self.second_step)
             .finish_non_exhaustive()
     }
 }
@@ -148,7 +176,8 @@ tokio::task_local! {
 }
 
 /// The outcomes `guichet_logins_total` counts, for the metrics to start at zero.
-pub const LOGIN_OUTCOMES: [&str; 7] = ["success", "temporary", "failure", "locked", "throttled", "busy", "error"];
+pub const LOGIN_OUTCOMES: [&str; 8] =
+    ["success", "temporary", "second_step", "failure", "locked", "throttled", "busy", "error"];
 
 /// The account's pending temporary password, when what was typed is it (a SHA-256, no
 /// Argon2id).
@@ -196,6 +225,45 @@ impl Authenticator {
         })
     }
 
+    /// The cookie of a login waiting for its second factor, bound to `binding` (the
+    /// browser's form token), good for [`SECOND_STEP_FOR`]. It opens nothing by itself:
+    /// it only lets the second step be asked.
+    pub fn pending_cookie(&self, pending: PendingLogin, binding: &str) -> String {
+        let flags = u8::from(pending.despite_lock) | (u8::from(pending.must_change_password) << 1);
+        let body = format!("{}.{}.{flags}", pending.account.get(), self.clock.now().as_second());
+        let mac = self.key.mac(crate::keys::Purpose::SecondStep, format!("{body}|{binding}").as_bytes());
+        format!("{body}.{}", URL_SAFE_NO_PAD.encode(mac))
+    }
+
+    /// The login a cookie made by [`Self::pending_cookie`] for this `binding` waits for,
+    /// while it is fresh.
+    pub fn pending_login(&self, cookie: &str, binding: &str) -> Option<PendingLogin> {
+        let (body, mac) = cookie.rsplit_once('.')?;
+        let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
+        if !self.key.verify(crate::keys::Purpose::SecondStep, format!("{body}|{binding}").as_bytes(), &mac) {
+            return None;
+        }
+        let mut parts = body.split('.');
+        let account = crate::account::AccountId::from_stored(parts.next()?.parse().ok()?);
+        let issued = Timestamp::from_second(parts.next()?.parse().ok()?).ok()?;
+        let flags: u8 = parts.next()?.parse().ok()?;
+        let age = self.clock.now().duration_since(issued);
+        (age >= SignedDuration::ZERO && age <= SECOND_STEP_FOR).then_some(PendingLogin {
+            account,
+            despite_lock: flags & 1 != 0,
+            must_change_password: flags & 2 != 0,
+        })
+    }
+
+    /// The browser's device cookie with a fresh mark for `account`: given once the
+    /// login is complete (after the second step, for an account with one).
+    pub fn mark_device(&self, device_cookie: Option<&str>, account: crate::account::AccountId) -> String {
+        let now = self.clock.now();
+        DeviceCookie::parse(device_cookie.unwrap_or_default(), &self.key, now)
+            .with_fresh_mark(account, now)
+            .encode(&self.key)
+    }
+
     /// The lockout policy in force.
     pub fn lockout_policy(&self) -> LockoutPolicy {
         self.lockout
@@ -217,6 +285,7 @@ impl Authenticator {
             })
             .await;
         let outcome = match &result {
+            Ok(logged) if logged.second_step.is_some() => "second_step",
             Ok(logged) if logged.must_change_password => "temporary",
             Ok(_) => "success",
             Err(LoginError::InvalidCredentials) if locked => "locked",
@@ -257,7 +326,8 @@ impl Authenticator {
             .and_then(|a| a.password_hash.as_ref())
             .is_some_and(|hash| crate::hashing::is_costly(crate::hashing::Argon2Cost::RECOMMENDED, hash));
         let key = costly.then(|| identifier.trim().to_lowercase());
-        let (account, proof) = match trusted {
+        let despite_lock = trusted.is_some();
+        let (account, proof, admitted) = match trusted {
             Some(nonce) => {
                 let (_turn, account) = self.take_turn(key, account).await?;
                 self.attempt(account, password, Some(&nonce), &[], context).await?
@@ -304,7 +374,8 @@ impl Authenticator {
         }
         let device_cookie = cookie.with_fresh_mark(account.id, self.clock.now()).encode(&self.key);
         let must_change_password = matches!(proof, Proof::Temporary(_));
-        Ok(LoggedIn { account, device_cookie, must_change_password })
+        let second_step = (admitted == Admitted::SecondStep).then_some(SecondStep { despite_lock });
+        Ok(LoggedIn { account, device_cookie, must_change_password, second_step })
     }
 
     /// Waits for the identifier's turn when there is one to take (`key`: a costly
@@ -411,7 +482,7 @@ impl Authenticator {
         device: Option<&str>,
         counted: &[(ThrottleKey, Timestamp)],
         context: &RequestContext,
-    ) -> Result<(Account, Proof), LoginError> {
+    ) -> Result<(Account, Proof, Admitted), LoginError> {
         let now = self.clock.now();
         let Some(account) = account else {
             self.spend_one_hash(password).await?;
@@ -429,10 +500,12 @@ impl Authenticator {
         };
         if let Some(temporary) = typed_temporary(&account, &password, now) {
             let proof = Proof::Temporary(temporary.clone());
-            if !self.credentials.record_login_success(account.id, &proof, None, true, counted, context, now).await? {
+            let admitted =
+                self.credentials.record_login_success(account.id, &proof, None, true, counted, context, now).await?;
+            if admitted == Admitted::No {
                 return Err(LoginError::InvalidCredentials);
             }
-            return Ok((account, proof));
+            return Ok((account, proof, admitted));
         }
         let may = if device.is_some() { account.may_log_in_despite_lock() } else { account.may_log_in_at(now) };
         let hash = match &account.password_hash {
@@ -469,18 +542,18 @@ impl Authenticator {
                 // A hash with older parameters, or brought over from the old site, is
                 // replaced in the same statement as the success.
                 let rehash = upgraded.as_ref();
-                if !self
+                let admitted = self
                     .credentials
                     .record_login_success(account.id, &proof, rehash, despite_lock, counted, context, now)
-                    .await?
-                {
+                    .await?;
+                if admitted == Admitted::No {
                     // Locked (or changed) by a concurrent request while this password was checked.
                     return Err(LoginError::InvalidCredentials);
                 }
                 if let Some(nonce) = device {
                     self.devices.clear_device_attempts(nonce).await?;
                 }
-                Ok((account, proof))
+                Ok((account, proof, admitted))
             }
         }
     }

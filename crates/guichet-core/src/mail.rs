@@ -56,6 +56,8 @@ pub enum MailKind {
     RecoveryEmailConfirmation,
     /// A secours address was added or removed: told to the account's address.
     RecoveryEmailChanged,
+    /// The account's second factor was added, removed or reset: told to its address.
+    SecondFactorChanged,
     /// To the desk's mailbox: a new assistance request (or an undelivered message).
     DeskNewRequest,
     /// To the desk's mailbox: a member confirmed a call slot.
@@ -64,7 +66,7 @@ pub enum MailKind {
 
 impl MailKind {
     /// Every kind.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::ForgotIdentifier,
         Self::PasswordReset,
         Self::Invitation,
@@ -78,6 +80,7 @@ impl MailKind {
         Self::Test,
         Self::RecoveryEmailConfirmation,
         Self::RecoveryEmailChanged,
+        Self::SecondFactorChanged,
         Self::DeskNewRequest,
         Self::DeskCallConfirmed,
     ];
@@ -98,6 +101,7 @@ impl MailKind {
             Self::Test => "test",
             Self::RecoveryEmailConfirmation => "recovery_email_confirmation",
             Self::RecoveryEmailChanged => "recovery_email_changed",
+            Self::SecondFactorChanged => "second_factor_changed",
             Self::DeskNewRequest => "desk_new_request",
             Self::DeskCallConfirmed => "desk_call_confirmed",
         }
@@ -378,6 +382,11 @@ pub enum MailContent {
         /// When.
         at: Timestamp,
     },
+    /// The second factor changed (told to the account's address).
+    SecondFactorChanged {
+        /// When.
+        at: Timestamp,
+    },
     /// To the desk: a request to look at.
     DeskNewRequest {
         /// Its reference.
@@ -455,6 +464,7 @@ impl MailContent {
             Self::Test => MailKind::Test,
             Self::RecoveryEmailConfirmation { .. } => MailKind::RecoveryEmailConfirmation,
             Self::RecoveryEmailChanged { .. } => MailKind::RecoveryEmailChanged,
+            Self::SecondFactorChanged { .. } => MailKind::SecondFactorChanged,
             Self::DeskNewRequest { .. } => MailKind::DeskNewRequest,
             Self::DeskCallConfirmed { .. } => MailKind::DeskCallConfirmed,
         }

@@ -90,6 +90,20 @@ pub enum RecoveryEmailChange {
     Unchanged,
 }
 
+/// The member typed their current password again ([`MySpace::confirm_password`]): only
+/// that makes one, and what weakens the account asks for it.
+#[derive(Debug)]
+pub struct PasswordConfirmed {
+    account: AccountId,
+}
+
+impl PasswordConfirmed {
+    /// Whose password it was.
+    pub fn account(&self) -> AccountId {
+        self.account
+    }
+}
+
 /// A member's own account.
 #[derive(Debug, Clone)]
 pub struct MySpace {
@@ -158,10 +172,7 @@ impl MySpace {
     ) -> Result<(), ChangeError> {
         let forced = session.must_change_password;
         if !forced {
-            let hash = account.password_hash.clone().ok_or(ChangeError::WrongCurrent)?;
-            if let Verification::Mismatch = self.hasher.verify(crate::password::normalised(&current), hash).await? {
-                return Err(self.mistyped(account, session, context).await?);
-            }
+            self.confirm_password(account, session, current, context).await?;
         }
         let personal = [account.identifier.as_str(), account.email.as_str(), account.display_name.as_str()];
         let password = NewPassword::parse_confirmed(new_password, confirmation, self.policy, &personal)?;
@@ -171,6 +182,23 @@ impl MySpace {
             return Err(ChangeError::TemporaryGone);
         }
         Ok(())
+    }
+
+    /// Checks the member's current password, typed again in this session before a change
+    /// that weakens the account (removing its second factor). A wrong one is handled as
+    /// in a password change: recorded as a typo, and too many end the session.
+    pub async fn confirm_password(
+        &self,
+        account: &Account,
+        session: &Session,
+        current: SecretString,
+        context: &RequestContext,
+    ) -> Result<PasswordConfirmed, ChangeError> {
+        let hash = account.password_hash.clone().ok_or(ChangeError::WrongCurrent)?;
+        if let Verification::Mismatch = self.hasher.verify(crate::password::normalised(&current), hash).await? {
+            return Err(self.mistyped(account, session, context).await?);
+        }
+        Ok(PasswordConfirmed { account: account.id })
     }
 
     /// Records a mistyped current password; past the lock's threshold in this session,

@@ -502,6 +502,7 @@ impl Postman {
                 added: account.recovery_email.as_ref().map(EmailAddress::masked),
                 at: mail.created_at,
             },
+            MailKind::SecondFactorChanged => MailContent::SecondFactorChanged { at: mail.created_at },
             MailKind::AssistanceReceived
             | MailKind::CallProposal
             | MailKind::CallConfirmed

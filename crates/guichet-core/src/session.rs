@@ -15,6 +15,7 @@ use crate::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::keys::{Purpose, ServerKey};
 use crate::ports::{Ports, SessionStore, StoreError};
+use crate::second_factor::{Factors, SecondFactor};
 use crate::token::{PlainToken, TokenHash};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -51,6 +52,8 @@ pub struct NewSession {
     pub context: RequestContext,
     /// Opened with a temporary password: it can only choose a new password.
     pub must_change_password: bool,
+    /// How it signed in.
+    pub factors: Factors,
 }
 
 /// A live session.
@@ -69,6 +72,9 @@ pub struct Session {
     /// Opened with a temporary password, and no new password chosen yet: the session can
     /// only choose one (no other page, no forward auth, no OpenID Connect).
     pub must_change_password: bool,
+    /// How it signed in (a second factor given later, in Mon espace or a step up, adds
+    /// to it).
+    pub factors: Factors,
 }
 
 /// A live session as its member sees it in a list.
@@ -125,14 +131,15 @@ impl Sessions {
 
     /// Opens a new session for `account` with a fresh token, ending `replacing` (the
     /// session the browser had before, if any); with `must_change_password` (a login with
-    /// a temporary password) it can only choose a new password. Returns the token for
-    /// the cookie.
+    /// a temporary password) it can only choose a new password; `factors` says how it
+    /// signed in. Returns the token for the cookie.
     pub async fn open(
         &self,
         account: AccountId,
         context: RequestContext,
         replacing: Option<&TokenHash>,
         must_change_password: bool,
+        factors: Factors,
     ) -> Result<(PlainToken, Session), StoreError> {
         if let Some(old) = replacing {
             self.sessions.delete_session(old, self.clock.now(), None).await?;
@@ -148,10 +155,13 @@ impl Sessions {
             expires_at,
             context,
             must_change_password,
+            factors,
         };
         self.sessions.create_session(&session).await?;
         let NewSession { token_hash, account_id, created_at, idle_expires_at, expires_at, .. } = session;
-        Ok((token, Session { token_hash, account_id, created_at, idle_expires_at, expires_at, must_change_password }))
+        let session =
+            Session { token_hash, account_id, created_at, idle_expires_at, expires_at, must_change_password, factors };
+        Ok((token, session))
     }
 
     /// The session's pass for forward auth on sub-domains: the cookie shared with the
@@ -206,6 +216,15 @@ impl Sessions {
             session.idle_expires_at = wanted;
         }
         Ok(Some(session))
+    }
+
+    /// Adds `second` to how the session signed in (a step up, or a second factor just
+    /// enrolled in it). The session keeps its token, so the applications it opened keep
+    /// their `sid`; it was already authenticated by this member.
+    pub async fn add_factor(&self, session: &Session, second: SecondFactor) -> Result<Factors, StoreError> {
+        let factors = session.factors.and(second);
+        self.sessions.set_session_factors(&session.token_hash, factors).await?;
+        Ok(factors)
     }
 
     /// Logs out: ends the session and records it, in one transaction.

@@ -185,7 +185,12 @@ async fn ending_other_sessions_keeps_this_one_and_says_how_many() {
         MySpace::new(&world.ports, hasher(), world.clock.clone(), PasswordPolicy::default(), LockoutPolicy::default());
     let mut opened = Vec::new();
     for _ in 0..3 {
-        opened.push(sessions.open(marie.id, RequestContext::default(), None, false).await.unwrap());
+        opened.push(
+            sessions
+                .open(marie.id, RequestContext::default(), None, false, guichet_core::second_factor::Factors::PASSWORD)
+                .await
+                .unwrap(),
+        );
     }
     let (this_token, this) = &opened[0];
     assert_eq!(me.end_other_sessions(marie.id, this, &RequestContext::default()).await.ok(), Some(2));
@@ -200,7 +205,11 @@ async fn ending_other_sessions_keeps_this_one_and_says_how_many() {
 async fn a_housekeeping_round_forgets_expired_sessions() {
     let world = World::new().await;
     let marie = world.account("marie", Role::Member).await;
-    world.sessions().open(marie.id, RequestContext::default(), None, false).await.unwrap();
+    world
+        .sessions()
+        .open(marie.id, RequestContext::default(), None, false, guichet_core::second_factor::Factors::PASSWORD)
+        .await
+        .unwrap();
     let housekeeping = Housekeeping::new(&world.ports);
     assert_eq!(housekeeping.round(world.clock.now()).await.map(|f| f.sessions).ok(), Some(0));
     world.clock.advance(SignedDuration::from_hours(13));

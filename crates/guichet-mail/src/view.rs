@@ -129,6 +129,9 @@ impl View {
                 view.new_address = added.clone().unwrap_or_default();
                 view.when = at(*changed);
             }
+            MailContent::SecondFactorChanged { at: changed } => {
+                view.when = at(*changed);
+            }
             MailContent::DeskNewRequest { reference, request, name, phone } => {
                 view.reference.clone_from(reference);
                 view.name.clone_from(name);

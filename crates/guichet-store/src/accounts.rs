@@ -122,6 +122,13 @@ impl AccountStore for SqlStore {
         rows.iter().map(account_from_row).collect()
     }
 
+    async fn second_factors(
+        &self,
+        account: AccountId,
+    ) -> Result<guichet_core::second_factor::FactorStatus, StoreError> {
+        self.factor_status(account).await
+    }
+
     async fn count_accounts(&self) -> Result<u64, StoreError> {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&self.pool).await.map_err(backend)?;

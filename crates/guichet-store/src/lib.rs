@@ -17,6 +17,7 @@ mod keys;
 mod oidc;
 mod outbox;
 mod recovery;
+mod second_factors;
 mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -9,6 +9,7 @@ use guichet_core::oidc::{
     NewRefreshToken, QueuedLogout,
 };
 use guichet_core::ports::{Conflict, OidcStore, StoreError};
+use guichet_core::second_factor::Factors;
 use guichet_core::token::TokenHash;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -16,21 +17,21 @@ use sqlx::any::AnyRow;
 use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
-     group_names, backchannel_logout_uri, frontchannel_logout_uri, offline, created_at";
+     group_names, backchannel_logout_uri, frontchannel_logout_uri, offline, second_factor, created_at";
 
 const CLIENT_SELECT: &str = "SELECT client_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
-     group_names, backchannel_logout_uri, frontchannel_logout_uri, offline, created_at FROM oidc_clients";
+     group_names, backchannel_logout_uri, frontchannel_logout_uri, offline, second_factor, created_at FROM oidc_clients";
 
 /// The columns [`refresh_from_row`] reads.
 pub(crate) const REFRESH_COLUMNS: &str =
-    "token_hash, family, client_id, account_id, session_hash, scope, sid, auth_time, created_at, expires_at";
+    "token_hash, family, client_id, account_id, session_hash, scope, sid, auth_time, created_at, expires_at, factors";
 
 /// The columns [`code_from_row`] reads.
 pub(crate) const CODE_COLUMNS: &str = "code_hash, client_id, account_id, redirect_uri, scope, nonce, code_challenge, \
-     auth_time, created_at, expires_at, session_hash";
+     auth_time, created_at, expires_at, session_hash, factors";
 
 const CODE_SELECT: &str = "SELECT code_hash, client_id, account_id, redirect_uri, scope, nonce, code_challenge, \
-     auth_time, created_at, expires_at, session_hash FROM oidc_codes";
+     auth_time, created_at, expires_at, session_hash, factors FROM oidc_codes";
 
 fn lines(stored: &str) -> Vec<String> {
     stored.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
@@ -50,6 +51,7 @@ fn client_from_row(row: &AnyRow) -> Result<Client, StoreError> {
         backchannel_logout_uri: row.try_get("backchannel_logout_uri").map_err(backend)?,
         frontchannel_logout_uri: row.try_get("frontchannel_logout_uri").map_err(backend)?,
         offline: row.try_get::<i64, _>("offline").map_err(backend)? != 0,
+        second_factor: row.try_get::<i64, _>("second_factor").map_err(backend)? != 0,
         created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
     })
 }
@@ -68,9 +70,15 @@ pub(crate) fn refresh_from_row(row: &AnyRow) -> Result<NewRefreshToken, StoreErr
         scope: row.try_get("scope").map_err(backend)?,
         sid: row.try_get("sid").map_err(backend)?,
         auth_time: timestamp(row.try_get("auth_time").map_err(backend)?)?,
+        factors: factors(row)?,
         created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
         expires_at: timestamp(row.try_get("expires_at").map_err(backend)?)?,
     })
+}
+
+/// The `factors` column: how the session signed in.
+fn factors(row: &AnyRow) -> Result<Factors, StoreError> {
+    Ok(Factors::from_stored(&row.try_get::<String, _>("factors").map_err(backend)?))
 }
 
 fn logout_entry(row: &AnyRow) -> Result<LogoutEntry, StoreError> {
@@ -101,6 +109,7 @@ pub(crate) fn code_from_row(row: &AnyRow) -> Result<IssuedCode, StoreError> {
         created_at: timestamp(row.try_get("created_at").map_err(backend)?)?,
         expires_at: timestamp(row.try_get("expires_at").map_err(backend)?)?,
         session: optional_hash(row, "session_hash")?,
+        factors: factors(row)?,
     })
 }
 
@@ -109,7 +118,7 @@ impl OidcStore for SqlStore {
     async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
         let groups: Vec<&str> = client.groups.iter().map(GroupName::as_str).collect();
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO oidc_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO oidc_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         )))
         .bind(client.id.as_str())
         .bind(&client.name)
@@ -120,6 +129,7 @@ impl OidcStore for SqlStore {
         .bind(client.backchannel_logout_uri.clone())
         .bind(client.frontchannel_logout_uri.clone())
         .bind(i64::from(client.offline))
+        .bind(i64::from(client.second_factor))
         .bind(millis(client.created_at))
         .execute(&self.pool)
         .await
@@ -169,7 +179,8 @@ impl OidcStore for SqlStore {
     async fn store_code(&self, code: &NewCode) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO oidc_codes (code_hash, client_id, account_id, redirect_uri, scope, nonce, code_challenge, \
-             auth_time, created_at, expires_at, session_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             auth_time, created_at, expires_at, session_hash, factors) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(code.hash.as_str())
         .bind(code.client.as_str())
@@ -182,6 +193,7 @@ impl OidcStore for SqlStore {
         .bind(millis(code.created_at))
         .bind(millis(code.expires_at))
         .bind(code.session.as_ref().map(|h| h.as_str().to_owned()))
+        .bind(code.factors.to_stored())
         .execute(&self.pool)
         .await
         .map_err(backend)?;

@@ -5,6 +5,7 @@ use guichet_core::Timestamp;
 use guichet_core::account::AccountId;
 use guichet_core::audit::{AuditDetail, NewAuditEvent};
 use guichet_core::ports::{SessionStore, StoreError};
+use guichet_core::second_factor::Factors;
 use guichet_core::session::{NewSession, OpenSession, Session};
 use guichet_core::token::TokenHash;
 use sqlx::Row as _;
@@ -76,7 +77,7 @@ pub(crate) async fn end_forced_sessions(tx: &mut SqlWork, account: AccountId) ->
 }
 
 /// A session read back (the columns `token_hash`, `account_id`, `created_at`,
-/// `idle_expires_at`, `expires_at`, `must_change_password`).
+/// `idle_expires_at`, `expires_at`, `must_change_password`, `factors`).
 fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, StoreError> {
     let get = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
     Ok(Session {
@@ -86,6 +87,7 @@ fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, StoreError> {
         idle_expires_at: timestamp(get("idle_expires_at")?)?,
         expires_at: timestamp(get("expires_at")?)?,
         must_change_password: get("must_change_password")? != 0,
+        factors: Factors::from_stored(&row.try_get::<String, _>("factors").map_err(backend)?),
     })
 }
 
@@ -98,7 +100,7 @@ impl SessionStore for SqlStore {
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, account_id, created_at, idle_expires_at, expires_at, address, user_agent, \
-             must_change_password) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             must_change_password, factors) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(session.token_hash.as_str())
         .bind(session.account_id.get())
@@ -108,6 +110,7 @@ impl SessionStore for SqlStore {
         .bind(session.context.address.map(|a| a.to_string()))
         .bind(session.context.user_agent.clone())
         .bind(i64::from(session.must_change_password))
+        .bind(session.factors.to_stored())
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -116,7 +119,8 @@ impl SessionStore for SqlStore {
 
     async fn find_session(&self, token: &TokenHash, now: Timestamp) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(
-            "SELECT token_hash, account_id, created_at, idle_expires_at, expires_at, must_change_password FROM sessions \
+            "SELECT token_hash, account_id, created_at, idle_expires_at, expires_at, must_change_password, factors \
+             FROM sessions \
              WHERE token_hash = $1 AND idle_expires_at > $2 AND expires_at > $2",
         )
         .bind(token.as_str())
@@ -129,8 +133,8 @@ impl SessionStore for SqlStore {
 
     async fn account_sessions(&self, account: AccountId, now: Timestamp) -> Result<Vec<OpenSession>, StoreError> {
         let rows = sqlx::query(
-            "SELECT token_hash, account_id, created_at, idle_expires_at, expires_at, must_change_password, address, \
-             user_agent FROM sessions WHERE account_id = $1 AND idle_expires_at > $2 AND expires_at > $2 \
+            "SELECT token_hash, account_id, created_at, idle_expires_at, expires_at, must_change_password, factors, \
+             address, user_agent FROM sessions WHERE account_id = $1 AND idle_expires_at > $2 AND expires_at > $2 \
              ORDER BY created_at DESC, token_hash",
         )
         .bind(account.get())
@@ -147,6 +151,16 @@ impl SessionStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn set_session_factors(&self, token: &TokenHash, factors: Factors) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET factors = $2 WHERE token_hash = $1")
+            .bind(token.as_str())
+            .bind(factors.to_stored())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
     }
 
     async fn touch_session(

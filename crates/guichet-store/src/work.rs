@@ -15,7 +15,7 @@ use guichet_core::lockout::ThrottleKey;
 use guichet_core::mail::{MailId, NewMail};
 use guichet_core::oidc::{ClientId, NewGrant, NewRefreshToken, SessionLink};
 use guichet_core::password::PasswordHash;
-use guichet_core::ports::{EventId, HeldAccount, HeldOidcCode, Secours, StoreError, Transactions, Work};
+use guichet_core::ports::{EventId, HeldAccount, HeldOidcCode, Secours, StoreError, StoredTotp, Transactions, Work};
 use guichet_core::token::TokenHash;
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Row as _, Transaction};
 use tokio::sync::Notify;
@@ -674,7 +674,7 @@ impl Work for SqlWork {
         // Bound to a session: written only while it lives (the foreign key would refuse it).
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO oidc_refresh_tokens ({columns}) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
              WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE token_hash = $5)"
         )))
         .bind(token.hash.as_str())
@@ -687,6 +687,7 @@ impl Work for SqlWork {
         .bind(millis(token.auth_time))
         .bind(millis(token.created_at))
         .bind(millis(token.expires_at))
+        .bind(token.factors.to_stored())
         .execute(&mut **self)
         .await
         .map_err(backend)?
@@ -740,6 +741,44 @@ impl Work for SqlWork {
             .bind(grant.session.as_ref().map(|h| h.as_str().to_owned())),
         )
         .await
+    }
+
+    async fn totp(&mut self, account: AccountId) -> Result<Option<StoredTotp>, StoreError> {
+        crate::second_factors::totp(self, account).await
+    }
+
+    async fn put_totp(&mut self, account: AccountId, sealed: &str, at: Timestamp) -> Result<(), StoreError> {
+        crate::second_factors::put_totp(self, account, sealed, at).await
+    }
+
+    async fn confirm_totp(&mut self, account: AccountId, step: i64, at: Timestamp) -> Result<(), StoreError> {
+        crate::second_factors::set_totp_step(self, account, step, Some(at)).await
+    }
+
+    async fn set_totp_step(&mut self, account: AccountId, step: i64) -> Result<(), StoreError> {
+        crate::second_factors::set_totp_step(self, account, step, None).await
+    }
+
+    async fn replace_backup_codes(
+        &mut self,
+        account: AccountId,
+        hashes: &[TokenHash],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        crate::second_factors::replace_backup_codes(self, account, hashes, at).await
+    }
+
+    async fn use_backup_code(
+        &mut self,
+        account: AccountId,
+        hash: &TokenHash,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        crate::second_factors::use_backup_code(self, account, hash, at).await
+    }
+
+    async fn remove_second_factors(&mut self, account: AccountId) -> Result<(), StoreError> {
+        crate::second_factors::remove(self, account).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use guichet_core::account::{Account, DisplayName, EmailAddress, Identifier, NameParts, NewAccount, Role};
 use guichet_core::audit::{Actor, AuditKind, NewAuditEvent, RequestContext};
 use guichet_core::codes::{CodeError, CodePurpose, RecoveryCode, StoredCode, TemporaryPassword};
-use guichet_core::credentials::Provided;
+use guichet_core::credentials::{Admitted, Provided};
 use guichet_core::desk::{Confirmation, NewNote, NewRequest, RequestChange, RequestId, RequestState, SlotState};
 use guichet_core::groups::GroupName;
 use guichet_core::import::{ImportOptions, ImportOutcome, ImportRow, Rejection};
@@ -222,10 +222,10 @@ async fn a_login_replaces_the_hash_in_the_same_statement(store: SqlStore) {
     let newer = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaG5ld2hhc2huZXc".into());
     let proof = Proof::Password(some_hash());
     let done = rules(&store).record_login_success(account.id, &proof, Some(&newer), false, &[], &context(), t0()).await;
-    assert_eq!(done.ok(), Some(true));
+    assert_eq!(done.ok(), Some(Admitted::In));
     assert_eq!(reload(&store, &account).await.password_hash, Some(newer));
     let stale = rules(&store).record_login_success(account.id, &proof, None, false, &[], &context(), t0()).await;
-    assert_eq!(stale.ok(), Some(false), "the old hash no longer proves anything");
+    assert_eq!(stale.ok(), Some(Admitted::No), "the old hash no longer proves anything");
 }
 
 fn personal() -> EmailAddress {
@@ -451,22 +451,38 @@ async fn a_temporary_password_opens_a_forced_session_until_a_password_is_chosen(
     assert_eq!(set.ok(), Some(true));
     let proof = Proof::Temporary(temporary.clone());
     assert_eq!(
-        rules(&store).record_login_success(account.id, &proof, None, true, &[], &context(), later).await.ok(),
+        rules(&store)
+            .record_login_success(account.id, &proof, None, true, &[], &context(), later)
+            .await
+            .ok()
+            .map(|a| a == Admitted::In),
         Some(false),
         "expired"
     );
     assert_eq!(
-        rules(&store).record_login_success(account.id, &proof, None, true, &[], &context(), t0()).await.ok(),
+        rules(&store)
+            .record_login_success(account.id, &proof, None, true, &[], &context(), t0())
+            .await
+            .ok()
+            .map(|a| a == Admitted::In),
         Some(true)
     );
     assert_eq!(
-        rules(&store).record_login_success(account.id, &proof, None, true, &[], &context(), t0()).await.ok(),
+        rules(&store)
+            .record_login_success(account.id, &proof, None, true, &[], &context(), t0())
+            .await
+            .ok()
+            .map(|a| a == Admitted::In),
         Some(true),
         "not used up by a login"
     );
     let password = Proof::Password(some_hash());
     assert_eq!(
-        rules(&store).record_login_success(account.id, &password, None, false, &[], &context(), t0()).await.ok(),
+        rules(&store)
+            .record_login_success(account.id, &password, None, false, &[], &context(), t0())
+            .await
+            .ok()
+            .map(|a| a == Admitted::In),
         Some(true),
         "the password too"
     );
@@ -494,7 +510,11 @@ async fn a_temporary_password_opens_a_forced_session_until_a_password_is_chosen(
         Some(false)
     );
     assert_eq!(
-        rules(&store).record_login_success(account.id, &proof, None, true, &[], &context(), t0()).await.ok(),
+        rules(&store)
+            .record_login_success(account.id, &proof, None, true, &[], &context(), t0())
+            .await
+            .ok()
+            .map(|a| a == Admitted::In),
         Some(false),
         "used up"
     );
@@ -584,7 +604,11 @@ async fn fail(store: &SqlStore, account: &Account, at: Timestamp) -> FailureOutc
 /// `despite_lock`): whether it was recorded.
 async fn succeed(store: &SqlStore, account: &Account, despite_lock: bool, at: Timestamp) -> Option<bool> {
     let proof = Proof::Password(some_hash());
-    rules(store).record_login_success(account.id, &proof, None, despite_lock, &[], &context(), at).await.ok()
+    rules(store)
+        .record_login_success(account.id, &proof, None, despite_lock, &[], &context(), at)
+        .await
+        .ok()
+        .map(|a| a == Admitted::In)
 }
 
 async fn accounts_are_found_by_identifier_email_and_id(store: SqlStore) {
@@ -738,6 +762,7 @@ fn new_session(account: &Account, token: &PlainToken) -> NewSession {
         expires_at: t0() + minutes(12 * 60),
         context: context(),
         must_change_password: false,
+        factors: guichet_core::second_factor::Factors::PASSWORD,
     }
 }
 
@@ -1508,6 +1533,7 @@ fn client(id: &str) -> Client {
         backchannel_logout_uri: Some(format!("https://{id}.example/backchannel")),
         frontchannel_logout_uri: None,
         offline: false,
+        second_factor: false,
         created_at: t0(),
     }
 }
@@ -1528,6 +1554,7 @@ fn refresh_for(
         scope: "openid".to_owned(),
         sid: "0123456789abcdef0123456789abcdef".to_owned(),
         auth_time: t0(),
+        factors: guichet_core::second_factor::Factors::PASSWORD,
         created_at: t0(),
         expires_at: t0() + SignedDuration::from_hours(1),
     }
@@ -1546,6 +1573,7 @@ fn code_for(client: &Client, account: &Account, hash: &TokenHash) -> NewCode {
         created_at: t0(),
         expires_at: t0() + SignedDuration::from_secs(60),
         session: None,
+        factors: guichet_core::second_factor::Factors::PASSWORD,
     }
 }
 

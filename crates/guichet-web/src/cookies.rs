@@ -25,6 +25,8 @@ pub enum Cookie {
     Device,
     /// The session's pass for forward auth, shared with sub-domains.
     Pass,
+    /// A login whose password was right, waiting for its second factor (five minutes).
+    SecondStep,
 }
 
 impl Cookie {
@@ -35,6 +37,7 @@ impl Cookie {
             Self::Notice => "guichet_notice",
             Self::Device => "guichet_device",
             Self::Pass => "guichet_pass",
+            Self::SecondStep => "guichet_second_step",
         }
     }
 }

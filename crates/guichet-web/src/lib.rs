@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     let pages = Router::new()
         .merge(pages::login::routes())
         .merge(pages::me::routes())
+        .merge(pages::second_factor::routes())
         .merge(pages::forgot::routes())
         .merge(pages::help::routes())
         .merge(pages::assistance::routes())

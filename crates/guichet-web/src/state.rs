@@ -93,6 +93,8 @@ pub struct Inner {
     pub desk: Desk,
     /// "Mon espace": members' own account.
     pub me: MySpace,
+    /// Second factors: enrolment, the login's second step.
+    pub second_factors: guichet_core::second_factor::SecondFactors,
     /// Staff actions on accounts, with their authority.
     pub console: Console,
     /// Groups of members.

@@ -5,6 +5,18 @@
 use guichet_core::account::AccountId;
 use guichet_core::audit::{Actor, AuditDetail, AuditKind, Origin, PasswordChoice};
 use guichet_core::french;
+use guichet_core::second_factor::SecondFactor;
+
+/// How a session signed in, as its member reads it in the list of sessions.
+pub fn factors(factors: guichet_core::second_factor::Factors, temporary: bool) -> &'static str {
+    match (temporary, factors.totp, factors.backup) {
+        (true, false, false) => "mot de passe temporaire",
+        (true, ..) => "mot de passe temporaire et second facteur",
+        (false, true, _) => "mot de passe et code de l'application",
+        (false, false, true) => "mot de passe et code de récupération",
+        (false, false, false) => "mot de passe",
+    }
+}
 
 /// A short label for an event, as members and staff read it.
 pub fn event(kind: AuditKind) -> &'static str {
@@ -35,6 +47,10 @@ pub fn event(kind: AuditKind) -> &'static str {
         AuditKind::CurrentPasswordMistyped => "mot de passe actuel mal saisi dans Mon espace",
         AuditKind::RecoveryEmailConfirmed => "adresse de secours confirmée",
         AuditKind::RecoveryEmailRemoved => "adresse de secours retirée",
+        AuditKind::PasswordAccepted => "mot de passe accepté, second facteur demandé",
+        AuditKind::SecondFactorAdded => "second facteur ajouté",
+        AuditKind::SecondFactorRemoved => "second facteur retiré",
+        AuditKind::BackupCodesRenewed => "codes de récupération renouvelés",
     }
 }
 
@@ -70,6 +86,10 @@ pub fn detail(detail: &AuditDetail) -> String {
             }
             format!("import : {}", what.join(", "))
         }
+        AuditDetail::WrongCode => "code erroné au second facteur".to_owned(),
+        AuditDetail::SecondFactor(SecondFactor::Totp) => "avec un code de l'application".to_owned(),
+        AuditDetail::SecondFactor(SecondFactor::Backup) => "avec un code de récupération".to_owned(),
+        AuditDetail::Verified(how) => format!("identité vérifiée : {how}"),
         AuditDetail::Text(text) => text.clone(),
     }
 }

@@ -24,6 +24,7 @@ use guichet_core::password::PasswordPolicy;
 use guichet_core::ports::Ports;
 use guichet_core::postman::{MailPolicy, Postman};
 use guichet_core::recovery::Recovery;
+use guichet_core::second_factor::SecondFactors;
 use guichet_core::session::{SessionPolicy, Sessions};
 use guichet_mail::{MailSettings, Mailer, TransportSpec};
 use guichet_store::SqlStore;
@@ -105,7 +106,10 @@ impl Application {
         let desk = Desk::new(&ports, Arc::clone(&clock), desk_address, key.clone());
         let me = MySpace::new(&ports, Arc::clone(&hasher), Arc::clone(&clock), password_policy, lockout);
         let members = Members::new(&ports, hasher, Arc::clone(&clock), password_policy);
-        let console = Console::new(&ports, Arc::clone(&clock), settings.temporary_password_ttl);
+        let console = Console::new(&ports, Arc::clone(&clock), settings.temporary_password_ttl)
+            .with_staff_rule(settings.staff_second_factor);
+        let second_factors =
+            SecondFactors::new(&ports, Arc::clone(&clock), key.clone(), lockout, settings.site_name.clone());
         let groups = Groups::new(&ports, Arc::clone(&clock));
         let gate = Gate::new(&ports, sessions.clone(), settings.access.clone(), Arc::clone(&clock));
         let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url, sessions.clone())
@@ -134,6 +138,7 @@ impl Application {
             postman,
             desk,
             me,
+            second_factors,
             console,
             groups,
             gate,

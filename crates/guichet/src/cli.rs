@@ -94,6 +94,10 @@ pub enum ClientCommand {
         /// offline_access), for GUICHET_OFFLINE_TOKEN_TTL at most.
         #[arg(long)]
         offline: bool,
+        /// Admits only members signed in with a second factor (others are asked to give
+        /// it, or to enrol one).
+        #[arg(long = "second-factor")]
+        second_factor: bool,
     },
     /// One line per registered application.
     List,

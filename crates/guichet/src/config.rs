@@ -51,6 +51,8 @@ pub struct Settings {
     /// `GUICHET_OFFLINE_TOKEN_TTL`: how long an application registered `--offline` keeps
     /// a member without the guichet session.
     pub offline_token_ttl: SignedDuration,
+    /// `GUICHET_STAFF_SECOND_FACTOR`: whether staff must have a second factor.
+    pub staff_second_factor: guichet_core::second_factor::StaffRule,
     /// `GUICHET_SESSION_IDLE`.
     pub session_idle: SignedDuration,
     /// `GUICHET_SESSION_MAX`.
@@ -111,6 +113,7 @@ pub const VARIABLES: &[&str] = &[
     "GUICHET_INVITATION_TTL",
     "GUICHET_TEMPORARY_PASSWORD_TTL",
     "GUICHET_OFFLINE_TOKEN_TTL",
+    "GUICHET_STAFF_SECOND_FACTOR",
     "GUICHET_SESSION_IDLE",
     "GUICHET_SESSION_MAX",
     "GUICHET_PASSWORD_MIN_LENGTH",
@@ -135,8 +138,8 @@ pub struct Sources {
     file: BTreeMap<String, String>,
     file_name: Option<PathBuf>,
     environment: BTreeMap<String, String>,
-    /// The file's `[[access]]` tables: each rule's `url` and `groups`.
-    access: Vec<(String, Vec<String>)>,
+    /// The file's `[[access]]` tables: each rule's `url`, `groups` and `second_factor`.
+    access: Vec<(String, Vec<String>, bool)>,
 }
 
 impl Sources {
@@ -239,7 +242,13 @@ impl Sources {
 
     /// Adds an access rule (for tests).
     pub fn with_access(mut self, url: &str, groups: &[&str]) -> Self {
-        self.access.push((url.to_owned(), groups.iter().map(|g| (*g).to_owned()).collect()));
+        self.access.push((url.to_owned(), groups.iter().map(|g| (*g).to_owned()).collect(), false));
+        self
+    }
+
+    /// Adds an access rule that asks for a second factor (for tests).
+    pub fn with_access_second_factor(mut self, url: &str, groups: &[&str]) -> Self {
+        self.access.push((url.to_owned(), groups.iter().map(|g| (*g).to_owned()).collect(), true));
         self
     }
 
@@ -322,8 +331,9 @@ fn check_variable_name(name: &str) -> anyhow::Result<()> {
     bail!("{name}: unknown setting{closest}")
 }
 
-/// Reads `[[access]]` tables: `url = "…"` and `groups = ["…"]` (optional).
-fn access_rules(value: toml::Value, path: &Path) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+/// Reads `[[access]]` tables: `url = "…"`, `groups = ["…"]` (optional) and
+/// `second_factor = true` (optional).
+fn access_rules(value: toml::Value, path: &Path) -> anyhow::Result<Vec<(String, Vec<String>, bool)>> {
     let toml::Value::Array(tables) = value else {
         bail!("{}: `access` should be [[access]] tables with `url` and `groups`", path.display());
     };
@@ -336,12 +346,18 @@ fn access_rules(value: toml::Value, path: &Path) -> anyhow::Result<Vec<(String, 
                 Some(toml::Value::Array(items)) => items.iter().map(|g| g.as_str().map(str::to_owned)).collect(),
                 Some(_) => None,
             };
-            let unknown =
-                table.as_table().and_then(|t| t.keys().find(|k| !matches!(k.as_str(), "url" | "groups")).cloned());
-            match (url, groups, unknown) {
-                (Some(url), Some(groups), None) => Ok((url.to_owned(), groups)),
+            let second_factor = match table.get("second_factor") {
+                None => Some(false),
+                Some(value) => value.as_bool(),
+            };
+            let unknown = table
+                .as_table()
+                .and_then(|t| t.keys().find(|k| !matches!(k.as_str(), "url" | "groups" | "second_factor")).cloned());
+            match (url, groups, second_factor, unknown) {
+                (Some(url), Some(groups), Some(second_factor), None) => Ok((url.to_owned(), groups, second_factor)),
                 _ => bail!(
-                    "{}: each [[access]] needs `url = \"https://…\"` and may have `groups = [\"…\"]`",
+                    "{}: each [[access]] needs `url = \"https://…\"` and may have `groups = [\"…\"]` \
+                     and `second_factor = true`",
                     path.display()
                 ),
             }
@@ -398,6 +414,13 @@ impl Settings {
                 ),
             ),
             ("sessions", format!("idle {}, at most {}", duration(self.session_idle), duration(self.session_max))),
+            (
+                "staff second factor",
+                match self.staff_second_factor {
+                    guichet_core::second_factor::StaffRule::Required => "required".to_owned(),
+                    guichet_core::second_factor::StaffRule::Optional => "optional".to_owned(),
+                },
+            ),
             (
                 "code lifetimes",
                 format!(
@@ -510,14 +533,16 @@ impl Settings {
             |raw| cookie_domain(raw, &public_url).map(Some),
         )?;
         let access = AccessPolicy::new(
-            s.access.iter().map(|(url, groups)| AccessRule::new(url, groups)).collect::<Result<_, _>>().map_err(
-                |e| {
+            s.access
+                .iter()
+                .map(|(url, groups, second)| AccessRule::new(url, groups).map(|rule| rule.with_second_factor(*second)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
                     anyhow::anyhow!(
                         "[[access]] in {}: {e}",
                         s.file_name.as_deref().map_or_else(String::new, |p| p.display().to_string())
                     )
-                },
-            )?,
+                })?,
         );
         let settings =
             Self {
@@ -537,6 +562,12 @@ impl Settings {
                 invitation_ttl: duration("GUICHET_INVITATION_TTL", hours(7 * 24))?,
                 temporary_password_ttl: duration("GUICHET_TEMPORARY_PASSWORD_TTL", hours(3 * 24))?,
                 offline_token_ttl: duration("GUICHET_OFFLINE_TOKEN_TTL", hours(30 * 24))?,
+                staff_second_factor: s.parse(
+                    "GUICHET_STAFF_SECOND_FACTOR",
+                    "required or optional",
+                    guichet_core::second_factor::StaffRule::Required,
+                    guichet_core::second_factor::StaffRule::parse,
+                )?,
                 session_idle: duration("GUICHET_SESSION_IDLE", minutes(30))?,
                 session_max: duration("GUICHET_SESSION_MAX", hours(12))?,
                 password_min_length: s.parse("GUICHET_PASSWORD_MIN_LENGTH", "a number from 8 to 64", 12, |raw| {

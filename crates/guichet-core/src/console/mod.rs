@@ -9,6 +9,12 @@
 //! The rules: assistance staff act on `member` accounts only; administrators act on
 //! everyone; only administrators change roles; nobody disables or demotes the last active
 //! administrator, and nobody disables themselves or takes themselves out of the admin role.
+//! Second factors are reset by administrators for anyone but themselves and by
+//! assistance for members only, once they say how they checked who asks.
+//!
+//! The console's door is decided here too ([`Console::door`]): with
+//! `GUICHET_STAFF_SECOND_FACTOR=required`, a staff session without a second factor gets
+//! no actor, whatever the route.
 
 use std::sync::Arc;
 
@@ -16,6 +22,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::account::{Account, AccountId, EmailAddress, NameParts, Role};
 use crate::account_changes::AccountChanges;
+use crate::account_changes::hold_within;
 use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
 use crate::codes::TemporaryPassword;
@@ -26,6 +33,8 @@ use crate::members::AddMemberError;
 use crate::ports::{
     AccountStore, AuditStore, GroupStore, Guarded, OutboxStore, Ports, Reach, RecoveryStore, StoreError, Transactions,
 };
+use crate::second_factor::{Factors, SecondFactors, StaffRule};
+use crate::token::TokenHash;
 
 mod create;
 mod queries;
@@ -95,11 +104,15 @@ pub enum ConsoleAction {
     ChangeRole(Role),
     /// Put it in a group or take it out of one.
     ChangeGroups,
+    /// End every session it has open, and what they opened elsewhere.
+    EndSessions,
+    /// Remove its second factor (the person lost their phone and their backup codes).
+    ResetSecondFactor,
 }
 
 impl ConsoleAction {
     /// Every action, each role change included: what the authority matrix walks.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Unlock,
         Self::SendIdentifier,
         Self::SendResetCode,
@@ -111,6 +124,8 @@ impl ConsoleAction {
         Self::ChangeRole(Role::Assistance),
         Self::ChangeRole(Role::Admin),
         Self::ChangeGroups,
+        Self::EndSessions,
+        Self::ResetSecondFactor,
     ];
 }
 
@@ -123,7 +138,8 @@ pub enum Denied {
     /// Roles and groups are changed by administrators only.
     #[error("{}", crate::catalogue::DENIED_ADMINS_ONLY)]
     AdminsOnly,
-    /// An administrator cannot disable themselves or leave the admin role themselves.
+    /// An administrator cannot disable themselves, leave the admin role themselves, or
+    /// reset their own second factor.
     #[error("{}", crate::catalogue::DENIED_THEMSELVES)]
     Themselves,
     /// The last active administrator cannot be disabled or demoted.
@@ -140,12 +156,12 @@ pub fn decide(actor: &StaffActor, action: ConsoleAction, target: &Account) -> Re
     if !actor.is_admin() && target.role != Role::Member {
         return Err(Denied::StaffTarget);
     }
-    let leaves_admin = match action {
-        ConsoleAction::Disable => true,
+    let on_themselves_forbidden = match action {
+        ConsoleAction::Disable | ConsoleAction::ResetSecondFactor => true,
         ConsoleAction::ChangeRole(role) => role != Role::Admin,
         _ => false,
     };
-    if leaves_admin && target.id == actor.id {
+    if on_themselves_forbidden && target.id == actor.id {
         return Err(Denied::Themselves);
     }
     Ok(())
@@ -170,9 +186,25 @@ pub enum ConsoleError {
     /// again with the browser's Back button, or by another staff member meanwhile).
     #[error("{}", crate::catalogue::CONSOLE_ERROR_STALE)]
     Stale,
+    /// A second factor is reset only once staff say how they checked who asks.
+    #[error("{}", crate::catalogue::CONSOLE_ERROR_UNVERIFIED)]
+    Unverified,
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// What the console's door says of a signed-in account (see [`Console::door`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Door {
+    /// In, as this actor.
+    Open(StaffActor),
+    /// Not staff (or disabled): the console is not for them.
+    Closed,
+    /// Staff without a second factor: they enrol first.
+    Enrol,
+    /// Staff with a second factor, in a session that did not give it: they give it first.
+    StepUp,
 }
 
 impl From<AddMemberError> for ConsoleError {
@@ -208,6 +240,7 @@ pub struct Console {
     transactions: Arc<dyn Transactions>,
     clock: Arc<dyn Clock>,
     temporary_password_ttl: SignedDuration,
+    staff_rule: StaffRule,
 }
 
 /// A temporary password made for staff to hand over themselves: shown once, on the page
@@ -243,7 +276,82 @@ impl Console {
             transactions: Arc::clone(&ports.transactions),
             clock,
             temporary_password_ttl,
+            staff_rule: StaffRule::default(),
         }
+    }
+
+    /// Whether staff must have a second factor (`GUICHET_STAFF_SECOND_FACTOR`).
+    #[must_use]
+    pub fn with_staff_rule(mut self, rule: StaffRule) -> Self {
+        self.staff_rule = rule;
+        self
+    }
+
+    /// Whether staff must have a second factor.
+    pub fn staff_rule_requires(&self) -> bool {
+        self.staff_rule == StaffRule::Required
+    }
+
+    /// The console's door for `account`, signed in with `factors`: staff are let in
+    /// only with a second factor when the rule requires one.
+    pub async fn door(&self, account: AccountId, factors: Factors) -> Result<Door, StoreError> {
+        let Some(actor) = self.actor(account).await? else { return Ok(Door::Closed) };
+        if self.staff_rule == StaffRule::Optional || factors.has_second() {
+            return Ok(Door::Open(actor));
+        }
+        let status = self.accounts.second_factors(account).await?;
+        Ok(if status.has_second() { Door::StepUp } else { Door::Enrol })
+    }
+
+    /// Ends every session of the target, and what they opened elsewhere (forward-auth
+    /// passes, tokens, back-channel logouts). An administrator ending their own keeps
+    /// `current`, the one they act from. Returns how many ended; audited.
+    pub async fn end_sessions(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        current: Option<&TokenHash>,
+        context: &RequestContext,
+    ) -> Result<u64, ConsoleError> {
+        let target = self.target(actor, ConsoleAction::EndSessions, target).await?;
+        let mut work = self.transactions.begin().await?;
+        let held = hold_within(work.as_mut(), target.id, actor.reach()).await?;
+        let keep = current.filter(|_| held.account.id == actor.id());
+        let mut event = self.event(actor, target.id, AuditKind::OtherSessionsEnded, context);
+        let ended = work.end_sessions(target.id, keep, event.at).await?;
+        event.detail = Some(AuditDetail::Sessions(ended));
+        work.record(&event).await?;
+        work.commit().await?;
+        Ok(ended)
+    }
+
+    /// Removes the target's second factor and ends their sessions, once `verified` says
+    /// how staff checked that the person asking is the account's (a call back to the
+    /// number on file, a question only they can answer); the person is mailed, it is
+    /// audited with `verified`. `Ok(false)` when there was none.
+    pub async fn reset_second_factor(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        verified: &str,
+        context: &RequestContext,
+    ) -> Result<bool, ConsoleError> {
+        let verified: String = verified.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect();
+        let target = self.target(actor, ConsoleAction::ResetSecondFactor, target).await?;
+        if verified.is_empty() {
+            return Err(ConsoleError::Unverified);
+        }
+        let now = self.clock.now();
+        let mut work = self.transactions.begin().await?;
+        let held = hold_within(work.as_mut(), target.id, actor.reach()).await?;
+        let detail = Some(AuditDetail::Verified(verified));
+        let removed =
+            SecondFactors::remove_within(work.as_mut(), &held, actor.audit_actor(), detail, context, now).await?;
+        if removed {
+            work.end_sessions(target.id, None, now).await?;
+        }
+        work.commit().await?;
+        Ok(removed)
     }
 
     /// The staff actor behind a signed-in account, as stored now: `Ok(None)` when the
@@ -474,11 +582,14 @@ mod tests {
             (Role::Assistance, false, Role::Assistance | Role::Admin) => Err(Denied::StaffTarget),
             (Role::Assistance, false, Role::Member) => Ok(()),
             (_, _, _) => {
-                let leaves = matches!(
+                // Leaving the admin role, or taking off one's own second factor.
+                let not_on_itself = matches!(
                     action,
-                    ConsoleAction::Disable | ConsoleAction::ChangeRole(Role::Member | Role::Assistance)
+                    ConsoleAction::Disable
+                        | ConsoleAction::ChangeRole(Role::Member | Role::Assistance)
+                        | ConsoleAction::ResetSecondFactor
                 );
-                if itself && leaves { Err(Denied::Themselves) } else { Ok(()) }
+                if itself && not_on_itself { Err(Denied::Themselves) } else { Ok(()) }
             }
         }
     }

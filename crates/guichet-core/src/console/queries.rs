@@ -29,6 +29,8 @@ pub struct MemberFile {
     pub groups: Vec<GroupName>,
     /// Every group there is (what it could join).
     pub all_groups: Vec<GroupName>,
+    /// Its second factors.
+    pub factors: crate::second_factor::FactorStatus,
 }
 
 /// What the console's list of accounts is filtered on; empty parts select everyone.
@@ -126,6 +128,7 @@ impl Console {
             allowed: ConsoleAction::ALL.into_iter().filter(|action| actor.may(*action, &account)).collect(),
             groups: self.groups.account_groups(account.id).await?,
             all_groups: self.groups.list_groups().await?.into_iter().map(|g| g.name).collect(),
+            factors: self.accounts.second_factors(account.id).await?,
             account,
         })
     }

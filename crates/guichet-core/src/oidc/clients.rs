@@ -79,6 +79,8 @@ pub struct Client {
     pub frontchannel_logout_uri: Option<String>,
     /// May hold `offline_access` refresh tokens, which outlive the guichet session.
     pub offline: bool,
+    /// Admits only sessions signed in with a second factor.
+    pub second_factor: bool,
     /// When it was registered.
     pub created_at: Timestamp,
 }
@@ -123,6 +125,8 @@ pub struct NewClient {
     pub frontchannel_logout_uri: Option<String>,
     /// May hold offline refresh tokens.
     pub offline: bool,
+    /// Admits only sessions signed in with a second factor.
+    pub second_factor: bool,
 }
 
 /// A client just registered, with its secret shown this once.

@@ -32,6 +32,8 @@ pub struct NewRefreshToken {
     pub sid: String,
     /// When the member logged in.
     pub auth_time: Timestamp,
+    /// How that login was made (the ID token's `amr` and `acr`).
+    pub factors: crate::second_factor::Factors,
     /// When it was issued (for an offline family, when the family began).
     pub created_at: Timestamp,
     /// When the family stops working.
@@ -213,6 +215,7 @@ mod tests {
             nonce: None,
             code_challenge: None,
             auth_time: t0,
+            factors: crate::second_factor::Factors::PASSWORD,
             created_at: t0,
             expires_at: t0,
             session: None,
@@ -237,6 +240,7 @@ mod tests {
             scope: "openid".into(),
             sid: "s".into(),
             auth_time: t0,
+            factors: crate::second_factor::Factors::PASSWORD,
             created_at: t0,
             expires_at: t0,
         };

@@ -25,6 +25,7 @@ mod keyring;
 mod logouts;
 mod tokens;
 
+use crate::second_factor::Factors;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -93,6 +94,8 @@ pub struct NewCode {
     pub expires_at: Timestamp,
     /// The guichet session it was issued in.
     pub session: Option<TokenHash>,
+    /// How that session signed in (the ID token's `amr` and `acr`).
+    pub factors: Factors,
 }
 
 /// A code as read back at its first use.
@@ -256,6 +259,12 @@ pub enum Authorize {
     SignIn,
     /// Change the temporary password first, then come back.
     ChangePassword,
+    /// The client admits only sessions signed in with a second factor: give it (or
+    /// enrol one first, `enrol`), then come back.
+    SecondFactor {
+        /// The account has none yet.
+        enrol: bool,
+    },
 }
 
 /// How the client authenticated at the token endpoint.
@@ -720,6 +729,7 @@ impl Oidc {
             backchannel_logout_uri,
             frontchannel_logout_uri,
             offline: new.offline,
+            second_factor: new.second_factor,
             created_at: self.clock.now(),
         };
         self.store.create_client(&client).await?;
@@ -823,6 +833,13 @@ impl Oidc {
         if !client.admits(&groups) {
             return Ok(back("access_denied", "this application is reserved to other groups of members"));
         }
+        if client.second_factor && !session.factors.has_second() {
+            if prompt_none {
+                return Ok(back("interaction_required", "this application needs a second factor"));
+            }
+            let enrol = !self.accounts.second_factors(account.id).await?.has_second();
+            return Ok(Authorize::SecondFactor { enrol });
+        }
         let code = PlainToken::generate();
         // offline_access only for a client registered for it.
         let scopes: Vec<&str> =
@@ -840,6 +857,7 @@ impl Oidc {
                 created_at: now,
                 expires_at: now + CODE_LIFETIME,
                 session: Some(session.token_hash.clone()),
+                factors: session.factors,
             })
             .await?;
         Ok(Authorize::Redirect(self.redirect(redirect_uri, &[("code", code.expose())], request)))
@@ -963,6 +981,7 @@ impl Oidc {
             scope: issued.scope.clone(),
             sid: sid.clone(),
             auth_time: issued.auth_time,
+            factors: issued.factors,
             created_at: now,
             expires_at: if offline { now + self.offline_lifetime } else { session_ends },
         };
@@ -1085,7 +1104,15 @@ impl Oidc {
             extra,
         )
         .set_auth_time(Some(tokens::chrono(refresh.auth_time)))
-        .set_auth_method_refs(Some(vec![openidconnect::AuthenticationMethodReference::new("pwd".to_owned())]));
+        .set_auth_method_refs(Some(
+            refresh
+                .factors
+                .amr()
+                .into_iter()
+                .map(|m| openidconnect::AuthenticationMethodReference::new(m.to_owned()))
+                .collect(),
+        ))
+        .set_auth_context_ref(Some(openidconnect::AuthenticationContextClass::new(refresh.factors.acr().to_owned())));
         if let Some(nonce) = nonce {
             claims = claims.set_nonce(Some(Nonce::new(nonce)));
         }

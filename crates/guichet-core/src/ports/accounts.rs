@@ -29,6 +29,9 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// All accounts matching the filter, by identifier.
     async fn list_accounts(&self, filter: AccountFilter) -> Result<Vec<Account>, StoreError>;
 
+    /// The account's second factors (a missing account has none).
+    async fn second_factors(&self, account: AccountId) -> Result<crate::second_factor::FactorStatus, StoreError>;
+
     /// How many accounts exist.
     async fn count_accounts(&self) -> Result<u64, StoreError>;
 

@@ -47,6 +47,10 @@ pub(crate) struct Rows {
     pub refresh_tokens: Vec<(NewRefreshToken, Option<Timestamp>)>,
     /// Sessions' links to clients.
     pub links: Vec<SessionLink>,
+    /// TOTP secrets.
+    pub totp: HashMap<AccountId, super::StoredTotp>,
+    /// Backup codes: account, hash, used.
+    pub backup_codes: Vec<(AccountId, String, Option<Timestamp>)>,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +82,55 @@ impl MemoryWork {
 
 #[async_trait]
 impl Work for MemoryWork {
+    async fn totp(&mut self, account: AccountId) -> Result<Option<super::StoredTotp>, StoreError> {
+        Ok(self.rows.totp.get(&account).cloned())
+    }
+    async fn put_totp(&mut self, account: AccountId, sealed: &str, _at: Timestamp) -> Result<(), StoreError> {
+        let totp = super::StoredTotp { sealed: sealed.to_owned(), confirmed_at: None, last_step: 0 };
+        self.rows.totp.insert(account, totp);
+        Ok(())
+    }
+    async fn confirm_totp(&mut self, account: AccountId, step: i64, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(totp) = self.rows.totp.get_mut(&account) {
+            totp.confirmed_at = Some(at);
+            totp.last_step = step;
+        }
+        Ok(())
+    }
+    async fn set_totp_step(&mut self, account: AccountId, step: i64) -> Result<(), StoreError> {
+        if let Some(totp) = self.rows.totp.get_mut(&account) {
+            totp.last_step = step;
+        }
+        Ok(())
+    }
+    async fn replace_backup_codes(
+        &mut self,
+        account: AccountId,
+        hashes: &[TokenHash],
+        _at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.rows.backup_codes.retain(|(owner, ..)| *owner != account);
+        self.rows.backup_codes.extend(hashes.iter().map(|h| (account, h.as_str().to_owned(), None)));
+        Ok(())
+    }
+    async fn use_backup_code(
+        &mut self,
+        account: AccountId,
+        hash: &TokenHash,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let unused = self
+            .rows
+            .backup_codes
+            .iter_mut()
+            .find(|(owner, h, used)| *owner == account && h == hash.as_str() && used.is_none());
+        Ok(unused.map(|(.., used)| *used = Some(at)).is_some())
+    }
+    async fn remove_second_factors(&mut self, account: AccountId) -> Result<(), StoreError> {
+        self.rows.totp.remove(&account);
+        self.rows.backup_codes.retain(|(owner, ..)| *owner != account);
+        Ok(())
+    }
     async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
         Ok(self.rows.accounts.get(&account).cloned())
     }

@@ -28,7 +28,7 @@ pub use guards::{AuditStore, DeviceStore, Health, KeyStore, Schema, ThrottleStor
 pub use mail::{OutboxStore, RecoveryStore};
 pub use oidc::{CodeUse, OidcStore};
 pub use sessions::SessionStore;
-pub use work::{EventId, HeldAccount, HeldOidcCode, Secours, Transactions, Work};
+pub use work::{EventId, HeldAccount, HeldOidcCode, Secours, StoredTotp, Transactions, Work};
 
 /// Which unique value was already taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use super::StoreError;
 use crate::account::AccountId;
 use crate::audit::NewAuditEvent;
+use crate::second_factor::Factors;
 use crate::session::{NewSession, OpenSession, Session};
 use crate::token::TokenHash;
 
@@ -26,6 +27,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 
     /// The account's live sessions at `now`, newest first, with where each began.
     async fn account_sessions(&self, account: AccountId, now: Timestamp) -> Result<Vec<OpenSession>, StoreError>;
+
+    /// Sets how the session signed in.
+    async fn set_session_factors(&self, token: &TokenHash, factors: Factors) -> Result<(), StoreError>;
 
     /// Pushes back the idle expiry.
     async fn touch_session(

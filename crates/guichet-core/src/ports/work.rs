@@ -64,6 +64,26 @@ pub struct Secours {
     pub code: Option<(TokenHash, Timestamp)>,
 }
 
+/// An account's TOTP secret as stored.
+#[derive(Clone)]
+pub struct StoredTotp {
+    /// The secret, sealed (see [`crate::second_factor`]).
+    pub sealed: String,
+    /// When its first code confirmed it; `None` while enrolment waits.
+    pub confirmed_at: Option<Timestamp>,
+    /// The last time step a code was accepted for (0: none yet).
+    pub last_step: i64,
+}
+
+impl std::fmt::Debug for StoredTotp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTotp")
+            .field("confirmed_at", &self.confirmed_at)
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An authorization code's row as a unit holds it.
 #[derive(Debug, Clone)]
 pub struct HeldOidcCode {
@@ -315,6 +335,38 @@ pub trait Work: Send {
 
     /// Marks a refresh token used at `at`.
     async fn set_refresh_token_used(&mut self, token: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
+
+    /// The account's TOTP secret, if it has one (read once the account is held).
+    async fn totp(&mut self, account: AccountId) -> Result<Option<StoredTotp>, StoreError>;
+
+    /// Writes an unconfirmed TOTP secret for the account, in place of any other.
+    async fn put_totp(&mut self, account: AccountId, sealed: &str, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Confirms the account's TOTP at `at`, its first code's `step` used.
+    async fn confirm_totp(&mut self, account: AccountId, step: i64, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Records `step` as the last one a code of the account was accepted for.
+    async fn set_totp_step(&mut self, account: AccountId, step: i64) -> Result<(), StoreError>;
+
+    /// Replaces the account's backup codes with these (by hash).
+    async fn replace_backup_codes(
+        &mut self,
+        account: AccountId,
+        hashes: &[TokenHash],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Uses the account's unused backup code with this hash at `at`; `Ok(false)` when it
+    /// has none such.
+    async fn use_backup_code(
+        &mut self,
+        account: AccountId,
+        hash: &TokenHash,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes the account's TOTP secret and backup codes.
+    async fn remove_second_factors(&mut self, account: AccountId) -> Result<(), StoreError>;
 
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -143,7 +143,8 @@ async fn check(
 ) -> Result<Response, WebError> {
     Ok(match verdict(&state, &extensions, &headers).await?.0 {
         Verdict::Pass(passport) => passed(&passport),
-        Verdict::NotSignedIn => StatusCode::UNAUTHORIZED.into_response(),
+        // A second factor to give goes the way of a login: the login page sends on.
+        Verdict::NotSignedIn | Verdict::SecondFactor => StatusCode::UNAUTHORIZED.into_response(),
         Verdict::Forbidden => refused(),
     })
 }
@@ -169,7 +170,7 @@ async fn forward(
     Ok(match verdict {
         Verdict::Pass(passport) => passed(&passport),
         Verdict::Forbidden => refused(),
-        Verdict::NotSignedIn => {
+        Verdict::NotSignedIn | Verdict::SecondFactor => {
             let mut login = format!("{}/login", state.settings.public_url.trim_end_matches('/'));
             if let Some(next) = target.as_ref().and_then(|t| state.settings.return_hosts.accept(t.as_str())) {
                 login.push_str("?next=");

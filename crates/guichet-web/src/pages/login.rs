@@ -7,8 +7,9 @@ use axum::http::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
-use guichet_core::login::{LoggedIn, LoginError};
+use guichet_core::login::{LoggedIn, LoginError, PendingLogin};
 use guichet_core::oidc::{FrontChannel, SignedInto};
+use guichet_core::second_factor::Factors;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -81,7 +82,18 @@ async fn show(
     if let Some(session) = &visitor.session {
         // Already in: straight on (a disabled account's session shows the form again).
         let account = state.members.find_by_id(session.account_id).await?;
-        if account.is_some_and(|a| a.disabled_at.is_none()) {
+        if let Some(account) = account.filter(|a| a.disabled_at.is_none()) {
+            // Where they are going asks for a second factor this session did not give:
+            // give it (or enrol one first), then on.
+            if let Some(next) =
+                next.as_deref().filter(|n| !session.factors.has_second() && state.gate.asks_second_factor(n))
+                && !session.must_change_password
+            {
+                let enrolled = state.second_factors.status(account.id).await?.has_second();
+                let page = if enrolled { "/login/second-factor" } else { "/me/second-factor" };
+                let next = form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>();
+                return Ok(see_other(&format!("{page}?next={next}"), "/me"));
+            }
             let target = after_login(next.as_deref(), session.must_change_password);
             return Ok(see_other(&target, "/me"));
         }
@@ -129,7 +141,7 @@ async fn show(
 /// Where a signed-in member goes: where they were going (`next`, already checked),
 /// through the password change first when a temporary password must be replaced.
 /// (Staff land on "Mon espace" too, as the contract says, where the console is linked.)
-fn after_login(next: Option<&str>, must_change_password: bool) -> String {
+pub(crate) fn after_login(next: Option<&str>, must_change_password: bool) -> String {
     match (next, must_change_password) {
         (Some(next), true) => {
             format!("/me/password?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
@@ -167,10 +179,30 @@ async fn submit(
         None => None,
     };
     let outcome = match state.authenticator.login(&form.identifier, form.password, device.as_deref(), &context).await {
-        Ok(LoggedIn { account, device_cookie, must_change_password }) => {
+        Ok(LoggedIn { account, must_change_password, second_step: Some(step), .. }) => {
+            // No session yet: the second factor first, within five minutes, in this browser.
+            let pending = PendingLogin { account: account.id, despite_lock: step.despite_lock, must_change_password };
+            let target = match next.as_deref() {
+                Some(next) => format!(
+                    "/login/second-factor?next={}",
+                    form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                ),
+                None => "/login/second-factor".to_owned(),
+            };
+            let mut response = see_other(&target, "/login/second-factor");
+            let cookie = crate::pages::second_factor::pending_cookie(&state, &visitor, pending);
+            response.headers_mut().append(SET_COOKIE, cookie);
+            Ok(response)
+        }
+        Ok(LoggedIn { account, device_cookie, must_change_password, second_step: None }) => {
             let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
-            let (token, _) = state.sessions.open(account.id, context, replacing, must_change_password).await?;
-            let target = after_login(next.as_deref(), must_change_password);
+            let factors = Factors::PASSWORD;
+            let (token, _) = state.sessions.open(account.id, context, replacing, must_change_password, factors).await?;
+            // Staff who must enrol (a member just promoted) are sent to enrol first.
+            let enrol = !must_change_password
+                && matches!(state.console.door(account.id, factors).await?, guichet_core::console::Door::Enrol);
+            let target =
+                if enrol { "/me/second-factor".to_owned() } else { after_login(next.as_deref(), must_change_password) };
             let session = jar.set(Cookie::Session, token.expose());
             let lifetime = guichet_core::device::LIFETIME.as_secs();
             let device = jar.set_lasting(Cookie::Device, &device_cookie, lifetime);

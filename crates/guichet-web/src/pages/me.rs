@@ -227,7 +227,8 @@ async fn change_password(
             if forced {
                 // The session opened with a temporary password is replaced by a fresh one
                 // (ASVS 7.2.4): whoever saw the old token has nothing.
-                let (token, _) = state.sessions.open(account.id, context, Some(&session.token_hash), false).await?;
+                let (token, _) =
+                    state.sessions.open(account.id, context, Some(&session.token_hash), false, session.factors).await?;
                 let jar = &state.settings.cookies;
                 response.headers_mut().append(axum::http::header::SET_COOKIE, jar.set(Cookie::Session, token.expose()));
                 if jar.shares_a_pass() {
@@ -306,7 +307,7 @@ async fn show_sessions(
                 address: open.address.unwrap_or_default(),
                 started: format::date_time(session.created_at, zone),
                 last_active: format::date_time(active, zone),
-                how: if session.must_change_password { "mot de passe temporaire" } else { "mot de passe" },
+                how: crate::wording::factors(session.factors, session.must_change_password),
             }
         })
         .collect();

@@ -12,6 +12,7 @@ pub mod login;
 pub mod me;
 pub mod oidc;
 pub mod rendezvous;
+pub mod second_factor;
 
 use askama::Template;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -235,6 +236,8 @@ pub struct Staff {
     pub layout: Layout,
     /// Who acts, for the core's use cases.
     pub actor: StaffActor,
+    /// The session they act from.
+    pub session: Session,
 }
 
 impl FromRequestParts<AppState> for Staff {
@@ -244,14 +247,23 @@ impl FromRequestParts<AppState> for Staff {
         if let Some(staff) = parts.extensions.get::<Self>() {
             return Ok(staff.clone());
         }
-        let SignedIn { account, layout, .. } = SignedIn::from_request_parts(parts, state).await?;
-        let actor = state
-            .console
-            .actor(account.id)
-            .await
-            .map_err(|e| WebError::from(e).into_response())?
-            .ok_or_else(|| forbidden().into_response())?;
-        let staff = Self { account, layout, actor };
+        let SignedIn { account, layout, session } = SignedIn::from_request_parts(parts, state).await?;
+        let door =
+            state.console.door(account.id, session.factors).await.map_err(|e| WebError::from(e).into_response())?;
+        let back = parts.uri.path_and_query().map_or("/admin", |p| p.as_str());
+        let next = form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>();
+        let actor = match door {
+            guichet_core::console::Door::Open(actor) => actor,
+            guichet_core::console::Door::Closed => return Err(forbidden().into_response()),
+            // No console route is reached without the second factor: enrol, or give it.
+            guichet_core::console::Door::Enrol => {
+                return Err(Redirect::to(&format!("/me/second-factor?next={next}")).into_response());
+            }
+            guichet_core::console::Door::StepUp => {
+                return Err(Redirect::to(&format!("/login/second-factor?next={next}")).into_response());
+            }
+        };
+        let staff = Self { account, layout, actor, session };
         parts.extensions.insert(staff.clone());
         Ok(staff)
     }

@@ -113,6 +113,8 @@ async fn authorize(State(state): State<AppState>, visitor: Visitor, uri: Uri) ->
         Authorize::Redirect(to) => found(&to),
         Authorize::SignIn => found(&format!("/login?next={back_here}")),
         Authorize::ChangePassword => found(&format!("/me/password?next={back_here}")),
+        Authorize::SecondFactor { enrol: true } => found(&format!("/me/second-factor?next={back_here}")),
+        Authorize::SecondFactor { enrol: false } => found(&format!("/login/second-factor?next={back_here}")),
     })
 }
 

@@ -23,6 +23,7 @@ pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clo
             backchannel_logout_uri,
             frontchannel_logout_uri,
             offline,
+            second_factor,
         } => {
             let new = NewClient {
                 name,
@@ -33,6 +34,7 @@ pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clo
                 backchannel_logout_uri,
                 frontchannel_logout_uri,
                 offline,
+                second_factor,
             };
             oidc.register(new).await.map(|registered| {
                 let client = &registered.client;

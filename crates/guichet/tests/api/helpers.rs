@@ -157,10 +157,29 @@ pub async fn spawn_app_with_mail_down(backend: Backend, address: std::net::Socke
     spawn(backend, &[], &[], &transport, SmtpSink::start(), false).await
 }
 
+/// The application with a configuration file's text (`[[access]]` tables…).
+pub async fn spawn_app_with_toml(backend: Backend, extra: &[(&str, &str)], toml: &str) -> TestApp {
+    let mail = SmtpSink::start();
+    let transport = mail.url();
+    spawn_configured(backend, extra, &[], Some(toml), &transport, mail, false).await
+}
+
 async fn spawn(
     backend: Backend,
     extra: &[(&str, &str)],
     access: &[(&str, &[&str])],
+    transport: &str,
+    mail: SmtpSink,
+    postman: bool,
+) -> TestApp {
+    spawn_configured(backend, extra, access, None, transport, mail, postman).await
+}
+
+async fn spawn_configured(
+    backend: Backend,
+    extra: &[(&str, &str)],
+    access: &[(&str, &[&str])],
+    toml: Option<&str>,
     transport: &str,
     mail: SmtpSink,
     postman: bool,
@@ -178,8 +197,16 @@ async fn spawn(
         ("GUICHET_MAIL_TRANSPORT", transport),
         ("GUICHET_MAIL_FROM", "Réseau Santé <no-reply@reseau-sante.example>"),
     ];
+    // Staff sign in with a password alone in the tests of everything else; the tests of
+    // the second factor say `required` (the product's default) themselves.
+    if !extra.iter().any(|(key, _)| *key == "GUICHET_STAFF_SECOND_FACTOR") {
+        pairs.push(("GUICHET_STAFF_SECOND_FACTOR", "optional"));
+    }
     pairs.extend_from_slice(extra);
-    let sources = access.iter().fold(Sources::from_pairs(pairs), |s, (url, groups)| s.with_access(url, groups));
+    let mut sources = access.iter().fold(Sources::from_pairs(pairs), |s, (url, groups)| s.with_access(url, groups));
+    if let Some(toml) = toml {
+        sources = sources.with_toml(toml, std::path::Path::new("guichet.toml")).unwrap_or_else(|e| panic!("{e:#}"));
+    }
     let settings = Settings::load(&sources).unwrap_or_else(|e| panic!("settings: {e:#}"));
     let clock = Arc::new(ManualClock::starting_now());
     let hasher = Arc::new(CountingHasher {

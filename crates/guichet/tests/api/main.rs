@@ -25,6 +25,7 @@ mod oidc;
 mod proxy;
 mod recovery;
 mod rescue;
+mod second_factor;
 mod security;
 mod sessions;
 mod sso;

@@ -21,11 +21,11 @@ use serde::{Deserialize, Serialize};
 use crate::helpers::{Backend, PASSWORD, TestApp, browser, spawn_app_with};
 use crate::oidc::{follow, http, param};
 
-const CALLBACK: &str = "https://wiki.example.org/oidc/callback";
+pub(crate) const CALLBACK: &str = "https://wiki.example.org/oidc/callback";
 
 /// The claims guichet adds, as a relying party that cares about logout declares them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Extra {
+pub(crate) struct Extra {
     #[serde(default)]
     groups: Vec<String>,
     #[serde(default)]
@@ -33,7 +33,7 @@ struct Extra {
 }
 impl AdditionalClaims for Extra {}
 
-type Rp = openidconnect::Client<
+pub(crate) type Rp = openidconnect::Client<
     Extra,
     openidconnect::core::CoreAuthDisplay,
     CoreGenderClaim,
@@ -61,7 +61,7 @@ type Rp = openidconnect::Client<
     EndpointMaybeSet,
     EndpointMaybeSet,
 >;
-type Tokens = openidconnect::StandardTokenResponse<
+pub(crate) type Tokens = openidconnect::StandardTokenResponse<
     openidconnect::IdTokenFields<
         Extra,
         openidconnect::EmptyExtraTokenFields,
@@ -134,7 +134,7 @@ async fn register(app: &TestApp, name: &str, backchannel: Option<String>, offlin
     app.app.state.oidc.register(new).await.unwrap()
 }
 
-async fn relying_party(app: &TestApp, registered: &Registered) -> Rp {
+pub(crate) async fn relying_party(app: &TestApp, registered: &Registered) -> Rp {
     let issuer = IssuerUrl::new(app.address.clone()).unwrap();
     let metadata = CoreProviderMetadata::discover_async(issuer, &http).await.unwrap();
     let secret = registered.secret.as_ref().map(|s| ClientSecret::new(s.expose().to_owned()));
@@ -144,7 +144,7 @@ async fn relying_party(app: &TestApp, registered: &Registered) -> Rp {
 
 /// Signs the browser's member in to `rp` (logging in on the way if needed) and exchanges
 /// the code: the tokens, and the ID token's claims as the relying party checked them.
-async fn sign_in(
+pub(crate) async fn sign_in(
     app: &TestApp,
     browser: &reqwest::Client,
     rp: &Rp,

@@ -92,6 +92,7 @@ pub async fn list(State(state): State<AppState>, staff: Staff) -> Result<Respons
                 c.backchannel_logout_uri.as_ref().map(|u| format!("canal arrière : {u}")),
                 c.frontchannel_logout_uri.as_ref().map(|u| format!("navigateur : {u}")),
                 c.offline.then(|| "garde l'accès hors session (offline_access)".to_owned()),
+                c.second_factor.then(|| "demande un second facteur".to_owned()),
             ]
             .into_iter()
             .flatten()

@@ -224,6 +224,8 @@ struct Offers {
     enable: bool,
     role: bool,
     groups: bool,
+    end_sessions: bool,
+    reset_second_factor: bool,
 }
 
 impl Offers {
@@ -239,6 +241,8 @@ impl Offers {
             enable: may(ConsoleAction::Enable),
             role: allowed.iter().any(|a| matches!(a, ConsoleAction::ChangeRole(_))),
             groups: may(ConsoleAction::ChangeGroups),
+            end_sessions: may(ConsoleAction::EndSessions),
+            reset_second_factor: may(ConsoleAction::ResetSecondFactor),
         }
     }
 
@@ -262,6 +266,8 @@ struct MemberPage {
     /// [`guichet_core::console::Console::hand_temporary_password`]).
     temporary_seen: String,
     recovery_email: Option<String>,
+    /// The second factor's activation, when active.
+    second_factor_since: Option<String>,
     failures: Vec<EventLine>,
     events: Vec<EventLine>,
     mail: Vec<MailLine>,
@@ -293,6 +299,12 @@ fn done_message(done: &str) -> Option<&'static str> {
         }
         "details" => "Coordonnées enregistrées.",
         "disable" => "Compte désactivé ; ses sessions sont fermées.",
+        "sessions" => {
+            "Toutes les sessions du compte sont terminées, et les applications qu'elles avaient ouvertes en sont averties."
+        }
+        "second-factor" => {
+            "Second facteur retiré : la personne se connecte avec son mot de passe seul, et peut en activer un nouveau dans Mon espace. Ses sessions sont terminées et un message l'en avertit."
+        }
         "enable" => "Compte rouvert après sa désactivation : le membre peut de nouveau se connecter.",
         "role" => "Rôle modifié.",
         "groups" => "Groupes modifiés.",
@@ -317,6 +329,11 @@ fn refused(error: ConsoleError) -> WebError {
             let message = format!("Action refusée : {why}.");
             WebError::Page(ErrorPage::new(StatusCode::FORBIDDEN, "Action refusée", message))
         }
+        ConsoleError::Unverified => WebError::Page(ErrorPage::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Vérification manquante",
+            crate::pages::sentence(ConsoleError::Unverified),
+        )),
         ConsoleError::Stale => WebError::Page(ErrorPage::new(
             StatusCode::CONFLICT,
             "Page périmée",
@@ -346,7 +363,7 @@ async fn member_page(
 ) -> Result<MemberPage, WebError> {
     let zone = &state.settings.time_zone;
     let file = state.console.member_file(&staff.actor, id).await.map_err(refused)?;
-    let MemberFile { account, locked, activity, mail, pending_codes, allowed, groups, all_groups } = file;
+    let MemberFile { account, locked, activity, mail, pending_codes, allowed, groups, all_groups, factors } = file;
     let joinable = all_groups.iter().filter(|g| !groups.contains(g)).map(ToString::to_string).collect();
     // Staff named in the journal by their name and identifier.
     let mut staff_names = std::collections::HashMap::new();
@@ -368,6 +385,10 @@ async fn member_page(
         temporary_until: account.pending_temporary_until().map(|at| french::date_time(at, zone)),
         temporary_seen: account.pending_temporary_until().map(|at| at.as_millisecond().to_string()).unwrap_or_default(),
         recovery_email: account.recovery_email.as_ref().map(guichet_core::account::EmailAddress::masked),
+        second_factor_since: match factors.totp {
+            guichet_core::second_factor::TotpState::Active(since) => Some(french::date_time(since, zone)),
+            _ => None,
+        },
         failures: activity
             .failures_since_last_login()
             .into_iter()
@@ -455,6 +476,38 @@ pub struct ConfirmForm {
 
 /// Disabling takes a confirmation (`confirm=yes`, the second button of the page's
 /// disclosure): a click on the wrong line must not lock a member out.
+/// "Terminer toutes les sessions": the core decides who may, on whom.
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    staff: Staff,
+    Client(context): Client,
+    Path(id): Path<AccountId>,
+) -> Result<Response, WebError> {
+    let current = Some(&staff.session.token_hash);
+    state.console.end_sessions(&staff.actor, id, current, &context).await.map_err(refused)?;
+    state.messenger.signal().notify_one();
+    Ok(back(id, "sessions"))
+}
+
+#[derive(Deserialize)]
+pub struct VerifiedForm {
+    #[serde(default)]
+    verified: String,
+}
+
+/// Resets the second factor, once staff said how they checked who asks.
+pub async fn reset_second_factor(
+    State(state): State<AppState>,
+    staff: Staff,
+    Client(context): Client,
+    Path(id): Path<AccountId>,
+    Form(form): Form<VerifiedForm>,
+) -> Result<Response, WebError> {
+    state.console.reset_second_factor(&staff.actor, id, &form.verified, &context).await.map_err(refused)?;
+    state.messenger.signal().notify_one();
+    Ok(back(id, "second-factor"))
+}
+
 pub async fn disable(
     State(state): State<AppState>,
     staff: Staff,

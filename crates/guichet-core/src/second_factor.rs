@@ -1,0 +1,578 @@
+//! A second factor: TOTP codes (RFC 6238) from a phone app, with ten single-use backup
+//! codes, asked after the right password and only then.
+//!
+//! - The secret is 160 random bits (RFC 4226's advice), sealed in storage with
+//!   ChaCha20-Poly1305 under a key derived from the server key and bound to its account:
+//!   a copy of the database alone does not give the codes.
+//! - Enrolment shows the secret (a QR code drawn as SVG on the server, the `otpauth://`
+//!   URI and the secret in groups for typing) and waits for a first right code.
+//! - A code works once: the step it matched is kept and no step at or before it passes
+//!   again. One step of clock skew either way is accepted.
+//! - A wrong code counts toward the account's lock exactly like a wrong password, in the
+//!   same unit of work that checks it.
+//!
+//! How a session signed in ([`Factors`]) is kept with it and handed to what it opens: the
+//! applications' `amr` and `acr`, the console's door, the `[[access]]` rules.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jiff::Timestamp;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+
+use crate::account::{Account, AccountId};
+use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
+use crate::clock::Clock;
+use crate::codes::BackupCode;
+use crate::credentials::count_failure;
+use crate::keys::{Purpose, ServerKey};
+use crate::lockout::LockoutPolicy;
+use crate::mail::{MailKind, MailSubject, NewMail};
+use crate::me::PasswordConfirmed;
+use crate::ports::{AccountStore, FailureOutcome, HeldAccount, Ports, StoreError, Transactions, Work};
+
+/// How many backup codes are made at once.
+pub const BACKUP_CODES: usize = 10;
+
+/// The `acr` of a session signed in with one factor.
+pub const ACR_ONE_FACTOR: &str = "urn:guichet:aal1";
+/// The `acr` of a session signed in with two.
+pub const ACR_TWO_FACTORS: &str = "urn:guichet:aal2";
+
+/// A second factor a session signed in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactor {
+    /// A TOTP code.
+    Totp,
+    /// A backup code.
+    Backup,
+}
+
+impl SecondFactor {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::Backup => "backup",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(stored: &str) -> Option<Self> {
+        [Self::Totp, Self::Backup].into_iter().find(|f| f.as_str() == stored)
+    }
+}
+
+/// How a session signed in: kept with the session, stored as `amr` words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Factors {
+    /// A password (or the desk's temporary password).
+    pub password: bool,
+    /// A TOTP code.
+    pub totp: bool,
+    /// A backup code.
+    pub backup: bool,
+}
+
+impl Factors {
+    /// A password alone.
+    pub const PASSWORD: Self = Self { password: true, totp: false, backup: false };
+
+    /// These factors and `second`.
+    #[must_use]
+    pub fn and(self, second: SecondFactor) -> Self {
+        match second {
+            SecondFactor::Totp => Self { totp: true, ..self },
+            SecondFactor::Backup => Self { backup: true, ..self },
+        }
+    }
+
+    /// Whether a second factor was given.
+    pub fn has_second(self) -> bool {
+        self.password && (self.totp || self.backup)
+    }
+
+    /// The `amr` values (RFC 8176): `pwd`, `otp` (a TOTP or backup code), and `mfa`
+    /// with both.
+    pub fn amr(self) -> Vec<&'static str> {
+        let mut amr = Vec::new();
+        if self.password {
+            amr.push("pwd");
+        }
+        if self.totp || self.backup {
+            amr.push("otp");
+        }
+        if self.has_second() {
+            amr.push("mfa");
+        }
+        amr
+    }
+
+    /// The `acr`: [`ACR_TWO_FACTORS`] with a second factor, [`ACR_ONE_FACTOR`] otherwise.
+    pub fn acr(self) -> &'static str {
+        if self.has_second() { ACR_TWO_FACTORS } else { ACR_ONE_FACTOR }
+    }
+
+    /// The stored form: words separated by spaces (`pwd`, `otp`, `backup`).
+    pub fn to_stored(self) -> String {
+        let words = [(self.password, "pwd"), (self.totp, "otp"), (self.backup, "backup")];
+        words.iter().filter(|(on, _)| *on).map(|(_, word)| *word).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Reads the stored form; a word it does not know adds nothing.
+    pub fn from_stored(stored: &str) -> Self {
+        stored.split_whitespace().fold(Self::default(), |factors, word| match word {
+            "pwd" => Self { password: true, ..factors },
+            "otp" => Self { totp: true, ..factors },
+            "backup" => Self { backup: true, ..factors },
+            _ => factors,
+        })
+    }
+}
+
+/// Where an account's TOTP stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotpState {
+    /// None.
+    None,
+    /// Made, waiting for its first code.
+    Pending,
+    /// Confirmed at this instant: asked at every login.
+    Active(Timestamp),
+}
+
+/// An account's second factors, as pages show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FactorStatus {
+    /// The TOTP.
+    pub totp: TotpState,
+    /// Backup codes not used yet.
+    pub backup_codes_left: u32,
+}
+
+impl FactorStatus {
+    /// Whether a login must give a second factor.
+    pub fn has_second(&self) -> bool {
+        matches!(self.totp, TotpState::Active(_))
+    }
+}
+
+/// Whether staff must have a second factor (`GUICHET_STAFF_SECOND_FACTOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StaffRule {
+    /// Assistance and administrators enrol before the console opens (the default).
+    #[default]
+    Required,
+    /// Staff choose, like members.
+    Optional,
+}
+
+impl StaffRule {
+    /// Reads the setting: `required` or `optional`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "required" => Some(Self::Required),
+            "optional" => Some(Self::Optional),
+            _ => None,
+        }
+    }
+}
+
+/// What enrolment shows: never logged.
+pub struct TotpEnrolment {
+    /// The `otpauth://totp/…` URI the QR code holds.
+    pub uri: String,
+    /// The secret in base32, in groups of four for typing.
+    pub secret: String,
+    /// The QR code, an SVG element to put in the page as it is.
+    pub qr_svg: String,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment(…)")
+    }
+}
+
+/// Why a second factor was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SecondFactorError {
+    /// The code is wrong, used already, or of no shape a code has. With `locked`, this
+    /// failure (or an earlier one) locked the account until then.
+    #[error("wrong code")]
+    Wrong {
+        /// The account is locked until then.
+        locked: Option<Timestamp>,
+    },
+    /// The account is locked (or disabled): no code is checked.
+    #[error("account locked")]
+    Locked {
+        /// Until when, when it is a lock.
+        until: Option<Timestamp>,
+    },
+    /// The account has no second factor (any more), or no enrolment waits.
+    #[error("no second factor")]
+    NoFactor,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What was typed at the second step.
+#[derive(Debug, Clone, Copy)]
+pub enum Typed<'a> {
+    /// A TOTP code.
+    Code(&'a str),
+    /// A backup code.
+    Backup(&'a str),
+}
+
+/// The second factor's use cases, over units of work.
+#[derive(Debug, Clone)]
+pub struct SecondFactors {
+    transactions: Arc<dyn Transactions>,
+    accounts: Arc<dyn AccountStore>,
+    clock: Arc<dyn Clock>,
+    key: ServerKey,
+    lockout: LockoutPolicy,
+    issuer: String,
+}
+
+/// Seconds in a TOTP step.
+const STEP: u64 = 30;
+
+impl SecondFactors {
+    /// Wires the use cases; `issuer` names the site in the phone app.
+    pub fn new(
+        ports: &Ports,
+        clock: Arc<dyn Clock>,
+        key: ServerKey,
+        lockout: LockoutPolicy,
+        issuer: impl Into<String>,
+    ) -> Self {
+        Self {
+            transactions: Arc::clone(&ports.transactions),
+            accounts: Arc::clone(&ports.accounts),
+            clock,
+            key,
+            lockout,
+            issuer: issuer.into().replace(':', " "),
+        }
+    }
+
+    /// The account's second factors.
+    pub async fn status(&self, account: AccountId) -> Result<FactorStatus, StoreError> {
+        self.accounts.second_factors(account).await
+    }
+
+    /// Begins (or shows again) the account's TOTP enrolment: a secret waiting for its
+    /// first code. `Ok(None)` when the account's TOTP is active already: an active
+    /// secret is never shown again (remove it first).
+    pub async fn begin_totp(&self, account: &Account) -> Result<Option<TotpEnrolment>, StoreError> {
+        let now = self.clock.now();
+        let mut work = self.transactions.begin().await?;
+        if work.hold_account(account.id).await?.is_none() {
+            return Ok(None);
+        }
+        let secret = match work.totp(account.id).await? {
+            Some(stored) if stored.confirmed_at.is_some() => return Ok(None),
+            Some(stored) => match self.unseal(account.id, &stored.sealed) {
+                Some(secret) => secret,
+                None => self.fresh_secret(work.as_mut(), account.id, now).await?,
+            },
+            None => self.fresh_secret(work.as_mut(), account.id, now).await?,
+        };
+        work.commit().await?;
+        self.enrolment(account, secret).map(Some)
+    }
+
+    /// A new secret for the account, written unconfirmed in `work`.
+    async fn fresh_secret(
+        &self,
+        work: &mut dyn Work,
+        account: AccountId,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, StoreError> {
+        let secret = crate::token::random_bytes::<20>().to_vec();
+        work.put_totp(account, &self.seal(account, &secret), now).await?;
+        Ok(secret)
+    }
+
+    fn enrolment(&self, account: &Account, secret: Vec<u8>) -> Result<TotpEnrolment, StoreError> {
+        let totp = self.totp(secret, account.identifier.as_str())?;
+        let uri = totp.to_url().map_err(|e| StoreError::Backend(format!("otpauth URI: {e}").into()))?;
+        let base32 = totp.secret().to_base32();
+        let secret =
+            base32.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ");
+        let qr = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)
+            .map_err(|e| StoreError::Backend(format!("QR code: {e}").into()))?;
+        let svg = qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(220, 220).quiet_zone(true).build();
+        // The XML declaration has no place inside an HTML page.
+        let qr_svg = svg.find("<svg").map_or(svg.clone(), |start| svg[start..].to_owned());
+        Ok(TotpEnrolment { uri, secret, qr_svg })
+    }
+
+    fn totp(&self, secret: Vec<u8>, account_name: &str) -> Result<totp_rs::Totp, StoreError> {
+        totp_rs::Builder::new()
+            .with_secret(secret)
+            .with_digits(6)
+            .with_skew(1)
+            .with_step_duration(STEP)
+            .with_issuer(Some(self.issuer.as_str()))
+            .with_account_name(account_name.replace(':', " "))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("TOTP: {e}").into()))
+    }
+
+    /// Confirms the enrolment with its first right code: the TOTP becomes active, ten
+    /// backup codes are made (returned, to show once), the member is mailed, and it is
+    /// audited. A wrong code counts toward nothing here (the member is signed in), but
+    /// is refused.
+    pub async fn confirm_totp(
+        &self,
+        account: AccountId,
+        code: &str,
+        context: &RequestContext,
+    ) -> Result<Vec<BackupCode>, SecondFactorError> {
+        let now = self.clock.now();
+        let mut work = self.transactions.begin().await?;
+        let Some(held) = work.hold_account(account).await? else { return Err(SecondFactorError::NoFactor) };
+        let Some(stored) = work.totp(account).await? else { return Err(SecondFactorError::NoFactor) };
+        if stored.confirmed_at.is_some() {
+            return Err(SecondFactorError::NoFactor);
+        }
+        let secret = self.unseal(account, &stored.sealed).ok_or(SecondFactorError::NoFactor)?;
+        let Some(step) = self.matching_step(secret, &held.account, code, stored.last_step, now)? else {
+            return Err(SecondFactorError::Wrong { locked: None });
+        };
+        work.confirm_totp(account, step, now).await?;
+        let codes = self.write_backup_codes(work.as_mut(), account, now).await?;
+        let event = event(account, AuditKind::SecondFactorAdded, Actor::Member, context, now);
+        work.record(&event).await?;
+        notify(work.as_mut(), &held, now).await?;
+        work.commit().await?;
+        Ok(codes)
+    }
+
+    /// Ten new backup codes in place of the account's (returned, to show once); audited.
+    pub async fn renew_backup_codes(
+        &self,
+        account: AccountId,
+        context: &RequestContext,
+    ) -> Result<Vec<BackupCode>, SecondFactorError> {
+        let now = self.clock.now();
+        let mut work = self.transactions.begin().await?;
+        if work.hold_account(account).await?.is_none() {
+            return Err(SecondFactorError::NoFactor);
+        }
+        if work.totp(account).await?.is_none_or(|t| t.confirmed_at.is_none()) {
+            return Err(SecondFactorError::NoFactor);
+        }
+        let codes = self.write_backup_codes(work.as_mut(), account, now).await?;
+        work.record(&event(account, AuditKind::BackupCodesRenewed, Actor::Member, context, now)).await?;
+        work.commit().await?;
+        Ok(codes)
+    }
+
+    async fn write_backup_codes(
+        &self,
+        work: &mut dyn Work,
+        account: AccountId,
+        now: Timestamp,
+    ) -> Result<Vec<BackupCode>, StoreError> {
+        let codes: Vec<BackupCode> = (0..BACKUP_CODES).map(|_| BackupCode::generate()).collect();
+        let hashes: Vec<_> = codes.iter().map(BackupCode::hash).collect();
+        work.replace_backup_codes(account, &hashes, now).await?;
+        Ok(codes)
+    }
+
+    /// Removes the account's second factors, by `actor` (the member in Mon espace, or
+    /// staff once the console decided they may): the person is mailed, it is audited.
+    /// `Ok(false)` when there was nothing to remove.
+    pub(crate) async fn remove_within(
+        work: &mut dyn Work,
+        held: &HeldAccount,
+        actor: Actor,
+        detail: Option<AuditDetail>,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let account = held.account.id;
+        let had_one = work.totp(account).await?.is_some_and(|t| t.confirmed_at.is_some());
+        work.remove_second_factors(account).await?;
+        if had_one {
+            let mut removed = event(account, AuditKind::SecondFactorRemoved, actor, context, now);
+            removed.detail = detail;
+            work.record(&removed).await?;
+            notify(work, held, now).await?;
+        }
+        Ok(had_one)
+    }
+
+    /// The member removes their own second factor, their password typed again.
+    pub async fn remove_own(&self, confirmed: PasswordConfirmed, context: &RequestContext) -> Result<bool, StoreError> {
+        let account = confirmed.account();
+        let now = self.clock.now();
+        let mut work = self.transactions.begin().await?;
+        let Some(held) = work.hold_account(account).await? else { return Ok(false) };
+        let removed = Self::remove_within(work.as_mut(), &held, Actor::Member, None, context, now).await?;
+        work.commit().await?;
+        Ok(removed)
+    }
+
+    /// The second step of a login (or a step up): checks what was typed for `account`,
+    /// in one unit with the account held. A right code records the login (its failures
+    /// cleared, unless a lock runs and the login came `despite_lock` from the member's
+    /// usual browser); a wrong one counts toward the lock like a wrong password. Returns
+    /// the factor given.
+    pub async fn verify(
+        &self,
+        account: AccountId,
+        typed: Typed<'_>,
+        despite_lock: bool,
+        context: &RequestContext,
+    ) -> Result<SecondFactor, SecondFactorError> {
+        let now = self.clock.now();
+        let mut work = self.transactions.begin().await?;
+        let Some(held) = work.hold_account(account).await? else { return Err(SecondFactorError::NoFactor) };
+        let row = &held.account;
+        let locked = row.is_locked_at(now);
+        if row.disabled_at.is_some() {
+            return Err(SecondFactorError::Locked { until: None });
+        }
+        if locked && !despite_lock {
+            work.record(&event(account, AuditKind::LoginRefusedLocked, Actor::Member, context, now)).await?;
+            work.commit().await?;
+            return Err(SecondFactorError::Locked { until: row.locked_until });
+        }
+        let Some(stored) = work.totp(account).await?.filter(|t| t.confirmed_at.is_some()) else {
+            return Err(SecondFactorError::NoFactor);
+        };
+        let given = match typed {
+            Typed::Code(code) => {
+                let secret = self.unseal(account, &stored.sealed).ok_or(SecondFactorError::NoFactor)?;
+                match self.matching_step(secret, row, code, stored.last_step, now)? {
+                    Some(step) => {
+                        work.set_totp_step(account, step).await?;
+                        Some(SecondFactor::Totp)
+                    }
+                    None => None,
+                }
+            }
+            Typed::Backup(code) => match BackupCode::parse(code) {
+                Some(code) if work.use_backup_code(account, &code.hash(), now).await? => Some(SecondFactor::Backup),
+                _ => None,
+            },
+        };
+        let Some(factor) = given else {
+            let detail = Some(AuditDetail::WrongCode);
+            let outcome = count_failure(work.as_mut(), &held, &self.lockout, detail, context, now).await?;
+            work.commit().await?;
+            let locked = match outcome {
+                FailureOutcome::Locked { until } => {
+                    tracing::info!(account = account.get(), %until, "account locked after repeated wrong codes");
+                    metrics::counter!("guichet_lockouts_total").increment(1);
+                    Some(until)
+                }
+                _ => None,
+            };
+            return Err(SecondFactorError::Wrong { locked });
+        };
+        work.set_logged_in(account, now, None).await?;
+        let mut succeeded = event(account, AuditKind::LoginSucceeded, Actor::Member, context, now);
+        succeeded.detail = Some(AuditDetail::SecondFactor(factor));
+        let recorded = work.record(&succeeded).await?;
+        if !locked {
+            work.set_lock(account, None, recorded).await?;
+        }
+        work.commit().await?;
+        Ok(factor)
+    }
+
+    /// The step `code` matches for the account's secret at `now` (one step either way),
+    /// when it is after `last_step`: a code works once.
+    fn matching_step(
+        &self,
+        secret: Vec<u8>,
+        account: &Account,
+        code: &str,
+        last_step: i64,
+        now: Timestamp,
+    ) -> Result<Option<i64>, StoreError> {
+        let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        let totp = self.totp(secret, account.identifier.as_str())?;
+        let seconds = u64::try_from(now.as_second()).unwrap_or_default();
+        let step = totp.check(&code, seconds).and_then(|step| i64::try_from(step).ok());
+        Ok(step.filter(|&step| step > last_step))
+    }
+
+    fn cipher(&self) -> LessSafeKey {
+        let key = self.key.mac(Purpose::TotpSeal, b"chacha20-poly1305");
+        // A 32-byte key is what ChaCha20-Poly1305 takes: this cannot fail.
+        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).unwrap_or_else(|_| unreachable!("32-byte key")))
+    }
+
+    /// The secret sealed for `account`: a random nonce, then the ciphertext and its tag.
+    fn seal(&self, account: AccountId, secret: &[u8]) -> String {
+        let nonce = crate::token::random_bytes::<NONCE_LEN>();
+        let mut sealed = secret.to_vec();
+        let aad = account.get().to_be_bytes();
+        // Sealing in place only fails past 256 GiB.
+        let _ =
+            self.cipher().seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut sealed);
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// The secret `sealed` holds, when it was sealed for `account` under this key.
+    fn unseal(&self, account: AccountId, sealed: &str) -> Option<Vec<u8>> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        let (nonce, sealed) = bytes.split_at_checked(NONCE_LEN)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut sealed = sealed.to_vec();
+        let aad = account.get().to_be_bytes();
+        self.cipher().open_in_place(nonce, Aad::from(aad), &mut sealed).ok().map(|plain| plain.to_vec())
+    }
+}
+
+fn event(account: AccountId, kind: AuditKind, actor: Actor, context: &RequestContext, at: Timestamp) -> NewAuditEvent {
+    NewAuditEvent { at, account_id: Some(account), kind, actor, context: context.clone(), detail: None }
+}
+
+/// Tells the account's own address that its second factor changed.
+async fn notify(work: &mut dyn Work, held: &HeldAccount, now: Timestamp) -> Result<(), StoreError> {
+    let account = &held.account;
+    let mail = NewMail {
+        kind: MailKind::SecondFactorChanged,
+        account_id: Some(account.id),
+        recipient: account.email.clone(),
+        subject: MailSubject::None,
+    };
+    work.queue_mail(&mail, now).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factors_read_back_what_they_store() {
+        let both = Factors::PASSWORD.and(SecondFactor::Totp);
+        assert_eq!(Factors::from_stored(&both.to_stored()), both);
+        assert_eq!(both.amr(), ["pwd", "otp", "mfa"]);
+        assert_eq!(both.acr(), ACR_TWO_FACTORS);
+        assert_eq!(Factors::PASSWORD.amr(), ["pwd"]);
+        assert_eq!(Factors::PASSWORD.acr(), ACR_ONE_FACTOR);
+        assert_eq!(Factors::from_stored("pwd backup unknown"), Factors::PASSWORD.and(SecondFactor::Backup));
+        assert!(!Factors::from_stored("otp").has_second(), "a code without a password is one factor");
+    }
+
+    #[test]
+    fn staff_rule_reads_two_words() {
+        assert_eq!(StaffRule::parse("required"), Some(StaffRule::Required));
+        assert_eq!(StaffRule::parse("optional"), Some(StaffRule::Optional));
+        assert_eq!(StaffRule::parse("yes"), None);
+    }
+}

@@ -1,0 +1,385 @@
+//! The second factor: the login's second step and the step up (`/login/second-factor`),
+//! and the member's own page (`/me/second-factor`): enrolment with a QR code, backup
+//! codes shown once, removal with the password typed again.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse as _, Redirect, Response};
+use axum::routing::{get, post};
+use guichet_core::codes::BackupCode;
+use guichet_core::french as format;
+use guichet_core::hashing::HashError;
+use guichet_core::login::{PendingLogin, SECOND_STEP_FOR};
+use guichet_core::me::ChangeError;
+use guichet_core::second_factor::{Factors, SecondFactorError, TotpEnrolment, TotpState, Typed};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::client::Client;
+use crate::cookies::Cookie;
+use crate::error::{WebError, busy};
+use crate::pages::{Form, Layout, SignedIn, next_in_query, render, secret, see_other, sentence};
+use crate::state::AppState;
+use crate::visitor::Visitor;
+
+/// The routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login/second-factor", get(show_step).post(submit_step))
+        .route("/me/second-factor", get(show_mine).post(confirm))
+        .route("/me/second-factor/backup-codes", post(renew_codes))
+        .route("/me/second-factor/remove", post(remove))
+}
+
+/// Who the second step is for: a login waiting for it, or a signed-in session that must
+/// give it now (the console, an application or a prefix that requires one).
+enum Stepping {
+    Login(PendingLogin),
+    StepUp(Box<guichet_core::session::Session>),
+}
+
+/// Why the code form is shown again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StepProblem {
+    /// Wrong, used, or not a code.
+    Wrong,
+    /// Locked (until then, when known).
+    Locked(Option<String>),
+}
+
+#[derive(Template)]
+#[template(path = "login_second_factor.html")]
+struct StepPage {
+    layout: Layout,
+    next: String,
+    /// `next`, percent-encoded for the links between the two forms.
+    next_encoded: String,
+    problem: Option<StepProblem>,
+    /// Shows the backup-code field first (the member asked for it).
+    backup: bool,
+    threshold: u32,
+    lock_duration: String,
+    step_up: bool,
+}
+
+async fn stepping(state: &AppState, visitor: &Visitor, headers: &HeaderMap) -> Result<Option<Stepping>, WebError> {
+    let jar = &state.settings.cookies;
+    if let Some(pending) =
+        jar.read(Cookie::SecondStep, headers).and_then(|c| state.authenticator.pending_login(&c, &visitor.csrf_token))
+    {
+        return Ok(Some(Stepping::Login(pending)));
+    }
+    let Some(session) = &visitor.session else { return Ok(None) };
+    if session.must_change_password || session.factors.has_second() {
+        return Ok(None);
+    }
+    if !state.second_factors.status(session.account_id).await?.has_second() {
+        return Ok(None);
+    }
+    Ok(Some(Stepping::StepUp(Box::new(session.clone()))))
+}
+
+fn step_page(state: &AppState, visitor: &Visitor, next: String, step_up: bool) -> StepPage {
+    let policy = state.authenticator.lockout_policy();
+    StepPage {
+        layout: Layout::for_visitor(state, visitor),
+        next_encoded: form_urlencoded::byte_serialize(next.as_bytes()).collect(),
+        next,
+        problem: None,
+        backup: false,
+        threshold: policy.threshold,
+        lock_duration: format::duration(policy.duration),
+        step_up,
+    }
+}
+
+#[derive(Deserialize)]
+struct StepQuery {
+    #[serde(default)]
+    backup: Option<String>,
+}
+
+async fn show_step(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    uri: Uri,
+    axum::extract::Query(query): axum::extract::Query<StepQuery>,
+) -> Result<Response, WebError> {
+    let next = next_in_query(&state, &uri).unwrap_or_default();
+    let step_up = match stepping(&state, &visitor, &headers).await? {
+        Some(Stepping::Login(_)) => false,
+        Some(Stepping::StepUp(_)) => true,
+        // Nothing waits: the login form (or straight on, for a session that needs nothing).
+        None if visitor.session.is_some() => return Ok(see_other(if next.is_empty() { "/me" } else { &next }, "/me")),
+        None => return Ok(Redirect::to("/login").into_response()),
+    };
+    let page = StepPage { backup: query.backup.is_some(), ..step_page(&state, &visitor, next, step_up) };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize)]
+struct StepForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    recovery_code: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn submit_step(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Client(context): Client,
+    headers: HeaderMap,
+    Form(form): Form<StepForm>,
+) -> Result<Response, WebError> {
+    let next = state.settings.return_hosts.accept(&form.next);
+    let jar = &state.settings.cookies;
+    let stepping = stepping(&state, &visitor, &headers).await?;
+    let (account, despite_lock) = match &stepping {
+        Some(Stepping::Login(pending)) => (pending.account, pending.despite_lock),
+        // A step up from a live session is never let through a lock.
+        Some(Stepping::StepUp(session)) => (session.account_id, false),
+        None => {
+            // The five minutes passed, or the cookie went: the password again.
+            let mut response = Redirect::to("/login").into_response();
+            response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::SecondStep));
+            return Ok(response);
+        }
+    };
+    let typed =
+        if form.recovery_code.trim().is_empty() { Typed::Code(&form.code) } else { Typed::Backup(&form.recovery_code) };
+    let step_up = matches!(stepping, Some(Stepping::StepUp(_)));
+    let problem = match state.second_factors.verify(account, typed, despite_lock, &context).await {
+        Ok(factor) => {
+            return match stepping {
+                Some(Stepping::Login(pending)) => {
+                    let factors = Factors::PASSWORD.and(factor);
+                    Ok(open_session(&state, &visitor, &headers, pending, factors, context, next).await?)
+                }
+                Some(Stepping::StepUp(session)) => {
+                    state.sessions.add_factor(&session, factor).await?;
+                    Ok(see_other(next.as_deref().unwrap_or("/me"), "/me"))
+                }
+                None => Ok(Redirect::to("/login").into_response()),
+            };
+        }
+        Err(SecondFactorError::Wrong { locked: None }) => StepProblem::Wrong,
+        Err(SecondFactorError::Wrong { locked: Some(until) } | SecondFactorError::Locked { until: Some(until) }) => {
+            StepProblem::Locked(Some(format::date_time(until, &state.settings.time_zone)))
+        }
+        Err(SecondFactorError::Locked { until: None }) => StepProblem::Locked(None),
+        Err(SecondFactorError::NoFactor) => {
+            // The factor was reset meanwhile: the password again, without it.
+            let mut response = Redirect::to("/login").into_response();
+            response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::SecondStep));
+            return Ok(response);
+        }
+        Err(SecondFactorError::Store(error)) => return Err(error.into()),
+    };
+    let status = match problem {
+        StepProblem::Wrong => StatusCode::UNAUTHORIZED,
+        StepProblem::Locked(_) => StatusCode::FORBIDDEN,
+    };
+    let page = StepPage {
+        problem: Some(problem),
+        backup: !form.recovery_code.trim().is_empty(),
+        ..step_page(&state, &visitor, next.unwrap_or_default(), step_up)
+    };
+    render(status, &page)
+}
+
+/// Opens the session of a login whose second step just passed: a fresh token, the
+/// device's mark, the pass; the pending cookie goes.
+async fn open_session(
+    state: &AppState,
+    visitor: &Visitor,
+    headers: &HeaderMap,
+    pending: PendingLogin,
+    factors: Factors,
+    context: guichet_core::audit::RequestContext,
+    next: Option<String>,
+) -> Result<Response, WebError> {
+    let jar = &state.settings.cookies;
+    let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
+    let forced = pending.must_change_password;
+    let (token, _) = state.sessions.open(pending.account, context, replacing, forced, factors).await?;
+    let device = jar.read(Cookie::Device, headers);
+    let device_cookie = state.authenticator.mark_device(device.as_deref(), pending.account);
+    let target = crate::pages::login::after_login(next.as_deref(), forced);
+    let mut response = see_other(&target, "/me");
+    let lifetime = guichet_core::device::LIFETIME.as_secs();
+    response.headers_mut().append(SET_COOKIE, jar.set(Cookie::Session, token.expose()));
+    response.headers_mut().append(SET_COOKIE, jar.set_lasting(Cookie::Device, &device_cookie, lifetime));
+    response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::SecondStep));
+    if jar.shares_a_pass() {
+        response.headers_mut().append(SET_COOKIE, jar.set(Cookie::Pass, &state.sessions.pass(&token)));
+    }
+    Ok(response)
+}
+
+/// The pending login's cookie, set after a right password for an account with a
+/// second factor.
+pub fn pending_cookie(state: &AppState, visitor: &Visitor, pending: PendingLogin) -> axum::http::HeaderValue {
+    let value = state.authenticator.pending_cookie(pending, &visitor.csrf_token);
+    let lifetime = SECOND_STEP_FOR.as_secs();
+    state.settings.cookies.set_lasting(Cookie::SecondStep, &value, lifetime)
+}
+
+#[derive(Template)]
+#[template(path = "me_second_factor.html")]
+struct MinePage {
+    layout: Layout,
+    /// Enrolment in progress: what to scan or type.
+    enrolment: Option<TotpEnrolment>,
+    /// Active since then.
+    active_since: Option<String>,
+    backup_codes_left: u32,
+    /// Codes to show once (just made).
+    codes: Vec<String>,
+    /// Staff required to have one: said on the page.
+    required: bool,
+    next: String,
+    code_error: Option<String>,
+    password_error: Option<String>,
+    removed: bool,
+}
+
+#[derive(Deserialize)]
+struct MineQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+async fn mine_page(state: &AppState, signed_in: SignedIn, next: String) -> Result<MinePage, WebError> {
+    let status = state.second_factors.status(signed_in.account.id).await?;
+    let zone = &state.settings.time_zone;
+    let (enrolment, active_since) = match status.totp {
+        TotpState::Active(since) => (None, Some(format::date_time(since, zone))),
+        TotpState::None | TotpState::Pending => (state.second_factors.begin_totp(&signed_in.account).await?, None),
+    };
+    let required = signed_in.account.role.is_staff() && state.console.staff_rule_requires();
+    Ok(MinePage {
+        layout: signed_in.layout,
+        enrolment,
+        active_since,
+        backup_codes_left: status.backup_codes_left,
+        codes: Vec::new(),
+        required,
+        next,
+        code_error: None,
+        password_error: None,
+        removed: false,
+    })
+}
+
+async fn show_mine(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    uri: Uri,
+    axum::extract::Query(query): axum::extract::Query<MineQuery>,
+) -> Result<Response, WebError> {
+    let next = next_in_query(&state, &uri).unwrap_or_default();
+    let page =
+        MinePage { removed: query.done.as_deref() == Some("removed"), ..mine_page(&state, signed_in, next).await? };
+    no_store(render(StatusCode::OK, &page)?)
+}
+
+/// Pages with a secret (the enrolment's, the backup codes) are not kept by the browser.
+fn no_store(mut response: Response) -> Result<Response, WebError> {
+    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// The first code confirms the enrolment: the session counts as signed in with the
+/// second factor (the member just proved they hold it), and the backup codes are shown.
+async fn confirm(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Client(context): Client,
+    Form(form): Form<ConfirmForm>,
+) -> Result<Response, WebError> {
+    let next = state.settings.return_hosts.accept(&form.next).unwrap_or_default();
+    match state.second_factors.confirm_totp(signed_in.account.id, &form.code, &context).await {
+        Ok(codes) => {
+            state.sessions.add_factor(&signed_in.session, guichet_core::second_factor::SecondFactor::Totp).await?;
+            let page = MinePage { codes: grouped(&codes), ..mine_page(&state, signed_in, next).await? };
+            no_store(render(StatusCode::OK, &page)?)
+        }
+        Err(SecondFactorError::Wrong { .. }) => {
+            let error = "Ce code ne correspond pas. Vérifiez l'heure du téléphone et tapez le code affiché maintenant.";
+            let page = MinePage { code_error: Some(error.to_owned()), ..mine_page(&state, signed_in, next).await? };
+            no_store(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?)
+        }
+        Err(SecondFactorError::Store(error)) => Err(error.into()),
+        // Confirmed already (a form sent twice): the page as it is.
+        Err(SecondFactorError::NoFactor | SecondFactorError::Locked { .. }) => {
+            Ok(Redirect::to("/me/second-factor").into_response())
+        }
+    }
+}
+
+fn grouped(codes: &[BackupCode]) -> Vec<String> {
+    codes.iter().map(BackupCode::grouped).collect()
+}
+
+async fn renew_codes(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Client(context): Client,
+) -> Result<Response, WebError> {
+    match state.second_factors.renew_backup_codes(signed_in.account.id, &context).await {
+        Ok(codes) => {
+            let page = MinePage { codes: grouped(&codes), ..mine_page(&state, signed_in, String::new()).await? };
+            no_store(render(StatusCode::OK, &page)?)
+        }
+        Err(SecondFactorError::Store(error)) => Err(error.into()),
+        Err(_) => Ok(Redirect::to("/me/second-factor").into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+struct RemoveForm {
+    #[serde(default, deserialize_with = "secret")]
+    current_password: SecretString,
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Client(context): Client,
+    Form(form): Form<RemoveForm>,
+) -> Result<Response, WebError> {
+    let confirmed =
+        state.me.confirm_password(&signed_in.account, &signed_in.session, form.current_password, &context).await;
+    let error = match confirmed {
+        Ok(confirmed) => {
+            state.second_factors.remove_own(confirmed, &context).await?;
+            return Ok(Redirect::to("/me/second-factor?done=removed").into_response());
+        }
+        Err(ChangeError::TooManyWrong) => {
+            let mut response = Redirect::to("/login").into_response();
+            crate::pages::clear_session_cookies(&state, &mut response);
+            return Ok(response);
+        }
+        Err(ChangeError::Hash(HashError::Busy)) => return Ok(busy().into_response()),
+        Err(ChangeError::Hash(error)) => return Err(error.into()),
+        Err(ChangeError::Store(error)) => return Err(error.into()),
+        Err(error) => sentence(error.to_string()),
+    };
+    let page = MinePage { password_error: Some(error), ..mine_page(&state, signed_in, String::new()).await? };
+    no_store(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?)
+}
