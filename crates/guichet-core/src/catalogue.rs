@@ -77,6 +77,9 @@ pub const REQUEST_ERROR_TOO_MANY: &str = "trop de demandes dans l'heure";
 /// `GroupNameError`.
 pub const GROUP_NAME_ERROR: &str = "le nom d'un groupe compte de 1 à 64 caractères parmi les lettres sans accent, les chiffres, « _ » et « - », et commence par une lettre ou un chiffre";
 
+/// A security key or passkey added without a name.
+pub const UNNAMED_KEY: &str = "clé sans nom";
+
 /// `ConsoleError::Unverified`.
 pub const CONSOLE_ERROR_UNVERIFIED: &str = "dites comment vous avez vérifié que la personne est bien titulaire du compte (rappel au numéro connu, question à laquelle elle seule peut répondre) : rien n'a été fait";
 /// `ConsoleError::Stale`.

@@ -122,20 +122,20 @@ impl TemporaryPassword {
     }
 }
 
-/// A backup code for the second factor (« code de récupération »): 60 random bits in
-/// twelve Crockford base32 characters, shown in three groups of four, typed like a code.
-/// Ten are made at once and shown once; each works once, in place of a TOTP code. Only
-/// its SHA-256 is stored: its entropy, a wrong one counting toward the account's lock,
-/// and the password asked first make a slow hash needless. `Debug` does not print it.
+/// A backup code for the second factor (« code de récupération »): 120 random bits in
+/// 24 Crockford base32 characters, shown in six groups of four, typed like a code. Ten
+/// are made at once and shown once; each works once, in place of a TOTP code. Only its
+/// SHA-256 is stored: at 120 bits a slow hash is needless (ASVS 6.5.2 asks one below
+/// 112). `Debug` does not print it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BackupCode(String);
 
 impl BackupCode {
-    const LENGTH: usize = 12;
+    const LENGTH: usize = LENGTH;
 
     /// A fresh one from the operating system's CSPRNG.
     pub fn generate() -> Self {
-        Self(RecoveryCode::generate().0[..Self::LENGTH].to_owned())
+        Self(RecoveryCode::generate().0)
     }
 
     /// Reads what was typed; `None` when it cannot be one.
@@ -143,7 +143,7 @@ impl BackupCode {
         canonical(typed, Self::LENGTH).map(Self)
     }
 
-    /// Three groups of four: `ABCD-EFGH-JKMN`.
+    /// Six groups of four: `ABCD-EFGH-…`.
     pub fn grouped(&self) -> String {
         grouped(&self.0)
     }

@@ -188,7 +188,8 @@ impl Credentials {
         for (key, at) in counted {
             work.uncount(key, *at).await?;
         }
-        if work.totp(account).await?.is_some_and(|totp| totp.confirmed_at.is_some()) {
+        let totp = work.totp(account).await?.is_some_and(|totp| totp.confirmed_at.is_some());
+        if totp || work.count_keys(account).await? > 0 {
             work.record(&member_event(account, AuditKind::PasswordAccepted, context, now)).await?;
             work.commit().await?;
             return Ok(Admitted::SecondStep);

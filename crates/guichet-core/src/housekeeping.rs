@@ -1,13 +1,13 @@
 //! Forgetting what is no longer needed: expired sessions, old counters, old device
 //! attempts, OpenID Connect codes and access-token records a day after they expired,
-//! and finished mail (the addresses typed into "forgot" forms are not kept
-//! longer than a month).
+//! WebAuthn ceremonies left unfinished, and finished mail (the addresses typed into
+//! "forgot" forms are not kept longer than a month).
 
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::ports::{DeviceStore, OidcStore, OutboxStore, Ports, SessionStore, StoreError, ThrottleStore};
+use crate::ports::{DeviceStore, OidcStore, OutboxStore, PasskeyStore, Ports, SessionStore, StoreError, ThrottleStore};
 
 /// What one round forgot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct Forgotten {
     pub mail: u64,
     /// OpenID Connect codes and access-token records expired over a day ago.
     pub oidc: u64,
+    /// WebAuthn ceremonies begun and never finished.
+    pub ceremonies: u64,
 }
 
 /// The cleaning rounds.
@@ -32,6 +34,7 @@ pub struct Housekeeping {
     devices: Arc<dyn DeviceStore>,
     outbox: Arc<dyn OutboxStore>,
     oidc: Arc<dyn OidcStore>,
+    passkeys: Arc<dyn PasskeyStore>,
 }
 
 impl Housekeeping {
@@ -43,6 +46,7 @@ impl Housekeeping {
             devices: Arc::clone(&ports.devices),
             outbox: Arc::clone(&ports.outbox),
             oidc: Arc::clone(&ports.oidc),
+            passkeys: Arc::clone(&ports.passkeys),
         }
     }
 
@@ -56,12 +60,14 @@ impl Housekeeping {
             self.devices.purge_device_attempts(now.saturating_sub(crate::device::LIFETIME).unwrap_or(now)).await;
         let mail = self.outbox.purge_finished_mail(ago(24 * 30)).await;
         let oidc = self.oidc.purge_oidc(ago(24)).await;
+        let ceremonies = self.passkeys.purge_ceremonies(now).await;
         Ok(Forgotten {
             sessions: sessions?,
             counts: counts?,
             device_attempts: device_attempts?,
             mail: mail?,
             oidc: oidc?,
+            ceremonies: ceremonies?,
         })
     }
 }

@@ -29,6 +29,8 @@ pub enum Purpose {
     TotpSeal,
     /// The signature of a login waiting for its second step (its cookie).
     SecondStep,
+    /// An account's WebAuthn user handle.
+    WebauthnUser,
 }
 
 impl Purpose {
@@ -44,6 +46,7 @@ impl Purpose {
             Self::SlotLink => b"guichet/desk/slot-link/v1",
             Self::TotpSeal => b"guichet/totp/seal/v1",
             Self::SecondStep => b"guichet/login/second-step/v1",
+            Self::WebauthnUser => b"guichet/webauthn/user-handle/v1",
         }
     }
 }

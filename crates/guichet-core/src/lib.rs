@@ -28,6 +28,7 @@ pub mod mail;
 pub mod me;
 pub mod members;
 pub mod oidc;
+pub mod passkeys;
 pub mod password;
 pub mod ports;
 pub mod postman;

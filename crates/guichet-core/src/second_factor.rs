@@ -47,6 +47,8 @@ pub enum SecondFactor {
     Totp,
     /// A backup code.
     Backup,
+    /// A security key or passkey (WebAuthn, with user verification).
+    Key,
 }
 
 impl SecondFactor {
@@ -55,12 +57,13 @@ impl SecondFactor {
         match self {
             Self::Totp => "totp",
             Self::Backup => "backup",
+            Self::Key => "key",
         }
     }
 
     /// Reads a stored name.
     pub fn parse(stored: &str) -> Option<Self> {
-        [Self::Totp, Self::Backup].into_iter().find(|f| f.as_str() == stored)
+        [Self::Totp, Self::Backup, Self::Key].into_iter().find(|f| f.as_str() == stored)
     }
 }
 
@@ -73,11 +76,16 @@ pub struct Factors {
     pub totp: bool,
     /// A backup code.
     pub backup: bool,
+    /// A security key or passkey, with user verification (WebAuthn).
+    pub key: bool,
 }
 
 impl Factors {
     /// A password alone.
-    pub const PASSWORD: Self = Self { password: true, totp: false, backup: false };
+    pub const PASSWORD: Self = Self { password: true, totp: false, backup: false, key: false };
+    /// A passkey alone, without a password: it verified the member itself (a PIN or a
+    /// fingerprint on the device), so it counts as two factors.
+    pub const PASSKEY: Self = Self { password: false, totp: false, backup: false, key: true };
 
     /// These factors and `second`.
     #[must_use]
@@ -85,16 +93,18 @@ impl Factors {
         match second {
             SecondFactor::Totp => Self { totp: true, ..self },
             SecondFactor::Backup => Self { backup: true, ..self },
+            SecondFactor::Key => Self { key: true, ..self },
         }
     }
 
-    /// Whether a second factor was given.
+    /// Whether a second factor was given: a code after the password, or a key (which
+    /// verifies its holder itself).
     pub fn has_second(self) -> bool {
-        self.password && (self.totp || self.backup)
+        self.key || (self.password && (self.totp || self.backup))
     }
 
-    /// The `amr` values (RFC 8176): `pwd`, `otp` (a TOTP or backup code), and `mfa`
-    /// with both.
+    /// The `amr` values (RFC 8176): `pwd`, `otp` (a TOTP or backup code), `hwk` (a key),
+    /// and `mfa` with two factors.
     pub fn amr(self) -> Vec<&'static str> {
         let mut amr = Vec::new();
         if self.password {
@@ -102,6 +112,9 @@ impl Factors {
         }
         if self.totp || self.backup {
             amr.push("otp");
+        }
+        if self.key {
+            amr.push("hwk");
         }
         if self.has_second() {
             amr.push("mfa");
@@ -114,9 +127,9 @@ impl Factors {
         if self.has_second() { ACR_TWO_FACTORS } else { ACR_ONE_FACTOR }
     }
 
-    /// The stored form: words separated by spaces (`pwd`, `otp`, `backup`).
+    /// The stored form: words separated by spaces (`pwd`, `otp`, `backup`, `hwk`).
     pub fn to_stored(self) -> String {
-        let words = [(self.password, "pwd"), (self.totp, "otp"), (self.backup, "backup")];
+        let words = [(self.password, "pwd"), (self.totp, "otp"), (self.backup, "backup"), (self.key, "hwk")];
         words.iter().filter(|(on, _)| *on).map(|(_, word)| *word).collect::<Vec<_>>().join(" ")
     }
 
@@ -126,6 +139,7 @@ impl Factors {
             "pwd" => Self { password: true, ..factors },
             "otp" => Self { totp: true, ..factors },
             "backup" => Self { backup: true, ..factors },
+            "hwk" => Self { key: true, ..factors },
             _ => factors,
         })
     }
@@ -149,12 +163,14 @@ pub struct FactorStatus {
     pub totp: TotpState,
     /// Backup codes not used yet.
     pub backup_codes_left: u32,
+    /// Security keys and passkeys.
+    pub keys: u32,
 }
 
 impl FactorStatus {
     /// Whether a login must give a second factor.
     pub fn has_second(&self) -> bool {
-        matches!(self.totp, TotpState::Active(_))
+        matches!(self.totp, TotpState::Active(_)) || self.keys > 0
     }
 }
 
@@ -399,8 +415,8 @@ impl SecondFactors {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let account = held.account.id;
-        let had_one = work.totp(account).await?.is_some_and(|t| t.confirmed_at.is_some());
-        work.remove_second_factors(account).await?;
+        let had_totp = work.totp(account).await?.is_some_and(|totp| totp.confirmed_at.is_some());
+        let had_one = work.remove_second_factors(account).await? > 0 || had_totp;
         if had_one {
             let mut removed = event(account, AuditKind::SecondFactorRemoved, actor, context, now);
             removed.detail = detail;
@@ -479,13 +495,7 @@ impl SecondFactors {
             };
             return Err(SecondFactorError::Wrong { locked });
         };
-        work.set_logged_in(account, now, None).await?;
-        let mut succeeded = event(account, AuditKind::LoginSucceeded, Actor::Member, context, now);
-        succeeded.detail = Some(AuditDetail::SecondFactor(factor));
-        let recorded = work.record(&succeeded).await?;
-        if !locked {
-            work.set_lock(account, None, recorded).await?;
-        }
+        record_login(work.as_mut(), account, factor, locked, context, now).await?;
         work.commit().await?;
         Ok(factor)
     }
@@ -537,12 +547,39 @@ impl SecondFactors {
     }
 }
 
-fn event(account: AccountId, kind: AuditKind, actor: Actor, context: &RequestContext, at: Timestamp) -> NewAuditEvent {
+/// Records a login completed with `factor` (a second step, or a passkey alone): the last
+/// login set, audited, the failures cleared unless a lock runs (the member's usual
+/// browser, or a passkey, got in despite it).
+pub(crate) async fn record_login(
+    work: &mut dyn Work,
+    account: AccountId,
+    factor: SecondFactor,
+    locked: bool,
+    context: &RequestContext,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    work.set_logged_in(account, now, None).await?;
+    let mut succeeded = event(account, AuditKind::LoginSucceeded, Actor::Member, context, now);
+    succeeded.detail = Some(AuditDetail::SecondFactor(factor));
+    let recorded = work.record(&succeeded).await?;
+    if !locked {
+        work.set_lock(account, None, recorded).await?;
+    }
+    Ok(())
+}
+
+pub(crate) fn event(
+    account: AccountId,
+    kind: AuditKind,
+    actor: Actor,
+    context: &RequestContext,
+    at: Timestamp,
+) -> NewAuditEvent {
     NewAuditEvent { at, account_id: Some(account), kind, actor, context: context.clone(), detail: None }
 }
 
 /// Tells the account's own address that its second factor changed.
-async fn notify(work: &mut dyn Work, held: &HeldAccount, now: Timestamp) -> Result<(), StoreError> {
+pub(crate) async fn notify(work: &mut dyn Work, held: &HeldAccount, now: Timestamp) -> Result<(), StoreError> {
     let account = &held.account;
     let mail = NewMail {
         kind: MailKind::SecondFactorChanged,

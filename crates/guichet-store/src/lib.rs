@@ -16,6 +16,7 @@ mod import;
 mod keys;
 mod oidc;
 mod outbox;
+mod passkeys;
 mod recovery;
 mod second_factors;
 mod sessions;

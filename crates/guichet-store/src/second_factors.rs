@@ -127,7 +127,8 @@ impl SqlStore {
         let row = sqlx::query(
             "SELECT (SELECT confirmed_at FROM totp_secrets WHERE account_id = $1) AS confirmed_at, \
              (SELECT COUNT(*) FROM totp_secrets WHERE account_id = $1) AS secrets, \
-             (SELECT COUNT(*) FROM second_factor_recovery_codes WHERE account_id = $1 AND used_at IS NULL) AS left_",
+             (SELECT COUNT(*) FROM second_factor_recovery_codes WHERE account_id = $1 AND used_at IS NULL) AS left_, \
+             (SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1) AS keys_",
         )
         .bind(account.get())
         .fetch_one(&self.pool)
@@ -136,11 +137,16 @@ impl SqlStore {
         let confirmed_at = optional_timestamp(row.try_get("confirmed_at").map_err(backend)?)?;
         let secrets: i64 = row.try_get("secrets").map_err(backend)?;
         let left: i64 = row.try_get("left_").map_err(backend)?;
+        let keys: i64 = row.try_get("keys_").map_err(backend)?;
         let totp = match (confirmed_at, secrets) {
             (Some(at), _) => TotpState::Active(at),
             (None, 0) => TotpState::None,
             (None, _) => TotpState::Pending,
         };
-        Ok(FactorStatus { totp, backup_codes_left: u32::try_from(left).unwrap_or_default() })
+        Ok(FactorStatus {
+            totp,
+            backup_codes_left: u32::try_from(left).unwrap_or_default(),
+            keys: u32::try_from(keys).unwrap_or_default(),
+        })
     }
 }

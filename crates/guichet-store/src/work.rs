@@ -777,8 +777,26 @@ impl Work for SqlWork {
         crate::second_factors::use_backup_code(self, account, hash, at).await
     }
 
-    async fn remove_second_factors(&mut self, account: AccountId) -> Result<(), StoreError> {
-        crate::second_factors::remove(self, account).await
+    async fn remove_second_factors(&mut self, account: AccountId) -> Result<u64, StoreError> {
+        crate::second_factors::remove(self, account).await?;
+        crate::passkeys::remove_keys(self, account).await
+    }
+
+    async fn insert_key(&mut self, key: &guichet_core::ports::StoredKey) -> Result<bool, StoreError> {
+        crate::passkeys::insert_key(self, key).await
+    }
+
+    async fn count_keys(&mut self, account: AccountId) -> Result<u64, StoreError> {
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1")
+            .bind(account.get())
+            .fetch_one(&mut **self)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(keys).unwrap_or_default())
+    }
+
+    async fn remove_key(&mut self, account: AccountId, credential_id: &str) -> Result<bool, StoreError> {
+        crate::passkeys::remove_key(self, account, credential_id).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

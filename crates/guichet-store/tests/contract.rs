@@ -122,6 +122,8 @@ on_both_backends!(
     a_lease_is_renewed_only_by_its_holder_and_given_back_unsent,
     a_session_that_ends_tells_its_applications_and_takes_its_refresh_tokens,
     a_refresh_token_is_used_once_and_its_replay_revokes_its_family,
+    second_factors_are_written_used_once_and_removed_together,
+    a_ceremony_serves_once_and_only_as_it_was_made,
 );
 
 async fn a_lease_is_renewed_only_by_its_holder_and_given_back_unsent(store: SqlStore) {
@@ -2013,4 +2015,79 @@ async fn admin_changes_on_postgres_at_once_do_not_deadlock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admin_changes_on_sqlite_at_once_do_not_deadlock() {
     admin_changes_at_once_do_not_deadlock(TestDatabase::sqlite()).await;
+}
+
+/// A TOTP secret waits unconfirmed, then records its steps; backup codes work once;
+/// removing the second factors takes the secret, the codes and the keys at once.
+async fn second_factors_are_written_used_once_and_removed_together(store: SqlStore) {
+    use guichet_core::ports::{StoredKey, Transactions as _};
+    let account = add(&store, "marie").await;
+    let other = add(&store, "paul").await;
+    let mut work = store.begin().await.unwrap();
+    work.hold_account(account.id).await.unwrap();
+    work.put_totp(account.id, "sealed-1", t0()).await.unwrap();
+    let codes: Vec<TokenHash> = (0..3).map(|_| PlainToken::generate().hash()).collect();
+    work.replace_backup_codes(account.id, &codes, t0()).await.unwrap();
+    let key = |id: &str, owner: &Account| StoredKey {
+        credential_id: id.to_owned(),
+        account: owner.id,
+        name: "Téléphone".to_owned(),
+        passkey: "{}".to_owned(),
+        created_at: t0(),
+        last_used_at: None,
+    };
+    assert!(work.insert_key(&key("cred-1", &account)).await.unwrap());
+    assert!(!work.insert_key(&key("cred-1", &other)).await.unwrap(), "a credential belongs to one account");
+    work.commit().await.unwrap();
+    let status = store.second_factors(account.id).await.unwrap();
+    assert_eq!(status.totp, guichet_core::second_factor::TotpState::Pending);
+    assert_eq!((status.backup_codes_left, status.keys), (3, 1));
+    assert!(status.has_second(), "a key is a second factor on its own");
+
+    let mut work = store.begin().await.unwrap();
+    work.confirm_totp(account.id, 100, t0()).await.unwrap();
+    work.set_totp_step(account.id, 101).await.unwrap();
+    let stored = work.totp(account.id).await.unwrap().unwrap();
+    assert_eq!((stored.sealed.as_str(), stored.confirmed_at, stored.last_step), ("sealed-1", Some(t0()), 101));
+    assert!(work.use_backup_code(account.id, &codes[0], t0()).await.unwrap());
+    assert!(!work.use_backup_code(account.id, &codes[0], t0()).await.unwrap(), "once");
+    assert!(!work.use_backup_code(other.id, &codes[1], t0()).await.unwrap(), "another's code is nothing");
+    assert_eq!(work.count_keys(account.id).await.unwrap(), 1);
+    work.commit().await.unwrap();
+    assert_eq!(store.second_factors(account.id).await.unwrap().backup_codes_left, 2);
+
+    let mut work = store.begin().await.unwrap();
+    // Enrolling again replaces the secret, unconfirmed, its steps forgotten.
+    work.put_totp(account.id, "sealed-2", t0()).await.unwrap();
+    let again = work.totp(account.id).await.unwrap().unwrap();
+    assert_eq!((again.confirmed_at, again.last_step), (None, 0));
+    assert_eq!(work.remove_second_factors(account.id).await.unwrap(), 1, "one key went");
+    assert!(work.totp(account.id).await.unwrap().is_none());
+    work.commit().await.unwrap();
+    let status = store.second_factors(account.id).await.unwrap();
+    assert_eq!(
+        (status.totp, status.backup_codes_left, status.keys),
+        (guichet_core::second_factor::TotpState::None, 0, 0)
+    );
+}
+
+/// A WebAuthn ceremony is taken once, for its purpose, before it expires.
+async fn a_ceremony_serves_once_and_only_as_it_was_made(store: SqlStore) {
+    use guichet_core::ports::{CeremonyPurpose, PasskeyStore as _};
+    let account = add(&store, "marie").await;
+    let later = t0() + SignedDuration::from_mins(5);
+    let token = PlainToken::generate().hash();
+    store.put_ceremony(&token, CeremonyPurpose::Register, Some(account.id), "{\"s\":1}", later).await.unwrap();
+    let wrong = store.take_ceremony(&token, CeremonyPurpose::Login, t0()).await.unwrap();
+    assert!(wrong.is_none(), "not for another purpose");
+    assert!(store.take_ceremony(&token, CeremonyPurpose::Register, t0()).await.unwrap().is_none(), "and then gone");
+    let token = PlainToken::generate().hash();
+    store.put_ceremony(&token, CeremonyPurpose::Login, None, "{}", later).await.unwrap();
+    let taken = store.take_ceremony(&token, CeremonyPurpose::Login, t0()).await.unwrap().unwrap();
+    assert_eq!((taken.account, taken.state.as_str()), (None, "{}"));
+    assert!(store.take_ceremony(&token, CeremonyPurpose::Login, t0()).await.unwrap().is_none(), "once");
+    let token = PlainToken::generate().hash();
+    store.put_ceremony(&token, CeremonyPurpose::SecondFactor, Some(account.id), "{}", later).await.unwrap();
+    assert!(store.take_ceremony(&token, CeremonyPurpose::SecondFactor, later).await.unwrap().is_none(), "expired");
+    assert_eq!(store.purge_ceremonies(later).await.unwrap(), 0, "taken ones are gone already");
 }

@@ -37,6 +37,21 @@ pub fn csp_with_frames(policy: Option<&HeaderValue>, origins: &[String]) -> Opti
     HeaderValue::from_str(&format!("{base}; frame-src {}", origins.join(" "))).ok()
 }
 
+/// The policy of a page with a security-key button: our own script may run and call
+/// our own routes, besides what `policy` (the page's) allows.
+pub fn csp_with_script(policy: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let base = policy.and_then(|p| p.to_str().ok()).unwrap_or(CSP);
+    HeaderValue::from_str(&format!("{base}; script-src 'self'; connect-src 'self'")).ok()
+}
+
+/// Lets the page run `/static/passkey.js` (see [`csp_with_script`]).
+pub fn allow_script(mut response: Response) -> Response {
+    if let Some(policy) = csp_with_script(response.headers().get(header::CONTENT_SECURITY_POLICY)) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
+}
+
 /// Adds the headers; pages (not the stylesheet) are never cached.
 pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let is_asset = request.uri().path().starts_with("/static/");

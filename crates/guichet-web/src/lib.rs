@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::login::routes())
         .merge(pages::me::routes())
         .merge(pages::second_factor::routes())
+        .merge(pages::passkeys::routes())
         .merge(pages::forgot::routes())
         .merge(pages::help::routes())
         .merge(pages::assistance::routes())

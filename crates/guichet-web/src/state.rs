@@ -95,6 +95,9 @@ pub struct Inner {
     pub me: MySpace,
     /// Second factors: enrolment, the login's second step.
     pub second_factors: guichet_core::second_factor::SecondFactors,
+    /// Security keys and passkeys; `None` when the public URL has no host name (WebAuthn
+    /// needs one).
+    pub passkeys: Option<guichet_core::passkeys::Passkeys>,
     /// Staff actions on accounts, with their authority.
     pub console: Console,
     /// Groups of members.

@@ -9,6 +9,13 @@ use guichet_core::second_factor::SecondFactor;
 
 /// How a session signed in, as its member reads it in the list of sessions.
 pub fn factors(factors: guichet_core::second_factor::Factors, temporary: bool) -> &'static str {
+    if factors.key {
+        return if factors.password {
+            "mot de passe et clé de sécurité"
+        } else {
+            "clé d'accès, sans mot de passe"
+        };
+    }
     match (temporary, factors.totp, factors.backup) {
         (true, false, false) => "mot de passe temporaire",
         (true, ..) => "mot de passe temporaire et second facteur",
@@ -89,6 +96,7 @@ pub fn detail(detail: &AuditDetail) -> String {
         AuditDetail::WrongCode => "code erroné au second facteur".to_owned(),
         AuditDetail::SecondFactor(SecondFactor::Totp) => "avec un code de l'application".to_owned(),
         AuditDetail::SecondFactor(SecondFactor::Backup) => "avec un code de récupération".to_owned(),
+        AuditDetail::SecondFactor(SecondFactor::Key) => "avec une clé de sécurité ou une clé d'accès".to_owned(),
         AuditDetail::Verified(how) => format!("identité vérifiée : {how}"),
         AuditDetail::Text(text) => text.clone(),
     }

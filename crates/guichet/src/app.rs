@@ -20,6 +20,7 @@ use guichet_core::mail::MailSender;
 use guichet_core::me::MySpace;
 use guichet_core::members::Members;
 use guichet_core::oidc::{Messenger, Oidc};
+use guichet_core::passkeys::Passkeys;
 use guichet_core::password::PasswordPolicy;
 use guichet_core::ports::Ports;
 use guichet_core::postman::{MailPolicy, Postman};
@@ -110,6 +111,15 @@ impl Application {
             .with_staff_rule(settings.staff_second_factor);
         let second_factors =
             SecondFactors::new(&ports, Arc::clone(&clock), key.clone(), lockout, settings.site_name.clone());
+        let passkeys =
+            match Passkeys::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url, &settings.site_name) {
+                Ok(passkeys) => Some(passkeys),
+                Err(error) => {
+                    // The default public URL (an address) says so at every start of `serve`.
+                    tracing::info!(%error, "security keys and passkeys are off");
+                    None
+                }
+            };
         let groups = Groups::new(&ports, Arc::clone(&clock));
         let gate = Gate::new(&ports, sessions.clone(), settings.access.clone(), Arc::clone(&clock));
         let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url, sessions.clone())
@@ -139,6 +149,7 @@ impl Application {
             desk,
             me,
             second_factors,
+            passkeys,
             console,
             groups,
             gate,

@@ -51,6 +51,8 @@ pub(crate) struct Rows {
     pub totp: HashMap<AccountId, super::StoredTotp>,
     /// Backup codes: account, hash, used.
     pub backup_codes: Vec<(AccountId, String, Option<Timestamp>)>,
+    /// Security keys and passkeys.
+    pub keys: Vec<super::StoredKey>,
 }
 
 #[derive(Debug, Default)]
@@ -126,10 +128,27 @@ impl Work for MemoryWork {
             .find(|(owner, h, used)| *owner == account && h == hash.as_str() && used.is_none());
         Ok(unused.map(|(.., used)| *used = Some(at)).is_some())
     }
-    async fn remove_second_factors(&mut self, account: AccountId) -> Result<(), StoreError> {
+    async fn remove_second_factors(&mut self, account: AccountId) -> Result<u64, StoreError> {
         self.rows.totp.remove(&account);
         self.rows.backup_codes.retain(|(owner, ..)| *owner != account);
-        Ok(())
+        let before = self.rows.keys.len();
+        self.rows.keys.retain(|k| k.account != account);
+        Ok(u64::try_from(before - self.rows.keys.len()).unwrap())
+    }
+    async fn insert_key(&mut self, key: &super::StoredKey) -> Result<bool, StoreError> {
+        if self.rows.keys.iter().any(|k| k.credential_id == key.credential_id) {
+            return Ok(false);
+        }
+        self.rows.keys.push(key.clone());
+        Ok(true)
+    }
+    async fn count_keys(&mut self, account: AccountId) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.rows.keys.iter().filter(|k| k.account == account).count()).unwrap())
+    }
+    async fn remove_key(&mut self, account: AccountId, credential_id: &str) -> Result<bool, StoreError> {
+        let before = self.rows.keys.len();
+        self.rows.keys.retain(|k| !(k.account == account && k.credential_id == credential_id));
+        Ok(self.rows.keys.len() < before)
     }
     async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
         Ok(self.rows.accounts.get(&account).cloned())

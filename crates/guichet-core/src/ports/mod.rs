@@ -13,6 +13,7 @@ mod mail;
 #[cfg(test)]
 pub(crate) mod memory;
 mod oidc;
+mod passkeys;
 mod sessions;
 mod work;
 
@@ -27,6 +28,7 @@ pub use groups::GroupStore;
 pub use guards::{AuditStore, DeviceStore, Health, KeyStore, Schema, ThrottleStore};
 pub use mail::{OutboxStore, RecoveryStore};
 pub use oidc::{CodeUse, OidcStore};
+pub use passkeys::{CeremonyPurpose, PasskeyStore, StoredCeremony, StoredKey};
 pub use sessions::SessionStore;
 pub use work::{EventId, HeldAccount, HeldOidcCode, Secours, StoredTotp, Transactions, Work};
 
@@ -140,6 +142,8 @@ pub struct Ports {
     pub groups: Arc<dyn GroupStore>,
     /// OpenID Connect clients, codes and grants.
     pub oidc: Arc<dyn OidcStore>,
+    /// Security keys and passkeys.
+    pub passkeys: Arc<dyn PasskeyStore>,
     /// Counts per address.
     pub throttle: Arc<dyn ThrottleStore>,
     /// Counts per device mark.
@@ -163,6 +167,7 @@ impl Ports {
             + DeskStore
             + GroupStore
             + OidcStore
+            + PasskeyStore
             + ThrottleStore
             + DeviceStore
             + KeyStore
@@ -179,6 +184,7 @@ impl Ports {
             desk: store.clone(),
             groups: store.clone(),
             oidc: store.clone(),
+            passkeys: store.clone(),
             throttle: store.clone(),
             devices: store.clone(),
             keys: store.clone(),

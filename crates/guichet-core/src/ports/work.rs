@@ -365,8 +365,17 @@ pub trait Work: Send {
         at: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Removes the account's TOTP secret and backup codes.
-    async fn remove_second_factors(&mut self, account: AccountId) -> Result<(), StoreError>;
+    /// Removes the account's TOTP secret, backup codes and keys; returns how many keys.
+    async fn remove_second_factors(&mut self, account: AccountId) -> Result<u64, StoreError>;
+
+    /// Adds a key; `Ok(false)` when its credential id is registered already (to anyone).
+    async fn insert_key(&mut self, key: &super::StoredKey) -> Result<bool, StoreError>;
+
+    /// How many keys the account has.
+    async fn count_keys(&mut self, account: AccountId) -> Result<u64, StoreError>;
+
+    /// Removes one of the account's keys; `Ok(false)` when it has none with this id.
+    async fn remove_key(&mut self, account: AccountId, credential_id: &str) -> Result<bool, StoreError>;
 
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -52,6 +52,8 @@ struct LoginPage {
     next: String,
     /// The application the member is signing in for, by name.
     application: Option<String>,
+    /// Offers the passkey button (where the browser can use one).
+    passkeys: bool,
 }
 
 impl LoginPage {
@@ -67,6 +69,7 @@ impl LoginPage {
             logged_out: false,
             frames: Vec::new(),
             application: None,
+            passkeys: state.passkeys.is_some(),
             next,
         }
     }
@@ -135,7 +138,7 @@ async fn show(
     if let Some(policy) = crate::headers::csp_with_frames(policy, &origins) {
         response.headers_mut().insert(CONTENT_SECURITY_POLICY, policy);
     }
-    Ok(response)
+    Ok(with_passkey_script(&state, response))
 }
 
 /// Where a signed-in member goes: where they were going (`next`, already checked),
@@ -235,7 +238,16 @@ async fn submit(
         Err(LoginError::Hash(error)) => Err(error.into()),
     };
     // Shown again, the form still leads where it was going.
-    outcome.map(|response| allow_form_destination(response, destination.as_ref()))
+    outcome.map(|response| with_passkey_script(&state, allow_form_destination(response, destination.as_ref())))
+}
+
+/// The login page runs the passkey button's script when keys are on.
+fn with_passkey_script(state: &AppState, response: Response) -> Response {
+    if state.passkeys.is_some() && response.status() != StatusCode::SEE_OTHER {
+        crate::headers::allow_script(response)
+    } else {
+        response
+    }
 }
 
 async fn logout(

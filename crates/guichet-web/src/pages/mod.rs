@@ -11,6 +11,7 @@ pub mod help;
 pub mod login;
 pub mod me;
 pub mod oidc;
+pub mod passkeys;
 pub mod rendezvous;
 pub mod second_factor;
 

@@ -36,7 +36,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Who the second step is for: a login waiting for it, or a signed-in session that must
 /// give it now (the console, an application or a prefix that requires one).
-enum Stepping {
+pub(crate) enum Stepping {
     Login(PendingLogin),
     StepUp(Box<guichet_core::session::Session>),
 }
@@ -63,9 +63,17 @@ struct StepPage {
     threshold: u32,
     lock_duration: String,
     step_up: bool,
+    /// The account has a TOTP: the code form (and the backup codes).
+    totp: bool,
+    /// The account has keys, and keys are on: the key button.
+    keys: bool,
 }
 
-async fn stepping(state: &AppState, visitor: &Visitor, headers: &HeaderMap) -> Result<Option<Stepping>, WebError> {
+pub(crate) async fn stepping(
+    state: &AppState,
+    visitor: &Visitor,
+    headers: &HeaderMap,
+) -> Result<Option<Stepping>, WebError> {
     let jar = &state.settings.cookies;
     if let Some(pending) =
         jar.read(Cookie::SecondStep, headers).and_then(|c| state.authenticator.pending_login(&c, &visitor.csrf_token))
@@ -82,9 +90,17 @@ async fn stepping(state: &AppState, visitor: &Visitor, headers: &HeaderMap) -> R
     Ok(Some(Stepping::StepUp(Box::new(session.clone()))))
 }
 
-fn step_page(state: &AppState, visitor: &Visitor, next: String, step_up: bool) -> StepPage {
+/// The second step's page for `account`: the forms its factors call for.
+async fn step_page(
+    state: &AppState,
+    visitor: &Visitor,
+    account: guichet_core::account::AccountId,
+    next: String,
+    step_up: bool,
+) -> Result<StepPage, WebError> {
+    let status = state.second_factors.status(account).await?;
     let policy = state.authenticator.lockout_policy();
-    StepPage {
+    Ok(StepPage {
         layout: Layout::for_visitor(state, visitor),
         next_encoded: form_urlencoded::byte_serialize(next.as_bytes()).collect(),
         next,
@@ -93,7 +109,15 @@ fn step_page(state: &AppState, visitor: &Visitor, next: String, step_up: bool) -
         threshold: policy.threshold,
         lock_duration: format::duration(policy.duration),
         step_up,
-    }
+        totp: matches!(status.totp, TotpState::Active(_)),
+        keys: status.keys > 0 && state.passkeys.is_some(),
+    })
+}
+
+/// Renders the second step's page, with the key button's script when it has one.
+fn render_step(status: StatusCode, page: &StepPage) -> Result<Response, WebError> {
+    let response = render(status, page)?;
+    Ok(if page.keys { crate::headers::allow_script(response) } else { response })
 }
 
 #[derive(Deserialize)]
@@ -110,15 +134,16 @@ async fn show_step(
     axum::extract::Query(query): axum::extract::Query<StepQuery>,
 ) -> Result<Response, WebError> {
     let next = next_in_query(&state, &uri).unwrap_or_default();
-    let step_up = match stepping(&state, &visitor, &headers).await? {
-        Some(Stepping::Login(_)) => false,
-        Some(Stepping::StepUp(_)) => true,
+    let (account, step_up) = match stepping(&state, &visitor, &headers).await? {
+        Some(Stepping::Login(pending)) => (pending.account, false),
+        Some(Stepping::StepUp(session)) => (session.account_id, true),
         // Nothing waits: the login form (or straight on, for a session that needs nothing).
         None if visitor.session.is_some() => return Ok(see_other(if next.is_empty() { "/me" } else { &next }, "/me")),
         None => return Ok(Redirect::to("/login").into_response()),
     };
-    let page = StepPage { backup: query.backup.is_some(), ..step_page(&state, &visitor, next, step_up) };
-    render(StatusCode::OK, &page)
+    let page =
+        StepPage { backup: query.backup.is_some(), ..step_page(&state, &visitor, account, next, step_up).await? };
+    render_step(StatusCode::OK, &page)
 }
 
 #[derive(Deserialize)]
@@ -160,7 +185,14 @@ async fn submit_step(
             return match stepping {
                 Some(Stepping::Login(pending)) => {
                     let factors = Factors::PASSWORD.and(factor);
-                    Ok(open_session(&state, &visitor, &headers, pending, factors, context, next).await?)
+                    let forced = pending.must_change_password;
+                    let cookies =
+                        session_cookies(&state, &visitor, &headers, pending.account, factors, forced, context).await?;
+                    let mut response = see_other(&crate::pages::login::after_login(next.as_deref(), forced), "/me");
+                    for cookie in cookies {
+                        response.headers_mut().append(SET_COOKIE, cookie);
+                    }
+                    Ok(response)
                 }
                 Some(Stepping::StepUp(session)) => {
                     state.sessions.add_factor(&session, factor).await?;
@@ -189,38 +221,37 @@ async fn submit_step(
     let page = StepPage {
         problem: Some(problem),
         backup: !form.recovery_code.trim().is_empty(),
-        ..step_page(&state, &visitor, next.unwrap_or_default(), step_up)
+        ..step_page(&state, &visitor, account, next.unwrap_or_default(), step_up).await?
     };
-    render(status, &page)
+    render_step(status, &page)
 }
 
-/// Opens the session of a login whose second step just passed: a fresh token, the
-/// device's mark, the pass; the pending cookie goes.
-async fn open_session(
+/// The cookies of the session a second step (or a passkey alone) just completed: a fresh
+/// token, the device's mark, the pass; the pending login's cookie goes.
+pub(crate) async fn session_cookies(
     state: &AppState,
     visitor: &Visitor,
     headers: &HeaderMap,
-    pending: PendingLogin,
+    account: guichet_core::account::AccountId,
     factors: Factors,
+    forced: bool,
     context: guichet_core::audit::RequestContext,
-    next: Option<String>,
-) -> Result<Response, WebError> {
+) -> Result<Vec<axum::http::HeaderValue>, WebError> {
     let jar = &state.settings.cookies;
     let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
-    let forced = pending.must_change_password;
-    let (token, _) = state.sessions.open(pending.account, context, replacing, forced, factors).await?;
+    let (token, _) = state.sessions.open(account, context, replacing, forced, factors).await?;
     let device = jar.read(Cookie::Device, headers);
-    let device_cookie = state.authenticator.mark_device(device.as_deref(), pending.account);
-    let target = crate::pages::login::after_login(next.as_deref(), forced);
-    let mut response = see_other(&target, "/me");
+    let device_cookie = state.authenticator.mark_device(device.as_deref(), account);
     let lifetime = guichet_core::device::LIFETIME.as_secs();
-    response.headers_mut().append(SET_COOKIE, jar.set(Cookie::Session, token.expose()));
-    response.headers_mut().append(SET_COOKIE, jar.set_lasting(Cookie::Device, &device_cookie, lifetime));
-    response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::SecondStep));
+    let mut cookies = vec![
+        jar.set(Cookie::Session, token.expose()),
+        jar.set_lasting(Cookie::Device, &device_cookie, lifetime),
+        jar.clear(Cookie::SecondStep),
+    ];
     if jar.shares_a_pass() {
-        response.headers_mut().append(SET_COOKIE, jar.set(Cookie::Pass, &state.sessions.pass(&token)));
+        cookies.push(jar.set(Cookie::Pass, &state.sessions.pass(&token)));
     }
-    Ok(response)
+    Ok(cookies)
 }
 
 /// The pending login's cookie, set after a right password for an account with a
@@ -248,6 +279,20 @@ struct MinePage {
     code_error: Option<String>,
     password_error: Option<String>,
     removed: bool,
+    /// The account's keys.
+    keys: Vec<KeyLine>,
+    /// Keys are on: the button to add one.
+    passkeys: bool,
+    /// What was just done to a key.
+    key_notice: Option<&'static str>,
+}
+
+/// A key as the page lists it.
+struct KeyLine {
+    id: String,
+    name: String,
+    added: String,
+    used: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +309,19 @@ async fn mine_page(state: &AppState, signed_in: SignedIn, next: String) -> Resul
         TotpState::None | TotpState::Pending => (state.second_factors.begin_totp(&signed_in.account).await?, None),
     };
     let required = signed_in.account.role.is_staff() && state.console.staff_rule_requires();
+    let keys = match &state.passkeys {
+        Some(passkeys) => passkeys.list(signed_in.account.id).await?,
+        None => Vec::new(),
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| KeyLine {
+            id: k.id,
+            name: k.name,
+            added: format::date_time(k.created_at, zone),
+            used: k.last_used_at.map(|at| format::date_time(at, zone)),
+        })
+        .collect();
     Ok(MinePage {
         layout: signed_in.layout,
         enrolment,
@@ -275,6 +333,9 @@ async fn mine_page(state: &AppState, signed_in: SignedIn, next: String) -> Resul
         code_error: None,
         password_error: None,
         removed: false,
+        keys,
+        passkeys: state.passkeys.is_some(),
+        key_notice: None,
     })
 }
 
@@ -285,15 +346,20 @@ async fn show_mine(
     axum::extract::Query(query): axum::extract::Query<MineQuery>,
 ) -> Result<Response, WebError> {
     let next = next_in_query(&state, &uri).unwrap_or_default();
-    let page =
-        MinePage { removed: query.done.as_deref() == Some("removed"), ..mine_page(&state, signed_in, next).await? };
-    no_store(render(StatusCode::OK, &page)?)
-}
-
-/// Pages with a secret (the enrolment's, the backup codes) are not kept by the browser.
-fn no_store(mut response: Response) -> Result<Response, WebError> {
-    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
-    Ok(response)
+    let key_notice = match query.done.as_deref() {
+        Some("key") => Some("La clé est ajoutée : elle vous servira à la prochaine connexion."),
+        Some("key-removed") => {
+            Some("La clé est retirée : elle n'ouvre plus votre compte. Un message vous le confirme.")
+        }
+        Some("key-password") => Some("La clé n'a pas été retirée : le mot de passe saisi n'est pas le bon."),
+        _ => None,
+    };
+    let page = MinePage {
+        removed: query.done.as_deref() == Some("removed"),
+        key_notice,
+        ..mine_page(&state, signed_in, next).await?
+    };
+    render_mine(StatusCode::OK, &page)
 }
 
 #[derive(Deserialize)]
@@ -317,12 +383,12 @@ async fn confirm(
         Ok(codes) => {
             state.sessions.add_factor(&signed_in.session, guichet_core::second_factor::SecondFactor::Totp).await?;
             let page = MinePage { codes: grouped(&codes), ..mine_page(&state, signed_in, next).await? };
-            no_store(render(StatusCode::OK, &page)?)
+            render_mine(StatusCode::OK, &page)
         }
         Err(SecondFactorError::Wrong { .. }) => {
             let error = "Ce code ne correspond pas. Vérifiez l'heure du téléphone et tapez le code affiché maintenant.";
             let page = MinePage { code_error: Some(error.to_owned()), ..mine_page(&state, signed_in, next).await? };
-            no_store(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?)
+            render_mine(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(SecondFactorError::Store(error)) => Err(error.into()),
         // Confirmed already (a form sent twice): the page as it is.
@@ -330,6 +396,12 @@ async fn confirm(
             Ok(Redirect::to("/me/second-factor").into_response())
         }
     }
+}
+
+/// Renders Mon espace's page, with the key button's script when keys are on.
+fn render_mine(status: StatusCode, page: &MinePage) -> Result<Response, WebError> {
+    let response = render(status, page)?;
+    Ok(if page.passkeys { crate::headers::allow_script(response) } else { response })
 }
 
 fn grouped(codes: &[BackupCode]) -> Vec<String> {
@@ -344,7 +416,7 @@ async fn renew_codes(
     match state.second_factors.renew_backup_codes(signed_in.account.id, &context).await {
         Ok(codes) => {
             let page = MinePage { codes: grouped(&codes), ..mine_page(&state, signed_in, String::new()).await? };
-            no_store(render(StatusCode::OK, &page)?)
+            render_mine(StatusCode::OK, &page)
         }
         Err(SecondFactorError::Store(error)) => Err(error.into()),
         Err(_) => Ok(Redirect::to("/me/second-factor").into_response()),
@@ -381,5 +453,5 @@ async fn remove(
         Err(error) => sentence(error.to_string()),
     };
     let page = MinePage { password_error: Some(error), ..mine_page(&state, signed_in, String::new()).await? };
-    no_store(render(StatusCode::UNPROCESSABLE_ENTITY, &page)?)
+    render_mine(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }

@@ -10,7 +10,7 @@ use guichet_core::SignedDuration;
 use guichet_core::account::Role;
 
 use crate::browser::Browser;
-use crate::helpers::spawn_app;
+use crate::helpers::{PASSWORD, spawn_app};
 
 /// axe-core's script, when `npm ci --prefix .ci` installed it; `None` after saying so
 /// otherwise (never when `.ci/run` asks for it).
@@ -145,6 +145,11 @@ async fn every_page_and_error_state_passes_axe() {
     check(&browser, &axe, "Ce code n'est pas valable", &mut seen).await;
     browser.open(&app, "/me/sessions").await;
     check(&browser, &axe, "Mes sessions", &mut seen).await;
+    browser.open(&app, "/me/second-factor").await;
+    check(&browser, &axe, "Second facteur de connexion", &mut seen).await;
+    browser.type_into("code", "000000").await;
+    browser.click_button("Activer").await;
+    check(&browser, &axe, "ne correspond pas", &mut seen).await;
     browser.open(&app, "/me/password").await;
     check(&browser, &axe, "Changer mon mot de passe", &mut seen).await;
     browser.type_into("current_password", "pas le bon").await;
@@ -159,6 +164,24 @@ async fn every_page_and_error_state_passes_axe() {
     browser.type_into("recovery_email", "marie.secours@perso.example.org").await;
     browser.click_button("Enregistrer l'adresse de secours").await;
     check(&browser, &axe, "Votre session a expiré", &mut seen).await;
+
+    // The second step of a login, and its refusal.
+    app.add_member("paul").await;
+    let paul = crate::helpers::browser();
+    app.login_with(&paul, "paul", PASSWORD, &[]).await;
+    crate::second_factor::enrol(&app, &paul).await;
+    // (The session above has expired: the login form.)
+    browser.open(&app, "/login").await;
+    browser.type_into("identifier", "paul").await;
+    browser.type_into("password", PASSWORD).await;
+    browser.click_button("Se connecter").await;
+    check(&browser, &axe, "Code de connexion", &mut seen).await;
+    browser.type_into("code", "000000").await;
+    browser.click_button("Continuer").await;
+    check(&browser, &axe, "Ce code ne convient pas", &mut seen).await;
+    let backup = browser.client.find(Locator::Css("a[href^='/login/second-factor?backup']")).await.unwrap();
+    backup.click().await.ok();
+    check(&browser, &axe, "Code de récupération", &mut seen).await;
 
     // The console, as staff see it.
     app.add_account("desk", Role::Admin).await;

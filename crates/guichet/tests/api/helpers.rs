@@ -164,6 +164,16 @@ pub async fn spawn_app_with_toml(backend: Backend, extra: &[(&str, &str)], toml:
     spawn_configured(backend, extra, &[], Some(toml), &transport, mail, false).await
 }
 
+/// The application at `http://localhost:<port>`: a host name, as WebAuthn needs (an
+/// address cannot be a relying party).
+pub async fn spawn_app_on_localhost(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let mail = SmtpSink::start();
+    let transport = mail.url();
+    let mut extra = extra.to_vec();
+    extra.push(("GUICHET_PUBLIC_URL", "http://localhost"));
+    spawn_configured(backend, &extra, &[], None, &transport, mail, false).await
+}
+
 async fn spawn(
     backend: Backend,
     extra: &[(&str, &str)],
@@ -189,7 +199,13 @@ async fn spawn_configured(
         Backend::Postgres => TestDatabase::postgres().await.unwrap_or_else(|| panic!("PostgreSQL is not configured")),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-    let address = format!("http://{}", listener.local_addr().unwrap());
+    let bound = listener.local_addr().unwrap();
+    // `GUICHET_PUBLIC_URL=http://localhost` in `extra` asks for the host name, on this port.
+    let localhost = extra.iter().any(|(key, value)| *key == "GUICHET_PUBLIC_URL" && *value == "http://localhost");
+    let address = if localhost { format!("http://localhost:{}", bound.port()) } else { format!("http://{bound}") };
+    let extra: Vec<(&str, &str)> =
+        extra.iter().copied().filter(|(key, _)| !(localhost && *key == "GUICHET_PUBLIC_URL")).collect();
+    let extra = extra.as_slice();
     let raw_url = database.url().expose_secret().to_owned();
     let mut pairs: Vec<(&str, &str)> = vec![
         ("GUICHET_DATABASE_URL", &raw_url),

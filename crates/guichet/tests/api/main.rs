@@ -22,6 +22,7 @@ mod instances;
 mod lockout;
 mod login;
 mod oidc;
+mod passkeys;
 mod proxy;
 mod recovery;
 mod rescue;

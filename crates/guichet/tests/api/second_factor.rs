@@ -63,7 +63,7 @@ async fn second_step(app: &TestApp, client: &reqwest::Client, form: &[(&str, &st
 
 /// Enrols `client`'s account: reads the secret off the page, confirms it with pyotp's
 /// code; returns the secret and the backup codes shown.
-async fn enrol(app: &TestApp, client: &reqwest::Client) -> (String, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, client: &reqwest::Client) -> (String, Vec<String>) {
     let page = app.get_with(client, "/me/second-factor").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("<svg"), "the QR code is drawn on the page");
@@ -314,14 +314,14 @@ async fn an_application_that_asks_a_second_factor_gets_it_and_says_so_in_amr_and
 
 #[tokio::test]
 async fn a_prefix_that_asks_a_second_factor_sends_the_member_to_give_it() {
-    let toml = r#"
-[[access]]
-url = "http://docs.example.org/"
-
-[[access]]
-url = "http://docs.example.org/compta/"
-second_factor = true
-"#;
+    // The README's block, as written.
+    let readme = include_str!("../../../../README.md");
+    let toml = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("second_factor = true"))
+        .expect("the README shows a rule with second_factor");
     let extra = [("GUICHET_TRUSTED_PROXIES", "127.0.0.1"), ("GUICHET_RETURN_HOSTS", "docs.example.org")];
     let app = crate::helpers::spawn_app_with_toml(Backend::Sqlite, &extra, toml).await;
     app.add_member("marie").await;
@@ -329,12 +329,12 @@ second_factor = true
         let request = client.get(format!("{}/auth/check", app.address)).header("X-Original-URL", url);
         async move { request.send().await.unwrap().status() }
     };
-    let books = "http://docs.example.org/compta/bilan.pdf";
+    let books = "https://docs.example.org/compta/bilan.pdf";
     let old = browser();
     app.login_with(&old, "marie", PASSWORD, &[]).await;
-    assert_eq!(check(&old, "http://docs.example.org/cours/").await, StatusCode::OK);
+    assert_eq!(check(&old, "https://docs.example.org/cours/").await, StatusCode::OK);
     assert_eq!(check(&old, books).await, StatusCode::UNAUTHORIZED, "no second factor in this session");
-    assert_eq!(check(&old, "http://docs.example.org/COMPTA/bilan.pdf").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(check(&old, "https://docs.example.org/COMPTA/bilan.pdf").await, StatusCode::UNAUTHORIZED);
 
     // The login page, asked to go there, sends her to enrol (no factor yet).
     let next = form_urlencoded::byte_serialize(books.as_bytes()).collect::<String>();
