@@ -437,6 +437,22 @@ impl SecondFactors {
         Ok(removed)
     }
 
+    /// The operator removes the account's second factor from the command line (the rescue
+    /// when the last administrator lost the phone, the backup codes and the keys): its
+    /// sessions end, the person is mailed, it is audited. `Ok(false)` when there was none.
+    pub async fn reset_by_operator(&self, account: AccountId) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut work = self.transactions.begin().await?;
+        let Some(held) = work.hold_account(account).await? else { return Ok(false) };
+        let context = RequestContext::default();
+        let removed = Self::remove_within(work.as_mut(), &held, Actor::Operator, None, &context, now).await?;
+        if removed {
+            work.end_sessions(account, None, now).await?;
+        }
+        work.commit().await?;
+        Ok(removed)
+    }
+
     /// The second step of a login (or a step up): checks what was typed for `account`,
     /// in one unit with the account held. A right code records the login (its failures
     /// cleared, unless a lock runs and the login came `despite_lock` from the member's

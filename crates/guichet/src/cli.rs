@@ -171,6 +171,12 @@ pub enum MemberCommand {
         /// The account's identifier.
         identifier: String,
     },
+    /// Remove an account's second factor (phone app, backup codes, keys): the rescue when
+    /// an administrator lost them all. Its sessions end and the person is mailed.
+    ResetSecondFactor {
+        /// The account's identifier.
+        identifier: String,
+    },
     /// Disable an account: it cannot log in, and its sessions end.
     Disable {
         /// The account's identifier.

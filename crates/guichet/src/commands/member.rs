@@ -34,6 +34,16 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
             let options = guichet_core::import::ImportOptions { invite, update, update_passwords, create_groups };
             crate::commands::import::run(&app, &file, options).await
         }
+        MemberCommand::ResetSecondFactor { identifier } => {
+            let account = app.state.members.find(&identifier).await?;
+            let who = account.identifier.to_string();
+            if app.state.second_factors.reset_by_operator(account.id).await? {
+                say!("{who}: second factor removed (its sessions are ended, a notice is mailed)");
+            } else {
+                say!("{who} had no second factor");
+            }
+            Ok(())
+        }
         MemberCommand::Disable { identifier } => set_disabled(&app, &identifier, true).await,
         MemberCommand::Enable { identifier } => set_disabled(&app, &identifier, false).await,
         MemberCommand::Join { identifier, group } => change_group(&app, &identifier, &group, true).await,
@@ -179,6 +189,14 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
     );
     say!("secours address: {}", account.recovery_email.as_ref().map_or("-".to_owned(), |e| e.masked()));
     say!("pending codes:   {pending_codes}");
+    let factors = app.state.second_factors.status(account.id).await?;
+    let totp = match factors.totp {
+        guichet_core::second_factor::TotpState::Active(since) => format!("phone app since {}", local(since, zone)),
+        guichet_core::second_factor::TotpState::Pending | guichet_core::second_factor::TotpState::None => {
+            "-".to_owned()
+        }
+    };
+    say!("second factor:   {totp}; keys: {}; backup codes left: {}", factors.keys, factors.backup_codes_left);
     say!("last login:      {}", account.last_login_at.map_or("never".to_owned(), |at| local(at, zone)));
     say!("created:         {}", local(account.created_at, zone));
     say!("recent events:");

@@ -362,3 +362,37 @@ async fn a_prefix_that_asks_a_second_factor_sends_the_member_to_give_it() {
     assert_eq!(stepped.location(), Some(books), "{}", stepped.body);
     assert_eq!(check(&old, books).await, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desks_temporary_password_never_skips_a_second_factor_and_the_operator_can_reset_one() {
+    let app = spawn_app_with(Backend::Sqlite, &[("GUICHET_STAFF_SECOND_FACTOR", "required")]).await;
+    app.add_account("boss", Role::Admin).await;
+    let boss = browser();
+    app.login_with(&boss, "boss", PASSWORD, &[]).await;
+    let (secret, _) = enrol(&app, &boss).await;
+
+    // A temporary password (the desk's, or the operator's) is a password: the code follows.
+    app.app.state.members.issue_temporary_password("boss").await.unwrap();
+    let (_, temporary) = crate::desk::temporary_password_mail(&app, "boss@chu.example.fr").await;
+    let desk = browser();
+    let half = app.login_with(&desk, "boss", &temporary, &[]).await;
+    assert_eq!(half.location(), Some("/login/second-factor"), "no session on the temporary password alone");
+    assert_eq!(app.get_with(&desk, "/me/password").await.location(), Some("/login"));
+    app.advance(SignedDuration::from_secs(30));
+    let code = pyotp(&secret, now(&app)).await;
+    let page = second_step(&app, &desk, &[("code", &code)]).await;
+    assert_eq!(page.location(), Some("/me/password"), "then the new password, as always: {}", page.body);
+
+    // The last administrator lost the phone and the codes: the operator's rescue.
+    let shown = crate::cli::guichet(&app, &["member", "show", "boss"], None);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("second factor:   phone app since"));
+    let reset = crate::cli::guichet(&app, &["member", "reset-second-factor", "boss"], None);
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    assert!(String::from_utf8_lossy(&reset.stdout).contains("second factor removed"));
+    assert_eq!(app.get_with(&boss, "/admin").await.location(), Some("/login"), "its sessions ended");
+    assert_eq!(app.login_with(&browser(), "boss", PASSWORD, &[]).await.location(), Some("/me/second-factor"));
+    let again = crate::cli::guichet(&app, &["member", "reset-second-factor", "boss"], None);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("had no second factor"));
+    let line = app.events("boss").await.into_iter().find(|e| e.kind == AuditKind::SecondFactorRemoved);
+    assert_eq!(line.map(|e| e.actor), Some(guichet_core::audit::Actor::Operator));
+}
