@@ -188,8 +188,7 @@ impl Credentials {
         for (key, at) in counted {
             work.uncount(key, *at).await?;
         }
-        let totp = work.totp(account).await?.is_some_and(|totp| totp.confirmed_at.is_some());
-        if totp || work.count_keys(account).await? > 0 {
+        if crate::second_factor::holds_second(work.as_mut(), account).await? {
             work.record(&member_event(account, AuditKind::PasswordAccepted, context, now)).await?;
             work.commit().await?;
             return Ok(Admitted::SecondStep);

@@ -72,24 +72,37 @@ pub struct LoggedIn {
 
 /// A login waiting for its second factor, as its cookie carries it (signed under the
 /// server key and bound to the browser's form token: see [`Authenticator::pending_cookie`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingLogin {
     /// Whose.
     pub account: crate::account::AccountId,
-    /// The password came from the member's usual browser.
-    pub despite_lock: bool,
+    /// The nonce of the browser's device mark, when the password came from the member's
+    /// usual browser.
+    pub device: Option<String>,
+    /// What the password step checked ([`crate::second_factor::proof_of`]).
+    pub proof: String,
     /// It was the desk's temporary password: a new one is chosen after the second step.
     pub must_change_password: bool,
+}
+
+impl PendingLogin {
+    /// Who gives the second factor, for [`crate::second_factor::SecondFactors::verify`].
+    pub fn step(&self) -> crate::second_factor::Step<'_> {
+        crate::second_factor::Step::Login { device: self.device.as_deref(), proof: &self.proof }
+    }
 }
 
 /// How long a right password waits for its second factor.
 pub const SECOND_STEP_FOR: SignedDuration = SignedDuration::from_mins(5);
 
 /// A login whose password was right, waiting for its second factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecondStep {
-    /// The password came from the member's usual browser: a running lock does not apply.
-    pub despite_lock: bool,
+    /// The nonce of the browser's device mark, when the password came from the member's
+    /// usual browser.
+    pub device: Option<String>,
+    /// What the password step checked ([`crate::second_factor::proof_of`]).
+    pub proof: String,
 }
 
 impl std::fmt::Debug for LoggedIn {
@@ -228,9 +241,11 @@ impl Authenticator {
     /// The cookie of a login waiting for its second factor, bound to `binding` (the
     /// browser's form token), good for [`SECOND_STEP_FOR`]. It opens nothing by itself:
     /// it only lets the second step be asked.
-    pub fn pending_cookie(&self, pending: PendingLogin, binding: &str) -> String {
-        let flags = u8::from(pending.despite_lock) | (u8::from(pending.must_change_password) << 1);
-        let body = format!("{}.{}.{flags}", pending.account.get(), self.clock.now().as_second());
+    pub fn pending_cookie(&self, pending: &PendingLogin, binding: &str) -> String {
+        let flags = u8::from(pending.must_change_password);
+        let device = URL_SAFE_NO_PAD.encode(pending.device.as_deref().unwrap_or_default());
+        let body =
+            format!("{}.{}.{flags}.{device}.{}", pending.account.get(), self.clock.now().as_second(), pending.proof);
         let mac = self.key.mac(crate::keys::Purpose::SecondStep, format!("{body}|{binding}").as_bytes());
         format!("{body}.{}", URL_SAFE_NO_PAD.encode(mac))
     }
@@ -247,11 +262,14 @@ impl Authenticator {
         let account = crate::account::AccountId::from_stored(parts.next()?.parse().ok()?);
         let issued = Timestamp::from_second(parts.next()?.parse().ok()?).ok()?;
         let flags: u8 = parts.next()?.parse().ok()?;
+        let device = String::from_utf8(URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
+        let proof = parts.next()?.to_owned();
         let age = self.clock.now().duration_since(issued);
         (age >= SignedDuration::ZERO && age <= SECOND_STEP_FOR).then_some(PendingLogin {
             account,
-            despite_lock: flags & 1 != 0,
-            must_change_password: flags & 2 != 0,
+            device: Some(device).filter(|d| !d.is_empty()),
+            proof,
+            must_change_password: flags & 1 != 0,
         })
     }
 
@@ -326,7 +344,7 @@ impl Authenticator {
             .and_then(|a| a.password_hash.as_ref())
             .is_some_and(|hash| crate::hashing::is_costly(crate::hashing::Argon2Cost::RECOMMENDED, hash));
         let key = costly.then(|| identifier.trim().to_lowercase());
-        let despite_lock = trusted.is_some();
+        let device = trusted.clone();
         let (account, proof, admitted) = match trusted {
             Some(nonce) => {
                 let (_turn, account) = self.take_turn(key, account).await?;
@@ -374,7 +392,8 @@ impl Authenticator {
         }
         let device_cookie = cookie.with_fresh_mark(account.id, self.clock.now()).encode(&self.key);
         let must_change_password = matches!(proof, Proof::Temporary(_));
-        let second_step = (admitted == Admitted::SecondStep).then_some(SecondStep { despite_lock });
+        let second_step = (admitted == Admitted::SecondStep)
+            .then(|| SecondStep { device, proof: crate::second_factor::proof_of(&account) });
         Ok(LoggedIn { account, device_cookie, must_change_password, second_step })
     }
 
@@ -550,7 +569,11 @@ impl Authenticator {
                     // Locked (or changed) by a concurrent request while this password was checked.
                     return Err(LoginError::InvalidCredentials);
                 }
-                if let Some(nonce) = device {
+                // Cleared once the login is complete: a second step still to give keeps
+                // counting against the mark (see `SecondFactors::verify`).
+                if let Some(nonce) = device
+                    && admitted == Admitted::In
+                {
                     self.devices.clear_device_attempts(nonce).await?;
                 }
                 Ok((account, proof, admitted))

@@ -29,7 +29,8 @@ use crate::keys::{Purpose, ServerKey};
 use crate::ports::{
     AccountStore, CeremonyPurpose, PasskeyStore, Ports, StoreError, StoredCeremony, StoredKey, Transactions,
 };
-use crate::second_factor::{SecondFactor, event, notify, record_login};
+use crate::second_factor::{SecondFactor, Step, event, may_change, notify, proof_of, record_login};
+use crate::session::Session;
 use crate::token::PlainToken;
 
 /// How long a begun ceremony waits for the browser's answer.
@@ -53,6 +54,9 @@ pub enum PasskeyError {
     /// The account holds [`MAX_KEYS`] already.
     #[error("too many keys")]
     TooMany,
+    /// The account holds a second factor this session did not give: it is asked first.
+    #[error("second factor first")]
+    StepUpFirst,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -178,9 +182,10 @@ impl Passkeys {
             .collect())
     }
 
-    /// Begins adding a key to `account` (signed in): the device is asked to keep it as a
-    /// passkey when it can, so that it also opens the account without a password.
-    pub async fn begin_registration(&self, account: &Account) -> Result<Ceremony, PasskeyError> {
+    /// Begins adding a key to `account`, from `session`: the device is asked to keep it
+    /// as a passkey when it can, so that it also opens the account without a password.
+    pub async fn begin_registration(&self, account: &Account, session: &Session) -> Result<Ceremony, PasskeyError> {
+        self.may_change(account.id, session).await?;
         let keys = self.store.account_keys(account.id).await?;
         if keys.len() >= MAX_KEYS {
             return Err(PasskeyError::TooMany);
@@ -204,10 +209,12 @@ impl Passkeys {
         self.keep(CeremonyPurpose::Register, Some(account.id), &state, &options).await
     }
 
-    /// Finishes adding a key named `name`: stored, the member mailed, audited.
+    /// Finishes adding a key named `name`, from `session`: stored, the account's other
+    /// sessions ended (they signed in without it), the member mailed, audited.
     pub async fn finish_registration(
         &self,
         account: &Account,
+        session: &Session,
         token: &str,
         answer: &str,
         name: &str,
@@ -236,10 +243,15 @@ impl Passkeys {
         };
         let mut work = self.transactions.begin().await?;
         let Some(held) = work.hold_account(account.id).await? else { return Err(PasskeyError::Unknown) };
+        if session.account_id != account.id {
+            return Err(PasskeyError::Expired);
+        }
+        may_change(work.as_mut(), session).await.map_err(|_| PasskeyError::StepUpFirst)?;
         if !work.insert_key(&stored).await? {
             // Registered already, to this account or another: refused, never moved.
             return Err(PasskeyError::Refused);
         }
+        work.end_sessions(account.id, Some(&session.token_hash), now).await?;
         work.record(&event(account.id, AuditKind::SecondFactorAdded, Actor::Member, context, now)).await?;
         notify(work.as_mut(), &held, now).await?;
         work.commit().await?;
@@ -257,14 +269,15 @@ impl Passkeys {
         self.keep(CeremonyPurpose::SecondFactor, Some(account), &state, &options).await
     }
 
-    /// Finishes the second step: the key's answer checked, the login recorded (its
-    /// failures cleared unless a lock runs and the login came `despite_lock`).
+    /// Finishes the second step given by `step`: the key's answer checked, the login
+    /// recorded (its failures cleared unless a lock runs, which only the member's usual
+    /// browser gets through; a login whose password changed meanwhile is over).
     pub async fn finish_second_factor(
         &self,
         account: AccountId,
         token: &str,
         answer: &str,
-        despite_lock: bool,
+        step: Step<'_>,
         context: &RequestContext,
     ) -> Result<(), PasskeyError> {
         let ceremony = self.take(token, CeremonyPurpose::SecondFactor).await?;
@@ -280,7 +293,11 @@ impl Passkeys {
         let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
         let stored = self.store.find_key(&credential_id).await?.filter(|k| k.account == account);
         let stored = stored.ok_or(PasskeyError::Unknown)?;
-        self.record(&stored, &result, despite_lock, context).await
+        let (despite_lock, proof) = match step {
+            Step::Login { device, proof } => (device.is_some(), Some(proof)),
+            Step::StepUp => (false, None),
+        };
+        self.record(&stored, &result, despite_lock, proof, context).await
     }
 
     /// Begins a login with a passkey alone (the device says whose).
@@ -317,17 +334,21 @@ impl Passkeys {
                 tracing::info!(%error, "a passkey's answer was refused");
                 PasskeyError::Refused
             })?;
-        self.record(&stored, &result, true, context).await?;
+        self.record(&stored, &result, true, None, context).await?;
         let account = self.accounts.find_account(stored.account).await?.ok_or(PasskeyError::Unknown)?;
         Ok(account)
     }
 
-    /// Records a key's successful use: its counter written back, the login recorded.
+    /// Records a key's successful use, in one unit with the account held: its counter
+    /// written back only over the one it was checked against (a key removed meanwhile, or
+    /// used twice at once, opens nothing), the login recorded. With `proof`, the password
+    /// the login began with must still be the account's.
     async fn record(
         &self,
         stored: &StoredKey,
         result: &webauthn_rs::prelude::AuthenticationResult,
         despite_lock: bool,
+        proof: Option<&str>,
         context: &RequestContext,
     ) -> Result<(), PasskeyError> {
         if !result.user_verified() {
@@ -340,12 +361,25 @@ impl Passkeys {
         let mut work = self.transactions.begin().await?;
         let Some(held) = work.hold_account(stored.account).await? else { return Err(PasskeyError::Unknown) };
         let locked = held.account.is_locked_at(now);
-        if held.account.disabled_at.is_some() || (locked && !despite_lock) {
+        let changed = proof.is_some_and(|proof| proof_of(&held.account) != proof);
+        if held.account.disabled_at.is_some() || (locked && !despite_lock) || changed {
+            return Err(PasskeyError::Unknown);
+        }
+        if !work.used_key(stored, &written, now).await? {
             return Err(PasskeyError::Unknown);
         }
         record_login(work.as_mut(), stored.account, SecondFactor::Key, locked, context, now).await?;
         work.commit().await?;
-        self.store.used_key(&stored.credential_id, &written, now).await?;
+        Ok(())
+    }
+
+    /// Whether `session` may change `account`'s keys (see [`crate::second_factor`]).
+    async fn may_change(&self, account: AccountId, session: &Session) -> Result<(), PasskeyError> {
+        if session.account_id != account {
+            return Err(PasskeyError::Expired);
+        }
+        let mut work = self.transactions.begin().await?;
+        may_change(work.as_mut(), session).await.map_err(|_| PasskeyError::StepUpFirst)?;
         Ok(())
     }
 
@@ -354,17 +388,23 @@ impl Passkeys {
         Ok(keys.iter().filter_map(|k| serde_json::from_str(&k.passkey).ok()).collect())
     }
 
-    /// Removes one of the member's keys, their password typed again; mailed and audited.
+    /// Removes one of the member's keys, their password typed again, from a session that
+    /// gave a second factor; mailed and audited.
     pub async fn remove(
         &self,
         confirmed: crate::me::PasswordConfirmed,
+        session: &Session,
         credential_id: &str,
         context: &RequestContext,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, PasskeyError> {
         let account = confirmed.account();
         let now = self.clock.now();
         let mut work = self.transactions.begin().await?;
         let Some(held) = work.hold_account(account).await? else { return Ok(false) };
+        if session.account_id != account {
+            return Ok(false);
+        }
+        may_change(work.as_mut(), session).await.map_err(|_| PasskeyError::StepUpFirst)?;
         if !work.remove_key(account, credential_id).await? {
             return Ok(false);
         }

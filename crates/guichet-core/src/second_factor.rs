@@ -30,7 +30,8 @@ use crate::keys::{Purpose, ServerKey};
 use crate::lockout::LockoutPolicy;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::me::PasswordConfirmed;
-use crate::ports::{AccountStore, FailureOutcome, HeldAccount, Ports, StoreError, Transactions, Work};
+use crate::ports::{AccountStore, DeviceStore, FailureOutcome, HeldAccount, Ports, StoreError, Transactions, Work};
+use crate::session::Session;
 
 /// How many backup codes are made at once.
 pub const BACKUP_CODES: usize = 10;
@@ -227,12 +228,62 @@ pub enum SecondFactorError {
         /// Until when, when it is a lock.
         until: Option<Timestamp>,
     },
-    /// The account has no second factor (any more), or no enrolment waits.
+    /// The account has no second factor (any more), or no enrolment waits, or the
+    /// password the login began with changed meanwhile.
     #[error("no second factor")]
     NoFactor,
+    /// The account holds a second factor that this session did not give: changing the
+    /// account's factors asks for it first (a stolen password-only session could
+    /// otherwise add its own, or take the member's away).
+    #[error("second factor first")]
+    StepUpFirst,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Who gives the second factor.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    /// A login waiting for it, from its cookie: the nonce of the browser's device mark
+    /// when the password came from the member's usual browser, and the fingerprint of
+    /// the password it checked ([`proof_of`]).
+    Login {
+        /// The device mark's nonce.
+        device: Option<&'a str>,
+        /// What the password step checked.
+        proof: &'a str,
+    },
+    /// A signed-in session giving it now (a step up).
+    StepUp,
+}
+
+/// A fingerprint of what a password step checks on `account` (its password hash and its
+/// pending temporary password): a login waiting for its second factor ends when either
+/// changes meanwhile (a reset, a new temporary password).
+pub fn proof_of(account: &Account) -> String {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(account.password_hash.as_ref().map_or("", |h| h.as_phc()).as_bytes());
+    hash.update(b"|");
+    hash.update(account.temporary_password_hash.as_ref().map_or("", |h| h.as_str()).as_bytes());
+    crate::token::hex(hash.finalize().get(..12).unwrap_or_default())
+}
+
+/// Whether the account holds a second factor (a confirmed TOTP, or a key), read in `work`.
+pub(crate) async fn holds_second(work: &mut dyn Work, account: AccountId) -> Result<bool, StoreError> {
+    let totp = work.totp(account).await?.is_some_and(|totp| totp.confirmed_at.is_some());
+    Ok(totp || work.count_keys(account).await? > 0)
+}
+
+/// Whether `session` may change its account's factors: when the account holds a second
+/// factor, only a session that gave one. Returns whether the account held one.
+pub(crate) async fn may_change(work: &mut dyn Work, session: &Session) -> Result<bool, SecondFactorError> {
+    let held = holds_second(work, session.account_id).await?;
+    if held && !session.factors.has_second() {
+        return Err(SecondFactorError::StepUpFirst);
+    }
+    Ok(held)
 }
 
 /// What was typed at the second step.
@@ -249,6 +300,7 @@ pub enum Typed<'a> {
 pub struct SecondFactors {
     transactions: Arc<dyn Transactions>,
     accounts: Arc<dyn AccountStore>,
+    devices: Arc<dyn DeviceStore>,
     clock: Arc<dyn Clock>,
     key: ServerKey,
     lockout: LockoutPolicy,
@@ -270,6 +322,7 @@ impl SecondFactors {
         Self {
             transactions: Arc::clone(&ports.transactions),
             accounts: Arc::clone(&ports.accounts),
+            devices: Arc::clone(&ports.devices),
             clock,
             key,
             lockout,
@@ -282,15 +335,20 @@ impl SecondFactors {
         self.accounts.second_factors(account).await
     }
 
-    /// Begins (or shows again) the account's TOTP enrolment: a secret waiting for its
-    /// first code. `Ok(None)` when the account's TOTP is active already: an active
-    /// secret is never shown again (remove it first).
-    pub async fn begin_totp(&self, account: &Account) -> Result<Option<TotpEnrolment>, StoreError> {
+    /// Begins (or shows again) the account's TOTP enrolment from `session`: a secret
+    /// waiting for its first code. `Ok(None)` when the account's TOTP is active already:
+    /// an active secret is never shown again (remove it first).
+    pub async fn begin_totp(
+        &self,
+        account: &Account,
+        session: &Session,
+    ) -> Result<Option<TotpEnrolment>, SecondFactorError> {
         let now = self.clock.now();
         let mut work = self.transactions.begin().await?;
-        if work.hold_account(account.id).await?.is_none() {
+        if session.account_id != account.id || work.hold_account(account.id).await?.is_none() {
             return Ok(None);
         }
+        may_change(work.as_mut(), session).await?;
         let secret = match work.totp(account.id).await? {
             Some(stored) if stored.confirmed_at.is_some() => return Ok(None),
             Some(stored) => match self.unseal(account.id, &stored.sealed) {
@@ -300,7 +358,7 @@ impl SecondFactors {
             None => self.fresh_secret(work.as_mut(), account.id, now).await?,
         };
         work.commit().await?;
-        self.enrolment(account, secret).map(Some)
+        Ok(self.enrolment(account, secret).map(Some)?)
     }
 
     /// A new secret for the account, written unconfirmed in `work`.
@@ -341,19 +399,21 @@ impl SecondFactors {
             .map_err(|e| StoreError::Backend(format!("TOTP: {e}").into()))
     }
 
-    /// Confirms the enrolment with its first right code: the TOTP becomes active, ten
-    /// backup codes are made (returned, to show once), the member is mailed, and it is
-    /// audited. A wrong code counts toward nothing here (the member is signed in), but
-    /// is refused.
+    /// Confirms the enrolment with its first right code, from `session`: the TOTP becomes
+    /// active, ten backup codes are made (returned, to show once), the account's other
+    /// sessions end (they signed in without it), the member is mailed, and it is audited.
+    /// A wrong code counts toward nothing here (the member is signed in), but is refused.
     pub async fn confirm_totp(
         &self,
-        account: AccountId,
+        session: &Session,
         code: &str,
         context: &RequestContext,
     ) -> Result<Vec<BackupCode>, SecondFactorError> {
+        let account = session.account_id;
         let now = self.clock.now();
         let mut work = self.transactions.begin().await?;
         let Some(held) = work.hold_account(account).await? else { return Err(SecondFactorError::NoFactor) };
+        may_change(work.as_mut(), session).await?;
         let Some(stored) = work.totp(account).await? else { return Err(SecondFactorError::NoFactor) };
         if stored.confirmed_at.is_some() {
             return Err(SecondFactorError::NoFactor);
@@ -363,6 +423,7 @@ impl SecondFactors {
             return Err(SecondFactorError::Wrong { locked: None });
         };
         work.confirm_totp(account, step, now).await?;
+        work.end_sessions(account, Some(&session.token_hash), now).await?;
         let codes = self.write_backup_codes(work.as_mut(), account, now).await?;
         let event = event(account, AuditKind::SecondFactorAdded, Actor::Member, context, now);
         work.record(&event).await?;
@@ -371,22 +432,24 @@ impl SecondFactors {
         Ok(codes)
     }
 
-    /// Ten new backup codes in place of the account's (returned, to show once); audited.
+    /// Ten new backup codes in place of the account's, from `session` (returned, to show
+    /// once); the member is mailed, it is audited.
     pub async fn renew_backup_codes(
         &self,
-        account: AccountId,
+        session: &Session,
         context: &RequestContext,
     ) -> Result<Vec<BackupCode>, SecondFactorError> {
+        let account = session.account_id;
         let now = self.clock.now();
         let mut work = self.transactions.begin().await?;
-        if work.hold_account(account).await?.is_none() {
-            return Err(SecondFactorError::NoFactor);
-        }
+        let Some(held) = work.hold_account(account).await? else { return Err(SecondFactorError::NoFactor) };
+        may_change(work.as_mut(), session).await?;
         if work.totp(account).await?.is_none_or(|t| t.confirmed_at.is_none()) {
             return Err(SecondFactorError::NoFactor);
         }
         let codes = self.write_backup_codes(work.as_mut(), account, now).await?;
         work.record(&event(account, AuditKind::BackupCodesRenewed, Actor::Member, context, now)).await?;
+        notify(work.as_mut(), &held, now).await?;
         work.commit().await?;
         Ok(codes)
     }
@@ -426,12 +489,22 @@ impl SecondFactors {
         Ok(had_one)
     }
 
-    /// The member removes their own second factor, their password typed again.
-    pub async fn remove_own(&self, confirmed: PasswordConfirmed, context: &RequestContext) -> Result<bool, StoreError> {
+    /// The member removes their own second factor, their password typed again, from a
+    /// session that gave it.
+    pub async fn remove_own(
+        &self,
+        confirmed: PasswordConfirmed,
+        session: &Session,
+        context: &RequestContext,
+    ) -> Result<bool, SecondFactorError> {
         let account = confirmed.account();
         let now = self.clock.now();
         let mut work = self.transactions.begin().await?;
+        if session.account_id != account {
+            return Ok(false);
+        }
         let Some(held) = work.hold_account(account).await? else { return Ok(false) };
+        may_change(work.as_mut(), session).await?;
         let removed = Self::remove_within(work.as_mut(), &held, Actor::Member, None, context, now).await?;
         work.commit().await?;
         Ok(removed)
@@ -455,19 +528,34 @@ impl SecondFactors {
 
     /// The second step of a login (or a step up): checks what was typed for `account`,
     /// in one unit with the account held. A right code records the login (its failures
-    /// cleared, unless a lock runs and the login came `despite_lock` from the member's
-    /// usual browser); a wrong one counts toward the lock like a wrong password. Returns
-    /// the factor given.
+    /// cleared unless a lock runs); a wrong one counts toward the lock like a wrong
+    /// password. While a lock runs, only a login from the member's usual browser may try,
+    /// and its tries count against that browser's mark like its wrong passwords (at most
+    /// the lock's threshold per lock duration). Returns the factor given.
     pub async fn verify(
         &self,
         account: AccountId,
         typed: Typed<'_>,
-        despite_lock: bool,
+        step: Step<'_>,
         context: &RequestContext,
     ) -> Result<SecondFactor, SecondFactorError> {
         let now = self.clock.now();
+        // Counted before the unit (SQLite's write lock is the unit's), like a password
+        // attempt from the same browser.
+        let device_tries = match step {
+            Step::Login { device: Some(nonce), .. } => {
+                Some(self.devices.count_device_attempt(nonce, account, self.lockout.duration, now).await?)
+            }
+            _ => None,
+        };
+        let despite_lock = device_tries.is_some_and(|tries| tries <= self.lockout.threshold);
         let mut work = self.transactions.begin().await?;
         let Some(held) = work.hold_account(account).await? else { return Err(SecondFactorError::NoFactor) };
+        if let Step::Login { proof, .. } = step
+            && proof_of(&held.account) != proof
+        {
+            return Err(SecondFactorError::NoFactor);
+        }
         let row = &held.account;
         let locked = row.is_locked_at(now);
         if row.disabled_at.is_some() {
@@ -485,8 +573,8 @@ impl SecondFactors {
             Typed::Code(code) => {
                 let secret = self.unseal(account, &stored.sealed).ok_or(SecondFactorError::NoFactor)?;
                 match self.matching_step(secret, row, code, stored.last_step, now)? {
-                    Some(step) => {
-                        work.set_totp_step(account, step).await?;
+                    Some(matched) => {
+                        work.set_totp_step(account, matched).await?;
                         Some(SecondFactor::Totp)
                     }
                     None => None,
@@ -513,6 +601,9 @@ impl SecondFactors {
         };
         record_login(work.as_mut(), account, factor, locked, context, now).await?;
         work.commit().await?;
+        if let Step::Login { device: Some(nonce), .. } = step {
+            self.devices.clear_device_attempts(nonce).await?;
+        }
         Ok(factor)
     }
 

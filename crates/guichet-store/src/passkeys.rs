@@ -51,6 +51,28 @@ pub(crate) async fn remove_key(tx: &mut SqlWork, account: AccountId, credential_
         .map_err(backend)
 }
 
+/// Writes back a key after a use inside a unit, provided it is unchanged since read.
+pub(crate) async fn used_key(
+    tx: &mut SqlWork,
+    key: &StoredKey,
+    passkey: &str,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    sqlx::query(
+        "UPDATE webauthn_credentials SET passkey = $4, last_used_at = $5 \
+         WHERE credential_id = $1 AND account_id = $2 AND passkey = $3",
+    )
+    .bind(key.credential_id.clone())
+    .bind(key.account.get())
+    .bind(key.passkey.clone())
+    .bind(passkey.to_owned())
+    .bind(millis(at))
+    .execute(&mut **tx)
+    .await
+    .map(|done| done.rows_affected() == 1)
+    .map_err(backend)
+}
+
 /// Removes every key of the account inside a unit; returns how many.
 pub(crate) async fn remove_keys(tx: &mut SqlWork, account: AccountId) -> Result<u64, StoreError> {
     sqlx::query("DELETE FROM webauthn_credentials WHERE account_id = $1")
@@ -132,17 +154,6 @@ impl PasskeyStore for SqlStore {
         .await
         .map_err(backend)?;
         row.as_ref().map(key_from_row).transpose()
-    }
-
-    async fn used_key(&self, credential_id: &str, passkey: &str, used_at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE webauthn_credentials SET passkey = $2, last_used_at = $3 WHERE credential_id = $1")
-            .bind(credential_id.to_owned())
-            .bind(passkey.to_owned())
-            .bind(millis(used_at))
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend)
     }
 
     async fn purge_ceremonies(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -786,6 +786,15 @@ impl Work for SqlWork {
         crate::passkeys::insert_key(self, key).await
     }
 
+    async fn used_key(
+        &mut self,
+        key: &guichet_core::ports::StoredKey,
+        passkey: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        crate::passkeys::used_key(self, key, passkey, at).await
+    }
+
     async fn count_keys(&mut self, account: AccountId) -> Result<u64, StoreError> {
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webauthn_credentials WHERE account_id = $1")
             .bind(account.get())

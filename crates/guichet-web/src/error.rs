@@ -78,12 +78,19 @@ pub enum WebError {
     /// Not a failure: a calm page to show instead (404, 403…).
     #[error("page")]
     Page(ErrorPage),
+    /// Not a failure: somewhere to go first (`303`), such as the second step before a
+    /// change to the account's factors.
+    #[error("go first to {0}")]
+    GoFirst(&'static str),
 }
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         if let Self::Page(page) = self {
             return page.into_response();
+        }
+        if let Self::GoFirst(to) = self {
+            return axum::response::Redirect::to(to).into_response();
         }
         if let Self::Hash(HashError::Busy) = self {
             tracing::warn!("password hashing queue full: asking the client to retry");

@@ -189,7 +189,10 @@ pub(crate) async fn checked(request: Request, expected: &str, origin: &str) -> R
             return Err(Refused::Page(forged()));
         }
         let typed = form_urlencoded::parse(&bytes)
-            .filter(|(key, _)| !matches!(key.as_ref(), "csrf_token" | "code" | "token") && !key.contains("password"))
+            .filter(|(key, _)| {
+                !matches!(key.as_ref(), "csrf_token" | "code" | "token" | "recovery_code" | "credential" | "ceremony")
+                    && !key.contains("password")
+            })
             .map(|(key, value)| (key.into_owned(), value.into_owned()))
             .collect();
         return Err(Refused::Token { path: parts.uri.path().to_owned(), typed });

@@ -142,6 +142,15 @@ impl Work for MemoryWork {
         self.rows.keys.push(key.clone());
         Ok(true)
     }
+    async fn used_key(&mut self, key: &super::StoredKey, passkey: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let found = self.rows.keys.iter_mut().find(|k| k == &key);
+        Ok(found
+            .map(|k| {
+                k.passkey = passkey.to_owned();
+                k.last_used_at = Some(at);
+            })
+            .is_some())
+    }
     async fn count_keys(&mut self, account: AccountId) -> Result<u64, StoreError> {
         Ok(u64::try_from(self.rows.keys.iter().filter(|k| k.account == account).count()).unwrap())
     }

@@ -84,9 +84,6 @@ pub trait PasskeyStore: Send + Sync + std::fmt::Debug {
     /// The credential with this id, whoever's.
     async fn find_key(&self, credential_id: &str) -> Result<Option<StoredKey>, StoreError>;
 
-    /// Writes back a credential after a use (its counter) at `used_at`.
-    async fn used_key(&self, credential_id: &str, passkey: &str, used_at: Timestamp) -> Result<(), StoreError>;
-
     /// Removes ceremonies expired at `now`; returns how many.
     async fn purge_ceremonies(&self, now: Timestamp) -> Result<u64, StoreError>;
 }

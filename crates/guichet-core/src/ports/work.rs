@@ -371,6 +371,10 @@ pub trait Work: Send {
     /// Adds a key; `Ok(false)` when its credential id is registered already (to anyone).
     async fn insert_key(&mut self, key: &super::StoredKey) -> Result<bool, StoreError>;
 
+    /// Writes back a key after a use at `at` (its counter), provided it is still the
+    /// account's and unchanged since `key` was read; `Ok(false)` otherwise.
+    async fn used_key(&mut self, key: &super::StoredKey, passkey: &str, at: Timestamp) -> Result<bool, StoreError>;
+
     /// How many keys the account has.
     async fn count_keys(&mut self, account: AccountId) -> Result<u64, StoreError>;
 

@@ -184,7 +184,8 @@ async fn submit(
     let outcome = match state.authenticator.login(&form.identifier, form.password, device.as_deref(), &context).await {
         Ok(LoggedIn { account, must_change_password, second_step: Some(step), .. }) => {
             // No session yet: the second factor first, within five minutes, in this browser.
-            let pending = PendingLogin { account: account.id, despite_lock: step.despite_lock, must_change_password };
+            let pending =
+                PendingLogin { account: account.id, device: step.device, proof: step.proof, must_change_password };
             let target = match next.as_deref() {
                 Some(next) => format!(
                     "/login/second-factor?next={}",
@@ -193,7 +194,7 @@ async fn submit(
                 None => "/login/second-factor".to_owned(),
             };
             let mut response = see_other(&target, "/login/second-factor");
-            let cookie = crate::pages::second_factor::pending_cookie(&state, &visitor, pending);
+            let cookie = crate::pages::second_factor::pending_cookie(&state, &visitor, &pending);
             response.headers_mut().append(SET_COOKIE, cookie);
             Ok(response)
         }

@@ -251,7 +251,9 @@ impl FromRequestParts<AppState> for Staff {
         let SignedIn { account, layout, session } = SignedIn::from_request_parts(parts, state).await?;
         let door =
             state.console.door(account.id, session.factors).await.map_err(|e| WebError::from(e).into_response())?;
-        let back = parts.uri.path_and_query().map_or("/admin", |p| p.as_str());
+        // Inside the nested console router the path has lost its `/admin`: the original.
+        let original = parts.extensions.get::<axum::extract::OriginalUri>().map_or(&parts.uri, |o| &o.0);
+        let back = original.path_and_query().map_or("/admin", |p| p.as_str());
         let next = form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>();
         let actor = match door {
             guichet_core::console::Door::Open(actor) => actor,

@@ -13,7 +13,7 @@ use axum::routing::post;
 use guichet_core::hashing::HashError;
 use guichet_core::me::ChangeError;
 use guichet_core::passkeys::{Ceremony, PasskeyError};
-use guichet_core::second_factor::{Factors, SecondFactor};
+use guichet_core::second_factor::{Factors, SecondFactor, Step};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -90,6 +90,10 @@ fn key_error(error: PasskeyError) -> Result<Response, WebError> {
             StatusCode::UNAUTHORIZED,
             "Cette clé n'ouvre aucun compte ici. Connectez-vous avec votre identifiant et votre mot de passe.",
         ),
+        PasskeyError::StepUpFirst => refused(
+            StatusCode::FORBIDDEN,
+            "Cette session n'a pas donné votre second facteur : donnez-le d'abord (reconnectez-vous), puis ajoutez la clé.",
+        ),
         PasskeyError::TooMany => refused(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Vous avez déjà dix clés : retirez-en une avant d'en ajouter une autre.",
@@ -111,7 +115,7 @@ struct FinishForm {
 }
 
 async fn begin_registration(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response, WebError> {
-    match passkeys(&state)?.begin_registration(&signed_in.account).await {
+    match passkeys(&state)?.begin_registration(&signed_in.account, &signed_in.session).await {
         Ok(ceremony) => Ok(began(ceremony)),
         Err(error) => key_error(error),
     }
@@ -127,6 +131,7 @@ async fn finish_registration(
 ) -> Result<Response, WebError> {
     let added = passkeys(&state)?.finish_registration(
         &signed_in.account,
+        &signed_in.session,
         &form.ceremony,
         &form.credential,
         &form.name,
@@ -134,7 +139,10 @@ async fn finish_registration(
     );
     match added.await {
         Ok(()) => {
-            state.sessions.add_factor(&signed_in.session, SecondFactor::Key).await?;
+            if !signed_in.session.factors.has_second() {
+                // The account's first factor: this session just proved it holds it.
+                state.sessions.add_factor(&signed_in.session, SecondFactor::Key).await?;
+            }
             let next = state.settings.return_hosts.accept(&form.next);
             Ok(done(next.as_deref().unwrap_or("/me/second-factor?done=key")))
         }
@@ -158,10 +166,11 @@ async fn remove(
     let confirmed =
         state.me.confirm_password(&signed_in.account, &signed_in.session, form.current_password, &context).await;
     match confirmed {
-        Ok(confirmed) => {
-            passkeys(&state)?.remove(confirmed, &id, &context).await?;
-            Ok(Redirect::to("/me/second-factor?done=key-removed").into_response())
-        }
+        Ok(confirmed) => match passkeys(&state)?.remove(confirmed, &signed_in.session, &id, &context).await {
+            Ok(_) => Ok(Redirect::to("/me/second-factor?done=key-removed").into_response()),
+            Err(PasskeyError::Store(error)) => Err(error.into()),
+            Err(_) => Ok(Redirect::to("/login/second-factor?next=%2Fme%2Fsecond-factor").into_response()),
+        },
         Err(ChangeError::TooManyWrong) => {
             let mut response = Redirect::to("/login").into_response();
             crate::pages::clear_session_cookies(&state, &mut response);
@@ -230,29 +239,28 @@ async fn finish_second_factor(
     Form(form): Form<FinishForm>,
 ) -> Result<Response, WebError> {
     let next = state.settings.return_hosts.accept(&form.next);
-    let (account, despite_lock) = match stepping(&state, &visitor, &headers).await? {
-        Some(Stepping::Login(pending)) => (pending.account, pending.despite_lock),
-        Some(Stepping::StepUp(ref session)) => (session.account_id, false),
-        None => return Ok(expired_login()),
+    // Read once: what the key completes is what it was checked for.
+    let Some(stepping) = stepping(&state, &visitor, &headers).await? else { return Ok(expired_login()) };
+    let (account, step) = match &stepping {
+        Stepping::Login(pending) => (pending.account, pending.step()),
+        Stepping::StepUp(session) => (session.account_id, Step::StepUp),
     };
-    let finished =
-        passkeys(&state)?.finish_second_factor(account, &form.ceremony, &form.credential, despite_lock, &context).await;
-    if let Err(error) = finished {
+    let finished = passkeys(&state)?.finish_second_factor(account, &form.ceremony, &form.credential, step, &context);
+    if let Err(error) = finished.await {
         return key_error(error);
     }
-    match stepping(&state, &visitor, &headers).await? {
-        Some(Stepping::Login(pending)) => {
+    match stepping {
+        Stepping::Login(pending) => {
             let forced = pending.must_change_password;
             let target = crate::pages::login::after_login(next.as_deref(), forced);
             let factors = Factors::PASSWORD.and(SecondFactor::Key);
             let cookies = session_cookies(&state, &visitor, &headers, account, factors, forced, context).await?;
             Ok(with_cookies(done(&target), cookies))
         }
-        Some(Stepping::StepUp(session)) => {
+        Stepping::StepUp(session) => {
             state.sessions.add_factor(&session, SecondFactor::Key).await?;
             Ok(done(next.as_deref().unwrap_or("/me")))
         }
-        None => Ok(expired_login()),
     }
 }
 

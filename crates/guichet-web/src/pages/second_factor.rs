@@ -14,7 +14,7 @@ use guichet_core::french as format;
 use guichet_core::hashing::HashError;
 use guichet_core::login::{PendingLogin, SECOND_STEP_FOR};
 use guichet_core::me::ChangeError;
-use guichet_core::second_factor::{Factors, SecondFactorError, TotpEnrolment, TotpState, Typed};
+use guichet_core::second_factor::{Factors, SecondFactorError, Step, TotpEnrolment, TotpState, Typed};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -120,20 +120,14 @@ fn render_step(status: StatusCode, page: &StepPage) -> Result<Response, WebError
     Ok(if page.keys { crate::headers::allow_script(response) } else { response })
 }
 
-#[derive(Deserialize)]
-struct StepQuery {
-    #[serde(default)]
-    backup: Option<String>,
-}
-
 async fn show_step(
     State(state): State<AppState>,
     visitor: Visitor,
     headers: HeaderMap,
     uri: Uri,
-    axum::extract::Query(query): axum::extract::Query<StepQuery>,
 ) -> Result<Response, WebError> {
     let next = next_in_query(&state, &uri).unwrap_or_default();
+    let backup = query_value(&uri, "backup").is_some();
     let (account, step_up) = match stepping(&state, &visitor, &headers).await? {
         Some(Stepping::Login(pending)) => (pending.account, false),
         Some(Stepping::StepUp(session)) => (session.account_id, true),
@@ -141,8 +135,7 @@ async fn show_step(
         None if visitor.session.is_some() => return Ok(see_other(if next.is_empty() { "/me" } else { &next }, "/me")),
         None => return Ok(Redirect::to("/login").into_response()),
     };
-    let page =
-        StepPage { backup: query.backup.is_some(), ..step_page(&state, &visitor, account, next, step_up).await? };
+    let page = StepPage { backup, ..step_page(&state, &visitor, account, next, step_up).await? };
     render_step(StatusCode::OK, &page)
 }
 
@@ -166,10 +159,10 @@ async fn submit_step(
     let next = state.settings.return_hosts.accept(&form.next);
     let jar = &state.settings.cookies;
     let stepping = stepping(&state, &visitor, &headers).await?;
-    let (account, despite_lock) = match &stepping {
-        Some(Stepping::Login(pending)) => (pending.account, pending.despite_lock),
+    let (account, step) = match &stepping {
+        Some(Stepping::Login(pending)) => (pending.account, pending.step()),
         // A step up from a live session is never let through a lock.
-        Some(Stepping::StepUp(session)) => (session.account_id, false),
+        Some(Stepping::StepUp(session)) => (session.account_id, Step::StepUp),
         None => {
             // The five minutes passed, or the cookie went: the password again.
             let mut response = Redirect::to("/login").into_response();
@@ -180,7 +173,7 @@ async fn submit_step(
     let typed =
         if form.recovery_code.trim().is_empty() { Typed::Code(&form.code) } else { Typed::Backup(&form.recovery_code) };
     let step_up = matches!(stepping, Some(Stepping::StepUp(_)));
-    let problem = match state.second_factors.verify(account, typed, despite_lock, &context).await {
+    let problem = match state.second_factors.verify(account, typed, step, &context).await {
         Ok(factor) => {
             return match stepping {
                 Some(Stepping::Login(pending)) => {
@@ -206,8 +199,8 @@ async fn submit_step(
             StepProblem::Locked(Some(format::date_time(until, &state.settings.time_zone)))
         }
         Err(SecondFactorError::Locked { until: None }) => StepProblem::Locked(None),
-        Err(SecondFactorError::NoFactor) => {
-            // The factor was reset meanwhile: the password again, without it.
+        Err(SecondFactorError::NoFactor | SecondFactorError::StepUpFirst) => {
+            // The factor was reset, or the password changed, meanwhile: the password again.
             let mut response = Redirect::to("/login").into_response();
             response.headers_mut().append(SET_COOKIE, jar.clear(Cookie::SecondStep));
             return Ok(response);
@@ -256,7 +249,7 @@ pub(crate) async fn session_cookies(
 
 /// The pending login's cookie, set after a right password for an account with a
 /// second factor.
-pub fn pending_cookie(state: &AppState, visitor: &Visitor, pending: PendingLogin) -> axum::http::HeaderValue {
+pub fn pending_cookie(state: &AppState, visitor: &Visitor, pending: &PendingLogin) -> axum::http::HeaderValue {
     let value = state.authenticator.pending_cookie(pending, &visitor.csrf_token);
     let lifetime = SECOND_STEP_FOR.as_secs();
     state.settings.cookies.set_lasting(Cookie::SecondStep, &value, lifetime)
@@ -295,18 +288,37 @@ struct KeyLine {
     used: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct MineQuery {
-    #[serde(default)]
-    done: Option<String>,
+/// The first value of `name` in the page's query.
+fn query_value(uri: &Uri, name: &str) -> Option<String> {
+    let query = uri.query().unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+/// Where a session goes that must give the account's second factor before changing it.
+const STEP_UP_FIRST: &str = "/login/second-factor?next=%2Fme%2Fsecond-factor";
+
+/// A refused change to the factors, as the page's answer.
+fn factor_error(error: SecondFactorError) -> WebError {
+    match error {
+        SecondFactorError::Store(error) => error.into(),
+        SecondFactorError::StepUpFirst => WebError::GoFirst(STEP_UP_FIRST),
+        _ => WebError::GoFirst("/me/second-factor"),
+    }
 }
 
 async fn mine_page(state: &AppState, signed_in: SignedIn, next: String) -> Result<MinePage, WebError> {
     let status = state.second_factors.status(signed_in.account.id).await?;
+    if status.has_second() && !signed_in.session.factors.has_second() {
+        // A session without the account's second factor sees nothing of it to change.
+        return Err(WebError::GoFirst(STEP_UP_FIRST));
+    }
     let zone = &state.settings.time_zone;
     let (enrolment, active_since) = match status.totp {
         TotpState::Active(since) => (None, Some(format::date_time(since, zone))),
-        TotpState::None | TotpState::Pending => (state.second_factors.begin_totp(&signed_in.account).await?, None),
+        TotpState::None | TotpState::Pending => {
+            let begun = state.second_factors.begin_totp(&signed_in.account, &signed_in.session).await;
+            (begun.map_err(factor_error)?, None)
+        }
     };
     let required = signed_in.account.role.is_staff() && state.console.staff_rule_requires();
     let keys = match &state.passkeys {
@@ -339,14 +351,10 @@ async fn mine_page(state: &AppState, signed_in: SignedIn, next: String) -> Resul
     })
 }
 
-async fn show_mine(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-    uri: Uri,
-    axum::extract::Query(query): axum::extract::Query<MineQuery>,
-) -> Result<Response, WebError> {
+async fn show_mine(State(state): State<AppState>, signed_in: SignedIn, uri: Uri) -> Result<Response, WebError> {
     let next = next_in_query(&state, &uri).unwrap_or_default();
-    let key_notice = match query.done.as_deref() {
+    let done = query_value(&uri, "done");
+    let key_notice = match done.as_deref() {
         Some("key") => Some("La clé est ajoutée : elle vous servira à la prochaine connexion."),
         Some("key-removed") => {
             Some("La clé est retirée : elle n'ouvre plus votre compte. Un message vous le confirme.")
@@ -355,7 +363,7 @@ async fn show_mine(
         _ => None,
     };
     let page = MinePage {
-        removed: query.done.as_deref() == Some("removed"),
+        removed: done.as_deref() == Some("removed"),
         key_notice,
         ..mine_page(&state, signed_in, next).await?
     };
@@ -379,9 +387,14 @@ async fn confirm(
     Form(form): Form<ConfirmForm>,
 ) -> Result<Response, WebError> {
     let next = state.settings.return_hosts.accept(&form.next).unwrap_or_default();
-    match state.second_factors.confirm_totp(signed_in.account.id, &form.code, &context).await {
+    match state.second_factors.confirm_totp(&signed_in.session, &form.code, &context).await {
         Ok(codes) => {
-            state.sessions.add_factor(&signed_in.session, guichet_core::second_factor::SecondFactor::Totp).await?;
+            let mut signed_in = signed_in;
+            if !signed_in.session.factors.has_second() {
+                // The account's first factor: this session just proved it holds it.
+                let totp = guichet_core::second_factor::SecondFactor::Totp;
+                signed_in.session.factors = state.sessions.add_factor(&signed_in.session, totp).await?;
+            }
             let page = MinePage { codes: grouped(&codes), ..mine_page(&state, signed_in, next).await? };
             render_mine(StatusCode::OK, &page)
         }
@@ -390,11 +403,8 @@ async fn confirm(
             let page = MinePage { code_error: Some(error.to_owned()), ..mine_page(&state, signed_in, next).await? };
             render_mine(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
-        Err(SecondFactorError::Store(error)) => Err(error.into()),
         // Confirmed already (a form sent twice): the page as it is.
-        Err(SecondFactorError::NoFactor | SecondFactorError::Locked { .. }) => {
-            Ok(Redirect::to("/me/second-factor").into_response())
-        }
+        Err(error) => Err(factor_error(error)),
     }
 }
 
@@ -413,13 +423,12 @@ async fn renew_codes(
     signed_in: SignedIn,
     Client(context): Client,
 ) -> Result<Response, WebError> {
-    match state.second_factors.renew_backup_codes(signed_in.account.id, &context).await {
+    match state.second_factors.renew_backup_codes(&signed_in.session, &context).await {
         Ok(codes) => {
             let page = MinePage { codes: grouped(&codes), ..mine_page(&state, signed_in, String::new()).await? };
             render_mine(StatusCode::OK, &page)
         }
-        Err(SecondFactorError::Store(error)) => Err(error.into()),
-        Err(_) => Ok(Redirect::to("/me/second-factor").into_response()),
+        Err(error) => Err(factor_error(error)),
     }
 }
 
@@ -439,7 +448,7 @@ async fn remove(
         state.me.confirm_password(&signed_in.account, &signed_in.session, form.current_password, &context).await;
     let error = match confirmed {
         Ok(confirmed) => {
-            state.second_factors.remove_own(confirmed, &context).await?;
+            state.second_factors.remove_own(confirmed, &signed_in.session, &context).await.map_err(factor_error)?;
             return Ok(Redirect::to("/me/second-factor?done=removed").into_response());
         }
         Err(ChangeError::TooManyWrong) => {

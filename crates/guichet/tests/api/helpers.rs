@@ -371,7 +371,7 @@ pub fn visible_text(html: &str) -> String {
 }
 
 impl Page {
-    async fn read(response: reqwest::Response) -> Self {
+    pub async fn read(response: reqwest::Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
         let typeset = response.text().await.unwrap_or_default();

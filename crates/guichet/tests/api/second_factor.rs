@@ -191,6 +191,22 @@ async fn wrong_codes_lock_the_account_like_wrong_passwords(backend: Backend) {
     app.advance(SignedDuration::from_secs(30));
     let code = pyotp(&secret, now(&app)).await;
     assert_eq!(log_in_with_code(&app, &marie, "marie", &code).await.location(), Some("/me"));
+
+    // Her usual browser gets through the lock, but not for free: its tries count against
+    // its mark (the password's and the codes'), five per lock duration.
+    let token = app.get_with(&marie, "/me").await.csrf_token();
+    app.post_form(&marie, "/logout", &[("csrf_token", &token)]).await;
+    let half = app.login_with(&marie, "marie", PASSWORD, &[]).await;
+    assert_eq!(half.location(), Some("/login/second-factor"));
+    for attempt in 2..=5 {
+        let wrong = second_step(&app, &marie, &[("code", "000000")]).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "try {attempt} of the mark");
+    }
+    let spent = second_step(&app, &marie, &[("code", "000000")]).await;
+    assert_eq!(spent.status, StatusCode::FORBIDDEN, "the mark's tries are spent: {}", spent.body);
+    app.advance(SignedDuration::from_secs(30));
+    let code = pyotp(&secret, now(&app)).await;
+    assert_eq!(second_step(&app, &marie, &[("code", &code)]).await.status, StatusCode::FORBIDDEN);
 }
 
 on_both_backends!(
@@ -204,10 +220,11 @@ async fn the_desk_resets_a_members_second_factor_after_checking_who_asks_never_a
     let marie = app.add_member("marie").await;
     let desk_account = app.add_account("desk", Role::Assistance).await;
     let boss_account = app.add_account("boss", Role::Admin).await;
-    for (who, _) in [("marie", &marie), ("boss", &boss_account), ("desk", &desk_account)] {
+    let mut backup = std::collections::HashMap::new();
+    for who in ["marie", "boss", "desk"] {
         let client = browser();
         app.login_with(&client, who, PASSWORD, &[]).await;
-        enrol(&app, &client).await;
+        backup.insert(who, enrol(&app, &client).await.1);
     }
     app.deliver_mail().await;
     let before = app.mail_to("marie@chu.example.fr").len();
@@ -217,7 +234,7 @@ async fn the_desk_resets_a_members_second_factor_after_checking_who_asks_never_a
     // (The staff rule is optional here: what is tested is the reset's authority.)
     let secret_less = app.get_with(&desk, "/admin").await;
     assert_eq!(secret_less.location(), Some("/login"), "no session without the code");
-    let desk = app_session_without_second_step(&app, "desk").await;
+    let desk = signed_in_with_a_backup_code(&app, "desk", &backup["desk"][0]).await;
 
     let page = format!("/admin/members/{}", marie.id.get());
     let view = app.get_with(&desk, &page).await;
@@ -242,7 +259,7 @@ async fn the_desk_resets_a_members_second_factor_after_checking_who_asks_never_a
     let boss_action = format!("{boss_page}/reset-second-factor");
     let refused = app.submit(&desk, &boss_page, &boss_action, &[("verified", "x")]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let boss = app_session_without_second_step(&app, "boss").await;
+    let boss = signed_in_with_a_backup_code(&app, "boss", &backup["boss"][0]).await;
     let own = app.submit(&boss, &boss_page, &boss_action, &[("verified", "moi")]).await;
     assert_eq!(own.status, StatusCode::FORBIDDEN);
     assert!(app.app.state.second_factors.status(boss_account.id).await.unwrap().has_second());
@@ -252,15 +269,12 @@ async fn the_desk_resets_a_members_second_factor_after_checking_who_asks_never_a
     assert_eq!(by_admin.status, StatusCode::SEE_OTHER, "an administrator resets a colleague's");
 }
 
-/// A browser signed in as `identifier`, whose second step was given with a backup code
-/// read from the database's side: the tests of authority need a session, not the phone.
-async fn app_session_without_second_step(app: &TestApp, identifier: &str) -> reqwest::Client {
-    let account = app.account(identifier).await;
-    let codes =
-        app.app.state.second_factors.renew_backup_codes(account.id, &Default::default()).await.unwrap_or_default();
+/// A browser signed in as `identifier`, its second step given with a backup code: the
+/// tests of authority need a session, not the phone.
+async fn signed_in_with_a_backup_code(app: &TestApp, identifier: &str, code: &str) -> reqwest::Client {
     let client = browser();
     app.login_with(&client, identifier, PASSWORD, &[]).await;
-    let page = second_step(app, &client, &[("recovery_code", &codes[0].grouped())]).await;
+    let page = second_step(app, &client, &[("recovery_code", code)]).await;
     assert_eq!(page.location(), Some("/me"), "{}", page.body);
     client
 }
@@ -341,26 +355,73 @@ async fn a_prefix_that_asks_a_second_factor_sends_the_member_to_give_it() {
     let login = app.get_with(&old, &format!("/login?next={next}")).await;
     assert_eq!(login.location(), Some(format!("/me/second-factor?next={next}").as_str()));
 
-    // Enrolled in another browser: this older session steps up with a code.
-    let new = browser();
-    app.login_with(&new, "marie", PASSWORD, &[]).await;
-    let (secret, _) = enrol(&app, &new).await;
-    assert_eq!(check(&new, books).await, StatusCode::OK, "enrolled in this session");
-    let login = app.get_with(&old, &format!("/login?next={next}")).await;
+    // Enrolling ends her other sessions (they signed in without it); this one goes on.
+    let other = browser();
+    app.login_with(&other, "marie", PASSWORD, &[]).await;
+    let (secret, _) = enrol(&app, &old).await;
+    assert_eq!(check(&old, books).await, StatusCode::OK, "enrolled in this session");
+    assert_eq!(check(&other, books).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get_with(&other, "/me").await.location(), Some("/login"), "the other session ended");
+
+    // A session without the factor (as an older guichet left them) changes nothing of the
+    // factors, and steps up with a code to go there.
+    let marie = app.account("marie").await;
+    let context = guichet_core::audit::RequestContext::default();
+    let password_only = guichet_core::second_factor::Factors::PASSWORD;
+    let (token, _) = app.app.state.sessions.open(marie.id, context, None, false, password_only).await.unwrap();
+    let legacy = crate::helpers::http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cookie = format!("guichet_session={}", token.expose());
+    let get = |path: String| {
+        let request = legacy.get(format!("{}{path}", app.address)).header("cookie", cookie.clone());
+        async move { crate::helpers::Page::read(request.send().await.unwrap()).await }
+    };
+    let step_up_first = Some("/login/second-factor?next=%2Fme%2Fsecond-factor");
+    assert_eq!(get("/me/second-factor".to_owned()).await.location(), step_up_first, "nothing to add or remove");
+    let me = get("/me".to_owned()).await;
+    let renew = legacy
+        .post(format!("{}/me/second-factor/backup-codes", app.address))
+        .header("cookie", cookie.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={}", me.csrf_token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renew.headers().get("location").and_then(|v| v.to_str().ok()), step_up_first);
+    assert_eq!(app.app.state.second_factors.status(marie.id).await.unwrap().backup_codes_left, 10, "none renewed");
+    let checked = legacy
+        .get(format!("{}/auth/check", app.address))
+        .header("cookie", cookie.clone())
+        .header("X-Original-URL", books)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checked.status(), StatusCode::UNAUTHORIZED);
+    let login = get(format!("/login?next={next}")).await;
     assert_eq!(login.location(), Some(format!("/login/second-factor?next={next}").as_str()));
-    let form = app.get_with(&old, login.location().unwrap()).await;
+    let form = get(login.location().unwrap().to_owned()).await;
     assert!(form.body.contains("Cette page demande votre second facteur"), "{}", form.body);
     app.advance(SignedDuration::from_secs(30));
     let code = pyotp(&secret, now(&app)).await;
-    let stepped = app
-        .post_form(
-            &old,
-            "/login/second-factor",
-            &[("csrf_token", &form.csrf_token()), ("code", &code), ("next", books)],
-        )
-        .await;
-    assert_eq!(stepped.location(), Some(books), "{}", stepped.body);
-    assert_eq!(check(&old, books).await, StatusCode::OK);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("csrf_token", form.csrf_token().as_str()), ("code", &code), ("next", books)])
+        .finish();
+    let stepped = legacy
+        .post(format!("{}/login/second-factor", app.address))
+        .header("cookie", cookie.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stepped.headers().get("location").and_then(|v| v.to_str().ok()), Some(books));
+    let checked = legacy
+        .get(format!("{}/auth/check", app.address))
+        .header("cookie", cookie)
+        .header("X-Original-URL", books)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checked.status(), StatusCode::OK, "stepped up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

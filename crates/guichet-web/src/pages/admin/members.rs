@@ -266,8 +266,8 @@ struct MemberPage {
     /// [`guichet_core::console::Console::hand_temporary_password`]).
     temporary_seen: String,
     recovery_email: Option<String>,
-    /// The second factor's activation, when active.
-    second_factor_since: Option<String>,
+    /// The account's second factors, said for staff; `None` when it has none.
+    second_factor: Option<String>,
     failures: Vec<EventLine>,
     events: Vec<EventLine>,
     mail: Vec<MailLine>,
@@ -385,10 +385,17 @@ async fn member_page(
         temporary_until: account.pending_temporary_until().map(|at| french::date_time(at, zone)),
         temporary_seen: account.pending_temporary_until().map(|at| at.as_millisecond().to_string()).unwrap_or_default(),
         recovery_email: account.recovery_email.as_ref().map(guichet_core::account::EmailAddress::masked),
-        second_factor_since: match factors.totp {
-            guichet_core::second_factor::TotpState::Active(since) => Some(french::date_time(since, zone)),
-            _ => None,
-        },
+        second_factor: factors.has_second().then(|| {
+            let app = match factors.totp {
+                guichet_core::second_factor::TotpState::Active(since) => {
+                    Some(format!("application de codes depuis le {}", french::date_time(since, zone)))
+                }
+                _ => None,
+            };
+            let keys = (factors.keys > 0)
+                .then(|| french::count(usize::try_from(factors.keys).unwrap_or(usize::MAX), "clé", "clés"));
+            app.into_iter().chain(keys).collect::<Vec<_>>().join(", ")
+        }),
         failures: activity
             .failures_since_last_login()
             .into_iter()
