@@ -330,6 +330,15 @@ impl SecondFactors {
         }
     }
 
+    /// A unit of work for a change to the factors of `session`'s account: the account
+    /// held, and the change allowed ([`may_change`]).
+    async fn changing(&self, session: &Session) -> Result<(Box<dyn Work>, HeldAccount), SecondFactorError> {
+        let mut work = self.transactions.begin().await?;
+        let held = work.hold_account(session.account_id).await?.ok_or(SecondFactorError::NoFactor)?;
+        may_change(work.as_mut(), session).await?;
+        Ok((work, held))
+    }
+
     /// The account's second factors.
     pub async fn status(&self, account: AccountId) -> Result<FactorStatus, StoreError> {
         self.accounts.second_factors(account).await
@@ -411,9 +420,7 @@ impl SecondFactors {
     ) -> Result<Vec<BackupCode>, SecondFactorError> {
         let account = session.account_id;
         let now = self.clock.now();
-        let mut work = self.transactions.begin().await?;
-        let Some(held) = work.hold_account(account).await? else { return Err(SecondFactorError::NoFactor) };
-        may_change(work.as_mut(), session).await?;
+        let (mut work, held) = self.changing(session).await?;
         let Some(stored) = work.totp(account).await? else { return Err(SecondFactorError::NoFactor) };
         if stored.confirmed_at.is_some() {
             return Err(SecondFactorError::NoFactor);
@@ -441,9 +448,7 @@ impl SecondFactors {
     ) -> Result<Vec<BackupCode>, SecondFactorError> {
         let account = session.account_id;
         let now = self.clock.now();
-        let mut work = self.transactions.begin().await?;
-        let Some(held) = work.hold_account(account).await? else { return Err(SecondFactorError::NoFactor) };
-        may_change(work.as_mut(), session).await?;
+        let (mut work, held) = self.changing(session).await?;
         if work.totp(account).await?.is_none_or(|t| t.confirmed_at.is_none()) {
             return Err(SecondFactorError::NoFactor);
         }
@@ -497,14 +502,11 @@ impl SecondFactors {
         session: &Session,
         context: &RequestContext,
     ) -> Result<bool, SecondFactorError> {
-        let account = confirmed.account();
-        let now = self.clock.now();
-        let mut work = self.transactions.begin().await?;
-        if session.account_id != account {
+        if session.account_id != confirmed.account() {
             return Ok(false);
         }
-        let Some(held) = work.hold_account(account).await? else { return Ok(false) };
-        may_change(work.as_mut(), session).await?;
+        let now = self.clock.now();
+        let (mut work, held) = self.changing(session).await?;
         let removed = Self::remove_within(work.as_mut(), &held, Actor::Member, None, context, now).await?;
         work.commit().await?;
         Ok(removed)

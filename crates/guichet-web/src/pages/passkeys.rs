@@ -10,17 +10,14 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use axum::routing::post;
-use guichet_core::hashing::HashError;
-use guichet_core::me::ChangeError;
 use guichet_core::passkeys::{Ceremony, PasskeyError};
 use guichet_core::second_factor::{Factors, SecondFactor, Step};
-use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::client::Client;
-use crate::error::{WebError, busy};
-use crate::pages::second_factor::{Stepping, session_cookies, stepping};
-use crate::pages::{Form, SignedIn, secret};
+use crate::error::WebError;
+use crate::pages::second_factor::{RemoveForm, Stepping, retyped, session_cookies, stepping};
+use crate::pages::{Form, SignedIn};
 use crate::state::AppState;
 use crate::visitor::Visitor;
 
@@ -150,12 +147,6 @@ async fn finish_registration(
     }
 }
 
-#[derive(Deserialize)]
-struct RemoveForm {
-    #[serde(default, deserialize_with = "secret")]
-    current_password: SecretString,
-}
-
 async fn remove(
     State(state): State<AppState>,
     signed_in: SignedIn,
@@ -163,23 +154,14 @@ async fn remove(
     Path(id): Path<String>,
     Form(form): Form<RemoveForm>,
 ) -> Result<Response, WebError> {
-    let confirmed =
-        state.me.confirm_password(&signed_in.account, &signed_in.session, form.current_password, &context).await;
-    match confirmed {
+    match retyped(&state, &signed_in, form.current_password, &context).await? {
         Ok(confirmed) => match passkeys(&state)?.remove(confirmed, &signed_in.session, &id, &context).await {
             Ok(_) => Ok(Redirect::to("/me/second-factor?done=key-removed").into_response()),
             Err(PasskeyError::Store(error)) => Err(error.into()),
             Err(_) => Ok(Redirect::to("/login/second-factor?next=%2Fme%2Fsecond-factor").into_response()),
         },
-        Err(ChangeError::TooManyWrong) => {
-            let mut response = Redirect::to("/login").into_response();
-            crate::pages::clear_session_cookies(&state, &mut response);
-            Ok(response)
-        }
-        Err(ChangeError::Hash(HashError::Busy)) => Ok(busy().into_response()),
-        Err(ChangeError::Hash(error)) => Err(error.into()),
-        Err(ChangeError::Store(error)) => Err(error.into()),
-        Err(_) => Ok(Redirect::to("/me/second-factor?done=key-password").into_response()),
+        Err(Ok(answer)) => Ok(answer),
+        Err(Err(_)) => Ok(Redirect::to("/me/second-factor?done=key-password").into_response()),
     }
 }
 

@@ -432,10 +432,33 @@ async fn renew_codes(
     }
 }
 
+/// The form of what weakens the account: the current password typed again.
 #[derive(Deserialize)]
-struct RemoveForm {
+pub(crate) struct RemoveForm {
     #[serde(default, deserialize_with = "secret")]
-    current_password: SecretString,
+    pub(crate) current_password: SecretString,
+}
+
+/// The current password typed again: the proof, or what to answer instead (`Err`): the
+/// session ended after too many wrong ones, the hasher busy, or the reason it was refused.
+pub(crate) async fn retyped(
+    state: &AppState,
+    signed_in: &SignedIn,
+    password: SecretString,
+    context: &guichet_core::audit::RequestContext,
+) -> Result<Result<guichet_core::me::PasswordConfirmed, Result<Response, String>>, WebError> {
+    match state.me.confirm_password(&signed_in.account, &signed_in.session, password, context).await {
+        Ok(confirmed) => Ok(Ok(confirmed)),
+        Err(ChangeError::TooManyWrong) => {
+            let mut response = Redirect::to("/login").into_response();
+            crate::pages::clear_session_cookies(state, &mut response);
+            Ok(Err(Ok(response)))
+        }
+        Err(ChangeError::Hash(HashError::Busy)) => Ok(Err(Ok(busy().into_response()))),
+        Err(ChangeError::Hash(error)) => Err(error.into()),
+        Err(ChangeError::Store(error)) => Err(error.into()),
+        Err(error) => Ok(Err(Err(sentence(error.to_string())))),
+    }
 }
 
 async fn remove(
@@ -444,22 +467,13 @@ async fn remove(
     Client(context): Client,
     Form(form): Form<RemoveForm>,
 ) -> Result<Response, WebError> {
-    let confirmed =
-        state.me.confirm_password(&signed_in.account, &signed_in.session, form.current_password, &context).await;
-    let error = match confirmed {
+    let error = match retyped(&state, &signed_in, form.current_password, &context).await? {
         Ok(confirmed) => {
             state.second_factors.remove_own(confirmed, &signed_in.session, &context).await.map_err(factor_error)?;
             return Ok(Redirect::to("/me/second-factor?done=removed").into_response());
         }
-        Err(ChangeError::TooManyWrong) => {
-            let mut response = Redirect::to("/login").into_response();
-            crate::pages::clear_session_cookies(&state, &mut response);
-            return Ok(response);
-        }
-        Err(ChangeError::Hash(HashError::Busy)) => return Ok(busy().into_response()),
-        Err(ChangeError::Hash(error)) => return Err(error.into()),
-        Err(ChangeError::Store(error)) => return Err(error.into()),
-        Err(error) => sentence(error.to_string()),
+        Err(Ok(answer)) => return Ok(answer),
+        Err(Err(error)) => error,
     };
     let page = MinePage { password_error: Some(error), ..mine_page(&state, signed_in, String::new()).await? };
     render_mine(StatusCode::UNPROCESSABLE_ENTITY, &page)
