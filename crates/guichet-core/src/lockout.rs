@@ -83,6 +83,8 @@ pub enum ThrottleKey {
     ForgotRequests(String),
     /// Assistance requests written from an address.
     AssistanceRequests(String),
+    /// Passkey logins begun from an address.
+    PasskeyLogins(String),
 }
 
 impl ThrottleKey {
@@ -107,6 +109,7 @@ impl ThrottleKey {
             Self::KnownOn { address, identifier } => format!("known-on:{address}|{identifier}"),
             Self::ForgotRequests(address) => format!("forgot:{address}"),
             Self::AssistanceRequests(address) => format!("assistance:{address}"),
+            Self::PasskeyLogins(address) => format!("passkey:{address}"),
         }
     }
 }
@@ -153,6 +156,7 @@ mod tests {
             ThrottleKey::failed_logins_on("10.0.0.1", " Marie "),
             ThrottleKey::ForgotRequests("10.0.0.1".into()),
             ThrottleKey::AssistanceRequests("10.0.0.1".into()),
+            ThrottleKey::PasskeyLogins("10.0.0.1".into()),
         ];
         let stored: std::collections::HashSet<String> = keys.iter().map(ThrottleKey::storage_key).collect();
         assert_eq!(stored.len(), keys.len());

@@ -27,7 +27,8 @@ use crate::audit::{Actor, AuditKind, RequestContext};
 use crate::clock::Clock;
 use crate::keys::{Purpose, ServerKey};
 use crate::ports::{
-    AccountStore, CeremonyPurpose, PasskeyStore, Ports, StoreError, StoredCeremony, StoredKey, Transactions,
+    AccountStore, CeremonyPurpose, PasskeyStore, Ports, StoreError, StoredCeremony, StoredKey, ThrottleStore,
+    Transactions,
 };
 use crate::second_factor::{SecondFactor, Step, event, may_change, notify, proof_of, record_login};
 use crate::session::Session;
@@ -37,6 +38,9 @@ use crate::token::PlainToken;
 pub const CEREMONY_FOR: SignedDuration = SignedDuration::from_mins(5);
 /// How many keys an account may hold.
 pub const MAX_KEYS: usize = 10;
+/// Passkey logins one network may begin per minute (each stores a ceremony for five
+/// minutes): a hospital's whole staff arriving at once stays below.
+pub const LOGINS_PER_MINUTE: u64 = 120;
 
 /// Why a key was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,9 @@ pub enum PasskeyError {
     /// The account holds [`MAX_KEYS`] already.
     #[error("too many keys")]
     TooMany,
+    /// Too many passkey logins begun from this network ([`LOGINS_PER_MINUTE`]).
+    #[error("too many passkey logins from this network")]
+    Throttled,
     /// The account holds a second factor this session did not give: it is asked first.
     #[error("second factor first")]
     StepUpFirst,
@@ -96,6 +103,7 @@ pub struct Passkeys {
     webauthn: Arc<Webauthn>,
     store: Arc<dyn PasskeyStore>,
     accounts: Arc<dyn AccountStore>,
+    throttle: Arc<dyn ThrottleStore>,
     transactions: Arc<dyn Transactions>,
     clock: Arc<dyn Clock>,
     key: ServerKey,
@@ -132,6 +140,7 @@ impl Passkeys {
             webauthn: Arc::new(webauthn),
             store: Arc::clone(&ports.passkeys),
             accounts: Arc::clone(&ports.accounts),
+            throttle: Arc::clone(&ports.throttle),
             transactions: Arc::clone(&ports.transactions),
             clock,
             key,
@@ -300,8 +309,16 @@ impl Passkeys {
         self.record(&stored, &result, despite_lock, proof, context).await
     }
 
-    /// Begins a login with a passkey alone (the device says whose).
-    pub async fn begin_login(&self) -> Result<Ceremony, PasskeyError> {
+    /// Begins a login with a passkey alone (the device says whose), at most
+    /// [`LOGINS_PER_MINUTE`] from one network.
+    pub async fn begin_login(&self, context: &RequestContext) -> Result<Ceremony, PasskeyError> {
+        if let Some(address) = context.address.map(crate::lockout::throttle_key) {
+            let key = crate::lockout::ThrottleKey::PasskeyLogins(address);
+            let (begun, _) = self.throttle.count(&key, SignedDuration::from_mins(1), self.clock.now()).await?;
+            if begun > LOGINS_PER_MINUTE {
+                return Err(PasskeyError::Throttled);
+            }
+        }
         let (mut options, state): (RequestChallengeResponse, DiscoverableAuthentication) =
             self.webauthn.start_discoverable_authentication().map_err(|_| PasskeyError::Refused)?;
         // A button asks for it: the browser's own dialog, not its autofill.

@@ -91,6 +91,10 @@ fn key_error(error: PasskeyError) -> Result<Response, WebError> {
             StatusCode::FORBIDDEN,
             "Cette session n'a pas donné votre second facteur : donnez-le d'abord (reconnectez-vous), puis ajoutez la clé.",
         ),
+        PasskeyError::Throttled => refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Beaucoup de connexions par clé viennent de votre réseau : patientez une minute, puis recommencez.",
+        ),
         PasskeyError::TooMany => refused(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Vous avez déjà dix clés : retirez-en une avant d'en ajouter une autre.",
@@ -165,8 +169,8 @@ async fn remove(
     }
 }
 
-async fn begin_login(State(state): State<AppState>) -> Result<Response, WebError> {
-    match passkeys(&state)?.begin_login().await {
+async fn begin_login(State(state): State<AppState>, Client(context): Client) -> Result<Response, WebError> {
+    match passkeys(&state)?.begin_login(&context).await {
         Ok(ceremony) => Ok(began(ceremony)),
         Err(error) => key_error(error),
     }

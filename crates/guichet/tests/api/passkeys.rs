@@ -111,3 +111,23 @@ async fn a_member_signs_in_with_a_passkey_and_an_administrator_needs_a_key_for_t
     assert_eq!(app.get_with(&thief, "/me").await.status, StatusCode::SEE_OTHER);
     chromium.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_network_begins_so_many_passkey_logins_a_minute_and_no_more() {
+    let app = spawn_app_on_localhost(Backend::Sqlite, &[]).await;
+    let visitor = browser();
+    let token = app.get_with(&visitor, "/login").await.csrf_token();
+    let form = [("csrf_token", token.as_str())];
+    let begin = || app.post_form(&visitor, "/login/passkey/begin", &form);
+    for _ in 0..guichet_core::passkeys::LOGINS_PER_MINUTE {
+        let begun = begin().await;
+        assert_eq!(begun.status, StatusCode::OK, "{}", begun.body);
+        assert!(begun.body.contains("\"ceremony\""));
+    }
+    let refused = begin().await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.body.contains("patientez une minute"), "{}", refused.body);
+    // Counted by the minute: two minutes on, the network begins again.
+    app.advance(jiff::SignedDuration::from_secs(121));
+    assert_eq!(begin().await.status, StatusCode::OK, "minutes later");
+}
