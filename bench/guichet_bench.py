@@ -33,3 +33,24 @@ def serve(binary, env, port):
         time.sleep(0.05)
     server.kill()
     raise SystemExit(f"guichet did not answer on port {port}")
+
+
+def field(page, name):
+    """The value of the form field `name` in an HTML page ("" when there is none)."""
+    import re
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    return found.group(1).replace("&#38;", "&").replace("&amp;", "&") if found else ""
+
+
+def percentile(values, p):
+    """The `p` quantile (0 to 1) of `values`."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def memory(pid):
+    """The process's resident memory now and at its peak, in MiB: "RSS N MiB, peak M MiB"."""
+    import re
+    status = open(f"/proc/{pid}/status").read()
+    rss = {k: int(re.search(rf"{k}:\s+(\d+)", status).group(1)) // 1024 for k in ("VmRSS", "VmHWM")}
+    return f"RSS {rss['VmRSS']} MiB, peak {rss['VmHWM']} MiB"

@@ -25,21 +25,11 @@ import time
 import pyotp
 import requests
 
-from guichet_bench import cli, free_port, serve
+from guichet_bench import cli, field, free_port, memory, percentile, serve
 
 BIN = sys.argv[1]
 MEMBERS = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 PASSWORD = "cheval agrafe pile 2026"
-
-
-def field(page, name):
-    found = re.search(rf'name="{name}" value="([^"]*)"', page)
-    return found.group(1) if found else ""
-
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
 
 
 def log_in(base, identifier):
@@ -110,9 +100,7 @@ def main():
         print(f"logins with a code: {len(codes) / took:.0f}/s ({len(codes)} in {took:.1f} s, 8 at a time)")
         print(f"password step: p50 {percentile(passwords, 0.5) * 1000:.1f} ms, p99 {percentile(passwords, 0.99) * 1000:.1f} ms")
         print(f"code step: p50 {percentile(codes, 0.5) * 1000:.1f} ms, p99 {percentile(codes, 0.99) * 1000:.1f} ms")
-        status = open(f"/proc/{server.pid}/status").read()
-        rss = {k: int(re.search(rf"{k}:\s+(\d+)", status).group(1)) // 1024 for k in ("VmRSS", "VmHWM")}
-        print(f"memory: RSS {rss['VmRSS']} MiB, peak {rss['VmHWM']} MiB")
+        print(f"memory: {memory(server.pid)}")
     finally:
         server.terminate()
         server.wait()

@@ -28,7 +28,7 @@ import urllib.parse
 
 import requests
 
-from guichet_bench import cli, free_port, serve
+from guichet_bench import cli, field, free_port, memory, percentile, serve
 
 BIN = sys.argv[1]
 SECONDS = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
@@ -66,16 +66,6 @@ def start_back_channel():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BackChannel)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server.server_address[1]
-
-
-def field(page, name):
-    found = re.search(rf'name="{name}" value="([^"]*)"', page)
-    return found.group(1).replace("&#38;", "&").replace("&amp;", "&") if found else ""
-
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
 
 
 def sign_in(base, identifier, clients):
@@ -169,9 +159,7 @@ def main():
         told = [heard[sid] - clicked[sid] for sid in clicked if sid in heard]
         print(f"logout: POST /logout p50 {percentile(posted, 0.5) * 1000:.1f} ms, p99 {percentile(posted, 0.99) * 1000:.1f} ms; "
               f"the fast application told {len(told)}/{MEMBERS}, p50 {percentile(told, 0.5) * 1000:.0f} ms, p99 {percentile(told, 0.99) * 1000:.0f} ms after the click")
-        status = open(f"/proc/{server.pid}/status").read()
-        rss = {k: int(re.search(rf"{k}:\s+(\d+)", status).group(1)) // 1024 for k in ("VmRSS", "VmHWM")}
-        print(f"memory: RSS {rss['VmRSS']} MiB, peak {rss['VmHWM']} MiB")
+        print(f"memory: {memory(server.pid)}")
     finally:
         server.terminate()
         server.wait()

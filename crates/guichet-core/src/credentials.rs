@@ -41,7 +41,12 @@ fn member_event(account: AccountId, kind: AuditKind, context: &RequestContext, a
 }
 
 /// Queues `kind` to the account's own address.
-async fn notify(work: &mut dyn Work, held: &HeldAccount, kind: MailKind, now: Timestamp) -> Result<(), StoreError> {
+pub(crate) async fn notify(
+    work: &mut dyn Work,
+    held: &HeldAccount,
+    kind: MailKind,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let account = &held.account;
     let mail =
         NewMail { kind, account_id: Some(account.id), recipient: account.email.clone(), subject: MailSubject::None };

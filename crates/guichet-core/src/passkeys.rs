@@ -390,13 +390,15 @@ impl Passkeys {
         Ok(())
     }
 
-    /// Whether `session` may change `account`'s keys (see [`crate::second_factor`]).
+    /// Whether `session` may begin adding a key to `account` (a read: the unit that adds
+    /// it decides again, with the account held; see [`crate::second_factor::may_change`]).
     async fn may_change(&self, account: AccountId, session: &Session) -> Result<(), PasskeyError> {
         if session.account_id != account {
             return Err(PasskeyError::Expired);
         }
-        let mut work = self.transactions.begin().await?;
-        may_change(work.as_mut(), session).await.map_err(|_| PasskeyError::StepUpFirst)?;
+        if self.accounts.second_factors(account).await?.has_second() && !session.factors.has_second() {
+            return Err(PasskeyError::StepUpFirst);
+        }
         Ok(())
     }
 

@@ -28,7 +28,7 @@ use crate::codes::BackupCode;
 use crate::credentials::count_failure;
 use crate::keys::{Purpose, ServerKey};
 use crate::lockout::LockoutPolicy;
-use crate::mail::{MailKind, MailSubject, NewMail};
+use crate::mail::MailKind;
 use crate::me::PasswordConfirmed;
 use crate::ports::{AccountStore, DeviceStore, FailureOutcome, HeldAccount, Ports, StoreError, Transactions, Work};
 use crate::session::Session;
@@ -689,14 +689,7 @@ pub(crate) fn event(
 
 /// Tells the account's own address that its second factor changed.
 pub(crate) async fn notify(work: &mut dyn Work, held: &HeldAccount, now: Timestamp) -> Result<(), StoreError> {
-    let account = &held.account;
-    let mail = NewMail {
-        kind: MailKind::SecondFactorChanged,
-        account_id: Some(account.id),
-        recipient: account.email.clone(),
-        subject: MailSubject::None,
-    };
-    work.queue_mail(&mail, now).await.map(|_| ())
+    crate::credentials::notify(work, held, MailKind::SecondFactorChanged, now).await
 }
 
 #[cfg(test)]

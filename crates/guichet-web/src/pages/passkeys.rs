@@ -160,7 +160,9 @@ async fn remove(
 ) -> Result<Response, WebError> {
     match retyped(&state, &signed_in, form.current_password, &context).await? {
         Ok(confirmed) => match passkeys(&state)?.remove(confirmed, &signed_in.session, &id, &context).await {
-            Ok(_) => Ok(Redirect::to("/me/second-factor?done=key-removed").into_response()),
+            Ok(true) => Ok(Redirect::to("/me/second-factor?done=key-removed").into_response()),
+            // No such key of hers (removed already, or never): the page as it is, no notice.
+            Ok(false) => Ok(Redirect::to("/me/second-factor").into_response()),
             Err(PasskeyError::Store(error)) => Err(error.into()),
             Err(_) => Ok(Redirect::to("/login/second-factor?next=%2Fme%2Fsecond-factor").into_response()),
         },

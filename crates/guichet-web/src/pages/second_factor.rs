@@ -469,8 +469,11 @@ async fn remove(
 ) -> Result<Response, WebError> {
     let error = match retyped(&state, &signed_in, form.current_password, &context).await? {
         Ok(confirmed) => {
-            state.second_factors.remove_own(confirmed, &signed_in.session, &context).await.map_err(factor_error)?;
-            return Ok(Redirect::to("/me/second-factor?done=removed").into_response());
+            let removed =
+                state.second_factors.remove_own(confirmed, &signed_in.session, &context).await.map_err(factor_error)?;
+            // Nothing to remove (a form sent twice): the page as it is, no notice.
+            let to = if removed { "/me/second-factor?done=removed" } else { "/me/second-factor" };
+            return Ok(Redirect::to(to).into_response());
         }
         Err(Ok(answer)) => return Ok(answer),
         Err(Err(error)) => error,

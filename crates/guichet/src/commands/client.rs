@@ -52,12 +52,15 @@ pub async fn run(command: ClientCommand, settings: &Settings, clock: Arc<dyn Clo
         }
         ClientCommand::List => oidc.clients().await.map_err(Into::into).map(|clients| {
             for client in clients {
-                let kind = match (client.is_public(), client.offline) {
-                    (true, false) => "public",
-                    (true, true) => "public,offline",
-                    (false, false) => "confidential",
-                    (false, true) => "confidential,offline",
-                };
+                let kind = [
+                    Some(if client.is_public() { "public" } else { "confidential" }),
+                    client.offline.then_some("offline"),
+                    client.second_factor.then_some("second-factor"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(",");
                 let groups = client.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",");
                 let groups = if groups.is_empty() { "every member".to_owned() } else { format!("groups {groups}") };
                 say!(

@@ -304,8 +304,11 @@ async fn applications_are_registered_listed_and_removed() {
     let public =
         guichet(&app, &["client", "add", "Appli", "--redirect-uri", "http://127.0.0.1:9/cb", "--public"], None);
     assert!(stdout(&public).contains("public client: no secret") && !stdout(&public).contains("client_secret"));
+    let strict = ["client", "add", "Compta", "--redirect-uri", "https://compta.example.org/cb", "--second-factor"];
+    assert!(guichet(&app, &strict, None).status.success());
     let list = stdout(&guichet(&app, &["client", "list"], None));
     assert!(list.contains(&id) && list.contains("groups bureau") && !list.contains(&secret), "{list}");
+    assert!(list.lines().any(|l| l.contains("confidential,second-factor") && l.contains("Compta")), "{list}");
     assert!(guichet(&app, &["client", "remove", &id], None).status.success());
     let again = guichet(&app, &["client", "remove", &id], None);
     assert_eq!(stderr(&again).trim(), format!("error: no client has the id {id:?}"));
