@@ -319,6 +319,10 @@ pub struct Account {
     pub recovery_email: Option<EmailAddress>,
     /// A secours address waiting for its confirmation code.
     pub recovery_email_pending: Option<EmailAddress>,
+    /// A new own address the member proposed, waiting for the code mailed to it.
+    pub email_pending: Option<EmailAddress>,
+    /// When the account is to be erased: asked for, and cancellable until then.
+    pub erase_at: Option<Timestamp>,
     /// When the account was created.
     pub created_at: Timestamp,
     /// Last change to the account row.
@@ -349,6 +353,8 @@ impl Account {
             temporary_password_until: None,
             recovery_email: None,
             recovery_email_pending: None,
+            email_pending: None,
+            erase_at: None,
             created_at: now,
             updated_at: now,
             last_login_at: None,

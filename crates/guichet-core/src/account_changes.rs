@@ -229,10 +229,10 @@ mod tests {
         let rows = Arc::clone(&memory.0);
         for (id, role) in accounts {
             let account = Account::sample(*id, *role);
-            rows.lock()
-                .await
-                .accounts
-                .insert(account.id, HeldAccount { account, failures_cleared_after: 0, secours_code: None });
+            rows.lock().await.accounts.insert(
+                account.id,
+                HeldAccount { account, failures_cleared_after: 0, secours_code: None, email_code: None },
+            );
         }
         (AccountChanges::new(Arc::new(memory)), rows)
     }

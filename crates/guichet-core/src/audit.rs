@@ -108,11 +108,19 @@ pub enum AuditKind {
     SecondFactorRemoved,
     /// New backup codes replaced the old ones.
     BackupCodesRenewed,
+    /// The account's erasure was asked for (by the member, or staff for them).
+    ErasureRequested,
+    /// The asked erasure was called off before it was done.
+    ErasureCancelled,
+    /// The account was erased: the line keeps a pseudonym in its place.
+    AccountErased,
+    /// Staff produced the member's data (the right of access, through the desk).
+    DataExported,
 }
 
 impl AuditKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 34] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRefusedLocked,
@@ -143,7 +151,16 @@ impl AuditKind {
         Self::SecondFactorAdded,
         Self::SecondFactorRemoved,
         Self::BackupCodesRenewed,
+        Self::ErasureRequested,
+        Self::ErasureCancelled,
+        Self::AccountErased,
+        Self::DataExported,
     ];
+
+    /// What only serves to count failed attempts: kept as long as
+    /// [`crate::retention::Retention::failed_attempts`], not as long as other lines.
+    pub const FAILED_ATTEMPTS: [Self; 4] =
+        [Self::LoginFailed, Self::LoginRefusedLocked, Self::LoginFailedOnDevice, Self::CurrentPasswordMistyped];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -178,6 +195,10 @@ impl AuditKind {
             Self::SecondFactorAdded => "second_factor_added",
             Self::SecondFactorRemoved => "second_factor_removed",
             Self::BackupCodesRenewed => "backup_codes_renewed",
+            Self::ErasureRequested => "erasure_requested",
+            Self::ErasureCancelled => "erasure_cancelled",
+            Self::AccountErased => "account_erased",
+            Self::DataExported => "data_exported",
         }
     }
 

@@ -54,10 +54,20 @@ pub const CODE_ERROR_EXPIRED: &str = "ce code a expiré : demandez-en un nouveau
 pub const DENIED_STAFF_TARGET: &str = "seul un administrateur peut agir sur le compte d'un membre de l'équipe";
 
 /// `Denied::AdminsOnly`.
-pub const DENIED_ADMINS_ONLY: &str = "seul un administrateur peut changer un rôle ou des groupes";
+pub const DENIED_ADMINS_ONLY: &str = "seul un administrateur peut changer un rôle ou des groupes, ou effacer un compte";
 
 /// `Denied::Themselves`.
 pub const DENIED_THEMSELVES: &str = "vous ne pouvez pas désactiver votre propre compte ni vous retirer le rôle d'administrateur : demandez-le à un autre administrateur";
+
+/// `Denied::AdministratorErasure`.
+pub const DENIED_ERASE_ADMINISTRATOR: &str = "un compte administrateur ne s'efface pas depuis la console : retirez-lui d'abord ce rôle (ou l'opérateur utilise guichet member erase)";
+
+/// `EmailChangeError::Same`.
+pub const EMAIL_CHANGE_ERROR_SAME: &str = "c'est déjà l'adresse de votre compte";
+
+/// `ErasureRefused::LastAdministrator`.
+pub const ERASURE_LAST_ADMINISTRATOR: &str =
+    "c'est le dernier administrateur actif : nommez d'abord un autre administrateur avant d'effacer ce compte";
 
 /// `Denied::LastAdministrator`, `MemberError::LastAdministrator`.
 pub const LAST_ADMINISTRATOR: &str = "c'est le dernier administrateur actif : nommez d'abord un autre administrateur";
@@ -368,6 +378,8 @@ pub fn mail_kind(value: MailKind) -> &'static str {
         MailKind::RecoveryEmailConfirmation => "code de confirmation de l'adresse de secours",
         MailKind::RecoveryEmailChanged => "avis de changement de l'adresse de secours",
         MailKind::SecondFactorChanged => "avis de changement du second facteur",
+        MailKind::ErasureScheduled => "avis d'effacement du compte programmé",
+        MailKind::EmailChangeConfirmation => "code de confirmation de la nouvelle adresse",
         MailKind::DeskNewRequest => "avis à l'assistance : nouvelle demande",
         MailKind::DeskCallConfirmed => "avis à l'assistance : rendez-vous confirmé",
     }

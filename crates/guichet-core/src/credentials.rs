@@ -353,7 +353,7 @@ mod tests {
         rows.lock()
             .await
             .accounts
-            .insert(MARIE, HeldAccount { account, failures_cleared_after: 0, secours_code: None });
+            .insert(MARIE, HeldAccount { account, failures_cleared_after: 0, secours_code: None, email_code: None });
         (Credentials::new(Arc::new(memory)), rows)
     }
 

@@ -53,6 +53,10 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
 pub fn duration(span: SignedDuration) -> String {
     let minutes = span.as_secs().max(0) / 60;
     let (days, hours, minutes) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    // Retention periods are often whole years.
+    if days >= 365 && days % 365 == 0 && hours == 0 && minutes == 0 {
+        return if days == 365 { "un an".to_owned() } else { format!("{} ans", days / 365) };
+    }
     let unit = |n: i64, one: &str, many: &str| match n {
         0 => None,
         1 => Some(one.to_owned()),
@@ -80,6 +84,8 @@ mod tests {
         assert_eq!(duration(SignedDuration::from_mins(15)), "15 minutes");
         assert_eq!(duration(SignedDuration::from_mins(150)), "2 heures et 30 minutes");
         assert_eq!(duration(SignedDuration::from_hours(72)), "3 jours");
+        assert_eq!(duration(SignedDuration::from_hours(24 * 365)), "un an");
+        assert_eq!(duration(SignedDuration::from_hours(24 * 730)), "2 ans");
         assert_eq!(duration(SignedDuration::from_secs(20)), "moins d'une minute");
     }
 

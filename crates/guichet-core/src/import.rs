@@ -464,8 +464,10 @@ mod tests {
                 if id == 2 {
                     account.recovery_email = Some(EmailAddress::from_stored("a2.perso@example.org".into()));
                 }
-                rows.accounts
-                    .insert(account.id, HeldAccount { account, failures_cleared_after: 0, secours_code: None });
+                rows.accounts.insert(
+                    account.id,
+                    HeldAccount { account, failures_cleared_after: 0, secours_code: None, email_code: None },
+                );
             }
             rows.groups.push(GroupName::parse("bureau").unwrap());
         }

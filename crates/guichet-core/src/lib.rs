@@ -28,8 +28,10 @@ pub mod mail;
 pub mod me;
 pub mod members;
 pub mod oidc;
+pub mod own_address;
 pub mod passkeys;
 pub mod password;
+pub mod personal_data;
 pub mod ports;
 pub mod postman;
 #[cfg(test)]
@@ -37,6 +39,7 @@ mod properties;
 pub mod recovery;
 pub mod redact;
 pub mod redirect;
+pub mod retention;
 pub mod second_factor;
 pub mod secours;
 pub mod session;

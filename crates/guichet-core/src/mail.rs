@@ -62,11 +62,15 @@ pub enum MailKind {
     DeskNewRequest,
     /// To the desk's mailbox: a member confirmed a call slot.
     DeskCallConfirmed,
+    /// The account's erasure was asked for: when it will be done, and how to call it off.
+    ErasureScheduled,
+    /// A code confirming the new address a member chose for their account, sent to it.
+    EmailChangeConfirmation,
 }
 
 impl MailKind {
     /// Every kind.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 18] = [
         Self::ForgotIdentifier,
         Self::PasswordReset,
         Self::Invitation,
@@ -83,6 +87,8 @@ impl MailKind {
         Self::SecondFactorChanged,
         Self::DeskNewRequest,
         Self::DeskCallConfirmed,
+        Self::ErasureScheduled,
+        Self::EmailChangeConfirmation,
     ];
 
     /// The stored name.
@@ -104,6 +110,8 @@ impl MailKind {
             Self::SecondFactorChanged => "second_factor_changed",
             Self::DeskNewRequest => "desk_new_request",
             Self::DeskCallConfirmed => "desk_call_confirmed",
+            Self::ErasureScheduled => "erasure_scheduled",
+            Self::EmailChangeConfirmation => "email_change_confirmation",
         }
     }
 
@@ -436,6 +444,18 @@ pub enum MailContent {
         /// When the message was written (the calendar entry's stamp).
         written_at: Timestamp,
     },
+    /// The account's erasure was asked for.
+    ErasureScheduled {
+        /// When it will be done.
+        at: Timestamp,
+    },
+    /// A code confirming a new address for the account.
+    EmailChangeConfirmation {
+        /// The code.
+        code: RecoveryCode,
+        /// Valid until.
+        expires_at: Timestamp,
+    },
     /// The account's address changed (sent to the old one).
     EmailChanged {
         /// The new address, partly hidden.
@@ -467,6 +487,8 @@ impl MailContent {
             Self::SecondFactorChanged { .. } => MailKind::SecondFactorChanged,
             Self::DeskNewRequest { .. } => MailKind::DeskNewRequest,
             Self::DeskCallConfirmed { .. } => MailKind::DeskCallConfirmed,
+            Self::ErasureScheduled { .. } => MailKind::ErasureScheduled,
+            Self::EmailChangeConfirmation { .. } => MailKind::EmailChangeConfirmation,
         }
     }
 }

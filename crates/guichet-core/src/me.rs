@@ -104,9 +104,31 @@ impl PasswordConfirmed {
     }
 }
 
+/// Why a new own address was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailChangeError {
+    /// Not an address.
+    #[error(transparent)]
+    Invalid(#[from] EmailError),
+    /// It is the account's address already.
+    #[error("{}", crate::catalogue::EMAIL_CHANGE_ERROR_SAME)]
+    Same,
+    /// Too many proposals from this account this hour.
+    #[error("{}", crate::catalogue::RECOVERY_EMAIL_ERROR_TOO_MANY)]
+    TooMany,
+    /// The password typed with it is wrong (recorded as a typo), or it was wrong too
+    /// often in this session (which ended).
+    #[error(transparent)]
+    Password(ChangeError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// A member's own account.
 #[derive(Debug, Clone)]
 pub struct MySpace {
+    own_address: crate::own_address::OwnAddressRules,
     secours: crate::secours::SecoursRules,
     throttle: Arc<dyn ThrottleStore>,
     credentials: Credentials,
@@ -129,6 +151,7 @@ impl MySpace {
         lockout: LockoutPolicy,
     ) -> Self {
         Self {
+            own_address: crate::own_address::OwnAddressRules::of(ports),
             secours: crate::secours::SecoursRules::of(ports),
             throttle: Arc::clone(&ports.throttle),
             credentials: Credentials::of(ports),
@@ -307,6 +330,59 @@ impl MySpace {
             detail: account.recovery_email_pending.as_ref().map(|address| AuditDetail::Address(address.masked())),
         };
         self.secours.confirm_recovery_email(account.id, &code.hash(), event).await
+    }
+
+    /// Proposes a new address for the member's own account: the password is asked (it
+    /// changes who receives the recovery mail), and a code is mailed to the new address;
+    /// the account keeps its address until that code is typed (see
+    /// [`MySpace::confirm_email`]).
+    pub async fn propose_email(
+        &self,
+        account: &Account,
+        session: &Session,
+        typed: &str,
+        password: SecretString,
+        context: &RequestContext,
+    ) -> Result<EmailAddress, EmailChangeError> {
+        let email = EmailAddress::parse(typed)?;
+        self.confirm_password(account, session, password, context).await.map_err(|error| match error {
+            ChangeError::Store(error) => EmailChangeError::Store(error),
+            other => EmailChangeError::Password(other),
+        })?;
+        if email == account.email {
+            return Err(EmailChangeError::Same);
+        }
+        let now = self.clock.now();
+        let key = ThrottleKey::ForgotRequests(format!("email:{}", account.id.get()));
+        let (proposed, _) = self.throttle.count(&key, jiff::SignedDuration::from_hours(1), now).await?;
+        if proposed > PROPOSALS_PER_HOUR {
+            self.throttle.uncount(&key, now).await?;
+            return Err(EmailChangeError::TooMany);
+        }
+        self.own_address.propose(account.id, &email, now).await?;
+        Ok(email)
+    }
+
+    /// Confirms the proposed own address with the code mailed to it: it becomes the
+    /// account's address, and the old one is told.
+    pub async fn confirm_email(
+        &self,
+        account: &Account,
+        typed_code: &str,
+        context: &RequestContext,
+    ) -> Result<Result<EmailAddress, CodeError>, StoreError> {
+        let Some(code) = RecoveryCode::parse(typed_code) else { return Ok(Err(CodeError::Invalid)) };
+        self.own_address.confirm(account.id, &code.hash(), context, self.clock.now()).await
+    }
+
+    /// Corrects the member's name. `Ok(false)` when nothing changed.
+    pub async fn rename(
+        &self,
+        account: &Account,
+        names: &crate::account::NameParts,
+        context: &RequestContext,
+    ) -> Result<bool, StoreError> {
+        self.own_address.rename(account.id, names, context, self.clock.now()).await
     }
 
     /// The member's live sessions, newest first.

@@ -69,6 +69,7 @@ pub struct Postman {
     outbox: Arc<dyn OutboxStore>,
     recovery: Arc<dyn RecoveryStore>,
     secours: crate::secours::SecoursRules,
+    own_address: crate::own_address::OwnAddressRules,
     desk: Arc<dyn DeskStore>,
     desk_rules: crate::desk::DeskRules,
     sender: Arc<dyn MailSender>,
@@ -112,6 +113,7 @@ impl Postman {
             outbox: Arc::clone(&ports.outbox),
             recovery: Arc::clone(&ports.recovery),
             secours: crate::secours::SecoursRules::of(ports),
+            own_address: crate::own_address::OwnAddressRules::of(ports),
             desk: Arc::clone(&ports.desk),
             desk_rules: crate::desk::DeskRules::of(ports),
             sender,
@@ -253,7 +255,10 @@ impl Postman {
                 return skipped(catalogue::postman::SECOURS_CHANGED);
             }
             mail.recipient.clone()
-        } else if matches!(mail.kind, MailKind::EmailChanged | MailKind::RecoveryEmailConfirmation) {
+        } else if matches!(
+            mail.kind,
+            MailKind::EmailChanged | MailKind::RecoveryEmailConfirmation | MailKind::EmailChangeConfirmation
+        ) {
             mail.recipient.clone()
         } else {
             account.email.clone()
@@ -503,6 +508,19 @@ impl Postman {
                 at: mail.created_at,
             },
             MailKind::SecondFactorChanged => MailContent::SecondFactorChanged { at: mail.created_at },
+            MailKind::EmailChangeConfirmation => {
+                let code = RecoveryCode::generate();
+                let expires_at = now.saturating_add(self.policy.reset_code_ttl).unwrap_or(now);
+                if !self.own_address.set_code(account.id, &code.hash(), expires_at, to).await? {
+                    return Ok(None);
+                }
+                MailContent::EmailChangeConfirmation { code, expires_at }
+            }
+            // Called off meanwhile: nothing to say.
+            MailKind::ErasureScheduled => match account.erase_at {
+                Some(at) => MailContent::ErasureScheduled { at },
+                None => return Ok(None),
+            },
             MailKind::AssistanceReceived
             | MailKind::CallProposal
             | MailKind::CallConfirmed

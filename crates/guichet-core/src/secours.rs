@@ -169,7 +169,7 @@ mod tests {
         let rows = Arc::clone(&memory.0);
         for id in [1, 2] {
             let account = Account::sample(id, Role::Member);
-            let held = HeldAccount { account, failures_cleared_after: 0, secours_code: None };
+            let held = HeldAccount { account, failures_cleared_after: 0, secours_code: None, email_code: None };
             rows.lock().await.accounts.insert(held.account.id, held);
         }
         let rules = SecoursRules::new(Arc::new(memory));

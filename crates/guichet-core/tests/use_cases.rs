@@ -210,7 +210,8 @@ async fn a_housekeeping_round_forgets_expired_sessions() {
         .open(marie.id, RequestContext::default(), None, false, guichet_core::second_factor::Factors::PASSWORD)
         .await
         .unwrap();
-    let housekeeping = Housekeeping::new(&world.ports);
+    let erasures = guichet_core::personal_data::Privacy::new(&world.ports, SignedDuration::from_hours(24 * 7));
+    let housekeeping = Housekeeping::new(&world.ports, guichet_core::retention::Retention::default(), erasures);
     assert_eq!(housekeeping.round(world.clock.now()).await.map(|f| f.sessions).ok(), Some(0));
     world.clock.advance(SignedDuration::from_hours(13));
     assert_eq!(housekeeping.round(world.clock.now()).await.map(|f| f.sessions).ok(), Some(1));

@@ -21,6 +21,31 @@ impl TransportSpec {
         Self(raw.into())
     }
 
+    /// The `file:DIR` transport's messages written before `before` (they hold codes and
+    /// temporary passwords): counted, and removed with `remove`. Nothing for SMTP (the
+    /// messages are the mail servers' then), nor for a folder not made yet.
+    pub fn forget_written(&self, before: std::time::SystemTime, remove: bool) -> std::io::Result<u64> {
+        let Some(dir) = self.0.strip_prefix("file:") else { return Ok(0) };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(error) => return Err(error),
+        };
+        let mut forgotten = 0;
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let written = entry.metadata()?.modified()?;
+            if path.extension().is_some_and(|e| e == "eml") && written < before {
+                if remove {
+                    std::fs::remove_file(&path)?;
+                }
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
     /// The SMTP server messages are handed to (`None` for a folder): the host a
     /// hospital's filter sees them come from, unless that server relays them further.
     pub fn smtp_host(&self) -> Option<String> {

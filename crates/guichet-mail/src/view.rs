@@ -132,6 +132,15 @@ impl View {
             MailContent::SecondFactorChanged { at: changed } => {
                 view.when = at(*changed);
             }
+            MailContent::ErasureScheduled { at: due } => {
+                view.when = at(*due);
+            }
+            MailContent::EmailChangeConfirmation { code, expires_at } => {
+                view.code = code.grouped();
+                view.link =
+                    format!("{}/me/email/confirm?code={}", settings.public_url, code.grouped().replace('-', ""));
+                view.when = at(*expires_at);
+            }
             MailContent::DeskNewRequest { reference, request, name, phone } => {
                 view.reference.clone_from(reference);
                 view.name.clone_from(name);

@@ -15,7 +15,7 @@ use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, temporary_password_hash, \
      locked_until, created_at, updated_at, last_login_at, disabled_at, password_expires_at, devices_trusted_after, \
-     recovery_email, recovery_email_pending, given_name, family_name";
+     recovery_email, recovery_email_pending, given_name, family_name, email_pending, erase_at";
 
 pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
@@ -50,6 +50,11 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
             .try_get::<Option<String>, _>("recovery_email_pending")
             .map_err(backend)?
             .map(EmailAddress::from_stored),
+        email_pending: row
+            .try_get::<Option<String>, _>("email_pending")
+            .map_err(backend)?
+            .map(EmailAddress::from_stored),
+        erase_at: optional_timestamp(row.try_get("erase_at").map_err(backend)?)?,
     })
 }
 

@@ -17,6 +17,7 @@ mod keys;
 mod oidc;
 mod outbox;
 mod passkeys;
+mod privacy;
 mod recovery;
 mod second_factors;
 mod sessions;

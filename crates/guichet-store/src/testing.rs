@@ -73,6 +73,71 @@ impl TestDatabase {
         Ok(store.pool.execute(sqlx::AssertSqlSafe(sql.to_owned())).await?.rows_affected())
     }
 
+    /// One number read with SQL (a count).
+    pub async fn scalar(store: &SqlStore, sql: &str) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&store.pool).await?)
+    }
+
+    /// Every table of the schema, the migrations' own bookkeeping aside.
+    pub async fn tables(store: &SqlStore) -> anyhow::Result<Vec<String>> {
+        let sql = match store.backend {
+            crate::Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+                 AND name NOT LIKE '_sqlx%' ORDER BY name"
+            }
+            crate::Backend::Postgres => {
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = 'public' \
+                 AND table_type = 'BASE TABLE' AND table_name NOT LIKE '_sqlx%' ORDER BY table_name"
+            }
+        };
+        Ok(sqlx::query_scalar(sql).fetch_all(&store.pool).await?)
+    }
+
+    /// The columns that refer to an account, read from the schema: each foreign key to
+    /// `accounts`, and each column named `account_id` (some are kept without a key, to
+    /// outlive the account for a while), as `(table, column)`.
+    pub async fn account_references(store: &SqlStore) -> anyhow::Result<Vec<(String, String)>> {
+        use sqlx::Row as _;
+        let sql = match store.backend {
+            crate::Backend::Sqlite => {
+                "SELECT m.name AS t, p.\"from\" AS c FROM sqlite_master m, pragma_foreign_key_list(m.name) p \
+                 WHERE m.type = 'table' AND p.\"table\" = 'accounts' \
+                 UNION SELECT m.name AS t, i.name AS c FROM sqlite_master m, pragma_table_info(m.name) i \
+                 WHERE m.type = 'table' AND i.name = 'account_id' ORDER BY t, c"
+            }
+            crate::Backend::Postgres => {
+                "SELECT CAST(k.table_name AS TEXT) AS t, CAST(k.column_name AS TEXT) AS c \
+                 FROM information_schema.referential_constraints r \
+                 JOIN information_schema.key_column_usage k ON k.constraint_name = r.constraint_name \
+                 JOIN information_schema.constraint_column_usage u ON u.constraint_name = r.unique_constraint_name \
+                 WHERE u.table_name = 'accounts' AND k.table_schema = 'public' \
+                 UNION SELECT CAST(table_name AS TEXT) AS t, CAST(column_name AS TEXT) AS c \
+                 FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'account_id' \
+                 ORDER BY t, c"
+            }
+        };
+        let rows = sqlx::query(sql).fetch_all(&store.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get::<String, _>("t")?, row.try_get::<String, _>("c")?))).collect()
+    }
+
+    /// Every value of every row of `table` (a name from [`TestDatabase::tables`]), as
+    /// text: what a scan for a person's data reads.
+    pub async fn dump(store: &SqlStore, table: &str) -> anyhow::Result<Vec<String>> {
+        use sqlx::Row as _;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch_all(&store.pool).await?;
+        let mut values = Vec::new();
+        for row in &rows {
+            for index in 0..row.len() {
+                if let Ok(Some(text)) = row.try_get::<Option<String>, _>(index) {
+                    values.push(text);
+                } else if let Ok(Some(number)) = row.try_get::<Option<i64>, _>(index) {
+                    values.push(number.to_string());
+                }
+            }
+        }
+        Ok(values)
+    }
+
     /// Where it is.
     pub fn url(&self) -> &DatabaseUrl {
         &self.url

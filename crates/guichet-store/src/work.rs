@@ -123,7 +123,7 @@ impl Work for SqlWork {
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE accounts SET updated_at = updated_at WHERE id = $1 \
              RETURNING {ACCOUNT_COLUMNS}, failures_cleared_after, recovery_email_code_hash, \
-             recovery_email_code_expires_at"
+             recovery_email_code_expires_at, email_code_hash, email_code_expires_at"
         )))
         .bind(account.get())
         .fetch_optional(&mut **self)
@@ -136,6 +136,13 @@ impl Work for SqlWork {
                 secours_code: match (
                     row.try_get::<Option<String>, _>("recovery_email_code_hash").map_err(backend)?,
                     optional_timestamp(row.try_get("recovery_email_code_expires_at").map_err(backend)?)?,
+                ) {
+                    (Some(hash), Some(until)) => Some((TokenHash::from_stored(hash), until)),
+                    _ => None,
+                },
+                email_code: match (
+                    row.try_get::<Option<String>, _>("email_code_hash").map_err(backend)?,
+                    optional_timestamp(row.try_get("email_code_expires_at").map_err(backend)?)?,
                 ) {
                     (Some(hash), Some(until)) => Some((TokenHash::from_stored(hash), until)),
                     _ => None,
@@ -375,6 +382,86 @@ impl Work for SqlWork {
             .bind(millis(at)),
         )
         .await
+    }
+
+    async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE accounts SET erase_at = $2 WHERE id = $1")
+            .bind(account.get())
+            .bind(at.map(millis))
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn set_email_change(
+        &mut self,
+        account: AccountId,
+        pending: Option<&EmailAddress>,
+        code: Option<(&TokenHash, Timestamp)>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE accounts SET email_pending = $2, email_code_hash = $3, email_code_expires_at = $4 WHERE id = $1",
+        )
+        .bind(account.get())
+        .bind(pending.map(EmailAddress::as_str))
+        .bind(code.map(|(hash, _)| hash.as_str()))
+        .bind(code.map(|(_, until)| millis(until)))
+        .execute(&mut **self)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+    }
+
+    async fn erase_account(&mut self, account: &Account, pseudonym: &str) -> Result<(), StoreError> {
+        let addresses: Vec<Option<&str>> = [
+            Some(&account.email),
+            account.recovery_email.as_ref(),
+            account.recovery_email_pending.as_ref(),
+            account.email_pending.as_ref(),
+        ]
+        .into_iter()
+        .map(|address| address.map(EmailAddress::as_str))
+        .collect();
+        let id = account.id.get();
+        // Requests and the mail log: linked to the account, or written to or from one
+        // of its addresses (before it had an account, or on a "forgot" form).
+        let by_address = [
+            "DELETE FROM assistance_requests WHERE account_id = $1 OR email IN ($2, $3, $4, $5) OR identifier = $6",
+            "DELETE FROM outbox WHERE account_id = $1 OR recipient IN ($2, $3, $4, $5)",
+        ];
+        for (sql, identifier) in by_address.into_iter().zip([Some(account.identifier.as_str()), None]) {
+            let mut query = sqlx::query(sql).bind(id);
+            for address in &addresses {
+                query = query.bind(*address);
+            }
+            if let Some(identifier) = identifier {
+                query = query.bind(identifier);
+            }
+            query.execute(&mut **self).await.map_err(backend)?;
+        }
+        // Counts kept under the identifier as typed (`login-on:ADDRESS|identifier`).
+        let suffix = format!("|{}", account.identifier.as_str().to_lowercase());
+        sqlx::query(
+            "DELETE FROM address_failures \
+             WHERE substr(address_key, length(address_key) - length($1) + 1) = $1",
+        )
+        .bind(&suffix)
+        .execute(&mut **self)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "UPDATE audit_events SET account_id = NULL, pseudonym = $2, address = NULL, user_agent = NULL, \
+             detail = NULL, address_truncated = 1 WHERE account_id = $1",
+        )
+        .bind(id)
+        .bind(pseudonym)
+        .execute(&mut **self)
+        .await
+        .map_err(backend)?;
+        // Everything else that is the account's goes with its row (foreign keys).
+        sqlx::query("DELETE FROM accounts WHERE id = $1").bind(id).execute(&mut **self).await.map_err(backend)?;
+        Ok(())
     }
 
     async fn secours_owner(&mut self, email: &EmailAddress) -> Result<Option<AccountId>, StoreError> {

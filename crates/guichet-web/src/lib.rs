@@ -21,7 +21,7 @@ pub use client::TrustedProxies;
 pub use cookies::Cookies;
 pub use pages::admin::ROUTES as ADMIN_ROUTES;
 pub use server::ServeOptions;
-pub use state::{AppState, Inner as AppParts, MailHelp, WebSettings};
+pub use state::{AppState, Inner as AppParts, MailHelp, PrivacyNotice, WebSettings};
 
 use axum::Router;
 use axum::middleware;
@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     let pages = Router::new()
         .merge(pages::login::routes())
         .merge(pages::me::routes())
+        .merge(pages::privacy::routes())
         .merge(pages::second_factor::routes())
         .merge(pages::passkeys::routes())
         .merge(pages::forgot::routes())

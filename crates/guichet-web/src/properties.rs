@@ -115,6 +115,7 @@ proptest! {
             time_zone: jiff::tz::TimeZone::UTC,
             assistance_email: None,
             mail_help: crate::state::MailHelp::default(),
+            privacy: crate::state::PrivacyNotice::default(),
         };
         let origin = settings.public_origin();
         prop_assert!(origin.contains("://"));

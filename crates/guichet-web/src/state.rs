@@ -39,6 +39,35 @@ pub struct WebSettings {
     pub assistance_email: Option<String>,
     /// What the page for hospital IT says about our mail.
     pub mail_help: MailHelp,
+    /// What the privacy notice says of who processes the data, and for how long.
+    pub privacy: PrivacyNotice,
+}
+
+/// What `/confidentialite` says that depends on the deployment.
+#[derive(Debug, Clone)]
+pub struct PrivacyNotice {
+    /// Who is responsible for the processing (`GUICHET_PRIVACY_CONTROLLER`).
+    pub controller: Option<String>,
+    /// The data protection officer or contact (`GUICHET_PRIVACY_CONTACT`).
+    pub contact: Option<String>,
+    /// The retention periods in force.
+    pub retention: guichet_core::retention::Retention,
+    /// Between an erasure asked for and done.
+    pub erasure_delay: guichet_core::SignedDuration,
+    /// Where mail leaves through (an SMTP relay is a recipient of the addresses).
+    pub relay: Option<String>,
+}
+
+impl Default for PrivacyNotice {
+    fn default() -> Self {
+        Self {
+            controller: None,
+            contact: None,
+            retention: guichet_core::retention::Retention::default(),
+            erasure_delay: guichet_core::SignedDuration::from_hours(7 * 24),
+            relay: None,
+        }
+    }
 }
 
 impl WebSettings {
@@ -100,6 +129,8 @@ pub struct Inner {
     pub passkeys: Option<guichet_core::passkeys::Passkeys>,
     /// Staff actions on accounts, with their authority.
     pub console: Console,
+    /// The rights over personal data: export, erasure.
+    pub privacy: guichet_core::personal_data::Privacy,
     /// Groups of members.
     pub groups: Groups,
     /// Forward auth: who may see which URL of the members' area.

@@ -58,6 +58,10 @@ pub fn event(kind: AuditKind) -> &'static str {
         AuditKind::SecondFactorAdded => "second facteur ajouté",
         AuditKind::SecondFactorRemoved => "second facteur retiré",
         AuditKind::BackupCodesRenewed => "codes de récupération renouvelés",
+        AuditKind::ErasureRequested => "effacement du compte demandé",
+        AuditKind::ErasureCancelled => "effacement du compte annulé",
+        AuditKind::AccountErased => "compte effacé",
+        AuditKind::DataExported => "données communiquées par l'équipe",
     }
 }
 

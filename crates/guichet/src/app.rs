@@ -47,6 +47,8 @@ pub struct Application {
     pub importer: guichet_core::import::Importer,
     /// The cleaning rounds.
     housekeeping: Housekeeping,
+    /// Where the file transport writes messages (their bodies' retention).
+    mail_transport: guichet_mail::TransportSpec,
 }
 
 impl Application {
@@ -127,7 +129,8 @@ impl Application {
             .with_offline_lifetime(settings.offline_token_ttl);
         let messenger =
             Messenger::new(oidc.clone(), Arc::new(crate::backchannel::HttpSender::new()?), Arc::clone(&clock));
-        let housekeeping = Housekeeping::new(&ports);
+        let privacy = guichet_core::personal_data::Privacy::new(&ports, settings.erasure_delay);
+        let housekeeping = Housekeeping::new(&ports, settings.retention, privacy.clone());
         let importer = guichet_core::import::Importer::of(&ports, Arc::clone(&clock));
         let web = WebSettings {
             site_name: settings.site_name.clone(),
@@ -138,6 +141,16 @@ impl Application {
             time_zone: settings.time_zone.clone(),
             assistance_email: settings.assistance_email.as_ref().map(ToString::to_string),
             mail_help: mail_help(settings).await,
+            privacy: guichet_web::PrivacyNotice {
+                controller: settings.privacy_controller.clone(),
+                contact: settings
+                    .privacy_contact
+                    .clone()
+                    .or_else(|| settings.assistance_email.as_ref().map(ToString::to_string)),
+                retention: settings.retention,
+                erasure_delay: settings.erasure_delay,
+                relay: guichet_mail::TransportSpec::new(settings.mail_transport.0.clone()).smtp_host(),
+            },
         };
         let parts = AppParts {
             clock,
@@ -151,6 +164,7 @@ impl Application {
             second_factors,
             passkeys,
             console,
+            privacy,
             groups,
             gate,
             oidc,
@@ -160,7 +174,8 @@ impl Application {
         };
         let state = AppState::new(parts);
         let max_connections = settings.max_connections.map_or_else(connections_the_descriptors_allow, |n| n as usize);
-        Ok(Self { state, store, housekeeping, max_connections, importer })
+        let mail_transport = guichet_mail::TransportSpec::new(settings.mail_transport.0.clone());
+        Ok(Self { state, store, housekeeping, max_connections, importer, mail_transport })
     }
 
     /// Serves on `listener` until `shutdown` completes, with the postman (sending the
@@ -215,7 +230,7 @@ impl Application {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(self.housekeeping.clone(), Arc::clone(&self.state.clock)));
+        let housekeeping = tokio::spawn(housekeeping(self.clone()));
         let logouts = tokio::spawn(deliver_logouts(self.state.messenger.clone()));
         let gate = tokio::spawn(watch_changes(self.state.gate.clone(), self.store.access_changes()));
         let schema = tokio::spawn(watch_schema(self.state.clone()));
@@ -452,13 +467,51 @@ async fn poll_changes(gate: guichet_core::gate::Gate) {
     }
 }
 
-/// Forgets expired sessions, old counters and old mail every ten minutes.
-async fn housekeeping(housekeeping: Housekeeping, clock: Arc<dyn Clock>) {
+/// Forgets expired sessions, old counters and what is past its retention period every
+/// ten minutes.
+async fn housekeeping(application: Application) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
-        if let Err(error) = housekeeping.round(clock.now()).await {
-            tracing::warn!(?error, "housekeeping could not finish its round; trying again in ten minutes");
+        if let Err(error) = application.housekeeping_round().await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "housekeeping could not finish its round; trying again in ten minutes"
+            );
         }
+    }
+}
+
+impl Application {
+    /// The instant before which the file transport's messages go.
+    fn message_files_cutoff(&self) -> std::time::SystemTime {
+        let now = self.state.clock.now();
+        let period = self.housekeeping.retention().message_bodies;
+        let before = now.saturating_sub(period).unwrap_or(now).as_millisecond();
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(before).unwrap_or(0))
+    }
+
+    /// One housekeeping round now (what `serve` does every ten minutes), the file
+    /// transport's old messages included.
+    pub async fn housekeeping_round(&self) -> anyhow::Result<guichet_core::housekeeping::Forgotten> {
+        let files = self.mail_transport.forget_written(self.message_files_cutoff(), true);
+        let mut forgotten = self.housekeeping.round(self.state.clock.now()).await?;
+        forgotten.swept.message_bodies = files.context("could not remove old message files")?;
+        Ok(forgotten)
+    }
+
+    /// What the next round will remove, by kind, and how many asked erasures are due.
+    pub async fn retention_preview(&self) -> anyhow::Result<(guichet_core::retention::Swept, u64)> {
+        let (mut swept, due) = self.housekeeping.preview(self.state.clock.now()).await?;
+        swept.message_bodies = self
+            .mail_transport
+            .forget_written(self.message_files_cutoff(), false)
+            .context("could not read the message folder")?;
+        Ok((swept, due))
+    }
+
+    /// The retention periods in force.
+    pub fn retention(&self) -> &guichet_core::retention::Retention {
+        self.housekeeping.retention()
     }
 }

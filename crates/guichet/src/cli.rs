@@ -47,6 +47,9 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print each kind of personal data, how long it is kept (GUICHET_RETENTION_*), and
+    /// what the next housekeeping round will remove.
+    Retention,
 }
 
 /// `guichet config …`.
@@ -174,6 +177,13 @@ pub enum MemberCommand {
     /// Remove an account's second factor (phone app, backup codes, keys): the rescue when
     /// an administrator lost them all. Its sessions end and the person is mailed.
     ResetSecondFactor {
+        /// The account's identifier.
+        identifier: String,
+    },
+    /// Erase an account now (the right to erasure): its identity leaves every table, its
+    /// sessions and tokens end and the applications are told; its audit lines stay
+    /// under a pseudonym. The last active administrator is refused.
+    Erase {
         /// The account's identifier.
         identifier: String,
     },

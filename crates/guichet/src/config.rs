@@ -81,6 +81,16 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// The `[[access]]` rules of the members' area.
     pub access: AccessPolicy,
+    /// `GUICHET_RETENTION_*`: how long each kind of personal data is kept.
+    pub retention: guichet_core::retention::Retention,
+    /// `GUICHET_ERASURE_DELAY`: between an erasure asked for and done.
+    pub erasure_delay: SignedDuration,
+    /// `GUICHET_PRIVACY_CONTROLLER`: who is responsible for the processing (the
+    /// association's name and address), on the privacy page; the site's name by default.
+    pub privacy_controller: Option<String>,
+    /// `GUICHET_PRIVACY_CONTACT`: the data protection officer or contact (an address),
+    /// on the privacy page; the assistance address by default.
+    pub privacy_contact: Option<String>,
 }
 
 /// `GUICHET_MAIL_TRANSPORT` as written; `Debug` hides an SMTP password.
@@ -126,6 +136,16 @@ pub const VARIABLES: &[&str] = &[
     "GUICHET_COOKIE_DOMAIN",
     "GUICHET_RETURN_HOSTS",
     "GUICHET_METRICS_LISTEN",
+    "GUICHET_RETENTION_AUDIT",
+    "GUICHET_RETENTION_FAILED_ATTEMPTS",
+    "GUICHET_RETENTION_ADDRESSES",
+    "GUICHET_RETENTION_MAIL_LOG",
+    "GUICHET_RETENTION_MESSAGE_BODIES",
+    "GUICHET_RETENTION_CLOSED_REQUESTS",
+    "GUICHET_RETENTION_UNUSED_ACCOUNTS",
+    "GUICHET_ERASURE_DELAY",
+    "GUICHET_PRIVACY_CONTROLLER",
+    "GUICHET_PRIVACY_CONTACT",
 ];
 
 /// The settings read from systemd credentials of the same name (see
@@ -448,6 +468,21 @@ impl Settings {
             ("cookie domain", self.cookie_domain.clone().unwrap_or_else(|| "(host only)".to_owned())),
             ("access rules", self.access.len().to_string()),
             ("metrics", self.metrics_listen.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"))),
+            (
+                "retention",
+                guichet_core::retention::Kept::ALL
+                    .iter()
+                    .map(|kind| {
+                        format!(
+                            "{} {}",
+                            kind.setting().trim_start_matches("GUICHET_RETENTION_").to_lowercase(),
+                            duration(kind.period(&self.retention))
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            ("erasure delay", duration(self.erasure_delay)),
         ];
         let mut out = String::from("configuration OK\n");
         for (name, value) in lines {
@@ -604,6 +639,33 @@ impl Settings {
                 max_connections: s.parse("GUICHET_MAX_CONNECTIONS", "a whole number of at least 16", None, |raw| {
                     raw.parse::<u32>().ok().filter(|n| *n >= 16).map(Some)
                 })?,
+                retention: {
+                    use guichet_core::retention::{Kept, Retention};
+                    let defaults = Retention::default();
+                    let period = |kind: Kept| duration(kind.setting(), kind.period(&defaults));
+                    Retention {
+                        audit: period(Kept::Audit)?,
+                        failed_attempts: period(Kept::FailedAttempts)?,
+                        message_bodies: period(Kept::MessageBodies)?,
+                        mail_log: period(Kept::MailLog)?,
+                        closed_requests: period(Kept::ClosedRequests)?,
+                        addresses: period(Kept::Addresses)?,
+                        unused_accounts: period(Kept::UnusedAccounts)?,
+                    }
+                },
+                erasure_delay: duration("GUICHET_ERASURE_DELAY", hours(7 * 24))?,
+                privacy_controller: s.parse(
+                    "GUICHET_PRIVACY_CONTROLLER",
+                    "the association's name and address, at most 300 characters",
+                    None,
+                    |raw| (!raw.trim().is_empty() && raw.chars().count() <= 300).then(|| Some(raw.trim().to_owned())),
+                )?,
+                privacy_contact: s.parse(
+                    "GUICHET_PRIVACY_CONTACT",
+                    "an email address (the data protection officer or contact)",
+                    None,
+                    |raw| EmailAddress::parse(raw).ok().map(|a| Some(a.to_string())),
+                )?,
                 time_zone: s.parse(
                     "GUICHET_TIMEZONE",
                     "an IANA time zone like Europe/Paris",
@@ -613,6 +675,9 @@ impl Settings {
             };
         if settings.session_idle > settings.session_max {
             bail!("GUICHET_SESSION_IDLE: expected at most GUICHET_SESSION_MAX");
+        }
+        if let Err(why) = settings.retention.check(settings.lockout_window) {
+            bail!("{why}");
         }
         Ok(settings)
     }

@@ -108,11 +108,15 @@ pub enum ConsoleAction {
     EndSessions,
     /// Remove its second factor (the person lost their phone and their backup codes).
     ResetSecondFactor,
+    /// Produce everything held about the person (their right of access, asked at the desk).
+    ExportData,
+    /// Ask for the account's erasure, done after the stated delay (asked at the desk).
+    Erase,
 }
 
 impl ConsoleAction {
     /// Every action, each role change included: what the authority matrix walks.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::Unlock,
         Self::SendIdentifier,
         Self::SendResetCode,
@@ -126,6 +130,8 @@ impl ConsoleAction {
         Self::ChangeGroups,
         Self::EndSessions,
         Self::ResetSecondFactor,
+        Self::ExportData,
+        Self::Erase,
     ];
 }
 
@@ -145,24 +151,32 @@ pub enum Denied {
     /// The last active administrator cannot be disabled or demoted.
     #[error("{}", crate::catalogue::LAST_ADMINISTRATOR)]
     LastAdministrator,
+    /// An administrator's account is not erased from the console: its role goes first.
+    #[error("{}", crate::catalogue::DENIED_ERASE_ADMINISTRATOR)]
+    AdministratorErasure,
 }
 
 /// The authority matrix, with the target in hand. The last-administrator rule needs the
 /// whole table and is checked by the store, atomically, when the change is made.
 pub fn decide(actor: &StaffActor, action: ConsoleAction, target: &Account) -> Result<(), Denied> {
-    if matches!(action, ConsoleAction::ChangeRole(_) | ConsoleAction::ChangeGroups) && !actor.is_admin() {
+    if matches!(action, ConsoleAction::ChangeRole(_) | ConsoleAction::ChangeGroups | ConsoleAction::Erase)
+        && !actor.is_admin()
+    {
         return Err(Denied::AdminsOnly);
     }
     if !actor.is_admin() && target.role != Role::Member {
         return Err(Denied::StaffTarget);
     }
     let on_themselves_forbidden = match action {
-        ConsoleAction::Disable | ConsoleAction::ResetSecondFactor => true,
+        ConsoleAction::Disable | ConsoleAction::ResetSecondFactor | ConsoleAction::Erase => true,
         ConsoleAction::ChangeRole(role) => role != Role::Admin,
         _ => false,
     };
     if on_themselves_forbidden && target.id == actor.id {
         return Err(Denied::Themselves);
+    }
+    if action == ConsoleAction::Erase && target.role == Role::Admin {
+        return Err(Denied::AdministratorErasure);
     }
     Ok(())
 }
@@ -576,7 +590,8 @@ mod tests {
 
     /// What the issue asks, written out case by case rather than computed like `decide`.
     fn expected(actor_role: Role, itself: bool, action: ConsoleAction, target_role: Role) -> Result<(), Denied> {
-        let is_role_change = matches!(action, ConsoleAction::ChangeRole(_) | ConsoleAction::ChangeGroups);
+        let is_role_change =
+            matches!(action, ConsoleAction::ChangeRole(_) | ConsoleAction::ChangeGroups | ConsoleAction::Erase);
         match (actor_role, is_role_change, target_role) {
             (Role::Assistance, true, _) => Err(Denied::AdminsOnly),
             (Role::Assistance, false, Role::Assistance | Role::Admin) => Err(Denied::StaffTarget),
@@ -588,8 +603,16 @@ mod tests {
                     ConsoleAction::Disable
                         | ConsoleAction::ChangeRole(Role::Member | Role::Assistance)
                         | ConsoleAction::ResetSecondFactor
+                        | ConsoleAction::Erase
                 );
-                if itself && not_on_itself { Err(Denied::Themselves) } else { Ok(()) }
+                if itself && not_on_itself {
+                    Err(Denied::Themselves)
+                } else if action == ConsoleAction::Erase && target_role == Role::Admin {
+                    // An administrator is erased by the operator, or once no longer one.
+                    Err(Denied::AdministratorErasure)
+                } else {
+                    Ok(())
+                }
             }
         }
     }

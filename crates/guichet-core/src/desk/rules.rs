@@ -361,7 +361,8 @@ mod tests {
         let memory = Memory::default();
         for (id, role) in [(1, crate::account::Role::Member), (2, crate::account::Role::Admin)] {
             let account = crate::account::Account::sample(id, role);
-            let held = crate::ports::HeldAccount { account, failures_cleared_after: 0, secours_code: None };
+            let held =
+                crate::ports::HeldAccount { account, failures_cleared_after: 0, secours_code: None, email_code: None };
             memory.0.lock().await.accounts.insert(AccountId::from_stored(id), held);
         }
         memory

@@ -162,6 +162,36 @@ impl Work for MemoryWork {
     async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
         Ok(self.rows.accounts.get(&account).cloned())
     }
+    async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError> {
+        let held = self.rows.accounts.get_mut(&account).ok_or(StoreError::Changed)?;
+        held.account.erase_at = at;
+        Ok(())
+    }
+    async fn set_email_change(
+        &mut self,
+        account: AccountId,
+        pending: Option<&EmailAddress>,
+        code: Option<(&TokenHash, Timestamp)>,
+    ) -> Result<(), StoreError> {
+        let held = self.rows.accounts.get_mut(&account).ok_or(StoreError::Changed)?;
+        held.account.email_pending = pending.cloned();
+        held.email_code = code.map(|(hash, until)| (hash.clone(), until));
+        Ok(())
+    }
+    async fn erase_account(&mut self, account: &Account, pseudonym: &str) -> Result<(), StoreError> {
+        let id = account.id;
+        self.rows.accounts.remove(&id);
+        self.rows.mail.retain(|m| m.account_id != Some(id));
+        self.rows.sessions.retain(|(owner, _, _)| *owner != id);
+        for (_, event) in &mut self.rows.events {
+            if event.account_id == Some(id) {
+                event.account_id = None;
+                event.detail = Some(crate::audit::AuditDetail::Text(pseudonym.to_owned()));
+                event.context = crate::audit::RequestContext::default();
+            }
+        }
+        Ok(())
+    }
     async fn find_code(&mut self, hash: &TokenHash) -> Result<Option<StoredCode>, StoreError> {
         Ok(self.rows.codes.get(hash.as_str()).cloned())
     }
@@ -256,7 +286,8 @@ impl Work for MemoryWork {
             devices_trusted_after: at,
             ..Account::sample(id.get(), new.role)
         };
-        let held = HeldAccount { account: account.clone(), failures_cleared_after: 0, secours_code: None };
+        let held =
+            HeldAccount { account: account.clone(), failures_cleared_after: 0, secours_code: None, email_code: None };
         self.rows.accounts.insert(id, held);
         Ok(account)
     }

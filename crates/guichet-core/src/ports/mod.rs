@@ -14,6 +14,7 @@ mod mail;
 pub(crate) mod memory;
 mod oidc;
 mod passkeys;
+mod privacy;
 mod sessions;
 mod work;
 
@@ -29,6 +30,7 @@ pub use guards::{AuditStore, DeviceStore, Health, KeyStore, Schema, ThrottleStor
 pub use mail::{OutboxStore, RecoveryStore};
 pub use oidc::{CodeUse, OidcStore};
 pub use passkeys::{CeremonyPurpose, PasskeyStore, StoredCeremony, StoredKey};
+pub use privacy::PrivacyStore;
 pub use sessions::SessionStore;
 pub use work::{EventId, HeldAccount, HeldOidcCode, Secours, StoredTotp, Transactions, Work};
 
@@ -144,6 +146,8 @@ pub struct Ports {
     pub oidc: Arc<dyn OidcStore>,
     /// Security keys and passkeys.
     pub passkeys: Arc<dyn PasskeyStore>,
+    /// Retention, exports, erasures.
+    pub privacy: Arc<dyn PrivacyStore>,
     /// Counts per address.
     pub throttle: Arc<dyn ThrottleStore>,
     /// Counts per device mark.
@@ -168,6 +172,7 @@ impl Ports {
             + GroupStore
             + OidcStore
             + PasskeyStore
+            + PrivacyStore
             + ThrottleStore
             + DeviceStore
             + KeyStore
@@ -185,6 +190,7 @@ impl Ports {
             groups: store.clone(),
             oidc: store.clone(),
             passkeys: store.clone(),
+            privacy: store.clone(),
             throttle: store.clone(),
             devices: store.clone(),
             keys: store.clone(),

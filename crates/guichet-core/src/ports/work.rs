@@ -50,6 +50,9 @@ pub struct HeldAccount {
     /// The hash of the code mailed to the proposed secours address, and until when it
     /// works.
     pub secours_code: Option<(TokenHash, Timestamp)>,
+    /// The hash of the code mailed to the proposed new own address, and until when it
+    /// works.
+    pub email_code: Option<(TokenHash, Timestamp)>,
 }
 
 /// The account's secours address, its proposal and the proposal's code, as written
@@ -380,6 +383,26 @@ pub trait Work: Send {
 
     /// Removes one of the account's keys; `Ok(false)` when it has none with this id.
     async fn remove_key(&mut self, account: AccountId, credential_id: &str) -> Result<bool, StoreError>;
+
+    /// Sets when the account is to be erased (`None`: not).
+    async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError>;
+
+    /// Writes the new own address the member proposed and its code's hash (`None`s: no
+    /// proposal).
+    async fn set_email_change(
+        &mut self,
+        account: AccountId,
+        pending: Option<&EmailAddress>,
+        code: Option<(&TokenHash, Timestamp)>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the account (held) and its identity from every table: its assistance
+    /// requests (those linked to it, and those written from one of its addresses or
+    /// under its identifier) with their notes and slots, the mail log to its addresses,
+    /// and every row that belongs to it; its audit lines stay, without their account,
+    /// address, browser or detail, under `pseudonym`. Sessions must have been ended in
+    /// the unit before (their applications' logouts queued).
+    async fn erase_account(&mut self, account: &Account, pseudonym: &str) -> Result<(), StoreError>;
 
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -33,6 +33,8 @@ struct AssistancePage {
     assistance_email: Option<String>,
     /// The address guichet's messages come from.
     mail_from: String,
+    /// How long a closed request is kept, for the notice under the form.
+    kept_for: String,
 }
 
 /// A request just written, as its confirmation tells it.
@@ -51,6 +53,7 @@ impl AssistancePage {
             written: None,
             assistance_email: state.settings.assistance_email.clone(),
             mail_from: state.settings.mail_help.from_address.clone(),
+            kept_for: guichet_core::french::duration(state.settings.privacy.retention.closed_requests),
         }
     }
 

@@ -80,6 +80,8 @@ struct MePage {
     recovery_needs_password: bool,
     /// When the member's address last refused guichet's mail, if it refuses it now.
     mail_refused: Option<String>,
+    /// When the account's asked erasure will be done.
+    erase_at: Option<String>,
     /// What just happened.
     done: Option<String>,
 }
@@ -116,6 +118,9 @@ fn done_message(done: &Done) -> Option<String> {
         },
         "secours" => "Votre adresse de secours est confirmée : les messages de secours y partiront aussi.".to_owned(),
         "secours-removed" => "Votre adresse de secours est retirée.".to_owned(),
+        "email" => "Votre nouvelle adresse est enregistrée : les messages du site y partent désormais. L'ancienne adresse est prévenue.".to_owned(),
+        "name" => "Votre nom est corrigé.".to_owned(),
+        "erase-cancelled" => "L'effacement de votre compte est annulé : il reste ouvert.".to_owned(),
         _ => return None,
     })
 }
@@ -145,6 +150,7 @@ async fn me_page(state: &AppState, signed_in: SignedIn, done: Option<String>) ->
         recovery_error: None,
         recovery_needs_password: !state.me.recently_authenticated(&session),
         mail_refused: state.me.mail_refused(&account).await?.map(|at| format::date_time(at, zone)),
+        erase_at: account.erase_at.map(|at| format::date_time(at, zone)),
         done,
     })
 }

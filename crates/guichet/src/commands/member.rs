@@ -16,6 +16,25 @@ use crate::app::Application;
 use crate::cli::{AddArgs, MemberCommand};
 use crate::config::Settings;
 
+/// `member erase`: now, by the operator; the applications are told before the command
+/// ends (a running `serve` would tell them within seconds too).
+async fn erase(app: &Application, identifier: &str) -> anyhow::Result<()> {
+    use guichet_core::personal_data::Erased;
+    let account = app.state.members.find(identifier).await?;
+    let now = app.state.clock.now();
+    match app.state.privacy.erase(account.id, Actor::Operator, &RequestContext::default(), now).await? {
+        Erased::Done => {}
+        Erased::NotFound => anyhow::bail!("{identifier}: no such account (erased already?)"),
+        Erased::Refused(why) => anyhow::bail!("{}: {why}", account.identifier),
+    }
+    let told = match app.state.messenger.deliver_due().await {
+        Ok(told) => format!("{told} back-channel logout(s) delivered"),
+        Err(error) => format!("back-channel logouts queued ({error}); a running guichet serve delivers them"),
+    };
+    say!("{}: erased (sessions and tokens ended, {told}; audit lines kept under a pseudonym)", account.identifier);
+    Ok(())
+}
+
 /// Runs a `member` subcommand.
 pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let app = Application::build(settings, clock).await?;
@@ -44,6 +63,7 @@ pub async fn run(command: MemberCommand, settings: &Settings, clock: Arc<dyn Clo
             }
             Ok(())
         }
+        MemberCommand::Erase { identifier } => erase(&app, &identifier).await,
         MemberCommand::Disable { identifier } => set_disabled(&app, &identifier, true).await,
         MemberCommand::Enable { identifier } => set_disabled(&app, &identifier, false).await,
         MemberCommand::Join { identifier, group } => change_group(&app, &identifier, &group, true).await,

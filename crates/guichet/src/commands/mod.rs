@@ -30,6 +30,28 @@ use guichet_store::SqlStore;
 use crate::cli::{Cli, Command};
 use crate::config::{Settings, Sources};
 
+/// `guichet retention`: each kind, its period, and what the next round removes.
+async fn retention(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    use guichet_core::retention::Kept;
+    let app = crate::app::Application::build(settings, clock).await?;
+    let result = app.retention_preview().await;
+    app.store.close().await;
+    let (next, due) = result?;
+    let period = |kind: Kept| humantime::format_duration(kind.period(app.retention()).unsigned_abs()).to_string();
+    say!("{:<36} {:<10} {:>11}  what", "setting", "kept", "next round");
+    for kind in Kept::ALL {
+        say!("{:<36} {:<10} {:>11}  {}", kind.setting(), period(kind), next.of(kind), kind.english());
+    }
+    say!(
+        "{:<36} {:<10} {:>11}  erasures asked for, done after this delay unless cancelled",
+        "GUICHET_ERASURE_DELAY",
+        humantime::format_duration(settings.erasure_delay.unsigned_abs()).to_string(),
+        due
+    );
+    say!("housekeeping runs at the start of guichet serve and every ten minutes.");
+    Ok(())
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let serving = matches!(cli.command, Command::Serve);
@@ -64,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 say!("backup of {} written to {}", settings.database_url, file.display());
                 Ok(())
             }
+            Command::Retention => retention(&settings, clock).await,
             Command::Config(crate::cli::ConfigCommand::Check { connect }) => {
                 // What `serve` would refuse later: the mail transport and DKIM key, the
                 // database URL's options and its sslrootcert.

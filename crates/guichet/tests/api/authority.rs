@@ -25,9 +25,10 @@ fn form_for(action: &str, n: usize) -> Vec<(&'static str, String)> {
         | "temporary-password"
         | "temporary-password/show"
         | "enable"
-        | "end-sessions" => Vec::new(),
+        | "end-sessions"
+        | "export" => Vec::new(),
         "reset-second-factor" => vec![("verified", "rappel au numéro du dossier".to_owned())],
-        "disable" => vec![("confirm", "yes".to_owned())],
+        "disable" | "erase" => vec![("confirm", "yes".to_owned())],
         "details" => vec![("email", format!("intrus{n}@desk.example.fr")), ("name", "Intrus".to_owned())],
         "role" => vec![("role", "admin".to_owned())],
         "join" | "leave" => vec![("group", "bureau".to_owned())],
@@ -44,8 +45,9 @@ async fn staff_events(app: &TestApp, account: &Account) -> usize {
 /// role; administrators act on everyone (themselves are never a target here).
 fn allowed(actor: Role, action: &str, target: Role) -> bool {
     match actor {
-        Role::Admin => true,
-        _ => target == Role::Member && !matches!(action, "role" | "join" | "leave"),
+        // An administrator's account is not erased from the console.
+        Role::Admin => !(action == "erase" && target == Role::Admin),
+        _ => target == Role::Member && !matches!(action, "role" | "join" | "leave" | "erase"),
     }
 }
 
@@ -76,8 +78,9 @@ async fn every_account_action_follows_the_authority_matrix(backend: Backend) {
                 let answer = app.submit(client, &page, &format!("{page}/{action}"), &fields).await;
                 let cell = format!("{actor_name} ({actor_role}) {action} on a {target_role}");
                 if allowed(*actor_role, action, target_role) {
-                    // A temporary password to hand over is shown on the answer itself, once.
-                    let shown = *action == "temporary-password/show";
+                    // A temporary password to hand over, and the member's data, are shown on
+                    // the answer itself.
+                    let shown = matches!(*action, "temporary-password/show" | "export");
                     let expected = if shown { StatusCode::OK } else { StatusCode::SEE_OTHER };
                     assert_eq!(answer.status, expected, "{cell}: {}", answer.body);
                     // Unlocking an account that was not locked, taking it out of a group it is
@@ -95,6 +98,7 @@ async fn every_account_action_follows_the_authority_matrix(backend: Backend) {
                         "{cell}: nothing changed"
                     );
                     assert_eq!(after.temporary_password_hash, None, "{cell}: no temporary password");
+                    assert_eq!(after.erase_at, None, "{cell}: no erasure asked for");
                 }
             }
         }

@@ -23,6 +23,7 @@ mod lockout;
 mod login;
 mod oidc;
 mod passkeys;
+mod privacy;
 mod proxy;
 mod recovery;
 mod rescue;

@@ -74,13 +74,13 @@ pub(crate) type Tokens = openidconnect::StandardTokenResponse<
 
 /// An application's back channel: a real HTTP server that keeps what it was POSTed.
 #[derive(Clone, Default)]
-struct BackChannel {
+pub(crate) struct BackChannel {
     received: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl BackChannel {
     /// Listens on a random loopback port; `/{app}/backchannel` keeps the logout token.
-    async fn start() -> (Self, String) {
+    pub(crate) async fn start() -> (Self, String) {
         Self::start_on(0).await
     }
 
@@ -112,7 +112,7 @@ impl BackChannel {
 
     /// What arrived, once `count` logouts have (waits up to 10 s: the messenger is woken
     /// by the logout, and looks every 2 s anyway).
-    async fn wait_for(&self, count: usize) -> Vec<(String, String)> {
+    pub(crate) async fn wait_for(&self, count: usize) -> Vec<(String, String)> {
         for _ in 0..100 {
             if self.received.lock().unwrap().len() >= count {
                 break;
@@ -123,7 +123,7 @@ impl BackChannel {
     }
 }
 
-async fn register(app: &TestApp, name: &str, backchannel: Option<String>, offline: bool) -> Registered {
+pub(crate) async fn register(app: &TestApp, name: &str, backchannel: Option<String>, offline: bool) -> Registered {
     let new = NewClient {
         name: name.to_owned(),
         redirect_uris: vec![CALLBACK.to_owned()],

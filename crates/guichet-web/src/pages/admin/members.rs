@@ -226,6 +226,8 @@ struct Offers {
     groups: bool,
     end_sessions: bool,
     reset_second_factor: bool,
+    export: bool,
+    erase: bool,
 }
 
 impl Offers {
@@ -243,6 +245,8 @@ impl Offers {
             groups: may(ConsoleAction::ChangeGroups),
             end_sessions: may(ConsoleAction::EndSessions),
             reset_second_factor: may(ConsoleAction::ResetSecondFactor),
+            export: may(ConsoleAction::ExportData),
+            erase: may(ConsoleAction::Erase),
         }
     }
 
@@ -275,6 +279,10 @@ struct MemberPage {
     joinable: Vec<String>,
     done: Option<&'static str>,
     error: Option<String>,
+    /// When the account's asked erasure will be done.
+    erase_at: Option<String>,
+    /// Between an erasure asked for and done.
+    erasure_delay: String,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +306,8 @@ fn done_message(done: &str) -> Option<&'static str> {
             "Compte créé, sans mot de passe pour l'instant : remettez au membre un mot de passe temporaire, ou envoyez-lui un code."
         }
         "details" => "Coordonnées enregistrées.",
+        "erase" => "Effacement demandé : un message prévient la personne, qui peut encore l'annuler depuis Mon espace.",
+        "erase-cancelled" => "L'effacement du compte est annulé.",
         "disable" => "Compte désactivé ; ses sessions sont fermées.",
         "sessions" => {
             "Toutes les sessions du compte sont terminées, et les applications qu'elles avaient ouvertes en sont averties."
@@ -407,6 +417,8 @@ async fn member_page(
         joinable,
         done,
         error,
+        erase_at: account.erase_at.map(|at| french::date_time(at, zone)),
+        erasure_delay: french::duration(state.privacy.delay()),
         account,
     })
 }

@@ -46,6 +46,8 @@ console! {
     post "/members/{id}/role" => members::role,
     post "/members/{id}/end-sessions" => members::end_sessions,
     post "/members/{id}/reset-second-factor" => members::reset_second_factor,
+    post "/members/{id}/export" => crate::pages::privacy::staff_export,
+    post "/members/{id}/erase" => crate::pages::privacy::staff_erase,
     post "/members/{id}/join" => |s, st, c, p, f| members::change_group(s, st, c, p, f, true),
     post "/members/{id}/leave" => |s, st, c, p, f| members::change_group(s, st, c, p, f, false),
     get "/requests" => requests::list,
