@@ -23,7 +23,8 @@ pub struct Retention {
     pub failed_attempts: SignedDuration,
     /// Messages written by the file transport (`GUICHET_RETENTION_MESSAGE_BODIES`).
     pub message_bodies: SignedDuration,
-    /// The mail log: to whom, what kind, when, what the server answered
+    /// The mail log: to whom, what kind, when, what the server answered; and the
+    /// records of the codes those messages carried, from their expiry
     /// (`GUICHET_RETENTION_MAIL_LOG`).
     pub mail_log: SignedDuration,
     /// Closed assistance requests, with their notes and call slots
@@ -104,7 +105,7 @@ impl Kept {
             Self::Audit => "audit lines (logins, locks, changes, staff actions)",
             Self::FailedAttempts => "failed attempts (their lines, per-network and per-browser counts)",
             Self::MessageBodies => "message files written by the file: transport",
-            Self::MailLog => "mail log (recipient, kind, date, server's answer)",
+            Self::MailLog => "mail log (recipient, kind, date, server's answer), expired codes",
             Self::ClosedRequests => "closed assistance requests, their notes and call slots",
             Self::Addresses => "network addresses and browsers, then cut to /24 or /48",
             Self::UnusedAccounts => "members' accounts never signed in to, then erased",
@@ -117,7 +118,9 @@ impl Kept {
             Self::Audit => "Journal de sécurité (connexions, blocages, modifications du compte, actions de l'équipe)",
             Self::FailedAttempts => "Essais de connexion échoués et compteurs anti-abus",
             Self::MessageBodies => "Contenu des messages envoyés (codes, mots de passe temporaires)",
-            Self::MailLog => "Journal des messages envoyés (destinataire, type, date, réponse du serveur)",
+            Self::MailLog => {
+                "Journal des messages envoyés (destinataire, type, date, réponse du serveur) et codes expirés"
+            }
             Self::ClosedRequests => "Demandes d'assistance closes, avec leurs notes et rendez-vous",
             Self::Addresses => "Adresses réseau (IP) et navigateurs, ensuite réduites au réseau",
             Self::UnusedAccounts => "Comptes créés et jamais utilisés, ensuite effacés",

@@ -253,6 +253,15 @@ impl PrivacyStore for SqlStore {
                 &[millis(cutoffs.mail_log)],
             )
             .await?;
+        // The codes those messages carried (by hash): once expired for as long.
+        swept.mail_log += self
+            .rule(
+                apply,
+                "SELECT COUNT(*) FROM recovery_codes WHERE expires_at < $1",
+                "DELETE FROM recovery_codes WHERE expires_at < $1",
+                &[millis(cutoffs.mail_log)],
+            )
+            .await?;
         swept.closed_requests = self
             .rule(
                 apply,

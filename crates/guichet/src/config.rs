@@ -393,6 +393,18 @@ pub fn parse_duration(raw: &str) -> Option<SignedDuration> {
 
 const DURATION: &str = "a duration like 90s, 15m, 1h or 3d";
 
+/// A duration as the settings are written: `365d`, `12h`, `15m`, `90s` (humantime's
+/// own writing counts a year as 365.25 days, and says `11months 30days 18h` for `365d`).
+pub fn short_duration(span: SignedDuration) -> String {
+    let seconds = span.as_secs();
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// A cookie domain: a host name that the public URL's host is, or ends with after a dot.
 fn cookie_domain(raw: &str, public_url: &str) -> Option<String> {
     let domain = raw.trim().trim_start_matches('.').to_lowercase();
@@ -476,13 +488,13 @@ impl Settings {
                         format!(
                             "{} {}",
                             kind.setting().trim_start_matches("GUICHET_RETENTION_").to_lowercase(),
-                            duration(kind.period(&self.retention))
+                            short_duration(kind.period(&self.retention))
                         )
                     })
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
-            ("erasure delay", duration(self.erasure_delay)),
+            ("erasure delay", short_duration(self.erasure_delay)),
         ];
         let mut out = String::from("configuration OK\n");
         for (name, value) in lines {

@@ -25,7 +25,7 @@ async fn erase(app: &Application, identifier: &str) -> anyhow::Result<()> {
     match app.state.privacy.erase(account.id, Actor::Operator, &RequestContext::default(), now).await? {
         Erased::Done => {}
         Erased::NotFound => anyhow::bail!("{identifier}: no such account (erased already?)"),
-        Erased::Refused(why) => anyhow::bail!("{}: {why}", account.identifier),
+        Erased::Refused(_) => anyhow::bail!("{}: this is the last active administrator: it stays", account.identifier),
     }
     let told = match app.state.messenger.deliver_due().await {
         Ok(told) => format!("{told} back-channel logout(s) delivered"),

@@ -37,7 +37,7 @@ async fn retention(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let result = app.retention_preview().await;
     app.store.close().await;
     let (next, due) = result?;
-    let period = |kind: Kept| humantime::format_duration(kind.period(app.retention()).unsigned_abs()).to_string();
+    let period = |kind: Kept| crate::config::short_duration(kind.period(app.retention()));
     say!("{:<36} {:<10} {:>11}  what", "setting", "kept", "next round");
     for kind in Kept::ALL {
         say!("{:<36} {:<10} {:>11}  {}", kind.setting(), period(kind), next.of(kind), kind.english());
@@ -45,7 +45,7 @@ async fn retention(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     say!(
         "{:<36} {:<10} {:>11}  erasures asked for, done after this delay unless cancelled",
         "GUICHET_ERASURE_DELAY",
-        humantime::format_duration(settings.erasure_delay.unsigned_abs()).to_string(),
+        crate::config::short_duration(settings.erasure_delay),
         due
     );
     say!("housekeeping runs at the start of guichet serve and every ten minutes.");

@@ -84,6 +84,7 @@ async fn every_page_and_error_state_passes_axe() {
         ("/reset-password", "Nouveau mot de passe"),
         ("/assistance", "Écrire à l'assistance"),
         ("/aide/messagerie", "Recevoir les messages"),
+        ("/confidentialite", "Vos données personnelles"),
         ("/nulle-part", "Page introuvable"),
         ("/rendez-vous/inconnu", "Lien inconnu"),
     ] {
@@ -150,6 +151,33 @@ async fn every_page_and_error_state_passes_axe() {
     browser.type_into("code", "000000").await;
     browser.click_button("Activer").await;
     check(&browser, &axe, "ne correspond pas", &mut seen).await;
+    // Personal data: the export, the corrections and their refusals, the erasure.
+    browser.open(&app, "/me/export").await;
+    check(&browser, &axe, "Mes données personnelles", &mut seen).await;
+    browser.open(&app, "/me/details").await;
+    check(&browser, &axe, "Corriger mon nom ou mon adresse", &mut seen).await;
+    browser.type_into("email", "pas une adresse").await;
+    browser.click_button("Recevoir un code à la nouvelle adresse").await;
+    check(&browser, &axe, "n'est pas valide", &mut seen).await;
+    browser.type_into("email", "marie.durand@ville.example.org").await;
+    browser.type_into("password", PASSWORD).await;
+    browser.click_button("Recevoir un code à la nouvelle adresse").await;
+    check(&browser, &axe, "Confirmer la nouvelle adresse", &mut seen).await;
+    browser.type_into("code", "pas un code").await;
+    browser.click_button("Confirmer").await;
+    check(&browser, &axe, "Ce code n'est pas valable", &mut seen).await;
+    browser.open(&app, "/me/erase").await;
+    check(&browser, &axe, "Effacer mon compte", &mut seen).await;
+    browser.type_into("password", "pas le bon").await;
+    browser.click_button("Demander l'effacement de mon compte").await;
+    check(&browser, &axe, "ne correspond pas", &mut seen).await;
+    browser.type_into("password", PASSWORD).await;
+    browser.click_button("Demander l'effacement de mon compte").await;
+    check(&browser, &axe, "sera effacé le", &mut seen).await;
+    browser.open(&app, "/me").await;
+    check(&browser, &axe, "sera effacé le", &mut seen).await;
+    browser.click_button("Annuler l'effacement").await;
+    check(&browser, &axe, "L'effacement de votre compte est annulé", &mut seen).await;
     browser.open(&app, "/me/password").await;
     check(&browser, &axe, "Changer mon mot de passe", &mut seen).await;
     browser.type_into("current_password", "pas le bon").await;
@@ -218,6 +246,9 @@ async fn every_page_and_error_state_passes_axe() {
     browser.open(&app, &member).await;
     browser.click_button("Créer un mot de passe temporaire à transmettre moi-même").await;
     check(&browser, &axe, "ne s'affiche qu'une fois", &mut seen).await;
+    browser.open(&app, &member).await;
+    browser.click_button("Voir ses données").await;
+    check(&browser, &axe, "Données personnelles de marie", &mut seen).await;
     // Logged out: the login page says so; the page after an application's logout too.
     browser.open(&app, "/me").await;
     browser.click_button("Se déconnecter").await;
@@ -236,12 +267,13 @@ async fn nothing_scrolls_sideways_on_a_phone() {
     app.add_account("desk", Role::Assistance).await;
     browser.client.set_window_size(375, 812).await.unwrap();
     let width = "return [document.documentElement.scrollWidth, window.innerWidth]";
-    let mut pages = vec!["/login", "/aide/messagerie", "/forgot-password", "/assistance", "/reset-password"];
+    let mut pages =
+        vec!["/login", "/aide/messagerie", "/forgot-password", "/assistance", "/reset-password", "/confidentialite"];
     let member = format!("/admin/members/{}", marie.id.get());
     for signed_in in [false, true] {
         if signed_in {
             browser.log_in(&app, "desk").await;
-            pages = vec!["/me", member.as_str()];
+            pages = vec!["/me", member.as_str(), "/me/export", "/me/details", "/me/erase"];
         }
         for path in &pages {
             browser.open(&app, path).await;

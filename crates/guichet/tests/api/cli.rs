@@ -266,7 +266,41 @@ async fn members_from_the_old_site_log_in_with_their_old_passwords(backend: Back
     assert!(app.account("helene").await.password_hash.is_some_and(|h| h.as_phc().starts_with("$argon2id")), "kept");
 }
 
+/// `guichet retention` says what is kept and what goes next; `member erase` erases now.
+async fn the_operator_sees_what_is_kept_and_erases_an_account(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    app.add_member("marie").await;
+    app.add_member("jamais").await;
+    assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let kept = guichet(&app, &["retention"], None);
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    let said = stdout(&kept);
+    for expected in [
+        "GUICHET_RETENTION_AUDIT",
+        "365d",
+        "GUICHET_RETENTION_FAILED_ATTEMPTS",
+        "1d",
+        "GUICHET_RETENTION_UNUSED_ACCOUNTS",
+        "GUICHET_ERASURE_DELAY",
+        "7d",
+    ] {
+        assert!(said.contains(expected), "{expected} in:\n{said}");
+    }
+    let erased = guichet(&app, &["member", "erase", "marie"], None);
+    assert!(erased.status.success(), "{}", stderr(&erased));
+    assert!(stdout(&erased).starts_with("marie: erased"), "{}", stdout(&erased));
+    assert_eq!(app.get("/me").await.location(), Some("/login"), "her session ended");
+    let gone = guichet(&app, &["member", "show", "marie"], None);
+    assert!(!gone.status.success());
+    let again = guichet(&app, &["member", "erase", "marie"], None);
+    assert!(!again.status.success() && stderr(&again).lines().count() == 1, "{}", stderr(&again));
+    app.add_account("boss", guichet_core::account::Role::Admin).await;
+    let last = guichet(&app, &["member", "erase", "boss"], None);
+    assert_eq!(stderr(&last).trim(), "error: boss: this is the last active administrator: it stays");
+}
+
 on_both_backends!(
+    the_operator_sees_what_is_kept_and_erases_an_account,
     members_from_the_old_site_log_in_with_their_old_passwords,
     an_operator_adds_a_member_who_can_then_log_in,
     duplicates_are_refused_in_one_line,
@@ -1195,6 +1229,9 @@ fn configuration_mistakes_are_refused_in_one_clear_line() {
             ],
             "GUICHET_DKIM_KEY_FILE",
         ),
+        (vec![("GUICHET_RETENTION_FAILED_ATTEMPTS", "2h")], "GUICHET_RETENTION_FAILED_ATTEMPTS: at least a day"),
+        (vec![("GUICHET_RETENTION_ADDRESSES", "2y")], "GUICHET_RETENTION_ADDRESSES: at most GUICHET_RETENTION_AUDIT"),
+        (vec![("GUICHET_ERASURE_DELAY", "soon")], "GUICHET_ERASURE_DELAY"),
     ] {
         let (ok, said, _) = check(&pairs, &config);
         assert!(!ok && said.contains(expected) && said.lines().count() == 1, "{pairs:?}: {said}");

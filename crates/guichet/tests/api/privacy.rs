@@ -395,3 +395,50 @@ async fn message_files_go_after_their_period() {
     assert_eq!(round(&app).await.swept.message_bodies, 1);
     assert_eq!(files(), 0);
 }
+
+/// As a new user would, in Chromium: a member reads their data and downloads it, asks
+/// for erasure, cancels, asks again, and after the delay nothing lets them in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_reads_their_data_and_erases_their_account_in_a_real_browser() {
+    use fantoccini::Locator;
+    let Some(browser) = crate::browser::Browser::start().await else { return };
+    let app = spawn_app_with(Backend::Sqlite, &[]).await;
+    app.add_member("marie").await;
+    browser.log_in(&app, "marie").await;
+    browser.client.find(Locator::LinkText("Télécharger mes données")).await.unwrap().click().await.unwrap();
+    let text = browser.wait_for_text("Mes données personnelles").await;
+    for expected in ["Votre compte", "marie@chu.example.fr", "Journal de sécurité de votre compte", "Connexion réussie"]
+    {
+        assert!(text.to_lowercase().contains(&expected.to_lowercase()), "{expected} in:\n{text}");
+    }
+    // The JSON file its link downloads (the page's policy lets no script fetch it: read
+    // here with the member's own session, as the download would).
+    let link = browser.client.find(Locator::LinkText("Télécharger ces données (fichier JSON)")).await.unwrap();
+    assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("/me/export.json"));
+    assert_eq!(app.login("marie", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let json: serde_json::Value =
+        app.client.get(format!("{}/me/export.json", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(json["tables"]["accounts"][0]["identifier"], "marie");
+
+    browser.open(&app, "/me").await;
+    browser.client.find(Locator::LinkText("Effacer mon compte")).await.unwrap().click().await.unwrap();
+    browser.wait_for_text("L'effacement se fait").await;
+    browser.type_into("password", PASSWORD).await;
+    browser.click_button("Demander l'effacement de mon compte").await;
+    browser.wait_for_text("Votre compte sera effacé le").await;
+    browser.click_button("Annuler l'effacement").await;
+    browser.wait_for_text("L'effacement de votre compte est annulé").await;
+    browser.open(&app, "/me/erase").await;
+    browser.type_into("password", PASSWORD).await;
+    browser.click_button("Demander l'effacement de mon compte").await;
+    browser.wait_for_text("Votre compte sera effacé le").await;
+    app.advance(days(7) + HOUR);
+    assert_eq!(round(&app).await.erased.asked, 1);
+    browser.open(&app, "/me").await;
+    browser.wait_for_path("/login").await;
+    browser.type_into("identifier", "marie").await;
+    browser.type_into("password", PASSWORD).await;
+    browser.click_button("Se connecter").await;
+    browser.wait_for_text("La connexion n'a pas abouti").await;
+    browser.close().await;
+}
