@@ -111,6 +111,9 @@ pub enum Erased {
     Done,
     /// No such account (erased already).
     NotFound,
+    /// A round's erasure that no longer applies, as the account is now (cancelled, the
+    /// account used meanwhile): nothing done.
+    NotDue,
     /// Refused.
     Refused(ErasureRefused),
 }
@@ -130,6 +133,30 @@ pub struct Privacy {
     transactions: Arc<dyn Transactions>,
     store: Arc<dyn PrivacyStore>,
     delay: SignedDuration,
+}
+
+/// Why a round erases an account, checked again on the account once held.
+#[derive(Debug, Clone, Copy)]
+enum Due {
+    /// Its erasure was asked for, and its date has come.
+    Asked,
+    /// A member's account never signed in to, unchanged since before this.
+    Unused(Timestamp),
+}
+
+impl Due {
+    fn still(self, account: &Account, now: Timestamp) -> bool {
+        match self {
+            Self::Asked => account.erase_at.is_some_and(|at| at <= now),
+            Self::Unused(before) => {
+                account.role == Role::Member
+                    && account.last_login_at.is_none()
+                    && account.erase_at.is_none()
+                    && account.created_at < before
+                    && account.updated_at < before
+            }
+        }
+    }
 }
 
 /// A pseudonym for an erased account's lines: random, the same on each of its lines,
@@ -170,24 +197,23 @@ impl Privacy {
     }
 
     /// Everything held about `target`, for staff answering the member's request through
-    /// the desk: decided here, and audited on the target's account before it is read.
+    /// the desk: decided here on the account as held, and audited on it before it is read.
+    /// `Ok(None)` when there is no such account.
     pub async fn data_for_staff(
         &self,
         actor: &StaffActor,
-        target: &Account,
+        target: AccountId,
         context: &RequestContext,
         now: Timestamp,
-    ) -> Result<Result<PersonalData, Denied>, StoreError> {
-        if let Err(denied) = decide(actor, ConsoleAction::ExportData, target) {
-            return Ok(Err(denied));
-        }
+    ) -> Result<Option<Result<PersonalData, Denied>>, StoreError> {
         let mut work = self.transactions.begin().await?;
-        if work.hold_account(target.id).await?.is_none() {
-            return Err(StoreError::Changed);
+        let Some(held) = work.hold_account(target).await? else { return Ok(None) };
+        if let Err(denied) = decide(actor, ConsoleAction::ExportData, &held.account) {
+            return Ok(Some(Err(denied)));
         }
-        work.record(&event(target.id, AuditKind::DataExported, actor.audit_actor(), context, now)).await?;
+        work.record(&event(target, AuditKind::DataExported, actor.audit_actor(), context, now)).await?;
         work.commit().await?;
-        self.store.personal_data(target.id, now).await?.map(Ok).ok_or(StoreError::Changed)
+        Ok(self.store.personal_data(target, now).await?.map(Ok))
     }
 
     /// The member asks for their own account's erasure, their password typed again.
@@ -197,7 +223,7 @@ impl Privacy {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<Result<Timestamp, ErasureRefused>, StoreError> {
-        self.request_erasure(confirmed.account(), Actor::Member, context, now).await
+        self.request_erasure(confirmed.account(), None, context, now).await
     }
 
     /// The member calls off their own erasure.
@@ -207,36 +233,31 @@ impl Privacy {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        self.cancel_erasure(account, Actor::Member, context, now).await
+        Ok(self.cancel_erasure(account, None, context, now).await?.unwrap_or(false))
     }
 
     /// Staff ask for `target`'s erasure for a member who wrote to the desk (decided
-    /// here: administrators, on accounts that are not administrators', not their own).
+    /// here on the account as held: administrators, on accounts that are not
+    /// administrators', not their own).
     pub async fn request_erasure_for(
         &self,
         actor: &StaffActor,
-        target: &Account,
+        target: AccountId,
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<Result<Timestamp, ErasureRefused>, StoreError> {
-        if let Err(denied) = decide(actor, ConsoleAction::Erase, target) {
-            return Ok(Err(denied.into()));
-        }
-        self.request_erasure(target.id, actor.audit_actor(), context, now).await
+        self.request_erasure(target, Some(actor), context, now).await
     }
 
     /// Staff call off `target`'s asked erasure (the same authority as asking for it).
     pub async fn cancel_erasure_for(
         &self,
         actor: &StaffActor,
-        target: &Account,
+        target: AccountId,
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<Result<bool, Denied>, StoreError> {
-        if let Err(denied) = decide(actor, ConsoleAction::Erase, target) {
-            return Ok(Err(denied));
-        }
-        self.cancel_erasure(target.id, actor.audit_actor(), context, now).await.map(Ok)
+        self.cancel_erasure(target, Some(actor), context, now).await
     }
 
     /// Asks for the account's erasure, done [`Privacy::delay`] from `now` unless called
@@ -245,12 +266,17 @@ impl Privacy {
     async fn request_erasure(
         &self,
         account: AccountId,
-        actor: Actor,
+        staff: Option<&StaffActor>,
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<Result<Timestamp, ErasureRefused>, StoreError> {
         let mut work = self.transactions.begin().await?;
         let held = work.hold_account(account).await?.ok_or(StoreError::Changed)?;
+        if let Some(staff) = staff
+            && let Err(denied) = decide(staff, ConsoleAction::Erase, &held.account)
+        {
+            return Ok(Err(denied.into()));
+        }
         if let Some(at) = held.account.erase_at {
             return Ok(Ok(at));
         }
@@ -258,6 +284,7 @@ impl Privacy {
             return Ok(Err(ErasureRefused::LastAdministrator));
         }
         let at = now.saturating_add(self.delay).unwrap_or(now);
+        let actor = staff.map_or(Actor::Member, StaffActor::audit_actor);
         work.set_erase_at(account, Some(at)).await?;
         work.record(&event(account, AuditKind::ErasureRequested, actor, context, now)).await?;
         let mail = NewMail {
@@ -271,23 +298,29 @@ impl Privacy {
         Ok(Ok(at))
     }
 
-    /// Calls off an asked erasure. `Ok(false)` when none was asked.
+    /// Calls off an asked erasure. `Ok(Ok(false))` when none was asked.
     async fn cancel_erasure(
         &self,
         account: AccountId,
-        actor: Actor,
+        staff: Option<&StaffActor>,
         context: &RequestContext,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Result<bool, Denied>, StoreError> {
         let mut work = self.transactions.begin().await?;
-        let Some(held) = work.hold_account(account).await? else { return Ok(false) };
-        if held.account.erase_at.is_none() {
-            return Ok(false);
+        let Some(held) = work.hold_account(account).await? else { return Ok(Ok(false)) };
+        if let Some(staff) = staff
+            && let Err(denied) = decide(staff, ConsoleAction::Erase, &held.account)
+        {
+            return Ok(Err(denied));
         }
+        if held.account.erase_at.is_none() {
+            return Ok(Ok(false));
+        }
+        let actor = staff.map_or(Actor::Member, StaffActor::audit_actor);
         work.set_erase_at(account, None).await?;
         work.record(&event(account, AuditKind::ErasureCancelled, actor, context, now)).await?;
         work.commit().await?;
-        Ok(true)
+        Ok(Ok(true))
     }
 
     /// Erases the account now, in one unit of work: its sessions and offline tokens end
@@ -302,8 +335,23 @@ impl Privacy {
         context: &RequestContext,
         now: Timestamp,
     ) -> Result<Erased, StoreError> {
+        self.erase_if(account, None, actor, context, now).await
+    }
+
+    /// [`Privacy::erase`], for a round: only if `due` still holds of the account as held.
+    async fn erase_if(
+        &self,
+        account: AccountId,
+        due: Option<Due>,
+        actor: Actor,
+        context: &RequestContext,
+        now: Timestamp,
+    ) -> Result<Erased, StoreError> {
         let mut work = self.transactions.begin().await?;
         let Some(held) = work.hold_account(account).await? else { return Ok(Erased::NotFound) };
+        if due.is_some_and(|due| !due.still(&held.account, now)) {
+            return Ok(Erased::NotDue);
+        }
         if last_administrator(work.as_mut(), &held.account).await? {
             return Ok(Erased::Refused(ErasureRefused::LastAdministrator));
         }
@@ -322,14 +370,15 @@ impl Privacy {
         let mut first_error = None;
         let asked = self.store.erasures_due(now).await?;
         let unused = self.store.unused_accounts(unused_before).await?;
-        for (ids, count) in [(asked, &mut round.asked), (unused, &mut round.unused)] {
+        let rounds = [(asked, Due::Asked, &mut round.asked), (unused, Due::Unused(unused_before), &mut round.unused)];
+        for (ids, due, count) in rounds {
             for id in ids {
-                match self.erase(id, Actor::System, &RequestContext::default(), now).await {
+                match self.erase_if(id, Some(due), Actor::System, &RequestContext::default(), now).await {
                     Ok(Erased::Done) => *count += 1,
                     Ok(Erased::Refused(why)) => {
                         tracing::warn!(account = id.get(), %why, "an erasure that is due was not done");
                     }
-                    Ok(Erased::NotFound) => {}
+                    Ok(Erased::NotFound | Erased::NotDue) => {}
                     Err(error) => {
                         first_error.get_or_insert(error);
                     }

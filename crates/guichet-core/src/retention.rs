@@ -173,15 +173,23 @@ impl Retention {
     }
 
     /// Why these periods cannot work together, if they cannot: counts of failed attempts
-    /// feed the lock and the per-network ceilings (whose longest window is a day), and
-    /// nothing is kept longer than the audit lines that explain it.
-    pub fn check(&self, lockout_window: SignedDuration) -> Result<(), String> {
+    /// feed the lock (over its window, and per browser over its duration) and the
+    /// per-network ceilings (whose longest window is a day); an account is not erased as
+    /// unused before a month, nor before its invitation expired; and nothing is kept
+    /// longer than the audit lines that explain it.
+    pub fn check(&self, lockout: &crate::lockout::LockoutPolicy, invitation: SignedDuration) -> Result<(), String> {
         let day = SignedDuration::from_hours(DAY);
-        if self.failed_attempts < day.max(lockout_window) {
+        if self.failed_attempts < day.max(lockout.window).max(lockout.duration) {
             return Err(format!(
-                "{}: at least a day and at least GUICHET_LOCKOUT_WINDOW (the lock and the per-network \
-                 ceilings count failed attempts over that long)",
+                "{}: at least a day, GUICHET_LOCKOUT_WINDOW and GUICHET_LOCKOUT_DURATION (the lock and the \
+                 per-network ceilings count failed attempts over that long)",
                 Kept::FailedAttempts.setting()
+            ));
+        }
+        if self.unused_accounts < (day * 30).max(invitation) {
+            return Err(format!(
+                "{}: at least 30 days and at least GUICHET_INVITATION_TTL (a new member has time to sign in)",
+                Kept::UnusedAccounts.setting()
             ));
         }
         for kind in [Kept::FailedAttempts, Kept::Addresses] {
@@ -261,12 +269,17 @@ mod tests {
 
     #[test]
     fn the_defaults_hold_together_and_short_counts_are_refused() {
-        let fifteen_minutes = SignedDuration::from_mins(15);
-        assert_eq!(Retention::default().check(fifteen_minutes), Ok(()));
+        let lockout = crate::lockout::LockoutPolicy::default();
+        let week = SignedDuration::from_hours(24 * 7);
+        assert_eq!(Retention::default().check(&lockout, week), Ok(()));
         let short = Retention { failed_attempts: SignedDuration::from_hours(2), ..Retention::default() };
-        assert!(short.check(fifteen_minutes).unwrap_err().starts_with("GUICHET_RETENTION_FAILED_ATTEMPTS"));
+        assert!(short.check(&lockout, week).unwrap_err().starts_with("GUICHET_RETENTION_FAILED_ATTEMPTS"));
+        let long_lock = crate::lockout::LockoutPolicy { duration: SignedDuration::from_hours(48), ..lockout };
+        assert!(Retention::default().check(&long_lock, week).is_err(), "per-browser counts last a lock");
         let long = Retention { addresses: SignedDuration::from_hours(24 * 400), ..Retention::default() };
-        assert!(long.check(fifteen_minutes).unwrap_err().starts_with("GUICHET_RETENTION_ADDRESSES"));
+        assert!(long.check(&lockout, week).unwrap_err().starts_with("GUICHET_RETENTION_ADDRESSES"));
+        let hasty = Retention { unused_accounts: SignedDuration::from_hours(1), ..Retention::default() };
+        assert!(hasty.check(&lockout, week).unwrap_err().starts_with("GUICHET_RETENTION_UNUSED_ACCOUNTS"));
     }
 
     #[test]

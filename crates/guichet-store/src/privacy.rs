@@ -17,10 +17,13 @@ use crate::accounts::account_from_row;
 use crate::{SqlStore, backend, millis, timestamp};
 
 /// Each table that refers to an account, and how to read the rows about it without
-/// its secrets: `$1` is the account's id, `$2` to `$5` its addresses (own, secours, and
-/// the two waiting for confirmation; NULL when absent). A table added to the schema
-/// with a column referring to accounts must be added here: the export test reads the
-/// schema and fails until it is.
+/// its secrets: `$1` is the account's id, `$2` and `$3` its confirmed addresses (own and
+/// secours, NULL when it has none), `$4` its identifier in lower case. An address only
+/// proposed is not the member's yet (anybody's may be typed there). Requests a staff
+/// account was assigned, and notes or slots it wrote on them, are the members' data, not
+/// its own: they are not in its export. A table added to the schema with a column
+/// referring to accounts must be added here: the export test reads the schema and fails
+/// until it is.
 const SECTIONS: &[(&str, &str)] = &[
     (
         "accounts",
@@ -49,31 +52,31 @@ const SECTIONS: &[(&str, &str)] = &[
         "assistance_requests",
         "SELECT reference, name, email, identifier, phone, message, wants, origin, state, address, created_at, \
          updated_at FROM assistance_requests \
-         WHERE account_id = $1 OR assignee_id = $1 OR email IN ($2, $3, $4, $5) ORDER BY id DESC",
+         WHERE account_id = $1 OR email IN ($2, $3) OR lower(identifier) = $4 ORDER BY id DESC",
     ),
     (
         "request_notes",
         "SELECT r.reference AS request, n.at, n.body FROM request_notes n \
          JOIN assistance_requests r ON r.id = n.request_id \
-         WHERE r.account_id = $1 OR r.assignee_id = $1 OR r.email IN ($2, $3, $4, $5) OR n.author_id = $1 \
+         WHERE r.account_id = $1 OR r.email IN ($2, $3) OR lower(r.identifier) = $4 \
          ORDER BY n.id DESC",
     ),
     (
         "call_slots",
         "SELECT r.reference AS request, s.starts_at, s.ends_at, s.created_at, s.confirmed_at, s.withdrawn_at \
          FROM call_slots s JOIN assistance_requests r ON r.id = s.request_id \
-         WHERE r.account_id = $1 OR r.assignee_id = $1 OR r.email IN ($2, $3, $4, $5) OR s.proposed_by = $1 \
+         WHERE r.account_id = $1 OR r.email IN ($2, $3) OR lower(r.identifier) = $4 \
          ORDER BY s.id DESC",
     ),
     (
         "outbox",
         "SELECT kind, recipient, created_at, state, attempts, finished_at, last_answer FROM outbox \
-         WHERE account_id = $1 OR recipient IN ($2, $3, $4, $5) ORDER BY id DESC",
+         WHERE account_id = $1 OR recipient IN ($2, $3) ORDER BY id DESC",
     ),
     (
         "mail_attempts",
         "SELECT o.kind, a.at, a.outcome, a.answer FROM mail_attempts a JOIN outbox o ON o.id = a.outbox_id \
-         WHERE o.account_id = $1 OR o.recipient IN ($2, $3, $4, $5) ORDER BY a.id DESC",
+         WHERE o.account_id = $1 OR o.recipient IN ($2, $3) ORDER BY a.id DESC",
     ),
     (
         "recovery_codes",
@@ -146,57 +149,89 @@ fn fields(row: &AnyRow) -> Result<Vec<(String, Field)>, StoreError> {
         .collect()
 }
 
+/// Rows a batch of a retention rule touches at most: each batch is its own short
+/// transaction, so that logins are never held behind a round that removes a year.
+const BATCH: i64 = 2000;
+
 impl SqlStore {
-    /// `SELECT COUNT(*)` or the `DELETE`/`UPDATE` of one retention rule.
-    async fn rule(&self, apply: bool, count: &str, act: &str, binds: &[i64]) -> Result<u64, StoreError> {
-        if apply {
-            let mut query = sqlx::query(AssertSqlSafe(act.to_owned()));
+    /// Counts the rows of `table` that meet `condition` or, with `apply`, deletes them:
+    /// by batches of [`BATCH`] keyed on `key` when the table has a numeric one, at once
+    /// otherwise (small tables of counters).
+    async fn rule(
+        &self,
+        apply: bool,
+        table: &str,
+        key: Option<&str>,
+        condition: &str,
+        binds: &[i64],
+    ) -> Result<u64, StoreError> {
+        let bound = |sql: String| {
+            let mut query = sqlx::query(AssertSqlSafe(sql));
             for value in binds {
                 query = query.bind(*value);
             }
-            return Ok(query.execute(&self.pool).await.map_err(backend)?.rows_affected());
+            query
+        };
+        if !apply {
+            let sql = format!("SELECT COUNT(*) FROM {table} WHERE {condition}");
+            let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+            for value in binds {
+                query = query.bind(*value);
+            }
+            return Ok(u64::try_from(query.fetch_one(&self.pool).await.map_err(backend)?).unwrap_or(0));
         }
-        let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count.to_owned()));
-        for value in binds {
-            query = query.bind(*value);
+        let Some(key) = key else {
+            let done = bound(format!("DELETE FROM {table} WHERE {condition}")).execute(&self.pool).await;
+            return Ok(done.map_err(backend)?.rows_affected());
+        };
+        let mut removed = 0;
+        loop {
+            let sql = format!(
+                "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {BATCH})"
+            );
+            let done = bound(sql).execute(&self.pool).await.map_err(backend)?.rows_affected();
+            removed += done;
+            if done < u64::try_from(BATCH).unwrap_or(u64::MAX) {
+                return Ok(removed);
+            }
         }
-        Ok(u64::try_from(query.fetch_one(&self.pool).await.map_err(backend)?).unwrap_or(0))
     }
 
     /// Cuts the addresses of `table`'s rows older than `before` to their network (and
-    /// forgets their browser, where there is one), one distinct address at a time.
+    /// forgets their browser, where there is one), a batch of rows at a time, each batch
+    /// one transaction: the rows of a batch grouped by network, one update per network.
     async fn cut_addresses(&self, table: &str, time: &str, browser: bool, before: i64) -> Result<u64, StoreError> {
-        let pending = format!("address_truncated = 0 AND {time} < $1");
         let forget = if browser { ", user_agent = NULL" } else { "" };
-        let addresses: Vec<Option<String>> =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT DISTINCT address FROM {table} WHERE {pending}")))
+        let select = format!(
+            "SELECT id, address FROM {table} WHERE address_truncated = 0 AND {time} < $1 ORDER BY id LIMIT {BATCH}"
+        );
+        let mut cut = 0;
+        loop {
+            let rows: Vec<(i64, Option<String>)> = sqlx::query_as(AssertSqlSafe(select.clone()))
                 .bind(before)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(backend)?;
-        let mut cut = 0;
-        for address in addresses {
-            let (sql, old, new) = match &address {
-                None => (
-                    format!("UPDATE {table} SET address_truncated = 1{forget} WHERE {pending} AND address IS NULL"),
-                    None,
-                    None,
-                ),
-                Some(raw) => {
-                    let network = raw.parse::<IpAddr>().ok().map(|ip| truncate_address(ip).to_string());
-                    let sql = format!(
-                        "UPDATE {table} SET address = $3, address_truncated = 1{forget} WHERE {pending} AND address = $2"
-                    );
-                    (sql, Some(raw.clone()), Some(network))
-                }
-            };
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(before);
-            if let (Some(old), Some(new)) = (old, new) {
-                query = query.bind(old).bind(new);
+            let mut by_network: std::collections::BTreeMap<Option<String>, Vec<String>> = Default::default();
+            for (id, address) in &rows {
+                let network = address.as_deref().and_then(|a| a.parse::<IpAddr>().ok()).map(truncate_address);
+                by_network.entry(network.map(|n| n.to_string())).or_default().push(id.to_string());
             }
-            cut += query.execute(&self.pool).await.map_err(backend)?.rows_affected();
+            let mut work = self.begin_work().await?;
+            for (network, ids) in by_network {
+                // The ids are numbers read just above.
+                let sql = format!(
+                    "UPDATE {table} SET address = $1, address_truncated = 1{forget} WHERE id IN ({})",
+                    ids.join(", ")
+                );
+                sqlx::query(AssertSqlSafe(sql)).bind(network).execute(&mut *work).await.map_err(backend)?;
+            }
+            work.commit().await?;
+            cut += u64::try_from(rows.len()).unwrap_or(u64::MAX);
+            if rows.len() < usize::try_from(BATCH).unwrap_or(usize::MAX) {
+                return Ok(cut);
+            }
         }
-        Ok(cut)
     }
 }
 
@@ -210,76 +245,35 @@ impl PrivacyStore for SqlStore {
         let failed = failed_kinds();
         let (audit, failed_cut) = (millis(cutoffs.audit), millis(cutoffs.failed_attempts));
         let mut swept = Swept::default();
-        // Failed attempts first: their lines, then the counts made of them.
-        swept.failed_attempts += self
-            .rule(
-                apply,
-                &format!("SELECT COUNT(*) FROM audit_events WHERE at < $1 AND kind IN ({failed})"),
-                &format!("DELETE FROM audit_events WHERE at < $1 AND kind IN ({failed})"),
-                &[failed_cut],
-            )
-            .await?;
-        // A per-minute bucket goes once the whole minute is past the cutoff.
-        let minute = failed_cut - 60_000;
-        swept.failed_attempts += self
-            .rule(
-                apply,
-                "SELECT COUNT(*) FROM address_failures WHERE minute < $1",
-                "DELETE FROM address_failures WHERE minute < $1",
-                &[minute],
-            )
-            .await?;
-        swept.failed_attempts += self
-            .rule(
-                apply,
-                "SELECT COUNT(*) FROM device_attempts WHERE window_start < $1",
-                "DELETE FROM device_attempts WHERE window_start < $1",
-                &[failed_cut],
-            )
-            .await?;
-        swept.audit = self
-            .rule(
-                apply,
-                &format!("SELECT COUNT(*) FROM audit_events WHERE at < $1 AND kind NOT IN ({failed})"),
-                "DELETE FROM audit_events WHERE at < $1",
-                &[audit],
-            )
-            .await?;
-        swept.mail_log = self
-            .rule(
-                apply,
-                "SELECT COUNT(*) FROM outbox WHERE state <> 'pending' AND created_at < $1",
-                "DELETE FROM outbox WHERE state <> 'pending' AND created_at < $1",
-                &[millis(cutoffs.mail_log)],
-            )
-            .await?;
+        // Failed attempts first: their lines, then the counts made of them (a per-minute
+        // bucket goes once the whole minute is past the cutoff).
+        let failed_lines = format!("at < $1 AND kind IN ({failed})");
+        swept.failed_attempts += self.rule(apply, "audit_events", Some("id"), &failed_lines, &[failed_cut]).await?;
+        swept.failed_attempts +=
+            self.rule(apply, "address_failures", None, "minute < $1", &[failed_cut - 60_000]).await?;
+        swept.failed_attempts += self.rule(apply, "device_attempts", None, "window_start < $1", &[failed_cut]).await?;
+        // The other lines (the failed ones past the audit period went just above).
+        let old_lines = format!("at < $1 AND kind NOT IN ({failed})");
+        swept.audit = self.rule(apply, "audit_events", Some("id"), &old_lines, &[audit]).await?;
+        let finished = "state <> 'pending' AND created_at < $1";
+        swept.mail_log = self.rule(apply, "outbox", Some("id"), finished, &[millis(cutoffs.mail_log)]).await?;
         // The codes those messages carried (by hash): once expired for as long.
-        swept.mail_log += self
-            .rule(
-                apply,
-                "SELECT COUNT(*) FROM recovery_codes WHERE expires_at < $1",
-                "DELETE FROM recovery_codes WHERE expires_at < $1",
-                &[millis(cutoffs.mail_log)],
-            )
-            .await?;
-        swept.closed_requests = self
-            .rule(
-                apply,
-                "SELECT COUNT(*) FROM assistance_requests WHERE state = 'closed' AND updated_at < $1",
-                "DELETE FROM assistance_requests WHERE state = 'closed' AND updated_at < $1",
-                &[millis(cutoffs.closed_requests)],
-            )
-            .await?;
+        let expired = "expires_at < $1";
+        swept.mail_log += self.rule(apply, "recovery_codes", None, expired, &[millis(cutoffs.mail_log)]).await?;
+        let closed = "state = 'closed' AND updated_at < $1";
+        let closed_cut = millis(cutoffs.closed_requests);
+        swept.closed_requests = self.rule(apply, "assistance_requests", Some("id"), closed, &[closed_cut]).await?;
         let addresses = millis(cutoffs.addresses);
         swept.addresses = if apply {
             self.cut_addresses("audit_events", "at", true, addresses).await?
                 + self.cut_addresses("assistance_requests", "created_at", false, addresses).await?
         } else {
-            let count = |table: &str, time: &str| {
-                format!("SELECT COUNT(*) FROM {table} WHERE address_truncated = 0 AND {time} < $1 AND {time} >= $2")
-            };
-            self.rule(false, &count("audit_events", "at"), "", &[addresses, audit]).await?
-                + self.rule(false, &count("assistance_requests", "created_at"), "", &[addresses, i64::MIN]).await?
+            // What the deletions above leave.
+            let lines =
+                format!("address_truncated = 0 AND at < $1 AND at >= $2 AND NOT (kind IN ({failed}) AND at < $3)");
+            let requests = "address_truncated = 0 AND created_at < $1 AND NOT (state = 'closed' AND updated_at < $2)";
+            self.rule(false, "audit_events", None, &lines, &[addresses, audit, failed_cut]).await?
+                + self.rule(false, "assistance_requests", None, requests, &[addresses, closed_cut]).await?
         };
         Ok(swept)
     }
@@ -313,20 +307,17 @@ impl PrivacyStore for SqlStore {
             .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         let held = account_from_row(&row)?;
-        let addresses = [
-            Some(&held.email),
-            held.recovery_email.as_ref(),
-            held.recovery_email_pending.as_ref(),
-            held.email_pending.as_ref(),
-        ]
-        .map(|address| address.map(|a| a.as_str().to_owned()));
+        let email = held.email.as_str().to_owned();
+        let secours = held.recovery_email.as_ref().map(|a| a.as_str().to_owned());
+        let identifier = held.identifier.as_str().to_lowercase();
         let mut sections = Vec::with_capacity(SECTIONS.len());
         for (table, sql) in SECTIONS {
             let mut query = sqlx::query(AssertSqlSafe(*sql)).bind(account.get());
             if sql.contains("$2") {
-                for address in &addresses {
-                    query = query.bind(address.clone());
-                }
+                query = query.bind(email.clone()).bind(secours.clone());
+            }
+            if sql.contains("$4") {
+                query = query.bind(identifier.clone());
             }
             let rows = query.fetch_all(&self.pool).await.map_err(backend)?;
             sections.push(Section { table, rows: rows.iter().map(fields).collect::<Result<_, _>>()? });

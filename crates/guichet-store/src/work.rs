@@ -414,32 +414,43 @@ impl Work for SqlWork {
     }
 
     async fn erase_account(&mut self, account: &Account, pseudonym: &str) -> Result<(), StoreError> {
-        let addresses: Vec<Option<&str>> = [
-            Some(&account.email),
-            account.recovery_email.as_ref(),
-            account.recovery_email_pending.as_ref(),
-            account.email_pending.as_ref(),
-        ]
-        .into_iter()
-        .map(|address| address.map(EmailAddress::as_str))
-        .collect();
+        // Its confirmed addresses only: a proposed one may be anybody's (see
+        // `crate::privacy::SECTIONS`); mail sent to one carries the account's id anyway.
+        let email = account.email.as_str();
+        let secours = account.recovery_email.as_ref().map(EmailAddress::as_str);
+        let identifier = account.identifier.as_str().to_lowercase();
         let id = account.id.get();
-        // Requests and the mail log: linked to the account, or written to or from one
-        // of its addresses (before it had an account, or on a "forgot" form).
-        let by_address = [
-            "DELETE FROM assistance_requests WHERE account_id = $1 OR email IN ($2, $3, $4, $5) OR identifier = $6",
-            "DELETE FROM outbox WHERE account_id = $1 OR recipient IN ($2, $3, $4, $5)",
-        ];
-        for (sql, identifier) in by_address.into_iter().zip([Some(account.identifier.as_str()), None]) {
-            let mut query = sqlx::query(sql).bind(id);
-            for address in &addresses {
-                query = query.bind(*address);
-            }
-            if let Some(identifier) = identifier {
-                query = query.bind(identifier);
-            }
-            query.execute(&mut **self).await.map_err(backend)?;
+        // Requests written by the member, or for them (before they had an account, on the
+        // public form under their identifier), and the desk's count of those written from
+        // their addresses; then the mail log to its addresses.
+        let theirs = "account_id = $1 OR email IN ($2, $3) OR lower(identifier) = $4";
+        let desk_counts = format!(
+            "DELETE FROM address_failures WHERE address_key IN \
+             (SELECT 'assistance:email:' || email FROM assistance_requests WHERE {theirs})"
+        );
+        for sql in [desk_counts, format!("DELETE FROM assistance_requests WHERE {theirs}")] {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(id)
+                .bind(email)
+                .bind(secours)
+                .bind(&identifier)
+                .execute(&mut **self)
+                .await
+                .map_err(backend)?;
         }
+        sqlx::query("DELETE FROM address_failures WHERE address_key IN ($1, $2)")
+            .bind(format!("assistance:email:{email}"))
+            .bind(secours.map(|s| format!("assistance:email:{s}")))
+            .execute(&mut **self)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM outbox WHERE account_id = $1 OR recipient IN ($2, $3)")
+            .bind(id)
+            .bind(email)
+            .bind(secours)
+            .execute(&mut **self)
+            .await
+            .map_err(backend)?;
         // Counts kept under the identifier as typed (`login-on:ADDRESS|identifier`).
         let suffix = format!("|{}", account.identifier.as_str().to_lowercase());
         sqlx::query(

@@ -688,7 +688,12 @@ impl Settings {
         if settings.session_idle > settings.session_max {
             bail!("GUICHET_SESSION_IDLE: expected at most GUICHET_SESSION_MAX");
         }
-        if let Err(why) = settings.retention.check(settings.lockout_window) {
+        let lockout = guichet_core::lockout::LockoutPolicy {
+            threshold: settings.lockout_threshold,
+            window: settings.lockout_window,
+            duration: settings.lockout_duration,
+        };
+        if let Err(why) = settings.retention.check(&lockout, settings.invitation_ttl) {
             bail!("{why}");
         }
         Ok(settings)

@@ -434,7 +434,10 @@ struct ErasePage {
     layout: Layout,
     erase_at: Option<String>,
     delay: String,
+    /// What was wrong with the password typed.
     error: Option<String>,
+    /// Why the erasure cannot be asked for (the password was right).
+    refused: Option<String>,
     asked: bool,
 }
 
@@ -451,6 +454,7 @@ fn erase_page(state: &AppState, signed_in: SignedIn, error: Option<String>, aske
         erase_at: signed_in.account.erase_at.map(|at| french::date_time(at, zone)),
         delay: french::duration(state.privacy.delay()),
         error,
+        refused: None,
         asked,
     }
 }
@@ -482,7 +486,14 @@ async fn ask_erasure(
                 state.postman.signal().notify_one();
                 return Ok(Redirect::to("/me/erase?done=asked").into_response());
             }
-            Err(refused) => sentence(refused),
+            Err(_) => {
+                let mut page = erase_page(&state, signed_in, None, false);
+                page.refused = Some(
+                    "Vous êtes le dernier administrateur actif : nommez d'abord un autre administrateur, puis demandez l'effacement de votre compte."
+                        .to_owned(),
+                );
+                return render(StatusCode::CONFLICT, &page);
+            }
         },
         Err(ChangeError::Store(error)) => return Err(error.into()),
         Err(ChangeError::Hash(HashError::Busy)) => return Ok(busy().into_response()),
@@ -507,11 +518,13 @@ async fn cancel_erasure(
     Ok(Redirect::to(if cancelled { "/me?done=erase-cancelled" } else { "/me" }).into_response())
 }
 
+fn not_found() -> WebError {
+    WebError::Page(ErrorPage::new(StatusCode::NOT_FOUND, "Compte introuvable", "Ce compte n'existe pas ou plus."))
+}
+
 /// The console's target, or its 404.
 async fn target(state: &AppState, id: AccountId) -> Result<Account, WebError> {
-    state.members.find_by_id(id).await?.ok_or_else(|| {
-        WebError::Page(ErrorPage::new(StatusCode::NOT_FOUND, "Compte introuvable", "Ce compte n'existe pas ou plus."))
-    })
+    state.members.find_by_id(id).await?.ok_or_else(not_found)
 }
 
 fn denied(why: impl std::fmt::Display) -> WebError {
@@ -533,9 +546,9 @@ pub async fn staff_export(
     Path(id): Path<AccountId>,
     Form(form): Form<ExportForm>,
 ) -> Result<Response, WebError> {
+    let data = state.privacy.data_for_staff(&staff.actor, id, &context, state.clock.now()).await?;
+    let data = data.ok_or_else(not_found)?.map_err(denied)?;
     let account = target(&state, id).await?;
-    let data = state.privacy.data_for_staff(&staff.actor, &account, &context, state.clock.now()).await?;
-    let data = data.map_err(denied)?;
     if form.format == "json" {
         return Ok(json_response(&state, &data, &account));
     }
@@ -559,12 +572,15 @@ pub async fn staff_erase(
     Path(id): Path<AccountId>,
     Form(form): Form<EraseForm>,
 ) -> Result<Response, WebError> {
-    let account = target(&state, id).await?;
     let now = state.clock.now();
     let back = |done: &str| Redirect::to(&format!("/admin/members/{}?done={done}", id.get())).into_response();
     if form.cancel == "yes" {
-        state.privacy.cancel_erasure_for(&staff.actor, &account, &context, now).await?.map_err(denied)?;
-        return Ok(back("erase-cancelled"));
+        let cancelled = state.privacy.cancel_erasure_for(&staff.actor, id, &context, now).await?.map_err(denied)?;
+        return Ok(if cancelled {
+            back("erase-cancelled")
+        } else {
+            Redirect::to(&format!("/admin/members/{}", id.get())).into_response()
+        });
     }
     if form.confirm != "yes" {
         return Err(WebError::Page(ErrorPage::new(
@@ -573,12 +589,16 @@ pub async fn staff_erase(
             "Rien n'a changé : confirmez l'effacement avec le bouton « Oui, effacer ce compte » de la page du compte.",
         )));
     }
-    match state.privacy.request_erasure_for(&staff.actor, &account, &context, now).await? {
-        Ok(_) => {
-            state.postman.signal().notify_one();
-            Ok(back("erase"))
-        }
-        Err(ErasureRefused::Denied(why)) => Err(denied(why)),
-        Err(refused) => Err(denied(refused)),
+    match state.privacy.request_erasure_for(&staff.actor, id, &context, now).await {
+        Err(guichet_core::ports::StoreError::Changed) => Err(not_found()),
+        Err(error) => Err(error.into()),
+        Ok(answer) => match answer {
+            Ok(_) => {
+                state.postman.signal().notify_one();
+                Ok(back("erase"))
+            }
+            Err(ErasureRefused::Denied(why)) => Err(denied(why)),
+            Err(refused) => Err(denied(refused)),
+        },
     }
 }

@@ -24,7 +24,7 @@ async fn erase(app: &Application, identifier: &str) -> anyhow::Result<()> {
     let now = app.state.clock.now();
     match app.state.privacy.erase(account.id, Actor::Operator, &RequestContext::default(), now).await? {
         Erased::Done => {}
-        Erased::NotFound => anyhow::bail!("{identifier}: no such account (erased already?)"),
+        Erased::NotFound | Erased::NotDue => anyhow::bail!("{identifier}: no such account (erased already?)"),
         Erased::Refused(_) => anyhow::bail!("{}: this is the last active administrator: it stays", account.identifier),
     }
     let told = match app.state.messenger.deliver_due().await {
@@ -219,6 +219,9 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
     say!("second factor:   {totp}; keys: {}; backup codes left: {}", factors.keys, factors.backup_codes_left);
     say!("last login:      {}", account.last_login_at.map_or("never".to_owned(), |at| local(at, zone)));
     say!("created:         {}", local(account.created_at, zone));
+    if let Some(at) = account.erase_at {
+        say!("erasure:         asked for; done on {} unless cancelled", local(at, zone));
+    }
     say!("recent events:");
     for event in &status_of.recent_events {
         let from = event.context.address.map(|a| format!(" from {a}")).unwrap_or_default();

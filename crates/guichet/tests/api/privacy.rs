@@ -51,6 +51,22 @@ async fn write_in(app: &TestApp, identifier: &str, phone: &str) -> String {
     page.body
 }
 
+/// Every value of every table that holds one of `needles` (compared in lower case).
+async fn traces(app: &TestApp, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in TestDatabase::tables(&app.app.store).await.unwrap() {
+        for value in TestDatabase::dump(&app.app.store, &table).await.unwrap() {
+            let flat = value.to_lowercase();
+            for needle in needles {
+                if flat.contains(&needle.to_lowercase()) {
+                    found.push(format!("{table}: {value} (holds {needle:?})"));
+                }
+            }
+        }
+    }
+    found
+}
+
 async fn each_retention_period_removes_what_is_past_it_and_nothing_newer(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
     let marie = app.add_member("marie").await;
@@ -286,15 +302,8 @@ async fn an_erased_member_leaves_no_trace_and_the_applications_are_told(backend:
     assert!(told.len() > before && told[before..].iter().any(|(to, _)| to == "wiki"), "the wiki is told: {told:?}");
 
     // Nothing identifies her in any table.
-    let needles = [identifier, email, secours, "Zoéline", "Effaçable", phone, "06987654"];
-    for table in TestDatabase::tables(&app.app.store).await.unwrap() {
-        for value in TestDatabase::dump(&app.app.store, &table).await.unwrap() {
-            let flat = value.to_lowercase();
-            for needle in needles {
-                assert!(!flat.contains(&needle.to_lowercase()), "{table} still holds {needle:?}: {value}");
-            }
-        }
-    }
+    let found = traces(&app, &[identifier, email, secours, "Zoéline", "Effaçable", phone, "06987654"]).await;
+    assert!(found.is_empty(), "{found:#?}");
     // What happened stays, under a pseudonym.
     let kept =
         count(&app, "SELECT COUNT(*) FROM audit_events WHERE pseudonym LIKE 'efface-%' AND account_id IS NULL").await;
@@ -364,7 +373,56 @@ async fn a_member_changes_their_address_with_a_code_and_the_old_one_is_told(back
     assert_eq!(app.account("marie").await.display_name.as_str(), "Marie Curie");
 }
 
+/// The operator's erasure, at once: nothing left either (the desk's count of requests
+/// from her address included), and a proposed address that is somebody else's is
+/// neither in her export nor erased with her.
+async fn an_erasure_at_once_leaves_no_trace_and_spares_an_address_she_only_proposed(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let zoe = app.add_member("zoe.effacable").await;
+    let paul = app.add_member("paul").await;
+    let client = browser();
+    assert_eq!(app.login_with(&client, "zoe.effacable", PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
+    let form = [
+        ("name", "Zoé Effaçable"),
+        ("email", zoe.email.as_str()),
+        ("identifier", ""),
+        ("phone", "05 55 44 33 22"),
+        ("wants", "call"),
+        ("message", "Je voudrais un rappel."),
+    ];
+    assert_eq!(app.submit(&browser(), "/assistance", "/assistance", &form).await.status, StatusCode::OK);
+    // Paul writes in too; Zoé then proposes Paul's address as her own (no code leaves).
+    let pauls = [
+        ("name", "Paul"),
+        ("email", paul.email.as_str()),
+        ("identifier", ""),
+        ("phone", "01 02 03 04 05"),
+        ("wants", "call"),
+        ("message", "Pas de code reçu."),
+    ];
+    assert_eq!(app.submit(&browser(), "/assistance", "/assistance", &pauls).await.status, StatusCode::OK);
+    let proposed = app
+        .submit(&client, "/me/details", "/me/email", &[("email", paul.email.as_str()), ("password", PASSWORD)])
+        .await;
+    assert_eq!(proposed.location(), Some("/me/email/confirm"));
+    let export = app.get_with(&client, "/me/export").await;
+    assert!(export.body.contains("05 55 44 33 22"), "her own request is in her export");
+    assert!(!export.body.contains("01 02 03 04 05"), "Paul's request is not in her export");
+    assert!(
+        count(&app, "SELECT COUNT(*) FROM address_failures WHERE address_key LIKE 'assistance:email:zoe%'").await >= 1
+    );
+
+    let operator = (guichet_core::audit::Actor::Operator, guichet_core::audit::RequestContext::default());
+    let erased = app.app.state.privacy.erase(zoe.id, operator.0, &operator.1, app.clock.now()).await.unwrap();
+    assert_eq!(erased, guichet_core::personal_data::Erased::Done);
+    let found = traces(&app, &["zoe.effacable", "Zoé Effaçable", "05 55 44 33 22"]).await;
+    assert!(found.is_empty(), "{found:#?}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM assistance_requests WHERE phone = '01 02 03 04 05'").await, 1);
+    assert!(app.app.state.members.find("paul").await.is_ok());
+}
+
 on_both_backends!(
+    an_erasure_at_once_leaves_no_trace_and_spares_an_address_she_only_proposed,
     each_retention_period_removes_what_is_past_it_and_nothing_newer,
     the_export_holds_every_row_that_refers_to_the_member,
     staff_produce_a_members_data_and_it_is_audited,
