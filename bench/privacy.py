@@ -11,8 +11,9 @@ holding 2000 of them, then measures:
 - `guichet retention`: how long saying what the next round removes takes (it counts);
 - the housekeeping round `guichet serve` runs at start: how long until the lines past a
   year are gone, the failed attempts past a day too, and the addresses past 90 days cut
-  (read from the database every 50 ms), and how long a second round, with nothing left to
-  do, takes (`guichet retention` again, then a restart);
+  (read from the database every 50 ms), and the logins ("modele", one after another)
+  answered meanwhile, p50/p99, beside the same logins once the round is over (the round
+  deletes and cuts by batches of 2000 rows, each its own transaction);
 - `GET /me/export.json` and `GET /me/export` for "modele": p50/p99 over 50 requests each,
   and the JSON's size;
 - RSS of guichet at the end (VmRSS, VmHWM).
@@ -23,6 +24,7 @@ import random
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 
 import requests
@@ -69,6 +71,18 @@ def counts(db, now_ms):
     return old, failed, uncut
 
 
+def log_in(base):
+    """A fresh browser logging "modele" in: the browser, and the POST's duration."""
+    browser = requests.Session()
+    page = browser.get(f"{base}/login").text
+    started = time.perf_counter()
+    answer = browser.post(f"{base}/login", allow_redirects=False, data={
+        "csrf_token": field(page, "csrf_token"), "identifier": "modele", "password": PASSWORD})
+    took = time.perf_counter() - started
+    assert answer.headers.get("location") == "/me", (answer.status_code, answer.text[:200])
+    return browser, took
+
+
 def timed(requests_session, url, n):
     took, size = [], 0
     for _ in range(n):
@@ -109,9 +123,24 @@ def main():
 
     started = time.perf_counter()
     server = serve(BIN, env, port)
+    during, stop = [], threading.Event()
+
+    def log_in_again_and_again():
+        while not stop.is_set():
+            during.append(log_in(base)[1])
+
+    logins = threading.Thread(target=log_in_again_and_again)
+    logins.start()
     while any(counts(db, now_ms)):
         time.sleep(0.05)
-    print(f"first round at start, all of it done: {time.perf_counter() - started:.2f} s after the process started")
+    took = time.perf_counter() - started
+    stop.set()
+    logins.join()
+    print(f"first round at start, all of it done: {took:.2f} s after the process started")
+    print(f"logins meanwhile: {len(during)}, p50 {percentile(during, 0.5) * 1000:.0f} ms, "
+          f"p99 {percentile(during, 0.99) * 1000:.0f} ms")
+    after = [log_in(base)[1] for _ in range(40)]
+    print(f"logins after it: p50 {percentile(after, 0.5) * 1000:.0f} ms, p99 {percentile(after, 0.99) * 1000:.0f} ms")
     server.terminate()
     server.wait()
     started = time.perf_counter()
@@ -120,11 +149,7 @@ def main():
 
     server = serve(BIN, env, port)
     try:
-        browser = requests.Session()
-        page = browser.get(f"{base}/login").text
-        answer = browser.post(f"{base}/login", allow_redirects=False, data={
-            "csrf_token": field(page, "csrf_token"), "identifier": "modele", "password": PASSWORD})
-        assert answer.headers["location"] == "/me", answer.headers
+        browser, _ = log_in(base)
         took, size = timed(browser, f"{base}/me/export.json", 50)
         print(f"/me/export.json: p50 {percentile(took, 0.5) * 1000:.1f} ms, p99 {percentile(took, 0.99) * 1000:.1f} ms, "
               f"{size / 1024:.0f} KiB")

@@ -151,7 +151,12 @@ fn fields(row: &AnyRow) -> Result<Vec<(String, Field)>, StoreError> {
 
 /// Rows a batch of a retention rule touches at most: each batch is its own short
 /// transaction, so that logins are never held behind a round that removes a year.
-const BATCH: i64 = 2000;
+const BATCH: i64 = 1000;
+
+/// The pause between two batches: SQLite's busy handler sleeps while it waits for the
+/// write lock, and a round that took the lock again at once would keep a login waiting
+/// for seconds (measured by `bench/privacy.py`).
+const BREATHE: std::time::Duration = std::time::Duration::from_millis(120);
 
 impl SqlStore {
     /// Counts the rows of `table` that meet `condition` or, with `apply`, deletes them:
@@ -194,6 +199,7 @@ impl SqlStore {
             if done < u64::try_from(BATCH).unwrap_or(u64::MAX) {
                 return Ok(removed);
             }
+            tokio::time::sleep(BREATHE).await;
         }
     }
 
@@ -203,7 +209,7 @@ impl SqlStore {
     async fn cut_addresses(&self, table: &str, time: &str, browser: bool, before: i64) -> Result<u64, StoreError> {
         let forget = if browser { ", user_agent = NULL" } else { "" };
         let select = format!(
-            "SELECT id, address FROM {table} WHERE address_truncated = 0 AND {time} < $1 ORDER BY id LIMIT {BATCH}"
+            "SELECT id, address FROM {table} WHERE address_truncated = 0 AND {time} < $1 LIMIT {BATCH}"
         );
         let mut cut = 0;
         loop {
@@ -231,6 +237,7 @@ impl SqlStore {
             if rows.len() < usize::try_from(BATCH).unwrap_or(usize::MAX) {
                 return Ok(cut);
             }
+            tokio::time::sleep(BREATHE).await;
         }
     }
 }
