@@ -208,9 +208,8 @@ impl SqlStore {
     /// one transaction: the rows of a batch grouped by network, one update per network.
     async fn cut_addresses(&self, table: &str, time: &str, browser: bool, before: i64) -> Result<u64, StoreError> {
         let forget = if browser { ", user_agent = NULL" } else { "" };
-        let select = format!(
-            "SELECT id, address FROM {table} WHERE address_truncated = 0 AND {time} < $1 LIMIT {BATCH}"
-        );
+        let select =
+            format!("SELECT id, address FROM {table} WHERE address_truncated = 0 AND {time} < $1 LIMIT {BATCH}");
         let mut cut = 0;
         loop {
             let rows: Vec<(i64, Option<String>)> = sqlx::query_as(AssertSqlSafe(select.clone()))
