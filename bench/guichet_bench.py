@@ -54,3 +54,18 @@ def memory(pid):
     status = open(f"/proc/{pid}/status").read()
     rss = {k: int(re.search(rf"{k}:\s+(\d+)", status).group(1)) // 1024 for k in ("VmRSS", "VmHWM")}
     return f"RSS {rss['VmRSS']} MiB, peak {rss['VmHWM']} MiB"
+
+
+def members(guichet, work, count, password):
+    """Adds "modele" with `password`, then imports `count` members m0… with its hash (one
+    Argon2id for all)."""
+    import os
+    import sqlite3
+    guichet("member", "add", "modele", "--email", "modele@chu.example.fr", "--password-stdin", stdin=password + "\n")
+    phc = sqlite3.connect(f"{work}/g.db").execute("SELECT password_hash FROM accounts WHERE identifier = 'modele'").fetchone()[0]
+    csv = os.path.join(work, "members.csv")
+    with open(csv, "w") as f:
+        f.write("identifier,email,name,role,groups,password_hash\n")
+        for n in range(count):
+            f.write(f'm{n},m{n}@chu.example.fr,Membre {n},member,,"{phc}"\n')
+    guichet("member", "import", csv)

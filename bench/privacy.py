@@ -29,7 +29,7 @@ import time
 
 import requests
 
-from guichet_bench import cli, field, free_port, memory, percentile, serve
+from guichet_bench import cli, field, free_port, members, memory, percentile, serve
 
 BIN = sys.argv[1]
 MEMBERS = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
@@ -103,14 +103,7 @@ def main():
                GUICHET_PUBLIC_URL=base, GUICHET_MAIL_TRANSPORT=f"file:{work}/outbox", GUICHET_LOG="warn")
     env.pop("GUICHET_CONFIG", None)
     guichet = cli(BIN, env)
-    guichet("member", "add", "modele", "--email", "modele@chu.example.fr", "--password-stdin", stdin=PASSWORD + "\n")
-    phc = sqlite3.connect(db).execute("SELECT password_hash FROM accounts WHERE identifier = 'modele'").fetchone()[0]
-    csv = os.path.join(work, "members.csv")
-    with open(csv, "w") as f:
-        f.write("identifier,email,name,role,groups,password_hash\n")
-        for n in range(MEMBERS):
-            f.write(f'm{n},m{n}@chu.example.fr,Membre {n},member,,"{phc}"\n')
-    guichet("member", "import", csv)
+    members(guichet, work, MEMBERS, PASSWORD)
     now_ms = int(time.time() * 1000)
     seed(db, now_ms)
     print(f"{MEMBERS} members, {LINES} audit lines over two years; before: old {counts(db, now_ms)[0]}, "

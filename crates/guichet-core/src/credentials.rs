@@ -36,7 +36,13 @@ pub struct Credentials {
     transactions: Arc<dyn Transactions>,
 }
 
-fn member_event(account: AccountId, kind: AuditKind, context: &RequestContext, at: Timestamp) -> NewAuditEvent {
+/// A line about `account`, by its member.
+pub(crate) fn member_event(
+    account: AccountId,
+    kind: AuditKind,
+    context: &RequestContext,
+    at: Timestamp,
+) -> NewAuditEvent {
     NewAuditEvent { at, account_id: Some(account), kind, actor: Actor::Member, context: context.clone(), detail: None }
 }
 

@@ -303,10 +303,7 @@ impl MySpace {
         if email == account.email {
             return Err(RecoveryEmailError::SameAsPrimary);
         }
-        let key = ThrottleKey::ForgotRequests(format!("secours:{}", account.id.get()));
-        let (proposed, _) = self.throttle.count(&key, jiff::SignedDuration::from_hours(1), now).await?;
-        if proposed > PROPOSALS_PER_HOUR {
-            self.throttle.uncount(&key, now).await?;
+        if !self.may_propose(format!("secours:{}", account.id.get()), now).await? {
             return Err(RecoveryEmailError::TooMany);
         }
         self.secours.propose_recovery_email(account.id, &email, now).await?;
@@ -353,10 +350,7 @@ impl MySpace {
             return Err(EmailChangeError::Same);
         }
         let now = self.clock.now();
-        let key = ThrottleKey::ForgotRequests(format!("email:{}", account.id.get()));
-        let (proposed, _) = self.throttle.count(&key, jiff::SignedDuration::from_hours(1), now).await?;
-        if proposed > PROPOSALS_PER_HOUR {
-            self.throttle.uncount(&key, now).await?;
+        if !self.may_propose(format!("email:{}", account.id.get()), now).await? {
             return Err(EmailChangeError::TooMany);
         }
         self.own_address.propose(account.id, &email, now).await?;
@@ -383,6 +377,18 @@ impl MySpace {
         context: &RequestContext,
     ) -> Result<bool, StoreError> {
         self.own_address.rename(account.id, names, context, self.clock.now()).await
+    }
+
+    /// Counts a proposal of an address (`what` names the account and the kind) and says
+    /// whether it is within [`PROPOSALS_PER_HOUR`]; one past it is not counted.
+    async fn may_propose(&self, what: String, now: jiff::Timestamp) -> Result<bool, StoreError> {
+        let key = ThrottleKey::ForgotRequests(what);
+        let (proposed, _) = self.throttle.count(&key, jiff::SignedDuration::from_hours(1), now).await?;
+        if proposed > PROPOSALS_PER_HOUR {
+            self.throttle.uncount(&key, now).await?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// The member's live sessions, newest first.

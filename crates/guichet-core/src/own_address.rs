@@ -11,10 +11,12 @@ use subtle::ConstantTimeEq as _;
 
 use crate::account::{AccountId, DisplayName, EmailAddress, NameParts};
 use crate::account_changes::revoke_handed_out;
-use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
+use crate::audit::{AuditDetail, AuditKind, RequestContext};
 use crate::codes::CodeError;
+use crate::credentials::member_event;
 use crate::mail::{MailKind, MailSubject, NewMail};
 use crate::ports::{Conflict, Ports, Secours, StoreError, Transactions};
+use crate::secours::another_owns;
 use crate::token::TokenHash;
 
 /// The rules of a member's change of address, over units of work.
@@ -36,8 +38,7 @@ impl OwnAddressRules {
     pub async fn propose(&self, account: AccountId, email: &EmailAddress, now: Timestamp) -> Result<(), StoreError> {
         let mut work = self.transactions.begin().await?;
         work.hold_account(account).await?.ok_or(StoreError::Changed)?;
-        let another = |owner: Option<AccountId>| owner.is_some_and(|owner| owner != account);
-        let taken = another(work.email_owner(email).await?) || another(work.secours_owner(email).await?);
+        let taken = another_owns(work.as_mut(), account, email).await?;
         work.set_email_change(account, Some(email), None).await?;
         if !taken {
             let mail = NewMail {
@@ -93,8 +94,7 @@ impl OwnAddressRules {
         if *until <= now {
             return Ok(Err(CodeError::Expired));
         }
-        let another = |owner: Option<AccountId>| owner.is_some_and(|owner| owner != account);
-        if another(work.email_owner(pending).await?) || another(work.secours_owner(pending).await?) {
+        if another_owns(work.as_mut(), account, pending).await? {
             return Err(StoreError::Conflict(Conflict::Email));
         }
         let old = held.account.email.clone();
@@ -105,14 +105,8 @@ impl OwnAddressRules {
         work.set_details(account, pending, &account_row.display_name, &account_row.names, now).await?;
         work.set_email_change(account, None, None).await?;
         revoke_handed_out(work.as_mut(), account, now).await?;
-        let event = NewAuditEvent {
-            at: now,
-            account_id: Some(account),
-            kind: AuditKind::DetailsChanged,
-            actor: Actor::Member,
-            context: context.clone(),
-            detail: Some(AuditDetail::Email(old.clone(), pending.clone())),
-        };
+        let mut event = member_event(account, AuditKind::DetailsChanged, context, now);
+        event.detail = Some(AuditDetail::Email(old.clone(), pending.clone()));
         work.record(&event).await?;
         let notice = NewMail {
             kind: MailKind::EmailChanged,
@@ -141,15 +135,7 @@ impl OwnAddressRules {
             return Ok(false);
         }
         work.set_details(account, &held.account.email, &display, names, now).await?;
-        let event = NewAuditEvent {
-            at: now,
-            account_id: Some(account),
-            kind: AuditKind::DetailsChanged,
-            actor: Actor::Member,
-            context: context.clone(),
-            detail: None,
-        };
-        work.record(&event).await?;
+        work.record(&member_event(account, AuditKind::DetailsChanged, context, now)).await?;
         work.commit().await?;
         Ok(true)
     }

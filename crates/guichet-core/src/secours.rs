@@ -30,6 +30,17 @@ fn secours_of(held: &HeldAccount) -> Secours {
     }
 }
 
+/// Whether `email` is another account's address, as its own or as its confirmed secours
+/// address (read in `work`, the account held).
+pub(crate) async fn another_owns(
+    work: &mut dyn Work,
+    account: AccountId,
+    email: &EmailAddress,
+) -> Result<bool, StoreError> {
+    let another = |owner: Option<AccountId>| owner.is_some_and(|owner| owner != account);
+    Ok(another(work.email_owner(email).await?) || another(work.secours_owner(email).await?))
+}
+
 /// Tells the account's own address that its secours address changed.
 async fn notify(work: &mut dyn Work, held: &HeldAccount, at: Timestamp) -> Result<(), StoreError> {
     let account = &held.account;
@@ -65,8 +76,7 @@ impl SecoursRules {
     ) -> Result<(), StoreError> {
         let mut work = self.transactions.begin().await?;
         let held = work.hold_account(account).await?.ok_or(StoreError::Changed)?;
-        let another = |owner: Option<AccountId>| owner.is_some_and(|owner| owner != account);
-        let taken = another(work.email_owner(email).await?) || another(work.secours_owner(email).await?);
+        let taken = another_owns(work.as_mut(), account, email).await?;
         let proposed = Secours { pending: Some(email.clone()), code: None, ..secours_of(&held) };
         work.set_secours(account, &proposed, now).await?;
         if !taken {

@@ -383,32 +383,67 @@ async fn set_recovery_email(
     render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
+/// What a code confirms: a secours address, or a new own address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Confirming {
+    /// `/me/recovery-email/confirm`.
+    Secours,
+    /// `/me/email/confirm`.
+    OwnAddress,
+}
+
+/// The form for a code mailed to an address waiting for confirmation; opening the
+/// mailed link fills it in and changes nothing.
 #[derive(Template)]
-#[template(path = "me_recovery_confirm.html")]
-struct ConfirmPage {
+#[template(path = "me_code_confirm.html")]
+pub(crate) struct CodePage {
     layout: Layout,
+    title: &'static str,
+    action: &'static str,
+    /// Said when no address waits, with where to propose one.
+    nothing: &'static str,
+    elsewhere: (&'static str, &'static str),
     pending: Option<String>,
     code: String,
     error: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct CodeForm {
-    #[serde(default)]
-    code: String,
+impl CodePage {
+    /// The page for `signed_in`'s address waiting for `what`, with what was typed.
+    pub(crate) fn new(what: Confirming, signed_in: SignedIn, typed: &str, error: Option<String>) -> Self {
+        let SignedIn { account, layout, .. } = signed_in;
+        let code = typed.trim().chars().take(64).collect();
+        let pending = match what {
+            Confirming::Secours => account.recovery_email_pending.as_ref(),
+            Confirming::OwnAddress => account.email_pending.as_ref(),
+        }
+        .map(ToString::to_string);
+        let (title, action, nothing, elsewhere) = match what {
+            Confirming::Secours => (
+                "Confirmer l'adresse de secours",
+                "/me/recovery-email/confirm",
+                "Aucune adresse de secours n'attend de confirmation.",
+                ("/me#secours", "Indiquer une adresse de secours"),
+            ),
+            Confirming::OwnAddress => (
+                "Confirmer la nouvelle adresse",
+                "/me/email/confirm",
+                "Aucune nouvelle adresse n'attend de confirmation.",
+                ("/me/details", "Changer mon adresse"),
+            ),
+        };
+        Self { layout, title, action, nothing, elsewhere, pending, code, error }
+    }
 }
 
-/// The form for the code mailed to the secours address; opening the mailed link fills it
-/// in and changes nothing.
-async fn show_confirm(
-    State(_state): State<AppState>,
-    signed_in: SignedIn,
-    Query(query): Query<CodeForm>,
-) -> Result<Response, WebError> {
-    let SignedIn { account, layout, .. } = signed_in;
-    let pending = account.recovery_email_pending.as_ref().map(ToString::to_string);
-    let code = query.code.trim().chars().take(64).collect();
-    render(StatusCode::OK, &ConfirmPage { layout, pending, code, error: None })
+#[derive(Deserialize)]
+pub(crate) struct CodeForm {
+    #[serde(default)]
+    pub(crate) code: String,
+}
+
+async fn show_confirm(signed_in: SignedIn, Query(query): Query<CodeForm>) -> Result<Response, WebError> {
+    render(StatusCode::OK, &CodePage::new(Confirming::Secours, signed_in, &query.code, None))
 }
 
 async fn confirm(
@@ -420,10 +455,7 @@ async fn confirm(
     match state.me.confirm_recovery_email(&signed_in.account, &form.code, &context).await? {
         Ok(_) => Ok(Redirect::to("/me?done=secours").into_response()),
         Err(why) => {
-            let SignedIn { account, layout, .. } = signed_in;
-            let pending = account.recovery_email_pending.as_ref().map(ToString::to_string);
-            let code = form.code.trim().chars().take(64).collect();
-            let page = ConfirmPage { layout, pending, code, error: Some(sentence(why)) };
+            let page = CodePage::new(Confirming::Secours, signed_in, &form.code, Some(sentence(why)));
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
     }

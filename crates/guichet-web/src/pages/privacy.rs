@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use crate::client::Client;
 use crate::error::{ErrorPage, WebError, busy};
+use crate::pages::me::{CodeForm, CodePage, Confirming};
 use crate::pages::{Form, Layout, SignedIn, Staff, clear_session_cookies, render, secret, sentence};
 use crate::state::AppState;
 use crate::visitor::Visitor;
@@ -383,28 +384,8 @@ async fn propose_email(
     render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
-#[derive(Template)]
-#[template(path = "me_email_confirm.html")]
-struct EmailConfirmPage {
-    layout: Layout,
-    pending: Option<String>,
-    code: String,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CodeForm {
-    #[serde(default)]
-    code: String,
-}
-
-/// The form for the code mailed to the new address; opening the mailed link fills it in
-/// and changes nothing.
 async fn show_email_confirm(signed_in: SignedIn, Query(query): Query<CodeForm>) -> Result<Response, WebError> {
-    let SignedIn { account, layout, .. } = signed_in;
-    let pending = account.email_pending.as_ref().map(ToString::to_string);
-    let code = query.code.trim().chars().take(64).collect();
-    render(StatusCode::OK, &EmailConfirmPage { layout, pending, code, error: None })
+    render(StatusCode::OK, &CodePage::new(Confirming::OwnAddress, signed_in, &query.code, None))
 }
 
 async fn confirm_email(
@@ -422,10 +403,8 @@ async fn confirm_email(
         }
         Err(error) => return Err(error.into()),
     };
-    let SignedIn { account, layout, .. } = signed_in;
-    let pending = account.email_pending.as_ref().map(ToString::to_string);
-    let code = form.code.trim().chars().take(64).collect();
-    render(StatusCode::UNPROCESSABLE_ENTITY, &EmailConfirmPage { layout, pending, code, error: Some(error) })
+    let page = CodePage::new(Confirming::OwnAddress, signed_in, &form.code, Some(error));
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
 #[derive(Template)]
