@@ -155,6 +155,46 @@ impl std::fmt::Display for EmailAddress {
 #[error("{}", crate::catalogue::DISPLAY_NAME_ERROR)]
 pub struct DisplayNameError;
 
+/// Why an RPPS number was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an RPPS number is 11 digits")]
+pub struct RppsError;
+
+/// A health professional's RPPS number (Répertoire partagé des professionnels de santé),
+/// 11 digits: the national identifier an upstream login (Pro Santé Connect) is matched
+/// by. Spaces are dropped; the national identifier as Pro Santé Connect writes it (`8`
+/// then the RPPS) is read as the same number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rpps(String);
+
+impl Rpps {
+    /// Parses what was typed or imported.
+    pub fn parse(raw: &str) -> Result<Self, RppsError> {
+        let digits: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+        let digits = match digits.len() {
+            12 if digits.starts_with('8') => digits[1..].to_owned(),
+            _ => digits,
+        };
+        if digits.len() == 11 && digits.chars().all(|c| c.is_ascii_digit()) { Ok(Self(digits)) } else { Err(RppsError) }
+    }
+
+    /// A value read back from storage.
+    pub fn from_stored(stored: String) -> Self {
+        Self(stored)
+    }
+
+    /// The 11 digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Rpps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The name shown on pages and in emails. May be empty.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DisplayName(String);
@@ -323,6 +363,8 @@ pub struct Account {
     pub email_pending: Option<EmailAddress>,
     /// When the account is to be erased: asked for, and cancellable until then.
     pub erase_at: Option<Timestamp>,
+    /// Its holder's RPPS number, when known.
+    pub rpps: Option<Rpps>,
     /// When the account was created.
     pub created_at: Timestamp,
     /// Last change to the account row.
@@ -355,6 +397,7 @@ impl Account {
             recovery_email_pending: None,
             email_pending: None,
             erase_at: None,
+            rpps: None,
             created_at: now,
             updated_at: now,
             last_login_at: None,
@@ -470,11 +513,22 @@ pub struct NewAccount {
     pub role: Role,
     /// Initial password hash, if any.
     pub password_hash: Option<PasswordHash>,
+    /// Its holder's RPPS number, if known.
+    pub rpps: Option<Rpps>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rpps_numbers_are_eleven_digits_and_the_national_identifier_is_the_same() {
+        assert_eq!(Rpps::parse("10 0012 3456 7").map(|r| r.0), Ok("10001234567".to_owned()));
+        assert_eq!(Rpps::parse("810001234567").map(|r| r.0), Ok("10001234567".to_owned()));
+        assert_eq!(Rpps::parse("1000123456"), Err(RppsError));
+        assert_eq!(Rpps::parse("1000123456x"), Err(RppsError));
+        assert_eq!(Rpps::parse("910001234567"), Err(RppsError));
+    }
 
     #[test]
     fn identifiers_are_trimmed_and_lower_cased() {

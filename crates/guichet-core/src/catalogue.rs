@@ -170,6 +170,9 @@ pub const ADD_MEMBER_ERROR_EMAIL: &str = "adresse refusée";
 /// `AddMemberError::Name`.
 pub const ADD_MEMBER_ERROR_NAME: &str = "nom refusé";
 
+/// `AddMemberError::Rpps`.
+pub const ADD_MEMBER_ERROR_RPPS: &str = "numéro RPPS refusé : 11 chiffres";
+
 /// `AddMemberError::Password`.
 pub const ADD_MEMBER_ERROR_PASSWORD: &str = "mot de passe refusé";
 
@@ -392,6 +395,7 @@ pub fn taken(conflict: Conflict) -> &'static str {
         Conflict::Email => "cette adresse est déjà celle d'un autre compte",
         Conflict::Group => GROUP_ERROR_TAKEN,
         Conflict::Client => "ce client existe déjà",
+        Conflict::Rpps => "ce numéro RPPS est déjà celui d'un autre compte",
     }
 }
 

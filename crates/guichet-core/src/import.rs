@@ -365,6 +365,8 @@ async fn create(
             names: row.names.clone(),
             role: row.role,
             password_hash: row.password_hash.clone(),
+            // The file's `rpps` column comes with the upstream login (issue 22).
+            rpps: None,
         })
         .collect();
     let ids = work.insert_accounts(&new, now).await?;

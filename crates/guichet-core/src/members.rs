@@ -39,6 +39,8 @@ pub struct AddMember {
     pub password: Option<SecretString>,
     /// Mail the member an invitation code to set their password.
     pub invite: bool,
+    /// The RPPS number (empty: none).
+    pub rpps: String,
 }
 
 /// Why an instance is not ready to serve.
@@ -73,6 +75,9 @@ pub enum AddMemberError {
     /// Weak password.
     #[error("{}", crate::catalogue::ADD_MEMBER_ERROR_PASSWORD)]
     Password(#[from] PasswordError),
+    /// Not an RPPS number.
+    #[error("{}", crate::catalogue::ADD_MEMBER_ERROR_RPPS)]
+    Rpps(#[from] crate::account::RppsError),
     /// Identifier or email already used.
     #[error("{}", crate::catalogue::taken(*.0))]
     Taken(Conflict),
@@ -175,7 +180,11 @@ impl Members {
             None => None,
         };
         let then_mail = request.invite.then_some(MailKind::Invitation);
-        let new = NewAccount { identifier, email, display_name, names, role: request.role, password_hash };
+        let rpps = match request.rpps.trim() {
+            "" => None,
+            typed => Some(crate::account::Rpps::parse(typed)?),
+        };
+        let new = NewAccount { identifier, email, display_name, names, role: request.role, password_hash, rpps };
         let event = NewAuditEvent {
             at: self.clock.now(),
             account_id: None,

@@ -63,6 +63,7 @@ impl World {
             role,
             password: Some(SecretString::from(PASSWORD.to_owned())),
             invite: false,
+            rpps: String::new(),
         };
         self.members.add(request, Actor::Operator, RequestContext::default()).await.unwrap()
     }

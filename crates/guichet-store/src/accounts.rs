@@ -15,7 +15,7 @@ use crate::{SqlStore, backend, millis, optional_timestamp, timestamp};
 
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, identifier, email, display_name, role, password_hash, temporary_password_hash, \
      locked_until, created_at, updated_at, last_login_at, disabled_at, password_expires_at, devices_trusted_after, \
-     recovery_email, recovery_email_pending, given_name, family_name, email_pending, erase_at";
+     recovery_email, recovery_email_pending, given_name, family_name, email_pending, erase_at, rpps";
 
 pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     let get_i64 = |column: &str| row.try_get::<i64, _>(column).map_err(backend);
@@ -55,6 +55,7 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
             .map_err(backend)?
             .map(EmailAddress::from_stored),
         erase_at: optional_timestamp(row.try_get("erase_at").map_err(backend)?)?,
+        rpps: row.try_get::<Option<String>, _>("rpps").map_err(backend)?.map(guichet_core::account::Rpps::from_stored),
     })
 }
 
@@ -64,7 +65,14 @@ pub(crate) fn conflict_or_backend(error: sqlx::Error) -> StoreError {
         && db.is_unique_violation()
     {
         let said = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
-        return StoreError::Conflict(if said.contains("email") { Conflict::Email } else { Conflict::Identifier });
+        let conflict = if said.contains("email") {
+            Conflict::Email
+        } else if said.contains("rpps") {
+            Conflict::Rpps
+        } else {
+            Conflict::Identifier
+        };
+        return StoreError::Conflict(conflict);
     }
     backend(error)
 }

@@ -31,7 +31,7 @@ const SECTIONS: &[(&str, &str)] = &[
          last_login_at, locked_until, disabled_at, must_change_password, \
          CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS password_set, \
          password_expires_at AS temporary_password_until, recovery_email, recovery_email_pending, email_pending, \
-         erase_at FROM accounts WHERE id = $1",
+         erase_at, rpps FROM accounts WHERE id = $1",
     ),
     (
         "group_members",
@@ -110,6 +110,11 @@ const SECTIONS: &[(&str, &str)] = &[
          ORDER BY id DESC",
     ),
     ("totp_secrets", "SELECT created_at, confirmed_at FROM totp_secrets WHERE account_id = $1"),
+    (
+        "upstream_links",
+        "SELECT upstream, subject, created_at, last_used_at FROM upstream_links WHERE account_id = $1 \
+         ORDER BY created_at",
+    ),
     (
         "second_factor_recovery_codes",
         "SELECT created_at, used_at FROM second_factor_recovery_codes WHERE account_id = $1 ORDER BY created_at",

@@ -272,7 +272,7 @@ impl Work for SqlWork {
     async fn insert_account(&mut self, new: &NewAccount, at: Timestamp) -> Result<Account, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO accounts (identifier, email, display_name, role, password_hash, created_at, updated_at, \
-             given_name, family_name) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) RETURNING {ACCOUNT_COLUMNS}"
+             given_name, family_name, rpps) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) RETURNING {ACCOUNT_COLUMNS}"
         )))
         .bind(new.identifier.as_str())
         .bind(new.email.as_str())
@@ -282,6 +282,7 @@ impl Work for SqlWork {
         .bind(millis(at))
         .bind(new.names.given.as_str())
         .bind(new.names.family.as_str())
+        .bind(new.rpps.as_ref().map(|r| r.as_str().to_owned()))
         .fetch_one(&mut **self)
         .await
         .map_err(conflict_or_backend)?;

@@ -589,6 +589,7 @@ async fn add(store: &SqlStore, identifier: &str) -> Account {
         names: NameParts::parse("Marie", "Durand").unwrap(),
         role: Role::Member,
         password_hash: Some(some_hash()),
+        rpps: None,
     };
     let event = operator_event(None, AuditKind::AccountCreated);
     changes(store).create_account(&new, event, None).await.unwrap_or_else(|e| panic!("create {identifier}: {e:?}"))
@@ -635,14 +636,26 @@ async fn duplicate_identifiers_and_emails_are_conflicts(store: SqlStore) {
         names: NameParts::default(),
         role: Role::Member,
         password_hash: None,
+        rpps: None,
     };
     let event = operator_event(None, AuditKind::AccountCreated);
     let err = changes(&store).create_account(&same_identifier, event.clone(), None).await.err();
     assert!(matches!(err, Some(StoreError::Conflict(Conflict::Identifier))), "{err:?}");
     same_identifier.identifier = Identifier::parse("marie2").unwrap();
     same_identifier.email = first.email.clone();
-    let err = changes(&store).create_account(&same_identifier, event, None).await.err();
+    let err = changes(&store).create_account(&same_identifier, event.clone(), None).await.err();
     assert!(matches!(err, Some(StoreError::Conflict(Conflict::Email))), "{err:?}");
+    // An RPPS number is one account's; accounts without one are many.
+    let rpps = guichet_core::account::Rpps::parse("10001234567").unwrap();
+    same_identifier.email = EmailAddress::parse("marie2@chu.example.fr").unwrap();
+    same_identifier.rpps = Some(rpps.clone());
+    let holder = changes(&store).create_account(&same_identifier, event.clone(), None).await.unwrap();
+    assert_eq!(reload(&store, &holder).await.rpps, Some(rpps));
+    same_identifier.identifier = Identifier::parse("marie3").unwrap();
+    same_identifier.email = EmailAddress::parse("marie3@chu.example.fr").unwrap();
+    let err = changes(&store).create_account(&same_identifier, event, None).await.err();
+    assert!(matches!(err, Some(StoreError::Conflict(Conflict::Rpps))), "{err:?}");
+    assert_eq!(reload(&store, &first).await.rpps, None);
 }
 
 async fn failures_lock_the_account_at_the_threshold(store: SqlStore) {

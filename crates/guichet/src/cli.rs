@@ -261,6 +261,10 @@ pub struct AddArgs {
     /// Email the member a code to set their own password.
     #[arg(long)]
     pub invite: bool,
+    /// The member's RPPS number (11 digits), by which a Pro Santé Connect login will find
+    /// the account.
+    #[arg(long, value_name = "NUMBER")]
+    pub rpps: Option<String>,
 }
 
 /// `--role`.

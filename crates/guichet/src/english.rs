@@ -80,6 +80,8 @@ fn add_member(error: &AddMemberError) -> Option<String> {
         ),
         AddMemberError::Taken(Conflict::Identifier) => "this identifier is taken".to_owned(),
         AddMemberError::Taken(Conflict::Email) => "this address is already another account's".to_owned(),
+        AddMemberError::Taken(Conflict::Rpps) => "this RPPS number is already another account's".to_owned(),
+        AddMemberError::Rpps(_) => "RPPS number refused: 11 digits".to_owned(),
         AddMemberError::Taken(Conflict::Group | Conflict::Client)
         | AddMemberError::Store(_)
         | AddMemberError::Hash(_) => return None,

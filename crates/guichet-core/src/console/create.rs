@@ -91,7 +91,7 @@ fn check(form: &AccountForm<'_>) -> Result<Checked, Vec<FormError>> {
     }
     match (identifier, email, name, role) {
         (Some(identifier), Some(email), Some((display_name, names)), Some(role)) if errors.is_empty() => Ok(Checked {
-            new: NewAccount { identifier, email, display_name, names, role, password_hash: None },
+            new: NewAccount { identifier, email, display_name, names, role, password_hash: None, rpps: None },
             groups,
         }),
         _ => Err(errors),

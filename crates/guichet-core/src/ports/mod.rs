@@ -45,6 +45,8 @@ pub enum Conflict {
     Group,
     /// An OpenID Connect client's id.
     Client,
+    /// An RPPS number.
+    Rpps,
 }
 
 /// A storage failure.
@@ -56,6 +58,7 @@ pub enum StoreError {
         Conflict::Email => "an account with this email address",
         Conflict::Group => "a group with this name",
         Conflict::Client => "a client with this id",
+        Conflict::Rpps => "an account with this RPPS number",
     })]
     Conflict(Conflict),
     /// The target no longer is what the caller decided on (a member became staff while

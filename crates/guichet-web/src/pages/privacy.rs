@@ -106,6 +106,7 @@ fn section_title(table: &str) -> &'static str {
         "oidc_refresh_tokens" => "Accès prolongés des applications",
         "oidc_logouts" => "Déconnexions transmises aux applications",
         "totp_secrets" => "Application d'authentification (second facteur)",
+        "upstream_links" => "Connexions par un service d'identité (Pro Santé Connect)",
         "second_factor_recovery_codes" => "Codes de récupération du second facteur",
         "webauthn_credentials" => "Clés de sécurité et clés d'accès",
         "webauthn_ceremonies" => "Ajouts de clé en cours",
@@ -173,6 +174,9 @@ fn column_label(column: &str) -> &'static str {
         "revoked_at" => "Révoqué le",
         "ended_at" => "Session terminée le",
         "last_used_at" => "Dernière utilisation",
+        "rpps" => "Numéro RPPS",
+        "upstream" => "Service d'identité",
+        "subject" => "Identifiant chez ce service",
         _ => "Autre",
     }
 }

@@ -121,6 +121,7 @@ async fn add(app: &Application, args: AddArgs) -> anyhow::Result<()> {
         role: args.role.into(),
         password,
         invite: args.invite,
+        rpps: args.rpps.unwrap_or_default(),
     };
     let account = app.state.members.add(request, Actor::Operator, RequestContext::default()).await?;
     say!("created {} ({}, {})", account.identifier, account.role, account.email);
@@ -208,6 +209,7 @@ async fn show(app: &Application, identifier: &str, settings: &Settings) -> anyho
         temporary.map_or("no".to_owned(), |until| format!("yes (temporary password until {})", local(until, zone)))
     );
     say!("secours address: {}", account.recovery_email.as_ref().map_or("-".to_owned(), |e| e.masked()));
+    say!("RPPS:            {}", account.rpps.as_ref().map_or("-".to_owned(), ToString::to_string));
     say!("pending codes:   {pending_codes}");
     let factors = app.state.second_factors.status(account.id).await?;
     let totp = match factors.totp {

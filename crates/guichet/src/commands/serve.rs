@@ -131,6 +131,7 @@ async fn first_administrator(app: &Application, settings: &Settings, clock: &dyn
             role: Role::Admin,
             password: None,
             invite: false,
+            rpps: String::new(),
         };
         members
             .add(request, Actor::System, RequestContext::default())

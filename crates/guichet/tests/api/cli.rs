@@ -90,6 +90,26 @@ async fn an_operator_adds_a_member_who_can_then_log_in(backend: Backend) {
     assert_eq!(app.login("jean.martin", PASSWORD).await.status, StatusCode::SEE_OTHER);
 }
 
+/// `member add --rpps`: the national professional identifier an upstream login will
+/// match, shown by `member show`, one account's only, and 11 digits.
+async fn an_operator_records_a_members_rpps_number(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let add = |identifier: &str, rpps: &str| {
+        let email = format!("{identifier}@chu.example.fr");
+        guichet(&app, &["member", "add", identifier, "--email", &email, "--rpps", rpps], None)
+    };
+    let added = add("jean.martin", "10 0012 3456 7");
+    assert!(added.status.success(), "{}", stderr(&added));
+    let shown = guichet(&app, &["member", "show", "jean.martin"], None);
+    assert!(stdout(&shown).contains("RPPS:            10001234567"), "{}", stdout(&shown));
+    let twice = add("jeanne.martin", "810001234567");
+    assert_eq!(stderr(&twice).trim(), "error: this RPPS number is already another account's");
+    let short = add("paul.martin", "1234");
+    assert_eq!(stderr(&short).trim(), "error: RPPS number refused: 11 digits");
+    let page = app.app.state.members.find("jean.martin").await.unwrap();
+    assert_eq!(page.rpps.map(|r| r.to_string()).as_deref(), Some("10001234567"));
+}
+
 async fn duplicates_are_refused_in_one_line(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
     app.add_member("marie").await;
@@ -300,6 +320,7 @@ async fn the_operator_sees_what_is_kept_and_erases_an_account(backend: Backend) 
 }
 
 on_both_backends!(
+    an_operator_records_a_members_rpps_number,
     the_operator_sees_what_is_kept_and_erases_an_account,
     members_from_the_old_site_log_in_with_their_old_passwords,
     an_operator_adds_a_member_who_can_then_log_in,

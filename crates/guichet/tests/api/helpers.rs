@@ -494,6 +494,7 @@ impl TestApp {
             role,
             password: Some(SecretString::from(PASSWORD.to_owned())),
             invite: false,
+            rpps: String::new(),
         };
         self.app
             .state

@@ -229,6 +229,9 @@ async fn staff_produce_a_members_data_and_it_is_audited(backend: Backend) {
     let desk = browser();
     assert_eq!(app.login_with(&desk, "desk", PASSWORD, &[]).await.status, StatusCode::SEE_OTHER);
     let page = format!("/admin/members/{}", marie.id.get());
+    let sql = format!("UPDATE accounts SET rpps = '10001234567' WHERE id = {}", marie.id.get());
+    TestDatabase::execute(&app.app.store, &sql).await.unwrap();
+    assert!(app.get_with(&desk, &page).await.body.contains("Numéro RPPS</dt><dd>10001234567"), "shown to staff");
     let shown = app.submit(&desk, &page, &format!("{page}/export"), &[]).await;
     assert_eq!(shown.status, StatusCode::OK);
     assert!(shown.body.contains("Données personnelles de marie") && shown.body.contains("marie@chu.example.fr"));

@@ -365,6 +365,7 @@ async fn the_readme_block_guards_the_site(kind: Kind, backend: Backend) {
         role: Role::Member,
         password: Some(SecretString::from(PASSWORD.to_owned())),
         invite: false,
+        rpps: String::new(),
     };
     app.app.state.members.add(request, Actor::Operator, RequestContext::default()).await.unwrap();
     app.app.state.groups.add("bureau", "").await.unwrap();
