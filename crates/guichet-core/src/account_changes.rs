@@ -149,13 +149,15 @@ impl AccountChanges {
 
     /// Changes the address and name, audited with `event`. A new address voids what was
     /// handed out to the old one (codes, a temporary password, device marks) and the
-    /// old one is told. `Err(Conflict(Email))` when the address is another account's,
-    /// as its own or as its secours address.
+    /// old one is told. `rpps`, when given, replaces the RPPS number (`Some(None)`
+    /// removes it). `Err(Conflict(Email))` when the address is another account's, as its
+    /// own or as its secours address; `Err(Conflict(Rpps))` when the number is.
     pub async fn change_details(
         &self,
         account: AccountId,
         email: &EmailAddress,
         (name, names): (&DisplayName, &NameParts),
+        rpps: Option<Option<&crate::account::Rpps>>,
         event: NewAuditEvent,
         reach: Reach,
     ) -> Result<(), StoreError> {
@@ -165,6 +167,9 @@ impl AccountChanges {
             return Err(StoreError::Conflict(Conflict::Email));
         }
         work.set_details(account, email, name, names, event.at).await?;
+        if let Some(rpps) = rpps {
+            work.set_rpps(account, rpps).await?;
+        }
         let old = held.account.email;
         if old != *email {
             // What was mailed to the old address must not work any more.
@@ -269,6 +274,7 @@ mod tests {
             ONE,
             &secours,
             (&name, &names),
+            None,
             event(ONE, AuditKind::DetailsChanged),
             Reach::Anyone,
         );
@@ -276,7 +282,7 @@ mod tests {
         let new = EmailAddress::from_stored("a1.new@example.org".into());
         rows.lock().await.sessions.push((ONE, "forced".into(), true));
         changes
-            .change_details(ONE, &new, (&name, &names), event(ONE, AuditKind::DetailsChanged), Reach::Anyone)
+            .change_details(ONE, &new, (&name, &names), None, event(ONE, AuditKind::DetailsChanged), Reach::Anyone)
             .await
             .unwrap();
         let rows = rows.lock().await;

@@ -385,6 +385,19 @@ impl Work for SqlWork {
         .await
     }
 
+    async fn set_rpps(
+        &mut self,
+        account: AccountId,
+        rpps: Option<&guichet_core::account::Rpps>,
+    ) -> Result<(), StoreError> {
+        self.write_unique(
+            sqlx::query("UPDATE accounts SET rpps = $2 WHERE id = $1")
+                .bind(account.get())
+                .bind(rpps.map(|r| r.as_str().to_owned())),
+        )
+        .await
+    }
+
     async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError> {
         sqlx::query("UPDATE accounts SET erase_at = $2 WHERE id = $1")
             .bind(account.get())

@@ -330,7 +330,7 @@ async fn a_secours_address_belongs_to_one_account(store: SqlStore) {
     let event = staff_event(&paul, AuditKind::DetailsChanged);
     let name = DisplayName::parse("Paul").unwrap();
     let changed = changes(&store)
-        .change_details(paul.id, &personal(), (&name, &NameParts::default()), event, Reach::Anyone)
+        .change_details(paul.id, &personal(), (&name, &NameParts::default()), None, event, Reach::Anyone)
         .await;
     assert!(matches!(changed, Err(StoreError::Conflict(Conflict::Email))), "{changed:?}");
 }
@@ -1102,7 +1102,8 @@ async fn writes_within_reach_of_members_only_refuse_staff_accounts(store: SqlSto
     let email = EmailAddress::parse("pris@example.org").unwrap();
     let name = DisplayName::default();
     let names = (&name, &NameParts::default());
-    let refused = changes(&store).change_details(staff.id, &email, names, event(&staff), Reach::MembersOnly).await;
+    let refused =
+        changes(&store).change_details(staff.id, &email, names, None, event(&staff), Reach::MembersOnly).await;
     assert!(matches!(refused, Err(StoreError::Changed)), "{refused:?}");
     let mail = NewMail {
         kind: MailKind::PasswordReset,
@@ -1180,7 +1181,7 @@ async fn an_address_change_voids_what_was_sent_to_the_old_one(store: SqlStore) {
     let new = EmailAddress::parse("marie@gmail.example.com").unwrap();
     let event = staff_event(&account, AuditKind::DetailsChanged);
     let changed = changes(&store)
-        .change_details(account.id, &new, (&account.display_name, &account.names), event, Reach::MembersOnly)
+        .change_details(account.id, &new, (&account.display_name, &account.names), None, event, Reach::MembersOnly)
         .await;
     assert!(changed.is_ok(), "{changed:?}");
     assert!(store.find_code(&code.hash()).await.ok().flatten().and_then(|c| c.used_at).is_some());

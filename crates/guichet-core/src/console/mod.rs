@@ -504,18 +504,25 @@ impl Console {
         target: AccountId,
         email: &str,
         (name, given_name, family_name): (&str, &str, &str),
+        rpps: Option<&str>,
         context: &RequestContext,
     ) -> Result<(), ConsoleError> {
         let target = self.target(actor, ConsoleAction::ChangeDetails, target).await?;
         let email = EmailAddress::parse(email).map_err(AddMemberError::from)?;
         let (name, names) = NameParts::with_display(name, given_name, family_name).map_err(AddMemberError::from)?;
+        // Not in the form: unchanged; empty: removed.
+        let rpps = match rpps.map(str::trim) {
+            None => None,
+            Some("") => Some(None),
+            Some(typed) => Some(Some(crate::account::Rpps::parse(typed).map_err(AddMemberError::from)?)),
+        };
         let mut event = self.event(actor, target.id, AuditKind::DetailsChanged, context);
         if email != target.email {
             // In full: staff undoing a malicious change need the old address.
             event.detail = Some(AuditDetail::Email(target.email.clone(), email.clone()));
         }
         self.account_changes
-            .change_details(target.id, &email, (&name, &names), event, actor.reach())
+            .change_details(target.id, &email, (&name, &names), rpps.as_ref().map(Option::as_ref), event, actor.reach())
             .await
             .map_err(AddMemberError::from)?;
         Ok(())

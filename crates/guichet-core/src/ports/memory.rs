@@ -162,6 +162,16 @@ impl Work for MemoryWork {
     async fn hold_account(&mut self, account: AccountId) -> Result<Option<HeldAccount>, StoreError> {
         Ok(self.rows.accounts.get(&account).cloned())
     }
+    async fn set_rpps(&mut self, account: AccountId, rpps: Option<&crate::account::Rpps>) -> Result<(), StoreError> {
+        if rpps.is_some()
+            && self.rows.accounts.values().any(|h| h.account.id != account && h.account.rpps.as_ref() == rpps)
+        {
+            return Err(StoreError::Conflict(Conflict::Rpps));
+        }
+        let held = self.rows.accounts.get_mut(&account).ok_or(StoreError::Changed)?;
+        held.account.rpps = rpps.cloned();
+        Ok(())
+    }
     async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError> {
         let held = self.rows.accounts.get_mut(&account).ok_or(StoreError::Changed)?;
         held.account.erase_at = at;

@@ -384,6 +384,10 @@ pub trait Work: Send {
     /// Removes one of the account's keys; `Ok(false)` when it has none with this id.
     async fn remove_key(&mut self, account: AccountId, credential_id: &str) -> Result<bool, StoreError>;
 
+    /// Sets the account's RPPS number (`None`: none); `Err(Conflict(Rpps))` when it is
+    /// another account's.
+    async fn set_rpps(&mut self, account: AccountId, rpps: Option<&crate::account::Rpps>) -> Result<(), StoreError>;
+
     /// Sets when the account is to be erased (`None`: not).
     async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError>;
 

@@ -187,7 +187,46 @@ async fn the_account_list_filters_and_pages(backend: Backend) {
     );
 }
 
-on_both_backends!(staff_make_accounts_and_groups_in_the_console, the_account_list_filters_and_pages);
+/// Staff see and correct a member's RPPS number on its page: one account's only, 11
+/// digits, removed when emptied, unchanged by a form that does not carry it.
+async fn staff_correct_a_members_rpps_number(backend: Backend) {
+    let app = spawn_app_with(backend, &[]).await;
+    let marie = app.add_member("marie").await;
+    let paul = app.add_member("paul").await;
+    app.add_account("desk", Role::Assistance).await;
+    let desk = signed_in(&app, "desk").await;
+    let details = |id: i64, rpps: Option<&'static str>| {
+        let mut form = vec![("given_name", "Marie"), ("family_name", "Durand")];
+        form.push(("email", if id == marie.id.get() { "marie@chu.example.fr" } else { "paul@chu.example.fr" }));
+        form.extend(rpps.map(|r| ("rpps", r)));
+        (format!("/admin/members/{id}"), form)
+    };
+    let (page, form) = details(marie.id.get(), Some("100 0123 4567"));
+    let saved = app.submit(&desk, &page, &format!("{page}/details"), &form).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(app.account("marie").await.rpps.map(|r| r.to_string()).as_deref(), Some("10001234567"));
+    assert!(app.get_with(&desk, &page).await.body.contains("value=\"10001234567\""));
+    let (paul_page, form) = details(paul.id.get(), Some("10001234567"));
+    let taken = app.submit(&desk, &paul_page, &format!("{paul_page}/details"), &form).await;
+    assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(taken.body.contains("ce numéro RPPS est déjà celui d'un autre compte"), "{}", taken.body);
+    let (_, form) = details(paul.id.get(), Some("12"));
+    let short = app.submit(&desk, &paul_page, &format!("{paul_page}/details"), &form).await;
+    assert!(short.status == StatusCode::UNPROCESSABLE_ENTITY && short.body.contains("11 chiffres"));
+    assert_eq!(app.account("paul").await.rpps, None);
+    let (_, form) = details(marie.id.get(), None);
+    app.submit(&desk, &page, &format!("{page}/details"), &form).await;
+    assert!(app.account("marie").await.rpps.is_some(), "a form without the field leaves it");
+    let (_, form) = details(marie.id.get(), Some(""));
+    app.submit(&desk, &page, &format!("{page}/details"), &form).await;
+    assert_eq!(app.account("marie").await.rpps, None, "emptied: removed");
+}
+
+on_both_backends!(
+    staff_make_accounts_and_groups_in_the_console,
+    the_account_list_filters_and_pages,
+    staff_correct_a_members_rpps_number,
+);
 
 #[tokio::test]
 async fn staff_keep_a_given_and_a_family_name_that_the_member_sees() {

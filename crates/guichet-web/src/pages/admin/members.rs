@@ -627,6 +627,9 @@ pub struct DetailsForm {
     given_name: String,
     #[serde(default)]
     family_name: String,
+    /// The RPPS number: absent, unchanged; empty, removed.
+    #[serde(default)]
+    rpps: Option<String>,
 }
 
 pub async fn details(
@@ -641,7 +644,8 @@ pub async fn details(
     let parts_typed = !form.given_name.trim().is_empty() || !form.family_name.trim().is_empty();
     let name = if parts_typed { "" } else { form.name.as_str() };
     let names = (name, form.given_name.as_str(), form.family_name.as_str());
-    let error = match state.console.change_details(&staff.actor, id, &form.email, names, &context).await {
+    let rpps = form.rpps.as_deref();
+    let error = match state.console.change_details(&staff.actor, id, &form.email, names, rpps, &context).await {
         Ok(()) => return Ok(back(id, "details")),
         Err(ConsoleError::Invalid(error)) => describe(&error),
         Err(other) => return Err(refused(other)),
