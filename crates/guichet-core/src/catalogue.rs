@@ -65,6 +65,9 @@ pub const DENIED_ERASE_ADMINISTRATOR: &str = "un compte administrateur ne s'effa
 /// `EmailChangeError::Same`.
 pub const EMAIL_CHANGE_ERROR_SAME: &str = "c'est déjà l'adresse de votre compte";
 
+/// `ErasureRefused::LastAdministrator`, said to the administrator asking for their own.
+pub const OWN_ERASURE_LAST_ADMINISTRATOR: &str = "Vous êtes le dernier administrateur actif : nommez d'abord un autre administrateur, puis demandez l'effacement de votre compte.";
+
 /// `ErasureRefused::LastAdministrator`.
 pub const ERASURE_LAST_ADMINISTRATOR: &str =
     "c'est le dernier administrateur actif : nommez d'abord un autre administrateur avant d'effacer ce compte";

@@ -196,16 +196,16 @@ impl Privacy {
         self.store.personal_data(account, now).await
     }
 
-    /// Everything held about `target`, for staff answering the member's request through
-    /// the desk: decided here on the account as held, and audited on it before it is read.
-    /// `Ok(None)` when there is no such account.
+    /// Everything held about `target`, with the account as held, for staff answering the
+    /// member's request through the desk: decided here on that account, and audited on it
+    /// before it is read. `Ok(None)` when there is no such account.
     pub async fn data_for_staff(
         &self,
         actor: &StaffActor,
         target: AccountId,
         context: &RequestContext,
         now: Timestamp,
-    ) -> Result<Option<Result<PersonalData, Denied>>, StoreError> {
+    ) -> Result<Option<Result<(Account, PersonalData), Denied>>, StoreError> {
         let mut work = self.transactions.begin().await?;
         let Some(held) = work.hold_account(target).await? else { return Ok(None) };
         if let Err(denied) = decide(actor, ConsoleAction::ExportData, &held.account) {
@@ -213,7 +213,7 @@ impl Privacy {
         }
         work.record(&event(target, AuditKind::DataExported, actor.audit_actor(), context, now)).await?;
         work.commit().await?;
-        Ok(self.store.personal_data(target, now).await?.map(Ok))
+        Ok(self.store.personal_data(target, now).await?.map(|data| Ok((held.account, data))))
     }
 
     /// The member asks for their own account's erasure, their password typed again.

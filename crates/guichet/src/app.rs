@@ -491,22 +491,29 @@ impl Application {
         std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(before).unwrap_or(0))
     }
 
+    /// The file transport's messages written before their period's end: counted, and
+    /// removed with `remove`, on a blocking thread (a folder is read file by file).
+    async fn message_files(&self, remove: bool) -> anyhow::Result<u64> {
+        let (transport, before) = (self.mail_transport.clone(), self.message_files_cutoff());
+        tokio::task::spawn_blocking(move || transport.forget_written(before, remove))
+            .await
+            .context("the message folder's task stopped")?
+            .context("could not read or clean the message folder")
+    }
+
     /// One housekeeping round now (what `serve` does every ten minutes), the file
     /// transport's old messages included.
     pub async fn housekeeping_round(&self) -> anyhow::Result<guichet_core::housekeeping::Forgotten> {
-        let files = self.mail_transport.forget_written(self.message_files_cutoff(), true);
+        let files = self.message_files(true).await;
         let mut forgotten = self.housekeeping.round(self.state.clock.now()).await?;
-        forgotten.swept.message_bodies = files.context("could not remove old message files")?;
+        forgotten.swept.message_bodies = files?;
         Ok(forgotten)
     }
 
     /// What the next round will remove, by kind, and how many asked erasures are due.
     pub async fn retention_preview(&self) -> anyhow::Result<(guichet_core::retention::Swept, u64)> {
         let (mut swept, due) = self.housekeeping.preview(self.state.clock.now()).await?;
-        swept.message_bodies = self
-            .mail_transport
-            .forget_written(self.message_files_cutoff(), false)
-            .context("could not read the message folder")?;
+        swept.message_bodies = self.message_files(false).await?;
         Ok((swept, due))
     }
 

@@ -471,10 +471,7 @@ async fn ask_erasure(
             }
             Err(_) => {
                 let mut page = erase_page(&state, signed_in, None, false);
-                page.refused = Some(
-                    "Vous êtes le dernier administrateur actif : nommez d'abord un autre administrateur, puis demandez l'effacement de votre compte."
-                        .to_owned(),
-                );
+                page.refused = Some(guichet_core::catalogue::OWN_ERASURE_LAST_ADMINISTRATOR.to_owned());
                 return render(StatusCode::CONFLICT, &page);
             }
         },
@@ -505,11 +502,6 @@ fn not_found() -> WebError {
     WebError::Page(ErrorPage::new(StatusCode::NOT_FOUND, "Compte introuvable", "Ce compte n'existe pas ou plus."))
 }
 
-/// The console's target, or its 404.
-async fn target(state: &AppState, id: AccountId) -> Result<Account, WebError> {
-    state.members.find_by_id(id).await?.ok_or_else(not_found)
-}
-
 fn denied(why: impl std::fmt::Display) -> WebError {
     WebError::Page(ErrorPage::new(StatusCode::FORBIDDEN, "Action refusée", format!("Action refusée : {why}.")))
 }
@@ -529,10 +521,21 @@ pub async fn staff_export(
     Path(id): Path<AccountId>,
     Form(form): Form<ExportForm>,
 ) -> Result<Response, WebError> {
-    let data = state.privacy.data_for_staff(&staff.actor, id, &context, state.clock.now()).await?;
-    let data = data.ok_or_else(not_found)?.map_err(denied)?;
-    let account = target(&state, id).await?;
-    if form.format == "json" {
+    // What the form may ask, parsed before anything is read or audited.
+    let json = match form.format.as_str() {
+        "" | "html" => false,
+        "json" => true,
+        _ => {
+            return Err(WebError::Page(ErrorPage::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Format inconnu",
+                "Les données se voient en page ou se téléchargent en JSON : utilisez les boutons de la page du compte.",
+            )));
+        }
+    };
+    let found = state.privacy.data_for_staff(&staff.actor, id, &context, state.clock.now()).await?;
+    let (account, data) = found.ok_or_else(not_found)?.map_err(denied)?;
+    if json {
         return Ok(json_response(&state, &data, &account));
     }
     export_response(&state, staff.layout, &data, Some(account.identifier.to_string()))

@@ -232,6 +232,12 @@ async fn staff_produce_a_members_data_and_it_is_audited(backend: Backend) {
     let sql = format!("UPDATE accounts SET rpps = '10001234567' WHERE id = {}", marie.id.get());
     TestDatabase::execute(&app.app.store, &sql).await.unwrap();
     assert!(app.get_with(&desk, &page).await.body.contains("Numéro RPPS</dt><dd>10001234567"), "shown to staff");
+    let odd = app.submit(&desk, &page, &format!("{page}/export"), &[("format", "xml")]).await;
+    assert_eq!(odd.status, StatusCode::UNPROCESSABLE_ENTITY, "a format that does not parse is refused");
+    let exported = |events: &[guichet_core::audit::AuditEvent]| {
+        events.iter().filter(|e| e.kind == guichet_core::audit::AuditKind::DataExported).count()
+    };
+    assert_eq!(exported(&app.events("marie").await), 0, "and nothing was read or audited");
     let shown = app.submit(&desk, &page, &format!("{page}/export"), &[]).await;
     assert_eq!(shown.status, StatusCode::OK);
     assert!(shown.body.contains("Données personnelles de marie") && shown.body.contains("marie@chu.example.fr"));
