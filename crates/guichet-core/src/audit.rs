@@ -116,11 +116,15 @@ pub enum AuditKind {
     AccountErased,
     /// Staff produced the member's data (the right of access, through the desk).
     DataExported,
+    /// An upstream identity (Pro Santé Connect…) was linked to the account.
+    UpstreamLinked,
+    /// An upstream identity was unlinked from the account.
+    UpstreamUnlinked,
 }
 
 impl AuditKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 36] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginRefusedLocked,
@@ -155,6 +159,8 @@ impl AuditKind {
         Self::ErasureCancelled,
         Self::AccountErased,
         Self::DataExported,
+        Self::UpstreamLinked,
+        Self::UpstreamUnlinked,
     ];
 
     /// What only serves to count failed attempts: kept as long as
@@ -199,6 +205,8 @@ impl AuditKind {
             Self::ErasureCancelled => "erasure_cancelled",
             Self::AccountErased => "account_erased",
             Self::DataExported => "data_exported",
+            Self::UpstreamLinked => "upstream_linked",
+            Self::UpstreamUnlinked => "upstream_unlinked",
         }
     }
 
@@ -382,6 +390,9 @@ pub enum AuditDetail {
     SecondFactor(crate::second_factor::SecondFactor),
     /// `second_factor_removed` by staff: how they checked who asked.
     Verified(String),
+    /// `login_succeeded`, `upstream_linked`, `upstream_unlinked`: through which upstream
+    /// provider, by the name it is shown under.
+    Upstream(String),
     /// Written by an earlier version as free text: shown as it was.
     Text(String),
 }
@@ -403,6 +414,7 @@ impl AuditDetail {
             Self::WrongCode => "wrong_code".to_owned(),
             Self::SecondFactor(factor) => format!("second_factor:{}", factor.as_str()),
             Self::Verified(how) => format!("verified:{how}"),
+            Self::Upstream(name) => format!("upstream:{name}"),
             Self::Text(text) => text.clone(),
         }
     }
@@ -445,6 +457,7 @@ impl AuditDetail {
             "wrong_code" if value.is_empty() => Self::WrongCode,
             "second_factor" => Self::SecondFactor(crate::second_factor::SecondFactor::parse(value)?),
             "verified" if !value.is_empty() => Self::Verified(value.to_owned()),
+            "upstream" if !value.is_empty() => Self::Upstream(value.to_owned()),
             _ => return None,
         })
     }

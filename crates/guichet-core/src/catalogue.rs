@@ -385,6 +385,7 @@ pub fn mail_kind(value: MailKind) -> &'static str {
         MailKind::RecoveryEmailChanged => "avis de changement de l'adresse de secours",
         MailKind::SecondFactorChanged => "avis de changement du second facteur",
         MailKind::ErasureScheduled => "avis d'effacement du compte programmé",
+        MailKind::UpstreamLinked => "avis d'association d'un service d'identité",
         MailKind::EmailChangeConfirmation => "code de confirmation de la nouvelle adresse",
         MailKind::DeskNewRequest => "avis à l'assistance : nouvelle demande",
         MailKind::DeskCallConfirmed => "avis à l'assistance : rendez-vous confirmé",

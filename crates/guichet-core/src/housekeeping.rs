@@ -34,6 +34,7 @@ pub struct Housekeeping {
     sessions: Arc<dyn SessionStore>,
     oidc: Arc<dyn OidcStore>,
     passkeys: Arc<dyn PasskeyStore>,
+    upstream: Arc<dyn crate::ports::UpstreamStore>,
     privacy: Arc<dyn PrivacyStore>,
     erasures: Privacy,
     retention: Retention,
@@ -46,6 +47,7 @@ impl Housekeeping {
             sessions: Arc::clone(&ports.sessions),
             oidc: Arc::clone(&ports.oidc),
             passkeys: Arc::clone(&ports.passkeys),
+            upstream: Arc::clone(&ports.upstream),
             privacy: Arc::clone(&ports.privacy),
             erasures,
             retention,
@@ -68,6 +70,9 @@ impl Housekeeping {
         let swept = self.privacy.sweep(&cutoffs, true).await;
         let oidc = self.oidc.purge_oidc(day_ago).await;
         let ceremonies = self.passkeys.purge_ceremonies(now).await;
+        // The upstream requests (ten minutes) count with the WebAuthn ceremonies.
+        let upstream = self.upstream.purge_upstream_requests(now).await;
+        let ceremonies = ceremonies.and_then(|c| upstream.map(|u| c + u));
         let erased = erased?;
         let mut swept = swept?;
         swept.unused_accounts = erased.unused;

@@ -45,5 +45,6 @@ pub mod secours;
 pub mod session;
 pub mod token;
 pub mod typography;
+pub mod upstream;
 
 pub use jiff::{SignedDuration, Timestamp};

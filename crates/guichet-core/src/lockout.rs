@@ -85,6 +85,8 @@ pub enum ThrottleKey {
     AssistanceRequests(String),
     /// Passkey logins begun from an address.
     PasskeyLogins(String),
+    /// Upstream logins (Pro Santé Connect…) begun from an address.
+    UpstreamLogins(String),
 }
 
 impl ThrottleKey {
@@ -110,6 +112,7 @@ impl ThrottleKey {
             Self::ForgotRequests(address) => format!("forgot:{address}"),
             Self::AssistanceRequests(address) => format!("assistance:{address}"),
             Self::PasskeyLogins(address) => format!("passkey:{address}"),
+            Self::UpstreamLogins(address) => format!("upstream:{address}"),
         }
     }
 }

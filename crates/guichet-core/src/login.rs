@@ -282,6 +282,14 @@ impl Authenticator {
             .encode(&self.key)
     }
 
+    /// Whether the browser's device cookie holds a mark for `account` issued since its
+    /// marks were last voided: the member's usual browser, which a lock does not stop.
+    /// Counts nothing (for logins that guess nothing, like an upstream provider's).
+    pub fn usual_browser(&self, device_cookie: Option<&str>, account: &crate::account::Account) -> bool {
+        let cookie = DeviceCookie::parse(device_cookie.unwrap_or_default(), &self.key, self.clock.now());
+        cookie.mark_for(account.id).is_some_and(|mark| mark.issued_at() > account.devices_trusted_after)
+    }
+
     /// The lockout policy in force.
     pub fn lockout_policy(&self) -> LockoutPolicy {
         self.lockout

@@ -66,11 +66,14 @@ pub enum MailKind {
     ErasureScheduled,
     /// A code confirming the new address a member chose for their account, sent to it.
     EmailChangeConfirmation,
+    /// An upstream identity (Pro Santé Connect…) was linked to the account: told to its
+    /// address.
+    UpstreamLinked,
 }
 
 impl MailKind {
     /// Every kind.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::ForgotIdentifier,
         Self::PasswordReset,
         Self::Invitation,
@@ -89,6 +92,7 @@ impl MailKind {
         Self::DeskCallConfirmed,
         Self::ErasureScheduled,
         Self::EmailChangeConfirmation,
+        Self::UpstreamLinked,
     ];
 
     /// The stored name.
@@ -112,6 +116,7 @@ impl MailKind {
             Self::DeskCallConfirmed => "desk_call_confirmed",
             Self::ErasureScheduled => "erasure_scheduled",
             Self::EmailChangeConfirmation => "email_change_confirmation",
+            Self::UpstreamLinked => "upstream_linked",
         }
     }
 
@@ -444,6 +449,11 @@ pub enum MailContent {
         /// When the message was written (the calendar entry's stamp).
         written_at: Timestamp,
     },
+    /// An upstream identity was linked to the account (told to the account's address).
+    UpstreamLinked {
+        /// When.
+        at: Timestamp,
+    },
     /// The account's erasure was asked for.
     ErasureScheduled {
         /// When it will be done.
@@ -488,6 +498,7 @@ impl MailContent {
             Self::DeskNewRequest { .. } => MailKind::DeskNewRequest,
             Self::DeskCallConfirmed { .. } => MailKind::DeskCallConfirmed,
             Self::ErasureScheduled { .. } => MailKind::ErasureScheduled,
+            Self::UpstreamLinked { .. } => MailKind::UpstreamLinked,
             Self::EmailChangeConfirmation { .. } => MailKind::EmailChangeConfirmation,
         }
     }

@@ -517,6 +517,7 @@ impl Postman {
                 MailContent::EmailChangeConfirmation { code, expires_at }
             }
             // Called off meanwhile: nothing to say.
+            MailKind::UpstreamLinked => MailContent::UpstreamLinked { at: mail.created_at },
             MailKind::ErasureScheduled => match account.erase_at {
                 Some(at) => MailContent::ErasureScheduled { at },
                 None => return Ok(None),

@@ -79,14 +79,69 @@ pub struct Factors {
     pub backup: bool,
     /// A security key or passkey, with user verification (WebAuthn).
     pub key: bool,
+    /// An upstream provider (Pro Santé Connect…) vouched for the member: which, and at
+    /// what level (its `acr`).
+    pub upstream: Option<Vouched>,
+}
+
+/// An upstream login, as a session keeps it: the provider's `id` (`psc`) and the `acr`
+/// its ID token carried (`eidas1`). Short words, kept inline so that [`Factors`] stays
+/// `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vouched {
+    /// The provider's id, as configured.
+    pub by: Word,
+    /// The level it said, when it said one.
+    pub acr: Option<Word>,
+}
+
+/// A word of at most [`Word::MAX`] bytes of visible ASCII, no space: an upstream's id or
+/// an `acr` value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Word {
+    bytes: [u8; Word::MAX],
+    len: u8,
+}
+
+impl Word {
+    /// The longest word kept (an `acr` URI such as eIDAS's fits).
+    pub const MAX: usize = 64;
+
+    /// The word, when it is one.
+    pub fn new(text: &str) -> Option<Self> {
+        let fits = !text.is_empty() && text.len() <= Self::MAX && text.bytes().all(|b| b.is_ascii_graphic());
+        if !fits {
+            return None;
+        }
+        let mut bytes = [0_u8; Self::MAX];
+        bytes.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+        Some(Self { bytes, len: u8::try_from(text.len()).ok()? })
+    }
+
+    /// The word.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
 }
 
 impl Factors {
     /// A password alone.
-    pub const PASSWORD: Self = Self { password: true, totp: false, backup: false, key: false };
+    pub const PASSWORD: Self = Self { password: true, totp: false, backup: false, key: false, upstream: None };
     /// A passkey alone, without a password: it verified the member itself (a PIN or a
     /// fingerprint on the device), so it counts as two factors.
-    pub const PASSKEY: Self = Self { password: false, totp: false, backup: false, key: true };
+    pub const PASSKEY: Self = Self { password: false, totp: false, backup: false, key: true, upstream: None };
+
+    /// An upstream provider's word alone (see [`Vouched`]).
+    pub fn upstream(vouched: Vouched) -> Self {
+        Self { upstream: Some(vouched), ..Self::default() }
+    }
 
     /// These factors and `second`.
     #[must_use]
@@ -105,9 +160,14 @@ impl Factors {
     }
 
     /// The `amr` values (RFC 8176): `pwd`, `otp` (a TOTP or backup code), `hwk` (a key),
-    /// and `mfa` with two factors.
-    pub fn amr(self) -> Vec<&'static str> {
+    /// and `mfa` with two factors; after an upstream login, `fed` (federated) and the
+    /// provider's id (`psc`), so that an application can tell it came from there.
+    pub fn amr(&self) -> Vec<&str> {
         let mut amr = Vec::new();
+        if let Some(vouched) = &self.upstream {
+            amr.push("fed");
+            amr.push(vouched.by.as_str());
+        }
         if self.password {
             amr.push("pwd");
         }
@@ -123,26 +183,42 @@ impl Factors {
         amr
     }
 
-    /// The `acr`: [`ACR_TWO_FACTORS`] with a second factor, [`ACR_ONE_FACTOR`] otherwise.
-    pub fn acr(self) -> &'static str {
-        if self.has_second() { ACR_TWO_FACTORS } else { ACR_ONE_FACTOR }
+    /// The `acr`: [`ACR_TWO_FACTORS`] with a second factor given here; else the level an
+    /// upstream provider said (`eidas1`); else [`ACR_ONE_FACTOR`].
+    pub fn acr(&self) -> &str {
+        if self.has_second() {
+            return ACR_TWO_FACTORS;
+        }
+        self.upstream.as_ref().and_then(|v| v.acr.as_ref()).map_or(ACR_ONE_FACTOR, Word::as_str)
     }
 
-    /// The stored form: words separated by spaces (`pwd`, `otp`, `backup`, `hwk`).
+    /// The stored form: words separated by spaces (`pwd`, `otp`, `backup`, `hwk`, and
+    /// `fed:ID` with `acr:VALUE` after an upstream login).
     pub fn to_stored(self) -> String {
         let words = [(self.password, "pwd"), (self.totp, "otp"), (self.backup, "backup"), (self.key, "hwk")];
-        words.iter().filter(|(on, _)| *on).map(|(_, word)| *word).collect::<Vec<_>>().join(" ")
+        let mut stored: Vec<String> = words.iter().filter(|(on, _)| *on).map(|(_, word)| (*word).to_owned()).collect();
+        if let Some(vouched) = &self.upstream {
+            stored.push(format!("fed:{}", vouched.by.as_str()));
+            if let Some(acr) = &vouched.acr {
+                stored.push(format!("acr:{}", acr.as_str()));
+            }
+        }
+        stored.join(" ")
     }
 
     /// Reads the stored form; a word it does not know adds nothing.
     pub fn from_stored(stored: &str) -> Self {
-        stored.split_whitespace().fold(Self::default(), |factors, word| match word {
+        let mut factors = stored.split_whitespace().fold(Self::default(), |factors, word| match word {
             "pwd" => Self { password: true, ..factors },
             "otp" => Self { totp: true, ..factors },
             "backup" => Self { backup: true, ..factors },
             "hwk" => Self { key: true, ..factors },
             _ => factors,
-        })
+        });
+        let by = stored.split_whitespace().find_map(|w| w.strip_prefix("fed:")).and_then(Word::new);
+        let acr = stored.split_whitespace().find_map(|w| w.strip_prefix("acr:")).and_then(Word::new);
+        factors.upstream = by.map(|by| Vouched { by, acr });
+        factors
     }
 }
 
@@ -704,6 +780,14 @@ mod tests {
         assert_eq!(both.acr(), ACR_TWO_FACTORS);
         assert_eq!(Factors::PASSWORD.amr(), ["pwd"]);
         assert_eq!(Factors::PASSWORD.acr(), ACR_ONE_FACTOR);
+        let vouched = Vouched { by: Word::new("psc").unwrap_or_else(|| panic!()), acr: Word::new("eidas1") };
+        let upstream = Factors::upstream(vouched);
+        assert_eq!(upstream.amr(), ["fed", "psc"]);
+        assert_eq!(upstream.acr(), "eidas1");
+        assert_eq!(Factors::from_stored(&upstream.to_stored()), upstream);
+        assert_eq!(upstream.to_stored(), "fed:psc acr:eidas1");
+        assert!(!upstream.has_second(), "an upstream login is not a second factor given here");
+        assert!(Word::new("a b").is_none() && Word::new("").is_none() && Word::new(&"x".repeat(65)).is_none());
         assert_eq!(Factors::from_stored("pwd backup unknown"), Factors::PASSWORD.and(SecondFactor::Backup));
         assert!(!Factors::from_stored("otp").has_second(), "a code without a password is one factor");
     }

@@ -54,6 +54,8 @@ pub struct NewSession {
     pub must_change_password: bool,
     /// How it signed in.
     pub factors: Factors,
+    /// Opened upstream: the provider's ID token, the hint its logout asks for.
+    pub upstream_id_token: Option<String>,
 }
 
 /// A live session.
@@ -141,6 +143,20 @@ impl Sessions {
         must_change_password: bool,
         factors: Factors,
     ) -> Result<(PlainToken, Session), StoreError> {
+        self.open_with(account, context, replacing, must_change_password, factors, None).await
+    }
+
+    /// Like [`Self::open`], for a session an upstream provider vouched for: its ID token
+    /// is kept for the provider's logout.
+    pub async fn open_with(
+        &self,
+        account: AccountId,
+        context: RequestContext,
+        replacing: Option<&TokenHash>,
+        must_change_password: bool,
+        factors: Factors,
+        upstream_id_token: Option<String>,
+    ) -> Result<(PlainToken, Session), StoreError> {
         if let Some(old) = replacing {
             self.sessions.delete_session(old, self.clock.now(), None).await?;
         }
@@ -156,6 +172,7 @@ impl Sessions {
             context,
             must_change_password,
             factors,
+            upstream_id_token,
         };
         self.sessions.create_session(&session).await?;
         let NewSession { token_hash, account_id, created_at, idle_expires_at, expires_at, .. } = session;
@@ -225,6 +242,11 @@ impl Sessions {
         let factors = session.factors.and(second);
         self.sessions.set_session_factors(&session.token_hash, factors).await?;
         Ok(factors)
+    }
+
+    /// The upstream provider's ID token a session keeps (see [`Self::open_with`]).
+    pub async fn upstream_id_token(&self, session: &Session) -> Result<Option<String>, StoreError> {
+        self.sessions.upstream_id_token(&session.token_hash).await
     }
 
     /// Logs out: ends the session and records it, in one transaction.

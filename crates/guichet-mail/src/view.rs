@@ -132,6 +132,9 @@ impl View {
             MailContent::SecondFactorChanged { at: changed } => {
                 view.when = at(*changed);
             }
+            MailContent::UpstreamLinked { at: linked } => {
+                view.when = at(*linked);
+            }
             MailContent::ErasureScheduled { at: due } => {
                 view.when = at(*due);
             }

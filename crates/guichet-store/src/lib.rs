@@ -25,6 +25,7 @@ mod sessions;
 pub mod testing;
 mod throttle;
 mod tls;
+mod upstream;
 mod work;
 
 use std::str::FromStr as _;

@@ -124,6 +124,7 @@ const SECTIONS: &[(&str, &str)] = &[
         "SELECT name, created_at, last_used_at FROM webauthn_credentials WHERE account_id = $1 ORDER BY created_at",
     ),
     ("webauthn_ceremonies", "SELECT purpose, expires_at FROM webauthn_ceremonies WHERE account_id = $1"),
+    ("upstream_requests", "SELECT upstream, purpose, expires_at FROM upstream_requests WHERE account_id = $1"),
 ];
 
 /// Whether a column holds an instant (milliseconds since the epoch).

@@ -100,7 +100,7 @@ impl SessionStore for SqlStore {
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, account_id, created_at, idle_expires_at, expires_at, address, user_agent, \
-             must_change_password, factors) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             must_change_password, factors, upstream_id_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(session.token_hash.as_str())
         .bind(session.account_id.get())
@@ -111,6 +111,7 @@ impl SessionStore for SqlStore {
         .bind(session.context.user_agent.clone())
         .bind(i64::from(session.must_change_password))
         .bind(session.factors.to_stored())
+        .bind(session.upstream_id_token.clone())
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -151,6 +152,15 @@ impl SessionStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn upstream_id_token(&self, token: &TokenHash) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar::<_, Option<String>>("SELECT upstream_id_token FROM sessions WHERE token_hash = $1")
+            .bind(token.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map(Option::flatten)
+            .map_err(backend)
     }
 
     async fn set_session_factors(&self, token: &TokenHash, factors: Factors) -> Result<(), StoreError> {

@@ -894,6 +894,30 @@ impl Work for SqlWork {
         crate::passkeys::remove_keys(self, account).await
     }
 
+    async fn link_upstream(
+        &mut self,
+        upstream: &str,
+        subject: &str,
+        account: AccountId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        crate::upstream::link(self, upstream, subject, account, now).await
+    }
+
+    async fn used_upstream_link(
+        &mut self,
+        upstream: &str,
+        subject: &str,
+        account: AccountId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        crate::upstream::used(self, upstream, subject, account, now).await
+    }
+
+    async fn unlink_upstream(&mut self, account: AccountId, upstream: &str, subject: &str) -> Result<bool, StoreError> {
+        crate::upstream::unlink(self, account, upstream, subject).await
+    }
+
     async fn insert_key(&mut self, key: &guichet_core::ports::StoredKey) -> Result<bool, StoreError> {
         crate::passkeys::insert_key(self, key).await
     }

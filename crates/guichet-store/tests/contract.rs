@@ -778,6 +778,7 @@ fn new_session(account: &Account, token: &PlainToken) -> NewSession {
         context: context(),
         must_change_password: false,
         factors: guichet_core::second_factor::Factors::PASSWORD,
+        upstream_id_token: None,
     }
 }
 
@@ -1590,6 +1591,7 @@ fn code_for(client: &Client, account: &Account, hash: &TokenHash) -> NewCode {
         expires_at: t0() + SignedDuration::from_secs(60),
         session: None,
         factors: guichet_core::second_factor::Factors::PASSWORD,
+        upstream_id_token: None,
     }
 }
 

@@ -27,6 +27,9 @@ pub enum Cookie {
     Pass,
     /// A login whose password was right, waiting for its second factor (five minutes).
     SecondStep,
+    /// An upstream login under way: its `state`, then the identity waiting for a
+    /// password (minutes).
+    Upstream,
 }
 
 impl Cookie {
@@ -38,6 +41,7 @@ impl Cookie {
             Self::Device => "guichet_device",
             Self::Pass => "guichet_pass",
             Self::SecondStep => "guichet_second_step",
+            Self::Upstream => "guichet_upstream",
         }
     }
 }

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::privacy::routes())
         .merge(pages::second_factor::routes())
         .merge(pages::passkeys::routes())
+        .merge(pages::upstream::routes())
         .merge(pages::forgot::routes())
         .merge(pages::help::routes())
         .merge(pages::assistance::routes())

@@ -131,6 +131,8 @@ pub struct Inner {
     pub console: Console,
     /// The rights over personal data: export, erasure.
     pub privacy: guichet_core::personal_data::Privacy,
+    /// Upstream identity providers (Pro Santé Connect…): none configured, no button.
+    pub upstreams: guichet_core::upstream::Upstreams,
     /// Groups of members.
     pub groups: Groups,
     /// Forward auth: who may see which URL of the members' area.

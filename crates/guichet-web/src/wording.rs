@@ -60,6 +60,8 @@ pub fn event(kind: AuditKind) -> &'static str {
         AuditKind::BackupCodesRenewed => "codes de récupération renouvelés",
         AuditKind::ErasureRequested => "effacement du compte demandé",
         AuditKind::ErasureCancelled => "effacement du compte annulé",
+        AuditKind::UpstreamLinked => "service d'identité associé au compte",
+        AuditKind::UpstreamUnlinked => "service d'identité retiré du compte",
         AuditKind::AccountErased => "compte effacé",
         AuditKind::DataExported => "données communiquées par l'équipe",
     }
@@ -102,6 +104,7 @@ pub fn detail(detail: &AuditDetail) -> String {
         AuditDetail::SecondFactor(SecondFactor::Backup) => "avec un code de récupération".to_owned(),
         AuditDetail::SecondFactor(SecondFactor::Key) => "avec une clé de sécurité ou une clé d'accès".to_owned(),
         AuditDetail::Verified(how) => format!("identité vérifiée : {how}"),
+        AuditDetail::Upstream(name) => format!("par {name}"),
         AuditDetail::Text(text) => text.clone(),
     }
 }

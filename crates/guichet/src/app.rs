@@ -127,9 +127,12 @@ impl Application {
         let oidc = Oidc::new(&ports, Arc::clone(&clock), key.clone(), &settings.public_url, sessions.clone())
             .map_err(|e| anyhow::anyhow!("GUICHET_PUBLIC_URL cannot be an OpenID Connect issuer: {e}"))?
             .with_offline_lifetime(settings.offline_token_ttl);
-        let messenger =
-            Messenger::new(oidc.clone(), Arc::new(crate::backchannel::HttpSender::new()?), Arc::clone(&clock));
+        let sender = crate::backchannel::HttpSender::new()?;
+        let outbound = sender.client();
+        let messenger = Messenger::new(oidc.clone(), Arc::new(sender), Arc::clone(&clock));
         let privacy = guichet_core::personal_data::Privacy::new(&ports, settings.erasure_delay);
+        let providers = crate::upstream::Providers::new(&settings.upstreams, &settings.public_url, outbound)?;
+        let upstreams = guichet_core::upstream::Upstreams::new(&ports, Arc::new(providers), Arc::clone(&clock));
         let housekeeping = Housekeeping::new(&ports, settings.retention, privacy.clone());
         let importer = guichet_core::import::Importer::of(&ports, Arc::clone(&clock));
         let web = WebSettings {
@@ -165,6 +168,7 @@ impl Application {
             passkeys,
             console,
             privacy,
+            upstreams,
             groups,
             gate,
             oidc,

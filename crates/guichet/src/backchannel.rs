@@ -17,6 +17,21 @@ pub struct HttpSender {
 impl HttpSender {
     /// A client trusting the system's certificate authorities.
     pub fn new() -> anyhow::Result<Self> {
+        Ok(Self { client: outbound_client()? })
+    }
+
+    /// The HTTP client, for guichet's other calls out (upstream providers): one pool,
+    /// the system's roots loaded once.
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+}
+
+/// The HTTP client guichet calls others with (applications' back channels, upstream
+/// providers): rustls with ring and the system's roots, no redirect followed, five
+/// seconds to connect and ten to answer.
+fn outbound_client() -> anyhow::Result<reqwest::Client> {
+    {
         let mut roots = rustls::RootCertStore::empty();
         let found = rustls_native_certs::load_native_certs();
         for certificate in found.certs {
@@ -29,15 +44,14 @@ impl HttpSender {
             .context("no TLS version to offer")?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let client = reqwest::Client::builder()
+        reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
-            .user_agent(concat!("guichet/", env!("CARGO_PKG_VERSION"), " (back-channel logout)"))
+            .user_agent(concat!("guichet/", env!("CARGO_PKG_VERSION")))
             .build()
-            .context("could not build the back-channel logout HTTP client")?;
-        Ok(Self { client })
+            .context("could not build the outbound HTTP client")
     }
 }
 
@@ -64,7 +78,7 @@ impl LogoutSender for HttpSender {
 }
 
 /// What went wrong, without the URL (it is the client's, shown beside it already).
-fn without_url(error: &reqwest::Error) -> String {
+pub(crate) fn without_url(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "no answer within 10 s"
     } else if error.is_connect() {

@@ -81,6 +81,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// The `[[access]]` rules of the members' area.
     pub access: AccessPolicy,
+    /// The `[[upstream]]` identity providers (Pro Santé Connect…).
+    pub upstreams: Vec<crate::upstream::UpstreamSettings>,
     /// `GUICHET_RETENTION_*`: how long each kind of personal data is kept.
     pub retention: guichet_core::retention::Retention,
     /// `GUICHET_ERASURE_DELAY`: between an erasure asked for and done.
@@ -160,6 +162,8 @@ pub struct Sources {
     environment: BTreeMap<String, String>,
     /// The file's `[[access]]` tables: each rule's `url`, `groups` and `second_factor`.
     access: Vec<(String, Vec<String>, bool)>,
+    /// The file's `[[upstream]]` tables.
+    upstreams: Vec<crate::upstream::UpstreamSettings>,
 }
 
 impl Sources {
@@ -237,6 +241,10 @@ impl Sources {
         for (key, value) in table {
             if key == "access" {
                 self.access = access_rules(value, path)?;
+                continue;
+            }
+            if key == "upstream" {
+                self.upstreams = crate::upstream::read_tables(value, path)?;
                 continue;
             }
             let variable = format!("GUICHET_{}", key.trim_start_matches("GUICHET_").to_ascii_uppercase());
@@ -479,6 +487,14 @@ impl Settings {
             ("secure cookies", self.cookie_secure.to_string()),
             ("cookie domain", self.cookie_domain.clone().unwrap_or_else(|| "(host only)".to_owned())),
             ("access rules", self.access.len().to_string()),
+            (
+                "upstream providers",
+                if self.upstreams.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.upstreams.iter().map(|u| format!("{} ({})", u.id, u.issuer)).collect::<Vec<_>>().join(", ")
+                },
+            ),
             ("metrics", self.metrics_listen.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"))),
             (
                 "retention",
@@ -594,6 +610,7 @@ impl Settings {
         let settings =
             Self {
                 access,
+                upstreams: s.upstreams.clone(),
                 database_url,
                 listen,
                 site_name,

@@ -9,3 +9,4 @@ pub mod config;
 pub mod english;
 #[cfg(test)]
 mod properties;
+pub mod upstream;

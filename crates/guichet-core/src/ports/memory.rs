@@ -53,6 +53,8 @@ pub(crate) struct Rows {
     pub backup_codes: Vec<(AccountId, String, Option<Timestamp>)>,
     /// Security keys and passkeys.
     pub keys: Vec<super::StoredKey>,
+    /// Upstream links: provider, subject, account.
+    pub upstream_links: Vec<(String, String, AccountId)>,
 }
 
 #[derive(Debug, Default)]
@@ -171,6 +173,33 @@ impl Work for MemoryWork {
         let held = self.rows.accounts.get_mut(&account).ok_or(StoreError::Changed)?;
         held.account.rpps = rpps.cloned();
         Ok(())
+    }
+    async fn link_upstream(
+        &mut self,
+        upstream: &str,
+        subject: &str,
+        account: AccountId,
+        _now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        if self.rows.upstream_links.iter().any(|(u, s, _)| u == upstream && s == subject) {
+            return Ok(false);
+        }
+        self.rows.upstream_links.push((upstream.to_owned(), subject.to_owned(), account));
+        Ok(true)
+    }
+    async fn used_upstream_link(
+        &mut self,
+        upstream: &str,
+        subject: &str,
+        account: AccountId,
+        _now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.rows.upstream_links.iter().any(|(u, s, a)| u == upstream && s == subject && *a == account))
+    }
+    async fn unlink_upstream(&mut self, account: AccountId, upstream: &str, subject: &str) -> Result<bool, StoreError> {
+        let before = self.rows.upstream_links.len();
+        self.rows.upstream_links.retain(|(u, s, a)| !(u == upstream && s == subject && *a == account));
+        Ok(self.rows.upstream_links.len() < before)
     }
     async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError> {
         let held = self.rows.accounts.get_mut(&account).ok_or(StoreError::Changed)?;

@@ -16,6 +16,7 @@ mod oidc;
 mod passkeys;
 mod privacy;
 mod sessions;
+mod upstream;
 mod work;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use oidc::{CodeUse, OidcStore};
 pub use passkeys::{CeremonyPurpose, PasskeyStore, StoredCeremony, StoredKey};
 pub use privacy::PrivacyStore;
 pub use sessions::SessionStore;
+pub use upstream::{RequestPurpose, StoredRequest, UpstreamLink, UpstreamStore};
 pub use work::{EventId, HeldAccount, HeldOidcCode, Secours, StoredTotp, Transactions, Work};
 
 /// Which unique value was already taken.
@@ -151,6 +153,8 @@ pub struct Ports {
     pub passkeys: Arc<dyn PasskeyStore>,
     /// Retention, exports, erasures.
     pub privacy: Arc<dyn PrivacyStore>,
+    /// Upstream identity providers' links and requests.
+    pub upstream: Arc<dyn UpstreamStore>,
     /// Counts per address.
     pub throttle: Arc<dyn ThrottleStore>,
     /// Counts per device mark.
@@ -176,6 +180,7 @@ impl Ports {
             + OidcStore
             + PasskeyStore
             + PrivacyStore
+            + UpstreamStore
             + ThrottleStore
             + DeviceStore
             + KeyStore
@@ -194,6 +199,7 @@ impl Ports {
             oidc: store.clone(),
             passkeys: store.clone(),
             privacy: store.clone(),
+            upstream: store.clone(),
             throttle: store.clone(),
             devices: store.clone(),
             keys: store.clone(),

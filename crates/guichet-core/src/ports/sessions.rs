@@ -28,6 +28,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// The account's live sessions at `now`, newest first, with where each began.
     async fn account_sessions(&self, account: AccountId, now: Timestamp) -> Result<Vec<OpenSession>, StoreError>;
 
+    /// The upstream provider's ID token the session keeps, if it was opened upstream.
+    async fn upstream_id_token(&self, token: &TokenHash) -> Result<Option<String>, StoreError>;
+
     /// Sets how the session signed in.
     async fn set_session_factors(&self, token: &TokenHash, factors: Factors) -> Result<(), StoreError>;
 

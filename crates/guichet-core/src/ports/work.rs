@@ -388,6 +388,29 @@ pub trait Work: Send {
     /// another account's.
     async fn set_rpps(&mut self, account: AccountId, rpps: Option<&crate::account::Rpps>) -> Result<(), StoreError>;
 
+    /// Links the provider's `subject` to the account; `false` (nothing written) when that
+    /// identity is linked already, to this account or another.
+    async fn link_upstream(
+        &mut self,
+        upstream: &str,
+        subject: &str,
+        account: AccountId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Records that the link opened a session; `false` when it is not (or no longer) the
+    /// account's.
+    async fn used_upstream_link(
+        &mut self,
+        upstream: &str,
+        subject: &str,
+        account: AccountId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes one of the account's links; `false` when it had no such link.
+    async fn unlink_upstream(&mut self, account: AccountId, upstream: &str, subject: &str) -> Result<bool, StoreError>;
+
     /// Sets when the account is to be erased (`None`: not).
     async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError>;
 

@@ -54,6 +54,8 @@ struct LoginPage {
     application: Option<String>,
     /// Offers the passkey button (where the browser can use one).
     passkeys: bool,
+    /// The upstream providers' buttons: where each leads (with `next`), and its name.
+    upstreams: Vec<(String, String)>,
 }
 
 impl LoginPage {
@@ -70,6 +72,7 @@ impl LoginPage {
             frames: Vec::new(),
             application: None,
             passkeys: state.passkeys.is_some(),
+            upstreams: upstream_buttons(state, &next),
             next,
         }
     }
@@ -139,6 +142,16 @@ async fn show(
         response.headers_mut().insert(CONTENT_SECURITY_POLICY, policy);
     }
     Ok(with_passkey_script(&state, response))
+}
+
+/// The upstream providers' buttons: `/login/upstream/{id}`, carrying `next`.
+fn upstream_buttons(state: &AppState, next: &str) -> Vec<(String, String)> {
+    let query = if next.is_empty() {
+        String::new()
+    } else {
+        format!("?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
+    };
+    state.upstreams.providers().into_iter().map(|p| (format!("/login/upstream/{}{query}", p.id), p.name)).collect()
 }
 
 /// Where a signed-in member goes: where they were going (`next`, already checked),
@@ -257,7 +270,17 @@ async fn logout(
     Client(context): Client,
 ) -> Result<Response, WebError> {
     let mut notice = "logged_out".to_owned();
+    let mut upstream_logout = None;
     if let Some(session) = &visitor.session {
+        // Opened upstream: the provider's own session ends too, when it offers a logout.
+        if let Some(vouched) = session.factors.upstream
+            && let Some(id_token) = state.sessions.upstream_id_token(session).await?
+        {
+            let id = vouched.by.as_str();
+            let back = format!("{}/login", state.settings.public_url.trim_end_matches('/'));
+            let url = state.upstreams.logout_url(id, &id_token, &back).await;
+            upstream_logout = url.map(|url| (state.upstreams.name_of(id), url));
+        }
         // Read before the session ends: its end forgets which applications it opened.
         let signed_into = state.oidc.signed_into(session).await?;
         state.sessions.log_out(session, context).await?;
@@ -266,7 +289,22 @@ async fn logout(
             notice = format!("logged_out:{}", signed_into.encode());
         }
     }
-    let mut response = (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/login"))]).into_response();
+    let mut response = match upstream_logout {
+        // The provider's logout, then back to the login page (which tells the
+        // applications); a form's redirect may not leave guichet, the page moves on.
+        Some((name, url)) => {
+            let layout = Layout { signed_in: false, staff: false, ..Layout::for_visitor(&state, &visitor) };
+            let page = crate::pages::upstream::AwayPage {
+                layout,
+                title: "Vous êtes déconnecté".to_owned(),
+                line: format!("Votre session est fermée ici ; nous fermons aussi votre session {name}."),
+                name,
+                url,
+            };
+            render(StatusCode::OK, &page)?
+        }
+        None => (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/login"))]).into_response(),
+    };
     crate::pages::clear_session_cookies(&state, &mut response);
     response.headers_mut().append(SET_COOKIE, state.settings.cookies.set(Cookie::Notice, &notice));
     Ok(response)

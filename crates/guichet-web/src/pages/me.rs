@@ -82,8 +82,22 @@ struct MePage {
     mail_refused: Option<String>,
     /// When the account's asked erasure will be done.
     erase_at: Option<String>,
+    /// The upstream identities linked to the account: provider id, name, subject,
+    /// linked on, last used on.
+    upstream_links: Vec<UpstreamRow>,
+    /// The providers not linked yet: id and name.
+    linkable: Vec<(String, String)>,
     /// What just happened.
     done: Option<String>,
+}
+
+/// An upstream link as Mon espace lists it.
+struct UpstreamRow {
+    id: String,
+    name: String,
+    subject: String,
+    linked_at: String,
+    used_at: String,
 }
 
 impl MePage {
@@ -121,6 +135,8 @@ fn done_message(done: &Done) -> Option<String> {
         "email" => "Votre nouvelle adresse est enregistrée : les messages du site y partent désormais. L'ancienne adresse est prévenue.".to_owned(),
         "name" => "Votre nom est corrigé.".to_owned(),
         "erase-cancelled" => "L'effacement de votre compte est annulé : il reste ouvert.".to_owned(),
+        "upstream" => "Le service d'identité est associé à votre compte : il vous fera entrer sans mot de passe. Un message vous le confirme.".to_owned(),
+        "upstream-removed" => "Le service d'identité est retiré : il n'ouvre plus votre compte.".to_owned(),
         _ => return None,
     })
 }
@@ -133,7 +149,29 @@ async fn me_page(state: &AppState, signed_in: SignedIn, done: Option<String>) ->
     // Failed attempts since the login before this session's: what happened while away.
     let failures =
         activity.failures_while_away(session.created_at).into_iter().take(20).map(|e| Activity::of(e, zone)).collect();
+    let upstream_links: Vec<UpstreamRow> = state
+        .upstreams
+        .links(account.id)
+        .await?
+        .into_iter()
+        .map(|link| UpstreamRow {
+            name: state.upstreams.name_of(&link.upstream),
+            id: link.upstream,
+            subject: link.subject,
+            linked_at: format::date_time(link.created_at, zone),
+            used_at: link.last_used_at.map_or_else(|| "jamais".to_owned(), |at| format::date_time(at, zone)),
+        })
+        .collect();
+    let linkable = state
+        .upstreams
+        .providers()
+        .into_iter()
+        .filter(|p| !upstream_links.iter().any(|l| l.id == p.id))
+        .map(|p| (p.id, p.name))
+        .collect();
     Ok(MePage {
+        upstream_links,
+        linkable,
         layout,
         identifier: account.identifier.to_string(),
         name: account.display_name.as_str().to_owned(),
@@ -272,7 +310,7 @@ struct Listed {
     address: String,
     started: String,
     last_active: String,
-    how: &'static str,
+    how: String,
 }
 
 #[derive(Template)]
@@ -313,7 +351,10 @@ async fn show_sessions(
                 address: open.address.unwrap_or_default(),
                 started: format::date_time(session.created_at, zone),
                 last_active: format::date_time(active, zone),
-                how: crate::wording::factors(session.factors, session.must_change_password),
+                how: match session.factors.upstream {
+                    Some(vouched) => state.upstreams.name_of(vouched.by.as_str()),
+                    None => crate::wording::factors(session.factors, session.must_change_password).to_owned(),
+                },
             }
         })
         .collect();

@@ -15,6 +15,7 @@ pub mod passkeys;
 pub mod privacy;
 pub mod rendezvous;
 pub mod second_factor;
+pub mod upstream;
 
 use askama::Template;
 use axum::extract::{FromRequest, FromRequestParts, Request};

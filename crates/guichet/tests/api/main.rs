@@ -32,4 +32,5 @@ mod security;
 mod sessions;
 mod sso;
 mod typography;
+mod upstream;
 mod workday;

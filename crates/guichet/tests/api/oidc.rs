@@ -49,10 +49,11 @@ struct Groups {
 }
 impl AdditionalClaims for Groups {}
 
-type Rp = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+pub(crate) type Rp =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 
 /// The relying party, configured by discovery as a generic OIDC plugin would be.
-async fn relying_party(app: &TestApp, registered: &Registered) -> Rp {
+pub(crate) async fn relying_party(app: &TestApp, registered: &Registered) -> Rp {
     let issuer = IssuerUrl::new(app.address.clone()).unwrap();
     let metadata =
         CoreProviderMetadata::discover_async(issuer, &http).await.unwrap_or_else(|e| panic!("discovery: {e:?}"));
@@ -61,7 +62,7 @@ async fn relying_party(app: &TestApp, registered: &Registered) -> Rp {
         .set_redirect_uri(RedirectUrl::new(CALLBACK.to_owned()).unwrap())
 }
 
-async fn register(app: &TestApp, public: bool, groups: &[&str]) -> Registered {
+pub(crate) async fn register(app: &TestApp, public: bool, groups: &[&str]) -> Registered {
     let new = NewClient {
         name: "Nextcloud".to_owned(),
         redirect_uris: vec![CALLBACK.to_owned()],
@@ -122,7 +123,7 @@ pub(crate) fn param(url: &str, name: &str) -> Option<String> {
 }
 
 /// The authorization request: its URL, state, nonce and PKCE verifier.
-fn authorization(rp: &Rp) -> (String, CsrfToken, Nonce, PkceCodeVerifier) {
+pub(crate) fn authorization(rp: &Rp) -> (String, CsrfToken, Nonce, PkceCodeVerifier) {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = rp
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
@@ -142,7 +143,7 @@ async fn fresh_code(app: &TestApp, browser: &reqwest::Client, rp: &Rp) -> (Strin
     (param(&back, "code").unwrap_or_default(), nonce, verifier)
 }
 
-async fn exchange(rp: &Rp, code: &str, verifier: PkceCodeVerifier) -> Result<CoreTokenResponse, String> {
+pub(crate) async fn exchange(rp: &Rp, code: &str, verifier: PkceCodeVerifier) -> Result<CoreTokenResponse, String> {
     let request = rp.exchange_code(AuthorizationCode::new(code.to_owned())).map_err(|e| e.to_string())?;
     request.set_pkce_verifier(verifier).request_async(&http).await.map_err(|e| format!("{e:?}"))
 }

@@ -1,0 +1,19 @@
+-- Upstream login (issue 22): what waits between guichet's redirect to the provider and
+-- its answer, and an upstream identity waiting to be linked by the member's password.
+-- Each row is found by the SHA-256 of a token only the browser holds (the OAuth state,
+-- or the pending link's cookie) and lives a few minutes.
+CREATE TABLE upstream_requests (
+    token_hash TEXT PRIMARY KEY,
+    upstream TEXT NOT NULL,
+    -- login: a login begun; link: a signed-in member linking (account_id set);
+    -- pending: an identity no account is linked to yet, waiting for a password
+    purpose TEXT NOT NULL CHECK (purpose IN ('login', 'link', 'pending')),
+    account_id INTEGER REFERENCES accounts (id) ON DELETE CASCADE,
+    -- JSON: the nonce, PKCE verifier and destination; or the identity waiting
+    payload TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX upstream_requests_by_expiry ON upstream_requests (expires_at);
+
+-- A session opened upstream keeps the provider's ID token, the hint its logout asks for.
+ALTER TABLE sessions ADD COLUMN upstream_id_token TEXT;

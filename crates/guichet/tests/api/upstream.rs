@@ -1,0 +1,407 @@
+//! Signing in with an upstream provider (issue 22), against one we did not write: panva's
+//! `oidc-provider` (OpenID Certified), started for each test by `.ci/upstream-provider.mjs`
+//! and shaped like Pro Santé Connect (`scope_all`, `acr` `eidas1`, `SubjectNameID`, a
+//! signed userinfo). guichet is configured with the `pro-sante-connect` preset, as the
+//! README shows.
+
+use std::io::BufRead as _;
+use std::process::{Child, Command, Stdio};
+
+use guichet_core::account::Role;
+use guichet_core::audit::{Actor, AuditDetail, AuditKind, RequestContext};
+use guichet_core::members::AddMember;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+
+use crate::helpers::{Backend, PASSWORD, Page, TestApp, browser, plain, spawn_app_with_toml};
+
+/// Marie, whose RPPS number the operator imported: the provider says `8` then it.
+const MARIE_RPPS: &str = "10001234567";
+/// The accounts the provider knows (its `login` field), with Pro Santé Connect's claims.
+const ACCOUNTS: &str = r#"{
+  "marie": {"SubjectNameID": "810001234567", "given_name": "Marie", "family_name": "Curie"},
+  "jeanne": {"SubjectNameID": "810005555555", "given_name": "Jeanne", "family_name": "Mance"},
+  "paul": {"SubjectNameID": "810009999999", "given_name": "Paul", "family_name": "Inconnu"}
+}"#;
+
+/// The provider's process; killed when dropped.
+struct Upstream {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `.ci` folder, when `oidc-provider` is installed there.
+fn scripts() -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci");
+    if root.join("node_modules/oidc-provider/package.json").is_file() {
+        return Some(root);
+    }
+    assert!(
+        std::env::var_os("GUICHET_TEST_REQUIRE_NPM").is_none(),
+        "oidc-provider is required: run `npm ci --prefix .ci`"
+    );
+    say_skipped!("SKIPPED (oidc-provider): run `npm ci --prefix .ci` to install it");
+    None
+}
+
+/// guichet with the Pro Santé Connect preset pointing at a provider on `port` (started
+/// next, or never: a provider that is down), and its secret file.
+async fn guichet(backend: Backend, port: u16) -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("psc-secret");
+    std::fs::write(&secret, "le-secret-du-client\n").unwrap();
+    let toml = format!(
+        "[[upstream]]\nid = \"psc\"\npreset = \"pro-sante-connect\"\nissuer = \"http://127.0.0.1:{port}\"\n\
+         client_id = \"guichet-test\"\nclient_secret_file = \"{}\"\nsigned_userinfo = true\n",
+        secret.display()
+    );
+    (spawn_app_with_toml(backend, &[], &toml).await, dir)
+}
+
+/// Starts the provider for `app` on `port`, in `mode` (see the script).
+async fn provider(root: &std::path::Path, app: &TestApp, port: u16, mode: &str) -> Upstream {
+    let mut child = Command::new("node")
+        .arg(root.join("upstream-provider.mjs"))
+        .env("PORT", port.to_string())
+        .env("ACCOUNTS", ACCOUNTS)
+        .env("MODE", mode)
+        .env("CLIENT_ID", "guichet-test")
+        .env("CLIENT_SECRET", "le-secret-du-client")
+        .env("REDIRECT_URI", format!("{}/login/upstream/psc/callback", app.address))
+        .env("POST_LOGOUT_URI", format!("{}/login", app.address))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("node: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        // The rest is drained: a closed pipe would stop the provider at its next notice.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        line
+    })
+    .await
+    .unwrap();
+    assert!(line.starts_with("listening"), "the provider did not start: {line:?}");
+    Upstream { child, issuer: format!("http://127.0.0.1:{port}") }
+}
+
+/// guichet and its provider, both up.
+async fn both(backend: Backend, mode: &str) -> Option<(TestApp, Upstream, tempfile::TempDir)> {
+    let root = scripts()?;
+    let port = crate::cli::free_port();
+    let (app, dir) = guichet(backend, port).await;
+    let upstream = provider(&root, &app, port, mode).await;
+    Some((app, upstream, dir))
+}
+
+/// An account with [`PASSWORD`] and, when given, an RPPS number.
+async fn member(app: &TestApp, identifier: &str, rpps: &str) {
+    let request = AddMember {
+        identifier: identifier.to_owned(),
+        email: format!("{identifier}@chu.example.fr"),
+        name: String::new(),
+        given_name: "Marie".to_owned(),
+        family_name: "Curie".to_owned(),
+        role: Role::Member,
+        password: Some(SecretString::from(PASSWORD.to_owned())),
+        invite: false,
+        rpps: rpps.to_owned(),
+    };
+    app.app.state.members.add(request, Actor::Operator, RequestContext::default()).await.unwrap();
+}
+
+/// `GET url` in `browser`: the status, the `Location` (absolute) and the body.
+async fn get(browser: &reqwest::Client, url: &str) -> (StatusCode, Option<String>, String) {
+    let response = browser.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status();
+    let base = url::Url::parse(url).unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(|l| base.join(l).map(|u| u.to_string()).unwrap_or_default());
+    (status, location, response.text().await.unwrap_or_default())
+}
+
+/// Presses "Se connecter avec Pro Santé Connect" and signs in at the provider as
+/// `login`: the URL the provider sends the browser back to (not followed yet).
+async fn at_provider(app: &TestApp, upstream: &Upstream, browser: &reqwest::Client, login: &str) -> String {
+    let (status, mut location, _) = get(browser, &format!("{}/login/upstream/psc", app.address)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // Through the provider's redirects to its login form (or straight back, when the
+    // browser's session there is still open).
+    let mut form_url = None;
+    for _ in 0..5 {
+        let url = location.clone().unwrap_or_else(|| panic!("no redirect"));
+        if url.starts_with(&app.address) {
+            return url;
+        }
+        assert!(url.starts_with(&upstream.issuer), "stays at the provider: {url}");
+        let (status, next, body) = get(browser, &url).await;
+        if status == StatusCode::OK {
+            assert!(body.contains("name=\"login\""), "{body}");
+            form_url = Some(url);
+            break;
+        }
+        location = next;
+    }
+    let form_url = form_url.unwrap_or_else(|| panic!("no login form at the provider"));
+    let response = browser.post(&form_url).form(&[("login", login)]).send().await.unwrap();
+    let mut location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    for _ in 0..5 {
+        let url = url::Url::parse(&form_url).unwrap().join(&location.clone().unwrap_or_default()).unwrap().to_string();
+        if url.starts_with(&app.address) {
+            return url;
+        }
+        let (_, next, body) = get(browser, &url).await;
+        location = Some(next.unwrap_or_else(|| panic!("the provider stopped at {url}: {body}")));
+    }
+    panic!("the provider never sent the browser back");
+}
+
+/// A query parameter of a URL.
+fn param(url: &str, name: &str) -> Option<String> {
+    crate::oidc::param(url, name)
+}
+
+async fn a_member_signs_in_with_pro_sante_connect_by_their_rpps_number(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "marie", MARIE_RPPS).await;
+    let login = app.get("/login").await;
+    assert!(plain(&login.body).contains("Se connecter avec Pro Santé Connect"), "{}", login.body);
+
+    let browser = browser();
+    let back = at_provider(&app, &upstream, &browser, "marie").await;
+    assert_eq!(param(&back, "iss").as_deref(), Some(upstream.issuer.as_str()), "RFC 9207");
+    let (status, location, _) = get(&browser, &back).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some(format!("{}/me", app.address).as_str()));
+    let me = app.get_with(&browser, "/me").await;
+    assert!(plain(&me.body).contains("Pro Santé Connect"), "the link is listed: {}", me.body);
+    let sessions = app.get_with(&browser, "/me/sessions").await;
+    assert!(plain(&sessions.body).contains("Pro Santé Connect"), "how it signed in: {}", sessions.body);
+
+    // Audited with the provider's name; the member is told of the new link.
+    let events = app.events("marie").await;
+    let by_psc = Some(AuditDetail::Upstream("Pro Santé Connect".to_owned()));
+    assert!(events.iter().any(|e| e.kind == AuditKind::UpstreamLinked && e.detail == by_psc));
+    assert!(events.iter().any(|e| e.kind == AuditKind::LoginSucceeded && e.detail == by_psc));
+    app.deliver_mail().await;
+    let told = app.mail_to("marie@chu.example.fr");
+    assert!(told.iter().any(|m| m.subject.contains("service d'identité a été associé")), "{told:?}");
+
+    // The applications see where the session came from: amr and acr in their ID token.
+    let registered = crate::oidc::register(&app, false, &[]).await;
+    let rp = crate::oidc::relying_party(&app, &registered).await;
+    let (url, _, nonce, verifier) = crate::oidc::authorization(&rp);
+    let (_, back) = crate::oidc::follow(&app, &browser, &url).await;
+    let code = param(&back, "code").unwrap_or_else(|| panic!("no code: {back}"));
+    let tokens = crate::oidc::exchange(&rp, &code, verifier).await.unwrap();
+    let id_token = openidconnect::TokenResponse::id_token(&tokens).unwrap();
+    let claims = id_token.claims(&rp.id_token_verifier(), &nonce).unwrap();
+    let amr: Vec<String> = claims.auth_method_refs().unwrap().iter().map(|m| m.to_string()).collect();
+    assert_eq!(amr, ["fed", "psc"]);
+    assert_eq!(claims.auth_context_ref().map(|a| a.to_string()).as_deref(), Some("eidas1"));
+
+    // A second login goes straight in, without linking again.
+    let again = crate::helpers::browser();
+    let back = at_provider(&app, &upstream, &again, "marie").await;
+    assert_eq!(get(&again, &back).await.0, StatusCode::SEE_OTHER);
+    let links = app.events("marie").await.iter().filter(|e| e.kind == AuditKind::UpstreamLinked).count();
+    assert_eq!(links, 1);
+
+    // Logging out ends the provider's session too: the page moves on to its logout.
+    let me = app.get_with(&again, "/me").await;
+    let out = app.post_form(&again, "/logout", &[("csrf_token", &me.csrf_token())]).await;
+    assert_eq!(out.status, StatusCode::OK);
+    let end = format!("{}/session/end?", upstream.issuer);
+    assert!(out.body.contains(&format!("url={end}")) && out.body.contains("id_token_hint="), "{}", out.body);
+    assert_eq!(app.get_with(&again, "/me").await.status, StatusCode::SEE_OTHER, "signed out here");
+}
+
+async fn a_member_links_the_provider_once_with_their_password(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "jeanne", "").await;
+    let browser = browser();
+    let back = at_provider(&app, &upstream, &browser, "jeanne").await;
+    let (status, location, _) = get(&browser, &back).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let link = format!("{}/login/upstream/psc/link", app.address);
+    assert_eq!(location.as_deref(), Some(link.as_str()));
+    let page = app.get_with(&browser, "/login/upstream/psc/link").await;
+    assert!(plain(&page.body).contains("Jeanne Mance"), "{}", page.body);
+
+    // A wrong password: said, the identifier kept, nothing linked.
+    let form = |password: &'static str, page: &Page| {
+        vec![("csrf_token", page.csrf_token()), ("identifier", "jeanne".to_owned()), ("password", password.to_owned())]
+    };
+    let wrong = form("pas le bon", &page);
+    let wrong: Vec<(&str, &str)> = wrong.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = app.post_form(&browser, "/login/upstream/psc/link", &wrong).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.body.contains("value=\"jeanne\""));
+    assert!(app.events("jeanne").await.iter().all(|e| e.kind != AuditKind::UpstreamLinked));
+
+    let right = form(PASSWORD, &refused);
+    let right: Vec<(&str, &str)> = right.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let linked = app.post_form(&browser, "/login/upstream/psc/link", &right).await;
+    assert_eq!(linked.status, StatusCode::SEE_OTHER, "{}", linked.body);
+    assert_eq!(linked.location(), Some("/me"));
+    assert!(app.events("jeanne").await.iter().any(|e| e.kind == AuditKind::UpstreamLinked));
+
+    // From now on the provider alone opens the account, in another browser.
+    let other = crate::helpers::browser();
+    let back = at_provider(&app, &upstream, &other, "jeanne").await;
+    let (_, location, _) = get(&other, &back).await;
+    assert_eq!(location.as_deref(), Some(format!("{}/me", app.address).as_str()));
+
+    // Mon espace removes the link: the provider no longer opens the account.
+    let me = app.get_with(&other, "/me").await;
+    let subject = crate::helpers::field_value(&me.body, "subject").unwrap_or_else(|| panic!("{}", me.body));
+    let removed = app
+        .post_form(&other, "/me/upstream/psc/unlink", &[("csrf_token", &me.csrf_token()), ("subject", &subject)])
+        .await;
+    assert_eq!(removed.location(), Some("/me?done=upstream-removed"));
+    let third = crate::helpers::browser();
+    let back = at_provider(&app, &upstream, &third, "jeanne").await;
+    assert_eq!(get(&third, &back).await.1.as_deref(), Some(link.as_str()));
+}
+
+async fn an_unknown_professional_is_led_to_the_desk(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "marie", MARIE_RPPS).await;
+    let browser = browser();
+    let back = at_provider(&app, &upstream, &browser, "paul").await;
+    let (_, location, _) = get(&browser, &back).await;
+    assert!(location.is_some_and(|l| l.ends_with("/login/upstream/psc/link")));
+    let page = app.get_with(&browser, "/login/upstream/psc/link").await;
+    let text = plain(&page.body);
+    assert!(text.contains("aucun compte") && text.contains("écrivez à l'assistance"), "{text}");
+    assert!(page.body.contains("href=\"/assistance\""));
+    assert_eq!(app.get_with(&browser, "/me").await.status, StatusCode::SEE_OTHER, "no session, no account made");
+    // Another member's password does not take Paul's identity to Marie's account: her
+    // RPPS number says she is someone else.
+    let form =
+        [("csrf_token", page.csrf_token()), ("identifier", "marie".to_owned()), ("password", PASSWORD.to_owned())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = app.post_form(&browser, "/login/upstream/psc/link", &form).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(plain(&refused.body).contains("numéro RPPS"), "{}", refused.body);
+    assert!(app.events("marie").await.iter().all(|e| e.kind != AuditKind::UpstreamLinked));
+}
+
+async fn a_disabled_account_stays_out(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "marie", MARIE_RPPS).await;
+    app.app.state.members.set_disabled("marie", true).await.unwrap();
+    let browser = browser();
+    let back = at_provider(&app, &upstream, &browser, "marie").await;
+    let (status, _, body) = get(&browser, &back).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(plain(&body).contains("désactivé"), "{body}");
+    assert_eq!(app.get_with(&browser, "/me").await.status, StatusCode::SEE_OTHER);
+}
+
+async fn a_replayed_state_and_a_mixed_up_issuer_open_nothing(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "marie", MARIE_RPPS).await;
+    let browser = browser();
+    // An answer naming another issuer (RFC 9207 mix-up): refused, and its state is spent.
+    let back = at_provider(&app, &upstream, &browser, "marie").await;
+    let mixed = back.replace(
+        &form_urlencoded::byte_serialize(upstream.issuer.as_bytes()).collect::<String>(),
+        "https%3A%2F%2Fattaquant.example",
+    );
+    assert_ne!(mixed, back);
+    let (status, _, body) = get(&browser, &mixed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(plain(&body).contains("n'a pas pu être vérifiée"), "{body}");
+    let (status, _, body) = get(&browser, &back).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the state served once");
+    assert!(plain(&body).contains("expiré"), "{body}");
+
+    // A good answer serves once; replayed, it opens nothing.
+    let back = at_provider(&app, &upstream, &browser, "marie").await;
+    assert_eq!(get(&browser, &back).await.0, StatusCode::SEE_OTHER);
+    let replayer = crate::helpers::browser();
+    assert_eq!(get(&replayer, &back).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(get(&browser, &back).await.0, StatusCode::BAD_REQUEST);
+    // An answer brought to another browser (login CSRF): refused.
+    let victim = crate::helpers::browser();
+    let attacker = crate::helpers::browser();
+    let back = at_provider(&app, &upstream, &attacker, "marie").await;
+    assert_eq!(get(&victim, &back).await.0, StatusCode::BAD_REQUEST);
+}
+
+async fn answers_that_do_not_hold_open_nothing(backend: Backend) {
+    let Some(root) = scripts() else { return };
+    for (mode, why) in [("tamper", "a tampered ID token"), ("nonce", "a wrong nonce"), ("acr", "a lower acr")] {
+        let port = crate::cli::free_port();
+        let (app, _dir) = guichet(backend, port).await;
+        let upstream = provider(&root, &app, port, mode).await;
+        member(&app, "marie", MARIE_RPPS).await;
+        let browser = browser();
+        let back = at_provider(&app, &upstream, &browser, "marie").await;
+        let (status, _, body) = get(&browser, &back).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {body}");
+        assert!(plain(&body).contains("n'a pas pu être vérifiée"), "{why}: {body}");
+        assert_eq!(app.get_with(&browser, "/me").await.status, StatusCode::SEE_OTHER, "{why}: no session");
+        assert!(app.events("marie").await.iter().all(|e| e.kind != AuditKind::LoginSucceeded), "{why}");
+    }
+}
+
+async fn a_provider_that_is_down_leaves_the_password_form(backend: Backend) {
+    // Nothing listens on this port.
+    let (app, _dir) = guichet(backend, crate::cli::free_port()).await;
+    member(&app, "marie", MARIE_RPPS).await;
+    let browser = browser();
+    let (status, _, body) = get(&browser, &format!("{}/login/upstream/psc", app.address)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let text = plain(&body);
+    assert!(text.contains("Pro Santé Connect ne répond pas"), "{text}");
+    assert!(body.contains("href=\"/login\""));
+    let page = app.login_with(&browser, "marie", PASSWORD, &[]).await;
+    assert_eq!(page.location(), Some("/me"), "the password still works");
+}
+
+on_both_backends!(
+    a_member_signs_in_with_pro_sante_connect_by_their_rpps_number,
+    a_member_links_the_provider_once_with_their_password,
+    an_unknown_professional_is_led_to_the_desk,
+    a_disabled_account_stays_out,
+    a_replayed_state_and_a_mixed_up_issuer_open_nothing,
+    answers_that_do_not_hold_open_nothing,
+    a_provider_that_is_down_leaves_the_password_form,
+);
+
+/// The whole round trip in Chromium, from guichet's login page: no script, no password.
+#[tokio::test]
+async fn a_member_signs_in_with_the_provider_in_a_real_browser() {
+    let Some((app, _upstream, _dir)) = both(Backend::Sqlite, "normal").await else { return };
+    member(&app, "marie", MARIE_RPPS).await;
+    let Some(browser) = crate::browser::Browser::start().await else { return };
+    browser.open(&app, "/login").await;
+    let link = browser
+        .client
+        .find(fantoccini::Locator::LinkText("Se connecter avec Pro Santé Connect"))
+        .await
+        .unwrap_or_else(|e| panic!("the button: {e}"));
+    link.click().await.unwrap();
+    browser.wait_for_text("Fournisseur d'identité de test").await;
+    browser.type_into("login", "marie").await;
+    browser.click_button("S'identifier").await;
+    browser.wait_for_path("/me").await;
+    let text = browser.wait_for_text("Mon espace").await;
+    assert!(text.contains("Pro Santé Connect"), "{text}");
+    browser.close().await;
+}
