@@ -324,17 +324,19 @@ pub struct ImportChanges {
     pub password: bool,
     /// The groups.
     pub groups: bool,
+    /// The RPPS number.
+    pub rpps: bool,
 }
 
 impl ImportChanges {
     /// Whether anything changed.
     pub fn any(&self) -> bool {
-        self.email.is_some() || self.name || self.password || self.groups
+        self.email.is_some() || self.name || self.password || self.groups || self.rpps
     }
 
     fn to_stored(&self) -> String {
         let email = self.email.as_ref().map(|(from, to)| format!("email={from}>{to}"));
-        let flags = [(self.name, "name"), (self.password, "password"), (self.groups, "groups")];
+        let flags = [(self.name, "name"), (self.password, "password"), (self.groups, "groups"), (self.rpps, "rpps")];
         email
             .into_iter()
             .chain(flags.into_iter().filter(|(set, _)| *set).map(|(_, name)| name.to_owned()))
@@ -349,6 +351,7 @@ impl ImportChanges {
                 "name" => changes.name = true,
                 "password" => changes.password = true,
                 "groups" => changes.groups = true,
+                "rpps" => changes.rpps = true,
                 _ => {
                     let (from, to) = token.strip_prefix("email=")?.split_once('>')?;
                     changes.email =
@@ -518,7 +521,7 @@ mod tests {
             AuditDetail::Group(group),
             AuditDetail::Address(EmailAddress::parse("marie@gmail.example.com").unwrap().masked()),
             AuditDetail::Sessions(2),
-            AuditDetail::Import(ImportChanges { email: None, name: true, password: false, groups: true }),
+            AuditDetail::Import(ImportChanges { email: None, name: true, password: false, groups: true, rpps: false }),
             AuditDetail::Import(ImportChanges {
                 email: Some((EmailAddress::parse("a@b.fr").unwrap(), EmailAddress::parse("c@d.fr").unwrap())),
                 ..ImportChanges::default()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NameParts, NewAccount, Role};
+use crate::account::{Account, AccountId, DisplayName, EmailAddress, Identifier, NameParts, NewAccount, Role, Rpps};
 use crate::account_changes::revoke_handed_out;
 use crate::audit::{Actor, AuditDetail, AuditKind, ImportChanges, NewAuditEvent, Origin, RequestContext};
 use crate::clock::Clock;
@@ -37,6 +37,8 @@ pub struct TypedRow {
     pub groups: Option<String>,
     /// A password hash from the old site; empty or `None`: no password.
     pub password_hash: Option<String>,
+    /// The RPPS number; empty or `None` (no such column): none said.
+    pub rpps: Option<String>,
 }
 
 /// A checked row.
@@ -56,6 +58,8 @@ pub struct ImportRow {
     pub groups: Option<Vec<GroupName>>,
     /// Argon2 or a legacy hash guichet can check; `None`: no password.
     pub password_hash: Option<PasswordHash>,
+    /// The RPPS number; `None`: the row says none (an update leaves the account's).
+    pub rpps: Option<Rpps>,
 }
 
 /// How the import treats what it finds.
@@ -95,6 +99,8 @@ pub enum Rejection {
     IdentifierTaken,
     /// Its identifier is a new account's earlier in the batch.
     IdentifierTwice,
+    /// Its RPPS number is another account's, or a new account's earlier in the batch.
+    RppsTaken,
 }
 
 /// Checks a typed row.
@@ -120,7 +126,11 @@ pub fn check_row(row: &TypedRow) -> Result<ImportRow, String> {
         Some(raw) if !raw.is_empty() => Some(accept_imported(raw).map_err(|e| format!("password_hash: {e}"))?),
         _ => None,
     };
-    Ok(ImportRow { identifier, email, name, names, role, groups, password_hash })
+    let rpps = match row.rpps.as_deref().map(str::trim) {
+        Some(raw) if !raw.is_empty() => Some(Rpps::parse(raw).map_err(|e| format!("rpps: {e}"))?),
+        _ => None,
+    };
+    Ok(ImportRow { identifier, email, name, names, role, groups, password_hash, rpps })
 }
 
 /// The import use case: each batch is one unit of work, its rows decided here on what
@@ -146,6 +156,8 @@ enum Owner {
 struct Batch {
     existing: HashMap<Identifier, Account>,
     owners: HashMap<EmailAddress, Owner>,
+    /// Whose each RPPS number the rows name is.
+    rpps_owners: HashMap<Rpps, Owner>,
     groups: HashMap<GroupName, GroupId>,
     memberships: HashMap<AccountId, Vec<GroupId>>,
     new_identifiers: HashSet<Identifier>,
@@ -222,6 +234,9 @@ impl Batch {
         let addresses: HashSet<&EmailAddress> = rows.iter().map(|r| &r.email).collect();
         let addresses: Vec<EmailAddress> = addresses.into_iter().cloned().collect();
         let owners = work.address_owners(&addresses).await?.into_iter().map(|(a, id)| (a, Owner::Stored(id))).collect();
+        let numbers: HashSet<&Rpps> = rows.iter().filter_map(|r| r.rpps.as_ref()).collect();
+        let numbers: Vec<Rpps> = numbers.into_iter().cloned().collect();
+        let rpps_owners = work.rpps_owners(&numbers).await?.into_iter().map(|(n, id)| (n, Owner::Stored(id))).collect();
         let mut names: Vec<GroupName> = rows.iter().flat_map(|r| r.groups.iter().flatten().cloned()).collect();
         names.sort();
         names.dedup();
@@ -234,6 +249,7 @@ impl Batch {
         Ok(Self {
             existing: existing.into_iter().map(|a| (a.identifier.clone(), a)).collect(),
             owners,
+            rpps_owners,
             groups,
             memberships,
             new_identifiers: HashSet::new(),
@@ -271,10 +287,16 @@ impl Batch {
         if self.owners.contains_key(&row.email) {
             return Err(Rejection::EmailTaken);
         }
+        if row.rpps.as_ref().is_some_and(|n| self.rpps_owners.contains_key(n)) {
+            return Err(Rejection::RppsTaken);
+        }
         if !self.new_identifiers.insert(row.identifier.clone()) {
             return Err(Rejection::IdentifierTwice);
         }
         self.owners.insert(row.email.clone(), Owner::New);
+        if let Some(number) = &row.rpps {
+            self.rpps_owners.insert(number.clone(), Owner::New);
+        }
         Ok(())
     }
 
@@ -296,6 +318,12 @@ impl Batch {
             }
             changed.email = Some((account.email.clone(), row.email.clone()));
         }
+        if let Some(number) = row.rpps.as_ref().filter(|n| account.rpps.as_ref() != Some(*n)) {
+            if self.rpps_owners.get(number).is_some_and(|owner| *owner != Owner::Stored(account.id)) {
+                return Ok(ImportOutcome::Rejected(Rejection::RppsTaken));
+            }
+            changed.rpps = true;
+        }
         changed.name = account.display_name != row.name || account.names != row.names;
         if changed.email.is_some() || changed.name {
             work.set_details(account.id, &row.email, &row.name, &row.names, now).await?;
@@ -309,6 +337,15 @@ impl Batch {
             self.owners.insert(row.email.clone(), Owner::Stored(account.id));
             // What was mailed to the old address stops working, as with any address change.
             revoke_handed_out(work, account.id, now).await?;
+        }
+        if changed.rpps
+            && let Some(number) = &row.rpps
+        {
+            work.set_rpps(account.id, Some(number)).await?;
+            if let Some(old) = &account.rpps {
+                self.rpps_owners.remove(old);
+            }
+            self.rpps_owners.insert(number.clone(), Owner::Stored(account.id));
         }
         if options.update_passwords
             && let Some(hash) = &row.password_hash
@@ -332,12 +369,14 @@ impl Batch {
             return Ok(ImportOutcome::Unchanged);
         }
         let new_password = changed.password;
+        let changed_rpps = changed.rpps;
         work.record(&operator_event(account.id, AuditKind::DetailsChanged, AuditDetail::Import(changed), now)).await?;
         let now_is = Account {
             email: row.email.clone(),
             display_name: row.name.clone(),
             names: row.names.clone(),
             password_hash: if new_password { row.password_hash.clone() } else { account.password_hash },
+            rpps: if changed_rpps { row.rpps.clone() } else { account.rpps },
             ..account
         };
         self.existing.insert(row.identifier.clone(), now_is);
@@ -365,8 +404,7 @@ async fn create(
             names: row.names.clone(),
             role: row.role,
             password_hash: row.password_hash.clone(),
-            // The file's `rpps` column comes with the upstream login (issue 22).
-            rpps: None,
+            rpps: row.rpps.clone(),
         })
         .collect();
     let ids = work.insert_accounts(&new, now).await?;
@@ -451,6 +489,7 @@ mod tests {
             role: Role::Member,
             groups: groups.map(|names| names.iter().map(|n| GroupName::parse(n).unwrap()).collect()),
             password_hash: None,
+            rpps: None,
         }
     }
 

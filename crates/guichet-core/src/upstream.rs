@@ -230,7 +230,7 @@ pub enum Admission {
     /// The account it is linked to (linked just now when `linked`).
     In {
         /// The account.
-        account: Account,
+        account: Box<Account>,
         /// Linked by this login (its RPPS number matched).
         linked: bool,
     },
@@ -422,7 +422,7 @@ impl Upstreams {
             work.set_lock(account, None, recorded).await?;
         }
         work.commit().await?;
-        Ok(Admission::In { account: held.account, linked: new_link })
+        Ok(Admission::In { account: Box::new(held.account), linked: new_link })
     }
 
     /// Keeps an identity no account is linked to, for [`PENDING_FOR`], under a token for

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use guichet_core::Timestamp;
-use guichet_core::account::{Account, AccountId, EmailAddress, Identifier, NewAccount};
+use guichet_core::account::{Account, AccountId, EmailAddress, Identifier, NewAccount, Rpps};
 use guichet_core::audit::NewAuditEvent;
 use guichet_core::groups::{GroupId, GroupName};
 use guichet_core::ports::{Conflict, StoreError};
@@ -99,6 +99,19 @@ impl SqlWork {
             .collect()
     }
 
+    /// See [`guichet_core::ports::Work::rpps_owners`].
+    pub(crate) async fn rpps_owners_in(&mut self, numbers: &[Rpps]) -> Result<Vec<(Rpps, AccountId)>, StoreError> {
+        let sql = "SELECT id, rpps FROM accounts WHERE rpps IN ({list})";
+        let rows = self.rows_in(sql, numbers, |q, number| q.bind(number.as_str())).await?;
+        rows.iter()
+            .map(|row| {
+                let number: String = row.try_get("rpps").map_err(backend)?;
+                let id: i64 = row.try_get("id").map_err(backend)?;
+                Ok((Rpps::from_stored(number), AccountId::from_stored(id)))
+            })
+            .collect()
+    }
+
     /// See [`guichet_core::ports::Work::groups_named`].
     pub(crate) async fn groups_named_in(
         &mut self,
@@ -162,12 +175,12 @@ impl SqlWork {
     ) -> Result<Vec<AccountId>, StoreError> {
         let mut ids = Vec::with_capacity(new.len());
         // One value more than the rows' own: the time, `$1`.
-        for chunk in new.chunks(rows_per_statement(7, 1)) {
+        for chunk in new.chunks(rows_per_statement(8, 1)) {
             let values: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({}, $1, $1)", placeholders(2 + 7 * i, 7))).collect();
+                (0..chunk.len()).map(|i| format!("({}, $1, $1)", placeholders(2 + 8 * i, 8))).collect();
             let sql = format!(
                 "INSERT INTO accounts (identifier, email, display_name, role, password_hash, given_name, family_name, \
-                 created_at, updated_at) VALUES {} RETURNING id, identifier",
+                 rpps, created_at, updated_at) VALUES {} RETURNING id, identifier",
                 values.join(", ")
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(millis(at));
@@ -179,7 +192,8 @@ impl SqlWork {
                     .bind(account.role.as_str())
                     .bind(account.password_hash.as_ref().map(|h| h.as_phc().to_owned()))
                     .bind(account.names.given.as_str())
-                    .bind(account.names.family.as_str());
+                    .bind(account.names.family.as_str())
+                    .bind(account.rpps.as_ref().map(|n| n.as_str().to_owned()));
             }
             // RETURNING gives no promise of order: the ids are matched by identifier.
             let returned = query.fetch_all(&mut **self).await.map_err(conflict_or_backend)?;

@@ -300,6 +300,13 @@ impl Work for SqlWork {
         self.address_owners_in(addresses).await
     }
 
+    async fn rpps_owners(
+        &mut self,
+        numbers: &[guichet_core::account::Rpps],
+    ) -> Result<Vec<(guichet_core::account::Rpps, AccountId)>, StoreError> {
+        self.rpps_owners_in(numbers).await
+    }
+
     async fn groups_named(&mut self, names: &[GroupName]) -> Result<Vec<(GroupName, GroupId)>, StoreError> {
         self.groups_named_in(names).await
     }

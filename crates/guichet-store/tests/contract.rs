@@ -180,6 +180,7 @@ fn import_row(identifier: &str, email: &str, groups: Option<&[&str]>) -> ImportR
         role: Role::Member,
         groups: groups.map(|g| g.iter().map(|n| GroupName::parse(n).unwrap_or_else(|_| panic!("{n}"))).collect()),
         password_hash: Some(PasswordHash::from_phc("$P$9IQRaTwmfeRo7ud9Fh4E2PdI0S3r.L0".into())),
+        rpps: None,
     }
 }
 
@@ -1591,7 +1592,6 @@ fn code_for(client: &Client, account: &Account, hash: &TokenHash) -> NewCode {
         expires_at: t0() + SignedDuration::from_secs(60),
         session: None,
         factors: guichet_core::second_factor::Factors::PASSWORD,
-        upstream_id_token: None,
     }
 }
 

@@ -90,9 +90,12 @@ pub fn detail(detail: &AuditDetail) -> String {
             if let Some((from, to)) = &changes.email {
                 what.push(format!("adresse {from} → {to}"));
             }
-            for (changed, word) in
-                [(changes.name, "nom"), (changes.password, "mot de passe"), (changes.groups, "groupes")]
-            {
+            for (changed, word) in [
+                (changes.name, "nom"),
+                (changes.password, "mot de passe"),
+                (changes.groups, "groupes"),
+                (changes.rpps, "numéro RPPS"),
+            ] {
                 if changed {
                     what.push(word.to_owned());
                 }

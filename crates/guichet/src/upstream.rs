@@ -465,3 +465,55 @@ impl RelyingParty for Providers {
 fn subject_text(subject: &SubjectIdentifier) -> String {
     subject.as_str().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `[[upstream]]` tables of `text`, as a file in a folder holding `psc-client-secret`.
+    fn read(text: &str) -> anyhow::Result<Vec<UpstreamSettings>> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("psc-client-secret"), "le-secret\n")?;
+        let table: toml::Table = toml::from_str(text)?;
+        let value = table.get("upstream").cloned().context("no [[upstream]]")?;
+        read_tables(value, &dir.path().join("guichet.toml"))
+    }
+
+    #[test]
+    fn the_readme_block_loads_as_written_with_the_pro_sante_connect_preset() {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("## Pro Santé Connect").nth(1).unwrap_or_default();
+        let block = section.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).unwrap_or_default();
+        let read = read(block).unwrap_or_else(|e| panic!("{e:#}"));
+        let [psc] = read.as_slice() else { panic!("one provider: {read:?}") };
+        assert_eq!(psc.id, "psc");
+        assert_eq!(psc.name, "Pro Santé Connect");
+        assert_eq!(psc.scopes, ["openid", "scope_all"]);
+        assert_eq!(psc.acr_values, ["eidas1"]);
+        assert_eq!(psc.identifier_claim.as_deref(), Some("SubjectNameID"));
+        assert_eq!(psc.client_secret, "le-secret", "read beside the file, its line end dropped");
+        assert!(!format!("{psc:?}").contains("le-secret"), "never in a debug line");
+    }
+
+    #[test]
+    fn a_table_that_does_not_hold_is_refused_and_named() {
+        let base = "id = \"psc\"\nissuer = \"https://idp.example\"\nclient_id = \"c\"\n\
+                    client_secret_file = \"psc-client-secret\"\n";
+        let refused = |extra: &str, base: &str| {
+            read(&format!("[[upstream]]\n{base}{extra}")).err().map(|e| format!("{e:#}")).unwrap_or_default()
+        };
+        assert!(read(&format!("[[upstream]]\n{base}")).is_ok());
+        assert!(refused("colour = \"blue\"\n", base).contains("unknown key `colour`"));
+        assert!(refused("preset = \"france-connect\"\n", base).contains("preset"));
+        assert!(refused("", &base.replace("https://idp.example", "http://idp.example")).contains("https"));
+        assert!(refused("", &base.replace("https://idp.example", "https://idp.example/?x=1")).contains("https"));
+        assert!(refused("", &base.replace("\"psc\"", "\"Pro Santé\"")).contains("`id`"));
+        assert!(refused("", &base.replace("psc-client-secret", "missing")).contains("could not read"));
+        assert!(refused("scopes = \"openid\"\n", base).contains("list"));
+        let twice = format!("[[upstream]]\n{base}[[upstream]]\n{base}");
+        assert!(read(&twice).err().is_some_and(|e| format!("{e:#}").contains("another [[upstream]]")));
+        // http is for a provider on this machine (a test's).
+        let local = base.replace("https://idp.example", "http://127.0.0.1:8080");
+        assert!(read(&format!("[[upstream]]\n{local}")).is_ok());
+    }
+}

@@ -201,6 +201,17 @@ impl Work for MemoryWork {
         self.rows.upstream_links.retain(|(u, s, a)| !(u == upstream && s == subject && *a == account));
         Ok(self.rows.upstream_links.len() < before)
     }
+    async fn rpps_owners(
+        &mut self,
+        numbers: &[crate::account::Rpps],
+    ) -> Result<Vec<(crate::account::Rpps, AccountId)>, StoreError> {
+        Ok(self
+            .rows
+            .accounts
+            .values()
+            .filter_map(|h| h.account.rpps.clone().filter(|n| numbers.contains(n)).map(|n| (n, h.account.id)))
+            .collect())
+    }
     async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError> {
         let held = self.rows.accounts.get_mut(&account).ok_or(StoreError::Changed)?;
         held.account.erase_at = at;

@@ -167,6 +167,12 @@ pub trait Work: Send {
     /// their rows until the unit ends, in the order of their ids.
     async fn accounts_named(&mut self, identifiers: &[Identifier], hold: bool) -> Result<Vec<Account>, StoreError>;
 
+    /// Which of these RPPS numbers are an account's, and whose.
+    async fn rpps_owners(
+        &mut self,
+        numbers: &[crate::account::Rpps],
+    ) -> Result<Vec<(crate::account::Rpps, AccountId)>, StoreError>;
+
     /// Which of these addresses are an account's, own or secours, and whose.
     async fn address_owners(
         &mut self,

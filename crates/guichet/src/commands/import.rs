@@ -4,8 +4,8 @@
 //! The file is read as it comes: `;` or `,` (whichever the first line uses), UTF-8 with or
 //! without a BOM, or Windows-1252 (Excel's default in France), CRLF or LF. Columns are
 //! found by the header line's names (`identifier`, `email`, `name`, `role`, `groups`,
-//! `password_hash`, `given_name`, `family_name`), or else taken in that order (the first
-//! six). A bad row (a bad field, a field in a
+//! `password_hash`, `given_name`, `family_name`, `rpps`), or else taken in that order (the
+//! first six). A bad row (a bad field, a field in a
 //! bad encoding, a duplicate) is reported with its line, and the others are kept. Rows go
 //! to the database a thousand at a time, one transaction each, with a progress bar.
 
@@ -22,8 +22,8 @@ use crate::app::Application;
 const BATCH: usize = 1000;
 
 /// The columns, in their default order.
-const COLUMNS: [&str; 8] =
-    ["identifier", "email", "name", "role", "groups", "password_hash", "given_name", "family_name"];
+const COLUMNS: [&str; 9] =
+    ["identifier", "email", "name", "role", "groups", "password_hash", "given_name", "family_name", "rpps"];
 /// How many columns a file without a header line may have, at most.
 const UNNAMED_COLUMNS: usize = 6;
 
@@ -138,6 +138,7 @@ fn explain(why: &Rejection) -> String {
         Rejection::EmailTaken => "the email address is already another account's".into(),
         Rejection::IdentifierTaken => "the identifier is already taken (--update updates existing accounts)".into(),
         Rejection::IdentifierTwice => "the identifier appears twice in the batch".into(),
+        Rejection::RppsTaken => "the RPPS number is already another account's".into(),
     }
 }
 
@@ -306,6 +307,7 @@ impl Rows<'_> {
             password_hash: field(5)?,
             given_name: field(6)?.unwrap_or_default(),
             family_name: field(7)?.unwrap_or_default(),
+            rpps: field(8)?,
         })
     }
 }

@@ -374,7 +374,34 @@ async fn a_provider_that_is_down_leaves_the_password_form(backend: Backend) {
     assert_eq!(page.location(), Some("/me"), "the password still works");
 }
 
+/// The operator's way: members imported with their RPPS numbers (a file as French Excel
+/// writes it), and one of them in with the provider, never having had a password here.
+async fn members_imported_with_their_rpps_numbers_sign_in_without_a_password(backend: Backend) {
+    let Some((app, upstream, dir)) = both(backend, "normal").await else { return };
+    let file = dir.path().join("membres.csv");
+    let csv = "identifier;email;given_name;family_name;rpps\r\n\
+               marie;marie@chu.example.fr;Marie;Curie;100 0123 4567\r\n\
+               pierre;pierre@chu.example.fr;Pierre;Curie;100-pas-un-numéro\r\n\
+               irene;irene@chu.example.fr;Irène;Joliot;10001234567\r\n";
+    std::fs::write(&file, csv).unwrap();
+    let output = crate::cli::guichet(&app, &["member", "import", &file.display().to_string()], None);
+    let said = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("rpps"), "the bad number is named: {said}");
+    assert!(said.contains("RPPS number is already another account's"), "the duplicate is refused: {said}");
+    let marie = app.account("marie").await;
+    assert_eq!(marie.rpps.as_ref().map(|n| n.as_str()), Some(MARIE_RPPS));
+    assert!(marie.password_hash.is_none(), "imported without a password");
+
+    let browser = browser();
+    let back = at_provider(&app, &upstream, &browser, "marie").await;
+    let (_, location, _) = get(&browser, &back).await;
+    assert_eq!(location.as_deref(), Some(format!("{}/me", app.address).as_str()));
+    let me = app.get_with(&browser, "/me").await;
+    assert!(plain(&me.body).contains("marie"), "{}", me.body);
+}
+
 on_both_backends!(
+    members_imported_with_their_rpps_numbers_sign_in_without_a_password,
     a_member_signs_in_with_pro_sante_connect_by_their_rpps_number,
     a_member_links_the_provider_once_with_their_password,
     an_unknown_professional_is_led_to_the_desk,
