@@ -1,7 +1,7 @@
 // panva's oidc-provider (an OpenID Certified provider) as the upstream identity provider
 // of guichet's tests, shaped like Pro Santé Connect: the `scope_all` scope, `acr`
 // `eidas1`, the national identifier in the userinfo's `SubjectNameID`, a signed (JWT)
-// userinfo, PKCE required, RP-initiated logout.
+// userinfo, PKCE required, RP-initiated and back-channel logout.
 //
 // Started by the Rust tests (`upstream.rs`), one provider per test, configured by the
 // environment; prints `listening URL` once it answers. Its login page is a plain form
@@ -37,6 +37,7 @@ const provider = new Provider(issuer, {
       client_secret: env('CLIENT_SECRET'),
       redirect_uris: [env('REDIRECT_URI')],
       post_logout_redirect_uris: [env('POST_LOGOUT_URI')],
+      backchannel_logout_uri: env('BACKCHANNEL_LOGOUT_URI'),
       response_types: ['code'],
       grant_types: ['authorization_code'],
       token_endpoint_auth_method: 'client_secret_basic',
@@ -55,8 +56,15 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     jwtUserinfo: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
   },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  // Its calls out (the back-channel logout) go to guichet on this machine: a loopback
+  // address, which its protection against requests to private networks would refuse.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   async findAccount(ctx, sub) {
     const person = accounts[sub];
     if (!person) return undefined;
@@ -123,6 +131,10 @@ provider.use(async (ctx, next) => {
     ctx.body = { ...ctx.body, id_token: `${header}.${payload}.${signature.slice(0, 5)}${flipped}${signature.slice(6)}` };
   }
 });
+
+// What goes wrong shows on the test's standard error.
+provider.on('backchannel.error', (ctx, error, client) => console.error(`back-channel logout to ${client.clientId}: ${error} ${error.cause ?? ""}`));
+provider.on('server_error', (ctx, error) => console.error(`server error: ${error}`));
 
 const server = http.createServer(provider.callback());
 server.listen(port, '127.0.0.1', () => {

@@ -153,10 +153,11 @@ impl Factors {
         }
     }
 
-    /// Whether a second factor was given: a code after the password, or a key (which
-    /// verifies its holder itself).
+    /// Whether a second factor was given: a code after the password or after an upstream
+    /// provider's login (the first factor, then), or a key (which verifies its holder
+    /// itself).
     pub fn has_second(self) -> bool {
-        self.key || (self.password && (self.totp || self.backup))
+        self.key || ((self.password || self.upstream.is_some()) && (self.totp || self.backup))
     }
 
     /// The `amr` values (RFC 8176): `pwd`, `otp` (a TOTP or backup code), `hwk` (a key),
@@ -787,6 +788,8 @@ mod tests {
         assert_eq!(Factors::from_stored(&upstream.to_stored()), upstream);
         assert_eq!(upstream.to_stored(), "fed:psc acr:eidas1");
         assert!(!upstream.has_second(), "an upstream login is not a second factor given here");
+        assert!(upstream.and(SecondFactor::Totp).has_second(), "a code after it is: a staff step-up");
+        assert_eq!(upstream.and(SecondFactor::Totp).amr(), ["fed", "psc", "otp", "mfa"]);
         assert!(Word::new("a b").is_none() && Word::new("").is_none() && Word::new(&"x".repeat(65)).is_none());
         assert_eq!(Factors::from_stored("pwd backup unknown"), Factors::PASSWORD.and(SecondFactor::Backup));
         assert!(!Factors::from_stored("otp").has_second(), "a code without a password is one factor");

@@ -54,8 +54,23 @@ pub struct NewSession {
     pub must_change_password: bool,
     /// How it signed in.
     pub factors: Factors,
-    /// Opened upstream: the provider's ID token, the hint its logout asks for.
-    pub upstream_id_token: Option<String>,
+    /// Opened upstream: which provider, and its ID token.
+    pub upstream: Option<UpstreamSession>,
+}
+
+/// What a session opened upstream keeps of it.
+#[derive(Clone)]
+pub struct UpstreamSession {
+    /// The provider's id (its back-channel logout ends the sessions it opened).
+    pub provider: String,
+    /// The provider's ID token, the hint its own logout asks for.
+    pub id_token: String,
+}
+
+impl std::fmt::Debug for UpstreamSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamSession").field("provider", &self.provider).finish_non_exhaustive()
+    }
 }
 
 /// A live session.
@@ -146,8 +161,8 @@ impl Sessions {
         self.open_with(account, context, replacing, must_change_password, factors, None).await
     }
 
-    /// Like [`Self::open`], for a session an upstream provider vouched for: its ID token
-    /// is kept for the provider's logout.
+    /// Like [`Self::open`], for a session an upstream provider vouched for: the provider
+    /// and its ID token are kept, for the logouts.
     pub async fn open_with(
         &self,
         account: AccountId,
@@ -155,7 +170,7 @@ impl Sessions {
         replacing: Option<&TokenHash>,
         must_change_password: bool,
         factors: Factors,
-        upstream_id_token: Option<String>,
+        upstream: Option<UpstreamSession>,
     ) -> Result<(PlainToken, Session), StoreError> {
         if let Some(old) = replacing {
             self.sessions.delete_session(old, self.clock.now(), None).await?;
@@ -172,7 +187,7 @@ impl Sessions {
             context,
             must_change_password,
             factors,
-            upstream_id_token,
+            upstream,
         };
         self.sessions.create_session(&session).await?;
         let NewSession { token_hash, account_id, created_at, idle_expires_at, expires_at, .. } = session;

@@ -66,13 +66,19 @@ impl std::fmt::Debug for Authorization {
     }
 }
 
-/// What the provider sent back to the callback.
-#[derive(Debug, Clone)]
+/// What the provider sent back to the callback. `Debug` leaves out the code.
+#[derive(Clone)]
 pub struct Answer {
     /// The authorization code.
     pub code: String,
     /// The `iss` parameter (RFC 9207), when the provider sent one.
     pub iss: Option<String>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer").field("iss", &self.iss).finish_non_exhaustive()
+    }
 }
 
 /// An identity the provider vouched for: its ID token and userinfo checked.
@@ -166,6 +172,11 @@ pub trait RelyingParty: Send + Sync + std::fmt::Debug {
 
     /// Where to send the browser to end the provider's own session, when it offers it.
     async fn logout_url(&self, upstream: &str, id_token: &str, back_to: &str) -> Option<String>;
+
+    /// The `sub` a back-channel logout token (OpenID Connect Back-Channel Logout 1.0)
+    /// names, once the token holds: signed by the provider, its issuer, for this client,
+    /// not expired, carrying the back-channel logout event and no `nonce`.
+    async fn logout_subject(&self, upstream: &str, logout_token: &str) -> Result<String, UpstreamError>;
 }
 
 /// A request begun: where to send the browser, and the `state` for its cookie (secret:
@@ -180,6 +191,21 @@ pub struct Begun {
 impl std::fmt::Debug for Begun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Begun").finish_non_exhaustive()
+    }
+}
+
+/// An identity waiting for the member's password, and where its login was going.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Pending {
+    /// The identity.
+    pub identity: Identity,
+    /// Where the login was going (already checked).
+    pub next: Option<String>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("identity", &self.identity).finish_non_exhaustive()
     }
 }
 
@@ -264,6 +290,7 @@ pub enum LinkError {
 pub struct Upstreams {
     party: Arc<dyn RelyingParty>,
     store: Arc<dyn UpstreamStore>,
+    sessions: Arc<dyn crate::ports::SessionStore>,
     throttle: Arc<dyn ThrottleStore>,
     transactions: Arc<dyn Transactions>,
     clock: Arc<dyn Clock>,
@@ -281,6 +308,7 @@ impl Upstreams {
         Self {
             party,
             store: Arc::clone(&ports.upstream),
+            sessions: Arc::clone(&ports.sessions),
             throttle: Arc::clone(&ports.throttle),
             transactions: Arc::clone(&ports.transactions),
             clock,
@@ -404,16 +432,30 @@ impl Upstreams {
             return Ok(Admission::Refused(refusal));
         }
         if new_link {
-            // The number is still this account's, in this unit.
-            if held.account.rpps != national {
+            // The number is still this account's, in this unit, and its member did not
+            // remove this provider's link (then only their password, or Mon espace, links).
+            if held.account.rpps != national || work.upstream_link_removed(&identity.upstream, account).await? {
                 return Ok(Admission::Unknown);
             }
             if !work.link_upstream(&identity.upstream, &identity.subject, account, now).await? {
                 return Ok(Admission::Unknown);
             }
             linked_event(work.as_mut(), &held, &name, context, now).await?;
+        } else if national.is_some() && held.account.rpps.is_some() && held.account.rpps != national {
+            // Linked, but the account's number was corrected since: another professional's
+            // identity, whose link goes.
+            work.unlink_upstream(account, &identity.upstream, &identity.subject, now).await?;
+            let mut unlinked = event(account, AuditKind::UpstreamUnlinked, context, now);
+            unlinked.actor = Actor::System;
+            unlinked.detail = Some(AuditDetail::Upstream(name));
+            work.record(&unlinked).await?;
+            work.commit().await?;
+            return Ok(Admission::Unknown);
         }
-        work.used_upstream_link(&identity.upstream, &identity.subject, account, now).await?;
+        // Unlinked meanwhile (after the read above): it opens nothing.
+        if !work.used_upstream_link(&identity.upstream, &identity.subject, account, now).await? {
+            return Ok(Admission::Unknown);
+        }
         work.set_logged_in(account, now, None).await?;
         let mut succeeded = event(account, AuditKind::LoginSucceeded, context, now);
         succeeded.detail = Some(AuditDetail::Upstream(name));
@@ -426,10 +468,12 @@ impl Upstreams {
     }
 
     /// Keeps an identity no account is linked to, for [`PENDING_FOR`], under a token for
-    /// the browser's cookie: the member's password links it ([`Self::link_pending`]).
-    pub async fn hold_pending(&self, identity: &Identity) -> Result<PlainToken, UpstreamError> {
+    /// the browser's cookie, with where the login was going: the member's password links
+    /// it ([`Self::link_pending`]).
+    pub async fn hold_pending(&self, identity: &Identity, next: Option<String>) -> Result<PlainToken, UpstreamError> {
         let token = PlainToken::generate();
-        let payload = serde_json::to_string(identity).map_err(|e| UpstreamError::Refused(e.to_string()))?;
+        let pending = Pending { identity: identity.clone(), next };
+        let payload = serde_json::to_string(&pending).map_err(|e| UpstreamError::Refused(e.to_string()))?;
         let request = StoredRequest {
             upstream: identity.upstream.clone(),
             purpose: RequestPurpose::Pending,
@@ -443,7 +487,7 @@ impl Upstreams {
     }
 
     /// The identity waiting under the cookie's token, for `upstream`.
-    pub async fn pending(&self, upstream: &str, cookie: Option<&str>) -> Result<Option<Identity>, StoreError> {
+    pub async fn pending(&self, upstream: &str, cookie: Option<&str>) -> Result<Option<Pending>, StoreError> {
         let Some(token) = cookie.and_then(PlainToken::from_presented) else { return Ok(None) };
         let request = self.store.peek_upstream_request(&token.hash(), self.clock.now()).await?;
         Ok(request
@@ -453,22 +497,22 @@ impl Upstreams {
 
     /// Links the waiting identity to `account`, whose password the member just typed
     /// right in this browser (the login that checked it was recorded); the waiting row
-    /// is taken. Returns the identity, for the session it opens.
+    /// is taken. Returns what waited, for the session it opens.
     pub async fn link_pending(
         &self,
         upstream: &str,
         cookie: Option<&str>,
         account: AccountId,
         context: &RequestContext,
-    ) -> Result<Identity, LinkError> {
+    ) -> Result<Pending, LinkError> {
         let token = cookie.and_then(PlainToken::from_presented).ok_or(LinkError::Expired)?;
         let request = self.store.take_upstream_request(&token.hash(), self.clock.now()).await?;
-        let identity: Identity = request
+        let pending: Pending = request
             .filter(|r| r.purpose == RequestPurpose::Pending && r.upstream == upstream)
             .and_then(|r| serde_json::from_str(&r.payload).ok())
             .ok_or(LinkError::Expired)?;
-        self.link(account, &identity, context).await?;
-        Ok(identity)
+        self.link(account, &pending.identity, context).await?;
+        Ok(pending)
     }
 
     /// Links `identity` to the account of `session` (a member linking from Mon espace);
@@ -490,10 +534,9 @@ impl Upstreams {
     /// account's, or carries an RPPS number the account (or another one) says is
     /// someone else's; audited and told to the member.
     async fn link(&self, account: AccountId, identity: &Identity, context: &RequestContext) -> Result<bool, LinkError> {
-        match self.store.linked_account(&identity.upstream, &identity.subject).await? {
-            Some(linked) if linked == account => return Ok(false),
-            Some(_) => return Err(LinkError::LinkedElsewhere),
-            None => {}
+        let linked = self.store.linked_account(&identity.upstream, &identity.subject).await?;
+        if linked.is_some_and(|linked| linked != account) {
+            return Err(LinkError::LinkedElsewhere);
         }
         let national = identity.rpps();
         if let Some(rpps) = &national
@@ -506,6 +549,9 @@ impl Upstreams {
         let Some(held) = work.hold_account(account).await? else { return Err(LinkError::Expired) };
         if held.account.rpps.is_some() && national.is_some() && held.account.rpps != national {
             return Err(LinkError::NotTheSamePerson);
+        }
+        if linked == Some(account) {
+            return Ok(false);
         }
         if !work.link_upstream(&identity.upstream, &identity.subject, account, now).await? {
             return Err(LinkError::LinkedElsewhere);
@@ -531,7 +577,8 @@ impl Upstreams {
         let account = session.account_id;
         let now = self.clock.now();
         let mut work = self.transactions.begin().await?;
-        if work.hold_account(account).await?.is_none() || !work.unlink_upstream(account, upstream, subject).await? {
+        if work.hold_account(account).await?.is_none() || !work.unlink_upstream(account, upstream, subject, now).await?
+        {
             return Ok(false);
         }
         let mut unlinked = event(account, AuditKind::UpstreamUnlinked, context, now);
@@ -539,6 +586,21 @@ impl Upstreams {
         work.record(&unlinked).await?;
         work.commit().await?;
         Ok(true)
+    }
+
+    /// The provider says a person's session there ended (its back-channel logout): the
+    /// sessions it opened for the account linked to that person end too, their
+    /// applications told, audited. How many ended (none for a person linked to no
+    /// account: the provider is answered the same).
+    pub async fn logout_from_upstream(&self, upstream: &str, logout_token: &str) -> Result<u64, UpstreamError> {
+        self.provider(upstream).ok_or(UpstreamError::UnknownProvider)?;
+        let subject = self.party.logout_subject(upstream, logout_token).await?;
+        let Some(account) = self.store.linked_account(upstream, &subject).await? else { return Ok(0) };
+        let now = self.clock.now();
+        let mut ended = event(account, AuditKind::LoggedOut, &RequestContext::default(), now);
+        ended.actor = Actor::System;
+        ended.detail = Some(AuditDetail::Upstream(self.name_of(upstream)));
+        Ok(self.sessions.end_upstream_sessions(upstream, account, now, ended).await?)
     }
 
     /// Where to send the browser to end the provider's session after guichet's, when the

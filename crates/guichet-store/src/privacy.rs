@@ -125,6 +125,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ),
     ("webauthn_ceremonies", "SELECT purpose, expires_at FROM webauthn_ceremonies WHERE account_id = $1"),
     ("upstream_requests", "SELECT upstream, purpose, expires_at FROM upstream_requests WHERE account_id = $1"),
+    ("upstream_refusals", "SELECT upstream, created_at FROM upstream_refusals WHERE account_id = $1"),
 ];
 
 /// Whether a column holds an instant (milliseconds since the epoch).

@@ -100,7 +100,8 @@ impl SessionStore for SqlStore {
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, account_id, created_at, idle_expires_at, expires_at, address, user_agent, \
-             must_change_password, factors, upstream_id_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             must_change_password, factors, upstream, upstream_id_token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(session.token_hash.as_str())
         .bind(session.account_id.get())
@@ -111,7 +112,8 @@ impl SessionStore for SqlStore {
         .bind(session.context.user_agent.clone())
         .bind(i64::from(session.must_change_password))
         .bind(session.factors.to_stored())
-        .bind(session.upstream_id_token.clone())
+        .bind(session.upstream.as_ref().map(|u| u.provider.clone()))
+        .bind(session.upstream.as_ref().map(|u| u.id_token.clone()))
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -206,6 +208,30 @@ impl SessionStore for SqlStore {
             insert_event(&mut tx, &event).await?;
         }
         tx.commit().await
+    }
+
+    async fn end_upstream_sessions(
+        &self,
+        upstream: &str,
+        account: AccountId,
+        now: Timestamp,
+        event: NewAuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_work().await?;
+        let which = "l.session_hash IN (SELECT token_hash FROM sessions WHERE upstream = $1 AND account_id = $2)";
+        tell_applications(&mut tx, which, upstream, Some(account.get()), now).await?;
+        let ended = sqlx::query("DELETE FROM sessions WHERE upstream = $1 AND account_id = $2")
+            .bind(upstream.to_owned())
+            .bind(account.get())
+            .execute(&mut *tx)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(backend)?;
+        if ended > 0 {
+            insert_event(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn delete_account_sessions(

@@ -31,7 +31,7 @@ pub(crate) async fn link(
     account: AccountId,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO upstream_links (upstream, subject, account_id, created_at, last_used_at) \
          VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (upstream, subject) DO NOTHING",
     )
@@ -41,8 +41,28 @@ pub(crate) async fn link(
     .bind(millis(now))
     .execute(&mut **tx)
     .await
-    .map(|done| done.rows_affected() == 1)
-    .map_err(backend)
+    .map_err(backend)?;
+    if inserted.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM upstream_refusals WHERE upstream = $1 AND account_id = $2")
+        .bind(upstream.to_owned())
+        .bind(account.get())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(true)
+}
+
+/// Whether the account's member removed a link of `upstream` since its last link.
+pub(crate) async fn removed(tx: &mut SqlWork, upstream: &str, account: AccountId) -> Result<bool, StoreError> {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM upstream_refusals WHERE upstream = $1 AND account_id = $2")
+        .bind(upstream.to_owned())
+        .bind(account.get())
+        .fetch_one(&mut **tx)
+        .await
+        .map(|n| n > 0)
+        .map_err(backend)
 }
 
 /// Records a link's use inside a unit; `false` when it is not the account's.
@@ -64,21 +84,35 @@ pub(crate) async fn used(
         .map_err(backend)
 }
 
-/// Removes one of the account's links inside a unit.
+/// Removes one of the account's links inside a unit, remembering it was removed.
 pub(crate) async fn unlink(
     tx: &mut SqlWork,
     account: AccountId,
     upstream: &str,
     subject: &str,
+    now: Timestamp,
 ) -> Result<bool, StoreError> {
-    sqlx::query("DELETE FROM upstream_links WHERE account_id = $1 AND upstream = $2 AND subject = $3")
+    let removed = sqlx::query("DELETE FROM upstream_links WHERE account_id = $1 AND upstream = $2 AND subject = $3")
         .bind(account.get())
         .bind(upstream.to_owned())
         .bind(subject.to_owned())
         .execute(&mut **tx)
         .await
-        .map(|done| done.rows_affected() == 1)
-        .map_err(backend)
+        .map_err(backend)?;
+    if removed.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO upstream_refusals (upstream, account_id, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (upstream, account_id) DO NOTHING",
+    )
+    .bind(upstream.to_owned())
+    .bind(account.get())
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(true)
 }
 
 #[async_trait]

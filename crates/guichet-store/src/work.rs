@@ -921,8 +921,18 @@ impl Work for SqlWork {
         crate::upstream::used(self, upstream, subject, account, now).await
     }
 
-    async fn unlink_upstream(&mut self, account: AccountId, upstream: &str, subject: &str) -> Result<bool, StoreError> {
-        crate::upstream::unlink(self, account, upstream, subject).await
+    async fn unlink_upstream(
+        &mut self,
+        account: AccountId,
+        upstream: &str,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        crate::upstream::unlink(self, account, upstream, subject, now).await
+    }
+
+    async fn upstream_link_removed(&mut self, upstream: &str, account: AccountId) -> Result<bool, StoreError> {
+        crate::upstream::removed(self, upstream, account).await
     }
 
     async fn insert_key(&mut self, key: &guichet_core::ports::StoredKey) -> Result<bool, StoreError> {

@@ -779,7 +779,7 @@ fn new_session(account: &Account, token: &PlainToken) -> NewSession {
         context: context(),
         must_change_password: false,
         factors: guichet_core::second_factor::Factors::PASSWORD,
-        upstream_id_token: None,
+        upstream: None,
     }
 }
 

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::health::routes())
         .merge(pages::gate::routes())
         .merge(pages::oidc::api_routes())
+        .merge(pages::upstream::api_routes())
         .merge(pages::assets::routes())
         .merge(pages)
         .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages));

@@ -29,6 +29,11 @@ use serde::{Deserialize, Serialize};
 
 /// How long a discovery is trusted before it is made again.
 const REDISCOVER_AFTER: Duration = Duration::from_secs(600);
+/// How long a failed discovery is remembered: meanwhile the button answers at once that
+/// the provider does not answer, instead of every click waiting for a timeout.
+const REMEMBER_FAILURE: Duration = Duration::from_secs(30);
+/// The longest `sub` kept (OpenID Connect Core says 255 ASCII characters).
+const MAX_SUBJECT: usize = 255;
 
 /// One `[[upstream]]` table, as read.
 #[derive(Clone, PartialEq, Eq)]
@@ -221,12 +226,42 @@ type Client =
 struct OtherClaims(BTreeMap<String, serde_json::Value>);
 impl AdditionalClaims for OtherClaims {}
 
+/// A back-channel logout token's claims beyond an ID token's: its `events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LogoutEvents {
+    events: BTreeMap<String, serde_json::Value>,
+}
+impl AdditionalClaims for LogoutEvents {}
+
+/// The event a back-channel logout token carries (Back-Channel Logout 1.0, §2.4).
+const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// A logout token has an ID token's shape (issuer, audience, expiry, signature): it is
+/// read and checked as one, with its `events` beside.
+type LogoutToken = openidconnect::IdToken<
+    LogoutEvents,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJwsSigningAlgorithm,
+>;
+
+/// A provider's discovery as last made.
+#[derive(Debug, Clone)]
+enum Discovered {
+    /// Not yet.
+    Never,
+    /// Made then.
+    At(Instant, Arc<Metadata>),
+    /// Failed then, for this reason.
+    Failed(Instant, String),
+}
+
 /// A provider, configured, and its discovery once made.
 #[derive(Debug)]
 struct Upstream {
     settings: UpstreamSettings,
     redirect: RedirectUrl,
-    discovered: tokio::sync::Mutex<Option<(Instant, Arc<Metadata>)>>,
+    discovered: std::sync::Mutex<Discovered>,
 }
 
 /// The configured providers, over one HTTP client.
@@ -244,7 +279,7 @@ impl Providers {
             .map(|s| {
                 let callback = format!("{}/login/upstream/{}/callback", public_url.trim_end_matches('/'), s.id);
                 let redirect = RedirectUrl::new(callback).context("GUICHET_PUBLIC_URL does not make a callback URL")?;
-                Ok(Upstream { settings: s.clone(), redirect, discovered: tokio::sync::Mutex::new(None) })
+                Ok(Upstream { settings: s.clone(), redirect, discovered: std::sync::Mutex::new(Discovered::Never) })
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { upstreams, http })
@@ -254,14 +289,31 @@ impl Providers {
         self.upstreams.iter().find(|u| u.settings.id == id).ok_or(UpstreamError::UnknownProvider)
     }
 
-    /// The provider's metadata: discovered at first use, again after [`REDISCOVER_AFTER`].
-    async fn metadata(&self, upstream: &Upstream) -> Result<Arc<Metadata>, UpstreamError> {
-        let mut discovered = upstream.discovered.lock().await;
-        if let Some((at, metadata)) = discovered.as_ref()
-            && at.elapsed() < REDISCOVER_AFTER
-        {
-            return Ok(Arc::clone(metadata));
+    /// The provider's metadata: discovered at first use, again after [`REDISCOVER_AFTER`]
+    /// (or at once with `again`: its keys changed). No lock is held over the network: two
+    /// requests at once may both discover, the last one kept.
+    async fn metadata(&self, upstream: &Upstream, again: bool) -> Result<Arc<Metadata>, UpstreamError> {
+        let last = upstream.discovered.lock().map(|d| d.clone()).unwrap_or(Discovered::Never);
+        match last {
+            Discovered::At(at, metadata) if !again && at.elapsed() < REDISCOVER_AFTER => return Ok(metadata),
+            Discovered::Failed(at, why) if at.elapsed() < REMEMBER_FAILURE => {
+                return Err(UpstreamError::Unreachable(why));
+            }
+            _ => {}
         }
+        let discovered = self.discover(upstream).await;
+        let remembered = match &discovered {
+            Ok(metadata) => Discovered::At(Instant::now(), Arc::clone(metadata)),
+            Err(UpstreamError::Unreachable(why)) => Discovered::Failed(Instant::now(), why.clone()),
+            Err(_) => Discovered::Never,
+        };
+        if let Ok(mut slot) = upstream.discovered.lock() {
+            *slot = remembered;
+        }
+        discovered
+    }
+
+    async fn discover(&self, upstream: &Upstream) -> Result<Arc<Metadata>, UpstreamError> {
         let issuer =
             IssuerUrl::new(upstream.settings.issuer.clone()).map_err(|e| UpstreamError::Refused(e.to_string()))?;
         let http = self.http_client();
@@ -272,9 +324,7 @@ impl Providers {
             }
             other => UpstreamError::Refused(format!("discovery: {other}")),
         })?;
-        let metadata = Arc::new(metadata);
-        *discovered = Some((Instant::now(), Arc::clone(&metadata)));
-        Ok(metadata)
+        Ok(Arc::new(metadata))
     }
 
     /// The HTTP client as `openidconnect` calls it: each call owns its handle.
@@ -350,7 +400,7 @@ impl RelyingParty for Providers {
 
     async fn authorization(&self, id: &str, state: &str) -> Result<Authorization, UpstreamError> {
         let upstream = self.upstream(id)?;
-        let metadata = self.metadata(upstream).await?;
+        let metadata = self.metadata(upstream, false).await?;
         let client = Self::client(upstream, &metadata);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let nonce = Nonce::new_random();
@@ -377,7 +427,7 @@ impl RelyingParty for Providers {
         verifier: &str,
     ) -> Result<Identity, UpstreamError> {
         let upstream = self.upstream(id)?;
-        let metadata = self.metadata(upstream).await?;
+        let metadata = self.metadata(upstream, false).await?;
         // RFC 9207: an answer naming another issuer is another provider's (a mix-up).
         match &answer.iss {
             Some(iss) if iss != metadata.issuer().as_str() => {
@@ -388,7 +438,7 @@ impl RelyingParty for Providers {
             }
             _ => {}
         }
-        let client = Self::client(upstream, &metadata);
+        let mut client = Self::client(upstream, &metadata);
         let http = self.http_client();
         let exchange = client
             .exchange_code(AuthorizationCode::new(answer.code.clone()))
@@ -396,15 +446,29 @@ impl RelyingParty for Providers {
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
         let tokens = exchange.request_async(&http).await.map_err(|e| request_error("token", &e))?;
         let id_token = tokens.id_token().ok_or_else(|| UpstreamError::Refused("no ID token".to_owned()))?;
-        let claims = id_token
-            .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_owned()))
-            .map_err(|e| UpstreamError::Refused(format!("ID token: {e}")))?;
+        let nonce = Nonce::new(nonce.to_owned());
+        let first = id_token.claims(&client.id_token_verifier(), &nonce).cloned();
+        let claims = match first {
+            Ok(claims) => claims,
+            // Signed with a key the discovery did not have yet (a rotation): once more,
+            // with the provider's keys as they are now.
+            Err(openidconnect::ClaimsVerificationError::SignatureVerification(_)) => {
+                let fresh = self.metadata(upstream, true).await?;
+                client = Self::client(upstream, &fresh);
+                let claims = id_token.claims(&client.id_token_verifier(), &nonce);
+                claims.map_err(|e| UpstreamError::Refused(format!("ID token: {e}")))?.clone()
+            }
+            Err(error) => return Err(UpstreamError::Refused(format!("ID token: {error}"))),
+        };
         let acr = claims.auth_context_ref().map(|acr| acr.as_str().to_owned());
         let wanted = &upstream.settings.acr_values;
         if !wanted.is_empty() && !acr.as_ref().is_some_and(|acr| wanted.contains(acr)) {
             return Err(UpstreamError::Refused(format!("the ID token's acr is {acr:?}, not one of {wanted:?}")));
         }
         let subject = claims.subject().clone();
+        if subject.as_str().len() > MAX_SUBJECT {
+            return Err(UpstreamError::Refused(format!("a sub of {} characters", subject.as_str().len())));
+        }
         let userinfo =
             match client.user_info(AccessToken::new(tokens.access_token().secret().clone()), Some(subject.clone())) {
                 Ok(request) => {
@@ -449,9 +513,33 @@ impl RelyingParty for Providers {
         })
     }
 
+    async fn logout_subject(&self, id: &str, logout_token: &str) -> Result<String, UpstreamError> {
+        let upstream = self.upstream(id)?;
+        let metadata = self.metadata(upstream, false).await?;
+        let client = Self::client(upstream, &metadata);
+        let token: LogoutToken =
+            logout_token.parse().map_err(|e| UpstreamError::Refused(format!("logout token: {e}")))?;
+        let no_nonce = |nonce: Option<&Nonce>| match nonce {
+            None => Ok(()),
+            Some(_) => Err("a logout token carries no nonce".to_owned()),
+        };
+        // `typ` is `logout+jwt` (Back-Channel Logout 1.0, §2.4), or `JWT` from providers
+        // written before it said so.
+        let types = ["logout+jwt", "JWT"]
+            .into_iter()
+            .filter_map(|t| openidconnect::JsonWebTokenType::new(t.to_owned()).normalize().ok());
+        let verifier = client.id_token_verifier().set_allowed_jose_types(types);
+        let claims =
+            token.claims(&verifier, no_nonce).map_err(|e| UpstreamError::Refused(format!("logout token: {e}")))?;
+        if !claims.additional_claims().events.contains_key(BACKCHANNEL_LOGOUT_EVENT) {
+            return Err(UpstreamError::Refused("the token is not a back-channel logout's".to_owned()));
+        }
+        Ok(claims.subject().as_str().to_owned())
+    }
+
     async fn logout_url(&self, id: &str, id_token: &str, back_to: &str) -> Option<String> {
         let upstream = self.upstream(id).ok()?;
-        let metadata = self.metadata(upstream).await.ok()?;
+        let metadata = self.metadata(upstream, false).await.ok()?;
         let endpoint = metadata.additional_metadata().end_session_endpoint.as_deref()?;
         let mut url = url::Url::parse(endpoint).ok()?;
         url.query_pairs_mut()

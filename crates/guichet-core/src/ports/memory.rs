@@ -196,7 +196,13 @@ impl Work for MemoryWork {
     ) -> Result<bool, StoreError> {
         Ok(self.rows.upstream_links.iter().any(|(u, s, a)| u == upstream && s == subject && *a == account))
     }
-    async fn unlink_upstream(&mut self, account: AccountId, upstream: &str, subject: &str) -> Result<bool, StoreError> {
+    async fn unlink_upstream(
+        &mut self,
+        account: AccountId,
+        upstream: &str,
+        subject: &str,
+        _now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let before = self.rows.upstream_links.len();
         self.rows.upstream_links.retain(|(u, s, a)| !(u == upstream && s == subject && *a == account));
         Ok(self.rows.upstream_links.len() < before)
@@ -211,6 +217,9 @@ impl Work for MemoryWork {
             .values()
             .filter_map(|h| h.account.rpps.clone().filter(|n| numbers.contains(n)).map(|n| (n, h.account.id)))
             .collect())
+    }
+    async fn upstream_link_removed(&mut self, _upstream: &str, _account: AccountId) -> Result<bool, StoreError> {
+        Ok(false)
     }
     async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError> {
         let held = self.rows.accounts.get_mut(&account).ok_or(StoreError::Changed)?;

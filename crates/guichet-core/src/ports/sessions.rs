@@ -28,6 +28,17 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// The account's live sessions at `now`, newest first, with where each began.
     async fn account_sessions(&self, account: AccountId, now: Timestamp) -> Result<Vec<OpenSession>, StoreError>;
 
+    /// Ends the account's sessions opened through `upstream` (its back-channel logout),
+    /// telling the applications they signed in to, and records `event` when any ended;
+    /// how many, in one transaction.
+    async fn end_upstream_sessions(
+        &self,
+        upstream: &str,
+        account: AccountId,
+        now: Timestamp,
+        event: NewAuditEvent,
+    ) -> Result<u64, StoreError>;
+
     /// The upstream provider's ID token the session keeps, if it was opened upstream.
     async fn upstream_id_token(&self, token: &TokenHash) -> Result<Option<String>, StoreError>;
 

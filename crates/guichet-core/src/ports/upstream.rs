@@ -36,8 +36,9 @@ impl RequestPurpose {
     }
 }
 
-/// A request row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request row. `Debug` leaves out the payload (a nonce and a PKCE verifier, or an
+/// identity with its ID token).
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredRequest {
     /// The provider's id.
     pub upstream: String,
@@ -47,6 +48,16 @@ pub struct StoredRequest {
     pub account: Option<AccountId>,
     /// JSON: the nonce, PKCE verifier and destination; or the identity waiting.
     pub payload: String,
+}
+
+impl std::fmt::Debug for StoredRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRequest")
+            .field("upstream", &self.upstream)
+            .field("purpose", &self.purpose)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An upstream identity linked to an account, as Mon espace lists it.

@@ -394,8 +394,9 @@ pub trait Work: Send {
     /// another account's.
     async fn set_rpps(&mut self, account: AccountId, rpps: Option<&crate::account::Rpps>) -> Result<(), StoreError>;
 
-    /// Links the provider's `subject` to the account; `false` (nothing written) when that
-    /// identity is linked already, to this account or another.
+    /// Links the provider's `subject` to the account, and forgets that its member had
+    /// removed a link of that provider; `false` (nothing written) when that identity is
+    /// linked already, to this account or another.
     async fn link_upstream(
         &mut self,
         upstream: &str,
@@ -414,8 +415,19 @@ pub trait Work: Send {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Removes one of the account's links; `false` when it had no such link.
-    async fn unlink_upstream(&mut self, account: AccountId, upstream: &str, subject: &str) -> Result<bool, StoreError>;
+    /// Removes one of the account's links, and remembers that its member removed a link of
+    /// that provider (see [`Self::upstream_link_removed`]); `false` when it had no such
+    /// link.
+    async fn unlink_upstream(
+        &mut self,
+        account: AccountId,
+        upstream: &str,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Whether the account's member removed a link of `upstream` since its last link.
+    async fn upstream_link_removed(&mut self, upstream: &str, account: AccountId) -> Result<bool, StoreError>;
 
     /// Sets when the account is to be erased (`None`: not).
     async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError>;

@@ -15,5 +15,17 @@ CREATE TABLE upstream_requests (
 );
 CREATE INDEX upstream_requests_by_expiry ON upstream_requests (expires_at);
 
--- A session opened upstream keeps the provider's ID token, the hint its logout asks for.
+-- A session opened upstream names the provider (its back-channel logout ends the
+-- sessions it opened) and keeps its ID token, the hint its own logout asks for.
+ALTER TABLE sessions ADD COLUMN upstream TEXT;
 ALTER TABLE sessions ADD COLUMN upstream_id_token TEXT;
+
+-- A provider whose link a member removed from their account: the account's RPPS number no
+-- longer links it again by itself (the member's password, or Mon espace, does, and clears
+-- this).
+CREATE TABLE upstream_refusals (
+    upstream TEXT NOT NULL,
+    account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (upstream, account_id)
+);

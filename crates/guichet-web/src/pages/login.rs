@@ -272,21 +272,26 @@ async fn logout(
     let mut notice = "logged_out".to_owned();
     let mut upstream_logout = None;
     if let Some(session) = &visitor.session {
-        // Opened upstream: the provider's own session ends too, when it offers a logout.
-        if let Some(vouched) = session.factors.upstream
-            && let Some(id_token) = state.sessions.upstream_id_token(session).await?
-        {
-            let id = vouched.by.as_str();
-            let back = format!("{}/login", state.settings.public_url.trim_end_matches('/'));
-            let url = state.upstreams.logout_url(id, &id_token, &back).await;
-            upstream_logout = url.map(|url| (state.upstreams.name_of(id), url));
-        }
-        // Read before the session ends: its end forgets which applications it opened.
+        // Read before the session ends: its end forgets which applications it opened,
+        // and the provider's ID token.
         let signed_into = state.oidc.signed_into(session).await?;
+        let upstream = match session.factors.upstream {
+            Some(vouched) => state.sessions.upstream_id_token(session).await?.map(|token| (vouched, token)),
+            None => None,
+        };
         state.sessions.log_out(session, context).await?;
         state.messenger.signal().notify_one();
         if !signed_into.clients.is_empty() {
             notice = format!("logged_out:{}", signed_into.encode());
+        }
+        // Opened upstream: the provider's own session ends too, when it offers a logout
+        // (asked once guichet's has ended: a provider that does not answer delays nothing
+        // that matters).
+        if let Some((vouched, id_token)) = upstream {
+            let id = vouched.by.as_str();
+            let back = format!("{}/login", state.settings.public_url.trim_end_matches('/'));
+            let url = state.upstreams.logout_url(id, &id_token, &back).await;
+            upstream_logout = url.map(|url| (state.upstreams.name_of(id), url));
         }
     }
     let mut response = match upstream_logout {

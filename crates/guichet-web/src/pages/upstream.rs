@@ -36,6 +36,50 @@ pub fn routes() -> Router<AppState> {
         .route("/me/upstream/{id}/unlink", post(unlink))
 }
 
+/// The routes a provider calls itself, server to server: outside the visitor layer (no
+/// cookie, no CSRF token; the logout token's signature is the proof).
+pub fn api_routes() -> Router<AppState> {
+    Router::new().route("/login/upstream/{id}/backchannel-logout", post(backchannel_logout))
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    logout_token: String,
+}
+
+/// `POST /login/upstream/{id}/backchannel-logout`: the provider says a person's session
+/// there ended; the sessions it opened here end too (Back-Channel Logout 1.0).
+async fn backchannel_logout(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(form): Form<LogoutForm>,
+) -> Result<Response, WebError> {
+    let answer = |status: StatusCode, body: &'static str| {
+        let headers =
+            [(axum::http::header::CACHE_CONTROL, "no-store"), (axum::http::header::CONTENT_TYPE, "application/json")];
+        (status, headers, body).into_response()
+    };
+    match state.upstreams.logout_from_upstream(&id, &form.logout_token).await {
+        Ok(ended) => {
+            if ended > 0 {
+                state.messenger.signal().notify_one();
+            }
+            Ok(answer(StatusCode::OK, "{}"))
+        }
+        Err(UpstreamError::UnknownProvider) => Ok(answer(StatusCode::NOT_FOUND, "{\"error\":\"invalid_request\"}")),
+        Err(UpstreamError::Unreachable(why)) => {
+            tracing::warn!(upstream = id, %why, "a back-channel logout could not be checked");
+            Ok(answer(StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"temporarily_unavailable\"}"))
+        }
+        Err(UpstreamError::Store(error)) => Err(error.into()),
+        Err(error) => {
+            tracing::info!(upstream = id, %error, "a back-channel logout token was refused");
+            Ok(answer(StatusCode::BAD_REQUEST, "{\"error\":\"invalid_request\"}"))
+        }
+    }
+}
+
 /// How long the upstream cookie lives: the longer of the answer's and the pending wait.
 const COOKIE_FOR: i64 = 15 * 60;
 
@@ -287,7 +331,7 @@ async fn admit(
             open_session(state, visitor, headers, &account, identity, identity.factors(), false, next, context).await
         }
         Ok(Admission::Unknown) => {
-            let token = state.upstreams.hold_pending(identity).await.map_err(|e| match e {
+            let token = state.upstreams.hold_pending(identity, next).await.map_err(|e| match e {
                 UpstreamError::Store(e) => WebError::Store(e),
                 _ => WebError::Internal("the identity could not be kept"),
             })?;
@@ -332,9 +376,12 @@ async fn open_session(
 ) -> Result<Response, WebError> {
     let jar = &state.settings.cookies;
     let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
-    let id_token = Some(identity.id_token.clone());
+    let upstream = guichet_core::session::UpstreamSession {
+        provider: identity.upstream.clone(),
+        id_token: identity.id_token.clone(),
+    };
     let (token, _) =
-        state.sessions.open_with(account.id, context, replacing, must_change_password, factors, id_token).await?;
+        state.sessions.open_with(account.id, context, replacing, must_change_password, factors, Some(upstream)).await?;
     // Staff who must enrol a second factor are sent to enrol first, as after a password.
     let enrol = !must_change_password
         && matches!(state.console.door(account.id, factors).await?, guichet_core::console::Door::Enrol);
@@ -418,7 +465,7 @@ async fn show_link(
     provider(&state, &id)?;
     let cookie = state.settings.cookies.read(Cookie::Upstream, &headers);
     match state.upstreams.pending(&id, cookie.as_deref()).await? {
-        Some(identity) => render(StatusCode::OK, &link_page(&state, &visitor, &id, &identity, String::new())),
+        Some(pending) => render(StatusCode::OK, &link_page(&state, &visitor, &id, &pending.identity, String::new())),
         None => failed(&state, &visitor, &id, UpstreamError::Expired),
     }
 }
@@ -444,9 +491,10 @@ async fn link_with_password(
     provider(&state, &id)?;
     let jar = &state.settings.cookies;
     let cookie = jar.read(Cookie::Upstream, &headers);
-    let Some(identity) = state.upstreams.pending(&id, cookie.as_deref()).await? else {
+    let Some(pending) = state.upstreams.pending(&id, cookie.as_deref()).await? else {
         return failed(&state, &visitor, &id, UpstreamError::Expired);
     };
+    let identity = pending.identity;
     let typed: String = form.identifier.trim().chars().take(100).collect();
     let device = jar.read(Cookie::Device, &headers);
     let shown_again = |problem: String, status: StatusCode| {
@@ -465,18 +513,19 @@ async fn link_with_password(
         }
         Ok(LoggedIn { account, must_change_password, .. }) => {
             match state.upstreams.link_pending(&id, cookie.as_deref(), account.id, &context).await {
-                Ok(identity) => {
+                Ok(linked) => {
                     state.postman.signal().notify_one();
+                    let identity = &linked.identity;
                     let factors = Factors { password: true, ..identity.factors() };
                     open_session(
                         &state,
                         &visitor,
                         &headers,
                         &account,
-                        &identity,
+                        identity,
                         factors,
                         must_change_password,
-                        None,
+                        linked.next,
                         context,
                     )
                     .await

@@ -14,7 +14,7 @@ use crate::helpers::{PASSWORD, spawn_app};
 
 /// axe-core's script, when `npm ci --prefix .ci` installed it; `None` after saying so
 /// otherwise (never when `.ci/run` asks for it).
-fn axe_source() -> Option<String> {
+pub(crate) fn axe_source() -> Option<String> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/node_modules/axe-core/axe.min.js");
     match std::fs::read_to_string(&path) {
         Ok(source) => Some(source),
@@ -39,7 +39,7 @@ async fn violations(browser: &Browser, axe: &str) -> Vec<String> {
 }
 
 /// Checks the page shown now, after waiting for `expected` on it.
-async fn check(browser: &Browser, axe: &str, expected: &str, seen: &mut Vec<String>) {
+pub(crate) async fn check(browser: &Browser, axe: &str, expected: &str, seen: &mut Vec<String>) {
     browser.wait_for_text(expected).await;
     let path = browser.path().await;
     let found = violations(browser, axe).await;

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use crate::helpers::{Backend, PASSWORD, TestApp, browser, spawn_app_with};
 
 /// The code `pyotp` computes for `secret` at `at` (Unix seconds).
-async fn pyotp(secret: &str, at: i64) -> String {
+pub(crate) async fn pyotp(secret: &str, at: i64) -> String {
     let secret = secret.to_owned();
     tokio::task::spawn_blocking(move || {
         let script = "import pyotp, sys; print(pyotp.TOTP(sys.argv[1]).at(int(sys.argv[2])))";
@@ -40,7 +40,7 @@ fn backup_codes(body: &str) -> Vec<String> {
     list.split("<code class=\"code\">").skip(1).filter_map(|c| c.split("</code>").next()).map(str::to_owned).collect()
 }
 
-fn now(app: &TestApp) -> i64 {
+pub(crate) fn now(app: &TestApp) -> i64 {
     guichet_core::clock::Clock::now(app.clock.as_ref()).as_second()
 }
 

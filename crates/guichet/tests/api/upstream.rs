@@ -21,7 +21,8 @@ const MARIE_RPPS: &str = "10001234567";
 const ACCOUNTS: &str = r#"{
   "marie": {"SubjectNameID": "810001234567", "given_name": "Marie", "family_name": "Curie"},
   "jeanne": {"SubjectNameID": "810005555555", "given_name": "Jeanne", "family_name": "Mance"},
-  "paul": {"SubjectNameID": "810009999999", "given_name": "Paul", "family_name": "Inconnu"}
+  "paul": {"SubjectNameID": "810009999999", "given_name": "Paul", "family_name": "Inconnu"},
+  "boss": {"SubjectNameID": "810007777777", "given_name": "Claire", "family_name": "Chef"}
 }"#;
 
 /// The provider's process; killed when dropped.
@@ -54,6 +55,11 @@ fn scripts() -> Option<std::path::PathBuf> {
 /// guichet with the Pro Santé Connect preset pointing at a provider on `port` (started
 /// next, or never: a provider that is down), and its secret file.
 async fn guichet(backend: Backend, port: u16) -> (TestApp, tempfile::TempDir) {
+    guichet_with(backend, port, &[]).await
+}
+
+/// The same, with extra settings.
+async fn guichet_with(backend: Backend, port: u16, extra: &[(&str, &str)]) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("psc-secret");
     std::fs::write(&secret, "le-secret-du-client\n").unwrap();
@@ -62,7 +68,7 @@ async fn guichet(backend: Backend, port: u16) -> (TestApp, tempfile::TempDir) {
          client_id = \"guichet-test\"\nclient_secret_file = \"{}\"\nsigned_userinfo = true\n",
         secret.display()
     );
-    (spawn_app_with_toml(backend, &[], &toml).await, dir)
+    (spawn_app_with_toml(backend, extra, &toml).await, dir)
 }
 
 /// Starts the provider for `app` on `port`, in `mode` (see the script).
@@ -76,6 +82,7 @@ async fn provider(root: &std::path::Path, app: &TestApp, port: u16, mode: &str) 
         .env("CLIENT_SECRET", "le-secret-du-client")
         .env("REDIRECT_URI", format!("{}/login/upstream/psc/callback", app.address))
         .env("POST_LOGOUT_URI", format!("{}/login", app.address))
+        .env("BACKCHANNEL_LOGOUT_URI", format!("{}/login/upstream/psc/backchannel-logout", app.address))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -97,22 +104,36 @@ async fn provider(root: &std::path::Path, app: &TestApp, port: u16, mode: &str) 
 
 /// guichet and its provider, both up.
 async fn both(backend: Backend, mode: &str) -> Option<(TestApp, Upstream, tempfile::TempDir)> {
+    both_with(backend, mode, &[]).await
+}
+
+/// The same, with extra settings for guichet.
+async fn both_with(
+    backend: Backend,
+    mode: &str,
+    extra: &[(&str, &str)],
+) -> Option<(TestApp, Upstream, tempfile::TempDir)> {
     let root = scripts()?;
     let port = crate::cli::free_port();
-    let (app, dir) = guichet(backend, port).await;
+    let (app, dir) = guichet_with(backend, port, extra).await;
     let upstream = provider(&root, &app, port, mode).await;
     Some((app, upstream, dir))
 }
 
 /// An account with [`PASSWORD`] and, when given, an RPPS number.
 async fn member(app: &TestApp, identifier: &str, rpps: &str) {
+    account(app, identifier, rpps, Role::Member).await;
+}
+
+/// The same, with a role.
+async fn account(app: &TestApp, identifier: &str, rpps: &str, role: Role) {
     let request = AddMember {
         identifier: identifier.to_owned(),
         email: format!("{identifier}@chu.example.fr"),
         name: String::new(),
         given_name: "Marie".to_owned(),
         family_name: "Curie".to_owned(),
-        role: Role::Member,
+        role,
         password: Some(SecretString::from(PASSWORD.to_owned())),
         invite: false,
         rpps: rpps.to_owned(),
@@ -136,8 +157,20 @@ async fn get(browser: &reqwest::Client, url: &str) -> (StatusCode, Option<String
 /// Presses "Se connecter avec Pro Santé Connect" and signs in at the provider as
 /// `login`: the URL the provider sends the browser back to (not followed yet).
 async fn at_provider(app: &TestApp, upstream: &Upstream, browser: &reqwest::Client, login: &str) -> String {
-    let (status, mut location, _) = get(browser, &format!("{}/login/upstream/psc", app.address)).await;
+    let (status, location, _) = get(browser, &format!("{}/login/upstream/psc", app.address)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    through_provider(app, upstream, browser, location, login).await
+}
+
+/// From the provider's authorization URL `location`, signs in there as `login` (when it
+/// asks): the URL it sends the browser back to.
+async fn through_provider(
+    app: &TestApp,
+    upstream: &Upstream,
+    browser: &reqwest::Client,
+    mut location: Option<String>,
+    login: &str,
+) -> String {
     // Through the provider's redirects to its login form (or straight back, when the
     // browser's session there is still open).
     let mut form_url = None;
@@ -148,6 +181,7 @@ async fn at_provider(app: &TestApp, upstream: &Upstream, browser: &reqwest::Clie
         }
         assert!(url.starts_with(&upstream.issuer), "stays at the provider: {url}");
         let (status, next, body) = get(browser, &url).await;
+        assert!(status == StatusCode::OK || next.is_some(), "{url}: {status} {body}");
         if status == StatusCode::OK {
             assert!(body.contains("name=\"login\""), "{body}");
             form_url = Some(url);
@@ -227,6 +261,56 @@ async fn a_member_signs_in_with_pro_sante_connect_by_their_rpps_number(backend: 
     let end = format!("{}/session/end?", upstream.issuer);
     assert!(out.body.contains(&format!("url={end}")) && out.body.contains("id_token_hint="), "{}", out.body);
     assert_eq!(app.get_with(&again, "/me").await.status, StatusCode::SEE_OTHER, "signed out here");
+}
+
+/// The member signs out at the provider itself (another site, the e-CPS app): the
+/// provider's back-channel logout ends the session it opened here.
+async fn a_logout_at_the_provider_ends_the_session_it_opened_here(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "marie", MARIE_RPPS).await;
+    let browser = browser();
+    let back = at_provider(&app, &upstream, &browser, "marie").await;
+    assert_eq!(get(&browser, &back).await.0, StatusCode::SEE_OTHER);
+    // Her other session, with her password, is not the provider's to end.
+    let desk_browser = crate::helpers::browser();
+    assert_eq!(app.login_with(&desk_browser, "marie", PASSWORD, &[]).await.location(), Some("/me"));
+
+    // A token that does not hold is refused, and ends nothing.
+    let garbage = crate::helpers::http_client().build().unwrap();
+    let url = format!("{}/login/upstream/psc/backchannel-logout", app.address);
+    let refused = garbage.post(&url).form(&[("logout_token", "eyJhbGciOiJub25lIn0.e30.")]).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.get_with(&browser, "/me").await.status, StatusCode::OK);
+    let unknown = format!("{}/login/upstream/autre/backchannel-logout", app.address);
+    let unknown = garbage.post(&unknown).form(&[("logout_token", "x")]).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // The provider's own logout page, confirmed in the same browser.
+    let (status, _, page) = get(&browser, &format!("{}/session/end", upstream.issuer)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let xsrf = page
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no xsrf in {page}"))
+        .to_owned();
+    let confirm = format!("{}/session/end/confirm", upstream.issuer);
+    let confirmed = browser.post(&confirm).form(&[("xsrf", xsrf.as_str()), ("logout", "yes")]).send().await.unwrap();
+    assert!(confirmed.status().is_redirection(), "{}", confirmed.status());
+
+    let mut ended = false;
+    for _ in 0..50 {
+        if app.get_with(&browser, "/me").await.status == StatusCode::SEE_OTHER {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ended, "the session opened by the provider ended");
+    assert_eq!(app.get_with(&desk_browser, "/me").await.status, StatusCode::OK, "the password's session stays");
+    let by_psc = Some(AuditDetail::Upstream("Pro Santé Connect".to_owned()));
+    let events = app.events("marie").await;
+    assert!(events.iter().any(|e| e.kind == AuditKind::LoggedOut && e.detail == by_psc), "audited");
 }
 
 async fn a_member_links_the_provider_once_with_their_password(backend: Backend) {
@@ -312,6 +396,136 @@ async fn a_disabled_account_stays_out(backend: Backend) {
     assert_eq!(app.get_with(&browser, "/me").await.status, StatusCode::SEE_OTHER);
 }
 
+/// A lock from wrong passwords applies as it does to the password: a stranger's browser
+/// stays out, the member's usual one gets in.
+async fn a_lock_stops_other_browsers_not_the_usual_one(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "marie", MARIE_RPPS).await;
+    let usual = browser();
+    assert_eq!(app.login_with(&usual, "marie", PASSWORD, &[]).await.location(), Some("/me"));
+    let me = app.get_with(&usual, "/me").await;
+    app.post_form(&usual, "/logout", &[("csrf_token", &me.csrf_token())]).await;
+    let stranger = crate::helpers::browser();
+    for _ in 0..5 {
+        app.login_with(&stranger, "marie", "pas le bon mot de passe", &[]).await;
+    }
+    assert!(app.account("marie").await.locked_until.is_some(), "locked");
+
+    let elsewhere = crate::helpers::browser();
+    let back = at_provider(&app, &upstream, &elsewhere, "marie").await;
+    let (status, _, body) = get(&elsewhere, &back).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(plain(&body).contains("suspendu"), "{body}");
+
+    let back = at_provider(&app, &upstream, &usual, "marie").await;
+    let (status, location, _) = get(&usual, &back).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some(format!("{}/me", app.address).as_str()));
+}
+
+/// A member whose account has a second factor cannot link with the password alone:
+/// they link from Mon espace, signed in with both (the page round trip to the provider).
+async fn an_account_with_a_second_factor_links_from_mon_espace(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "jeanne", "").await;
+    let browser = browser();
+    assert_eq!(app.login_with(&browser, "jeanne", PASSWORD, &[]).await.location(), Some("/me"));
+    let (secret, _) = crate::second_factor::enrol(&app, &browser).await;
+    let me = app.get_with(&browser, "/me").await;
+    app.post_form(&browser, "/logout", &[("csrf_token", &me.csrf_token())]).await;
+
+    let back = at_provider(&app, &upstream, &browser, "jeanne").await;
+    get(&browser, &back).await;
+    let page = app.get_with(&browser, "/login/upstream/psc/link").await;
+    let form =
+        [("csrf_token", page.csrf_token()), ("identifier", "jeanne".to_owned()), ("password", PASSWORD.to_owned())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = app.post_form(&browser, "/login/upstream/psc/link", &form).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(plain(&refused.body).contains("Associer Pro Santé Connect"), "{}", refused.body);
+    assert!(app.events("jeanne").await.iter().all(|e| e.kind != AuditKind::UpstreamLinked));
+
+    // Signed in with the password and the code, Mon espace links it.
+    app.advance(jiff::SignedDuration::from_secs(31));
+    let code = crate::second_factor::pyotp(&secret, crate::second_factor::now(&app)).await;
+    let first = app.login_with(&browser, "jeanne", PASSWORD, &[]).await;
+    assert_eq!(first.location(), Some("/login/second-factor"));
+    let second = app.submit(&browser, "/login", "/login/second-factor", &[("code", &code)]).await;
+    assert_eq!(second.location(), Some("/me"), "{}", second.body);
+    let me = app.get_with(&browser, "/me").await;
+    let away = app.post_form(&browser, "/me/upstream/psc/link", &[("csrf_token", &me.csrf_token())]).await;
+    assert_eq!(away.status, StatusCode::OK);
+    let url = away.body.split("url=").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default();
+    let url = url.replace("&amp;", "&").replace("&#38;", "&");
+    assert!(url.starts_with(&upstream.issuer), "on to the provider: {url}");
+    let back = through_provider(&app, &upstream, &browser, Some(url), "jeanne").await;
+    let (_, done, _) = get(&browser, &back).await;
+    assert_eq!(done.as_deref(), Some(format!("{}/me?done=upstream", app.address).as_str()));
+    assert!(app.events("jeanne").await.iter().any(|e| e.kind == AuditKind::UpstreamLinked));
+}
+
+/// Staff in with the provider give their own code for the console (a step up), as after
+/// a password.
+async fn staff_give_their_code_after_the_provider_to_open_the_console(backend: Backend) {
+    let required = [("GUICHET_STAFF_SECOND_FACTOR", "required")];
+    let Some((app, upstream, _dir)) = both_with(backend, "normal", &required).await else { return };
+    account(&app, "boss", "10007777777", Role::Admin).await;
+    let enrolling = browser();
+    let enrol_first = app.login_with(&enrolling, "boss", PASSWORD, &[]).await;
+    assert_eq!(enrol_first.location(), Some("/me/second-factor"), "staff enrol first");
+    let (secret, _) = crate::second_factor::enrol(&app, &enrolling).await;
+
+    let browser = crate::helpers::browser();
+    let back = at_provider(&app, &upstream, &browser, "boss").await;
+    assert_eq!(get(&browser, &back).await.0, StatusCode::SEE_OTHER);
+    let console = app.get_with(&browser, "/admin").await;
+    assert_eq!(console.location(), Some("/login/second-factor?next=%2Fadmin"), "the code first");
+    app.advance(jiff::SignedDuration::from_secs(31));
+    let code = crate::second_factor::pyotp(&secret, crate::second_factor::now(&app)).await;
+    let stepped = app
+        .submit(
+            &browser,
+            "/login/second-factor?next=%2Fadmin",
+            "/login/second-factor",
+            &[("code", &code), ("next", "/admin")],
+        )
+        .await;
+    assert_eq!(stepped.location(), Some("/admin"), "{}", stepped.body);
+    assert_eq!(app.get_with(&browser, "/admin").await.status, StatusCode::OK);
+}
+
+/// A link the member removed is not made again by their RPPS number: the provider then
+/// leads to the linking page, where their password links it again.
+async fn a_removed_link_is_not_made_again_by_the_rpps_number(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "marie", MARIE_RPPS).await;
+    let browser = browser();
+    let back = at_provider(&app, &upstream, &browser, "marie").await;
+    assert_eq!(get(&browser, &back).await.0, StatusCode::SEE_OTHER);
+    let me = app.get_with(&browser, "/me").await;
+    let subject = crate::helpers::field_value(&me.body, "subject").unwrap_or_default();
+    let form = [("csrf_token", me.csrf_token()), ("subject", subject)];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        app.post_form(&browser, "/me/upstream/psc/unlink", &form).await.location(),
+        Some("/me?done=upstream-removed")
+    );
+
+    let again = crate::helpers::browser();
+    let back = at_provider(&app, &upstream, &again, "marie").await;
+    let (_, location, _) = get(&again, &back).await;
+    assert!(location.is_some_and(|l| l.ends_with("/login/upstream/psc/link")), "not linked again by itself");
+    let page = app.get_with(&again, "/login/upstream/psc/link").await;
+    let form =
+        [("csrf_token", page.csrf_token()), ("identifier", "marie".to_owned()), ("password", PASSWORD.to_owned())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(app.post_form(&again, "/login/upstream/psc/link", &form).await.location(), Some("/me"));
+    // Linked again by her: the next login goes straight in.
+    let third = crate::helpers::browser();
+    let back = at_provider(&app, &upstream, &third, "marie").await;
+    assert_eq!(get(&third, &back).await.1.as_deref(), Some(format!("{}/me", app.address).as_str()));
+}
+
 async fn a_replayed_state_and_a_mixed_up_issuer_open_nothing(backend: Backend) {
     let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
     member(&app, "marie", MARIE_RPPS).await;
@@ -336,6 +550,13 @@ async fn a_replayed_state_and_a_mixed_up_issuer_open_nothing(backend: Backend) {
     let replayer = crate::helpers::browser();
     assert_eq!(get(&replayer, &back).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(get(&browser, &back).await.0, StatusCode::BAD_REQUEST);
+    // The member cancelled at the provider: said calmly, the request forgotten.
+    let (_, to_provider, _) = get(&browser, &format!("{}/login/upstream/psc", app.address)).await;
+    let state = param(&to_provider.unwrap_or_default(), "state").unwrap_or_default();
+    let cancelled = format!("{}/login/upstream/psc/callback?error=access_denied&state={state}", app.address);
+    let (status, _, body) = get(&browser, &cancelled).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(plain(&body).contains("Connexion avec Pro Santé Connect interrompue"), "{body}");
     // An answer brought to another browser (login CSRF): refused.
     let victim = crate::helpers::browser();
     let attacker = crate::helpers::browser();
@@ -402,33 +623,56 @@ async fn members_imported_with_their_rpps_numbers_sign_in_without_a_password(bac
 
 on_both_backends!(
     members_imported_with_their_rpps_numbers_sign_in_without_a_password,
+    a_logout_at_the_provider_ends_the_session_it_opened_here,
     a_member_signs_in_with_pro_sante_connect_by_their_rpps_number,
     a_member_links_the_provider_once_with_their_password,
     an_unknown_professional_is_led_to_the_desk,
     a_disabled_account_stays_out,
+    a_lock_stops_other_browsers_not_the_usual_one,
+    an_account_with_a_second_factor_links_from_mon_espace,
+    staff_give_their_code_after_the_provider_to_open_the_console,
+    a_removed_link_is_not_made_again_by_the_rpps_number,
     a_replayed_state_and_a_mixed_up_issuer_open_nothing,
     answers_that_do_not_hold_open_nothing,
     a_provider_that_is_down_leaves_the_password_form,
 );
 
-/// The whole round trip in Chromium, from guichet's login page: no script, no password.
+/// The whole round trip in Chromium, from guichet's login page: no script, no password;
+/// then an unknown professional's way to the desk. Every page on the way passes axe.
 #[tokio::test]
 async fn a_member_signs_in_with_the_provider_in_a_real_browser() {
     let Some((app, _upstream, _dir)) = both(Backend::Sqlite, "normal").await else { return };
     member(&app, "marie", MARIE_RPPS).await;
+    let axe = crate::accessibility::axe_source();
     let Some(browser) = crate::browser::Browser::start().await else { return };
+    let mut seen = Vec::new();
+    let check = async |expected: &str, seen: &mut Vec<String>| {
+        if let Some(axe) = &axe {
+            crate::accessibility::check(&browser, axe, expected, seen).await;
+        }
+    };
+    let through_provider = async |login: &str| {
+        browser.open(&app, "/login").await;
+        let link = browser.client.find(fantoccini::Locator::LinkText("Se connecter avec Pro Santé Connect")).await;
+        link.unwrap_or_else(|e| panic!("the button: {e}")).click().await.unwrap();
+        browser.wait_for_text("Fournisseur d'identité de test").await;
+        browser.type_into("login", login).await;
+        browser.click_button("S'identifier").await;
+    };
     browser.open(&app, "/login").await;
-    let link = browser
-        .client
-        .find(fantoccini::Locator::LinkText("Se connecter avec Pro Santé Connect"))
-        .await
-        .unwrap_or_else(|e| panic!("the button: {e}"));
-    link.click().await.unwrap();
-    browser.wait_for_text("Fournisseur d'identité de test").await;
-    browser.type_into("login", "marie").await;
-    browser.click_button("S'identifier").await;
+    check("Se connecter avec Pro Santé Connect", &mut seen).await;
+    through_provider("marie").await;
     browser.wait_for_path("/me").await;
-    let text = browser.wait_for_text("Mon espace").await;
+    let text = browser.wait_for_text("Se connecter sans mot de passe").await;
     assert!(text.contains("Pro Santé Connect"), "{text}");
+    check("Se connecter sans mot de passe", &mut seen).await;
+
+    // Another professional, in a browser without either session.
+    browser.client.delete_all_cookies().await.unwrap();
+    through_provider("paul").await;
+    browser.wait_for_path("/login/upstream/psc/link").await;
+    check("écrivez à l'assistance", &mut seen).await;
+    browser.open(&app, "/login/upstream/psc/callback?state=ancien&code=ancien").await;
+    check("La demande a expiré", &mut seen).await;
     browser.close().await;
 }
