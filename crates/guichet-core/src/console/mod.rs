@@ -112,11 +112,13 @@ pub enum ConsoleAction {
     ExportData,
     /// Ask for the account's erasure, done after the stated delay (asked at the desk).
     Erase,
+    /// Remove an upstream identity (Pro Santé Connect…) linked to it.
+    UnlinkUpstream,
 }
 
 impl ConsoleAction {
     /// Every action, each role change included: what the authority matrix walks.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Unlock,
         Self::SendIdentifier,
         Self::SendResetCode,
@@ -132,6 +134,7 @@ impl ConsoleAction {
         Self::ResetSecondFactor,
         Self::ExportData,
         Self::Erase,
+        Self::UnlinkUpstream,
     ];
 }
 
@@ -392,6 +395,32 @@ impl Console {
             context: context.clone(),
             detail: None,
         }
+    }
+
+    /// Removes an upstream identity linked to the target (one the member says is not
+    /// theirs, or linked to the wrong account), shown as `name` in the journal; its RPPS
+    /// number no longer links that provider by itself. `Ok(false)` when there was no such
+    /// link. Audited.
+    pub async fn unlink_upstream(
+        &self,
+        actor: &StaffActor,
+        target: AccountId,
+        upstream: &str,
+        subject: &str,
+        name: &str,
+        context: &RequestContext,
+    ) -> Result<bool, ConsoleError> {
+        let target = self.target(actor, ConsoleAction::UnlinkUpstream, target).await?;
+        let mut work = self.transactions.begin().await?;
+        let held = hold_within(work.as_mut(), target.id, actor.reach()).await?;
+        let mut event = self.event(actor, held.account.id, AuditKind::UpstreamUnlinked, context);
+        if !work.unlink_upstream(held.account.id, upstream, subject, event.at).await? {
+            return Ok(false);
+        }
+        event.detail = Some(AuditDetail::Upstream(name.to_owned()));
+        work.record(&event).await?;
+        work.commit().await?;
+        Ok(true)
     }
 
     /// Lifts a lock now. `Ok(false)` when the account was not locked.

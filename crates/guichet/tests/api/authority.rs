@@ -32,6 +32,7 @@ fn form_for(action: &str, n: usize) -> Vec<(&'static str, String)> {
         "details" => vec![("email", format!("intrus{n}@desk.example.fr")), ("name", "Intrus".to_owned())],
         "role" => vec![("role", "admin".to_owned())],
         "join" | "leave" => vec![("group", "bureau".to_owned())],
+        "unlink-upstream" => vec![("upstream", "psc".to_owned()), ("subject", "f:quelqu-un".to_owned())],
         other => panic!("the console route /members/{{id}}/{other} is not in the authority matrix: add it"),
     }
 }
@@ -84,9 +85,10 @@ async fn every_account_action_follows_the_authority_matrix(backend: Backend) {
                     let expected = if shown { StatusCode::OK } else { StatusCode::SEE_OTHER };
                     assert_eq!(answer.status, expected, "{cell}: {}", answer.body);
                     // Unlocking an account that was not locked, taking it out of a group it is
-                    // not in, or resetting a second factor it does not have, changes nothing
-                    // and says nothing.
-                    let audited = usize::from(!matches!(*action, "unlock" | "leave" | "reset-second-factor"));
+                    // not in, resetting a second factor it does not have, or removing a link
+                    // it does not have, changes nothing and says nothing.
+                    let unchanged = matches!(*action, "unlock" | "leave" | "reset-second-factor" | "unlink-upstream");
+                    let audited = usize::from(!unchanged);
                     assert_eq!(staff_events(&app, &target).await, audited, "{cell}: audited with the staff member");
                 } else {
                     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{cell}");

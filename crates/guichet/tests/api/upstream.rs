@@ -361,6 +361,32 @@ async fn a_member_links_the_provider_once_with_their_password(backend: Backend) 
     assert_eq!(get(&third, &back).await.1.as_deref(), Some(link.as_str()));
 }
 
+/// At the desk: staff see a member's links on the console's page and remove a wrong one.
+async fn the_desk_sees_and_removes_a_members_link(backend: Backend) {
+    let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
+    member(&app, "marie", MARIE_RPPS).await;
+    let browser = browser();
+    let back = at_provider(&app, &upstream, &browser, "marie").await;
+    assert_eq!(get(&browser, &back).await.0, StatusCode::SEE_OTHER);
+    app.add_account("desk", Role::Assistance).await;
+    let desk = crate::helpers::browser();
+    assert_eq!(app.login_with(&desk, "desk", PASSWORD, &[]).await.location(), Some("/me"));
+    let marie = app.account("marie").await;
+    let page = format!("/admin/members/{}", marie.id.get());
+    let shown = app.get_with(&desk, &page).await;
+    assert!(plain(&shown.body).contains("Services d'identité associés"), "{}", shown.body);
+    let subject = crate::helpers::field_value(&shown.body, "subject").unwrap_or_default();
+    let form = [("upstream", "psc"), ("subject", subject.as_str())];
+    let removed = app.submit(&desk, &page, &format!("{page}/unlink-upstream"), &form).await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    let event = app.events("marie").await.into_iter().find(|e| e.kind == AuditKind::UpstreamUnlinked);
+    assert!(event.is_some_and(|e| matches!(e.actor, Actor::Staff(_))), "audited with the staff member");
+    // Not made again by the number: the provider leads to the linking page.
+    let again = crate::helpers::browser();
+    let back = at_provider(&app, &upstream, &again, "marie").await;
+    assert!(get(&again, &back).await.1.is_some_and(|l| l.ends_with("/login/upstream/psc/link")));
+}
+
 async fn an_unknown_professional_is_led_to_the_desk(backend: Backend) {
     let Some((app, upstream, _dir)) = both(backend, "normal").await else { return };
     member(&app, "marie", MARIE_RPPS).await;
@@ -627,6 +653,7 @@ on_both_backends!(
     a_member_signs_in_with_pro_sante_connect_by_their_rpps_number,
     a_member_links_the_provider_once_with_their_password,
     an_unknown_professional_is_led_to_the_desk,
+    the_desk_sees_and_removes_a_members_link,
     a_disabled_account_stays_out,
     a_lock_stops_other_browsers_not_the_usual_one,
     an_account_with_a_second_factor_links_from_mon_espace,

@@ -228,6 +228,7 @@ struct Offers {
     reset_second_factor: bool,
     export: bool,
     erase: bool,
+    unlink_upstream: bool,
 }
 
 impl Offers {
@@ -247,6 +248,7 @@ impl Offers {
             reset_second_factor: may(ConsoleAction::ResetSecondFactor),
             export: may(ConsoleAction::ExportData),
             erase: may(ConsoleAction::Erase),
+            unlink_upstream: may(ConsoleAction::UnlinkUpstream),
         }
     }
 
@@ -283,6 +285,8 @@ struct MemberPage {
     erase_at: Option<String>,
     /// Between an erasure asked for and done.
     erasure_delay: String,
+    /// The upstream identities linked: provider id, name, subject, linked on, last used.
+    upstream_links: Vec<(String, String, String, String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -294,6 +298,9 @@ pub struct Done {
 fn done_message(done: &str) -> Option<&'static str> {
     Some(match done {
         "unlock" => "Suspension levée : le membre peut se connecter dès maintenant avec son mot de passe.",
+        "upstream-removed" => {
+            "Le service d'identité est retiré du compte : il ne l'ouvre plus, et le numéro RPPS ne l'associe plus de lui-même."
+        }
         "identifier" => "L'identifiant part vers l'adresse du compte.",
         "reset" => "Un code pour choisir un nouveau mot de passe part vers l'adresse du compte.",
         "temporary" => {
@@ -385,7 +392,19 @@ async fn member_page(
             staff_names.insert(id, format!("{} ({})", who.greeting_name(), who.identifier));
         }
     }
+    let upstream_links = state
+        .upstreams
+        .links(account.id)
+        .await?
+        .into_iter()
+        .map(|link| {
+            let used = link.last_used_at.map_or_else(|| "jamais".to_owned(), |at| french::date_time(at, zone));
+            let name = state.upstreams.name_of(&link.upstream);
+            (link.upstream, name, link.subject, french::date_time(link.created_at, zone), used)
+        })
+        .collect();
     Ok(MemberPage {
+        upstream_links,
         layout: staff.layout.clone(),
         offers: Offers::of(&allowed),
         locked_until: account.locked_until.filter(|_| locked).map(|u| french::date_time(u, zone)),
@@ -512,6 +531,28 @@ pub async fn end_sessions(
 pub struct VerifiedForm {
     #[serde(default)]
     verified: String,
+}
+
+#[derive(Deserialize)]
+pub struct UnlinkForm {
+    #[serde(default)]
+    upstream: String,
+    #[serde(default)]
+    subject: String,
+}
+
+/// Removes an upstream identity linked to the account: the core decides who may, on whom.
+pub async fn unlink_upstream(
+    State(state): State<AppState>,
+    staff: Staff,
+    Client(context): Client,
+    Path(id): Path<AccountId>,
+    Form(form): Form<UnlinkForm>,
+) -> Result<Response, WebError> {
+    let name = state.upstreams.name_of(&form.upstream);
+    let console = &state.console;
+    console.unlink_upstream(&staff.actor, id, &form.upstream, &form.subject, &name, &context).await.map_err(refused)?;
+    Ok(back(id, "upstream-removed"))
 }
 
 /// Resets the second factor, once staff said how they checked who asks.

@@ -45,6 +45,7 @@ console! {
     post "/members/{id}/enable" => |s, st, c, p| members::click(s, st, c, p, Click::Enable),
     post "/members/{id}/role" => members::role,
     post "/members/{id}/end-sessions" => members::end_sessions,
+    post "/members/{id}/unlink-upstream" => members::unlink_upstream,
     post "/members/{id}/reset-second-factor" => members::reset_second_factor,
     post "/members/{id}/export" => crate::pages::privacy::staff_export,
     post "/members/{id}/erase" => crate::pages::privacy::staff_erase,
