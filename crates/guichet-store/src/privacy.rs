@@ -40,8 +40,8 @@ const SECTIONS: &[(&str, &str)] = &[
     ),
     (
         "sessions",
-        "SELECT created_at, idle_expires_at, expires_at, address, user_agent, factors, must_change_password \
-         FROM sessions WHERE account_id = $1 ORDER BY created_at DESC",
+        "SELECT created_at, idle_expires_at, expires_at, address, user_agent, factors, must_change_password, \
+         upstream FROM sessions WHERE account_id = $1 ORDER BY created_at DESC",
     ),
     (
         "audit_events",

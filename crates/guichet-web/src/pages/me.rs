@@ -149,10 +149,10 @@ async fn me_page(state: &AppState, signed_in: SignedIn, done: Option<String>) ->
     // Failed attempts since the login before this session's: what happened while away.
     let failures =
         activity.failures_while_away(session.created_at).into_iter().take(20).map(|e| Activity::of(e, zone)).collect();
-    let upstream_links: Vec<UpstreamRow> = state
-        .upstreams
-        .links(account.id)
-        .await?
+    // Read only where a provider is configured: most sites have none.
+    let links =
+        if state.upstreams.providers().is_empty() { Vec::new() } else { state.upstreams.links(account.id).await? };
+    let upstream_links: Vec<UpstreamRow> = links
         .into_iter()
         .map(|link| UpstreamRow {
             name: state.upstreams.name_of(&link.upstream),

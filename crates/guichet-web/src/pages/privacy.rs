@@ -110,6 +110,8 @@ fn section_title(table: &str) -> &'static str {
         "second_factor_recovery_codes" => "Codes de récupération du second facteur",
         "webauthn_credentials" => "Clés de sécurité et clés d'accès",
         "webauthn_ceremonies" => "Ajouts de clé en cours",
+        "upstream_requests" => "Connexions par un service d'identité en cours",
+        "upstream_refusals" => "Services d'identité que vous avez retirés",
         _ => "Autres données",
     }
 }
