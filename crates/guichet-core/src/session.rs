@@ -63,6 +63,8 @@ pub struct NewSession {
 pub struct UpstreamSession {
     /// The provider's id (its back-channel logout ends the sessions it opened).
     pub provider: String,
+    /// The provider's `sub` for the person (the link's removal ends its sessions).
+    pub subject: String,
     /// The provider's ID token, the hint its own logout asks for.
     pub id_token: String,
 }

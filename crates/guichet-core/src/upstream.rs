@@ -173,11 +173,23 @@ pub trait RelyingParty: Send + Sync + std::fmt::Debug {
     /// Where to send the browser to end the provider's own session, when it offers it.
     async fn logout_url(&self, upstream: &str, id_token: &str, back_to: &str) -> Option<String>;
 
-    /// The `sub` a back-channel logout token (OpenID Connect Back-Channel Logout 1.0)
-    /// names, once the token holds: signed by the provider, its issuer, for this client,
-    /// not expired, carrying the back-channel logout event and no `nonce`.
-    async fn logout_subject(&self, upstream: &str, logout_token: &str) -> Result<String, UpstreamError>;
+    /// Whom a back-channel logout token (OpenID Connect Back-Channel Logout 1.0) names,
+    /// once the token holds: signed by the provider, its issuer, for this client, not
+    /// expired, carrying the back-channel logout event and no `nonce`.
+    async fn logout_subject(&self, upstream: &str, logout_token: &str) -> Result<LoggedOutThere, UpstreamError>;
 }
+
+/// A logout at the provider, as its back-channel token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedOutThere {
+    /// The provider's `sub` for the person.
+    pub subject: String,
+    /// When the token was issued: sessions opened later are other logins there.
+    pub issued_at: Timestamp,
+}
+
+/// How far a provider's clock may be ahead of guichet's, for a logout token's issue time.
+const CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(60);
 
 /// A request begun: where to send the browser, and the `state` for its cookie (secret:
 /// only its hash is stored).
@@ -432,9 +444,12 @@ impl Upstreams {
             return Ok(Admission::Refused(refusal));
         }
         if new_link {
-            // The number is still this account's, in this unit, and its member did not
-            // remove this provider's link (then only their password, or Mon espace, links).
-            if held.account.rpps != national || work.upstream_link_removed(&identity.upstream, account).await? {
+            // The number is still this account's, in this unit; its member did not remove
+            // this provider's link (then only their password, or Mon espace, links); and
+            // it is a member's: a staff account is linked by its password, never by a
+            // number someone typed.
+            let removed = work.upstream_link_removed(&identity.upstream, account).await?;
+            if held.account.rpps != national || removed || held.account.role != crate::account::Role::Member {
                 return Ok(Admission::Unknown);
             }
             if !work.link_upstream(&identity.upstream, &identity.subject, account, now).await? {
@@ -445,6 +460,7 @@ impl Upstreams {
             // Linked, but the account's number was corrected since: another professional's
             // identity, whose link goes.
             work.unlink_upstream(account, &identity.upstream, &identity.subject, now).await?;
+            work.end_link_sessions(account, &identity.upstream, &identity.subject, None, now).await?;
             let mut unlinked = event(account, AuditKind::UpstreamUnlinked, context, now);
             unlinked.actor = Actor::System;
             unlinked.detail = Some(AuditDetail::Upstream(name));
@@ -566,7 +582,8 @@ impl Upstreams {
         self.store.account_links(account).await
     }
 
-    /// Removes one of the session's account's links; audited. `false` when there was none.
+    /// Removes one of the session's account's links; the sessions it opened end, but this
+    /// one (the member acting); audited. `false` when there was none.
     pub async fn unlink(
         &self,
         session: &Session,
@@ -581,6 +598,7 @@ impl Upstreams {
         {
             return Ok(false);
         }
+        work.end_link_sessions(account, upstream, subject, Some(&session.token_hash), now).await?;
         let mut unlinked = event(account, AuditKind::UpstreamUnlinked, context, now);
         unlinked.detail = Some(AuditDetail::Upstream(self.name_of(upstream)));
         work.record(&unlinked).await?;
@@ -589,18 +607,24 @@ impl Upstreams {
     }
 
     /// The provider says a person's session there ended (its back-channel logout): the
-    /// sessions it opened for the account linked to that person end too, their
-    /// applications told, audited. How many ended (none for a person linked to no
-    /// account: the provider is answered the same).
+    /// sessions it opened here for that person before the token was issued end too (a
+    /// token replayed later ends no newer login), their applications told, audited. How
+    /// many ended (none for a person it opened nothing for: the provider is answered the
+    /// same).
     pub async fn logout_from_upstream(&self, upstream: &str, logout_token: &str) -> Result<u64, UpstreamError> {
         self.provider(upstream).ok_or(UpstreamError::UnknownProvider)?;
-        let subject = self.party.logout_subject(upstream, logout_token).await?;
-        let Some(account) = self.store.linked_account(upstream, &subject).await? else { return Ok(0) };
+        let there = self.party.logout_subject(upstream, logout_token).await?;
         let now = self.clock.now();
-        let mut ended = event(account, AuditKind::LoggedOut, &RequestContext::default(), now);
-        ended.actor = Actor::System;
-        ended.detail = Some(AuditDetail::Upstream(self.name_of(upstream)));
-        Ok(self.sessions.end_upstream_sessions(upstream, account, now, ended).await?)
+        let before = there.issued_at.saturating_add(CLOCK_SKEW).unwrap_or(there.issued_at);
+        let ended = NewAuditEvent {
+            at: now,
+            account_id: None,
+            kind: AuditKind::LoggedOut,
+            actor: Actor::System,
+            context: RequestContext::default(),
+            detail: Some(AuditDetail::Upstream(self.name_of(upstream))),
+        };
+        Ok(self.sessions.end_upstream_sessions(upstream, &there.subject, before, now, ended).await?)
     }
 
     /// Where to send the browser to end the provider's session after guichet's, when the

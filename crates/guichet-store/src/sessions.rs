@@ -65,6 +65,46 @@ pub(crate) async fn end_sessions(
         .map_err(backend)
 }
 
+/// Selects the sessions an upstream identity opened: `$1` is `"{upstream} {subject}"` (a
+/// provider's id has no space).
+const BY_IDENTITY: &str = "upstream || ' ' || upstream_subject = $1";
+
+/// Ends the sessions `upstream` opened for `subject` on the account but `keep`, inside a
+/// transaction, telling the applications they signed in to; how many.
+pub(crate) async fn end_link_sessions(
+    tx: &mut SqlWork,
+    account: AccountId,
+    identity: &str,
+    keep: Option<&TokenHash>,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let keep = keep.map_or("", TokenHash::as_str);
+    let sessions =
+        format!("SELECT token_hash FROM sessions WHERE {BY_IDENTITY} AND account_id = $2 AND token_hash <> $3");
+    // As `tell_applications`, with the session kept left out (a fourth value).
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO oidc_logouts (client_id, account_id, sid, ended_at, next_attempt_at) \
+         SELECT l.client_id, l.account_id, l.sid, $4, $4 FROM oidc_session_clients l \
+         JOIN oidc_clients c ON c.client_id = l.client_id \
+         WHERE c.backchannel_logout_uri IS NOT NULL AND l.session_hash IN ({sessions})"
+    )))
+    .bind(identity.to_owned())
+    .bind(account.get())
+    .bind(keep.to_owned())
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM sessions WHERE token_hash IN ({sessions})")))
+        .bind(identity.to_owned())
+        .bind(account.get())
+        .bind(keep.to_owned())
+        .execute(&mut **tx)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(backend)
+}
+
 /// Ends the account's sessions opened with a temporary password, inside a transaction:
 /// they live only as long as that password (replaced or revoked, they end).
 pub(crate) async fn end_forced_sessions(tx: &mut SqlWork, account: AccountId) -> Result<u64, StoreError> {
@@ -100,8 +140,8 @@ impl SessionStore for SqlStore {
     async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, account_id, created_at, idle_expires_at, expires_at, address, user_agent, \
-             must_change_password, factors, upstream, upstream_id_token) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             must_change_password, factors, upstream, upstream_subject, upstream_id_token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(session.token_hash.as_str())
         .bind(session.account_id.get())
@@ -113,6 +153,7 @@ impl SessionStore for SqlStore {
         .bind(i64::from(session.must_change_password))
         .bind(session.factors.to_stored())
         .bind(session.upstream.as_ref().map(|u| u.provider.clone()))
+        .bind(session.upstream.as_ref().map(|u| u.subject.clone()))
         .bind(session.upstream.as_ref().map(|u| u.id_token.clone()))
         .execute(&self.pool)
         .await
@@ -213,21 +254,34 @@ impl SessionStore for SqlStore {
     async fn end_upstream_sessions(
         &self,
         upstream: &str,
-        account: AccountId,
+        subject: &str,
+        before: Timestamp,
         now: Timestamp,
         event: NewAuditEvent,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_work().await?;
-        let which = "l.session_hash IN (SELECT token_hash FROM sessions WHERE upstream = $1 AND account_id = $2)";
-        tell_applications(&mut tx, which, upstream, Some(account.get()), now).await?;
-        let ended = sqlx::query("DELETE FROM sessions WHERE upstream = $1 AND account_id = $2")
-            .bind(upstream.to_owned())
-            .bind(account.get())
-            .execute(&mut *tx)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(backend)?;
-        if ended > 0 {
+        let identity = format!("{upstream} {subject}");
+        let accounts: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT account_id FROM sessions WHERE {BY_IDENTITY} AND created_at <= $2"
+        )))
+        .bind(identity.clone())
+        .bind(millis(before))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let which =
+            format!("l.session_hash IN (SELECT token_hash FROM sessions WHERE {BY_IDENTITY} AND created_at <= $2)");
+        tell_applications(&mut tx, &which, &identity, Some(millis(before)), now).await?;
+        let ended =
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM sessions WHERE {BY_IDENTITY} AND created_at <= $2")))
+                .bind(identity)
+                .bind(millis(before))
+                .execute(&mut *tx)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(backend)?;
+        for account in accounts {
+            let event = NewAuditEvent { account_id: Some(AccountId::from_stored(account)), ..event.clone() };
             insert_event(&mut tx, &event).await?;
         }
         tx.commit().await?;

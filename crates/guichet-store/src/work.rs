@@ -931,6 +931,17 @@ impl Work for SqlWork {
         crate::upstream::unlink(self, account, upstream, subject, now).await
     }
 
+    async fn end_link_sessions(
+        &mut self,
+        account: AccountId,
+        upstream: &str,
+        subject: &str,
+        keep: Option<&TokenHash>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        crate::sessions::end_link_sessions(self, account, &format!("{upstream} {subject}"), keep, now).await
+    }
+
     async fn upstream_link_removed(&mut self, upstream: &str, account: AccountId) -> Result<bool, StoreError> {
         crate::upstream::removed(self, upstream, account).await
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use guichet_core::upstream::{Answer, Authorization, Identity, Provider, RelyingParty, UpstreamError};
+use guichet_core::upstream::{Answer, Authorization, Identity, LoggedOutThere, Provider, RelyingParty, UpstreamError};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
     CoreGenderClaim, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
@@ -252,9 +252,14 @@ enum Discovered {
     Never,
     /// Made then.
     At(Instant, Arc<Metadata>),
-    /// Failed then, for this reason.
-    Failed(Instant, String),
+    /// Failed then: the provider did not answer (`true`), or its answer did not hold;
+    /// and why.
+    Failed(Instant, bool, String),
 }
+
+/// Keys are fetched again on a signature that does not verify only when the discovery
+/// is older than this: a stream of forged tokens does not become a stream of fetches.
+const REFETCH_KEYS_AFTER: Duration = Duration::from_secs(60);
 
 /// A provider, configured, and its discovery once made.
 #[derive(Debug)]
@@ -294,23 +299,38 @@ impl Providers {
     /// requests at once may both discover, the last one kept.
     async fn metadata(&self, upstream: &Upstream, again: bool) -> Result<Arc<Metadata>, UpstreamError> {
         let last = upstream.discovered.lock().map(|d| d.clone()).unwrap_or(Discovered::Never);
-        match last {
-            Discovered::At(at, metadata) if !again && at.elapsed() < REDISCOVER_AFTER => return Ok(metadata),
-            Discovered::Failed(at, why) if at.elapsed() < REMEMBER_FAILURE => {
-                return Err(UpstreamError::Unreachable(why));
+        match &last {
+            Discovered::At(at, metadata) if !again && at.elapsed() < REDISCOVER_AFTER => {
+                return Ok(Arc::clone(metadata));
+            }
+            Discovered::Failed(at, unreachable, why) if at.elapsed() < REMEMBER_FAILURE => {
+                let why = why.clone();
+                return Err(if *unreachable { UpstreamError::Unreachable(why) } else { UpstreamError::Refused(why) });
             }
             _ => {}
         }
         let discovered = self.discover(upstream).await;
-        let remembered = match &discovered {
-            Ok(metadata) => Discovered::At(Instant::now(), Arc::clone(metadata)),
-            Err(UpstreamError::Unreachable(why)) => Discovered::Failed(Instant::now(), why.clone()),
-            Err(_) => Discovered::Never,
+        let remembered = match (&discovered, &last) {
+            (Ok(metadata), _) => Some(Discovered::At(Instant::now(), Arc::clone(metadata))),
+            // A refresh that fails keeps what the last discovery found.
+            (Err(_), Discovered::At(..)) if again => None,
+            (Err(UpstreamError::Unreachable(why)), _) => Some(Discovered::Failed(Instant::now(), true, why.clone())),
+            (Err(error), _) => Some(Discovered::Failed(Instant::now(), false, error.to_string())),
         };
-        if let Ok(mut slot) = upstream.discovered.lock() {
+        if let Some(remembered) = remembered
+            && let Ok(mut slot) = upstream.discovered.lock()
+        {
             *slot = remembered;
         }
         discovered
+    }
+
+    /// How old the provider's last discovery is, if one was made.
+    fn discovery_age(upstream: &Upstream) -> Option<Duration> {
+        match upstream.discovered.lock().map(|d| d.clone()) {
+            Ok(Discovered::At(at, _)) => Some(at.elapsed()),
+            _ => None,
+        }
     }
 
     async fn discover(&self, upstream: &Upstream) -> Result<Arc<Metadata>, UpstreamError> {
@@ -325,6 +345,35 @@ impl Providers {
             other => UpstreamError::Refused(format!("discovery: {other}")),
         })?;
         Ok(Arc::new(metadata))
+    }
+
+    /// A logout token's person and issue time, checked against `metadata`'s keys (as an
+    /// ID token, with `typ` `logout+jwt`, or `JWT` from providers written before the
+    /// specification said so, and no `nonce`); `Ok(None)` when it holds but carries no
+    /// back-channel logout event.
+    fn logout_claims(
+        upstream: &Upstream,
+        metadata: &Metadata,
+        logout_token: &str,
+    ) -> Result<Option<LoggedOutThere>, openidconnect::ClaimsVerificationError> {
+        let token: LogoutToken =
+            logout_token.parse().map_err(|e| openidconnect::ClaimsVerificationError::Other(format!("{e}")))?;
+        let no_nonce = |nonce: Option<&Nonce>| match nonce {
+            None => Ok(()),
+            Some(_) => Err("a logout token carries no nonce".to_owned()),
+        };
+        let types = ["logout+jwt", "JWT"]
+            .into_iter()
+            .filter_map(|t| openidconnect::JsonWebTokenType::new(t.to_owned()).normalize().ok());
+        let client = Self::client(upstream, metadata);
+        let verifier = client.id_token_verifier().set_allowed_jose_types(types);
+        let claims = token.claims(&verifier, no_nonce)?;
+        if !claims.additional_claims().events.contains_key(BACKCHANNEL_LOGOUT_EVENT) {
+            return Ok(None);
+        }
+        let issued_at = jiff::Timestamp::from_second(claims.issue_time().timestamp())
+            .map_err(|e| openidconnect::ClaimsVerificationError::Other(e.to_string()))?;
+        Ok(Some(LoggedOutThere { subject: claims.subject().as_str().to_owned(), issued_at }))
     }
 
     /// The HTTP client as `openidconnect` calls it: each call owns its handle.
@@ -513,28 +562,24 @@ impl RelyingParty for Providers {
         })
     }
 
-    async fn logout_subject(&self, id: &str, logout_token: &str) -> Result<String, UpstreamError> {
+    async fn logout_subject(&self, id: &str, logout_token: &str) -> Result<LoggedOutThere, UpstreamError> {
         let upstream = self.upstream(id)?;
         let metadata = self.metadata(upstream, false).await?;
-        let client = Self::client(upstream, &metadata);
-        let token: LogoutToken =
-            logout_token.parse().map_err(|e| UpstreamError::Refused(format!("logout token: {e}")))?;
-        let no_nonce = |nonce: Option<&Nonce>| match nonce {
-            None => Ok(()),
-            Some(_) => Err("a logout token carries no nonce".to_owned()),
-        };
-        // `typ` is `logout+jwt` (Back-Channel Logout 1.0, §2.4), or `JWT` from providers
-        // written before it said so.
-        let types = ["logout+jwt", "JWT"]
-            .into_iter()
-            .filter_map(|t| openidconnect::JsonWebTokenType::new(t.to_owned()).normalize().ok());
-        let verifier = client.id_token_verifier().set_allowed_jose_types(types);
-        let claims =
-            token.claims(&verifier, no_nonce).map_err(|e| UpstreamError::Refused(format!("logout token: {e}")))?;
-        if !claims.additional_claims().events.contains_key(BACKCHANNEL_LOGOUT_EVENT) {
-            return Err(UpstreamError::Refused("the token is not a back-channel logout's".to_owned()));
+        match Self::logout_claims(upstream, &metadata, logout_token) {
+            // Signed with a key the discovery did not have yet: once more with the
+            // provider's keys as they are now, unless they were fetched a moment ago.
+            Err(openidconnect::ClaimsVerificationError::SignatureVerification(_))
+                if Self::discovery_age(upstream).is_none_or(|age| age > REFETCH_KEYS_AFTER) =>
+            {
+                let fresh = self.metadata(upstream, true).await?;
+                Self::logout_claims(upstream, &fresh, logout_token)
+            }
+            other => other,
         }
-        Ok(claims.subject().as_str().to_owned())
+        .map_err(|e| UpstreamError::Refused(format!("logout token: {e}")))
+        .and_then(|there| {
+            there.ok_or_else(|| UpstreamError::Refused("the token is not a back-channel logout's".to_owned()))
+        })
     }
 
     async fn logout_url(&self, id: &str, id_token: &str, back_to: &str) -> Option<String> {

@@ -398,9 +398,10 @@ impl Console {
     }
 
     /// Removes an upstream identity linked to the target (one the member says is not
-    /// theirs, or linked to the wrong account), shown as `name` in the journal; its RPPS
-    /// number no longer links that provider by itself. `Ok(false)` when there was no such
-    /// link. Audited.
+    /// theirs, or linked to the wrong account), shown as `name` in the journal: the
+    /// sessions it opened end, their applications told, and the target's RPPS number no
+    /// longer links that provider by itself. `Ok(false)` when there was no such link.
+    /// Audited.
     pub async fn unlink_upstream(
         &self,
         actor: &StaffActor,
@@ -417,6 +418,7 @@ impl Console {
         if !work.unlink_upstream(held.account.id, upstream, subject, event.at).await? {
             return Ok(false);
         }
+        work.end_link_sessions(held.account.id, upstream, subject, None, event.at).await?;
         event.detail = Some(AuditDetail::Upstream(name.to_owned()));
         work.record(&event).await?;
         work.commit().await?;

@@ -55,6 +55,8 @@ pub(crate) struct Rows {
     pub keys: Vec<super::StoredKey>,
     /// Upstream links: provider, subject, account.
     pub upstream_links: Vec<(String, String, AccountId)>,
+    /// Providers whose link a member removed: provider, account.
+    pub upstream_refusals: Vec<(String, AccountId)>,
 }
 
 #[derive(Debug, Default)]
@@ -185,6 +187,7 @@ impl Work for MemoryWork {
             return Ok(false);
         }
         self.rows.upstream_links.push((upstream.to_owned(), subject.to_owned(), account));
+        self.rows.upstream_refusals.retain(|(u, a)| !(u == upstream && *a == account));
         Ok(true)
     }
     async fn used_upstream_link(
@@ -205,7 +208,11 @@ impl Work for MemoryWork {
     ) -> Result<bool, StoreError> {
         let before = self.rows.upstream_links.len();
         self.rows.upstream_links.retain(|(u, s, a)| !(u == upstream && s == subject && *a == account));
-        Ok(self.rows.upstream_links.len() < before)
+        let removed = self.rows.upstream_links.len() < before;
+        if removed {
+            self.rows.upstream_refusals.push((upstream.to_owned(), account));
+        }
+        Ok(removed)
     }
     async fn rpps_owners(
         &mut self,
@@ -218,8 +225,18 @@ impl Work for MemoryWork {
             .filter_map(|h| h.account.rpps.clone().filter(|n| numbers.contains(n)).map(|n| (n, h.account.id)))
             .collect())
     }
-    async fn upstream_link_removed(&mut self, _upstream: &str, _account: AccountId) -> Result<bool, StoreError> {
-        Ok(false)
+    async fn upstream_link_removed(&mut self, upstream: &str, account: AccountId) -> Result<bool, StoreError> {
+        Ok(self.rows.upstream_refusals.contains(&(upstream.to_owned(), account)))
+    }
+    async fn end_link_sessions(
+        &mut self,
+        _account: AccountId,
+        _upstream: &str,
+        _subject: &str,
+        _keep: Option<&TokenHash>,
+        _now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
     }
     async fn set_erase_at(&mut self, account: AccountId, at: Option<Timestamp>) -> Result<(), StoreError> {
         let held = self.rows.accounts.get_mut(&account).ok_or(StoreError::Changed)?;

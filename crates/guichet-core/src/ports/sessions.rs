@@ -28,13 +28,15 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// The account's live sessions at `now`, newest first, with where each began.
     async fn account_sessions(&self, account: AccountId, now: Timestamp) -> Result<Vec<OpenSession>, StoreError>;
 
-    /// Ends the account's sessions opened through `upstream` (its back-channel logout),
-    /// telling the applications they signed in to, and records `event` when any ended;
-    /// how many, in one transaction.
+    /// Ends the sessions `upstream` opened for its `subject` at or before `before` (a
+    /// logout token's issue time: a session opened after it is another login there),
+    /// telling the applications they signed in to, and records `event` for each account
+    /// whose sessions ended (its account filled in); how many ended, in one transaction.
     async fn end_upstream_sessions(
         &self,
         upstream: &str,
-        account: AccountId,
+        subject: &str,
+        before: Timestamp,
         now: Timestamp,
         event: NewAuditEvent,
     ) -> Result<u64, StoreError>;

@@ -426,6 +426,17 @@ pub trait Work: Send {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
+    /// Ends the sessions `upstream` opened for `subject` on the account but `keep`, telling
+    /// the applications they signed in to; how many.
+    async fn end_link_sessions(
+        &mut self,
+        account: AccountId,
+        upstream: &str,
+        subject: &str,
+        keep: Option<&TokenHash>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+
     /// Whether the account's member removed a link of `upstream` since its last link.
     async fn upstream_link_removed(&mut self, upstream: &str, account: AccountId) -> Result<bool, StoreError>;
 

@@ -15,9 +15,11 @@ CREATE TABLE upstream_requests (
 );
 CREATE INDEX upstream_requests_by_expiry ON upstream_requests (expires_at);
 
--- A session opened upstream names the provider (its back-channel logout ends the
--- sessions it opened) and keeps its ID token, the hint its own logout asks for.
+-- A session opened upstream names the provider and the person there (its back-channel
+-- logout, or the link's removal, ends the sessions it opened) and keeps its ID token, the
+-- hint its own logout asks for.
 ALTER TABLE sessions ADD COLUMN upstream TEXT;
+ALTER TABLE sessions ADD COLUMN upstream_subject TEXT;
 ALTER TABLE sessions ADD COLUMN upstream_id_token TEXT;
 
 -- A provider whose link a member removed from their account: the account's RPPS number no

@@ -53,12 +53,16 @@ struct LogoutForm {
 async fn backchannel_logout(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Form(form): Form<LogoutForm>,
+    form: Result<axum::Form<LogoutForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, WebError> {
     let answer = |status: StatusCode, body: &'static str| {
         let headers =
             [(axum::http::header::CACHE_CONTROL, "no-store"), (axum::http::header::CONTENT_TYPE, "application/json")];
         (status, headers, body).into_response()
+    };
+    // The provider's own answer (JSON), never a page, even for a body that does not read.
+    let Ok(axum::Form(form)) = form else {
+        return Ok(answer(StatusCode::BAD_REQUEST, "{\"error\":\"invalid_request\"}"));
     };
     match state.upstreams.logout_from_upstream(&id, &form.logout_token).await {
         Ok(ended) => {
@@ -378,6 +382,7 @@ async fn open_session(
     let replacing = visitor.session.as_ref().map(|s| &s.token_hash);
     let upstream = guichet_core::session::UpstreamSession {
         provider: identity.upstream.clone(),
+        subject: identity.subject.clone(),
         id_token: identity.id_token.clone(),
     };
     let (token, _) =
@@ -565,5 +570,8 @@ async fn unlink(
     Form(form): Form<UnlinkForm>,
 ) -> Result<Response, WebError> {
     let removed = state.upstreams.unlink(&signed_in.session, &id, &form.subject, &context).await?;
+    if removed {
+        state.messenger.signal().notify_one();
+    }
     Ok(see_other(if removed { "/me?done=upstream-removed" } else { "/me" }, "/me"))
 }

@@ -381,6 +381,7 @@ async fn the_desk_sees_and_removes_a_members_link(backend: Backend) {
     assert_eq!(removed.status, StatusCode::SEE_OTHER);
     let event = app.events("marie").await.into_iter().find(|e| e.kind == AuditKind::UpstreamUnlinked);
     assert!(event.is_some_and(|e| matches!(e.actor, Actor::Staff(_))), "audited with the staff member");
+    assert_eq!(app.get_with(&browser, "/me").await.status, StatusCode::SEE_OTHER, "the session it opened ended");
     // Not made again by the number: the provider leads to the linking page.
     let again = crate::helpers::browser();
     let back = at_provider(&app, &upstream, &again, "marie").await;
@@ -496,10 +497,20 @@ async fn staff_give_their_code_after_the_provider_to_open_the_console(backend: B
     let required = [("GUICHET_STAFF_SECOND_FACTOR", "required")];
     let Some((app, upstream, _dir)) = both_with(backend, "normal", &required).await else { return };
     account(&app, "boss", "10007777777", Role::Admin).await;
+    // A staff account is never linked by a number someone typed: the linking page.
     let enrolling = browser();
+    let back = at_provider(&app, &upstream, &enrolling, "boss").await;
+    assert!(get(&enrolling, &back).await.1.is_some_and(|l| l.ends_with("/login/upstream/psc/link")));
     let enrol_first = app.login_with(&enrolling, "boss", PASSWORD, &[]).await;
     assert_eq!(enrol_first.location(), Some("/me/second-factor"), "staff enrol first");
     let (secret, _) = crate::second_factor::enrol(&app, &enrolling).await;
+    // Signed in with both, the administrator links the provider from Mon espace.
+    let me = app.get_with(&enrolling, "/me").await;
+    let away = app.post_form(&enrolling, "/me/upstream/psc/link", &[("csrf_token", &me.csrf_token())]).await;
+    let url = away.body.split("url=").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default();
+    let url = url.replace("&amp;", "&").replace("&#38;", "&");
+    let back = through_provider(&app, &upstream, &enrolling, Some(url), "boss").await;
+    assert_eq!(get(&enrolling, &back).await.1, Some(format!("{}/me?done=upstream", app.address)));
 
     let browser = crate::helpers::browser();
     let back = at_provider(&app, &upstream, &browser, "boss").await;

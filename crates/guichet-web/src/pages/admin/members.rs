@@ -299,8 +299,9 @@ fn done_message(done: &str) -> Option<&'static str> {
     Some(match done {
         "unlock" => "Suspension levée : le membre peut se connecter dès maintenant avec son mot de passe.",
         "upstream-removed" => {
-            "Le service d'identité est retiré du compte : il ne l'ouvre plus, et le numéro RPPS ne l'associe plus de lui-même."
+            "Le service d'identité est retiré du compte : il ne l'ouvre plus, les sessions ouvertes par lui sont fermées, et le numéro RPPS ne l'associe plus de lui-même."
         }
+        "upstream-none" => "Ce service d'identité n'était plus associé au compte : rien n'a changé.",
         "identifier" => "L'identifiant part vers l'adresse du compte.",
         "reset" => "Un code pour choisir un nouveau mot de passe part vers l'adresse du compte.",
         "temporary" => {
@@ -551,8 +552,14 @@ pub async fn unlink_upstream(
 ) -> Result<Response, WebError> {
     let name = state.upstreams.name_of(&form.upstream);
     let console = &state.console;
-    console.unlink_upstream(&staff.actor, id, &form.upstream, &form.subject, &name, &context).await.map_err(refused)?;
-    Ok(back(id, "upstream-removed"))
+    let removed = console
+        .unlink_upstream(&staff.actor, id, &form.upstream, &form.subject, &name, &context)
+        .await
+        .map_err(refused)?;
+    if removed {
+        state.messenger.signal().notify_one();
+    }
+    Ok(back(id, if removed { "upstream-removed" } else { "upstream-none" }))
 }
 
 /// Resets the second factor, once staff said how they checked who asks.
