@@ -287,7 +287,7 @@ impl Authenticator {
     /// Counts nothing (for logins that guess nothing, like an upstream provider's).
     pub fn usual_browser(&self, device_cookie: Option<&str>, account: &crate::account::Account) -> bool {
         let cookie = DeviceCookie::parse(device_cookie.unwrap_or_default(), &self.key, self.clock.now());
-        cookie.mark_for(account.id).is_some_and(|mark| mark.issued_at() > account.devices_trusted_after)
+        live_mark(&cookie, account).is_some()
     }
 
     /// The lockout policy in force.
@@ -430,10 +430,7 @@ impl Authenticator {
         account: &Account,
         now: Timestamp,
     ) -> Result<Option<String>, LoginError> {
-        let Some(mark) = cookie.mark_for(account.id) else { return Ok(None) };
-        if mark.issued_at() <= account.devices_trusted_after {
-            return Ok(None);
-        }
+        let Some(mark) = live_mark(cookie, account) else { return Ok(None) };
         let attempts = self.devices.count_device_attempt(mark.nonce(), account.id, self.lockout.duration, now).await?;
         Ok((attempts <= self.lockout.threshold).then(|| mark.nonce().to_owned()))
     }
@@ -606,4 +603,10 @@ fn uncounted(
     at: Timestamp,
 ) -> NewAuditEvent {
     NewAuditEvent { at, account_id: Some(account), kind, actor: Actor::Member, context: context.clone(), detail: None }
+}
+
+/// The cookie's mark for `account`, when it was issued since the account's marks were last
+/// voided (a password changed, "forget my browsers").
+fn live_mark<'c>(cookie: &'c DeviceCookie, account: &crate::account::Account) -> Option<&'c crate::device::DeviceMark> {
+    cookie.mark_for(account.id).filter(|mark| mark.issued_at() > account.devices_trusted_after)
 }

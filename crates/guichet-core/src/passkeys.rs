@@ -385,7 +385,8 @@ impl Passkeys {
         if !work.used_key(stored, &written, now).await? {
             return Err(PasskeyError::Unknown);
         }
-        record_login(work.as_mut(), stored.account, SecondFactor::Key, locked, context, now).await?;
+        let how = crate::audit::AuditDetail::SecondFactor(SecondFactor::Key);
+        record_login(work.as_mut(), stored.account, how, locked, context, now).await?;
         work.commit().await?;
         Ok(())
     }

@@ -678,7 +678,7 @@ impl SecondFactors {
             };
             return Err(SecondFactorError::Wrong { locked });
         };
-        record_login(work.as_mut(), account, factor, locked, context, now).await?;
+        record_login(work.as_mut(), account, AuditDetail::SecondFactor(factor), locked, context, now).await?;
         work.commit().await?;
         if let Step::Login { device: Some(nonce), .. } = step {
             self.devices.clear_device_attempts(nonce).await?;
@@ -733,20 +733,21 @@ impl SecondFactors {
     }
 }
 
-/// Records a login completed with `factor` (a second step, or a passkey alone): the last
-/// login set, audited, the failures cleared unless a lock runs (the member's usual
-/// browser, or a passkey, got in despite it).
+/// Records a login completed without a password check of its own (a second step, a
+/// passkey alone, an upstream provider), `how` said in the audit line: the last login
+/// set, the failures cleared unless a lock runs (the member's usual browser, or a
+/// passkey, got in despite it).
 pub(crate) async fn record_login(
     work: &mut dyn Work,
     account: AccountId,
-    factor: SecondFactor,
+    how: AuditDetail,
     locked: bool,
     context: &RequestContext,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     work.set_logged_in(account, now, None).await?;
     let mut succeeded = event(account, AuditKind::LoginSucceeded, Actor::Member, context, now);
-    succeeded.detail = Some(AuditDetail::SecondFactor(factor));
+    succeeded.detail = Some(how);
     let recorded = work.record(&succeeded).await?;
     if !locked {
         work.set_lock(account, None, recorded).await?;

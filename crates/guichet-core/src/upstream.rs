@@ -24,6 +24,7 @@ use subtle::ConstantTimeEq as _;
 use crate::account::{Account, AccountId, Rpps};
 use crate::audit::{Actor, AuditDetail, AuditKind, NewAuditEvent, RequestContext};
 use crate::clock::Clock;
+use crate::credentials::member_event;
 use crate::mail::MailKind;
 use crate::ports::{
     Ports, RequestPurpose, StoreError, StoredRequest, ThrottleStore, Transactions, UpstreamLink, UpstreamStore, Work,
@@ -437,7 +438,7 @@ impl Upstreams {
             None
         };
         if let Some(refusal) = refusal {
-            let mut refused = event(account, AuditKind::LoginRefusedLocked, context, now);
+            let mut refused = member_event(account, AuditKind::LoginRefusedLocked, context, now);
             refused.detail = Some(AuditDetail::Upstream(name));
             work.record(&refused).await?;
             work.commit().await?;
@@ -459,12 +460,10 @@ impl Upstreams {
         } else if national.is_some() && held.account.rpps.is_some() && held.account.rpps != national {
             // Linked, but the account's number was corrected since: another professional's
             // identity, whose link goes.
-            work.unlink_upstream(account, &identity.upstream, &identity.subject, now).await?;
-            work.end_link_sessions(account, &identity.upstream, &identity.subject, None, now).await?;
-            let mut unlinked = event(account, AuditKind::UpstreamUnlinked, context, now);
+            let mut unlinked = member_event(account, AuditKind::UpstreamUnlinked, context, now);
             unlinked.actor = Actor::System;
             unlinked.detail = Some(AuditDetail::Upstream(name));
-            work.record(&unlinked).await?;
+            remove_link(work.as_mut(), &identity.upstream, &identity.subject, None, &unlinked).await?;
             work.commit().await?;
             return Ok(Admission::Unknown);
         }
@@ -472,13 +471,8 @@ impl Upstreams {
         if !work.used_upstream_link(&identity.upstream, &identity.subject, account, now).await? {
             return Ok(Admission::Unknown);
         }
-        work.set_logged_in(account, now, None).await?;
-        let mut succeeded = event(account, AuditKind::LoginSucceeded, context, now);
-        succeeded.detail = Some(AuditDetail::Upstream(name));
-        let recorded = work.record(&succeeded).await?;
-        if !locked {
-            work.set_lock(account, None, recorded).await?;
-        }
+        crate::second_factor::record_login(work.as_mut(), account, AuditDetail::Upstream(name), locked, context, now)
+            .await?;
         work.commit().await?;
         Ok(Admission::In { account: Box::new(held.account), linked: new_link })
     }
@@ -594,14 +588,14 @@ impl Upstreams {
         let account = session.account_id;
         let now = self.clock.now();
         let mut work = self.transactions.begin().await?;
-        if work.hold_account(account).await?.is_none() || !work.unlink_upstream(account, upstream, subject, now).await?
-        {
+        if work.hold_account(account).await?.is_none() {
             return Ok(false);
         }
-        work.end_link_sessions(account, upstream, subject, Some(&session.token_hash), now).await?;
-        let mut unlinked = event(account, AuditKind::UpstreamUnlinked, context, now);
+        let mut unlinked = member_event(account, AuditKind::UpstreamUnlinked, context, now);
         unlinked.detail = Some(AuditDetail::Upstream(self.name_of(upstream)));
-        work.record(&unlinked).await?;
+        if !remove_link(work.as_mut(), upstream, subject, Some(&session.token_hash), &unlinked).await? {
+            return Ok(false);
+        }
         work.commit().await?;
         Ok(true)
     }
@@ -634,8 +628,23 @@ impl Upstreams {
     }
 }
 
-fn event(account: AccountId, kind: AuditKind, context: &RequestContext, at: Timestamp) -> NewAuditEvent {
-    NewAuditEvent { at, account_id: Some(account), kind, actor: Actor::Member, context: context.clone(), detail: None }
+/// Removes a link of the account `unlinked` names, in the caller's unit with the account
+/// held: the sessions it opened end (but `keep`, the member acting), their applications
+/// told, and `unlinked` is recorded. `false` (nothing written) when there was no such link.
+pub(crate) async fn remove_link(
+    work: &mut dyn Work,
+    upstream: &str,
+    subject: &str,
+    keep: Option<&crate::token::TokenHash>,
+    unlinked: &NewAuditEvent,
+) -> Result<bool, StoreError> {
+    let Some(account) = unlinked.account_id else { return Ok(false) };
+    if !work.unlink_upstream(account, upstream, subject, unlinked.at).await? {
+        return Ok(false);
+    }
+    work.end_link_sessions(account, upstream, subject, keep, unlinked.at).await?;
+    work.record(unlinked).await?;
+    Ok(true)
 }
 
 /// Records a new link and tells the member's address.
@@ -646,7 +655,7 @@ async fn linked_event(
     context: &RequestContext,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let mut linked = event(held.account.id, AuditKind::UpstreamLinked, context, now);
+    let mut linked = member_event(held.account.id, AuditKind::UpstreamLinked, context, now);
     linked.detail = Some(AuditDetail::Upstream(name.to_owned()));
     work.record(&linked).await?;
     crate::credentials::notify(work, held, MailKind::UpstreamLinked, now).await

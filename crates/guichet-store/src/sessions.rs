@@ -70,7 +70,8 @@ pub(crate) async fn end_sessions(
 const BY_IDENTITY: &str = "upstream || ' ' || upstream_subject = $1";
 
 /// Ends the sessions `upstream` opened for `subject` on the account but `keep`, inside a
-/// transaction, telling the applications they signed in to; how many.
+/// transaction, telling the applications they signed in to; how many (a link's sessions:
+/// a handful).
 pub(crate) async fn end_link_sessions(
     tx: &mut SqlWork,
     account: AccountId,
@@ -79,30 +80,25 @@ pub(crate) async fn end_link_sessions(
     now: Timestamp,
 ) -> Result<u64, StoreError> {
     let keep = keep.map_or("", TokenHash::as_str);
-    let sessions =
-        format!("SELECT token_hash FROM sessions WHERE {BY_IDENTITY} AND account_id = $2 AND token_hash <> $3");
-    // As `tell_applications`, with the session kept left out (a fourth value).
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO oidc_logouts (client_id, account_id, sid, ended_at, next_attempt_at) \
-         SELECT l.client_id, l.account_id, l.sid, $4, $4 FROM oidc_session_clients l \
-         JOIN oidc_clients c ON c.client_id = l.client_id \
-         WHERE c.backchannel_logout_uri IS NOT NULL AND l.session_hash IN ({sessions})"
+    let hashes: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT token_hash FROM sessions WHERE {BY_IDENTITY} AND account_id = $2 AND token_hash <> $3"
     )))
     .bind(identity.to_owned())
     .bind(account.get())
     .bind(keep.to_owned())
-    .bind(millis(now))
-    .execute(&mut **tx)
+    .fetch_all(&mut **tx)
     .await
     .map_err(backend)?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM sessions WHERE token_hash IN ({sessions})")))
-        .bind(identity.to_owned())
-        .bind(account.get())
-        .bind(keep.to_owned())
-        .execute(&mut **tx)
-        .await
-        .map(|done| done.rows_affected())
-        .map_err(backend)
+    for hash in &hashes {
+        // As a logout of that session (see `delete_session`).
+        tell_applications(tx, "l.session_hash = $1 AND $2 = 0", hash, None, now).await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(hash.clone())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(u64::try_from(hashes.len()).unwrap_or(u64::MAX))
 }
 
 /// Ends the account's sessions opened with a temporary password, inside a transaction:

@@ -415,12 +415,10 @@ impl Console {
         let mut work = self.transactions.begin().await?;
         let held = hold_within(work.as_mut(), target.id, actor.reach()).await?;
         let mut event = self.event(actor, held.account.id, AuditKind::UpstreamUnlinked, context);
-        if !work.unlink_upstream(held.account.id, upstream, subject, event.at).await? {
+        event.detail = Some(AuditDetail::Upstream(name.to_owned()));
+        if !crate::upstream::remove_link(work.as_mut(), upstream, subject, None, &event).await? {
             return Ok(false);
         }
-        work.end_link_sessions(held.account.id, upstream, subject, None, event.at).await?;
-        event.detail = Some(AuditDetail::Upstream(name.to_owned()));
-        work.record(&event).await?;
         work.commit().await?;
         Ok(true)
     }

@@ -197,7 +197,11 @@ fn failed(state: &AppState, visitor: &Visitor, id: &str, error: UpstreamError) -
 /// Sends the browser to the provider, its `state` in a cookie.
 fn to_provider(state: &AppState, begun: &guichet_core::upstream::Begun) -> Response {
     // The provider's address: no `Location` fallback makes sense but the login page.
-    let mut response = see_other(&begun.url, "/login");
+    with_state_cookie(state, begun, see_other(&begun.url, "/login"))
+}
+
+/// `response`, setting the cookie that binds the provider's answer to this browser.
+fn with_state_cookie(state: &AppState, begun: &guichet_core::upstream::Begun, mut response: Response) -> Response {
     let cookie = state.settings.cookies.set_lasting(Cookie::Upstream, begun.state.expose(), COOKIE_FOR);
     response.headers_mut().append(SET_COOKIE, cookie);
     response
@@ -251,10 +255,7 @@ async fn begin_link(
                 name,
                 url: begun.url.clone(),
             };
-            let mut response = render(StatusCode::OK, &page)?;
-            let cookie = state.settings.cookies.set_lasting(Cookie::Upstream, begun.state.expose(), COOKIE_FOR);
-            response.headers_mut().append(SET_COOKIE, cookie);
-            Ok(response)
+            Ok(with_state_cookie(&state, &begun, render(StatusCode::OK, &page)?))
         }
         Err(error) => failed(&state, &visitor, &id, error),
     }
@@ -275,9 +276,13 @@ async fn callback(
     Client(context): Client,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(query): Query<CallbackQuery>,
+    query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, WebError> {
     provider(&state, &id)?;
+    // A query that does not read (a parameter twice…) is an answer that does not hold.
+    let Ok(Query(query)) = query else {
+        return failed(&state, &visitor, &id, UpstreamError::Refused("an unreadable callback query".to_owned()));
+    };
     let jar = &state.settings.cookies;
     let cookie = jar.read(Cookie::Upstream, &headers);
     let Some(answer_state) = query.state else { return failed(&state, &visitor, &id, UpstreamError::Expired) };

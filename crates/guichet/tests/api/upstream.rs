@@ -658,6 +658,60 @@ async fn members_imported_with_their_rpps_numbers_sign_in_without_a_password(bac
     assert!(plain(&me.body).contains("marie"), "{}", me.body);
 }
 
+/// The blocks of a section of the French guide (`## N.`), by language, in order.
+fn guide_blocks(section: &str, lang: &str) -> Vec<String> {
+    let guide = include_str!("../../../../docs/pro-sante-connect.md");
+    let text =
+        guide.split(&format!("\n## {section}")).nth(1).unwrap_or_default().split("\n## ").next().unwrap_or_default();
+    text.split(&format!("```{lang}\n")).skip(1).filter_map(|b| b.split("```").next()).map(str::to_owned).collect()
+}
+
+/// Runs each `guichet …` line of a shell block (comments dropped) in `dir`, on `app`'s
+/// database, with the guide's configuration file when there is one: their outputs.
+fn run_lines(app: &TestApp, dir: &std::path::Path, block: &str) -> Vec<String> {
+    block
+        .lines()
+        .filter_map(|line| line.split('#').next().map(str::trim).filter(|l| !l.is_empty()))
+        .map(|line| {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(args.first(), Some(&"guichet"), "{line}");
+            let output = Command::new(env!("CARGO_BIN_EXE_guichet"))
+                .args(&args[1..])
+                .current_dir(dir)
+                .env("GUICHET_DATABASE_URL", app.database_url())
+                .env("GUICHET_CONFIG", dir.join("guichet.toml"))
+                .output()
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+            let said = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{line}: {said}");
+            said
+        })
+        .collect()
+}
+
+/// The French guide's configuration, check and import, as written: its TOML block with a
+/// secret file beside it, `guichet config check`, its CSV file, and its two imports.
+#[tokio::test]
+async fn the_guides_configuration_and_import_run_as_written() {
+    let app = crate::helpers::spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("psc-client-secret"), "LE-SECRET-REMIS-PAR-L-ANS\n").unwrap();
+    let toml = guide_blocks("3.", "toml").into_iter().next().unwrap_or_else(|| panic!("no TOML in section 3"));
+    std::fs::write(dir.path().join("guichet.toml"), toml).unwrap();
+    let check = guide_blocks("3.", "sh").into_iter().next().unwrap_or_else(|| panic!("no check in section 3"));
+    let said = run_lines(&app, dir.path(), &check).concat();
+    assert!(said.contains("psc (https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet)"), "{said}");
+    assert!(!said.contains("LE-SECRET"), "the secret is never printed");
+
+    let csv = guide_blocks("4.", "text").into_iter().next().unwrap_or_else(|| panic!("no file in section 4"));
+    std::fs::write(dir.path().join("membres.csv"), csv).unwrap();
+    let imports = guide_blocks("4.", "sh").into_iter().next().unwrap_or_else(|| panic!("no import in section 4"));
+    let said = run_lines(&app, dir.path(), &imports);
+    assert_eq!(said.len(), 2, "{said:?}");
+    let curie = app.account("mcurie").await;
+    assert_eq!(curie.rpps.as_ref().map(|n| n.as_str()), Some("10001234567"));
+}
+
 on_both_backends!(
     members_imported_with_their_rpps_numbers_sign_in_without_a_password,
     a_logout_at_the_provider_ends_the_session_it_opened_here,
